@@ -1,0 +1,44 @@
+import { hostname } from "node:os";
+import Joi from "joi";
+import { commonEnv, loadConfigOrExit } from "@runbridge/common";
+
+export const dispatcherEnvSchema = Joi.object({
+  ...commonEnv,
+  DISPATCHER_PORT: Joi.number().port().default(8081).description("Port runners connect to (socket.io, path /runner)"),
+  DISPATCHER_HOST: Joi.string().default("0.0.0.0").description("Address the dispatcher listens on"),
+  DISPATCHER_ID: Joi.string()
+    .max(100)
+    .default(`${hostname()}-${process.pid}`)
+    .description("Name of this dispatcher in logs and presence records"),
+  WORKER_CONCURRENCY: Joi.number().integer().min(1).max(1000).default(50).description("Deliveries in flight per dispatcher"),
+  RUNNER_ACK_TIMEOUT_MS: Joi.number().integer().min(100).max(60000).default(5000).description("How long a runner has to acknowledge an operation"),
+  RESULT_GRACE_SECONDS: Joi.number()
+    .integer()
+    .min(1)
+    .max(3600)
+    .default(60)
+    .description("After an operation's timeout, how long to wait for its result before asking the runner's ledger or failing it"),
+  SWEEP_INTERVAL_MS: Joi.number().integer().min(100).max(600000).default(5000).description("How often stuck operations are looked for"),
+  DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per dispatcher process"),
+});
+
+export interface DispatcherConfig {
+  DATABASE_URL: string;
+  REDIS_URL: string;
+  REDIS_PREFIX: string;
+  LOG_LEVEL: string;
+  RUNBRIDGE_ENCRYPTION_KEY: string;
+  RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: string;
+  DISPATCHER_PORT: number;
+  DISPATCHER_HOST: string;
+  DISPATCHER_ID: string;
+  WORKER_CONCURRENCY: number;
+  RUNNER_ACK_TIMEOUT_MS: number;
+  RESULT_GRACE_SECONDS: number;
+  SWEEP_INTERVAL_MS: number;
+  DB_POOL_SIZE: number;
+}
+
+export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): DispatcherConfig {
+  return loadConfigOrExit<DispatcherConfig>("dispatcher", dispatcherEnvSchema, env);
+}

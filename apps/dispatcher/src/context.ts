@@ -1,0 +1,26 @@
+import type { Redis } from "ioredis";
+import type { Server as IoServer } from "socket.io";
+import type { DispatcherToRunnerEvents, RedisKeys, RunnerToDispatcherEvents } from "@runbridge/contracts";
+import type { Logger, Sealer } from "@runbridge/common";
+import type { PrismaClient } from "@runbridge/db";
+import type { DispatcherConfig } from "./config";
+
+export interface RunnerSocketData {
+  serverId: string;
+  tenantId: string;
+  serverName: string;
+}
+
+export type RunnerIo = IoServer<RunnerToDispatcherEvents, DispatcherToRunnerEvents, Record<string, never>, RunnerSocketData>;
+
+export interface DispatcherContext {
+  config: DispatcherConfig;
+  logger: Logger;
+  prisma: PrismaClient;
+  redis: Redis;
+  keys: RedisKeys;
+  sealer: Sealer;
+  io: RunnerIo;
+}
+
+export const serverRoom = (serverId: string) => `server:${serverId}`;

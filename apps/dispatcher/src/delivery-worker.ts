@@ -1,0 +1,78 @@
+import { UnrecoverableError, Worker, type Job } from "bullmq";
+import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
+import { createRedis } from "@runbridge/common";
+import type { DispatcherContext } from "./context";
+import { startMessage } from "./process-spec";
+import { finishOperation } from "./results";
+import { RunnerNotConnected, requestRunner } from "./runner-link";
+
+class AlreadyFinished extends Error {}
+
+/**
+ * Delivers each operation to its server's runner, wherever that runner is
+ * connected. BullMQ may run this more than once for one job (stalls,
+ * redelivery); that is safe: the operation row only moves forward, and the
+ * runner's ledger turns a repeated start into "already started".
+ */
+export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverOperationJob>): Promise<string> {
+  const { value: data, error } = JobCatalog[JobName.DeliverOperation].schema.validate(job.data);
+  if (error) throw new UnrecoverableError(`malformed job: ${error.message}`);
+  const op = await ctx.prisma.operation.findUnique({ where: { id: data.operationId } });
+  if (!op) return "operation-missing";
+  if (op.status !== "running") return "already-finished";
+
+  if (!op.dispatchedAt && Date.now() > op.deliverBy.getTime()) {
+    // Never handed to a runner, so it cannot be running: fail it rather than run it late.
+    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
+    return "runner-offline";
+  }
+
+  let secrets: OperationSecrets = {};
+  if (data.sealed) {
+    try {
+      secrets = JSON.parse(ctx.sealer.open(data.sealed, op.id)) as OperationSecrets;
+    } catch (err) {
+      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: `could not open the operation's sealed inputs: ${String(err)}` });
+      return "unsealable";
+    }
+  }
+
+  // Marked as dispatched (only while still running) once a runner socket exists, before the
+  // send: from then on no deadline may fail it, since it may be running.
+  let stillRunning = true;
+  const reply = await requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), async () => {
+    const marked = await ctx.prisma.operation.updateMany({ where: { id: op.id, status: "running" }, data: { dispatchedAt: op.dispatchedAt ?? new Date() } });
+    stillRunning = marked.count === 1;
+    if (!stillRunning) throw new AlreadyFinished();
+  }).catch((err: unknown) => {
+    if (err instanceof AlreadyFinished) return null;
+    throw err;
+  });
+  if (!reply || !stillRunning) return "already-finished";
+  if (!reply.ok) {
+    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: `runner refused the operation: ${reply.error}` });
+    return "refused";
+  }
+  ctx.logger.debug("operation delivered", { operationId: op.id, state: reply.state, attempt: job.attemptsMade + 1 });
+  return reply.state;
+}
+
+export function createDeliveryWorker(ctx: DispatcherContext): Worker<DeliverOperationJob> {
+  const connection = createRedis(ctx.config.REDIS_URL);
+  connection.on("error", (err: Error) => ctx.logger.warn("worker redis error", { error: err.message }));
+  const worker = new Worker<DeliverOperationJob>(QueueName.Operations, (job) => deliverOperation(ctx, job), {
+    connection,
+    prefix: ctx.keys.bull,
+    concurrency: ctx.config.WORKER_CONCURRENCY,
+    // Deliveries are short; a lapsed lock means a dead dispatcher, and another takes the job over.
+    lockDuration: 30_000,
+    stalledInterval: 15_000,
+    maxStalledCount: 100,
+  });
+  worker.on("failed", (job, err) => {
+    if (err instanceof RunnerNotConnected) ctx.logger.debug("delivery will be retried", { operationId: job?.data.operationId, reason: err.message });
+    else ctx.logger.warn("delivery attempt failed", { operationId: job?.data.operationId, error: err.message });
+  });
+  worker.on("error", (err) => ctx.logger.warn("worker error", { error: err.message }));
+  return worker;
+}

@@ -1,0 +1,60 @@
+import { createServer } from "node:http";
+import { once } from "node:events";
+import { redisKeys } from "@runbridge/contracts";
+import { Sealer, Shutdown, createLogger, createRedis } from "@runbridge/common";
+import { createPrisma } from "@runbridge/db";
+import { loadDispatcherConfig } from "./config";
+import type { DispatcherContext } from "./context";
+import { createDeliveryWorker } from "./delivery-worker";
+import { RunnerPresence } from "./presence";
+import { attachRunnerHandlers, createRunnerIo } from "./socket-server";
+import { Sweeper } from "./sweeper";
+
+async function main(): Promise<void> {
+  // Configuration is checked before any connection is opened.
+  const config = loadDispatcherConfig();
+  const logger = createLogger("dispatcher", config.LOG_LEVEL);
+  const keys = redisKeys(config.REDIS_PREFIX);
+  const prisma = createPrisma(config.DATABASE_URL, { max: config.DB_POOL_SIZE });
+  const redis = createRedis(config.REDIS_URL);
+  redis.on("error", (err: Error) => logger.warn("redis error", { error: err.message }));
+
+  const http = createServer((req, res) => {
+    if (req.url === "/healthz") {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
+      return;
+    }
+    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ detail: "not found" }));
+  });
+  const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter);
+  const ctx: DispatcherContext = { config, logger, prisma, redis, keys, sealer: Sealer.fromConfig(config), io };
+  const presence = new RunnerPresence(ctx);
+  attachRunnerHandlers(ctx, presence);
+  presence.start();
+
+  http.listen(config.DISPATCHER_PORT, config.DISPATCHER_HOST);
+  await once(http, "listening");
+  const worker = createDeliveryWorker(ctx);
+  const sweeper = new Sweeper(ctx);
+  sweeper.start();
+  logger.info("dispatcher ready", { port: config.DISPATCHER_PORT, dispatcherId: config.DISPATCHER_ID });
+
+  new Shutdown(logger)
+    .add("stop sweeping", () => sweeper.stop())
+    // Finishes deliveries in flight and takes no new jobs; the rest stay queued for other dispatchers.
+    .add("close worker", () => worker.close())
+    .add("release runner presence", () => presence.stop())
+    // Runners reconnect to another dispatcher and re-send any result not yet stored.
+    .add("disconnect runners", () => new Promise<void>((resolve) => void io.close(() => resolve())))
+    .add("close redis", () => {
+      closeAdapter();
+      redis.disconnect();
+    })
+    .add("disconnect postgres", () => prisma.$disconnect())
+    .listen();
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`dispatcher failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

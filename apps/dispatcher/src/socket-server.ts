@@ -1,0 +1,110 @@
+import type { Server as HttpServer } from "node:http";
+import { createAdapter } from "@socket.io/redis-adapter";
+import { Server } from "socket.io";
+import { SocketPath, type RunnerHandshakeAuth } from "@runbridge/contracts";
+import { TokenKind, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
+import type { DispatcherConfig } from "./config";
+import { serverRoom, type DispatcherContext, type RunnerIo } from "./context";
+import type { RunnerPresence } from "./presence";
+import { recordRunnerResult } from "./results";
+import { appendOutput } from "./output-log";
+
+/** Socket.io server for runners; the Redis adapter lets any dispatcher reach a runner connected to another. */
+export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapterPrefix: string): { io: RunnerIo; close: () => void } {
+  const pub = createRedis(config.REDIS_URL);
+  const sub = pub.duplicate();
+  const io: RunnerIo = new Server(http, {
+    path: SocketPath,
+    serveClient: false,
+    transports: ["websocket"],
+    pingInterval: 10_000,
+    pingTimeout: 10_000,
+    maxHttpBufferSize: 4 * 1024 * 1024,
+    adapter: createAdapter(pub, sub, { key: adapterPrefix, requestsTimeout: 5000 }),
+  });
+  return {
+    io,
+    close: () => {
+      pub.disconnect();
+      sub.disconnect();
+    },
+  };
+}
+
+export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPresence): void {
+  const { io, logger } = ctx;
+
+  io.use(async (socket, next) => {
+    const auth = (socket.handshake.auth ?? {}) as Partial<RunnerHandshakeAuth>;
+    const token = typeof auth.token === "string" ? auth.token : "";
+    if (!isWellFormedToken(token, TokenKind.RunnerToken)) return next(new Error("invalid runner token"));
+    try {
+      const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: hashToken(token) } });
+      if (!server) return next(new Error("invalid runner token"));
+      socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name };
+      next();
+    } catch (err) {
+      logger.warn("runner auth failed on a store error", { error: String(err) });
+      next(new Error("dispatcher unavailable, retry"));
+    }
+  });
+
+  io.on("connection", async (socket) => {
+    const { serverId } = socket.data;
+    const room = serverRoom(serverId);
+    // One live connection per server: a newer connection replaces older ones, on any dispatcher.
+    // Told first (same Redis publisher, so in order), so the old runner does not reconnect and fight.
+    try {
+      const older = (await io.in(room).fetchSockets()).filter((s) => s.id !== socket.id);
+      for (const old of older) {
+        old.emit("runner:replaced");
+        old.disconnect(true);
+      }
+      if (older.length > 0) logger.warn("runner connection replaced by a newer one", { serverId, replaced: older.length });
+    } catch (err) {
+      logger.warn("could not replace older runner connections", { serverId, error: String(err) });
+    }
+    if (socket.disconnected) return;
+    await socket.join(room);
+    await presence.online(serverId, socket.id).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
+    // The socket may have dropped while presence was being written.
+    if (socket.disconnected) await presence.offline(serverId, socket.id).catch(() => undefined);
+    void ctx.prisma.server.update({ where: { id: serverId }, data: { lastSeenAt: new Date() } }).catch(() => undefined);
+    logger.info("runner connected", { serverId, socketId: socket.id, version: (socket.handshake.auth as Partial<RunnerHandshakeAuth>).version });
+
+    socket.on("operation:started", ({ operationId, startedAt }) => {
+      void ctx.prisma.operation
+        .updateMany({ where: { id: operationId, serverId, startedAt: null }, data: { startedAt: new Date(startedAt) } })
+        .catch((err: unknown) => logger.warn("could not record start", { operationId, error: String(err) }));
+    });
+
+    // A runner may only write the live log of its own server's operations.
+    const ownOperations = new Map<string, Promise<boolean>>();
+    socket.on("operation:output", (chunk) => {
+      let owned = ownOperations.get(chunk.operationId);
+      if (!owned) {
+        if (ownOperations.size > 1000) ownOperations.clear();
+        owned = ctx.prisma.operation.count({ where: { id: chunk.operationId, serverId } }).then((n) => n === 1, () => false);
+        ownOperations.set(chunk.operationId, owned);
+      }
+      void owned.then((ok) => (ok ? appendOutput(ctx, serverId, chunk) : undefined));
+    });
+
+    socket.on("operation:result", async (result, ack) => {
+      try {
+        await recordRunnerResult(ctx, serverId, result);
+        ack({ stored: true });
+      } catch (err) {
+        // Not acked as stored: the runner keeps the result and sends it again.
+        logger.error("could not store result", { operationId: result.operationId, error: String(err) });
+        ack({ stored: false });
+      }
+    });
+
+    socket.on("disconnect", (reason) => {
+      logger.info("runner disconnected", { serverId, socketId: socket.id, reason });
+      void presence.offline(serverId, socket.id).catch(() => undefined);
+      void ctx.prisma.server.update({ where: { id: serverId }, data: { lastSeenAt: new Date() } }).catch(() => undefined);
+    });
+  });
+}

@@ -1,0 +1,45 @@
+import express, { type Express } from "express";
+import { automationAuthMiddleware } from "./auth/automation-auth";
+import { managementAuthMiddleware } from "./auth/management-auth";
+import { trustProxySetting } from "./config";
+import type { GatewayContext } from "./context";
+import { errorHandler, notFoundHandler } from "./middleware/error-handler";
+import { requestContext } from "./middleware/request-context";
+import { execRouter } from "./routes/automation/exec";
+import { operationsRouter } from "./routes/automation/operations";
+import { automationKeysRouter } from "./routes/management/automation-keys";
+import { managementOperationsRouter } from "./routes/management/operations";
+import { serversRouter } from "./routes/management/servers";
+import { healthRouter } from "./routes/health";
+
+/** Bodies are bounded well above the largest valid request (8 KiB command + 64 KiB env + context). */
+const BODY_LIMIT = "256kb";
+
+export function createApp(ctx: GatewayContext): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", trustProxySetting(ctx.config.TRUST_PROXY));
+  app.set("query parser", "simple");
+  app.use(requestContext(ctx.logger));
+  // CI clients often forget Content-Type (curl -d sends form encoding): every body is read as JSON.
+  app.use(express.json({ limit: BODY_LIMIT, type: () => true, strict: false }));
+
+  app.use(healthRouter(ctx));
+
+  const automation = express.Router();
+  automation.use(automationAuthMiddleware(ctx));
+  automation.use(execRouter(ctx));
+  automation.use(operationsRouter(ctx));
+  app.use("/api/automation/v1", automation);
+
+  const management = express.Router();
+  management.use(managementAuthMiddleware(ctx));
+  management.use(serversRouter(ctx));
+  management.use(automationKeysRouter(ctx));
+  management.use(managementOperationsRouter(ctx));
+  app.use("/api/v1", management);
+
+  app.use(notFoundHandler);
+  app.use(errorHandler(ctx.logger));
+  return app;
+}

@@ -1,0 +1,22 @@
+import type { AutomationKey } from "@runbridge/db";
+import type { OperationType } from "@runbridge/contracts";
+import { ForbiddenError } from "../errors";
+
+/** Scope checks of an automation key; empty lists mean "all", as the spec says. */
+export function assertOperationAllowed(key: AutomationKey, op: OperationType): void {
+  if (key.allowedOperations.length > 0 && !key.allowedOperations.includes(op)) {
+    throw new ForbiddenError(`Operation "${op}" is not allowed for this API key`);
+  }
+}
+
+export function assertServerAllowed(key: AutomationKey, serverId: string): void {
+  if (key.allowedServerIds.length > 0 && !key.allowedServerIds.includes(serverId)) {
+    throw new ForbiddenError(`Server ${serverId} is not in this API key's allowed servers`);
+  }
+}
+
+export function assertCredentialAllowed(key: AutomationKey, credentialId: string): void {
+  if (key.allowedCredentialIds.length > 0 && !key.allowedCredentialIds.includes(credentialId)) {
+    throw new ForbiddenError(`Registry credential ${credentialId} is not in this API key's allowed credentials`);
+  }
+}

@@ -1,0 +1,45 @@
+import { Queue } from "bullmq";
+import { QueueName, redisKeys } from "@runbridge/contracts";
+import { Sealer, createFailFastRedis, createLogger, createRedis } from "@runbridge/common";
+import { createPrisma } from "@runbridge/db";
+import type { GatewayConfig } from "./config";
+import type { GatewayContext } from "./context";
+import { CompletionWaiter } from "./services/completion-waiter";
+import { Presence } from "./services/presence";
+
+/** Opens the gateway's connections. Used by main.ts and by tests (which run the app in-process). */
+export async function buildGatewayContext(config: GatewayConfig): Promise<GatewayContext & { close: () => Promise<void> }> {
+  const logger = createLogger("gateway", config.LOG_LEVEL);
+  const keys = redisKeys(config.REDIS_PREFIX);
+  const prisma = createPrisma(config.DATABASE_URL, { max: config.DB_POOL_SIZE, connectionTimeoutMillis: 3000 });
+  // Request-path Redis fails fast while Redis is down, so requests get 503 rather than hanging.
+  const redis = createFailFastRedis(config.REDIS_URL);
+  const queueConnection = createFailFastRedis(config.REDIS_URL);
+  const subscriber = createRedis(config.REDIS_URL);
+  for (const [name, conn] of [["redis", redis], ["queue", queueConnection], ["subscriber", subscriber]] as const) {
+    conn.on("error", (err: Error) => logger.warn("redis connection error", { connection: name, error: err.message }));
+  }
+  const queue = new Queue(QueueName.Operations, { connection: queueConnection, prefix: keys.bull });
+  queue.on("error", (err) => logger.warn("queue error", { error: err.message }));
+  const waiter = new CompletionWaiter(subscriber, keys.operationFinished);
+  await waiter.start();
+  const ctx: GatewayContext = {
+    config,
+    logger,
+    prisma,
+    redis,
+    keys,
+    queue,
+    sealer: Sealer.fromConfig(config),
+    waiter,
+    presence: new Presence(redis, keys),
+  };
+  const close = async () => {
+    await queue.close().catch(() => undefined);
+    subscriber.disconnect();
+    redis.disconnect();
+    queueConnection.disconnect();
+    await prisma.$disconnect();
+  };
+  return { ...ctx, close };
+}

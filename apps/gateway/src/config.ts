@@ -1,0 +1,55 @@
+import Joi from "joi";
+import { commonEnv, loadConfigOrExit } from "@runbridge/common";
+
+export const gatewayEnvSchema = Joi.object({
+  ...commonEnv,
+  PORT: Joi.number().port().default(8080).description("HTTP port of the gateway"),
+  HOST: Joi.string().default("0.0.0.0").description("Address the gateway listens on"),
+  TRUST_PROXY: Joi.string()
+    .allow("")
+    .default("")
+    .description("Express trust proxy: a hop count (e.g. 1) or comma-separated proxy addresses/subnets; empty = use the socket address"),
+  EXEC_MAX_WAIT_SECONDS: Joi.number()
+    .integer()
+    .min(1)
+    .max(900)
+    .default(55)
+    .description("Longest a synchronous request (exec, restart, logout) is held open before answering status running"),
+  RUNNER_DELIVERY_TIMEOUT_SECONDS: Joi.number()
+    .integer()
+    .min(1)
+    .max(3600)
+    .default(30)
+    .description("How long an accepted operation may wait for its runner before it fails as runner offline"),
+  DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per gateway process"),
+});
+
+export interface GatewayConfig {
+  DATABASE_URL: string;
+  REDIS_URL: string;
+  REDIS_PREFIX: string;
+  LOG_LEVEL: string;
+  RUNBRIDGE_ENCRYPTION_KEY: string;
+  RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: string;
+  PORT: number;
+  HOST: string;
+  TRUST_PROXY: string;
+  EXEC_MAX_WAIT_SECONDS: number;
+  RUNNER_DELIVERY_TIMEOUT_SECONDS: number;
+  DB_POOL_SIZE: number;
+}
+
+export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  return loadConfigOrExit<GatewayConfig>("gateway", gatewayEnvSchema, env);
+}
+
+/** Express's `trust proxy` value from TRUST_PROXY: a hop count, a list of addresses/subnets, or off. */
+export function trustProxySetting(raw: string): number | string[] | false {
+  const v = raw.trim();
+  if (!v || v === "false") return false;
+  if (/^\d+$/.test(v)) return Number(v);
+  return v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}

@@ -1,0 +1,21 @@
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import type { RedisKeys } from "@runbridge/contracts";
+import type { Logger, Sealer } from "@runbridge/common";
+import type { PrismaClient } from "@runbridge/db";
+import type { GatewayConfig } from "./config";
+import type { CompletionWaiter } from "./services/completion-waiter";
+import type { Presence } from "./services/presence";
+
+/** Everything a request handler may use; built once per process in main.ts (or by tests). */
+export interface GatewayContext {
+  config: GatewayConfig;
+  logger: Logger;
+  prisma: PrismaClient;
+  redis: Redis;
+  keys: RedisKeys;
+  queue: Queue;
+  sealer: Sealer;
+  waiter: CompletionWaiter;
+  presence: Presence;
+}

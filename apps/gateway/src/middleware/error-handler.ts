@@ -1,0 +1,45 @@
+import { randomUUID } from "node:crypto";
+import type { ErrorRequestHandler, RequestHandler } from "express";
+import type { Logger } from "@runbridge/common";
+import { HttpError } from "../errors";
+import { isInfrastructureDown } from "../services/infra-errors";
+
+/** Maps every error to `{ "detail": ... }`. Unknown errors: 500 with an error id that is logged. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    if (err instanceof HttpError) {
+      res.set(err.headers).status(err.status).json({ detail: err.message });
+      return;
+    }
+    // body-parser errors carry a status and a type.
+    const e = err as { type?: string; status?: number; expose?: boolean; message?: string };
+    if (e.type === "entity.parse.failed") {
+      res.status(400).json({ detail: "Malformed JSON in request body" });
+      return;
+    }
+    if (e.type === "entity.too.large") {
+      res.status(413).json({ detail: "Request body is too large" });
+      return;
+    }
+    if (typeof e.status === "number" && e.status >= 400 && e.status < 500 && e.expose) {
+      res.status(e.status).json({ detail: e.message ?? "Bad request" });
+      return;
+    }
+    if (isInfrastructureDown(err)) {
+      logger.warn("dependency unavailable", { path: req.path, error: String(err) });
+      res.set("Retry-After", "5").status(503).json({ detail: "Service temporarily unavailable: a backing store (PostgreSQL or Redis) is not reachable; retry shortly" });
+      return;
+    }
+    const errorId = randomUUID();
+    logger.error("unhandled error", { errorId, path: req.path, method: req.method, error: err instanceof Error ? err.stack : String(err) });
+    res.status(500).json({ detail: `Internal server error (error id ${errorId})` });
+  };
+}
+
+export const notFoundHandler: RequestHandler = (req, res) => {
+  res.status(404).json({ detail: `No route for ${req.method} ${req.path}` });
+};

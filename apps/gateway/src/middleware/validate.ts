@@ -1,0 +1,26 @@
+import type Joi from "joi";
+import { VALIDATION_OPTIONS } from "@runbridge/contracts";
+import { ValidationError } from "../errors";
+
+/** Validates a request body with its contract schema; the 422 detail names the bad field. */
+export function validateBody<T>(schema: Joi.ObjectSchema<T>, body: unknown): T {
+  if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new ValidationError("Request body must be a JSON object");
+  }
+  const { value, error } = schema.validate(body, VALIDATION_OPTIONS);
+  if (error) throw new ValidationError(error.details[0]?.message ?? error.message);
+  return value;
+}
+
+export function validateQuery<T>(schema: Joi.ObjectSchema<T>, query: unknown): T {
+  const { value, error } = schema.validate(query ?? {}, { ...VALIDATION_OPTIONS, convert: true });
+  if (error) throw new ValidationError(error.details[0]?.message ?? error.message);
+  return value;
+}
+
+export function validateParam<T>(schema: Joi.Schema<T>, raw: unknown, notFound: () => Error): T {
+  const { value, error } = schema.validate(raw);
+  // A malformed id cannot name an existing resource: answer as for a missing one.
+  if (error) throw notFound();
+  return value;
+}

@@ -1,0 +1,21 @@
+import { Router } from "express";
+import { operationIdParamSchema } from "@runbridge/contracts";
+import { automationAuth } from "../../auth/locals";
+import type { GatewayContext } from "../../context";
+import { NotFoundError } from "../../errors";
+import { validateParam } from "../../middleware/validate";
+import { operationView } from "../../services/serializers";
+
+/** GET /operations/{id}: any operation of the key's tenant (another tenant's is 404). */
+export function operationsRouter(ctx: GatewayContext): Router {
+  const router = Router();
+  router.get("/operations/:operationId", async (req, res) => {
+    const auth = automationAuth(res);
+    const notFound = () => new NotFoundError(`Operation ${String(req.params.operationId)} not found`);
+    const id = validateParam<string>(operationIdParamSchema, req.params.operationId, notFound);
+    const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId }, include: { server: { select: { name: true } } } });
+    if (!op) throw notFound();
+    res.json(operationView(op));
+  });
+  return router;
+}

@@ -1,0 +1,164 @@
+import { Router } from "express";
+import { TokenKind, displayPrefix, generateToken, hashToken } from "@runbridge/common";
+import { Limits, createAutomationKeySchema, updateAutomationKeySchema, uuid, type CreateAutomationKeyRequest } from "@runbridge/contracts";
+import type { AutomationKey, Prisma } from "@runbridge/db";
+import { managementAuth } from "../../auth/locals";
+import type { GatewayContext } from "../../context";
+import { NotFoundError, ValidationError } from "../../errors";
+import { validateBody, validateParam } from "../../middleware/validate";
+import { normaliseAllowlistEntry } from "../../services/ip-allowlist";
+import { publishKeyChange } from "../../services/key-events";
+
+export function keyStatus(k: Pick<AutomationKey, "revokedAt" | "expiresAt">, now = Date.now()): "active" | "revoked" | "expired" {
+  if (k.revokedAt) return "revoked";
+  if (k.expiresAt && k.expiresAt.getTime() <= now) return "expired";
+  return "active";
+}
+
+export function automationKeyView(k: AutomationKey, operationCount?: number) {
+  return {
+    id: k.id,
+    name: k.name,
+    prefix: k.prefix,
+    status: keyStatus(k),
+    allowed_server_ids: k.allowedServerIds,
+    allowed_operations: k.allowedOperations,
+    allowed_credential_ids: k.allowedCredentialIds,
+    ip_allowlist: k.ipAllowlist,
+    rate_limit: k.rateLimit,
+    expires_at: k.expiresAt?.toISOString() ?? null,
+    revoked_at: k.revokedAt?.toISOString() ?? null,
+    last_used_at: k.lastUsedAt?.toISOString() ?? null,
+    last_used_ip: k.lastUsedIp,
+    created_at: k.createdAt.toISOString(),
+    updated_at: k.updatedAt.toISOString(),
+    ...(operationCount === undefined ? {} : { operation_count: operationCount }),
+  };
+}
+
+/** Validates scope fields beyond their shape: tenant ownership of ids, IP syntax, expiry in the future. */
+async function scopeData(ctx: GatewayContext, tenantId: string, body: Partial<CreateAutomationKeyRequest>): Promise<Prisma.AutomationKeyUpdateInput> {
+  const data: Prisma.AutomationKeyUpdateInput = {};
+  if (body.name !== undefined) data.name = body.name;
+  if (body.allowed_server_ids !== undefined) {
+    const ids = body.allowed_server_ids;
+    const owned = await ctx.prisma.server.count({ where: { tenantId, id: { in: ids } } });
+    if (owned !== ids.length) throw new ValidationError('"allowed_server_ids" contains a cross-tenant reference or an unknown server');
+    data.allowedServerIds = ids;
+  }
+  if (body.allowed_credential_ids !== undefined) {
+    const ids = body.allowed_credential_ids;
+    const owned = await ctx.prisma.registryCredential.count({ where: { tenantId, id: { in: ids } } });
+    if (owned !== ids.length) throw new ValidationError('"allowed_credential_ids" contains a cross-tenant reference or an unknown credential');
+    data.allowedCredentialIds = ids;
+  }
+  if (body.allowed_operations !== undefined) data.allowedOperations = body.allowed_operations;
+  if (body.ip_allowlist !== undefined) {
+    data.ipAllowlist = body.ip_allowlist.map((e, i) => {
+      const n = normaliseAllowlistEntry(e);
+      if (!n) throw new ValidationError(`"ip_allowlist[${i}]" is not an IP address or CIDR range: ${JSON.stringify(e)}`);
+      return n;
+    });
+  }
+  if (body.rate_limit !== undefined) data.rateLimit = body.rate_limit;
+  if (body.expires_at !== undefined) {
+    if (body.expires_at === null) data.expiresAt = null;
+    else {
+      const at = new Date(body.expires_at);
+      if (at.getTime() <= Date.now()) throw new ValidationError('"expires_at" must be in the future');
+      data.expiresAt = at;
+    }
+  }
+  return data;
+}
+
+export function automationKeysRouter(ctx: GatewayContext): Router {
+  const router = Router();
+  const loadKey = async (tenantId: string, raw: unknown) => {
+    const notFound = () => new NotFoundError(`Automation key ${String(raw)} not found`);
+    const id = validateParam<string>(uuid(), raw, notFound);
+    const key = await ctx.prisma.automationKey.findFirst({ where: { id, tenantId } });
+    if (!key) throw notFound();
+    return key;
+  };
+  const countOps = async (ids: string[]) => {
+    const rows = await ctx.prisma.operation.groupBy({ by: ["automationKeyId"], where: { automationKeyId: { in: ids } }, _count: { _all: true } });
+    return new Map(rows.map((r) => [r.automationKeyId, r._count._all]));
+  };
+
+  router.post("/automation-keys", async (req, res) => {
+    const auth = managementAuth(res);
+    const body = validateBody(createAutomationKeySchema, req.body);
+    const data = await scopeData(ctx, auth.tenantId, body);
+    const token = generateToken(TokenKind.AutomationKey);
+    const key = await ctx.prisma.$transaction(async (tx) => {
+      const k = await tx.automationKey.create({
+        data: {
+          tenantId: auth.tenantId,
+          name: body.name,
+          keyHash: hashToken(token),
+          prefix: displayPrefix(token),
+          allowedServerIds: (data.allowedServerIds as string[] | undefined) ?? [],
+          allowedOperations: (data.allowedOperations as string[] | undefined) ?? [],
+          allowedCredentialIds: (data.allowedCredentialIds as string[] | undefined) ?? [],
+          ipAllowlist: (data.ipAllowlist as string[] | undefined) ?? [],
+          rateLimit: body.rate_limit ?? Limits.rateLimitDefault,
+          expiresAt: (data.expiresAt as Date | null | undefined) ?? null,
+        },
+      });
+      await tx.auditEvent.create({
+        data: { tenantId: auth.tenantId, type: "key.created", automationKeyId: k.id, clientIp: auth.clientIp, data: automationKeyView(k) },
+      });
+      return k;
+    });
+    // The key itself is returned only here; only its SHA-256 is stored.
+    res.status(201).json({ ...automationKeyView(key, 0), key: token });
+  });
+
+  router.get("/automation-keys", async (_req, res) => {
+    const auth = managementAuth(res);
+    const keys = await ctx.prisma.automationKey.findMany({ where: { tenantId: auth.tenantId }, orderBy: { createdAt: "desc" } });
+    const counts = await countOps(keys.map((k) => k.id));
+    res.json({ data: keys.map((k) => automationKeyView(k, counts.get(k.id) ?? 0)) });
+  });
+
+  router.get("/automation-keys/:id", async (req, res) => {
+    const auth = managementAuth(res);
+    const key = await loadKey(auth.tenantId, req.params.id);
+    const counts = await countOps([key.id]);
+    res.json(automationKeyView(key, counts.get(key.id) ?? 0));
+  });
+
+  router.patch("/automation-keys/:id", async (req, res) => {
+    const auth = managementAuth(res);
+    const existing = await loadKey(auth.tenantId, req.params.id);
+    const body = validateBody(updateAutomationKeySchema, req.body);
+    const data = await scopeData(ctx, auth.tenantId, body);
+    const key = await ctx.prisma.$transaction(async (tx) => {
+      const k = await tx.automationKey.update({ where: { id: existing.id }, data });
+      await tx.auditEvent.create({
+        data: { tenantId: auth.tenantId, type: "key.updated", automationKeyId: k.id, clientIp: auth.clientIp, data: { changes: Object.keys(body) } },
+      });
+      return k;
+    });
+    await publishKeyChange(ctx, key.keyHash);
+    const counts = await countOps([key.id]);
+    res.json(automationKeyView(key, counts.get(key.id) ?? 0));
+  });
+
+  router.delete("/automation-keys/:id", async (req, res) => {
+    const auth = managementAuth(res);
+    const existing = await loadKey(auth.tenantId, req.params.id);
+    const key = await ctx.prisma.$transaction(async (tx) => {
+      const k = await tx.automationKey.update({ where: { id: existing.id }, data: { revokedAt: existing.revokedAt ?? new Date() } });
+      if (!existing.revokedAt) {
+        await tx.auditEvent.create({ data: { tenantId: auth.tenantId, type: "key.revoked", automationKeyId: k.id, clientIp: auth.clientIp, data: {} } });
+      }
+      return k;
+    });
+    await publishKeyChange(ctx, key.keyHash);
+    res.json(automationKeyView(key));
+  });
+
+  return router;
+}

@@ -1,0 +1,135 @@
+import { JobCatalog, JobName, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
+import type { Operation, Prisma, Server } from "@runbridge/db";
+import type { AutomationAuth } from "../auth/locals";
+import { assertServerAllowed } from "../auth/scopes";
+import type { GatewayContext } from "../context";
+import { ConflictError, NotFoundError, ServiceUnavailableError } from "../errors";
+
+export interface NewOperation {
+  serverId: string;
+  type: OperationType;
+  /** What the audit trail shows as "the command that was executed". */
+  command: string | null;
+  /** Non-secret parameters, stored on the operation and in the audit record. */
+  params?: Record<string, unknown>;
+  workingDirectory?: string;
+  timeoutSeconds: number;
+  /** Travels to the runner sealed; only the key names are stored. */
+  secrets?: OperationSecrets;
+  runId?: string;
+  runContext?: RunContext;
+}
+
+/** The server of the caller's tenant, with the key's server scope enforced. */
+export async function loadTargetServer(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<Server> {
+  const server = await ctx.prisma.server.findFirst({ where: { id: serverId, tenantId: auth.tenantId } });
+  if (!server) throw new NotFoundError(`Server ${serverId} not found`);
+  assertServerAllowed(auth.key, server.id);
+  return server;
+}
+
+export async function assertRunnerConnected(ctx: GatewayContext, server: Server): Promise<void> {
+  if (!(await ctx.presence.isConnected(server.id))) {
+    throw new ConflictError(`Server "${server.name}" (${server.id}) has no connected runner; start the runner agent on it and retry`);
+  }
+}
+
+/**
+ * Records the operation and its audit event in one transaction, then enqueues
+ * its delivery. The row exists before the job, so the job can never point at
+ * nothing; if the enqueue fails the operation is ended as failed (nothing is
+ * left `running` forever) and the caller gets a 503.
+ *
+ * `beforeEnqueue` runs between the two, to register a completion waiter.
+ */
+export async function startOperation(
+  ctx: GatewayContext,
+  auth: AutomationAuth,
+  input: NewOperation,
+  beforeEnqueue?: (op: Operation) => void,
+): Promise<Operation> {
+  const envKeys = Object.keys(input.secrets?.env ?? {});
+  const params = (input.params ?? {}) as Prisma.InputJsonObject;
+  const runContext = input.runContext as Prisma.InputJsonObject | undefined;
+  const operation = await ctx.prisma.$transaction(async (tx) => {
+    const op = await tx.operation.create({
+      data: {
+        tenantId: auth.tenantId,
+        serverId: input.serverId,
+        automationKeyId: auth.key.id,
+        type: input.type,
+        command: input.command,
+        params,
+        workingDirectory: input.workingDirectory ?? null,
+        timeoutSeconds: input.timeoutSeconds,
+        envKeys,
+        runId: input.runId ?? null,
+        runContext,
+        clientIp: auth.clientIp,
+        deliverBy: new Date(Date.now() + ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000),
+      },
+    });
+    await tx.auditEvent.create({
+      data: {
+        tenantId: auth.tenantId,
+        type: "operation.created",
+        automationKeyId: auth.key.id,
+        operationId: op.id,
+        serverId: op.serverId,
+        runId: op.runId,
+        clientIp: auth.clientIp,
+        data: {
+          operation_type: op.type,
+          command: op.command,
+          params,
+          working_directory: op.workingDirectory,
+          timeout_seconds: op.timeoutSeconds,
+          env_keys: envKeys,
+          run_context: runContext ?? null,
+        },
+      },
+    });
+    return op;
+  });
+
+  beforeEnqueue?.(operation);
+  const secrets = input.secrets && Object.keys(input.secrets).length > 0 ? input.secrets : undefined;
+  const job: DeliverOperationJob = {
+    operationId: operation.id,
+    serverId: operation.serverId,
+    type: input.type,
+    ...(secrets ? { sealed: ctx.sealer.seal(JSON.stringify(secrets), operation.id) } : {}),
+  };
+  const entry = JobCatalog[JobName.DeliverOperation];
+  try {
+    await ctx.queue.add(JobName.DeliverOperation, job, { ...entry.options, jobId: operation.id });
+  } catch (err) {
+    ctx.logger.error("enqueue failed", { operationId: operation.id, error: String(err) });
+    await ctx.prisma.operation
+      .updateMany({
+        where: { id: operation.id, status: "running" },
+        data: { status: "failed", error: "could not be queued: the job queue (Redis) was unreachable", completedAt: new Date() },
+      })
+      .catch(() => undefined);
+    throw new ServiceUnavailableError("The job queue is unreachable; the operation was not started. Retry shortly.");
+  }
+  ctx.logger.info("operation accepted", { operationId: operation.id, type: operation.type, serverId: operation.serverId, runId: operation.runId });
+  return operation;
+}
+
+/** Holds the request until the operation is terminal or `maxMs` passes; returns the freshest row. */
+export async function waitForOperation(
+  ctx: GatewayContext,
+  operationId: string,
+  registration: ReturnType<GatewayContext["waiter"]["register"]>,
+  maxMs: number,
+): Promise<Operation> {
+  const load = () => ctx.prisma.operation.findUniqueOrThrow({ where: { id: operationId } });
+  await registration.wait(maxMs, async () => (await load()).status !== "running");
+  return load();
+}
+
+/** Sync wait bound: the operation's own timeout plus a small grace, capped for proxies. */
+export function syncWaitMs(ctx: GatewayContext, timeoutSeconds: number): number {
+  return Math.min(timeoutSeconds * 1000 + 3000, ctx.config.EXEC_MAX_WAIT_SECONDS * 1000);
+}

@@ -1,0 +1,199 @@
+import { readFileSync } from "node:fs";
+import { io, type Socket } from "socket.io-client";
+import { SocketPath, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import type { Logger } from "@runbridge/common";
+import type { RunnerConfig } from "./config";
+import { execute, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
+import { Ledger } from "./ledger";
+
+export const RUNNER_VERSION = "0.1.0";
+const RESULT_ACK_TIMEOUT_MS = 10_000;
+const OUTBOX_RETRY_MS = 3_000;
+
+type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
+
+/**
+ * The runner: connects out to a dispatcher, runs what it is given at most once
+ * (the ledger), and delivers every result until the dispatcher says it is stored.
+ */
+export class Agent {
+  private readonly ledger: Ledger;
+  private readonly running = new Map<string, Execution>();
+  private readonly socket: RunnerSocket;
+  private readonly execOpts: ExecutorOptions;
+  private pumping = false;
+  private replaced = false;
+  private stopping = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly config: RunnerConfig,
+    private readonly logger: Logger,
+  ) {
+    this.ledger = new Ledger(config.RUNBRIDGE_STATE_DIR);
+    this.execOpts = {
+      workdir: config.RUNBRIDGE_WORKDIR,
+      rebootCommand: config.RUNBRIDGE_REBOOT_COMMAND,
+      killGraceMs: config.RUNBRIDGE_KILL_GRACE_SECONDS * 1000,
+      baseEnv: inheritableEnv(process.env),
+    };
+    this.recoverOrphans();
+    this.socket = io(config.RUNBRIDGE_DISPATCHER_URL, {
+      path: SocketPath,
+      transports: ["websocket"],
+      auth: { token: config.RUNBRIDGE_RUNNER_TOKEN, version: RUNNER_VERSION },
+      reconnection: true,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 10_000,
+      randomizationFactor: 0.5,
+      autoConnect: false,
+      ...(config.RUNBRIDGE_CA_FILE ? { ca: readFileSync(config.RUNBRIDGE_CA_FILE, "utf8") } : {}),
+    });
+    this.wire();
+  }
+
+  start(): void {
+    this.socket.connect();
+    const retention = this.config.RUNBRIDGE_LEDGER_RETENTION_DAYS * 86_400_000;
+    this.ledger.prune(retention);
+    this.pruneTimer = setInterval(() => this.ledger.prune(retention), 3_600_000);
+    this.pruneTimer.unref();
+  }
+
+  /**
+   * Waits (bounded) for running commands so their results reach the ledger,
+   * delivers what it can, then disconnects. Results not delivered are sent by
+   * the next runner process from the ledger.
+   */
+  async stop(drainMs = 25_000): Promise<void> {
+    this.stopping = true;
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    const deadline = Date.now() + drainMs;
+    while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await this.pump();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.socket.disconnect();
+  }
+
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  /** Operations a previous runner process started: their processes' pipes are gone with it. */
+  private recoverOrphans(): void {
+    for (const id of this.ledger.orphans()) {
+      const entry = this.ledger.get(id);
+      this.ledger.finish({
+        operationId: id,
+        status: "failed",
+        exitCode: null,
+        stdout: "",
+        stderr: "",
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        durationMs: 0,
+        startedAt: entry?.startedAt ?? new Date().toISOString(),
+        error: "runner restarted while the operation was running; its outcome is unknown",
+      });
+      this.logger.warn("operation orphaned by a runner restart", { operationId: id });
+    }
+  }
+
+  private wire(): void {
+    const s = this.socket;
+    s.on("connect", () => {
+      this.logger.info("connected to dispatcher", { url: this.config.RUNBRIDGE_DISPATCHER_URL });
+      void this.pump();
+    });
+    s.on("runner:replaced", () => {
+      this.replaced = true;
+    });
+    s.on("disconnect", (reason) => {
+      this.logger.warn("disconnected from dispatcher", { reason });
+      if (reason !== "io server disconnect" || this.stopping) return;
+      if (this.replaced) {
+        // Two runners with one token would keep knocking each other off: the newer one wins.
+        this.logger.error("another runner connected with this server's token and replaced this one; not reconnecting");
+        return;
+      }
+      // A dispatcher shutting down disconnects us on purpose: go to another one.
+      setTimeout(() => this.socket.connect(), 500 + Math.random() * 1000).unref();
+    });
+    s.on("connect_error", (err) => this.logger.warn("cannot connect to dispatcher", { error: err.message }));
+    s.on("operation:start", (op, ack) => ack(this.onStart(op)));
+    s.on("operation:cancel", ({ operationId }, ack) => {
+      const run = this.running.get(operationId);
+      run?.cancel("cancelled on request; the process group was killed");
+      ack({ ok: Boolean(run) });
+    });
+    s.on("operation:query", ({ operationIds }, ack) => ack(this.ledger.query(operationIds)));
+  }
+
+  private onStart(op: StartOperation): StartAck {
+    const known = this.ledger.get(op.operationId);
+    if (known?.state === "running") return { ok: true, state: "already-started" };
+    if (known?.state === "finished") {
+      // Redelivered after we finished: the dispatcher may have missed the result.
+      this.ledger.markUndelivered(op.operationId);
+      void this.pump();
+      return { ok: true, state: "already-finished" };
+    }
+    const startedAt = new Date().toISOString();
+    try {
+      this.ledger.begin(op.operationId, startedAt);
+    } catch (err) {
+      return { ok: false, error: `runner could not record the operation: ${String(err)}` };
+    }
+    this.logger.info("operation started", { operationId: op.operationId, kind: op.spec.kind, timeoutSeconds: op.timeoutSeconds });
+    const run = execute(op, this.execOpts, (stream, data, offset) => {
+      if (this.socket.connected) this.socket.emit("operation:output", { operationId: op.operationId, stream, offset, data });
+    });
+    this.running.set(op.operationId, run);
+    this.socket.emit("operation:started", { operationId: op.operationId, startedAt });
+    void run.result.then((result) => this.onFinished(result));
+    return { ok: true, state: "started" };
+  }
+
+  private onFinished(result: OperationResult): void {
+    this.running.delete(result.operationId);
+    try {
+      this.ledger.finish(result);
+    } catch (err) {
+      this.logger.error("could not record a result in the ledger", { operationId: result.operationId, error: String(err) });
+    }
+    this.logger.info("operation finished", { operationId: result.operationId, status: result.status, exitCode: result.exitCode, ms: result.durationMs });
+    void this.pump(result);
+  }
+
+  /** Sends every undelivered result until the dispatcher confirms it is stored. */
+  private async pump(fresh?: OperationResult): Promise<void> {
+    if (this.pumping) {
+      if (fresh) this.scheduleRetry(50);
+      return;
+    }
+    this.pumping = true;
+    try {
+      for (const result of this.ledger.undelivered()) {
+        if (!this.socket.connected) break;
+        try {
+          const res = await this.socket.timeout(RESULT_ACK_TIMEOUT_MS).emitWithAck("operation:result", result);
+          if (res.stored) this.ledger.markDelivered(result.operationId);
+        } catch {
+          break; // Timed out: try again later or on reconnect.
+        }
+      }
+    } finally {
+      this.pumping = false;
+    }
+    if (this.ledger.undelivered().length > 0) this.scheduleRetry(OUTBOX_RETRY_MS);
+  }
+
+  private scheduleRetry(ms: number): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.pump();
+    }, ms);
+  }
+}

@@ -1,0 +1,41 @@
+import { homedir } from "node:os";
+import path from "node:path";
+import Joi from "joi";
+import { loadConfigOrExit } from "@runbridge/common";
+
+export const runnerEnvSchema = Joi.object({
+  RUNBRIDGE_DISPATCHER_URL: Joi.string()
+    .uri({ scheme: ["http", "https", "ws", "wss"] })
+    .required()
+    .description("Dispatcher URL the runner connects out to (https:// or wss:// in production)"),
+  RUNBRIDGE_RUNNER_TOKEN: Joi.string()
+    .pattern(/^rbr_[0-9A-Za-z]{42}$/)
+    .required()
+    .messages({ "string.pattern.base": "RUNBRIDGE_RUNNER_TOKEN must be the rbr_... token shown when the server was created" })
+    .description("The server's runner token (shown once at server creation)"),
+  RUNBRIDGE_STATE_DIR: Joi.string()
+    .default(path.join(homedir(), ".runbridge"))
+    .description("Where the runner keeps its ledger of started operations and undelivered results"),
+  RUNBRIDGE_WORKDIR: Joi.string().default(homedir()).description("Working directory of commands that name none (relative ones resolve against it)"),
+  RUNBRIDGE_REBOOT_COMMAND: Joi.string().default("shutdown -r now").description("Shell command the runner uses to reboot its server"),
+  RUNBRIDGE_KILL_GRACE_SECONDS: Joi.number().min(0).max(300).default(5).description("Between SIGTERM and SIGKILL of a timed-out or cancelled process group"),
+  RUNBRIDGE_CA_FILE: Joi.string().allow("").default("").description("PEM file of a CA to trust for the dispatcher's TLS certificate"),
+  RUNBRIDGE_LEDGER_RETENTION_DAYS: Joi.number().integer().min(1).max(365).default(7).description("How long delivered results stay in the ledger to recognise redeliveries"),
+  LOG_LEVEL: Joi.string().valid("error", "warn", "info", "http", "verbose", "debug", "silly").default("info"),
+});
+
+export interface RunnerConfig {
+  RUNBRIDGE_DISPATCHER_URL: string;
+  RUNBRIDGE_RUNNER_TOKEN: string;
+  RUNBRIDGE_STATE_DIR: string;
+  RUNBRIDGE_WORKDIR: string;
+  RUNBRIDGE_REBOOT_COMMAND: string;
+  RUNBRIDGE_KILL_GRACE_SECONDS: number;
+  RUNBRIDGE_CA_FILE: string;
+  RUNBRIDGE_LEDGER_RETENTION_DAYS: number;
+  LOG_LEVEL: string;
+}
+
+export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
+  return loadConfigOrExit<RunnerConfig>("runner", runnerEnvSchema, env);
+}

@@ -1,0 +1,190 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import { StringDecoder } from "node:string_decoder";
+import { Limits, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
+import { TailCapture } from "./capture";
+import { SecretMasker } from "./masking";
+
+export interface ExecutorOptions {
+  workdir: string;
+  rebootCommand: string;
+  killGraceMs: number;
+  /** Environment every command inherits (the runner's own, minus its secrets). */
+  baseEnv: NodeJS.ProcessEnv;
+}
+
+export interface Execution {
+  result: Promise<OperationResult>;
+  /** Stops the whole process tree: SIGTERM, then SIGKILL after the grace period. */
+  cancel: (reason: string) => void;
+}
+
+type OutputHook = (stream: "stdout" | "stderr", data: string, offset: number) => void;
+
+/** The runner's own variables (its token above all) never reach commands. */
+export function inheritableEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("RUNBRIDGE_")));
+}
+
+function commandLine(op: StartOperation, opts: ExecutorOptions): { file: string; args: string[] } {
+  switch (op.spec.kind) {
+    case "shell":
+      return { file: "/bin/sh", args: ["-c", op.spec.command] };
+    case "reboot":
+      return { file: "/bin/sh", args: ["-c", opts.rebootCommand] };
+    case "argv": {
+      const [file, ...args] = op.spec.argv;
+      if (!file) throw new Error("empty argv");
+      return { file, args };
+    }
+  }
+}
+
+function failedResult(op: StartOperation, startedAt: string, error: string): OperationResult {
+  return { operationId: op.operationId, status: "failed", exitCode: null, stdout: "", stderr: "", stdoutTruncated: false, stderrTruncated: false, durationMs: 0, startedAt, error };
+}
+
+/**
+ * Runs one operation in its own process group, so a timeout or cancel reaches
+ * every process the command started, not just the shell.
+ */
+export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: OutputHook): Execution {
+  const startedAt = new Date().toISOString();
+  const started = process.hrtime.bigint();
+  let child: ChildProcess | null = null;
+  let endReason: { status: TerminalStatus; error: string } | null = null;
+  let cancelRequested: string | null = null;
+  let killTimer: NodeJS.Timeout | null = null;
+
+  const killGroup = (signal: NodeJS.Signals) => {
+    if (child?.pid === undefined) return;
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      // Group already gone.
+    }
+  };
+  const stopTree = (status: TerminalStatus, error: string) => {
+    if (endReason) return;
+    endReason = { status, error };
+    killGroup("SIGTERM");
+    // SIGKILL the group even if the shell exited: its children may ignore TERM.
+    killTimer = setTimeout(() => killGroup("SIGKILL"), opts.killGraceMs);
+  };
+
+  const result = (async (): Promise<OperationResult> => {
+    const cwd = path.resolve(opts.workdir, op.cwd ?? ".");
+    try {
+      if (!(await stat(cwd)).isDirectory()) return failedResult(op, startedAt, `working directory ${cwd} is not a directory`);
+    } catch {
+      return failedResult(op, startedAt, `working directory ${cwd} does not exist on the server`);
+    }
+    if (cancelRequested) return { ...failedResult(op, startedAt, cancelRequested), status: "cancelled" };
+
+    const masker = new SecretMasker(Object.values(op.env ?? {}).concat(op.stdin ? [op.stdin] : []));
+    const { file, args } = commandLine(op, opts);
+    const env = { ...opts.baseEnv, ...(op.env ?? {}) };
+    const captures = { stdout: new TailCapture(Limits.outputCapBytes), stderr: new TailCapture(Limits.outputCapBytes) };
+
+    return new Promise<OperationResult>((resolve) => {
+      let spawnError: Error | null = null;
+      let exitCode: number | null = null;
+      let exitSignal: NodeJS.Signals | null = null;
+      let settled = false;
+      const finish = () => {
+        if (settled) return;
+        settled = true;
+        if (timeoutTimer) clearTimeout(timeoutTimer);
+        const durationMs = Number((process.hrtime.bigint() - started) / 1_000_000n);
+        if (spawnError) {
+          const e = spawnError as NodeJS.ErrnoException;
+          const why = e.code === "ENOENT" ? `${file}: command not found on the server` : `could not start ${file}: ${e.message}`;
+          resolve({ ...failedResult(op, startedAt, why), durationMs });
+          return;
+        }
+        const reason = endReason as { status: TerminalStatus; error: string } | null;
+        const code = exitCode ?? (exitSignal ? 128 + signalNumber(exitSignal) : null);
+        resolve({
+          operationId: op.operationId,
+          status: reason ? reason.status : "completed",
+          exitCode: reason ? null : code,
+          stdout: masker.mask(captures.stdout.text()),
+          stderr: masker.mask(captures.stderr.text()),
+          stdoutTruncated: captures.stdout.truncated,
+          stderrTruncated: captures.stderr.truncated,
+          durationMs,
+          startedAt,
+          ...(reason ? { error: reason.error } : {}),
+        });
+      };
+
+      try {
+        child = spawn(file, args, { cwd, env, detached: true, stdio: [op.stdin !== undefined ? "pipe" : "ignore", "pipe", "pipe"] });
+      } catch (err) {
+        spawnError = err as Error;
+        finish();
+        return;
+      }
+      const proc = child;
+      const timeoutTimer: NodeJS.Timeout = setTimeout(
+        () => stopTree("timeout", `timed out after ${op.timeoutSeconds} s; the process group was killed`),
+        op.timeoutSeconds * 1000,
+      );
+      if (cancelRequested) stopTree("cancelled", cancelRequested);
+
+      for (const name of ["stdout", "stderr"] as const) {
+        const stream = proc[name];
+        if (!stream) continue;
+        const decoder = new StringDecoder("utf8");
+        const live = masker.streaming();
+        let offset = 0;
+        const emit = (text: string) => {
+          if (!text) return;
+          onOutput(name, text, offset);
+          offset += Buffer.byteLength(text);
+        };
+        stream.on("data", (chunk: Buffer) => {
+          captures[name].push(chunk);
+          emit(live.push(decoder.write(chunk)));
+        });
+        stream.on("end", () => emit(live.push(decoder.end()) + live.flush()));
+      }
+      if (op.stdin !== undefined && proc.stdin) {
+        proc.stdin.on("error", () => undefined); // The command may exit without reading it.
+        proc.stdin.end(op.stdin);
+      }
+      proc.on("error", (err) => {
+        spawnError = err;
+        finish();
+      });
+      proc.on("exit", (code, signal) => {
+        exitCode = code;
+        exitSignal = signal;
+        // Background processes may hold the pipes open; do not wait for them.
+        setTimeout(() => {
+          proc.stdout?.destroy();
+          proc.stderr?.destroy();
+          finish();
+        }, 250).unref();
+      });
+      proc.on("close", () => finish());
+    }).finally(() => {
+      // The grace KILL stays armed for timeouts/cancels; nothing else to clean.
+      if (!endReason && killTimer) clearTimeout(killTimer);
+    });
+  })();
+
+  return {
+    result,
+    cancel: (reason: string) => {
+      cancelRequested = reason;
+      if (child) stopTree("cancelled", reason);
+    },
+  };
+}
+
+const SIGNALS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+function signalNumber(sig: NodeJS.Signals): number {
+  return SIGNALS[sig] ?? 0;
+}

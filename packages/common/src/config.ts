@@ -1,0 +1,66 @@
+import Joi from "joi";
+
+export class ConfigError extends Error {
+  constructor(
+    readonly service: string,
+    readonly problems: string[],
+  ) {
+    super(`${service}: invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+}
+
+/**
+ * Validates the whole environment against one schema and reports every bad
+ * variable at once, so an operator fixes them in one go. Throws ConfigError;
+ * `loadConfigOrExit` is the boot-time wrapper.
+ */
+export function parseConfig<T>(service: string, schema: Joi.ObjectSchema<T>, env: NodeJS.ProcessEnv): T {
+  const { value, error } = schema.validate(env, {
+    abortEarly: false,
+    allowUnknown: true,
+    stripUnknown: true,
+    convert: true,
+    errors: { wrap: { label: false } },
+  });
+  if (error) throw new ConfigError(service, error.details.map((d) => d.message));
+  return value;
+}
+
+export function loadConfigOrExit<T>(service: string, schema: Joi.ObjectSchema<T>, env: NodeJS.ProcessEnv = process.env): T {
+  try {
+    return parseConfig(service, schema, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+}
+
+/** Shared variable definitions, so every app spells and checks them the same way. */
+export const commonEnv = {
+  DATABASE_URL: Joi.string()
+    .uri({ scheme: ["postgres", "postgresql"] })
+    .required()
+    .description("PostgreSQL connection URL"),
+  REDIS_URL: Joi.string()
+    .uri({ scheme: ["redis", "rediss"] })
+    .default("redis://127.0.0.1:6379")
+    .description("Redis connection URL (BullMQ queue, presence, pub/sub, rate limits)"),
+  REDIS_PREFIX: Joi.string()
+    .pattern(/^[A-Za-z0-9_.-]+$/)
+    .default("rb")
+    .description("Prefix of every Redis key, so deployments can share a Redis"),
+  LOG_LEVEL: Joi.string().valid("error", "warn", "info", "http", "verbose", "debug", "silly").default("info"),
+  RUNBRIDGE_ENCRYPTION_KEY: Joi.string()
+    .base64()
+    .custom((v: string, h) => (Buffer.from(v, "base64").length === 32 ? v : h.error("any.invalid")))
+    .required()
+    .messages({ "any.invalid": "RUNBRIDGE_ENCRYPTION_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)" })
+    .description("Active AES-256-GCM key for secrets at rest and in the queue (32 bytes, base64)"),
+  RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: Joi.string()
+    .allow("")
+    .default("")
+    .description("Comma-separated retired keys, still accepted for decryption during rotation"),
+};

@@ -1,0 +1,59 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+
+/**
+ * AES-256-GCM envelopes: "v1.<keyId>.<iv>.<tag>.<ciphertext>" (base64url parts).
+ * The key id (first 8 hex chars of SHA-256 of the key) lets old envelopes be
+ * opened during a key rotation while new ones use the active key.
+ */
+export class Sealer {
+  private readonly active: { id: string; key: Buffer };
+  private readonly keys = new Map<string, Buffer>();
+
+  constructor(activeKeyB64: string, previousKeysB64: string[] = []) {
+    this.active = Sealer.entry(activeKeyB64);
+    this.keys.set(this.active.id, this.active.key);
+    for (const k of previousKeysB64.filter(Boolean)) {
+      const e = Sealer.entry(k);
+      this.keys.set(e.id, e.key);
+    }
+  }
+
+  static fromConfig(cfg: { RUNBRIDGE_ENCRYPTION_KEY: string; RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS?: string }): Sealer {
+    const prev = (cfg.RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS ?? "").split(",").map((s) => s.trim());
+    return new Sealer(cfg.RUNBRIDGE_ENCRYPTION_KEY, prev);
+  }
+
+  private static entry(b64: string): { id: string; key: Buffer } {
+    const key = Buffer.from(b64, "base64");
+    if (key.length !== 32) throw new Error("encryption keys must be 32 bytes, base64-encoded");
+    return { id: createHash("sha256").update(key).digest("hex").slice(0, 8), key };
+  }
+
+  get activeKeyId(): string {
+    return this.active.id;
+  }
+
+  /** `aad` binds the envelope to its context (e.g. an operation id) so it cannot be replayed elsewhere. */
+  seal(plaintext: string, aad = ""): string {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv("aes-256-gcm", this.active.key, iv);
+    cipher.setAAD(Buffer.from(aad));
+    const ct = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
+    return ["v1", this.active.id, iv.toString("base64url"), cipher.getAuthTag().toString("base64url"), ct.toString("base64url")].join(".");
+  }
+
+  open(envelope: string, aad = ""): string {
+    const [version, keyId, iv, tag, ct] = envelope.split(".");
+    if (version !== "v1" || !keyId || !iv || !tag || ct === undefined) throw new Error("malformed envelope");
+    const key = this.keys.get(keyId);
+    if (!key) throw new Error(`envelope sealed with unknown key id ${keyId}`);
+    const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(iv, "base64url"));
+    decipher.setAAD(Buffer.from(aad));
+    decipher.setAuthTag(Buffer.from(tag, "base64url"));
+    return Buffer.concat([decipher.update(Buffer.from(ct, "base64url")), decipher.final()]).toString("utf8");
+  }
+
+  keyIdOf(envelope: string): string | undefined {
+    return envelope.split(".")[1];
+  }
+}

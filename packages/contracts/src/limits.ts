@@ -1,0 +1,19 @@
+/** Limits of the Automation API, from the spec. One place, imported everywhere. */
+export const Limits = {
+  commandMaxChars: 8192,
+  envMaxKeys: 200,
+  /** Sum of UTF-8 bytes of every env key and value. */
+  envMaxBytes: 64 * 1024,
+  timeoutMinSeconds: 1,
+  timeoutMaxSeconds: 900,
+  timeoutDefaultSeconds: 60,
+  runIdMaxChars: 255,
+  runContextMaxBytes: 8 * 1024,
+  workingDirectoryMaxChars: 4096,
+  /** Captured bytes kept per stream (stdout, stderr); the rest is dropped and flagged. */
+  outputCapBytes: 1024 * 1024,
+  rateLimitDefault: 100,
+  rateLimitMin: 1,
+  rateLimitMax: 1000,
+  nameMaxChars: 200,
+} as const;

@@ -1,0 +1,35 @@
+export const OperationType = {
+  Exec: "exec",
+  Deploy: "deploy",
+  Restart: "restart",
+  Reboot: "reboot",
+  RegistryLogin: "registry_login",
+  RegistryLogout: "registry_logout",
+} as const;
+export type OperationType = (typeof OperationType)[keyof typeof OperationType];
+export const OPERATION_TYPES = Object.values(OperationType) as OperationType[];
+
+/**
+ * The spec's status values, plus `cancelled` (an extension: an operation stopped
+ * through the cancel endpoint).
+ */
+export const OperationStatus = {
+  Running: "running",
+  Completed: "completed",
+  Failed: "failed",
+  Timeout: "timeout",
+  Cancelled: "cancelled",
+} as const;
+export type OperationStatus = (typeof OperationStatus)[keyof typeof OperationStatus];
+export type TerminalStatus = Exclude<OperationStatus, "running">;
+export const TERMINAL_STATUSES: readonly TerminalStatus[] = ["completed", "failed", "timeout", "cancelled"];
+export function isTerminal(status: string): status is TerminalStatus {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
+/** Reasons the platform gives when an operation is `failed` (it could not run it). */
+export const FailureReason = {
+  RunnerOffline: "runner offline: the server's runner was not connected to take the operation",
+  RunnerLost: "runner lost: the runner disconnected and did not report a result in time",
+  ResultLost: "result lost: the runner has no record of this operation",
+} as const;

@@ -1,0 +1,60 @@
+import Joi from "joi";
+import { OPERATION_TYPES, type OperationType } from "./operations";
+
+/** Every BullMQ queue of the system. */
+export const QueueName = {
+  Operations: "operations",
+} as const;
+export type QueueName = (typeof QueueName)[keyof typeof QueueName];
+
+/**
+ * Job catalog: each job's name, payload schema and retry policy together.
+ * Job data carries no secret in clear text: `sealed` is an AES-256-GCM envelope
+ * (see @runbridge/common sealing) of the operation's secret inputs.
+ */
+export interface DeliverOperationJob {
+  operationId: string;
+  serverId: string;
+  type: OperationType;
+  /** Envelope of OperationSecrets, or absent when the operation has none. */
+  sealed?: string;
+}
+
+export interface OperationSecrets {
+  env?: Record<string, string>;
+  password?: string;
+}
+
+export const JobName = {
+  DeliverOperation: "deliver-operation",
+} as const;
+export type JobName = (typeof JobName)[keyof typeof JobName];
+
+export interface JobPayloads {
+  [JobName.DeliverOperation]: DeliverOperationJob;
+}
+
+export const JobCatalog = {
+  [JobName.DeliverOperation]: {
+    queue: QueueName.Operations,
+    schema: Joi.object<DeliverOperationJob>({
+      operationId: Joi.string().uuid().required(),
+      serverId: Joi.string().uuid().required(),
+      type: Joi.string()
+        .valid(...OPERATION_TYPES)
+        .required(),
+      sealed: Joi.string(),
+    }),
+    /**
+     * Retried while the runner is away, until the operation's deliver_by; the delivery handler
+     * is idempotent (Postgres transitions + the runner's ledger), so BullMQ's
+     * at-least-once redelivery cannot run a command twice.
+     */
+    options: {
+      attempts: 1000,
+      backoff: { type: "fixed", delay: 1000 },
+      removeOnComplete: { age: 3600, count: 1000 },
+      removeOnFail: { age: 24 * 3600, count: 5000 },
+    },
+  },
+} as const satisfies Record<JobName, { queue: QueueName; schema: Joi.ObjectSchema; options: object }>;

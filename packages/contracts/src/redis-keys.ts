@@ -1,0 +1,24 @@
+/**
+ * Redis key and channel names, all under one configurable prefix so several
+ * deployments (or test files) can share a Redis without seeing each other.
+ */
+export function redisKeys(prefix: string) {
+  return {
+    /** BullMQ prefix for queues. */
+    bull: `${prefix}:bull`,
+    /** Presence of a server's runner: value = "<dispatcherId>/<socketId>", with TTL. */
+    runnerPresence: (serverId: string) => `${prefix}:runner:${serverId}`,
+    /** Pub/sub: an operation reached a terminal state; message = operation id. */
+    operationFinished: `${prefix}:events:operation-finished`,
+    /** Pub/sub: an automation key changed (revoked, re-scoped); message = key hash. */
+    keyChanged: `${prefix}:events:key-changed`,
+    /** Socket.io adapter channel prefix. */
+    socketAdapter: `${prefix}:sio`,
+    /** Live output of an operation (Redis stream, bounded, with TTL). */
+    operationLog: (operationId: string) => `${prefix}:oplog:${operationId}`,
+  };
+}
+export type RedisKeys = ReturnType<typeof redisKeys>;
+
+/** Presence TTL; dispatchers refresh it at a third of this. */
+export const RUNNER_PRESENCE_TTL_SECONDS = 30;

@@ -1,0 +1,142 @@
+import Joi from "joi";
+import { Limits } from "../limits";
+import { envSchema, runContextSchema, runIdSchema, timeoutSchema, uuid } from "./common";
+
+/** Request bodies of the Automation API (/api/automation/v1), field names as in the spec. */
+
+export interface RunContext {
+  provider?: string;
+  repository?: string;
+  workflow?: string;
+  trigger?: string;
+  actor?: string;
+  sha?: string;
+  ref?: string;
+  [extra: string]: string | number | boolean | null | undefined;
+}
+
+export interface ExecRequest {
+  server_id: string;
+  command: string;
+  working_directory?: string;
+  env?: Record<string, string>;
+  timeout_seconds: number;
+  run_id?: string;
+  run_context?: RunContext;
+}
+
+const workingDirectory = () =>
+  Joi.string()
+    .min(1)
+    .max(Limits.workingDirectoryMaxChars)
+    .pattern(/^[^\0]*$/)
+    .message('"working_directory" cannot contain NUL bytes');
+
+export const execRequestSchema = Joi.object<ExecRequest>({
+  server_id: uuid().required(),
+  command: Joi.string()
+    .max(Limits.commandMaxChars)
+    .pattern(/\S/)
+    .pattern(/^[^\0]*$/, "no NUL")
+    .required()
+    .messages({
+      "string.pattern.base": '"command" cannot be blank',
+      "string.pattern.name": '"command" cannot contain NUL bytes',
+      "string.max": `"command" is longer than ${Limits.commandMaxChars} characters`,
+    }),
+  working_directory: workingDirectory(),
+  env: envSchema("env"),
+  timeout_seconds: timeoutSchema(),
+  run_id: runIdSchema(),
+  run_context: runContextSchema(),
+});
+
+export interface DeployRequest {
+  application_id: string;
+  commit_ref?: string;
+  env_overrides?: Record<string, string>;
+  timeout_seconds: number;
+  run_id?: string;
+  run_context?: RunContext;
+}
+
+export const deployRequestSchema = Joi.object<DeployRequest>({
+  application_id: uuid().required(),
+  commit_ref: Joi.string()
+    .min(1)
+    .max(255)
+    .pattern(/^[^\s\0]+$/)
+    .message('"commit_ref" must be a branch, tag or SHA without whitespace'),
+  env_overrides: envSchema("env_overrides"),
+  timeout_seconds: timeoutSchema(),
+  run_id: runIdSchema(),
+  run_context: runContextSchema(),
+});
+
+/** Docker's container-name grammar: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (we also accept one-character names). */
+export const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+export interface RestartRequest {
+  server_id: string;
+  container_name: string;
+  timeout_seconds: number;
+  run_id?: string;
+  run_context?: RunContext;
+}
+
+export const restartRequestSchema = Joi.object<RestartRequest>({
+  server_id: uuid().required(),
+  container_name: Joi.string()
+    .max(255)
+    .pattern(CONTAINER_NAME)
+    .required()
+    .messages({ "string.pattern.base": '"container_name" must match [a-zA-Z0-9][a-zA-Z0-9_.-]*' }),
+  timeout_seconds: timeoutSchema(),
+  run_id: runIdSchema(),
+  run_context: runContextSchema(),
+});
+
+export interface RebootRequest {
+  server_id: string;
+  run_id?: string;
+  run_context?: RunContext;
+}
+
+export const rebootRequestSchema = Joi.object<RebootRequest>({
+  server_id: uuid().required(),
+  run_id: runIdSchema(),
+  run_context: runContextSchema(),
+});
+
+export interface RegistryLoginRequest {
+  server_id: string;
+  credential_id: string;
+  run_id?: string;
+  run_context?: RunContext;
+}
+
+export const registryLoginRequestSchema = Joi.object<RegistryLoginRequest>({
+  server_id: uuid().required(),
+  credential_id: uuid().required(),
+  run_id: runIdSchema(),
+  run_context: runContextSchema(),
+});
+
+export interface RegistryLogoutRequest {
+  server_id: string;
+  registry_url: string;
+  run_id?: string;
+  run_context?: RunContext;
+}
+
+export const registryLogoutRequestSchema = Joi.object<RegistryLogoutRequest>({
+  server_id: uuid().required(),
+  registry_url: Joi.string()
+    .max(500)
+    .pattern(/^[^\s\0]+$/)
+    .required(),
+  run_id: runIdSchema(),
+  run_context: runContextSchema(),
+});
+
+export const operationIdParamSchema = uuid().required().label("operation_id");

@@ -1,0 +1,71 @@
+import Joi from "joi";
+import { Limits } from "../limits";
+
+/** Options every API body is validated with: no type coercion, unknown fields refused. */
+export const VALIDATION_OPTIONS: Joi.ValidationOptions = {
+  abortEarly: true,
+  convert: false,
+  allowUnknown: false,
+  errors: { wrap: { label: '"' } },
+};
+
+export const uuid = () => Joi.string().guid({ version: ["uuidv1", "uuidv4", "uuidv5", "uuidv7"], separator: "-" });
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function utf8Bytes(s: string): number {
+  return Buffer.byteLength(s, "utf8");
+}
+
+/**
+ * Env for a command: ≤ 200 keys, ≤ 64 KiB of keys plus values (UTF-8 bytes),
+ * POSIX names, string values without NUL (which no process environment can hold).
+ */
+export const envSchema = (label: string) =>
+  Joi.object()
+    .pattern(
+      Joi.string().pattern(ENV_NAME).message(`"${label}" key {{#value}} is not a valid environment variable name`),
+      Joi.string()
+        .allow("")
+        .pattern(/^[^\0]*$/)
+        .message(`"${label}" values cannot contain NUL bytes`),
+    )
+    .max(Limits.envMaxKeys)
+    .custom((value: Record<string, string>, helpers) => {
+      let total = 0;
+      for (const [k, v] of Object.entries(value)) total += utf8Bytes(k) + utf8Bytes(v);
+      if (total > Limits.envMaxBytes) return helpers.error("env.bytes", { total });
+      return value;
+    })
+    .messages({
+      "object.max": `"${label}" has more than ${Limits.envMaxKeys} keys`,
+      "env.bytes": `"${label}" is {{#total}} bytes; the limit is ${Limits.envMaxBytes} bytes of keys and values`,
+    })
+    .label(label);
+
+export const timeoutSchema = () =>
+  Joi.number()
+    .integer()
+    .min(Limits.timeoutMinSeconds)
+    .max(Limits.timeoutMaxSeconds)
+    .default(Limits.timeoutDefaultSeconds);
+
+export const runIdSchema = () => Joi.string().min(1).max(Limits.runIdMaxChars);
+
+/** CI metadata: the known fields are strings; other string fields are kept, bounded in size. */
+export const runContextSchema = () =>
+  Joi.object({
+    provider: Joi.string().max(100),
+    repository: Joi.string().max(500),
+    workflow: Joi.string().max(500),
+    trigger: Joi.string().max(100),
+    actor: Joi.string().max(200),
+    sha: Joi.string().max(100),
+    ref: Joi.string().max(500),
+  })
+    .pattern(Joi.string().max(100), Joi.alternatives(Joi.string().max(2000), Joi.number(), Joi.boolean(), null))
+    .custom((value: unknown, helpers) => {
+      if (utf8Bytes(JSON.stringify(value)) > Limits.runContextMaxBytes) return helpers.error("runContext.bytes");
+      return value;
+    })
+    .messages({ "runContext.bytes": `"run_context" is larger than ${Limits.runContextMaxBytes} bytes` });

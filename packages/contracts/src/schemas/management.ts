@@ -1,0 +1,59 @@
+import Joi from "joi";
+import { Limits } from "../limits";
+import { OPERATION_TYPES, type OperationType } from "../operations";
+import { uuid } from "./common";
+
+/** Request bodies and queries of the management API (/api/v1). */
+
+const name = () => Joi.string().trim().min(1).max(Limits.nameMaxChars);
+
+export const createServerSchema = Joi.object<{ name: string }>({ name: name().required() });
+
+export interface AutomationKeyScopes {
+  allowed_server_ids?: string[];
+  allowed_operations?: OperationType[];
+  allowed_credential_ids?: string[];
+  ip_allowlist?: string[];
+  rate_limit?: number;
+  expires_at?: string | null;
+}
+
+export interface CreateAutomationKeyRequest extends AutomationKeyScopes {
+  name: string;
+}
+
+/** An IP or CIDR; checked for real by the gateway with ipaddr.js. */
+const ipOrCidr = () => Joi.string().max(64);
+
+const scopeFields = {
+  allowed_server_ids: Joi.array().items(uuid()).max(1000).unique(),
+  allowed_operations: Joi.array()
+    .items(Joi.string().valid(...OPERATION_TYPES))
+    .unique(),
+  allowed_credential_ids: Joi.array().items(uuid()).max(1000).unique(),
+  ip_allowlist: Joi.array().items(ipOrCidr()).max(500),
+  rate_limit: Joi.number().integer().min(Limits.rateLimitMin).max(Limits.rateLimitMax),
+  expires_at: Joi.alternatives(Joi.string().isoDate(), null),
+};
+
+export const createAutomationKeySchema = Joi.object<CreateAutomationKeyRequest>({
+  name: name().required(),
+  ...scopeFields,
+});
+
+export const updateAutomationKeySchema = Joi.object<Partial<CreateAutomationKeyRequest>>({
+  name: name(),
+  ...scopeFields,
+}).min(1);
+
+export const listOperationsQuerySchema = Joi.object({
+  automation_key_id: uuid(),
+  run_id: Joi.string().max(Limits.runIdMaxChars),
+  server_id: uuid(),
+  status: Joi.string().valid("running", "completed", "failed", "timeout", "cancelled"),
+  type: Joi.string().valid(...OPERATION_TYPES),
+  cursor: Joi.string().max(200),
+  limit: Joi.number().integer().min(1).max(200).default(50),
+}).prefs({ convert: true });
+
+export const createApiKeySchema = Joi.object<{ name: string }>({ name: name().required() });

@@ -1,0 +1,79 @@
+import type { TerminalStatus } from "./operations";
+
+/**
+ * The wire between dispatcher and runner (socket.io). Shared by both sides so a
+ * change to an event breaks the build of each, not production.
+ */
+
+/** What to execute; the dispatcher maps each operation type to one of these. */
+export type ProcessSpec =
+  /** `sh -c command` */
+  | { kind: "shell"; command: string }
+  /** Executed directly, never through a shell (argv[0] looked up on PATH). */
+  | { kind: "argv"; argv: string[] }
+  /** The runner's own configured reboot command (RUNBRIDGE_REBOOT_COMMAND). */
+  | { kind: "reboot" };
+
+export interface StartOperation {
+  operationId: string;
+  spec: ProcessSpec;
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Written to the process's stdin, then stdin is closed (passwords go here, never in argv). */
+  stdin?: string;
+  timeoutSeconds: number;
+}
+
+export type StartAck =
+  | { ok: true; state: "started" | "already-started" | "already-finished" }
+  | { ok: false; error: string };
+
+export interface OperationResult {
+  operationId: string;
+  status: TerminalStatus;
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  durationMs: number;
+  startedAt: string;
+  /** Why the operation failed, timed out or was cancelled. */
+  error?: string;
+}
+
+export interface OutputChunk {
+  operationId: string;
+  stream: "stdout" | "stderr";
+  /** Byte offset of this chunk in its stream, for resumable live logs. */
+  offset: number;
+  data: string;
+}
+
+export interface LedgerQueryReply {
+  /** Per operation id: unknown to the runner, still running, or its result. */
+  [operationId: string]: { state: "unknown" } | { state: "running" } | { state: "finished"; result: OperationResult };
+}
+
+export interface DispatcherToRunnerEvents {
+  "operation:start": (op: StartOperation, ack: (res: StartAck) => void) => void;
+  "operation:cancel": (req: { operationId: string }, ack: (res: { ok: boolean }) => void) => void;
+  "operation:query": (req: { operationIds: string[] }, ack: (res: LedgerQueryReply) => void) => void;
+  /** A newer connection with this server's token took over; the receiver must not reconnect. */
+  "runner:replaced": () => void;
+}
+
+export interface RunnerToDispatcherEvents {
+  "operation:started": (ev: { operationId: string; startedAt: string }) => void;
+  "operation:output": (chunk: OutputChunk) => void;
+  /** Acked once the result is durably stored; the runner re-sends until then. */
+  "operation:result": (result: OperationResult, ack: (res: { stored: boolean }) => void) => void;
+}
+
+export interface RunnerHandshakeAuth {
+  token: string;
+  /** Runner software version, for the dashboard and compatibility checks. */
+  version?: string;
+}
+
+export const SocketPath = "/runner";
