@@ -1,0 +1,18 @@
+import type { Config } from "jest";
+
+// Tests use real PostgreSQL and Redis and real dispatcher/runner processes
+// (built into dist/ by `pnpm test` before jest starts).
+const config: Config = {
+  testEnvironment: "node",
+  roots: ["<rootDir>/tests", "<rootDir>/packages", "<rootDir>/apps"],
+  testMatch: ["**/*.test.ts"],
+  testPathIgnorePatterns: ["/node_modules/", "/dist/"],
+  transform: { "^.+\\.ts$": ["@swc/jest", { jsc: { parser: { syntax: "typescript" }, target: "es2022" }, module: { type: "commonjs" } }] },
+  moduleNameMapper: { "^@runbridge/(contracts|common|db)$": "<rootDir>/packages/$1/src" },
+  globalSetup: "<rootDir>/tests/helpers/global-setup.ts",
+  testTimeout: 60_000,
+  maxWorkers: 2,
+  verbose: false,
+};
+
+export default config;

@@ -1,0 +1,26 @@
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { Client } from "pg";
+import { testDatabaseUrl } from "./env";
+
+/** Creates the test database if needed and applies the committed migrations to it. */
+export default async function globalSetup(): Promise<void> {
+  const url = new URL(testDatabaseUrl());
+  const dbName = url.pathname.slice(1);
+  const admin = new URL(url);
+  admin.pathname = "/postgres";
+  const client = new Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const exists = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [dbName]);
+    if (exists.rowCount === 0) await client.query(`CREATE DATABASE "${dbName.replace(/"/g, '""')}"`);
+  } finally {
+    await client.end();
+  }
+  const root = path.resolve(__dirname, "../..");
+  execFileSync(path.join(root, "node_modules/.bin/prisma"), ["migrate", "deploy"], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: url.toString() },
+    stdio: "pipe",
+  });
+}

@@ -1,0 +1,157 @@
+import { mkdtempSync } from "node:fs";
+import type { Server as HttpServer } from "node:http";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { once } from "node:events";
+import type { Redis } from "ioredis";
+import request from "supertest";
+import { redisKeys } from "@runbridge/contracts";
+import { createRedis, parseConfig } from "@runbridge/common";
+import { createApp } from "../../apps/gateway/src/app";
+import { buildGatewayContext } from "../../apps/gateway/src/bootstrap";
+import { gatewayEnvSchema, type GatewayConfig } from "../../apps/gateway/src/config";
+import type { GatewayContext } from "../../apps/gateway/src/context";
+import { TEST_ENCRYPTION_KEY, freshPrefix, testDatabaseUrl, testRedisUrl } from "./env";
+import { type Proc, freePort, startNode, waitFor } from "./processes";
+
+export interface StackOptions {
+  /** Extra gateway configuration (e.g. EXEC_MAX_WAIT_SECONDS). */
+  gateway?: Record<string, string>;
+  /** Extra dispatcher configuration. */
+  dispatcher?: Record<string, string>;
+  dispatchers?: number;
+  redisUrl?: string;
+  databaseUrl?: string;
+}
+
+export interface RunnerOptions {
+  env?: Record<string, string>;
+  stateDir?: string;
+  /** Which dispatcher to connect to. */
+  dispatcher?: number;
+  /** Wait until the runner shows as connected (default true). */
+  waitConnected?: boolean;
+}
+
+/**
+ * A whole system for one test file: real dispatcher processes, the gateway
+ * app in-process on a real port, real runner processes, a fresh Redis prefix.
+ */
+export class TestStack {
+  readonly keys;
+  readonly dispatchers: Proc[] = [];
+  readonly dispatcherPorts: number[] = [];
+  readonly runners: Proc[] = [];
+  gateway!: GatewayContext & { close: () => Promise<void> };
+  url = "";
+  private http: HttpServer | null = null;
+  readonly redis: Redis;
+
+  private constructor(
+    readonly prefix: string,
+    readonly opts: StackOptions,
+  ) {
+    this.keys = redisKeys(prefix);
+    this.redis = createRedis(this.redisUrl);
+  }
+
+  get redisUrl(): string {
+    return this.opts.redisUrl ?? testRedisUrl();
+  }
+
+  get databaseUrl(): string {
+    return this.opts.databaseUrl ?? testDatabaseUrl();
+  }
+
+  static async start(opts: StackOptions = {}): Promise<TestStack> {
+    const stack = new TestStack(freshPrefix(), opts);
+    for (let i = 0; i < (opts.dispatchers ?? 1); i++) await stack.startDispatcher();
+    await stack.startGateway();
+    return stack;
+  }
+
+  commonEnv(): Record<string, string> {
+    return {
+      DATABASE_URL: this.databaseUrl,
+      REDIS_URL: this.redisUrl,
+      REDIS_PREFIX: this.prefix,
+      RUNBRIDGE_ENCRYPTION_KEY: TEST_ENCRYPTION_KEY,
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "info",
+    };
+  }
+
+  async startDispatcher(extra: Record<string, string> = {}): Promise<Proc> {
+    const port = await freePort();
+    const proc = startNode("apps/dispatcher/dist/main.js", {
+      ...this.commonEnv(),
+      DISPATCHER_PORT: String(port),
+      DISPATCHER_HOST: "127.0.0.1",
+      DISPATCHER_ID: `d${this.dispatchers.length}`,
+      SWEEP_INTERVAL_MS: "500",
+      ...this.opts.dispatcher,
+      ...extra,
+    });
+    await proc.waitForOutput(/dispatcher ready/);
+    this.dispatchers.push(proc);
+    this.dispatcherPorts.push(port);
+    return proc;
+  }
+
+  async startGateway(): Promise<void> {
+    const config = parseConfig<GatewayConfig>("gateway", gatewayEnvSchema, { ...this.commonEnv(), LOG_LEVEL: "warn", ...this.opts.gateway });
+    this.gateway = await buildGatewayContext(config);
+    this.http = createApp(this.gateway).listen(0, "127.0.0.1");
+    await once(this.http, "listening");
+    const addr = this.http.address();
+    if (!addr || typeof addr !== "object") throw new Error("gateway did not bind");
+    this.url = `http://127.0.0.1:${addr.port}`;
+  }
+
+  /** supertest against the running gateway. */
+  api(): ReturnType<typeof request> {
+    return request(this.url);
+  }
+
+  async startRunner(runnerToken: string, serverId: string, opts: RunnerOptions = {}): Promise<Proc> {
+    const stateDir = opts.stateDir ?? mkdtempSync(path.join(tmpdir(), "rb-runner-"));
+    const port = this.dispatcherPorts[opts.dispatcher ?? 0];
+    if (port === undefined) throw new Error("no such dispatcher");
+    const proc = startNode("apps/runner/dist/main.js", {
+      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
+      RUNBRIDGE_RUNNER_TOKEN: runnerToken,
+      RUNBRIDGE_STATE_DIR: stateDir,
+      RUNBRIDGE_WORKDIR: stateDir,
+      RUNBRIDGE_KILL_GRACE_SECONDS: "1",
+      LOG_LEVEL: "info",
+      ...opts.env,
+    });
+    this.runners.push(proc);
+    if (opts.waitConnected ?? true) await this.waitRunnerConnected(serverId);
+    return proc;
+  }
+
+  async waitRunnerConnected(serverId: string, timeoutMs = 15_000): Promise<void> {
+    await waitFor(async () => (await this.redis.exists(this.keys.runnerPresence(serverId))) === 1, timeoutMs, `runner of ${serverId} to connect`);
+  }
+
+  /** Every process's output, for assertions that nothing secret was logged. */
+  allLogs(): string {
+    return [...this.dispatchers, ...this.runners].map((p) => p.output).join("\n");
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.runners.map((r) => r.stop("SIGKILL")));
+    await Promise.all(this.dispatchers.map((d) => d.stop()));
+    await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
+    this.http?.closeAllConnections();
+    await this.gateway?.close();
+    // Obliterate everything under this stack's prefix.
+    let cursor = "0";
+    do {
+      const [next, found] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
+      cursor = next;
+      if (found.length) await this.redis.del(...found);
+    } while (cursor !== "0");
+    this.redis.disconnect();
+  }
+}
