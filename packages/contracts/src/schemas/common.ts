@@ -40,6 +40,8 @@ export const envSchema = (label: string) =>
     .messages({
       "object.max": `"${label}" has more than ${Limits.envMaxKeys} keys`,
       "env.bytes": `"${label}" is {{#total}} bytes; the limit is ${Limits.envMaxBytes} bytes of keys and values`,
+      // A key that fails the name pattern surfaces as "unknown".
+      "object.unknown": "{{#label}} is not a valid environment variable name (letters, digits and _, not starting with a digit)",
     })
     .label(label);
 

@@ -1,0 +1,164 @@
+import { randomUUID } from "node:crypto";
+import { TokenKind, generateToken } from "@runbridge/common";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
+import { TestStack } from "../helpers/stack";
+
+/** Every error the spine answers: 400/401/404/409/422, always `{detail}`, never a 500. */
+describe("Automation API errors and limits", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+    fx = await createFixture();
+    await stack.startRunner(fx.runnerToken, fx.server.id);
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const post = (body: unknown, token = fx.token) => stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${token}`).send(body as object);
+  const exec = (extra: Record<string, unknown>) => post({ server_id: fx.server.id, command: "true", ...extra });
+
+  function expectDetail(res: { status: number; body: unknown }, status: number, pattern: RegExp) {
+    expect(res.status).toBe(status);
+    expect(res.body).toEqual({ detail: expect.stringMatching(pattern) });
+  }
+
+  describe("401", () => {
+    it("refuses a request without Authorization", async () => {
+      const res = await stack.api().post("/api/automation/v1/exec").send({ server_id: fx.server.id, command: "true" });
+      expectDetail(res, 401, /Missing Authorization header/);
+    });
+    it("refuses a malformed header", async () => {
+      const res = await stack.api().get(`/api/automation/v1/operations/${randomUUID()}`).set("Authorization", `Token ${fx.token}`);
+      expectDetail(res, 401, /Malformed Authorization header/);
+    });
+    it("refuses a key whose checksum is wrong", async () => {
+      const broken = fx.token.slice(0, -1) + (fx.token.endsWith("A") ? "B" : "A");
+      expectDetail(await post({}, broken), 401, /Invalid API key/);
+    });
+    it("refuses a well-formed key that does not exist", async () => {
+      expectDetail(await post({}, generateToken(TokenKind.AutomationKey)), 401, /Invalid API key/);
+    });
+    it("refuses a general API key on the Automation API", async () => {
+      expectDetail(await post({}, fx.apiKey), 401, /Invalid API key/);
+    });
+    it("refuses a revoked key and an expired key", async () => {
+      const revoked = await createAutomationKey(fx.tenant.id, { revokedAt: new Date() });
+      expectDetail(await post({ server_id: fx.server.id, command: "true" }, revoked.token), 401, /revoked/);
+      const expired = await createAutomationKey(fx.tenant.id, { expiresAt: new Date(Date.now() - 1000) });
+      expectDetail(await post({ server_id: fx.server.id, command: "true" }, expired.token), 401, /expired/);
+    });
+  });
+
+  describe("404 and 409", () => {
+    it("answers 404 for an unknown server and for another tenant's server", async () => {
+      expectDetail(await exec({ server_id: randomUUID() }), 404, /Server .* not found/);
+      const other = await createTenant();
+      const { server } = await createServer(other.tenant.id);
+      expectDetail(await exec({ server_id: server.id }), 404, /not found/);
+    });
+    it("answers 404 for unknown, malformed and other tenants' operation ids", async () => {
+      const get = (id: string, token = fx.token) => stack.api().get(`/api/automation/v1/operations/${id}`).set("Authorization", `Bearer ${token}`);
+      expectDetail(await get(randomUUID()), 404, /not found/);
+      expectDetail(await get("not-a-uuid"), 404, /not found/);
+      const mine = await exec({});
+      expect(mine.status).toBe(200);
+      const other = await createTenant();
+      const { token } = await createAutomationKey(other.tenant.id);
+      expectDetail(await get(mine.body.operation_id, token), 404, /not found/);
+      expect((await get(mine.body.operation_id)).status).toBe(200);
+    });
+    it("answers 409 when the server's runner is not connected, and records nothing", async () => {
+      const { server } = await createServer(fx.tenant.id, "offline-box");
+      const before = await testPrisma().operation.count({ where: { serverId: server.id } });
+      expectDetail(await exec({ server_id: server.id }), 409, /no connected runner/);
+      expect(await testPrisma().operation.count({ where: { serverId: server.id } })).toBe(before);
+    });
+  });
+
+  describe("400 and 422", () => {
+    it("answers malformed JSON with 400 and {detail}", async () => {
+      const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).set("Content-Type", "application/json").send('{"server_id": ');
+      expectDetail(res, 400, /Malformed JSON/);
+    });
+    it("reads a body sent without a JSON content type (curl -d)", async () => {
+      const res = await stack
+        .api()
+        .post("/api/automation/v1/exec")
+        .set("Authorization", `Bearer ${fx.token}`)
+        .set("Content-Type", "application/x-www-form-urlencoded")
+        .send(JSON.stringify({ server_id: fx.server.id, command: "echo form" }));
+      expect(res.status).toBe(200);
+      expect(res.body.stdout).toBe("form\n");
+    });
+    it("refuses a body that is not an object", async () => {
+      expectDetail(await post([1, 2]), 422, /JSON object/);
+      expectDetail(await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).set("Content-Type", "application/json").send("42"), 422, /JSON object/);
+    });
+    it("names missing and mistyped fields", async () => {
+      expectDetail(await post({ command: "true" }), 422, /"server_id" is required/);
+      expectDetail(await post({ server_id: fx.server.id }), 422, /"command" is required/);
+      expectDetail(await exec({ server_id: "nope" }), 422, /"server_id" must be a valid GUID/);
+      expectDetail(await exec({ command: 12 }), 422, /"command" must be a string/);
+      expectDetail(await exec({ command: "   " }), 422, /"command" cannot be blank/);
+      expectDetail(await exec({ timeout_seconds: "60" }), 422, /"timeout_seconds" must be a number/);
+      expectDetail(await exec({ timeout_seconds: 1.5 }), 422, /"timeout_seconds" must be an integer/);
+      expectDetail(await exec({ env: { A: 1 } }), 422, /"env.A" must be a string/);
+      expectDetail(await exec({ env: { "1BAD": "x" } }), 422, /not a valid environment variable name/);
+      expectDetail(await exec({ env: "A=1" }), 422, /"env" must be of type object/);
+      expectDetail(await exec({ timeout: 300 }), 422, /"timeout" is not allowed/);
+      expectDetail(await exec({ run_context: { repository: 5 } }), 422, /"run_context.repository" must be a string/);
+    });
+
+    it("accepts a command of exactly 8,192 characters and refuses 8,193", async () => {
+      const ok = `: ${"x".repeat(8190)}`;
+      expect(ok.length).toBe(8192);
+      const res = await exec({ command: ok });
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 0 });
+      expectDetail(await exec({ command: `${ok}x` }), 422, /"command" is longer than 8192 characters/);
+    });
+
+    it("accepts 200 env keys and refuses 201", async () => {
+      const env = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`K${i}`, "v"]));
+      const res = await exec({ env: env(200), command: 'test "$K199" = v' });
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 0 });
+      expectDetail(await exec({ env: env(201) }), 422, /"env" has more than 200 keys/);
+    });
+
+    it("accepts env of exactly 64 KiB of keys and values and refuses one byte more", async () => {
+      // Two keys: "A" + value, "B" + value, filling 65,536 bytes exactly.
+      const half = 65536 / 2 - 1;
+      const env = { A: "a".repeat(half), B: "b".repeat(half) };
+      const res = await exec({ env, command: 'test ${#A} -eq 32767 && test ${#B} -eq 32767' });
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 0 });
+      expectDetail(await exec({ env: { ...env, B: `${env.B}b` } }), 422, /"env" is 65537 bytes; the limit is 65536/);
+    });
+
+    it.each([
+      [1, true],
+      [900, true],
+      [0, false],
+      [901, false],
+      [-5, false],
+    ])("timeout_seconds %p accepted: %p", async (timeout, accepted) => {
+      const res = await exec({ timeout_seconds: timeout });
+      if (accepted) expect(res.body).toMatchObject({ status: "completed", exit_code: 0 });
+      else expectDetail(res, 422, /"timeout_seconds" must be (greater|less) than or equal to (1|900)/);
+    });
+
+    it("stores the default timeout of 60 seconds", async () => {
+      const res = await exec({});
+      const op = await testPrisma().operation.findUniqueOrThrow({ where: { id: res.body.operation_id } });
+      expect(op.timeoutSeconds).toBe(60);
+    });
+  });
+
+  it("answers unknown routes with 404 {detail}", async () => {
+    expectDetail(await stack.api().get("/api/automation/v1/nope").set("Authorization", `Bearer ${fx.token}`), 404, /No route/);
+  });
+});
