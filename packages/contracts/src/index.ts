@@ -6,3 +6,4 @@ export * from "./socket";
 export * from "./schemas/common";
 export * from "./schemas/automation";
 export * from "./schemas/management";
+export * from "./schemas/automation-extensions";

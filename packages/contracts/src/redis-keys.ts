@@ -16,6 +16,8 @@ export function redisKeys(prefix: string) {
     socketAdapter: `${prefix}:sio`,
     /** Live output of an operation (Redis stream, bounded, with TTL). */
     operationLog: (operationId: string) => `${prefix}:oplog:${operationId}`,
+    /** Pub/sub: cancel an operation; message = JSON {operationId, serverId}; the dispatcher holding the runner socket acts. */
+    operationCancel: `${prefix}:events:operation-cancel`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;
