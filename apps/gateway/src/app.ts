@@ -7,6 +7,7 @@ import { errorHandler, notFoundHandler } from "./middleware/error-handler";
 import { requestContext } from "./middleware/request-context";
 import { execRouter } from "./routes/automation/exec";
 import { operationsRouter } from "./routes/automation/operations";
+import { auditEventsRouter } from "./routes/management/audit-events";
 import { automationKeysRouter } from "./routes/management/automation-keys";
 import { managementOperationsRouter } from "./routes/management/operations";
 import { serversRouter } from "./routes/management/servers";
@@ -37,6 +38,7 @@ export function createApp(ctx: GatewayContext): Express {
   management.use(serversRouter(ctx));
   management.use(automationKeysRouter(ctx));
   management.use(managementOperationsRouter(ctx));
+  management.use(auditEventsRouter(ctx));
   app.use("/api/v1", management);
 
   app.use(notFoundHandler);

@@ -2,6 +2,7 @@ import { Queue } from "bullmq";
 import { QueueName, redisKeys } from "@runbridge/contracts";
 import { Sealer, createFailFastRedis, createLogger, createRedis } from "@runbridge/common";
 import { createPrisma } from "@runbridge/db";
+import { startKeyServices } from "./auth/key-services";
 import type { GatewayConfig } from "./config";
 import type { GatewayContext } from "./context";
 import { CompletionWaiter } from "./services/completion-waiter";
@@ -16,13 +17,16 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
   const redis = createFailFastRedis(config.REDIS_URL);
   const queueConnection = createFailFastRedis(config.REDIS_URL);
   const subscriber = createRedis(config.REDIS_URL);
-  for (const [name, conn] of [["redis", redis], ["queue", queueConnection], ["subscriber", subscriber]] as const) {
+  // Its own connection: its reconnects tell the key cache when invalidations may have been missed.
+  const keySubscriber = createRedis(config.REDIS_URL);
+  for (const [name, conn] of [["redis", redis], ["queue", queueConnection], ["subscriber", subscriber], ["key-subscriber", keySubscriber]] as const) {
     conn.on("error", (err: Error) => logger.warn("redis connection error", { connection: name, error: err.message }));
   }
   const queue = new Queue(QueueName.Operations, { connection: queueConnection, prefix: keys.bull });
   queue.on("error", (err) => logger.warn("queue error", { error: err.message }));
   const waiter = new CompletionWaiter(subscriber, keys.operationFinished);
   await waiter.start();
+  const keyServices = await startKeyServices({ prisma, redis, subscriber: keySubscriber, keys, redisPrefix: config.REDIS_PREFIX, logger });
   const ctx: GatewayContext = {
     config,
     logger,
@@ -33,9 +37,12 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
     sealer: Sealer.fromConfig(config),
     waiter,
     presence: new Presence(redis, keys),
+    keyServices,
   };
   const close = async () => {
     await queue.close().catch(() => undefined);
+    await keyServices.close();
+    keySubscriber.disconnect();
     subscriber.disconnect();
     redis.disconnect();
     queueConnection.disconnect();

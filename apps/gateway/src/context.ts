@@ -3,6 +3,7 @@ import type { Redis } from "ioredis";
 import type { RedisKeys } from "@runbridge/contracts";
 import type { Logger, Sealer } from "@runbridge/common";
 import type { PrismaClient } from "@runbridge/db";
+import type { KeyServices } from "./auth/key-services";
 import type { GatewayConfig } from "./config";
 import type { CompletionWaiter } from "./services/completion-waiter";
 import type { Presence } from "./services/presence";
@@ -18,4 +19,6 @@ export interface GatewayContext {
   sealer: Sealer;
   waiter: CompletionWaiter;
   presence: Presence;
+  /** Automation-key cache, rate limiter and last-used recorder (auth/key-services.ts). */
+  keyServices: KeyServices;
 }

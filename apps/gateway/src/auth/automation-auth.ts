@@ -1,23 +1,69 @@
-import type { RequestHandler } from "express";
+import type { Request, RequestHandler, Response } from "express";
 import { TokenKind, hashToken, hashesEqual, isWellFormedToken } from "@runbridge/common";
+import type { AutomationKey } from "@runbridge/db";
 import type { GatewayContext } from "../context";
-import { UnauthorizedError } from "../errors";
+import { ForbiddenError, RateLimitedError, UnauthorizedError } from "../errors";
+import { normaliseClientIp } from "../services/ip-allowlist";
+import { RATE_WINDOW_SECONDS, setRateLimitHeaders } from "../services/rate-limit";
 import { bearerToken } from "./bearer";
 import type { AutomationAuth } from "./locals";
 
-/** Authenticates `Authorization: Bearer rca_...` for the Automation API. */
+/**
+ * Authenticates `Authorization: Bearer rca_...` for the Automation API and
+ * applies the key-wide rules, in this order (the spec's error table, most
+ * fundamental first):
+ *   401 invalid / revoked / expired key
+ *   403 client IP not in the key's allowlist
+ *   429 the key's rate limit is used up
+ * Operation and server scopes (403), validation (422), 404 and 409 are the
+ * routes' business, after this.
+ */
 export function automationAuthMiddleware(ctx: GatewayContext): RequestHandler {
   return async (req, res, next) => {
     const token = bearerToken(req, "rca_...");
     // Checksum first: a mistyped or invented key never costs a lookup.
-    if (!isWellFormedToken(token, TokenKind.AutomationKey)) throw new UnauthorizedError("Invalid API key");
+    if (!isWellFormedToken(token, TokenKind.AutomationKey)) {
+      throw new UnauthorizedError(token.startsWith("rbk_") ? "General API keys cannot call the Automation API; use an automation key (rca_...)" : "Invalid API key");
+    }
     const hash = hashToken(token);
-    const key = await ctx.prisma.automationKey.findUnique({ where: { keyHash: hash } });
-    if (!key || !hashesEqual(key.keyHash, hash)) throw new UnauthorizedError("Invalid API key");
+    // Warm keys come from the in-process cache (no PostgreSQL round trip).
+    const cached = await ctx.keyServices.cache.get(hash);
+    if (!cached || !hashesEqual(cached.key.keyHash, hash)) throw new UnauthorizedError("Invalid API key");
+    const { key } = cached;
     if (key.revokedAt) throw new UnauthorizedError("API key has been revoked");
     if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) throw new UnauthorizedError(`API key expired at ${key.expiresAt.toISOString()}`);
-    const auth: AutomationAuth = { kind: "automation", tenantId: key.tenantId, key, clientIp: req.ip ?? "" };
+
+    const clientIp = normaliseClientIp(req.ip ?? "");
+    if (!cached.ipAllowed(clientIp)) throw new ForbiddenError(`Client IP ${clientIp} is not in this API key's IP allowlist`);
+
+    await enforceRateLimit(ctx, req, res, key, clientIp);
+
+    ctx.keyServices.usage.record(key.id, clientIp);
+    const auth: AutomationAuth = { kind: "automation", tenantId: key.tenantId, key, clientIp };
     res.locals.auth = auth;
     next();
   };
+}
+
+async function enforceRateLimit(ctx: GatewayContext, req: Request, res: Response, key: AutomationKey, clientIp: string): Promise<void> {
+  const decision = await ctx.keyServices.limiter.consume(key.id, key.rateLimit);
+  setRateLimitHeaders(res, decision);
+  if (decision.allowed) return;
+  if (await ctx.keyServices.limiter.shouldAuditRejection(key.id, decision.resetMs)) {
+    await ctx.prisma.auditEvent
+      .create({
+        data: {
+          tenantId: key.tenantId,
+          type: "rate_limited",
+          automationKeyId: key.id,
+          clientIp,
+          data: { limit: key.rateLimit, window_seconds: RATE_WINDOW_SECONDS, method: req.method, path: req.originalUrl.split("?")[0] ?? "" },
+        },
+      })
+      .catch((err: unknown) => ctx.logger.warn("could not record rate-limit audit event", { automationKeyId: key.id, error: String(err) }));
+  }
+  throw new RateLimitedError(
+    `Rate limit of ${key.rateLimit} requests per minute exceeded for this API key; retry after the Retry-After header's seconds`,
+    decision.resetMs / 1000,
+  );
 }

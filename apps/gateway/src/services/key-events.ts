@@ -1,8 +1,12 @@
+import type { Redis } from "ioredis";
+import type { Logger } from "@runbridge/common";
 import type { GatewayContext } from "../context";
+import type { KeyCache } from "./key-cache";
 
 /**
  * Tells every gateway replica that a key changed (revoked, re-scoped), so
- * cached key records are dropped. Best effort: caches also expire on their own.
+ * cached key records are dropped. Best effort: if Redis is down, replicas
+ * have lost their subscription too and read PostgreSQL until it is back.
  */
 export async function publishKeyChange(ctx: GatewayContext, keyHash: string): Promise<void> {
   try {
@@ -10,4 +14,41 @@ export async function publishKeyChange(ctx: GatewayContext, keyHash: string): Pr
   } catch (err) {
     ctx.logger.warn("could not publish key change", { error: String(err) });
   }
+}
+
+/**
+ * Keeps a KeyCache in step with the key-change channel on a dedicated
+ * subscriber connection. The cache is only trusted while the subscription is
+ * live: when the connection drops, messages published meanwhile are lost, so
+ * the cache is disabled until the channel is subscribed again, then starts empty.
+ */
+export async function followKeyChanges(subscriber: Redis, channel: string, cache: KeyCache, logger: Logger): Promise<() => void> {
+  const onMessage = (ch: string, keyHash: string) => {
+    if (ch === channel) cache.invalidate(keyHash);
+  };
+  subscriber.on("message", onMessage);
+  const down = () => {
+    if (cache.isLive) logger.warn("key-change subscription lost; authenticating from PostgreSQL until it is back");
+    cache.setLive(false);
+  };
+  subscriber.on("close", down);
+  subscriber.on("reconnecting", down);
+  const up = () => {
+    // ioredis re-subscribes by itself on reconnect; subscribing again is harmless and tells us when it is done.
+    subscriber
+      .subscribe(channel)
+      .then(() => {
+        if (!cache.isLive) logger.info("key-change subscription live");
+        cache.setLive(true);
+      })
+      .catch((err: unknown) => logger.warn("could not re-subscribe to key changes", { error: String(err) }));
+  };
+  subscriber.on("ready", up);
+  await subscriber.subscribe(channel);
+  cache.setLive(true);
+  // Stops following (at shutdown): the cache is simply no longer trusted.
+  return () => {
+    subscriber.off("message", onMessage).off("close", down).off("reconnecting", down).off("ready", up);
+    cache.setLive(false);
+  };
 }

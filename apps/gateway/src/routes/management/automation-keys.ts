@@ -4,7 +4,7 @@ import { Limits, createAutomationKeySchema, updateAutomationKeySchema, uuid, typ
 import type { AutomationKey, Prisma } from "@runbridge/db";
 import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
-import { NotFoundError, ValidationError } from "../../errors";
+import { ConflictError, NotFoundError, ValidationError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
 import { normaliseAllowlistEntry } from "../../services/ip-allowlist";
 import { publishKeyChange } from "../../services/key-events";
@@ -36,20 +36,31 @@ export function automationKeyView(k: AutomationKey, operationCount?: number) {
   };
 }
 
+/**
+ * Every id must name a row of the caller's tenant. Another tenant's id and an
+ * id that does not exist get the same answer, so the API does not reveal
+ * which ids exist in other tenants.
+ */
+function assertAllOwned(field: string, what: string, ids: readonly string[], owned: readonly { id: string }[]): void {
+  const mine = new Set(owned.map((r) => r.id));
+  const i = ids.findIndex((id) => !mine.has(id));
+  if (i !== -1) throw new ValidationError(`"${field}[${i}]" (${ids[i]}) is a cross-tenant reference or an unknown ${what}`);
+}
+
 /** Validates scope fields beyond their shape: tenant ownership of ids, IP syntax, expiry in the future. */
 async function scopeData(ctx: GatewayContext, tenantId: string, body: Partial<CreateAutomationKeyRequest>): Promise<Prisma.AutomationKeyUpdateInput> {
   const data: Prisma.AutomationKeyUpdateInput = {};
   if (body.name !== undefined) data.name = body.name;
   if (body.allowed_server_ids !== undefined) {
     const ids = body.allowed_server_ids;
-    const owned = await ctx.prisma.server.count({ where: { tenantId, id: { in: ids } } });
-    if (owned !== ids.length) throw new ValidationError('"allowed_server_ids" contains a cross-tenant reference or an unknown server');
+    const owned = await ctx.prisma.server.findMany({ where: { tenantId, id: { in: ids } }, select: { id: true } });
+    assertAllOwned("allowed_server_ids", "server", ids, owned);
     data.allowedServerIds = ids;
   }
   if (body.allowed_credential_ids !== undefined) {
     const ids = body.allowed_credential_ids;
-    const owned = await ctx.prisma.registryCredential.count({ where: { tenantId, id: { in: ids } } });
-    if (owned !== ids.length) throw new ValidationError('"allowed_credential_ids" contains a cross-tenant reference or an unknown credential');
+    const owned = await ctx.prisma.registryCredential.findMany({ where: { tenantId, id: { in: ids } }, select: { id: true } });
+    assertAllOwned("allowed_credential_ids", "registry credential", ids, owned);
     data.allowedCredentialIds = ids;
   }
   if (body.allowed_operations !== undefined) data.allowedOperations = body.allowed_operations;
@@ -70,6 +81,13 @@ async function scopeData(ctx: GatewayContext, tenantId: string, body: Partial<Cr
     }
   }
   return data;
+}
+
+/** Before and after of each field a PATCH named, as the API shows them. */
+function changesOf(before: AutomationKey, after: AutomationKey, fields: string[]): Prisma.InputJsonObject {
+  const b = automationKeyView(before) as Record<string, Prisma.InputJsonValue | null>;
+  const a = automationKeyView(after) as Record<string, Prisma.InputJsonValue | null>;
+  return Object.fromEntries(fields.map((f) => [f, { from: b[f] ?? null, to: a[f] ?? null }]));
 }
 
 export function automationKeysRouter(ctx: GatewayContext): Router {
@@ -111,6 +129,8 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
       });
       return k;
     });
+    // Drops a "no such key" another replica may have cached for this hash.
+    await publishKeyChange(ctx, key.keyHash);
     // The key itself is returned only here; only its SHA-256 is stored.
     res.status(201).json({ ...automationKeyView(key, 0), key: token });
   });
@@ -133,11 +153,13 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
     const auth = managementAuth(res);
     const existing = await loadKey(auth.tenantId, req.params.id);
     const body = validateBody(updateAutomationKeySchema, req.body);
+    // Revocation is final: a revoked key is never brought back by an update.
+    if (existing.revokedAt) throw new ConflictError(`Automation key ${existing.id} is revoked and can no longer be changed; create a new key`);
     const data = await scopeData(ctx, auth.tenantId, body);
     const key = await ctx.prisma.$transaction(async (tx) => {
       const k = await tx.automationKey.update({ where: { id: existing.id }, data });
       await tx.auditEvent.create({
-        data: { tenantId: auth.tenantId, type: "key.updated", automationKeyId: k.id, clientIp: auth.clientIp, data: { changes: Object.keys(body) } },
+        data: { tenantId: auth.tenantId, type: "key.updated", automationKeyId: k.id, clientIp: auth.clientIp, data: { changes: changesOf(existing, k, Object.keys(body)) } },
       });
       return k;
     });

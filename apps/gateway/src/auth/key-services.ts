@@ -1,0 +1,40 @@
+import type { Redis } from "ioredis";
+import type { Logger } from "@runbridge/common";
+import type { PrismaClient } from "@runbridge/db";
+import type { RedisKeys } from "@runbridge/contracts";
+import { KeyCache } from "../services/key-cache";
+import { followKeyChanges } from "../services/key-events";
+import { KeyRateLimiter } from "../services/rate-limit";
+import { KeyUsageRecorder } from "../services/key-usage";
+
+/** What automation-key authentication needs beyond the request: cache, limiter, usage recorder. */
+export interface KeyServices {
+  cache: KeyCache;
+  limiter: KeyRateLimiter;
+  usage: KeyUsageRecorder;
+  /** The key-change subscriber connection (exposed so tests can force a reconnect). */
+  subscriber: Redis;
+}
+
+export interface KeyServicesDeps {
+  prisma: PrismaClient;
+  /** The request-path (fail-fast) connection: rate limiting and audit de-duplication. */
+  redis: Redis;
+  /** A connection of its own, used only to follow the key-change channel. */
+  subscriber: Redis;
+  keys: RedisKeys;
+  redisPrefix: string;
+  logger: Logger;
+}
+
+export async function startKeyServices(deps: KeyServicesDeps): Promise<KeyServices & { close: () => Promise<void> }> {
+  const cache = new KeyCache((keyHash) => deps.prisma.automationKey.findUnique({ where: { keyHash } }));
+  const stopFollowing = await followKeyChanges(deps.subscriber, deps.keys.keyChanged, cache, deps.logger);
+  const usage = new KeyUsageRecorder(deps.prisma, deps.logger);
+  const limiter = new KeyRateLimiter(deps.redis, deps.redisPrefix, deps.logger);
+  const close = async () => {
+    stopFollowing();
+    await usage.close();
+  };
+  return { cache, limiter, usage, subscriber: deps.subscriber, close };
+}

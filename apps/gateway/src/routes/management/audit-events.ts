@@ -1,0 +1,77 @@
+import { Router } from "express";
+import Joi from "joi";
+import { Limits, uuid } from "@runbridge/contracts";
+import type { AuditEvent, Prisma } from "@runbridge/db";
+import { managementAuth } from "../../auth/locals";
+import type { GatewayContext } from "../../context";
+import { ValidationError } from "../../errors";
+import { validateQuery } from "../../middleware/validate";
+import { decodeCursor, encodeCursor } from "../../services/cursor";
+
+interface ListAuditEventsQuery {
+  automation_key_id?: string;
+  run_id?: string;
+  type?: string;
+  operation_id?: string;
+  server_id?: string;
+  cursor?: string;
+  limit: number;
+}
+
+/**
+ * Event types are open-ended (operation.created, operation.finished,
+ * key.created, key.updated, key.revoked, rate_limited, ...), so `type` is
+ * checked for shape, not against a list: an unknown type simply matches nothing.
+ */
+const listAuditEventsQuerySchema = Joi.object<ListAuditEventsQuery>({
+  automation_key_id: uuid(),
+  run_id: Joi.string().max(Limits.runIdMaxChars),
+  type: Joi.string()
+    .max(100)
+    .pattern(/^[a-z][a-z0-9_.]*$/)
+    .message('"type" is an event type such as operation.created, key.revoked or rate_limited'),
+  operation_id: uuid(),
+  server_id: uuid(),
+  cursor: Joi.string().max(200),
+  limit: Joi.number().integer().min(1).max(200).default(50),
+});
+
+export function auditEventView(e: AuditEvent) {
+  return {
+    id: e.id,
+    type: e.type,
+    automation_key_id: e.automationKeyId,
+    operation_id: e.operationId,
+    server_id: e.serverId,
+    run_id: e.runId,
+    client_ip: e.clientIp,
+    data: e.data,
+    created_at: e.createdAt.toISOString(),
+  };
+}
+
+/** GET /audit-events: the tenant's audit trail, newest first, keyset-paginated like /operations. */
+export function auditEventsRouter(ctx: GatewayContext): Router {
+  const router = Router();
+  router.get("/audit-events", async (req, res) => {
+    const auth = managementAuth(res);
+    const q = validateQuery<ListAuditEventsQuery>(listAuditEventsQuerySchema, req.query);
+    // Tenant first: another tenant's key, run or operation id filters to nothing.
+    const where: Prisma.AuditEventWhereInput = { tenantId: auth.tenantId };
+    if (q.automation_key_id) where.automationKeyId = q.automation_key_id;
+    if (q.run_id) where.runId = q.run_id;
+    if (q.type) where.type = q.type;
+    if (q.operation_id) where.operationId = q.operation_id;
+    if (q.server_id) where.serverId = q.server_id;
+    if (q.cursor) {
+      const c = decodeCursor(q.cursor);
+      if (!c) throw new ValidationError('"cursor" is not a cursor this API returned');
+      where.OR = [{ createdAt: { lt: c.createdAt } }, { createdAt: c.createdAt, id: { lt: c.id } }];
+    }
+    const rows = await ctx.prisma.auditEvent.findMany({ where, orderBy: [{ createdAt: "desc" }, { id: "desc" }], take: q.limit + 1 });
+    const page = rows.slice(0, q.limit);
+    const last = page[page.length - 1];
+    res.json({ data: page.map(auditEventView), next_cursor: rows.length > q.limit && last ? encodeCursor(last) : null });
+  });
+  return router;
+}

@@ -1,0 +1,102 @@
+import { LRUCache } from "lru-cache";
+import type { AutomationKey } from "@runbridge/db";
+import { compileAllowlist, type IpMatcher } from "./ip-allowlist";
+
+/** A key record as the hot path needs it: the row plus its compiled IP allowlist. */
+export interface CachedKey {
+  key: AutomationKey;
+  ipAllowed: IpMatcher;
+}
+
+export interface KeyCacheOptions {
+  /** Most keys held per process. */
+  max?: number;
+  /**
+   * Safety TTL of a found key. Invalidation normally arrives by pub/sub within
+   * milliseconds; this only bounds how long a lost message could matter.
+   */
+  ttlMs?: number;
+  /** TTL of "no such key", so a flood of well-formed but unknown tokens does not each cost a query. */
+  negativeTtlMs?: number;
+}
+
+interface Slot {
+  value: CachedKey | null;
+}
+
+/**
+ * In-process cache of automation keys by token hash, so a warm key costs no
+ * PostgreSQL round trip.
+ *
+ * Correctness rests on three rules:
+ * - the cache is only used while the key-change subscription is live
+ *   (`setLive`); while the subscriber is disconnected, every request reads
+ *   PostgreSQL, and the cache is emptied when the subscription comes back;
+ * - every invalidation bumps an epoch, and a load that started before an
+ *   invalidation is neither stored nor shared with requests that arrive after
+ *   it (otherwise a lookup racing a revoke could re-cache the revoked row);
+ * - entries expire after a short safety TTL regardless.
+ */
+export class KeyCache {
+  private readonly cache: LRUCache<string, Slot>;
+  private readonly inflight = new Map<string, { epoch: number; promise: Promise<CachedKey | null> }>();
+  private readonly ttlMs: number;
+  private readonly negativeTtlMs: number;
+  private epoch = 0;
+  private live = false;
+  /** Counts lookups that went to the database (for tests and metrics). */
+  loads = 0;
+
+  constructor(
+    private readonly load: (keyHash: string) => Promise<AutomationKey | null>,
+    opts: KeyCacheOptions = {},
+  ) {
+    this.ttlMs = opts.ttlMs ?? 15_000;
+    this.negativeTtlMs = opts.negativeTtlMs ?? 5_000;
+    this.cache = new LRUCache<string, Slot>({ max: opts.max ?? 10_000, ttl: this.ttlMs, ttlAutopurge: false });
+  }
+
+  get isLive(): boolean {
+    return this.live;
+  }
+
+  async get(keyHash: string): Promise<CachedKey | null> {
+    if (this.live) {
+      const slot = this.cache.get(keyHash);
+      if (slot) return slot.value;
+    }
+    const pending = this.inflight.get(keyHash);
+    if (pending && pending.epoch === this.epoch) return pending.promise;
+
+    const epoch = this.epoch;
+    this.loads++;
+    const promise = this.load(keyHash)
+      .then((row) => {
+        const value = row ? { key: row, ipAllowed: compileAllowlist(row.ipAllowlist) } : null;
+        if (this.live && epoch === this.epoch) this.cache.set(keyHash, { value }, { ttl: value ? this.ttlMs : this.negativeTtlMs });
+        return value;
+      })
+      .finally(() => {
+        if (this.inflight.get(keyHash)?.promise === promise) this.inflight.delete(keyHash);
+      });
+    this.inflight.set(keyHash, { epoch, promise });
+    return promise;
+  }
+
+  /** A key changed (revoked, re-scoped, created): drop it everywhere in this process. */
+  invalidate(keyHash: string): void {
+    this.epoch++;
+    this.cache.delete(keyHash);
+  }
+
+  clear(): void {
+    this.epoch++;
+    this.cache.clear();
+  }
+
+  /** Called as the key-change subscription goes down or comes (back) up; either way nothing cached survives. */
+  setLive(live: boolean): void {
+    this.live = live;
+    this.clear();
+  }
+}

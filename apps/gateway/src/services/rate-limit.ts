@@ -1,0 +1,104 @@
+import type { Response } from "express";
+import type { Redis } from "ioredis";
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
+import type { Logger } from "@runbridge/common";
+
+/** Every key's limit is "requests per minute": a fixed 60 s window per key. */
+export const RATE_WINDOW_SECONDS = 60;
+
+export interface RateDecision {
+  allowed: boolean;
+  limit: number;
+  remaining: number;
+  /** Milliseconds until the current window ends. */
+  resetMs: number;
+}
+
+/**
+ * Per-key rate limiting shared by every gateway replica through Redis
+ * (rate-limiter-flexible's atomic INCR + PEXPIRE script), keyed by the
+ * automation key's id.
+ *
+ * Keys have different limits, and a RateLimiterRedis has one `points` value,
+ * so there is one limiter per distinct limit (at most 1000). They share one
+ * Redis key per automation key, so changing a key's limit keeps what it
+ * already consumed in the current window.
+ *
+ * Redis unreachable: each limiter falls back to an in-memory limiter with the
+ * same limit (rate-limiter-flexible's insuranceLimiter), i.e. every replica
+ * enforces the limit on its own until Redis is back. See docs/keys.md.
+ */
+export class KeyRateLimiter {
+  private readonly limiters = new Map<number, RateLimiterRedis>();
+  /** Fallback for the audit de-duplication when Redis cannot be asked. */
+  private readonly localAuditMarks = new Map<string, number>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly logger: Logger,
+  ) {}
+
+  private limiter(points: number): RateLimiterRedis {
+    let limiter = this.limiters.get(points);
+    if (!limiter) {
+      limiter = new RateLimiterRedis({
+        storeClient: this.redis,
+        keyPrefix: `${this.prefix}:ratelimit`,
+        points,
+        duration: RATE_WINDOW_SECONDS,
+        // Do not queue behind a dead connection: go straight to the insurance limiter.
+        rejectIfRedisNotReady: true,
+        insuranceLimiter: new RateLimiterMemory({ keyPrefix: "insurance", points, duration: RATE_WINDOW_SECONDS }),
+      });
+      this.limiters.set(points, limiter);
+    }
+    return limiter;
+  }
+
+  async consume(keyId: string, limit: number): Promise<RateDecision> {
+    try {
+      const res = await this.limiter(limit).consume(keyId);
+      return { allowed: true, limit, remaining: res.remainingPoints, resetMs: res.msBeforeNext };
+    } catch (err) {
+      if (err instanceof RateLimiterRes) return { allowed: false, limit, remaining: 0, resetMs: err.msBeforeNext };
+      throw err;
+    }
+  }
+
+  /**
+   * True once per key per window: whether this rejection should be written to
+   * the audit trail. A flood of rejected requests writes one row, not thousands.
+   */
+  async shouldAuditRejection(keyId: string, windowMs: number): Promise<boolean> {
+    const ttl = Math.max(1, Math.ceil(windowMs));
+    try {
+      return (await this.redis.set(`${this.prefix}:ratelimit-audited:${keyId}`, "1", "PX", ttl, "NX")) === "OK";
+    } catch (err) {
+      this.logger.warn("rate-limit audit de-duplication fell back to memory", { error: String(err) });
+      const now = Date.now();
+      const until = this.localAuditMarks.get(keyId) ?? 0;
+      if (until > now) return false;
+      this.localAuditMarks.set(keyId, now + ttl);
+      if (this.localAuditMarks.size > 10_000) this.localAuditMarks.clear();
+      return true;
+    }
+  }
+}
+
+/**
+ * The usual rate-limit headers on every answer that passed the limiter:
+ * RateLimit-* (IETF draft: Reset in seconds from now) and the older X-RateLimit-*
+ * (Reset as a Unix time in seconds, as GitHub and most CI tooling read it).
+ */
+export function setRateLimitHeaders(res: Response, d: RateDecision): void {
+  const resetSeconds = Math.max(1, Math.ceil(d.resetMs / 1000));
+  res.set({
+    "RateLimit-Limit": String(d.limit),
+    "RateLimit-Remaining": String(Math.max(0, d.remaining)),
+    "RateLimit-Reset": String(resetSeconds),
+    "X-RateLimit-Limit": String(d.limit),
+    "X-RateLimit-Remaining": String(Math.max(0, d.remaining)),
+    "X-RateLimit-Reset": String(Math.ceil((Date.now() + d.resetMs) / 1000)),
+  });
+}
