@@ -1,6 +1,5 @@
-import { execFileSync } from "node:child_process";
-import path from "node:path";
 import { Client } from "pg";
+import { migrateDeploy } from "../../scripts/src/migrate";
 import { testDatabaseUrl } from "./env";
 
 /** Creates the test database if needed and applies the committed migrations to it. */
@@ -17,10 +16,6 @@ export default async function globalSetup(): Promise<void> {
   } finally {
     await client.end();
   }
-  const root = path.resolve(__dirname, "../..");
-  execFileSync(path.join(root, "node_modules/.bin/prisma"), ["migrate", "deploy"], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: url.toString() },
-    stdio: "pipe",
-  });
+  const code = await migrateDeploy({ ...process.env, DATABASE_URL: url.toString() }, true);
+  if (code !== 0) throw new Error(`prisma migrate deploy failed with exit code ${code}`);
 }
