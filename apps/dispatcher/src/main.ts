@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { redisKeys } from "@runbridge/contracts";
 import { Sealer, Shutdown, createLogger, createRedis } from "@runbridge/common";
 import { createPrisma } from "@runbridge/db";
+import { startCancelListener } from "./cancel-listener";
 import { loadDispatcherConfig } from "./config";
 import type { DispatcherContext } from "./context";
 import { createDeliveryWorker } from "./delivery-worker";
@@ -37,10 +38,12 @@ async function main(): Promise<void> {
   const worker = createDeliveryWorker(ctx);
   const sweeper = new Sweeper(ctx);
   sweeper.start();
+  const cancelListener = startCancelListener(ctx);
   logger.info("dispatcher ready", { port: config.DISPATCHER_PORT, dispatcherId: config.DISPATCHER_ID });
 
   new Shutdown(logger)
     .add("stop sweeping", () => sweeper.stop())
+    .add("stop cancel listener", () => cancelListener.close())
     // Finishes deliveries in flight and takes no new jobs; the rest stay queued for other dispatchers.
     .add("close worker", () => worker.close())
     .add("release runner presence", () => presence.stop())

@@ -7,7 +7,11 @@ import { errorHandler, notFoundHandler } from "./middleware/error-handler";
 import { requestContext } from "./middleware/request-context";
 import { execRouter } from "./routes/automation/exec";
 import { operationsRouter } from "./routes/automation/operations";
-import { auditEventsRouter } from "./routes/management/audit-events";
+import { cancelRouter } from "./routes/automation/cancel";
+import { listOperationsRouter } from "./routes/automation/list";
+import { logsRouter } from "./routes/automation/logs";
+import { openApiRouter } from "./routes/automation/openapi";
+import { idempotencyMiddleware } from "./middleware/idempotency";
 import { automationKeysRouter } from "./routes/management/automation-keys";
 import { managementOperationsRouter } from "./routes/management/operations";
 import { serversRouter } from "./routes/management/servers";
@@ -27,10 +31,17 @@ export function createApp(ctx: GatewayContext): Express {
 
   app.use(healthRouter(ctx));
 
+  // Public: the API description needs no key.
+  app.use(openApiRouter());
+
   const automation = express.Router();
   automation.use(automationAuthMiddleware(ctx));
+  automation.use(idempotencyMiddleware(ctx));
   automation.use(execRouter(ctx));
   automation.use(operationsRouter(ctx));
+  automation.use(listOperationsRouter(ctx));
+  automation.use(cancelRouter(ctx));
+  automation.use(logsRouter(ctx));
   app.use("/api/automation/v1", automation);
 
   const management = express.Router();
@@ -38,7 +49,6 @@ export function createApp(ctx: GatewayContext): Express {
   management.use(serversRouter(ctx));
   management.use(automationKeysRouter(ctx));
   management.use(managementOperationsRouter(ctx));
-  management.use(auditEventsRouter(ctx));
   app.use("/api/v1", management);
 
   app.use(notFoundHandler);

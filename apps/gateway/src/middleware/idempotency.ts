@@ -1,0 +1,128 @@
+import { createHash, createHmac } from "node:crypto";
+import type { Request, RequestHandler, Response } from "express";
+import { IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_HOURS } from "@runbridge/contracts";
+import { Prisma } from "@runbridge/db";
+import { automationAuth } from "../auth/locals";
+import type { GatewayContext } from "../context";
+import { HttpError, ValidationError } from "../errors";
+
+const POLL_MS = 200;
+const SWEEP_EVERY_MS = 10 * 60_000;
+
+/**
+ * `Idempotency-Key` on Automation API POSTs (an extension; see docs/api-extensions.md).
+ *
+ * The first request with a key claims it by inserting a row; the unique
+ * constraint on (automation key, Idempotency-Key) makes concurrent retries race
+ * safe: exactly one runs, the others wait for its response and get a replay of
+ * it (`Idempotent-Replayed: true`). The same key with a different method, path
+ * or body is refused with 422. Only 2xx responses are kept (an operation was
+ * accepted); any other answer releases the key, so a retry of a refused
+ * request (runner offline, 429, 503) really is tried again.
+ *
+ * Nothing secret is stored: the request is kept as an HMAC (keyed by the
+ * encryption key, so low-entropy env values cannot be guessed from it), and
+ * responses of this API never contain env values or passwords.
+ */
+export function idempotencyMiddleware(ctx: GatewayContext): RequestHandler {
+  const hmacKey = createHash("sha256").update("runbridge idempotency\0").update(ctx.config.RUNBRIDGE_ENCRYPTION_KEY).digest();
+  const maxWaitMs = ctx.config.EXEC_MAX_WAIT_SECONDS * 1000 + 5000;
+  let lastSweep = 0;
+
+  return async (req, res, next) => {
+    if (req.method !== "POST") return next();
+    const key = req.get("idempotency-key");
+    if (key === undefined) return next();
+    if (!IDEMPOTENCY_KEY.test(key)) throw new ValidationError('"Idempotency-Key" header must be 1 to 255 visible ASCII characters (no spaces)');
+    const auth = automationAuth(res);
+    const requestHash = createHmac("sha256", hmacKey).update(requestFingerprint(req)).digest("hex");
+    const where = { automationKeyId_idempotencyKey: { automationKeyId: auth.key.id, idempotencyKey: key } };
+
+    if (Date.now() - lastSweep > SWEEP_EVERY_MS) {
+      lastSweep = Date.now();
+      void ctx.prisma.idempotencyRecord.deleteMany({ where: { expiresAt: { lt: new Date() } } }).catch(() => undefined);
+    }
+
+    const deadline = Date.now() + maxWaitMs;
+    let clientGone = false;
+    res.on("close", () => {
+      clientGone = true;
+    });
+    for (;;) {
+      try {
+        const record = await ctx.prisma.idempotencyRecord.create({
+          data: { automationKeyId: auth.key.id, idempotencyKey: key, requestHash, expiresAt: new Date(Date.now() + IDEMPOTENCY_TTL_HOURS * 3600_000) },
+        });
+        recordResponseOf(ctx, res, record.id);
+        return next();
+      } catch (err) {
+        if ((err as { code?: string }).code !== "P2002") throw err;
+      }
+      // Someone holds the key: replay its response, or wait for it.
+      for (;;) {
+        const existing = await ctx.prisma.idempotencyRecord.findUnique({ where });
+        if (!existing) break; // Released (the first attempt was refused): claim it again.
+        if (existing.expiresAt.getTime() <= Date.now()) {
+          await ctx.prisma.idempotencyRecord.deleteMany({ where: { id: existing.id, expiresAt: { lte: new Date() } } });
+          break;
+        }
+        if (existing.requestHash !== requestHash) {
+          throw new ValidationError(
+            `Idempotency-Key "${key}" was already used with a different request (method, path or body) in the last ${IDEMPOTENCY_TTL_HOURS} h; send a new key for a new request`,
+          );
+        }
+        if (existing.state === "completed" && existing.responseStatus !== null) {
+          res.set("Idempotent-Replayed", "true").status(existing.responseStatus).json(existing.responseBody);
+          return;
+        }
+        if (clientGone) return;
+        if (Date.now() > deadline) {
+          throw new HttpError(
+            409,
+            `A request with Idempotency-Key "${key}" is still in progress (or its server stopped before answering); retry later, or look the operation up by run_id`,
+            { "Retry-After": "5" },
+          );
+        }
+        await new Promise((r) => setTimeout(r, POLL_MS));
+      }
+    }
+  };
+}
+
+/** What makes two requests "the same": method, path and the body as canonical JSON (key order ignored). */
+function requestFingerprint(req: Request): string {
+  const path = req.originalUrl.split("?")[0] ?? "";
+  return `${req.method}\0${path}\0${canonicalJson(req.body ?? null)}`;
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/**
+ * Stores the response before it is sent, so a client that has the answer and
+ * retries anyway always gets the replay. A failed store is logged and the
+ * response still goes out.
+ */
+function recordResponseOf(ctx: GatewayContext, res: Response, recordId: string): void {
+  const send = res.json.bind(res);
+  res.json = ((body: unknown) => {
+    const status = res.statusCode;
+    const store =
+      status >= 200 && status < 300
+        ? ctx.prisma.idempotencyRecord.update({
+            where: { id: recordId },
+            data: { state: "completed", responseStatus: status, responseBody: body === undefined || body === null ? Prisma.JsonNull : (body as Prisma.InputJsonValue) },
+          })
+        : ctx.prisma.idempotencyRecord.deleteMany({ where: { id: recordId } });
+    void store
+      .catch((err: unknown) => ctx.logger.warn("could not record an idempotent response", { recordId, status, error: String(err) }))
+      .finally(() => send(body));
+    return res;
+  }) as Response["json"];
+}

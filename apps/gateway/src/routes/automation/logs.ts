@@ -1,0 +1,192 @@
+import { Router, type Response } from "express";
+import { LOG_EVENT_ID, isTerminal, operationIdParamSchema, operationLogsQuerySchema } from "@runbridge/contracts";
+import { createRedis } from "@runbridge/common";
+import type { Operation } from "@runbridge/db";
+import { automationAuth } from "../../auth/locals";
+import type { GatewayContext } from "../../context";
+import { NotFoundError, ValidationError } from "../../errors";
+import { validateParam, validateQuery } from "../../middleware/validate";
+
+const HEARTBEAT_MS = 15_000;
+/** XREAD BLOCK bound: also how often the operation's status is re-read while it is quiet. */
+const BLOCK_MS = 1000;
+/**
+ * After the operation ended, how long to keep reading for chunks still on their
+ * way (the dispatcher appends output and stores the result independently), when
+ * the byte offsets cannot prove the stream complete.
+ */
+const SETTLE_MS = 1500;
+
+type StreamName = "stdout" | "stderr";
+
+/**
+ * GET /operations/{id}/logs (extension): live output as Server-Sent Events.
+ * Events `stdout`/`stderr` carry `{stream, offset, data}` with the Redis stream
+ * entry id as `id:`, so a reconnecting client resumes after the last event it
+ * got (`Last-Event-ID`, or `?last_event_id=` for clients that cannot set it).
+ * Ends with `event: end` holding the final status, then the response closes.
+ * When the live stream has expired (24 h), the stored capture from Postgres is
+ * sent instead, with id `stored`.
+ */
+export function logsRouter(ctx: GatewayContext): Router {
+  const router = Router();
+  router.get("/operations/:operationId/logs", async (req, res) => {
+    const auth = automationAuth(res);
+    const notFound = () => new NotFoundError(`Operation ${String(req.params.operationId)} not found`);
+    const id = validateParam<string>(operationIdParamSchema, req.params.operationId, notFound);
+    const query = validateQuery(operationLogsQuerySchema, req.query);
+    const header = req.get("last-event-id");
+    if (header !== undefined && !LOG_EVENT_ID.test(header)) {
+      throw new ValidationError('"Last-Event-ID" header must be an event id this API sent (like 1700000000000-0)');
+    }
+    const resumeFrom = header ?? query.last_event_id;
+    const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId } });
+    if (!op) throw notFound();
+    const logKey = ctx.keys.operationLog(op.id);
+    // Read before the headers go out, so Redis being down is still a clean 503.
+    const streamExists = (await ctx.redis.exists(logKey)) === 1;
+
+    res.status(200).set({
+      "Content-Type": "text/event-stream; charset=utf-8",
+      "Cache-Control": "no-cache, no-transform",
+      Connection: "keep-alive",
+      // Nginx and similar proxies would otherwise buffer the stream.
+      "X-Accel-Buffering": "no",
+    });
+    res.flushHeaders();
+    const sse = new SseWriter(res);
+    await sse.write("retry: 3000\n\n");
+    const heartbeat = setInterval(() => void sse.write(": keep-alive\n\n"), HEARTBEAT_MS);
+    try {
+      if (!streamExists && isTerminal(op.status)) {
+        if (resumeFrom !== "stored") await sendStored(sse, op);
+        await sendEnd(sse, op);
+        return;
+      }
+      const final = await streamLive(ctx, sse, op.id, logKey, resumeFrom && resumeFrom !== "stored" ? resumeFrom : "0-0");
+      if (final) await sendEnd(sse, final);
+    } finally {
+      clearInterval(heartbeat);
+      res.end();
+    }
+  });
+  return router;
+}
+
+/** Writes SSE frames with backpressure; a gone client turns writes into no-ops. */
+class SseWriter {
+  closed = false;
+
+  constructor(private readonly res: Response) {
+    res.on("close", () => {
+      this.closed = true;
+    });
+  }
+
+  /** Runs `fn` when the client goes away (at once if it already has). */
+  onClose(fn: () => void): void {
+    if (this.closed) fn();
+    else this.res.on("close", fn);
+  }
+
+  async write(text: string): Promise<void> {
+    if (this.closed) return;
+    if (this.res.write(text)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.res.off("drain", done);
+        this.res.off("close", done);
+        resolve();
+      };
+      this.res.on("drain", done);
+      this.res.on("close", done);
+    });
+  }
+
+  event(name: string, data: unknown, id?: string): Promise<void> {
+    return this.write(`${id ? `id: ${id}\n` : ""}event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+}
+
+/**
+ * Follows the operation's Redis stream with XREAD BLOCK on a connection of its
+ * own (a blocking read would stall every other command on a shared one), until
+ * the operation has ended and its output has been drained. Returns the final
+ * row, or null if the client went away.
+ */
+async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: string, logKey: string, from: string): Promise<Operation | null> {
+  const conn = createRedis(ctx.config.REDIS_URL, { maxRetriesPerRequest: 2, connectTimeout: 2000 });
+  conn.on("error", () => undefined); // Surfaces as a rejected command below.
+  // Interrupts a pending XREAD BLOCK at once when the client goes away.
+  sse.onClose(() => conn.disconnect());
+  const seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
+  let lastId = from;
+  let final: Operation | null = null;
+  let endedSeenAt = 0;
+  let lastStatusCheck = 0;
+  try {
+    while (!sse.closed) {
+      if (final && (provedComplete(final, seen) || Date.now() - endedSeenAt > SETTLE_MS)) return final;
+      let reply: [string, [string, string[]][]][] | null;
+      try {
+        reply = (await conn.xread("COUNT", 500, "BLOCK", final ? 250 : BLOCK_MS, "STREAMS", logKey, lastId)) as [string, [string, string[]][]][] | null;
+      } catch (err) {
+        if (sse.closed) return null;
+        throw err;
+      }
+      const entries = reply?.[0]?.[1] ?? [];
+      for (const [entryId, fields] of entries) {
+        const f = fieldMap(fields);
+        const stream: StreamName = f.stream === "stderr" ? "stderr" : "stdout";
+        const offset = Number(f.offset ?? 0);
+        const data = f.data ?? "";
+        await sse.event(stream, { stream, offset, data }, entryId);
+        seen[stream] = Math.max(seen[stream], offset + Buffer.byteLength(data));
+        lastId = entryId;
+      }
+      if (!final && (entries.length === 0 || Date.now() - lastStatusCheck > BLOCK_MS)) {
+        lastStatusCheck = Date.now();
+        const row = await ctx.prisma.operation.findUniqueOrThrow({ where: { id: operationId } });
+        if (isTerminal(row.status)) {
+          final = row;
+          endedSeenAt = Date.now();
+        }
+      }
+    }
+    return null;
+  } finally {
+    conn.disconnect();
+  }
+}
+
+/** Every byte of the stored (untruncated) capture has been sent live. */
+function provedComplete(op: Operation, seen: Record<StreamName, number>): boolean {
+  if (op.stdoutTruncated || op.stderrTruncated) return false;
+  return seen.stdout >= Buffer.byteLength(op.stdout ?? "") && seen.stderr >= Buffer.byteLength(op.stderr ?? "");
+}
+
+function fieldMap(fields: string[]): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i] as string] = fields[i + 1];
+  return out;
+}
+
+async function sendStored(sse: SseWriter, op: Operation): Promise<void> {
+  for (const stream of ["stdout", "stderr"] as const) {
+    const data = op[stream] ?? "";
+    const truncated = stream === "stdout" ? op.stdoutTruncated : op.stderrTruncated;
+    if (data) await sse.event(stream, { stream, offset: 0, data, stored: true, truncated }, "stored");
+  }
+}
+
+function sendEnd(sse: SseWriter, op: Operation): Promise<void> {
+  return sse.event("end", {
+    operation_id: op.id,
+    status: op.status,
+    exit_code: op.exitCode,
+    duration_ms: op.durationMs,
+    error: op.error,
+    stdout_truncated: op.stdoutTruncated,
+    stderr_truncated: op.stderrTruncated,
+  });
+}

@@ -1,0 +1,13 @@
+import { Router } from "express";
+import { buildOpenApiDocument } from "../../openapi/document";
+
+/** GET /api/automation/v1/openapi.json: public (no key), built once per process. */
+export function openApiRouter(): Router {
+  const router = Router();
+  let body: string | null = null;
+  router.get("/api/automation/v1/openapi.json", (_req, res) => {
+    body ??= JSON.stringify(buildOpenApiDocument());
+    res.type("application/json").set("Cache-Control", "public, max-age=300").send(body);
+  });
+  return router;
+}

@@ -1,0 +1,62 @@
+import type { Operation } from "@runbridge/db";
+import type { AutomationAuth } from "../auth/locals";
+import type { GatewayContext } from "../context";
+
+/**
+ * Cancelling an operation. Postgres is the source of truth: an operation no
+ * dispatcher has handed to a runner yet is ended here, by a transition that is
+ * conditional on `running` and `dispatched_at IS NULL` (the delivery worker marks
+ * `dispatched_at` with the same condition on `running`, so exactly one of the two
+ * wins and a cancelled operation is never delivered). A dispatched one is asked
+ * to stop through the dispatchers (Redis pub/sub); its runner kills the process
+ * tree and the result arrives as `cancelled`.
+ */
+export type CancelOutcome = "cancelled" | "requested";
+
+export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth, op: Operation, reason: string | undefined): Promise<CancelOutcome> {
+  const now = new Date();
+  const error = `cancelled on request${reason ? `: ${reason}` : ""}`;
+  const endedHere = await ctx.prisma.$transaction(async (tx) => {
+    await tx.auditEvent.create({
+      data: {
+        tenantId: op.tenantId,
+        type: "operation.cancel_requested",
+        automationKeyId: auth.key.id,
+        operationId: op.id,
+        serverId: op.serverId,
+        runId: op.runId,
+        clientIp: auth.clientIp,
+        data: { operation_type: op.type, reason: reason ?? null, dispatched: op.dispatchedAt !== null },
+      },
+    });
+    const { count } = await tx.operation.updateMany({
+      where: { id: op.id, status: "running", dispatchedAt: null },
+      data: { status: "cancelled", error, completedAt: now, stdout: "", stderr: "" },
+    });
+    if (count === 0) return false;
+    // Same record the dispatcher writes when an operation ends.
+    await tx.auditEvent.create({
+      data: {
+        tenantId: op.tenantId,
+        type: "operation.finished",
+        automationKeyId: op.automationKeyId,
+        operationId: op.id,
+        serverId: op.serverId,
+        runId: op.runId,
+        data: { operation_type: op.type, status: "cancelled", exit_code: null, duration_ms: null, error, stdout_bytes: 0, stderr_bytes: 0 },
+      },
+    });
+    await tx.deployment.updateMany({ where: { operationId: op.id }, data: { status: "cancelled", completedAt: now } });
+    return true;
+  });
+  if (endedHere) {
+    // Wakes anyone waiting on it (a held exec request, SSE clients poll anyway).
+    await ctx.redis.publish(ctx.keys.operationFinished, op.id).catch(() => undefined);
+    ctx.logger.info("operation cancelled before dispatch", { operationId: op.id });
+    return "cancelled";
+  }
+  // Dispatched (or being dispatched right now): the dispatcher holding the runner's socket sends the cancel.
+  const listeners = await ctx.redis.publish(ctx.keys.operationCancel, JSON.stringify({ operationId: op.id, serverId: op.serverId }));
+  ctx.logger.info("operation cancel requested", { operationId: op.id, dispatchers: listeners });
+  return "requested";
+}

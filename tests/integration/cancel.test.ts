@@ -1,0 +1,138 @@
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
+import { TestStack } from "../helpers/stack";
+
+/** POST /operations/{id}/cancel through the real stack: gateway → Redis pub/sub → dispatcher → runner. */
+describe("POST /api/automation/v1/operations/{id}/cancel", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+
+  beforeAll(async () => {
+    // Requests answer `running` after 1 s, so a test can act while the command runs.
+    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
+    fx = await createFixture();
+    await stack.startRunner(fx.runnerToken, fx.server.id);
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const auth = (token = fx.token) => ({ Authorization: `Bearer ${token}` });
+  const exec = (body: Record<string, unknown>, token = fx.token, serverId = fx.server.id) =>
+    stack.api().post("/api/automation/v1/exec").set(auth(token)).send({ server_id: serverId, ...body });
+  const cancel = (id: string, token = fx.token) => stack.api().post(`/api/automation/v1/operations/${id}/cancel`).set(auth(token));
+  const get = (id: string) => stack.api().get(`/api/automation/v1/operations/${id}`).set(auth());
+
+  it("stops the whole process tree of a running command, and the operation ends as cancelled", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-cancel-"));
+    const bgFile = path.join(dir, "bg.pid");
+    const shFile = path.join(dir, "sh.pid");
+    // The child ignores TERM, so only the grace KILL of the whole group stops it.
+    const res = await exec({ command: `sh -c 'trap "" TERM; sleep 300' & echo $! > ${bgFile}; echo $$ > ${shFile}; echo started; sleep 300`, timeout_seconds: 600 });
+    expect(res.body).toEqual({ operation_id: expect.any(String), status: "running" });
+    const id = res.body.operation_id as string;
+    await waitFor(async () => existsSync(bgFile) && existsSync(shFile) && readFileSync(shFile, "utf8").trim() !== "", 10_000, "pid files");
+    const pids = [Number(readFileSync(bgFile, "utf8")), Number(readFileSync(shFile, "utf8"))];
+    expect(pids.every((p) => p > 0 && isAlive(p))).toBe(true);
+
+    const c = await cancel(id).send({ reason: "superseded by a newer run" });
+    expect(c.status).toBe(202);
+    expect(c.body).toMatchObject({ operation_id: id, cancel_requested: true });
+    expect(["running", "cancelled"]).toContain(c.body.status);
+
+    const done = await waitFor(async () => {
+      const r = await get(id);
+      return r.body.status !== "running" ? r.body : null;
+    }, 15_000);
+    expect(done.status).toBe("cancelled");
+    expect(done.error).toMatch(/cancel/);
+    expect(done.result.stdout).toBe("started\n");
+    for (const pid of pids) await waitFor(async () => !isAlive(pid), 10_000, `process ${pid} to be gone`);
+
+    const audit = await testPrisma().auditEvent.findMany({ where: { operationId: id }, orderBy: { createdAt: "asc" } });
+    const requested = audit.find((a) => a.type === "operation.cancel_requested");
+    expect(requested).toMatchObject({ automationKeyId: fx.key.id });
+    expect(requested?.data).toMatchObject({ reason: "superseded by a newer run", operation_type: "exec" });
+    expect(audit.map((a) => a.type)).toContain("operation.finished");
+  });
+
+  it("ends an operation that was never handed to a runner at once, and it never runs", async () => {
+    // The server looks connected (presence) but no runner holds its socket: delivery keeps retrying.
+    const { server, runnerToken } = await createServer(fx.tenant.id);
+    await stack.redis.set(stack.keys.runnerPresence(server.id), "nobody/none", "EX", 60);
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-cancel-undispatched-"));
+    const marker = path.join(dir, "ran");
+    const res = await exec({ command: `touch ${marker}` }, fx.token, server.id);
+    expect(res.body.status).toBe("running");
+    const id = res.body.operation_id as string;
+
+    const c = await cancel(id);
+    expect(c.status).toBe(202);
+    expect(c.body).toEqual({ operation_id: id, status: "cancelled", cancel_requested: true });
+    const row = await testPrisma().operation.findUniqueOrThrow({ where: { id } });
+    expect(row).toMatchObject({ status: "cancelled", dispatchedAt: null, exitCode: null });
+    expect(row.error).toMatch(/cancelled on request/);
+
+    // A runner for that server connecting now must not get it.
+    await stack.redis.del(stack.keys.runnerPresence(server.id));
+    await stack.startRunner(runnerToken, server.id);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(existsSync(marker)).toBe(false);
+    expect((await testPrisma().operation.findUniqueOrThrow({ where: { id } })).dispatchedAt).toBeNull();
+  });
+
+  it("refuses to cancel an operation that already ended (409)", async () => {
+    const res = await exec({ command: "echo quick" });
+    const id = res.body.operation_id as string;
+    await waitFor(async () => (await get(id)).body.status === "completed", 10_000);
+    const c = await cancel(id);
+    expect(c.status).toBe(409);
+    expect(c.body.detail).toMatch(/already ended with status "completed"/);
+  });
+
+  it("hides another tenant's operation (404) and enforces the key's scopes (403)", async () => {
+    const res = await exec({ command: "sleep 5", timeout_seconds: 10 });
+    const id = res.body.operation_id as string;
+
+    const other = await createTenant();
+    const { token: otherToken } = await createAutomationKey(other.tenant.id);
+    const foreign = await cancel(id, otherToken);
+    expect(foreign.status).toBe(404);
+    expect(foreign.body).toEqual({ detail: expect.stringMatching(/not found/) });
+
+    const { server: elsewhere } = await createServer(fx.tenant.id);
+    const { token: serverScoped } = await createAutomationKey(fx.tenant.id, { allowedServerIds: [elsewhere.id] });
+    const s = await cancel(id, serverScoped);
+    expect(s.status).toBe(403);
+    expect(s.body.detail).toMatch(/allowed servers/);
+
+    const { token: restartOnly } = await createAutomationKey(fx.tenant.id, { allowedOperations: ["restart"] });
+    const o = await cancel(id, restartOnly);
+    expect(o.status).toBe(403);
+    expect(o.body.detail).toMatch(/"exec" is not allowed/);
+
+    const bad = await stack.api().post(`/api/automation/v1/operations/${id}/cancel`).set(auth()).send({ reason: 42 });
+    expect(bad.status).toBe(422);
+    expect(bad.body.detail).toMatch(/reason/);
+
+    expect((await cancel("not-a-uuid")).status).toBe(404);
+    // Still running: none of the refused requests touched it.
+    expect((await get(id)).body.status).toBe("running");
+    expect((await cancel(id)).status).toBe(202);
+  });
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  const stat = `/proc/${pid}/stat`;
+  return !(existsSync(stat) && readFileSync(stat, "utf8").split(") ")[1]?.startsWith("Z"));
+}
