@@ -12,6 +12,7 @@ import { listOperationsRouter } from "./routes/automation/list";
 import { logsRouter } from "./routes/automation/logs";
 import { openApiRouter } from "./routes/automation/openapi";
 import { idempotencyMiddleware } from "./middleware/idempotency";
+import { auditEventsRouter } from "./routes/management/audit-events";
 import { automationKeysRouter } from "./routes/management/automation-keys";
 import { managementOperationsRouter } from "./routes/management/operations";
 import { serversRouter } from "./routes/management/servers";
@@ -49,6 +50,7 @@ export function createApp(ctx: GatewayContext): Express {
   management.use(serversRouter(ctx));
   management.use(automationKeysRouter(ctx));
   management.use(managementOperationsRouter(ctx));
+  management.use(auditEventsRouter(ctx));
   app.use("/api/v1", management);
 
   app.use(notFoundHandler);
