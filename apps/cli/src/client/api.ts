@@ -1,0 +1,208 @@
+import { ExitCode } from "./exit-codes";
+
+/** The API answered with an error status; `detail` is its `{detail}` message. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+  ) {
+    super(`${status}: ${detail}`);
+  }
+
+  get exitCode(): ExitCode {
+    if (this.status === 401 || this.status === 403) return ExitCode.Auth;
+    if (this.status === 429) return ExitCode.RateLimited;
+    if (this.status >= 500) return ExitCode.Network;
+    return ExitCode.Rejected;
+  }
+}
+
+/** The API could not be reached (after every retry). */
+export class NetworkError extends Error {
+  readonly exitCode = ExitCode.Network;
+}
+
+/** Bad flags or arguments, found before anything was sent. */
+export class UsageError extends Error {
+  readonly exitCode = ExitCode.Usage;
+}
+
+export interface ApiClientOptions {
+  /** Base URL of the gateway, e.g. https://runbridge.example.com (the API path is added). */
+  url: string;
+  apiKey: string;
+  /** Progress notes (retries, rate limiting) for the user; never carries secrets. */
+  notify?: (message: string) => void;
+  /** Network/5xx attempts before giving up (default 6, i.e. ~30 s of backoff). */
+  maxAttempts?: number;
+  /** 429 answers waited out before giving up (default 10). */
+  maxRateLimitWaits?: number;
+  /** First backoff delay; doubles each attempt up to 8 s. */
+  backoffMs?: number;
+  userAgent?: string;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  /** Sent as Idempotency-Key; the same value on every retry of this request. */
+  idempotencyKey?: string;
+  headers?: Record<string, string>;
+  /** Aborting stops the request and every retry. */
+  signal?: AbortSignal;
+  /** Statuses returned to the caller instead of thrown as ApiError. */
+  accept?: number[];
+}
+
+export interface ApiResponse<T> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export const API_PREFIX = "/api/automation/v1";
+const RETRYABLE_STATUS = new Set([502, 503, 504]);
+const MAX_RETRY_AFTER_MS = 120_000;
+
+/**
+ * A small client of the Automation API on Node's fetch. Every request is
+ * retried on network errors and 502/503/504 with exponential backoff, and on
+ * 429 after the server's Retry-After. Retrying a POST is safe because the
+ * caller gives it an Idempotency-Key that stays the same on every attempt.
+ */
+export class ApiClient {
+  private readonly base: string;
+
+  constructor(private readonly opts: ApiClientOptions) {
+    this.base = opts.url.replace(/\/+$/, "").replace(/\/api\/automation\/v1$/, "") + API_PREFIX;
+  }
+
+  get<T>(path: string, opts: RequestOptions = {}): Promise<ApiResponse<T>> {
+    return this.json<T>("GET", path, opts);
+  }
+
+  post<T>(path: string, opts: RequestOptions = {}): Promise<ApiResponse<T>> {
+    return this.json<T>("POST", path, opts);
+  }
+
+  /** A raw response (for Server-Sent Events); error statuses not in `accept` are thrown. */
+  async open(path: string, opts: RequestOptions = {}): Promise<Response> {
+    return this.send("GET", path, { ...opts, headers: { Accept: "text/event-stream", ...opts.headers } });
+  }
+
+  private async json<T>(method: string, path: string, opts: RequestOptions): Promise<ApiResponse<T>> {
+    const res = await this.send(method, path, opts);
+    const text = await res.text();
+    let body: unknown = null;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = { detail: text.slice(0, 500) };
+      }
+    }
+    return { status: res.status, body: body as T, headers: res.headers };
+  }
+
+  private async send(method: string, path: string, opts: RequestOptions): Promise<Response> {
+    const maxAttempts = this.opts.maxAttempts ?? 6;
+    const maxWaits = this.opts.maxRateLimitWaits ?? 10;
+    const headers: Record<string, string> = {
+      Accept: "application/json",
+      Authorization: `Bearer ${this.opts.apiKey}`,
+      "User-Agent": this.opts.userAgent ?? "runbridge-cli",
+      ...opts.headers,
+    };
+    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    if (opts.idempotencyKey) headers["Idempotency-Key"] = opts.idempotencyKey;
+    const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+
+    let failures = 0;
+    let waits = 0;
+    for (;;) {
+      let res: Response;
+      try {
+        res = await fetch(this.base + path, { method, headers, body: payload, signal: opts.signal });
+      } catch (err) {
+        if (opts.signal?.aborted) throw err;
+        failures++;
+        const why = describeNetworkError(err);
+        if (failures >= maxAttempts) throw new NetworkError(`could not reach ${this.base}: ${why} (gave up after ${failures} attempts)`);
+        const delay = this.backoff(failures);
+        this.opts.notify?.(`${method} ${path}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s`);
+        await sleep(delay, opts.signal);
+        continue;
+      }
+      if (opts.accept?.includes(res.status) || (res.status >= 200 && res.status < 300)) return res;
+
+      if (res.status === 429 && waits < maxWaits) {
+        waits++;
+        const delay = retryAfterMs(res.headers.get("retry-after"));
+        await res.body?.cancel().catch(() => undefined);
+        this.opts.notify?.(`rate limited (429); retrying in ${Math.ceil(delay / 1000)} s as Retry-After asks`);
+        await sleep(delay, opts.signal);
+        continue;
+      }
+      if (RETRYABLE_STATUS.has(res.status) && failures + 1 < maxAttempts) {
+        failures++;
+        const hinted = res.headers.get("retry-after");
+        const delay = hinted ? retryAfterMs(hinted) : this.backoff(failures);
+        await res.body?.cancel().catch(() => undefined);
+        this.opts.notify?.(`${method} ${path}: HTTP ${res.status}; retrying in ${(delay / 1000).toFixed(1)} s`);
+        await sleep(delay, opts.signal);
+        continue;
+      }
+      throw new ApiError(res.status, await errorDetail(res));
+    }
+  }
+
+  private backoff(failures: number): number {
+    const base = this.opts.backoffMs ?? 500;
+    return Math.min(base * 2 ** (failures - 1), 8000);
+  }
+}
+
+async function errorDetail(res: Response): Promise<string> {
+  const text = await res.text().catch(() => "");
+  try {
+    const parsed = JSON.parse(text) as { detail?: unknown };
+    if (typeof parsed.detail === "string") return parsed.detail;
+  } catch {
+    // Not JSON (a proxy's error page): show its start.
+  }
+  return text.trim().slice(0, 300) || res.statusText || `HTTP ${res.status}`;
+}
+
+/** Retry-After is delta-seconds or an HTTP date; missing or odd values mean 1 s. */
+export function retryAfterMs(value: string | null, now = Date.now()): number {
+  if (!value) return 1000;
+  const v = value.trim();
+  let ms: number;
+  if (/^\d+(\.\d+)?$/.test(v)) ms = Number(v) * 1000;
+  else {
+    const at = Date.parse(v);
+    ms = Number.isNaN(at) ? 1000 : at - now;
+  }
+  return Math.min(Math.max(ms, 250), MAX_RETRY_AFTER_MS);
+}
+
+function describeNetworkError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+  if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ""}`;
+  return cause?.message ?? err.message;
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

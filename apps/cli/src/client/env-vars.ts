@@ -1,0 +1,75 @@
+import { readFileSync } from "node:fs";
+import { UsageError } from "./api";
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Environment for a remote command from `--env` flags and `--env-file` files.
+ * Errors name the variable, never its value.
+ */
+export class EnvBuilder {
+  readonly vars: Record<string, string> = {};
+
+  /** `K=V`, or a bare `K` to pass this process's own value of K (keeps secrets out of argv). */
+  flag(spec: string, local: Record<string, string | undefined> = process.env): void {
+    const eq = spec.indexOf("=");
+    if (eq < 0) {
+      const name = spec.trim();
+      this.checkName(name, "--env");
+      const value = local[name];
+      if (value === undefined) throw new UsageError(`--env ${name}: ${name} is not set in this environment (use --env ${name}=VALUE)`);
+      this.vars[name] = value;
+      return;
+    }
+    const name = spec.slice(0, eq);
+    this.checkName(name, "--env");
+    this.vars[name] = spec.slice(eq + 1);
+  }
+
+  file(path: string): void {
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (err) {
+      throw new UsageError(`--env-file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    Object.assign(this.vars, parseEnvLines(text, `--env-file ${path}`));
+  }
+
+  get empty(): boolean {
+    return Object.keys(this.vars).length === 0;
+  }
+
+  private checkName(name: string, where: string): void {
+    if (!ENV_NAME.test(name)) throw new UsageError(`${where}: "${name.slice(0, 100)}" is not a valid environment variable name`);
+  }
+}
+
+/**
+ * dotenv-style lines: `KEY=value`, optional `export ` prefix, `#` comments and
+ * blank lines ignored, values optionally in single quotes (literal) or double
+ * quotes (\n, \t, \", \\ escapes). A value may contain `=`.
+ */
+export function parseEnvLines(text: string, where: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, i) => {
+    const line = raw.replace(/^\s*export\s+/, "");
+    if (!line.trim() || line.trimStart().startsWith("#")) return;
+    const eq = line.indexOf("=");
+    const name = (eq < 0 ? line : line.slice(0, eq)).trim();
+    if (eq < 0 || !ENV_NAME.test(name)) {
+      throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name${ENV_NAME.test(name) ? ` (${name})` : ""}`);
+    }
+    out[name] = unquote(line.slice(eq + 1).trim());
+  });
+  return out;
+}
+
+function unquote(v: string): string {
+  if (v.length >= 2 && v.startsWith("'") && v.endsWith("'")) return v.slice(1, -1);
+  if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) {
+    return v.slice(1, -1).replace(/\\([nrt"\\])/g, (_m, c: string) => ({ n: "\n", r: "\r", t: "\t", '"': '"', "\\": "\\" })[c] ?? c);
+  }
+  return v;
+}

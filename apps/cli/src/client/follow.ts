@@ -1,0 +1,155 @@
+import { NetworkError, sleep, type ApiClient } from "./api";
+import { isTerminalStatus } from "./outcome";
+import { readEvents } from "./sse";
+import type { OperationView, OutputSink } from "./types";
+
+type StreamName = "stdout" | "stderr";
+
+/**
+ * Writes each stream's output exactly once, by byte offset: a resumed or
+ * replayed event stream, or the stored result after live chunks, never prints
+ * a byte twice.
+ */
+export class OutputPrinter {
+  readonly printed: Record<StreamName, number> = { stdout: 0, stderr: 0 };
+
+  constructor(private readonly sink: OutputSink) {}
+
+  get any(): boolean {
+    return this.printed.stdout > 0 || this.printed.stderr > 0;
+  }
+
+  chunk(stream: StreamName, offset: number, data: string): void {
+    const bytes = Buffer.from(data, "utf8");
+    const done = this.printed[stream];
+    if (offset + bytes.length <= done) return;
+    const fresh = offset >= done ? bytes : bytes.subarray(done - offset);
+    this.write(stream, fresh.toString("utf8"));
+    this.printed[stream] = offset + bytes.length;
+  }
+
+  /** The stored (final) output: whatever live chunks have not shown yet. */
+  rest(op: OperationView): void {
+    const result = op.result;
+    if (!result) return;
+    for (const stream of ["stdout", "stderr"] as const) {
+      const text = result[stream] ?? "";
+      const truncated = stream === "stdout" ? result.stdout_truncated : result.stderr_truncated;
+      const done = this.printed[stream];
+      // A truncated capture keeps the tail, so its offsets do not line up with live output.
+      if (truncated && done > 0) continue;
+      const bytes = Buffer.from(text, "utf8");
+      if (bytes.length > done) this.write(stream, bytes.subarray(done).toString("utf8"));
+      this.printed[stream] = Math.max(done, bytes.length);
+      if (truncated && done === 0) this.sink.note(`${stream} was longer than the stored capture; only its end is shown`);
+    }
+  }
+
+  private write(stream: StreamName, text: string): void {
+    if (!text) return;
+    if (stream === "stdout") this.sink.stdout(text);
+    else this.sink.stderr(text);
+  }
+}
+
+export interface FollowOptions {
+  /** Stop polling/streaming early (the caller then decides what to do). */
+  signal?: AbortSignal;
+  /** Poll interval when the server has no live logs endpoint (default 1 s, growing to 3 s). */
+  pollMs?: number;
+}
+
+const opPath = (id: string) => `/operations/${encodeURIComponent(id)}`;
+
+export async function getOperation(client: ApiClient, id: string, signal?: AbortSignal): Promise<OperationView> {
+  return (await client.get<OperationView>(opPath(id), { signal })).body;
+}
+
+/**
+ * Follows an operation to its end, printing its output as it is produced:
+ * through the Server-Sent Events logs endpoint (resuming with Last-Event-ID
+ * when the connection drops), or, on a server without it, by polling the
+ * operation and printing its stored output at the end. Returns the final view.
+ */
+export async function followOperation(client: ApiClient, id: string, printer: OutputPrinter, opts: FollowOptions = {}): Promise<OperationView> {
+  let lastEventId: string | undefined;
+  let streamFailures = 0;
+
+  // Live: until the stream ends, or the server turns out to have no logs endpoint (then poll).
+  for (;;) {
+    let res: Response;
+    try {
+      res = await client.open(`${opPath(id)}/logs`, {
+        signal: opts.signal,
+        accept: [404],
+        headers: lastEventId ? { "Last-Event-ID": lastEventId } : {},
+      });
+    } catch (err) {
+      if (err instanceof NetworkError) {
+        // The client already retried; fall back to polling, which retries on its own.
+        break;
+      }
+      throw err;
+    }
+    if (res.status === 404) {
+      await res.body?.cancel().catch(() => undefined);
+      // A missing operation is an error; a present one means this server has no logs endpoint.
+      await getOperation(client, id, opts.signal);
+      break;
+    }
+    let ended = false;
+    try {
+      if (!res.body) throw new Error("empty event stream");
+      for await (const ev of readEvents(res.body)) {
+        if (ev.id !== undefined) lastEventId = ev.id;
+        if (ev.event === "stdout" || ev.event === "stderr") {
+          const chunk = parseChunk(ev.data);
+          if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
+          streamFailures = 0;
+        } else if (ev.event === "end") {
+          ended = true;
+          break;
+        }
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      // The connection dropped mid-stream: resume from the last event below.
+    } finally {
+      await res.body?.cancel().catch(() => undefined);
+    }
+    if (ended) {
+      const final = await waitTerminal(client, id, opts);
+      printer.rest(final);
+      return final;
+    }
+    streamFailures++;
+    if (streamFailures > 8) break;
+    await sleep(Math.min(250 * 2 ** streamFailures, 4000), opts.signal);
+  }
+
+  const final = await waitTerminal(client, id, opts);
+  printer.rest(final);
+  return final;
+}
+
+/** Polls GET /operations/{id} until its status is terminal. */
+async function waitTerminal(client: ApiClient, id: string, opts: FollowOptions): Promise<OperationView> {
+  let interval = opts.pollMs ?? 1000;
+  for (;;) {
+    const op = await getOperation(client, id, opts.signal);
+    if (isTerminalStatus(op.status)) return op;
+    await sleep(interval, opts.signal);
+    interval = Math.min(interval * 1.25, 3000);
+  }
+}
+
+function parseChunk(data: string): { stream?: StreamName; offset: number; data: string } | null {
+  try {
+    const v = JSON.parse(data) as { stream?: unknown; offset?: unknown; data?: unknown };
+    if (typeof v.data !== "string" || typeof v.offset !== "number") return null;
+    const stream = v.stream === "stdout" || v.stream === "stderr" ? v.stream : undefined;
+    return { stream, offset: v.offset, data: v.data };
+  } catch {
+    return null;
+  }
+}

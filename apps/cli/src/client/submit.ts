@@ -1,0 +1,134 @@
+import { randomUUID } from "node:crypto";
+import { ApiError, sleep, type ApiClient, type ApiResponse } from "./api";
+import { followOperation, OutputPrinter } from "./follow";
+import { detectCiRun } from "./run-context";
+import { viewFromAccepted, type AcceptedOperation, type OperationPage, type OperationView, type OutputSink } from "./types";
+
+/**
+ * One invocation of the client: its Idempotency-Key (the same on every retry
+ * of its POST) and the run it belongs to.
+ */
+export interface Invocation {
+  id: string;
+  idempotencyKey: string;
+  runId: string;
+  runContext: Record<string, string>;
+}
+
+/**
+ * run_id: the flag, else the CI run's id, else `cli-<invocation id>` (so that
+ * even outside CI the operation can be found while its POST is still open).
+ * run_context: the CI metadata, plus `invocation_id`, which ties the
+ * operation to this invocation.
+ */
+export function newInvocation(runIdFlag?: string, env: Record<string, string | undefined> = process.env): Invocation {
+  const id = randomUUID();
+  const ci = detectCiRun(env);
+  return {
+    id,
+    idempotencyKey: randomUUID(),
+    runId: runIdFlag || ci?.runId || `cli-${id}`,
+    runContext: { ...(ci?.context ?? {}), invocation_id: id },
+  };
+}
+
+export interface SubmitOptions {
+  /** Follow the operation to its end (printing output live); false returns as soon as it is accepted. */
+  follow: boolean;
+  /** Called once the operation id is known (e.g. to cancel it on Ctrl-C). */
+  onOperation?: (id: string) => void;
+  /** First look for the operation in its run's list (default 700 ms after the POST). */
+  discoverAfterMs?: number;
+}
+
+export interface Submitted {
+  accepted: AcceptedOperation | null;
+  final: OperationView | null;
+  operationId: string;
+}
+
+/**
+ * POSTs an operation and, when following, prints its output while it runs.
+ *
+ * Synchronous endpoints (exec, restart) hold the POST until the command ends,
+ * so the operation id would only be known at the end. Meanwhile the client
+ * looks its operation up in `GET /operations?run_id=` by `invocation_id` and,
+ * once found, stops waiting for the POST and follows the live logs instead.
+ * Servers without that list simply answer the POST at the end (or `running`,
+ * which is then followed).
+ */
+export async function submitOperation(
+  client: ApiClient,
+  path: string,
+  body: Record<string, unknown>,
+  inv: Invocation,
+  sink: OutputSink,
+  opts: SubmitOptions,
+): Promise<Submitted> {
+  const printer = new OutputPrinter(sink);
+  const postAbort = new AbortController();
+  const post = client.post<AcceptedOperation>(path, { body, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  // Keep a rejection of the abandoned POST from surfacing as unhandled.
+  post.catch(() => undefined);
+
+  const stopDiscovery = new AbortController();
+  const discovered = opts.follow ? discover(client, inv, opts.discoverAfterMs ?? 700, stopDiscovery.signal) : new Promise<null>(() => undefined);
+
+  type First = { kind: "post"; res: ApiResponse<AcceptedOperation> } | { kind: "found"; id: string };
+  let first: First;
+  try {
+    first = await Promise.race<First>([
+      post.then((res) => ({ kind: "post", res })),
+      discovered.then((id) => (id ? { kind: "found", id } : new Promise<First>(() => undefined))),
+    ]);
+  } catch (err) {
+    // A retried POST can meet its own first attempt still in progress (409 from the
+    // Idempotency-Key check): if that attempt created the operation, follow it.
+    const id = err instanceof ApiError && err.status === 409 && opts.follow ? await findOwnOperation(client, inv).catch(() => null) : null;
+    if (!id) throw err;
+    first = { kind: "found", id };
+  } finally {
+    stopDiscovery.abort();
+  }
+
+  if (first.kind === "found") {
+    postAbort.abort();
+    opts.onOperation?.(first.id);
+    const final = await followOperation(client, first.id, printer);
+    return { accepted: null, final, operationId: first.id };
+  }
+
+  const accepted = first.res.body;
+  opts.onOperation?.(accepted.operation_id);
+  if (!opts.follow) return { accepted, final: null, operationId: accepted.operation_id };
+  if (accepted.status !== "running") {
+    const final = viewFromAccepted(accepted);
+    printer.rest(final);
+    return { accepted, final, operationId: accepted.operation_id };
+  }
+  const final = await followOperation(client, accepted.operation_id, printer);
+  return { accepted, final, operationId: accepted.operation_id };
+}
+
+/** This invocation's operation in its run's list, null if not there (yet); throws if the server has no such list. */
+async function findOwnOperation(client: ApiClient, inv: Invocation, signal?: AbortSignal): Promise<string | null> {
+  const res = await client.get<OperationPage>(`/operations?run_id=${encodeURIComponent(inv.runId)}&limit=50`, { signal, accept: [404, 405] });
+  if (res.status !== 200) throw new Error("this server cannot list operations by run_id");
+  return res.body?.data?.find((op) => op.run_context?.invocation_id === inv.id)?.operation_id ?? null;
+}
+
+/** Polls for this invocation's operation while its POST is open; null if it cannot be found that way. */
+async function discover(client: ApiClient, inv: Invocation, firstDelayMs: number, signal: AbortSignal): Promise<string | null> {
+  let delay = firstDelayMs;
+  try {
+    for (;;) {
+      await sleep(delay, signal);
+      const mine = await findOwnOperation(client, inv, signal);
+      if (mine) return mine;
+      delay = Math.min(delay * 1.5, 3000);
+    }
+  } catch {
+    // Discovery is an optimisation: any failure (or the POST answering first) leaves the POST to answer.
+    return null;
+  }
+}

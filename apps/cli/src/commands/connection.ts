@@ -1,0 +1,87 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ApiClient, ApiError, NetworkError, UsageError } from "../client/api";
+import { ExitCode } from "../client/exit-codes";
+import type { OutputSink } from "../client/types";
+
+/** Flags every API command takes. The environment gives the defaults; flags override. */
+export const CONNECTION_OPTIONS = {
+  url: { type: "string" },
+  "api-key": { type: "string" },
+  quiet: { type: "boolean", short: "q" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export interface Connection {
+  client: ApiClient;
+  sink: OutputSink;
+}
+
+export function consoleSink(quiet: boolean): OutputSink {
+  return {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+    note: (text) => {
+      if (!quiet) process.stderr.write(`runbridge: ${text}\n`);
+    },
+  };
+}
+
+export function connect(values: { url?: string; "api-key"?: string; quiet?: boolean }, env: NodeJS.ProcessEnv = process.env): Connection {
+  const url = values.url ?? env.RUNBRIDGE_URL;
+  const apiKey = values["api-key"] ?? env.RUNBRIDGE_API_KEY;
+  if (!url) throw new UsageError("no API URL: set RUNBRIDGE_URL or pass --url");
+  if (!/^https?:\/\/[^\s]+$/.test(url)) throw new UsageError(`--url / RUNBRIDGE_URL must be an http(s) URL, got "${url.slice(0, 200)}"`);
+  if (!apiKey) throw new UsageError("no API key: set RUNBRIDGE_API_KEY (an rca_ automation key) or pass --api-key");
+  const sink = consoleSink(values.quiet ?? false);
+  const client = new ApiClient({ url, apiKey, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });
+  return { client, sink };
+}
+
+/** RUNBRIDGE_RETRY_ATTEMPTS: how many times a request is tried on network errors (1-20, default 6). */
+function retryAttempts(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 20) throw new UsageError(`RUNBRIDGE_RETRY_ATTEMPTS must be a whole number from 1 to 20, got "${raw}"`);
+  return n;
+}
+
+/** node:util parseArgs, with its errors turned into usage errors. */
+export function parse<T extends ParseArgsConfig["options"]>(args: string[], options: T, allowPositionals = false) {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** One required string flag. */
+export function required(value: string | undefined, flag: string): string {
+  if (value === undefined || value.trim() === "") throw new UsageError(`${flag} is required`);
+  return value;
+}
+
+/** `--timeout S`: whole seconds; the API checks the range (1-900). */
+export function seconds(value: string | undefined, flag = "--timeout"): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value.trim())) throw new UsageError(`${flag} must be a whole number of seconds, got "${value}"`);
+  return Number(value.trim());
+}
+
+/** Exit code and message for an error; the message never holds the key or env values. */
+export function reportError(err: unknown, usage?: string): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`runbridge: ${err.message}\n${usage ? `\n${usage}` : ""}`);
+    return ExitCode.Usage;
+  }
+  if (err instanceof ApiError) {
+    const hint =
+      err.status === 401 ? " (check RUNBRIDGE_API_KEY: an automation key starting rca_)" : err.status === 403 ? " (the key's scopes do not allow this)" : "";
+    process.stderr.write(`runbridge: the API refused the request: HTTP ${err.status}: ${err.detail}${hint}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof NetworkError) {
+    process.stderr.write(`runbridge: ${err.message}\n`);
+    return err.exitCode;
+  }
+  throw err;
+}

@@ -1,0 +1,48 @@
+import { EnvBuilder } from "../client/env-vars";
+import { newInvocation } from "../client/submit";
+import { CONNECTION_OPTIONS, connect, parse, required, seconds } from "./connection";
+import { runOperation } from "./run-operation";
+
+export const DEPLOY_USAGE = `usage: runbridge deploy --app ID [--ref REF] [--env K=V | --env K]... [--env-file FILE]...
+                       [--timeout S] [--run-id ID] [--wait]
+
+Triggers a deployment. Without --wait, prints {"operation_id", "deployment_id", ...}
+and exits 0 once it is accepted; with --wait, streams its output and exits like exec.
+`;
+
+export async function deployCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    app: { type: "string" },
+    ref: { type: "string" },
+    env: { type: "string", multiple: true },
+    "env-file": { type: "string", multiple: true },
+    timeout: { type: "string" },
+    "run-id": { type: "string" },
+    wait: { type: "boolean" },
+  });
+  if (values.help) {
+    process.stdout.write(DEPLOY_USAGE);
+    return 0;
+  }
+  const appId = required(values.app, "--app");
+  const env = new EnvBuilder();
+  for (const file of values["env-file"] ?? []) env.file(file);
+  for (const spec of values.env ?? []) env.flag(spec);
+  const timeout = seconds(values.timeout);
+
+  const conn = connect(values);
+  const inv = newInvocation(values["run-id"]);
+  const body: Record<string, unknown> = {
+    application_id: appId,
+    ...(values.ref ? { commit_ref: values.ref } : {}),
+    ...(env.empty ? {} : { env_overrides: env.vars }),
+    ...(timeout !== undefined ? { timeout_seconds: timeout } : {}),
+    run_id: inv.runId,
+    run_context: inv.runContext,
+  };
+  const wait = values.wait ?? false;
+  const { code, submitted } = await runOperation(conn, "/deploy", body, inv, { follow: wait });
+  if (!wait && submitted.accepted) process.stdout.write(`${JSON.stringify(submitted.accepted)}\n`);
+  return code;
+}

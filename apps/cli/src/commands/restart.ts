@@ -1,0 +1,33 @@
+import { newInvocation } from "../client/submit";
+import { CONNECTION_OPTIONS, connect, parse, required, seconds } from "./connection";
+import { runOperation } from "./run-operation";
+
+export const RESTART_USAGE = `usage: runbridge restart --server ID --container NAME [--timeout S] [--run-id ID]
+`;
+
+export async function restartCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    server: { type: "string" },
+    container: { type: "string" },
+    timeout: { type: "string" },
+    "run-id": { type: "string" },
+  });
+  if (values.help) {
+    process.stdout.write(RESTART_USAGE);
+    return 0;
+  }
+  const serverId = required(values.server, "--server");
+  const container = required(values.container, "--container");
+  const timeout = seconds(values.timeout);
+  const conn = connect(values);
+  const inv = newInvocation(values["run-id"]);
+  const body = {
+    server_id: serverId,
+    container_name: container,
+    ...(timeout !== undefined ? { timeout_seconds: timeout } : {}),
+    run_id: inv.runId,
+    run_context: inv.runContext,
+  };
+  return (await runOperation(conn, "/restart", body, inv, { follow: true })).code;
+}

@@ -1,0 +1,119 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import http from "node:http";
+import path from "node:path";
+import { ROOT } from "../helpers/processes";
+
+/** A CI-free environment: nothing of the test runner's own CI leaks into the client's run_context. */
+export function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...extra };
+}
+
+/** A running client process (the CLI or the Action's bundle) with its stdout and stderr kept apart. */
+export class ClientProc {
+  stdout = "";
+  stderr = "";
+  readonly exited: Promise<number | null>;
+  readonly child;
+
+  constructor(script: string, args: string[], env: Record<string, string>) {
+    this.child = spawn(process.execPath, [path.join(ROOT, script), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    this.child.stdout.on("data", (d: Buffer) => (this.stdout += d.toString()));
+    this.child.stderr.on("data", (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = once(this.child, "exit").then(([code]) => code as number | null);
+  }
+
+  async waitFor(pattern: RegExp, where: "stdout" | "stderr" = "stdout", timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pattern.test(this[where])) {
+      if (this.child.exitCode !== null) throw new Error(`exited (${this.child.exitCode}) before ${pattern}:\n${this.stdout}\n${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${this.stdout}\n${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
+export function runCli(args: string[], env: Record<string, string>): ClientProc {
+  return new ClientProc("apps/cli/dist/main.js", args, env);
+}
+
+/** Runs to the end; returns exit code and output. */
+export async function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = runCli(args, env);
+  const code = await p.exited;
+  return { code, stdout: p.stdout, stderr: p.stderr };
+}
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/**
+ * What the fault-injecting proxy does with a request: pass it on, drop the
+ * connection before the gateway sees it, pass it on but drop the connection
+ * instead of answering (the client cannot know whether it ran), or answer
+ * itself.
+ */
+export type ProxyAction = "forward" | "drop" | "forward-then-drop" | { status: number; headers?: Record<string, string>; body: unknown };
+
+/**
+ * An HTTP proxy in front of the real gateway, standing in for the network
+ * between CI and runbridge (load balancers that reset connections, a server
+ * version without some endpoint). It records every request it sees.
+ */
+export class FaultProxy {
+  readonly seen: SeenRequest[] = [];
+  url = "";
+  private server: http.Server;
+
+  constructor(
+    private readonly target: string,
+    private readonly plan: (req: SeenRequest, index: number) => ProxyAction = () => "forward",
+  ) {
+    this.server = http.createServer((req, res) => this.handle(req, res));
+  }
+
+  async start(): Promise<this> {
+    this.server.listen(0, "127.0.0.1");
+    await once(this.server, "listening");
+    const addr = this.server.address();
+    if (!addr || typeof addr !== "object") throw new Error("proxy did not bind");
+    this.url = `http://127.0.0.1:${addr.port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const seen: SeenRequest = { method: req.method ?? "", url: req.url ?? "", headers: req.headers };
+    this.seen.push(seen);
+    const action = this.plan(seen, this.seen.length - 1);
+    if (action === "drop") {
+      req.socket.destroy();
+      return;
+    }
+    if (typeof action === "object") {
+      req.resume();
+      res.writeHead(action.status, { "Content-Type": "application/json", ...action.headers });
+      res.end(JSON.stringify(action.body));
+      return;
+    }
+    const upstream = http.request(this.target + (req.url ?? "/"), { method: req.method, headers: req.headers }, (up) => {
+      if (action === "forward-then-drop") {
+        up.resume();
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    upstream.on("error", () => req.socket.destroy());
+    res.on("close", () => upstream.destroy());
+    req.pipe(upstream);
+  }
+}

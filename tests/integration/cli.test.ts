@@ -1,0 +1,329 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createAutomationKey, createFixture } from "../helpers/factories";
+import { freePort, waitFor } from "../helpers/processes";
+import { TestStack } from "../helpers/stack";
+import { FaultProxy, baseEnv, cli, runCli } from "./cli-process";
+
+/**
+ * The `runbridge` CLI as CI runs it (a child process on the built dist/), against
+ * the real stack: gateway, dispatcher and runner processes, Postgres and Redis.
+ */
+describe("runbridge CLI", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+    fx = await createFixture();
+    await stack.startRunner(fx.runnerToken, fx.server.id);
+    env = baseEnv({ RUNBRIDGE_URL: stack.url, RUNBRIDGE_API_KEY: fx.token });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const exec = (args: string[], extra: Record<string, string> = {}) => cli(["exec", "--server", fx.server.id, ...args], { ...env, ...extra });
+  const opIdOf = (stderr: string) => /operation ([0-9a-f-]{36})/.exec(stderr)?.[1];
+
+  it("exits 0 and prints the remote stdout and stderr on success", async () => {
+    const r = await exec(["--", "echo hello; echo oops >&2"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("hello\n");
+    expect(r.stderr).toContain("oops\n");
+    expect(r.stderr).toMatch(/completed with exit code 0/);
+  });
+
+  it("exits with the remote exit code when the command fails", async () => {
+    const r = await exec(["--", "echo partial; exit 42"]);
+    expect(r.code).toBe(42);
+    expect(r.stdout).toBe("partial\n");
+    expect(r.stderr).toMatch(/completed with exit code 42/);
+  });
+
+  it("joins several words after -- like ssh does", async () => {
+    const r = await exec(["--", "echo", "a", "b;", "echo", "c"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("a b\nc\n");
+  });
+
+  it("exits 124 when the operation times out", async () => {
+    const r = await exec(["--timeout", "1", "--", "echo started; sleep 30"]);
+    expect(r.code).toBe(124);
+    expect(r.stdout).toBe("started\n");
+    expect(r.stderr).toMatch(/timed out/);
+  });
+
+  it("exits 125 when the platform could not run the operation", async () => {
+    const r = await exec(["--cwd", "/nonexistent/dir/for/rb", "--", "true"]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/failed: .*does not exist/);
+  });
+
+  it("exits 130 when the operation is cancelled through the API", async () => {
+    const p = runCli(["exec", "--server", fx.server.id, "--", "echo waiting; sleep 60"], env);
+    await p.waitFor(/waiting/);
+    const id = opIdOf(p.stderr);
+    expect(id).toBeDefined();
+    const res = await stack.api().post(`/api/automation/v1/operations/${id}/cancel`).set("Authorization", `Bearer ${fx.token}`).send({});
+    expect(res.status).toBe(202);
+    expect(await p.exited).toBe(130);
+    expect(p.stderr).toMatch(/was cancelled/);
+  });
+
+  it("cancels the remote operation on SIGINT (a cancelled CI job) and exits 130", async () => {
+    const p = runCli(["exec", "--server", fx.server.id, "--", "echo waiting; sleep 60"], env);
+    await p.waitFor(/waiting/);
+    const id = opIdOf(p.stderr) as string;
+    p.child.kill("SIGINT");
+    expect(await p.exited).toBe(130);
+    const op = await waitFor(async () => {
+      const row = await testPrisma().operation.findUniqueOrThrow({ where: { id } });
+      return row.status !== "running" ? row : null;
+    });
+    expect(op.status).toBe("cancelled");
+  });
+
+  it("exits 77 on an invalid key (401) and on a key whose scope refuses (403)", async () => {
+    const bad = await exec(["--", "true"], { RUNBRIDGE_API_KEY: "rca_not_a_real_key" });
+    expect(bad.code).toBe(77);
+    expect(bad.stderr).toMatch(/HTTP 401/);
+    expect(bad.stderr).not.toContain("rca_not_a_real_key");
+    const { token } = await createAutomationKey(fx.tenant.id, { allowedOperations: ["deploy"] });
+    const refused = await exec(["--", "true"], { RUNBRIDGE_API_KEY: token });
+    expect(refused.code).toBe(77);
+    expect(refused.stderr).toMatch(/HTTP 403/);
+  });
+
+  it("exits 65 when the API refuses the request (422) and 64 on bad usage", async () => {
+    const invalid = await exec(["--timeout", "901", "--", "true"]);
+    expect(invalid.code).toBe(65);
+    expect(invalid.stderr).toMatch(/HTTP 422: .*timeout_seconds/);
+    const noServer = await cli(["exec", "--", "true"], env);
+    expect(noServer.code).toBe(64);
+    expect(noServer.stderr).toMatch(/--server is required/);
+    const noUrl = await cli(["exec", "--server", fx.server.id, "--", "true"], baseEnv({ RUNBRIDGE_API_KEY: fx.token }));
+    expect(noUrl.code).toBe(64);
+    expect(noUrl.stderr).toMatch(/RUNBRIDGE_URL/);
+  });
+
+  it("exits 69 when the API cannot be reached, after retrying", async () => {
+    const closed = await freePort();
+    const r = await exec(["--", "true"], { RUNBRIDGE_URL: `http://127.0.0.1:${closed}`, RUNBRIDGE_RETRY_ATTEMPTS: "2" });
+    expect(r.code).toBe(69);
+    expect(r.stderr).toMatch(/ECONNREFUSED.*retrying/s);
+    expect(r.stderr).toMatch(/gave up after 2 attempts/);
+  });
+
+  it("streams output while the command is still running", async () => {
+    const p = runCli(["exec", "--server", fx.server.id, "--", "echo first; sleep 4; echo second"], env);
+    await p.waitFor(/first/);
+    // The operation has not ended when its first line is on the CLI's stdout.
+    expect(p.stdout).not.toContain("second");
+    const id = opIdOf(p.stderr) as string;
+    const row = await testPrisma().operation.findUniqueOrThrow({ where: { id } });
+    expect(row.status).toBe("running");
+    expect(await p.exited).toBe(0);
+    expect(p.stdout).toBe("first\nsecond\n");
+  });
+
+  it("passes env from flags, the local environment and an env file, and never prints the values", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-env-"));
+    const envFile = path.join(dir, "vars.env");
+    writeFileSync(envFile, "# comment\nexport FROM_FILE='canary-file-3k'\nQUOTED=\"canary quoted 2x\"\n");
+    const r = await exec(
+      ["--env", "FLAG_VAR=canary-flag-9q", "--env", "LOCAL_SECRET", "--env-file", envFile, "--", 'echo "$FLAG_VAR|$LOCAL_SECRET|$FROM_FILE|$QUOTED"; echo ${#LOCAL_SECRET}'],
+      { LOCAL_SECRET: "canary-local-7z" },
+    );
+    expect(r.code).toBe(0);
+    // The runner masks every env value in captured output.
+    expect(r.stdout).toBe("***|***|***|***\n15\n");
+    for (const canary of ["canary-flag-9q", "canary-local-7z", "canary-file-3k", "canary quoted 2x"]) expect(r.stdout + r.stderr).not.toContain(canary);
+    const bad = await exec(["--env", "1BAD=x", "--", "true"]);
+    expect(bad.code).toBe(64);
+    const unset = await exec(["--env", "NOT_SET_ANYWHERE", "--", "true"]);
+    expect(unset.code).toBe(64);
+    expect(unset.stderr).toMatch(/NOT_SET_ANYWHERE is not set/);
+  });
+
+  it("fills run_id and run_context from a GitHub Actions environment", async () => {
+    const github = {
+      GITHUB_ACTIONS: "true",
+      GITHUB_RUN_ID: `77${Date.now()}`,
+      GITHUB_RUN_NUMBER: "12",
+      GITHUB_RUN_ATTEMPT: "1",
+      GITHUB_REPOSITORY: "myorg/myapp",
+      GITHUB_WORKFLOW: "deploy",
+      GITHUB_EVENT_NAME: "push",
+      GITHUB_ACTOR: "octocat",
+      GITHUB_SHA: "abc123def456",
+      GITHUB_REF: "refs/heads/main",
+      GITHUB_JOB: "ship",
+      GITHUB_SERVER_URL: "https://github.com",
+    };
+    const r = await exec(["--", "echo ok"], github);
+    expect(r.code).toBe(0);
+    const id = opIdOf(r.stderr) as string;
+    const op = await testPrisma().operation.findUniqueOrThrow({ where: { id } });
+    expect(op.runId).toBe(`github-run-${github.GITHUB_RUN_ID}`);
+    expect(op.runContext).toMatchObject({
+      provider: "github_actions",
+      repository: "myorg/myapp",
+      workflow: "deploy",
+      trigger: "push",
+      actor: "octocat",
+      sha: "abc123def456",
+      ref: "refs/heads/main",
+      job: "ship",
+      run_url: `https://github.com/myorg/myapp/actions/runs/${github.GITHUB_RUN_ID}`,
+    });
+    // --run-id overrides the CI's.
+    const own = await exec(["--run-id", "my-own-run", "--", "true"], github);
+    const ownOp = await testPrisma().operation.findUniqueOrThrow({ where: { id: opIdOf(own.stderr) as string } });
+    expect(ownOp.runId).toBe("my-own-run");
+  });
+
+  it("fills run_context from GitLab CI and Jenkins environments, without credentials in URLs", async () => {
+    const gl = await exec(["--", "true"], {
+      GITLAB_CI: "true",
+      CI_PIPELINE_ID: "4242",
+      CI_PROJECT_PATH: "group/project",
+      CI_PIPELINE_SOURCE: "merge_request_event",
+      GITLAB_USER_LOGIN: "dev1",
+      CI_COMMIT_SHA: "feedbeef",
+      CI_COMMIT_BRANCH: "main",
+      CI_JOB_NAME: "deploy-prod",
+    });
+    const glOp = await testPrisma().operation.findUniqueOrThrow({ where: { id: opIdOf(gl.stderr) as string } });
+    expect(glOp.runId).toBe("gitlab-pipeline-4242");
+    expect(glOp.runContext).toMatchObject({ provider: "gitlab_ci", repository: "group/project", trigger: "merge_request_event", actor: "dev1", sha: "feedbeef", ref: "refs/heads/main" });
+
+    const jk = await exec(["--", "true"], {
+      JENKINS_URL: "https://ci.example.com/",
+      BUILD_TAG: "jenkins-app-deploy-31",
+      JOB_NAME: "app-deploy",
+      BUILD_NUMBER: "31",
+      GIT_URL: "https://user:canary-gittoken-5@git.example.com/org/app.git",
+      GIT_COMMIT: "0123abcd",
+      GIT_BRANCH: "origin/main",
+      BUILD_URL: "https://ci.example.com/job/app-deploy/31/",
+    });
+    const jkOp = await testPrisma().operation.findUniqueOrThrow({ where: { id: opIdOf(jk.stderr) as string } });
+    expect(jkOp.runId).toBe("jenkins-app-deploy-31");
+    expect(jkOp.runContext).toMatchObject({ provider: "jenkins", repository: "https://git.example.com/org/app.git", workflow: "app-deploy", sha: "0123abcd", ref: "origin/main" });
+    expect(JSON.stringify(jkOp.runContext)).not.toContain("canary-gittoken-5");
+  });
+
+  it("retries a POST whose answer was lost with the same Idempotency-Key, and the command runs once", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-idem-"));
+    const counter = path.join(dir, "runs");
+    let posts = 0;
+    // The first POST reaches the gateway (and runs), but its answer never reaches the client.
+    const proxy = await new FaultProxy(stack.url, (req) => (req.method === "POST" && posts++ === 0 ? "forward-then-drop" : "forward")).start();
+    try {
+      const r = await exec(["--", `echo run >> ${counter}; echo done`], { RUNBRIDGE_URL: proxy.url });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe("done\n");
+      const postsSeen = proxy.seen.filter((s) => s.method === "POST");
+      expect(postsSeen.length).toBe(2);
+      const keys = postsSeen.map((s) => s.headers["idempotency-key"]);
+      expect(keys[0]).toMatch(/^[0-9a-f-]{36}$/);
+      expect(keys[1]).toBe(keys[0]);
+      expect(readFileSync(counter, "utf8")).toBe("run\n");
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("retries when the connection is reset before the request arrives", async () => {
+    let n = 0;
+    const proxy = await new FaultProxy(stack.url, (req) => (req.method === "POST" && n++ < 2 ? "drop" : "forward")).start();
+    try {
+      const r = await exec(["--", "echo after-resets"], { RUNBRIDGE_URL: proxy.url });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe("after-resets\n");
+      const keys = new Set(proxy.seen.filter((s) => s.method === "POST").map((s) => s.headers["idempotency-key"]));
+      expect(proxy.seen.filter((s) => s.method === "POST").length).toBe(3);
+      expect(keys.size).toBe(1);
+      expect(r.stderr).toMatch(/retrying/);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("waits out 429 Retry-After and then succeeds", async () => {
+    let limited = 0;
+    const proxy = await new FaultProxy(stack.url, (req) =>
+      req.method === "POST" && limited++ === 0 ? { status: 429, headers: { "Retry-After": "2" }, body: { detail: "Rate limit exceeded" } } : "forward",
+    ).start();
+    try {
+      const started = Date.now();
+      const r = await exec(["--", "echo after-429"], { RUNBRIDGE_URL: proxy.url });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe("after-429\n");
+      expect(r.stderr).toMatch(/rate limited \(429\); retrying in 2 s/);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("falls back to polling on a server without the list and logs endpoints", async () => {
+    const slow = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
+    const noRoute = (req: { url: string }) => ({ status: 404, body: { detail: `No route for GET ${req.url}` } });
+    const proxy = await new FaultProxy(slow.url, (req) =>
+      req.method === "GET" && (/\/logs(\?|$)/.test(req.url) || /\/operations\?/.test(req.url)) ? noRoute(req) : "forward",
+    ).start();
+    try {
+      const f = await createFixture();
+      await slow.startRunner(f.runnerToken, f.server.id);
+      const r = await cli(["exec", "--server", f.server.id, "--", "echo one; sleep 2; echo two; exit 3"], baseEnv({ RUNBRIDGE_URL: proxy.url, RUNBRIDGE_API_KEY: f.token }));
+      expect(r.code).toBe(3);
+      expect(r.stdout).toBe("one\ntwo\n");
+      expect(proxy.seen.some((s) => /\/operations\/[0-9a-f-]{36}$/.test(s.url))).toBe(true);
+    } finally {
+      await proxy.stop();
+      await slow.stop();
+    }
+  });
+
+  it("operations get, list and logs read what exec ran", async () => {
+    const runId = `cli-ops-${Date.now()}`;
+    const first = await exec(["--run-id", runId, "--", "echo out-1; echo err-1 >&2; exit 5"]);
+    expect(first.code).toBe(5);
+    const id = opIdOf(first.stderr) as string;
+    await exec(["--run-id", runId, "--", "echo out-2"]);
+
+    const got = await cli(["operations", "get", id], env);
+    expect(got.code).toBe(0);
+    expect(JSON.parse(got.stdout)).toMatchObject({ operation_id: id, status: "completed", result: { exit_code: 5, stdout: "out-1\n" } });
+
+    const listed = await cli(["operations", "list", "--run-id", runId], env);
+    expect(listed.code).toBe(0);
+    const ops = JSON.parse(listed.stdout) as { operation_id: string; run_id: string }[];
+    expect(ops.length).toBe(2);
+    expect(ops.every((o) => o.run_id === runId)).toBe(true);
+    expect(ops[1]?.operation_id).toBe(id);
+
+    const logs = await cli(["operations", "logs", id], env);
+    expect(logs).toMatchObject({ code: 0, stdout: "out-1\n" });
+    expect(logs.stderr).toContain("err-1\n");
+    const followed = await cli(["operations", "logs", id, "--follow"], env);
+    expect(followed.code).toBe(5);
+    expect(followed.stdout).toBe("out-1\n");
+  });
+
+  it("operations logs --follow streams an operation started elsewhere", async () => {
+    const p = runCli(["exec", "--server", fx.server.id, "--quiet", "--", "echo a1; sleep 2; echo a2"], env);
+    const op = await waitFor(async () => testPrisma().operation.findFirst({ where: { serverId: fx.server.id, command: "echo a1; sleep 2; echo a2", status: "running" } }));
+    const follower = await cli(["operations", "logs", op.id, "--follow"], env);
+    expect(follower.code).toBe(0);
+    expect(follower.stdout).toBe("a1\na2\n");
+    expect(await p.exited).toBe(0);
+    expect(p.stderr).toBe("");
+  });
+});
