@@ -6,6 +6,11 @@ export const dispatcherEnvSchema = Joi.object({
   ...commonEnv,
   DISPATCHER_PORT: Joi.number().port().default(8081).description("Port runners connect to (socket.io, path /runner)"),
   DISPATCHER_HOST: Joi.string().default("0.0.0.0").description("Address the dispatcher listens on"),
+  DISPATCHER_TLS_CERT_FILE: Joi.string()
+    .allow("")
+    .default("")
+    .description("PEM certificate chain: when set (with DISPATCHER_TLS_KEY_FILE) the dispatcher serves TLS itself and runners connect with https:// or wss://"),
+  DISPATCHER_TLS_KEY_FILE: Joi.string().allow("").default("").description("PEM private key of DISPATCHER_TLS_CERT_FILE"),
   DISPATCHER_ID: Joi.string()
     .max(100)
     .default(`${hostname()}-${process.pid}`)
@@ -31,6 +36,8 @@ export interface DispatcherConfig {
   RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: string;
   DISPATCHER_PORT: number;
   DISPATCHER_HOST: string;
+  DISPATCHER_TLS_CERT_FILE: string;
+  DISPATCHER_TLS_KEY_FILE: string;
   DISPATCHER_ID: string;
   WORKER_CONCURRENCY: number;
   RUNNER_ACK_TIMEOUT_MS: number;

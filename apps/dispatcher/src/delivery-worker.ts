@@ -1,7 +1,8 @@
 import { UnrecoverableError, Worker, type Job } from "bullmq";
 import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
-import { createRedis } from "@runbridge/common";
+import { createRedis, withLogContext } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
+import { observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
 import { finishOperation } from "./results";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
@@ -53,6 +54,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: `runner refused the operation: ${reply.error}` });
     return "refused";
   }
+  if (reply.state === "started") observeDelivery(op.type, op.createdAt);
   ctx.logger.debug("operation delivered", { operationId: op.id, state: reply.state, attempt: job.attemptsMade + 1 });
   return reply.state;
 }
@@ -60,7 +62,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
 export function createDeliveryWorker(ctx: DispatcherContext): Worker<DeliverOperationJob> {
   const connection = createRedis(ctx.config.REDIS_URL);
   connection.on("error", (err: Error) => ctx.logger.warn("worker redis error", { error: err.message }));
-  const worker = new Worker<DeliverOperationJob>(QueueName.Operations, (job) => deliverOperation(ctx, job), {
+  const worker = new Worker<DeliverOperationJob>(QueueName.Operations, (job) => withLogContext({ operationId: job.data.operationId }, () => deliverOperation(ctx, job)), {
     connection,
     prefix: ctx.keys.bull,
     concurrency: ctx.config.WORKER_CONCURRENCY,

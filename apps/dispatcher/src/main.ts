@@ -1,12 +1,14 @@
-import { createServer } from "node:http";
 import { once } from "node:events";
 import { redisKeys } from "@runbridge/contracts";
-import { Sealer, Shutdown, createLogger, createRedis } from "@runbridge/common";
+import { Sealer, Shutdown, createFailFastRedis, createLogger, createRedis } from "@runbridge/common";
 import { createPrisma } from "@runbridge/db";
 import { startCancelListener } from "./cancel-listener";
 import { loadDispatcherConfig } from "./config";
 import type { DispatcherContext } from "./context";
 import { createDeliveryWorker } from "./delivery-worker";
+import { createHealthHandler } from "./health";
+import { createDispatcherServer } from "./http-server";
+import { registerDispatcherCollectors } from "./metrics";
 import { RunnerPresence } from "./presence";
 import { attachRunnerHandlers, createRunnerIo } from "./socket-server";
 import { Sweeper } from "./sweeper";
@@ -20,15 +22,14 @@ async function main(): Promise<void> {
   const redis = createRedis(config.REDIS_URL);
   redis.on("error", (err: Error) => logger.warn("redis error", { error: err.message }));
 
-  const http = createServer((req, res) => {
-    if (req.url === "/healthz") {
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
-      return;
-    }
-    res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ detail: "not found" }));
-  });
+  // Readiness pings on a fail-fast connection, so a Redis outage shows as 503 at once.
+  const probeRedis = createFailFastRedis(config.REDIS_URL);
+  probeRedis.on("error", () => undefined); // the main connection already logs Redis errors
+  // Registered before socket.io attaches: it keeps this listener for every path but its own.
+  const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis }));
   const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter);
   const ctx: DispatcherContext = { config, logger, prisma, redis, keys, sealer: Sealer.fromConfig(config), io };
+  const closeMetrics = registerDispatcherCollectors(ctx);
   const presence = new RunnerPresence(ctx);
   attachRunnerHandlers(ctx, presence);
   presence.start();
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
   const sweeper = new Sweeper(ctx);
   sweeper.start();
   const cancelListener = startCancelListener(ctx);
-  logger.info("dispatcher ready", { port: config.DISPATCHER_PORT, dispatcherId: config.DISPATCHER_ID });
+  logger.info("dispatcher ready", { port: config.DISPATCHER_PORT, dispatcherId: config.DISPATCHER_ID, tls: Boolean(config.DISPATCHER_TLS_CERT_FILE) });
 
   new Shutdown(logger)
     .add("stop sweeping", () => sweeper.stop())
@@ -52,6 +53,8 @@ async function main(): Promise<void> {
     .add("close redis", () => {
       closeAdapter();
       redis.disconnect();
+      probeRedis.disconnect();
+      void closeMetrics();
     })
     .add("disconnect postgres", () => prisma.$disconnect())
     .listen();

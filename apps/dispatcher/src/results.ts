@@ -1,5 +1,6 @@
 import { isTerminal, type OperationResult, type TerminalStatus } from "@runbridge/contracts";
 import type { DispatcherContext } from "./context";
+import { countOperationFinished } from "./metrics";
 
 /**
  * Ends an operation. Postgres is the source of truth and the transition is
@@ -27,6 +28,7 @@ export async function finishOperation(
 ): Promise<boolean> {
   if (!isTerminal(fields.status)) throw new Error(`not a terminal status: ${fields.status}`);
   const now = new Date();
+  let finishedType = "unknown";
   const changed = await ctx.prisma.$transaction(async (tx) => {
     const { count } = await tx.operation.updateMany({
       where: { id: fields.operationId, serverId, status: "running", ...(opts.onlyIfUndispatched ? { dispatchedAt: null } : {}) },
@@ -45,6 +47,7 @@ export async function finishOperation(
     });
     if (count === 0) return false;
     const op = await tx.operation.findUniqueOrThrow({ where: { id: fields.operationId } });
+    finishedType = op.type;
     await tx.auditEvent.create({
       data: {
         tenantId: op.tenantId,
@@ -68,6 +71,7 @@ export async function finishOperation(
     return true;
   });
   if (changed) {
+    countOperationFinished(fields.status, finishedType);
     await ctx.redis.publish(ctx.keys.operationFinished, fields.operationId).catch((err: unknown) => {
       // Waiters also poll Postgres, so a lost notification only delays them.
       ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });

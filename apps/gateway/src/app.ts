@@ -17,6 +17,8 @@ import { automationKeysRouter } from "./routes/management/automation-keys";
 import { managementOperationsRouter } from "./routes/management/operations";
 import { serversRouter } from "./routes/management/servers";
 import { healthRouter } from "./routes/health";
+import { httpMetrics } from "./metrics";
+import { metricsRouter } from "./routes/metrics";
 
 /** Bodies are bounded well above the largest valid request (8 KiB command + 64 KiB env + context). */
 const BODY_LIMIT = "256kb";
@@ -27,10 +29,12 @@ export function createApp(ctx: GatewayContext): Express {
   app.set("trust proxy", trustProxySetting(ctx.config.TRUST_PROXY));
   app.set("query parser", "simple");
   app.use(requestContext(ctx.logger));
+  app.use(httpMetrics());
   // CI clients often forget Content-Type (curl -d sends form encoding): every body is read as JSON.
   app.use(express.json({ limit: BODY_LIMIT, type: () => true, strict: false }));
 
   app.use(healthRouter(ctx));
+  app.use(metricsRouter());
 
   // Public: the API description needs no key.
   app.use(openApiRouter());

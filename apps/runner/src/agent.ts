@@ -13,6 +13,17 @@ const OUTBOX_RETRY_MS = 3_000;
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
 
 /**
+ * The transport's own reason (a TLS verification failure, a refused
+ * connection) hides behind socket.io's generic "websocket error"; operators need it.
+ */
+function connectErrorCause(err: Error): string | undefined {
+  const d = (err as { description?: unknown }).description;
+  if (d instanceof Error) return d.message;
+  if (d && typeof d === "object" && "message" in d && typeof d.message === "string" && d.message) return d.message;
+  return undefined;
+}
+
+/**
  * The runner: connects out to a dispatcher, runs what it is given at most once
  * (the ledger), and delivers every result until the dispatcher says it is stored.
  */
@@ -120,7 +131,7 @@ export class Agent {
       // A dispatcher shutting down disconnects us on purpose: go to another one.
       setTimeout(() => this.socket.connect(), 500 + Math.random() * 1000).unref();
     });
-    s.on("connect_error", (err) => this.logger.warn("cannot connect to dispatcher", { error: err.message }));
+    s.on("connect_error", (err) => this.logger.warn("cannot connect to dispatcher", { error: err.message, cause: connectErrorCause(err) }));
     s.on("operation:start", (op, ack) => ack(this.onStart(op)));
     s.on("operation:cancel", ({ operationId }, ack) => {
       const run = this.running.get(operationId);
@@ -138,6 +149,10 @@ export class Agent {
       this.ledger.markUndelivered(op.operationId);
       void this.pump();
       return { ok: true, state: "already-finished" };
+    }
+    if (op.notAfter && Date.now() > Date.parse(op.notAfter) + this.config.RUNBRIDGE_CLOCK_SKEW_SECONDS * 1000) {
+      this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter });
+      return { ok: false, error: `it arrived after its delivery deadline (${op.notAfter}); not started` };
     }
     const startedAt = new Date().toISOString();
     try {

@@ -1,8 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { RequestHandler } from "express";
-import type { Logger } from "@runbridge/common";
+import { type Logger, withLogContext } from "@runbridge/common";
 
-/** Request id (honours a sane incoming X-Request-Id), echoed back and put on the access log line. */
+/**
+ * Request id (honours a sane incoming X-Request-Id), echoed back, and carried
+ * in the log context so every line logged while handling the request has it.
+ */
 export function requestContext(logger: Logger): RequestHandler {
   return (req, res, next) => {
     const incoming = req.get("x-request-id");
@@ -14,12 +17,13 @@ export function requestContext(logger: Logger): RequestHandler {
       logger.http("request", {
         requestId,
         method: req.method,
-        path: req.path,
+        // req.path is relative to the last router by the time the response is sent.
+        path: req.originalUrl.split("?")[0],
         status: res.statusCode,
         ms: Number(process.hrtime.bigint() - started) / 1e6,
         ip: req.ip,
       });
     });
-    next();
+    withLogContext({ requestId }, next);
   };
 }

@@ -4,6 +4,7 @@ import type { AutomationAuth } from "../auth/locals";
 import { assertServerAllowed } from "../auth/scopes";
 import type { GatewayContext } from "../context";
 import { ConflictError, NotFoundError, ServiceUnavailableError } from "../errors";
+import { countOperationAccepted } from "../metrics";
 
 export interface NewOperation {
   serverId: string;
@@ -113,6 +114,7 @@ export async function startOperation(
       .catch(() => undefined);
     throw new ServiceUnavailableError("The job queue is unreachable; the operation was not started. Retry shortly.");
   }
+  countOperationAccepted(operation.type);
   ctx.logger.info("operation accepted", { operationId: operation.id, type: operation.type, serverId: operation.serverId, runId: operation.runId });
   return operation;
 }

@@ -1,0 +1,56 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Redis } from "ioredis";
+import type { PrismaClient } from "@runbridge/db";
+import { dispatcherRegistry } from "./metrics";
+
+const CHECK_TIMEOUT_MS = 3000;
+
+function check(p: Promise<unknown>): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+  });
+  return Promise.race([p, timeout]).then(
+    () => "ok",
+    (e: unknown) => `error: ${(e instanceof Error ? e.message : String(e)).slice(0, 200)}`,
+  ).finally(() => clearTimeout(timer));
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(body));
+}
+
+/**
+ * The dispatcher's plain HTTP routes, beside the runners' socket.io path:
+ * liveness, readiness and the Prometheus scrape. Readiness pings PostgreSQL and
+ * Redis; `probeRedis` must be a fail-fast connection (no offline queue), or a
+ * ping would wait for Redis to come back instead of reporting it down.
+ */
+export function createHealthHandler(deps: { prisma: PrismaClient; probeRedis: Redis }): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      sendJson(res, 405, { detail: `Method ${req.method ?? ""} not allowed` });
+      return;
+    }
+    if (path === "/healthz") {
+      sendJson(res, 200, { status: "ok" });
+      return;
+    }
+    if (path === "/readyz") {
+      void Promise.all([check(deps.prisma.$queryRaw`SELECT 1`), check(deps.probeRedis.ping())]).then(([postgres, redis]) => {
+        const ok = postgres === "ok" && redis === "ok";
+        sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unavailable", checks: { postgres, redis }, ...(ok ? {} : { detail: "not ready" }) });
+      });
+      return;
+    }
+    if (path === "/metrics") {
+      dispatcherRegistry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": dispatcherRegistry.contentType }).end(text),
+        (err: unknown) => sendJson(res, 500, { detail: `metrics collection failed: ${String(err)}` }),
+      );
+      return;
+    }
+    sendJson(res, 404, { detail: `No route for ${req.method} ${path ?? ""}` });
+  };
+}

@@ -1,0 +1,87 @@
+import { Queue } from "bullmq";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { QueueName } from "@runbridge/contracts";
+import { createFailFastRedis } from "@runbridge/common";
+import type { DispatcherContext } from "./context";
+
+/**
+ * The dispatcher's Prometheus metrics, in a registry of its own. Labels are
+ * bounded (status, operation type, queue state): never an operation or
+ * server id, never a command.
+ */
+export const dispatcherRegistry = new Registry();
+dispatcherRegistry.setDefaultLabels({ service: "dispatcher" });
+collectDefaultMetrics({ register: dispatcherRegistry, prefix: "runbridge_dispatcher_" });
+
+const operationsFinished = new Counter({
+  name: "runbridge_dispatcher_operations_finished_total",
+  help: "Operations this dispatcher moved to a terminal status, by status and operation type",
+  labelNames: ["status", "type"] as const,
+  registers: [dispatcherRegistry],
+});
+
+const deliveryLatency = new Histogram({
+  name: "runbridge_dispatcher_delivery_latency_seconds",
+  help: "From an operation's acceptance to its runner acknowledging the start, by operation type",
+  labelNames: ["type"] as const,
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+  registers: [dispatcherRegistry],
+});
+
+export function countOperationFinished(status: string, type: string): void {
+  operationsFinished.inc({ status, type });
+}
+
+export function observeDelivery(type: string, acceptedAt: Date): void {
+  deliveryLatency.observe({ type }, Math.max(0, (Date.now() - acceptedAt.getTime()) / 1000));
+}
+
+const QUEUE_STATES = ["waiting", "active", "delayed"] as const;
+/** A scrape must answer even while Redis is down: the depth is then simply absent. */
+const SCRAPE_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref())]);
+}
+
+/**
+ * Gauges read on scrape: the operations queue's depth (shared by every
+ * dispatcher, so any one reports it) and the runners connected to this process.
+ * Returns a close function for the queue handle's Redis connection.
+ */
+export function registerDispatcherCollectors(ctx: DispatcherContext): () => Promise<void> {
+  const connection = createFailFastRedis(ctx.config.REDIS_URL);
+  connection.on("error", () => undefined); // reported by readiness and the other connections
+  const queue = new Queue(QueueName.Operations, { connection, prefix: ctx.keys.bull });
+  queue.on("error", () => undefined);
+
+  new Gauge({
+    name: "runbridge_dispatcher_queue_jobs",
+    help: "Jobs in the operations delivery queue, by state (read from Redis at scrape time)",
+    labelNames: ["state"] as const,
+    registers: [dispatcherRegistry],
+    async collect() {
+      this.reset();
+      try {
+        const counts = await withTimeout(queue.getJobCounts(...QUEUE_STATES), SCRAPE_TIMEOUT_MS);
+        for (const state of QUEUE_STATES) this.set({ state }, counts[state] ?? 0);
+      } catch (err) {
+        ctx.logger.debug("queue depth unavailable for metrics", { error: String(err) });
+      }
+    },
+  });
+
+  new Gauge({
+    name: "runbridge_dispatcher_connected_runners",
+    help: "Runner sockets connected to this dispatcher process",
+    registers: [dispatcherRegistry],
+    collect() {
+      this.set(ctx.io.of("/").sockets.size);
+    },
+  });
+
+  return async () => {
+    await queue.close().catch(() => undefined);
+    connection.disconnect();
+  };
+}

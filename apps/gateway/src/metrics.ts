@@ -1,0 +1,63 @@
+import type { RequestHandler } from "express";
+import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/**
+ * The gateway's Prometheus metrics. One registry per process (not prom-client's
+ * global one), so nothing else that loads prom-client can collide with it.
+ * Labels are bounded: route templates, never raw paths (which carry ids), and
+ * never anything from a request body.
+ */
+export const gatewayRegistry = new Registry();
+gatewayRegistry.setDefaultLabels({ service: "gateway" });
+collectDefaultMetrics({ register: gatewayRegistry, prefix: "runbridge_gateway_" });
+
+const httpRequests = new Counter({
+  name: "runbridge_gateway_http_requests_total",
+  help: "HTTP requests answered, by method, route template and status code",
+  labelNames: ["method", "route", "status"] as const,
+  registers: [gatewayRegistry],
+});
+
+const httpDuration = new Histogram({
+  name: "runbridge_gateway_http_request_duration_seconds",
+  help: "Time to answer an HTTP request (held exec requests included), by method, route template and status code",
+  labelNames: ["method", "route", "status"] as const,
+  // Up to EXEC_MAX_WAIT_SECONDS' ceiling: synchronous requests are held while the command runs.
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900],
+  registers: [gatewayRegistry],
+});
+
+const operationsAccepted = new Counter({
+  name: "runbridge_gateway_operations_accepted_total",
+  help: "Operations accepted and queued for delivery, by operation type",
+  labelNames: ["type"] as const,
+  registers: [gatewayRegistry],
+});
+
+export function countOperationAccepted(type: string): void {
+  operationsAccepted.inc({ type });
+}
+
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+/**
+ * The template of the route that answered (e.g. /api/automation/v1/operations/:operation_id).
+ * Requests no route matched share one label, so scanners cannot blow up the series count.
+ */
+function routeTemplate(req: Parameters<RequestHandler>[0]): string {
+  const route = (req as { route?: { path?: unknown } }).route;
+  if (!route || typeof route.path !== "string") return "unmatched";
+  return `${req.baseUrl}${route.path}` || "/";
+}
+
+export function httpMetrics(): RequestHandler {
+  return (req, res, next) => {
+    const end = httpDuration.startTimer();
+    res.on("finish", () => {
+      const labels = { method: KNOWN_METHODS.has(req.method) ? req.method : "OTHER", route: routeTemplate(req), status: String(res.statusCode) };
+      httpRequests.inc(labels);
+      end(labels);
+    });
+    next();
+  };
+}

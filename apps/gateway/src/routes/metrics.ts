@@ -1,0 +1,15 @@
+import { Router } from "express";
+import { gatewayRegistry } from "../metrics";
+
+/**
+ * Prometheus scrape endpoint. It carries no secret and no tenant data (only
+ * counts by route and operation type), but it is meant for the internal
+ * network: docs/operations.md says to keep it off the public listener.
+ */
+export function metricsRouter(): Router {
+  const router = Router();
+  router.get("/metrics", async (_req, res) => {
+    res.set("Content-Type", gatewayRegistry.contentType).send(await gatewayRegistry.metrics());
+  });
+  return router;
+}
