@@ -1,0 +1,88 @@
+import { ApiClient, ApiError, NetworkError, UsageError } from "../../../apps/cli/src/client/api";
+import { ExitCode } from "../../../apps/cli/src/client/exit-codes";
+import { outcomeOf } from "../../../apps/cli/src/client/outcome";
+import { newInvocation, submitOperation } from "../../../apps/cli/src/client/submit";
+import { envInput, requestFromInputs } from "./request";
+import { addMask, endGroup, error, getInput, info, saveState, setOutput, startGroup, stopCommands } from "./workflow";
+
+/**
+ * The Action's main step: runs one operation through the Automation API,
+ * streams its output into a log group, sets the outputs, and fails the step
+ * unless the operation completed with exit code 0.
+ */
+async function main(): Promise<number> {
+  const apiKey = getInput("api-key");
+  // Masks first, before anything else can print a secret.
+  addMask(apiKey);
+  const env = envInput();
+  for (const value of Object.values(env)) addMask(value);
+
+  const url = getInput("url");
+  if (!url) throw new UsageError('input "url" is required');
+  if (!apiKey) throw new UsageError('input "api-key" is required');
+  const inv = newInvocation(getInput("run-id") || undefined);
+  const req = requestFromInputs(env, inv);
+
+  const client = new ApiClient({ url, apiKey, notify: (m) => info(`runbridge: ${m}`), userAgent: "runbridge-github-action/0.1" });
+  startGroup(`runbridge ${req.operation}${typeof req.body.command === "string" ? `: ${req.body.command.split("\n")[0]?.slice(0, 80)}` : ""}`);
+  const guard = stopCommands();
+  // Remote output may end mid-line; the command that resumes workflow commands must start a line.
+  let atLineStart = true;
+  const write = (t: string) => {
+    if (!t) return;
+    process.stdout.write(t);
+    atLineStart = t.endsWith("\n");
+  };
+  const note = (t: string) => {
+    if (!atLineStart) write("\n");
+    write(`runbridge: ${t}\n`);
+  };
+  let submitted;
+  try {
+    submitted = await submitOperation(client, req.path, req.body, inv, { stdout: write, stderr: write, note }, {
+      follow: true,
+      onOperation: (id) => note(`operation ${id} (run ${inv.runId})`),
+    });
+  } finally {
+    if (!atLineStart) write("\n");
+    guard.resume();
+    endGroup();
+  }
+
+  setOutput("operation-id", submitted.operationId);
+  if (req.operation === "registry-login") {
+    // The post step logs out of what was logged in to, even if this step fails afterwards.
+    const fromApi = submitted.accepted?.registry_url ?? (submitted.final?.params as { registry_url?: string } | undefined)?.registry_url;
+    const registry = getInput("registry-url") || fromApi;
+    if (registry) {
+      saveState("registry_url", registry);
+      saveState("server_id", String(req.body.server_id));
+      saveState("run_id", inv.runId);
+    }
+  }
+  const final = submitted.final;
+  if (!final) throw new Error("the operation was accepted but its result is unknown");
+  const outcome = outcomeOf(final);
+  setOutput("status", String(final.status));
+  setOutput("exit-code", String(outcome.exitCode));
+  setOutput("stdout", final.result?.stdout ?? "");
+  if (outcome.exitCode !== 0) {
+    error(`runbridge: ${outcome.summary}`);
+    return 1;
+  }
+  info(`runbridge: ${outcome.summary}`);
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ApiError) error(`runbridge: the API refused the request: HTTP ${err.status}: ${err.detail}`);
+    else if (err instanceof NetworkError || err instanceof UsageError) error(`runbridge: ${err.message}`);
+    else error(`runbridge: ${err instanceof Error ? err.message : String(err)}`);
+    setOutput("exit-code", String(err instanceof ApiError || err instanceof NetworkError || err instanceof UsageError ? err.exitCode : ExitCode.Failed));
+    process.exitCode = 1;
+  },
+);

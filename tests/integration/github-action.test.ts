@@ -1,0 +1,206 @@
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createFixture } from "../helpers/factories";
+import { TestStack } from "../helpers/stack";
+import { ClientProc, baseEnv } from "./cli-process";
+
+/** GitHub's `name<<delimiter` blocks of a GITHUB_OUTPUT / GITHUB_STATE file. */
+function parseFileCommands(file: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!existsSync(file)) return out;
+  const lines = readFileSync(file, "utf8").split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([^<=]+)<<(.+)$/.exec(lines[i] ?? "");
+    if (!m) continue;
+    const [, name, delim] = m as unknown as [string, string, string];
+    const value: string[] = [];
+    for (i++; i < lines.length && lines[i] !== delim; i++) value.push(lines[i] ?? "");
+    out[name] = value.join("\n");
+  }
+  return out;
+}
+
+/** A fake `docker` for the runner's PATH (no Docker engine on test machines): records argv and stdin per call. */
+function fakeDocker(): { path: string; calls: () => { argv: string[]; stdin: string }[] } {
+  const root = mkdtempSync(path.join(tmpdir(), "rb-gha-docker-"));
+  const bin = path.join(root, "bin");
+  const rec = path.join(root, "calls");
+  mkdirSync(bin);
+  mkdirSync(rec);
+  writeFileSync(
+    path.join(bin, "docker"),
+    `#!/bin/sh
+n="$(date +%s%N)-$$"
+printf '%s\\n' "$@" > "${rec}/$n.argv"
+cat > "${rec}/$n.stdin"
+case "$1" in login) echo "Login Succeeded" ;; logout) echo "Removing login credentials for $2" ;; esac
+`,
+  );
+  chmodSync(path.join(bin, "docker"), 0o755);
+  return {
+    path: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}`,
+    calls: () =>
+      readdirSync(rec)
+        .filter((f) => f.endsWith(".argv"))
+        .sort()
+        .map((f) => ({ argv: readFileSync(path.join(rec, f), "utf8").trimEnd().split("\n"), stdin: readFileSync(path.join(rec, f.replace(/\.argv$/, ".stdin")), "utf8") })),
+  };
+}
+
+/**
+ * The Action's bundled entry points run the way GitHub's runner runs them:
+ * `node dist/index.js` (then `node dist/post.js`) with INPUT_* variables and
+ * GITHUB_OUTPUT / GITHUB_STATE files, against the real stack.
+ */
+describe("GitHub Action (packages/github-action/dist)", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let docker: ReturnType<typeof fakeDocker>;
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+    fx = await createFixture();
+    docker = fakeDocker();
+    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { PATH: docker.path } });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  interface StepResult {
+    code: number | null;
+    log: string;
+    outputs: Record<string, string>;
+    state: Record<string, string>;
+    stateFile: string;
+  }
+
+  /** Runs one step's entry with `with:` inputs as GitHub passes them (INPUT_<NAME>, hyphens kept). */
+  async function runStep(entry: "index" | "post", inputs: Record<string, string>, extra: Record<string, string> = {}): Promise<StepResult> {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-gha-step-"));
+    const outputFile = path.join(dir, "output");
+    const stateFile = path.join(dir, "state");
+    writeFileSync(outputFile, "");
+    writeFileSync(stateFile, "");
+    const env: Record<string, string> = baseEnv({
+      GITHUB_ACTIONS: "true",
+      GITHUB_RUN_ID: "9001",
+      GITHUB_REPOSITORY: "myorg/myapp",
+      GITHUB_WORKFLOW: "ci",
+      GITHUB_EVENT_NAME: "push",
+      GITHUB_ACTOR: "octocat",
+      GITHUB_SHA: "cafe1234",
+      GITHUB_REF: "refs/heads/main",
+      GITHUB_OUTPUT: outputFile,
+      GITHUB_STATE: stateFile,
+      "INPUT_URL": stack.url,
+      "INPUT_API-KEY": fx.token,
+      ...extra,
+    });
+    for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
+    const p = new ClientProc(`packages/github-action/dist/${entry}.js`, [], env);
+    const code = await p.exited;
+    return { code, log: p.stdout + p.stderr, outputs: parseFileCommands(outputFile), state: parseFileCommands(stateFile), stateFile };
+  }
+
+  it("runs a command: outputs, masks of the key and every env value, grouped output", async () => {
+    const r = await runStep("index", {
+      "server-id": fx.server.id,
+      command: 'echo hello; echo "token=$DEPLOY_TOKEN"; echo warn >&2; echo "::set-output name=x::injected"',
+      env: "DEPLOY_TOKEN=canary-gha-token-1\nMULTI=canary-gha-2\n\n# a comment\nEMPTY=",
+      timeout: "30",
+    });
+    expect(r.code).toBe(0);
+    expect(r.outputs["operation-id"]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(r.outputs["exit-code"]).toBe("0");
+    expect(r.outputs.status).toBe("completed");
+    expect(r.outputs.stdout).toBe("hello\ntoken=***\n::set-output name=x::injected\n");
+    expect(r.log).toContain(`::add-mask::${fx.token}\n`);
+    expect(r.log).toContain("::add-mask::canary-gha-token-1\n");
+    expect(r.log).toContain("::add-mask::canary-gha-2\n");
+    // Output sits in a group, with workflow commands switched off around it.
+    const group = r.log.indexOf("::group::runbridge exec");
+    const stop = /::stop-commands::(runbridge-[0-9a-f-]+)\n/.exec(r.log);
+    expect(group).toBeGreaterThanOrEqual(0);
+    expect(stop).not.toBeNull();
+    const resume = r.log.indexOf(`::${stop?.[1]}::`);
+    const hello = r.log.indexOf("hello\n");
+    expect(hello).toBeGreaterThan(group);
+    expect(r.log.indexOf("::set-output name=x::injected")).toBeLessThan(resume);
+    expect(r.log.indexOf("::endgroup::")).toBeGreaterThan(resume);
+    expect(r.log).toContain("warn\n");
+    // The key's and env values appear only inside the add-mask commands.
+    expect(r.log.split(fx.token).length).toBe(2);
+    expect(r.log.split("canary-gha-token-1").length).toBe(2);
+
+    const op = await testPrisma().operation.findUniqueOrThrow({ where: { id: r.outputs["operation-id"] as string } });
+    expect(op.runId).toBe("github-run-9001");
+    expect(op.runContext).toMatchObject({ provider: "github_actions", repository: "myorg/myapp", actor: "octocat", sha: "cafe1234" });
+    expect(op.timeoutSeconds).toBe(30);
+  });
+
+  it("fails the step on a non-zero exit, with the exit code as output", async () => {
+    const r = await runStep("index", { "server-id": fx.server.id, command: "echo before; exit 3" });
+    expect(r.code).toBe(1);
+    expect(r.outputs["exit-code"]).toBe("3");
+    expect(r.outputs.status).toBe("completed");
+    expect(r.outputs.stdout).toBe("before\n");
+    expect(r.log).toMatch(/::error::runbridge: operation .* completed with exit code 3/);
+  });
+
+  it("fails the step on a timeout", async () => {
+    const r = await runStep("index", { "server-id": fx.server.id, command: "sleep 30", timeout: "1" });
+    expect(r.code).toBe(1);
+    expect(r.outputs.status).toBe("timeout");
+    expect(r.outputs["exit-code"]).toBe("124");
+    expect(r.log).toMatch(/::error::runbridge: operation .* timed out/);
+  });
+
+  it("fails the step, naming the input, when a required input is missing or the key is refused", async () => {
+    const missing = await runStep("index", { command: "true" });
+    expect(missing.code).toBe(1);
+    expect(missing.log).toMatch(/::error::runbridge: input "server-id" is required for operation exec/);
+    const refused = await runStep("index", { "server-id": fx.server.id, command: "true" }, { "INPUT_API-KEY": "rca_bogus" });
+    expect(refused.code).toBe(1);
+    expect(refused.outputs["exit-code"]).toBe("77");
+    expect(refused.log).toMatch(/::error::runbridge: the API refused the request: HTTP 401/);
+  });
+
+  it("registry-login saves state, and the post step logs out of the same registry", async () => {
+    const cred = await stack
+      .api()
+      .post("/api/v1/registry-credentials")
+      .set("Authorization", `Bearer ${fx.apiKey}`)
+      .send({ name: "ghcr", registry_url: "ghcr.io", username: "bot", password: "canary-registry-pw-4" });
+    expect(cred.status).toBe(201);
+
+    const login = await runStep("index", { operation: "registry-login", "server-id": fx.server.id, "credential-id": cred.body.id });
+    expect(login.code).toBe(0);
+    expect(login.outputs.status).toBe("completed");
+    expect(login.state).toMatchObject({ registry_url: "ghcr.io", server_id: fx.server.id, run_id: "github-run-9001" });
+    expect(login.log).not.toContain("canary-registry-pw-4");
+
+    // GitHub hands the saved state to the post step as STATE_<name>.
+    const stateEnv = Object.fromEntries(Object.entries(login.state).map(([k, v]) => [`STATE_${k}`, v]));
+    const post = await runStep("post", { operation: "registry-login", "server-id": fx.server.id, "credential-id": cred.body.id }, stateEnv);
+    expect(post.code).toBe(0);
+    expect(post.log).toMatch(/completed with exit code 0/);
+    const calls = docker.calls();
+    expect(calls.map((c) => c.argv.slice(0, 2))).toEqual([
+      ["login", "ghcr.io"],
+      ["logout", "ghcr.io"],
+    ]);
+    expect(calls[0]?.stdin).toBe("canary-registry-pw-4");
+    const logout = await testPrisma().operation.findFirstOrThrow({ where: { serverId: fx.server.id, type: "registry_logout" } });
+    expect(logout.runId).toBe("github-run-9001");
+
+    // Without saved state (no login happened) the post step does nothing.
+    const idle = await runStep("post", { operation: "exec" });
+    expect(idle.code).toBe(0);
+    expect(idle.log).toBe("");
+    expect(docker.calls().length).toBe(2);
+  });
+});
