@@ -23,7 +23,7 @@ export function automationAuthMiddleware(ctx: GatewayContext): RequestHandler {
     const token = bearerToken(req, "rca_...");
     // Checksum first: a mistyped or invented key never costs a lookup.
     if (!isWellFormedToken(token, TokenKind.AutomationKey)) {
-      throw new UnauthorizedError(token.startsWith("rbk_") ? "General API keys cannot call the Automation API; use an automation key (rca_...)" : "Invalid API key");
+      throw new UnauthorizedError(token.startsWith("rbk_") ? "Invalid API key: general API keys (rbk_...) cannot call the Automation API; use an automation key (rca_...)" : "Invalid API key");
     }
     const hash = hashToken(token);
     // Warm keys come from the in-process cache (no PostgreSQL round trip).
