@@ -1,4 +1,6 @@
-import { FailureReason } from "@runbridge/contracts";
+import { Queue } from "bullmq";
+import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type OperationType } from "@runbridge/contracts";
+import { createRedis } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
 import { recordRunnerResult, finishOperation } from "./results";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
@@ -11,23 +13,29 @@ import { RunnerNotConnected, requestRunner } from "./runner-link";
 export class Sweeper {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
+  private readonly queue: Queue<DeliverOperationJob>;
 
-  constructor(private readonly ctx: DispatcherContext) {}
+  constructor(private readonly ctx: DispatcherContext) {
+    const connection = createRedis(ctx.config.REDIS_URL);
+    connection.on("error", (err: Error) => ctx.logger.debug("sweeper redis error", { error: err.message }));
+    this.queue = new Queue(QueueName.Operations, { connection, prefix: ctx.keys.bull });
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.sweep(), this.ctx.config.SWEEP_INTERVAL_MS);
     this.timer.unref();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    await this.queue.close().catch(() => undefined);
   }
 
   async sweep(): Promise<void> {
     if (this.running) return;
     this.running = true;
     try {
-      await this.failUndelivered();
+      await this.recoverUndelivered();
       await this.resolveOverdue();
     } catch (err) {
       this.ctx.logger.warn("sweep failed", { error: String(err) });
@@ -36,24 +44,43 @@ export class Sweeper {
     }
   }
 
-  /** Past its delivery deadline and never handed to a runner (e.g. its job was lost with Redis). */
-  private async failUndelivered(): Promise<void> {
-    const margin = 2 * this.ctx.config.SWEEP_INTERVAL_MS;
+  /**
+   * Operations never handed to a runner. Normally their job is in the queue and
+   * the worker handles them; if the job is gone (Redis restarted without
+   * persistence, flushed, failed over) they are re-enqueued from Postgres — or,
+   * when their secret inputs travelled only in the lost job, ended as failed
+   * with the reason, since running them without those inputs would be wrong.
+   */
+  private async recoverUndelivered(): Promise<void> {
+    const cutoff = new Date(Date.now() - this.ctx.config.REQUEUE_AFTER_SECONDS * 1000);
     const ops = await this.ctx.prisma.operation.findMany({
-      where: { status: "running", dispatchedAt: null, deliverBy: { lt: new Date(Date.now() - margin) } },
-      select: { id: true, serverId: true },
+      where: { status: "running", dispatchedAt: null, createdAt: { lt: cutoff } },
+      select: { id: true, serverId: true, type: true, envKeys: true, deliverBy: true },
+      orderBy: { createdAt: "asc" },
       take: 500,
     });
     for (const op of ops) {
-      await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
+      const job = await this.queue.getJob(op.id);
+      const state = job ? await job.getState() : "missing";
+      if (state !== "missing" && state !== "unknown" && state !== "failed" && state !== "completed") continue;
+      if (op.deliverBy.getTime() < Date.now()) {
+        await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
+      } else if (hadSecrets(op)) {
+        await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.QueueLost }, { onlyIfUndispatched: true });
+      } else {
+        if (job) await job.remove().catch(() => undefined);
+        const entry = JobCatalog[JobName.DeliverOperation];
+        await this.queue.add(JobName.DeliverOperation, { operationId: op.id, serverId: op.serverId, type: op.type as OperationType }, { ...entry.options, jobId: op.id });
+        this.ctx.logger.warn("re-enqueued an operation whose job was lost", { operationId: op.id });
+      }
     }
   }
 
   /** Handed to a runner, and its result is overdue: ask the runner's ledger, or give up on it. */
   private async resolveOverdue(): Promise<void> {
     const grace = this.ctx.config.RESULT_GRACE_SECONDS;
-    const overdue = await this.ctx.prisma.$queryRaw<{ id: string; server_id: string }[]>`
-      SELECT id, server_id FROM operations
+    const overdue = await this.ctx.prisma.$queryRaw<{ id: string; server_id: string; started_at: Date | null }[]>`
+      SELECT id, server_id, started_at FROM operations
       WHERE status = 'running' AND dispatched_at IS NOT NULL
         AND COALESCE(started_at, dispatched_at) + make_interval(secs => timeout_seconds + ${grace}) < now()
       LIMIT 200`;
@@ -68,8 +95,14 @@ export class Sweeper {
         // "running": the runner enforces the timeout itself; its result will come.
       } catch (err) {
         if (!(err instanceof RunnerNotConnected)) throw err;
-        await finishOperation(this.ctx, op.server_id, { operationId: op.id, status: "failed", error: FailureReason.RunnerLost });
+        const error = op.started_at ? FailureReason.RunnerLost : FailureReason.RunnerUnconfirmed;
+        await finishOperation(this.ctx, op.server_id, { operationId: op.id, status: "failed", error });
       }
     }
   }
+}
+
+/** Whether the operation's job carried sealed inputs that exist nowhere else. */
+function hadSecrets(op: { type: string; envKeys: string[] }): boolean {
+  return op.envKeys.length > 0 || op.type === "registry_login";
 }
