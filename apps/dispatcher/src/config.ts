@@ -24,6 +24,18 @@ export const dispatcherEnvSchema = Joi.object({
     .default(60)
     .description("After an operation's timeout, how long to wait for its result before asking the runner's ledger or failing it"),
   SWEEP_INTERVAL_MS: Joi.number().integer().min(100).max(600000).default(5000).description("How often stuck operations are looked for"),
+  JOB_LOCK_MS: Joi.number()
+    .integer()
+    .min(1000)
+    .max(600000)
+    .default(30000)
+    .description("BullMQ job lock; a crashed dispatcher's deliveries are taken over by another within about 1.5 times this"),
+  REQUEUE_AFTER_SECONDS: Joi.number()
+    .integer()
+    .min(1)
+    .max(3600)
+    .default(10)
+    .description("An undelivered operation whose job is missing from the queue (Redis lost or flushed) is re-enqueued after this age"),
   DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per dispatcher process"),
 });
 
@@ -43,6 +55,8 @@ export interface DispatcherConfig {
   RUNNER_ACK_TIMEOUT_MS: number;
   RESULT_GRACE_SECONDS: number;
   SWEEP_INTERVAL_MS: number;
+  JOB_LOCK_MS: number;
+  REQUEUE_AFTER_SECONDS: number;
   DB_POOL_SIZE: number;
 }
 

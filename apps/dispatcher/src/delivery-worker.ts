@@ -67,8 +67,8 @@ export function createDeliveryWorker(ctx: DispatcherContext): Worker<DeliverOper
     prefix: ctx.keys.bull,
     concurrency: ctx.config.WORKER_CONCURRENCY,
     // Deliveries are short; a lapsed lock means a dead dispatcher, and another takes the job over.
-    lockDuration: 30_000,
-    stalledInterval: 15_000,
+    lockDuration: ctx.config.JOB_LOCK_MS,
+    stalledInterval: Math.ceil(ctx.config.JOB_LOCK_MS / 2),
     maxStalledCount: 100,
   });
   worker.on("failed", (job, err) => {

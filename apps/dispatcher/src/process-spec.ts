@@ -6,7 +6,7 @@ import type { Operation } from "@runbridge/db";
  * without a mapping here fails the build (the switch is exhaustive).
  */
 export function startMessage(op: Operation, secrets: OperationSecrets): StartOperation {
-  const base = { operationId: op.id, timeoutSeconds: op.timeoutSeconds, ...(secrets.env ? { env: secrets.env } : {}) };
+  const base = { operationId: op.id, timeoutSeconds: op.timeoutSeconds, notAfter: op.deliverBy.toISOString(), ...(secrets.env ? { env: secrets.env } : {}) };
   const params = (op.params ?? {}) as Record<string, unknown>;
   const str = (k: string): string => {
     const v = params[k];

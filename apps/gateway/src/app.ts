@@ -12,6 +12,12 @@ import { listOperationsRouter } from "./routes/automation/list";
 import { logsRouter } from "./routes/automation/logs";
 import { openApiRouter } from "./routes/automation/openapi";
 import { idempotencyMiddleware } from "./middleware/idempotency";
+import { deployRouter } from "./routes/automation/deploy";
+import { rebootRouter } from "./routes/automation/reboot";
+import { registryAuthRouter } from "./routes/automation/registry-auth";
+import { restartRouter } from "./routes/automation/restart";
+import { applicationsRouter } from "./routes/management/applications";
+import { registryCredentialsRouter } from "./routes/management/registry-credentials";
 import { auditEventsRouter } from "./routes/management/audit-events";
 import { automationKeysRouter } from "./routes/management/automation-keys";
 import { managementOperationsRouter } from "./routes/management/operations";
@@ -47,6 +53,10 @@ export function createApp(ctx: GatewayContext): Express {
   automation.use(listOperationsRouter(ctx));
   automation.use(cancelRouter(ctx));
   automation.use(logsRouter(ctx));
+  automation.use(deployRouter(ctx));
+  automation.use(restartRouter(ctx));
+  automation.use(rebootRouter(ctx));
+  automation.use(registryAuthRouter(ctx));
   app.use("/api/automation/v1", automation);
 
   const management = express.Router();
@@ -54,6 +64,8 @@ export function createApp(ctx: GatewayContext): Express {
   management.use(serversRouter(ctx));
   management.use(automationKeysRouter(ctx));
   management.use(managementOperationsRouter(ctx));
+  management.use(applicationsRouter(ctx));
+  management.use(registryCredentialsRouter(ctx));
   management.use(auditEventsRouter(ctx));
   app.use("/api/v1", management);
 

@@ -21,6 +21,12 @@ export const runnerEnvSchema = Joi.object({
   RUNBRIDGE_KILL_GRACE_SECONDS: Joi.number().min(0).max(300).default(5).description("Between SIGTERM and SIGKILL of a timed-out or cancelled process group"),
   RUNBRIDGE_CA_FILE: Joi.string().allow("").default("").description("PEM file of a CA to trust for the dispatcher's TLS certificate"),
   RUNBRIDGE_LEDGER_RETENTION_DAYS: Joi.number().integer().min(1).max(365).default(7).description("How long delivered results stay in the ledger to recognise redeliveries"),
+  RUNBRIDGE_CLOCK_SKEW_SECONDS: Joi.number()
+    .integer()
+    .min(0)
+    .max(3600)
+    .default(30)
+    .description("Tolerated clock difference with the dispatchers when refusing operations that arrive after their delivery deadline"),
   LOG_LEVEL: Joi.string().valid("error", "warn", "info", "http", "verbose", "debug", "silly").default("info"),
 });
 
@@ -33,6 +39,7 @@ export interface RunnerConfig {
   RUNBRIDGE_KILL_GRACE_SECONDS: number;
   RUNBRIDGE_CA_FILE: string;
   RUNBRIDGE_LEDGER_RETENTION_DAYS: number;
+  RUNBRIDGE_CLOCK_SKEW_SECONDS: number;
   LOG_LEVEL: string;
 }
 

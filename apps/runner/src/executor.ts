@@ -84,7 +84,9 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
 
     const masker = new SecretMasker(Object.values(op.env ?? {}).concat(op.stdin ? [op.stdin] : []));
     const { file, args } = commandLine(op, opts);
-    const env = { ...opts.baseEnv, ...(op.env ?? {}) };
+    // Platform variables (op.vars) come last, after the inherited env had RUNBRIDGE_* stripped,
+    // so they survive and cannot be shadowed; they are not secrets, so the masker never sees them.
+    const env = { ...opts.baseEnv, ...(op.env ?? {}), ...(op.vars ?? {}) };
     const captures = { stdout: new TailCapture(Limits.outputCapBytes), stderr: new TailCapture(Limits.outputCapBytes) };
 
     return new Promise<OperationResult>((resolve) => {

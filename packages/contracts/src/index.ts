@@ -6,4 +6,5 @@ export * from "./socket";
 export * from "./schemas/common";
 export * from "./schemas/automation";
 export * from "./schemas/management";
+export * from "./schemas/resources";
 export * from "./schemas/automation-extensions";

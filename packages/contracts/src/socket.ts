@@ -22,6 +22,12 @@ export interface StartOperation {
   /** Written to the process's stdin, then stdin is closed (passwords go here, never in argv). */
   stdin?: string;
   timeoutSeconds: number;
+  /**
+   * ISO time after which the runner must refuse to start it: by then the
+   * platform may have failed it as undelivered, so running it would be running
+   * it late and unseen (e.g. a start event buffered while the runner was frozen).
+   */
+  notAfter?: string;
 }
 
 export type StartAck =

@@ -41,13 +41,14 @@ export async function assertRunnerConnected(ctx: GatewayContext, server: Server)
  * nothing; if the enqueue fails the operation is ended as failed (nothing is
  * left `running` forever) and the caller gets a 503.
  *
- * `beforeEnqueue` runs between the two, to register a completion waiter.
+ * `beforeEnqueue` runs between the two, to register a completion waiter or
+ * write rows that must exist before delivery (a deploy's deployment row).
  */
 export async function startOperation(
   ctx: GatewayContext,
   auth: AutomationAuth,
   input: NewOperation,
-  beforeEnqueue?: (op: Operation) => void,
+  beforeEnqueue?: (op: Operation) => void | Promise<void>,
 ): Promise<Operation> {
   const envKeys = Object.keys(input.secrets?.env ?? {});
   const params = (input.params ?? {}) as Prisma.InputJsonObject;
@@ -93,7 +94,7 @@ export async function startOperation(
     return op;
   });
 
-  beforeEnqueue?.(operation);
+  await beforeEnqueue?.(operation);
   const secrets = input.secrets && Object.keys(input.secrets).length > 0 ? input.secrets : undefined;
   const job: DeliverOperationJob = {
     operationId: operation.id,

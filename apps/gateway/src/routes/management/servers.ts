@@ -1,6 +1,6 @@
 import { Router } from "express";
 import { TokenKind, generateToken, hashToken } from "@runbridge/common";
-import { createServerSchema, uuid } from "@runbridge/contracts";
+import { createServerSchema, serverProviderLinkSchema, uuid } from "@runbridge/contracts";
 import type { Server } from "@runbridge/db";
 import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
@@ -14,6 +14,9 @@ function serverView(s: Server, connected: boolean) {
     runner_connected: connected,
     last_seen_at: s.lastSeenAt?.toISOString() ?? null,
     provider: s.provider,
+    // The provider token is never returned; only whether one is stored.
+    provider_server_id: s.providerServerId,
+    provider_token_set: s.providerTokenCiphertext !== null,
     created_at: s.createdAt.toISOString(),
   };
 }
@@ -43,6 +46,34 @@ export function serversRouter(ctx: GatewayContext): Router {
     const id = validateParam<string>(uuid(), req.params.id, notFound);
     const server = await ctx.prisma.server.findFirst({ where: { id, tenantId: auth.tenantId } });
     if (!server) throw notFound();
+    res.json(serverView(server, await ctx.presence.isConnected(server.id)));
+  });
+
+  // Links the server to its cloud provider for reboots (or unlinks it with provider: null).
+  router.patch("/servers/:id", async (req, res) => {
+    const auth = managementAuth(res);
+    const notFound = () => new NotFoundError(`Server ${String(req.params.id)} not found`);
+    const id = validateParam<string>(uuid(), req.params.id, notFound);
+    const existing = await ctx.prisma.server.findFirst({ where: { id, tenantId: auth.tenantId } });
+    if (!existing) throw notFound();
+    const body = validateBody(serverProviderLinkSchema, req.body);
+    const server = await ctx.prisma.$transaction(async (tx) => {
+      const s = await tx.server.update({
+        where: { id: existing.id },
+        data: body.provider
+          ? {
+              provider: body.provider,
+              providerServerId: body.provider_server_id ?? null,
+              // Sealed with the server id as associated data: it opens for this server only.
+              providerTokenCiphertext: ctx.sealer.seal(body.provider_token ?? "", existing.id),
+            }
+          : { provider: null, providerServerId: null, providerTokenCiphertext: null },
+      });
+      await tx.auditEvent.create({
+        data: { tenantId: auth.tenantId, type: "server.provider_linked", serverId: s.id, clientIp: auth.clientIp, data: { provider: s.provider, provider_server_id: s.providerServerId } },
+      });
+      return s;
+    });
     res.json(serverView(server, await ctx.presence.isConnected(server.id)));
   });
 

@@ -1,0 +1,67 @@
+import { randomUUID } from "node:crypto";
+import { Router } from "express";
+import { OperationType, deployRequestSchema } from "@runbridge/contracts";
+import type { Operation } from "@runbridge/db";
+import { automationAuth } from "../../auth/locals";
+import { assertOperationAllowed } from "../../auth/scopes";
+import type { GatewayContext } from "../../context";
+import { NotFoundError, ValidationError } from "../../errors";
+import { validateBody } from "../../middleware/validate";
+import { assertRunnerConnected, loadTargetServer, startOperation } from "../../services/operations";
+
+/**
+ * Stamps the deployment under a lock on its application row, strictly after
+ * every earlier deployment of the application: the dispatcher lets a deploy
+ * run only once every earlier one has ended, so this order must be total and
+ * match commit order (see apps/dispatcher/src/deploy-turn.ts).
+ */
+async function recordDeployment(ctx: GatewayContext, op: Operation, deploymentId: string, applicationId: string, commitRef: string): Promise<void> {
+  await ctx.prisma.$transaction(async (tx) => {
+    const [row] = await tx.$queryRaw<{ at: Date }[]>`
+      SELECT GREATEST(
+        clock_timestamp(),
+        (SELECT max(created_at) + interval '1 millisecond' FROM deployments WHERE application_id = ${applicationId}::uuid)
+      ) AS at
+      FROM applications WHERE id = ${applicationId}::uuid FOR UPDATE`;
+    if (!row) throw new Error(`application ${applicationId} vanished while deploying`);
+    await tx.deployment.create({ data: { id: deploymentId, applicationId, operationId: op.id, commitRef, createdAt: row.at } });
+  });
+}
+
+/** POST /deploy: runs the application's deploy command on its server; always answers 202 at once. */
+export function deployRouter(ctx: GatewayContext): Router {
+  const router = Router();
+  router.post("/deploy", async (req, res) => {
+    const auth = automationAuth(res);
+    assertOperationAllowed(auth.key, OperationType.Deploy);
+    const body = validateBody(deployRequestSchema, req.body);
+    const app = await ctx.prisma.application.findFirst({ where: { id: body.application_id, tenantId: auth.tenantId } });
+    if (!app) throw new NotFoundError(`Application ${body.application_id} not found`);
+    const server = await loadTargetServer(ctx, auth, app.serverId);
+    const reserved = Object.keys(body.env_overrides ?? {}).find((k) => k.toUpperCase().startsWith("RUNBRIDGE_"));
+    if (reserved) throw new ValidationError(`"env_overrides" key ${reserved} is reserved: RUNBRIDGE_* variables are set by the platform`);
+    await assertRunnerConnected(ctx, server);
+
+    const commitRef = body.commit_ref ?? app.deployBranch;
+    const deploymentId = randomUUID();
+    const op = await startOperation(
+      ctx,
+      auth,
+      {
+        serverId: server.id,
+        type: OperationType.Deploy,
+        command: app.deployCommand,
+        params: { application_id: app.id, application_name: app.name, deployment_id: deploymentId, commit_ref: commitRef },
+        workingDirectory: app.workingDirectory,
+        timeoutSeconds: body.timeout_seconds,
+        // Overrides are ephemeral: sealed in the job, only their names stored.
+        secrets: body.env_overrides ? { env: body.env_overrides } : undefined,
+        runId: body.run_id,
+        runContext: body.run_context,
+      },
+      (created) => recordDeployment(ctx, created, deploymentId, app.id, commitRef),
+    );
+    res.status(202).json({ operation_id: op.id, status: op.status, deployment_id: deploymentId });
+  });
+  return router;
+}

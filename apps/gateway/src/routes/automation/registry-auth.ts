@@ -1,0 +1,80 @@
+import { Router } from "express";
+import { OperationType, REGISTRY_URL, registryLoginRequestSchema, registryLogoutRequestSchema } from "@runbridge/contracts";
+import { automationAuth } from "../../auth/locals";
+import { assertCredentialAllowed, assertOperationAllowed } from "../../auth/scopes";
+import type { GatewayContext } from "../../context";
+import { NotFoundError, ValidationError } from "../../errors";
+import { validateBody } from "../../middleware/validate";
+import { assertRunnerConnected, loadTargetServer, startOperation, syncWaitMs, waitForOperation } from "../../services/operations";
+import { resolveRegistryType } from "../../services/registry-type";
+import { syncResponse } from "../../services/serializers";
+
+/**
+ * POST /registry-auth/login (async, 202) and /registry-auth/logout (sync).
+ * The password is opened here only to be sealed again into the job
+ * (`secrets.password`): the runner writes it to docker's stdin, and it is in
+ * no argv, row, audit entry or log line.
+ */
+export function registryAuthRouter(ctx: GatewayContext): Router {
+  const router = Router();
+
+  router.post("/registry-auth/login", async (req, res) => {
+    const auth = automationAuth(res);
+    assertOperationAllowed(auth.key, OperationType.RegistryLogin);
+    const body = validateBody(registryLoginRequestSchema, req.body);
+    const server = await loadTargetServer(ctx, auth, body.server_id);
+    const cred = await ctx.prisma.registryCredential.findFirst({ where: { id: body.credential_id, tenantId: auth.tenantId } });
+    if (!cred) throw new NotFoundError(`Registry credential ${body.credential_id} not found`);
+    assertCredentialAllowed(auth.key, cred.id);
+    await assertRunnerConnected(ctx, server);
+
+    const password = ctx.sealer.open(cred.passwordCiphertext, cred.id);
+    const op = await startOperation(ctx, auth, {
+      serverId: server.id,
+      type: OperationType.RegistryLogin,
+      command: `docker login ${cred.registryUrl} --username ${cred.username} --password-stdin`,
+      params: { credential_id: cred.id, registry_url: cred.registryUrl, registry_type: cred.registryType, username: cred.username },
+      timeoutSeconds: 60,
+      secrets: { password },
+      runId: body.run_id,
+      runContext: body.run_context,
+    });
+    res.status(202).json({ operation_id: op.id, status: op.status, registry_url: cred.registryUrl, registry_type: cred.registryType });
+  });
+
+  router.post("/registry-auth/logout", async (req, res) => {
+    const auth = automationAuth(res);
+    assertOperationAllowed(auth.key, OperationType.RegistryLogout);
+    const body = validateBody(registryLogoutRequestSchema, req.body);
+    // Also keeps it from being read as a docker option ("-..."), though it is passed as one argv element.
+    if (!REGISTRY_URL.test(body.registry_url)) throw new ValidationError('"registry_url" must be a registry host such as ghcr.io or registry.example.com:5000/path');
+    const server = await loadTargetServer(ctx, auth, body.server_id);
+    await assertRunnerConnected(ctx, server);
+
+    const timeoutSeconds = 60;
+    let registration: ReturnType<GatewayContext["waiter"]["register"]> | undefined;
+    const op = await startOperation(
+      ctx,
+      auth,
+      {
+        serverId: server.id,
+        type: OperationType.RegistryLogout,
+        command: `docker logout ${body.registry_url}`,
+        params: { registry_url: body.registry_url, registry_type: resolveRegistryType(body.registry_url) },
+        timeoutSeconds,
+        runId: body.run_id,
+        runContext: body.run_context,
+      },
+      (created) => {
+        registration = ctx.waiter.register(created.id);
+      },
+    );
+    if (!registration) throw new Error("completion waiter was not registered");
+    res.on("close", () => registration?.cancel());
+    // A failed logout is still a completed operation with its exit code, HTTP 200 (the spec: warn, not error).
+    const final = await waitForOperation(ctx, op.id, registration, syncWaitMs(ctx, timeoutSeconds));
+    res.status(200).json(syncResponse(final));
+  });
+
+  return router;
+}

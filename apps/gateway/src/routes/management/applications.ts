@@ -1,0 +1,122 @@
+import { Router } from "express";
+import { createApplicationSchema, updateApplicationSchema, uuid } from "@runbridge/contracts";
+import type { Application, Deployment, Operation } from "@runbridge/db";
+import { managementAuth } from "../../auth/locals";
+import type { GatewayContext } from "../../context";
+import { NotFoundError, ValidationError } from "../../errors";
+import { validateBody, validateParam } from "../../middleware/validate";
+
+export function applicationView(a: Application) {
+  return {
+    id: a.id,
+    name: a.name,
+    server_id: a.serverId,
+    working_directory: a.workingDirectory,
+    deploy_branch: a.deployBranch,
+    deploy_command: a.deployCommand,
+    created_at: a.createdAt.toISOString(),
+    updated_at: a.updatedAt.toISOString(),
+  };
+}
+
+function deploymentView(d: Deployment & { operation: Pick<Operation, "status" | "exitCode" | "startedAt" | "completedAt"> }) {
+  return {
+    id: d.id,
+    application_id: d.applicationId,
+    operation_id: d.operationId,
+    commit_ref: d.commitRef,
+    status: d.operation.status,
+    exit_code: d.operation.exitCode,
+    created_at: d.createdAt.toISOString(),
+    started_at: d.operation.startedAt?.toISOString() ?? null,
+    completed_at: d.operation.completedAt?.toISOString() ?? d.completedAt?.toISOString() ?? null,
+  };
+}
+
+/** Applications (what /deploy deploys) and their deployment history. */
+export function applicationsRouter(ctx: GatewayContext): Router {
+  const router = Router();
+  const load = async (tenantId: string, raw: unknown) => {
+    const notFound = () => new NotFoundError(`Application ${String(raw)} not found`);
+    const id = validateParam<string>(uuid(), raw, notFound);
+    const app = await ctx.prisma.application.findFirst({ where: { id, tenantId } });
+    if (!app) throw notFound();
+    return app;
+  };
+  const assertOwnServer = async (tenantId: string, serverId: string) => {
+    const n = await ctx.prisma.server.count({ where: { id: serverId, tenantId } });
+    if (n !== 1) throw new ValidationError(`"server_id" ${serverId} is not a server of this tenant`);
+  };
+  const audit = (tenantId: string, clientIp: string, type: string, app: Application, data: Record<string, unknown> = {}) =>
+    ctx.prisma.auditEvent.create({ data: { tenantId, type, serverId: app.serverId, clientIp, data: { application_id: app.id, name: app.name, ...data } } });
+
+  router.post("/applications", async (req, res) => {
+    const auth = managementAuth(res);
+    const body = validateBody(createApplicationSchema, req.body);
+    await assertOwnServer(auth.tenantId, body.server_id);
+    const app = await ctx.prisma.application.create({
+      data: {
+        tenantId: auth.tenantId,
+        serverId: body.server_id,
+        name: body.name,
+        workingDirectory: body.working_directory,
+        deployBranch: body.deploy_branch,
+        deployCommand: body.deploy_command,
+      },
+    });
+    await audit(auth.tenantId, auth.clientIp, "application.created", app);
+    res.status(201).json(applicationView(app));
+  });
+
+  router.get("/applications", async (_req, res) => {
+    const auth = managementAuth(res);
+    const apps = await ctx.prisma.application.findMany({ where: { tenantId: auth.tenantId }, orderBy: { createdAt: "asc" } });
+    res.json({ data: apps.map(applicationView) });
+  });
+
+  router.get("/applications/:id", async (req, res) => {
+    const auth = managementAuth(res);
+    res.json(applicationView(await load(auth.tenantId, req.params.id)));
+  });
+
+  router.patch("/applications/:id", async (req, res) => {
+    const auth = managementAuth(res);
+    const existing = await load(auth.tenantId, req.params.id);
+    const body = validateBody(updateApplicationSchema, req.body);
+    if (body.server_id !== undefined) await assertOwnServer(auth.tenantId, body.server_id);
+    const app = await ctx.prisma.application.update({
+      where: { id: existing.id },
+      data: {
+        ...(body.name !== undefined ? { name: body.name } : {}),
+        ...(body.server_id !== undefined ? { serverId: body.server_id } : {}),
+        ...(body.working_directory !== undefined ? { workingDirectory: body.working_directory } : {}),
+        ...(body.deploy_branch !== undefined ? { deployBranch: body.deploy_branch } : {}),
+        ...(body.deploy_command !== undefined ? { deployCommand: body.deploy_command } : {}),
+      },
+    });
+    await audit(auth.tenantId, auth.clientIp, "application.updated", app, { changes: Object.keys(body) });
+    res.json(applicationView(app));
+  });
+
+  router.delete("/applications/:id", async (req, res) => {
+    const auth = managementAuth(res);
+    const app = await load(auth.tenantId, req.params.id);
+    await ctx.prisma.application.delete({ where: { id: app.id } });
+    await audit(auth.tenantId, auth.clientIp, "application.deleted", app);
+    res.status(204).end();
+  });
+
+  router.get("/applications/:id/deployments", async (req, res) => {
+    const auth = managementAuth(res);
+    const app = await load(auth.tenantId, req.params.id);
+    const rows = await ctx.prisma.deployment.findMany({
+      where: { applicationId: app.id },
+      orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+      take: 100,
+      include: { operation: { select: { status: true, exitCode: true, startedAt: true, completedAt: true } } },
+    });
+    res.json({ data: rows.map(deploymentView) });
+  });
+
+  return router;
+}

@@ -1,0 +1,49 @@
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { once } from "node:events";
+
+export interface ProviderRequest {
+  method: string;
+  path: string;
+  authorization: string;
+  body: string;
+}
+
+/**
+ * A stand-in for a cloud provider's API (Hetzner Cloud, DigitalOcean) on
+ * 127.0.0.1: records every request and answers with the status set by
+ * `respondWith` (201 with an action by default).
+ */
+export class FakeProvider {
+  readonly requests: ProviderRequest[] = [];
+  private status = 201;
+  private server: Server | null = null;
+  url = "";
+
+  static async start(): Promise<FakeProvider> {
+    const fake = new FakeProvider();
+    fake.server = createServer((req, res) => void fake.handle(req).then(([status, body]) => res.writeHead(status, { "content-type": "application/json" }).end(body)));
+    fake.server.listen(0, "127.0.0.1");
+    await once(fake.server, "listening");
+    const addr = fake.server.address();
+    if (!addr || typeof addr !== "object") throw new Error("fake provider did not bind");
+    fake.url = `http://127.0.0.1:${addr.port}`;
+    return fake;
+  }
+
+  respondWith(status: number): void {
+    this.status = status;
+  }
+
+  private async handle(req: IncomingMessage): Promise<[number, string]> {
+    let body = "";
+    for await (const chunk of req) body += String(chunk);
+    this.requests.push({ method: req.method ?? "", path: req.url ?? "", authorization: req.headers.authorization ?? "", body });
+    if (this.status >= 400) return [this.status, JSON.stringify({ error: { code: "fake_failure", message: "the fake provider was told to fail" } })];
+    return [this.status, JSON.stringify({ action: { id: 4242, command: "reboot_server", status: "running" } })];
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}

@@ -1,0 +1,215 @@
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
+import { findLeaks } from "../helpers/leak-scan";
+import { waitFor } from "../helpers/processes";
+import { TestStack } from "../helpers/stack";
+
+/** Applications (management API) and POST /deploy through the real stack. */
+describe("applications and POST /api/automation/v1/deploy", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+
+  beforeAll(async () => {
+    // A short delivery deadline: a deploy waiting its turn must outlive it without failing as "runner offline".
+    stack = await TestStack.start({ gateway: { RUNNER_DELIVERY_TIMEOUT_SECONDS: "2" }, dispatcher: { DEPLOY_TURN_GRACE_SECONDS: "5" } });
+    fx = await createFixture();
+    await stack.startRunner(fx.runnerToken, fx.server.id);
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const mgmt = (method: "get" | "post" | "patch" | "delete", p: string, apiKey = fx.apiKey) => stack.api()[method](`/api/v1${p}`).set("Authorization", `Bearer ${apiKey}`);
+  const deploy = (body: Record<string, unknown>, token = fx.token) => stack.api().post("/api/automation/v1/deploy").set("Authorization", `Bearer ${token}`).send(body);
+  const createApp = async (fields: Record<string, unknown> = {}) => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-app-"));
+    const res = await mgmt("post", "/applications").send({ name: "web", server_id: fx.server.id, working_directory: dir, deploy_command: "true", ...fields });
+    expect(res.status).toBe(201);
+    return { app: res.body as { id: string; deploy_branch: string; working_directory: string }, dir };
+  };
+  // Waits on the database (API polling would spend the key's rate limit), then reads the API once.
+  const poll = async (id: string, timeoutMs = 20_000) => {
+    await waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id } })).status !== "running", timeoutMs, `operation ${id} to end`);
+    const r = await stack.api().get(`/api/automation/v1/operations/${id}`).set("Authorization", `Bearer ${fx.token}`);
+    expect(r.status).toBe(200);
+    return r.body;
+  };
+
+  describe("management API", () => {
+    it("creates, reads, lists, updates and deletes an application", async () => {
+      const { app, dir } = await createApp({ name: "shop" });
+      expect(app).toMatchObject({ id: expect.any(String), name: "shop", server_id: fx.server.id, working_directory: dir, deploy_branch: "main", deploy_command: "true" });
+      expect((await mgmt("get", `/applications/${app.id}`)).body).toMatchObject({ id: app.id, name: "shop" });
+      expect((await mgmt("get", "/applications")).body.data.map((a: { id: string }) => a.id)).toContain(app.id);
+      const patched = await mgmt("patch", `/applications/${app.id}`).send({ deploy_branch: "release", deploy_command: "make deploy" });
+      expect(patched.status).toBe(200);
+      expect(patched.body).toMatchObject({ deploy_branch: "release", deploy_command: "make deploy", name: "shop" });
+      expect((await mgmt("delete", `/applications/${app.id}`)).status).toBe(204);
+      expect((await mgmt("get", `/applications/${app.id}`)).status).toBe(404);
+    });
+
+    it("refuses bad fields with 422, another tenant's server included, and hides applications across tenants", async () => {
+      const base = { name: "x", server_id: fx.server.id, working_directory: "/srv/x", deploy_command: "true" };
+      const other = await createTenant();
+      const { server: foreignServer } = await createServer(other.tenant.id);
+      for (const [body, detail] of [
+        [{ ...base, deploy_command: undefined }, /"deploy_command" is required/],
+        [{ ...base, deploy_command: "   " }, /"deploy_command" cannot be blank/],
+        [{ ...base, deploy_command: "x".repeat(8193) }, /"deploy_command" is longer than 8192/],
+        [{ ...base, deploy_branch: "two words" }, /"deploy_branch"/],
+        [{ ...base, server_id: foreignServer.id }, /"server_id" .* is not a server of this tenant/],
+        [{ ...base, colour: "red" }, /"colour" is not allowed/],
+      ] as const) {
+        const res = await mgmt("post", "/applications").send(body);
+        expect(res.status).toBe(422);
+        expect(res.body.detail).toMatch(detail);
+      }
+      const { app } = await createApp();
+      expect((await mgmt("get", `/applications/${app.id}`, other.apiKey)).status).toBe(404);
+      expect((await mgmt("patch", `/applications/${app.id}`).send({})).status).toBe(422);
+    });
+  });
+
+  describe("deploy", () => {
+    it("answers 202 at once and runs the deploy command in the app's directory with the platform variables and overrides", async () => {
+      const secret = `override-${Date.now()}-canary`;
+      const { app, dir } = await createApp({
+        deploy_branch: "production",
+        deploy_command:
+          'pwd; echo "ref=$RUNBRIDGE_COMMIT_REF dep=$RUNBRIDGE_DEPLOYMENT_ID app=$RUNBRIDGE_APPLICATION_ID name=$RUNBRIDGE_APPLICATION_NAME op=$RUNBRIDGE_OPERATION_ID"; echo "flag=$FEATURE_FLAG token=$DEPLOY_TOKEN"',
+      });
+      const res = await deploy({ application_id: app.id, env_overrides: { FEATURE_FLAG: "enabled-beta", DEPLOY_TOKEN: secret }, run_id: "gh-1", run_context: { sha: "abc123" } });
+      expect(res.status).toBe(202);
+      expect(res.body).toEqual({ operation_id: expect.any(String), status: "running", deployment_id: expect.any(String) });
+      const { operation_id: opId, deployment_id: depId } = res.body;
+
+      const done = await poll(opId);
+      expect(done).toMatchObject({ operation_type: "deploy", status: "completed", run_id: "gh-1", env_keys: ["FEATURE_FLAG", "DEPLOY_TOKEN"] });
+      // Platform variables are not secrets: shown as they are. Override values are secrets: masked.
+      expect(done.result.stdout).toBe(`${dir}\nref=production dep=${depId} app=${app.id} name=web op=${opId}\nflag=*** token=***\n`);
+
+      const deployments = await mgmt("get", `/applications/${app.id}/deployments`);
+      expect(deployments.body.data).toEqual([
+        expect.objectContaining({ id: depId, application_id: app.id, operation_id: opId, commit_ref: "production", status: "completed", exit_code: 0 }),
+      ]);
+      const audit = await testPrisma().auditEvent.findMany({ where: { operationId: opId } });
+      const created = audit.find((a) => a.type === "operation.created");
+      expect(created?.data).toMatchObject({ operation_type: "deploy", env_keys: ["FEATURE_FLAG", "DEPLOY_TOKEN"], params: { commit_ref: "production", deployment_id: depId } });
+      expect(await findLeaks(stack, secret)).toEqual([]);
+    });
+
+    it("deploys the given commit_ref instead of the deploy branch", async () => {
+      const { app } = await createApp({ deploy_command: 'echo "$RUNBRIDGE_COMMIT_REF"' });
+      const res = await deploy({ application_id: app.id, commit_ref: "v1.2.3" });
+      expect(res.status).toBe(202);
+      expect((await poll(res.body.operation_id)).result.stdout).toBe("v1.2.3\n");
+      const row = await testPrisma().deployment.findUniqueOrThrow({ where: { id: res.body.deployment_id } });
+      expect(row).toMatchObject({ commitRef: "v1.2.3", status: "completed", operationId: res.body.operation_id });
+    });
+
+    it("reports a failing deploy command as completed with its exit code, and a deploy that overruns as timeout", async () => {
+      const { app } = await createApp({ deploy_command: "echo building; exit 3" });
+      const failed = await poll((await deploy({ application_id: app.id })).body.operation_id);
+      expect(failed).toMatchObject({ status: "completed", result: { exit_code: 3, stdout: "building\n" } });
+      const { app: slow } = await createApp({ deploy_command: "sleep 30" });
+      const res = await deploy({ application_id: slow.id, timeout_seconds: 1 });
+      expect(await poll(res.body.operation_id)).toMatchObject({ status: "timeout" });
+      const row = await testPrisma().deployment.findUniqueOrThrow({ where: { id: res.body.deployment_id } });
+      expect(row.status).toBe("timeout");
+    });
+
+    it("never runs two deployments of one application at the same time: the next waits its turn", async () => {
+      // Each deploy takes longer than the 2 s delivery deadline, so a waiting one must not fail as "runner offline".
+      const { app, dir } = await createApp({ deploy_command: 'echo "start $RUNBRIDGE_COMMIT_REF" >> times.log; sleep 3; echo "end $RUNBRIDGE_COMMIT_REF" >> times.log' });
+      const first = await deploy({ application_id: app.id, commit_ref: "one" });
+      const second = await deploy({ application_id: app.id, commit_ref: "two" });
+      const third = await deploy({ application_id: app.id, commit_ref: "three" });
+      for (const r of [first, second, third]) expect(r.status).toBe(202);
+      // Another application on the same server is not held up by them.
+      const { app: other } = await createApp({ deploy_command: "echo other" });
+      const independent = await poll((await deploy({ application_id: other.id })).body.operation_id, 8_000);
+      expect(independent.status).toBe("completed");
+
+      const results = [];
+      for (const r of [first, second, third]) results.push(await poll(r.body.operation_id, 40_000));
+      expect(results.map((r) => r.status)).toEqual(["completed", "completed", "completed"]);
+      const log = readFileSync(path.join(dir, "times.log"), "utf8").trim().split("\n");
+      expect(log).toEqual(["start one", "end one", "start two", "end two", "start three", "end three"]);
+      // And the record agrees: each started after the previous one completed.
+      const [a, b, c] = results.map((r) => ({ started: Date.parse(r.started_at), completed: Date.parse(r.completed_at) }));
+      expect(b!.started).toBeGreaterThanOrEqual(a!.completed - 50);
+      expect(c!.started).toBeGreaterThanOrEqual(b!.completed - 50);
+    }, 60_000);
+
+    it("is 404 for an unknown application or another tenant's", async () => {
+      const missing = await deploy({ application_id: "00000000-0000-4000-8000-000000000000" });
+      expect(missing.status).toBe(404);
+      expect(missing.body.detail).toMatch(/Application .* not found/);
+      const other = await createFixture();
+      const foreign = await stack
+        .api()
+        .post("/api/v1/applications")
+        .set("Authorization", `Bearer ${other.apiKey}`)
+        .send({ name: "theirs", server_id: other.server.id, working_directory: "/tmp", deploy_command: "true" });
+      expect((await deploy({ application_id: foreign.body.id })).status).toBe(404);
+    });
+
+    it("is 403 without the deploy operation or when the app's server is outside the key's servers", async () => {
+      const { app } = await createApp();
+      const execOnly = await createAutomationKey(fx.tenant.id, { allowedOperations: ["exec"] });
+      const noOp = await deploy({ application_id: app.id }, execOnly.token);
+      expect(noOp.status).toBe(403);
+      expect(noOp.body.detail).toMatch(/"deploy" is not allowed/);
+      const { server: elsewhere } = await createServer(fx.tenant.id);
+      const otherServerKey = await createAutomationKey(fx.tenant.id, { allowedServerIds: [elsewhere.id], allowedOperations: ["deploy"] });
+      const res = await deploy({ application_id: app.id }, otherServerKey.token);
+      expect(res.status).toBe(403);
+      expect(res.body.detail).toMatch(/allowed servers/);
+      const rightKey = await createAutomationKey(fx.tenant.id, { allowedServerIds: [fx.server.id], allowedOperations: ["deploy"] });
+      expect((await deploy({ application_id: app.id }, rightKey.token)).status).toBe(202);
+    });
+
+    it("is 409 when the application's server has no connected runner", async () => {
+      const { server: idle } = await createServer(fx.tenant.id);
+      const { app } = await createApp({ server_id: idle.id });
+      const res = await deploy({ application_id: app.id });
+      expect(res.status).toBe(409);
+    });
+
+    it("refuses each limit with 422 naming the field", async () => {
+      const { app } = await createApp();
+      const many = Object.fromEntries(Array.from({ length: 201 }, (_, i) => [`K${i}`, "v"]));
+      const big = { BIG: "x".repeat(64 * 1024) };
+      for (const [body, detail] of [
+        [{ timeout_seconds: 0 }, /"timeout_seconds" must be greater than or equal to 1/],
+        [{ timeout_seconds: 901 }, /"timeout_seconds" must be less than or equal to 900/],
+        [{ timeout_seconds: 1.5 }, /"timeout_seconds" must be an integer/],
+        [{ env_overrides: many }, /"env_overrides" has more than 200 keys/],
+        [{ env_overrides: big }, /"env_overrides" is \d+ bytes; the limit is 65536/],
+        [{ env_overrides: { "1BAD": "x" } }, /"env_overrides.*1BAD/],
+        [{ env_overrides: { N: 1 } }, /must be a string/],
+        [{ env_overrides: { RUNBRIDGE_COMMIT_REF: "evil" } }, /RUNBRIDGE_COMMIT_REF is reserved/],
+        [{ commit_ref: "has space" }, /"commit_ref"/],
+        [{ commit_ref: "x".repeat(256) }, /"commit_ref"/],
+        [{ run_id: "r".repeat(256) }, /"run_id"/],
+        [{ run_context: Object.fromEntries(["a", "b", "c", "d", "e"].map((k) => [k, "n".repeat(1900)])) }, /"run_context" is larger than 8192 bytes/],
+        [{ application_id: "not-a-uuid" }, /"application_id"/],
+        [{ extra: true }, /"extra" is not allowed/],
+      ] as const) {
+        const res = await deploy({ application_id: app.id, ...body });
+        expect([res.status, res.body.detail]).toEqual([422, expect.stringMatching(detail)]);
+      }
+      // The limits themselves are accepted: 200 keys, and timeouts of 1 and 900.
+      const exactly200 = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`K${i}`, "v"]));
+      for (const body of [{ env_overrides: exactly200 }, { timeout_seconds: 1 }, { timeout_seconds: 900 }]) {
+        const res = await deploy({ application_id: app.id, ...body });
+        expect(res.status).toBe(202);
+        await poll(res.body.operation_id);
+      }
+    });
+  });
+});
