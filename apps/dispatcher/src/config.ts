@@ -37,6 +37,26 @@ export const dispatcherEnvSchema = Joi.object({
     .default(10)
     .description("An undelivered operation whose job is missing from the queue (Redis lost or flushed) is re-enqueued after this age"),
   DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per dispatcher process"),
+  HCLOUD_API_URL: Joi.string()
+    .uri({ scheme: ["http", "https"] })
+    .default("https://api.hetzner.cloud/v1")
+    .description("Base URL of the Hetzner Cloud API, used to reboot servers linked to Hetzner"),
+  DIGITALOCEAN_API_URL: Joi.string()
+    .uri({ scheme: ["http", "https"] })
+    .default("https://api.digitalocean.com/v2")
+    .description("Base URL of the DigitalOcean API, used to reboot droplets linked to DigitalOcean"),
+  PROVIDER_API_TIMEOUT_MS: Joi.number()
+    .integer()
+    .min(100)
+    .max(120000)
+    .default(10000)
+    .description("How long a cloud provider API call may take before the reboot falls back to the runner"),
+  DEPLOY_TURN_GRACE_SECONDS: Joi.number()
+    .integer()
+    .min(5)
+    .max(3600)
+    .default(30)
+    .description("How long a deploy that waited its turn behind another deploy of its application may then wait for its runner"),
 });
 
 export interface DispatcherConfig {
@@ -58,6 +78,10 @@ export interface DispatcherConfig {
   JOB_LOCK_MS: number;
   REQUEUE_AFTER_SECONDS: number;
   DB_POOL_SIZE: number;
+  HCLOUD_API_URL: string;
+  DIGITALOCEAN_API_URL: string;
+  PROVIDER_API_TIMEOUT_MS: number;
+  DEPLOY_TURN_GRACE_SECONDS: number;
 }
 
 export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): DispatcherConfig {

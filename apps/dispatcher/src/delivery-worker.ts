@@ -1,9 +1,11 @@
-import { UnrecoverableError, Worker, type Job } from "bullmq";
+import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
 import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
 import { createRedis, withLogContext } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
+import { deployBlockedBy, holdDeliveryDeadline } from "./deploy-turn";
 import { observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
+import { rebootViaProvider } from "./reboot-path";
 import { finishOperation } from "./results";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
 
@@ -15,18 +17,31 @@ class AlreadyFinished extends Error {}
  * redelivery); that is safe: the operation row only moves forward, and the
  * runner's ledger turns a repeated start into "already started".
  */
-export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverOperationJob>): Promise<string> {
+export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverOperationJob>, token?: string): Promise<string> {
   const { value: data, error } = JobCatalog[JobName.DeliverOperation].schema.validate(job.data);
   if (error) throw new UnrecoverableError(`malformed job: ${error.message}`);
   const op = await ctx.prisma.operation.findUnique({ where: { id: data.operationId } });
   if (!op) return "operation-missing";
   if (op.status !== "running") return "already-finished";
 
+  if (op.type === "deploy" && !op.dispatchedAt) {
+    const ahead = await deployBlockedBy(ctx, op);
+    if (ahead) {
+      // Waits its turn: re-checked every second, without using up delivery attempts.
+      await holdDeliveryDeadline(ctx, op);
+      ctx.logger.debug("deploy waits for an earlier deployment of its application", { operationId: op.id, waitsFor: ahead });
+      await job.moveToDelayed(Date.now() + 1000, token);
+      throw new DelayedError();
+    }
+  }
+
   if (!op.dispatchedAt && Date.now() > op.deliverBy.getTime()) {
     // Never handed to a runner, so it cannot be running: fail it rather than run it late.
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
     return "runner-offline";
   }
+
+  if (op.type === "reboot" && !op.dispatchedAt && (await rebootViaProvider(ctx, op))) return "rebooted-by-provider";
 
   let secrets: OperationSecrets = {};
   if (data.sealed) {
@@ -62,7 +77,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
 export function createDeliveryWorker(ctx: DispatcherContext): Worker<DeliverOperationJob> {
   const connection = createRedis(ctx.config.REDIS_URL);
   connection.on("error", (err: Error) => ctx.logger.warn("worker redis error", { error: err.message }));
-  const worker = new Worker<DeliverOperationJob>(QueueName.Operations, (job) => withLogContext({ operationId: job.data.operationId }, () => deliverOperation(ctx, job)), {
+  const worker = new Worker<DeliverOperationJob>(QueueName.Operations, (job, token) => withLogContext({ operationId: job.data.operationId }, () => deliverOperation(ctx, job, token)), {
     connection,
     prefix: ctx.keys.bull,
     concurrency: ctx.config.WORKER_CONCURRENCY,

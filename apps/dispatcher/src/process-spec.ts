@@ -1,4 +1,4 @@
-import type { OperationSecrets, ProcessSpec, StartOperation } from "@runbridge/contracts";
+import { DeployVar, type OperationSecrets, type ProcessSpec, type StartOperation } from "@runbridge/contracts";
 import type { Operation } from "@runbridge/db";
 
 /**
@@ -18,9 +18,17 @@ export function startMessage(op: Operation, secrets: OperationSecrets): StartOpe
     case "exec":
       spec = { kind: "shell", command: op.command ?? "" };
       return { ...base, spec, ...(op.workingDirectory ? { cwd: op.workingDirectory } : {}) };
-    case "deploy":
+    case "deploy": {
       spec = { kind: "shell", command: op.command ?? "" };
-      return { ...base, spec, ...(op.workingDirectory ? { cwd: op.workingDirectory } : {}) };
+      const vars: Record<string, string> = {
+        [DeployVar.CommitRef]: str("commit_ref"),
+        [DeployVar.DeploymentId]: str("deployment_id"),
+        [DeployVar.ApplicationId]: str("application_id"),
+        [DeployVar.ApplicationName]: str("application_name"),
+        [DeployVar.OperationId]: op.id,
+      };
+      return { ...base, spec, vars, ...(op.workingDirectory ? { cwd: op.workingDirectory } : {}) };
+    }
     case "restart":
       spec = { kind: "argv", argv: ["docker", "restart", str("container_name")] };
       return { ...base, spec };

@@ -19,6 +19,12 @@ export interface StartOperation {
   spec: ProcessSpec;
   cwd?: string;
   env?: Record<string, string>;
+  /**
+   * Non-secret variables the platform provides (e.g. RUNBRIDGE_COMMIT_REF for a
+   * deploy): added to the command's environment after `env` and, unlike `env`
+   * values, never masked in output.
+   */
+  vars?: Record<string, string>;
   /** Written to the process's stdin, then stdin is closed (passwords go here, never in argv). */
   stdin?: string;
   timeoutSeconds: number;
