@@ -25,6 +25,7 @@ import { serversRouter } from "./routes/management/servers";
 import { healthRouter } from "./routes/health";
 import { httpMetrics } from "./metrics";
 import { metricsRouter } from "./routes/metrics";
+import { dashboardRouter } from "./routes/dashboard";
 
 /** Bodies are bounded well above the largest valid request (8 KiB command + 64 KiB env + context). */
 const BODY_LIMIT = "256kb";
@@ -68,6 +69,8 @@ export function createApp(ctx: GatewayContext): Express {
   management.use(registryCredentialsRouter(ctx));
   management.use(auditEventsRouter(ctx));
   app.use("/api/v1", management);
+
+  app.use(dashboardRouter(ctx));
 
   app.use(notFoundHandler);
   app.use(errorHandler(ctx.logger));

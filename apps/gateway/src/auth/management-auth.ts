@@ -4,12 +4,22 @@ import type { GatewayContext } from "../context";
 import { UnauthorizedError } from "../errors";
 import { bearerToken } from "./bearer";
 import type { ManagementAuth } from "./locals";
+import { sessionAuth } from "./session";
 
 const LAST_USED_RESOLUTION_MS = 60_000;
 
 /** Authenticates a general API key (`rbk_...`) for the management API. */
 export function managementAuthMiddleware(ctx: GatewayContext): RequestHandler {
   return async (req, res, next) => {
+    // The dashboard authenticates by its session cookie instead (see session.ts).
+    if (!req.get("authorization")) {
+      const viaSession = await sessionAuth(ctx, req);
+      if (viaSession) {
+        res.locals.auth = viaSession;
+        next();
+        return;
+      }
+    }
     const token = bearerToken(req, "rbk_...");
     if (!isWellFormedToken(token, TokenKind.ApiKey)) {
       throw new UnauthorizedError(

@@ -1,0 +1,59 @@
+import { type ReactNode, useEffect, useId, useRef } from "react";
+
+/**
+ * A modal on the native <dialog>: the browser traps focus, closes on Escape
+ * and restores focus to the opener, so keyboard users get it for free.
+ */
+export function Modal(props: { title: string; onClose: () => void; children: ReactNode; wide?: boolean }) {
+  const ref = useRef<HTMLDialogElement>(null);
+  const titleId = useId();
+  useEffect(() => {
+    const d = ref.current;
+    if (d && !d.open) d.showModal();
+    return () => d?.close();
+  }, []);
+  return (
+    <dialog
+      ref={ref}
+      className={props.wide ? "modal modal-wide" : "modal"}
+      aria-labelledby={titleId}
+      onCancel={(e) => {
+        e.preventDefault();
+        props.onClose();
+      }}
+    >
+      <header className="modal-header">
+        <h2 id={titleId}>{props.title}</h2>
+        <button type="button" className="btn btn-ghost" aria-label="Close" onClick={props.onClose}>
+          ✕
+        </button>
+      </header>
+      <div className="modal-body">{props.children}</div>
+    </dialog>
+  );
+}
+
+/** A yes/no question for destructive actions; the safe answer has focus. */
+export function ConfirmDialog(props: { title: string; message: ReactNode; confirmLabel: string; onConfirm: () => Promise<void> | void; onClose: () => void }) {
+  return (
+    <Modal title={props.title} onClose={props.onClose}>
+      <div className="stack">
+        <div>{props.message}</div>
+        <div className="actions">
+          <button type="button" className="btn" autoFocus onClick={props.onClose}>
+            Cancel
+          </button>
+          <button
+            type="button"
+            className="btn btn-danger"
+            onClick={async () => {
+              await props.onConfirm();
+            }}
+          >
+            {props.confirmLabel}
+          </button>
+        </div>
+      </div>
+    </Modal>
+  );
+}

@@ -1,0 +1,32 @@
+/** Human-readable times: relative for recent ones, with the exact time in a title. */
+export function relativeTime(iso: string | null | undefined): string {
+  if (!iso) return "never";
+  const t = new Date(iso).getTime();
+  const s = Math.round((Date.now() - t) / 1000);
+  const future = s < 0;
+  const a = Math.abs(s);
+  const unit = a < 60 ? `${a}s` : a < 3600 ? `${Math.floor(a / 60)}m` : a < 86400 ? `${Math.floor(a / 3600)}h` : `${Math.floor(a / 86400)}d`;
+  if (a < 5) return "just now";
+  return future ? `in ${unit}` : `${unit} ago`;
+}
+
+export function exactTime(iso: string | null | undefined): string {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+export function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return "—";
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60_000)}m ${Math.round((ms % 60_000) / 1000)}s`;
+}
+
+/** A commit URL for well-known hosts when the run context names a repository and sha. */
+export function commitUrl(ctx: { provider?: string; repository?: string; sha?: string; server_url?: unknown } | null): string | null {
+  if (!ctx?.repository || !ctx.sha || !/^[0-9a-f]{7,40}$/i.test(ctx.sha)) return null;
+  if (!/^[\w.-]+\/[\w./-]+$/.test(ctx.repository)) return null;
+  if (typeof ctx.server_url === "string" && /^https:\/\/[\w.-]+(:\d+)?$/.test(ctx.server_url)) return `${ctx.server_url}/${ctx.repository}/commit/${ctx.sha}`;
+  if (ctx.provider === "gitlab_ci" || ctx.provider === "gitlab") return `https://gitlab.com/${ctx.repository}/-/commit/${ctx.sha}`;
+  if (!ctx.provider || ctx.provider === "github_actions" || ctx.provider === "github") return `https://github.com/${ctx.repository}/commit/${ctx.sha}`;
+  return null;
+}

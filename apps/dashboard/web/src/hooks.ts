@@ -1,0 +1,50 @@
+import { useCallback, useEffect, useRef, useState } from "react";
+import { ApiError } from "./api";
+
+export interface Loaded<T> {
+  data: T | null;
+  error: string | null;
+  /** The HTTP status of the error (404 = this gateway has no such endpoint yet). */
+  errorStatus: number | null;
+  loading: boolean;
+  reload: () => void;
+}
+
+/** Loads `fn()` on mount and whenever `deps` change; optionally re-polls every `pollMs` while `shouldPoll(data)`. */
+export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], poll?: { ms: number; while: (data: T) => boolean }): Loaded<T> {
+  const [data, setData] = useState<T | null>(null);
+  const [error, setError] = useState<{ message: string; status: number | null } | null>(null);
+  const [loading, setLoading] = useState(true);
+  const [tick, setTick] = useState(0);
+  const fnRef = useRef(fn);
+  fnRef.current = fn;
+  const reload = useCallback(() => setTick((t) => t + 1), []);
+
+  useEffect(() => {
+    let cancelled = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const run = async () => {
+      try {
+        const d = await fnRef.current();
+        if (cancelled) return;
+        setData(d);
+        setError(null);
+        if (poll && poll.while(d)) timer = setTimeout(() => void run(), poll.ms);
+      } catch (e) {
+        if (cancelled) return;
+        setError({ message: e instanceof Error ? e.message : String(e), status: e instanceof ApiError ? e.status : null });
+      } finally {
+        if (!cancelled) setLoading(false);
+      }
+    };
+    setLoading(true);
+    void run();
+    return () => {
+      cancelled = true;
+      if (timer) clearTimeout(timer);
+    };
+    // `deps` are the caller's: the effect re-runs when they (or a reload) change.
+  }, [...deps, tick]);
+
+  return { data, error: error?.message ?? null, errorStatus: error?.status ?? null, loading, reload };
+}

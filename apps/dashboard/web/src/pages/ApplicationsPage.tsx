@@ -1,0 +1,265 @@
+import { type FormEvent, useState } from "react";
+import { api, request } from "../api";
+import { EmptyState, ErrorNote, Loading, NotAvailable, PageHeader } from "../components/bits";
+import { CopyButton } from "../components/CopyButton";
+import { ConfirmDialog, Modal } from "../components/Modal";
+import { useLoad } from "../hooks";
+import { href, navigate } from "../router";
+import type { Application, Page, Server } from "../types";
+
+type AppInput = Omit<Application, "id" | "created_at">;
+
+function AppForm(props: { initial?: Application; servers: Server[]; submitLabel: string; onSubmit: (v: AppInput) => Promise<void>; onCancel: () => void }) {
+  const i = props.initial;
+  const [v, setV] = useState<AppInput>({
+    name: i?.name ?? "",
+    server_id: i?.server_id ?? props.servers[0]?.id ?? "",
+    working_directory: i?.working_directory ?? "",
+    deploy_branch: i?.deploy_branch ?? "main",
+    deploy_command: i?.deploy_command ?? "",
+  });
+  const [error, setError] = useState<string | null>(null);
+  const set = (k: keyof AppInput) => (e: { target: { value: string } }) => setV({ ...v, [k]: e.target.value });
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      await props.onSubmit(v);
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    }
+  };
+  return (
+    <form className="form" onSubmit={submit}>
+      <div className="field">
+        <label htmlFor="app-name">Name</label>
+        <input id="app-name" required value={v.name} onChange={set("name")} placeholder="shop-frontend" autoFocus />
+      </div>
+      <div className="field">
+        <label htmlFor="app-server">Server</label>
+        <select id="app-server" required value={v.server_id} onChange={set("server_id")}>
+          {props.servers.map((s) => (
+            <option key={s.id} value={s.id}>
+              {s.name}
+            </option>
+          ))}
+        </select>
+      </div>
+      <div className="field">
+        <label htmlFor="app-dir">Working directory</label>
+        <input id="app-dir" required value={v.working_directory} onChange={set("working_directory")} placeholder="/srv/shop" />
+      </div>
+      <div className="field-row">
+        <div className="field">
+          <label htmlFor="app-branch">Deploy branch</label>
+          <input id="app-branch" required value={v.deploy_branch} onChange={set("deploy_branch")} />
+        </div>
+      </div>
+      <div className="field">
+        <label htmlFor="app-command">Deploy command</label>
+        <textarea id="app-command" required rows={3} value={v.deploy_command} onChange={set("deploy_command")} placeholder="git pull && docker compose up -d --build" />
+      </div>
+      <ErrorNote message={error} />
+      <div className="actions">
+        <button type="button" className="btn" onClick={props.onCancel}>
+          Cancel
+        </button>
+        <button type="submit" className="btn btn-primary">
+          {props.submitLabel}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+/**
+ * Deploys go through the Automation API, so they are scoped, rate-limited and
+ * audited like a CI deploy: the user pastes an automation key allowed to
+ * deploy; it is used for this one request and never stored.
+ */
+function DeployDialog(props: { app: Application; onClose: () => void }) {
+  const [ref, setRef] = useState(props.app.deploy_branch);
+  const [key, setKey] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const snippet = `curl -sS -X POST "${window.location.origin}/api/automation/v1/deploy" \\
+  -H "Authorization: Bearer $RUNBRIDGE_API_KEY" -H "Content-Type: application/json" \\
+  -d '{"application_id": "${props.app.id}", "commit_ref": "${ref}"}'`;
+  const deploy = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const r = await request<{ operation_id: string }>("POST", "/api/automation/v1/deploy", { application_id: props.app.id, commit_ref: ref.trim() || undefined }, { Authorization: `Bearer ${key.trim()}` });
+      setKey("");
+      navigate(`/operations/${r.operation_id}`);
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal title={`Deploy ${props.app.name}`} onClose={props.onClose} wide>
+      <form className="form" onSubmit={deploy}>
+        <div className="field">
+          <label htmlFor="deploy-ref">Commit, branch or tag</label>
+          <input id="deploy-ref" value={ref} onChange={(e) => setRef(e.target.value)} />
+        </div>
+        <div className="field">
+          <label htmlFor="deploy-key">Automation key allowed to deploy</label>
+          <input id="deploy-key" type="password" autoComplete="off" required value={key} onChange={(e) => setKey(e.target.value)} placeholder="rca_…" aria-describedby="deploy-key-hint" />
+          <p className="hint" id="deploy-key-hint">
+            Used for this request only and not stored. Deploys are recorded in Logs under that key.
+          </p>
+        </div>
+        <ErrorNote message={error} />
+        <div className="actions">
+          <button type="button" className="btn" onClick={props.onClose}>
+            Cancel
+          </button>
+          <button type="submit" className="btn btn-primary" disabled={busy}>
+            {busy ? "Starting…" : "Deploy"}
+          </button>
+        </div>
+        <h3>From CI</h3>
+        <div className="secret-row">
+          <pre className="output-text">{snippet}</pre>
+          <CopyButton value={snippet} />
+        </div>
+      </form>
+    </Modal>
+  );
+}
+
+export function ApplicationsPage() {
+  const apps = useLoad(() => api.get<Page<Application>>("/api/v1/applications"), []);
+  const servers = useLoad(() => api.get<Page<Server>>("/api/v1/servers"), []);
+  const [creating, setCreating] = useState(false);
+  const [editing, setEditing] = useState<Application | null>(null);
+  const [deleting, setDeleting] = useState<Application | null>(null);
+  const [deploying, setDeploying] = useState<Application | null>(null);
+  const serverList = servers.data?.data ?? [];
+  const serverName = (id: string) => serverList.find((s) => s.id === id)?.name ?? id.slice(0, 8);
+
+  if (apps.errorStatus === 404) {
+    return (
+      <>
+        <PageHeader title="Applications" />
+        <NotAvailable what="Applications" />
+      </>
+    );
+  }
+  const addButton = (
+    <button type="button" className="btn btn-primary" onClick={() => setCreating(true)} disabled={serverList.length === 0}>
+      Add application
+    </button>
+  );
+  const rows = apps.data?.data ?? [];
+  return (
+    <>
+      <PageHeader title="Applications" description="An application is a deploy command run in a directory on a server; CI deploys it by id." action={addButton} />
+      <ErrorNote message={apps.error} />
+      {apps.loading && !apps.data ? (
+        <Loading />
+      ) : rows.length === 0 ? (
+        <EmptyState title="No applications yet" action={serverList.length ? addButton : undefined}>
+          {serverList.length ? (
+            "Add an application with its server, working directory, branch and deploy command; then deploy it from here or from CI."
+          ) : (
+            <>
+              Add a server first (on the{" "}
+              <a href={href("/servers")} onClick={(e) => { e.preventDefault(); navigate("/servers"); }}>
+                Servers
+              </a>{" "}
+              page), then add an application on it.
+            </>
+          )}
+        </EmptyState>
+      ) : (
+        <div className="table-wrap">
+          <table>
+            <caption className="visually-hidden">Applications</caption>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Server</th>
+                <th scope="col">Directory</th>
+                <th scope="col">Branch</th>
+                <th scope="col">Deploy command</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((a) => (
+                <tr key={a.id}>
+                  <td data-label="Name">{a.name}</td>
+                  <td data-label="Server">{serverName(a.server_id)}</td>
+                  <td data-label="Directory"><code>{a.working_directory}</code></td>
+                  <td data-label="Branch"><code>{a.deploy_branch}</code></td>
+                  <td data-label="Deploy command"><code className="clip">{a.deploy_command}</code></td>
+                  <td className="row-actions">
+                    <button type="button" className="btn btn-small btn-primary" onClick={() => setDeploying(a)} aria-label={`Deploy ${a.name}`}>
+                      Deploy
+                    </button>
+                    <button type="button" className="btn btn-small" onClick={() => setEditing(a)} aria-label={`Edit ${a.name}`}>
+                      Edit
+                    </button>
+                    <button type="button" className="btn btn-small btn-danger" onClick={() => setDeleting(a)} aria-label={`Delete ${a.name}`}>
+                      Delete
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {creating ? (
+        <Modal title="Add application" onClose={() => setCreating(false)} wide>
+          <AppForm
+            servers={serverList}
+            submitLabel="Add application"
+            onCancel={() => setCreating(false)}
+            onSubmit={async (v) => {
+              await api.post("/api/v1/applications", v);
+              setCreating(false);
+              apps.reload();
+            }}
+          />
+        </Modal>
+      ) : null}
+      {editing ? (
+        <Modal title={`Edit ${editing.name}`} onClose={() => setEditing(null)} wide>
+          <AppForm
+            initial={editing}
+            servers={serverList}
+            submitLabel="Save changes"
+            onCancel={() => setEditing(null)}
+            onSubmit={async (v) => {
+              await api.patch(`/api/v1/applications/${editing.id}`, v);
+              setEditing(null);
+              apps.reload();
+            }}
+          />
+        </Modal>
+      ) : null}
+      {deleting ? (
+        <ConfirmDialog
+          title={`Delete ${deleting.name}?`}
+          message={<p>Its deployment history is deleted with it. CI pipelines deploying it by id will get 404.</p>}
+          confirmLabel="Delete application"
+          onClose={() => setDeleting(null)}
+          onConfirm={async () => {
+            await api.del(`/api/v1/applications/${deleting.id}`).catch(() => undefined);
+            setDeleting(null);
+            apps.reload();
+          }}
+        />
+      ) : null}
+      {deploying ? <DeployDialog app={deploying} onClose={() => setDeploying(null)} /> : null}
+    </>
+  );
+}

@@ -1,0 +1,216 @@
+import { useEffect, useRef, useState } from "react";
+import { api } from "../api";
+import { ErrorNote, Loading, StatusBadge, Time } from "../components/bits";
+import { CopyButton } from "../components/CopyButton";
+import { commitUrl, duration } from "../format";
+import { useLoad } from "../hooks";
+import { href, navigate } from "../router";
+import type { Operation } from "../types";
+
+interface LiveOutput {
+  entries: { id: string; stream: "stdout" | "stderr"; data: string }[];
+  last_id: string | null;
+}
+
+/** While the operation runs, output chunks are read from the live stream; once it ends, the stored result is shown. */
+function useLiveOutput(id: string, running: boolean) {
+  const [out, setOut] = useState({ stdout: "", stderr: "" });
+  const last = useRef<string | null>(null);
+  useEffect(() => {
+    if (!running) return;
+    let stop = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const tick = async () => {
+      try {
+        const after = last.current ? `?after=${encodeURIComponent(last.current)}` : "";
+        const r = await api.get<LiveOutput>(`/dashboard/api/operations/${id}/output${after}`);
+        if (stop) return;
+        if (r.entries.length) {
+          last.current = r.last_id;
+          setOut((o) => ({
+            stdout: o.stdout + r.entries.filter((e) => e.stream === "stdout").map((e) => e.data).join(""),
+            stderr: o.stderr + r.entries.filter((e) => e.stream === "stderr").map((e) => e.data).join(""),
+          }));
+        }
+      } catch {
+        // Live output is best effort; the final result comes from the operation itself.
+      }
+      if (!stop) timer = setTimeout(() => void tick(), 1000);
+    };
+    void tick();
+    return () => {
+      stop = true;
+      if (timer) clearTimeout(timer);
+    };
+  }, [id, running]);
+  return out;
+}
+
+function OutputBlock(props: { title: string; text: string; truncated?: boolean; live?: boolean }) {
+  return (
+    <section className="output" aria-label={props.title}>
+      <header className="output-header">
+        <h2>
+          {props.title} {props.live ? <span className="badge badge-info">live</span> : null}
+        </h2>
+        {props.text ? <CopyButton value={props.text} /> : null}
+      </header>
+      {props.truncated ? <p className="hint">Truncated: only the last part of this stream was kept.</p> : null}
+      <pre className="output-text" data-testid={`output-${props.title.toLowerCase()}`} tabIndex={0}>
+        {props.text || <span className="muted">(empty)</span>}
+      </pre>
+    </section>
+  );
+}
+
+export function OperationPage(props: { id: string }) {
+  const op = useLoad(() => api.get<Operation>(`/dashboard/api/operations/${encodeURIComponent(props.id)}`), [props.id], {
+    ms: 1500,
+    while: (o) => o.status === "running",
+  });
+  const running = op.data?.status === "running";
+  const live = useLiveOutput(props.id, running);
+  const o = op.data;
+  const back = (
+    <a
+      href={href("/logs")}
+      onClick={(e) => {
+        e.preventDefault();
+        if (window.history.length > 1) window.history.back();
+        else navigate("/logs");
+      }}
+    >
+      ← Back to Logs
+    </a>
+  );
+  if (op.loading && !o) return <Loading />;
+  if (!o) return (
+    <>
+      {back}
+      <ErrorNote message={op.error ?? "Operation not found"} />
+    </>
+  );
+  const url = commitUrl(o.run_context);
+  return (
+    <>
+      <nav aria-label="Breadcrumb" className="breadcrumb">
+        {back}
+      </nav>
+      <div className="page-header">
+        <div>
+          <h1>
+            {o.operation_type} on {o.server_name ?? o.server_id}
+          </h1>
+          <p className="muted">
+            <code>{o.operation_id}</code>
+          </p>
+        </div>
+        <StatusBadge status={o.status} />
+      </div>
+      <dl className="facts">
+        <div>
+          <dt>Status</dt>
+          <dd data-testid="op-status">{o.status}</dd>
+        </div>
+        <div>
+          <dt>Exit code</dt>
+          <dd>{o.result?.exit_code ?? "—"}</dd>
+        </div>
+        <div>
+          <dt>Duration</dt>
+          <dd>{duration(o.result?.duration_ms)}</dd>
+        </div>
+        <div>
+          <dt>Created</dt>
+          <dd>
+            <Time iso={o.created_at} />
+          </dd>
+        </div>
+        {o.working_directory ? (
+          <div>
+            <dt>Working directory</dt>
+            <dd>
+              <code>{o.working_directory}</code>
+            </dd>
+          </div>
+        ) : null}
+        {o.env_keys.length ? (
+          <div>
+            <dt>Environment (names only)</dt>
+            <dd>{o.env_keys.join(", ")}</dd>
+          </div>
+        ) : null}
+        {o.automation_key_id ? (
+          <div>
+            <dt>Automation key</dt>
+            <dd>
+              <a
+                href={href(`/logs?automation_key_id=${o.automation_key_id}`)}
+                onClick={(e) => {
+                  e.preventDefault();
+                  navigate(`/logs?automation_key_id=${o.automation_key_id}`);
+                }}
+              >
+                other operations of this key
+              </a>
+            </dd>
+          </div>
+        ) : null}
+        {o.run_id ? (
+          <div>
+            <dt>Run</dt>
+            <dd>
+              <a
+                href={href(`/logs?run_id=${encodeURIComponent(o.run_id)}`)}
+                onClick={(e) => {
+                  e.preventDefault();
+                  navigate(`/logs?run_id=${encodeURIComponent(o.run_id ?? "")}`);
+                }}
+              >
+                <code>{o.run_id}</code>
+              </a>
+              {o.run_context?.repository ? ` · ${o.run_context.repository}` : ""}
+              {o.run_context?.workflow ? ` · ${o.run_context.workflow}` : ""}
+              {o.run_context?.actor ? ` · ${o.run_context.actor}` : ""}
+              {o.run_context?.sha ? (
+                <>
+                  {" · "}
+                  {url ? (
+                    <a href={url} target="_blank" rel="noopener noreferrer">
+                      <code>{o.run_context.sha.slice(0, 12)}</code>
+                    </a>
+                  ) : (
+                    <code>{o.run_context.sha.slice(0, 12)}</code>
+                  )}
+                </>
+              ) : null}
+            </dd>
+          </div>
+        ) : null}
+      </dl>
+      {o.command ? (
+        <section className="output" aria-label="Command">
+          <header className="output-header">
+            <h2>Command</h2>
+          </header>
+          <pre className="output-text">{o.command}</pre>
+        </section>
+      ) : null}
+      {o.error ? <ErrorNote message={o.error} /> : null}
+      {running ? (
+        <>
+          <p className="muted" role="status">
+            Running… output appears as the runner sends it.
+          </p>
+          <OutputBlock title="Stdout" text={live.stdout} live />
+          <OutputBlock title="Stderr" text={live.stderr} live />
+        </>
+      ) : (
+        <>
+          <OutputBlock title="Stdout" text={o.result?.stdout ?? ""} truncated={o.result?.stdout_truncated} />
+          <OutputBlock title="Stderr" text={o.result?.stderr ?? ""} truncated={o.result?.stderr_truncated} />
+        </>
+      )}
+    </>
+  );
+}

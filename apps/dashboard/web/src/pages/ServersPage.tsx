@@ -1,0 +1,130 @@
+import { type FormEvent, useState } from "react";
+import { api } from "../api";
+import { EmptyState, ErrorNote, Loading, PageHeader, StatusBadge, Time } from "../components/bits";
+import { CopyButton, OneTimeSecret } from "../components/CopyButton";
+import { Modal } from "../components/Modal";
+import { useLoad } from "../hooks";
+import type { Page, Server } from "../types";
+
+/** The runner connects out to the dispatcher (port 8081 by default) on the same host as this dashboard unless told otherwise. */
+function installCommand(token: string): string {
+  const host = window.location.hostname;
+  const scheme = window.location.protocol === "https:" ? "https" : "http";
+  return [
+    "# On the server, from a checkout of runbridge (pnpm install && pnpm build):",
+    `export RUNBRIDGE_DISPATCHER_URL=${scheme}://${host}:8081`,
+    `export RUNBRIDGE_RUNNER_TOKEN=${token}`,
+    "export RUNBRIDGE_STATE_DIR=/var/lib/runbridge",
+    "pnpm start:runner",
+  ].join("\n");
+}
+
+export function ServersPage() {
+  const servers = useLoad(() => api.get<Page<Server>>("/api/v1/servers"), [], { ms: 10_000, while: () => true });
+  const [adding, setAdding] = useState(false);
+  const [name, setName] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [created, setCreated] = useState<(Server & { runner_token: string }) | null>(null);
+
+  const create = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      const s = await api.post<Server & { runner_token: string }>("/api/v1/servers", { name: name.trim() });
+      setAdding(false);
+      setName("");
+      setCreated(s);
+      servers.reload();
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    }
+  };
+  const addButton = (
+    <button type="button" className="btn btn-primary" onClick={() => setAdding(true)}>
+      Add server
+    </button>
+  );
+  const rows = servers.data?.data ?? [];
+  return (
+    <>
+      <PageHeader title="Servers" description="Each server runs the runbridge runner, which connects out to the dispatcher: no inbound ports, no SSH." action={addButton} />
+      <ErrorNote message={servers.error} />
+      {servers.loading && !servers.data ? (
+        <Loading />
+      ) : rows.length === 0 ? (
+        <EmptyState title="No servers yet" action={addButton}>
+          Add a server to get its one-time runner token, then start the runner agent on that machine with the install command shown.
+        </EmptyState>
+      ) : (
+        <div className="table-wrap">
+          <table>
+            <caption className="visually-hidden">Servers</caption>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Runner</th>
+                <th scope="col">Last seen</th>
+                <th scope="col">Server ID</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((s) => (
+                <tr key={s.id}>
+                  <td data-label="Name">{s.name}</td>
+                  <td data-label="Runner">
+                    <StatusBadge status={s.runner_connected ? "connected" : "disconnected"} label={s.runner_connected ? "connected" : "not connected"} />
+                  </td>
+                  <td data-label="Last seen">
+                    <Time iso={s.last_seen_at} />
+                  </td>
+                  <td data-label="Server ID">
+                    <span className="id-cell">
+                      <code>{s.id}</code> <CopyButton value={s.id} label="Copy ID" />
+                    </span>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {adding ? (
+        <Modal title="Add server" onClose={() => setAdding(false)}>
+          <form className="form" onSubmit={create}>
+            <div className="field">
+              <label htmlFor="server-name">Name</label>
+              <input id="server-name" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="web-1" autoFocus />
+            </div>
+            <ErrorNote message={error} />
+            <div className="actions">
+              <button type="button" className="btn" onClick={() => setAdding(false)}>
+                Cancel
+              </button>
+              <button type="submit" className="btn btn-primary">
+                Add server
+              </button>
+            </div>
+          </form>
+        </Modal>
+      ) : null}
+      {created ? (
+        <Modal title={`Server ${created.name} added`} onClose={() => setCreated(null)} wide>
+          <div className="stack">
+            <OneTimeSecret label="Runner token" value={created.runner_token} testId="runner-token" />
+            <h3>Install the runner</h3>
+            <div className="secret-row">
+              <pre className="output-text">{installCommand(created.runner_token)}</pre>
+              <CopyButton value={installCommand(created.runner_token)} label="Copy command" />
+            </div>
+            <p className="muted">The server shows as connected here once its runner is up.</p>
+            <div className="actions">
+              <button type="button" className="btn btn-primary" onClick={() => setCreated(null)}>
+                Done
+              </button>
+            </div>
+          </div>
+        </Modal>
+      ) : null}
+    </>
+  );
+}

@@ -1,0 +1,137 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
+import express, { Router, type RequestHandler } from "express";
+import Joi from "joi";
+import { uuid } from "@runbridge/contracts";
+import { managementAuth } from "../auth/locals";
+import { managementAuthMiddleware } from "../auth/management-auth";
+import { SESSION_TTL_SECONDS, SIGN_IN_HEADER, assertCsrf, createSession, destroySession, loadSession, verifyApiKey } from "../auth/session";
+import type { GatewayContext } from "../context";
+import { BadRequestError, NotFoundError, UnauthorizedError, ValidationError } from "../errors";
+import { validateBody, validateParam } from "../middleware/validate";
+import { operationView } from "../services/serializers";
+
+/** Where `vite build` puts the dashboard (same relative place from src/ under tests and dist/ in production). */
+export const DASHBOARD_DIST = path.resolve(__dirname, "../../../dashboard/web/dist");
+
+const LIVE_OUTPUT_BATCH = 500;
+
+const signInSchema = Joi.object<{ api_key: string }>({ api_key: Joi.string().trim().min(1).max(200).required() });
+
+/** The dashboard's pages are static and same-origin only: a strict CSP and no framing. */
+const securityHeaders: RequestHandler = (_req, res, next) => {
+  res.set({
+    "Content-Security-Policy":
+      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+  });
+  next();
+};
+
+async function sessionView(ctx: GatewayContext, tenantId: string, apiKeyId: string, csrfToken: string) {
+  const [tenant, key] = await Promise.all([
+    ctx.prisma.tenant.findUnique({ where: { id: tenantId } }),
+    ctx.prisma.apiKey.findUnique({ where: { id: apiKeyId } }),
+  ]);
+  return {
+    tenant_id: tenantId,
+    tenant_name: tenant?.name ?? null,
+    api_key_id: apiKeyId,
+    api_key_name: key?.name ?? null,
+    api_key_prefix: key?.prefix ?? null,
+    csrf_token: csrfToken,
+    expires_in: SESSION_TTL_SECONDS,
+  };
+}
+
+/**
+ * /dashboard: the single-page app (static files with an SPA fallback), its
+ * session endpoints (sign in with a general API key → HttpOnly cookie), and
+ * the one read the management API lacks for a live detail view.
+ */
+export function dashboardRouter(ctx: GatewayContext): Router {
+  const router = Router();
+
+  router.post("/dashboard/session", async (req, res) => {
+    if (!req.get(SIGN_IN_HEADER)) throw new BadRequestError('Sign-in requests must send the "X-Requested-With" header');
+    const body = validateBody(signInSchema, req.body);
+    const key = await verifyApiKey(ctx, body.api_key);
+    // A session id that came with the request is replaced, never reused (no session fixation).
+    await destroySession(ctx, req, res);
+    const session = await createSession(ctx, req, res, key.tenantId, key.id);
+    await ctx.prisma.auditEvent
+      .create({ data: { tenantId: key.tenantId, type: "dashboard.signed_in", clientIp: req.ip ?? "", data: { api_key_id: key.id } } })
+      .catch((err: unknown) => ctx.logger.warn("audit of dashboard sign-in failed", { error: String(err) }));
+    res.status(201).json(await sessionView(ctx, key.tenantId, key.id, session.csrfToken));
+  });
+
+  router.get("/dashboard/session", async (req, res) => {
+    const session = await loadSession(ctx, req);
+    if (!session) throw new UnauthorizedError("Not signed in");
+    const key = await ctx.prisma.apiKey.findUnique({ where: { id: session.apiKeyId } });
+    if (!key || key.revokedAt) {
+      await destroySession(ctx, req, res);
+      throw new UnauthorizedError("The API key of this dashboard session has been revoked");
+    }
+    res.set("Cache-Control", "no-store").json(await sessionView(ctx, session.tenantId, session.apiKeyId, session.csrfToken));
+  });
+
+  router.delete("/dashboard/session", async (req, res) => {
+    const session = await loadSession(ctx, req);
+    if (session) assertCsrf(req, session);
+    await destroySession(ctx, req, res);
+    res.status(204).end();
+  });
+
+  // One operation by id, for the Logs detail view (polled while it runs).
+  router.get("/dashboard/api/operations/:id", managementAuthMiddleware(ctx), async (req, res) => {
+    const auth = managementAuth(res);
+    const notFound = () => new NotFoundError(`Operation ${String(req.params.id)} not found`);
+    const id = validateParam<string>(uuid(), req.params.id, notFound);
+    const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId }, include: { server: { select: { name: true } } } });
+    if (!op) throw notFound();
+    res.set("Cache-Control", "no-store").json(operationView(op));
+  });
+
+  // Live output of a running operation, read from the dispatcher's bounded Redis stream after a given entry id.
+  router.get("/dashboard/api/operations/:id/output", managementAuthMiddleware(ctx), async (req, res) => {
+    const auth = managementAuth(res);
+    const notFound = () => new NotFoundError(`Operation ${String(req.params.id)} not found`);
+    const id = validateParam<string>(uuid(), req.params.id, notFound);
+    const after = typeof req.query.after === "string" ? req.query.after : "";
+    if (after && !/^\d{1,20}-\d{1,20}$/.test(after)) throw new ValidationError('"after" must be a stream entry id such as 1700000000000-0');
+    const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId }, select: { id: true } });
+    if (!op) throw notFound();
+    const rows = await ctx.redis.xrange(ctx.keys.operationLog(id), after ? `(${after}` : "-", "+", "COUNT", LIVE_OUTPUT_BATCH);
+    const entries = rows.map(([entryId, fields]) => {
+      const f = new Map<string, string>();
+      for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i] ?? "", fields[i + 1] ?? "");
+      return { id: entryId, stream: f.get("stream") === "stderr" ? "stderr" : "stdout", data: f.get("data") ?? "" };
+    });
+    res.set("Cache-Control", "no-store").json({ entries, last_id: rows[rows.length - 1]?.[0] ?? (after || null) });
+  });
+
+  const index = path.join(DASHBOARD_DIST, "index.html");
+  router.use("/dashboard", securityHeaders);
+  // Relative asset URLs need the trailing slash; express' non-strict routing would also match "/dashboard/" here.
+  router.get("/dashboard", (req, res, next) => {
+    if (req.originalUrl.split("?")[0] === "/dashboard") res.redirect(301, "/dashboard/");
+    else next();
+  });
+  router.use(
+    "/dashboard/assets",
+    express.static(path.join(DASHBOARD_DIST, "assets"), { immutable: true, maxAge: "365d", fallthrough: false, index: false }),
+  );
+  router.use("/dashboard", express.static(DASHBOARD_DIST, { index: false, redirect: false }));
+  // Client-side routes (/dashboard/logs?...) all load the app.
+  router.get("/dashboard{/*rest}", (_req, res) => {
+    if (!existsSync(index)) {
+      res.status(503).json({ detail: "The dashboard is not built: run `pnpm build` (it runs `vite build` in apps/dashboard)" });
+      return;
+    }
+    res.set("Cache-Control", "no-cache").sendFile(index);
+  });
+  return router;
+}

@@ -1,0 +1,47 @@
+import { existsSync, mkdirSync } from "node:fs";
+import path from "node:path";
+import { type Browser, type Locator, type Page, chromium } from "playwright-core";
+import { ROOT, waitFor } from "../helpers/processes";
+
+/** Debian's Chromium (apt-get install -y chromium); playwright cannot download browsers here. */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+export async function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium not found at ${CHROMIUM}: install it with "apt-get install -y chromium" (or set CHROMIUM_PATH)`);
+  }
+  // playwright gives every launch a fresh temporary user-data-dir.
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+/**
+ * Screenshots go to docs/screenshots/ when RUNBRIDGE_SCREENSHOTS=1 (how the
+ * committed ones are regenerated: `pnpm screenshots`), else to a scratch
+ * directory so an ordinary test run leaves the tree untouched.
+ */
+export function screenshotDir(): string {
+  const dir = process.env.RUNBRIDGE_SCREENSHOTS === "1" ? path.join(ROOT, "docs/screenshots") : path.join(ROOT, "node_modules/.cache/dashboard-screenshots");
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+export async function shot(page: Page, name: string, mask: Locator[] = []): Promise<void> {
+  // Relative times and the caret would make every regeneration differ for nothing.
+  await page.screenshot({ path: path.join(screenshotDir(), `${name}.png`), fullPage: true, mask, caret: "hide", animations: "disabled" });
+}
+
+/** Waits until the locator's text matches (playwright-core has no `expect`). */
+export async function waitForText(locator: Locator, re: RegExp, timeoutMs = 15_000): Promise<string> {
+  return waitFor(
+    async () => {
+      const t = await locator.first().textContent({ timeout: 1000 }).catch(() => null);
+      return t !== null && re.test(t) ? t : null;
+    },
+    timeoutMs,
+    `text ${re} in ${locator.toString()}`,
+  );
+}

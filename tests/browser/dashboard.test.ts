@@ -1,0 +1,310 @@
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createServer, createTenant } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
+import { TestStack } from "../helpers/stack";
+import { launchChromium, shot, waitForText } from "./browser";
+
+jest.setTimeout(240_000);
+
+/**
+ * The dashboard in a real browser against the real stack: Debian's Chromium
+ * driven by playwright-core, the gateway serving the built SPA, a real
+ * dispatcher and runner executing what the Automation API is asked to run.
+ */
+describe("dashboard (browser)", () => {
+  let stack: TestStack;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let apiKey: string;
+  let tenantId: string;
+  let web: { id: string; name: string };
+  let db: { id: string; name: string };
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+    const t = await createTenant(`acme-${Date.now().toString(36)}`);
+    apiKey = t.apiKey;
+    tenantId = t.tenant.id;
+    const s1 = await createServer(tenantId, "web-1");
+    const s2 = await createServer(tenantId, "db-1");
+    web = s1.server;
+    db = s2.server;
+    await stack.startRunner(s1.runnerToken, s1.server.id);
+    browser = await launchChromium();
+    context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    page = await context.newPage();
+  });
+
+  afterAll(async () => {
+    await context?.close().catch(() => undefined);
+    await browser?.close().catch(() => undefined);
+    await stack?.stop();
+    await closeTestPrisma();
+  });
+
+  const url = (p: string) => `${stack.url}/dashboard${p}`;
+
+  it("signs in with a general API key into an HttpOnly SameSite=Strict session, keeping the key out of page storage", async () => {
+    await page.goto(url("/"));
+    await page.getByRole("heading", { name: "Sign in to runbridge" }).waitFor();
+    await shot(page, "sign-in");
+
+    // A wrong key is refused with the API's detail.
+    await page.getByLabel("API key").fill("rbk_not-a-real-key");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await waitForText(page.getByRole("alert"), /Invalid API key/);
+
+    await page.getByLabel("API key").fill(apiKey);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("navigation", { name: "Main" }).waitFor();
+    await page.getByRole("tab", { name: "Automation Keys", selected: true }).waitFor();
+
+    const cookies = await context.cookies();
+    const session = cookies.find((c) => c.name === "rb_session");
+    expect(session).toMatchObject({ httpOnly: true, sameSite: "Strict", path: "/" });
+    expect(session?.value).not.toContain(apiKey);
+    const storage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
+    expect(storage).not.toContain(apiKey);
+    expect(storage).not.toContain("rb_session");
+  });
+
+  let keyToken = "";
+  let keyId = "";
+
+  it("creates a scoped automation key and shows it exactly once", async () => {
+    await page.getByRole("tab", { name: "Automation Keys" }).click();
+    await page.getByText("No automation keys yet").waitFor();
+    await shot(page, "automation-keys-empty");
+
+    await page.getByRole("button", { name: "Create Key" }).first().click();
+    const dialog = page.getByRole("dialog", { name: "Create automation key" });
+    await dialog.waitFor();
+    await dialog.getByLabel("Name", { exact: true }).fill("github-deploy");
+    await dialog.getByLabel("web-1", { exact: true }).check();
+    await dialog.getByLabel(/^exec/).check();
+    await dialog.getByLabel(/^restart/).check();
+    await dialog.getByLabel("IP allowlist").fill("127.0.0.0/8\n::1");
+    await dialog.getByLabel("Rate limit (requests per minute)").fill("60");
+    const expiry = new Date(Date.now() + 90 * 24 * 3600 * 1000);
+    const local = `${expiry.getFullYear()}-${String(expiry.getMonth() + 1).padStart(2, "0")}-${String(expiry.getDate()).padStart(2, "0")}T12:00`;
+    await dialog.getByLabel("Expires").fill(local);
+    await shot(page, "create-key-form");
+    await dialog.getByRole("button", { name: "Create key" }).click();
+
+    const created = page.getByRole("dialog", { name: "Automation key created" });
+    await created.waitFor();
+    keyToken = (await created.getByTestId("new-key").textContent())?.trim() ?? "";
+    expect(keyToken).toMatch(/^rca_[A-Za-z0-9_]+$/);
+    await created.getByRole("button", { name: "Copy" }).waitFor();
+    await shot(page, "key-created-once", [created.getByTestId("new-key")]);
+
+    // Stored with every scope the form set, and only as a hash.
+    const row = await testPrisma().automationKey.findFirstOrThrow({ where: { tenantId, name: "github-deploy" } });
+    keyId = row.id;
+    expect(row.allowedServerIds).toEqual([web.id]);
+    expect(row.allowedOperations.sort()).toEqual(["exec", "restart"]);
+    expect(row.ipAllowlist.length).toBe(2);
+    expect(row.rateLimit).toBe(60);
+    expect(row.expiresAt?.getTime()).toBeGreaterThan(Date.now() + 80 * 24 * 3600 * 1000);
+    expect(row.keyHash).not.toContain(keyToken);
+
+    await created.getByRole("button", { name: "I have copied the key" }).click();
+    await created.waitFor({ state: "detached" });
+    const keyRow = page.locator(`tr[data-key-id="${keyId}"]`);
+    await waitForText(keyRow, /github-deploy/);
+    expect(await keyRow.textContent()).toMatch(/Servers: web-1/);
+    expect(await keyRow.textContent()).toMatch(/Operations: exec, restart|Operations: restart, exec/);
+    // Gone for good: neither the page nor a reload shows it again.
+    expect(await page.content()).not.toContain(keyToken);
+    await page.reload();
+    await waitForText(page.locator(`tr[data-key-id="${keyId}"]`), /github-deploy/);
+    expect(await page.content()).not.toContain(keyToken);
+  });
+
+  let operationId = "";
+
+  it("counts the key's operations as the Automation API is called with it", async () => {
+    const countLink = page.locator(`tr[data-key-id="${keyId}"] .op-count`);
+    await waitForText(countLink, /^0$/);
+
+    const res = await stack
+      .api()
+      .post("/api/automation/v1/exec")
+      .set("Authorization", `Bearer ${keyToken}`)
+      .send({
+        server_id: web.id,
+        command: "echo deployed-from-dashboard-test; echo careful >&2",
+        run_id: "gha-4242",
+        run_context: { provider: "github_actions", repository: "acme/shop", workflow: "deploy", actor: "octocat", sha: "0123456789abcdef0123456789abcdef01234567", ref: "refs/heads/main" },
+      });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "deployed-from-dashboard-test\n" });
+    operationId = res.body.operation_id;
+
+    // The key's scope holds: db-1 is not among its servers.
+    const refused = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${keyToken}`).send({ server_id: db.id, command: "true" });
+    expect(refused.status).toBe(403);
+
+    // The list refreshes on its own; the count goes from 0 to 1 without a reload.
+    await waitForText(countLink, /^1$/, 20_000);
+    await waitForText(page.locator(`tr[data-key-id="${keyId}"]`), /ago|just now/);
+    await shot(page, "automation-keys");
+  });
+
+  it("opens Logs filtered by the key from its operation count, grouped by run with the CI context", async () => {
+    await page.locator(`tr[data-key-id="${keyId}"] .op-count`).click();
+    await page.waitForURL((u) => u.pathname === "/dashboard/logs" && u.searchParams.get("automation_key_id") === keyId);
+    await waitForText(page.getByTestId("filter-note"), /github-deploy/);
+    const group = page.getByRole("region", { name: "Run gha-4242" });
+    await group.waitFor();
+    const text = (await group.textContent()) ?? "";
+    expect(text).toContain("acme/shop");
+    expect(text).toContain("octocat");
+    expect(text).toContain("deploy");
+    expect(await group.getByRole("link", { name: "0123456789ab" }).getAttribute("href")).toBe(
+      "https://github.com/acme/shop/commit/0123456789abcdef0123456789abcdef01234567",
+    );
+    expect(await page.locator("#f-key").inputValue()).toBe(keyId);
+    await shot(page, "logs");
+  });
+
+  it("shows the operation's stdout and stderr in its detail view", async () => {
+    await page.getByRole("link", { name: /deployed-from-dashboard-test/ }).click();
+    await page.waitForURL((u) => u.pathname === `/dashboard/operations/${operationId}`);
+    await waitForText(page.getByTestId("output-stdout"), /deployed-from-dashboard-test/);
+    await waitForText(page.getByTestId("output-stderr"), /careful/);
+    expect(await page.getByTestId("op-status").textContent()).toBe("completed");
+    await shot(page, "operation-detail");
+  });
+
+  it("follows a running operation live until it finishes", async () => {
+    const pending = stack
+      .api()
+      .post("/api/automation/v1/exec")
+      .set("Authorization", `Bearer ${keyToken}`)
+      .send({ server_id: web.id, command: "echo live-first; sleep 4; echo live-second" })
+      .then((r) => r);
+    const op = await waitFor(async () => testPrisma().operation.findFirst({ where: { tenantId, command: { contains: "live-first" } } }), 15_000, "the running operation");
+    await page.goto(url(`/operations/${op.id}`));
+    await waitForText(page.getByTestId("op-status"), /running/);
+    // The output's first line shows up while the command still sleeps.
+    await waitForText(page.getByTestId("output-stdout"), /live-first/, 15_000);
+    // Then the page turns to the stored result on its own.
+    await waitForText(page.getByTestId("op-status"), /completed/, 20_000);
+    await waitForText(page.getByTestId("output-stdout"), /live-first\s+live-second/);
+    expect((await pending).body.status).toBe("completed");
+  });
+
+  it("revokes the key after confirmation, and the Automation API then refuses it", async () => {
+    await page.getByRole("link", { name: "API Keys" }).click();
+    await page.getByRole("button", { name: "Revoke github-deploy" }).click();
+    const confirm = page.getByRole("dialog", { name: "Revoke github-deploy?" });
+    await confirm.waitFor();
+    // Cancel first: nothing changes.
+    await confirm.getByRole("button", { name: "Cancel" }).click();
+    expect((await testPrisma().automationKey.findUniqueOrThrow({ where: { id: keyId } })).revokedAt).toBeNull();
+
+    await page.getByRole("button", { name: "Revoke github-deploy" }).click();
+    await page.getByRole("dialog", { name: "Revoke github-deploy?" }).getByRole("button", { name: "Revoke key" }).click();
+    await waitForText(page.locator(`tr[data-key-id="${keyId}"]`), /revoked/);
+
+    const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${keyToken}`).send({ server_id: web.id, command: "true" });
+    expect(res.status).toBe(401);
+    expect(res.body.detail).toMatch(/revoked/i);
+  });
+
+  it("lists servers with runner state, and adds one showing its runner token once with an install command", async () => {
+    await page.getByRole("link", { name: "Servers" }).click();
+    const webRow = page.getByRole("row", { name: /web-1/ });
+    await waitForText(webRow, /connected/);
+    expect(await webRow.textContent()).not.toMatch(/not connected/);
+    await waitForText(page.getByRole("row", { name: /db-1/ }), /not connected/);
+    await shot(page, "servers");
+
+    await page.getByRole("button", { name: "Add server" }).first().click();
+    await page.getByLabel("Name", { exact: true }).fill("worker-7");
+    await page.getByRole("dialog", { name: "Add server" }).getByRole("button", { name: "Add server" }).click();
+    const created = page.getByRole("dialog", { name: "Server worker-7 added" });
+    await created.waitFor();
+    const token = (await created.getByTestId("runner-token").textContent())?.trim() ?? "";
+    expect(token).toMatch(/^rbr_/);
+    expect(await created.textContent()).toContain(`RUNBRIDGE_RUNNER_TOKEN=${token}`);
+    await shot(page, "server-added", [created.getByTestId("runner-token"), created.locator("pre")]);
+    await created.getByRole("button", { name: "Done" }).click();
+    await waitForText(page.getByRole("row", { name: /worker-7/ }), /not connected/);
+    expect(await page.content()).not.toContain(token);
+  });
+
+  it("manages applications (with a Deploy button) when the gateway serves them", async () => {
+    const probe = await stack.api().get("/api/v1/applications").set("Authorization", `Bearer ${apiKey}`);
+    await page.getByRole("link", { name: "Applications" }).click();
+    if (probe.status === 404) {
+      await page.getByText("Applications are not available on this gateway").waitFor();
+      await shot(page, "applications");
+      return;
+    }
+    expect(probe.status).toBe(200);
+    await page.getByText("No applications yet").waitFor();
+    await page.getByRole("button", { name: "Add application" }).first().click();
+    const dialog = page.getByRole("dialog", { name: "Add application" });
+    await dialog.getByLabel("Name", { exact: true }).fill("shop");
+    await dialog.getByLabel("Server").selectOption({ label: "web-1" });
+    await dialog.getByLabel("Working directory").fill("/srv/shop");
+    await dialog.getByLabel("Deploy command").fill("echo deploying shop");
+    await dialog.getByRole("button", { name: "Add application" }).click();
+    await waitForText(page.getByRole("row", { name: /shop/ }), /web-1/);
+    await page.getByRole("button", { name: "Deploy shop" }).waitFor();
+    await shot(page, "applications");
+  });
+
+  it("manages registry credentials with a write-only password when the gateway serves them", async () => {
+    const probe = await stack.api().get("/api/v1/registry-credentials").set("Authorization", `Bearer ${apiKey}`);
+    await page.getByRole("link", { name: "Registry credentials" }).click();
+    if (probe.status === 404) {
+      await page.getByText("Registry credentials are not available on this gateway").waitFor();
+      await shot(page, "registry-credentials");
+      return;
+    }
+    expect(probe.status).toBe(200);
+    const password = `pw-canary-${Date.now()}`;
+    await page.getByRole("button", { name: "Add credential" }).first().click();
+    const dialog = page.getByRole("dialog", { name: "Add registry credential" });
+    await dialog.getByLabel("Name", { exact: true }).fill("ghcr-prod");
+    await dialog.getByLabel("Registry URL").fill("ghcr.io");
+    await dialog.getByLabel("Username").fill("deploy-bot");
+    await dialog.getByLabel("Password or token").fill(password);
+    await dialog.getByRole("button", { name: "Add credential" }).click();
+    await waitForText(page.getByRole("row", { name: /ghcr-prod/ }), /deploy-bot/);
+    expect(await page.content()).not.toContain(password);
+    await shot(page, "registry-credentials");
+  });
+
+  it("is usable at phone width", async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    try {
+      await phone.addCookies((await context.cookies()).filter((c) => c.name === "rb_session"));
+      const p = await phone.newPage();
+      await p.goto(url("/keys?tab=automation"));
+      await waitForText(p.locator(`tr[data-key-id="${keyId}"]`), /github-deploy/);
+      // No sideways scrolling of the page itself.
+      const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      expect(overflow).toBeLessThanOrEqual(1);
+      await shot(p, "phone-automation-keys");
+      await p.goto(url(`/logs?automation_key_id=${keyId}`));
+      await p.getByRole("region", { name: "Run gha-4242" }).waitFor();
+      await shot(p, "phone-logs");
+    } finally {
+      await phone.close();
+    }
+  });
+
+  it("signs out: the session cookie no longer authenticates", async () => {
+    const cookie = (await context.cookies()).find((c) => c.name === "rb_session");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in to runbridge" }).waitFor();
+    const res = await stack.api().get("/api/v1/servers").set("Cookie", `rb_session=${cookie?.value ?? ""}`);
+    expect(res.status).toBe(401);
+  });
+});
