@@ -89,6 +89,14 @@ describe("management API: automation keys", () => {
     expect(res.body).toMatchObject({ allowed_server_ids: [], allowed_operations: [], allowed_credential_ids: [], ip_allowlist: [], rate_limit: 100, expires_at: null });
   });
 
+  it("accepts the rate limit's boundaries, 1 and 1000", async () => {
+    for (const rate_limit of [1, 1000]) {
+      const res = await as(a.apiKey).post("/automation-keys", { name: `limit-${rate_limit}`, rate_limit });
+      expect(res.status).toBe(201);
+      expect(res.body.rate_limit).toBe(rate_limit);
+    }
+  });
+
   it.each([
     [{}, /"name" is required/],
     [{ name: "" }, /"name" is not allowed to be empty/],

@@ -285,6 +285,22 @@ describe("automation key enforcement", () => {
       expect((await poll(stack.api(), token)).status).toBe(429);
     });
 
+    it("applies a changed limit at once and keeps what the window already used", async () => {
+      const { key: k, token } = await key({ rateLimit: 5 });
+      for (let i = 0; i < 3; i++) expect((await poll(stack.api(), token)).status).toBe(200);
+      const lower = await stack.api().patch(`/api/v1/automation-keys/${k.id}`).set("Authorization", bearer(fx.apiKey)).send({ rate_limit: 3 });
+      expect(lower.status).toBe(200);
+      const refused = await poll(g2v4(), token);
+      expect(refused.status).toBe(429);
+      expect(refused.body.detail).toMatch(/Rate limit of 3 requests per minute/);
+      await stack.api().patch(`/api/v1/automation-keys/${k.id}`).set("Authorization", bearer(fx.apiKey)).send({ rate_limit: 10 });
+      const again = await poll(g2v4(), token);
+      expect(again.status).toBe(200);
+      expect(again.headers["ratelimit-limit"]).toBe("10");
+      // 3 allowed + 1 refused + this one: the refused request counted too.
+      expect(again.headers["ratelimit-remaining"]).toBe("5");
+    });
+
     it("checks 401 before the IP, the IP before the rate limit, and the rate limit before the route", async () => {
       const revokedOutside = await key({ revokedAt: new Date(), ipAllowlist: ["10.0.0.0/8"] });
       expect((await poll(stack.api(), revokedOutside.token)).status).toBe(401);
