@@ -94,7 +94,11 @@ export class Sweeper {
         }
         // "running": the runner enforces the timeout itself; its result will come.
       } catch (err) {
-        if (!(err instanceof RunnerNotConnected)) throw err;
+        if (!(err instanceof RunnerNotConnected)) {
+          // Connected but not answering (e.g. frozen): ask again next sweep; one runner must not stall the rest.
+          this.ctx.logger.warn("runner did not answer a ledger query", { operationId: op.id, error: String(err) });
+          continue;
+        }
         const error = op.started_at ? FailureReason.RunnerLost : FailureReason.RunnerUnconfirmed;
         await finishOperation(this.ctx, op.server_id, { operationId: op.id, status: "failed", error });
       }

@@ -56,7 +56,7 @@ export class Agent {
       auth: { token: config.RUNBRIDGE_RUNNER_TOKEN, version: RUNNER_VERSION },
       reconnection: true,
       reconnectionDelay: 500,
-      reconnectionDelayMax: 10_000,
+      reconnectionDelayMax: 5_000,
       randomizationFactor: 0.5,
       autoConnect: false,
       ...(config.RUNBRIDGE_CA_FILE ? { ca: readFileSync(config.RUNBRIDGE_CA_FILE, "utf8") } : {}),
