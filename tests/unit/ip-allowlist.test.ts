@@ -73,6 +73,7 @@ describe("IP allowlist matcher", () => {
     expect(normaliseClientIp("::ffff:127.0.0.1")).toBe("127.0.0.1");
     expect(normaliseClientIp("::1")).toBe("::1");
     expect(normaliseClientIp("192.0.2.1")).toBe("192.0.2.1");
+    expect(normaliseClientIp("x".repeat(500))).toBe("x".repeat(64));
   });
 });
 

@@ -72,12 +72,17 @@ function parseClientIp(ip: string): ipaddr.IPv6 | null {
   }
 }
 
-/** How a client address is shown and recorded: IPv4-mapped IPv6 as plain IPv4 ("::ffff:1.2.3.4" -> "1.2.3.4"). */
+/**
+ * How a client address is shown and recorded: IPv4-mapped IPv6 as plain IPv4
+ * ("::ffff:1.2.3.4" -> "1.2.3.4"). Something unparseable (only possible with a
+ * misconfigured TRUST_PROXY passing on a client's X-Forwarded-For) is kept,
+ * bounded, so it still shows up in the audit trail and the 403.
+ */
 export function normaliseClientIp(ip: string): string {
   try {
     return ipaddr.process(ip).toString();
   } catch {
-    return ip;
+    return ip.slice(0, 64);
   }
 }
 
