@@ -15,13 +15,19 @@ export interface ProviderRequest {
  */
 export class FakeProvider {
   readonly requests: ProviderRequest[] = [];
-  private status = 201;
+  private status: number | "drop" = 201;
   private server: Server | null = null;
   url = "";
 
   static async start(): Promise<FakeProvider> {
     const fake = new FakeProvider();
-    fake.server = createServer((req, res) => void fake.handle(req).then(([status, body]) => res.writeHead(status, { "content-type": "application/json" }).end(body)));
+    fake.server = createServer(
+      (req, res) =>
+        void fake.handle(req).then((reply) => {
+          if (reply === "drop") req.socket.destroy();
+          else res.writeHead(reply[0], { "content-type": "application/json" }).end(reply[1]);
+        }),
+    );
     fake.server.listen(0, "127.0.0.1");
     await once(fake.server, "listening");
     const addr = fake.server.address();
@@ -30,14 +36,16 @@ export class FakeProvider {
     return fake;
   }
 
-  respondWith(status: number): void {
+  /** An HTTP status to answer with, or "drop" to cut the connection without answering. */
+  respondWith(status: number | "drop"): void {
     this.status = status;
   }
 
-  private async handle(req: IncomingMessage): Promise<[number, string]> {
+  private async handle(req: IncomingMessage): Promise<[number, string] | "drop"> {
     let body = "";
     for await (const chunk of req) body += String(chunk);
     this.requests.push({ method: req.method ?? "", path: req.url ?? "", authorization: req.headers.authorization ?? "", body });
+    if (this.status === "drop") return "drop";
     if (this.status >= 400) return [this.status, JSON.stringify({ error: { code: "fake_failure", message: "the fake provider was told to fail" } })];
     return [this.status, JSON.stringify({ action: { id: 4242, command: "reboot_server", status: "running" } })];
   }

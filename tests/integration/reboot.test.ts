@@ -125,6 +125,20 @@ describe("POST /api/automation/v1/reboot", () => {
     }
   });
 
+  it("falls back to the runner when the provider cannot be reached", async () => {
+    await link(fx.server.id, { provider: "digitalocean", provider_server_id: "31337", provider_token: "dop_v1_dropped" });
+    provider.respondWith("drop");
+    try {
+      const before = runnerReboots();
+      const res = await reboot(fx.server.id);
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "rebooting-now\n", reboot_path: "runner" });
+      expect(res.body.reboot_reason).toMatch(/DigitalOcean API call failed \(request failed: .+\); fell back to the runner/);
+      expect(runnerReboots()).toBe(before + 1);
+    } finally {
+      await link(fx.server.id, { provider: null });
+    }
+  });
+
   it("falls back when the provider answers 503, and fails as runner offline when the runner is gone too", async () => {
     const { server } = await createServer(fx.tenant.id);
     await link(server.id, { provider: "hetzner", provider_server_id: "5", provider_token: "hc-token-x" });

@@ -1,8 +1,11 @@
+import { randomUUID } from "node:crypto";
+import { ConfigError, Sealer, parseConfig } from "@runbridge/common";
+import { gatewayEnvSchema } from "../../apps/gateway/src/config";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
 import { FakeDocker } from "../helpers/fake-docker";
 import { findLeaks } from "../helpers/leak-scan";
-import { waitFor } from "../helpers/processes";
+import { startNode, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 /** Registry credentials (management API) and registry-auth login/logout through the real stack. */
@@ -11,8 +14,11 @@ describe("registry credentials and registry-auth", () => {
   let fx: Awaited<ReturnType<typeof createFixture>>;
   const docker = new FakeDocker();
 
+  /** A retired key, still listed for decryption: credentials sealed with it must keep working. */
+  const OLD_KEY = Buffer.alloc(32, 3).toString("base64");
+
   beforeAll(async () => {
-    stack = await TestStack.start();
+    stack = await TestStack.start({ gateway: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY } });
     fx = await createFixture();
     await stack.startRunner(fx.runnerToken, fx.server.id, { env: { PATH: docker.path } });
   });
@@ -176,6 +182,47 @@ describe("registry credentials and registry-auth", () => {
       const res = await automation("/registry-auth/login", { server_id: fx.server.id, credential_id: cred.id, ...patch });
       expect(res.status).toBe(422);
       expect(res.body.detail).toMatch(detail);
+    });
+  });
+
+  describe("encryption keys", () => {
+    const insertSealedWith = async (key: string, password: string) => {
+      const id = randomUUID();
+      await testPrisma().registryCredential.create({
+        data: { id, tenantId: fx.tenant.id, name: "old", registryUrl: "registry.example.com", registryType: "generic", username: "legacy", passwordCiphertext: new Sealer(key).seal(password, id) },
+      });
+      return id;
+    };
+
+    it("opens a credential sealed with a previous key after a rotation", async () => {
+      const password = `rotated-${Date.now()}-pw`;
+      const id = await insertSealedWith(OLD_KEY, password);
+      const before = docker.calls().length;
+      const res = await automation("/registry-auth/login", { server_id: fx.server.id, credential_id: id });
+      expect(res.status).toBe(202);
+      expect(await poll(res.body.operation_id)).toMatchObject({ status: "completed", result: { exit_code: 0 } });
+      expect(docker.calls().slice(before)).toEqual([{ argv: ["login", "registry.example.com", "--username", "legacy", "--password-stdin"], stdin: password }]);
+    });
+
+    it("answers 409 with what to do, not 500, for a credential sealed with a key it does not have", async () => {
+      const unknownKey = Buffer.alloc(32, 9).toString("base64");
+      const id = await insertSealedWith(unknownKey, "whatever");
+      const res = await automation("/registry-auth/login", { server_id: fx.server.id, credential_id: id });
+      expect(res.status).toBe(409);
+      expect(res.body.detail).toMatch(/cannot be decrypted .* key id [0-9a-f]{8}.*RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS/);
+    });
+
+    it("refuses to boot without a valid RUNBRIDGE_ENCRYPTION_KEY, naming it", async () => {
+      const base = { DATABASE_URL: stack.databaseUrl };
+      for (const key of [undefined, "not-base64!", Buffer.alloc(16).toString("base64")]) {
+        const env = key === undefined ? base : { ...base, RUNBRIDGE_ENCRYPTION_KEY: key };
+        expect(() => parseConfig("gateway", gatewayEnvSchema, env)).toThrow(ConfigError);
+        expect(() => parseConfig("gateway", gatewayEnvSchema, env)).toThrow(/RUNBRIDGE_ENCRYPTION_KEY/);
+      }
+      const dispatcher = startNode("apps/dispatcher/dist/main.js", { ...stack.commonEnv(), RUNBRIDGE_ENCRYPTION_KEY: "c2hvcnQ=" });
+      const exit = await dispatcher.exited;
+      expect(exit.code).toBe(78);
+      expect(dispatcher.output).toMatch(/RUNBRIDGE_ENCRYPTION_KEY must be 32 bytes, base64-encoded/);
     });
   });
 

@@ -3,7 +3,7 @@ import { OperationType, REGISTRY_URL, registryLoginRequestSchema, registryLogout
 import { automationAuth } from "../../auth/locals";
 import { assertCredentialAllowed, assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
-import { NotFoundError, ValidationError } from "../../errors";
+import { ConflictError, NotFoundError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
 import { assertRunnerConnected, loadTargetServer, startOperation, syncWaitMs, waitForOperation } from "../../services/operations";
 import { resolveRegistryType } from "../../services/registry-type";
@@ -28,7 +28,16 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
     assertCredentialAllowed(auth.key, cred.id);
     await assertRunnerConnected(ctx, server);
 
-    const password = ctx.sealer.open(cred.passwordCiphertext, cred.id);
+    let password: string;
+    try {
+      password = ctx.sealer.open(cred.passwordCiphertext, cred.id);
+    } catch {
+      // A key retired without being listed in RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS (or a damaged row): say what to do.
+      throw new ConflictError(
+        `Registry credential ${cred.id} cannot be decrypted with the configured keys (it was sealed with key id ${ctx.sealer.keyIdOf(cred.passwordCiphertext) ?? "unknown"}); ` +
+          "add that key to RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS or re-create the credential",
+      );
+    }
     const op = await startOperation(ctx, auth, {
       serverId: server.id,
       type: OperationType.RegistryLogin,
