@@ -1,6 +1,9 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createServer, createTenant } from "../helpers/factories";
+import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 import { launchChromium, shot, waitForText } from "./browser";
@@ -237,37 +240,46 @@ describe("dashboard (browser)", () => {
     expect(await page.content()).not.toContain(token);
   });
 
-  it("manages applications (with a Deploy button) when the gateway serves them", async () => {
-    const probe = await stack.api().get("/api/v1/applications").set("Authorization", `Bearer ${apiKey}`);
+  it("manages applications and deploys one with its Deploy button", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-dash-app-"));
     await page.getByRole("link", { name: "Applications" }).click();
-    if (probe.status === 404) {
-      await page.getByText("Applications are not available on this gateway").waitFor();
-      await shot(page, "applications");
-      return;
-    }
-    expect(probe.status).toBe(200);
     await page.getByText("No applications yet").waitFor();
+    await shot(page, "applications-empty");
     await page.getByRole("button", { name: "Add application" }).first().click();
     const dialog = page.getByRole("dialog", { name: "Add application" });
     await dialog.getByLabel("Name", { exact: true }).fill("shop");
     await dialog.getByLabel("Server").selectOption({ label: "web-1" });
-    await dialog.getByLabel("Working directory").fill("/srv/shop");
-    await dialog.getByLabel("Deploy command").fill("echo deploying shop");
+    await dialog.getByLabel("Working directory").fill(dir);
+    await dialog.getByLabel("Deploy command").fill('echo "deploying $RUNBRIDGE_APPLICATION_NAME at $RUNBRIDGE_COMMIT_REF in $(pwd)"');
     await dialog.getByRole("button", { name: "Add application" }).click();
     await waitForText(page.getByRole("row", { name: /shop/ }), /web-1/);
-    await page.getByRole("button", { name: "Deploy shop" }).waitFor();
     await shot(page, "applications");
+
+    // Deploys go through the Automation API with a deploy-scoped automation key pasted for this one request.
+    const { token } = await createAutomationKey(tenantId, { allowedOperations: ["deploy"], allowedServerIds: [web.id] });
+    await page.getByRole("button", { name: "Deploy shop" }).click();
+    const deploy = page.getByRole("dialog", { name: "Deploy shop" });
+    expect(await deploy.getByLabel("Commit, branch or tag").inputValue()).toBe("main");
+    await deploy.getByLabel("Automation key allowed to deploy").fill(token);
+    await shot(page, "deploy-dialog", [deploy.getByLabel("Automation key allowed to deploy")]);
+    await deploy.getByRole("button", { name: "Deploy", exact: true }).click();
+    await page.waitForURL((u) => u.pathname.startsWith("/dashboard/operations/"));
+    await waitForText(page.getByTestId("op-status"), /completed/, 30_000);
+    await waitForText(page.getByTestId("output-stdout"), new RegExp(`deploying shop at main in ${dir}`));
+    expect(await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }))).not.toContain(token);
+
+    // The deployment is in the application's history.
+    await page.getByRole("link", { name: "Applications" }).click();
+    await page.getByRole("button", { name: "Deployments of shop" }).click();
+    const history = page.getByRole("dialog", { name: "Deployments of shop" });
+    await waitForText(history, /completed/);
+    expect(await history.textContent()).toContain("main");
+    await history.getByRole("button", { name: "Close" }).click();
   });
 
-  it("manages registry credentials with a write-only password when the gateway serves them", async () => {
-    const probe = await stack.api().get("/api/v1/registry-credentials").set("Authorization", `Bearer ${apiKey}`);
+  it("adds a registry credential whose password is write-only", async () => {
     await page.getByRole("link", { name: "Registry credentials" }).click();
-    if (probe.status === 404) {
-      await page.getByText("Registry credentials are not available on this gateway").waitFor();
-      await shot(page, "registry-credentials");
-      return;
-    }
-    expect(probe.status).toBe(200);
+    await page.getByText("No registry credentials yet").waitFor();
     const password = `pw-canary-${Date.now()}`;
     await page.getByRole("button", { name: "Add credential" }).first().click();
     const dialog = page.getByRole("dialog", { name: "Add registry credential" });
@@ -278,7 +290,20 @@ describe("dashboard (browser)", () => {
     await dialog.getByRole("button", { name: "Add credential" }).click();
     await waitForText(page.getByRole("row", { name: /ghcr-prod/ }), /deploy-bot/);
     expect(await page.content()).not.toContain(password);
+    const stored = await testPrisma().registryCredential.findFirstOrThrow({ where: { tenantId, name: "ghcr-prod" } });
+    expect(stored.passwordCiphertext).not.toContain(password);
     await shot(page, "registry-credentials");
+  });
+
+  it("shows the audit trail, filterable by event type", async () => {
+    await page.getByRole("link", { name: "Audit" }).click();
+    await waitForText(page.getByRole("table", { name: "Audit events" }), /key\.revoked/);
+    await shot(page, "audit");
+    await page.getByLabel("Event type").fill("key.created");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.waitForURL((u) => u.searchParams.get("type") === "key.created");
+    await waitForText(page.getByRole("table", { name: "Audit events" }), /key\.created/);
+    expect(await page.getByRole("table", { name: "Audit events" }).textContent()).not.toContain("key.revoked");
   });
 
   it("is usable at phone width", async () => {

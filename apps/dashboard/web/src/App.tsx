@@ -3,6 +3,7 @@ import { currentSession, onSessionLost, signOut } from "./api";
 import { Loading } from "./components/bits";
 import { ApiKeysPage } from "./pages/ApiKeysPage";
 import { ApplicationsPage } from "./pages/ApplicationsPage";
+import { AuditPage } from "./pages/AuditPage";
 import { CredentialsPage } from "./pages/CredentialsPage";
 import { LogsPage } from "./pages/LogsPage";
 import { OperationPage } from "./pages/OperationPage";
@@ -17,6 +18,7 @@ const NAV = [
   { path: "/servers", label: "Servers" },
   { path: "/applications", label: "Applications" },
   { path: "/credentials", label: "Registry credentials" },
+  { path: "/audit", label: "Audit" },
 ];
 
 export function App() {
@@ -40,6 +42,7 @@ export function App() {
   else if (section === "/servers") page = <ServersPage />;
   else if (section === "/applications") page = <ApplicationsPage />;
   else if (section === "/credentials") page = <CredentialsPage />;
+  else if (section === "/audit") page = <AuditPage query={loc.query} />;
   else page = <ApiKeysPage tab={loc.query.get("tab") === "api" ? "api" : "automation"} />;
 
   return (

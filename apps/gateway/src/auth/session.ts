@@ -91,9 +91,14 @@ export async function loadSession(ctx: GatewayContext, req: Request): Promise<Da
   return JSON.parse(raw) as DashboardSession;
 }
 
-export async function destroySession(ctx: GatewayContext, req: Request, res: Response): Promise<void> {
+/** Forgets the request's session server-side (the cookie, if any, becomes worthless). */
+export async function endSession(ctx: GatewayContext, req: Request): Promise<void> {
   const id = readCookie(req, SESSION_COOKIE);
   if (id) await ctx.redis.del(sessionKey(ctx, id));
+}
+
+export async function destroySession(ctx: GatewayContext, req: Request, res: Response): Promise<void> {
+  await endSession(ctx, req);
   res.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: "strict", secure: req.secure, path: "/" });
 }
 

@@ -5,7 +5,7 @@ import Joi from "joi";
 import { uuid } from "@runbridge/contracts";
 import { managementAuth } from "../auth/locals";
 import { managementAuthMiddleware } from "../auth/management-auth";
-import { SESSION_TTL_SECONDS, SIGN_IN_HEADER, assertCsrf, createSession, destroySession, loadSession, verifyApiKey } from "../auth/session";
+import { SESSION_TTL_SECONDS, SIGN_IN_HEADER, assertCsrf, createSession, destroySession, endSession, loadSession, verifyApiKey } from "../auth/session";
 import type { GatewayContext } from "../context";
 import { BadRequestError, NotFoundError, UnauthorizedError, ValidationError } from "../errors";
 import { validateBody, validateParam } from "../middleware/validate";
@@ -59,7 +59,7 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     const body = validateBody(signInSchema, req.body);
     const key = await verifyApiKey(ctx, body.api_key);
     // A session id that came with the request is replaced, never reused (no session fixation).
-    await destroySession(ctx, req, res);
+    await endSession(ctx, req);
     const session = await createSession(ctx, req, res, key.tenantId, key.id);
     await ctx.prisma.auditEvent
       .create({ data: { tenantId: key.tenantId, type: "dashboard.signed_in", clientIp: req.ip ?? "", data: { api_key_id: key.id } } })

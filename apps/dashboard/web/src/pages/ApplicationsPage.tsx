@@ -1,6 +1,6 @@
 import { type FormEvent, useState } from "react";
 import { api, request } from "../api";
-import { EmptyState, ErrorNote, Loading, NotAvailable, PageHeader } from "../components/bits";
+import { EmptyState, ErrorNote, Loading, NotAvailable, PageHeader, StatusBadge, Time } from "../components/bits";
 import { CopyButton } from "../components/CopyButton";
 import { ConfirmDialog, Modal } from "../components/Modal";
 import { useLoad } from "../hooks";
@@ -132,6 +132,53 @@ function DeployDialog(props: { app: Application; onClose: () => void }) {
   );
 }
 
+interface Deployment {
+  id: string;
+  operation_id: string;
+  commit_ref: string;
+  status: string;
+  exit_code: number | null;
+  created_at: string;
+}
+
+/** The application's deployments, newest first, each linking to its operation's output. */
+function HistoryDialog(props: { app: Application; onClose: () => void }) {
+  const list = useLoad(() => api.get<Page<Deployment>>(`/api/v1/applications/${props.app.id}/deployments`), [props.app.id]);
+  const rows = list.data?.data ?? [];
+  return (
+    <Modal title={`Deployments of ${props.app.name}`} onClose={props.onClose} wide>
+      <ErrorNote message={list.error} />
+      {list.loading && !list.data ? (
+        <Loading />
+      ) : rows.length === 0 ? (
+        <EmptyState title="Not deployed yet">Use the Deploy button, or call POST /api/automation/v1/deploy from CI.</EmptyState>
+      ) : (
+        <ul className="op-list">
+          {rows.map((d) => (
+            <li key={d.id} className="op-row">
+              <StatusBadge status={d.status} />
+              <a
+                className="op-main"
+                href={href(`/operations/${d.operation_id}`)}
+                onClick={(e) => {
+                  e.preventDefault();
+                  navigate(`/operations/${d.operation_id}`);
+                }}
+              >
+                <span className="op-type">deploy</span> <code className="op-command">{d.commit_ref}</code>
+              </a>
+              <span className="op-meta">
+                {d.exit_code !== null ? <span>exit {d.exit_code}</span> : null}
+                <Time iso={d.created_at} />
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+    </Modal>
+  );
+}
+
 export function ApplicationsPage() {
   const apps = useLoad(() => api.get<Page<Application>>("/api/v1/applications"), []);
   const servers = useLoad(() => api.get<Page<Server>>("/api/v1/servers"), []);
@@ -139,6 +186,7 @@ export function ApplicationsPage() {
   const [editing, setEditing] = useState<Application | null>(null);
   const [deleting, setDeleting] = useState<Application | null>(null);
   const [deploying, setDeploying] = useState<Application | null>(null);
+  const [history, setHistory] = useState<Application | null>(null);
   const serverList = servers.data?.data ?? [];
   const serverName = (id: string) => serverList.find((s) => s.id === id)?.name ?? id.slice(0, 8);
 
@@ -204,6 +252,9 @@ export function ApplicationsPage() {
                     <button type="button" className="btn btn-small btn-primary" onClick={() => setDeploying(a)} aria-label={`Deploy ${a.name}`}>
                       Deploy
                     </button>
+                    <button type="button" className="btn btn-small" onClick={() => setHistory(a)} aria-label={`Deployments of ${a.name}`}>
+                      History
+                    </button>
                     <button type="button" className="btn btn-small" onClick={() => setEditing(a)} aria-label={`Edit ${a.name}`}>
                       Edit
                     </button>
@@ -260,6 +311,7 @@ export function ApplicationsPage() {
         />
       ) : null}
       {deploying ? <DeployDialog app={deploying} onClose={() => setDeploying(null)} /> : null}
+      {history ? <HistoryDialog app={history} onClose={() => setHistory(null)} /> : null}
     </>
   );
 }

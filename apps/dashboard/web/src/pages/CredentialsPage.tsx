@@ -77,7 +77,9 @@ export function CredentialsPage() {
               {rows.map((c) => (
                 <tr key={c.id}>
                   <td data-label="Name">{c.name}</td>
-                  <td data-label="Registry"><code>{c.registry_url}</code></td>
+                  <td data-label="Registry">
+                    <code>{c.registry_url}</code> {c.registry_type ? <span className="badge badge-muted">{c.registry_type}</span> : null}
+                  </td>
                   <td data-label="Username">{c.username}</td>
                   <td data-label="Password"><span className="muted" aria-label="hidden">••••••••</span></td>
                   <td data-label="Created"><Time iso={c.created_at} /></td>

@@ -1,0 +1,181 @@
+import { createHash } from "node:crypto";
+import request from "supertest";
+import { createApp } from "../../apps/gateway/src/app";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
+import { TestStack } from "../helpers/stack";
+
+/** The dashboard's session cookie as an alternative to Bearer keys on the management API, and its CSRF guard. */
+describe("dashboard sessions", () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const signIn = (apiKey: string) => stack.api().post("/dashboard/session").set("X-Requested-With", "runbridge-dashboard").send({ api_key: apiKey });
+
+  async function session() {
+    const t = await createTenant();
+    const res = await signIn(t.apiKey);
+    expect(res.status).toBe(201);
+    const setCookie = ([] as string[]).concat(res.headers["set-cookie"] ?? []);
+    const raw = setCookie.find((c) => c.startsWith("rb_session="));
+    if (!raw) throw new Error("no session cookie");
+    const id = raw.slice("rb_session=".length).split(";")[0] ?? "";
+    return { ...t, raw, id, cookie: `rb_session=${id}`, csrf: res.body.csrf_token as string, body: res.body };
+  }
+
+  it("refuses sign-in without the X-Requested-With header (no login CSRF from a cross-site form)", async () => {
+    const t = await createTenant();
+    const res = await stack.api().post("/dashboard/session").send({ api_key: t.apiKey });
+    expect(res.status).toBe(400);
+    expect(res.body.detail).toMatch(/X-Requested-With/);
+    expect(res.headers["set-cookie"]).toBeUndefined();
+  });
+
+  it("names the missing field and refuses automation keys and unknown keys with {detail}", async () => {
+    const missing = await stack.api().post("/dashboard/session").set("X-Requested-With", "x").send({});
+    expect(missing.status).toBe(422);
+    expect(missing.body.detail).toMatch(/"api_key" is required/);
+    const t = await createTenant();
+    const { token } = await createAutomationKey(t.tenant.id);
+    const automation = await signIn(token);
+    expect(automation.status).toBe(401);
+    expect(automation.body.detail).toMatch(/general API key/);
+    const wrong = await signIn("rbk_definitely_not_valid");
+    expect(wrong.status).toBe(401);
+    expect(wrong.body).toEqual({ detail: "Invalid API key" });
+  });
+
+  it("sets an HttpOnly SameSite=Strict cookie (Secure only over TLS) and stores the session hashed, without the key", async () => {
+    const s = await session();
+    expect(s.raw).toMatch(/HttpOnly/i);
+    expect(s.raw).toMatch(/SameSite=Strict/i);
+    expect(s.raw).toMatch(/Path=\//);
+    expect(s.raw).not.toMatch(/Secure/i);
+    expect(s.id).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(JSON.stringify(s.body)).not.toContain(s.apiKey);
+    expect(s.body).toMatchObject({ tenant_id: s.tenant.id, tenant_name: s.tenant.name, csrf_token: expect.any(String) });
+
+    const keys = await stack.redis.keys(`${stack.prefix}:dashboard-session:*`);
+    const hashed = `${stack.prefix}:dashboard-session:${createHash("sha256").update(s.id).digest("hex")}`;
+    expect(keys).toContain(hashed);
+    expect(keys.join()).not.toContain(s.id);
+    const stored = (await stack.redis.get(hashed)) ?? "";
+    expect(stored).not.toContain(s.apiKey);
+    expect(await stack.redis.ttl(hashed)).toBeGreaterThan(3600);
+
+    // Behind a TLS-terminating proxy the gateway trusts, the cookie is Secure.
+    const behindProxy = createApp({ ...stack.gateway, config: { ...stack.gateway.config, TRUST_PROXY: "1" } });
+    const tls = await request(behindProxy).post("/dashboard/session").set("X-Forwarded-Proto", "https").set("X-Requested-With", "x").send({ api_key: s.apiKey });
+    expect(tls.status).toBe(201);
+    expect(([] as string[]).concat(tls.headers["set-cookie"] ?? []).join()).toMatch(/;\s*Secure/i);
+  });
+
+  it("authenticates the management API by cookie, scoped to the session's tenant", async () => {
+    const s = await session();
+    const other = await createTenant();
+    const mine = await createServer(s.tenant.id, "mine");
+    await createServer(other.tenant.id, "theirs");
+    const res = await stack.api().get("/api/v1/servers").set("Cookie", s.cookie);
+    expect(res.status).toBe(200);
+    expect(res.body.data.map((x: { id: string }) => x.id)).toEqual([mine.server.id]);
+    const again = await stack.api().get("/dashboard/session").set("Cookie", s.cookie);
+    expect(again.status).toBe(200);
+    expect(again.body.csrf_token).toBe(s.csrf);
+  });
+
+  it("requires the session's CSRF token for cookie-authenticated changes", async () => {
+    const s = await session();
+    const none = await stack.api().post("/api/v1/servers").set("Cookie", s.cookie).send({ name: "no-csrf" });
+    expect(none.status).toBe(403);
+    expect(none.body.detail).toMatch(/X-CSRF-Token/);
+    const wrong = await stack.api().post("/api/v1/servers").set("Cookie", s.cookie).set("X-CSRF-Token", `${s.csrf.slice(0, -2)}xx`).send({ name: "bad-csrf" });
+    expect(wrong.status).toBe(403);
+    const other = await session();
+    const foreign = await stack.api().post("/api/v1/servers").set("Cookie", s.cookie).set("X-CSRF-Token", other.csrf).send({ name: "foreign-csrf" });
+    expect(foreign.status).toBe(403);
+    expect(await testPrisma().server.count({ where: { tenantId: s.tenant.id } })).toBe(0);
+
+    const ok = await stack.api().post("/api/v1/servers").set("Cookie", s.cookie).set("X-CSRF-Token", s.csrf).send({ name: "with-csrf" });
+    expect(ok.status).toBe(201);
+    expect(ok.body.runner_token).toMatch(/^rbr_/);
+  });
+
+  it("lets an Authorization header take precedence over a cookie", async () => {
+    const s = await session();
+    const bad = await stack.api().get("/api/v1/servers").set("Cookie", s.cookie).set("Authorization", "Bearer rbk_wrong");
+    expect(bad.status).toBe(401);
+    const bearer = await stack.api().post("/api/v1/servers").set("Authorization", `Bearer ${s.apiKey}`).send({ name: "bearer-needs-no-csrf" });
+    expect(bearer.status).toBe(201);
+  });
+
+  it("ends every session of a general API key when that key is revoked", async () => {
+    const s = await session();
+    await testPrisma().apiKey.updateMany({ where: { tenantId: s.tenant.id }, data: { revokedAt: new Date() } });
+    const res = await stack.api().get("/api/v1/servers").set("Cookie", s.cookie);
+    expect(res.status).toBe(401);
+    expect(res.body.detail).toMatch(/revoked/);
+    expect((await stack.api().get("/dashboard/session").set("Cookie", s.cookie)).status).toBe(401);
+  });
+
+  it("signs out only with the CSRF token, and the cookie then stops working", async () => {
+    const s = await session();
+    expect((await stack.api().delete("/dashboard/session").set("Cookie", s.cookie)).status).toBe(403);
+    const out = await stack.api().delete("/dashboard/session").set("Cookie", s.cookie).set("X-CSRF-Token", s.csrf);
+    expect(out.status).toBe(204);
+    expect(([] as string[]).concat(out.headers["set-cookie"] ?? []).join()).toMatch(/rb_session=;.*Expires=Thu, 01 Jan 1970/);
+    const after = await stack.api().get("/api/v1/servers").set("Cookie", s.cookie);
+    expect(after.status).toBe(401);
+    expect(after.body.detail).toMatch(/sign in again/);
+  });
+
+  it("serves the app with a strict CSP, falls back to index.html for client routes, and 404s unknown assets as {detail}", async () => {
+    const bare = await stack.api().get("/dashboard");
+    expect(bare.status).toBe(301);
+    expect(bare.headers.location).toBe("/dashboard/");
+    const index = await stack.api().get("/dashboard/");
+    expect(index.status).toBe(200);
+    expect(index.text).toContain('<div id="root"></div>');
+    expect(index.headers["content-security-policy"]).toMatch(/script-src 'self'/);
+    expect(index.headers["content-security-policy"]).toMatch(/frame-ancestors 'none'/);
+    expect(index.headers["x-frame-options"]).toBe("DENY");
+    const deep = await stack.api().get("/dashboard/logs?automation_key_id=x");
+    expect(deep.status).toBe(200);
+    expect(deep.text).toBe(index.text);
+    const asset = index.text.match(/\/dashboard\/assets\/[^"]+\.js/)?.[0];
+    expect(asset).toBeDefined();
+    const js = await stack.api().get(asset ?? "");
+    expect(js.status).toBe(200);
+    expect(js.headers["cache-control"]).toMatch(/immutable/);
+    const missing = await stack.api().get("/dashboard/assets/nope-123.js");
+    expect(missing.status).toBe(404);
+    expect(missing.body.detail).toEqual(expect.any(String));
+  });
+
+  it("reads one operation and its live output only within the session's tenant", async () => {
+    const s = await session();
+    const other = await createTenant();
+    const { server } = await createServer(other.tenant.id);
+    const op = await testPrisma().operation.create({
+      data: { tenantId: other.tenant.id, serverId: server.id, type: "exec", command: "true", timeoutSeconds: 5, deliverBy: new Date(Date.now() + 60_000) },
+    });
+    const res = await stack.api().get(`/dashboard/api/operations/${op.id}`).set("Cookie", s.cookie);
+    expect(res.status).toBe(404);
+    expect((await stack.api().get(`/dashboard/api/operations/${op.id}/output`).set("Cookie", s.cookie)).status).toBe(404);
+    expect((await stack.api().get("/dashboard/api/operations/not-a-uuid").set("Cookie", s.cookie)).status).toBe(404);
+    const bad = await stack.api().get(`/dashboard/api/operations/${op.id}/output?after=zzz`).set("Cookie", s.cookie);
+    expect(bad.status).toBe(422);
+    expect(bad.body.detail).toMatch(/"after"/);
+    const theirs = await stack.api().get(`/dashboard/api/operations/${op.id}`).set("Authorization", `Bearer ${other.apiKey}`);
+    expect(theirs.status).toBe(200);
+    expect(theirs.body).toMatchObject({ operation_id: op.id, status: "running", result: null });
+    const noAuth = await stack.api().get(`/dashboard/api/operations/${op.id}`);
+    expect(noAuth.status).toBe(401);
+  });
+});
