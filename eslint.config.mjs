@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", "coverage/**", "**/*.d.ts", "apps/dashboard/web/dist/**", "packages/github-action/dist/**"] },
+  { ignores: ["**/dist/**", "**/node_modules/**", "coverage/**", "**/*.d.ts", "apps/dashboard/web/dist/**", "packages/github-action/dist/**", "apps/cli/standalone/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

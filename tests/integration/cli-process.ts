@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { once } from "node:events";
 import http from "node:http";
 import path from "node:path";
@@ -117,3 +118,20 @@ export class FaultProxy {
     req.pipe(upstream);
   }
 }
+
+/** GitHub's `name<<delimiter` blocks of a GITHUB_OUTPUT / GITHUB_STATE file. */
+export function parseFileCommands(file: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!existsSync(file)) return out;
+  const lines = readFileSync(file, "utf8").split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([^<=]+)<<(.+)$/.exec(lines[i] ?? "");
+    if (!m) continue;
+    const [, name, delim] = m as unknown as [string, string, string];
+    const value: string[] = [];
+    for (i++; i < lines.length && lines[i] !== delim; i++) value.push(lines[i] ?? "");
+    out[name] = value.join("\n");
+  }
+  return out;
+}
+

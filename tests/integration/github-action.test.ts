@@ -1,26 +1,10 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { TestStack } from "../helpers/stack";
-import { ClientProc, baseEnv } from "./cli-process";
-
-/** GitHub's `name<<delimiter` blocks of a GITHUB_OUTPUT / GITHUB_STATE file. */
-function parseFileCommands(file: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!existsSync(file)) return out;
-  const lines = readFileSync(file, "utf8").split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^([^<=]+)<<(.+)$/.exec(lines[i] ?? "");
-    if (!m) continue;
-    const [, name, delim] = m as unknown as [string, string, string];
-    const value: string[] = [];
-    for (i++; i < lines.length && lines[i] !== delim; i++) value.push(lines[i] ?? "");
-    out[name] = value.join("\n");
-  }
-  return out;
-}
+import { ClientProc, baseEnv, parseFileCommands } from "./cli-process";
 
 /** A fake `docker` for the runner's PATH (no Docker engine on test machines): records argv and stdin per call. */
 function fakeDocker(): { path: string; calls: () => { argv: string[]; stdin: string }[] } {
