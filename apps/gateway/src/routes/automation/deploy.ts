@@ -5,7 +5,7 @@ import type { Operation } from "@runbridge/db";
 import { automationAuth } from "../../auth/locals";
 import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
-import { NotFoundError, ValidationError } from "../../errors";
+import { NotFoundError, ServiceUnavailableError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
 import { assertRunnerConnected, loadTargetServer, startOperation } from "../../services/operations";
 
@@ -59,7 +59,18 @@ export function deployRouter(ctx: GatewayContext): Router {
         runId: body.run_id,
         runContext: body.run_context,
       },
-      (created) => recordDeployment(ctx, created, deploymentId, app.id, commitRef),
+      async (created) => {
+        try {
+          await recordDeployment(ctx, created, deploymentId, app.id, commitRef);
+        } catch (err) {
+          // Not enqueued yet: end the operation here rather than leave it for the sweeper to guess about.
+          ctx.logger.error("could not record a deployment", { operationId: created.id, error: String(err) });
+          await ctx.prisma.operation
+            .updateMany({ where: { id: created.id, status: "running" }, data: { status: "failed", error: "the deployment could not be recorded", completedAt: new Date() } })
+            .catch(() => undefined);
+          throw new ServiceUnavailableError("The deployment could not be recorded; nothing was started. Retry shortly.");
+        }
+      },
     );
     res.status(202).json({ operation_id: op.id, status: op.status, deployment_id: deploymentId });
   });
