@@ -115,7 +115,8 @@ class SseWriter {
  * row, or null if the client went away.
  */
 async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: string, logKey: string, from: string): Promise<Operation | null> {
-  const conn = createRedis(ctx.config.REDIS_URL, { maxRetriesPerRequest: 2, connectTimeout: 2000 });
+  // Named, so an operator (and the tests) can see how many SSE readers are open.
+  const conn = createRedis(ctx.config.REDIS_URL, { maxRetriesPerRequest: 2, connectTimeout: 2000, connectionName: `${ctx.config.REDIS_PREFIX}:sse` });
   conn.on("error", () => undefined); // Surfaces as a rejected command below.
   // Interrupts a pending XREAD BLOCK at once when the client goes away.
   sse.onClose(() => conn.disconnect());

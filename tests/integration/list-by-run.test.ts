@@ -1,0 +1,67 @@
+import { closeTestPrisma } from "../helpers/db";
+import { createAutomationKey, createFixture } from "../helpers/factories";
+import { TestStack } from "../helpers/stack";
+
+/** GET /api/automation/v1/operations?run_id=: a key lists its own operations of a CI run. */
+describe("GET /api/automation/v1/operations", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+    fx = await createFixture();
+    await stack.startRunner(fx.runnerToken, fx.server.id);
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const exec = (command: string, runId: string, token = fx.token) =>
+    stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${token}`).send({ server_id: fx.server.id, command, run_id: runId });
+  const list = (query: string, token = fx.token) => stack.api().get(`/api/automation/v1/operations${query}`).set("Authorization", `Bearer ${token}`);
+
+  it("lists one run's operations newest first, paginated, limited to the calling key", async () => {
+    const run = `gh-${Date.now()}`;
+    const ids: string[] = [];
+    for (const cmd of ["echo one", "echo two", "exit 4"]) ids.push((await exec(cmd, run)).body.operation_id as string);
+    await exec("echo other run", `${run}-other`);
+    const { token: otherKey } = await createAutomationKey(fx.tenant.id);
+    await exec("echo other key", run, otherKey);
+
+    const all = await list(`?run_id=${run}`);
+    expect(all.status).toBe(200);
+    expect(all.body.data.map((o: { operation_id: string }) => o.operation_id)).toEqual([...ids].reverse());
+    expect(all.body.next_cursor).toBeNull();
+    expect(all.body.data[0]).toMatchObject({ operation_type: "exec", run_id: run, status: "completed", result: { exit_code: 4 }, server_name: fx.server.name });
+
+    const page1 = await list(`?run_id=${run}&limit=2`);
+    expect(page1.body.data).toHaveLength(2);
+    expect(page1.body.next_cursor).toEqual(expect.any(String));
+    const page2 = await list(`?run_id=${run}&limit=2&cursor=${encodeURIComponent(page1.body.next_cursor as string)}`);
+    expect(page2.body.data.map((o: { operation_id: string }) => o.operation_id)).toEqual([ids[0]]);
+    expect(page2.body.next_cursor).toBeNull();
+
+    const failedOnly = await list(`?run_id=${run}&status=completed&type=exec&server_id=${fx.server.id}`);
+    expect(failedOnly.body.data).toHaveLength(3);
+
+    // The other key sees only its own operation of that run.
+    const theirs = await list(`?run_id=${run}`, otherKey);
+    expect(theirs.body.data).toHaveLength(1);
+    expect(theirs.body.data[0].command).toBe("echo other key");
+  });
+
+  it("refuses bad filters with 422 naming the field", async () => {
+    for (const [query, field] of [
+      ["?limit=0", "limit"],
+      ["?status=done", "status"],
+      ["?cursor=garbage", "cursor"],
+      ["?server_id=nope", "server_id"],
+      ["?runid=x", "runid"],
+    ] as const) {
+      const res = await list(query);
+      expect(res.status).toBe(422);
+      expect(res.body.detail).toContain(field);
+    }
+  });
+});

@@ -1,0 +1,200 @@
+import http from "node:http";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createAutomationKey, createFixture, createTenant } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
+import { TestStack } from "../helpers/stack";
+
+interface SseEvent {
+  id?: string;
+  event: string;
+  data: unknown;
+  /** ms since the request was sent */
+  at: number;
+}
+
+/** A minimal SSE client that records each event as it arrives (not only at the end). */
+function follow(url: string, token: string, headers: Record<string, string> = {}) {
+  const events: SseEvent[] = [];
+  const started = Date.now();
+  let status = 0;
+  let contentType = "";
+  let raw = "";
+  let req!: http.ClientRequest;
+  const done = new Promise<void>((resolve, reject) => {
+    req = http.get(url, { headers: { Authorization: `Bearer ${token}`, Accept: "text/event-stream", ...headers } }, (res) => {
+      status = res.statusCode ?? 0;
+      contentType = String(res.headers["content-type"] ?? "");
+      res.setEncoding("utf8");
+      let buf = "";
+      res.on("data", (chunk: string) => {
+        raw += chunk;
+        buf += chunk;
+        let i: number;
+        while ((i = buf.indexOf("\n\n")) !== -1) {
+          const frame = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const ev: Partial<SseEvent> = { event: "message" };
+          let data = "";
+          let hasData = false;
+          for (const line of frame.split("\n")) {
+            if (line.startsWith(":")) continue;
+            const [field, ...rest] = line.split(":");
+            const value = rest.join(":").replace(/^ /, "");
+            if (field === "id") ev.id = value;
+            if (field === "event") ev.event = value;
+            if (field === "data") {
+              data += value;
+              hasData = true;
+            }
+          }
+          if (hasData) events.push({ ...(ev as SseEvent), data: JSON.parse(data), at: Date.now() - started });
+        }
+      });
+      res.on("end", () => resolve());
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+  });
+  return {
+    events,
+    done,
+    close: () => {
+      done.catch(() => undefined); // destroying the request rejects it with "aborted"
+      req.destroy();
+    },
+    get status() {
+      return status;
+    },
+    get contentType() {
+      return contentType;
+    },
+    get raw() {
+      return raw;
+    },
+  };
+}
+
+describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+
+  beforeAll(async () => {
+    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
+    fx = await createFixture();
+    await stack.startRunner(fx.runnerToken, fx.server.id);
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const exec = (body: Record<string, unknown>) =>
+    stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, ...body });
+  const logsUrl = (id: string, query = "") => `${stack.url}/api/automation/v1/operations/${id}/logs${query}`;
+  const output = (events: SseEvent[]) => events.filter((e) => e.event === "stdout" || e.event === "stderr");
+
+  let firstRun: { id: string; events: SseEvent[] };
+
+  it("streams output while the command runs, then ends with the final status", async () => {
+    const res = await exec({ command: "echo first; sleep 2; echo second; echo oops >&2; exit 3", timeout_seconds: 30 });
+    expect(res.body.status).toBe("running");
+    const id = res.body.operation_id as string;
+    const sse = follow(logsUrl(id), fx.token);
+
+    // "first" arrives while the operation is still running.
+    await waitFor(async () => output(sse.events).some((e) => (e.data as { data: string }).data.includes("first")), 10_000, "first chunk");
+    const rowWhenFirstSeen = await testPrisma().operation.findUniqueOrThrow({ where: { id } });
+    expect(rowWhenFirstSeen.status).toBe("running");
+    expect(output(sse.events).some((e) => (e.data as { data: string }).data.includes("second"))).toBe(false);
+
+    await sse.done;
+    expect(sse.status).toBe(200);
+    expect(sse.contentType).toMatch(/^text\/event-stream/);
+    const out = output(sse.events);
+    const stdout = out.filter((e) => e.event === "stdout").map((e) => (e.data as { data: string }).data).join("");
+    const stderr = out.filter((e) => e.event === "stderr").map((e) => (e.data as { data: string }).data).join("");
+    expect(stdout).toBe("first\nsecond\n");
+    expect(stderr).toBe("oops\n");
+    for (const e of out) {
+      expect(e.id).toMatch(/^\d+-\d+$/);
+      expect(e.data).toEqual({ stream: e.event, offset: expect.any(Number), data: expect.any(String) });
+    }
+    // Offsets are byte positions in each stream.
+    const secondChunk = out.find((e) => (e.data as { data: string }).data.includes("second"));
+    expect((secondChunk?.data as { offset: number }).offset).toBe(Buffer.byteLength("first\n"));
+    const firstAt = out[0]?.at ?? Infinity;
+    const end = sse.events[sse.events.length - 1];
+    expect(end?.event).toBe("end");
+    expect(end?.data).toMatchObject({ operation_id: id, status: "completed", exit_code: 3, error: null });
+    // Output came about two seconds before the end, not all at once.
+    expect((end?.at ?? 0) - firstAt).toBeGreaterThan(1000);
+    firstRun = { id, events: sse.events };
+  });
+
+  it("resumes after Last-Event-ID (header or query) without repeating what the client has", async () => {
+    const { id, events } = firstRun;
+    const first = output(events)[0];
+    expect(first?.id).toBeDefined();
+    const resumed = follow(logsUrl(id), fx.token, { "Last-Event-ID": first?.id as string });
+    await resumed.done;
+    const text = output(resumed.events).map((e) => (e.data as { data: string }).data).join("");
+    expect(text).not.toContain("first");
+    expect(text).toContain("second\n");
+    expect(resumed.events[resumed.events.length - 1]).toMatchObject({ event: "end", data: { status: "completed", exit_code: 3 } });
+
+    const last = output(events)[output(events).length - 1];
+    const byQuery = follow(logsUrl(id, `?last_event_id=${last?.id}`), fx.token);
+    await byQuery.done;
+    expect(output(byQuery.events)).toEqual([]);
+    expect(byQuery.events.map((e) => e.event)).toEqual(["end"]);
+  });
+
+  it("falls back to the stored output when the live stream has expired", async () => {
+    const { id } = firstRun;
+    await stack.redis.del(stack.keys.operationLog(id));
+    const sse = follow(logsUrl(id), fx.token);
+    await sse.done;
+    expect(sse.events.map((e) => [e.event, e.id])).toEqual([
+      ["stdout", "stored"],
+      ["stderr", "stored"],
+      ["end", undefined],
+    ]);
+    expect(sse.events[0]?.data).toMatchObject({ stream: "stdout", data: "first\nsecond\n", stored: true });
+    // A client that already got the stored output only gets the end.
+    const again = follow(logsUrl(id), fx.token, { "Last-Event-ID": "stored" });
+    await again.done;
+    expect(again.events.map((e) => e.event)).toEqual(["end"]);
+  });
+
+  it("releases its Redis connection when the client goes away mid-stream", async () => {
+    const res = await exec({ command: "echo tick; sleep 20", timeout_seconds: 30 });
+    const id = res.body.operation_id as string;
+    const countSse = async () => ((await stack.redis.client("LIST")) as string).split("\n").filter((l) => l.includes(`name=${stack.prefix}:sse`)).length;
+    const sse = follow(logsUrl(id), fx.token);
+    await waitFor(async () => output(sse.events).length > 0, 10_000, "first chunk");
+    expect(await countSse()).toBe(1);
+    sse.close();
+    await waitFor(async () => (await countSse()) === 0, 5000, "SSE Redis connection to close");
+    await stack.api().post(`/api/automation/v1/operations/${id}/cancel`).set("Authorization", `Bearer ${fx.token}`);
+  });
+
+  it("answers errors as JSON before streaming: 404 for another tenant, 422 for a bad Last-Event-ID, 401 without a key", async () => {
+    const { id } = firstRun;
+    const other = await createTenant();
+    const { token } = await createAutomationKey(other.tenant.id);
+    const foreign = await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${token}`);
+    expect(foreign.status).toBe(404);
+    expect(foreign.body).toEqual({ detail: expect.any(String) });
+
+    const bad = await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${fx.token}`).set("Last-Event-ID", "zzz");
+    expect(bad.status).toBe(422);
+    expect(bad.body.detail).toMatch(/Last-Event-ID/);
+    const badQuery = await stack.api().get(`/api/automation/v1/operations/${id}/logs?since=1`).set("Authorization", `Bearer ${fx.token}`);
+    expect(badQuery.status).toBe(422);
+    expect(badQuery.body.detail).toMatch(/since/);
+
+    const anon = await stack.api().get(`/api/automation/v1/operations/${id}/logs`);
+    expect(anon.status).toBe(401);
+    expect(anon.body).toEqual({ detail: expect.any(String) });
+  });
+});

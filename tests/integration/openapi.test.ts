@@ -1,0 +1,104 @@
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { Limits, OPERATION_TYPES } from "@runbridge/contracts";
+import { closeTestPrisma } from "../helpers/db";
+import { ROOT } from "../helpers/processes";
+import { TestStack } from "../helpers/stack";
+
+type Doc = {
+  openapi: string;
+  paths: Record<string, Record<string, { parameters?: { name: string; in: string }[]; requestBody?: unknown; security?: unknown[] }>>;
+  components: { schemas: Record<string, Record<string, unknown>> };
+};
+
+/**
+ * The validator is ESM-only; it runs in a child Node process (as it would in
+ * CI tooling) and reports {valid, errors} for the document given on stdin.
+ */
+function validateOpenApi(doc: unknown): { valid: boolean; errors?: unknown; version?: string } {
+  const script = `
+    import { Validator } from "@seriousme/openapi-schema-validator";
+    let input = "";
+    for await (const chunk of process.stdin) input += chunk;
+    const v = new Validator();
+    const res = await v.validate(JSON.parse(input));
+    process.stdout.write(JSON.stringify({ valid: res.valid, errors: res.errors, version: v.version }));
+  `;
+  const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { cwd: ROOT, input: JSON.stringify(doc) });
+  return JSON.parse(out.toString()) as { valid: boolean; errors?: unknown; version?: string };
+}
+
+describe("GET /api/automation/v1/openapi.json", () => {
+  let stack: TestStack;
+  let doc: Doc;
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+    const res = await stack.api().get("/api/automation/v1/openapi.json");
+    expect(res.status).toBe(200);
+    expect(res.headers["content-type"]).toMatch(/application\/json/);
+    doc = res.body as Doc;
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  it("is a valid OpenAPI 3.1 document, served without a key", () => {
+    expect(doc.openapi).toBe("3.1.0");
+    const result = validateOpenApi(doc);
+    expect(result.errors).toBeUndefined();
+    expect(result.valid).toBe(true);
+    expect(result.version).toBe("3.1");
+  });
+
+  it("fails validation for a broken document (the check has teeth)", () => {
+    const broken = JSON.parse(JSON.stringify(doc)) as Doc & { info?: unknown };
+    delete broken.info;
+    expect(validateOpenApi(broken).valid).toBe(false);
+  });
+
+  it("describes every Automation API endpoint, with Idempotency-Key on each POST", () => {
+    const base = "/api/automation/v1";
+    const posts = ["/exec", "/deploy", "/restart", "/reboot", "/registry-auth/login", "/registry-auth/logout", "/operations/{operation_id}/cancel"];
+    for (const p of posts) {
+      const op = doc.paths[`${base}${p}`]?.post;
+      expect(op).toBeDefined();
+      expect(op?.parameters?.some((x) => x.name === "Idempotency-Key" && x.in === "header")).toBe(true);
+    }
+    for (const p of ["/operations", "/operations/{operation_id}", "/operations/{operation_id}/logs", "/openapi.json"]) expect(doc.paths[`${base}${p}`]?.get).toBeDefined();
+    for (const p of ["/servers", "/automation-keys", "/automation-keys/{id}", "/operations"]) expect(doc.paths[`/api/v1${p}`]).toBeDefined();
+  });
+
+  it("states the same limits the gateway enforces (generated from the Joi contracts)", () => {
+    const exec = doc.components.schemas.ExecRequest as { required: string[]; additionalProperties: boolean; properties: Record<string, Record<string, unknown>> };
+    expect(exec.required.sort()).toEqual(["command", "server_id"]);
+    expect(exec.additionalProperties).toBe(false);
+    expect(exec.properties.command).toMatchObject({ type: "string", maxLength: Limits.commandMaxChars });
+    expect(exec.properties.timeout_seconds).toMatchObject({ type: "integer", minimum: 1, maximum: 900, default: 60 });
+    expect(exec.properties.env).toMatchObject({
+      type: "object",
+      maxProperties: Limits.envMaxKeys,
+      additionalProperties: { type: "string" },
+      propertyNames: { pattern: "^[A-Za-z_][A-Za-z0-9_]*$" },
+    });
+    expect(exec.properties.run_id).toMatchObject({ maxLength: Limits.runIdMaxChars });
+    expect(doc.components.schemas.OperationStatus).toMatchObject({ enum: ["running", "completed", "failed", "timeout", "cancelled"] });
+    const keyReq = doc.components.schemas.CreateAutomationKeyRequest as { properties: Record<string, { items?: { enum?: string[] }; maximum?: number }> };
+    expect(keyReq.properties.allowed_operations?.items?.enum).toEqual(OPERATION_TYPES);
+    expect(keyReq.properties.rate_limit?.maximum).toBe(Limits.rateLimitMax);
+  });
+
+  it("documents only routes the gateway serves", async () => {
+    for (const [p, methods] of Object.entries(doc.paths)) {
+      const url = p.replace(/\{[^}]+\}/g, randomUUID());
+      for (const method of Object.keys(methods)) {
+        const res = await (stack.api() as unknown as Record<string, (u: string) => Promise<{ status: number; body: { detail?: string } }>>)[method]?.(url);
+        expect(res).toBeDefined();
+        // Without a key a served route answers 401 (or 200 for public ones), never "No route".
+        expect(`${method.toUpperCase()} ${p} ${res?.status} ${res?.body?.detail ?? ""}`).not.toMatch(/No route/);
+        expect([200, 401]).toContain(res?.status);
+      }
+    }
+  });
+});
