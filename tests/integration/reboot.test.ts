@@ -5,6 +5,7 @@ import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer } from "../helpers/factories";
 import { FakeProvider } from "../helpers/fake-provider";
 import { findLeaks } from "../helpers/leak-scan";
+import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 /**
@@ -38,17 +39,29 @@ describe("POST /api/automation/v1/reboot", () => {
 
   const reboot = (serverId: string, token = fx.token, extra: Record<string, unknown> = {}) =>
     stack.api().post("/api/automation/v1/reboot").set("Authorization", `Bearer ${token}`).send({ server_id: serverId, ...extra });
+  /** 202 at once; then the finished operation as GET /operations/{id} shows it. */
+  const rebootAndWait = async (serverId: string) => {
+    const res = await reboot(serverId);
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual({ operation_id: expect.any(String), status: "running" });
+    const id = res.body.operation_id as string;
+    await waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id } })).status !== "running", 20_000, `reboot ${id} to end`);
+    const op = await stack.api().get(`/api/automation/v1/operations/${id}`).set("Authorization", `Bearer ${fx.token}`);
+    expect(op.status).toBe(200);
+    return op.body;
+  };
   const link = (serverId: string, body: Record<string, unknown>) => stack.api().patch(`/api/v1/servers/${serverId}`).set("Authorization", `Bearer ${fx.apiKey}`).send(body);
 
   it("without a provider, runs the runner's reboot command and says so", async () => {
     const before = runnerReboots();
     const res = await reboot(fx.server.id, fx.token, { run_id: "ci-reboot-1" });
-    expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ operation_id: expect.any(String), status: "completed", exit_code: 0, stdout: "rebooting-now\n", reboot_path: "runner" });
-    expect(res.body.reboot_reason).toMatch(/no cloud provider is linked/);
-    expect(runnerReboots()).toBe(before + 1);
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual({ operation_id: expect.any(String), status: "running" });
+    await waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id: res.body.operation_id } })).status !== "running", 20_000);
     const op = await stack.api().get(`/api/automation/v1/operations/${res.body.operation_id}`).set("Authorization", `Bearer ${fx.token}`);
-    expect(op.body).toMatchObject({ operation_type: "reboot", status: "completed", run_id: "ci-reboot-1", params: { reboot_path: "runner" } });
+    expect(op.body).toMatchObject({ operation_type: "reboot", status: "completed", run_id: "ci-reboot-1", result: { exit_code: 0, stdout: "rebooting-now\n" }, params: { reboot_path: "runner" } });
+    expect(op.body.params.reboot_reason).toMatch(/no cloud provider is linked/);
+    expect(runnerReboots()).toBe(before + 1);
     const audit = await testPrisma().auditEvent.findMany({ where: { operationId: res.body.operation_id } });
     expect(audit.map((a) => a.type).sort()).toEqual(["operation.created", "operation.finished", "operation.reboot_path"]);
   });
@@ -85,10 +98,9 @@ describe("POST /api/automation/v1/reboot", () => {
     const { server } = await createServer(fx.tenant.id);
     await link(server.id, { provider: "hetzner", provider_server_id: "42", provider_token: token });
     const before = { calls: provider.requests.length, runner: runnerReboots() };
-    const res = await reboot(server.id);
-    expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ status: "completed", exit_code: 0, reboot_path: "provider" });
-    expect(res.body.stdout).toBe("reboot requested through the Hetzner Cloud API (server 42, action 4242)\n");
+    const op = await rebootAndWait(server.id);
+    expect(op).toMatchObject({ status: "completed", result: { exit_code: 0 }, params: { reboot_path: "provider", reboot_provider: "hetzner" } });
+    expect(op.result.stdout).toBe("reboot requested through the Hetzner Cloud API (server 42, action 4242)\n");
     expect(provider.requests.slice(before.calls)).toEqual([{ method: "POST", path: "/hcloud/v1/servers/42/actions/reboot", authorization: `Bearer ${token}`, body: "" }]);
     expect(runnerReboots()).toBe(before.runner);
     expect(stack.allLogs()).not.toContain(token);
@@ -98,8 +110,8 @@ describe("POST /api/automation/v1/reboot", () => {
     await link(fx.server.id, { provider: "digitalocean", provider_server_id: "9001", provider_token: "dop_v1_faketoken" });
     try {
       const before = { calls: provider.requests.length, runner: runnerReboots() };
-      const res = await reboot(fx.server.id);
-      expect(res.body).toMatchObject({ status: "completed", exit_code: 0, reboot_path: "provider", stdout: expect.stringMatching(/DigitalOcean API \(server 9001/) });
+      const op = await rebootAndWait(fx.server.id);
+      expect(op).toMatchObject({ status: "completed", result: { exit_code: 0, stdout: expect.stringMatching(/DigitalOcean API \(server 9001/) }, params: { reboot_path: "provider" } });
       const [call] = provider.requests.slice(before.calls);
       expect(call).toMatchObject({ method: "POST", path: "/do/v2/droplets/9001/actions", authorization: "Bearer dop_v1_faketoken" });
       expect(JSON.parse(call?.body ?? "")).toEqual({ type: "reboot" });
@@ -114,10 +126,9 @@ describe("POST /api/automation/v1/reboot", () => {
     provider.respondWith(500);
     try {
       const before = { calls: provider.requests.length, runner: runnerReboots() };
-      const res = await reboot(fx.server.id);
-      expect(res.status).toBe(200);
-      expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "rebooting-now\n", reboot_path: "runner" });
-      expect(res.body.reboot_reason).toMatch(/Hetzner Cloud API call failed \(HTTP 500.*\); fell back to the runner/);
+      const op = await rebootAndWait(fx.server.id);
+      expect(op).toMatchObject({ status: "completed", result: { exit_code: 0, stdout: "rebooting-now\n" }, params: { reboot_path: "runner" } });
+      expect(op.params.reboot_reason).toMatch(/Hetzner Cloud API call failed \(HTTP 500.*\); fell back to the runner/);
       expect(provider.requests.length).toBe(before.calls + 1);
       expect(runnerReboots()).toBe(before.runner + 1);
     } finally {
@@ -130,9 +141,9 @@ describe("POST /api/automation/v1/reboot", () => {
     provider.respondWith("drop");
     try {
       const before = runnerReboots();
-      const res = await reboot(fx.server.id);
-      expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "rebooting-now\n", reboot_path: "runner" });
-      expect(res.body.reboot_reason).toMatch(/DigitalOcean API call failed \(request failed: .+\); fell back to the runner/);
+      const op = await rebootAndWait(fx.server.id);
+      expect(op).toMatchObject({ status: "completed", result: { exit_code: 0, stdout: "rebooting-now\n" }, params: { reboot_path: "runner" } });
+      expect(op.params.reboot_reason).toMatch(/DigitalOcean API call failed \(request failed: .+\); fell back to the runner/);
       expect(runnerReboots()).toBe(before + 1);
     } finally {
       await link(fx.server.id, { provider: null });
@@ -143,12 +154,9 @@ describe("POST /api/automation/v1/reboot", () => {
     const { server } = await createServer(fx.tenant.id);
     await link(server.id, { provider: "hetzner", provider_server_id: "5", provider_token: "hc-token-x" });
     provider.respondWith(503);
-    const res = await reboot(server.id);
-    expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ status: "failed", reboot_path: "runner", error: expect.stringMatching(/runner offline/) });
-    expect(res.body.reboot_reason).toMatch(/HTTP 503/);
-    const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: res.body.operation_id } });
-    expect(row.params).toMatchObject({ reboot_path: "runner", reboot_provider: "hetzner" });
+    const op = await rebootAndWait(server.id);
+    expect(op).toMatchObject({ status: "failed", error: expect.stringMatching(/runner offline/), params: { reboot_path: "runner", reboot_provider: "hetzner" } });
+    expect(op.params.reboot_reason).toMatch(/HTTP 503/);
   });
 
   it("is 409 for a server with neither a provider nor a runner, 404 for an unknown one, 403 out of scope, 422 for bad bodies", async () => {
