@@ -62,8 +62,8 @@ describe("GitHub Action (packages/github-action/dist)", () => {
     stateFile: string;
   }
 
-  /** Runs one step's entry with `with:` inputs as GitHub passes them (INPUT_<NAME>, hyphens kept). */
-  async function runStep(entry: "index" | "post", inputs: Record<string, string>, extra: Record<string, string> = {}): Promise<StepResult> {
+  /** Starts one step's entry with `with:` inputs as GitHub passes them (INPUT_<NAME>, hyphens kept). */
+  function startStep(entry: "index" | "post", inputs: Record<string, string>, extra: Record<string, string> = {}) {
     const dir = mkdtempSync(path.join(tmpdir(), "rb-gha-step-"));
     const outputFile = path.join(dir, "output");
     const stateFile = path.join(dir, "state");
@@ -85,9 +85,13 @@ describe("GitHub Action (packages/github-action/dist)", () => {
       ...extra,
     });
     for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
-    const p = new ClientProc(`packages/github-action/dist/${entry}.js`, [], env);
-    const code = await p.exited;
-    return { code, log: p.stdout + p.stderr, outputs: parseFileCommands(outputFile), state: parseFileCommands(stateFile), stateFile };
+    return { proc: new ClientProc(`packages/github-action/dist/${entry}.js`, [], env), outputFile, stateFile };
+  }
+
+  async function runStep(entry: "index" | "post", inputs: Record<string, string>, extra: Record<string, string> = {}): Promise<StepResult> {
+    const { proc, outputFile, stateFile } = startStep(entry, inputs, extra);
+    const code = await proc.exited;
+    return { code, log: proc.stdout + proc.stderr, outputs: parseFileCommands(outputFile), state: parseFileCommands(stateFile), stateFile };
   }
 
   it("runs a command: outputs, masks of the key and every env value, grouped output", async () => {
@@ -141,6 +145,18 @@ describe("GitHub Action (packages/github-action/dist)", () => {
     expect(r.outputs.status).toBe("timeout");
     expect(r.outputs["exit-code"]).toBe("124");
     expect(r.log).toMatch(/::error::runbridge: operation .* timed out/);
+  });
+
+  it("cancels the remote operation when the workflow run is cancelled (SIGINT), and fails the step", async () => {
+    const { proc, outputFile } = startStep("index", { "server-id": fx.server.id, command: "echo waiting; sleep 60" });
+    await proc.waitFor(/^waiting$/m);
+    proc.child.kill("SIGINT");
+    expect(await proc.exited).toBe(1);
+    const outputs = parseFileCommands(outputFile);
+    expect(outputs).toMatchObject({ status: "cancelled", "exit-code": "130" });
+    const op = await testPrisma().operation.findUniqueOrThrow({ where: { id: outputs["operation-id"] as string } });
+    expect(op.status).toBe("cancelled");
+    expect(proc.stdout).toMatch(/::error::runbridge: operation .* was cancelled/);
   });
 
   it("fails the step, naming the input, when a required input is missing or the key is refused", async () => {

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { ApiClient, ApiError, NetworkError, UsageError } from "../../../apps/cli/src/client/api";
 import { ExitCode } from "../../../apps/cli/src/client/exit-codes";
 import { outcomeOf } from "../../../apps/cli/src/client/outcome";
@@ -37,13 +38,29 @@ async function main(): Promise<number> {
     if (!atLineStart) write("\n");
     write(`runbridge: ${t}\n`);
   };
+  // A cancelled workflow run sends SIGINT (then SIGTERM): cancel the remote operation too.
+  let operationId: string | undefined;
+  const onSignal = (signal: string) => {
+    if (!operationId) process.exit(1);
+    note(`${signal}: cancelling operation ${operationId}`);
+    client
+      .post(`/operations/${encodeURIComponent(operationId)}/cancel`, { body: {}, idempotencyKey: randomUUID(), accept: [404, 405, 409] })
+      .catch(() => process.exit(1));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   let submitted;
   try {
     submitted = await submitOperation(client, req.path, req.body, inv, { stdout: write, stderr: write, note }, {
       follow: true,
-      onOperation: (id) => note(`operation ${id} (run ${inv.runId})`),
+      onOperation: (id) => {
+        operationId = id;
+        note(`operation ${id} (run ${inv.runId})`);
+      },
     });
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     if (!atLineStart) write("\n");
     guard.resume();
     endGroup();
