@@ -162,3 +162,27 @@ describe("Automation API errors and limits", () => {
     expectDetail(await stack.api().get("/api/automation/v1/nope").set("Authorization", `Bearer ${fx.token}`), 404, /No route/);
   });
 });
+
+describe("polling is scoped like submitting", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await TestStack.start();
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  it("refuses a key to read an operation on a server outside its allowed servers", async () => {
+    const fx = await createFixture();
+    await stack.startRunner(fx.runnerToken, fx.server.id);
+    const op = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "true" });
+    const { server: other } = await createServer(fx.tenant.id);
+    const scoped = await createAutomationKey(fx.tenant.id, { allowedServerIds: [other.id] });
+    const res = await stack.api().get(`/api/automation/v1/operations/${op.body.operation_id}`).set("Authorization", `Bearer ${scoped.token}`);
+    expect(res.status).toBe(403);
+    expect(res.body.detail).toMatch(/not in this API key's allowed servers/);
+    const allowed = await createAutomationKey(fx.tenant.id, { allowedServerIds: [fx.server.id] });
+    expect((await stack.api().get(`/api/automation/v1/operations/${op.body.operation_id}`).set("Authorization", `Bearer ${allowed.token}`)).status).toBe(200);
+  });
+});

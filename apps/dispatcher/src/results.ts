@@ -2,6 +2,8 @@ import { isTerminal, type OperationResult, type TerminalStatus } from "@runbridg
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
 
+const FINISHED_LOG_TTL_SECONDS = 3600;
+
 /**
  * Ends an operation. Postgres is the source of truth and the transition is
  * conditional (only from `running`), so a duplicate or late result — a runner
@@ -76,6 +78,8 @@ export async function finishOperation(
       // Waiters also poll Postgres, so a lost notification only delays them.
       ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });
     });
+    // Live output of a finished operation is also in Postgres: keep the stream only briefly for late readers.
+    await ctx.redis.expire(ctx.keys.operationLog(fields.operationId), FINISHED_LOG_TTL_SECONDS).catch(() => undefined);
     ctx.logger.info("operation finished", { operationId: fields.operationId, status: fields.status, exitCode: fields.exitCode ?? null });
   }
   return changed;

@@ -1,12 +1,16 @@
 import { Router } from "express";
 import { operationIdParamSchema } from "@runbridge/contracts";
 import { automationAuth } from "../../auth/locals";
+import { assertServerAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { NotFoundError } from "../../errors";
 import { validateParam } from "../../middleware/validate";
 import { operationView } from "../../services/serializers";
 
-/** GET /operations/{id}: any operation of the key's tenant (another tenant's is 404). */
+/**
+ * GET /operations/{id}: an operation of the key's tenant on a server the key may
+ * target (another tenant's is 404; a server outside the key's scope is 403).
+ */
 export function operationsRouter(ctx: GatewayContext): Router {
   const router = Router();
   router.get("/operations/:operationId", async (req, res) => {
@@ -15,6 +19,7 @@ export function operationsRouter(ctx: GatewayContext): Router {
     const id = validateParam<string>(operationIdParamSchema, req.params.operationId, notFound);
     const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId }, include: { server: { select: { name: true } } } });
     if (!op) throw notFound();
+    assertServerAllowed(auth.key, op.serverId);
     res.json(operationView(op));
   });
   return router;
