@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
@@ -325,5 +325,81 @@ describe("runbridge CLI", () => {
     expect(follower.stdout).toBe("a1\na2\n");
     expect(await p.exited).toBe(0);
     expect(p.stderr).toBe("");
+  });
+});
+
+/** deploy, restart, reboot and registry login/logout through the CLI, with a fake `docker` on the runner's PATH. */
+describe("runbridge CLI: the other operations", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let env: Record<string, string>;
+  let calls: string;
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+    fx = await createFixture();
+    const root = mkdtempSync(path.join(tmpdir(), "rb-cli-docker-"));
+    calls = path.join(root, "calls");
+    // Records each call; `docker logout` fails, to show that a failing logout is only a warning.
+    writeFileSync(
+      path.join(root, "docker"),
+      `#!/bin/sh\necho "$*" >> ${calls}\ncat > /dev/null\nif [ "$1" = logout ]; then echo "not logged in to $2" >&2; exit 1; fi\necho "docker $1 ok"\n`,
+    );
+    chmodSync(path.join(root, "docker"), 0o755);
+    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { PATH: `${root}:${process.env.PATH ?? ""}`, RUNBRIDGE_REBOOT_COMMAND: "echo reboot requested" } });
+    env = baseEnv({ RUNBRIDGE_URL: stack.url, RUNBRIDGE_API_KEY: fx.token });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const management = (method: "post", url: string, body: Record<string, unknown>) => stack.api()[method](url).set("Authorization", `Bearer ${fx.apiKey}`).send(body);
+
+  it("deploy --wait streams the deployment and mirrors its exit code; without --wait it prints the accepted ids", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-app-"));
+    const app = await management("post", "/api/v1/applications", {
+      name: `app-${Date.now()}`,
+      server_id: fx.server.id,
+      working_directory: dir,
+      deploy_branch: "main",
+      deploy_command: 'echo "deploying $RUNBRIDGE_COMMIT_REF with $FLAG"; test "$FLAG" != fail',
+    });
+    expect(app.status).toBe(201);
+    const ok = await cli(["deploy", "--app", app.body.id, "--ref", "v1.2.3", "--env", "FLAG=canary-deploy-6", "--wait"], env);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toBe("deploying v1.2.3 with ***\n");
+    const failing = await cli(["deploy", "--app", app.body.id, "--env", "FLAG=fail", "--wait"], env);
+    expect(failing.code).toBe(1);
+    const detached = await cli(["deploy", "--app", app.body.id], env);
+    expect(detached.code).toBe(0);
+    const accepted = JSON.parse(detached.stdout) as { operation_id: string; deployment_id: string; status: string };
+    expect(accepted).toMatchObject({ status: "running", operation_id: expect.any(String), deployment_id: expect.any(String) });
+    const unknown = await cli(["deploy", "--app", "00000000-0000-4000-8000-000000000000"], env);
+    expect(unknown.code).toBe(65);
+    expect(unknown.stderr).toMatch(/HTTP 404/);
+  });
+
+  it("restart and reboot follow the operation to its end", async () => {
+    const restart = await cli(["restart", "--server", fx.server.id, "--container", "web-1"], env);
+    expect(restart).toMatchObject({ code: 0, stdout: "docker restart ok\n" });
+    const badName = await cli(["restart", "--server", fx.server.id, "--container", "bad name"], env);
+    expect(badName.code).toBe(65);
+    const reboot = await cli(["reboot", "--server", fx.server.id], env);
+    expect(reboot.code).toBe(0);
+    expect(reboot.stdout).toContain("reboot requested");
+  });
+
+  it("registry login exits 0; a failing logout is a warning and exits 0", async () => {
+    const cred = await management("post", "/api/v1/registry-credentials", { name: "cli-ghcr", registry_url: "ghcr.io", username: "bot", password: "canary-cli-pw-3" });
+    expect(cred.status).toBe(201);
+    const login = await cli(["registry", "login", "--server", fx.server.id, "--credential", cred.body.id], env);
+    expect(login.code).toBe(0);
+    expect(login.stderr).toMatch(/registry ghcr\.io \(ghcr\)/);
+    const logout = await cli(["registry", "logout", "--server", fx.server.id, "--registry", "ghcr.io"], env);
+    expect(logout.code).toBe(0);
+    expect(logout.stderr).toMatch(/warning: operation .* completed with exit code 1/);
+    expect(readFileSync(calls, "utf8")).toMatch(/^login ghcr\.io --username bot --password-stdin$/m);
+    expect(readFileSync(calls, "utf8")).toMatch(/^logout ghcr\.io$/m);
   });
 });
