@@ -6,7 +6,9 @@ import {
   OperationStatus,
   automationListOperationsQuerySchema,
   cancelOperationRequestSchema,
+  createApplicationSchema,
   createAutomationKeySchema,
+  createRegistryCredentialSchema,
   createServerSchema,
   deployRequestSchema,
   execRequestSchema,
@@ -16,6 +18,8 @@ import {
   registryLoginRequestSchema,
   registryLogoutRequestSchema,
   restartRequestSchema,
+  serverProviderLinkSchema,
+  updateApplicationSchema,
   updateAutomationKeySchema,
 } from "@runbridge/contracts";
 import { joiToJsonSchema, joiToQueryParameters, type JsonSchema } from "./joi-schema";
@@ -63,6 +67,35 @@ const schemas: Record<string, JsonSchema> = {
   CreateServerRequest: joiToJsonSchema(createServerSchema),
   CreateAutomationKeyRequest: joiToJsonSchema(createAutomationKeySchema),
   UpdateAutomationKeyRequest: joiToJsonSchema(updateAutomationKeySchema),
+  ServerProviderLinkRequest: joiToJsonSchema(serverProviderLinkSchema),
+  CreateApplicationRequest: joiToJsonSchema(createApplicationSchema),
+  UpdateApplicationRequest: joiToJsonSchema(updateApplicationSchema),
+  CreateRegistryCredentialRequest: joiToJsonSchema(createRegistryCredentialSchema),
+  Application: {
+    type: "object",
+    properties: {
+      id: { type: "string", format: "uuid" },
+      name: { type: "string" },
+      server_id: { type: "string", format: "uuid" },
+      working_directory: { type: "string" },
+      deploy_branch: { type: "string" },
+      deploy_command: { type: "string" },
+      created_at: { type: "string", format: "date-time" },
+      updated_at: { type: "string", format: "date-time" },
+    },
+  },
+  RegistryCredential: {
+    type: "object",
+    description: "The password is never returned.",
+    properties: {
+      id: { type: "string", format: "uuid" },
+      name: { type: "string" },
+      registry_url: { type: "string" },
+      registry_type: { type: "string" },
+      username: { type: "string" },
+      created_at: { type: "string", format: "date-time" },
+    },
+  },
   OperationResult: {
     type: "object",
     required: ["operation_id", "status"],
@@ -194,6 +227,11 @@ function automationPost(summary: string, request: string, success: Record<string
 
 const ok = (description: string, schema: string) => ({ description, content: json(ref(schema)) });
 
+/** `{data: [...]}`; items unspecified (`null`) where the shape is not described here. */
+function list(description: string, item: string | null) {
+  return { description, content: json({ type: "object", required: ["data"], properties: { data: { type: "array", items: item ? ref(item) : { type: "object" } } } }) };
+}
+
 function managementBody(schema: string) {
   return { required: true, content: json(ref(schema)) };
 }
@@ -275,6 +313,52 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       },
       [`${MANAGEMENT}/servers/{id}`]: {
         get: { summary: "Get a server", ...mgmt, parameters: [idParam], responses: { "200": ok("The server", "Server"), ...errors("401", "404") } },
+        patch: {
+          summary: "Link the server to its cloud provider for reboots (provider: null unlinks)",
+          ...mgmt,
+          parameters: [idParam],
+          requestBody: managementBody("ServerProviderLinkRequest"),
+          responses: { "200": ok("Updated", "Server"), ...errors("401", "404", "422") },
+        },
+      },
+      [`${MANAGEMENT}/applications`]: {
+        post: { summary: "Create an application", ...mgmt, requestBody: managementBody("CreateApplicationRequest"), responses: { "201": ok("Created", "Application"), ...errors("401", "404", "422") } },
+        get: { summary: "List applications", ...mgmt, responses: { "200": list("Applications", "Application"), ...errors("401") } },
+      },
+      [`${MANAGEMENT}/applications/{id}`]: {
+        get: { summary: "Get an application", ...mgmt, parameters: [idParam], responses: { "200": ok("The application", "Application"), ...errors("401", "404") } },
+        patch: {
+          summary: "Update an application",
+          ...mgmt,
+          parameters: [idParam],
+          requestBody: managementBody("UpdateApplicationRequest"),
+          responses: { "200": ok("Updated", "Application"), ...errors("401", "404", "422") },
+        },
+        delete: { summary: "Delete an application", ...mgmt, parameters: [idParam], responses: { "204": { description: "Deleted" }, ...errors("401", "404") } },
+      },
+      [`${MANAGEMENT}/applications/{id}/deployments`]: {
+        get: { summary: "An application's latest deployments", ...mgmt, parameters: [idParam], responses: { "200": list("Deployments", null), ...errors("401", "404") } },
+      },
+      [`${MANAGEMENT}/registry-credentials`]: {
+        post: {
+          summary: "Store a registry credential (the password is sealed at rest, never returned)",
+          ...mgmt,
+          requestBody: managementBody("CreateRegistryCredentialRequest"),
+          responses: { "201": ok("Created", "RegistryCredential"), ...errors("401", "422") },
+        },
+        get: { summary: "List registry credentials", ...mgmt, responses: { "200": list("Credentials", "RegistryCredential"), ...errors("401") } },
+      },
+      [`${MANAGEMENT}/registry-credentials/{id}`]: {
+        get: { summary: "Get a registry credential", ...mgmt, parameters: [idParam], responses: { "200": ok("The credential", "RegistryCredential"), ...errors("401", "404") } },
+        delete: { summary: "Delete a registry credential", ...mgmt, parameters: [idParam], responses: { "204": { description: "Deleted" }, ...errors("401", "404") } },
+      },
+      [`${MANAGEMENT}/audit-events`]: {
+        get: {
+          summary: "The tenant's audit trail, newest first",
+          description: "Filters: automation_key_id, run_id, type (e.g. operation.created, operation.cancel_requested, rate_limited), operation_id, server_id; paginated with cursor and limit (1-200).",
+          ...mgmt,
+          responses: { "200": list("Audit events", null), ...errors("401", "422") },
+        },
       },
       [`${MANAGEMENT}/automation-keys`]: {
         post: {
