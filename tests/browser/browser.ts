@@ -31,7 +31,7 @@ export function screenshotDir(): string {
 
 export async function shot(page: Page, name: string, mask: Locator[] = []): Promise<void> {
   // Relative times and the caret would make every regeneration differ for nothing.
-  await page.screenshot({ path: path.join(screenshotDir(), `${name}.png`), fullPage: true, mask, caret: "hide", animations: "disabled" });
+  await page.screenshot({ path: path.join(screenshotDir(), `${name}.png`), fullPage: true, mask, maskColor: "#9aa3ad", caret: "hide", animations: "disabled" });
 }
 
 /** Waits until the locator's text matches (playwright-core has no `expect`). */
@@ -44,4 +44,18 @@ export async function waitForText(locator: Locator, re: RegExp, timeoutMs = 15_0
     timeoutMs,
     `text ${re} in ${locator.toString()}`,
   );
+}
+
+/**
+ * Replaces a one-time secret in the page's text with its prefix and dots, so a
+ * committed screenshot shows the layout without a usable token. Call it only
+ * after the assertions that read the secret from the page.
+ */
+export async function redact(page: Page, secret: string): Promise<void> {
+  await page.evaluate((s) => {
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      if (n.textContent?.includes(s)) n.textContent = n.textContent.split(s).join(`${s.slice(0, 12)}${"•".repeat(24)}`);
+    }
+  }, secret);
 }

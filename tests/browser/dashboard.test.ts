@@ -6,7 +6,7 @@ import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
-import { launchChromium, shot, waitForText } from "./browser";
+import { launchChromium, redact, shot, waitForText } from "./browser";
 
 jest.setTimeout(240_000);
 
@@ -101,7 +101,6 @@ describe("dashboard (browser)", () => {
     keyToken = (await created.getByTestId("new-key").textContent())?.trim() ?? "";
     expect(keyToken).toMatch(/^rca_[A-Za-z0-9_]+$/);
     await created.getByRole("button", { name: "Copy" }).waitFor();
-    await shot(page, "key-created-once", [created.getByTestId("new-key")]);
 
     // Stored with every scope the form set, and only as a hash.
     const row = await testPrisma().automationKey.findFirstOrThrow({ where: { tenantId, name: "github-deploy" } });
@@ -113,6 +112,8 @@ describe("dashboard (browser)", () => {
     expect(row.expiresAt?.getTime()).toBeGreaterThan(Date.now() + 80 * 24 * 3600 * 1000);
     expect(row.keyHash).not.toContain(keyToken);
 
+    await redact(page, keyToken);
+    await shot(page, "key-created-once");
     await created.getByRole("button", { name: "I have copied the key" }).click();
     await created.waitFor({ state: "detached" });
     const keyRow = page.locator(`tr[data-key-id="${keyId}"]`);
@@ -146,12 +147,27 @@ describe("dashboard (browser)", () => {
     expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "deployed-from-dashboard-test\n" });
     operationId = res.body.operation_id;
 
+    // A second step of the same CI run, and a failing step of the next run.
+    const ctx = { provider: "github_actions", repository: "acme/shop", workflow: "deploy", actor: "octocat", ref: "refs/heads/main" };
+    const step2 = await stack
+      .api()
+      .post("/api/automation/v1/exec")
+      .set("Authorization", `Bearer ${keyToken}`)
+      .send({ server_id: web.id, command: "echo migrations applied", run_id: "gha-4242", run_context: { ...ctx, sha: "0123456789abcdef0123456789abcdef01234567" } });
+    expect(step2.body.status).toBe("completed");
+    const failing = await stack
+      .api()
+      .post("/api/automation/v1/exec")
+      .set("Authorization", `Bearer ${keyToken}`)
+      .send({ server_id: web.id, command: "echo 'health check failed' >&2; exit 3", run_id: "gha-4243", run_context: { ...ctx, actor: "hubot", sha: "fedcba9876543210fedcba9876543210fedcba98" } });
+    expect(failing.body).toMatchObject({ status: "completed", exit_code: 3 });
+
     // The key's scope holds: db-1 is not among its servers.
     const refused = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${keyToken}`).send({ server_id: db.id, command: "true" });
     expect(refused.status).toBe(403);
 
-    // The list refreshes on its own; the count goes from 0 to 1 without a reload.
-    await waitForText(countLink, /^1$/, 20_000);
+    // The list refreshes on its own; the count goes from 0 to 3 without a reload.
+    await waitForText(countLink, /^3$/, 20_000);
     await waitForText(page.locator(`tr[data-key-id="${keyId}"]`), /ago|just now/);
     await shot(page, "automation-keys");
   });
@@ -169,6 +185,9 @@ describe("dashboard (browser)", () => {
     expect(await group.getByRole("link", { name: "0123456789ab" }).getAttribute("href")).toBe(
       "https://github.com/acme/shop/commit/0123456789abcdef0123456789abcdef01234567",
     );
+    expect(await group.locator(".op-row").count()).toBe(2);
+    await page.getByRole("region", { name: "Run gha-4243" }).waitFor();
+    expect(await page.locator(".op-row").count()).toBe(3);
     expect(await page.locator("#f-key").inputValue()).toBe(keyId);
     await shot(page, "logs");
   });
@@ -198,6 +217,21 @@ describe("dashboard (browser)", () => {
     await waitForText(page.getByTestId("op-status"), /completed/, 20_000);
     await waitForText(page.getByTestId("output-stdout"), /live-first\s+live-second/);
     expect((await pending).body.status).toBe("completed");
+  });
+
+  it("edits a key's scopes", async () => {
+    await page.getByRole("link", { name: "API Keys" }).click();
+    await page.getByRole("button", { name: "Edit github-deploy" }).click();
+    const dialog = page.getByRole("dialog", { name: "Edit github-deploy" });
+    expect(await dialog.getByLabel("web-1", { exact: true }).isChecked()).toBe(true);
+    expect(await dialog.getByLabel("IP allowlist").inputValue()).toContain("127.0.0.0/8");
+    await dialog.getByLabel("Rate limit (requests per minute)").fill("120");
+    await dialog.getByLabel(/^restart/).uncheck();
+    await dialog.getByRole("button", { name: "Save changes" }).click();
+    await dialog.waitFor({ state: "detached" });
+    await waitForText(page.locator(`tr[data-key-id="${keyId}"]`), /120\/min/);
+    const row = await testPrisma().automationKey.findUniqueOrThrow({ where: { id: keyId } });
+    expect(row).toMatchObject({ rateLimit: 120, allowedOperations: ["exec"], allowedServerIds: [web.id] });
   });
 
   it("revokes the key after confirmation, and the Automation API then refuses it", async () => {
@@ -233,9 +267,12 @@ describe("dashboard (browser)", () => {
     await created.waitFor();
     const token = (await created.getByTestId("runner-token").textContent())?.trim() ?? "";
     expect(token).toMatch(/^rbr_/);
-    expect(await created.textContent()).toContain(`RUNBRIDGE_RUNNER_TOKEN=${token}`);
-    await shot(page, "server-added", [created.getByTestId("runner-token"), created.locator("pre")]);
+    expect(await created.textContent()).toContain(`echo '${token}' | sudo ./install.sh --url http://127.0.0.1:8081 --token -`);
+    await redact(page, token);
+    await shot(page, "server-added");
     await created.getByRole("button", { name: "Done" }).click();
+    // Shown once: a fresh render of the page never has it.
+    await page.reload();
     await waitForText(page.getByRole("row", { name: /worker-7/ }), /not connected/);
     expect(await page.content()).not.toContain(token);
   });
@@ -261,7 +298,7 @@ describe("dashboard (browser)", () => {
     const deploy = page.getByRole("dialog", { name: "Deploy shop" });
     expect(await deploy.getByLabel("Commit, branch or tag").inputValue()).toBe("main");
     await deploy.getByLabel("Automation key allowed to deploy").fill(token);
-    await shot(page, "deploy-dialog", [deploy.getByLabel("Automation key allowed to deploy")]);
+    await shot(page, "deploy-dialog"); // a password field: the key shows as dots
     await deploy.getByRole("button", { name: "Deploy", exact: true }).click();
     await page.waitForURL((u) => u.pathname.startsWith("/dashboard/operations/"));
     await waitForText(page.getByTestId("op-status"), /completed/, 30_000);
@@ -302,8 +339,9 @@ describe("dashboard (browser)", () => {
     await page.getByLabel("Event type").fill("key.created");
     await page.getByRole("button", { name: "Apply" }).click();
     await page.waitForURL((u) => u.searchParams.get("type") === "key.created");
-    await waitForText(page.getByRole("table", { name: "Audit events" }), /key\.created/);
-    expect(await page.getByRole("table", { name: "Audit events" }).textContent()).not.toContain("key.revoked");
+    // Only key.created rows remain once the filtered page has loaded.
+    await waitForText(page.getByRole("table", { name: "Audit events" }), /^(?!.*key\.revoked).*key\.created/);
+    expect(await page.getByRole("table", { name: "Audit events" }).textContent()).not.toMatch(/operation\.created|key\.updated/);
   });
 
   it("is usable at phone width", async () => {

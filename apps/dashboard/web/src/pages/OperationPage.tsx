@@ -157,7 +157,7 @@ export function OperationPage(props: { id: string }) {
           </div>
         ) : null}
         {o.run_id ? (
-          <div>
+          <div className="fact-wide">
             <dt>Run</dt>
             <dd>
               <a

@@ -6,16 +6,17 @@ import { Modal } from "../components/Modal";
 import { useLoad } from "../hooks";
 import type { Page, Server } from "../types";
 
-/** The runner connects out to the dispatcher (port 8081 by default) on the same host as this dashboard unless told otherwise. */
+/**
+ * The runner connects out to the dispatcher (port 8081 by default), assumed on
+ * this dashboard's host. The token goes through stdin so it stays out of the
+ * process list and shell history (deploy/runner/install.sh reads "-").
+ */
 function installCommand(token: string): string {
   const host = window.location.hostname;
   const scheme = window.location.protocol === "https:" ? "https" : "http";
   return [
-    "# On the server, from a checkout of runbridge (pnpm install && pnpm build):",
-    `export RUNBRIDGE_DISPATCHER_URL=${scheme}://${host}:8081`,
-    `export RUNBRIDGE_RUNNER_TOKEN=${token}`,
-    "export RUNBRIDGE_STATE_DIR=/var/lib/runbridge",
-    "pnpm start:runner",
+    "# On the server, next to install.sh and runbridge-runner.cjs (from deploy/runner/ and `pnpm build:runner`):",
+    `echo '${token}' | sudo ./install.sh --url ${scheme}://${host}:8081 --token -`,
   ].join("\n");
 }
 
