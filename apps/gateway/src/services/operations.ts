@@ -29,10 +29,22 @@ export async function loadTargetServer(ctx: GatewayContext, auth: AutomationAuth
   return server;
 }
 
+/** A runner seen this recently is probably reconnecting (e.g. a dispatcher restart): worth a short wait. */
+const RECONNECT_WINDOW_MS = 60_000;
+const RECONNECT_GRACE_MS = 3_000;
+
 export async function assertRunnerConnected(ctx: GatewayContext, server: Server): Promise<void> {
-  if (!(await ctx.presence.isConnected(server.id))) {
-    throw new ConflictError(`Server "${server.name}" (${server.id}) has no connected runner; start the runner agent on it and retry`);
+  if (await ctx.presence.isConnected(server.id)) return;
+  // During a rolling restart of dispatchers, runners are away for about a second: wait for them
+  // rather than fail a CI step. A server never or long not seen gets its 409 at once.
+  if (server.lastSeenAt && Date.now() - server.lastSeenAt.getTime() < RECONNECT_WINDOW_MS) {
+    const deadline = Date.now() + RECONNECT_GRACE_MS;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (await ctx.presence.isConnected(server.id)) return;
+    }
   }
+  throw new ConflictError(`Server "${server.name}" (${server.id}) has no connected runner; start the runner agent on it and retry`);
 }
 
 /**
