@@ -1,0 +1,163 @@
+#!/bin/sh
+# Installs the runbridge runner on this server as a systemd service.
+#
+#   sudo ./install.sh --url https://dispatcher.example.com --token rbr_...
+#   echo "$TOKEN" | sudo ./install.sh --url wss://dispatcher.example.com --token -
+#   sudo ./install.sh --upgrade --bundle ./runbridge-runner.cjs
+#
+# Options:
+#   --url URL         dispatcher URL (https:// or wss://; http:// only for a local trial)
+#   --token TOKEN     the server's rbr_ runner token; "-" reads it from stdin, and
+#                     RUNBRIDGE_RUNNER_TOKEN in the environment also works (keeps it
+#                     out of the process list and shell history)
+#   --ca-file PATH    PEM CA to trust for the dispatcher's certificate (private CA)
+#   --bundle PATH     the runner file (default: runbridge-runner.cjs next to this script)
+#   --user NAME       account the runner runs as (default: runbridge, created if missing;
+#                     "root" lets commands do anything, including reboot, without sudo)
+#   --upgrade         only replace the runner file and restart; configuration is kept
+#   --no-start        install everything but do not enable or start the service
+#   --root DIR        install under DIR instead of / (packaging and tests; implies --no-start)
+set -eu
+
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+say() { printf '%s\n' "$*"; }
+
+here=$(cd "$(dirname "$0")" && pwd)
+url=""
+token="${RUNBRIDGE_RUNNER_TOKEN:-}"
+ca_file=""
+bundle="$here/runbridge-runner.cjs"
+user="runbridge"
+upgrade=0
+start=1
+root=""
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --url) [ $# -ge 2 ] || die "--url needs a value"; url=$2; shift 2 ;;
+    --token) [ $# -ge 2 ] || die "--token needs a value"; token=$2; shift 2 ;;
+    --ca-file) [ $# -ge 2 ] || die "--ca-file needs a value"; ca_file=$2; shift 2 ;;
+    --bundle) [ $# -ge 2 ] || die "--bundle needs a value"; bundle=$2; shift 2 ;;
+    --user) [ $# -ge 2 ] || die "--user needs a value"; user=$2; shift 2 ;;
+    --upgrade) upgrade=1; shift ;;
+    --no-start) start=0; shift ;;
+    --root) [ $# -ge 2 ] || die "--root needs a value"; root=${2%/}; start=0; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option: $1 (see --help)" ;;
+  esac
+done
+
+if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then die "run as root (sudo), or use --root DIR to stage the files"; fi
+
+# --- checks, before anything is written -------------------------------------
+node_bin=$(command -v node || true)
+[ -n "$node_bin" ] || die "Node.js 20 or later is required (node is not on PATH)"
+node_major=$("$node_bin" -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || die "Node.js 20 or later is required (found $("$node_bin" --version))"
+[ -f "$bundle" ] || die "runner file not found: $bundle (build it with: pnpm build:runner)"
+
+etc="$root/etc/runbridge"
+env_file="$etc/runner.env"
+opt="$root/opt/runbridge"
+unit="$root/etc/systemd/system/runbridge-runner.service"
+
+install_bundle() {
+  mkdir -p "$opt"
+  cp "$bundle" "$opt/runbridge-runner.cjs.new"
+  chmod 0755 "$opt/runbridge-runner.cjs.new"
+  # Renamed into place, so a running runner never sees a half-written file.
+  mv "$opt/runbridge-runner.cjs.new" "$opt/runbridge-runner.cjs"
+}
+
+if [ "$upgrade" -eq 1 ]; then
+  [ -f "$env_file" ] || die "no existing installation ($env_file is missing); install with --url and --token first"
+  install_bundle
+  if [ "$start" -eq 1 ]; then systemctl restart runbridge-runner; fi
+  say "runbridge runner upgraded: $opt/runbridge-runner.cjs"
+  exit 0
+fi
+
+[ -n "$url" ] || die "--url is required (the dispatcher URL, e.g. https://dispatcher.example.com)"
+case "$url" in
+  https://*|wss://*) ;;
+  http://localhost*|http://127.*|ws://localhost*|ws://127.*) ;;
+  http://*|ws://*) say "warning: $url is not TLS; the runner token and every command would cross the network in clear text" >&2 ;;
+  *) die "--url must start with https://, wss://, http:// or ws:// (got: $url)" ;;
+esac
+printf '%s' "$url" | grep -Eq '^[]A-Za-z0-9:/._~%@?&=+[-]+$' || die "--url contains characters not allowed in a URL: $url"
+
+if [ "$token" = "-" ]; then IFS= read -r token || true; fi
+[ -n "$token" ] || die "--token is required (the rbr_ runner token shown when the server was created)"
+printf '%s' "$token" | grep -Eq '^rbr_[0-9A-Za-z]{42}$' || die "--token is not a runner token (expected rbr_ followed by 42 letters and digits)"
+
+if [ -n "$ca_file" ]; then
+  [ -f "$ca_file" ] || die "--ca-file not found: $ca_file"
+  grep -q -- '-----BEGIN CERTIFICATE-----' "$ca_file" || die "--ca-file is not a PEM certificate: $ca_file"
+fi
+case "$user" in *[!a-z0-9_-]*|"") die "--user must be a plain account name (got: $user)" ;; esac
+
+# --- account ----------------------------------------------------------------
+if [ -z "$root" ] && [ "$user" != "root" ] && ! id "$user" >/dev/null 2>&1; then
+  useradd --system --home-dir /var/lib/runbridge --no-create-home --shell /usr/sbin/nologin "$user"
+  say "created system user $user"
+fi
+if [ -z "$root" ] && [ "$user" != "root" ] && getent group docker >/dev/null 2>&1; then
+  # Deploy and registry operations drive the docker CLI.
+  usermod -aG docker "$user"
+fi
+group=$user
+if [ -z "$root" ]; then group=$(id -gn "$user"); fi
+
+# --- files ------------------------------------------------------------------
+install_bundle
+mkdir -p "$etc" "$root/etc/systemd/system"
+chmod 0755 "$etc"
+ca_line=""
+if [ -n "$ca_file" ]; then
+  cp "$ca_file" "$etc/dispatcher-ca.pem"
+  chmod 0644 "$etc/dispatcher-ca.pem"
+  ca_line="RUNBRIDGE_CA_FILE=/etc/runbridge/dispatcher-ca.pem"
+fi
+
+reboot_line=""
+sudoers="$root/etc/sudoers.d/runbridge-runner"
+if [ "$user" != "root" ]; then
+  # An unprivileged runner may reboot its server through this one sudo rule, nothing else.
+  reboot_line='RUNBRIDGE_REBOOT_COMMAND="sudo -n /sbin/shutdown -r now"'
+  mkdir -p "$root/etc/sudoers.d"
+  printf '# Installed by the runbridge runner installer: reboot operations only.\n%s ALL=(root) NOPASSWD: /sbin/shutdown -r now\n' "$user" > "$sudoers.new"
+  chmod 0440 "$sudoers.new"
+  if command -v visudo >/dev/null 2>&1 && ! visudo -cqf "$sudoers.new"; then rm -f "$sudoers.new"; die "the sudoers rule for reboots did not validate"; fi
+  mv "$sudoers.new" "$sudoers"
+fi
+
+# The token is a secret: the env file is created 0600 (never readable by others,
+# not even for a moment) and only systemd, as root, reads it.
+old_umask=$(umask)
+umask 0077
+{
+  printf '# runbridge runner configuration, written by install.sh. Mode 0600: it holds the runner token.\n'
+  printf 'RUNBRIDGE_DISPATCHER_URL=%s\n' "$url"
+  printf 'RUNBRIDGE_RUNNER_TOKEN=%s\n' "$token"
+  printf 'RUNBRIDGE_STATE_DIR=/var/lib/runbridge\n'
+  printf 'RUNBRIDGE_WORKDIR=/var/lib/runbridge\n'
+  [ -z "$ca_line" ] || printf '%s\n' "$ca_line"
+  [ -z "$reboot_line" ] || printf '%s\n' "$reboot_line"
+  printf 'LOG_LEVEL=info\n'
+} > "$env_file.new"
+umask "$old_umask"
+chmod 0600 "$env_file.new"
+[ -n "$root" ] || chown root:root "$env_file.new"
+mv "$env_file.new" "$env_file"
+
+sed -e "s#@NODE@#$node_bin#g" -e "s#@USER@#$user#g" -e "s#@GROUP@#$group#g" "$here/runbridge-runner.service" > "$unit"
+chmod 0644 "$unit"
+
+if [ "$start" -eq 1 ]; then
+  systemctl daemon-reload
+  systemctl enable runbridge-runner >/dev/null
+  systemctl restart runbridge-runner
+  say "runbridge runner installed and started; follow it with: journalctl -u runbridge-runner -f"
+else
+  say "runbridge runner installed under ${root:-/} (not started)"
+fi

