@@ -59,3 +59,13 @@ export async function redact(page: Page, secret: string): Promise<void> {
     }
   }, secret);
 }
+
+/** Form controls on the page that have no accessible name (no <label>, aria-label or aria-labelledby). */
+export async function unlabelledControls(page: Page): Promise<string[]> {
+  return page.evaluate(() =>
+    Array.from(document.querySelectorAll<HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement>("input, select, textarea"))
+      .filter((el) => el.type !== "hidden")
+      .filter((el) => (el.labels?.length ?? 0) === 0 && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
+      .map((el) => el.outerHTML.slice(0, 120)),
+  );
+}

@@ -6,7 +6,7 @@ import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
-import { launchChromium, redact, shot, waitForText } from "./browser";
+import { launchChromium, redact, shot, unlabelledControls, waitForText } from "./browser";
 
 jest.setTimeout(240_000);
 
@@ -342,6 +342,29 @@ describe("dashboard (browser)", () => {
     // Only key.created rows remain once the filtered page has loaded.
     await waitForText(page.getByRole("table", { name: "Audit events" }), /^(?!.*key\.revoked).*key\.created/);
     expect(await page.getByRole("table", { name: "Audit events" }).textContent()).not.toMatch(/operation\.created|key\.updated/);
+  });
+
+  it("works from the keyboard, and every form control has a label", async () => {
+    await page.goto(url("/keys?tab=automation"));
+    await page.getByRole("button", { name: "Create Key" }).focus();
+    await page.keyboard.press("Enter");
+    const dialog = page.getByRole("dialog", { name: "Create automation key" });
+    await dialog.waitFor();
+    // Focus moves into the dialog, onto its first field.
+    expect(await page.evaluate(() => document.activeElement?.closest("dialog") !== null)).toBe(true);
+    expect(await unlabelledControls(page)).toEqual([]);
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached" });
+    // Tabs follow the arrow keys.
+    await page.getByRole("tab", { name: "Automation Keys" }).focus();
+    await page.keyboard.press("ArrowLeft");
+    await page.getByRole("tab", { name: "API Keys", selected: true }).waitFor();
+    await page.getByText("General API keys are managed from the command line").waitFor();
+    for (const p of ["/logs", "/servers", "/applications", "/credentials", "/audit"]) {
+      await page.goto(url(p));
+      await page.getByRole("heading", { level: 1 }).waitFor();
+      expect({ page: p, unlabelled: await unlabelledControls(page) }).toEqual({ page: p, unlabelled: [] });
+    }
   });
 
   it("is usable at phone width", async () => {
