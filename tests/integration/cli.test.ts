@@ -109,6 +109,9 @@ describe("runbridge CLI", () => {
     const noUrl = await cli(["exec", "--server", fx.server.id, "--", "true"], baseEnv({ RUNBRIDGE_API_KEY: fx.token }));
     expect(noUrl.code).toBe(64);
     expect(noUrl.stderr).toMatch(/RUNBRIDGE_URL/);
+    const withPassword = await exec(["--", "true"], { RUNBRIDGE_URL: stack.url.replace("http://", "http://user:canary-url-pw@") });
+    expect(withPassword.code).toBe(64);
+    expect(withPassword.stderr).not.toContain("canary-url-pw");
   });
 
   it("exits 69 when the API cannot be reached, after retrying", async () => {
@@ -223,7 +226,11 @@ describe("runbridge CLI", () => {
     const counter = path.join(dir, "runs");
     let posts = 0;
     // The first POST reaches the gateway (and runs), but its answer never reaches the client.
-    const proxy = await new FaultProxy(stack.url, (req) => (req.method === "POST" && posts++ === 0 ? "forward-then-drop" : "forward")).start();
+    // The list endpoint is hidden, so only the retried POST can tell the client what happened.
+    const proxy = await new FaultProxy(stack.url, (req) => {
+      if (req.method === "GET" && /\/operations\?/.test(req.url)) return { status: 404, body: { detail: "No route" } };
+      return req.method === "POST" && posts++ === 0 ? "forward-then-drop" : "forward";
+    }).start();
     try {
       const r = await exec(["--", `echo run >> ${counter}; echo done`], { RUNBRIDGE_URL: proxy.url });
       expect(r.code).toBe(0);

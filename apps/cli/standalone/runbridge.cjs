@@ -103,7 +103,7 @@ var ApiClient = class {
         if (opts.signal?.aborted) throw err;
         failures++;
         const why = describeNetworkError(err);
-        if (failures >= maxAttempts) throw new NetworkError(`could not reach ${this.base}: ${why} (gave up after ${failures} attempts)`);
+        if (failures >= maxAttempts) throw new NetworkError(`could not reach ${withoutUserinfo(this.base)}: ${why} (gave up after ${failures} attempts)`);
         const delay = this.backoff(failures);
         this.opts.notify?.(`${method} ${path}: ${why}; retrying in ${(delay / 1e3).toFixed(1)} s`);
         await sleep(delay, opts.signal);
@@ -135,6 +135,18 @@ var ApiClient = class {
     return Math.min(base * 2 ** (failures - 1), 8e3);
   }
 };
+function checkApiUrl(url, label) {
+  let parsed = null;
+  try {
+    parsed = new URL(url);
+  } catch {
+  }
+  if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new UsageError(`${label} must be an http(s) URL, got "${withoutUserinfo(url).slice(0, 200)}"`);
+  if (parsed.username || parsed.password) throw new UsageError(`${label} must not hold a user or password; the key goes in its own setting`);
+}
+function withoutUserinfo(url) {
+  return url.replace(/\/\/[^@/]*@/, "//");
+}
 async function errorDetail(res) {
   const text = await res.text().catch(() => "");
   try {
@@ -184,6 +196,9 @@ var CONNECTION_OPTIONS = {
   help: { type: "boolean", short: "h" }
 };
 function consoleSink(quiet) {
+  process.stdout.on("error", (err) => {
+    if (err.code !== "EPIPE") throw err;
+  });
   return {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
@@ -197,7 +212,7 @@ function connect(values, env = process.env) {
   const url = values.url ?? env.RUNBRIDGE_URL;
   const apiKey = values["api-key"] ?? env.RUNBRIDGE_API_KEY;
   if (!url) throw new UsageError("no API URL: set RUNBRIDGE_URL or pass --url");
-  if (!/^https?:\/\/[^\s]+$/.test(url)) throw new UsageError(`--url / RUNBRIDGE_URL must be an http(s) URL, got "${url.slice(0, 200)}"`);
+  checkApiUrl(url, "--url / RUNBRIDGE_URL");
   if (!apiKey) throw new UsageError("no API key: set RUNBRIDGE_API_KEY (an rca_ automation key) or pass --api-key");
   const sink = consoleSink(values.quiet ?? false);
   const client = new ApiClient({ url, apiKey, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });

@@ -102,7 +102,7 @@ var ApiClient = class {
         if (opts.signal?.aborted) throw err;
         failures++;
         const why = describeNetworkError(err);
-        if (failures >= maxAttempts) throw new NetworkError(`could not reach ${this.base}: ${why} (gave up after ${failures} attempts)`);
+        if (failures >= maxAttempts) throw new NetworkError(`could not reach ${withoutUserinfo(this.base)}: ${why} (gave up after ${failures} attempts)`);
         const delay = this.backoff(failures);
         this.opts.notify?.(`${method} ${path}: ${why}; retrying in ${(delay / 1e3).toFixed(1)} s`);
         await sleep(delay, opts.signal);
@@ -134,6 +134,18 @@ var ApiClient = class {
     return Math.min(base * 2 ** (failures - 1), 8e3);
   }
 };
+function checkApiUrl(url, label) {
+  let parsed = null;
+  try {
+    parsed = new URL(url);
+  } catch {
+  }
+  if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new UsageError(`${label} must be an http(s) URL, got "${withoutUserinfo(url).slice(0, 200)}"`);
+  if (parsed.username || parsed.password) throw new UsageError(`${label} must not hold a user or password; the key goes in its own setting`);
+}
+function withoutUserinfo(url) {
+  return url.replace(/\/\/[^@/]*@/, "//");
+}
 async function errorDetail(res) {
   const text = await res.text().catch(() => "");
   try {
@@ -675,10 +687,11 @@ async function main() {
   for (const value of Object.values(env)) addMask(value);
   const url = getInput("url");
   if (!url) throw new UsageError('input "url" is required');
+  checkApiUrl(url, 'input "url"');
   if (!apiKey) throw new UsageError('input "api-key" is required');
   const inv = newInvocation(getInput("run-id") || void 0);
   const req = requestFromInputs(env, inv);
-  const client = new ApiClient({ url, apiKey, notify: (m) => info(`runbridge: ${m}`), userAgent: "runbridge-github-action/0.1" });
+  const client = new ApiClient({ url, apiKey, notify: (m) => note(m), userAgent: "runbridge-github-action/0.1" });
   startGroup(`runbridge ${req.operation}${typeof req.body.command === "string" ? `: ${req.body.command.split("\n")[0]?.slice(0, 80)}` : ""}`);
   const guard = stopCommands();
   let atLineStart = true;

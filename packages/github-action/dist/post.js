@@ -96,7 +96,7 @@ var ApiClient = class {
         if (opts.signal?.aborted) throw err;
         failures++;
         const why = describeNetworkError(err);
-        if (failures >= maxAttempts) throw new NetworkError(`could not reach ${this.base}: ${why} (gave up after ${failures} attempts)`);
+        if (failures >= maxAttempts) throw new NetworkError(`could not reach ${withoutUserinfo(this.base)}: ${why} (gave up after ${failures} attempts)`);
         const delay = this.backoff(failures);
         this.opts.notify?.(`${method} ${path}: ${why}; retrying in ${(delay / 1e3).toFixed(1)} s`);
         await sleep(delay, opts.signal);
@@ -128,6 +128,9 @@ var ApiClient = class {
     return Math.min(base * 2 ** (failures - 1), 8e3);
   }
 };
+function withoutUserinfo(url) {
+  return url.replace(/\/\/[^@/]*@/, "//");
+}
 async function errorDetail(res) {
   const text = await res.text().catch(() => "");
   try {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { ApiClient, ApiError, NetworkError, UsageError } from "../../../apps/cli/src/client/api";
+import { ApiClient, ApiError, NetworkError, UsageError, checkApiUrl } from "../../../apps/cli/src/client/api";
 import { ExitCode } from "../../../apps/cli/src/client/exit-codes";
 import { outcomeOf } from "../../../apps/cli/src/client/outcome";
 import { newInvocation, submitOperation } from "../../../apps/cli/src/client/submit";
@@ -20,11 +20,13 @@ async function main(): Promise<number> {
 
   const url = getInput("url");
   if (!url) throw new UsageError('input "url" is required');
+  checkApiUrl(url, 'input "url"');
   if (!apiKey) throw new UsageError('input "api-key" is required');
   const inv = newInvocation(getInput("run-id") || undefined);
   const req = requestFromInputs(env, inv);
 
-  const client = new ApiClient({ url, apiKey, notify: (m) => info(`runbridge: ${m}`), userAgent: "runbridge-github-action/0.1" });
+  // Retry notes go through note(), which keeps lines whole around remote output.
+  const client = new ApiClient({ url, apiKey, notify: (m) => note(m), userAgent: "runbridge-github-action/0.1" });
   startGroup(`runbridge ${req.operation}${typeof req.body.command === "string" ? `: ${req.body.command.split("\n")[0]?.slice(0, 80)}` : ""}`);
   const guard = stopCommands();
   // Remote output may end mid-line; the command that resumes workflow commands must start a line.

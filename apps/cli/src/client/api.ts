@@ -126,7 +126,7 @@ export class ApiClient {
         if (opts.signal?.aborted) throw err;
         failures++;
         const why = describeNetworkError(err);
-        if (failures >= maxAttempts) throw new NetworkError(`could not reach ${this.base}: ${why} (gave up after ${failures} attempts)`);
+        if (failures >= maxAttempts) throw new NetworkError(`could not reach ${withoutUserinfo(this.base)}: ${why} (gave up after ${failures} attempts)`);
         const delay = this.backoff(failures);
         this.opts.notify?.(`${method} ${path}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s`);
         await sleep(delay, opts.signal);
@@ -159,6 +159,23 @@ export class ApiClient {
     const base = this.opts.backoffMs ?? 500;
     return Math.min(base * 2 ** (failures - 1), 8000);
   }
+}
+
+/** The gateway URL must be http(s) and hold no credentials (they would end up in error messages). */
+export function checkApiUrl(url: string, label: string): void {
+  let parsed: URL | null = null;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // Reported below.
+  }
+  if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new UsageError(`${label} must be an http(s) URL, got "${withoutUserinfo(url).slice(0, 200)}"`);
+  if (parsed.username || parsed.password) throw new UsageError(`${label} must not hold a user or password; the key goes in its own setting`);
+}
+
+/** A URL for messages: any user:password@ part is dropped. */
+function withoutUserinfo(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, "//");
 }
 
 async function errorDetail(res: Response): Promise<string> {

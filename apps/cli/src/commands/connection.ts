@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ApiClient, ApiError, NetworkError, UsageError } from "../client/api";
+import { ApiClient, ApiError, NetworkError, UsageError, checkApiUrl } from "../client/api";
 import { ExitCode } from "../client/exit-codes";
 import type { OutputSink } from "../client/types";
 
@@ -17,6 +17,10 @@ export interface Connection {
 }
 
 export function consoleSink(quiet: boolean): OutputSink {
+  // A reader that stops early (`| head`) must not crash the client: the operation is still followed to its end.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+  });
   return {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
@@ -30,7 +34,7 @@ export function connect(values: { url?: string; "api-key"?: string; quiet?: bool
   const url = values.url ?? env.RUNBRIDGE_URL;
   const apiKey = values["api-key"] ?? env.RUNBRIDGE_API_KEY;
   if (!url) throw new UsageError("no API URL: set RUNBRIDGE_URL or pass --url");
-  if (!/^https?:\/\/[^\s]+$/.test(url)) throw new UsageError(`--url / RUNBRIDGE_URL must be an http(s) URL, got "${url.slice(0, 200)}"`);
+  checkApiUrl(url, "--url / RUNBRIDGE_URL");
   if (!apiKey) throw new UsageError("no API key: set RUNBRIDGE_API_KEY (an rca_ automation key) or pass --api-key");
   const sink = consoleSink(values.quiet ?? false);
   const client = new ApiClient({ url, apiKey, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });
