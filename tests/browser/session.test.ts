@@ -3,6 +3,7 @@ import request from "supertest";
 import { createApp } from "../../apps/gateway/src/app";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 /** The dashboard's session cookie as an alternative to Bearer keys on the management API, and its CSRF guard. */
@@ -85,6 +86,8 @@ describe("dashboard sessions", () => {
     const res = await stack.api().get("/api/v1/servers").set("Cookie", s.cookie);
     expect(res.status).toBe(200);
     expect(res.body.data.map((x: { id: string }) => x.id)).toEqual([mine.server.id]);
+    // Use through the dashboard counts as use of the key.
+    await waitFor(async () => (await testPrisma().apiKey.findFirst({ where: { tenantId: s.tenant.id } }))?.lastUsedAt, 5000, "last_used_at");
     const again = await stack.api().get("/dashboard/session").set("Cookie", s.cookie);
     expect(again.status).toBe(200);
     expect(again.body.csrf_token).toBe(s.csrf);

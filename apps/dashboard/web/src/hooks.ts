@@ -32,7 +32,10 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], poll?: { ms: n
         if (poll && poll.while(d)) timer = setTimeout(() => void run(), poll.ms);
       } catch (e) {
         if (cancelled) return;
-        setError({ message: e instanceof Error ? e.message : String(e), status: e instanceof ApiError ? e.status : null });
+        const status = e instanceof ApiError ? e.status : null;
+        setError({ message: e instanceof Error ? e.message : String(e), status });
+        // A polled view keeps trying through a passing outage (not after a sign-out or a missing endpoint).
+        if (poll && status !== 401 && status !== 404) timer = setTimeout(() => void run(), poll.ms * 2);
       } finally {
         if (!cancelled) setLoading(false);
       }

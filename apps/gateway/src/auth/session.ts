@@ -28,6 +28,7 @@ export interface DashboardSession {
   createdAt: string;
 }
 
+const LAST_USED_RESOLUTION_MS = 60_000;
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 function sessionKey(ctx: GatewayContext, sessionId: string): string {
@@ -124,5 +125,9 @@ export async function sessionAuth(ctx: GatewayContext, req: Request): Promise<Ma
   const key = await ctx.prisma.apiKey.findUnique({ where: { id: session.apiKeyId } });
   if (!key || key.revokedAt || key.tenantId !== session.tenantId) throw new UnauthorizedError("The API key of this dashboard session has been revoked");
   assertCsrf(req, session);
+  if (!key.lastUsedAt || Date.now() - key.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
+    // As on the Bearer path: best effort, off the request path.
+    ctx.prisma.apiKey.update({ where: { id: key.id }, data: { lastUsedAt: new Date() } }).catch(() => undefined);
+  }
   return { kind: "management", tenantId: session.tenantId, apiKeyId: session.apiKeyId, clientIp: req.ip ?? "" };
 }

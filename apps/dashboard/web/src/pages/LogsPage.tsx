@@ -117,10 +117,10 @@ export function LogsPage(props: { query: URLSearchParams }) {
   const servers = useLoad(() => api.get<Page<Server>>("/api/v1/servers"), []);
   const [older, setOlder] = useState<{ ops: Operation[]; cursor: string | null } | null>(null);
   useEffect(() => setOlder(null), [filterKey]);
-  // The first page refreshes every few seconds while something in it still runs.
+  // The first page refreshes every few seconds: new operations appear on top, running ones change status.
   const first = useLoad(() => api.get<Page<Operation>>(`/api/v1/operations${qs({ ...filters, limit: "50" })}`), [filterKey], {
-    ms: 3000,
-    while: (p) => p.data.some((o) => o.status === "running"),
+    ms: 4000,
+    while: () => true,
   });
 
   const setFilter = (name: keyof Filters, value: string) => {
@@ -138,7 +138,9 @@ export function LogsPage(props: { query: URLSearchParams }) {
     setOlder({ ops: [...(older?.ops ?? []), ...page.data], cursor: page.next_cursor ?? null });
   };
 
-  const ops = [...(first.data?.data ?? []), ...(older?.ops ?? [])];
+  // The refreshed first page may overlap pages loaded earlier: each operation once.
+  const seen = new Set<string>();
+  const ops = [...(first.data?.data ?? []), ...(older?.ops ?? [])].filter((o) => !seen.has(o.operation_id) && seen.add(o.operation_id));
   const more = older ? older.cursor : (first.data?.next_cursor ?? null);
   const activeFilters = FILTERS.filter((f) => filters[f]);
   const keyName = keys.data?.data.find((k) => k.id === filters.automation_key_id)?.name;
