@@ -25,7 +25,7 @@ type StreamName = "stdout" | "stderr";
  * entry id as `id:`, so a reconnecting client resumes after the last event it
  * got (`Last-Event-ID`, or `?last_event_id=` for clients that cannot set it).
  * Ends with `event: end` holding the final status, then the response closes.
- * When the live stream has expired (24 h), the stored capture from Postgres is
+ * When the live stream has expired (soon after the end), the stored capture from Postgres is
  * sent instead, with id `stored`.
  */
 export function logsRouter(ctx: GatewayContext): Router {
