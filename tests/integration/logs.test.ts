@@ -166,6 +166,18 @@ describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
     expect(again.events.map((e) => e.event)).toEqual(["end"]);
   });
 
+  it("never streams env values: they arrive masked", async () => {
+    const secret = `canary-sse-${Date.now()}`;
+    const res = await exec({ command: 'echo "token=$SECRET"; sleep 1; echo "again $SECRET" >&2', env: { SECRET: secret }, timeout_seconds: 30 });
+    const sse = follow(logsUrl(res.body.operation_id as string), fx.token);
+    await sse.done;
+    expect(sse.raw).not.toContain(secret);
+    const text = output(sse.events).map((e) => (e.data as { data: string }).data).join("");
+    expect(text).toContain("token=***\n");
+    expect(text).toContain("again ***\n");
+    expect(sse.events[sse.events.length - 1]).toMatchObject({ event: "end", data: { status: "completed", exit_code: 0 } });
+  });
+
   it("releases its Redis connection when the client goes away mid-stream", async () => {
     const res = await exec({ command: "echo tick; sleep 20", timeout_seconds: 30 });
     const id = res.body.operation_id as string;
