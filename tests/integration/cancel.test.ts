@@ -61,6 +61,29 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
     expect(audit.map((a) => a.type)).toContain("operation.finished");
   });
 
+  it("reaches a runner connected to another dispatcher", async () => {
+    const two = await TestStack.start({ dispatchers: 2, gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
+    try {
+      const f = await createFixture();
+      await two.startRunner(f.runnerToken, f.server.id, { dispatcher: 1 });
+      const dir = mkdtempSync(path.join(tmpdir(), "rb-cancel-remote-"));
+      const pidFile = path.join(dir, "sh.pid");
+      const res = await two.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${f.token}`).send({ server_id: f.server.id, command: `echo $$ > ${pidFile}; sleep 300`, timeout_seconds: 600 });
+      const id = res.body.operation_id as string;
+      await waitFor(async () => existsSync(pidFile) && readFileSync(pidFile, "utf8").trim() !== "", 10_000, "pid file");
+      const pid = Number(readFileSync(pidFile, "utf8"));
+      const c = await two.api().post(`/api/automation/v1/operations/${id}/cancel`).set("Authorization", `Bearer ${f.token}`);
+      expect(c.status).toBe(202);
+      await waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id } })).status === "cancelled", 15_000, "cancelled");
+      await waitFor(async () => !isAlive(pid), 10_000, "command to be gone");
+      // Sent once, by the dispatcher holding the socket.
+      expect(two.dispatchers[1]?.output).toMatch(/cancel sent to runner/);
+      expect(two.dispatchers[0]?.output).not.toMatch(/cancel sent to runner/);
+    } finally {
+      await two.stop();
+    }
+  });
+
   it("ends an operation that was never handed to a runner at once, and it never runs", async () => {
     // The server looks connected (presence) but no runner holds its socket: delivery keeps retrying.
     const { server, runnerToken } = await createServer(fx.tenant.id);
