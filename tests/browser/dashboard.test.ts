@@ -393,4 +393,17 @@ describe("dashboard (browser)", () => {
     const res = await stack.api().get("/api/v1/servers").set("Cookie", `rb_session=${cookie?.value ?? ""}`);
     expect(res.status).toBe(401);
   });
+
+  it("drops back to sign-in, saying why, when the general API key behind the session is revoked", async () => {
+    await page.getByLabel("API key").fill(apiKey);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("navigation", { name: "Main" }).waitFor();
+    await page.getByRole("link", { name: "API Keys" }).click();
+    await page.getByRole("tab", { name: "Automation Keys" }).click();
+    await waitForText(page.locator(`tr[data-key-id="${keyId}"]`), /github-deploy/);
+    await testPrisma().apiKey.updateMany({ where: { tenantId }, data: { revokedAt: new Date() } });
+    // The keys list refreshes on its own and meets the 401.
+    await waitForText(page.getByRole("status"), /session ended/, 20_000);
+    await page.getByRole("heading", { name: "Sign in to runbridge" }).waitFor();
+  });
 });

@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { currentSession, onSessionLost, signOut } from "./api";
 import { Loading } from "./components/bits";
 import { ApiKeysPage } from "./pages/ApiKeysPage";
@@ -24,16 +24,32 @@ const NAV = [
 export function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [startupError, setStartupError] = useState<string | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const signedIn = useRef(false);
+  signedIn.current = Boolean(session);
   const loc = useLocation();
 
   useEffect(() => {
-    onSessionLost(() => setSession(null));
+    onSessionLost(() => {
+      // Only a session that was open "ends"; the first check on load just finds none.
+      if (signedIn.current) setNotice("Your session ended (signed out elsewhere, expired, or its API key was revoked). Sign in again.");
+      setSession(null);
+    });
     currentSession().then(setSession, (e: unknown) => setStartupError(e instanceof Error ? e.message : String(e)));
   }, []);
 
   if (startupError) return <main className="center-page"><p role="alert">{startupError}</p></main>;
   if (session === undefined) return <main className="center-page"><Loading /></main>;
-  if (session === null) return <SignIn onSignedIn={setSession} />;
+  if (session === null)
+    return (
+      <SignIn
+        notice={notice}
+        onSignedIn={(s) => {
+          setNotice(null);
+          setSession(s);
+        }}
+      />
+    );
 
   const section = "/" + (loc.path.split("/")[1] ?? "");
   let page;

@@ -4,7 +4,7 @@ import { ErrorNote } from "../components/bits";
 import type { Session } from "../types";
 
 /** Trades a general API key for an HttpOnly session cookie; the key is dropped from memory right after. */
-export function SignIn(props: { onSignedIn: (s: Session) => void }) {
+export function SignIn(props: { onSignedIn: (s: Session) => void; notice?: string | null }) {
   const [key, setKey] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -29,6 +29,11 @@ export function SignIn(props: { onSignedIn: (s: Session) => void }) {
         <p className="muted">
           Use a general API key (<code>rbk_…</code>). Create the first one with <code>pnpm runbridge bootstrap --tenant NAME</code>.
         </p>
+        {props.notice ? (
+          <p className="notice" role="status">
+            {props.notice}
+          </p>
+        ) : null}
         <label htmlFor="api-key">API key</label>
         <input
           id="api-key"
