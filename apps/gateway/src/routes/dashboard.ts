@@ -115,7 +115,7 @@ export function dashboardRouter(ctx: GatewayContext): Router {
 
   const index = path.join(DASHBOARD_DIST, "index.html");
   router.use("/dashboard", securityHeaders);
-  // Relative asset URLs need the trailing slash; express' non-strict routing would also match "/dashboard/" here.
+  // One canonical URL for the app's root (express' non-strict routing would also match "/dashboard/" here, hence the check).
   router.get("/dashboard", (req, res, next) => {
     if (req.originalUrl.split("?")[0] === "/dashboard") res.redirect(301, "/dashboard/");
     else next();
