@@ -121,12 +121,19 @@ describe("docker/Dockerfile", () => {
 
   it("runs every runtime image as the unprivileged node user, on a slim Node 20 base", () => {
     expect(text).toMatch(/^ARG NODE_IMAGE=node:20-[a-z]+-slim$/m);
-    for (const t of ["gateway", "dispatcher", "migrate", "runner"]) expect(stages.get(t)).toMatch(/^USER node$/m);
+    for (const t of ["gateway", "dispatcher", "migrate", "runner"]) {
+      expect(stages.get(t)).toMatch(/^USER node$/m);
+      // Runtime images start from the base image, not from the build stage with its toolchain.
+      expect(stages.get(t)).toMatch(/^FROM (\$\{NODE_IMAGE\}|runtime) AS /);
+      expect(stages.get(t)).toMatch(new RegExp(`^COPY --from=build /out/${t}/ /$`, "m"));
+    }
   });
 
   it("ships production dependencies only, with the Prisma client generated at build time", () => {
-    expect(stages.get("build")).toMatch(/deploy --prod/);
     expect(stages.get("build")).toMatch(/pnpm build/);
+    // The runtime trees come from docker/assemble.sh (run for real in packaging-images.test.ts).
+    expect(stages.get("build")).toMatch(/^RUN sh docker\/assemble\.sh \/out$/m);
+    expect(readFileSync(path.join(ROOT, "docker/assemble.sh"), "utf8")).toMatch(/deploy --prod/);
     // `pnpm build` runs db:generate with a placeholder DATABASE_URL.
     expect(JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts.build).toMatch(/db:generate/);
   });
