@@ -166,6 +166,21 @@ describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
     expect(again.events.map((e) => e.event)).toEqual(["end"]);
   });
 
+  it("sends every chunk of a long log (several reads' worth) in order, then the end", async () => {
+    const res = await exec({ command: "i=0; while [ $i -lt 700 ]; do i=$((i+1)); echo line$i; sleep 0.002; done", timeout_seconds: 60 });
+    const id = res.body.operation_id as string;
+    await waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id } })).status === "completed", 30_000, "long log to finish");
+    const entries = await stack.redis.xlen(stack.keys.operationLog(id));
+    expect(entries).toBeGreaterThan(500);
+    const sse = follow(logsUrl(id), fx.token);
+    await sse.done;
+    const out = output(sse.events);
+    expect(out).toHaveLength(entries);
+    const expected = Array.from({ length: 700 }, (_, i) => `line${i + 1}\n`).join("");
+    expect(out.map((e) => (e.data as { data: string }).data).join("")).toBe(expected);
+    expect(sse.events[sse.events.length - 1]?.event).toBe("end");
+  });
+
   it("never streams env values: they arrive masked", async () => {
     const secret = `canary-sse-${Date.now()}`;
     const res = await exec({ command: 'echo "token=$SECRET"; sleep 1; echo "again $SECRET" >&2', env: { SECRET: secret }, timeout_seconds: 30 });

@@ -125,17 +125,24 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
   let final: Operation | null = null;
   let endedSeenAt = 0;
   let lastStatusCheck = 0;
+  /** The last read found nothing more: everything appended so far has been sent. */
+  let drained = false;
   try {
     while (!sse.closed) {
-      if (final && (provedComplete(final, seen) || Date.now() - endedSeenAt > SETTLE_MS)) return final;
+      const proved = final !== null && provedComplete(final, seen);
+      if (final && drained && (proved || Date.now() - endedSeenAt > SETTLE_MS)) return final;
       let reply: [string, [string, string[]][]][] | null;
       try {
-        reply = (await conn.xread("COUNT", 500, "BLOCK", final ? 250 : BLOCK_MS, "STREAMS", logKey, lastId)) as [string, [string, string[]][]][] | null;
+        // Once the end is known and every byte is accounted for, one last read without blocking confirms the drain.
+        reply = proved
+          ? await conn.xread("COUNT", 500, "STREAMS", logKey, lastId)
+          : await conn.xread("COUNT", 500, "BLOCK", final ? 250 : BLOCK_MS, "STREAMS", logKey, lastId);
       } catch (err) {
         if (sse.closed) return null;
         throw err;
       }
       const entries = reply?.[0]?.[1] ?? [];
+      drained = entries.length === 0;
       for (const [entryId, fields] of entries) {
         const f = fieldMap(fields);
         const stream: StreamName = f.stream === "stderr" ? "stderr" : "stdout";
