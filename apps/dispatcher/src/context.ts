@@ -2,7 +2,7 @@ import type { Redis } from "ioredis";
 import type { Server as IoServer } from "socket.io";
 import type { DispatcherToRunnerEvents, RedisKeys, RunnerToDispatcherEvents } from "@runbridge/contracts";
 import type { Logger, Sealer } from "@runbridge/common";
-import type { PrismaClient } from "@runbridge/db";
+import type { OperationStore, PrismaClient } from "@runbridge/db";
 import type { DispatcherConfig } from "./config";
 
 export interface RunnerSocketData {
@@ -17,6 +17,8 @@ export interface DispatcherContext {
   config: DispatcherConfig;
   logger: Logger;
   prisma: PrismaClient;
+  /** The operation hot path in plain SQL (same pool as prisma). */
+  operations: OperationStore;
   redis: Redis;
   keys: RedisKeys;
   sealer: Sealer;

@@ -20,7 +20,7 @@ class AlreadyFinished extends Error {}
 export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverOperationJob>, token?: string): Promise<string> {
   const { value: data, error } = JobCatalog[JobName.DeliverOperation].schema.validate(job.data);
   if (error) throw new UnrecoverableError(`malformed job: ${error.message}`);
-  const op = await ctx.prisma.operation.findUnique({ where: { id: data.operationId } });
+  const op = await ctx.operations.findById(data.operationId);
   if (!op) return "operation-missing";
   if (op.status !== "running") return "already-finished";
 
@@ -57,8 +57,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
   // send: from then on no deadline may fail it, since it may be running.
   let stillRunning = true;
   const reply = await requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), async () => {
-    const marked = await ctx.prisma.operation.updateMany({ where: { id: op.id, status: "running" }, data: { dispatchedAt: op.dispatchedAt ?? new Date() } });
-    stillRunning = marked.count === 1;
+    stillRunning = await ctx.operations.markDispatched(op.id);
     if (!stillRunning) throw new AlreadyFinished();
   }).catch((err: unknown) => {
     if (err instanceof AlreadyFinished) return null;

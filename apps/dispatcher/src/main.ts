@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { redisKeys } from "@runbridge/contracts";
 import { Sealer, Shutdown, createFailFastRedis, createLogger, createRedis } from "@runbridge/common";
-import { createPrisma } from "@runbridge/db";
+import { createDb } from "@runbridge/db";
 import { startCancelListener } from "./cancel-listener";
 import { loadDispatcherConfig } from "./config";
 import type { DispatcherContext } from "./context";
@@ -18,7 +18,8 @@ async function main(): Promise<void> {
   const config = loadDispatcherConfig();
   const logger = createLogger("dispatcher", config.LOG_LEVEL);
   const keys = redisKeys(config.REDIS_PREFIX);
-  const prisma = createPrisma(config.DATABASE_URL, { max: config.DB_POOL_SIZE });
+  const db = createDb(config.DATABASE_URL, { max: config.DB_POOL_SIZE });
+  const prisma = db.prisma;
   const redis = createRedis(config.REDIS_URL);
   redis.on("error", (err: Error) => logger.warn("redis error", { error: err.message }));
 
@@ -28,7 +29,7 @@ async function main(): Promise<void> {
   // Registered before socket.io attaches: it keeps this listener for every path but its own.
   const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis }));
   const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter);
-  const ctx: DispatcherContext = { config, logger, prisma, redis, keys, sealer: Sealer.fromConfig(config), io };
+  const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer: Sealer.fromConfig(config), io };
   const closeMetrics = registerDispatcherCollectors(ctx);
   const presence = new RunnerPresence(ctx);
   attachRunnerHandlers(ctx, presence);
@@ -56,7 +57,7 @@ async function main(): Promise<void> {
       probeRedis.disconnect();
       void closeMetrics();
     })
-    .add("disconnect postgres", () => prisma.$disconnect())
+    .add("disconnect postgres", () => db.close())
     .listen();
 }
 

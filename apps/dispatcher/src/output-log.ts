@@ -2,7 +2,8 @@ import type { OutputChunk } from "@runbridge/contracts";
 import type { DispatcherContext } from "./context";
 
 const MAX_ENTRIES = 20_000;
-const TTL_SECONDS = 24 * 3600;
+/** Operations run 15 minutes at most: an hour after its last chunk, a stream is no longer live. */
+const TTL_SECONDS = 3600;
 
 /**
  * Live output goes to a bounded Redis stream per operation (for live logs);

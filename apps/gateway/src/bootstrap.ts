@@ -1,7 +1,7 @@
 import { Queue } from "bullmq";
 import { QueueName, redisKeys } from "@runbridge/contracts";
 import { Sealer, createFailFastRedis, createLogger, createRedis } from "@runbridge/common";
-import { createPrisma } from "@runbridge/db";
+import { createDb } from "@runbridge/db";
 import { startKeyServices } from "./auth/key-services";
 import type { GatewayConfig } from "./config";
 import type { GatewayContext } from "./context";
@@ -12,7 +12,8 @@ import { Presence } from "./services/presence";
 export async function buildGatewayContext(config: GatewayConfig): Promise<GatewayContext & { close: () => Promise<void> }> {
   const logger = createLogger("gateway", config.LOG_LEVEL);
   const keys = redisKeys(config.REDIS_PREFIX);
-  const prisma = createPrisma(config.DATABASE_URL, { max: config.DB_POOL_SIZE, connectionTimeoutMillis: 3000 });
+  const db = createDb(config.DATABASE_URL, { max: config.DB_POOL_SIZE, connectionTimeoutMillis: 3000 });
+  const prisma = db.prisma;
   // Request-path Redis fails fast while Redis is down, so requests get 503 rather than hanging.
   const redis = createFailFastRedis(config.REDIS_URL);
   const queueConnection = createFailFastRedis(config.REDIS_URL);
@@ -31,6 +32,7 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
     config,
     logger,
     prisma,
+    operations: db.operations,
     redis,
     keys,
     queue,
@@ -46,7 +48,7 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
     subscriber.disconnect();
     redis.disconnect();
     queueConnection.disconnect();
-    await prisma.$disconnect();
+    await db.close();
   };
   return { ...ctx, close };
 }

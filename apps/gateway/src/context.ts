@@ -2,7 +2,7 @@ import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import type { RedisKeys } from "@runbridge/contracts";
 import type { Logger, Sealer } from "@runbridge/common";
-import type { PrismaClient } from "@runbridge/db";
+import type { OperationStore, PrismaClient } from "@runbridge/db";
 import type { KeyServices } from "./auth/key-services";
 import type { GatewayConfig } from "./config";
 import type { CompletionWaiter } from "./services/completion-waiter";
@@ -13,6 +13,8 @@ export interface GatewayContext {
   config: GatewayConfig;
   logger: Logger;
   prisma: PrismaClient;
+  /** The operation hot path in plain SQL (same pool as prisma). */
+  operations: OperationStore;
   redis: Redis;
   keys: RedisKeys;
   queue: Queue;

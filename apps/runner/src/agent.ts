@@ -9,6 +9,7 @@ import { Ledger } from "./ledger";
 export const RUNNER_VERSION = "0.1.0";
 const RESULT_ACK_TIMEOUT_MS = 10_000;
 const OUTBOX_RETRY_MS = 3_000;
+const MAX_RESULTS_IN_FLIGHT = 64;
 
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
 
@@ -32,7 +33,7 @@ export class Agent {
   private readonly running = new Map<string, Execution>();
   private readonly socket: RunnerSocket;
   private readonly execOpts: ExecutorOptions;
-  private pumping = false;
+  private readonly sending = new Set<string>();
   private replaced = false;
   private stopping = false;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -82,7 +83,9 @@ export class Agent {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     const deadline = Date.now() + drainMs;
     while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    await this.pump();
+    this.pump();
+    const sendDeadline = Math.min(deadline, Date.now() + RESULT_ACK_TIMEOUT_MS);
+    while (this.sending.size > 0 && Date.now() < sendDeadline) await new Promise((r) => setTimeout(r, 50));
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.socket.disconnect();
   }
@@ -95,7 +98,7 @@ export class Agent {
   private recoverOrphans(): void {
     for (const id of this.ledger.orphans()) {
       const entry = this.ledger.get(id);
-      this.ledger.finish({
+      void this.ledger.finish({
         operationId: id,
         status: "failed",
         exitCode: null,
@@ -115,7 +118,7 @@ export class Agent {
     const s = this.socket;
     s.on("connect", () => {
       this.logger.info("connected to dispatcher", { url: this.config.RUNBRIDGE_DISPATCHER_URL });
-      void this.pump();
+      this.pump();
     });
     s.on("runner:replaced", () => {
       this.replaced = true;
@@ -132,7 +135,7 @@ export class Agent {
       setTimeout(() => this.socket.connect(), 500 + Math.random() * 1000).unref();
     });
     s.on("connect_error", (err) => this.logger.warn("cannot connect to dispatcher", { error: err.message, cause: connectErrorCause(err) }));
-    s.on("operation:start", (op, ack) => ack(this.onStart(op)));
+    s.on("operation:start", (op, ack) => void this.onStart(op).then(ack));
     s.on("operation:cancel", ({ operationId }, ack) => {
       const run = this.running.get(operationId);
       run?.cancel("cancelled on request; the process group was killed");
@@ -141,13 +144,13 @@ export class Agent {
     s.on("operation:query", ({ operationIds }, ack) => ack(this.ledger.query(operationIds)));
   }
 
-  private onStart(op: StartOperation): StartAck {
+  private async onStart(op: StartOperation): Promise<StartAck> {
     const known = this.ledger.get(op.operationId);
     if (known?.state === "running") return { ok: true, state: "already-started" };
     if (known?.state === "finished") {
       // Redelivered after we finished: the dispatcher may have missed the result.
-      this.ledger.markUndelivered(op.operationId);
-      void this.pump();
+      void this.ledger.markUndelivered(op.operationId);
+      this.pump();
       return { ok: true, state: "already-finished" };
     }
     if (op.notAfter && Date.now() > Date.parse(op.notAfter) + this.config.RUNBRIDGE_CLOCK_SKEW_SECONDS * 1000) {
@@ -156,8 +159,10 @@ export class Agent {
     }
     const startedAt = new Date().toISOString();
     try {
-      this.ledger.begin(op.operationId, startedAt);
+      // Durable before the acknowledgement: this is what makes a redelivery harmless.
+      await this.ledger.begin(op.operationId, startedAt);
     } catch (err) {
+      this.ledger.forget(op.operationId);
       return { ok: false, error: `runner could not record the operation: ${String(err)}` };
     }
     this.logger.info("operation started", { operationId: op.operationId, kind: op.spec.kind, timeoutSeconds: op.timeoutSeconds });
@@ -172,43 +177,43 @@ export class Agent {
 
   private onFinished(result: OperationResult): void {
     this.running.delete(result.operationId);
-    try {
-      this.ledger.finish(result);
-    } catch (err) {
+    // Sent while it is being written: the ledger orders the later "delivered" mark after this write.
+    this.ledger.finish(result).catch((err: unknown) => {
       this.logger.error("could not record a result in the ledger", { operationId: result.operationId, error: String(err) });
-    }
+    });
     this.logger.info("operation finished", { operationId: result.operationId, status: result.status, exitCode: result.exitCode, ms: result.durationMs });
-    void this.pump(result);
+    this.pump();
   }
 
-  /** Sends every undelivered result until the dispatcher confirms it is stored. */
-  private async pump(fresh?: OperationResult): Promise<void> {
-    if (this.pumping) {
-      if (fresh) this.scheduleRetry(50);
-      return;
+  /**
+   * Sends every undelivered result (up to MAX_RESULTS_IN_FLIGHT at once) and
+   * keeps it until the dispatcher confirms it is stored; retries later or
+   * after a reconnect otherwise.
+   */
+  private pump(): void {
+    if (!this.socket.connected) return;
+    for (const result of this.ledger.undelivered()) {
+      const id = result.operationId;
+      if (this.sending.has(id)) continue;
+      if (this.sending.size >= MAX_RESULTS_IN_FLIGHT) break;
+      this.sending.add(id);
+      this.socket
+        .timeout(RESULT_ACK_TIMEOUT_MS)
+        .emitWithAck("operation:result", result)
+        .then((res) => (res.stored ? this.ledger.markDelivered(id) : this.scheduleRetry(OUTBOX_RETRY_MS)))
+        .catch(() => this.scheduleRetry(OUTBOX_RETRY_MS))
+        .finally(() => {
+          this.sending.delete(id);
+          if (this.ledger.undelivered().some((r) => !this.sending.has(r.operationId))) this.scheduleRetry(this.socket.connected ? 0 : OUTBOX_RETRY_MS);
+        });
     }
-    this.pumping = true;
-    try {
-      for (const result of this.ledger.undelivered()) {
-        if (!this.socket.connected) break;
-        try {
-          const res = await this.socket.timeout(RESULT_ACK_TIMEOUT_MS).emitWithAck("operation:result", result);
-          if (res.stored) this.ledger.markDelivered(result.operationId);
-        } catch {
-          break; // Timed out: try again later or on reconnect.
-        }
-      }
-    } finally {
-      this.pumping = false;
-    }
-    if (this.ledger.undelivered().length > 0) this.scheduleRetry(OUTBOX_RETRY_MS);
   }
 
   private scheduleRetry(ms: number): void {
     if (this.retryTimer) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      void this.pump();
+      this.pump();
     }, ms);
   }
 }

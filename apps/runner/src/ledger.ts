@@ -1,4 +1,5 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, openSync, writeSync, fsyncSync, closeSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, unlinkSync, statSync } from "node:fs";
+import { open, rename } from "node:fs/promises";
 import path from "node:path";
 import type { LedgerQueryReply, OperationResult } from "@runbridge/contracts";
 
@@ -15,6 +16,8 @@ export type LedgerEntry =
 export class Ledger {
   private readonly dir: string;
   private readonly entries = new Map<string, LedgerEntry>();
+  /** The last file write queued per operation: writes of one operation land in order. */
+  private readonly writes = new Map<string, Promise<void>>();
 
   constructor(stateDir: string) {
     this.dir = path.join(stateDir, "ledger");
@@ -34,23 +37,37 @@ export class Ledger {
     return this.entries.get(operationId);
   }
 
-  /** Recorded durably before the start is acknowledged and before anything runs. */
-  begin(operationId: string, startedAt: string): void {
-    this.write({ operationId, state: "running", startedAt });
+  /**
+   * Known in memory at once (a second start for the same id is recognised
+   * immediately); the returned promise resolves once it is on disk, and the
+   * caller awaits it before acknowledging the start and running anything.
+   */
+  begin(operationId: string, startedAt: string): Promise<void> {
+    return this.write({ operationId, state: "running", startedAt });
   }
 
-  finish(result: OperationResult): void {
-    this.write({ operationId: result.operationId, state: "finished", startedAt: result.startedAt, result, delivered: false });
+  /** Drops an entry whose first write failed (nothing ran). */
+  forget(operationId: string): void {
+    this.entries.delete(operationId);
   }
 
-  markDelivered(operationId: string): void {
+  /**
+   * Callers need not wait: the result can be sent meanwhile. A crash before it
+   * lands leaves the entry `running`, which the next process reports as an
+   * outcome unknown — never a re-run.
+   */
+  finish(result: OperationResult): Promise<void> {
+    return this.write({ operationId: result.operationId, state: "finished", startedAt: result.startedAt, result, delivered: false });
+  }
+
+  markDelivered(operationId: string): Promise<void> {
     const e = this.entries.get(operationId);
-    if (e?.state === "finished" && !e.delivered) this.write({ ...e, delivered: true });
+    return e?.state === "finished" && !e.delivered ? this.write({ ...e, delivered: true }) : Promise.resolve();
   }
 
-  markUndelivered(operationId: string): void {
+  markUndelivered(operationId: string): Promise<void> {
     const e = this.entries.get(operationId);
-    if (e?.state === "finished" && e.delivered) this.write({ ...e, delivered: false });
+    return e?.state === "finished" && e.delivered ? this.write({ ...e, delivered: false }) : Promise.resolve();
   }
 
   /** Entries left `running` by a previous process: that process (and its pipes) is gone. */
@@ -98,17 +115,30 @@ export class Ledger {
     return path.join(this.dir, `${operationId}.json`);
   }
 
-  private write(entry: LedgerEntry): void {
-    const file = this.file(entry.operationId);
-    const tmp = `${file}.tmp`;
-    const fd = openSync(tmp, "w", 0o600);
-    try {
-      writeSync(fd, JSON.stringify(entry));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-    this.entries.set(entry.operationId, entry);
+  private write(entry: LedgerEntry): Promise<void> {
+    const id = entry.operationId;
+    const file = this.file(id);
+    this.entries.set(id, entry);
+    const previous = this.writes.get(id) ?? Promise.resolve();
+    const written = previous.catch(() => undefined).then(() => persist(file, JSON.stringify(entry)));
+    const tracked = written.finally(() => {
+      if (this.writes.get(id) === tracked) this.writes.delete(id);
+    });
+    tracked.catch(() => undefined);
+    this.writes.set(id, tracked);
+    return written;
   }
+}
+
+/** Write to a temporary file, fsync, rename: a crash leaves the old version or the new one, never a torn one. */
+async function persist(file: string, content: string): Promise<void> {
+  const tmp = `${file}.tmp`;
+  const fh = await open(tmp, "w", 0o600);
+  try {
+    await fh.writeFile(content);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
 }

@@ -1,5 +1,7 @@
 import { PrismaPg } from "@prisma/adapter-pg";
 import { PrismaClient } from "@prisma/client";
+import { Pool } from "pg";
+import { OperationStore } from "./operation-store";
 
 export { Prisma, PrismaClient } from "@prisma/client";
 export type { Operation, Server, Tenant, AutomationKey, ApiKey, AuditEvent, Application, Deployment, RegistryCredential } from "@prisma/client";
@@ -13,13 +15,39 @@ export interface DbOptions {
   statementTimeoutMs?: number;
 }
 
-/** Prisma over node-postgres (no native query engine). */
-export function createPrisma(databaseUrl: string, opts: DbOptions = {}): PrismaClient {
-  const adapter = new PrismaPg({
+function poolConfig(databaseUrl: string, opts: DbOptions) {
+  return {
     connectionString: databaseUrl,
     max: opts.max ?? 10,
     connectionTimeoutMillis: opts.connectionTimeoutMillis ?? 5000,
     statement_timeout: opts.statementTimeoutMs ?? 15000,
-  });
-  return new PrismaClient({ adapter });
+  };
+}
+
+/** Prisma over node-postgres (no native query engine). */
+export function createPrisma(databaseUrl: string, opts: DbOptions = {}): PrismaClient {
+  return new PrismaClient({ adapter: new PrismaPg(poolConfig(databaseUrl, opts)) });
+}
+
+export interface Db {
+  prisma: PrismaClient;
+  /** The operation hot path in plain SQL, on the same connection pool. */
+  operations: OperationStore;
+  close: () => Promise<void>;
+}
+
+/** Prisma and the operation store sharing one pool (the services' way in). */
+export function createDb(databaseUrl: string, opts: DbOptions = {}): Db {
+  const pool = new Pool(poolConfig(databaseUrl, opts));
+  // An idle client losing its server (PostgreSQL restarting) must not crash the process.
+  pool.on("error", () => undefined);
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  return {
+    prisma,
+    operations: new OperationStore(pool),
+    close: async () => {
+      await prisma.$disconnect();
+      await pool.end();
+    },
+  };
 }

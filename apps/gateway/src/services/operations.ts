@@ -65,45 +65,30 @@ export async function startOperation(
   const envKeys = Object.keys(input.secrets?.env ?? {});
   const params = (input.params ?? {}) as Prisma.InputJsonObject;
   const runContext = input.runContext as Prisma.InputJsonObject | undefined;
-  const operation = await ctx.prisma.$transaction(async (tx) => {
-    const op = await tx.operation.create({
-      data: {
-        tenantId: auth.tenantId,
-        serverId: input.serverId,
-        automationKeyId: auth.key.id,
-        type: input.type,
-        command: input.command,
-        params,
-        workingDirectory: input.workingDirectory ?? null,
-        timeoutSeconds: input.timeoutSeconds,
-        envKeys,
-        runId: input.runId ?? null,
-        runContext,
-        clientIp: auth.clientIp,
-        deliverBy: new Date(Date.now() + ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000),
-      },
-    });
-    await tx.auditEvent.create({
-      data: {
-        tenantId: auth.tenantId,
-        type: "operation.created",
-        automationKeyId: auth.key.id,
-        operationId: op.id,
-        serverId: op.serverId,
-        runId: op.runId,
-        clientIp: auth.clientIp,
-        data: {
-          operation_type: op.type,
-          command: op.command,
-          params,
-          working_directory: op.workingDirectory,
-          timeout_seconds: op.timeoutSeconds,
-          env_keys: envKeys,
-          run_context: runContext ?? null,
-        },
-      },
-    });
-    return op;
+  // The row and its audit event in one statement (the hot path: see OperationStore).
+  const operation = await ctx.operations.insertWithAudit({
+    tenantId: auth.tenantId,
+    serverId: input.serverId,
+    automationKeyId: auth.key.id,
+    type: input.type,
+    command: input.command,
+    params,
+    workingDirectory: input.workingDirectory ?? null,
+    timeoutSeconds: input.timeoutSeconds,
+    envKeys,
+    runId: input.runId ?? null,
+    runContext: (runContext as Record<string, unknown> | undefined) ?? null,
+    clientIp: auth.clientIp,
+    deliverBy: new Date(Date.now() + ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000),
+    audit: {
+      operation_type: input.type,
+      command: input.command,
+      params,
+      working_directory: input.workingDirectory ?? null,
+      timeout_seconds: input.timeoutSeconds,
+      env_keys: envKeys,
+      run_context: runContext ?? null,
+    },
   });
 
   await beforeEnqueue?.(operation);
@@ -139,7 +124,11 @@ export async function waitForOperation(
   registration: ReturnType<GatewayContext["waiter"]["register"]>,
   maxMs: number,
 ): Promise<Operation> {
-  const load = () => ctx.prisma.operation.findUniqueOrThrow({ where: { id: operationId } });
+  const load = async () => {
+    const op = await ctx.operations.findById(operationId);
+    if (!op) throw new Error(`operation ${operationId} vanished`);
+    return op;
+  };
   await registration.wait(maxMs, async () => (await load()).status !== "running");
   return load();
 }

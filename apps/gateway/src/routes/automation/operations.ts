@@ -17,7 +17,7 @@ export function operationsRouter(ctx: GatewayContext): Router {
     const auth = automationAuth(res);
     const notFound = () => new NotFoundError(`Operation ${String(req.params.operationId)} not found`);
     const id = validateParam<string>(operationIdParamSchema, req.params.operationId, notFound);
-    const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId }, include: { server: { select: { name: true } } } });
+    const op = await ctx.operations.findForTenant(id, auth.tenantId);
     if (!op) throw notFound();
     assertServerAllowed(auth.key, op.serverId);
     res.json(operationView(op));

@@ -1,0 +1,181 @@
+import type { Pool } from "pg";
+import type { Operation } from "@prisma/client";
+
+/**
+ * The operation hot path in plain SQL on the pool Prisma also uses. Every
+ * exec crosses these statements; through Prisma's query compiler each costs
+ * several times a raw round trip (measured in docs/benchmarks.md). Each write
+ * is one statement — a CTE where the operation and its audit event must change
+ * together — so it stays atomic without a multi-round-trip transaction.
+ * Everything else goes through Prisma; the schema is Prisma's.
+ */
+
+export interface NewOperationRow {
+  tenantId: string;
+  serverId: string;
+  automationKeyId: string | null;
+  type: string;
+  command: string | null;
+  params: Record<string, unknown>;
+  workingDirectory: string | null;
+  timeoutSeconds: number;
+  envKeys: string[];
+  runId: string | null;
+  runContext: Record<string, unknown> | null;
+  clientIp: string | null;
+  deliverBy: Date;
+  /** The `data` of the operation.created audit event. */
+  audit: Record<string, unknown>;
+}
+
+export interface FinishFields {
+  operationId: string;
+  status: string;
+  exitCode?: number | null;
+  stdout?: string;
+  stderr?: string;
+  stdoutTruncated?: boolean;
+  stderrTruncated?: boolean;
+  durationMs?: number | null;
+  startedAt?: Date | null;
+  error?: string | null;
+}
+
+type Row = Record<string, unknown>;
+
+/** A row of `operations` in the shape Prisma returns, so callers need not know which path loaded it. */
+function toOperation(r: Row): Operation {
+  return {
+    id: r.id as string,
+    tenantId: r.tenant_id as string,
+    serverId: r.server_id as string,
+    automationKeyId: (r.automation_key_id as string | null) ?? null,
+    type: r.type as string,
+    status: r.status as string,
+    command: (r.command as string | null) ?? null,
+    params: (r.params ?? {}) as Operation["params"],
+    workingDirectory: (r.working_directory as string | null) ?? null,
+    timeoutSeconds: r.timeout_seconds as number,
+    envKeys: (r.env_keys as string[] | null) ?? [],
+    runId: (r.run_id as string | null) ?? null,
+    runContext: (r.run_context ?? null) as Operation["runContext"],
+    clientIp: (r.client_ip as string | null) ?? null,
+    exitCode: (r.exit_code as number | null) ?? null,
+    stdout: (r.stdout as string | null) ?? null,
+    stderr: (r.stderr as string | null) ?? null,
+    stdoutTruncated: Boolean(r.stdout_truncated),
+    stderrTruncated: Boolean(r.stderr_truncated),
+    durationMs: (r.duration_ms as number | null) ?? null,
+    error: (r.error as string | null) ?? null,
+    createdAt: r.created_at as Date,
+    deliverBy: r.deliver_by as Date,
+    dispatchedAt: (r.dispatched_at as Date | null) ?? null,
+    startedAt: (r.started_at as Date | null) ?? null,
+    completedAt: (r.completed_at as Date | null) ?? null,
+  };
+}
+
+export class OperationStore {
+  constructor(private readonly pool: Pool) {}
+
+  /** The operation and its operation.created audit event, in one statement. */
+  async insertWithAudit(o: NewOperationRow): Promise<Operation> {
+    const { rows } = await this.pool.query(
+      `WITH op AS (
+         INSERT INTO operations (id, tenant_id, server_id, automation_key_id, type, status, command, params, working_directory,
+                                 timeout_seconds, env_keys, run_id, run_context, client_ip, deliver_by, created_at)
+         VALUES (gen_random_uuid(), $1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, $9::text[], $10, $11::jsonb, $12, $13, now())
+         RETURNING *
+       ), audit AS (
+         INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, client_ip, data, created_at)
+         SELECT gen_random_uuid(), tenant_id, 'operation.created', automation_key_id, id, server_id, run_id, client_ip, $14::jsonb, created_at FROM op
+       )
+       SELECT * FROM op`,
+      [
+        o.tenantId,
+        o.serverId,
+        o.automationKeyId,
+        o.type,
+        o.command,
+        JSON.stringify(o.params),
+        o.workingDirectory,
+        o.timeoutSeconds,
+        o.envKeys,
+        o.runId,
+        o.runContext === null ? null : JSON.stringify(o.runContext),
+        o.clientIp,
+        o.deliverBy,
+        JSON.stringify(o.audit),
+      ],
+    );
+    return toOperation(rows[0] as Row);
+  }
+
+  async findById(id: string): Promise<Operation | null> {
+    const { rows } = await this.pool.query("SELECT * FROM operations WHERE id = $1", [id]);
+    return rows[0] ? toOperation(rows[0] as Row) : null;
+  }
+
+  /** An operation of a tenant with its server's name, as the status endpoint shows it. */
+  async findForTenant(id: string, tenantId: string): Promise<(Operation & { server: { name: string } | null }) | null> {
+    const { rows } = await this.pool.query(
+      "SELECT o.*, s.name AS server_name FROM operations o LEFT JOIN servers s ON s.id = o.server_id WHERE o.id = $1 AND o.tenant_id = $2",
+      [id, tenantId],
+    );
+    const r = rows[0] as Row | undefined;
+    return r ? { ...toOperation(r), server: r.server_name == null ? null : { name: r.server_name as string } } : null;
+  }
+
+  /**
+   * Marks it handed to a runner (keeping the first time), only while it is
+   * still running. False when it has ended meanwhile.
+   */
+  async markDispatched(id: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      "UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running'",
+      [id],
+    );
+    return rowCount === 1;
+  }
+
+  /**
+   * The conditional transition to a terminal state, its operation.finished
+   * audit event and its deployment's status, in one statement. Null when the
+   * operation was not running (already ended, another server's, or — with
+   * `onlyIfUndispatched` — possibly running on a runner).
+   */
+  async finish(serverId: string, f: FinishFields, onlyIfUndispatched = false): Promise<Operation | null> {
+    const { rows } = await this.pool.query(
+      `WITH done AS (
+         UPDATE operations SET status = $3, exit_code = $4, stdout = $5, stderr = $6, stdout_truncated = $7, stderr_truncated = $8,
+                duration_ms = $9, error = $10, completed_at = now(), started_at = COALESCE($11, started_at)
+         WHERE id = $1 AND server_id = $2 AND status = 'running' ${onlyIfUndispatched ? "AND dispatched_at IS NULL" : ""}
+         RETURNING *
+       ), audit AS (
+         INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, data, created_at)
+         SELECT gen_random_uuid(), tenant_id, 'operation.finished', automation_key_id, id, server_id, run_id,
+                jsonb_build_object('operation_type', type, 'status', status, 'exit_code', exit_code, 'duration_ms', duration_ms,
+                                   'error', error, 'stdout_bytes', octet_length(stdout), 'stderr_bytes', octet_length(stderr)),
+                completed_at
+         FROM done
+       ), deployment AS (
+         UPDATE deployments d SET status = done.status, completed_at = done.completed_at FROM done WHERE d.operation_id = done.id
+       )
+       SELECT * FROM done`,
+      [
+        f.operationId,
+        serverId,
+        f.status,
+        f.exitCode ?? null,
+        f.stdout ?? "",
+        f.stderr ?? "",
+        f.stdoutTruncated ?? false,
+        f.stderrTruncated ?? false,
+        f.durationMs ?? null,
+        f.error ?? null,
+        f.startedAt ?? null,
+      ],
+    );
+    return rows[0] ? toOperation(rows[0] as Row) : null;
+  }
+}
