@@ -3,7 +3,7 @@
 // The workspace packages are taken from their TypeScript sources, so this
 // works without a prior `pnpm build`.
 import { build } from "esbuild";
-import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -37,7 +37,8 @@ const result = await build({
   format: "cjs",
   minify: false,
   sourcemap: false,
-  metafile: true,
+  // Written below through a rename, so a reader (a test, install.sh) never sees half a file.
+  write: false,
   alias: {
     "@runbridge/common": path.join(root, "packages/common/src/index.ts"),
     "@runbridge/contracts": path.join(root, "packages/contracts/src/index.ts"),
@@ -48,6 +49,10 @@ const result = await build({
   banner: { js: `#!/usr/bin/env node\n// runbridge runner ${version}: single-file build; run with Node.js 20 or later.` },
   logLevel: "warning",
 });
-chmodSync(outfile, 0o755);
-const bytes = result.metafile.outputs[path.relative(process.cwd(), outfile)]?.bytes;
-process.stdout.write(`${path.relative(root, outfile)}${bytes ? ` (${Math.round(bytes / 1024)} KiB)` : ""}\n`);
+const output = result.outputFiles.find((f) => f.path === outfile);
+if (!output) throw new Error("esbuild produced no runner file");
+const tmp = `${outfile}.${process.pid}.tmp`;
+writeFileSync(tmp, output.contents, { mode: 0o755 });
+chmodSync(tmp, 0o755);
+renameSync(tmp, outfile);
+process.stdout.write(`${path.relative(root, outfile)} (${Math.round(output.contents.length / 1024)} KiB)\n`);
