@@ -1,9 +1,11 @@
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
-import { waitFor } from "../helpers/processes";
+import { SocketPath } from "@runbridge/contracts";
+import { ROOT, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 /** POST /operations/{id}/cancel through the real stack: gateway → Redis pub/sub → dispatcher → runner. */
@@ -84,6 +86,46 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
     }
   });
 
+  it("gets a cancel to a runner that was disconnected when it was sent, once it reconnects", async () => {
+    // A scripted runner (the real wire protocol) that can drop and restore its connection at will.
+    const { server, runnerToken } = await createServer(fx.tenant.id);
+    const { io } = createRequire(__filename)(path.join(ROOT, "apps/runner/node_modules/socket.io-client")) as { io: (url: string, opts: Record<string, unknown>) => ScriptedSocket };
+    const socket = io(`http://127.0.0.1:${stack.dispatcherPorts[0]}`, { path: SocketPath, transports: ["websocket"], auth: { token: runnerToken }, reconnection: false });
+    const started: string[] = [];
+    const cancels: string[] = [];
+    socket.on("operation:start", (op: { operationId: string }, ack: (r: unknown) => void) => {
+      started.push(op.operationId);
+      ack({ ok: true, state: "started" });
+    });
+    socket.on("operation:cancel", ({ operationId }: { operationId: string }, ack: (r: { ok: boolean }) => void) => {
+      cancels.push(operationId);
+      ack({ ok: true });
+    });
+    try {
+      await stack.waitRunnerConnected(server.id);
+      const res = await exec({ command: "sleep 300", timeout_seconds: 600 }, fx.token, server.id);
+      const id = res.body.operation_id as string;
+      await waitFor(async () => started.includes(id), 10_000, "start to reach the runner");
+
+      socket.disconnect();
+      await waitFor(async () => (await stack.redis.exists(stack.keys.runnerPresence(server.id))) === 0, 10_000, "runner to be offline");
+      const c = await cancel(id);
+      expect(c.status).toBe(202);
+      expect(c.body).toMatchObject({ operation_id: id, status: "running", cancel_requested: true });
+      expect(cancels).toEqual([]);
+
+      socket.connect();
+      await waitFor(async () => cancels.includes(id), 10_000, "cancel after reconnecting");
+      // Confirmed: not sent again on the next connection.
+      await waitFor(async () => (await stack.redis.sismember(stack.keys.pendingCancels(server.id), id)) === 0, 5000, "pending cancel cleared");
+      const result = { operationId: id, status: "cancelled", exitCode: null, stdout: "", stderr: "", stdoutTruncated: false, stderrTruncated: false, durationMs: 5, startedAt: new Date().toISOString(), error: "cancelled on request" };
+      expect(await socket.timeout(5000).emitWithAck("operation:result", result)).toEqual({ stored: true });
+      expect((await get(id)).body).toMatchObject({ status: "cancelled", error: "cancelled on request" });
+    } finally {
+      socket.disconnect();
+    }
+  });
+
   it("ends an operation that was never handed to a runner at once, and it never runs", async () => {
     // The server looks connected (presence) but no runner holds its socket: delivery keeps retrying.
     const { server, runnerToken } = await createServer(fx.tenant.id);
@@ -149,6 +191,14 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
     expect((await cancel(id)).status).toBe(202);
   });
 });
+
+/** The part of a socket.io client socket the scripted runner uses (loaded from the runner's own dependency). */
+interface ScriptedSocket {
+  on(event: string, handler: (...args: never[]) => void): void;
+  connect(): void;
+  disconnect(): void;
+  timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<unknown> };
+}
 
 function isAlive(pid: number): boolean {
   try {

@@ -6,12 +6,19 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const RETRY_MS = 500;
 const MAX_ATTEMPTS = 20;
 
+/** Asks one runner socket to cancel; true when the runner had the process and is killing it. */
+type Sender = (operationId: string) => Promise<boolean>;
+
 /**
  * Cancel requests from the gateway arrive on one pub/sub channel that every
  * dispatcher subscribes to; only the dispatcher holding the server's runner
  * socket locally sends `operation:cancel`, so a runner is told once. The runner
  * kills the process group (TERM, grace, KILL) and reports the result as
  * `cancelled` through the usual result path.
+ *
+ * The gateway also keeps each unconfirmed cancel in a per-server Redis set: a
+ * runner that was disconnected when the cancel was sent gets it as soon as it
+ * connects again, to whichever dispatcher.
  */
 export function startCancelListener(ctx: DispatcherContext): { close: () => Promise<void> } {
   const sub = createRedis(ctx.config.REDIS_URL);
@@ -19,32 +26,41 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
   const timers = new Set<NodeJS.Timeout>();
   let closed = false;
 
-  const localSocket = (serverId: string) => {
+  const localSender = (serverId: string): Sender | null => {
     const nsp = ctx.io.of("/");
     const id = [...(nsp.adapter.rooms.get(serverRoom(serverId)) ?? [])][0];
-    return id ? nsp.sockets.get(id) : undefined;
+    const socket = id ? nsp.sockets.get(id) : undefined;
+    if (!socket) return null;
+    return async (operationId) => (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", { operationId })).ok;
   };
 
-  const attempt = async (operationId: string, serverId: string, n: number): Promise<void> => {
+  const confirmed = (serverId: string, operationId: string) => ctx.redis.srem(ctx.keys.pendingCancels(serverId), operationId).catch(() => 0);
+
+  const attempt = async (operationId: string, serverId: string, send: () => Sender | null, n: number): Promise<void> => {
     if (closed) return;
-    const socket = localSocket(serverId);
-    if (!socket) return; // Another dispatcher holds it (or no runner is connected).
+    const sender = send();
+    if (!sender) return; // Another dispatcher holds it (or no runner is connected: it gets it on reconnect).
     let ok = false;
     try {
-      ok = (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", { operationId })).ok;
+      ok = await sender(operationId);
     } catch (err) {
       ctx.logger.warn("runner did not acknowledge a cancel", { operationId, serverId, error: String(err) });
     }
     if (ok) {
+      await confirmed(serverId, operationId);
       ctx.logger.info("cancel sent to runner", { operationId, serverId });
       return;
     }
     // The runner has no such process: it finished already, or its start is still on the way.
     const op = await ctx.prisma.operation.findUnique({ where: { id: operationId }, select: { status: true } });
-    if (op?.status !== "running" || n + 1 >= MAX_ATTEMPTS) return;
+    if (op?.status !== "running") {
+      await confirmed(serverId, operationId);
+      return;
+    }
+    if (n + 1 >= MAX_ATTEMPTS) return;
     const timer = setTimeout(() => {
       timers.delete(timer);
-      void attempt(operationId, serverId, n + 1).catch((err: unknown) => ctx.logger.warn("cancel retry failed", { operationId, error: String(err) }));
+      void attempt(operationId, serverId, send, n + 1).catch((err: unknown) => ctx.logger.warn("cancel retry failed", { operationId, error: String(err) }));
     }, RETRY_MS);
     timers.add(timer);
   };
@@ -59,9 +75,24 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
     }
     const { operationId, serverId } = req;
     if (typeof operationId !== "string" || typeof serverId !== "string" || !UUID.test(operationId) || !UUID.test(serverId)) return;
-    void attempt(operationId, serverId, 0).catch((err: unknown) => ctx.logger.warn("cancel failed", { operationId, error: String(err) }));
+    void attempt(operationId, serverId, () => localSender(serverId), 0).catch((err: unknown) => ctx.logger.warn("cancel failed", { operationId, error: String(err) }));
   });
   void sub.subscribe(ctx.keys.operationCancel).catch((err: unknown) => ctx.logger.error("could not subscribe to cancel requests", { error: String(err) }));
+
+  // A runner (re)connecting here gets the cancels it missed while away.
+  ctx.io.on("connection", (socket) => {
+    const { serverId } = socket.data;
+    const send = (): Sender | null =>
+      socket.connected ? async (operationId) => (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", { operationId })).ok : null;
+    void ctx.redis
+      .smembers(ctx.keys.pendingCancels(serverId))
+      .then((ids) => {
+        for (const operationId of ids) {
+          if (UUID.test(operationId)) void attempt(operationId, serverId, send, 0).catch((err: unknown) => ctx.logger.warn("cancel failed", { operationId, error: String(err) }));
+        }
+      })
+      .catch((err: unknown) => ctx.logger.warn("could not read pending cancels", { serverId, error: String(err) }));
+  });
 
   return {
     close: async () => {

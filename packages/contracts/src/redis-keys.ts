@@ -18,6 +18,8 @@ export function redisKeys(prefix: string) {
     operationLog: (operationId: string) => `${prefix}:oplog:${operationId}`,
     /** Pub/sub: cancel an operation; message = JSON {operationId, serverId}; the dispatcher holding the runner socket acts. */
     operationCancel: `${prefix}:events:operation-cancel`,
+    /** Set of a server's operation ids whose cancel its runner has not confirmed yet (sent again when it reconnects). */
+    pendingCancels: (serverId: string) => `${prefix}:cancels:${serverId}`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

@@ -13,6 +13,9 @@ import type { GatewayContext } from "../context";
  */
 export type CancelOutcome = "cancelled" | "requested";
 
+/** Longer than any operation may run (900 s timeout) plus the runner's result grace. */
+const PENDING_CANCEL_TTL_SECONDS = 24 * 3600;
+
 export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth, op: Operation, reason: string | undefined): Promise<CancelOutcome> {
   const now = new Date();
   const error = `cancelled on request${reason ? `: ${reason}` : ""}`;
@@ -56,7 +59,16 @@ export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth,
     return "cancelled";
   }
   // Dispatched (or being dispatched right now): the dispatcher holding the runner's socket sends the cancel.
-  const listeners = await ctx.redis.publish(ctx.keys.operationCancel, JSON.stringify({ operationId: op.id, serverId: op.serverId }));
+  // Also remembered per server until the runner confirms it, so a runner that is
+  // disconnected right now gets it when it reconnects (to any dispatcher).
+  const pending = ctx.keys.pendingCancels(op.serverId);
+  const replies = await ctx.redis
+    .multi()
+    .sadd(pending, op.id)
+    .expire(pending, PENDING_CANCEL_TTL_SECONDS)
+    .publish(ctx.keys.operationCancel, JSON.stringify({ operationId: op.id, serverId: op.serverId }))
+    .exec();
+  const listeners = replies?.[2]?.[1];
   ctx.logger.info("operation cancel requested", { operationId: op.id, dispatchers: listeners });
   return "requested";
 }
