@@ -1,6 +1,8 @@
+import { execFileSync } from "node:child_process";
+import path from "node:path";
 import request from "supertest";
 import { PrivatePostgres, PrivateRedis } from "../helpers/private-services";
-import { waitFor } from "../helpers/processes";
+import { ROOT, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 /**
@@ -16,6 +18,8 @@ describe("health and readiness", () => {
   beforeAll(async () => {
     redis = await PrivateRedis.start();
     pg = await PrivatePostgres.start();
+    // A real schema, so the services behave as in production while it is up.
+    execFileSync(path.join(ROOT, "node_modules/.bin/prisma"), ["migrate", "deploy"], { cwd: ROOT, env: { ...process.env, DATABASE_URL: pg.url }, stdio: "pipe" });
     stack = await TestStack.start({ redisUrl: redis.url, databaseUrl: pg.url });
     dispatcherUrl = `http://127.0.0.1:${stack.dispatcherPorts[0]}`;
   }, 120_000);
