@@ -129,6 +129,9 @@ if [ "$user" != "root" ]; then
   chmod 0440 "$sudoers.new"
   if command -v visudo >/dev/null 2>&1 && ! visudo -cqf "$sudoers.new"; then rm -f "$sudoers.new"; die "the sudoers rule for reboots did not validate"; fi
   mv "$sudoers.new" "$sudoers"
+  if [ -z "$root" ] && ! command -v sudo >/dev/null 2>&1; then
+    say "warning: sudo is not installed, so reboot operations will fail; install sudo or use --user root" >&2
+  fi
 fi
 
 # The token is a secret: the env file is created 0600 (never readable by others,
