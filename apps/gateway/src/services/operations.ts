@@ -1,4 +1,5 @@
 import { JobCatalog, JobName, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
+import type { Response } from "express";
 import type { Operation, Prisma, Server } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
 import { assertServerAllowed } from "../auth/scopes";
@@ -115,6 +116,23 @@ export async function startOperation(
   countOperationAccepted(operation.type);
   ctx.logger.info("operation accepted", { operationId: operation.id, type: operation.type, serverId: operation.serverId, runId: operation.runId });
   return operation;
+}
+
+/**
+ * For the synchronous endpoints (exec, restart, registry logout): starts the
+ * operation with a completion waiter registered before its job exists, and
+ * holds the request until it ends or the wait bound passes (the client then
+ * polls). Stops waiting if the client goes away.
+ */
+export async function runAndWait(ctx: GatewayContext, auth: AutomationAuth, input: NewOperation, res: Response): Promise<Operation> {
+  let registration: ReturnType<GatewayContext["waiter"]["register"]> | undefined;
+  const op = await startOperation(ctx, auth, input, (created) => {
+    registration = ctx.waiter.register(created.id);
+  });
+  if (!registration) throw new Error("completion waiter was not registered");
+  const waiting = registration;
+  res.on("close", () => waiting.cancel());
+  return waitForOperation(ctx, op.id, waiting, syncWaitMs(ctx, input.timeoutSeconds));
 }
 
 /** Holds the request until the operation is terminal or `maxMs` passes; returns the freshest row. */

@@ -4,7 +4,7 @@ import { automationAuth } from "../../auth/locals";
 import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, loadTargetServer, startOperation, syncWaitMs, waitForOperation } from "../../services/operations";
+import { assertRunnerConnected, loadTargetServer, runAndWait } from "../../services/operations";
 import { syncResponse } from "../../services/serializers";
 
 /** POST /exec: run a shell command; answers with the result if it ends within the wait bound. */
@@ -17,8 +17,7 @@ export function execRouter(ctx: GatewayContext): Router {
     const server = await loadTargetServer(ctx, auth, body.server_id);
     await assertRunnerConnected(ctx, server);
 
-    let registration: ReturnType<GatewayContext["waiter"]["register"]> | undefined;
-    const op = await startOperation(
+    const final = await runAndWait(
       ctx,
       auth,
       {
@@ -31,14 +30,8 @@ export function execRouter(ctx: GatewayContext): Router {
         runId: body.run_id,
         runContext: body.run_context,
       },
-      (created) => {
-        registration = ctx.waiter.register(created.id);
-      },
+      res,
     );
-    if (!registration) throw new Error("completion waiter was not registered");
-    // Stop waiting (and free the waiter) if the client goes away.
-    res.on("close", () => registration?.cancel());
-    const final = await waitForOperation(ctx, op.id, registration, syncWaitMs(ctx, body.timeout_seconds));
     res.status(200).json(syncResponse(final));
   });
   return router;

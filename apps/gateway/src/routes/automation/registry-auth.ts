@@ -1,11 +1,11 @@
 import { Router } from "express";
-import { OperationType, REGISTRY_URL, registryLoginRequestSchema, registryLogoutRequestSchema } from "@runbridge/contracts";
+import { Limits, OperationType, REGISTRY_URL, registryLoginRequestSchema, registryLogoutRequestSchema } from "@runbridge/contracts";
 import { automationAuth } from "../../auth/locals";
 import { assertCredentialAllowed, assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { ConflictError, NotFoundError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, loadTargetServer, startOperation, syncWaitMs, waitForOperation } from "../../services/operations";
+import { assertRunnerConnected, loadTargetServer, runAndWait, startOperation } from "../../services/operations";
 import { resolveRegistryType } from "../../services/registry-type";
 import { syncResponse } from "../../services/serializers";
 
@@ -60,9 +60,8 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
     const server = await loadTargetServer(ctx, auth, body.server_id);
     await assertRunnerConnected(ctx, server);
 
-    const timeoutSeconds = 60;
-    let registration: ReturnType<GatewayContext["waiter"]["register"]> | undefined;
-    const op = await startOperation(
+    // A failed logout is still a completed operation with its exit code, HTTP 200 (the spec: warn, not error).
+    const final = await runAndWait(
       ctx,
       auth,
       {
@@ -70,18 +69,12 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
         type: OperationType.RegistryLogout,
         command: `docker logout ${body.registry_url}`,
         params: { registry_url: body.registry_url, registry_type: resolveRegistryType(body.registry_url) },
-        timeoutSeconds,
+        timeoutSeconds: Limits.timeoutDefaultSeconds,
         runId: body.run_id,
         runContext: body.run_context,
       },
-      (created) => {
-        registration = ctx.waiter.register(created.id);
-      },
+      res,
     );
-    if (!registration) throw new Error("completion waiter was not registered");
-    res.on("close", () => registration?.cancel());
-    // A failed logout is still a completed operation with its exit code, HTTP 200 (the spec: warn, not error).
-    const final = await waitForOperation(ctx, op.id, registration, syncWaitMs(ctx, timeoutSeconds));
     res.status(200).json(syncResponse(final));
   });
 

@@ -4,7 +4,7 @@ import { automationAuth } from "../../auth/locals";
 import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, loadTargetServer, startOperation, syncWaitMs, waitForOperation } from "../../services/operations";
+import { assertRunnerConnected, loadTargetServer, runAndWait } from "../../services/operations";
 import { syncResponse } from "../../services/serializers";
 
 /**
@@ -20,8 +20,7 @@ export function restartRouter(ctx: GatewayContext): Router {
     const server = await loadTargetServer(ctx, auth, body.server_id);
     await assertRunnerConnected(ctx, server);
 
-    let registration: ReturnType<GatewayContext["waiter"]["register"]> | undefined;
-    const op = await startOperation(
+    const final = await runAndWait(
       ctx,
       auth,
       {
@@ -33,13 +32,8 @@ export function restartRouter(ctx: GatewayContext): Router {
         runId: body.run_id,
         runContext: body.run_context,
       },
-      (created) => {
-        registration = ctx.waiter.register(created.id);
-      },
+      res,
     );
-    if (!registration) throw new Error("completion waiter was not registered");
-    res.on("close", () => registration?.cancel());
-    const final = await waitForOperation(ctx, op.id, registration, syncWaitMs(ctx, body.timeout_seconds));
     res.status(200).json(syncResponse(final));
   });
   return router;

@@ -1,0 +1,41 @@
+import type { Prisma } from "@runbridge/db";
+import type { GatewayContext } from "../context";
+import { ValidationError } from "../errors";
+import { decodeCursor, encodeCursor } from "./cursor";
+import { operationView } from "./serializers";
+
+export interface OperationListQuery {
+  run_id?: string;
+  server_id?: string;
+  status?: string;
+  type?: string;
+  cursor?: string;
+  limit: number;
+}
+
+/**
+ * One page of operations, newest first, keyset-paginated over
+ * (created_at, id): the same for the management API and the Automation API's
+ * list, which differ only in `scope` (the tenant, or one key's operations).
+ */
+export async function listOperationsPage(ctx: GatewayContext, scope: Prisma.OperationWhereInput, q: OperationListQuery) {
+  const where: Prisma.OperationWhereInput = { ...scope };
+  if (q.run_id) where.runId = q.run_id;
+  if (q.server_id) where.serverId = q.server_id;
+  if (q.status) where.status = q.status;
+  if (q.type) where.type = q.type;
+  if (q.cursor) {
+    const c = decodeCursor(q.cursor);
+    if (!c) throw new ValidationError('"cursor" is not a cursor this API returned');
+    where.OR = [{ createdAt: { lt: c.createdAt } }, { createdAt: c.createdAt, id: { lt: c.id } }];
+  }
+  const rows = await ctx.prisma.operation.findMany({
+    where,
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+    take: q.limit + 1,
+    include: { server: { select: { name: true } } },
+  });
+  const page = rows.slice(0, q.limit);
+  const last = page[page.length - 1];
+  return { data: page.map(operationView), next_cursor: rows.length > q.limit && last ? encodeCursor(last) : null };
+}
