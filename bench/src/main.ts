@@ -1,0 +1,215 @@
+/**
+ * `pnpm bench`: starts its own stack (fresh database, fresh Redis prefix,
+ * dispatcher, gateway and a runner as separate processes) and measures, in
+ * one run on this machine, runbridge's exec next to its baselines (spawning
+ * `sh -c true`, OpenSSH fresh and multiplexed), the dispatcher at 1k/5k/10k
+ * simulated runners, and the gateway's rejection path. Prints a markdown
+ * report and writes bench/results/latest.{json,md}.
+ *
+ * BENCH_QUICK=1 shortens every phase (for working on the bench itself; its
+ * figures are not the ones to publish). BENCH_CPU_PROF=1 profiles the gateway
+ * and dispatcher (bench/results/profiles/).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execTarget, spawnTrue } from "./exec-op";
+import { measureLatency, measureThroughput, type LatencyResult, type ThroughputResult } from "./load";
+import { describeMachine } from "./machine";
+import { cpuShare, rssMiB } from "./proc-stats";
+import { ROOT, onCleanup, sleep, stopAll } from "./procs";
+import { rejectionRate } from "./rejection";
+import { checkTargets, renderMarkdown } from "./report";
+import type { BenchResults, ScaleLevel } from "./results";
+import { SimulatedRunners } from "./sim-runners";
+import { sshBaseline } from "./ssh-baseline";
+import { stageBreakdown } from "./stages";
+import { createAutomationKeys, markStackStopping, startStack, type Stack } from "./stack";
+import { TokenKind, generateToken } from "@runbridge/common";
+
+const quick = process.env.BENCH_QUICK === "1";
+const settings = {
+  warmup: quick ? 20 : 200,
+  samples: quick ? 100 : 500,
+  throughputSeconds: quick ? 2 : 5,
+  concurrencies: "1, 8, 32",
+  keyPool: 60,
+  sshFreshSamples: quick ? 5 : 30,
+  sshMuxSamples: quick ? 30 : 200,
+  rejectionSeconds: quick ? 3 : 10,
+  rejectionConnections: 50,
+  scaleLevels: quick ? "200, 1000" : "1000, 5000, 10000",
+  connectPerSecond: 500,
+  idleCpuSeconds: 5,
+  scaleExecSamples: quick ? 50 : 300,
+};
+const CONCURRENCIES = [1, 8, 32];
+const SCALE_LEVELS = settings.scaleLevels.split(",").map((s) => Number(s.trim()));
+
+const ADMIN_DATABASE_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const RESULTS_DIR = path.join(ROOT, "bench/results");
+const LOG_DIR = path.join(RESULTS_DIR, "logs");
+
+const t0 = Date.now();
+function say(line: string): void {
+  const s = ((Date.now() - t0) / 1000).toFixed(0).padStart(4);
+  process.stderr.write(`[bench ${s}s] ${line}\n`);
+}
+
+async function throughputSeries(op: () => Promise<boolean>, label: string): Promise<ThroughputResult[]> {
+  const out: ThroughputResult[] = [];
+  for (const c of CONCURRENCIES) {
+    say(`${label}: throughput at concurrency ${c} for ${settings.throughputSeconds} s ...`);
+    out.push(await measureThroughput(op, c, settings.throughputSeconds * 1000));
+  }
+  return out;
+}
+
+function brief(l: LatencyResult): string {
+  return `p50 ${l.p50.toFixed(2)} ms, p95 ${l.p95.toFixed(2)} ms, p99 ${l.p99.toFixed(2)} ms`;
+}
+
+async function scalePhase(stack: Stack, keys: string[]): Promise<BenchResults["scale"]> {
+  const pid = stack.dispatcher.pid as number;
+  const levels: ScaleLevel[] = [];
+  const sims = new SimulatedRunners(stack.dispatcherUrl, LOG_DIR);
+  onCleanup(() => sims.stop());
+  const max = Math.max(...SCALE_LEVELS);
+  say(`scale: inserting ${max.toLocaleString("en-US")} server rows with hashed runner tokens ...`);
+  await sims.createServers(stack.databaseUrl, stack.tenantId, max);
+  const measureLevel = async (n: number): Promise<void> => {
+    // Let connection handling, presence writes and GC settle before the idle window.
+    await sleep(3000);
+    const cpu = await cpuShare(pid, settings.idleCpuSeconds * 1000);
+    const level = { simulatedRunners: n, dispatcherRssMiB: rssMiB(pid), dispatcherIdleCpuPct: cpu * 100 };
+    levels.push(level);
+    say(`scale: ${n.toLocaleString("en-US")} simulated runners: dispatcher RSS ${level.dispatcherRssMiB.toFixed(0)} MiB, idle CPU ${level.dispatcherIdleCpuPct.toFixed(1)} %`);
+  };
+  await measureLevel(0);
+  let skipped: string | undefined;
+  try {
+    for (const n of SCALE_LEVELS) {
+      say(`scale: connecting simulated runners up to ${n.toLocaleString("en-US")} (≤ ${settings.connectPerSecond}/s) ...`);
+      await sims.growTo(n, settings.connectPerSecond, 180_000);
+      await measureLevel(n);
+    }
+  } catch (err) {
+    skipped = err instanceof Error ? err.message : String(err);
+    say(`scale: ${skipped}`);
+  }
+  let execAtMax: BenchResults["scale"]["execAtMax"];
+  if (!skipped) {
+    say(`scale: exec latency to the real runner with ${max.toLocaleString("en-US")} simulated runners connected ...`);
+    const target = execTarget(stack.gatewayUrl, keys, stack.serverId);
+    const l = await measureLatency(target.op, settings.scaleExecSamples, 20);
+    target.close();
+    execAtMax = { ...l, simulatedRunners: sims.connected };
+    say(`scale: exec at ${max}: ${brief(l)}`);
+  }
+  const connectErrors = sims.connectErrors;
+  const connectErrorReasons = sims.connectErrorReasons;
+  await sims.stop();
+  return { levels, ...(execAtMax ? { execAtMax } : {}), connectErrors, connectErrorReasons, ...(skipped ? { skipped } : {}) };
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date().toISOString();
+  const loadAtStart = os.loadavg();
+  mkdirSync(LOG_DIR, { recursive: true });
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "runbridge-bench-"));
+  onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
+  say(`logs of every process: ${LOG_DIR}`);
+
+  say("starting the stack (fresh database runbridge_bench, dispatcher, gateway, runner) ...");
+  const stack = await startStack({
+    adminDatabaseUrl: ADMIN_DATABASE_URL,
+    databaseName: "runbridge_bench",
+    redisUrl: REDIS_URL,
+    logDir: LOG_DIR,
+    stateDir: path.join(tmp, "runner"),
+    logLevel: process.env.BENCH_LOG_LEVEL ?? "info",
+  });
+  onCleanup(() => stack.admin.close());
+  const machine = await describeMachine(stack.databaseUrl, REDIS_URL);
+  say(`machine: ${machine.cores} cores, ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
+  const keys = await createAutomationKeys(stack, settings.keyPool, 1000);
+  say(`${keys.length} automation keys (rate_limit 1000 each), used round-robin`);
+
+  say(`spawn baseline: ${settings.samples} samples of sh -c true ...`);
+  const spawnLatency = await measureLatency(spawnTrue, settings.samples, settings.warmup);
+  say(`spawn baseline: ${brief(spawnLatency)}`);
+  const spawnThroughput = await throughputSeries(spawnTrue, "spawn baseline");
+
+  const exec = execTarget(stack.gatewayUrl, keys, stack.serverId);
+  say(`exec: ${settings.samples} samples after ${settings.warmup} warm-up ...`);
+  await measureLatency(exec.op, settings.warmup, 0);
+  const window = { from: new Date() };
+  const execLatency = await measureLatency(exec.op, settings.samples, 0);
+  const stages = await stageBreakdown(stack.databaseUrl, window.from, new Date());
+  say(`exec: ${brief(execLatency)}`);
+  const execThroughput = await throughputSeries(exec.op, "exec");
+  exec.close();
+  say(`exec: throughput ${execThroughput.map((t) => `c${t.concurrency} ${t.opsPerSecond.toFixed(0)}/s`).join(", ")}; answers other than completed: ${JSON.stringify(exec.rejections)}`);
+
+  const ssh = await sshBaseline(path.join(tmp, "ssh"), LOG_DIR, settings.sshFreshSamples, settings.sshMuxSamples, say);
+  say(ssh.skipped ? `ssh baseline skipped: ${ssh.skipped}` : `ssh: fresh ${brief(ssh.fresh as LatencyResult)}; multiplexed ${brief(ssh.multiplexed as LatencyResult)}`);
+
+  const execUrl = `${stack.gatewayUrl}/api/automation/v1/exec`;
+  const body = { server_id: stack.serverId, command: "true" };
+  say(`rejection: 401 with an unknown rca_ key, ${settings.rejectionConnections} connections, ${settings.rejectionSeconds} s ...`);
+  const unauthorized = await rejectionRate(execUrl, generateToken(TokenKind.AutomationKey), body, 401, settings.rejectionConnections, settings.rejectionSeconds);
+  say(`rejection: 401 at ${unauthorized.perSecond.toFixed(0)}/s (${JSON.stringify(unauthorized.statusCodes)})`);
+  const [limited] = await createAutomationKeys(stack, 1, 1);
+  // Spend the key's one request of the minute (any answer counts), so everything after is a 429.
+  await stack.admin.request("POST", "/api/automation/v1/exec", limited as string, body);
+  say(`rejection: 429 with an exhausted key (rate_limit 1), ${settings.rejectionSeconds} s ...`);
+  const rateLimited = await rejectionRate(execUrl, limited as string, body, 429, settings.rejectionConnections, settings.rejectionSeconds);
+  say(`rejection: 429 at ${rateLimited.perSecond.toFixed(0)}/s (${JSON.stringify(rateLimited.statusCodes)})`);
+
+  const scale = await scalePhase(stack, keys);
+
+  const results: BenchResults = {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    command: "pnpm bench",
+    machine,
+    loadAverage: { start: loadAtStart, end: os.loadavg() },
+    settings,
+    exec: { latency: execLatency, throughput: execThroughput, nonCompleted: exec.rejections, stages },
+    spawn: { latency: spawnLatency, throughput: spawnThroughput },
+    ssh,
+    rejection: { unauthorized, rateLimited },
+    scale,
+  };
+  const checks = checkTargets(results);
+  const markdown = renderMarkdown(results, checks);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const base = quick ? "quick" : "latest";
+  writeFileSync(path.join(RESULTS_DIR, `${base}.json`), `${JSON.stringify({ ...results, targets: checks }, null, 2)}\n`);
+  writeFileSync(path.join(RESULTS_DIR, `${base}.md`), `${markdown}\n`);
+  process.stdout.write(`\n${markdown}\n`);
+  say(`written: bench/results/${base}.json and bench/results/${base}.md; stopping everything ...`);
+}
+
+let interrupted = false;
+async function finish(code: number): Promise<never> {
+  markStackStopping();
+  await stopAll();
+  process.exit(code);
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    say(`${sig}: stopping everything the bench started ...`);
+    void finish(130);
+  });
+}
+main().then(
+  () => finish(0),
+  (err: unknown) => {
+    process.stderr.write(`\nbench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    void finish(1);
+  },
+);

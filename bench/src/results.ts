@@ -1,0 +1,34 @@
+import type { LatencyResult, ThroughputResult } from "./load";
+import type { Machine } from "./machine";
+import type { RejectionResult } from "./rejection";
+import type { SshResult } from "./ssh-baseline";
+import type { Stage } from "./stages";
+
+export interface ScaleLevel {
+  simulatedRunners: number;
+  dispatcherRssMiB: number;
+  /** Share of one core over the idle window, in percent. */
+  dispatcherIdleCpuPct: number;
+}
+
+export interface BenchResults {
+  startedAt: string;
+  finishedAt: string;
+  command: string;
+  machine: Machine;
+  /** 1, 5 and 15 minute load averages when the run started and ended: other work on the box skews every figure. */
+  loadAverage: { start: number[]; end: number[] };
+  settings: Record<string, number | string>;
+  exec: { latency: LatencyResult; throughput: ThroughputResult[]; nonCompleted: Record<string, number>; stages?: { operations: number; stages: Stage[] } };
+  spawn: { latency: LatencyResult; throughput: ThroughputResult[] };
+  ssh: SshResult;
+  rejection: { unauthorized: RejectionResult; rateLimited: RejectionResult };
+  scale: { levels: ScaleLevel[]; execAtMax?: LatencyResult & { simulatedRunners: number }; connectErrors: number; connectErrorReasons?: Record<string, number>; skipped?: string };
+}
+
+export interface TargetCheck {
+  target: string;
+  figure: string;
+  value: number;
+  pass: boolean;
+}

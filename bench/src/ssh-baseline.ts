@@ -1,0 +1,118 @@
+import { execFile, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync, readFileSync, chmodSync } from "node:fs";
+import net from "node:net";
+import { userInfo } from "node:os";
+import path from "node:path";
+import { measureLatency, type LatencyResult, type Operation } from "./load";
+import { freePort, onCleanup, startChild, stopChild, until } from "./procs";
+
+const SSHD = "/usr/sbin/sshd";
+
+export interface SshResult {
+  fresh?: LatencyResult;
+  multiplexed?: LatencyResult;
+  skipped?: string;
+}
+
+/** openssh-server from Debian's packages when sshd is missing; the reason when it cannot be had. */
+function ensureSshd(log: (line: string) => void): string | undefined {
+  if (existsSync(SSHD)) return undefined;
+  if (!existsSync("/usr/bin/apt-get")) return `${SSHD} is missing and apt-get is not available to install openssh-server`;
+  if (process.getuid?.() !== 0) return `${SSHD} is missing and installing openssh-server needs root`;
+  log("installing openssh-server with apt-get (sshd is missing) ...");
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  let r = spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", "openssh-server"], { env, encoding: "utf8", timeout: 240_000 });
+  if (r.status !== 0) {
+    // A fresh machine may have no package lists yet.
+    spawnSync("apt-get", ["update", "-q"], { env, encoding: "utf8", timeout: 240_000 });
+    r = spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", "openssh-server"], { env, encoding: "utf8", timeout: 240_000 });
+  }
+  if (r.status !== 0 || !existsSync(SSHD)) return `apt-get install openssh-server failed: ${(r.stderr || r.stdout || String(r.error)).trim().split("\n").slice(-3).join(" | ")}`;
+  return undefined;
+}
+
+function run(cmd: string, args: string[]): Promise<boolean> {
+  return new Promise((resolve) => execFile(cmd, args, { timeout: 30_000 }, (err) => resolve(!err)));
+}
+
+/**
+ * OpenSSH on loopback, as CI tools that open a fresh connection per step use
+ * it: a private sshd (own port, host key and config, accepting only a key
+ * generated here), then `ssh host true` fresh and over a ControlMaster.
+ */
+export async function sshBaseline(dir: string, logDir: string, freshSamples: number, muxSamples: number, log: (line: string) => void): Promise<SshResult> {
+  const missing = ensureSshd(log);
+  if (missing) return { skipped: missing };
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // sshd's privilege separation directory.
+  mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+  const hostKey = path.join(dir, "host_ed25519");
+  const clientKey = path.join(dir, "client_ed25519");
+  for (const key of [hostKey, clientKey]) {
+    const r = spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key], { encoding: "utf8" });
+    if (r.status !== 0) return { skipped: `ssh-keygen failed: ${r.stderr.trim()}` };
+  }
+  const authorized = path.join(dir, "authorized_keys");
+  writeFileSync(authorized, readFileSync(`${clientKey}.pub`, "utf8"), { mode: 0o600 });
+  const port = await freePort();
+  const user = userInfo().username;
+  const config = path.join(dir, "sshd_config");
+  writeFileSync(
+    config,
+    [
+      `Port ${port}`,
+      "ListenAddress 127.0.0.1",
+      `HostKey ${hostKey}`,
+      `PidFile ${path.join(dir, "sshd.pid")}`,
+      // Only the key generated for this run is accepted, for this user only.
+      `AuthorizedKeysFile ${authorized}`,
+      `AllowUsers ${user}`,
+      user === "root" ? "PermitRootLogin prohibit-password" : "PermitRootLogin no",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "PubkeyAuthentication yes",
+      "UsePAM no",
+      "StrictModes no",
+      "UseDNS no",
+      "MaxStartups 100:30:200",
+      // See SetEnv below.
+      "AcceptEnv SHLVL",
+      "MaxSessions 100",
+      "",
+    ].join("\n"),
+    { mode: 0o600 },
+  );
+  chmodSync(dir, 0o700);
+  const sshd = startChild("sshd", SSHD, ["-D", "-e", "-f", config], { logDir });
+  onCleanup(() => stopChild(sshd));
+  try {
+    await until("sshd to listen", () => new Promise((resolve) => net.connect(port, "127.0.0.1").once("connect", function (this: net.Socket) {
+      this.destroy();
+      resolve(true);
+    }).once("error", () => resolve(false))), 10_000);
+  } catch {
+    return { skipped: `sshd did not start; see ${path.join(logDir, "sshd.log")}` };
+  }
+
+  // bash sources ~/.bashrc and /etc/bash.bashrc for commands run by sshd unless it is a
+  // nested shell; on a box whose rc files do slow work (pyenv init, …) that would be
+  // measured as SSH's cost. SHLVL=1 makes the remote bash skip them, as a lean server would.
+  const base = ["-F", "/dev/null", "-o", "SetEnv=SHLVL=1", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", clientKey, "-p", String(port)];
+  const target = `${user}@127.0.0.1`;
+  const fresh: Operation = () => run("ssh", [...base, target, "true"]);
+  if (!(await fresh())) return { skipped: `ssh to the private sshd failed; see ${path.join(logDir, "sshd.log")}` };
+  const control = path.join(dir, "cm-%C");
+  const muxArgs = [...base, "-o", "ControlMaster=auto", "-o", `ControlPath=${control}`, "-o", "ControlPersist=120"];
+  const mux: Operation = () => run("ssh", [...muxArgs, target, "true"]);
+  onCleanup(() => run("ssh", [...muxArgs, "-O", "exit", target]).then(() => undefined));
+
+  log(`ssh fresh connection: ${freshSamples} samples ...`);
+  const freshResult = await measureLatency(fresh, freshSamples, 2);
+  log(`ssh multiplexed: ${muxSamples} samples ...`);
+  // The first call opens the master connection; the warm-up keeps it out of the samples.
+  const muxResult = await measureLatency(mux, muxSamples, 5);
+  // Done with SSH: the master connection and sshd go now, not at the end of the run.
+  await run("ssh", [...muxArgs, "-O", "exit", target]);
+  await stopChild(sshd);
+  return { fresh: freshResult, multiplexed: muxResult };
+}

@@ -1,0 +1,156 @@
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { Client } from "pg";
+import { createRedis } from "@runbridge/common";
+import { HttpClient } from "./http-client";
+import { ROOT, freePort, onCleanup, startChild, until } from "./procs";
+
+export interface StackOptions {
+  adminDatabaseUrl: string;
+  databaseName: string;
+  redisUrl: string;
+  logDir: string;
+  stateDir: string;
+  logLevel: string;
+}
+
+export interface Stack {
+  databaseUrl: string;
+  redisUrl: string;
+  redisPrefix: string;
+  gatewayUrl: string;
+  dispatcherUrl: string;
+  dispatcher: ChildProcess;
+  gateway: ChildProcess;
+  runner: ChildProcess;
+  tenantId: string;
+  apiKey: string;
+  serverId: string;
+  /** The management API, with the tenant's general key. */
+  admin: HttpClient;
+}
+
+/** The database, as a fresh one: dropped (connections forced off) and created. */
+async function recreateDatabase(adminUrl: string, name: string): Promise<void> {
+  const c = new Client({ connectionString: adminUrl });
+  await c.connect();
+  try {
+    const ident = `"${name.replace(/"/g, '""')}"`;
+    await c.query(`DROP DATABASE IF EXISTS ${ident} WITH (FORCE)`);
+    await c.query(`CREATE DATABASE ${ident}`);
+  } finally {
+    await c.end();
+  }
+}
+
+function withDatabase(adminUrl: string, name: string): string {
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** Deletes every Redis key under the bench's prefix, so runs leave nothing behind in a shared Redis. */
+async function dropRedisPrefix(redisUrl: string, prefix: string): Promise<void> {
+  const redis = createRedis(redisUrl);
+  try {
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length) await redis.unlink(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * The production shape on one box: a dispatcher and a gateway as separate
+ * processes (environment as `pnpm dev` gives them), one real runner, a tenant
+ * made with the CLI and a server through the management API.
+ */
+export async function startStack(o: StackOptions): Promise<Stack> {
+  const databaseUrl = withDatabase(o.adminDatabaseUrl, o.databaseName);
+  await recreateDatabase(o.adminDatabaseUrl, o.databaseName);
+  execFileSync(process.execPath, [path.join(ROOT, "scripts/dist/migrate.js")], { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl }, stdio: "pipe" });
+
+  const redisPrefix = `rbbench-${randomBytes(4).toString("hex")}`;
+  onCleanup(() => dropRedisPrefix(o.redisUrl, redisPrefix));
+  const [port, dispatcherPort] = [await freePort(), await freePort()];
+  const common = {
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: o.redisUrl,
+    REDIS_PREFIX: redisPrefix,
+    LOG_LEVEL: o.logLevel,
+    RUNBRIDGE_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+    NODE_ENV: "production",
+  };
+  const gatewayUrl = `http://127.0.0.1:${port}`;
+  const dispatcherUrl = `http://127.0.0.1:${dispatcherPort}`;
+  // 10k runner sockets need more descriptors than the usual default of 1,024.
+  const dispatcher = startChild("dispatcher", process.execPath, [...nodeFlags("dispatcher"), path.join(ROOT, "apps/dispatcher/dist/main.js")], {
+    env: { ...common, DISPATCHER_PORT: String(dispatcherPort), DISPATCHER_HOST: "127.0.0.1" },
+    logDir: o.logDir,
+    maxFiles: 65536,
+  });
+  const gateway = startChild("gateway", process.execPath, [...nodeFlags("gateway"), path.join(ROOT, "apps/gateway/dist/main.js")], {
+    env: { ...common, PORT: String(port), HOST: "127.0.0.1" },
+    logDir: o.logDir,
+    maxFiles: 65536,
+  });
+  for (const [name, child] of [["dispatcher", dispatcher], ["gateway", gateway]] as const) {
+    child.once("exit", (code, signal) => {
+      if (!stackStopping) console.error(`\n${name} exited unexpectedly (${signal ?? code}); see ${path.join(o.logDir, `${name}.log`)}`);
+    });
+  }
+  await until("the dispatcher", async () => (await fetch(`${dispatcherUrl}/readyz`)).ok, 60_000);
+  await until("the gateway", async () => (await fetch(`${gatewayUrl}/readyz`)).ok, 60_000);
+
+  const boot = JSON.parse(
+    execFileSync(process.execPath, [path.join(ROOT, "apps/cli/dist/main.js"), "bootstrap", "--tenant", "bench"], { cwd: ROOT, env: { ...process.env, DATABASE_URL: databaseUrl }, encoding: "utf8" }),
+  ) as { tenant_id: string; api_key: string };
+  const admin = new HttpClient(gatewayUrl, 8);
+  const server = await admin.json<{ id: string; runner_token: string }>("POST", "/api/v1/servers", boot.api_key, { name: "bench-runner" });
+  if (server.status !== 201) throw new Error(`creating the server answered ${server.status}: ${JSON.stringify(server.body)}`);
+
+  const runner = startChild("runner", process.execPath, [path.join(ROOT, "apps/runner/dist/main.js")], {
+    env: {
+      ...process.env,
+      RUNBRIDGE_DISPATCHER_URL: dispatcherUrl,
+      RUNBRIDGE_RUNNER_TOKEN: server.body.runner_token,
+      RUNBRIDGE_STATE_DIR: o.stateDir,
+      RUNBRIDGE_WORKDIR: o.stateDir,
+      LOG_LEVEL: o.logLevel,
+    },
+    logDir: o.logDir,
+  });
+  await until("the runner to connect", async () => {
+    const r = await admin.json<{ runner_connected: boolean }>("GET", `/api/v1/servers/${server.body.id}`, boot.api_key);
+    return r.body.runner_connected;
+  });
+  return { databaseUrl, redisUrl: o.redisUrl, redisPrefix, gatewayUrl, dispatcherUrl, dispatcher, gateway, runner, tenantId: boot.tenant_id, apiKey: boot.api_key, serverId: server.body.id, admin };
+}
+
+let stackStopping = false;
+export function markStackStopping(): void {
+  stackStopping = true;
+}
+
+/** BENCH_CPU_PROF=1 writes V8 CPU profiles of the gateway and dispatcher into bench/results/profiles/ for finding hot spots. */
+function nodeFlags(name: string): string[] {
+  if (process.env.BENCH_CPU_PROF !== "1") return [];
+  return ["--cpu-prof", `--cpu-prof-dir=${path.join(ROOT, "bench/results/profiles")}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`];
+}
+
+/** Automation keys made through the management API. */
+export async function createAutomationKeys(stack: Stack, count: number, rateLimit: number): Promise<string[]> {
+  const keys: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = await stack.admin.json<{ key: string }>("POST", "/api/v1/automation-keys", stack.apiKey, { name: `bench-${rateLimit}-${i}`, rate_limit: rateLimit });
+    if (r.status !== 201) throw new Error(`creating an automation key answered ${r.status}: ${JSON.stringify(r.body)}`);
+    keys.push(r.body.key);
+  }
+  return keys;
+}

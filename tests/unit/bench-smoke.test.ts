@@ -1,0 +1,96 @@
+import { measureThroughput } from "../../bench/src/load";
+import { checkTargets, renderMarkdown } from "../../bench/src/report";
+import type { BenchResults } from "../../bench/src/results";
+import { percentile, ratio, summarize } from "../../bench/src/stats";
+
+const latency = (p50: number, p99: number) => ({ samples: 500, p50, p95: p99, p99, mean: p50, max: p99, failures: 0 });
+const throughput = (ops: number) => [1, 8, 32].map((concurrency) => ({ concurrency, durationS: 5, completed: ops * 5, failures: 0, opsPerSecond: ops }));
+const rejection = (status: number, perSecond: number) => ({
+  expectedStatus: status,
+  connections: 50,
+  durationS: 10,
+  perSecond,
+  total: perSecond * 10,
+  statusCodes: { [String(status)]: perSecond * 10 },
+  errors: 0,
+  latencyP50Ms: 5,
+  latencyP99Ms: 20,
+});
+
+function results(overrides: Partial<BenchResults> = {}): BenchResults {
+  return {
+    startedAt: "2026-11-28T16:00:00.000Z",
+    finishedAt: "2026-11-28T16:03:00.000Z",
+    command: "pnpm bench",
+    machine: { cores: 2, cpuModel: "cpu", memoryGiB: 24, os: "Debian", kernel: "6", node: "v20", postgres: "15", redis: "7", openssh: "OpenSSH_9" },
+    loadAverage: { start: [0.5, 0.5, 0.5], end: [1, 1, 1] },
+    settings: { warmup: 200, throughputSeconds: 5, rejectionSeconds: 10, idleCpuSeconds: 5 },
+    exec: { latency: latency(8, 20), throughput: throughput(200), nonCompleted: {} },
+    spawn: { latency: latency(2.6, 5), throughput: throughput(300) },
+    ssh: { fresh: latency(280, 400), multiplexed: latency(28, 40) },
+    rejection: { unauthorized: rejection(401, 6000), rateLimited: rejection(429, 5500) },
+    scale: {
+      levels: [1000, 5000, 10000].map((n) => ({ simulatedRunners: n, dispatcherRssMiB: n / 20, dispatcherIdleCpuPct: 1 })),
+      connectErrors: 0,
+    },
+    ...overrides,
+  };
+}
+
+describe("bench helpers", () => {
+  it("takes nearest-rank percentiles", () => {
+    const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(sorted, 50)).toBe(50);
+    expect(percentile(sorted, 99)).toBe(99);
+    expect(percentile(sorted, 100)).toBe(100);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([], 50)).toBeNaN();
+    const s = summarize([5, 1, 3]);
+    expect([s.p50, s.max, s.mean]).toEqual([3, 5, 3]);
+  });
+
+  it("never turns a missing baseline into a ratio", () => {
+    expect(ratio(10, 4)).toBe(2.5);
+    expect(ratio(undefined, 4)).toBeNaN();
+    expect(ratio(10, 0)).toBeNaN();
+  });
+
+  it("counts only successful operations as throughput", async () => {
+    let n = 0;
+    const r = await measureThroughput(async () => ++n % 2 === 0, 4, 50);
+    expect(r.completed + r.failures).toBe(n);
+    expect(r.failures).toBeGreaterThan(0);
+    expect(r.opsPerSecond).toBeCloseTo(r.completed / r.durationS);
+  });
+
+  it("passes every target when the figures meet them", () => {
+    const checks = checkTargets(results());
+    expect(checks.filter((c) => !c.pass)).toEqual([]);
+    expect(checks).toHaveLength(8);
+  });
+
+  it("fails the targets that are missed, and a skipped measurement, instead of passing them", () => {
+    const r = results({
+      exec: { latency: latency(12, 30), throughput: throughput(100), nonCompleted: { "429": 3 } },
+      ssh: { skipped: "no sshd" },
+      scale: { levels: [{ simulatedRunners: 1000, dispatcherRssMiB: 100, dispatcherIdleCpuPct: 1 }], connectErrors: 0, skipped: "timed out" },
+      rejection: { unauthorized: rejection(401, 4999), rateLimited: rejection(429, 5000) },
+    });
+    const failed = checkTargets(r)
+      .filter((c) => !c.pass)
+      .map((c) => c.target);
+    expect(failed).toEqual([
+      "exec p50 ≤ 10 ms at concurrency 1",
+      "exec p99 ≤ 25 ms at concurrency 1",
+      "throughput at concurrency 32 ≥ 50 % of direct spawn",
+      "≥ 25× faster than a fresh SSH connection (p50)",
+      "≥ 2.5× faster than multiplexed SSH (p50)",
+      "10,000 connected runners on one dispatcher < 1 GiB RSS",
+      "≥ 5,000 rejected requests/s on the gateway (401)",
+    ]);
+    const md = renderMarkdown(r, checkTargets(r));
+    expect(md).toContain("Skipped: no sshd");
+    expect(md).toContain("429: 3");
+    expect(md).toContain("| exec p50 ≤ 10 ms at concurrency 1 | 12.0 ms | **FAIL** |");
+  });
+});
