@@ -73,9 +73,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
     logger.info("runner connected", { serverId, socketId: socket.id, version: (socket.handshake.auth as Partial<RunnerHandshakeAuth>).version });
 
     socket.on("operation:started", ({ operationId, startedAt }) => {
-      void ctx.prisma.operation
-        .updateMany({ where: { id: operationId, serverId, startedAt: null }, data: { startedAt: new Date(startedAt) } })
-        .catch((err: unknown) => logger.warn("could not record start", { operationId, error: String(err) }));
+      ctx.operations.markStarted(operationId, serverId, new Date(startedAt)).catch((err: unknown) => logger.warn("could not record start", { operationId, error: String(err) }));
     });
 
     // A runner may only write the live log of its own server's operations.
@@ -84,7 +82,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
       let owned = ownOperations.get(chunk.operationId);
       if (!owned) {
         if (ownOperations.size > 1000) ownOperations.clear();
-        owned = ctx.prisma.operation.count({ where: { id: chunk.operationId, serverId } }).then((n) => n === 1, () => false);
+        owned = ctx.operations.belongsToServer(chunk.operationId, serverId).catch(() => false);
         ownOperations.set(chunk.operationId, owned);
       }
       void owned.then((ok) => (ok ? appendOutput(ctx, serverId, chunk) : undefined));

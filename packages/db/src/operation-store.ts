@@ -1,5 +1,5 @@
 import type { Pool } from "pg";
-import type { Operation } from "@prisma/client";
+import type { Operation, Server } from "@prisma/client";
 
 /**
  * The operation hot path in plain SQL on the pool Prisma also uses. Every
@@ -124,6 +124,35 @@ export class OperationStore {
     );
     const r = rows[0] as Row | undefined;
     return r ? { ...toOperation(r), server: r.server_name == null ? null : { name: r.server_name as string } } : null;
+  }
+
+  /** The target server of an operation request, within the caller's tenant. */
+  async findServerForTenant(id: string, tenantId: string): Promise<Server | null> {
+    const { rows } = await this.pool.query("SELECT * FROM servers WHERE id = $1 AND tenant_id = $2", [id, tenantId]);
+    const r = rows[0] as Row | undefined;
+    if (!r) return null;
+    return {
+      id: r.id as string,
+      tenantId: r.tenant_id as string,
+      name: r.name as string,
+      runnerTokenHash: r.runner_token_hash as string,
+      lastSeenAt: (r.last_seen_at as Date | null) ?? null,
+      createdAt: r.created_at as Date,
+      provider: (r.provider as string | null) ?? null,
+      providerServerId: (r.provider_server_id as string | null) ?? null,
+      providerTokenCiphertext: (r.provider_token_ciphertext as string | null) ?? null,
+    };
+  }
+
+  /** Whether the operation belongs to the server (a runner may only write its own server's operations). */
+  async belongsToServer(id: string, serverId: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query("SELECT 1 FROM operations WHERE id = $1 AND server_id = $2", [id, serverId]);
+    return rowCount === 1;
+  }
+
+  /** The runner's report that it started the operation (first report wins). */
+  async markStarted(id: string, serverId: string, startedAt: Date): Promise<void> {
+    await this.pool.query("UPDATE operations SET started_at = $3 WHERE id = $1 AND server_id = $2 AND started_at IS NULL", [id, serverId, startedAt]);
   }
 
   /**

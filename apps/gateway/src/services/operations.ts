@@ -24,7 +24,7 @@ export interface NewOperation {
 
 /** The server of the caller's tenant, with the key's server scope enforced. */
 export async function loadTargetServer(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<Server> {
-  const server = await ctx.prisma.server.findFirst({ where: { id: serverId, tenantId: auth.tenantId } });
+  const server = await ctx.operations.findServerForTenant(serverId, auth.tenantId);
   if (!server) throw new NotFoundError(`Server ${serverId} not found`);
   assertServerAllowed(auth.key, server.id);
   return server;
