@@ -59,7 +59,7 @@ function reachable(url: string, defaultPort: number): Promise<boolean> {
 
 async function checkServices(): Promise<void> {
   const howTo = [
-    "Start them with Docker:   docker compose up -d postgres redis",
+    "Start them with Docker:   docker compose -f docker-compose.dev.yml up -d postgres redis",
     "or on Debian/Ubuntu:      pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
     "                          redis-server --daemonize yes --save '' --appendonly no",
     "or point DATABASE_URL / REDIS_URL at running ones.",

@@ -57,3 +57,17 @@ describe("README", () => {
     expect(dev.output).toMatch(/runner.*shutting down|disconnect/);
   });
 });
+
+describe("docker-compose.dev.yml", () => {
+  it("is what `pnpm dev` and the README tell a new user to start, and it is a valid compose file", () => {
+    const dev = readFileSync(path.join(ROOT, "scripts/src/dev.ts"), "utf8");
+    const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+    const command = "docker compose -f docker-compose.dev.yml up -d postgres redis";
+    expect(dev).toContain(command);
+    expect(readme).toContain(command);
+    // Offline validation with Debian's docker-compose (no Docker engine runs here).
+    execFileSync("docker-compose", ["-f", path.join(ROOT, "docker-compose.dev.yml"), "config", "-q"], { cwd: ROOT });
+    const services = execFileSync("docker-compose", ["-f", path.join(ROOT, "docker-compose.dev.yml"), "config", "--services"], { cwd: ROOT }).toString().trim().split("\n");
+    expect(services.sort()).toEqual(["postgres", "redis"]);
+  });
+});
