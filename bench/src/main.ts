@@ -78,11 +78,11 @@ async function scalePhase(stack: Stack, keys: string[]): Promise<BenchResults["s
   const max = Math.max(...SCALE_LEVELS);
   say(`scale: inserting ${max.toLocaleString("en-US")} server rows with hashed runner tokens ...`);
   await sims.createServers(stack.databaseUrl, stack.tenantId, max);
-  const measureLevel = async (n: number): Promise<void> => {
+  const measureLevel = async (n: number, connectSeconds?: number): Promise<void> => {
     // Let connection handling, presence writes and GC settle before the idle window.
     await sleep(3000);
     const cpu = await cpuShare(pid, settings.idleCpuSeconds * 1000);
-    const level = { simulatedRunners: n, dispatcherRssMiB: rssMiB(pid), dispatcherIdleCpuPct: cpu * 100 };
+    const level: ScaleLevel = { simulatedRunners: n, dispatcherRssMiB: rssMiB(pid), dispatcherIdleCpuPct: cpu * 100, ...(connectSeconds !== undefined ? { connectSeconds } : {}) };
     levels.push(level);
     say(`scale: ${n.toLocaleString("en-US")} simulated runners: dispatcher RSS ${level.dispatcherRssMiB.toFixed(0)} MiB, idle CPU ${level.dispatcherIdleCpuPct.toFixed(1)} %`);
   };
@@ -91,8 +91,9 @@ async function scalePhase(stack: Stack, keys: string[]): Promise<BenchResults["s
   try {
     for (const n of SCALE_LEVELS) {
       say(`scale: connecting simulated runners up to ${n.toLocaleString("en-US")} (≤ ${settings.connectPerSecond}/s) ...`);
+      const c0 = Date.now();
       await sims.growTo(n, settings.connectPerSecond, 180_000);
-      await measureLevel(n);
+      await measureLevel(n, (Date.now() - c0) / 1000);
     }
   } catch (err) {
     skipped = err instanceof Error ? err.message : String(err);

@@ -104,10 +104,13 @@ export function renderMarkdown(r: BenchResults, checks: TargetCheck[]): string {
   out.push("#### Scale: simulated runners connected to one dispatcher");
   out.push("");
   if (r.scale.skipped) out.push(`Stopped early: ${r.scale.skipped}`);
-  head(["Connected simulated runners", "dispatcher RSS", "dispatcher idle CPU (% of one core)", "Target", ""]);
+  head(["Connected simulated runners", "dispatcher RSS", "dispatcher idle CPU (% of one core)", "time to connect the step's new runners", "Target", ""]);
+  let prev = 0;
   for (const l of r.scale.levels) {
     const isTop = l.simulatedRunners === 10_000;
-    row([l.simulatedRunners.toLocaleString("en-US"), `${l.dispatcherRssMiB.toFixed(0)} MiB`, `${l.dispatcherIdleCpuPct.toFixed(1)} %`, isTop ? "< 1 GiB RSS" : "", isTop ? check("10,000") : ""]);
+    const connect = l.connectSeconds === undefined ? "–" : `${l.connectSeconds.toFixed(1)} s (${Math.round((l.simulatedRunners - prev) / l.connectSeconds)}/s)`;
+    prev = l.simulatedRunners;
+    row([l.simulatedRunners.toLocaleString("en-US"), `${l.dispatcherRssMiB.toFixed(0)} MiB`, `${l.dispatcherIdleCpuPct.toFixed(1)} %`, connect, isTop ? "< 1 GiB RSS" : "", isTop ? check("10,000") : ""]);
   }
   const e = r.scale.execAtMax;
   out.push("");

@@ -9,6 +9,8 @@ export interface ScaleLevel {
   dispatcherRssMiB: number;
   /** Share of one core over the idle window, in percent. */
   dispatcherIdleCpuPct: number;
+  /** Seconds from starting to connect this step's new runners until all were connected. */
+  connectSeconds?: number;
 }
 
 export interface BenchResults {
