@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
-import { ROOT } from "./procs";
+import { ROOT, onCleanup } from "./procs";
 
 export interface RejectionResult {
   expectedStatus: number;
@@ -33,8 +33,10 @@ interface AutocannonJson {
 export function rejectionRate(url: string, token: string, body: unknown, expectedStatus: number, connections: number, durationS: number): Promise<RejectionResult> {
   const bin = path.join(ROOT, "node_modules/autocannon/autocannon.js");
   const args = [bin, "-j", "-c", String(connections), "-d", String(durationS), "-m", "POST", "-H", `Authorization=Bearer ${token}`, "-H", "Content-Type=application/json", "-b", JSON.stringify(body), url];
+  let done = false;
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, args, { maxBuffer: 16 * 1024 * 1024, timeout: (durationS + 60) * 1000 }, (err, stdout) => {
+    const child = execFile(process.execPath, args, { maxBuffer: 16 * 1024 * 1024, timeout: (durationS + 60) * 1000 }, (err, stdout) => {
+      done = true;
       if (err) return reject(new Error(`autocannon failed: ${err.message}`));
       const r = JSON.parse(stdout) as AutocannonJson;
       const statusCodes: Record<string, number> = {};
@@ -51,6 +53,10 @@ export function rejectionRate(url: string, token: string, body: unknown, expecte
         latencyP50Ms: r.latency.p50,
         latencyP99Ms: r.latency.p99,
       });
+    });
+    // Ctrl-C in the middle of a run stops the load generator too.
+    onCleanup(() => {
+      if (!done) child.kill("SIGKILL");
     });
   });
 }
