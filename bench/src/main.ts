@@ -10,6 +10,7 @@
  * figures are not the ones to publish). BENCH_CPU_PROF=1 profiles the gateway
  * and dispatcher (bench/results/profiles/).
  */
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -117,6 +118,7 @@ async function scalePhase(stack: Stack, keys: string[]): Promise<BenchResults["s
 async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const loadAtStart = os.loadavg();
+  const tree = sourceTree();
   mkdirSync(LOG_DIR, { recursive: true });
   const tmp = mkdtempSync(path.join(os.tmpdir(), "runbridge-bench-"));
   onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
@@ -174,6 +176,7 @@ async function main(): Promise<void> {
     startedAt,
     finishedAt: new Date().toISOString(),
     command: "pnpm bench",
+    tree,
     machine,
     loadAverage: { start: loadAtStart, end: os.loadavg() },
     settings,
@@ -191,6 +194,17 @@ async function main(): Promise<void> {
   writeFileSync(path.join(RESULTS_DIR, `${base}.md`), `${markdown}\n`);
   process.stdout.write(`\n${markdown}\n`);
   say(`written: bench/results/${base}.json and bench/results/${base}.md; stopping everything ...`);
+}
+
+/** HEAD, and whether the sources the services are built from differ from it (the figures belong to that code). */
+function sourceTree(): { commit: string; dirty: boolean } {
+  const git = (args: string[]): string => {
+    const r = spawnSync("git", args, { cwd: ROOT, encoding: "utf8" });
+    return r.status === 0 ? r.stdout.trim() : "";
+  };
+  const commit = git(["rev-parse", "--short=12", "HEAD"]) || "unknown";
+  const dirty = git(["status", "--porcelain", "--", "apps", "packages", "prisma"]) !== "";
+  return { commit, dirty };
 }
 
 let interrupted = false;

@@ -50,7 +50,7 @@ export function renderMarkdown(r: BenchResults, checks: TargetCheck[]): string {
   };
   const check = (prefix: string): string => mark(checks.find((c) => c.target.startsWith(prefix))?.pass);
 
-  out.push(`Run of \`${r.command}\`, ${r.startedAt} → ${r.finishedAt}`);
+  out.push(`Run of \`${r.command}\`, ${r.startedAt} → ${r.finishedAt}, services built from commit ${r.tree.commit}${r.tree.dirty ? " plus uncommitted changes under apps/, packages/ or prisma/" : ""}.`);
   out.push("");
   out.push(`Machine: ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB RAM, ${m.os}, Linux ${m.kernel}; Node ${m.node}, PostgreSQL ${m.postgres}, Redis ${m.redis}, ${m.openssh}. Everything (load generator, gateway, dispatcher, runner, PostgreSQL, Redis, sshd) on this one box.`);
   const load = (l: number[]): string => l.map((v) => v.toFixed(2)).join(" / ");

@@ -17,6 +17,8 @@ export interface BenchResults {
   startedAt: string;
   finishedAt: string;
   command: string;
+  /** The commit the services ran from, and whether the working tree had uncommitted changes to them. */
+  tree: { commit: string; dirty: boolean };
   machine: Machine;
   /** 1, 5 and 15 minute load averages when the run started and ended: other work on the box skews every figure. */
   loadAverage: { start: number[]; end: number[] };

@@ -22,6 +22,7 @@ function results(overrides: Partial<BenchResults> = {}): BenchResults {
     startedAt: "2026-11-28T16:00:00.000Z",
     finishedAt: "2026-11-28T16:03:00.000Z",
     command: "pnpm bench",
+    tree: { commit: "abc123", dirty: false },
     machine: { cores: 2, cpuModel: "cpu", memoryGiB: 24, os: "Debian", kernel: "6", node: "v20", postgres: "15", redis: "7", openssh: "OpenSSH_9" },
     loadAverage: { start: [0.5, 0.5, 0.5], end: [1, 1, 1] },
     settings: { warmup: 200, throughputSeconds: 5, rejectionSeconds: 10, idleCpuSeconds: 5 },
