@@ -47,3 +47,26 @@ export const spawnTrue: Operation = () =>
     child.once("error", () => resolve(false));
     child.once("exit", (code) => resolve(code === 0));
   });
+
+/**
+ * An exec request the gateway answers with `expected` before any operation
+ * exists — to time the front half of the gateway on its own (see ladder in main.ts).
+ */
+export function refusedExec(gatewayUrl: string, keys: string[], body: unknown, expected: number): ExecTarget {
+  const client = new HttpClient(gatewayUrl, 4);
+  const rejections: Rejections = {};
+  let next = 0;
+  const op: Operation = async () => {
+    const key = keys[next++ % keys.length] as string;
+    try {
+      const r = await client.request("POST", "/api/automation/v1/exec", key, body);
+      if (r.status === expected) return true;
+      rejections[String(r.status)] = (rejections[String(r.status)] ?? 0) + 1;
+      return false;
+    } catch {
+      rejections.error = (rejections.error ?? 0) + 1;
+      return false;
+    }
+  };
+  return { op, rejections, close: () => client.close() };
+}

@@ -11,10 +11,11 @@
  * and dispatcher (bench/results/profiles/).
  */
 import { spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { execTarget, spawnTrue } from "./exec-op";
+import { execTarget, refusedExec, spawnTrue } from "./exec-op";
 import { measureLatency, measureThroughput, type LatencyResult, type ThroughputResult } from "./load";
 import { describeMachine } from "./machine";
 import { cpuShare, rssMiB } from "./proc-stats";
@@ -43,6 +44,7 @@ const settings = {
   connectPerSecond: 500,
   idleCpuSeconds: 5,
   scaleExecSamples: quick ? 50 : 300,
+  ladderSamples: quick ? 50 : 300,
 };
 const CONCURRENCIES = [1, 8, 32];
 const SCALE_LEVELS = settings.scaleLevels.split(",").map((s) => Number(s.trim()));
@@ -155,6 +157,21 @@ async function main(): Promise<void> {
   exec.close();
   say(`exec: throughput ${execThroughput.map((t) => `c${t.concurrency} ${t.opsPerSecond.toFixed(0)}/s`).join(", ")}; answers other than completed: ${JSON.stringify(exec.rejections)}`);
 
+  // The gateway's front half, step by step, against the whole exec: each rung stops one stage later.
+  const ladderSteps: { label: string; keys: string[]; body: unknown; status: number }[] = [
+    { label: "401: unknown key (HTTP, routing, token check)", keys: [generateToken(TokenKind.AutomationKey)], body: { server_id: stack.serverId, command: "true" }, status: 401 },
+    { label: "422: valid key, invalid body (+ key lookup, rate limit)", keys, body: { server_id: stack.serverId }, status: 422 },
+    { label: "404: valid request, unknown server (+ validation, server lookup)", keys, body: { server_id: randomUUID(), command: "true" }, status: 404 },
+  ];
+  const ladder: BenchResults["ladder"] = [];
+  for (const step of ladderSteps) {
+    const t = refusedExec(stack.gatewayUrl, step.keys, step.body, step.status);
+    const l = await measureLatency(t.op, settings.ladderSamples, 20);
+    t.close();
+    ladder.push({ label: step.label, status: step.status, latency: l, unexpected: t.rejections });
+    say(`ladder: ${step.label}: ${brief(l)}`);
+  }
+
   const ssh = await sshBaseline(path.join(tmp, "ssh"), LOG_DIR, settings.sshFreshSamples, settings.sshMuxSamples, say);
   say(ssh.skipped ? `ssh baseline skipped: ${ssh.skipped}` : `ssh: fresh ${brief(ssh.fresh as LatencyResult)}; multiplexed ${brief(ssh.multiplexed as LatencyResult)}`);
 
@@ -184,6 +201,7 @@ async function main(): Promise<void> {
     spawn: { latency: spawnLatency, throughput: spawnThroughput },
     ssh,
     rejection: { unauthorized, rateLimited },
+    ladder,
     scale,
   };
   const checks = checkTargets(results);

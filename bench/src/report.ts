@@ -89,6 +89,18 @@ export function renderMarkdown(r: BenchResults, checks: TargetCheck[]): string {
     out.push("");
   }
 
+  if (r.ladder?.length) {
+    out.push("The gateway's front half on its own: exec requests refused at successive stages, concurrency 1:");
+    out.push("");
+    head(["Request", "p50", "p95", "p99", "other answers"]);
+    for (const step of r.ladder) {
+      const other = Object.entries(step.unexpected);
+      row([step.label, ...latencyCells(step.latency), other.length ? other.map(([k, v]) => `${k}: ${v}`).join(", ") : "0"]);
+    }
+    row(["200: the whole exec of `true` (from above)", ...latencyCells(o), ""]);
+    out.push("");
+  }
+
   out.push("#### OpenSSH on loopback (`ssh host true`)");
   out.push("");
   if (r.ssh.skipped) {

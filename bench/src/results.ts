@@ -27,6 +27,8 @@ export interface BenchResults {
   spawn: { latency: LatencyResult; throughput: ThroughputResult[] };
   ssh: SshResult;
   rejection: { unauthorized: RejectionResult; rateLimited: RejectionResult };
+  /** Latency at concurrency 1 of exec requests refused at successive stages of the gateway. */
+  ladder?: { label: string; status: number; latency: LatencyResult; unexpected: Record<string, number> }[];
   scale: { levels: ScaleLevel[]; execAtMax?: LatencyResult & { simulatedRunners: number }; connectErrors: number; connectErrorReasons?: Record<string, number>; skipped?: string };
 }
 
