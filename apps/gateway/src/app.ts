@@ -33,12 +33,15 @@ const BODY_LIMIT = "256kb";
 export function createApp(ctx: GatewayContext): Express {
   const app = express();
   app.disable("x-powered-by");
+  // Answers are per-request JSON: an ETag (a hash of every body) buys nothing here.
+  app.set("etag", false);
   app.set("trust proxy", trustProxySetting(ctx.config.TRUST_PROXY));
   app.set("query parser", "simple");
   app.use(requestContext(ctx.logger));
   app.use(httpMetrics());
   // CI clients often forget Content-Type (curl -d sends form encoding): every body is read as JSON.
-  app.use(express.json({ limit: BODY_LIMIT, type: () => true, strict: false }));
+  // Parsed after authentication, so a rejected request (401, 403, 429) costs no parsing.
+  const json = express.json({ limit: BODY_LIMIT, type: () => true, strict: false });
 
   app.use(healthRouter(ctx));
   app.use(metricsRouter());
@@ -48,6 +51,7 @@ export function createApp(ctx: GatewayContext): Express {
 
   const automation = express.Router();
   automation.use(automationAuthMiddleware(ctx));
+  automation.use(json);
   automation.use(idempotencyMiddleware(ctx));
   automation.use(execRouter(ctx));
   automation.use(operationsRouter(ctx));
@@ -62,6 +66,7 @@ export function createApp(ctx: GatewayContext): Express {
 
   const management = express.Router();
   management.use(managementAuthMiddleware(ctx));
+  management.use(json);
   management.use(serversRouter(ctx));
   management.use(automationKeysRouter(ctx));
   management.use(managementOperationsRouter(ctx));
@@ -70,6 +75,7 @@ export function createApp(ctx: GatewayContext): Express {
   management.use(auditEventsRouter(ctx));
   app.use("/api/v1", management);
 
+  app.use("/dashboard", json);
   app.use(dashboardRouter(ctx));
 
   app.use(notFoundHandler);
