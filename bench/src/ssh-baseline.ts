@@ -44,8 +44,12 @@ export async function sshBaseline(dir: string, logDir: string, freshSamples: num
   const missing = ensureSshd(log);
   if (missing) return { skipped: missing };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  // sshd's privilege separation directory.
-  mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+  // sshd's privilege separation directory, needed when it runs as root (a non-root sshd does without).
+  try {
+    mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+  } catch {
+    /* not root: sshd runs unprivileged for this user only */
+  }
   const hostKey = path.join(dir, "host_ed25519");
   const clientKey = path.join(dir, "client_ed25519");
   for (const key of [hostKey, clientKey]) {
