@@ -10,6 +10,7 @@ export const RUNNER_VERSION = "0.1.0";
 const RESULT_ACK_TIMEOUT_MS = 10_000;
 const OUTBOX_RETRY_MS = 3_000;
 const MAX_RESULTS_IN_FLIGHT = 64;
+const START_REPORT_DELAY_MS = 200;
 
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
 
@@ -170,8 +171,12 @@ export class Agent {
       if (this.socket.connected) this.socket.emit("operation:output", { operationId: op.operationId, stream, offset, data });
     });
     this.running.set(op.operationId, run);
-    this.socket.emit("operation:started", { operationId: op.operationId, startedAt });
-    void run.result.then((result) => this.onFinished(result));
+    // Worth a database write only for operations still running a moment later: the result carries startedAt too.
+    const reportStart = setTimeout(() => this.socket.emit("operation:started", { operationId: op.operationId, startedAt }), START_REPORT_DELAY_MS);
+    void run.result.then((result) => {
+      clearTimeout(reportStart);
+      this.onFinished(result);
+    });
     return { ok: true, state: "started" };
   }
 

@@ -31,7 +31,7 @@ export function isTerminal(status: string): status is TerminalStatus {
 export const FailureReason = {
   RunnerOffline: "runner offline: the server's runner was not connected to take the operation",
   RunnerLost: "runner lost: the runner disconnected and did not report a result in time",
-  RunnerUnconfirmed: "runner offline: the runner went away without confirming it had started the operation, and did not come back in time",
+  RunnerUnconfirmed: "runner offline: the runner went away before reporting the operation running, and did not come back in time",
   ResultLost: "result lost: the runner has no record of this operation",
   QueueLost: "queue lost: the job queue (Redis) lost this operation before delivery, with its secret inputs; nothing ran. Retry the request",
 } as const;

@@ -22,6 +22,18 @@ export interface NewOperation {
   runContext?: RunContext;
 }
 
+/**
+ * loadTargetServer then assertRunnerConnected, with the PostgreSQL lookup and
+ * the Redis presence check in flight together (404 and 403 still win over 409).
+ */
+export async function loadConnectedServer(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<Server> {
+  const presence = ctx.presence.isConnected(serverId);
+  presence.catch(() => undefined); // Awaited below unless the lookup fails first.
+  const server = await loadTargetServer(ctx, auth, serverId);
+  await assertRunnerConnected(ctx, server, await presence);
+  return server;
+}
+
 /** The server of the caller's tenant, with the key's server scope enforced. */
 export async function loadTargetServer(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<Server> {
   const server = await ctx.operations.findServerForTenant(serverId, auth.tenantId);
@@ -34,8 +46,8 @@ export async function loadTargetServer(ctx: GatewayContext, auth: AutomationAuth
 const RECONNECT_WINDOW_MS = 60_000;
 const RECONNECT_GRACE_MS = 3_000;
 
-export async function assertRunnerConnected(ctx: GatewayContext, server: Server): Promise<void> {
-  if (await ctx.presence.isConnected(server.id)) return;
+export async function assertRunnerConnected(ctx: GatewayContext, server: Server, connectedNow?: boolean): Promise<void> {
+  if (connectedNow ?? (await ctx.presence.isConnected(server.id))) return;
   // During a rolling restart of dispatchers, runners are away for about a second: wait for them
   // rather than fail a CI step. A server never or long not seen gets its 409 at once.
   if (server.lastSeenAt && Date.now() - server.lastSeenAt.getTime() < RECONNECT_WINDOW_MS) {

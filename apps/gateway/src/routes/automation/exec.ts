@@ -4,7 +4,7 @@ import { automationAuth } from "../../auth/locals";
 import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, loadTargetServer, runAndWait } from "../../services/operations";
+import { loadConnectedServer, runAndWait } from "../../services/operations";
 import { syncResponse } from "../../services/serializers";
 
 /** POST /exec: run a shell command; answers with the result if it ends within the wait bound. */
@@ -14,8 +14,7 @@ export function execRouter(ctx: GatewayContext): Router {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.Exec);
     const body = validateBody(execRequestSchema, req.body);
-    const server = await loadTargetServer(ctx, auth, body.server_id);
-    await assertRunnerConnected(ctx, server);
+    const server = await loadConnectedServer(ctx, auth, body.server_id);
 
     const final = await runAndWait(
       ctx,
