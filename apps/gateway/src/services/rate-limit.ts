@@ -30,7 +30,7 @@ export interface RateDecision {
  */
 export class KeyRateLimiter {
   private readonly limiters = new Map<number, RateLimiterRedis>();
-  /** Fallback for the audit de-duplication when Redis cannot be asked. */
+  /** Windows whose audit decision this replica already made (and its answer while Redis is unreachable). */
   private readonly localAuditMarks = new Map<string, number>();
 
   constructor(
@@ -72,15 +72,16 @@ export class KeyRateLimiter {
    */
   async shouldAuditRejection(keyId: string, windowMs: number): Promise<boolean> {
     const ttl = Math.max(1, Math.ceil(windowMs));
+    const now = Date.now();
+    // This replica already settled this key's window: a flood of rejections costs no Redis round trip.
+    if ((this.localAuditMarks.get(keyId) ?? 0) > now) return false;
+    if (this.localAuditMarks.size > 10_000) this.localAuditMarks.clear();
+    this.localAuditMarks.set(keyId, now + ttl);
     try {
+      // Across replicas, Redis decides which one writes the window's audit event.
       return (await this.redis.set(`${this.prefix}:ratelimit-audited:${keyId}`, "1", "PX", ttl, "NX")) === "OK";
     } catch (err) {
       this.logger.warn("rate-limit audit de-duplication fell back to memory", { error: String(err) });
-      const now = Date.now();
-      const until = this.localAuditMarks.get(keyId) ?? 0;
-      if (until > now) return false;
-      this.localAuditMarks.set(keyId, now + ttl);
-      if (this.localAuditMarks.size > 10_000) this.localAuditMarks.clear();
       return true;
     }
   }
