@@ -1,4 +1,4 @@
-import { isTerminal, type OperationResult, type TerminalStatus } from "@runbridge/contracts";
+import { encodeFinished, isTerminal, type OperationResult, type TerminalStatus } from "@runbridge/contracts";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
 
@@ -33,7 +33,7 @@ export async function finishOperation(
   const finishedType = finished?.type ?? "unknown";
   if (changed) {
     countOperationFinished(fields.status, finishedType);
-    await ctx.redis.publish(ctx.keys.operationFinished, fields.operationId).catch((err: unknown) => {
+    await ctx.redis.publish(ctx.keys.operationFinished, encodeFinished(fields.operationId, finished)).catch((err: unknown) => {
       // Waiters also poll Postgres, so a lost notification only delays them.
       ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });
     });

@@ -24,5 +24,24 @@ export function redisKeys(prefix: string) {
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;
 
+/**
+ * A message on `operationFinished`: the operation id, optionally followed by a
+ * newline and the finished operation as JSON, so a waiting gateway need not
+ * read it back from PostgreSQL. Rows too large to carry (big outputs) are sent
+ * as the bare id and read back.
+ */
+export const FINISHED_ROW_MAX_BYTES = 256 * 1024;
+
+export function encodeFinished(operationId: string, row?: unknown): string {
+  if (row === undefined) return operationId;
+  const json = JSON.stringify(row);
+  return json.length <= FINISHED_ROW_MAX_BYTES ? `${operationId}\n${json}` : operationId;
+}
+
+export function decodeFinished(message: string): { operationId: string; rowJson?: string } {
+  const nl = message.indexOf("\n");
+  return nl < 0 ? { operationId: message } : { operationId: message.slice(0, nl), rowJson: message.slice(nl + 1) };
+}
+
 /** Presence TTL; dispatchers refresh it at a third of this. */
 export const RUNNER_PRESENCE_TTL_SECONDS = 30;

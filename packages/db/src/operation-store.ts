@@ -75,6 +75,15 @@ function toOperation(r: Row): Operation {
   };
 }
 
+const OPERATION_DATES = ["createdAt", "deliverBy", "dispatchedAt", "startedAt", "completedAt"] as const;
+
+/** An Operation that went through JSON (dates as ISO strings) back in its Prisma shape. */
+export function reviveOperation(json: string): Operation {
+  const o = JSON.parse(json) as Record<string, unknown>;
+  for (const k of OPERATION_DATES) o[k] = typeof o[k] === "string" ? new Date(o[k] as string) : null;
+  return o as unknown as Operation;
+}
+
 export class OperationStore {
   constructor(private readonly pool: Pool) {}
 

@@ -1,25 +1,28 @@
 import type { Redis } from "ioredis";
+import { decodeFinished } from "@runbridge/contracts";
 
 /**
- * Lets a request wait for its operation to finish. Dispatchers publish the id
- * of every operation that reaches a terminal state on one channel; each gateway
- * process holds one subscriber and wakes the matching local waiters. Callers
- * re-read Postgres afterwards, so a missed message costs latency, never
- * correctness: waits also wake on a slow poll tick.
+ * Lets a request wait for its operation to finish. Dispatchers publish every
+ * operation that reaches a terminal state on one channel (its id, and the
+ * finished row when small enough); each gateway process holds one subscriber
+ * and wakes the matching local waiters with that row. Without a row, callers
+ * read Postgres, so a missed message costs latency, never correctness: waits
+ * also wake on a slow poll tick.
  */
 export class CompletionWaiter {
-  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly waiters = new Map<string, Set<(rowJson?: string) => void>>();
 
   constructor(
     private readonly subscriber: Redis,
     private readonly channel: string,
   ) {
-    subscriber.on("message", (ch: string, operationId: string) => {
+    subscriber.on("message", (ch: string, message: string) => {
       if (ch !== this.channel) return;
+      const { operationId, rowJson } = decodeFinished(message);
       const set = this.waiters.get(operationId);
       if (!set) return;
       this.waiters.delete(operationId);
-      for (const wake of set) wake();
+      for (const wake of set) wake(rowJson);
     });
   }
 
@@ -29,14 +32,17 @@ export class CompletionWaiter {
 
   /**
    * Registers interest before the job is enqueued (so a fast result is not
-   * missed); `wait` resolves when the operation may have finished or at the deadline.
+   * missed); `wait` resolves when the operation may have finished or at the
+   * deadline, with the finished row's JSON when the notification carried it.
    */
-  register(operationId: string): { wait: (ms: number, isDone: () => Promise<boolean>) => Promise<void>; cancel: () => void } {
-    let wake: () => void = () => undefined;
+  register(operationId: string): { wait: (ms: number, isDone: () => Promise<boolean>) => Promise<string | undefined>; cancel: () => void } {
+    let wake: (rowJson?: string) => void = () => undefined;
     let woken = false;
+    let row: string | undefined;
     const woke = new Promise<void>((resolve) => {
-      wake = () => {
+      wake = (rowJson?: string) => {
         woken = true;
+        row = rowJson;
         resolve();
       };
     });
@@ -54,8 +60,9 @@ export class CompletionWaiter {
         while (!woken && Date.now() < deadline) {
           const tick = Math.min(2000, deadline - Date.now());
           await Promise.race([woke, new Promise((r) => setTimeout(r, tick).unref())]);
-          if (!woken && (await isDone())) return;
+          if (!woken && (await isDone())) return undefined;
         }
+        return row;
       } finally {
         cancel();
       }

@@ -1,6 +1,6 @@
 import { JobCatalog, JobName, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
 import type { Response } from "express";
-import type { Operation, Prisma, Server } from "@runbridge/db";
+import { reviveOperation, type Operation, type Prisma, type Server } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
 import { assertServerAllowed } from "../auth/scopes";
 import type { GatewayContext } from "../context";
@@ -159,8 +159,9 @@ export async function waitForOperation(
     if (!op) throw new Error(`operation ${operationId} vanished`);
     return op;
   };
-  await registration.wait(maxMs, async () => (await load()).status !== "running");
-  return load();
+  const finishedRow = await registration.wait(maxMs, async () => (await load()).status !== "running");
+  // The dispatcher's notification carries the finished row when it is small enough: no read back.
+  return finishedRow ? reviveOperation(finishedRow) : load();
 }
 
 /** Sync wait bound: the operation's own timeout plus a small grace, capped for proxies. */
