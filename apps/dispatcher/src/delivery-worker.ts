@@ -1,13 +1,14 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
 import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
 import { createRedis, withLogContext } from "@runbridge/common";
+import type { Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { deployBlockedBy, holdDeliveryDeadline } from "./deploy-turn";
 import { observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
 import { rebootViaProvider } from "./reboot-path";
 import { finishOperation } from "./results";
-import { RunnerNotConnected, requestRunner } from "./runner-link";
+import { RunnerNotConnected, hasLocalRunner, requestRunner } from "./runner-link";
 
 class AlreadyFinished extends Error {}
 
@@ -20,6 +21,15 @@ class AlreadyFinished extends Error {}
 export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverOperationJob>, token?: string): Promise<string> {
   const { value: data, error } = JobCatalog[JobName.DeliverOperation].schema.validate(job.data);
   if (error) throw new UnrecoverableError(`malformed job: ${error.message}`);
+
+  // The common case in one round trip: the runner is connected here and the operation needs no
+  // turn-taking (deploy) or provider call (reboot). Claimed only while running and within its
+  // delivery deadline; anything else takes the careful path below.
+  if (data.type !== "deploy" && data.type !== "reboot" && hasLocalRunner(ctx, data.serverId)) {
+    const claimed = await ctx.operations.claimForDispatch(data.operationId);
+    if (claimed) return sendStart(ctx, job, claimed, data.sealed);
+  }
+
   const op = await ctx.operations.findById(data.operationId);
   if (!op) return "operation-missing";
   if (op.status !== "running") return "already-finished";
@@ -43,27 +53,29 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
 
   if (op.type === "reboot" && !op.dispatchedAt && (await rebootViaProvider(ctx, op))) return "rebooted-by-provider";
 
+  // Marked as dispatched (only while still running) once a runner socket exists, before the
+  // send: from then on no deadline may fail it, since it may be running.
+  return sendStart(ctx, job, op, data.sealed, async () => {
+    if (!(await ctx.operations.markDispatched(op.id))) throw new AlreadyFinished();
+  });
+}
+
+/** Opens the operation's sealed inputs and hands it to its runner; `beforeSend` runs once a runner socket is known. */
+async function sendStart(ctx: DispatcherContext, job: Job<DeliverOperationJob>, op: Operation, sealed: string | undefined, beforeSend?: () => Promise<void>): Promise<string> {
   let secrets: OperationSecrets = {};
-  if (data.sealed) {
+  if (sealed) {
     try {
-      secrets = JSON.parse(ctx.sealer.open(data.sealed, op.id)) as OperationSecrets;
+      secrets = JSON.parse(ctx.sealer.open(sealed, op.id)) as OperationSecrets;
     } catch (err) {
       await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: `could not open the operation's sealed inputs: ${String(err)}` });
       return "unsealable";
     }
   }
-
-  // Marked as dispatched (only while still running) once a runner socket exists, before the
-  // send: from then on no deadline may fail it, since it may be running.
-  let stillRunning = true;
-  const reply = await requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), async () => {
-    stillRunning = await ctx.operations.markDispatched(op.id);
-    if (!stillRunning) throw new AlreadyFinished();
-  }).catch((err: unknown) => {
+  const reply = await requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), beforeSend).catch((err: unknown) => {
     if (err instanceof AlreadyFinished) return null;
     throw err;
   });
-  if (!reply || !stillRunning) return "already-finished";
+  if (!reply) return "already-finished";
   if (!reply.ok) {
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: `runner refused the operation: ${reply.error}` });
     return "refused";

@@ -7,6 +7,11 @@ type Reply<E extends keyof Events> = Parameters<Parameters<Events[E]>[1]>[0];
 
 export class RunnerNotConnected extends Error {}
 
+/** Whether the server's runner is connected to this very dispatcher (no Redis round trip to know). */
+export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolean {
+  return (ctx.io.of("/").adapter.rooms.get(serverRoom(serverId))?.size ?? 0) > 0;
+}
+
 /**
  * Where a server's runner socket is: on this dispatcher (sent to directly) or
  * on another one (reached through the Redis adapter). Null when none has it.

@@ -165,6 +165,21 @@ export class OperationStore {
   }
 
   /**
+   * Reads and marks it handed to a runner in one statement, only while it is
+   * still running and either already dispatched or within its delivery
+   * deadline. Null in every other case, which the caller handles the slow way.
+   */
+  async claimForDispatch(id: string): Promise<Operation | null> {
+    const { rows } = await this.pool.query(
+      `UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now())
+       WHERE id = $1 AND status = 'running' AND (dispatched_at IS NOT NULL OR deliver_by > now())
+       RETURNING *`,
+      [id],
+    );
+    return rows[0] ? toOperation(rows[0] as Row) : null;
+  }
+
+  /**
    * Marks it handed to a runner (keeping the first time), only while it is
    * still running. False when it has ended meanwhile.
    */
