@@ -19,6 +19,7 @@ import { restartRouter } from "./routes/automation/restart";
 import { applicationsRouter } from "./routes/management/applications";
 import { registryCredentialsRouter } from "./routes/management/registry-credentials";
 import { auditEventsRouter } from "./routes/management/audit-events";
+import { apiKeysRouter } from "./routes/management/api-keys";
 import { automationKeysRouter } from "./routes/management/automation-keys";
 import { managementOperationsRouter } from "./routes/management/operations";
 import { serversRouter } from "./routes/management/servers";
@@ -69,6 +70,7 @@ export function createApp(ctx: GatewayContext): Express {
   management.use(json);
   management.use(serversRouter(ctx));
   management.use(automationKeysRouter(ctx));
+  management.use(apiKeysRouter(ctx));
   management.use(managementOperationsRouter(ctx));
   management.use(applicationsRouter(ctx));
   management.use(registryCredentialsRouter(ctx));

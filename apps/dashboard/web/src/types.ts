@@ -35,9 +35,12 @@ export interface ApiKey {
   id: string;
   name: string;
   prefix: string;
+  status?: "active" | "revoked";
   last_used_at?: string | null;
   revoked_at?: string | null;
   created_at: string;
+  /** The key the current session signed in with. */
+  current?: boolean;
 }
 
 export interface Server {

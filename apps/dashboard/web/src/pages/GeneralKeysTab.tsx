@@ -1,46 +1,149 @@
+import { useState, type FormEvent } from "react";
 import { api } from "../api";
 import { EmptyState, ErrorNote, Loading, StatusBadge, Time } from "../components/bits";
+import { OneTimeSecret } from "../components/CopyButton";
+import { ConfirmDialog, Modal } from "../components/Modal";
 import { useLoad } from "../hooks";
 import type { ApiKey, Page } from "../types";
 
-/** General API keys (rbk_...). Listed when the gateway serves /api/v1/api-keys; otherwise explains how to make them. */
+/** General API keys (rbk_...): sign in here and call the management API. Created and revoked like automation keys. */
 export function GeneralKeysTab() {
   const keys = useLoad(() => api.get<Page<ApiKey>>("/api/v1/api-keys"), []);
+  const [creating, setCreating] = useState(false);
+  const [name, setName] = useState("");
+  const [created, setCreated] = useState<(ApiKey & { key: string }) | null>(null);
+  const [revoking, setRevoking] = useState<ApiKey | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  const create = async (e: FormEvent) => {
+    e.preventDefault();
+    try {
+      const k = await api.post<ApiKey & { key: string }>("/api/v1/api-keys", { name });
+      setCreating(false);
+      setName("");
+      setError(null);
+      setCreated(k);
+      keys.reload();
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    }
+  };
+  const revoke = async (k: ApiKey) => {
+    try {
+      await api.del(`/api/v1/api-keys/${k.id}`);
+      setError(null);
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    }
+    setRevoking(null);
+    keys.reload();
+  };
+
   if (keys.loading && !keys.data) return <Loading />;
-  if (keys.errorStatus === 404 || keys.errorStatus === 405) {
-    return (
-      <EmptyState title="General API keys are managed from the command line">
-        Create one with <code>pnpm runbridge bootstrap --tenant NAME</code> on the server running runbridge. A general key signs in to this
-        dashboard and calls the management API; give CI systems an automation key instead (see the Automation Keys tab).
-      </EmptyState>
-    );
-  }
   if (keys.error) return <ErrorNote message={keys.error} />;
   const rows = keys.data?.data ?? [];
-  if (rows.length === 0) return <EmptyState title="No general API keys">Create one with <code>pnpm runbridge bootstrap</code>.</EmptyState>;
+  const createButton = (
+    <button type="button" className="btn btn-primary" onClick={() => setCreating(true)}>
+      Create API key
+    </button>
+  );
   return (
-    <div className="table-wrap">
-      <table>
-        <caption className="visually-hidden">General API keys</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Prefix</th>
-            <th scope="col">Last used</th>
-            <th scope="col">Status</th>
-          </tr>
-        </thead>
-        <tbody>
-          {rows.map((k) => (
-            <tr key={k.id}>
-              <td data-label="Name">{k.name}</td>
-              <td data-label="Prefix"><code>{k.prefix}</code></td>
-              <td data-label="Last used"><Time iso={k.last_used_at} /></td>
-              <td data-label="Status"><StatusBadge status={k.revoked_at ? "revoked" : "active"} /></td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <>
+      <div className="toolbar">
+        <p className="muted">General keys sign in to this dashboard and call the management API. Give CI systems an automation key instead.</p>
+        {createButton}
+      </div>
+      <ErrorNote message={error} />
+      {rows.length === 0 ? (
+        <EmptyState title="No general API keys" action={createButton}>
+          Create one for each person or tool that manages runbridge.
+        </EmptyState>
+      ) : (
+        <div className="table-wrap">
+          <table>
+            <caption className="visually-hidden">General API keys</caption>
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Prefix</th>
+                <th scope="col">Created</th>
+                <th scope="col">Last used</th>
+                <th scope="col">Status</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((k) => (
+                <tr key={k.id}>
+                  <td data-label="Name">
+                    {k.name} {k.current ? <span className="muted">(this session)</span> : null}
+                  </td>
+                  <td data-label="Prefix">
+                    <code>{k.prefix}</code>
+                  </td>
+                  <td data-label="Created">
+                    <Time iso={k.created_at} />
+                  </td>
+                  <td data-label="Last used">
+                    <Time iso={k.last_used_at} />
+                  </td>
+                  <td data-label="Status">
+                    <StatusBadge status={k.revoked_at ? "revoked" : "active"} />
+                  </td>
+                  <td data-label="Actions">
+                    <button type="button" className="btn btn-small btn-danger" onClick={() => setRevoking(k)} disabled={Boolean(k.revoked_at)} aria-label={`Revoke ${k.name}`}>
+                      Revoke
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {creating ? (
+        <Modal title="Create API key" onClose={() => setCreating(false)}>
+          <form className="form" onSubmit={create}>
+            <div className="field">
+              <label htmlFor="api-key-name">Name</label>
+              <input id="api-key-name" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="ops laptop" autoFocus />
+            </div>
+            <div className="actions">
+              <button type="button" className="btn" onClick={() => setCreating(false)}>
+                Cancel
+              </button>
+              <button type="submit" className="btn btn-primary">
+                Create key
+              </button>
+            </div>
+          </form>
+        </Modal>
+      ) : null}
+      {created ? (
+        <Modal title="API key created" onClose={() => setCreated(null)}>
+          <OneTimeSecret label="New API key" value={created.key} testId="new-api-key" />
+          <div className="actions">
+            <button type="button" className="btn btn-primary" onClick={() => setCreated(null)}>
+              Done
+            </button>
+          </div>
+        </Modal>
+      ) : null}
+      {revoking ? (
+        <ConfirmDialog
+          title={`Revoke ${revoking.name}?`}
+          message={
+            <p>
+              The management API will refuse this key at once (401){revoking.current ? ", and this dashboard session will end" : ""}. This cannot be undone.
+            </p>
+          }
+          confirmLabel="Revoke key"
+          onConfirm={() => revoke(revoking)}
+          onClose={() => setRevoking(null)}
+        />
+      ) : null}
+    </>
   );
 }
