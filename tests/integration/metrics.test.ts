@@ -73,9 +73,14 @@ describe("metrics and structured logs", () => {
   it("reports queue depth, connected runners, finished operations and delivery latency on the dispatcher", async () => {
     const ok = await exec("echo second");
     expect(ok.body.status).toBe("completed");
-    const res = await request(dispatcherUrl).get("/metrics");
-    expect(res.status).toBe(200);
-    const text = res.text;
+    // A delivery job may still be recording its completion (or, on a loaded machine, waiting out a
+    // retry that will find its operation finished) just after the answer: the queue drains to zero.
+    const scrape = async () => (await request(dispatcherUrl).get("/metrics").expect(200)).text;
+    const drained = (t: string) => ["waiting", "active", "delayed"].every((state) => sample(t, "runbridge_dispatcher_queue_jobs", { state }) === 0);
+    const text = await waitFor(async () => {
+      const t = await scrape();
+      return drained(t) ? t : null;
+    }, 10_000, "the queue to drain");
     expect(sample(text, "runbridge_dispatcher_connected_runners")).toBe(1);
     for (const state of ["waiting", "active", "delayed"]) expect(sample(text, "runbridge_dispatcher_queue_jobs", { state })).toBe(0);
     expect(sample(text, "runbridge_dispatcher_operations_finished_total", { status: "completed", type: "exec" })).toBe(2);
@@ -86,15 +91,15 @@ describe("metrics and structured logs", () => {
 
   it("reads the queue depth from Redis at scrape time", async () => {
     // A delayed job is counted without being run; removed again before it is due.
+    const delayed = async () => sample((await request(dispatcherUrl).get("/metrics")).text, "runbridge_dispatcher_queue_jobs", { state: "delayed" });
+    const before = await delayed();
     await stack.gateway.queue.add("depth-probe", { probe: true }, { delay: 120_000, jobId: "depth-probe" });
     try {
-      const text = (await request(dispatcherUrl).get("/metrics")).text;
-      expect(sample(text, "runbridge_dispatcher_queue_jobs", { state: "delayed" })).toBe(1);
+      expect(await delayed()).toBe(before + 1);
     } finally {
       await stack.gateway.queue.remove("depth-probe");
     }
-    const after = (await request(dispatcherUrl).get("/metrics")).text;
-    expect(sample(after, "runbridge_dispatcher_queue_jobs", { state: "delayed" })).toBe(0);
+    expect(await delayed()).toBe(before);
   });
 
   it("puts the request id on every gateway line about a request and the operation id on dispatcher lines", async () => {
