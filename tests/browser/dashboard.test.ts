@@ -359,7 +359,7 @@ describe("dashboard (browser)", () => {
     await page.getByRole("tab", { name: "Automation Keys" }).focus();
     await page.keyboard.press("ArrowLeft");
     await page.getByRole("tab", { name: "API Keys", selected: true }).waitFor();
-    await page.getByText("General API keys are managed from the command line").waitFor();
+    await page.getByRole("button", { name: "Create API key" }).waitFor();
     for (const p of ["/logs", "/servers", "/applications", "/credentials", "/audit"]) {
       await page.goto(url(p));
       await page.getByRole("heading", { level: 1 }).waitFor();
