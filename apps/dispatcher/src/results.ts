@@ -1,4 +1,5 @@
 import { encodeFinished, isTerminal, type OperationResult, type TerminalStatus } from "@runbridge/contracts";
+import type { FinishFields } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
 
@@ -11,18 +12,7 @@ import { countOperationFinished } from "./metrics";
 export async function finishOperation(
   ctx: DispatcherContext,
   serverId: string,
-  fields: {
-    operationId: string;
-    status: TerminalStatus;
-    exitCode?: number | null;
-    stdout?: string;
-    stderr?: string;
-    stdoutTruncated?: boolean;
-    stderrTruncated?: boolean;
-    durationMs?: number | null;
-    startedAt?: Date | null;
-    error?: string | null;
-  },
+  fields: FinishFields & { status: TerminalStatus },
   /** Only end it if it was never handed to a runner (so it cannot be running anywhere). */
   opts: { onlyIfUndispatched?: boolean } = {},
 ): Promise<boolean> {
