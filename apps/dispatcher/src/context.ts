@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import type { Server as IoServer } from "socket.io";
+import type { Server as IoServer, Socket } from "socket.io";
 import type { DispatcherToRunnerEvents, RedisKeys, RunnerToDispatcherEvents } from "@runbridge/contracts";
 import type { Logger, Sealer } from "@runbridge/common";
 import type { OperationStore, PrismaClient } from "@runbridge/db";
@@ -12,6 +12,7 @@ export interface RunnerSocketData {
 }
 
 export type RunnerIo = IoServer<RunnerToDispatcherEvents, DispatcherToRunnerEvents, Record<string, never>, RunnerSocketData>;
+export type RunnerSocket = Socket<RunnerToDispatcherEvents, DispatcherToRunnerEvents, Record<string, never>, RunnerSocketData>;
 
 export interface DispatcherContext {
   config: DispatcherConfig;

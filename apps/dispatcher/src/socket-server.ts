@@ -4,7 +4,7 @@ import { Server } from "socket.io";
 import { SocketPath, type RunnerHandshakeAuth } from "@runbridge/contracts";
 import { TokenKind, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
-import { serverRoom, type DispatcherContext, type RunnerIo } from "./context";
+import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
 import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
 import { appendOutput } from "./output-log";
@@ -49,60 +49,76 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
     }
   });
 
-  io.on("connection", async (socket) => {
+  io.on("connection", (socket) => {
     const { serverId } = socket.data;
-    const room = serverRoom(serverId);
-    // One live connection per server: a newer connection replaces older ones, on any dispatcher.
-    // Told first (same Redis publisher, so in order), so the old runner does not reconnect and fight.
-    try {
-      const older = (await io.in(room).fetchSockets()).filter((s) => s.id !== socket.id);
-      for (const old of older) {
-        old.emit("runner:replaced");
-        old.disconnect(true);
-      }
-      if (older.length > 0) logger.warn("runner connection replaced by a newer one", { serverId, replaced: older.length });
-    } catch (err) {
-      logger.warn("could not replace older runner connections", { serverId, error: String(err) });
+    // Listeners first, before any await: a runner re-sends its undelivered results the moment it
+    // connects, and an event that arrives before its listener is silently dropped.
+    attachRunnerEvents(ctx, socket, presence);
+    void admitRunner(ctx, socket, presence, serverId);
+  });
+}
+
+/** Makes the socket the server's one live connection, and shows the runner as connected. */
+async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, serverId: string): Promise<void> {
+  const { io, logger } = ctx;
+  const room = serverRoom(serverId);
+  // One live connection per server: a newer connection replaces older ones, on any dispatcher.
+  // Told first (same Redis publisher, so in order), so the old runner does not reconnect and fight.
+  try {
+    const older = (await io.in(room).fetchSockets()).filter((s) => s.id !== socket.id);
+    for (const old of older) {
+      old.emit("runner:replaced");
+      old.disconnect(true);
     }
-    if (socket.disconnected) return;
-    await socket.join(room);
-    await presence.online(serverId, socket.id).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
-    // The socket may have dropped while presence was being written.
-    if (socket.disconnected) await presence.offline(serverId, socket.id).catch(() => undefined);
-    void ctx.prisma.server.update({ where: { id: serverId }, data: { lastSeenAt: new Date() } }).catch(() => undefined);
-    logger.info("runner connected", { serverId, socketId: socket.id, version: (socket.handshake.auth as Partial<RunnerHandshakeAuth>).version });
+    if (older.length > 0) logger.warn("runner connection replaced by a newer one", { serverId, replaced: older.length });
+  } catch (err) {
+    logger.warn("could not replace older runner connections", { serverId, error: String(err) });
+  }
+  if (socket.disconnected) return;
+  await socket.join(room);
+  // Seen before shown as connected: whoever reads presence (the gateway's reconnect grace, the
+  // servers list) finds last_seen_at already set.
+  await ctx.operations.touchServer(serverId).catch((err: unknown) => logger.warn("could not record last_seen_at", { serverId, error: String(err) }));
+  await presence.online(serverId, socket.id).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
+  // The socket may have dropped while presence was being written.
+  if (socket.disconnected) await presence.offline(serverId, socket.id).catch(() => undefined);
+  logger.info("runner connected", { serverId, socketId: socket.id, version: (socket.handshake.auth as Partial<RunnerHandshakeAuth>).version });
+}
 
-    socket.on("operation:started", ({ operationId, startedAt }) => {
-      ctx.operations.markStarted(operationId, serverId, new Date(startedAt)).catch((err: unknown) => logger.warn("could not record start", { operationId, error: String(err) }));
-    });
+function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence): void {
+  const { logger } = ctx;
+  const { serverId } = socket.data;
 
-    // A runner may only write the live log of its own server's operations.
-    const ownOperations = new Map<string, Promise<boolean>>();
-    socket.on("operation:output", (chunk) => {
-      let owned = ownOperations.get(chunk.operationId);
-      if (!owned) {
-        if (ownOperations.size > 1000) ownOperations.clear();
-        owned = ctx.operations.belongsToServer(chunk.operationId, serverId).catch(() => false);
-        ownOperations.set(chunk.operationId, owned);
-      }
-      void owned.then((ok) => (ok ? appendOutput(ctx, serverId, chunk) : undefined));
-    });
+  socket.on("operation:started", ({ operationId, startedAt }) => {
+    ctx.operations.markStarted(operationId, serverId, new Date(startedAt)).catch((err: unknown) => logger.warn("could not record start", { operationId, error: String(err) }));
+  });
 
-    socket.on("operation:result", async (result, ack) => {
-      try {
-        await recordRunnerResult(ctx, serverId, result);
-        ack({ stored: true });
-      } catch (err) {
-        // Not acked as stored: the runner keeps the result and sends it again.
-        logger.error("could not store result", { operationId: result.operationId, error: String(err) });
-        ack({ stored: false });
-      }
-    });
+  // A runner may only write the live log of its own server's operations.
+  const ownOperations = new Map<string, Promise<boolean>>();
+  socket.on("operation:output", (chunk) => {
+    let owned = ownOperations.get(chunk.operationId);
+    if (!owned) {
+      if (ownOperations.size > 1000) ownOperations.clear();
+      owned = ctx.operations.belongsToServer(chunk.operationId, serverId).catch(() => false);
+      ownOperations.set(chunk.operationId, owned);
+    }
+    void owned.then((ok) => (ok ? appendOutput(ctx, serverId, chunk) : undefined));
+  });
 
-    socket.on("disconnect", (reason) => {
-      logger.info("runner disconnected", { serverId, socketId: socket.id, reason });
-      void presence.offline(serverId, socket.id).catch(() => undefined);
-      void ctx.prisma.server.update({ where: { id: serverId }, data: { lastSeenAt: new Date() } }).catch(() => undefined);
-    });
+  socket.on("operation:result", async (result, ack) => {
+    try {
+      await recordRunnerResult(ctx, serverId, result);
+      ack({ stored: true });
+    } catch (err) {
+      // Not acked as stored: the runner keeps the result and sends it again.
+      logger.error("could not store result", { operationId: result.operationId, error: String(err) });
+      ack({ stored: false });
+    }
+  });
+
+  socket.on("disconnect", (reason) => {
+    logger.info("runner disconnected", { serverId, socketId: socket.id, reason });
+    void presence.offline(serverId, socket.id).catch(() => undefined);
+    void ctx.operations.touchServer(serverId).catch(() => undefined);
   });
 }

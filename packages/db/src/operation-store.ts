@@ -153,6 +153,11 @@ export class OperationStore {
     };
   }
 
+  /** A runner of the server connected or disconnected now. */
+  async touchServer(serverId: string): Promise<void> {
+    await this.pool.query("UPDATE servers SET last_seen_at = now() WHERE id = $1", [serverId]);
+  }
+
   /** Whether the operation belongs to the server (a runner may only write its own server's operations). */
   async belongsToServer(id: string, serverId: string): Promise<boolean> {
     const { rowCount } = await this.pool.query("SELECT 1 FROM operations WHERE id = $1 AND server_id = $2", [id, serverId]);
