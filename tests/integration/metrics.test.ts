@@ -80,7 +80,13 @@ describe("metrics and structured logs", () => {
     const text = await waitFor(async () => {
       const t = await scrape();
       return drained(t) ? t : null;
-    }, 10_000, "the queue to drain");
+    }, 10_000, "the queue to drain").catch(async (err: unknown) => {
+      // Say which job did not drain, and what the dispatcher logged about it.
+      const jobs = await stack.gateway.queue.getJobs(["waiting", "active", "delayed", "failed"]);
+      const states = await Promise.all(jobs.map(async (j) => `${j.id} ${await j.getState()} attempts=${j.attemptsMade} ${j.failedReason ?? ""}`));
+      const lines = jobs.flatMap((j) => (stack.dispatchers[0]?.output ?? "").split("\n").filter((l) => j.id && l.includes(j.id)));
+      throw new Error(`${String(err)}\njobs:\n${states.join("\n")}\ndispatcher log:\n${lines.join("\n")}`);
+    });
     expect(sample(text, "runbridge_dispatcher_connected_runners")).toBe(1);
     for (const state of ["waiting", "active", "delayed"]) expect(sample(text, "runbridge_dispatcher_queue_jobs", { state })).toBe(0);
     expect(sample(text, "runbridge_dispatcher_operations_finished_total", { status: "completed", type: "exec" })).toBe(2);
