@@ -55,7 +55,6 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
   let child: ChildProcess | null = null;
   let endReason: { status: TerminalStatus; error: string } | null = null;
   let cancelRequested: string | null = null;
-  let killTimer: NodeJS.Timeout | null = null;
 
   const killGroup = (signal: NodeJS.Signals) => {
     if (child?.pid === undefined) return;
@@ -70,7 +69,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
     endReason = { status, error };
     killGroup("SIGTERM");
     // SIGKILL the group even if the shell exited: its children may ignore TERM.
-    killTimer = setTimeout(() => killGroup("SIGKILL"), opts.killGraceMs);
+    setTimeout(() => killGroup("SIGKILL"), opts.killGraceMs);
   };
 
   const result = (async (): Promise<OperationResult> => {
@@ -171,9 +170,6 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         }, 250).unref();
       });
       proc.on("close", () => finish());
-    }).finally(() => {
-      // The grace KILL stays armed for timeouts/cancels; nothing else to clean.
-      if (!endReason && killTimer) clearTimeout(killTimer);
     });
   })();
 
