@@ -2,6 +2,7 @@ import { migrateDeploy } from "../../scripts/src/migrate";
 import { FailureReason } from "@runbridge/contracts";
 import { closeTestPrisma, useTestDatabase } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
+import { FakeDocker } from "../helpers/fake-docker";
 import { PrivatePostgres, PrivateRedis } from "../helpers/private-services";
 import { waitFor } from "../helpers/processes";
 import { TcpBalancer } from "../helpers/tcp-balancer";
@@ -74,6 +75,28 @@ describe("chaos: Redis lost", () => {
       expect(results.get(r.body.operation_id)).toMatchObject({ status: "failed", error: FailureReason.QueueLost });
       expect(counts.get(`secret-${i}`)).toBeUndefined();
     });
+  });
+
+  it("FLUSHALL with a registry login queued: it is re-enqueued and its password re-opened from the stored credential", async () => {
+    const fx = await createFixture();
+    const docker = new FakeDocker();
+    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { RUNBRIDGE_DISPATCHER_URL: lb.url, PATH: docker.path } });
+    const password = `pw-${Date.now()}-flush`;
+    const cred = await stack.api().post("/api/v1/registry-credentials").set("Authorization", `Bearer ${fx.apiKey}`).send({ name: "ghcr", registry_url: "ghcr.io", username: "octo", password });
+    expect(cred.status).toBe(201);
+    // No dispatcher takes the job; then the queue is lost with it.
+    await stack.dispatchers[stack.dispatchers.length - 1]?.stop("SIGKILL");
+    const login = await stack.api().post("/api/automation/v1/registry-auth/login").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, credential_id: cred.body.id });
+    expect(login.status).toBe(202);
+    await stack.redis.flushall();
+    await stack.startDispatcher();
+    lb.backends = [stack.dispatcherPorts[stack.dispatcherPorts.length - 1] as number];
+    const results = await waitAllTerminal([login.body.operation_id], 60_000);
+    expect(results.get(login.body.operation_id)).toMatchObject({ status: "completed", exitCode: 0 });
+    const calls = docker.calls().filter((c) => c.argv[0] === "login");
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.stdin).toBe(password);
+    expect(calls[0]?.argv.join(" ")).not.toContain(password);
   });
 
   it("Redis restarted under load: 503 quickly while it is down, then everything finishes once", async () => {

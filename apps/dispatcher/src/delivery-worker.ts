@@ -71,6 +71,16 @@ async function sendStart(ctx: DispatcherContext, job: Job<DeliverOperationJob>, 
       return "unsealable";
     }
   }
+  if (op.type === "registry_login" && secrets.password === undefined) {
+    // A login re-enqueued from Postgres after its job was lost with Redis: the password is re-opened
+    // from its stored credential instead.
+    const password = await storedCredentialPassword(ctx, op);
+    if (password === null) {
+      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: "its registry credential no longer exists or cannot be decrypted with the configured keys" });
+      return "credential-gone";
+    }
+    secrets = { ...secrets, password };
+  }
   const reply = await requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), beforeSend).catch((err: unknown) => {
     if (err instanceof AlreadyFinished) return null;
     throw err;
@@ -83,6 +93,18 @@ async function sendStart(ctx: DispatcherContext, job: Job<DeliverOperationJob>, 
   if (reply.state === "started") observeDelivery(op.type, op.createdAt);
   ctx.logger.debug("operation delivered", { operationId: op.id, state: reply.state, attempt: job.attemptsMade + 1 });
   return reply.state;
+}
+
+async function storedCredentialPassword(ctx: DispatcherContext, op: Operation): Promise<string | null> {
+  const credentialId = (op.params as Record<string, unknown> | null)?.credential_id;
+  if (typeof credentialId !== "string") return null;
+  const cred = await ctx.prisma.registryCredential.findFirst({ where: { id: credentialId, tenantId: op.tenantId } });
+  if (!cred) return null;
+  try {
+    return ctx.sealer.open(cred.passwordCiphertext, cred.id);
+  } catch {
+    return null;
+  }
 }
 
 export function createDeliveryWorker(ctx: DispatcherContext): Worker<DeliverOperationJob> {

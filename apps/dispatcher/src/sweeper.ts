@@ -106,7 +106,11 @@ export class Sweeper {
   }
 }
 
-/** Whether the operation's job carried sealed inputs that exist nowhere else. */
-function hadSecrets(op: { type: string; envKeys: string[] }): boolean {
-  return op.envKeys.length > 0 || op.type === "registry_login";
+/**
+ * Whether the operation's job carried sealed inputs that exist nowhere else: env
+ * values and deploy overrides. (A registry login's password is re-opened from its
+ * stored credential on delivery.)
+ */
+function hadSecrets(op: { envKeys: string[] }): boolean {
+  return op.envKeys.length > 0;
 }
