@@ -1,3 +1,5 @@
+import { ValidationError } from "../errors";
+
 /** Opaque keyset cursor over (created_at desc, id desc). */
 export function encodeCursor(row: { createdAt: Date; id: string }): string {
   return Buffer.from(JSON.stringify([row.createdAt.toISOString(), row.id])).toString("base64url");
@@ -14,4 +16,18 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } | 
   } catch {
     return null;
   }
+}
+
+/** The where-clause of the rows after `cursor` in (created_at desc, id desc) order; 422 for a cursor this API did not return. */
+export function keysetAfter(cursor: string): { OR: [{ createdAt: { lt: Date } }, { createdAt: Date; id: { lt: string } }] } {
+  const c = decodeCursor(cursor);
+  if (!c) throw new ValidationError('"cursor" is not a cursor this API returned');
+  return { OR: [{ createdAt: { lt: c.createdAt } }, { createdAt: c.createdAt, id: { lt: c.id } }] };
+}
+
+/** Splits `limit + 1` fetched rows into the page and the cursor of the next one (null on the last page). */
+export function pageOf<T extends { createdAt: Date; id: string }>(rows: T[], limit: number): { page: T[]; nextCursor: string | null } {
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return { page, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
 }

@@ -1,7 +1,6 @@
 import type { Prisma } from "@runbridge/db";
 import type { GatewayContext } from "../context";
-import { ValidationError } from "../errors";
-import { decodeCursor, encodeCursor } from "./cursor";
+import { keysetAfter, pageOf } from "./cursor";
 import { operationView } from "./serializers";
 
 export interface OperationListQuery {
@@ -24,18 +23,13 @@ export async function listOperationsPage(ctx: GatewayContext, scope: Prisma.Oper
   if (q.server_id) where.serverId = q.server_id;
   if (q.status) where.status = q.status;
   if (q.type) where.type = q.type;
-  if (q.cursor) {
-    const c = decodeCursor(q.cursor);
-    if (!c) throw new ValidationError('"cursor" is not a cursor this API returned');
-    where.OR = [{ createdAt: { lt: c.createdAt } }, { createdAt: c.createdAt, id: { lt: c.id } }];
-  }
+  if (q.cursor) Object.assign(where, keysetAfter(q.cursor));
   const rows = await ctx.prisma.operation.findMany({
     where,
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: q.limit + 1,
     include: { server: { select: { name: true } } },
   });
-  const page = rows.slice(0, q.limit);
-  const last = page[page.length - 1];
-  return { data: page.map(operationView), next_cursor: rows.length > q.limit && last ? encodeCursor(last) : null };
+  const { page, nextCursor } = pageOf(rows, q.limit);
+  return { data: page.map(operationView), next_cursor: nextCursor };
 }

@@ -4,9 +4,8 @@ import { Limits, uuid } from "@runbridge/contracts";
 import type { AuditEvent, Prisma } from "@runbridge/db";
 import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
-import { ValidationError } from "../../errors";
 import { validateQuery } from "../../middleware/validate";
-import { decodeCursor, encodeCursor } from "../../services/cursor";
+import { keysetAfter, pageOf } from "../../services/cursor";
 
 interface ListAuditEventsQuery {
   automation_key_id?: string;
@@ -63,15 +62,10 @@ export function auditEventsRouter(ctx: GatewayContext): Router {
     if (q.type) where.type = q.type;
     if (q.operation_id) where.operationId = q.operation_id;
     if (q.server_id) where.serverId = q.server_id;
-    if (q.cursor) {
-      const c = decodeCursor(q.cursor);
-      if (!c) throw new ValidationError('"cursor" is not a cursor this API returned');
-      where.OR = [{ createdAt: { lt: c.createdAt } }, { createdAt: c.createdAt, id: { lt: c.id } }];
-    }
+    if (q.cursor) Object.assign(where, keysetAfter(q.cursor));
     const rows = await ctx.prisma.auditEvent.findMany({ where, orderBy: [{ createdAt: "desc" }, { id: "desc" }], take: q.limit + 1 });
-    const page = rows.slice(0, q.limit);
-    const last = page[page.length - 1];
-    res.json({ data: page.map(auditEventView), next_cursor: rows.length > q.limit && last ? encodeCursor(last) : null });
+    const { page, nextCursor } = pageOf(rows, q.limit);
+    res.json({ data: page.map(auditEventView), next_cursor: nextCursor });
   });
   return router;
 }
