@@ -54,7 +54,8 @@ export class Sweeper {
   private async recoverUndelivered(): Promise<void> {
     const cutoff = new Date(Date.now() - this.ctx.config.REQUEUE_AFTER_SECONDS * 1000);
     const ops = await this.ctx.prisma.operation.findMany({
-      where: { status: "running", dispatchedAt: null, createdAt: { lt: cutoff } },
+      // Only this deployment's: another one sharing the database keeps its jobs in its own queue.
+      where: { status: "running", dispatchedAt: null, createdAt: { lt: cutoff }, OR: [{ redisPrefix: this.ctx.config.REDIS_PREFIX }, { redisPrefix: null }] },
       select: { id: true, serverId: true, type: true, envKeys: true, deliverBy: true },
       orderBy: { createdAt: "asc" },
       take: 500,
@@ -82,6 +83,7 @@ export class Sweeper {
     const overdue = await this.ctx.prisma.$queryRaw<{ id: string; server_id: string; started_at: Date | null }[]>`
       SELECT id, server_id, started_at FROM operations
       WHERE status = 'running' AND dispatched_at IS NOT NULL
+        AND (redis_prefix = ${this.ctx.config.REDIS_PREFIX} OR redis_prefix IS NULL)
         AND COALESCE(started_at, dispatched_at) + make_interval(secs => timeout_seconds + ${grace}) < now()
       LIMIT 200`;
     for (const op of overdue) {

@@ -24,6 +24,8 @@ export interface NewOperationRow {
   runContext: Record<string, unknown> | null;
   clientIp: string | null;
   deliverBy: Date;
+  /** The accepting deployment's REDIS_PREFIX (whose queue carries the operation). */
+  redisPrefix: string;
   /** The `data` of the operation.created audit event. */
   audit: Record<string, unknown>;
 }
@@ -69,6 +71,7 @@ function toOperation(r: Row): Operation {
     error: (r.error as string | null) ?? null,
     createdAt: r.created_at as Date,
     deliverBy: r.deliver_by as Date,
+    redisPrefix: (r.redis_prefix as string | null) ?? null,
     dispatchedAt: (r.dispatched_at as Date | null) ?? null,
     startedAt: (r.started_at as Date | null) ?? null,
     completedAt: (r.completed_at as Date | null) ?? null,
@@ -92,8 +95,8 @@ export class OperationStore {
     const { rows } = await this.pool.query(
       `WITH op AS (
          INSERT INTO operations (id, tenant_id, server_id, automation_key_id, type, status, command, params, working_directory,
-                                 timeout_seconds, env_keys, run_id, run_context, client_ip, deliver_by, created_at)
-         VALUES (gen_random_uuid(), $1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, $9::text[], $10, $11::jsonb, $12, $13, now())
+                                 timeout_seconds, env_keys, run_id, run_context, client_ip, deliver_by, redis_prefix, created_at)
+         VALUES (gen_random_uuid(), $1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, $9::text[], $10, $11::jsonb, $12, $13, $15, now())
          RETURNING *
        ), audit AS (
          INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, client_ip, data, created_at)
@@ -115,6 +118,7 @@ export class OperationStore {
         o.clientIp,
         o.deliverBy,
         JSON.stringify(o.audit),
+        o.redisPrefix,
       ],
     );
     return toOperation(rows[0] as Row);

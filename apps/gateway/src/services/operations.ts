@@ -93,6 +93,7 @@ export async function startOperation(
     runContext: (runContext as Record<string, unknown> | undefined) ?? null,
     clientIp: auth.clientIp,
     deliverBy: new Date(Date.now() + ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000),
+    redisPrefix: ctx.config.REDIS_PREFIX,
     audit: {
       operation_type: input.type,
       command: input.command,

@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "operations" ADD COLUMN     "redis_prefix" TEXT;
+
