@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import request from "supertest";
 import { createApp } from "../../apps/gateway/src/app";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
+import { createAutomationKey, createOperation, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
@@ -165,9 +165,7 @@ describe("dashboard sessions", () => {
     const s = await session();
     const other = await createTenant();
     const { server } = await createServer(other.tenant.id);
-    const op = await testPrisma().operation.create({
-      data: { tenantId: other.tenant.id, serverId: server.id, type: "exec", command: "true", timeoutSeconds: 5, deliverBy: new Date(Date.now() + 60_000) },
-    });
+    const op = await createOperation(other.tenant.id, server.id, { timeoutSeconds: 5 });
     const res = await stack.api().get(`/dashboard/api/operations/${op.id}`).set("Cookie", s.cookie);
     expect(res.status).toBe(404);
     expect((await stack.api().get(`/dashboard/api/operations/${op.id}/output`).set("Cookie", s.cookie)).status).toBe(404);

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { TokenKind, displayPrefix, generateToken, hashToken } from "@runbridge/common";
-import type { AutomationKey, Server, Tenant } from "@runbridge/db";
+import type { AutomationKey, Operation, Prisma, Server, Tenant } from "@runbridge/db";
 import { testPrisma } from "./db";
 
 /** Every factory makes fresh rows in a fresh tenant, so tests share one database safely. */
@@ -36,4 +36,29 @@ export async function createFixture(): Promise<{ tenant: Tenant; apiKey: string;
   const { server, runnerToken } = await createServer(tenant.id);
   const { key, token } = await createAutomationKey(tenant.id);
   return { tenant, apiKey, server, runnerToken, key, token };
+}
+
+/**
+ * An operation row written straight to the database, as if a gateway had accepted it.
+ * It carries a Redis prefix no deployment uses: a dispatcher's sweeper (from any test
+ * running alongside) would otherwise adopt a "running" fixture row, re-enqueue it and
+ * keep retrying it against a runner that never comes.
+ */
+export async function createOperation(
+  tenantId: string,
+  serverId: string,
+  fields: Partial<Omit<Prisma.OperationUncheckedCreateInput, "tenantId" | "serverId">> = {},
+): Promise<Operation> {
+  return testPrisma().operation.create({
+    data: {
+      tenantId,
+      serverId,
+      type: "exec",
+      command: "true",
+      timeoutSeconds: 60,
+      deliverBy: new Date(Date.now() + 60_000),
+      redisPrefix: "test-fixture-no-dispatcher",
+      ...fields,
+    },
+  });
 }

@@ -1,6 +1,6 @@
 import { TokenKind, hashToken, isWellFormedToken } from "@runbridge/common";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
+import { createAutomationKey, createOperation, createServer, createTenant } from "../helpers/factories";
 import { TestStack } from "../helpers/stack";
 
 /** The management API for automation keys: create, list, get, PATCH, revoke; validation; tenant isolation. */
@@ -205,9 +205,7 @@ describe("management API: automation keys", () => {
     const revoked = await createAutomationKey(t.tenant.id, { revokedAt: new Date() });
     const expired = await createAutomationKey(t.tenant.id, { expiresAt: new Date(Date.now() - 1000) });
     for (let i = 0; i < 3; i++) {
-      await testPrisma().operation.create({
-        data: { tenantId: t.tenant.id, serverId: srv, automationKeyId: active.key.id, type: "exec", command: "true", timeoutSeconds: 60, deliverBy: new Date() },
-      });
+      await createOperation(t.tenant.id, srv, { automationKeyId: active.key.id });
     }
     const res = await as(t.apiKey).get("/automation-keys");
     expect(res.status).toBe(200);

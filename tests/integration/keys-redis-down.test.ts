@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import request from "supertest";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { TEST_ENCRYPTION_KEY, freshPrefix, testDatabaseUrl } from "../helpers/env";
-import { createAutomationKey, createFixture } from "../helpers/factories";
+import { createAutomationKey, createFixture, createOperation } from "../helpers/factories";
 import { Proc, freePort, startNode } from "../helpers/processes";
 
 /**
@@ -34,11 +34,7 @@ describe("automation keys while Redis is unreachable", () => {
     url = `http://127.0.0.1:${port}`;
     await gateway.waitForOutput(/gateway listening/);
     fx = await createFixture();
-    opId = (
-      await testPrisma().operation.create({
-        data: { tenantId: fx.tenant.id, serverId: fx.server.id, type: "exec", command: "true", timeoutSeconds: 60, deliverBy: new Date() },
-      })
-    ).id;
+    opId = (await createOperation(fx.tenant.id, fx.server.id)).id;
   });
   afterAll(async () => {
     await gateway?.stop();
