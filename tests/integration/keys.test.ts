@@ -2,7 +2,7 @@ import request from "supertest";
 import { TokenKind, generateToken } from "@runbridge/common";
 import type { AutomationKey, Server } from "@runbridge/db";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createAutomationKey, createFixture, createServer } from "../helpers/factories";
+import { createAutomationKey, createFixture, createOperation, createServer } from "../helpers/factories";
 import { type Proc, freePort, startNode, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
@@ -29,9 +29,7 @@ describe("automation key enforcement", () => {
     api.get(`/api/automation/v1/operations/${opId}`).set("Authorization", bearer(token));
 
   async function makeOperation(tenantId: string, serverId: string): Promise<string> {
-    const op = await testPrisma().operation.create({
-      data: { tenantId, serverId, type: "exec", command: "true", status: "completed", exitCode: 0, timeoutSeconds: 60, deliverBy: new Date() },
-    });
+    const op = await createOperation(tenantId, serverId, { status: "completed", exitCode: 0 });
     return op.id;
   }
 
@@ -353,6 +351,24 @@ describe("automation key enforcement", () => {
       expect((await poll(stack.api(), token)).status).toBe(401);
       await waitFor(async () => cache.isLive, 5000, "the subscription to come back");
       expect((await poll(stack.api(), token)).status).toBe(401);
+    });
+
+    it("the gateway that revokes a key refuses it on the very next request, before its own message comes back", async () => {
+      const { key: k, token } = await key();
+      expect((await poll(stack.api(), token)).status).toBe(200);
+      const { subscriber, cache } = stack.gateway.keyServices;
+      // Deaf to the channel while still trusting the cache: only the local drop can refuse the key now.
+      await subscriber.unsubscribe(stack.keys.keyChanged);
+      try {
+        expect(cache.isLive).toBe(true);
+        const del = await stack.api().delete(`/api/v1/automation-keys/${k.id}`).set("Authorization", bearer(fx.apiKey));
+        expect(del.status).toBe(200);
+        const r = await poll(stack.api(), token);
+        expect(r.status).toBe(401);
+        expect(r.body.detail).toMatch(/revoked/);
+      } finally {
+        await subscriber.subscribe(stack.keys.keyChanged);
+      }
     });
 
     it("a key revoked through one gateway is refused by another gateway process within a second", async () => {

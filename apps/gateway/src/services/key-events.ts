@@ -9,6 +9,9 @@ import type { KeyCache } from "./key-cache";
  * have lost their subscription too and read PostgreSQL until it is back.
  */
 export async function publishKeyChange(ctx: GatewayContext, keyHash: string): Promise<void> {
+  // This replica drops the key before answering, not when its own message comes back on the
+  // subscriber connection: a caller's next request here must already see the revocation.
+  ctx.keyServices.cache.invalidate(keyHash);
   try {
     await ctx.redis.publish(ctx.keys.keyChanged, keyHash);
   } catch (err) {
