@@ -89,6 +89,7 @@ export class Agent {
     while (this.sending.size > 0 && Date.now() < sendDeadline) await new Promise((r) => setTimeout(r, 50));
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.socket.disconnect();
+    this.ledger.close();
   }
 
   get inFlight(): number {
@@ -160,8 +161,8 @@ export class Agent {
     }
     const startedAt = new Date().toISOString();
     try {
-      // Durable before the acknowledgement: this is what makes a redelivery harmless.
-      await this.ledger.begin(op.operationId, startedAt);
+      // Durable before anything runs or is acknowledged: this is what makes a redelivery harmless.
+      this.ledger.begin(op.operationId, startedAt);
     } catch (err) {
       this.ledger.forget(op.operationId);
       return { ok: false, error: `runner could not record the operation: ${String(err)}` };

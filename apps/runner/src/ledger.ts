@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, unlinkSync, statSync } from "node:fs";
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { open, rename } from "node:fs/promises";
 import path from "node:path";
 import type { LedgerQueryReply, OperationResult } from "@runbridge/contracts";
@@ -7,17 +7,32 @@ export type LedgerEntry =
   | { operationId: string; state: "running"; startedAt: string }
   | { operationId: string; state: "finished"; startedAt: string; result: OperationResult; delivered: boolean };
 
+const STARTS_LOG = "started.log";
+/** Start records appended before the log is rewritten without the finished ones. */
+const COMPACT_AFTER = 10_000;
+
 /**
- * The runner's durable record of every operation it has started (one fsynced
- * file per operation). It is what makes execution at-most-once: a start for a
- * known id is answered from here and never run again. Finished results that
- * the dispatcher has not acknowledged are the outbox.
+ * The runner's durable record of every operation it has started. It is what
+ * makes execution at-most-once: a start for a known id is answered from here
+ * and never run again, even after a power loss. Finished results that the
+ * dispatcher has not acknowledged are the outbox.
+ *
+ * Two kinds of file, for two costs:
+ * - starts are appended to one log opened with O_DSYNC, written synchronously:
+ *   one write that returns once it is on disk, on the path of every operation
+ *   (a temporary file, fsync and rename cost five thread-pool hops instead);
+ * - results go to one file per operation (written, fsynced, renamed), off the
+ *   critical path: the result is sent while it is being written.
+ * The log is rewritten, keeping only starts without a durable result, when
+ * pruning and every COMPACT_AFTER starts.
  */
 export class Ledger {
   private readonly dir: string;
   private readonly entries = new Map<string, LedgerEntry>();
   /** The last file write queued per operation: writes of one operation land in order. */
   private readonly writes = new Map<string, Promise<void>>();
+  private startsFd: number;
+  private startsSinceCompaction = 0;
 
   constructor(stateDir: string) {
     this.dir = path.join(stateDir, "ledger");
@@ -31,6 +46,10 @@ export class Ledger {
         // A torn write (crash mid-write) is in the .tmp file, never here.
       }
     }
+    const log = this.readStarts();
+    this.startsFd = this.openStarts();
+    // A power loss can leave a torn last record; the next one must start on a line of its own.
+    if (log.length > 0 && !log.endsWith("\n")) writeSync(this.startsFd, "\n");
   }
 
   get(operationId: string): LedgerEntry | undefined {
@@ -38,12 +57,16 @@ export class Ledger {
   }
 
   /**
-   * Known in memory at once (a second start for the same id is recognised
-   * immediately); the returned promise resolves once it is on disk, and the
-   * caller awaits it before acknowledging the start and running anything.
+   * On disk when it returns (it throws otherwise): the caller runs nothing and
+   * acknowledges nothing before. Synchronous on purpose: one O_DSYNC write is
+   * cheaper than the hops of an asynchronous one, and no other start can
+   * interleave with it.
    */
-  begin(operationId: string, startedAt: string): Promise<void> {
-    return this.write({ operationId, state: "running", startedAt });
+  begin(operationId: string, startedAt: string): void {
+    this.file(operationId);
+    writeSync(this.startsFd, `${JSON.stringify({ operationId, startedAt })}\n`);
+    this.entries.set(operationId, { operationId, state: "running", startedAt });
+    if (++this.startsSinceCompaction >= COMPACT_AFTER) this.compactStarts();
   }
 
   /** Drops an entry whose first write failed (nothing ran). */
@@ -90,7 +113,7 @@ export class Ledger {
     return reply;
   }
 
-  /** Forgets delivered entries older than the retention period. */
+  /** Forgets delivered entries older than the retention period, and drops settled starts from the log. */
   prune(retentionMs: number): number {
     let removed = 0;
     const cutoff = Date.now() - retentionMs;
@@ -107,7 +130,67 @@ export class Ledger {
         this.entries.delete(e.operationId);
       }
     }
+    this.compactStarts();
     return removed;
+  }
+
+  close(): void {
+    closeSync(this.startsFd);
+  }
+
+  /** Entries the start log knows that no result file does: started, never (durably) finished. */
+  private readStarts(): string {
+    let log: string;
+    try {
+      log = readFileSync(path.join(this.dir, STARTS_LOG), "utf8");
+    } catch {
+      return "";
+    }
+    for (const line of log.split("\n")) {
+      if (!line) continue;
+      try {
+        const { operationId, startedAt } = JSON.parse(line) as { operationId: string; startedAt: string };
+        if (typeof operationId === "string" && !this.entries.has(operationId)) this.entries.set(operationId, { operationId, state: "running", startedAt });
+      } catch {
+        // A record torn by a power loss: its start never returned, so nothing ran.
+      }
+    }
+    return log;
+  }
+
+  private openStarts(): number {
+    return openSync(path.join(this.dir, STARTS_LOG), constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_DSYNC, 0o600);
+  }
+
+  /**
+   * Rewrites the start log with the starts still needed: those whose result is
+   * not in a result file made durable by the directory fsync just before.
+   * Synchronous, so no start is appended to the old log meanwhile.
+   */
+  private compactStarts(): void {
+    const dirFd = openSync(this.dir, "r");
+    try {
+      fsyncSync(dirFd);
+      const keep: string[] = [];
+      for (const e of this.entries.values()) {
+        if (e.state === "running" || this.writes.has(e.operationId)) keep.push(`${JSON.stringify({ operationId: e.operationId, startedAt: e.startedAt })}\n`);
+      }
+      const tmp = path.join(this.dir, `${STARTS_LOG}.tmp`);
+      const tmpFd = openSync(tmp, "w", 0o600);
+      try {
+        writeFileSync(tmpFd, keep.join(""));
+        fsyncSync(tmpFd);
+      } finally {
+        closeSync(tmpFd);
+      }
+      renameSync(tmp, path.join(this.dir, STARTS_LOG));
+      fsyncSync(dirFd);
+      closeSync(this.startsFd);
+      this.startsFd = this.openStarts();
+      this.startsSinceCompaction = 0;
+    } finally {
+      closeSync(dirFd);
+    }
   }
 
   private file(operationId: string): string {

@@ -1,0 +1,78 @@
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { OperationResult } from "@runbridge/contracts";
+import { Ledger } from "../../apps/runner/src/ledger";
+
+/**
+ * The runner's ledger on a real directory. A new Ledger over the same
+ * directory is what the next runner process sees after a crash.
+ */
+describe("runner ledger", () => {
+  let dir: string;
+  const open: Ledger[] = [];
+  const ledger = () => {
+    const l = new Ledger(dir);
+    open.push(l);
+    return l;
+  };
+  const id = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
+  const result = (operationId: string): OperationResult => ({
+    operationId,
+    status: "completed",
+    exitCode: 0,
+    stdout: "ok\n",
+    stderr: "",
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    durationMs: 3,
+    startedAt: "2026-11-28T10:00:00.000Z",
+  });
+  const startLog = () => readFileSync(path.join(dir, "ledger", "started.log"), "utf8");
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "ledger-test-"));
+  });
+  afterEach(() => {
+    for (const l of open.splice(0)) l.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("a start is on disk when begin returns: the next process knows it as started, never as new", () => {
+    ledger().begin(id(1), "2026-11-28T10:00:00.000Z");
+    const next = ledger();
+    expect(next.get(id(1))).toEqual({ operationId: id(1), state: "running", startedAt: "2026-11-28T10:00:00.000Z" });
+    expect(next.orphans()).toEqual([id(1)]);
+    expect(next.query([id(1), id(2)])).toEqual({ [id(1)]: { state: "running" }, [id(2)]: { state: "unknown" } });
+  });
+
+  it("a finished result survives, and compaction drops its start record without forgetting the operation", async () => {
+    const first = ledger();
+    first.begin(id(1), "2026-11-28T10:00:00.000Z");
+    first.begin(id(2), "2026-11-28T10:00:01.000Z");
+    await first.finish(result(id(1)));
+    first.prune(86_400_000);
+    // Only the start still without a result is kept in the log.
+    expect(startLog().trim().split("\n").map((l) => (JSON.parse(l) as { operationId: string }).operationId)).toEqual([id(2)]);
+
+    const next = ledger();
+    expect(next.get(id(1))).toMatchObject({ state: "finished", delivered: false, result: { stdout: "ok\n" } });
+    expect(next.undelivered().map((r) => r.operationId)).toEqual([id(1)]);
+    expect(next.orphans()).toEqual([id(2)]);
+  });
+
+  it("a start record torn by a power loss does not swallow the next one", () => {
+    ledger().begin(id(1), "2026-11-28T10:00:00.000Z");
+    appendFileSync(path.join(dir, "ledger", "started.log"), '{"operationId":"00000000-0000-4000-8000-0000000');
+    ledger().begin(id(3), "2026-11-28T10:00:03.000Z");
+    const next = ledger();
+    expect(next.orphans().sort()).toEqual([id(1), id(3)]);
+  });
+
+  it("refuses an id that is not an operation id before writing anything", () => {
+    const l = ledger();
+    expect(() => l.begin("../../etc/passwd", "2026-11-28T10:00:00.000Z")).toThrow(/invalid operation id/);
+    expect(startLog()).toBe("");
+    expect(l.get("../../etc/passwd")).toBeUndefined();
+  });
+});
