@@ -38,8 +38,8 @@ describe("runner ledger", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("a start is on disk when begin returns: the next process knows it as started, never as new", () => {
-    ledger().begin(id(1), "2026-11-28T10:00:00.000Z");
+  it("a start is on disk when begin resolves: the next process knows it as started, never as new", async () => {
+    await ledger().begin(id(1), "2026-11-28T10:00:00.000Z");
     const next = ledger();
     expect(next.get(id(1))).toEqual({ operationId: id(1), state: "running", startedAt: "2026-11-28T10:00:00.000Z" });
     expect(next.orphans()).toEqual([id(1)]);
@@ -48,8 +48,7 @@ describe("runner ledger", () => {
 
   it("a finished result survives, and compaction drops its start record without forgetting the operation", async () => {
     const first = ledger();
-    first.begin(id(1), "2026-11-28T10:00:00.000Z");
-    first.begin(id(2), "2026-11-28T10:00:01.000Z");
+    await Promise.all([first.begin(id(1), "2026-11-28T10:00:00.000Z"), first.begin(id(2), "2026-11-28T10:00:01.000Z")]);
     await first.finish(result(id(1)));
     first.prune(86_400_000);
     // Only the start still without a result is kept in the log.
@@ -61,12 +60,23 @@ describe("runner ledger", () => {
     expect(next.orphans()).toEqual([id(2)]);
   });
 
-  it("a start record torn by a power loss does not swallow the next one", () => {
-    ledger().begin(id(1), "2026-11-28T10:00:00.000Z");
+  it("a start record torn by a power loss does not swallow the next one", async () => {
+    await ledger().begin(id(1), "2026-11-28T10:00:00.000Z");
     appendFileSync(path.join(dir, "ledger", "started.log"), '{"operationId":"00000000-0000-4000-8000-0000000');
-    ledger().begin(id(3), "2026-11-28T10:00:03.000Z");
+    await ledger().begin(id(3), "2026-11-28T10:00:03.000Z");
     const next = ledger();
     expect(next.orphans().sort()).toEqual([id(1), id(3)]);
+  });
+
+  it("writes starts that arrive together in one go, and each is known at once", async () => {
+    const l = ledger();
+    const ids = Array.from({ length: 50 }, (_, i) => id(100 + i));
+    const written = ids.map((x) => l.begin(x, "2026-11-28T10:00:00.000Z"));
+    // Known before any of them is on disk: a second start for one of them is recognised meanwhile.
+    expect(l.get(ids[49]!)).toMatchObject({ state: "running" });
+    await Promise.all(written);
+    expect(startLog().trim().split("\n")).toHaveLength(50);
+    expect(ledger().orphans().sort()).toEqual(ids);
   });
 
   it("refuses an id that is not an operation id before writing anything", () => {

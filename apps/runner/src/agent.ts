@@ -162,7 +162,7 @@ export class Agent {
     const startedAt = new Date().toISOString();
     try {
       // Durable before anything runs or is acknowledged: this is what makes a redelivery harmless.
-      this.ledger.begin(op.operationId, startedAt);
+      await this.ledger.begin(op.operationId, startedAt);
     } catch (err) {
       this.ledger.forget(op.operationId);
       return { ok: false, error: `runner could not record the operation: ${String(err)}` };

@@ -1,4 +1,4 @@
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, write as fsWrite, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { open, rename } from "node:fs/promises";
 import path from "node:path";
 import type { LedgerQueryReply, OperationResult } from "@runbridge/contracts";
@@ -18,9 +18,10 @@ const COMPACT_AFTER = 10_000;
  * dispatcher has not acknowledged are the outbox.
  *
  * Two kinds of file, for two costs:
- * - starts are appended to one log opened with O_DSYNC, written synchronously:
- *   one write that returns once it is on disk, on the path of every operation
- *   (a temporary file, fsync and rename cost five thread-pool hops instead);
+ * - starts are appended to one log opened with O_DSYNC: one write that returns
+ *   once it is on disk, shared by all the starts that arrived meanwhile, on
+ *   the path of every operation (a temporary file, fsync and rename per
+ *   operation cost five thread-pool hops and two disk flushes instead);
  * - results go to one file per operation (written, fsynced, renamed), off the
  *   critical path: the result is sent while it is being written.
  * The log is rewritten, keeping only starts without a durable result, when
@@ -33,6 +34,8 @@ export class Ledger {
   private readonly writes = new Map<string, Promise<void>>();
   private startsFd: number;
   private startsSinceCompaction = 0;
+  private readonly pendingStarts: { line: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private flushing = false;
 
   constructor(stateDir: string) {
     this.dir = path.join(stateDir, "ledger");
@@ -57,16 +60,39 @@ export class Ledger {
   }
 
   /**
-   * On disk when it returns (it throws otherwise): the caller runs nothing and
-   * acknowledges nothing before. Synchronous on purpose: one O_DSYNC write is
-   * cheaper than the hops of an asynchronous one, and no other start can
-   * interleave with it.
+   * Resolves once the start is on disk; the caller runs nothing and
+   * acknowledges nothing before (on failure it forgets the entry). Known in
+   * memory at once, so a second start for the same id is recognised even
+   * while the first is being written. Starts that arrive while a write is in
+   * flight go to disk together in the next one (group commit): one O_DSYNC
+   * write per batch, whatever the concurrency.
    */
-  begin(operationId: string, startedAt: string): void {
+  begin(operationId: string, startedAt: string): Promise<void> {
     this.file(operationId);
-    writeSync(this.startsFd, `${JSON.stringify({ operationId, startedAt })}\n`);
     this.entries.set(operationId, { operationId, state: "running", startedAt });
-    if (++this.startsSinceCompaction >= COMPACT_AFTER) this.compactStarts();
+    const done = new Promise<void>((resolve, reject) => this.pendingStarts.push({ line: `${JSON.stringify({ operationId, startedAt })}\n`, resolve, reject }));
+    if (!this.flushing) void this.flushStarts();
+    return done;
+  }
+
+  private async flushStarts(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.pendingStarts.length > 0) {
+        const batch = this.pendingStarts.splice(0);
+        try {
+          await appendDurably(this.startsFd, Buffer.from(batch.map((p) => p.line).join("")));
+          for (const p of batch) p.resolve();
+        } catch (err) {
+          for (const p of batch) p.reject(err);
+        }
+        this.startsSinceCompaction += batch.length;
+        // Between batches, so no start is appended to the log being replaced.
+        if (this.startsSinceCompaction >= COMPACT_AFTER) this.compactStarts();
+      }
+    } finally {
+      this.flushing = false;
+    }
   }
 
   /** Drops an entry whose first write failed (nothing ran). */
@@ -83,9 +109,14 @@ export class Ledger {
     return this.write({ operationId: result.operationId, state: "finished", startedAt: result.startedAt, result, delivered: false });
   }
 
+  /**
+   * Not fsynced: the dispatcher has the result, so the operation is over and
+   * will never be started again; losing this mark in a power loss only means
+   * the result is sent once more and ignored.
+   */
   markDelivered(operationId: string): Promise<void> {
     const e = this.entries.get(operationId);
-    return e?.state === "finished" && !e.delivered ? this.write({ ...e, delivered: true }) : Promise.resolve();
+    return e?.state === "finished" && !e.delivered ? this.write({ ...e, delivered: true }, false) : Promise.resolve();
   }
 
   markUndelivered(operationId: string): Promise<void> {
@@ -130,7 +161,8 @@ export class Ledger {
         this.entries.delete(e.operationId);
       }
     }
-    this.compactStarts();
+    // A batch of starts in flight compacts the log itself once written.
+    if (!this.flushing) this.compactStarts();
     return removed;
   }
 
@@ -198,12 +230,12 @@ export class Ledger {
     return path.join(this.dir, `${operationId}.json`);
   }
 
-  private write(entry: LedgerEntry): Promise<void> {
+  private write(entry: LedgerEntry, durable = true): Promise<void> {
     const id = entry.operationId;
     const file = this.file(id);
     this.entries.set(id, entry);
     const previous = this.writes.get(id) ?? Promise.resolve();
-    const written = previous.catch(() => undefined).then(() => persist(file, JSON.stringify(entry)));
+    const written = previous.catch(() => undefined).then(() => persist(file, JSON.stringify(entry), durable));
     const tracked = written.finally(() => {
       if (this.writes.get(id) === tracked) this.writes.delete(id);
     });
@@ -213,13 +245,22 @@ export class Ledger {
   }
 }
 
-/** Write to a temporary file, fsync, rename: a crash leaves the old version or the new one, never a torn one. */
-async function persist(file: string, content: string): Promise<void> {
+/** Appends the whole buffer to an O_DSYNC descriptor: on disk when it resolves. */
+async function appendDurably(fd: number, buf: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < buf.length) {
+    const written = await new Promise<number>((resolve, reject) => fsWrite(fd, buf, offset, buf.length - offset, null, (err, n) => (err ? reject(err) : resolve(n))));
+    offset += written;
+  }
+}
+
+/** Write to a temporary file, fsync (when durable), rename: a crash leaves the old version or the new one, never a torn one. */
+async function persist(file: string, content: string, durable: boolean): Promise<void> {
   const tmp = `${file}.tmp`;
   const fh = await open(tmp, "w", 0o600);
   try {
     await fh.writeFile(content);
-    await fh.sync();
+    if (durable) await fh.sync();
   } finally {
     await fh.close();
   }
