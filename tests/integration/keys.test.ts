@@ -283,6 +283,18 @@ describe("automation key enforcement", () => {
       expect((await poll(stack.api(), token)).status).toBe(429);
     });
 
+    it("answers further 429s for the rest of the window from memory, without asking Redis", async () => {
+      const { key: k, token } = await key({ rateLimit: 2 });
+      for (let i = 0; i < 2; i++) expect((await poll(stack.api(), token)).status).toBe(200);
+      expect((await poll(stack.api(), token)).status).toBe(429);
+      // Forget the window in Redis: only a gateway that still asks Redis would let the key through now.
+      expect(await stack.redis.del(`${stack.prefix}:ratelimit:${k.id}`)).toBe(1);
+      const again = await poll(stack.api(), token);
+      expect(again.status).toBe(429);
+      expect(Number(again.headers["retry-after"])).toBeGreaterThanOrEqual(1);
+      expect((await poll(g2v4(), token)).status).toBe(200);
+    });
+
     it("applies a changed limit at once and keeps what the window already used", async () => {
       const { key: k, token } = await key({ rateLimit: 5 });
       for (let i = 0; i < 3; i++) expect((await poll(stack.api(), token)).status).toBe(200);

@@ -24,6 +24,10 @@ export interface RateDecision {
  * Redis key per automation key, so changing a key's limit keeps what it
  * already consumed in the current window.
  *
+ * A key found over its limit is blocked in this process's memory for the
+ * rest of its window (rate-limiter-flexible's inMemoryBlockOnConsumed), so
+ * 429s are answered without Redis.
+ *
  * Redis unreachable: each limiter falls back to an in-memory limiter with the
  * same limit (rate-limiter-flexible's insuranceLimiter), i.e. every replica
  * enforces the limit on its own until Redis is back. See docs/keys.md.
@@ -49,6 +53,9 @@ export class KeyRateLimiter {
         duration: RATE_WINDOW_SECONDS,
         // Do not queue behind a dead connection: go straight to the insurance limiter.
         rejectIfRedisNotReady: true,
+        // Once a key is over its limit it stays refused until its window ends (a fixed window):
+        // this replica remembers that, so a flood of refused requests costs no Redis round trip.
+        inMemoryBlockOnConsumed: points + 1,
         insuranceLimiter: new RateLimiterMemory({ keyPrefix: "insurance", points, duration: RATE_WINDOW_SECONDS }),
       });
       this.limiters.set(points, limiter);
