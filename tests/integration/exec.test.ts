@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
@@ -55,6 +55,13 @@ describe("POST /api/automation/v1/exec", () => {
     expect(res.body.error).toMatch(/working directory .* does not exist/);
     const op = await stack.api().get(`/api/automation/v1/operations/${res.body.operation_id}`).set("Authorization", `Bearer ${fx.token}`);
     expect(op.body).toMatchObject({ status: "failed", error: expect.stringMatching(/does not exist/) });
+  });
+
+  it("fails, saying why, when the working directory is a file", async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), "rb-cwd-")), "plain-file");
+    writeFileSync(file, "");
+    const res = await exec({ command: "true", working_directory: file });
+    expect(res.body).toMatchObject({ status: "failed", exit_code: null, error: `working directory ${file} is not a directory` });
   });
 
   it("injects env into the command and masks the values in captured output", async () => {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { stat } from "node:fs/promises";
+import { statSync } from "node:fs";
 import path from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { Limits, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
@@ -74,11 +74,8 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
 
   const result = (async (): Promise<OperationResult> => {
     const cwd = path.resolve(opts.workdir, op.cwd ?? ".");
-    try {
-      if (!(await stat(cwd)).isDirectory()) return failedResult(op, startedAt, `working directory ${cwd} is not a directory`);
-    } catch {
-      return failedResult(op, startedAt, `working directory ${cwd} does not exist on the server`);
-    }
+    // The working directory is not checked up front (a file-system round trip on every
+    // operation): a bad one makes the spawn fail, and only then is it looked at.
     if (cancelRequested) return { ...failedResult(op, startedAt, cancelRequested), status: "cancelled" };
 
     const masker = new SecretMasker(Object.values(op.env ?? {}).concat(op.stdin ? [op.stdin] : []));
@@ -93,6 +90,8 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
       let exitCode: number | null = null;
       let exitSignal: NodeJS.Signals | null = null;
       let settled = false;
+      // Declared before finish(): a spawn that throws at once (ENOTDIR, EACCES) finishes before any timer exists.
+      let timeoutTimer: NodeJS.Timeout | undefined = undefined;
       const finish = () => {
         if (settled) return;
         settled = true;
@@ -100,7 +99,8 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         const durationMs = Number((process.hrtime.bigint() - started) / 1_000_000n);
         if (spawnError) {
           const e = spawnError as NodeJS.ErrnoException;
-          const why = e.code === "ENOENT" ? `${file}: command not found on the server` : `could not start ${file}: ${e.message}`;
+          const why =
+            workdirProblem(cwd) ?? (e.code === "ENOENT" ? `${file}: command not found on the server` : `could not start ${file}: ${e.message}`);
           resolve({ ...failedResult(op, startedAt, why), durationMs });
           return;
         }
@@ -128,7 +128,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         return;
       }
       const proc = child;
-      const timeoutTimer: NodeJS.Timeout = setTimeout(
+      timeoutTimer = setTimeout(
         () => stopTree("timeout", `timed out after ${op.timeoutSeconds} s; the process group was killed`),
         op.timeoutSeconds * 1000,
       );
@@ -171,7 +171,8 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
       });
       proc.on("close", () => finish());
     });
-  })();
+    // A result, always, whatever went wrong here: never an operation left running.
+  })().catch((err: unknown) => failedResult(op, startedAt, `the runner could not run it: ${String(err)}`));
 
   return {
     result,
@@ -180,6 +181,15 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
       if (child) stopTree("cancelled", reason);
     },
   };
+}
+
+/** Why `cwd` cannot be a command's working directory, or null when it can. */
+function workdirProblem(cwd: string): string | null {
+  try {
+    return statSync(cwd).isDirectory() ? null : `working directory ${cwd} is not a directory`;
+  } catch {
+    return `working directory ${cwd} does not exist on the server`;
+  }
 }
 
 const SIGNALS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
