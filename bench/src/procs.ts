@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { createWriteStream } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 
@@ -16,15 +16,18 @@ export function onCleanup(fn: () => Promise<void> | void): void {
 /**
  * Starts a long-running child in its own process group (so stopping it takes
  * its descendants too), its output appended to `<logDir>/<name>.log`.
- * `maxFiles` raises the open-file limit first: a dispatcher holding 10k
+ * The log file is the child's own stdout and stderr: piping them through this
+ * process would make the load generator relay every log line, on the same
+ * two cores it measures. `maxFiles` raises the open-file limit first: a dispatcher holding 10k
  * sockets, or a process simulating 1,000 runners, needs more than the default.
  */
 export function startChild(name: string, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; logDir: string; maxFiles?: number; ipc?: boolean }): ChildProcess {
+  const log = openSync(path.join(opts.logDir, `${name}.log`), "w");
   const spawnOpts: SpawnOptions = {
     cwd: ROOT,
     env: opts.env ?? process.env,
     detached: true,
-    stdio: ["ignore", "pipe", "pipe", ...(opts.ipc ? (["ipc"] as const) : [])],
+    stdio: ["ignore", log, log, ...(opts.ipc ? (["ipc"] as const) : [])],
   };
   let child: ChildProcess;
   if (opts.maxFiles) {
@@ -35,10 +38,8 @@ export function startChild(name: string, cmd: string, args: string[], opts: { en
   } else {
     child = spawn(cmd, args, spawnOpts);
   }
-  const log = createWriteStream(path.join(opts.logDir, `${name}.log`), { flags: "w" });
-  child.stdout?.pipe(log, { end: false });
-  child.stderr?.pipe(log, { end: false });
-  child.once("exit", () => setTimeout(() => log.end(), 100));
+  // The child holds its own copy.
+  closeSync(log);
   children.push({ name, child });
   return child;
 }

@@ -115,7 +115,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   const server = await admin.json<{ id: string; runner_token: string }>("POST", "/api/v1/servers", boot.api_key, { name: "bench-runner" });
   if (server.status !== 201) throw new Error(`creating the server answered ${server.status}: ${JSON.stringify(server.body)}`);
 
-  const runner = startChild("runner", process.execPath, [path.join(ROOT, "apps/runner/dist/main.js")], {
+  const runner = startChild("runner", process.execPath, [...nodeFlags("runner"), path.join(ROOT, "apps/runner/dist/main.js")], {
     env: {
       ...process.env,
       RUNBRIDGE_DISPATCHER_URL: dispatcherUrl,
@@ -138,7 +138,7 @@ export function markStackStopping(): void {
   stackStopping = true;
 }
 
-/** BENCH_CPU_PROF=1 writes V8 CPU profiles of the gateway and dispatcher into bench/results/profiles/ for finding hot spots. */
+/** BENCH_CPU_PROF=1 writes V8 CPU profiles of the gateway, dispatcher and runner into bench/results/profiles/ for finding hot spots. */
 function nodeFlags(name: string): string[] {
   if (process.env.BENCH_CPU_PROF !== "1") return [];
   return ["--cpu-prof", `--cpu-prof-dir=${path.join(ROOT, "bench/results/profiles")}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`];
