@@ -60,6 +60,28 @@ describe("runner ledger", () => {
     expect(next.orphans()).toEqual([id(2)]);
   });
 
+  it("keeps the outbox across restarts: delivered results are marked, undelivered ones sent again", async () => {
+    const first = ledger();
+    await Promise.all([1, 2, 3].map((n) => first.begin(id(n), "2026-11-28T10:00:00.000Z")));
+    await Promise.all([1, 2, 3].map((n) => first.finish(result(id(n)))));
+    expect(first.undelivered().map((r) => r.operationId).sort()).toEqual([id(1), id(2), id(3)]);
+    await first.markDelivered(id(1));
+    await first.markDelivered(id(2));
+    expect(first.undelivered().map((r) => r.operationId)).toEqual([id(3)]);
+    // The dispatcher asks again for a result it may have missed.
+    await first.markUndelivered(id(2));
+    expect(first.undelivered().map((r) => r.operationId).sort()).toEqual([id(2), id(3)]);
+
+    const next = ledger();
+    expect(next.undelivered().map((r) => r.operationId).sort()).toEqual([id(2), id(3)]);
+    expect(next.get(id(1))).toMatchObject({ state: "finished", delivered: true, result: { stdout: "ok\n" } });
+    expect(next.query([id(1)])).toEqual({ [id(1)]: { state: "finished", result: result(id(1)) } });
+    // Delivered results past the retention period are forgotten; the others stay.
+    expect(next.prune(-1)).toBe(1);
+    expect(next.get(id(1))).toBeUndefined();
+    expect(ledger().get(id(1))).toBeUndefined();
+  });
+
   it("a start record torn by a power loss does not swallow the next one", async () => {
     await ledger().begin(id(1), "2026-11-28T10:00:00.000Z");
     appendFileSync(path.join(dir, "ledger", "started.log"), '{"operationId":"00000000-0000-4000-8000-0000000');

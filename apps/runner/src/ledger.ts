@@ -1,5 +1,5 @@
-import { closeSync, constants, write as fsWrite, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
-import { open, rename } from "node:fs/promises";
+import { closeSync, constants, existsSync, write as fsWrite, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { open, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { LedgerQueryReply, OperationResult } from "@runbridge/contracts";
 
@@ -8,6 +8,7 @@ export type LedgerEntry =
   | { operationId: string; state: "finished"; startedAt: string; result: OperationResult; delivered: boolean };
 
 const STARTS_LOG = "started.log";
+const DELIVERED_SUFFIX = ".delivered.json";
 /** Start records appended before the log is rewritten without the finished ones. */
 const COMPACT_AFTER = 10_000;
 
@@ -30,8 +31,10 @@ const COMPACT_AFTER = 10_000;
 export class Ledger {
   private readonly dir: string;
   private readonly entries = new Map<string, LedgerEntry>();
-  /** The last file write queued per operation: writes of one operation land in order. */
+  /** The last file step queued per operation: steps of one operation land in order. */
   private readonly writes = new Map<string, Promise<void>>();
+  /** Finished and not yet delivered: the outbox, kept apart so sending never scans the whole ledger. */
+  private readonly outbox = new Set<string>();
   private startsFd: number;
   private startsSinceCompaction = 0;
   private readonly pendingStarts: { line: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
@@ -43,8 +46,15 @@ export class Ledger {
     for (const file of readdirSync(this.dir)) {
       if (!file.endsWith(".json")) continue;
       try {
-        const entry = JSON.parse(readFileSync(path.join(this.dir, file), "utf8")) as LedgerEntry;
+        let entry = JSON.parse(readFileSync(path.join(this.dir, file), "utf8")) as LedgerEntry;
+        if (file.endsWith(DELIVERED_SUFFIX) && entry.state === "finished") {
+          // Both files exist when a re-send was asked for and the old mark not yet removed: the re-send wins.
+          if (this.entries.has(entry.operationId)) continue;
+          entry = { ...entry, delivered: true };
+        }
         this.entries.set(entry.operationId, entry);
+        if (entry.state === "finished" && !entry.delivered) this.outbox.add(entry.operationId);
+        else this.outbox.delete(entry.operationId);
       } catch {
         // A torn write (crash mid-write) is in the .tmp file, never here.
       }
@@ -106,6 +116,7 @@ export class Ledger {
    * outcome unknown — never a re-run.
    */
   finish(result: OperationResult): Promise<void> {
+    this.outbox.add(result.operationId);
     return this.write({ operationId: result.operationId, state: "finished", startedAt: result.startedAt, result, delivered: false });
   }
 
@@ -116,12 +127,20 @@ export class Ledger {
    */
   markDelivered(operationId: string): Promise<void> {
     const e = this.entries.get(operationId);
-    return e?.state === "finished" && !e.delivered ? this.write({ ...e, delivered: true }, false) : Promise.resolve();
+    if (e?.state !== "finished" || e.delivered) return Promise.resolve();
+    this.entries.set(operationId, { ...e, delivered: true });
+    this.outbox.delete(operationId);
+    // A rename, not a rewrite of the result: one metadata change per operation.
+    const file = this.file(operationId);
+    return this.chain(operationId, () => rename(file, deliveredFile(file)));
   }
 
   markUndelivered(operationId: string): Promise<void> {
     const e = this.entries.get(operationId);
-    return e?.state === "finished" && e.delivered ? this.write({ ...e, delivered: false }) : Promise.resolve();
+    if (e?.state !== "finished" || !e.delivered) return Promise.resolve();
+    this.outbox.add(operationId);
+    const file = this.file(operationId);
+    return this.write({ ...e, delivered: false }).then(() => unlink(deliveredFile(file)).catch(() => undefined));
   }
 
   /** Entries left `running` by a previous process: that process (and its pipes) is gone. */
@@ -131,7 +150,10 @@ export class Ledger {
 
   undelivered(): OperationResult[] {
     const out: OperationResult[] = [];
-    for (const e of this.entries.values()) if (e.state === "finished" && !e.delivered) out.push(e.result);
+    for (const id of this.outbox) {
+      const e = this.entries.get(id);
+      if (e?.state === "finished") out.push(e.result);
+    }
     return out;
   }
 
@@ -149,8 +171,9 @@ export class Ledger {
     let removed = 0;
     const cutoff = Date.now() - retentionMs;
     for (const e of this.entries.values()) {
-      if (e.state !== "finished" || !e.delivered) continue;
-      const file = this.file(e.operationId);
+      if (e.state !== "finished" || !e.delivered || this.writes.has(e.operationId)) continue;
+      const plain = this.file(e.operationId);
+      const file = existsSync(deliveredFile(plain)) ? deliveredFile(plain) : plain;
       try {
         if (statSync(file).mtimeMs < cutoff) {
           unlinkSync(file);
@@ -230,18 +253,22 @@ export class Ledger {
     return path.join(this.dir, `${operationId}.json`);
   }
 
-  private write(entry: LedgerEntry, durable = true): Promise<void> {
-    const id = entry.operationId;
-    const file = this.file(id);
-    this.entries.set(id, entry);
+  private write(entry: LedgerEntry): Promise<void> {
+    const file = this.file(entry.operationId);
+    this.entries.set(entry.operationId, entry);
+    return this.chain(entry.operationId, () => persist(file, JSON.stringify(entry)));
+  }
+
+  /** Runs a file step of one operation after the ones queued before it. */
+  private chain(id: string, step: () => Promise<void>): Promise<void> {
     const previous = this.writes.get(id) ?? Promise.resolve();
-    const written = previous.catch(() => undefined).then(() => persist(file, JSON.stringify(entry), durable));
-    const tracked = written.finally(() => {
+    const done = previous.catch(() => undefined).then(step);
+    const tracked = done.finally(() => {
       if (this.writes.get(id) === tracked) this.writes.delete(id);
     });
     tracked.catch(() => undefined);
     this.writes.set(id, tracked);
-    return written;
+    return done;
   }
 }
 
@@ -254,13 +281,18 @@ async function appendDurably(fd: number, buf: Buffer): Promise<void> {
   }
 }
 
-/** Write to a temporary file, fsync (when durable), rename: a crash leaves the old version or the new one, never a torn one. */
-async function persist(file: string, content: string, durable: boolean): Promise<void> {
+/** `<id>.json` once its result is delivered: a rename marks it, instead of rewriting the result. */
+function deliveredFile(file: string): string {
+  return file.replace(/\.json$/, DELIVERED_SUFFIX);
+}
+
+/** Write to a temporary file, fsync, rename: a crash leaves the old version or the new one, never a torn one. */
+async function persist(file: string, content: string): Promise<void> {
   const tmp = `${file}.tmp`;
   const fh = await open(tmp, "w", 0o600);
   try {
     await fh.writeFile(content);
-    if (durable) await fh.sync();
+    await fh.sync();
   } finally {
     await fh.close();
   }
