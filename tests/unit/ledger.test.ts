@@ -1,4 +1,4 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { OperationResult } from "@runbridge/contracts";
@@ -80,6 +80,17 @@ describe("runner ledger", () => {
     expect(next.prune(-1)).toBe(1);
     expect(next.get(id(1))).toBeUndefined();
     expect(ledger().get(id(1))).toBeUndefined();
+  });
+
+  it("keeps the start record of an operation whose result could not be written", async () => {
+    const first = ledger();
+    await first.begin(id(7), "2026-11-28T10:00:00.000Z");
+    // The result's temporary file cannot be created: a directory is in its way.
+    mkdirSync(path.join(dir, "ledger", `${id(7)}.json.tmp`));
+    await expect(first.finish(result(id(7)))).rejects.toThrow();
+    first.prune(86_400_000);
+    // Still known after a restart (as started, outcome unknown), so a redelivered start is never run again.
+    expect(ledger().get(id(7))).toMatchObject({ state: "running" });
   });
 
   it("a start record torn by a power loss does not swallow the next one", async () => {

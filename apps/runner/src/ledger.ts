@@ -35,6 +35,8 @@ export class Ledger {
   private readonly writes = new Map<string, Promise<void>>();
   /** Finished and not yet delivered: the outbox, kept apart so sending never scans the whole ledger. */
   private readonly outbox = new Set<string>();
+  /** Finished, but the result file could not be written (disk full...): the start record must stay. */
+  private readonly unsaved = new Set<string>();
   private startsFd: number;
   private startsSinceCompaction = 0;
   private readonly pendingStarts: { line: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
@@ -116,8 +118,15 @@ export class Ledger {
    * outcome unknown — never a re-run.
    */
   finish(result: OperationResult): Promise<void> {
-    this.outbox.add(result.operationId);
-    return this.write({ operationId: result.operationId, state: "finished", startedAt: result.startedAt, result, delivered: false });
+    const id = result.operationId;
+    this.outbox.add(id);
+    return this.write({ operationId: id, state: "finished", startedAt: result.startedAt, result, delivered: false }).then(
+      () => void this.unsaved.delete(id),
+      (err: unknown) => {
+        this.unsaved.add(id);
+        throw err;
+      },
+    );
   }
 
   /**
@@ -228,7 +237,7 @@ export class Ledger {
       fsyncSync(dirFd);
       const keep: string[] = [];
       for (const e of this.entries.values()) {
-        if (e.state === "running" || this.writes.has(e.operationId)) keep.push(`${JSON.stringify({ operationId: e.operationId, startedAt: e.startedAt })}\n`);
+        if (e.state === "running" || this.writes.has(e.operationId) || this.unsaved.has(e.operationId)) keep.push(`${JSON.stringify({ operationId: e.operationId, startedAt: e.startedAt })}\n`);
       }
       const tmp = path.join(this.dir, `${STARTS_LOG}.tmp`);
       const tmpFd = openSync(tmp, "w", 0o600);
