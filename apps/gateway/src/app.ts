@@ -40,6 +40,11 @@ export function createApp(ctx: GatewayContext): Express {
   app.set("query parser", "simple");
   app.use(requestContext(ctx.logger));
   app.use(httpMetrics());
+  // Shutting down: every answer closes its connection, so keep-alive clients reconnect to another gateway.
+  app.use((_req, res, next) => {
+    if (ctx.draining.aborted) res.set("Connection", "close");
+    next();
+  });
   // CI clients often forget Content-Type (curl -d sends form encoding): every body is read as JSON.
   // Parsed after authentication, so a rejected request (401, 403, 429) costs no parsing.
   const json = express.json({ limit: BODY_LIMIT, type: () => true, strict: false });

@@ -9,7 +9,7 @@ import { CompletionWaiter } from "./services/completion-waiter";
 import { Presence } from "./services/presence";
 
 /** Opens the gateway's connections. Used by main.ts and by tests (which run the app in-process). */
-export async function buildGatewayContext(config: GatewayConfig): Promise<GatewayContext & { close: () => Promise<void> }> {
+export async function buildGatewayContext(config: GatewayConfig): Promise<GatewayContext & { startDraining: () => void; close: () => Promise<void> }> {
   const logger = createLogger("gateway", config.LOG_LEVEL);
   const keys = redisKeys(config.REDIS_PREFIX);
   const db = createDb(config.DATABASE_URL, { max: config.DB_POOL_SIZE, connectionTimeoutMillis: 3000 });
@@ -25,7 +25,8 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
   }
   const queue = new Queue(QueueName.Operations, { connection: queueConnection, prefix: keys.bull });
   queue.on("error", (err) => logger.warn("queue error", { error: err.message }));
-  const waiter = new CompletionWaiter(subscriber, keys.operationFinished);
+  const drain = new AbortController();
+  const waiter = new CompletionWaiter(subscriber, keys.operationFinished, drain.signal);
   await waiter.start();
   const keyServices = await startKeyServices({ prisma, redis, subscriber: keySubscriber, keys, redisPrefix: config.REDIS_PREFIX, logger });
   const ctx: GatewayContext = {
@@ -40,6 +41,7 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
     waiter,
     presence: new Presence(redis, keys),
     keyServices,
+    draining: drain.signal,
   };
   const close = async () => {
     await queue.close().catch(() => undefined);
@@ -50,5 +52,5 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
     queueConnection.disconnect();
     await db.close();
   };
-  return { ...ctx, close };
+  return { ...ctx, startDraining: () => drain.abort(), close };
 }

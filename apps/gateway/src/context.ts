@@ -23,4 +23,11 @@ export interface GatewayContext {
   presence: Presence;
   /** Automation-key cache, rate limiter and last-used recorder (auth/key-services.ts). */
   keyServices: KeyServices;
+  /**
+   * Aborted as the process starts shutting down: held requests are answered
+   * at once (`status: "running"`, the client polls) and log streams end (the
+   * client resumes on another gateway), so a rolling restart is not held up
+   * by the longest wait.
+   */
+  draining: AbortSignal;
 }

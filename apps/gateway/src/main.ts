@@ -19,7 +19,19 @@ async function main(): Promise<void> {
   ctx.logger.info("gateway listening", { port: config.PORT, host: config.HOST });
 
   new Shutdown(ctx.logger, (config.EXEC_MAX_WAIT_SECONDS + 5) * 1000)
-    .add("stop accepting and drain requests", () => new Promise<void>((resolve) => server.close(() => resolve())))
+    .add(
+      "stop accepting, answer held requests, end log streams, drain",
+      () =>
+        new Promise<void>((resolve) => {
+          // A connection kept alive after its last answer would hold the close for keepAliveTimeout.
+          const idle = setInterval(() => server.closeIdleConnections(), 100);
+          server.close(() => {
+            clearInterval(idle);
+            resolve();
+          });
+          ctx.startDraining();
+        }),
+    )
     .add("close connections", () => ctx.close())
     .listen();
 }

@@ -15,7 +15,13 @@ export class CompletionWaiter {
   constructor(
     private readonly subscriber: Redis,
     private readonly channel: string,
+    /** Once aborted (shutdown), every wait ends at once and new ones do not start. */
+    private readonly draining?: AbortSignal,
   ) {
+    draining?.addEventListener("abort", () => {
+      for (const set of this.waiters.values()) for (const wake of set) wake();
+      this.waiters.clear();
+    });
     subscriber.on("message", (ch: string, message: string) => {
       if (ch !== this.channel) return;
       const { operationId, rowJson } = decodeFinished(message);
@@ -57,7 +63,7 @@ export class CompletionWaiter {
     const wait = async (ms: number, isDone: () => Promise<boolean>) => {
       const deadline = Date.now() + ms;
       try {
-        while (!woken && Date.now() < deadline) {
+        while (!woken && !this.draining?.aborted && Date.now() < deadline) {
           const tick = Math.min(2000, deadline - Date.now());
           await Promise.race([woke, new Promise((r) => setTimeout(r, tick).unref())]);
           if (!woken && (await isDone())) return undefined;

@@ -112,14 +112,19 @@ class SseWriter {
  * Follows the operation's Redis stream with XREAD BLOCK on a connection of its
  * own (a blocking read would stall every other command on a shared one), until
  * the operation has ended and its output has been drained. Returns the final
- * row, or null if the client went away.
+ * row, or null if the client went away or this gateway is shutting down (the
+ * stream then ends without `event: end`, and the client resumes elsewhere
+ * from its last event id).
  */
 async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: string, logKey: string, from: string): Promise<Operation | null> {
   // Named, so an operator (and the tests) can see how many SSE readers are open.
   const conn = createRedis(ctx.config.REDIS_URL, { maxRetriesPerRequest: 2, connectTimeout: 2000, connectionName: `${ctx.config.REDIS_PREFIX}:sse` });
   conn.on("error", () => undefined); // Surfaces as a rejected command below.
-  // Interrupts a pending XREAD BLOCK at once when the client goes away.
+  // Interrupts a pending XREAD BLOCK at once when the client goes away, or the gateway begins to shut down.
   sse.onClose(() => conn.disconnect());
+  const stop = () => conn.disconnect();
+  ctx.draining.addEventListener("abort", stop, { once: true });
+  const ended = () => sse.closed || ctx.draining.aborted;
   const seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   let lastId = from;
   let final: Operation | null = null;
@@ -128,7 +133,7 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
   /** The last read found nothing more: everything appended so far has been sent. */
   let drained = false;
   try {
-    while (!sse.closed) {
+    while (!ended()) {
       const proved = final !== null && provedComplete(final, seen);
       if (final && drained && (proved || Date.now() - endedSeenAt > SETTLE_MS)) return final;
       let reply: [string, [string, string[]][]][] | null;
@@ -138,7 +143,7 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
           ? await conn.xread("COUNT", 500, "STREAMS", logKey, lastId)
           : await conn.xread("COUNT", 500, "BLOCK", final ? 250 : BLOCK_MS, "STREAMS", logKey, lastId);
       } catch (err) {
-        if (sse.closed) return null;
+        if (ended()) return null;
         throw err;
       }
       const entries = reply?.[0]?.[1] ?? [];
@@ -163,6 +168,7 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
     }
     return null;
   } finally {
+    ctx.draining.removeEventListener("abort", stop);
     conn.disconnect();
   }
 }
