@@ -3,6 +3,7 @@ import { createAutomationKey, createServer, createTenant } from "../helpers/fact
 import { TcpBalancer } from "../helpers/tcp-balancer";
 import { TestStack } from "../helpers/stack";
 import { ExecutionLog, report, waitAllTerminal } from "./helpers";
+import type { Server } from "@runbridge/db";
 
 /** kill -9 one of three dispatchers with operations in flight: all finish, none twice. */
 describe("chaos: a dispatcher dies with operations in flight", () => {
@@ -23,7 +24,7 @@ describe("chaos: a dispatcher dies with operations in flight", () => {
   it("kill -9 with 60 operations in flight: every one completes exactly once", async () => {
     const { tenant } = await createTenant();
     const { token } = await createAutomationKey(tenant.id);
-    const servers = [];
+    const servers: Server[] = [];
     for (let i = 0; i < 6; i++) {
       const s = await createServer(tenant.id);
       // Through the balancer: runners spread over the three dispatchers.

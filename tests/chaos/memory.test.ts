@@ -27,7 +27,7 @@ describe("bounded Redis memory", () => {
     }
     // Delivery jobs are removed on completion: no per-operation job hashes remain (a job may still be
     // recording its completion just after its operation's answer was sent).
-    const jobKeys = async () => (await stack.redis.keys(`${stack.keys.bull}:operations:*`)).filter((k) => /:[0-9a-f-]{36}$/.test(k));
+    const jobKeys = async () => (await stack.redis.keys(`${stack.keys.bull}:operations:*`)).filter((k: string) => /:[0-9a-f-]{36}$/.test(k));
     await waitFor(async () => (await jobKeys()).length === 0, 10_000, "delivery jobs to be removed").catch(() => undefined);
     expect(await jobKeys()).toEqual([]);
     // Live-log streams of finished operations all carry a TTL (an hour at most).

@@ -9,6 +9,7 @@ import { waitFor } from "../helpers/processes";
 import { TcpBalancer } from "../helpers/tcp-balancer";
 import { TestStack } from "../helpers/stack";
 import { ExecutionLog, report, waitAllTerminal } from "./helpers";
+import type { Server } from "@runbridge/db";
 
 describe("chaos: rolling SIGTERM of every dispatcher, and secrets at rest", () => {
   let stack: TestStack;
@@ -28,7 +29,7 @@ describe("chaos: rolling SIGTERM of every dispatcher, and secrets at rest", () =
   it("replaces all three dispatchers one by one under load and loses nothing", async () => {
     const { tenant } = await createTenant();
     const { token } = await createAutomationKey(tenant.id, { rateLimit: 1000 });
-    const servers = [];
+    const servers: Server[] = [];
     for (let i = 0; i < 6; i++) {
       const s = await createServer(tenant.id);
       await stack.startRunner(s.runnerToken, s.server.id, { env: { RUNBRIDGE_DISPATCHER_URL: lb.url } });

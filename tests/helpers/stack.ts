@@ -3,7 +3,6 @@ import type { Server as HttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { once } from "node:events";
-import type { Redis } from "ioredis";
 import request from "supertest";
 import { redisKeys } from "@runbridge/contracts";
 import { createRedis, parseConfig } from "@runbridge/common";
@@ -13,6 +12,8 @@ import { gatewayEnvSchema, type GatewayConfig } from "../../apps/gateway/src/con
 import type { GatewayContext } from "../../apps/gateway/src/context";
 import { TEST_ENCRYPTION_KEY, freshPrefix, testDatabaseUrl, testRedisUrl } from "./env";
 import { type Proc, freePort, startNode, waitFor } from "./processes";
+
+type Redis = ReturnType<typeof createRedis>;
 
 export interface StackOptions {
   /** Extra gateway configuration (e.g. EXEC_MAX_WAIT_SECONDS). */

@@ -2,25 +2,20 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { testDatabaseUrl } from "../helpers/env";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /** exec end to end: gateway → BullMQ → dispatcher → socket.io → runner process → Postgres. */
 describe("POST /api/automation/v1/exec", () => {
+  const suite = useStackWithRunner();
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
-
-  beforeAll(async () => {
-    stack = await TestStack.start();
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id);
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  let fx: Fixture;
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   const exec = (body: Record<string, unknown>) =>

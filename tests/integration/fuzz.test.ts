@@ -62,7 +62,8 @@ describe("fuzz: Automation API", () => {
       const headers: Record<string, string> = { ...r.headers };
       if (r.auth === "garbage") headers.authorization = "Bearer rca_not-a-real-key";
       else if (r.auth !== "none") headers.authorization = `Bearer ${tokens[rr++ % tokens.length]}`;
-      const res = await fetch(`${stack.url}${r.path}`, { method: r.method, headers, body: r.body });
+      // Node's fetch takes raw bytes; the DOM typings (there for the browser tests) say otherwise.
+      const res = await fetch(`${stack.url}${r.path}`, { method: r.method, headers, body: r.body as RequestInit["body"] });
       const text = await res.text();
       statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
       const where = `${r.method} ${r.path} ${describeBody(r.body)} -> ${res.status} ${text.slice(0, 200)}`;

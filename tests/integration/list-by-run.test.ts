@@ -1,20 +1,14 @@
-import { closeTestPrisma } from "../helpers/db";
-import { createAutomationKey, createFixture } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import { createAutomationKey } from "../helpers/factories";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /** GET /api/automation/v1/operations?run_id=: a key lists its own operations of a CI run. */
 describe("GET /api/automation/v1/operations", () => {
+  const suite = useStackWithRunner();
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
-
-  beforeAll(async () => {
-    stack = await TestStack.start();
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id);
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  let fx: Fixture;
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   const exec = (command: string, runId: string, token = fx.token) =>

@@ -98,7 +98,7 @@ describe("metrics and structured logs", () => {
   it("reads the queue depth from Redis at scrape time", async () => {
     // A delayed job is counted without being run; removed again before it is due.
     const delayed = async () => sample((await request(dispatcherUrl).get("/metrics")).text, "runbridge_dispatcher_queue_jobs", { state: "delayed" });
-    const before = await delayed();
+    const before = (await delayed()) ?? 0;
     await stack.gateway.queue.add("depth-probe", { probe: true }, { delay: 120_000, jobId: "depth-probe" });
     try {
       expect(await delayed()).toBe(before + 1);

@@ -3,20 +3,15 @@ import { TokenKind, generateToken } from "@runbridge/common";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
 import { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /** Every error the spine answers: 400/401/404/409/422, always `{detail}`, never a 500. */
 describe("Automation API errors and limits", () => {
+  const suite = useStackWithRunner();
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
-
-  beforeAll(async () => {
-    stack = await TestStack.start();
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id);
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  let fx: Fixture;
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   const post = (body: unknown, token = fx.token) => stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${token}`).send(body as object);
