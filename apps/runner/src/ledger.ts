@@ -82,7 +82,7 @@ export class Ledger {
   begin(operationId: string, startedAt: string): Promise<void> {
     this.file(operationId);
     this.entries.set(operationId, { operationId, state: "running", startedAt });
-    const done = new Promise<void>((resolve, reject) => this.pendingStarts.push({ line: `${JSON.stringify({ operationId, startedAt })}\n`, resolve, reject }));
+    const done = new Promise<void>((resolve, reject) => this.pendingStarts.push({ line: startRecord(operationId, startedAt), resolve, reject }));
     if (!this.flushing) void this.flushStarts();
     return done;
   }
@@ -237,17 +237,9 @@ export class Ledger {
       fsyncSync(dirFd);
       const keep: string[] = [];
       for (const e of this.entries.values()) {
-        if (e.state === "running" || this.writes.has(e.operationId) || this.unsaved.has(e.operationId)) keep.push(`${JSON.stringify({ operationId: e.operationId, startedAt: e.startedAt })}\n`);
+        if (e.state === "running" || this.writes.has(e.operationId) || this.unsaved.has(e.operationId)) keep.push(startRecord(e.operationId, e.startedAt));
       }
-      const tmp = path.join(this.dir, `${STARTS_LOG}.tmp`);
-      const tmpFd = openSync(tmp, "w", 0o600);
-      try {
-        writeFileSync(tmpFd, keep.join(""));
-        fsyncSync(tmpFd);
-      } finally {
-        closeSync(tmpFd);
-      }
-      renameSync(tmp, path.join(this.dir, STARTS_LOG));
+      persistSync(path.join(this.dir, STARTS_LOG), keep.join(""));
       fsyncSync(dirFd);
       closeSync(this.startsFd);
       this.startsFd = this.openStarts();
@@ -293,6 +285,24 @@ async function appendDurably(fd: number, buf: Buffer): Promise<void> {
 /** `<id>.json` once its result is delivered: a rename marks it, instead of rewriting the result. */
 function deliveredFile(file: string): string {
   return file.replace(/\.json$/, DELIVERED_SUFFIX);
+}
+
+/** One line of the start log. */
+function startRecord(operationId: string, startedAt: string): string {
+  return `${JSON.stringify({ operationId, startedAt })}\n`;
+}
+
+/** persist(), synchronously: for the start log's compaction, which nothing may interleave with. */
+function persistSync(file: string, content: string): void {
+  const tmp = `${file}.tmp`;
+  const fd = openSync(tmp, "w", 0o600);
+  try {
+    writeFileSync(fd, content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
 }
 
 /** Write to a temporary file, fsync, rename: a crash leaves the old version or the new one, never a torn one. */

@@ -121,8 +121,8 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
   const conn = createRedis(ctx.config.REDIS_URL, { maxRetriesPerRequest: 2, connectTimeout: 2000, connectionName: `${ctx.config.REDIS_PREFIX}:sse` });
   conn.on("error", () => undefined); // Surfaces as a rejected command below.
   // Interrupts a pending XREAD BLOCK at once when the client goes away, or the gateway begins to shut down.
-  sse.onClose(() => conn.disconnect());
   const stop = () => conn.disconnect();
+  sse.onClose(stop);
   ctx.draining.addEventListener("abort", stop, { once: true });
   const ended = () => sse.closed || ctx.draining.aborted;
   const seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
