@@ -1,6 +1,6 @@
 import http from "node:http";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createAutomationKey, createFixture, createTenant } from "../helpers/factories";
+import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
@@ -205,13 +205,20 @@ describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
     await stack.api().post(`/api/automation/v1/operations/${id}/cancel`).set("Authorization", `Bearer ${fx.token}`);
   });
 
-  it("answers errors as JSON before streaming: 404 for another tenant, 422 for a bad Last-Event-ID, 401 without a key", async () => {
+  it("answers errors as JSON before streaming: 404 for another tenant, 403 outside the key's servers, 422 for a bad Last-Event-ID, 401 without a key", async () => {
     const { id } = firstRun;
     const other = await createTenant();
     const { token } = await createAutomationKey(other.tenant.id);
     const foreign = await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${token}`);
     expect(foreign.status).toBe(404);
     expect(foreign.body).toEqual({ detail: expect.any(String) });
+
+    // Same tenant, but a key scoped to another server: 403, as for the status endpoint.
+    const elsewhere = await createServer(fx.tenant.id);
+    const scoped = await createAutomationKey(fx.tenant.id, { allowedServerIds: [elsewhere.server.id] });
+    const outOfScope = await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${scoped.token}`);
+    expect(outOfScope.status).toBe(403);
+    expect(outOfScope.body).toEqual({ detail: `Server ${fx.server.id} is not in this API key's allowed servers` });
 
     const bad = await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${fx.token}`).set("Last-Event-ID", "zzz");
     expect(bad.status).toBe(422);

@@ -3,6 +3,7 @@ import { LOG_EVENT_ID, isTerminal, operationIdParamSchema, operationLogsQuerySch
 import { createRedis } from "@runbridge/common";
 import type { Operation } from "@runbridge/db";
 import { automationAuth } from "../../auth/locals";
+import { assertServerAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { NotFoundError, ValidationError } from "../../errors";
 import { validateParam, validateQuery } from "../../middleware/validate";
@@ -40,8 +41,10 @@ export function logsRouter(ctx: GatewayContext): Router {
       throw new ValidationError('"Last-Event-ID" header must be an event id this API sent (like 1700000000000-0)');
     }
     const resumeFrom = header ?? query.last_event_id;
-    const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId } });
+    const op = await ctx.operations.findForTenant(id, auth.tenantId);
     if (!op) throw notFound();
+    // As for the status endpoint: a key scoped to some servers reads only their operations' output.
+    assertServerAllowed(auth.key, op.serverId);
     const logKey = ctx.keys.operationLog(op.id);
     // Read before the headers go out, so Redis being down is still a clean 503.
     const streamExists = (await ctx.redis.exists(logKey)) === 1;
