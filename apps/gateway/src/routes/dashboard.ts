@@ -9,6 +9,7 @@ import { SESSION_TTL_SECONDS, SIGN_IN_HEADER, assertCsrf, createSession, destroy
 import type { GatewayContext } from "../context";
 import { BadRequestError, NotFoundError, UnauthorizedError, ValidationError } from "../errors";
 import { validateBody, validateParam } from "../middleware/validate";
+import { parseLogEntry } from "../services/log-entry";
 import { operationView } from "../services/serializers";
 
 /** Where `vite build` puts the dashboard (same relative place from src/ under tests and dist/ in production). */
@@ -90,7 +91,7 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     const auth = managementAuth(res);
     const notFound = () => new NotFoundError(`Operation ${String(req.params.id)} not found`);
     const id = validateParam<string>(uuid(), req.params.id, notFound);
-    const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId }, include: { server: { select: { name: true } } } });
+    const op = await ctx.operations.findForTenant(id, auth.tenantId);
     if (!op) throw notFound();
     res.set("Cache-Control", "no-store").json(operationView(op));
   });
@@ -106,9 +107,8 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     if (!op) throw notFound();
     const rows = await ctx.redis.xrange(ctx.keys.operationLog(id), after ? `(${after}` : "-", "+", "COUNT", LIVE_OUTPUT_BATCH);
     const entries = rows.map(([entryId, fields]) => {
-      const f = new Map<string, string>();
-      for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i] ?? "", fields[i + 1] ?? "");
-      return { id: entryId, stream: f.get("stream") === "stderr" ? "stderr" : "stdout", data: f.get("data") ?? "" };
+      const { stream, data } = parseLogEntry(fields);
+      return { id: entryId, stream, data };
     });
     res.set("Cache-Control", "no-store").json({ entries, last_id: rows[rows.length - 1]?.[0] ?? (after || null) });
   });

@@ -7,6 +7,7 @@ import { assertServerAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { NotFoundError, ValidationError } from "../../errors";
 import { validateParam, validateQuery } from "../../middleware/validate";
+import { parseLogEntry } from "../../services/log-entry";
 
 const HEARTBEAT_MS = 15_000;
 /** XREAD BLOCK bound: also how often the operation's status is re-read while it is quiet. */
@@ -152,10 +153,7 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
       const entries = reply?.[0]?.[1] ?? [];
       drained = entries.length === 0;
       for (const [entryId, fields] of entries) {
-        const f = fieldMap(fields);
-        const stream: StreamName = f.stream === "stderr" ? "stderr" : "stdout";
-        const offset = Number(f.offset ?? 0);
-        const data = f.data ?? "";
+        const { stream, offset, data } = parseLogEntry(fields);
         await sse.event(stream, { stream, offset, data }, entryId);
         seen[stream] = Math.max(seen[stream], offset + Buffer.byteLength(data));
         lastId = entryId;
@@ -180,12 +178,6 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
 function provedComplete(op: Operation, seen: Record<StreamName, number>): boolean {
   if (op.stdoutTruncated || op.stderrTruncated) return false;
   return seen.stdout >= Buffer.byteLength(op.stdout ?? "") && seen.stderr >= Buffer.byteLength(op.stderr ?? "");
-}
-
-function fieldMap(fields: string[]): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i] as string] = fields[i + 1];
-  return out;
 }
 
 async function sendStored(sse: SseWriter, op: Operation): Promise<void> {

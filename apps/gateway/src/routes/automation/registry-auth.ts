@@ -5,7 +5,7 @@ import { assertCredentialAllowed, assertOperationAllowed } from "../../auth/scop
 import type { GatewayContext } from "../../context";
 import { ConflictError, NotFoundError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, loadTargetServer, runAndWait, startOperation } from "../../services/operations";
+import { assertRunnerConnected, loadConnectedServer, loadTargetServer, runAndWait, startOperation } from "../../services/operations";
 import { resolveRegistryType } from "../../services/registry-type";
 import { syncResponse } from "../../services/serializers";
 
@@ -57,8 +57,7 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
     const body = validateBody(registryLogoutRequestSchema, req.body);
     // Also keeps it from being read as a docker option ("-..."), though it is passed as one argv element.
     if (!REGISTRY_URL.test(body.registry_url)) throw new ValidationError('"registry_url" must be a registry host such as ghcr.io or registry.example.com:5000/path');
-    const server = await loadTargetServer(ctx, auth, body.server_id);
-    await assertRunnerConnected(ctx, server);
+    const server = await loadConnectedServer(ctx, auth, body.server_id);
 
     // A failed logout is still a completed operation with its exit code, HTTP 200 (the spec: warn, not error).
     const final = await runAndWait(
