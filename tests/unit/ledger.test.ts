@@ -93,6 +93,30 @@ describe("runner ledger", () => {
     expect(ledger().get(id(7))).toMatchObject({ state: "running" });
   });
 
+  it("a re-send asked for while a delivery mark is queued never loses the result file", async () => {
+    const first = ledger();
+    const ids = Array.from({ length: 60 }, (_, i) => id(200 + i));
+    await Promise.all(ids.map((x) => first.begin(x, "2026-11-28T10:00:00.000Z")));
+    await Promise.all(ids.map((x) => first.finish(result(x))));
+    await Promise.all(ids.map((x) => first.markDelivered(x)));
+    // The dispatcher asks for the result again and confirms it at once: the two file steps must not race.
+    for (let round = 0; round < 5; round++) await Promise.all(ids.map(async (x) => Promise.all([first.markUndelivered(x), first.markDelivered(x)])));
+    const next = ledger();
+    for (const x of ids) expect(next.get(x)).toMatchObject({ state: "finished", delivered: true, result: { operationId: x } });
+  });
+
+  it("a compaction that fails (disk full) is reported, and the start log stays in use", async () => {
+    const errors: string[] = [];
+    const l = new Ledger(dir, (message) => errors.push(message));
+    open.push(l);
+    await l.begin(id(8), "2026-11-28T10:00:00.000Z");
+    mkdirSync(path.join(dir, "ledger", "started.log.tmp"));
+    expect(() => l.prune(86_400_000)).not.toThrow();
+    expect(errors).toEqual(["could not compact the start log"]);
+    await l.begin(id(9), "2026-11-28T10:00:01.000Z");
+    expect(ledger().orphans().sort()).toEqual([id(8), id(9)]);
+  });
+
   it("a start record torn by a power loss does not swallow the next one", async () => {
     await ledger().begin(id(1), "2026-11-28T10:00:00.000Z");
     appendFileSync(path.join(dir, "ledger", "started.log"), '{"operationId":"00000000-0000-4000-8000-0000000');

@@ -3,7 +3,7 @@ import { io, type Socket } from "socket.io-client";
 import { SocketPath, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import type { Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
-import { execute, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
+import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
 import { Ledger } from "./ledger";
 
 export const RUNNER_VERSION = "0.1.0";
@@ -44,7 +44,7 @@ export class Agent {
     private readonly config: RunnerConfig,
     private readonly logger: Logger,
   ) {
-    this.ledger = new Ledger(config.RUNBRIDGE_STATE_DIR);
+    this.ledger = new Ledger(config.RUNBRIDGE_STATE_DIR, (message, err) => this.logger.warn(message, { error: String(err) }));
     this.execOpts = {
       workdir: config.RUNBRIDGE_WORKDIR,
       rebootCommand: config.RUNBRIDGE_REBOOT_COMMAND,
@@ -99,19 +99,8 @@ export class Agent {
   /** Operations a previous runner process started: their processes' pipes are gone with it. */
   private recoverOrphans(): void {
     for (const id of this.ledger.orphans()) {
-      const entry = this.ledger.get(id);
-      void this.ledger.finish({
-        operationId: id,
-        status: "failed",
-        exitCode: null,
-        stdout: "",
-        stderr: "",
-        stdoutTruncated: false,
-        stderrTruncated: false,
-        durationMs: 0,
-        startedAt: entry?.startedAt ?? new Date().toISOString(),
-        error: "runner restarted while the operation was running; its outcome is unknown",
-      });
+      const startedAt = this.ledger.get(id)?.startedAt ?? new Date().toISOString();
+      this.persisted(this.ledger.finish(failedResult(id, startedAt, "runner restarted while the operation was running; its outcome is unknown")), id);
       this.logger.warn("operation orphaned by a runner restart", { operationId: id });
     }
   }
@@ -151,7 +140,7 @@ export class Agent {
     if (known?.state === "running") return { ok: true, state: "already-started" };
     if (known?.state === "finished") {
       // Redelivered after we finished: the dispatcher may have missed the result.
-      void this.ledger.markUndelivered(op.operationId);
+      this.persisted(this.ledger.markUndelivered(op.operationId), op.operationId);
       this.pump();
       return { ok: true, state: "already-finished" };
     }
@@ -184,11 +173,18 @@ export class Agent {
   private onFinished(result: OperationResult): void {
     this.running.delete(result.operationId);
     // Sent while it is being written: the ledger orders the later "delivered" mark after this write.
-    this.ledger.finish(result).catch((err: unknown) => {
-      this.logger.error("could not record a result in the ledger", { operationId: result.operationId, error: String(err) });
-    });
+    this.persisted(this.ledger.finish(result), result.operationId);
     this.logger.info("operation finished", { operationId: result.operationId, status: result.status, exitCode: result.exitCode, ms: result.durationMs });
     this.pump();
+  }
+
+  /**
+   * A ledger write nobody waits for: a failure (disk full) is logged, never an
+   * unhandled rejection that would end the runner. The ledger keeps such an
+   * operation known as started, so it is never run again.
+   */
+  private persisted(write: Promise<void>, operationId: string): void {
+    write.catch((err: unknown) => this.logger.error("could not record a result in the ledger", { operationId, error: String(err) }));
   }
 
   /**

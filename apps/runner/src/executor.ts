@@ -41,8 +41,8 @@ function commandLine(op: StartOperation, opts: ExecutorOptions): { file: string;
   }
 }
 
-function failedResult(op: StartOperation, startedAt: string, error: string): OperationResult {
-  return { operationId: op.operationId, status: "failed", exitCode: null, stdout: "", stderr: "", stdoutTruncated: false, stderrTruncated: false, durationMs: 0, startedAt, error };
+export function failedResult(operationId: string, startedAt: string, error: string): OperationResult {
+  return { operationId, status: "failed", exitCode: null, stdout: "", stderr: "", stdoutTruncated: false, stderrTruncated: false, durationMs: 0, startedAt, error };
 }
 
 /**
@@ -54,7 +54,6 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
   const started = process.hrtime.bigint();
   let child: ChildProcess | null = null;
   let endReason: { status: TerminalStatus; error: string } | null = null;
-  let cancelRequested: string | null = null;
 
   const killGroup = (signal: NodeJS.Signals) => {
     if (child?.pid === undefined) return;
@@ -74,9 +73,6 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
 
   const result = (async (): Promise<OperationResult> => {
     const cwd = path.resolve(opts.workdir, op.cwd ?? ".");
-    // The working directory is not checked up front (a file-system round trip on every
-    // operation): a bad one makes the spawn fail, and only then is it looked at.
-    if (cancelRequested) return { ...failedResult(op, startedAt, cancelRequested), status: "cancelled" };
 
     const masker = new SecretMasker(Object.values(op.env ?? {}).concat(op.stdin ? [op.stdin] : []));
     const { file, args } = commandLine(op, opts);
@@ -99,9 +95,11 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         const durationMs = Number((process.hrtime.bigint() - started) / 1_000_000n);
         if (spawnError) {
           const e = spawnError as NodeJS.ErrnoException;
+          // The working directory is not checked up front (a file-system round trip on every
+          // operation): a bad one makes the spawn fail, and only then is it looked at.
           const why =
             workdirProblem(cwd) ?? (e.code === "ENOENT" ? `${file}: command not found on the server` : `could not start ${file}: ${e.message}`);
-          resolve({ ...failedResult(op, startedAt, why), durationMs });
+          resolve({ ...failedResult(op.operationId, startedAt, why), durationMs });
           return;
         }
         const reason = endReason as { status: TerminalStatus; error: string } | null;
@@ -132,7 +130,6 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         () => stopTree("timeout", `timed out after ${op.timeoutSeconds} s; the process group was killed`),
         op.timeoutSeconds * 1000,
       );
-      if (cancelRequested) stopTree("cancelled", cancelRequested);
 
       for (const name of ["stdout", "stderr"] as const) {
         const stream = proc[name];
@@ -172,12 +169,12 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
       proc.on("close", () => finish());
     });
     // A result, always, whatever went wrong here: never an operation left running.
-  })().catch((err: unknown) => failedResult(op, startedAt, `the runner could not run it: ${String(err)}`));
+  })().catch((err: unknown) => failedResult(op.operationId, startedAt, `the runner could not run it: ${String(err)}`));
 
   return {
     result,
+    // The spawn happens within execute() itself, so a cancel always finds the child (or a settled result).
     cancel: (reason: string) => {
-      cancelRequested = reason;
       if (child) stopTree("cancelled", reason);
     },
   };

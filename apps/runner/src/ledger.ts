@@ -42,7 +42,11 @@ export class Ledger {
   private readonly pendingStarts: { line: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private flushing = false;
 
-  constructor(stateDir: string) {
+  constructor(
+    stateDir: string,
+    /** Told about failures that cost nothing but space or time (compaction, pruning). */
+    private readonly onError: (message: string, err: unknown) => void = () => undefined,
+  ) {
     this.dir = path.join(stateDir, "ledger");
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     for (const file of readdirSync(this.dir)) {
@@ -56,7 +60,6 @@ export class Ledger {
         }
         this.entries.set(entry.operationId, entry);
         if (entry.state === "finished" && !entry.delivered) this.outbox.add(entry.operationId);
-        else this.outbox.delete(entry.operationId);
       } catch {
         // A torn write (crash mid-write) is in the .tmp file, never here.
       }
@@ -100,7 +103,7 @@ export class Ledger {
         }
         this.startsSinceCompaction += batch.length;
         // Between batches, so no start is appended to the log being replaced.
-        if (this.startsSinceCompaction >= COMPACT_AFTER) this.compactStarts();
+        if (this.startsSinceCompaction >= COMPACT_AFTER) this.tryCompactStarts();
       }
     } finally {
       this.flushing = false;
@@ -147,9 +150,15 @@ export class Ledger {
   markUndelivered(operationId: string): Promise<void> {
     const e = this.entries.get(operationId);
     if (e?.state !== "finished" || !e.delivered) return Promise.resolve();
+    const entry = { ...e, delivered: false };
+    this.entries.set(operationId, entry);
     this.outbox.add(operationId);
     const file = this.file(operationId);
-    return this.write({ ...e, delivered: false }).then(() => unlink(deliveredFile(file)).catch(() => undefined));
+    // One step in the operation's queue: a delivered mark queued meanwhile renames only after the old one is gone.
+    return this.chain(operationId, async () => {
+      await persist(file, JSON.stringify(entry));
+      await unlink(deliveredFile(file)).catch(() => undefined);
+    });
   }
 
   /** Entries left `running` by a previous process: that process (and its pipes) is gone. */
@@ -194,7 +203,7 @@ export class Ledger {
       }
     }
     // A batch of starts in flight compacts the log itself once written.
-    if (!this.flushing) this.compactStarts();
+    if (!this.flushing) this.tryCompactStarts();
     return removed;
   }
 
@@ -224,6 +233,15 @@ export class Ledger {
 
   private openStarts(): number {
     return openSync(path.join(this.dir, STARTS_LOG), constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_DSYNC, 0o600);
+  }
+
+  /** Compaction only saves space: if it fails (disk full), the current log is still whole and stays in use. */
+  private tryCompactStarts(): void {
+    try {
+      this.compactStarts();
+    } catch (err) {
+      this.onError("could not compact the start log", err);
+    }
   }
 
   /**
