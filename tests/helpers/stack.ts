@@ -43,6 +43,8 @@ export class TestStack {
   readonly dispatchers: Proc[] = [];
   readonly dispatcherPorts: number[] = [];
   readonly runners: Proc[] = [];
+  /** Gateways started as processes of their own (the usual one runs in-process). */
+  readonly gatewayProcs: Proc[] = [];
   gateway!: GatewayContext & { close: () => Promise<void> };
   url = "";
   private http: HttpServer | null = null;
@@ -135,6 +137,18 @@ export class TestStack {
     await waitFor(async () => (await this.redis.exists(this.keys.runnerPresence(serverId))) === 1, timeoutMs, `runner of ${serverId} to connect`);
   }
 
+  /**
+   * A gateway as a process of its own (its log readable, signals deliverable) on a
+   * free port, with this stack's configuration; `url` reaches it over IPv4.
+   */
+  async startGatewayProcess(extra: Record<string, string> = {}): Promise<{ proc: Proc; url: string; port: number }> {
+    const port = await freePort();
+    const proc = startNode("apps/gateway/dist/main.js", { ...this.commonEnv(), PORT: String(port), HOST: "127.0.0.1", ...extra });
+    this.gatewayProcs.push(proc);
+    await proc.waitForOutput(/gateway listening/);
+    return { proc, url: `http://127.0.0.1:${port}`, port };
+  }
+
   /** Every process's output, for assertions that nothing secret was logged. */
   allLogs(): string {
     return [...this.dispatchers, ...this.runners].map((p) => p.output).join("\n");
@@ -142,9 +156,13 @@ export class TestStack {
 
   async stop(): Promise<void> {
     await Promise.all(this.runners.map((r) => r.stop("SIGKILL")));
-    await Promise.all(this.dispatchers.map((d) => d.stop()));
-    await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
-    this.http?.closeAllConnections();
+    await Promise.all([...this.dispatchers, ...this.gatewayProcs].map((p) => p.stop()));
+    await new Promise<void>((resolve) => {
+      if (!this.http) return resolve();
+      this.http.close(() => resolve());
+      // A request still held open would otherwise keep the close waiting.
+      this.http.closeAllConnections();
+    });
     await this.gateway?.close();
     // Obliterate everything under this stack's prefix.
     let cursor = "0";

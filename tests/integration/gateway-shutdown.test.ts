@@ -1,7 +1,7 @@
 import http from "node:http";
 import request from "supertest";
 import { testPrisma } from "../helpers/db";
-import { type Proc, freePort, startNode, waitFor } from "../helpers/processes";
+import { waitFor } from "../helpers/processes";
 import { useStackWithRunner } from "../helpers/suite";
 
 /**
@@ -14,17 +14,9 @@ import { useStackWithRunner } from "../helpers/suite";
 describe("gateway shutdown", () => {
   const suite = useStackWithRunner();
 
-  async function startGateway(): Promise<{ proc: Proc; url: string; port: number }> {
-    const { stack } = suite;
-    const port = await freePort();
-    const proc = startNode("apps/gateway/dist/main.js", { ...stack.commonEnv(), PORT: String(port), HOST: "127.0.0.1" });
-    await proc.waitForOutput(/gateway listening/);
-    return { proc, url: `http://127.0.0.1:${port}`, port };
-  }
-
   it("answers a held exec with running, ends a log stream without its end event, and exits promptly", async () => {
     const { stack, fx } = suite;
-    const gw = await startGateway();
+    const gw = await stack.startGatewayProcess();
     try {
       const held = request(gw.url)
         .post("/api/automation/v1/exec")

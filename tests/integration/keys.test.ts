@@ -3,7 +3,7 @@ import { TokenKind, generateToken } from "@runbridge/common";
 import type { AutomationKey, Server } from "@runbridge/db";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createOperation, createServer } from "../helpers/factories";
-import { type Proc, freePort, startNode, waitFor } from "../helpers/processes";
+import { type Proc, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 /**
@@ -44,9 +44,8 @@ describe("automation key enforcement", () => {
     other = await createFixture();
     opA = await makeOperation(fx.tenant.id, fx.server.id);
     opB = await makeOperation(other.tenant.id, other.server.id);
-    g2Port = await freePort();
-    g2 = startNode("apps/gateway/dist/main.js", { ...stack.commonEnv(), PORT: String(g2Port), HOST: "::", TRUST_PROXY: "loopback" });
-    await Promise.all([g2.waitForOutput(/gateway listening/), stack.startRunner(fx.runnerToken, fx.server.id)]);
+    const [second] = await Promise.all([stack.startGatewayProcess({ HOST: "::", TRUST_PROXY: "loopback" }), stack.startRunner(fx.runnerToken, fx.server.id)]);
+    ({ proc: g2, port: g2Port } = second);
   });
   afterAll(async () => {
     await g2?.stop();

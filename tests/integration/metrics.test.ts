@@ -1,7 +1,7 @@
 import request from "supertest";
 import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import { type Proc, freePort, startNode, waitFor } from "../helpers/processes";
+import { type Proc, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 /** Value of one sample in a Prometheus text exposition, or undefined when absent. */
@@ -30,10 +30,7 @@ describe("metrics and structured logs", () => {
 
   beforeAll(async () => {
     stack = await TestStack.start({ dispatcher: { LOG_LEVEL: "debug" } });
-    const port = await freePort();
-    gateway = startNode("apps/gateway/dist/main.js", { ...stack.commonEnv(), PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "debug" });
-    await gateway.waitForOutput(/gateway listening/);
-    gatewayUrl = `http://127.0.0.1:${port}`;
+    ({ proc: gateway, url: gatewayUrl } = await stack.startGatewayProcess({ LOG_LEVEL: "debug" }));
     dispatcherUrl = `http://127.0.0.1:${stack.dispatcherPorts[0]}`;
     fx = await createFixture();
     await stack.startRunner(fx.runnerToken, fx.server.id);
