@@ -30,11 +30,12 @@ import { createAutomationKeys, markStackStopping, startStack, type Stack } from 
 import { TokenKind, generateToken } from "@runbridge/common";
 
 const quick = process.env.BENCH_QUICK === "1";
+const CONCURRENCIES = [1, 8, 32];
 const settings = {
   warmup: quick ? 20 : 200,
   samples: quick ? 100 : 500,
   throughputSeconds: quick ? 2 : 5,
-  concurrencies: "1, 8, 32",
+  concurrencies: CONCURRENCIES.join(", "),
   keyPool: 60,
   sshFreshSamples: quick ? 5 : 30,
   sshMuxSamples: quick ? 30 : 200,
@@ -46,7 +47,6 @@ const settings = {
   scaleExecSamples: quick ? 50 : 300,
   ladderSamples: quick ? 50 : 300,
 };
-const CONCURRENCIES = [1, 8, 32];
 const SCALE_LEVELS = settings.scaleLevels.split(",").map((s) => Number(s.trim()));
 
 const ADMIN_DATABASE_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
