@@ -56,17 +56,28 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Checks a general API key as the Bearer path does; returns its row or throws 401. */
-export async function verifyApiKey(ctx: GatewayContext, token: string) {
+/**
+ * Checks a general API key (Bearer path and dashboard sign-in); returns its row
+ * or throws 401. `automationKeyRefusal` says why an automation key (rca_) was refused here.
+ */
+export async function verifyApiKey(
+  ctx: GatewayContext,
+  token: string,
+  automationKeyRefusal = "Automation keys cannot sign in to the dashboard; use a general API key (rbk_...)",
+) {
   if (!isWellFormedToken(token, TokenKind.ApiKey)) {
-    throw new UnauthorizedError(
-      token.startsWith("rca_") ? "Automation keys cannot sign in to the dashboard; use a general API key (rbk_...)" : "Invalid API key",
-    );
+    throw new UnauthorizedError(token.startsWith("rca_") ? automationKeyRefusal : "Invalid API key");
   }
   const key = await ctx.prisma.apiKey.findUnique({ where: { keyHash: hashToken(token) } });
   if (!key) throw new UnauthorizedError("Invalid API key");
   if (key.revokedAt) throw new UnauthorizedError("API key has been revoked");
   return key;
+}
+
+/** Records a general API key's use, at most once a minute per key; best effort, off the request path. */
+export function touchApiKey(ctx: GatewayContext, key: { id: string; lastUsedAt: Date | null }): void {
+  if (key.lastUsedAt && Date.now() - key.lastUsedAt.getTime() <= LAST_USED_RESOLUTION_MS) return;
+  ctx.prisma.apiKey.update({ where: { id: key.id }, data: { lastUsedAt: new Date() } }).catch(() => undefined);
 }
 
 export async function createSession(ctx: GatewayContext, req: Request, res: Response, tenantId: string, apiKeyId: string): Promise<DashboardSession> {
@@ -125,9 +136,6 @@ export async function sessionAuth(ctx: GatewayContext, req: Request): Promise<Ma
   const key = await ctx.prisma.apiKey.findUnique({ where: { id: session.apiKeyId } });
   if (!key || key.revokedAt || key.tenantId !== session.tenantId) throw new UnauthorizedError("The API key of this dashboard session has been revoked");
   assertCsrf(req, session);
-  if (!key.lastUsedAt || Date.now() - key.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
-    // As on the Bearer path: best effort, off the request path.
-    ctx.prisma.apiKey.update({ where: { id: key.id }, data: { lastUsedAt: new Date() } }).catch(() => undefined);
-  }
+  touchApiKey(ctx, key);
   return { kind: "management", tenantId: session.tenantId, apiKeyId: session.apiKeyId, clientIp: req.ip ?? "" };
 }
