@@ -12,32 +12,41 @@ export interface ExecTarget {
 }
 
 /**
- * `POST /api/automation/v1/exec` of `true`, answered synchronously. Keys are
- * used round-robin: each is limited to 1,000 requests a minute, and a
- * throughput run must measure the pipeline, never the rate limiter.
+ * `POST /api/automation/v1/exec` with `body`, keys used round-robin; an answer
+ * `accepted` does not like is counted in `rejections` by status ("error" for a
+ * transport failure).
  */
-export function execTarget(gatewayUrl: string, keys: string[], serverId: string): ExecTarget {
-  const client = new HttpClient(gatewayUrl, 64);
+function execRequests(gatewayUrl: string, keys: string[], body: unknown, sockets: number, accepted: (status: number, body: string) => string | true): ExecTarget {
+  const client = new HttpClient(gatewayUrl, sockets);
   const rejections: Rejections = {};
   let next = 0;
   const op: Operation = async () => {
     const key = keys[next++ % keys.length] as string;
+    let verdict: string | true;
     try {
-      const r = await client.request("POST", "/api/automation/v1/exec", key, { server_id: serverId, command: "true", timeout_seconds: 30 });
-      if (r.status === 200) {
-        const body = JSON.parse(r.body) as { status?: string; exit_code?: number };
-        if (body.status === "completed" && body.exit_code === 0) return true;
-        rejections[`200 ${body.status ?? "?"}`] = (rejections[`200 ${body.status ?? "?"}`] ?? 0) + 1;
-        return false;
-      }
-      rejections[String(r.status)] = (rejections[String(r.status)] ?? 0) + 1;
-      return false;
+      const r = await client.request("POST", "/api/automation/v1/exec", key, body);
+      verdict = accepted(r.status, r.body);
     } catch {
-      rejections.error = (rejections.error ?? 0) + 1;
-      return false;
+      verdict = "error";
     }
+    if (verdict === true) return true;
+    rejections[verdict] = (rejections[verdict] ?? 0) + 1;
+    return false;
   };
   return { op, rejections, close: () => client.close() };
+}
+
+/**
+ * Exec of `true`, answered synchronously. Keys are used round-robin: each is
+ * limited to 1,000 requests a minute, and a throughput run must measure the
+ * pipeline, never the rate limiter.
+ */
+export function execTarget(gatewayUrl: string, keys: string[], serverId: string): ExecTarget {
+  return execRequests(gatewayUrl, keys, { server_id: serverId, command: "true", timeout_seconds: 30 }, 64, (status, text) => {
+    if (status !== 200) return String(status);
+    const answer = JSON.parse(text) as { status?: string; exit_code?: number };
+    return answer.status === "completed" && answer.exit_code === 0 ? true : `200 ${answer.status ?? "?"}`;
+  });
 }
 
 /** The local baseline: `sh -c true` spawned from Node, waiting for its exit. */
@@ -53,20 +62,5 @@ export const spawnTrue: Operation = () =>
  * exists — to time the front half of the gateway on its own (see ladder in main.ts).
  */
 export function refusedExec(gatewayUrl: string, keys: string[], body: unknown, expected: number): ExecTarget {
-  const client = new HttpClient(gatewayUrl, 4);
-  const rejections: Rejections = {};
-  let next = 0;
-  const op: Operation = async () => {
-    const key = keys[next++ % keys.length] as string;
-    try {
-      const r = await client.request("POST", "/api/automation/v1/exec", key, body);
-      if (r.status === expected) return true;
-      rejections[String(r.status)] = (rejections[String(r.status)] ?? 0) + 1;
-      return false;
-    } catch {
-      rejections.error = (rejections.error ?? 0) + 1;
-      return false;
-    }
-  };
-  return { op, rejections, close: () => client.close() };
+  return execRequests(gatewayUrl, keys, body, 4, (status) => status === expected || String(status));
 }

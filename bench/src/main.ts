@@ -18,7 +18,7 @@ import path from "node:path";
 import { execTarget, refusedExec, spawnTrue } from "./exec-op";
 import { measureLatency, measureThroughput, type LatencyResult, type ThroughputResult } from "./load";
 import { describeMachine } from "./machine";
-import { cpuShare, rssMiB } from "./proc-stats";
+import { childrenCpuSeconds, cpuPerOperation, cpuSeconds, cpuShare, pidsNamed, rssMiB, sumOver, type CpuProbe } from "./proc-stats";
 import { ROOT, onCleanup, sleep, stopAll } from "./procs";
 import { rejectionRate } from "./rejection";
 import { checkTargets, renderMarkdown } from "./report";
@@ -60,13 +60,17 @@ function say(line: string): void {
   process.stderr.write(`[bench ${s}s] ${line}\n`);
 }
 
-async function throughputSeries(op: () => Promise<boolean>, label: string): Promise<ThroughputResult[]> {
-  const out: ThroughputResult[] = [];
+/** Throughput at each concurrency, and the CPU each process spent per operation at the highest one (where every core is busy). */
+async function throughputSeries(op: () => Promise<boolean>, label: string, probes: Record<string, CpuProbe>): Promise<{ throughput: ThroughputResult[]; cpuMsPerOp: Record<string, number> }> {
+  const throughput: ThroughputResult[] = [];
+  let cpuMsPerOp: Record<string, number> = {};
   for (const c of CONCURRENCIES) {
     say(`${label}: throughput at concurrency ${c} for ${settings.throughputSeconds} s ...`);
-    out.push(await measureThroughput(op, c, settings.throughputSeconds * 1000));
+    const measured = await cpuPerOperation(probes, () => measureThroughput(op, c, settings.throughputSeconds * 1000));
+    throughput.push(measured.result);
+    cpuMsPerOp = measured.cpuMsPerOp;
   }
-  return out;
+  return { throughput, cpuMsPerOp };
 }
 
 function brief(l: LatencyResult): string {
@@ -144,7 +148,8 @@ async function main(): Promise<void> {
   say(`spawn baseline: ${settings.samples} samples of sh -c true ...`);
   const spawnLatency = await measureLatency(spawnTrue, settings.samples, settings.warmup);
   say(`spawn baseline: ${brief(spawnLatency)}`);
-  const spawnThroughput = await throughputSeries(spawnTrue, "spawn baseline");
+  const self = () => cpuSeconds(process.pid);
+  const spawnSeries = await throughputSeries(spawnTrue, "spawn baseline", { "load generator (spawns and waits)": self, "`sh -c true` itself": () => childrenCpuSeconds(process.pid) });
 
   const exec = execTarget(stack.gatewayUrl, keys, stack.serverId);
   say(`exec: ${settings.samples} samples after ${settings.warmup} warm-up ...`);
@@ -153,7 +158,17 @@ async function main(): Promise<void> {
   const execLatency = await measureLatency(exec.op, settings.samples, 0);
   const stages = await stageBreakdown(stack.databaseUrl, window.from, new Date());
   say(`exec: ${brief(execLatency)}`);
-  const execThroughput = await throughputSeries(exec.op, "exec");
+  const pidOf = (child: { pid?: number }) => () => cpuSeconds(child.pid as number);
+  const execSeries = await throughputSeries(exec.op, "exec", {
+    gateway: pidOf(stack.gateway),
+    dispatcher: pidOf(stack.dispatcher),
+    runner: pidOf(stack.runner),
+    "`sh -c true` (the runner's commands)": () => childrenCpuSeconds(stack.runner.pid as number),
+    "PostgreSQL (every backend)": sumOver(() => pidsNamed("postgres")),
+    Redis: sumOver(() => pidsNamed("redis-server")),
+    "load generator (HTTP client)": self,
+  });
+  const execThroughput = execSeries.throughput;
   exec.close();
   say(`exec: throughput ${execThroughput.map((t) => `c${t.concurrency} ${t.opsPerSecond.toFixed(0)}/s`).join(", ")}; answers other than completed: ${JSON.stringify(exec.rejections)}`);
 
@@ -197,8 +212,8 @@ async function main(): Promise<void> {
     machine,
     loadAverage: { start: loadAtStart, end: os.loadavg() },
     settings,
-    exec: { latency: execLatency, throughput: execThroughput, nonCompleted: exec.rejections, stages },
-    spawn: { latency: spawnLatency, throughput: spawnThroughput },
+    exec: { latency: execLatency, throughput: execThroughput, nonCompleted: exec.rejections, stages, cpuMsPerOp: execSeries.cpuMsPerOp },
+    spawn: { latency: spawnLatency, throughput: spawnSeries.throughput, cpuMsPerOp: spawnSeries.cpuMsPerOp },
     ssh,
     rejection: { unauthorized, rateLimited },
     ladder,

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { sleep } from "./procs";
 
 let ticks: number | undefined;
@@ -21,12 +21,64 @@ export function rssMiB(pid: number): number {
   return Number(m[1]) / 1024;
 }
 
+/** Fields of /proc/<pid>/stat after the command name (which may hold spaces); field n of proc(5) is index n - 3. */
+function statFields(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /** utime + stime of a process, in seconds. */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) — utime and stime are fields 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+  const f = statFields(pid);
+  return (Number(f[11]) + Number(f[12])) / clockTicks();
+}
+
+/** cutime + cstime: CPU of the process's children it has waited for (the commands a runner ran), in seconds. */
+export function childrenCpuSeconds(pid: number): number {
+  const f = statFields(pid);
+  return (Number(f[13]) + Number(f[14])) / clockTicks();
+}
+
+/** Processes whose command name is `comm` (e.g. every PostgreSQL backend), whoever started them. */
+export function pidsNamed(comm: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === comm) pids.push(Number(entry));
+    } catch {
+      // Gone since the listing.
+    }
+  }
+  return pids;
+}
+
+/** CPU seconds of a group of processes; a process that exits mid-window is simply no longer counted. */
+export type CpuProbe = () => number;
+
+export function sumOver(pids: () => number[], read: (pid: number) => number = cpuSeconds): CpuProbe {
+  return () =>
+    pids().reduce((sum, pid) => {
+      try {
+        return sum + read(pid);
+      } catch {
+        return sum;
+      }
+    }, 0);
+}
+
+/**
+ * CPU each group used while `work` ran, divided by the operations it
+ * completed: milliseconds of CPU per operation, by process.
+ */
+export async function cpuPerOperation<T extends { completed: number }>(probes: Record<string, CpuProbe>, work: () => Promise<T>): Promise<{ result: T; cpuMsPerOp: Record<string, number> }> {
+  const before = Object.fromEntries(Object.entries(probes).map(([name, probe]) => [name, probe()]));
+  const result = await work();
+  const cpuMsPerOp: Record<string, number> = {};
+  for (const [name, probe] of Object.entries(probes)) {
+    cpuMsPerOp[name] = result.completed > 0 ? ((probe() - (before[name] ?? 0)) * 1000) / result.completed : NaN;
+  }
+  return { result, cpuMsPerOp };
 }
 
 /** Share of one core a process used over `windowMs` (0.05 = 5 % of one core). */

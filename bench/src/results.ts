@@ -23,8 +23,9 @@ export interface BenchResults {
   /** 1, 5 and 15 minute load averages when the run started and ended: other work on the box skews every figure. */
   loadAverage: { start: number[]; end: number[] };
   settings: Record<string, number | string>;
-  exec: { latency: LatencyResult; throughput: ThroughputResult[]; nonCompleted: Record<string, number>; stages?: { operations: number; stages: Stage[] } };
-  spawn: { latency: LatencyResult; throughput: ThroughputResult[] };
+  exec: { latency: LatencyResult; throughput: ThroughputResult[]; nonCompleted: Record<string, number>; stages?: { operations: number; stages: Stage[] }; cpuMsPerOp?: Record<string, number> };
+  /** cpuMsPerOp: milliseconds of CPU per operation by process, over the throughput run at the highest concurrency. */
+  spawn: { latency: LatencyResult; throughput: ThroughputResult[]; cpuMsPerOp?: Record<string, number> };
   ssh: SshResult;
   rejection: { unauthorized: RejectionResult; rateLimited: RejectionResult };
   /** Latency at concurrency 1 of exec requests refused at successive stages of the gateway. */

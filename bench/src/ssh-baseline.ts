@@ -108,7 +108,9 @@ export async function sshBaseline(dir: string, logDir: string, freshSamples: num
   const control = path.join(dir, "cm-%C");
   const muxArgs = [...base, "-o", "ControlMaster=auto", "-o", `ControlPath=${control}`, "-o", "ControlPersist=120"];
   const mux: Operation = () => run("ssh", [...muxArgs, target, "true"]);
-  onCleanup(() => run("ssh", [...muxArgs, "-O", "exit", target]).then(() => undefined));
+  let masterClosed: Promise<boolean> | undefined;
+  const closeMaster = (): Promise<boolean> => (masterClosed ??= run("ssh", [...muxArgs, "-O", "exit", target]));
+  onCleanup(() => closeMaster().then(() => undefined));
 
   log(`ssh fresh connection: ${freshSamples} samples ...`);
   const freshResult = await measureLatency(fresh, freshSamples, 2);
@@ -116,7 +118,7 @@ export async function sshBaseline(dir: string, logDir: string, freshSamples: num
   // The first call opens the master connection; the warm-up keeps it out of the samples.
   const muxResult = await measureLatency(mux, muxSamples, 5);
   // Done with SSH: the master connection and sshd go now, not at the end of the run.
-  await run("ssh", [...muxArgs, "-O", "exit", target]);
+  await closeMaster();
   await stopChild(sshd);
   return { fresh: freshResult, multiplexed: muxResult };
 }

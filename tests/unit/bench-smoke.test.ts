@@ -94,4 +94,17 @@ describe("bench helpers", () => {
     expect(md).toContain("429: 3");
     expect(md).toContain("| exec p50 ≤ 10 ms at concurrency 1 | 12.0 ms | **FAIL** |");
   });
+
+  it("shows the CPU each process spends per operation, and the throughput ceiling it implies", () => {
+    const r = results();
+    r.exec.cpuMsPerOp = { gateway: 1, runner: 2.5, PostgreSQL: 1.5 };
+    r.spawn.cpuMsPerOp = { "load generator": 0.5, "sh -c true": 1.5 };
+    const md = renderMarkdown(r, checkTargets(r));
+    expect(md).toContain("| gateway | 1.00 | load generator | 0.50 |");
+    expect(md).toContain("| PostgreSQL | 1.50 |  |  |");
+    expect(md).toContain("| **total** | **5.00** | **total** | **2.00** |");
+    // 2 cores: 2,000 ms of CPU a second ÷ 5 ms per exec, ÷ 2 ms per spawn.
+    expect(md).toContain("400/s for exec, 1,000/s for the bare spawn");
+    expect(md).toContain("| 401, well-formed unknown `rca_` key | 6,000/s |");
+  });
 });
