@@ -1,5 +1,6 @@
 import { createRedis } from "@runbridge/common";
-import { serverRoom, type DispatcherContext } from "./context";
+import type { DispatcherContext } from "./context";
+import { localRunnerSocket } from "./runner-link";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A cancel can overtake the operation's start on its way to the runner: retry while it is still running. */
@@ -27,9 +28,7 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
   let closed = false;
 
   const localSender = (serverId: string): Sender | null => {
-    const nsp = ctx.io.of("/");
-    const id = [...(nsp.adapter.rooms.get(serverRoom(serverId)) ?? [])][0];
-    const socket = id ? nsp.sockets.get(id) : undefined;
+    const socket = localRunnerSocket(ctx, serverId);
     if (!socket) return null;
     return async (operationId) => (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", { operationId })).ok;
   };

@@ -1,5 +1,5 @@
 import type { DispatcherToRunnerEvents } from "@runbridge/contracts";
-import { serverRoom, type DispatcherContext } from "./context";
+import { serverRoom, type DispatcherContext, type RunnerSocket } from "./context";
 
 type Events = Pick<DispatcherToRunnerEvents, "operation:start" | "operation:cancel" | "operation:query">;
 type Payload<E extends keyof Events> = Parameters<Events[E]>[0];
@@ -7,19 +7,26 @@ type Reply<E extends keyof Events> = Parameters<Parameters<Events[E]>[1]>[0];
 
 export class RunnerNotConnected extends Error {}
 
-/** Whether the server's runner is connected to this very dispatcher (no Redis round trip to know). */
+/** The server's runner socket when it is connected to this very dispatcher (no Redis round trip to know). */
+export function localRunnerSocket(ctx: DispatcherContext, serverId: string): RunnerSocket | undefined {
+  const nsp = ctx.io.of("/");
+  // One runner per server: a newer connection replaces the older one (see socket-server.ts).
+  const [id] = nsp.adapter.rooms.get(serverRoom(serverId)) ?? [];
+  return id === undefined ? undefined : nsp.sockets.get(id);
+}
+
 export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolean {
-  return (ctx.io.of("/").adapter.rooms.get(serverRoom(serverId))?.size ?? 0) > 0;
+  return localRunnerSocket(ctx, serverId) !== undefined;
 }
 
 /**
  * Where a server's runner socket is: on this dispatcher (sent to directly) or
  * on another one (reached through the Redis adapter). Null when none has it.
  */
-async function locate(ctx: DispatcherContext, serverId: string): Promise<"local" | "remote" | null> {
-  const room = serverRoom(serverId);
-  if ((ctx.io.of("/").adapter.rooms.get(room)?.size ?? 0) > 0) return "local";
-  return (await ctx.io.in(room).fetchSockets()).length > 0 ? "remote" : null;
+async function locate(ctx: DispatcherContext, serverId: string): Promise<RunnerSocket | "remote" | null> {
+  const local = localRunnerSocket(ctx, serverId);
+  if (local) return local;
+  return (await ctx.io.in(serverRoom(serverId)).fetchSockets()).length > 0 ? "remote" : null;
 }
 
 /**
@@ -40,13 +47,11 @@ export async function requestRunner<E extends keyof Events>(
   const timeout = ctx.config.RUNNER_ACK_TIMEOUT_MS;
   const room = serverRoom(serverId);
   // The typed emitWithAck overloads do not survive a generic event name; the shapes come from Events.
-  if (where === "local") {
-    const id = [...(ctx.io.of("/").adapter.rooms.get(room) ?? [])][0];
-    const socket = id ? ctx.io.of("/").sockets.get(id) : undefined;
-    if (socket) {
-      const target = socket.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> };
-      return target.emitWithAck(event, payload);
-    }
+  // The socket found before beforeSend may have gone meanwhile: look again rather than emit into a closed one.
+  const socket = where === "remote" ? undefined : localRunnerSocket(ctx, serverId);
+  if (socket) {
+    const target = socket.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> };
+    return target.emitWithAck(event, payload);
   }
   const target = ctx.io.to(room).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
   const replies = await target.emitWithAck(event, payload);

@@ -61,15 +61,15 @@ export class Sweeper {
       take: 500,
     });
     for (const op of ops) {
-      const job = await this.queue.getJob(op.id);
-      const state = job ? await job.getState() : "missing";
-      if (state !== "missing" && state !== "unknown" && state !== "failed" && state !== "completed") continue;
+      // One round trip; "unknown" is a job that no longer exists.
+      const state = await this.queue.getJobState(op.id);
+      if (state !== "unknown" && state !== "failed" && state !== "completed") continue;
       if (op.deliverBy.getTime() < Date.now()) {
         await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
       } else if (hadSecrets(op)) {
         await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.QueueLost }, { onlyIfUndispatched: true });
       } else {
-        if (job) await job.remove().catch(() => undefined);
+        if (state !== "unknown") await this.queue.remove(op.id).catch(() => undefined);
         const entry = JobCatalog[JobName.DeliverOperation];
         await this.queue.add(JobName.DeliverOperation, { operationId: op.id, serverId: op.serverId, type: op.type as OperationType }, { ...entry.options, jobId: op.id });
         this.ctx.logger.warn("re-enqueued an operation whose job was lost", { operationId: op.id });
