@@ -1,6 +1,7 @@
 import Joi from "joi";
 import { Limits } from "../limits";
 import { envSchema, runContextSchema, runIdSchema, timeoutSchema, uuid } from "./common";
+import { NO_NUL, NO_SPACE_OR_NUL } from "./fields";
 
 /** Request bodies of the Automation API (/api/automation/v1), field names as in the spec. */
 
@@ -29,7 +30,7 @@ const workingDirectory = () =>
   Joi.string()
     .min(1)
     .max(Limits.workingDirectoryMaxChars)
-    .pattern(/^[^\0]*$/)
+    .pattern(NO_NUL)
     .message('"working_directory" cannot contain NUL bytes');
 
 export const execRequestSchema = Joi.object<ExecRequest>({
@@ -37,7 +38,7 @@ export const execRequestSchema = Joi.object<ExecRequest>({
   command: Joi.string()
     .max(Limits.commandMaxChars)
     .pattern(/\S/)
-    .pattern(/^[^\0]*$/, "no NUL")
+    .pattern(NO_NUL, "no NUL")
     .required()
     .messages({
       "string.pattern.base": '"command" cannot be blank',
@@ -65,7 +66,7 @@ export const deployRequestSchema = Joi.object<DeployRequest>({
   commit_ref: Joi.string()
     .min(1)
     .max(255)
-    .pattern(/^[^\s\0]+$/)
+    .pattern(NO_SPACE_OR_NUL)
     .message('"commit_ref" must be a branch, tag or SHA without whitespace'),
   env_overrides: envSchema("env_overrides"),
   timeout_seconds: timeoutSchema(),
@@ -133,7 +134,7 @@ export const registryLogoutRequestSchema = Joi.object<RegistryLogoutRequest>({
   server_id: uuid().required(),
   registry_url: Joi.string()
     .max(500)
-    .pattern(/^[^\s\0]+$/)
+    .pattern(NO_SPACE_OR_NUL)
     .required(),
   run_id: runIdSchema(),
   run_context: runContextSchema(),

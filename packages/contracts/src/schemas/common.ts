@@ -1,5 +1,6 @@
 import Joi from "joi";
 import { Limits } from "../limits";
+import { NO_NUL } from "./fields";
 
 /** Options every API body is validated with: no type coercion, unknown fields refused. */
 export const VALIDATION_OPTIONS: Joi.ValidationOptions = {
@@ -27,7 +28,7 @@ export const envSchema = (label: string) =>
       Joi.string().pattern(ENV_NAME).message(`"${label}" key {{#value}} is not a valid environment variable name`),
       Joi.string()
         .allow("")
-        .pattern(/^[^\0]*$/)
+        .pattern(NO_NUL)
         .message(`"${label}" values cannot contain NUL bytes`),
     )
     .max(Limits.envMaxKeys)

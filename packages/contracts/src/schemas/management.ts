@@ -2,10 +2,9 @@ import Joi from "joi";
 import { Limits } from "../limits";
 import { OPERATION_TYPES, type OperationType } from "../operations";
 import { uuid } from "./common";
+import { name } from "./fields";
 
 /** Request bodies and queries of the management API (/api/v1). */
-
-const name = () => Joi.string().trim().min(1).max(Limits.nameMaxChars);
 
 export const createServerSchema = Joi.object<{ name: string }>({ name: name().required() });
 

@@ -1,6 +1,7 @@
 import Joi from "joi";
 import { Limits } from "../limits";
 import { uuid } from "./common";
+import { NO_NUL, NO_SPACE_OR_NUL, name } from "./fields";
 
 /**
  * Management API bodies for what the deploy, reboot and registry operations
@@ -8,10 +9,9 @@ import { uuid } from "./common";
  * Plus the names those operations expose (deploy variables, reboot paths).
  */
 
-const name = () => Joi.string().trim().min(1).max(Limits.nameMaxChars);
 const noNul = (label: string) =>
   Joi.string()
-    .pattern(/^[^\0]*$/)
+    .pattern(NO_NUL)
     .message(`"${label}" cannot contain NUL bytes`);
 
 export interface ApplicationFields {
@@ -29,7 +29,7 @@ const applicationFields = {
   deploy_branch: Joi.string()
     .min(1)
     .max(255)
-    .pattern(/^[^\s\0]+$/)
+    .pattern(NO_SPACE_OR_NUL)
     .message('"deploy_branch" must be a branch, tag or SHA without whitespace'),
   deploy_command: noNul("deploy_command")
     .max(Limits.commandMaxChars)
@@ -80,7 +80,7 @@ export const createRegistryCredentialSchema = Joi.object<CreateRegistryCredentia
   username: Joi.string()
     .min(1)
     .max(255)
-    .pattern(/^[^\s\0]+$/)
+    .pattern(NO_SPACE_OR_NUL)
     .required()
     .messages({ "string.pattern.base": '"username" cannot contain whitespace' }),
   // Goes to `docker login --password-stdin`, which reads one line: no newlines.
