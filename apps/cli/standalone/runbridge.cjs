@@ -630,7 +630,8 @@ function newInvocation(runIdFlag, env = process.env) {
 async function submitOperation(client, path, body, inv, sink, opts) {
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
-  const post = client.post(path, { body, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  const runBody = { ...body, run_id: inv.runId, run_context: inv.runContext };
+  const post = client.post(path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
   post.catch(() => void 0);
   const stopDiscovery = new AbortController();
   const discovered = opts.follow ? discover(client, inv, opts.discoverAfterMs ?? 700, stopDiscovery.signal) : new Promise(() => void 0);
@@ -764,9 +765,7 @@ async function deployCommand(args) {
     application_id: appId,
     ...values.ref ? { commit_ref: values.ref } : {},
     ...env.empty ? {} : { env_overrides: env.vars },
-    ...timeout !== void 0 ? { timeout_seconds: timeout } : {},
-    run_id: inv.runId,
-    run_context: inv.runContext
+    ...timeout !== void 0 ? { timeout_seconds: timeout } : {}
   };
   const wait = values.wait ?? false;
   const { code, submitted } = await runOperation(conn, "/deploy", body, inv, { follow: wait });
@@ -815,9 +814,7 @@ async function execCommand(args) {
     command,
     ...values.cwd ? { working_directory: values.cwd } : {},
     ...env.empty ? {} : { env: env.vars },
-    ...timeout !== void 0 ? { timeout_seconds: timeout } : {},
-    run_id: inv.runId,
-    run_context: inv.runContext
+    ...timeout !== void 0 ? { timeout_seconds: timeout } : {}
   };
   return (await runOperation(conn, "/exec", body, inv, { follow: true })).code;
 }
@@ -923,7 +920,7 @@ async function rebootCommand(args) {
   const serverId = required(values.server, "--server");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, run_id: inv.runId, run_context: inv.runContext };
+  const body = { server_id: serverId };
   return (await runOperation(conn, "/reboot", body, inv, { follow: true })).code;
 }
 
@@ -955,7 +952,7 @@ async function login(args) {
   const credentialId = required(values.credential, "--credential");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, credential_id: credentialId, run_id: inv.runId, run_context: inv.runContext };
+  const body = { server_id: serverId, credential_id: credentialId };
   const { code, submitted } = await runOperation(conn, "/registry-auth/login", body, inv, { follow: true });
   const a = submitted.accepted;
   if (a?.registry_url) conn.sink.note(`registry ${a.registry_url} (${a.registry_type ?? "generic"})`);
@@ -971,7 +968,7 @@ async function logout(args) {
   const registryUrl = required(values.registry, "--registry");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, registry_url: registryUrl, run_id: inv.runId, run_context: inv.runContext };
+  const body = { server_id: serverId, registry_url: registryUrl };
   return (await runOperation(conn, "/registry-auth/logout", body, inv, { follow: true, nonZeroIsWarning: true })).code;
 }
 
@@ -998,9 +995,7 @@ async function restartCommand(args) {
   const body = {
     server_id: serverId,
     container_name: container,
-    ...timeout !== void 0 ? { timeout_seconds: timeout } : {},
-    run_id: inv.runId,
-    run_context: inv.runContext
+    ...timeout !== void 0 ? { timeout_seconds: timeout } : {}
   };
   return (await runOperation(conn, "/restart", body, inv, { follow: true })).code;
 }

@@ -497,7 +497,8 @@ function newInvocation(runIdFlag, env = process.env) {
 async function submitOperation(client, path, body, inv, sink, opts) {
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
-  const post = client.post(path, { body, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  const runBody = { ...body, run_id: inv.runId, run_context: inv.runContext };
+  const post = client.post(path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
   post.catch(() => void 0);
   const stopDiscovery = new AbortController();
   const discovered = opts.follow ? discover(client, inv, opts.discoverAfterMs ?? 700, stopDiscovery.signal) : new Promise(() => void 0);
@@ -636,10 +637,9 @@ function envInput() {
   const raw = process.env.INPUT_ENV ?? "";
   return raw.trim() ? parseEnvLines(raw, 'input "env"') : {};
 }
-function requestFromInputs(env, inv) {
+function requestFromInputs(env) {
   const op = getInput("operation") || "exec";
   if (!OPERATIONS.includes(op)) throw new UsageError(`input "operation" must be one of ${OPERATIONS.join(", ")}, got "${op}"`);
-  const run = { run_id: inv.runId, run_context: inv.runContext };
   const hasEnv = Object.keys(env).length > 0;
   const t = timeout();
   const withTimeout = t === void 0 ? {} : { timeout_seconds: t };
@@ -655,8 +655,7 @@ function requestFromInputs(env, inv) {
           command: need("command", op),
           ...cwd ? { working_directory: cwd } : {},
           ...hasEnv ? { env } : {},
-          ...withTimeout,
-          ...run
+          ...withTimeout
         },
         secrets
       };
@@ -666,16 +665,16 @@ function requestFromInputs(env, inv) {
       return {
         operation: op,
         path: "/deploy",
-        body: { application_id: need("application-id", op), ...ref ? { commit_ref: ref } : {}, ...hasEnv ? { env_overrides: env } : {}, ...withTimeout, ...run },
+        body: { application_id: need("application-id", op), ...ref ? { commit_ref: ref } : {}, ...hasEnv ? { env_overrides: env } : {}, ...withTimeout },
         secrets
       };
     }
     case "restart":
-      return { operation: op, path: "/restart", body: { server_id: need("server-id", op), container_name: need("container", op), ...withTimeout, ...run }, secrets };
+      return { operation: op, path: "/restart", body: { server_id: need("server-id", op), container_name: need("container", op), ...withTimeout }, secrets };
     case "reboot":
-      return { operation: op, path: "/reboot", body: { server_id: need("server-id", op), ...run }, secrets };
+      return { operation: op, path: "/reboot", body: { server_id: need("server-id", op) }, secrets };
     case "registry-login":
-      return { operation: op, path: "/registry-auth/login", body: { server_id: need("server-id", op), credential_id: need("credential-id", op), ...run }, secrets };
+      return { operation: op, path: "/registry-auth/login", body: { server_id: need("server-id", op), credential_id: need("credential-id", op) }, secrets };
   }
 }
 
@@ -690,7 +689,7 @@ async function main() {
   checkApiUrl(url, 'input "url"');
   if (!apiKey) throw new UsageError('input "api-key" is required');
   const inv = newInvocation(getInput("run-id") || void 0);
-  const req = requestFromInputs(env, inv);
+  const req = requestFromInputs(env);
   const client = new ApiClient({ url, apiKey, notify: (m) => note(m), userAgent: "runbridge-github-action/0.1" });
   startGroup(`runbridge ${req.operation}${typeof req.body.command === "string" ? `: ${req.body.command.split("\n")[0]?.slice(0, 80)}` : ""}`);
   const guard = stopCommands();

@@ -482,7 +482,8 @@ function newInvocation(runIdFlag, env = process.env) {
 async function submitOperation(client, path, body, inv, sink, opts) {
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
-  const post2 = client.post(path, { body, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  const runBody = { ...body, run_id: inv.runId, run_context: inv.runContext };
+  const post2 = client.post(path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
   post2.catch(() => void 0);
   const stopDiscovery = new AbortController();
   const discovered = opts.follow ? discover(client, inv, opts.discoverAfterMs ?? 700, stopDiscovery.signal) : new Promise(() => void 0);
@@ -573,7 +574,7 @@ async function post() {
   const { final } = await submitOperation(
     client,
     "/registry-auth/logout",
-    { server_id: serverId, registry_url: registry, run_id: inv.runId, run_context: inv.runContext },
+    { server_id: serverId, registry_url: registry },
     inv,
     { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stdout.write(t), note: (t) => info(`runbridge: ${t}`) },
     { follow: true }

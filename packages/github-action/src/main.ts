@@ -23,7 +23,7 @@ async function main(): Promise<number> {
   checkApiUrl(url, 'input "url"');
   if (!apiKey) throw new UsageError('input "api-key" is required');
   const inv = newInvocation(getInput("run-id") || undefined);
-  const req = requestFromInputs(env, inv);
+  const req = requestFromInputs(env);
 
   // Retry notes go through note(), which keeps lines whole around remote output.
   const client = new ApiClient({ url, apiKey, notify: (m) => note(m), userAgent: "runbridge-github-action/0.1" });

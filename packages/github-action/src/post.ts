@@ -21,7 +21,7 @@ async function post(): Promise<void> {
   const { final } = await submitOperation(
     client,
     "/registry-auth/logout",
-    { server_id: serverId, registry_url: registry, run_id: inv.runId, run_context: inv.runContext },
+    { server_id: serverId, registry_url: registry },
     inv,
     { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stdout.write(t), note: (t) => info(`runbridge: ${t}`) },
     { follow: true },

@@ -1,6 +1,5 @@
 import { UsageError } from "../../../apps/cli/src/client/api";
 import { parseEnvLines } from "../../../apps/cli/src/client/env-vars";
-import type { Invocation } from "../../../apps/cli/src/client/submit";
 import { getInput } from "./workflow";
 
 export const OPERATIONS = ["exec", "deploy", "restart", "reboot", "registry-login"] as const;
@@ -34,10 +33,9 @@ export function envInput(): Record<string, string> {
 }
 
 /** The API request the inputs describe; errors name the input, never a value. */
-export function requestFromInputs(env: Record<string, string>, inv: Invocation): ActionRequest {
+export function requestFromInputs(env: Record<string, string>): ActionRequest {
   const op = (getInput("operation") || "exec") as ActionOperation;
   if (!OPERATIONS.includes(op)) throw new UsageError(`input "operation" must be one of ${OPERATIONS.join(", ")}, got "${op}"`);
-  const run = { run_id: inv.runId, run_context: inv.runContext };
   const hasEnv = Object.keys(env).length > 0;
   const t = timeout();
   const withTimeout = t === undefined ? {} : { timeout_seconds: t };
@@ -54,7 +52,6 @@ export function requestFromInputs(env: Record<string, string>, inv: Invocation):
           ...(cwd ? { working_directory: cwd } : {}),
           ...(hasEnv ? { env } : {}),
           ...withTimeout,
-          ...run,
         },
         secrets,
       };
@@ -64,15 +61,15 @@ export function requestFromInputs(env: Record<string, string>, inv: Invocation):
       return {
         operation: op,
         path: "/deploy",
-        body: { application_id: need("application-id", op), ...(ref ? { commit_ref: ref } : {}), ...(hasEnv ? { env_overrides: env } : {}), ...withTimeout, ...run },
+        body: { application_id: need("application-id", op), ...(ref ? { commit_ref: ref } : {}), ...(hasEnv ? { env_overrides: env } : {}), ...withTimeout },
         secrets,
       };
     }
     case "restart":
-      return { operation: op, path: "/restart", body: { server_id: need("server-id", op), container_name: need("container", op), ...withTimeout, ...run }, secrets };
+      return { operation: op, path: "/restart", body: { server_id: need("server-id", op), container_name: need("container", op), ...withTimeout }, secrets };
     case "reboot":
-      return { operation: op, path: "/reboot", body: { server_id: need("server-id", op), ...run }, secrets };
+      return { operation: op, path: "/reboot", body: { server_id: need("server-id", op) }, secrets };
     case "registry-login":
-      return { operation: op, path: "/registry-auth/login", body: { server_id: need("server-id", op), credential_id: need("credential-id", op), ...run }, secrets };
+      return { operation: op, path: "/registry-auth/login", body: { server_id: need("server-id", op), credential_id: need("credential-id", op) }, secrets };
   }
 }

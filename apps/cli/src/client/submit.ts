@@ -48,7 +48,8 @@ export interface Submitted {
 }
 
 /**
- * POSTs an operation and, when following, prints its output while it runs.
+ * POSTs an operation (`body` plus the invocation's run_id and run_context)
+ * and, when following, prints its output while it runs.
  *
  * Synchronous endpoints (exec, restart) hold the POST until the command ends,
  * so the operation id would only be known at the end. Meanwhile the client
@@ -67,7 +68,9 @@ export async function submitOperation(
 ): Promise<Submitted> {
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
-  const post = client.post<AcceptedOperation>(path, { body, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  // Every operation carries its run: discovery below finds it by run_id and invocation_id, so no caller may leave them out.
+  const runBody = { ...body, run_id: inv.runId, run_context: inv.runContext };
+  const post = client.post<AcceptedOperation>(path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
   // Keep a rejection of the abandoned POST from surfacing as unhandled.
   post.catch(() => undefined);
 

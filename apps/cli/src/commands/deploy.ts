@@ -38,8 +38,6 @@ export async function deployCommand(args: string[]): Promise<number> {
     ...(values.ref ? { commit_ref: values.ref } : {}),
     ...(env.empty ? {} : { env_overrides: env.vars }),
     ...(timeout !== undefined ? { timeout_seconds: timeout } : {}),
-    run_id: inv.runId,
-    run_context: inv.runContext,
   };
   const wait = values.wait ?? false;
   const { code, submitted } = await runOperation(conn, "/deploy", body, inv, { follow: wait });

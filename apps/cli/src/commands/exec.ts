@@ -46,8 +46,6 @@ export async function execCommand(args: string[]): Promise<number> {
     ...(values.cwd ? { working_directory: values.cwd } : {}),
     ...(env.empty ? {} : { env: env.vars }),
     ...(timeout !== undefined ? { timeout_seconds: timeout } : {}),
-    run_id: inv.runId,
-    run_context: inv.runContext,
   };
   return (await runOperation(conn, "/exec", body, inv, { follow: true })).code;
 }

@@ -14,6 +14,6 @@ export async function rebootCommand(args: string[]): Promise<number> {
   const serverId = required(values.server, "--server");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, run_id: inv.runId, run_context: inv.runContext };
+  const body = { server_id: serverId };
   return (await runOperation(conn, "/reboot", body, inv, { follow: true })).code;
 }

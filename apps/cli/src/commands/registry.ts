@@ -32,7 +32,7 @@ async function login(args: string[]): Promise<number> {
   const credentialId = required(values.credential, "--credential");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, credential_id: credentialId, run_id: inv.runId, run_context: inv.runContext };
+  const body = { server_id: serverId, credential_id: credentialId };
   const { code, submitted } = await runOperation(conn, "/registry-auth/login", body, inv, { follow: true });
   const a = submitted.accepted;
   if (a?.registry_url) conn.sink.note(`registry ${a.registry_url} (${a.registry_type ?? "generic"})`);
@@ -49,6 +49,6 @@ async function logout(args: string[]): Promise<number> {
   const registryUrl = required(values.registry, "--registry");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, registry_url: registryUrl, run_id: inv.runId, run_context: inv.runContext };
+  const body = { server_id: serverId, registry_url: registryUrl };
   return (await runOperation(conn, "/registry-auth/logout", body, inv, { follow: true, nonZeroIsWarning: true })).code;
 }

@@ -26,8 +26,6 @@ export async function restartCommand(args: string[]): Promise<number> {
     server_id: serverId,
     container_name: container,
     ...(timeout !== undefined ? { timeout_seconds: timeout } : {}),
-    run_id: inv.runId,
-    run_context: inv.runContext,
   };
   return (await runOperation(conn, "/restart", body, inv, { follow: true })).code;
 }
