@@ -1,6 +1,7 @@
 import Joi from "joi";
 import { Limits } from "../limits";
-import { OPERATION_TYPES, type OperationType } from "../operations";
+import { OPERATION_TYPES, OperationStatus, type OperationType } from "../operations";
+import type { AutomationListOperationsQuery } from "./automation-extensions";
 import { uuid } from "./common";
 import { name } from "./fields";
 
@@ -45,11 +46,16 @@ export const updateAutomationKeySchema = Joi.object<Partial<CreateAutomationKeyR
   ...scopeFields,
 }).min(1);
 
-export const listOperationsQuerySchema = Joi.object({
+/** GET /operations (management): the Automation API list's filters plus the key that started the operation. */
+export interface ListOperationsQuery extends AutomationListOperationsQuery {
+  automation_key_id?: string;
+}
+
+export const listOperationsQuerySchema = Joi.object<ListOperationsQuery>({
   automation_key_id: uuid(),
   run_id: Joi.string().max(Limits.runIdMaxChars),
   server_id: uuid(),
-  status: Joi.string().valid("running", "completed", "failed", "timeout", "cancelled"),
+  status: Joi.string().valid(...Object.values(OperationStatus)),
   type: Joi.string().valid(...OPERATION_TYPES),
   cursor: Joi.string().max(200),
   limit: Joi.number().integer().min(1).max(200).default(50),
