@@ -40,7 +40,8 @@ export function generateToken(kind: TokenKind): string {
   return body + checksum(body);
 }
 
-const TOKEN_RE = new RegExp(`^(rca|rbk|rbr)_[0-9A-Za-z]{${RANDOM_CHARS + CHECKSUM_CHARS}}$`);
+/** Any kind's token; the kinds are TokenKind's values (plain lowercase letters: nothing to escape). */
+const TOKEN_RE = new RegExp(`^(${Object.values(TokenKind).join("|")})_[0-9A-Za-z]{${RANDOM_CHARS + CHECKSUM_CHARS}}$`);
 
 /** Shape and checksum check: no I/O, constant work. */
 export function isWellFormedToken(token: string, kind: TokenKind): boolean {
