@@ -8,6 +8,12 @@ import type { Operation, Server } from "@prisma/client";
  * is one statement — a CTE where the operation and its audit event must change
  * together — so it stays atomic without a multi-round-trip transaction.
  * Everything else goes through Prisma; the schema is Prisma's.
+ *
+ * Each statement is named, so every pooled connection parses and plans it once
+ * instead of on every call (about half of PostgreSQL's CPU for these writes,
+ * see docs/benchmarks.md). They name their columns rather than `*`: a
+ * prepared `*` fails with "cached plan must not change result type" once a
+ * migration adds a column while the services keep running.
  */
 
 export interface NewOperationRow {
@@ -44,6 +50,77 @@ export interface FinishFields {
 }
 
 type Row = Record<string, unknown>;
+
+/** Every column toOperation reads. */
+const OPERATION_COLUMNS =
+  "id, tenant_id, server_id, automation_key_id, type, status, command, params, working_directory, timeout_seconds, env_keys, run_id, " +
+  "run_context, client_ip, exit_code, stdout, stderr, stdout_truncated, stderr_truncated, duration_ms, error, created_at, deliver_by, " +
+  "dispatched_at, started_at, completed_at, redis_prefix";
+const SERVER_COLUMNS = "id, tenant_id, name, runner_token_hash, last_seen_at, created_at, provider, provider_server_id, provider_token_ciphertext";
+
+/** A column list qualified with a table alias, for joins. */
+const qualified = (alias: string, columns: string): string =>
+  columns
+    .split(", ")
+    .map((c) => `${alias}.${c}`)
+    .join(", ");
+
+/** A statement prepared once per connection, under a name no other code uses. */
+function statement(name: string, text: string): { name: string; text: string } {
+  return { name: `runbridge.${name}`, text };
+}
+
+const finishText = (onlyIfUndispatched: boolean): string =>
+  `WITH done AS (
+     UPDATE operations SET status = $3, exit_code = $4, stdout = $5, stderr = $6, stdout_truncated = $7, stderr_truncated = $8,
+            duration_ms = $9, error = $10, completed_at = now(), started_at = COALESCE($11, started_at)
+     WHERE id = $1 AND server_id = $2 AND status = 'running' ${onlyIfUndispatched ? "AND dispatched_at IS NULL" : ""}
+     RETURNING ${OPERATION_COLUMNS}
+   ), audit AS (
+     INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, data, created_at)
+     SELECT gen_random_uuid(), tenant_id, 'operation.finished', automation_key_id, id, server_id, run_id,
+            jsonb_build_object('operation_type', type, 'status', status, 'exit_code', exit_code, 'duration_ms', duration_ms,
+                               'error', error, 'stdout_bytes', octet_length(stdout), 'stderr_bytes', octet_length(stderr)),
+            completed_at
+     FROM done
+   ), deployment AS (
+     UPDATE deployments d SET status = done.status, completed_at = done.completed_at FROM done WHERE d.operation_id = done.id
+   )
+   SELECT ${OPERATION_COLUMNS} FROM done`;
+
+const SQL = {
+  insertWithAudit: statement(
+    "operation.insert",
+    `WITH op AS (
+       INSERT INTO operations (id, tenant_id, server_id, automation_key_id, type, status, command, params, working_directory,
+                               timeout_seconds, env_keys, run_id, run_context, client_ip, deliver_by, redis_prefix, created_at)
+       VALUES (gen_random_uuid(), $1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, $9::text[], $10, $11::jsonb, $12, $13, $15, now())
+       RETURNING ${OPERATION_COLUMNS}
+     ), audit AS (
+       INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, client_ip, data, created_at)
+       SELECT gen_random_uuid(), tenant_id, 'operation.created', automation_key_id, id, server_id, run_id, client_ip, $14::jsonb, created_at FROM op
+     )
+     SELECT ${OPERATION_COLUMNS} FROM op`,
+  ),
+  findById: statement("operation.by-id", `SELECT ${OPERATION_COLUMNS} FROM operations WHERE id = $1`),
+  findForTenant: statement(
+    "operation.for-tenant",
+    `SELECT ${qualified("o", OPERATION_COLUMNS)}, s.name AS server_name FROM operations o LEFT JOIN servers s ON s.id = o.server_id WHERE o.id = $1 AND o.tenant_id = $2`,
+  ),
+  findServerForTenant: statement("server.for-tenant", `SELECT ${SERVER_COLUMNS} FROM servers WHERE id = $1 AND tenant_id = $2`),
+  touchServer: statement("server.touch", "UPDATE servers SET last_seen_at = now() WHERE id = $1"),
+  belongsToServer: statement("operation.belongs", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2"),
+  markStarted: statement("operation.started", "UPDATE operations SET started_at = $3 WHERE id = $1 AND server_id = $2 AND started_at IS NULL"),
+  claimForDispatch: statement(
+    "operation.claim",
+    `UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now())
+     WHERE id = $1 AND status = 'running' AND (dispatched_at IS NOT NULL OR deliver_by > now())
+     RETURNING ${OPERATION_COLUMNS}`,
+  ),
+  markDispatched: statement("operation.dispatched", "UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running'"),
+  finish: statement("operation.finish", finishText(false)),
+  finishUndispatched: statement("operation.finish-undispatched", finishText(true)),
+};
 
 /** A row of `operations` in the shape Prisma returns, so callers need not know which path loaded it. */
 function toOperation(r: Row): Operation {
@@ -92,18 +169,9 @@ export class OperationStore {
 
   /** The operation and its operation.created audit event, in one statement. */
   async insertWithAudit(o: NewOperationRow): Promise<Operation> {
-    const { rows } = await this.pool.query(
-      `WITH op AS (
-         INSERT INTO operations (id, tenant_id, server_id, automation_key_id, type, status, command, params, working_directory,
-                                 timeout_seconds, env_keys, run_id, run_context, client_ip, deliver_by, redis_prefix, created_at)
-         VALUES (gen_random_uuid(), $1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, $9::text[], $10, $11::jsonb, $12, $13, $15, now())
-         RETURNING *
-       ), audit AS (
-         INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, client_ip, data, created_at)
-         SELECT gen_random_uuid(), tenant_id, 'operation.created', automation_key_id, id, server_id, run_id, client_ip, $14::jsonb, created_at FROM op
-       )
-       SELECT * FROM op`,
-      [
+    const { rows } = await this.pool.query({
+      ...SQL.insertWithAudit,
+      values: [
         o.tenantId,
         o.serverId,
         o.automationKeyId,
@@ -120,28 +188,25 @@ export class OperationStore {
         JSON.stringify(o.audit),
         o.redisPrefix,
       ],
-    );
+    });
     return toOperation(rows[0] as Row);
   }
 
   async findById(id: string): Promise<Operation | null> {
-    const { rows } = await this.pool.query("SELECT * FROM operations WHERE id = $1", [id]);
+    const { rows } = await this.pool.query({ ...SQL.findById, values: [id] });
     return rows[0] ? toOperation(rows[0] as Row) : null;
   }
 
   /** An operation of a tenant with its server's name, as the status endpoint shows it. */
   async findForTenant(id: string, tenantId: string): Promise<(Operation & { server: { name: string } | null }) | null> {
-    const { rows } = await this.pool.query(
-      "SELECT o.*, s.name AS server_name FROM operations o LEFT JOIN servers s ON s.id = o.server_id WHERE o.id = $1 AND o.tenant_id = $2",
-      [id, tenantId],
-    );
+    const { rows } = await this.pool.query({ ...SQL.findForTenant, values: [id, tenantId] });
     const r = rows[0] as Row | undefined;
     return r ? { ...toOperation(r), server: r.server_name == null ? null : { name: r.server_name as string } } : null;
   }
 
   /** The target server of an operation request, within the caller's tenant. */
   async findServerForTenant(id: string, tenantId: string): Promise<Server | null> {
-    const { rows } = await this.pool.query("SELECT * FROM servers WHERE id = $1 AND tenant_id = $2", [id, tenantId]);
+    const { rows } = await this.pool.query({ ...SQL.findServerForTenant, values: [id, tenantId] });
     const r = rows[0] as Row | undefined;
     if (!r) return null;
     return {
@@ -159,18 +224,18 @@ export class OperationStore {
 
   /** A runner of the server connected or disconnected now. */
   async touchServer(serverId: string): Promise<void> {
-    await this.pool.query("UPDATE servers SET last_seen_at = now() WHERE id = $1", [serverId]);
+    await this.pool.query({ ...SQL.touchServer, values: [serverId] });
   }
 
   /** Whether the operation belongs to the server (a runner may only write its own server's operations). */
   async belongsToServer(id: string, serverId: string): Promise<boolean> {
-    const { rowCount } = await this.pool.query("SELECT 1 FROM operations WHERE id = $1 AND server_id = $2", [id, serverId]);
+    const { rowCount } = await this.pool.query({ ...SQL.belongsToServer, values: [id, serverId] });
     return rowCount === 1;
   }
 
   /** The runner's report that it started the operation (first report wins). */
   async markStarted(id: string, serverId: string, startedAt: Date): Promise<void> {
-    await this.pool.query("UPDATE operations SET started_at = $3 WHERE id = $1 AND server_id = $2 AND started_at IS NULL", [id, serverId, startedAt]);
+    await this.pool.query({ ...SQL.markStarted, values: [id, serverId, startedAt] });
   }
 
   /**
@@ -179,12 +244,7 @@ export class OperationStore {
    * deadline. Null in every other case, which the caller handles the slow way.
    */
   async claimForDispatch(id: string): Promise<Operation | null> {
-    const { rows } = await this.pool.query(
-      `UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now())
-       WHERE id = $1 AND status = 'running' AND (dispatched_at IS NOT NULL OR deliver_by > now())
-       RETURNING *`,
-      [id],
-    );
+    const { rows } = await this.pool.query({ ...SQL.claimForDispatch, values: [id] });
     return rows[0] ? toOperation(rows[0] as Row) : null;
   }
 
@@ -193,10 +253,7 @@ export class OperationStore {
    * still running. False when it has ended meanwhile.
    */
   async markDispatched(id: string): Promise<boolean> {
-    const { rowCount } = await this.pool.query(
-      "UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running'",
-      [id],
-    );
+    const { rowCount } = await this.pool.query({ ...SQL.markDispatched, values: [id] });
     return rowCount === 1;
   }
 
@@ -207,24 +264,9 @@ export class OperationStore {
    * `onlyIfUndispatched` — possibly running on a runner).
    */
   async finish(serverId: string, f: FinishFields, onlyIfUndispatched = false): Promise<Operation | null> {
-    const { rows } = await this.pool.query(
-      `WITH done AS (
-         UPDATE operations SET status = $3, exit_code = $4, stdout = $5, stderr = $6, stdout_truncated = $7, stderr_truncated = $8,
-                duration_ms = $9, error = $10, completed_at = now(), started_at = COALESCE($11, started_at)
-         WHERE id = $1 AND server_id = $2 AND status = 'running' ${onlyIfUndispatched ? "AND dispatched_at IS NULL" : ""}
-         RETURNING *
-       ), audit AS (
-         INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, data, created_at)
-         SELECT gen_random_uuid(), tenant_id, 'operation.finished', automation_key_id, id, server_id, run_id,
-                jsonb_build_object('operation_type', type, 'status', status, 'exit_code', exit_code, 'duration_ms', duration_ms,
-                                   'error', error, 'stdout_bytes', octet_length(stdout), 'stderr_bytes', octet_length(stderr)),
-                completed_at
-         FROM done
-       ), deployment AS (
-         UPDATE deployments d SET status = done.status, completed_at = done.completed_at FROM done WHERE d.operation_id = done.id
-       )
-       SELECT * FROM done`,
-      [
+    const { rows } = await this.pool.query({
+      ...(onlyIfUndispatched ? SQL.finishUndispatched : SQL.finish),
+      values: [
         f.operationId,
         serverId,
         f.status,
@@ -237,7 +279,7 @@ export class OperationStore {
         f.error ?? null,
         f.startedAt ?? null,
       ],
-    );
+    });
     return rows[0] ? toOperation(rows[0] as Row) : null;
   }
 }
