@@ -1,13 +1,15 @@
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /** GET /api/v1/audit-events: what the trail holds for a CI run, filters, pagination, tenant isolation. */
 describe("audit trail", () => {
+  const suite = useStackWithRunner();
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
-  let other: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
+  let other: Fixture;
   const canary = `canary-${Date.now()}-k3y`;
   const runId = `github-run-${Date.now()}`;
   const runContext = { provider: "github_actions", repository: "myorg/myapp", workflow: "deploy", trigger: "push", actor: "octocat", sha: "abc123def", ref: "refs/heads/main" };
@@ -16,10 +18,8 @@ describe("audit trail", () => {
   const audit = (apiKey: string, query: string) => stack.api().get(`/api/v1/audit-events${query}`).set("Authorization", `Bearer ${apiKey}`);
 
   beforeAll(async () => {
-    stack = await TestStack.start();
-    fx = await createFixture();
+    ({ stack, fx } = suite);
     other = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id);
     // The other tenant has a trail of its own (key.created).
     const theirKey = await stack.api().post("/api/v1/automation-keys").set("Authorization", `Bearer ${other.apiKey}`).send({ name: "theirs" });
     expect(theirKey.status).toBe(201);
@@ -32,10 +32,6 @@ describe("audit trail", () => {
     opId = res.body.operation_id;
     // operation.finished is written by the dispatcher in the same transaction as the result.
     await waitFor(async () => (await testPrisma().auditEvent.count({ where: { operationId: opId } })) === 2, 10_000, "both operation events");
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   it("records an operation with command, server, key, client IP, CI context and env key names, and no env value", async () => {

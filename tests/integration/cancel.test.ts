@@ -2,26 +2,22 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
 import { SocketPath } from "@runbridge/contracts";
 import { ROOT, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /** POST /operations/{id}/cancel through the real stack: gateway → Redis pub/sub → dispatcher → runner. */
 describe("POST /api/automation/v1/operations/{id}/cancel", () => {
+  // Requests answer `running` after 1 s, so a test can act while the command runs.
+  const suite = useStackWithRunner({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
 
-  beforeAll(async () => {
-    // Requests answer `running` after 1 s, so a test can act while the command runs.
-    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id);
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   const auth = (token = fx.token) => ({ Authorization: `Bearer ${token}` });

@@ -5,6 +5,7 @@ import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture } from "../helpers/factories";
 import { freePort, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 import { FaultProxy, baseEnv, cli, runCli } from "./cli-process";
 
 /**
@@ -12,19 +13,14 @@ import { FaultProxy, baseEnv, cli, runCli } from "./cli-process";
  * the real stack: gateway, dispatcher and runner processes, Postgres and Redis.
  */
 describe("runbridge CLI", () => {
+  const suite = useStackWithRunner();
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
   let env: Record<string, string>;
 
-  beforeAll(async () => {
-    stack = await TestStack.start();
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id);
+  beforeAll(() => {
+    ({ stack, fx } = suite);
     env = baseEnv({ RUNBRIDGE_URL: stack.url, RUNBRIDGE_API_KEY: fx.token });
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   const exec = (args: string[], extra: Record<string, string> = {}) => cli(["exec", "--server", fx.server.id, ...args], { ...env, ...extra });

@@ -1,26 +1,22 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
 import { findLeaks } from "../helpers/leak-scan";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /** Applications (management API) and POST /deploy through the real stack. */
 describe("applications and POST /api/automation/v1/deploy", () => {
+  // A short delivery deadline: a deploy waiting its turn must outlive it without failing as "runner offline".
+  const suite = useStackWithRunner({ gateway: { RUNNER_DELIVERY_TIMEOUT_SECONDS: "2" }, dispatcher: { DEPLOY_TURN_GRACE_SECONDS: "5" } });
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
 
-  beforeAll(async () => {
-    // A short delivery deadline: a deploy waiting its turn must outlive it without failing as "runner offline".
-    stack = await TestStack.start({ gateway: { RUNNER_DELIVERY_TIMEOUT_SECONDS: "2" }, dispatcher: { DEPLOY_TURN_GRACE_SECONDS: "5" } });
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id);
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   const mgmt = (method: "get" | "post" | "patch" | "delete", p: string, apiKey = fx.apiKey) => stack.api()[method](`/api/v1${p}`).set("Authorization", `Bearer ${apiKey}`);

@@ -1,25 +1,21 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createAutomationKey, createFixture, createServer } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import { testPrisma } from "../helpers/db";
+import { createAutomationKey, createServer } from "../helpers/factories";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /** Idempotency-Key on Automation API POSTs: a retried request runs once. */
 describe("Idempotency-Key", () => {
+  const suite = useStackWithRunner();
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
   let dir: string;
 
-  beforeAll(async () => {
-    stack = await TestStack.start();
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id);
+  beforeAll(() => {
+    ({ stack, fx } = suite);
     dir = mkdtempSync(path.join(tmpdir(), "rb-idem-"));
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   const post = (key: string | null, body: Record<string, unknown>, token = fx.token) => {

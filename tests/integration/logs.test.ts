@@ -1,8 +1,9 @@
 import http from "node:http";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
+import { testPrisma } from "../helpers/db";
+import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 interface SseEvent {
   id?: string;
@@ -75,17 +76,12 @@ function follow(url: string, token: string, headers: Record<string, string> = {}
 }
 
 describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
+  const suite = useStackWithRunner({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
 
-  beforeAll(async () => {
-    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id);
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   const exec = (body: Record<string, unknown>) =>

@@ -1,30 +1,25 @@
 import { randomUUID } from "node:crypto";
 import { ConfigError, Sealer, parseConfig } from "@runbridge/common";
 import { gatewayEnvSchema } from "../../apps/gateway/src/config";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
+import { testPrisma } from "../helpers/db";
+import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
 import { FakeDocker } from "../helpers/fake-docker";
 import { findLeaks } from "../helpers/leak-scan";
 import { startNode, waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /** Registry credentials (management API) and registry-auth login/logout through the real stack. */
 describe("registry credentials and registry-auth", () => {
-  let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
   const docker = new FakeDocker();
-
   /** A retired key, still listed for decryption: credentials sealed with it must keep working. */
   const OLD_KEY = Buffer.alloc(32, 3).toString("base64");
+  const suite = useStackWithRunner({ gateway: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY } }, { env: { PATH: docker.path } });
+  let stack: TestStack;
+  let fx: Fixture;
 
-  beforeAll(async () => {
-    stack = await TestStack.start({ gateway: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY } });
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { PATH: docker.path } });
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   const mgmt = (method: "get" | "post" | "delete", path: string, apiKey = fx.apiKey) => stack.api()[method](`/api/v1${path}`).set("Authorization", `Bearer ${apiKey}`);

@@ -1,24 +1,20 @@
-import { testPrisma, closeTestPrisma } from "../helpers/db";
-import { createAutomationKey, createFixture, createServer } from "../helpers/factories";
+import { testPrisma } from "../helpers/db";
+import { createAutomationKey, createServer } from "../helpers/factories";
 import { FakeDocker } from "../helpers/fake-docker";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /** POST /restart through the real stack, against a fake `docker` on the runner's PATH. */
 describe("POST /api/automation/v1/restart", () => {
-  let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
   const docker = new FakeDocker();
+  // A short wait bound, so the "still running" answer can be shown without a slow test.
+  const suite = useStackWithRunner({ gateway: { EXEC_MAX_WAIT_SECONDS: "2" } }, { env: { PATH: docker.path } });
+  let stack: TestStack;
+  let fx: Fixture;
 
-  beforeAll(async () => {
-    // A short wait bound, so the "still running" answer can be shown without a slow test.
-    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "2" } });
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { PATH: docker.path } });
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   const restart = (body: Record<string, unknown>, token = fx.token) =>
