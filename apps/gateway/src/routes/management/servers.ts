@@ -21,6 +21,15 @@ function serverView(s: Server, connected: boolean) {
   };
 }
 
+/** The server `rawId` names in the caller's tenant, or a 404 (also when `rawId` is not a UUID). */
+async function loadTenantServer(ctx: GatewayContext, tenantId: string, rawId: unknown): Promise<Server> {
+  const notFound = () => new NotFoundError(`Server ${String(rawId)} not found`);
+  const id = validateParam<string>(uuid(), rawId, notFound);
+  const server = await ctx.prisma.server.findFirst({ where: { id, tenantId } });
+  if (!server) throw notFound();
+  return server;
+}
+
 export function serversRouter(ctx: GatewayContext): Router {
   const router = Router();
 
@@ -42,20 +51,14 @@ export function serversRouter(ctx: GatewayContext): Router {
 
   router.get("/servers/:id", async (req, res) => {
     const auth = managementAuth(res);
-    const notFound = () => new NotFoundError(`Server ${String(req.params.id)} not found`);
-    const id = validateParam<string>(uuid(), req.params.id, notFound);
-    const server = await ctx.prisma.server.findFirst({ where: { id, tenantId: auth.tenantId } });
-    if (!server) throw notFound();
+    const server = await loadTenantServer(ctx, auth.tenantId, req.params.id);
     res.json(serverView(server, await ctx.presence.isConnected(server.id)));
   });
 
   // Links the server to its cloud provider for reboots (or unlinks it with provider: null).
   router.patch("/servers/:id", async (req, res) => {
     const auth = managementAuth(res);
-    const notFound = () => new NotFoundError(`Server ${String(req.params.id)} not found`);
-    const id = validateParam<string>(uuid(), req.params.id, notFound);
-    const existing = await ctx.prisma.server.findFirst({ where: { id, tenantId: auth.tenantId } });
-    if (!existing) throw notFound();
+    const existing = await loadTenantServer(ctx, auth.tenantId, req.params.id);
     const body = validateBody(serverProviderLinkSchema, req.body);
     const server = await ctx.prisma.$transaction(async (tx) => {
       const s = await tx.server.update({
