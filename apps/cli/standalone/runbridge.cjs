@@ -235,11 +235,6 @@ function required(value, flag) {
   if (value === void 0 || value.trim() === "") throw new UsageError(`${flag} is required`);
   return value;
 }
-function seconds(value, flag = "--timeout") {
-  if (value === void 0) return void 0;
-  if (!/^\d+$/.test(value.trim())) throw new UsageError(`${flag} must be a whole number of seconds, got "${value}"`);
-  return Number(value.trim());
-}
 function reportError(err, usage) {
   if (err instanceof UsageError) {
     process.stderr.write(`runbridge: ${err.message}
@@ -290,9 +285,6 @@ var EnvBuilder = class {
     }
     Object.assign(this.vars, parseEnvLines(text, `--env-file ${path}`));
   }
-  get empty() {
-    return Object.keys(this.vars).length === 0;
-  }
   checkName(name, where) {
     if (!ENV_NAME.test(name)) throw new UsageError(`${where}: "${name.slice(0, 100)}" is not a valid environment variable name`);
   }
@@ -318,6 +310,50 @@ function unquote(v) {
     return v.slice(1, -1).replace(/\\([nrt"\\])/g, (_m, c) => ({ n: "\n", r: "\r", t: "	", '"': '"', "\\": "\\" })[c] ?? c);
   }
   return v;
+}
+
+// src/client/requests.ts
+var envField = (name, env) => env && Object.keys(env).length > 0 ? { [name]: env } : {};
+var timeoutField = (timeout) => timeout === void 0 ? {} : { timeout_seconds: timeout };
+function execRequest(p) {
+  return {
+    path: "/exec",
+    body: {
+      server_id: p.serverId,
+      command: p.command,
+      ...p.cwd ? { working_directory: p.cwd } : {},
+      ...envField("env", p.env),
+      ...timeoutField(p.timeout)
+    }
+  };
+}
+function deployRequest(p) {
+  return {
+    path: "/deploy",
+    body: {
+      application_id: p.applicationId,
+      ...p.ref ? { commit_ref: p.ref } : {},
+      ...envField("env_overrides", p.env),
+      ...timeoutField(p.timeout)
+    }
+  };
+}
+function restartRequest(p) {
+  return { path: "/restart", body: { server_id: p.serverId, container_name: p.container, ...timeoutField(p.timeout) } };
+}
+function rebootRequest(serverId) {
+  return { path: "/reboot", body: { server_id: serverId } };
+}
+function registryLoginRequest(serverId, credentialId) {
+  return { path: "/registry-auth/login", body: { server_id: serverId, credential_id: credentialId } };
+}
+function registryLogoutRequest(serverId, registryUrl) {
+  return { path: "/registry-auth/logout", body: { server_id: serverId, registry_url: registryUrl } };
+}
+function seconds(value, flag = "--timeout") {
+  if (value === void 0) return void 0;
+  if (!/^\d+$/.test(value.trim())) throw new UsageError(`${flag} must be a whole number of seconds, got "${value}"`);
+  return Number(value.trim());
 }
 
 // src/client/submit.ts
@@ -761,14 +797,9 @@ async function deployCommand(args) {
   const timeout = seconds(values.timeout);
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = {
-    application_id: appId,
-    ...values.ref ? { commit_ref: values.ref } : {},
-    ...env.empty ? {} : { env_overrides: env.vars },
-    ...timeout !== void 0 ? { timeout_seconds: timeout } : {}
-  };
+  const req = deployRequest({ applicationId: appId, ref: values.ref, env: env.vars, timeout });
   const wait = values.wait ?? false;
-  const { code, submitted } = await runOperation(conn, "/deploy", body, inv, { follow: wait });
+  const { code, submitted } = await runOperation(conn, req.path, req.body, inv, { follow: wait });
   if (!wait && submitted.accepted) process.stdout.write(`${JSON.stringify(submitted.accepted)}
 `);
   return code;
@@ -809,14 +840,8 @@ async function execCommand(args) {
   const timeout = seconds(values.timeout);
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = {
-    server_id: serverId,
-    command,
-    ...values.cwd ? { working_directory: values.cwd } : {},
-    ...env.empty ? {} : { env: env.vars },
-    ...timeout !== void 0 ? { timeout_seconds: timeout } : {}
-  };
-  return (await runOperation(conn, "/exec", body, inv, { follow: true })).code;
+  const req = execRequest({ serverId, command, cwd: values.cwd, env: env.vars, timeout });
+  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
 }
 
 // src/commands/operations.ts
@@ -920,8 +945,8 @@ async function rebootCommand(args) {
   const serverId = required(values.server, "--server");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId };
-  return (await runOperation(conn, "/reboot", body, inv, { follow: true })).code;
+  const req = rebootRequest(serverId);
+  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
 }
 
 // src/commands/registry.ts
@@ -952,8 +977,8 @@ async function login(args) {
   const credentialId = required(values.credential, "--credential");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, credential_id: credentialId };
-  const { code, submitted } = await runOperation(conn, "/registry-auth/login", body, inv, { follow: true });
+  const req = registryLoginRequest(serverId, credentialId);
+  const { code, submitted } = await runOperation(conn, req.path, req.body, inv, { follow: true });
   const a = submitted.accepted;
   if (a?.registry_url) conn.sink.note(`registry ${a.registry_url} (${a.registry_type ?? "generic"})`);
   return code;
@@ -968,8 +993,8 @@ async function logout(args) {
   const registryUrl = required(values.registry, "--registry");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, registry_url: registryUrl };
-  return (await runOperation(conn, "/registry-auth/logout", body, inv, { follow: true, nonZeroIsWarning: true })).code;
+  const req = registryLogoutRequest(serverId, registryUrl);
+  return (await runOperation(conn, req.path, req.body, inv, { follow: true, nonZeroIsWarning: true })).code;
 }
 
 // src/commands/restart.ts
@@ -992,12 +1017,8 @@ async function restartCommand(args) {
   const timeout = seconds(values.timeout);
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = {
-    server_id: serverId,
-    container_name: container,
-    ...timeout !== void 0 ? { timeout_seconds: timeout } : {}
-  };
-  return (await runOperation(conn, "/restart", body, inv, { follow: true })).code;
+  const req = restartRequest({ serverId, container, timeout });
+  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
 }
 
 // src/client-commands.ts

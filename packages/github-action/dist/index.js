@@ -576,6 +576,47 @@ function unquote(v) {
   return v;
 }
 
+// ../../apps/cli/src/client/requests.ts
+var envField = (name, env) => env && Object.keys(env).length > 0 ? { [name]: env } : {};
+var timeoutField = (timeout) => timeout === void 0 ? {} : { timeout_seconds: timeout };
+function execRequest(p) {
+  return {
+    path: "/exec",
+    body: {
+      server_id: p.serverId,
+      command: p.command,
+      ...p.cwd ? { working_directory: p.cwd } : {},
+      ...envField("env", p.env),
+      ...timeoutField(p.timeout)
+    }
+  };
+}
+function deployRequest(p) {
+  return {
+    path: "/deploy",
+    body: {
+      application_id: p.applicationId,
+      ...p.ref ? { commit_ref: p.ref } : {},
+      ...envField("env_overrides", p.env),
+      ...timeoutField(p.timeout)
+    }
+  };
+}
+function restartRequest(p) {
+  return { path: "/restart", body: { server_id: p.serverId, container_name: p.container, ...timeoutField(p.timeout) } };
+}
+function rebootRequest(serverId) {
+  return { path: "/reboot", body: { server_id: serverId } };
+}
+function registryLoginRequest(serverId, credentialId) {
+  return { path: "/registry-auth/login", body: { server_id: serverId, credential_id: credentialId } };
+}
+function seconds(value, flag = "--timeout") {
+  if (value === void 0) return void 0;
+  if (!/^\d+$/.test(value.trim())) throw new UsageError(`${flag} must be a whole number of seconds, got "${value}"`);
+  return Number(value.trim());
+}
+
 // src/workflow.ts
 var import_node_crypto2 = require("node:crypto");
 var import_node_fs = require("node:fs");
@@ -627,12 +668,6 @@ function need(name, operation) {
   if (!v) throw new UsageError(`input "${name}" is required for operation ${operation}`);
   return v;
 }
-function timeout() {
-  const raw = getInput("timeout");
-  if (!raw) return void 0;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`input "timeout" must be a whole number of seconds, got "${raw}"`);
-  return Number(raw);
-}
 function envInput() {
   const raw = process.env.INPUT_ENV ?? "";
   return raw.trim() ? parseEnvLines(raw, 'input "env"') : {};
@@ -640,41 +675,21 @@ function envInput() {
 function requestFromInputs(env) {
   const op = getInput("operation") || "exec";
   if (!OPERATIONS.includes(op)) throw new UsageError(`input "operation" must be one of ${OPERATIONS.join(", ")}, got "${op}"`);
-  const hasEnv = Object.keys(env).length > 0;
-  const t = timeout();
-  const withTimeout = t === void 0 ? {} : { timeout_seconds: t };
-  const secrets = Object.values(env);
+  const timeout = seconds(getInput("timeout") || void 0, 'input "timeout"');
+  return { operation: op, ...operationRequest(op, env, timeout) };
+}
+function operationRequest(op, env, timeout) {
   switch (op) {
-    case "exec": {
-      const cwd = getInput("working-directory");
-      return {
-        operation: op,
-        path: "/exec",
-        body: {
-          server_id: need("server-id", op),
-          command: need("command", op),
-          ...cwd ? { working_directory: cwd } : {},
-          ...hasEnv ? { env } : {},
-          ...withTimeout
-        },
-        secrets
-      };
-    }
-    case "deploy": {
-      const ref = getInput("ref");
-      return {
-        operation: op,
-        path: "/deploy",
-        body: { application_id: need("application-id", op), ...ref ? { commit_ref: ref } : {}, ...hasEnv ? { env_overrides: env } : {}, ...withTimeout },
-        secrets
-      };
-    }
+    case "exec":
+      return execRequest({ serverId: need("server-id", op), command: need("command", op), cwd: getInput("working-directory"), env, timeout });
+    case "deploy":
+      return deployRequest({ applicationId: need("application-id", op), ref: getInput("ref"), env, timeout });
     case "restart":
-      return { operation: op, path: "/restart", body: { server_id: need("server-id", op), container_name: need("container", op), ...withTimeout }, secrets };
+      return restartRequest({ serverId: need("server-id", op), container: need("container", op), timeout });
     case "reboot":
-      return { operation: op, path: "/reboot", body: { server_id: need("server-id", op) }, secrets };
+      return rebootRequest(need("server-id", op));
     case "registry-login":
-      return { operation: op, path: "/registry-auth/login", body: { server_id: need("server-id", op), credential_id: need("credential-id", op) }, secrets };
+      return registryLoginRequest(need("server-id", op), need("credential-id", op));
   }
 }
 

@@ -196,6 +196,11 @@ function isTerminalStatus(status) {
   return status !== "running";
 }
 
+// ../../apps/cli/src/client/requests.ts
+function registryLogoutRequest(serverId, registryUrl) {
+  return { path: "/registry-auth/logout", body: { server_id: serverId, registry_url: registryUrl } };
+}
+
 // ../../apps/cli/src/client/submit.ts
 var import_node_crypto = require("node:crypto");
 
@@ -571,10 +576,11 @@ async function post() {
   const inv = newInvocation(getState("run_id") || void 0);
   const client = new ApiClient({ url, apiKey, notify: (m) => info(`runbridge: ${m}`), userAgent: "runbridge-github-action/0.1" });
   info(`runbridge: logging out of ${registry} on server ${serverId}`);
+  const req = registryLogoutRequest(serverId, registry);
   const { final } = await submitOperation(
     client,
-    "/registry-auth/logout",
-    { server_id: serverId, registry_url: registry },
+    req.path,
+    req.body,
     inv,
     { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stdout.write(t), note: (t) => info(`runbridge: ${t}`) },
     { follow: true }

@@ -1,5 +1,6 @@
 import { ApiClient } from "../../../apps/cli/src/client/api";
 import { outcomeOf } from "../../../apps/cli/src/client/outcome";
+import { registryLogoutRequest } from "../../../apps/cli/src/client/requests";
 import { newInvocation, submitOperation } from "../../../apps/cli/src/client/submit";
 import { addMask, getInput, getState, info, warning } from "./workflow";
 
@@ -18,10 +19,11 @@ async function post(): Promise<void> {
   const inv = newInvocation(getState("run_id") || undefined);
   const client = new ApiClient({ url, apiKey, notify: (m) => info(`runbridge: ${m}`), userAgent: "runbridge-github-action/0.1" });
   info(`runbridge: logging out of ${registry} on server ${serverId}`);
+  const req = registryLogoutRequest(serverId, registry);
   const { final } = await submitOperation(
     client,
-    "/registry-auth/logout",
-    { server_id: serverId, registry_url: registry },
+    req.path,
+    req.body,
     inv,
     { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stdout.write(t), note: (t) => info(`runbridge: ${t}`) },
     { follow: true },

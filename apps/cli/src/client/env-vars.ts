@@ -36,10 +36,6 @@ export class EnvBuilder {
     Object.assign(this.vars, parseEnvLines(text, `--env-file ${path}`));
   }
 
-  get empty(): boolean {
-    return Object.keys(this.vars).length === 0;
-  }
-
   private checkName(name: string, where: string): void {
     if (!ENV_NAME.test(name)) throw new UsageError(`${where}: "${name.slice(0, 100)}" is not a valid environment variable name`);
   }

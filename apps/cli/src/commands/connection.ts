@@ -64,13 +64,6 @@ export function required(value: string | undefined, flag: string): string {
   return value;
 }
 
-/** `--timeout S`: whole seconds; the API checks the range (1-900). */
-export function seconds(value: string | undefined, flag = "--timeout"): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value.trim())) throw new UsageError(`${flag} must be a whole number of seconds, got "${value}"`);
-  return Number(value.trim());
-}
-
 /** Exit code and message for an error; the message never holds the key or env values. */
 export function reportError(err: unknown, usage?: string): number {
   if (err instanceof UsageError) {

@@ -1,6 +1,7 @@
 import { EnvBuilder } from "../client/env-vars";
+import { deployRequest, seconds } from "../client/requests";
 import { newInvocation } from "../client/submit";
-import { CONNECTION_OPTIONS, connect, parse, required, seconds } from "./connection";
+import { CONNECTION_OPTIONS, connect, parse, required } from "./connection";
 import { runOperation } from "./run-operation";
 
 export const DEPLOY_USAGE = `usage: runbridge deploy --app ID [--ref REF] [--env K=V | --env K]... [--env-file FILE]...
@@ -33,14 +34,9 @@ export async function deployCommand(args: string[]): Promise<number> {
 
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body: Record<string, unknown> = {
-    application_id: appId,
-    ...(values.ref ? { commit_ref: values.ref } : {}),
-    ...(env.empty ? {} : { env_overrides: env.vars }),
-    ...(timeout !== undefined ? { timeout_seconds: timeout } : {}),
-  };
+  const req = deployRequest({ applicationId: appId, ref: values.ref, env: env.vars, timeout });
   const wait = values.wait ?? false;
-  const { code, submitted } = await runOperation(conn, "/deploy", body, inv, { follow: wait });
+  const { code, submitted } = await runOperation(conn, req.path, req.body, inv, { follow: wait });
   if (!wait && submitted.accepted) process.stdout.write(`${JSON.stringify(submitted.accepted)}\n`);
   return code;
 }

@@ -1,7 +1,8 @@
 import { UsageError } from "../client/api";
 import { EnvBuilder } from "../client/env-vars";
+import { execRequest, seconds } from "../client/requests";
 import { newInvocation } from "../client/submit";
-import { CONNECTION_OPTIONS, connect, parse, required, seconds } from "./connection";
+import { CONNECTION_OPTIONS, connect, parse, required } from "./connection";
 import { runOperation } from "./run-operation";
 
 export const EXEC_USAGE = `usage: runbridge exec --server ID [--cwd DIR] [--env K=V | --env K]... [--env-file FILE]...
@@ -40,12 +41,6 @@ export async function execCommand(args: string[]): Promise<number> {
 
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body: Record<string, unknown> = {
-    server_id: serverId,
-    command,
-    ...(values.cwd ? { working_directory: values.cwd } : {}),
-    ...(env.empty ? {} : { env: env.vars }),
-    ...(timeout !== undefined ? { timeout_seconds: timeout } : {}),
-  };
-  return (await runOperation(conn, "/exec", body, inv, { follow: true })).code;
+  const req = execRequest({ serverId, command, cwd: values.cwd, env: env.vars, timeout });
+  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
 }

@@ -1,3 +1,4 @@
+import { rebootRequest } from "../client/requests";
 import { newInvocation } from "../client/submit";
 import { CONNECTION_OPTIONS, connect, parse, required } from "./connection";
 import { runOperation } from "./run-operation";
@@ -14,6 +15,6 @@ export async function rebootCommand(args: string[]): Promise<number> {
   const serverId = required(values.server, "--server");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId };
-  return (await runOperation(conn, "/reboot", body, inv, { follow: true })).code;
+  const req = rebootRequest(serverId);
+  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
 }

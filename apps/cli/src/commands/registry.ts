@@ -1,4 +1,5 @@
 import { UsageError } from "../client/api";
+import { registryLoginRequest, registryLogoutRequest } from "../client/requests";
 import { newInvocation } from "../client/submit";
 import { CONNECTION_OPTIONS, connect, parse, required } from "./connection";
 import { runOperation } from "./run-operation";
@@ -32,8 +33,8 @@ async function login(args: string[]): Promise<number> {
   const credentialId = required(values.credential, "--credential");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, credential_id: credentialId };
-  const { code, submitted } = await runOperation(conn, "/registry-auth/login", body, inv, { follow: true });
+  const req = registryLoginRequest(serverId, credentialId);
+  const { code, submitted } = await runOperation(conn, req.path, req.body, inv, { follow: true });
   const a = submitted.accepted;
   if (a?.registry_url) conn.sink.note(`registry ${a.registry_url} (${a.registry_type ?? "generic"})`);
   return code;
@@ -49,6 +50,6 @@ async function logout(args: string[]): Promise<number> {
   const registryUrl = required(values.registry, "--registry");
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = { server_id: serverId, registry_url: registryUrl };
-  return (await runOperation(conn, "/registry-auth/logout", body, inv, { follow: true, nonZeroIsWarning: true })).code;
+  const req = registryLogoutRequest(serverId, registryUrl);
+  return (await runOperation(conn, req.path, req.body, inv, { follow: true, nonZeroIsWarning: true })).code;
 }

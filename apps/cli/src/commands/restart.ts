@@ -1,5 +1,6 @@
+import { restartRequest, seconds } from "../client/requests";
 import { newInvocation } from "../client/submit";
-import { CONNECTION_OPTIONS, connect, parse, required, seconds } from "./connection";
+import { CONNECTION_OPTIONS, connect, parse, required } from "./connection";
 import { runOperation } from "./run-operation";
 
 export const RESTART_USAGE = `usage: runbridge restart --server ID --container NAME [--timeout S] [--run-id ID]
@@ -22,10 +23,6 @@ export async function restartCommand(args: string[]): Promise<number> {
   const timeout = seconds(values.timeout);
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
-  const body = {
-    server_id: serverId,
-    container_name: container,
-    ...(timeout !== undefined ? { timeout_seconds: timeout } : {}),
-  };
-  return (await runOperation(conn, "/restart", body, inv, { follow: true })).code;
+  const req = restartRequest({ serverId, container, timeout });
+  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
 }
