@@ -1,4 +1,4 @@
-import { JobCatalog, JobName, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
+import { JobCatalog, JobName, OperationStatus, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
 import type { Response } from "express";
 import { reviveOperation, type Operation, type Prisma, type Server } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
@@ -118,17 +118,23 @@ export async function startOperation(
     await ctx.queue.add(JobName.DeliverOperation, job, { ...entry.options, jobId: operation.id });
   } catch (err) {
     ctx.logger.error("enqueue failed", { operationId: operation.id, error: String(err) });
-    await ctx.prisma.operation
-      .updateMany({
-        where: { id: operation.id, status: "running" },
-        data: { status: "failed", error: "could not be queued: the job queue (Redis) was unreachable", completedAt: new Date() },
-      })
-      .catch(() => undefined);
+    await failIfRunning(ctx, operation.id, "could not be queued: the job queue (Redis) was unreachable");
     throw new ServiceUnavailableError("The job queue is unreachable; the operation was not started. Retry shortly.");
   }
   countOperationAccepted(operation.type);
   ctx.logger.info("operation accepted", { operationId: operation.id, type: operation.type, serverId: operation.serverId, runId: operation.runId });
   return operation;
+}
+
+/**
+ * Ends as `failed`, with `error`, an operation that will never be delivered
+ * (it could not be set up or enqueued), unless it has already ended. Best
+ * effort: the caller answers 503 whether or not this write succeeds.
+ */
+export async function failIfRunning(ctx: GatewayContext, operationId: string, error: string): Promise<void> {
+  await ctx.prisma.operation
+    .updateMany({ where: { id: operationId, status: OperationStatus.Running }, data: { status: OperationStatus.Failed, error, completedAt: new Date() } })
+    .catch(() => undefined);
 }
 
 /**

@@ -7,7 +7,7 @@ import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { NotFoundError, ServiceUnavailableError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, loadTargetServer, startOperation } from "../../services/operations";
+import { assertRunnerConnected, failIfRunning, loadTargetServer, startOperation } from "../../services/operations";
 
 /**
  * Stamps the deployment under a lock on its application row, strictly after
@@ -65,9 +65,7 @@ export function deployRouter(ctx: GatewayContext): Router {
         } catch (err) {
           // Not enqueued yet: end the operation here rather than leave it for the sweeper to guess about.
           ctx.logger.error("could not record a deployment", { operationId: created.id, error: String(err) });
-          await ctx.prisma.operation
-            .updateMany({ where: { id: created.id, status: "running" }, data: { status: "failed", error: "the deployment could not be recorded", completedAt: new Date() } })
-            .catch(() => undefined);
+          await failIfRunning(ctx, created.id, "the deployment could not be recorded");
           throw new ServiceUnavailableError("The deployment could not be recorded; nothing was started. Retry shortly.");
         }
       },
