@@ -1,13 +1,14 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createFixture } from "../helpers/factories";
+import { testPrisma } from "../helpers/db";
+import { FakeDocker } from "../helpers/fake-docker";
 import { ROOT } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 import { ClientProc, parseFileCommands } from "./cli-process";
 
 const EXAMPLES = path.join(ROOT, "examples");
@@ -24,44 +25,21 @@ async function shell(shellArgs: string[], script: string, env: Record<string, st
   return { code, out };
 }
 
-/** A fake `docker` on the runner's PATH that records its arguments. */
-function fakeDocker(): { path: string; calls: () => string[][] } {
-  const root = mkdtempSync(path.join(tmpdir(), "rb-example-docker-"));
-  const bin = path.join(root, "bin");
-  const rec = path.join(root, "calls");
-  mkdirSync(bin);
-  mkdirSync(rec);
-  writeFileSync(path.join(bin, "docker"), `#!/bin/sh\nprintf '%s\\n' "$@" > "${rec}/$(date +%s%N)-$$"\necho "fake docker $*"\n`);
-  chmodSync(path.join(bin, "docker"), 0o755);
-  return {
-    path: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}`,
-    calls: () =>
-      readdirSync(rec)
-        .sort()
-        .map((f) => readFileSync(path.join(rec, f), "utf8").trimEnd().split("\n")),
-  };
-}
-
 /**
  * The examples in examples/ run as written (placeholders replaced by real
  * values, as a user configures them) against the real stack. The gateway's
  * wait bound is 1 s here so the polling paths are exercised too.
  */
 describe("examples/", () => {
+  const docker = new FakeDocker();
+  const suite = useStackWithRunner({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } }, { env: { PATH: docker.path } });
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
-  let docker: ReturnType<typeof fakeDocker>;
-
-  beforeAll(async () => {
-    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
-    fx = await createFixture();
-    docker = fakeDocker();
-    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { PATH: docker.path } });
+  let fx: Fixture;
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
-  });
+  /** The argv of every docker call but the first `before`, oldest first. */
+  const dockerArgvSince = (before: number) => docker.calls().slice(before).map((c) => c.argv);
 
   const baseEnv = () => ({ PATH: `${NODE_DIR}:/usr/local/bin:/usr/bin:/bin`, HOME: process.env.HOME ?? "/tmp" });
   const lastOp = () => testPrisma().operation.findFirstOrThrow({ where: { serverId: fx.server.id }, orderBy: { createdAt: "desc" } });
@@ -127,7 +105,7 @@ describe("examples/", () => {
       GITLAB_USER_LOGIN: "dev",
     });
     expect({ code, out }).toMatchObject({ code: 0 });
-    expect(docker.calls().slice(before)).toEqual([
+    expect(dockerArgvSince(before)).toEqual([
       ["compose", "-f", "/opt/app/compose.yml", "pull"],
       ["compose", "-f", "/opt/app/compose.yml", "up", "-d"],
       ["compose", "-f", "/opt/app/compose.yml", "ps"],
@@ -162,7 +140,7 @@ describe("examples/", () => {
       expect({ code, out }).toMatchObject({ code: 0 });
       expect(out).not.toContain("canary-jenkins-db-2");
     }
-    expect(docker.calls().slice(before).map((c) => c.slice(3))).toEqual([["pull"], ["up", "-d"], ["ps"]]);
+    expect(dockerArgvSince(before).map((c) => c.slice(3))).toEqual([["pull"], ["up", "-d"], ["ps"]]);
     expect((await lastOp()).runId).toBe("jenkins-app-deploy-12");
   });
 
@@ -222,7 +200,7 @@ describe("examples/", () => {
     expect(states.length).toBe(1);
     const post = new ClientProc("packages/github-action/dist/post.js", [], states[0] as Record<string, string>);
     expect(await post.exited).toBe(0);
-    expect(docker.calls().slice(before).map((c) => c.slice(0, 2))).toEqual([["login", "ghcr.io"], ["compose", "pull"], ["compose", "up"], ["logout", "ghcr.io"]]);
+    expect(dockerArgvSince(before).map((c) => c.slice(0, 2))).toEqual([["login", "ghcr.io"], ["compose", "pull"], ["compose", "up"], ["logout", "ghcr.io"]]);
     // Outputs the workflow reads exist.
     const text = readFileSync(path.join(EXAMPLES, "github-actions/deploy.yml"), "utf8");
     for (const m of text.matchAll(/steps\.[\w-]+\.outputs\.([\w-]+)/g)) expect(Object.keys(action.outputs)).toContain(m[1]);

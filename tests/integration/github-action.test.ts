@@ -1,37 +1,11 @@
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createFixture } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import { testPrisma } from "../helpers/db";
+import { FakeDocker } from "../helpers/fake-docker";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 import { ClientProc, baseEnv, parseFileCommands } from "./cli-process";
-
-/** A fake `docker` for the runner's PATH (no Docker engine on test machines): records argv and stdin per call. */
-function fakeDocker(): { path: string; calls: () => { argv: string[]; stdin: string }[] } {
-  const root = mkdtempSync(path.join(tmpdir(), "rb-gha-docker-"));
-  const bin = path.join(root, "bin");
-  const rec = path.join(root, "calls");
-  mkdirSync(bin);
-  mkdirSync(rec);
-  writeFileSync(
-    path.join(bin, "docker"),
-    `#!/bin/sh
-n="$(date +%s%N)-$$"
-printf '%s\\n' "$@" > "${rec}/$n.argv"
-cat > "${rec}/$n.stdin"
-case "$1" in login) echo "Login Succeeded" ;; logout) echo "Removing login credentials for $2" ;; esac
-`,
-  );
-  chmodSync(path.join(bin, "docker"), 0o755);
-  return {
-    path: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}`,
-    calls: () =>
-      readdirSync(rec)
-        .filter((f) => f.endsWith(".argv"))
-        .sort()
-        .map((f) => ({ argv: readFileSync(path.join(rec, f), "utf8").trimEnd().split("\n"), stdin: readFileSync(path.join(rec, f.replace(/\.argv$/, ".stdin")), "utf8") })),
-  };
-}
 
 /**
  * The Action's bundled entry points run the way GitHub's runner runs them:
@@ -39,19 +13,12 @@ case "$1" in login) echo "Login Succeeded" ;; logout) echo "Removing login crede
  * GITHUB_OUTPUT / GITHUB_STATE files, against the real stack.
  */
 describe("GitHub Action (packages/github-action/dist)", () => {
+  const docker = new FakeDocker();
+  const suite = useStackWithRunner({}, { env: { PATH: docker.path } });
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
-  let docker: ReturnType<typeof fakeDocker>;
-
-  beforeAll(async () => {
-    stack = await TestStack.start();
-    fx = await createFixture();
-    docker = fakeDocker();
-    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { PATH: docker.path } });
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  let fx: Fixture;
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   interface StepResult {
