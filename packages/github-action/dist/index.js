@@ -304,58 +304,57 @@ async function getOperation(client, id, signal) {
   return (await client.get(opPath(id), { signal })).body;
 }
 async function followOperation(client, id, printer, opts = {}) {
-  let lastEventId;
-  let streamFailures = 0;
+  await streamLogs(client, id, printer, opts);
+  const final = await waitTerminal(client, id, opts);
+  printer.rest(final);
+  return final;
+}
+async function streamLogs(client, id, printer, opts) {
+  const stream = { lastEventId: void 0, failures: 0 };
   for (; ; ) {
     let res;
     try {
       res = await client.open(`${opPath(id)}/logs`, {
         signal: opts.signal,
         accept: [404],
-        headers: lastEventId ? { "Last-Event-ID": lastEventId } : {}
+        headers: stream.lastEventId ? { "Last-Event-ID": stream.lastEventId } : {}
       });
     } catch (err) {
       if (err instanceof NetworkError) {
-        break;
+        return;
       }
       throw err;
     }
     if (res.status === 404) {
       await res.body?.cancel().catch(() => void 0);
       await getOperation(client, id, opts.signal);
-      break;
+      return;
     }
-    let ended = false;
-    try {
-      if (!res.body) throw new Error("empty event stream");
-      for await (const ev of readEvents(res.body)) {
-        if (ev.id !== void 0) lastEventId = ev.id;
-        if (ev.event === "stdout" || ev.event === "stderr") {
-          const chunk = parseChunk(ev.data);
-          if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
-          streamFailures = 0;
-        } else if (ev.event === "end") {
-          ended = true;
-          break;
-        }
-      }
-    } catch (err) {
-      if (opts.signal?.aborted) throw err;
-    } finally {
-      await res.body?.cancel().catch(() => void 0);
-    }
-    if (ended) {
-      const final2 = await waitTerminal(client, id, opts);
-      printer.rest(final2);
-      return final2;
-    }
-    streamFailures++;
-    if (streamFailures > 8) break;
-    await sleep(Math.min(250 * 2 ** streamFailures, 4e3), opts.signal);
+    if (await printEvents(res, printer, stream, opts.signal)) return;
+    stream.failures++;
+    if (stream.failures > 8) return;
+    await sleep(Math.min(250 * 2 ** stream.failures, 4e3), opts.signal);
   }
-  const final = await waitTerminal(client, id, opts);
-  printer.rest(final);
-  return final;
+}
+async function printEvents(res, printer, stream, signal) {
+  try {
+    if (!res.body) throw new Error("empty event stream");
+    for await (const ev of readEvents(res.body)) {
+      if (ev.id !== void 0) stream.lastEventId = ev.id;
+      if (ev.event === "stdout" || ev.event === "stderr") {
+        const chunk = parseChunk(ev.data);
+        if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
+        stream.failures = 0;
+      } else if (ev.event === "end") {
+        return true;
+      }
+    }
+  } catch (err) {
+    if (signal?.aborted) throw err;
+  } finally {
+    await res.body?.cancel().catch(() => void 0);
+  }
+  return false;
 }
 async function waitTerminal(client, id, opts) {
   let interval = opts.pollMs ?? 1e3;

@@ -72,22 +72,31 @@ export async function getOperation(client: ApiClient, id: string, signal?: Abort
  * operation and printing its stored output at the end. Returns the final view.
  */
 export async function followOperation(client: ApiClient, id: string, printer: OutputPrinter, opts: FollowOptions = {}): Promise<OperationView> {
-  let lastEventId: string | undefined;
-  let streamFailures = 0;
+  await streamLogs(client, id, printer, opts);
+  // However the live part stopped, the stored operation gives the final status and any output the stream did not show.
+  const final = await waitTerminal(client, id, opts);
+  printer.rest(final);
+  return final;
+}
 
-  // Live: until the stream ends, or the server turns out to have no logs endpoint (then poll).
+/**
+ * Prints the live output until the stream ends, the server turns out to have
+ * no logs endpoint, or the stream keeps failing; followOperation then polls.
+ */
+async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter, opts: FollowOptions): Promise<void> {
+  const stream: StreamState = { lastEventId: undefined, failures: 0 };
   for (;;) {
     let res: Response;
     try {
       res = await client.open(`${opPath(id)}/logs`, {
         signal: opts.signal,
         accept: [404],
-        headers: lastEventId ? { "Last-Event-ID": lastEventId } : {},
+        headers: stream.lastEventId ? { "Last-Event-ID": stream.lastEventId } : {},
       });
     } catch (err) {
       if (err instanceof NetworkError) {
         // The client already retried; fall back to polling, which retries on its own.
-        break;
+        return;
       }
       throw err;
     }
@@ -95,41 +104,44 @@ export async function followOperation(client: ApiClient, id: string, printer: Ou
       await res.body?.cancel().catch(() => undefined);
       // A missing operation is an error; a present one means this server has no logs endpoint.
       await getOperation(client, id, opts.signal);
-      break;
+      return;
     }
-    let ended = false;
-    try {
-      if (!res.body) throw new Error("empty event stream");
-      for await (const ev of readEvents(res.body)) {
-        if (ev.id !== undefined) lastEventId = ev.id;
-        if (ev.event === "stdout" || ev.event === "stderr") {
-          const chunk = parseChunk(ev.data);
-          if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
-          streamFailures = 0;
-        } else if (ev.event === "end") {
-          ended = true;
-          break;
-        }
-      }
-    } catch (err) {
-      if (opts.signal?.aborted) throw err;
-      // The connection dropped mid-stream: resume from the last event below.
-    } finally {
-      await res.body?.cancel().catch(() => undefined);
-    }
-    if (ended) {
-      const final = await waitTerminal(client, id, opts);
-      printer.rest(final);
-      return final;
-    }
-    streamFailures++;
-    if (streamFailures > 8) break;
-    await sleep(Math.min(250 * 2 ** streamFailures, 4000), opts.signal);
+    if (await printEvents(res, printer, stream, opts.signal)) return;
+    // The connection dropped before the end: reconnect (resuming after the last event) with backoff.
+    stream.failures++;
+    if (stream.failures > 8) return;
+    await sleep(Math.min(250 * 2 ** stream.failures, 4000), opts.signal);
   }
+}
 
-  const final = await waitTerminal(client, id, opts);
-  printer.rest(final);
-  return final;
+/** Where a followed stream is, across reconnections. */
+interface StreamState {
+  lastEventId: string | undefined;
+  /** Drops in a row without output; output resets it, so only a stuck stream gives up. */
+  failures: number;
+}
+
+/** Prints one connection's output events; true if the stream reached its end, false if the connection dropped first. */
+async function printEvents(res: Response, printer: OutputPrinter, stream: StreamState, signal?: AbortSignal): Promise<boolean> {
+  try {
+    if (!res.body) throw new Error("empty event stream");
+    for await (const ev of readEvents(res.body)) {
+      if (ev.id !== undefined) stream.lastEventId = ev.id;
+      if (ev.event === "stdout" || ev.event === "stderr") {
+        const chunk = parseChunk(ev.data);
+        if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
+        stream.failures = 0;
+      } else if (ev.event === "end") {
+        return true;
+      }
+    }
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    // The connection dropped mid-stream: the caller resumes from the last event.
+  } finally {
+    await res.body?.cancel().catch(() => undefined);
+  }
+  return false;
 }
 
 /** Polls GET /operations/{id} until its status is terminal. */
