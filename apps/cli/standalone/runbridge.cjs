@@ -436,9 +436,6 @@ var OutputPrinter = class {
   }
   sink;
   printed = { stdout: 0, stderr: 0 };
-  get any() {
-    return this.printed.stdout > 0 || this.printed.stderr > 0;
-  }
   chunk(stream, offset, data) {
     const bytes = Buffer.from(data, "utf8");
     const done = this.printed[stream];

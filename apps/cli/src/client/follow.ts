@@ -15,10 +15,6 @@ export class OutputPrinter {
 
   constructor(private readonly sink: OutputSink) {}
 
-  get any(): boolean {
-    return this.printed.stdout > 0 || this.printed.stderr > 0;
-  }
-
   chunk(stream: StreamName, offset: number, data: string): void {
     const bytes = Buffer.from(data, "utf8");
     const done = this.printed[stream];
