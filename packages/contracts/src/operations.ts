@@ -22,7 +22,7 @@ export const OperationStatus = {
 } as const;
 export type OperationStatus = (typeof OperationStatus)[keyof typeof OperationStatus];
 export type TerminalStatus = Exclude<OperationStatus, "running">;
-export const TERMINAL_STATUSES: readonly TerminalStatus[] = ["completed", "failed", "timeout", "cancelled"];
+export const TERMINAL_STATUSES: readonly TerminalStatus[] = Object.values(OperationStatus).filter((s): s is TerminalStatus => s !== OperationStatus.Running);
 export function isTerminal(status: string): status is TerminalStatus {
   return (TERMINAL_STATUSES as readonly string[]).includes(status);
 }
