@@ -659,11 +659,11 @@ function newInvocation(runIdFlag, env = process.env) {
     runContext: { ...ci?.context ?? {}, invocation_id: id }
   };
 }
-async function submitOperation(client, path, body, inv, sink, opts) {
+async function submitOperation(client, req, inv, sink, opts) {
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
-  const runBody = { ...body, run_id: inv.runId, run_context: inv.runContext };
-  const post = client.post(path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  const runBody = { ...req.body, run_id: inv.runId, run_context: inv.runContext };
+  const post = client.post(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
   post.catch(() => void 0);
   const stopDiscovery = new AbortController();
   const discovered = opts.follow ? discover(client, inv, opts.discoverAfterMs ?? 700, stopDiscovery.signal) : new Promise(() => void 0);
@@ -718,7 +718,7 @@ async function discover(client, inv, firstDelayMs, signal) {
 
 // src/commands/run-operation.ts
 var import_node_crypto2 = require("node:crypto");
-async function runOperation(conn, path, body, inv, opts) {
+async function runOperation(conn, req, inv, opts) {
   const { client, sink } = conn;
   let operationId;
   let interrupted = false;
@@ -743,7 +743,7 @@ async function runOperation(conn, path, body, inv, opts) {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
-    const submitted = await submitOperation(client, path, body, inv, sink, {
+    const submitted = await submitOperation(client, req, inv, sink, {
       follow: opts.follow,
       onOperation: (id) => {
         operationId = id;
@@ -795,7 +795,7 @@ async function deployCommand(args) {
   const inv = newInvocation(values["run-id"]);
   const req = deployRequest({ applicationId: appId, ref: values.ref, env: env.vars, timeout });
   const wait = values.wait ?? false;
-  const { code, submitted } = await runOperation(conn, req.path, req.body, inv, { follow: wait });
+  const { code, submitted } = await runOperation(conn, req, inv, { follow: wait });
   if (!wait && submitted.accepted) process.stdout.write(`${JSON.stringify(submitted.accepted)}
 `);
   return code;
@@ -837,7 +837,7 @@ async function execCommand(args) {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = execRequest({ serverId, command, cwd: values.cwd, env: env.vars, timeout });
-  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
+  return (await runOperation(conn, req, inv, { follow: true })).code;
 }
 
 // src/commands/operations.ts
@@ -942,7 +942,7 @@ async function rebootCommand(args) {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = rebootRequest(serverId);
-  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
+  return (await runOperation(conn, req, inv, { follow: true })).code;
 }
 
 // src/commands/registry.ts
@@ -974,7 +974,7 @@ async function login(args) {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = registryLoginRequest(serverId, credentialId);
-  const { code, submitted } = await runOperation(conn, req.path, req.body, inv, { follow: true });
+  const { code, submitted } = await runOperation(conn, req, inv, { follow: true });
   const a = submitted.accepted;
   if (a?.registry_url) conn.sink.note(`registry ${a.registry_url} (${a.registry_type ?? "generic"})`);
   return code;
@@ -990,7 +990,7 @@ async function logout(args) {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = registryLogoutRequest(serverId, registryUrl);
-  return (await runOperation(conn, req.path, req.body, inv, { follow: true, nonZeroIsWarning: true })).code;
+  return (await runOperation(conn, req, inv, { follow: true, nonZeroIsWarning: true })).code;
 }
 
 // src/commands/restart.ts
@@ -1014,7 +1014,7 @@ async function restartCommand(args) {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = restartRequest({ serverId, container, timeout });
-  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
+  return (await runOperation(conn, req, inv, { follow: true })).code;
 }
 
 // src/client-commands.ts

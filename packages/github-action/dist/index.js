@@ -490,11 +490,11 @@ function newInvocation(runIdFlag, env = process.env) {
     runContext: { ...ci?.context ?? {}, invocation_id: id }
   };
 }
-async function submitOperation(client, path, body, inv, sink, opts) {
+async function submitOperation(client, req, inv, sink, opts) {
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
-  const runBody = { ...body, run_id: inv.runId, run_context: inv.runContext };
-  const post = client.post(path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  const runBody = { ...req.body, run_id: inv.runId, run_context: inv.runContext };
+  const post = client.post(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
   post.catch(() => void 0);
   const stopDiscovery = new AbortController();
   const discovered = opts.follow ? discover(client, inv, opts.discoverAfterMs ?? 700, stopDiscovery.signal) : new Promise(() => void 0);
@@ -725,7 +725,7 @@ async function main() {
   process.on("SIGTERM", onSignal);
   let submitted;
   try {
-    submitted = await submitOperation(client, req.path, req.body, inv, { stdout: write, stderr: write, note }, {
+    submitted = await submitOperation(client, req, inv, { stdout: write, stderr: write, note }, {
       follow: true,
       onOperation: (id) => {
         operationId = id;

@@ -480,11 +480,11 @@ function newInvocation(runIdFlag, env = process.env) {
     runContext: { ...ci?.context ?? {}, invocation_id: id }
   };
 }
-async function submitOperation(client, path, body, inv, sink, opts) {
+async function submitOperation(client, req, inv, sink, opts) {
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
-  const runBody = { ...body, run_id: inv.runId, run_context: inv.runContext };
-  const post2 = client.post(path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  const runBody = { ...req.body, run_id: inv.runId, run_context: inv.runContext };
+  const post2 = client.post(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
   post2.catch(() => void 0);
   const stopDiscovery = new AbortController();
   const discovered = opts.follow ? discover(client, inv, opts.discoverAfterMs ?? 700, stopDiscovery.signal) : new Promise(() => void 0);
@@ -572,11 +572,9 @@ async function post() {
   const inv = newInvocation(getState("run_id") || void 0);
   const client = new ApiClient({ url, apiKey, notify: (m) => info(`runbridge: ${m}`), userAgent: "runbridge-github-action/0.1" });
   info(`runbridge: logging out of ${registry} on server ${serverId}`);
-  const req = registryLogoutRequest(serverId, registry);
   const { final } = await submitOperation(
     client,
-    req.path,
-    req.body,
+    registryLogoutRequest(serverId, registry),
     inv,
     { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stdout.write(t), note: (t) => info(`runbridge: ${t}`) },
     { follow: true }

@@ -53,7 +53,7 @@ async function main(): Promise<number> {
   process.on("SIGTERM", onSignal);
   let submitted;
   try {
-    submitted = await submitOperation(client, req.path, req.body, inv, { stdout: write, stderr: write, note }, {
+    submitted = await submitOperation(client, req, inv, { stdout: write, stderr: write, note }, {
       follow: true,
       onOperation: (id) => {
         operationId = id;

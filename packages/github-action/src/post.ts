@@ -19,11 +19,9 @@ async function post(): Promise<void> {
   const inv = newInvocation(getState("run_id") || undefined);
   const client = new ApiClient({ url, apiKey, notify: (m) => info(`runbridge: ${m}`), userAgent: "runbridge-github-action/0.1" });
   info(`runbridge: logging out of ${registry} on server ${serverId}`);
-  const req = registryLogoutRequest(serverId, registry);
   const { final } = await submitOperation(
     client,
-    req.path,
-    req.body,
+    registryLogoutRequest(serverId, registry),
     inv,
     { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stdout.write(t), note: (t) => info(`runbridge: ${t}`) },
     { follow: true },

@@ -11,7 +11,7 @@ type StreamName = "stdout" | "stderr";
  * a byte twice.
  */
 export class OutputPrinter {
-  readonly printed: Record<StreamName, number> = { stdout: 0, stderr: 0 };
+  private readonly printed: Record<StreamName, number> = { stdout: 0, stderr: 0 };
 
   constructor(private readonly sink: OutputSink) {}
 

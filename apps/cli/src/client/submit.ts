@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { ApiError, sleep, type ApiClient, type ApiResponse } from "./api";
 import { followOperation, OutputPrinter } from "./follow";
+import type { OperationRequest } from "./requests";
 import { detectCiRun } from "./run-context";
 import { viewFromAccepted, type AcceptedOperation, type OperationPage, type OperationView, type OutputSink } from "./types";
 
@@ -60,8 +61,7 @@ export interface Submitted {
  */
 export async function submitOperation(
   client: ApiClient,
-  path: string,
-  body: Record<string, unknown>,
+  req: OperationRequest,
   inv: Invocation,
   sink: OutputSink,
   opts: SubmitOptions,
@@ -69,8 +69,8 @@ export async function submitOperation(
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
   // Every operation carries its run: discovery below finds it by run_id and invocation_id, so no caller may leave them out.
-  const runBody = { ...body, run_id: inv.runId, run_context: inv.runContext };
-  const post = client.post<AcceptedOperation>(path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  const runBody = { ...req.body, run_id: inv.runId, run_context: inv.runContext };
+  const post = client.post<AcceptedOperation>(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
   // Keep a rejection of the abandoned POST from surfacing as unhandled.
   post.catch(() => undefined);
 

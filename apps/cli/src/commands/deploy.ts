@@ -36,7 +36,7 @@ export async function deployCommand(args: string[]): Promise<number> {
   const inv = newInvocation(values["run-id"]);
   const req = deployRequest({ applicationId: appId, ref: values.ref, env: env.vars, timeout });
   const wait = values.wait ?? false;
-  const { code, submitted } = await runOperation(conn, req.path, req.body, inv, { follow: wait });
+  const { code, submitted } = await runOperation(conn, req, inv, { follow: wait });
   if (!wait && submitted.accepted) process.stdout.write(`${JSON.stringify(submitted.accepted)}\n`);
   return code;
 }

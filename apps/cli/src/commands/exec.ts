@@ -42,5 +42,5 @@ export async function execCommand(args: string[]): Promise<number> {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = execRequest({ serverId, command, cwd: values.cwd, env: env.vars, timeout });
-  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
+  return (await runOperation(conn, req, inv, { follow: true })).code;
 }

@@ -16,5 +16,5 @@ export async function rebootCommand(args: string[]): Promise<number> {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = rebootRequest(serverId);
-  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
+  return (await runOperation(conn, req, inv, { follow: true })).code;
 }

@@ -34,7 +34,7 @@ async function login(args: string[]): Promise<number> {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = registryLoginRequest(serverId, credentialId);
-  const { code, submitted } = await runOperation(conn, req.path, req.body, inv, { follow: true });
+  const { code, submitted } = await runOperation(conn, req, inv, { follow: true });
   const a = submitted.accepted;
   if (a?.registry_url) conn.sink.note(`registry ${a.registry_url} (${a.registry_type ?? "generic"})`);
   return code;
@@ -51,5 +51,5 @@ async function logout(args: string[]): Promise<number> {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = registryLogoutRequest(serverId, registryUrl);
-  return (await runOperation(conn, req.path, req.body, inv, { follow: true, nonZeroIsWarning: true })).code;
+  return (await runOperation(conn, req, inv, { follow: true, nonZeroIsWarning: true })).code;
 }

@@ -24,5 +24,5 @@ export async function restartCommand(args: string[]): Promise<number> {
   const conn = connect(values);
   const inv = newInvocation(values["run-id"]);
   const req = restartRequest({ serverId, container, timeout });
-  return (await runOperation(conn, req.path, req.body, inv, { follow: true })).code;
+  return (await runOperation(conn, req, inv, { follow: true })).code;
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { ExitCode } from "../client/exit-codes";
 import { outcomeOf } from "../client/outcome";
+import type { OperationRequest } from "../client/requests";
 import { submitOperation, type Invocation, type Submitted } from "../client/submit";
 import type { Connection } from "./connection";
 
@@ -17,8 +18,7 @@ export interface RunOptions {
  */
 export async function runOperation(
   conn: Connection,
-  path: string,
-  body: Record<string, unknown>,
+  req: OperationRequest,
   inv: Invocation,
   opts: RunOptions,
 ): Promise<{ code: number; submitted: Submitted }> {
@@ -51,7 +51,7 @@ export async function runOperation(
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
-    const submitted = await submitOperation(client, path, body, inv, sink, {
+    const submitted = await submitOperation(client, req, inv, sink, {
       follow: opts.follow,
       onOperation: (id) => {
         operationId = id;
