@@ -61,7 +61,8 @@ export class Sweeper {
       take: 500,
     });
     for (const op of ops) {
-      // One round trip; "unknown" is a job that no longer exists.
+      // "unknown" is a job that no longer exists, or whose hash is left in no state list (a list
+      // lost to eviction): either way nothing will deliver it.
       const state = await this.queue.getJobState(op.id);
       if (state !== "unknown" && state !== "failed" && state !== "completed") continue;
       if (op.deliverBy.getTime() < Date.now()) {
@@ -69,7 +70,8 @@ export class Sweeper {
       } else if (hadSecrets(op)) {
         await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.QueueLost }, { onlyIfUndispatched: true });
       } else {
-        if (state !== "unknown") await this.queue.remove(op.id).catch(() => undefined);
+        // An orphaned hash would make the add below a no-op (same job id): remove whatever is left.
+        await this.queue.remove(op.id).catch(() => undefined);
         const entry = JobCatalog[JobName.DeliverOperation];
         await this.queue.add(JobName.DeliverOperation, { operationId: op.id, serverId: op.serverId, type: op.type as OperationType }, { ...entry.options, jobId: op.id });
         this.ctx.logger.warn("re-enqueued an operation whose job was lost", { operationId: op.id });
