@@ -1,23 +1,15 @@
+import type { AutomationListOperationsQuery } from "@runbridge/contracts";
 import type { Prisma } from "@runbridge/db";
 import type { GatewayContext } from "../context";
 import { keysetAfter, pageOf } from "./cursor";
 import { operationView } from "./serializers";
-
-export interface OperationListQuery {
-  run_id?: string;
-  server_id?: string;
-  status?: string;
-  type?: string;
-  cursor?: string;
-  limit: number;
-}
 
 /**
  * One page of operations, newest first, keyset-paginated over
  * (created_at, id): the same for the management API and the Automation API's
  * list, which differ only in `scope` (the tenant, or one key's operations).
  */
-export async function listOperationsPage(ctx: GatewayContext, scope: Prisma.OperationWhereInput, q: OperationListQuery) {
+export async function listOperationsPage(ctx: GatewayContext, scope: Prisma.OperationWhereInput, q: AutomationListOperationsQuery) {
   const where: Prisma.OperationWhereInput = { ...scope };
   if (q.run_id) where.runId = q.run_id;
   if (q.server_id) where.serverId = q.server_id;
