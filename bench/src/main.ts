@@ -18,7 +18,7 @@ import path from "node:path";
 import { execTarget, refusedExec, spawnTrue } from "./exec-op";
 import { measureLatency, measureThroughput, type LatencyResult, type ThroughputResult } from "./load";
 import { describeMachine } from "./machine";
-import { childrenCpuSeconds, cpuPerOperation, cpuSeconds, cpuShare, pidsNamed, rssMiB, sumOver, type CpuProbe } from "./proc-stats";
+import { childrenCpuSeconds, cpuPerOperation, cpuShare, groupCpu, pidsNamed, processCpu, rssMiB, type CpuProbe } from "./proc-stats";
 import { ROOT, onCleanup, sleep, stopAll } from "./procs";
 import { rejectionRate } from "./rejection";
 import { checkTargets, renderMarkdown } from "./report";
@@ -148,8 +148,8 @@ async function main(): Promise<void> {
   say(`spawn baseline: ${settings.samples} samples of sh -c true ...`);
   const spawnLatency = await measureLatency(spawnTrue, settings.samples, settings.warmup);
   say(`spawn baseline: ${brief(spawnLatency)}`);
-  const self = () => cpuSeconds(process.pid);
-  const spawnSeries = await throughputSeries(spawnTrue, "spawn baseline", { "load generator (spawns and waits)": self, "`sh -c true` itself": () => childrenCpuSeconds(process.pid) });
+  const self = processCpu(process.pid);
+  const spawnSeries = await throughputSeries(spawnTrue, "spawn baseline", { "load generator (spawns and waits)": self, "`sh -c true` itself": processCpu(process.pid, childrenCpuSeconds) });
 
   const exec = execTarget(stack.gatewayUrl, keys, stack.serverId);
   say(`exec: ${settings.samples} samples after ${settings.warmup} warm-up ...`);
@@ -158,14 +158,14 @@ async function main(): Promise<void> {
   const execLatency = await measureLatency(exec.op, settings.samples, 0);
   const stages = await stageBreakdown(stack.databaseUrl, window.from, new Date());
   say(`exec: ${brief(execLatency)}`);
-  const pidOf = (child: { pid?: number }) => () => cpuSeconds(child.pid as number);
+  const pidOf = (child: { pid?: number }) => child.pid as number;
   const execSeries = await throughputSeries(exec.op, "exec", {
-    gateway: pidOf(stack.gateway),
-    dispatcher: pidOf(stack.dispatcher),
-    runner: pidOf(stack.runner),
-    "`sh -c true` (the runner's commands)": () => childrenCpuSeconds(stack.runner.pid as number),
-    "PostgreSQL (every backend)": sumOver(() => pidsNamed("postgres")),
-    Redis: sumOver(() => pidsNamed("redis-server")),
+    gateway: processCpu(pidOf(stack.gateway)),
+    dispatcher: processCpu(pidOf(stack.dispatcher)),
+    runner: processCpu(pidOf(stack.runner)),
+    "`sh -c true` (the runner's commands)": processCpu(pidOf(stack.runner), childrenCpuSeconds),
+    "PostgreSQL (every backend)": groupCpu(() => pidsNamed("postgres")),
+    Redis: groupCpu(() => pidsNamed("redis-server")),
     "load generator (HTTP client)": self,
   });
   const execThroughput = execSeries.throughput;

@@ -53,18 +53,36 @@ export function pidsNamed(comm: string): number[] {
   return pids;
 }
 
-/** CPU seconds of a group of processes; a process that exits mid-window is simply no longer counted. */
-export type CpuProbe = () => number;
+/** CPU seconds so far of each process of a group, by pid (one entry for a single process). */
+export type CpuProbe = () => Map<number, number>;
 
-export function sumOver(pids: () => number[], read: (pid: number) => number = cpuSeconds): CpuProbe {
-  return () =>
-    pids().reduce((sum, pid) => {
+export function processCpu(pid: number, read: (pid: number) => number = cpuSeconds): CpuProbe {
+  return () => new Map([[pid, read(pid)]]);
+}
+
+export function groupCpu(pids: () => number[]): CpuProbe {
+  return () => {
+    const out = new Map<number, number>();
+    for (const pid of pids()) {
       try {
-        return sum + read(pid);
+        out.set(pid, cpuSeconds(pid));
       } catch {
-        return sum;
+        // Gone since the listing.
       }
-    }, 0);
+    }
+    return out;
+  };
+}
+
+/**
+ * CPU a group used between two readings, process by process: one started
+ * meanwhile counts from zero; one that exited meanwhile drops out (its last
+ * moments are lost) rather than having its earlier CPU subtracted.
+ */
+function usedBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let sum = 0;
+  for (const [pid, seconds] of after) sum += seconds - (before.get(pid) ?? 0);
+  return sum;
 }
 
 /**
@@ -72,11 +90,11 @@ export function sumOver(pids: () => number[], read: (pid: number) => number = cp
  * completed: milliseconds of CPU per operation, by process.
  */
 export async function cpuPerOperation<T extends { completed: number }>(probes: Record<string, CpuProbe>, work: () => Promise<T>): Promise<{ result: T; cpuMsPerOp: Record<string, number> }> {
-  const before = Object.fromEntries(Object.entries(probes).map(([name, probe]) => [name, probe()]));
+  const before = new Map(Object.entries(probes).map(([name, probe]) => [name, probe()]));
   const result = await work();
   const cpuMsPerOp: Record<string, number> = {};
   for (const [name, probe] of Object.entries(probes)) {
-    cpuMsPerOp[name] = result.completed > 0 ? ((probe() - (before[name] ?? 0)) * 1000) / result.completed : NaN;
+    cpuMsPerOp[name] = result.completed > 0 ? (usedBetween(before.get(name) ?? new Map(), probe()) * 1000) / result.completed : NaN;
   }
   return { result, cpuMsPerOp };
 }

@@ -1,4 +1,5 @@
 import { measureThroughput } from "../../bench/src/load";
+import { cpuPerOperation } from "../../bench/src/proc-stats";
 import { checkTargets, renderMarkdown } from "../../bench/src/report";
 import type { BenchResults } from "../../bench/src/results";
 import { percentile, ratio, summarize } from "../../bench/src/stats";
@@ -106,5 +107,22 @@ describe("bench helpers", () => {
     // 2 cores: 2,000 ms of CPU a second ÷ 5 ms per exec, ÷ 2 ms per spawn.
     expect(md).toContain("400/s for exec, 1,000/s for the bare spawn");
     expect(md).toContain("| 401, well-formed unknown `rca_` key | 6,000/s |");
+  });
+
+  it("counts CPU per process: one that exits mid-run drops out, one that starts counts from zero", async () => {
+    const readings = [
+      new Map([
+        [1, 5],
+        [2, 3],
+      ]),
+      new Map([
+        [2, 4],
+        [3, 1],
+      ]),
+    ];
+    let reading = 0;
+    const { cpuMsPerOp } = await cpuPerOperation({ group: () => readings[reading++] ?? new Map() }, async () => ({ completed: 1000 }));
+    // (4 - 3) + (1 - 0) seconds over 1,000 operations; process 1's 5 s before it exited are not subtracted.
+    expect(cpuMsPerOp.group).toBeCloseTo(2);
   });
 });

@@ -23,9 +23,8 @@ export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolea
  * Where a server's runner socket is: on this dispatcher (sent to directly) or
  * on another one (reached through the Redis adapter). Null when none has it.
  */
-async function locate(ctx: DispatcherContext, serverId: string): Promise<RunnerSocket | "remote" | null> {
-  const local = localRunnerSocket(ctx, serverId);
-  if (local) return local;
+async function locate(ctx: DispatcherContext, serverId: string): Promise<"local" | "remote" | null> {
+  if (localRunnerSocket(ctx, serverId)) return "local";
   return (await ctx.io.in(serverRoom(serverId)).fetchSockets()).length > 0 ? "remote" : null;
 }
 
@@ -48,7 +47,7 @@ export async function requestRunner<E extends keyof Events>(
   const room = serverRoom(serverId);
   // The typed emitWithAck overloads do not survive a generic event name; the shapes come from Events.
   // The socket found before beforeSend may have gone meanwhile: look again rather than emit into a closed one.
-  const socket = where === "remote" ? undefined : localRunnerSocket(ctx, serverId);
+  const socket = where === "local" ? localRunnerSocket(ctx, serverId) : undefined;
   if (socket) {
     const target = socket.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> };
     return target.emitWithAck(event, payload);
