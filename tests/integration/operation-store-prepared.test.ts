@@ -68,6 +68,9 @@ describe("operation store: prepared statements across a migration", () => {
       expect(await db.operations.findForTenant(op.id, tenantId)).toMatchObject({ id: op.id, server: { name: "s" } });
       expect(await db.operations.finish(serverId, { operationId: op.id, status: "completed", exitCode: 0 })).toMatchObject({ status: "completed", exitCode: 0 });
       expect(await db.operations.findById(op.id)).toMatchObject({ status: "completed" });
+      // The other finish: only while never handed to a runner (a cancel before dispatch, a delivery deadline).
+      const undispatched = await insert();
+      expect(await db.operations.finish(serverId, { operationId: undispatched.id, status: "cancelled" }, true)).toMatchObject({ status: "cancelled" });
     };
     // The control: a named SELECT * on the same pool, prepared before the migration.
     const pool = new Pool({ connectionString: url, max: 1 });

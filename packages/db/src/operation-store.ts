@@ -10,8 +10,8 @@ import type { Operation, Server } from "@prisma/client";
  * Everything else goes through Prisma; the schema is Prisma's.
  *
  * Each statement is named, so every pooled connection parses and plans it once
- * instead of on every call (about half of PostgreSQL's CPU for these writes,
- * see docs/benchmarks.md). They name their columns rather than `*`: a
+ * instead of on every call (about 40 % of PostgreSQL's CPU per exec, see
+ * docs/benchmarks.md). They name their columns rather than `*`: a
  * prepared `*` fails with "cached plan must not change result type" once a
  * migration adds a column while the services keep running.
  */
