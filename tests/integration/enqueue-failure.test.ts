@@ -56,4 +56,18 @@ describe("an operation that cannot be enqueued", () => {
       await gone.close().catch(() => undefined);
     }
   });
+
+  it("answers an exec 503 and leaves no completion waiter behind", async () => {
+    const f = await createFixture();
+    // Presence as a dispatcher writes it: the request gets as far as the enqueue.
+    await stack.redis.set(stack.keys.runnerPresence(f.server.id), "test/none", "EX", 60);
+    const r = await stack
+      .api()
+      .post("/api/automation/v1/exec")
+      .set("Authorization", `Bearer ${f.token}`)
+      .send({ server_id: f.server.id, command: "true" });
+    expect(r.status).toBe(503);
+    expect(r.body).toEqual({ detail: "The job queue is unreachable; the operation was not started. Retry shortly." });
+    expect(stack.gateway.waiter.pending).toBe(0);
+  });
 });

@@ -11,6 +11,7 @@ import { decodeFinished } from "@runbridge/contracts";
  */
 export class CompletionWaiter {
   private readonly waiters = new Map<string, Set<(rowJson?: string) => void>>();
+  private loops = 0;
 
   constructor(
     private readonly subscriber: Redis,
@@ -42,41 +43,55 @@ export class CompletionWaiter {
    * deadline, with the finished row's JSON when the notification carried it.
    */
   register(operationId: string): { wait: (ms: number, isDone: () => Promise<boolean>) => Promise<string | undefined>; cancel: () => void } {
-    let wake: (rowJson?: string) => void = () => undefined;
+    let resolveWoke: () => void = () => undefined;
+    const woke = new Promise<void>((resolve) => (resolveWoke = resolve));
     let woken = false;
+    let cancelled = false;
     let row: string | undefined;
-    const woke = new Promise<void>((resolve) => {
-      wake = (rowJson?: string) => {
-        woken = true;
-        row = rowJson;
-        resolve();
-      };
-    });
+    const wake = (rowJson?: string) => {
+      woken = true;
+      row = rowJson;
+      resolveWoke();
+    };
     const set = this.waiters.get(operationId) ?? new Set();
     set.add(wake);
     this.waiters.set(operationId, set);
-    const cancel = () => {
+    const unregister = () => {
       const s = this.waiters.get(operationId);
       s?.delete(wake);
       if (s && s.size === 0) this.waiters.delete(operationId);
     };
+    // Also ends a wait in progress: a client that went away must not keep a poll loop going.
+    const cancel = () => {
+      cancelled = true;
+      unregister();
+      resolveWoke();
+    };
     const wait = async (ms: number, isDone: () => Promise<boolean>) => {
       const deadline = Date.now() + ms;
+      this.loops++;
       try {
-        while (!woken && !this.draining?.aborted && Date.now() < deadline) {
+        while (!woken && !cancelled && !this.draining?.aborted && Date.now() < deadline) {
           const tick = Math.min(2000, deadline - Date.now());
           await Promise.race([woke, new Promise((r) => setTimeout(r, tick).unref())]);
-          if (!woken && (await isDone())) return undefined;
+          if (!woken && !cancelled && (await isDone())) return undefined;
         }
         return row;
       } finally {
-        cancel();
+        this.loops--;
+        unregister();
       }
     };
     return { wait, cancel };
   }
 
+  /** Operations someone is registered to hear about. */
   get pending(): number {
     return this.waiters.size;
+  }
+
+  /** Requests held in a wait loop right now (each polls PostgreSQL every 2 s until woken). */
+  get waiting(): number {
+    return this.loops;
   }
 }

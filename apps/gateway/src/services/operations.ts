@@ -142,16 +142,33 @@ export async function failIfRunning(ctx: GatewayContext, operationId: string, er
  * operation with a completion waiter registered before its job exists, and
  * holds the request until it ends or the wait bound passes (the client then
  * polls). Stops waiting if the client goes away.
+ *
+ * Once the operation is queued, nothing may answer as if it had not started:
+ * a failure while only waiting (PostgreSQL unreachable for a poll) answers it
+ * as running, so the client polls — and an Idempotency-Key, which is released
+ * by any error answer, cannot let a retry run the command a second time.
  */
 export async function runAndWait(ctx: GatewayContext, auth: AutomationAuth, input: NewOperation, res: Response): Promise<Operation> {
   let registration: ReturnType<GatewayContext["waiter"]["register"]> | undefined;
-  const op = await startOperation(ctx, auth, input, (created) => {
-    registration = ctx.waiter.register(created.id);
-  });
+  let op: Operation;
+  try {
+    op = await startOperation(ctx, auth, input, (created) => {
+      registration = ctx.waiter.register(created.id);
+    });
+  } catch (err) {
+    // Not started (e.g. the enqueue failed): no notification will ever come for it.
+    registration?.cancel();
+    throw err;
+  }
   if (!registration) throw new Error("completion waiter was not registered");
   const waiting = registration;
   res.on("close", () => waiting.cancel());
-  return waitForOperation(ctx, op.id, waiting, syncWaitMs(ctx, input.timeoutSeconds));
+  try {
+    return await waitForOperation(ctx, op.id, waiting, syncWaitMs(ctx, input.timeoutSeconds));
+  } catch (err) {
+    ctx.logger.warn("could not wait for an accepted operation; answering it as running", { operationId: op.id, error: String(err) });
+    return op;
+  }
 }
 
 /** Holds the request until the operation is terminal or `maxMs` passes; returns the freshest row. */

@@ -1,0 +1,69 @@
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createFixture } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
+import { TestStack } from "../helpers/stack";
+
+/**
+ * A synchronous exec holds its request while the operation runs. These run
+ * with no dispatcher, so an accepted operation stays queued and the request
+ * stays held for as long as a test needs.
+ */
+describe("synchronous wait", () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    // One pooled connection, so a test can make the gateway's reads wait for it.
+    stack = await TestStack.start({ dispatchers: 0, gateway: { DB_POOL_SIZE: "1" } });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  /** A fixture whose runner looks connected (presence as a dispatcher writes it), though none is. */
+  async function connectedFixture() {
+    const fx = await createFixture();
+    await stack.redis.set(stack.keys.runnerPresence(fx.server.id), "test/none", "EX", 120);
+    return fx;
+  }
+
+  it("stops polling as soon as the client goes away", async () => {
+    const fx = await connectedFixture();
+    const held = stack
+      .api()
+      .post("/api/automation/v1/exec")
+      .set("Authorization", `Bearer ${fx.token}`)
+      .send({ server_id: fx.server.id, command: "true", timeout_seconds: 60 })
+      .timeout(1500)
+      .then(
+        () => "answered",
+        () => "client gave up",
+      );
+    await waitFor(async () => stack.gateway.waiter.waiting === 1, 5_000, "the request to be held");
+    expect(await held).toBe("client gave up");
+    await waitFor(async () => stack.gateway.waiter.waiting === 0, 3_000, "the wait loop to end with its client");
+    expect(stack.gateway.waiter.pending).toBe(0);
+  });
+
+  it("answers an accepted operation as running when it cannot read it back, so a retry with the same Idempotency-Key never runs it twice", async () => {
+    const fx = await connectedFixture();
+    const post = () =>
+      stack
+        .api()
+        .post("/api/automation/v1/exec")
+        .set("Authorization", `Bearer ${fx.token}`)
+        .set("Idempotency-Key", "held-then-unreadable")
+        .send({ server_id: fx.server.id, command: "echo once", timeout_seconds: 30 });
+    const first = post().then((r) => r);
+    await waitFor(async () => stack.gateway.waiter.waiting === 1, 5_000, "the request to be held");
+    // Hold the gateway's only connection past its 3 s connect timeout: its next poll fails.
+    const holding = stack.gateway.prisma.$transaction(() => new Promise((r) => setTimeout(r, 6_000)), { timeout: 15_000, maxWait: 5_000 });
+    const answer = await first;
+    await holding;
+    expect(answer.status).toBe(200);
+    expect(answer.body).toMatchObject({ operation_id: expect.any(String), status: "running" });
+    const retry = await post();
+    expect(retry.body.operation_id).toBe(answer.body.operation_id);
+    expect(await testPrisma().operation.count({ where: { serverId: fx.server.id } })).toBe(1);
+  });
+});
