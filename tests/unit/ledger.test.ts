@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -125,6 +126,14 @@ describe("runner ledger", () => {
     expect(next.orphans().sort()).toEqual([id(1), id(3)]);
   });
 
+  it("a start write cut short at runtime (disk full) does not swallow the next start", () => {
+    const outcome = startsAroundFailedWrite(dir, [id(1), id(2), id(3)]);
+    // The write really failed part-way: the log ended mid-record before the next start.
+    expect(outcome).toEqual({ error: "EFBIG", tornTail: true });
+    // The next start must have landed on a line of its own, or after a crash it would not be known as started.
+    expect(ledger().orphans().sort()).toEqual([id(1), id(3)]);
+  });
+
   it("writes starts that arrive together in one go, and each is known at once", async () => {
     const l = ledger();
     const ids = Array.from({ length: 50 }, (_, i) => id(100 + i));
@@ -143,3 +152,40 @@ describe("runner ledger", () => {
     expect(l.get("../../etc/passwd")).toBeUndefined();
   });
 });
+
+/**
+ * In a separate Node process, begins the first start, then the second with the
+ * file size limit lowered so the write is cut short and the rest fails
+ * (EFBIG), as on a nearly full disk, then the third with room again: one
+ * Ledger throughout, real failing writes, no mocked fs. A process of its own
+ * because jest's workers no longer ignore SIGXFSZ (Node does) and would be
+ * killed by it.
+ */
+function startsAroundFailedWrite(stateDir: string, [first, second, third]: string[]): { error: string; tornTail: boolean } {
+  const script = `
+    const { execFileSync } = require("node:child_process");
+    const { readFileSync, statSync } = require("node:fs");
+    const Module = require("node:module");
+    const { transformFileSync } = require("@swc/core");
+    const [source, dir, first, second, third] = process.argv.slice(1);
+    const mod = new Module(source);
+    mod._compile(transformFileSync(source, { jsc: { parser: { syntax: "typescript" }, target: "es2022" }, module: { type: "commonjs" } }).code, source);
+    const log = dir + "/ledger/started.log";
+    const fsize = (limit) => execFileSync("prlimit", ["--pid", String(process.pid), "--fsize=" + limit + ":"]);
+    (async () => {
+      const ledger = new mod.exports.Ledger(dir);
+      await ledger.begin(first, "2026-11-28T10:00:00.000Z");
+      fsize(statSync(log).size + 20);
+      const error = await ledger.begin(second, "2026-11-28T10:00:02.000Z").then(() => "none", (err) => err.code);
+      ledger.forget(second);
+      fsize("unlimited");
+      const tornTail = !readFileSync(log, "utf8").endsWith("\\n");
+      await ledger.begin(third, "2026-11-28T10:00:03.000Z");
+      ledger.close();
+      process.stdout.write(JSON.stringify({ error, tornTail }));
+    })();
+  `;
+  const source = path.join(__dirname, "../../apps/runner/src/ledger.ts");
+  const out = execFileSync(process.execPath, ["-e", script, source, stateDir, first!, second!, third!], { encoding: "utf8" });
+  return JSON.parse(out) as { error: string; tornTail: boolean };
+}

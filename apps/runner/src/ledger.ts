@@ -1,4 +1,4 @@
-import { closeSync, constants, existsSync, write as fsWrite, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, write as fsWrite, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { LedgerQueryReply, OperationResult } from "@runbridge/contracts";
@@ -41,6 +41,12 @@ export class Ledger {
   private startsSinceCompaction = 0;
   private readonly pendingStarts: { line: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private flushing = false;
+  /**
+   * The log may end mid-record: torn by a power loss, or by a batch write that
+   * failed part-way (disk full). The next batch then starts with "\n", or its
+   * first record would be glued to the torn one and lost to the next process.
+   */
+  private startsTailTorn = false;
 
   constructor(
     stateDir: string,
@@ -66,8 +72,7 @@ export class Ledger {
     }
     const log = this.readStarts();
     this.startsFd = this.openStarts();
-    // A power loss can leave a torn last record; the next one must start on a line of its own.
-    if (log.length > 0 && !log.endsWith("\n")) writeSync(this.startsFd, "\n");
+    this.startsTailTorn = log.length > 0 && !log.endsWith("\n");
   }
 
   get(operationId: string): LedgerEntry | undefined {
@@ -95,10 +100,14 @@ export class Ledger {
     try {
       while (this.pendingStarts.length > 0) {
         const batch = this.pendingStarts.splice(0);
+        const lines = batch.map((p) => p.line).join("");
         try {
-          await appendDurably(this.startsFd, Buffer.from(batch.map((p) => p.line).join("")));
+          await appendDurably(this.startsFd, Buffer.from(this.startsTailTorn ? `\n${lines}` : lines));
+          this.startsTailTorn = false;
           for (const p of batch) p.resolve();
         } catch (err) {
+          // Part of the batch may be on disk, ending mid-record.
+          this.startsTailTorn = true;
           for (const p of batch) p.reject(err);
         }
         this.startsSinceCompaction += batch.length;
@@ -225,7 +234,7 @@ export class Ledger {
         const { operationId, startedAt } = JSON.parse(line) as { operationId: string; startedAt: string };
         if (typeof operationId === "string" && !this.entries.has(operationId)) this.entries.set(operationId, { operationId, state: "running", startedAt });
       } catch {
-        // A record torn by a power loss: its start never returned, so nothing ran.
+        // A record torn by a power loss or a failed write: its start never returned, so nothing ran.
       }
     }
     return log;
@@ -261,6 +270,8 @@ export class Ledger {
       fsyncSync(dirFd);
       closeSync(this.startsFd);
       this.startsFd = this.openStarts();
+      // A fresh log of whole records.
+      this.startsTailTorn = false;
       this.startsSinceCompaction = 0;
     } finally {
       closeSync(dirFd);
