@@ -1,11 +1,10 @@
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
-import { SocketPath } from "@runbridge/contracts";
-import { ROOT, waitFor } from "../helpers/processes";
+import { waitFor } from "../helpers/processes";
+import { scriptedRunner } from "../helpers/scripted-runner";
 import { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
@@ -85,8 +84,7 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
   it("gets a cancel to a runner that was disconnected when it was sent, once it reconnects", async () => {
     // A scripted runner (the real wire protocol) that can drop and restore its connection at will.
     const { server, runnerToken } = await createServer(fx.tenant.id);
-    const { io } = createRequire(__filename)(path.join(ROOT, "apps/runner/node_modules/socket.io-client")) as { io: (url: string, opts: Record<string, unknown>) => ScriptedSocket };
-    const socket = io(`http://127.0.0.1:${stack.dispatcherPorts[0]}`, { path: SocketPath, transports: ["websocket"], auth: { token: runnerToken }, reconnection: false });
+    const socket = scriptedRunner(stack.dispatcherPorts[0] as number, runnerToken);
     const started: string[] = [];
     const cancels: string[] = [];
     socket.on("operation:start", (op: { operationId: string }, ack: (r: unknown) => void) => {
@@ -189,13 +187,6 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
 });
 
 /** The part of a socket.io client socket the scripted runner uses (loaded from the runner's own dependency). */
-interface ScriptedSocket {
-  on(event: string, handler: (...args: never[]) => void): void;
-  connect(): void;
-  disconnect(): void;
-  timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<unknown> };
-}
-
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -1,7 +1,7 @@
 import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
-import { SocketPath, type RunnerHandshakeAuth } from "@runbridge/contracts";
+import { SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
 import { TokenKind, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
@@ -88,14 +88,23 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
 function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence): void {
   const { logger } = ctx;
   const { serverId } = socket.data;
+  /** Whether a runner's event is well-formed; a malformed one is logged and dropped, never acted on. */
+  const wellFormed = (event: keyof typeof runnerEventSchemas, payload: unknown): boolean => {
+    const { error } = runnerEventSchemas[event].validate(payload);
+    if (error) logger.warn("dropped a malformed event from a runner", { serverId, socketId: socket.id, event, error: error.message });
+    return !error;
+  };
 
-  socket.on("operation:started", ({ operationId, startedAt }) => {
+  socket.on("operation:started", (ev) => {
+    if (!wellFormed("operation:started", ev)) return;
+    const { operationId, startedAt } = ev;
     ctx.operations.markStarted(operationId, serverId, new Date(startedAt)).catch((err: unknown) => logger.warn("could not record start", { operationId, error: String(err) }));
   });
 
   // A runner may only write the live log of its own server's operations.
   const ownOperations = new Map<string, Promise<boolean>>();
   socket.on("operation:output", (chunk) => {
+    if (!wellFormed("operation:output", chunk)) return;
     let owned = ownOperations.get(chunk.operationId);
     if (!owned) {
       if (ownOperations.size > 1000) ownOperations.clear();
@@ -106,13 +115,16 @@ function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presen
   });
 
   socket.on("operation:result", async (result, ack) => {
+    // An event sent without an acknowledgement callback has nobody to answer.
+    const answer = typeof ack === "function" ? ack : () => undefined;
+    if (!wellFormed("operation:result", result)) return answer({ stored: false });
     try {
       await recordRunnerResult(ctx, serverId, result);
-      ack({ stored: true });
+      answer({ stored: true });
     } catch (err) {
       // Not acked as stored: the runner keeps the result and sends it again.
       logger.error("could not store result", { operationId: result.operationId, error: String(err) });
-      ack({ stored: false });
+      answer({ stored: false });
     }
   });
 

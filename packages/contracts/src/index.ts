@@ -3,6 +3,7 @@ export * from "./operations";
 export * from "./queues";
 export * from "./redis-keys";
 export * from "./socket";
+export * from "./runner-events";
 export * from "./schemas/common";
 export * from "./schemas/automation";
 export * from "./schemas/management";

@@ -1,0 +1,20 @@
+import { createRequire } from "node:module";
+import path from "node:path";
+import { SocketPath } from "@runbridge/contracts";
+import { ROOT } from "./processes";
+
+/** A runner speaking the real wire protocol, driven by the test: it can drop, restore or misbehave at will. */
+export interface ScriptedSocket {
+  on(event: string, handler: (...args: never[]) => void): void;
+  emit(event: string, ...args: unknown[]): void;
+  connect(): void;
+  disconnect(): void;
+  readonly connected: boolean;
+  timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<unknown> };
+}
+
+/** Connects with a server's runner token to a dispatcher, using the runner's own socket.io-client. */
+export function scriptedRunner(dispatcherPort: number, runnerToken: string): ScriptedSocket {
+  const { io } = createRequire(__filename)(path.join(ROOT, "apps/runner/node_modules/socket.io-client")) as { io: (url: string, opts: Record<string, unknown>) => ScriptedSocket };
+  return io(`http://127.0.0.1:${dispatcherPort}`, { path: SocketPath, transports: ["websocket"], auth: { token: runnerToken }, reconnection: false });
+}
