@@ -80,6 +80,13 @@ describe("Automation API errors and limits", () => {
       const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).set("Content-Type", "application/json").send('{"server_id": ');
       expectDetail(res, 400, /Malformed JSON/);
     });
+    it("answers an env too large for the body limit with 422, as the spec lists it", async () => {
+      expectDetail(await exec({ env: { BIG: "x".repeat(300_000) } }), 422, /too large/);
+    });
+    it("answers a path with broken percent-encoding with 400, not a 500", async () => {
+      const res = await stack.api().get("/api/automation/v1/operations/%E0%A4%A").set("Authorization", `Bearer ${fx.token}`);
+      expectDetail(res, 400, /percent-encoding/);
+    });
     it("reads a body sent without a JSON content type (curl -d)", async () => {
       const res = await stack
         .api()

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "@runbridge/common";
+import { Limits } from "@runbridge/contracts";
 import { HttpError } from "../errors";
 import { isInfrastructureDown } from "../services/infra-errors";
 
@@ -21,12 +22,18 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       res.status(400).json({ detail: "Malformed JSON in request body" });
       return;
     }
+    // The spec answers an oversized input (an env too large) with 422, whatever the size.
     if (e.type === "entity.too.large") {
-      res.status(413).json({ detail: "Request body is too large" });
+      res.status(422).json({ detail: `Request body is too large (env values are limited to ${Limits.envMaxBytes / 1024} KiB in all)` });
       return;
     }
-    if (typeof e.status === "number" && e.status >= 400 && e.status < 500 && e.expose) {
-      res.status(e.status).json({ detail: e.message ?? "Bad request" });
+    // The router rejects a path whose percent-encoding is broken before any route sees it.
+    if (err instanceof URIError) {
+      res.status(400).json({ detail: "Malformed percent-encoding in the request path" });
+      return;
+    }
+    if (typeof e.status === "number" && e.status >= 400 && e.status < 500) {
+      res.status(e.status).json({ detail: e.expose && e.message ? e.message : "Bad request" });
       return;
     }
     if (isInfrastructureDown(err)) {

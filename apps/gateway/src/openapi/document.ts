@@ -42,7 +42,6 @@ const ERRORS: Record<string, string> = {
   "403": "Operation or server not in the key's scope; IP not in the allowlist",
   "404": "Server, application, credential or operation not found",
   "409": "Conflict (e.g. the server has no connected runner, the operation already ended)",
-  "413": "Request body too large",
   "422": "Validation error: the detail names the field",
   "429": "Rate limit exceeded; see Retry-After",
   "503": "A backing store is unreachable; retry after Retry-After",
@@ -219,7 +218,7 @@ function automationPost(summary: string, request: string, success: Record<string
       security: [{ automationKey: [] }],
       parameters: [idempotencyHeader],
       requestBody: { required: true, content: json(ref(request)) },
-      responses: { ...success, ...errors("400", "401", "403", "404", "409", "413", "422", "429", "503") },
+      responses: { ...success, ...errors("400", "401", "403", "404", "409", "422", "429", "503") },
       ...extra,
     },
   };
