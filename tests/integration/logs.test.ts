@@ -1,4 +1,5 @@
 import http from "node:http";
+import { randomUUID } from "node:crypto";
 import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
@@ -76,7 +77,8 @@ function follow(url: string, token: string, headers: Record<string, string> = {}
 }
 
 describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
-  const suite = useStackWithRunner({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
+  // At most 2 live streams per key: the other tests here hold one at a time.
+  const suite = useStackWithRunner({ gateway: { EXEC_MAX_WAIT_SECONDS: "1", LOGS_MAX_STREAMS_PER_KEY: "2" } });
   let stack: TestStack;
   let fx: Fixture;
 
@@ -199,6 +201,73 @@ describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
     sse.close();
     await waitFor(async () => (await countSse()) === 0, 5000, "SSE Redis connection to close");
     await stack.api().post(`/api/automation/v1/operations/${id}/cancel`).set("Authorization", `Bearer ${fx.token}`);
+  });
+
+  /** Opens a stream and waits for its status line: 200 (then streaming) or an error answer. */
+  const open = async (id: string, token: string) => {
+    const sse = follow(logsUrl(id), token);
+    await waitFor(async () => sse.status !== 0, 10_000, "the logs answer");
+    return sse;
+  };
+  const sleeper = async () => {
+    const res = await exec({ command: "echo tick; sleep 20", timeout_seconds: 30 });
+    expect(res.body.status).toBe("running");
+    return res.body.operation_id as string;
+  };
+  const cancel = (id: string) => stack.api().post(`/api/automation/v1/operations/${id}/cancel`).set("Authorization", `Bearer ${fx.token}`);
+  const ticked = (sse: ReturnType<typeof follow>) => waitFor(async () => output(sse.events).length > 0, 10_000, "first chunk");
+
+  it("caps the live streams one key holds open: over the cap is 429 with Retry-After, until one of them ends; other keys are not affected", async () => {
+    const capped = await createAutomationKey(fx.tenant.id);
+    // Refused requests give their slot back: three 404s leave both free.
+    for (let i = 0; i < 3; i++) {
+      const missing = await stack.api().get(`/api/automation/v1/operations/${randomUUID()}/logs`).set("Authorization", `Bearer ${capped.token}`);
+      expect(missing.status).toBe(404);
+    }
+    const id = await sleeper();
+    const first = await open(id, capped.token);
+    const second = await open(id, capped.token);
+    expect([first.status, second.status]).toEqual([200, 200]);
+    await ticked(first);
+    await ticked(second);
+
+    const third = await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${capped.token}`);
+    expect(third.status).toBe(429);
+    expect(third.body).toEqual({ detail: expect.stringMatching(/already has 2 live log streams open.*LOGS_MAX_STREAMS_PER_KEY/) });
+    expect(Number(third.headers["retry-after"])).toBeGreaterThanOrEqual(1);
+
+    // Another key of the same tenant streams as usual.
+    const other = await open(id, fx.token);
+    expect(other.status).toBe(200);
+    await ticked(other);
+    other.close();
+
+    // The client closing one stream frees its slot: a new stream is accepted (and streams from the start).
+    first.close();
+    let again: ReturnType<typeof follow> | undefined;
+    await waitFor(
+      async () => {
+        const sse = await open(id, capped.token);
+        if (sse.status === 200) again = sse;
+        return sse.status === 200;
+      },
+      5000,
+      "a stream in the freed slot",
+    );
+    await ticked(again as ReturnType<typeof follow>);
+    expect((await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${capped.token}`)).status).toBe(429);
+
+    // The operation ending ends both streams (with `end`), which frees both slots, and only those.
+    await cancel(id);
+    await second.done;
+    await again?.done;
+    expect(second.events[second.events.length - 1]?.event).toBe("end");
+    const next = await sleeper();
+    const streams = [await open(next, capped.token), await open(next, capped.token)];
+    expect(streams.map((s) => s.status)).toEqual([200, 200]);
+    expect((await open(next, capped.token)).status).toBe(429);
+    for (const s of streams) s.close();
+    await cancel(next);
   });
 
   it("answers errors as JSON before streaming: 404 for another tenant, 403 outside the key's servers, 422 for a bad Last-Event-ID, 401 without a key", async () => {

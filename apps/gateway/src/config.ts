@@ -22,6 +22,12 @@ export const gatewayEnvSchema = Joi.object({
     .default(30)
     .description("How long an accepted operation may wait for its runner before it fails as runner offline"),
   DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per gateway process"),
+  LOGS_MAX_STREAMS_PER_KEY: Joi.number()
+    .integer()
+    .min(1)
+    .max(10_000)
+    .default(20)
+    .description("Live log streams (GET /operations/{id}/logs) one automation key may hold open at once on each gateway process; more are refused with 429"),
 });
 
 export interface GatewayConfig {
@@ -37,6 +43,7 @@ export interface GatewayConfig {
   EXEC_MAX_WAIT_SECONDS: number;
   RUNNER_DELIVERY_TIMEOUT_SECONDS: number;
   DB_POOL_SIZE: number;
+  LOGS_MAX_STREAMS_PER_KEY: number;
 }
 
 export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {

@@ -2,12 +2,13 @@ import { Router, type Response } from "express";
 import { LOG_EVENT_ID, isTerminal, operationIdParamSchema, operationLogsQuerySchema } from "@runbridge/contracts";
 import { createRedis } from "@runbridge/common";
 import type { Operation } from "@runbridge/db";
-import { automationAuth } from "../../auth/locals";
+import { type AutomationAuth, automationAuth } from "../../auth/locals";
 import { assertServerAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
-import { NotFoundError, ValidationError } from "../../errors";
+import { NotFoundError, RateLimitedError, ValidationError } from "../../errors";
 import { validateParam, validateQuery } from "../../middleware/validate";
 import { parseLogEntry } from "../../services/log-entry";
+import { StreamSlots } from "../../services/stream-slots";
 
 const HEARTBEAT_MS = 15_000;
 /** XREAD BLOCK bound: also how often the operation's status is re-read while it is quiet. */
@@ -18,6 +19,11 @@ const BLOCK_MS = 1000;
  * the byte offsets cannot prove the stream complete.
  */
 const SETTLE_MS = 1500;
+/**
+ * Retry-After of a stream refused for being over the key's cap. A slot frees
+ * when one of the key's streams ends, which nothing here can predict.
+ */
+const STREAMS_FULL_RETRY_SECONDS = 10;
 
 type StreamName = "stdout" | "stderr";
 
@@ -29,9 +35,16 @@ type StreamName = "stdout" | "stderr";
  * Ends with `event: end` holding the final status, then the response closes.
  * When the live stream has expired (soon after the end), the stored capture from Postgres is
  * sent instead, with id `stored`.
+ *
+ * Each stream holds a Redis connection and re-reads the operation every
+ * second, so one automation key may hold at most LOGS_MAX_STREAMS_PER_KEY of
+ * them open on this process; more are refused with 429 before any store is
+ * read. A stream's slot is given back when its handler returns, however it
+ * ends (end of the operation, client gone, gateway draining, error).
  */
 export function logsRouter(ctx: GatewayContext): Router {
   const router = Router();
+  const slots = new StreamSlots(ctx.config.LOGS_MAX_STREAMS_PER_KEY);
   router.get("/operations/:operationId/logs", async (req, res) => {
     const auth = automationAuth(res);
     const notFound = () => new NotFoundError(`Operation ${String(req.params.operationId)} not found`);
@@ -42,39 +55,62 @@ export function logsRouter(ctx: GatewayContext): Router {
       throw new ValidationError('"Last-Event-ID" header must be an event id this API sent (like 1700000000000-0)');
     }
     const resumeFrom = header ?? query.last_event_id;
-    const op = await ctx.operations.findForTenant(id, auth.tenantId);
-    if (!op) throw notFound();
-    // As for the status endpoint: a key scoped to some servers reads only their operations' output.
-    assertServerAllowed(auth.key, op.serverId);
-    const logKey = ctx.keys.operationLog(op.id);
-    // Read before the headers go out, so Redis being down is still a clean 503.
-    const streamExists = (await ctx.redis.exists(logKey)) === 1;
-
-    res.status(200).set({
-      "Content-Type": "text/event-stream; charset=utf-8",
-      "Cache-Control": "no-cache, no-transform",
-      Connection: "keep-alive",
-      // Nginx and similar proxies would otherwise buffer the stream.
-      "X-Accel-Buffering": "no",
-    });
-    res.flushHeaders();
-    const sse = new SseWriter(res);
-    await sse.write("retry: 3000\n\n");
-    const heartbeat = setInterval(() => void sse.write(": keep-alive\n\n"), HEARTBEAT_MS);
+    const release = slots.acquire(auth.key.id);
+    if (!release) {
+      throw new RateLimitedError(
+        `This API key already has ${slots.maxPerKey} live log streams open on this gateway (LOGS_MAX_STREAMS_PER_KEY); close one, or retry after the Retry-After header's seconds`,
+        STREAMS_FULL_RETRY_SECONDS,
+      );
+    }
     try {
-      if (!streamExists && isTerminal(op.status)) {
-        if (resumeFrom !== "stored") await sendStored(sse, op);
-        await sendEnd(sse, op);
-        return;
-      }
-      const final = await streamLive(ctx, sse, op.id, logKey, resumeFrom && resumeFrom !== "stored" ? resumeFrom : "0-0");
-      if (final) await sendEnd(sse, final);
+      await serveLogs(ctx, res, auth, id, resumeFrom, notFound);
     } finally {
-      clearInterval(heartbeat);
-      res.end();
+      release();
     }
   });
   return router;
+}
+
+/** Everything after the stream's slot is taken: the operation's checks, then the stream itself. */
+async function serveLogs(
+  ctx: GatewayContext,
+  res: Response,
+  auth: AutomationAuth,
+  id: string,
+  resumeFrom: string | undefined,
+  notFound: () => Error,
+): Promise<void> {
+  const op = await ctx.operations.findForTenant(id, auth.tenantId);
+  if (!op) throw notFound();
+  // As for the status endpoint: a key scoped to some servers reads only their operations' output.
+  assertServerAllowed(auth.key, op.serverId);
+  const logKey = ctx.keys.operationLog(op.id);
+  // Read before the headers go out, so Redis being down is still a clean 503.
+  const streamExists = (await ctx.redis.exists(logKey)) === 1;
+
+  res.status(200).set({
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache, no-transform",
+    Connection: "keep-alive",
+    // Nginx and similar proxies would otherwise buffer the stream.
+    "X-Accel-Buffering": "no",
+  });
+  res.flushHeaders();
+  const sse = new SseWriter(res);
+  await sse.write("retry: 3000\n\n");
+  const heartbeat = setInterval(() => void sse.write(": keep-alive\n\n"), HEARTBEAT_MS);
+  try {
+    if (!streamExists && isTerminal(op.status)) {
+      if (resumeFrom !== "stored") await sendStored(sse, op);
+      await sendEnd(sse, op);
+      return;
+    }
+    const final = await streamLive(ctx, sse, op.id, logKey, resumeFrom && resumeFrom !== "stored" ? resumeFrom : "0-0");
+    if (final) await sendEnd(sse, final);
+  } finally {
+    clearInterval(heartbeat);
+    res.end();
+  }
 }
 
 /** Writes SSE frames with backpressure; a gone client turns writes into no-ops. */
