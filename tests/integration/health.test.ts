@@ -56,7 +56,7 @@ describe("health and readiness", () => {
           const r = await t.agent().get("/readyz");
           return r.status === 503 ? r : null;
         }, 15_000, `${t.name} readiness to fail`);
-        expect(ready.body).toMatchObject({ status: "unavailable", detail: expect.any(String), checks: { postgres: "ok", redis: expect.stringMatching(/^error/) } });
+        expect(ready.body).toMatchObject({ status: "unavailable", detail: expect.any(String), checks: { postgres: "ok", redis: "error" } });
         expect((await t.agent().get("/healthz")).status).toBe(200);
       }
     } finally {
@@ -73,7 +73,7 @@ describe("health and readiness", () => {
           const r = await t.agent().get("/readyz");
           return r.status === 503 ? r : null;
         }, 15_000, `${t.name} readiness to fail`);
-        expect(ready.body).toMatchObject({ status: "unavailable", detail: expect.any(String), checks: { postgres: expect.stringMatching(/^error/), redis: "ok" } });
+        expect(ready.body).toMatchObject({ status: "unavailable", detail: expect.any(String), checks: { postgres: "error", redis: "ok" } });
         expect((await t.agent().get("/healthz")).status).toBe(200);
       }
     } finally {

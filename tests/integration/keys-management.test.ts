@@ -40,6 +40,12 @@ describe("management API: automation keys", () => {
     await closeTestPrisma();
   });
 
+  it("takes ids in upper case as the same ids (stored as PostgreSQL spells them)", async () => {
+    const res = await as(a.apiKey).post("/automation-keys", { name: "upper", allowed_server_ids: [serverA.toUpperCase()], allowed_credential_ids: [credA.toUpperCase()] });
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ allowed_server_ids: [serverA], allowed_credential_ids: [credA] });
+  });
+
   it("creates a key, returns it exactly once, and stores only its SHA-256", async () => {
     const res = await as(a.apiKey).post("/automation-keys", {
       name: "github deploy",

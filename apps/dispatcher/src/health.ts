@@ -1,18 +1,23 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Redis } from "ioredis";
+import type { Logger } from "@runbridge/common";
 import type { PrismaClient } from "@runbridge/db";
 import { dispatcherRegistry } from "./metrics";
 
 const CHECK_TIMEOUT_MS = 3000;
 
-function check(p: Promise<unknown>): Promise<string> {
+/** "ok" or "error": the route is unauthenticated, so why (host names, ports) goes to the log only. */
+function check(name: string, p: Promise<unknown>, logger: Logger): Promise<string> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
   });
   return Promise.race([p, timeout]).then(
     () => "ok",
-    (e: unknown) => `error: ${(e instanceof Error ? e.message : String(e)).slice(0, 200)}`,
+    (e: unknown) => {
+      logger.warn("readiness check failed", { check: name, error: e instanceof Error ? e.message : String(e) });
+      return "error";
+    },
   ).finally(() => clearTimeout(timer));
 }
 
@@ -26,7 +31,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
  * Redis; `probeRedis` must be a fail-fast connection (no offline queue), or a
  * ping would wait for Redis to come back instead of reporting it down.
  */
-export function createHealthHandler(deps: { prisma: PrismaClient; probeRedis: Redis }): (req: IncomingMessage, res: ServerResponse) => void {
+export function createHealthHandler(deps: { prisma: PrismaClient; probeRedis: Redis; logger: Logger }): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -38,7 +43,7 @@ export function createHealthHandler(deps: { prisma: PrismaClient; probeRedis: Re
       return;
     }
     if (path === "/readyz") {
-      void Promise.all([check(deps.prisma.$queryRaw`SELECT 1`), check(deps.probeRedis.ping())]).then(([postgres, redis]) => {
+      void Promise.all([check("postgres", deps.prisma.$queryRaw`SELECT 1`, deps.logger), check("redis", deps.probeRedis.ping(), deps.logger)]).then(([postgres, redis]) => {
         const ok = postgres === "ok" && redis === "ok";
         sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unavailable", checks: { postgres, redis }, ...(ok ? {} : { detail: "not ready" }) });
       });

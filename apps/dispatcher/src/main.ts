@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const probeRedis = createFailFastRedis(config.REDIS_URL);
   probeRedis.on("error", () => undefined); // the main connection already logs Redis errors
   // Registered before socket.io attaches: it keeps this listener for every path but its own.
-  const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis }));
+  const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis, logger }));
   const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter);
   const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer: Sealer.fromConfig(config), io };
   const closeMetrics = registerDispatcherCollectors(ctx);
