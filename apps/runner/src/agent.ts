@@ -11,6 +11,13 @@ const RESULT_ACK_TIMEOUT_MS = 10_000;
 const OUTBOX_RETRY_MS = 3_000;
 const MAX_RESULTS_IN_FLIGHT = 64;
 const START_REPORT_DELAY_MS = 200;
+/** Manual reconnects after a refused handshake: the pace of socket.io's own reconnection (see io() below). */
+const RECONNECT_DELAY_MS = 500;
+const RECONNECT_DELAY_MAX_MS = 5_000;
+/** A token the dispatcher does not know stays unknown until a person fixes it: ask rarely. */
+const BAD_TOKEN_RETRY_MS = 60_000;
+/** What the dispatcher's handshake says to a token it does not know (apps/dispatcher/src/socket-server.ts). */
+const INVALID_TOKEN_MESSAGE = "invalid runner token";
 
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
 
@@ -23,6 +30,16 @@ function connectErrorCause(err: Error): string | undefined {
   if (d instanceof Error) return d.message;
   if (d && typeof d === "object" && "message" in d && typeof d.message === "string" && d.message) return d.message;
   return undefined;
+}
+
+/** Exponential, capped and jittered by ±50 %, like socket.io's reconnection. */
+function reconnectDelayMs(attempt: number): number {
+  const base = Math.min(RECONNECT_DELAY_MS * 2 ** Math.min(attempt, 10), RECONNECT_DELAY_MAX_MS);
+  return Math.round(base * (0.5 + Math.random()));
+}
+
+async function waitWhile(condition: () => boolean, deadline: number, stepMs: number): Promise<void> {
+  while (condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, stepMs));
 }
 
 /**
@@ -39,6 +56,9 @@ export class Agent {
   private stopping = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  /** Handshakes refused in a row, for the backoff. */
+  private refusals = 0;
 
   constructor(
     private readonly config: RunnerConfig,
@@ -76,17 +96,17 @@ export class Agent {
 
   /**
    * Waits (bounded) for running commands so their results reach the ledger,
-   * delivers what it can, then disconnects. Results not delivered are sent by
-   * the next runner process from the ledger.
+   * delivers what it can, then disconnects.
+   * Results not delivered are sent by the next runner process from the ledger.
    */
   async stop(drainMs = 25_000): Promise<void> {
     this.stopping = true;
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const deadline = Date.now() + drainMs;
-    while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await waitWhile(() => this.running.size > 0, deadline, 100);
     this.pump();
-    const sendDeadline = Math.min(deadline, Date.now() + RESULT_ACK_TIMEOUT_MS);
-    while (this.sending.size > 0 && Date.now() < sendDeadline) await new Promise((r) => setTimeout(r, 50));
+    await waitWhile(() => this.sending.size > 0, Math.min(deadline, Date.now() + RESULT_ACK_TIMEOUT_MS), 50);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.socket.disconnect();
     this.ledger.close();
@@ -108,6 +128,7 @@ export class Agent {
   private wire(): void {
     const s = this.socket;
     s.on("connect", () => {
+      this.refusals = 0;
       this.logger.info("connected to dispatcher", { url: this.config.RUNBRIDGE_DISPATCHER_URL });
       this.pump();
     });
@@ -123,9 +144,9 @@ export class Agent {
         return;
       }
       // A dispatcher shutting down disconnects us on purpose: go to another one.
-      setTimeout(() => this.socket.connect(), 500 + Math.random() * 1000).unref();
+      this.reconnectLater(500 + Math.random() * 1000);
     });
-    s.on("connect_error", (err) => this.logger.warn("cannot connect to dispatcher", { error: err.message, cause: connectErrorCause(err) }));
+    s.on("connect_error", (err) => this.onConnectError(err));
     s.on("operation:start", (op, ack) => void this.onStart(op).then(ack));
     s.on("operation:cancel", ({ operationId }, ack) => {
       const run = this.running.get(operationId);
@@ -209,6 +230,39 @@ export class Agent {
           if (this.ledger.undelivered().some((r) => !this.sending.has(r.operationId))) this.scheduleRetry(this.socket.connected ? 0 : OUTBOX_RETRY_MS);
         });
     }
+  }
+
+  /**
+   * A transport failure leaves the socket active: socket.io reconnects by itself.
+   * A handshake the dispatcher refused (its store is down, an unknown token)
+   * does not: socket.io gives the socket up, and without a new attempt here the
+   * runner would stay offline until restarted.
+   */
+  private onConnectError(err: Error): void {
+    if (this.socket.active) {
+      this.logger.warn("cannot connect to dispatcher", { error: err.message, cause: connectErrorCause(err) });
+      return;
+    }
+    if (this.stopping) return;
+    if (err.message === INVALID_TOKEN_MESSAGE) {
+      this.logger.error("the dispatcher does not accept this runner's token (revoked, or not this server's?); check RUNBRIDGE_RUNNER_TOKEN", {
+        retryInMs: BAD_TOKEN_RETRY_MS,
+      });
+      this.reconnectLater(BAD_TOKEN_RETRY_MS);
+      return;
+    }
+    const delayMs = reconnectDelayMs(this.refusals++);
+    this.logger.warn("dispatcher refused the connection; retrying", { error: err.message, retryInMs: delayMs });
+    this.reconnectLater(delayMs);
+  }
+
+  /** Not unref'd: with the socket given up, this timer is all that keeps the runner alive to reconnect. */
+  private reconnectLater(ms: number): void {
+    if (this.reconnectTimer) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.stopping && !this.socket.connected) this.socket.connect();
+    }, ms);
   }
 
   private scheduleRetry(ms: number): void {
