@@ -11,6 +11,8 @@ const RESULT_ACK_TIMEOUT_MS = 10_000;
 const OUTBOX_RETRY_MS = 3_000;
 const MAX_RESULTS_IN_FLIGHT = 64;
 const START_REPORT_DELAY_MS = 200;
+/** How long stop() waits for result files still being written once no command runs. */
+const LEDGER_FLUSH_MS = 3_000;
 /** Manual reconnects after a refused handshake: the pace of socket.io's own reconnection (see io() below). */
 const RECONNECT_DELAY_MS = 500;
 const RECONNECT_DELAY_MAX_MS = 5_000;
@@ -52,6 +54,8 @@ export class Agent {
   private readonly socket: RunnerSocket;
   private readonly execOpts: ExecutorOptions;
   private readonly sending = new Set<string>();
+  /** Ledger writes not yet settled (results, re-send marks): stop() lets them land before the process exits. */
+  private readonly ledgerWrites = new Set<Promise<void>>();
   private replaced = false;
   private stopping = false;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -95,8 +99,8 @@ export class Agent {
   }
 
   /**
-   * Waits (bounded) for running commands so their results reach the ledger,
-   * delivers what it can, then disconnects.
+   * Waits (bounded) for running commands and for their results to be on
+   * disk, delivers what it can, then disconnects.
    * Results not delivered are sent by the next runner process from the ledger.
    */
   async stop(drainMs = 25_000): Promise<void> {
@@ -105,6 +109,9 @@ export class Agent {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const deadline = Date.now() + drainMs;
     await waitWhile(() => this.running.size > 0, deadline, 100);
+    // A result is sent while its file is written: exiting before the file exists would leave the
+    // next process only a start record, and it would report the outcome as unknown.
+    await waitWhile(() => this.ledgerWrites.size > 0, Date.now() + LEDGER_FLUSH_MS, 20);
     this.pump();
     await waitWhile(() => this.sending.size > 0, Math.min(deadline, Date.now() + RESULT_ACK_TIMEOUT_MS), 50);
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -205,7 +212,11 @@ export class Agent {
    * operation known as started, so it is never run again.
    */
   private persisted(write: Promise<void>, operationId: string): void {
-    write.catch((err: unknown) => this.logger.error("could not record a result in the ledger", { operationId, error: String(err) }));
+    const settled = write.catch((err: unknown) => {
+      this.logger.error("could not record a result in the ledger", { operationId, error: String(err) });
+    });
+    this.ledgerWrites.add(settled);
+    void settled.finally(() => this.ledgerWrites.delete(settled));
   }
 
   /**
