@@ -1,4 +1,5 @@
 import http from "node:http";
+import net from "node:net";
 import { randomUUID } from "node:crypto";
 import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
@@ -268,6 +269,39 @@ describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
     expect((await open(next, capped.token)).status).toBe(429);
     for (const s of streams) s.close();
     await cancel(next);
+  });
+
+  it("frees the slot of a client that left before its stream started", async () => {
+    const key = await createAutomationKey(fx.tenant.id);
+    const id = await sleeper();
+    // Each client sends the request and is gone before the gateway has looked the operation up.
+    const target = new URL(logsUrl(id));
+    await Promise.all(
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const socket = net.connect(Number(target.port), target.hostname, () => {
+              socket.write(`GET ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nAuthorization: Bearer ${key.token}\r\nAccept: text/event-stream\r\n\r\n`, () => {
+                socket.destroy();
+                resolve();
+              });
+            });
+            socket.on("error", reject);
+          }),
+      ),
+    );
+    // Their handlers end (and give their slots back) on their own: both slots become free.
+    await waitFor(
+      async () => {
+        const pair = [await open(id, key.token), await open(id, key.token)];
+        for (const s of pair) s.close();
+        return pair.every((s) => s.status === 200);
+      },
+      5000,
+      "two streams for a key whose earlier clients left",
+    );
+    await cancel(id);
   });
 
   it("answers errors as JSON before streaming: 404 for another tenant, 403 outside the key's servers, 422 for a bad Last-Event-ID, 401 without a key", async () => {

@@ -115,9 +115,15 @@ async function serveLogs(
 
 /** Writes SSE frames with backpressure; a gone client turns writes into no-ops. */
 class SseWriter {
-  closed = false;
+  /**
+   * The client is gone. Set from the start if it left while the operation was
+   * being looked up: its `close` has already fired, and a write would then wait
+   * forever for a `drain` or `close` that never comes.
+   */
+  closed: boolean;
 
   constructor(private readonly res: Response) {
+    this.closed = res.destroyed;
     res.on("close", () => {
       this.closed = true;
     });
