@@ -2,9 +2,24 @@
 export const MIN_MASKED_LENGTH = 4;
 export const MASK = "***";
 
+/** A stretch [start, end) of text covered by overlapping secret occurrences: shown as one MASK. */
+interface Run {
+  start: number;
+  end: number;
+}
+
+/** What is emitted up to a cut, and how far past the cut the last MASK already reaches. */
+interface Rendered {
+  out: string;
+  covered: number;
+}
+
 /**
- * Replaces every occurrence of the given secret values with ***. Longest first,
- * so a secret containing another is masked whole.
+ * Replaces every occurrence of the given secret values with ***. Every
+ * character inside an occurrence is hidden, and overlapping occurrences become
+ * one ***: a secret containing another, or overlapping it, never shows a piece
+ * of itself. (Replacing one secret after the other would: with "abcdef" and
+ * "efgh", "abcdefgh" would become "***gh".)
  */
 export class SecretMasker {
   private readonly secrets: string[];
@@ -20,31 +35,89 @@ export class SecretMasker {
   }
 
   mask(text: string): string {
-    let out = text;
-    for (const s of this.secrets) if (out.includes(s)) out = out.split(s).join(MASK);
-    return out;
+    if (!this.active) return text;
+    return this.render(text, 0, text.length).out;
   }
 
   /**
-   * A masker for a stream of chunks: holds back the last maxLength-1 characters
-   * so a secret split across two chunks is still masked.
+   * A masker for a stream of chunks. It holds back, *unmasked*, the tail that
+   * could be the beginning of a secret whose rest is in a later chunk, and
+   * emits only text no occurrence can still extend: the concatenated output
+   * is exactly mask() of the whole stream. (Holding back masked text lost
+   * that: a short secret inside a long one, masked first, stopped the long
+   * one from matching once its rest arrived.)
    */
   streaming(): { push: (chunk: string) => string; flush: () => string } {
     let held = "";
-    const keep = Math.max(0, this.maxLength - 1);
+    /** Characters at the start of `held` inside a MASK already emitted. */
+    let covered = 0;
+    const emit = (text: string, cut: number): string => {
+      const r = this.render(text, covered, cut);
+      held = text.slice(cut);
+      covered = r.covered;
+      return r.out;
+    };
     return {
       push: (chunk) => {
         if (!this.active) return chunk;
-        const masked = this.mask(held + chunk);
-        const cut = Math.max(0, masked.length - keep);
-        held = masked.slice(cut);
-        return masked.slice(0, cut);
+        const text = held + chunk;
+        return emit(text, this.pendingFrom(text));
       },
-      flush: () => {
-        const rest = this.mask(held);
-        held = "";
-        return rest;
-      },
+      flush: () => emit(held, held.length),
     };
+  }
+
+  /**
+   * Masks text[0, cut). Any occurrence not wholly visible in text starts at or
+   * after the cut, so everything before it is final. A stretch that crosses
+   * the cut is emitted as MASK now, and how far it reaches past the cut is
+   * returned, for the next call to hide those characters without a second
+   * MASK. The first `covered` characters of text are such a reach.
+   */
+  private render(text: string, covered: number, cut: number): Rendered {
+    let out = "";
+    let pos = 0;
+    for (const run of this.runs(text, covered)) {
+      // The stretch begun in the previous call already has its MASK, wherever the cut falls.
+      const continued = covered > 0 && run.start === 0;
+      if (run.start >= cut && !continued) break;
+      out += text.slice(pos, run.start);
+      if (!continued) out += MASK;
+      pos = run.end;
+    }
+    if (pos < cut) out += text.slice(pos, cut);
+    return { out, covered: Math.max(0, pos - cut) };
+  }
+
+  /**
+   * Where the tail of text could be the beginning of a secret not yet wholly
+   * printed: nothing from there on is final. Only that tail is held back, so
+   * a line without one is shown at once, newline included.
+   */
+  private pendingFrom(text: string): number {
+    for (let p = Math.max(0, text.length - this.maxLength + 1); p < text.length; p++) {
+      const first = text.charCodeAt(p);
+      const rest = text.length - p;
+      // The first-character test keeps the slice off almost every position.
+      if (this.secrets.some((s) => s.length > rest && s.charCodeAt(0) === first && s.startsWith(text.slice(p)))) return p;
+    }
+    return text.length;
+  }
+
+  /** Every occurrence of every secret, overlapping ones included, merged into stretches; `covered` is one already begun. */
+  private runs(text: string, covered: number): Run[] {
+    const found: Run[] = covered > 0 ? [{ start: 0, end: covered }] : [];
+    for (const s of this.secrets) {
+      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) found.push({ start: i, end: i + s.length });
+    }
+    found.sort((a, b) => a.start - b.start);
+    const merged: Run[] = [];
+    for (const r of found) {
+      const last = merged.at(-1);
+      // Overlapping: one stretch. Merely adjacent: two occurrences side by side, each masked.
+      if (last && r.start < last.end) last.end = Math.max(last.end, r.end);
+      else merged.push({ ...r });
+    }
+    return merged;
   }
 }
