@@ -32,17 +32,24 @@ export async function finishOperation(
   return changed;
 }
 
+/**
+ * PostgreSQL text (and jsonb, where the audit event copies the error) cannot
+ * hold U+0000. Runners replace it before sending; a result from an older one
+ * may still carry it, and refusing that result would have it re-sent forever.
+ */
+const storable = (text: string): string => text.replaceAll("\u0000", "\uFFFD");
+
 export async function recordRunnerResult(ctx: DispatcherContext, serverId: string, r: OperationResult): Promise<boolean> {
   return finishOperation(ctx, serverId, {
     operationId: r.operationId,
     status: r.status,
     exitCode: r.exitCode,
-    stdout: r.stdout,
-    stderr: r.stderr,
+    stdout: storable(r.stdout),
+    stderr: storable(r.stderr),
     stdoutTruncated: r.stdoutTruncated,
     stderrTruncated: r.stderrTruncated,
     durationMs: r.durationMs,
     startedAt: r.startedAt ? new Date(r.startedAt) : null,
-    error: r.error ?? null,
+    error: typeof r.error === "string" ? storable(r.error) : null,
   });
 }

@@ -5,6 +5,7 @@ import { StringDecoder } from "node:string_decoder";
 import { Limits, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
 import { TailCapture } from "./capture";
 import { SecretMasker } from "./masking";
+import { deliverableText } from "./result-limits";
 
 export interface ExecutorOptions {
   workdir: string;
@@ -104,14 +105,16 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         }
         const reason = endReason as { status: TerminalStatus; error: string } | null;
         const code = exitCode ?? (exitSignal ? 128 + signalNumber(exitSignal) : null);
+        const stdout = finalOutput(captures.stdout, masker);
+        const stderr = finalOutput(captures.stderr, masker);
         resolve({
           operationId: op.operationId,
           status: reason ? reason.status : "completed",
           exitCode: reason ? null : code,
-          stdout: masker.mask(captures.stdout.text()),
-          stderr: masker.mask(captures.stderr.text()),
-          stdoutTruncated: captures.stdout.truncated,
-          stderrTruncated: captures.stderr.truncated,
+          stdout: stdout.text,
+          stderr: stderr.text,
+          stdoutTruncated: stdout.truncated,
+          stderrTruncated: stderr.truncated,
           durationMs,
           startedAt,
           ...(reason ? { error: reason.error } : {}),
@@ -178,6 +181,15 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
       if (child) stopTree("cancelled", reason);
     },
   };
+}
+
+/**
+ * A stream's capture as the result carries it: masked while the text is still
+ * what the command printed, then made storable and small enough to send.
+ */
+function finalOutput(capture: TailCapture, masker: SecretMasker): { text: string; truncated: boolean } {
+  const sent = deliverableText(masker.mask(capture.text()));
+  return { text: sent.text, truncated: capture.truncated || sent.cut };
 }
 
 /** Why `cwd` cannot be a command's working directory, or null when it can. */

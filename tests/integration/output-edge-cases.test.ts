@@ -1,0 +1,94 @@
+import { createRequire } from "node:module";
+import path from "node:path";
+import { SocketPath } from "@runbridge/contracts";
+import { testPrisma } from "../helpers/db";
+import { createOperation, createServer } from "../helpers/factories";
+import { ROOT, waitFor } from "../helpers/processes";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
+
+const MiB = 1024 * 1024;
+/** The gateway answers an exec after timeout + 3 s at most: a result that never arrives shows as `running`. */
+const TIMEOUT_SECONDS = 10;
+const PROMPT_MS = 15_000;
+
+/** Output that is awkward to carry: control bytes, invalid UTF-8, NUL. */
+describe("exec output that is hard to deliver or store", () => {
+  const suite = useStackWithRunner();
+  let stack: TestStack;
+  let fx: Fixture;
+  beforeAll(() => {
+    ({ stack, fx } = suite);
+  });
+
+  const exec = async (body: Record<string, unknown>) => {
+    const t0 = Date.now();
+    const res = await stack
+      .api()
+      .post("/api/automation/v1/exec")
+      .set("Authorization", `Bearer ${fx.token}`)
+      .send({ server_id: fx.server.id, timeout_seconds: TIMEOUT_SECONDS, ...body });
+    return { body: res.body as Record<string, unknown>, ms: Date.now() - t0 };
+  };
+  const stored = (id: unknown) => testPrisma().operation.findUniqueOrThrow({ where: { id: String(id) } });
+
+  it("delivers a full cap of NUL bytes (6x larger as JSON escapes) promptly", async () => {
+    const { body, ms } = await exec({ command: `head -c ${MiB} /dev/zero` });
+    expect(body).toMatchObject({ status: "completed", exit_code: 0, stdout_truncated: true, stderr_truncated: false });
+    expect(ms).toBeLessThan(PROMPT_MS);
+    const row = await stored(body.operation_id);
+    expect(row.stdout).toMatch(/^\uFFFD+$/);
+  });
+
+  it("delivers a full cap of random bytes on both streams promptly", async () => {
+    const { body, ms } = await exec({ command: `head -c ${MiB} /dev/urandom; head -c ${MiB} /dev/urandom >&2` });
+    expect(body).toMatchObject({ status: "completed", exit_code: 0, stdout_truncated: true, stderr_truncated: true });
+    expect(ms).toBeLessThan(PROMPT_MS);
+    const row = await stored(body.operation_id);
+    expect(row.stdout?.includes("\u0000")).toBe(false);
+    expect(row.stdout?.length).toBeGreaterThan(0);
+  });
+
+  it("stores a NUL in the output as U+FFFD", async () => {
+    const { body } = await exec({ command: "printf 'a\\0b'; printf 'c\\0' >&2" });
+    expect(body).toMatchObject({ status: "completed", exit_code: 0, stdout: "a\uFFFDb", stderr: "c\uFFFD", stdout_truncated: false });
+    const row = await stored(body.operation_id);
+    expect([row.stdout, row.stderr]).toEqual(["a\uFFFDb", "c\uFFFD"]);
+  });
+
+  it("stores a result with NUL sent by an older runner instead of refusing it forever", async () => {
+    // A scripted runner (the real wire protocol), sending what a runner without the sanitising would.
+    const { server, runnerToken } = await createServer(fx.tenant.id);
+    const op = await createOperation(fx.tenant.id, server.id);
+    const { io } = createRequire(__filename)(path.join(ROOT, "apps/runner/node_modules/socket.io-client")) as {
+      io: (url: string, opts: Record<string, unknown>) => ScriptedSocket;
+    };
+    const socket = io(`http://127.0.0.1:${stack.dispatcherPorts[0]}`, { path: SocketPath, transports: ["websocket"], auth: { token: runnerToken }, reconnection: false });
+    try {
+      await stack.waitRunnerConnected(server.id);
+      const result = {
+        operationId: op.id,
+        status: "failed",
+        exitCode: null,
+        stdout: "x\u0000y",
+        stderr: "\u0000",
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        durationMs: 5,
+        startedAt: new Date().toISOString(),
+        error: "bad\u0000name",
+      };
+      expect(await socket.timeout(5000).emitWithAck("operation:result", result)).toEqual({ stored: true });
+      await waitFor(async () => (await stored(op.id)).status === "failed", 5000, "the result to be stored");
+      expect(await stored(op.id)).toMatchObject({ stdout: "x\uFFFDy", stderr: "\uFFFD", error: "bad\uFFFDname" });
+    } finally {
+      socket.disconnect();
+    }
+  });
+});
+
+/** The part of a socket.io client socket the scripted runner uses (loaded from the runner's own dependency). */
+interface ScriptedSocket {
+  disconnect(): void;
+  timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<unknown> };
+}
