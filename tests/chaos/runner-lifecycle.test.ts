@@ -5,7 +5,7 @@ import path from "node:path";
 import { useStackBehindBalancer } from "../helpers/balanced-stack";
 import { createFixture } from "../helpers/factories";
 import { type Proc, waitFor } from "../helpers/processes";
-import { report, waitAllTerminal } from "./helpers";
+import { ExecutionLog, report, waitAllTerminal } from "./helpers";
 
 type Fx = Awaited<ReturnType<typeof createFixture>>;
 
@@ -69,5 +69,29 @@ describe("chaos: runner graceful stop", () => {
     const results = await waitAllTerminal([idB], 30_000);
     report("SIGTERM while a result is being written", { operations: 1, status: results.get(idB)?.status, recovery_ms: Date.now() - restartedAt });
     expect(results.get(idB)).toMatchObject({ status: "completed", exitCode: 0, stdout: "ran b\n" });
+  });
+
+  it("a start offered while the runner drains waits for the next runner process, and runs there once, to completion", async () => {
+    const { stack } = suite;
+    const fx = await createFixture();
+    const stateDir = mkdtempSync(path.join(tmpdir(), "rb-state-"));
+    const log = new ExecutionLog();
+    const first = await stack.startRunner(fx.runnerToken, fx.server.id, { stateDir });
+    const long = await submit(fx, log.command("long", 3));
+    await waitStarted(stateDir, [long.body.operation_id]);
+    first.child.kill("SIGTERM");
+    await first.waitForOutput(/shutting down/);
+    // Offered to the draining runner, which is still connected. $PPID tells which runner ran it.
+    const second = await submit(fx, `${log.command("second", 1)}; echo by $PPID`);
+    expect(second.status).toBe(200);
+    await exited(first, 20_000);
+    const restartedAt = Date.now();
+    const next = await stack.startRunner(fx.runnerToken, fx.server.id, { stateDir });
+    const results = await waitAllTerminal([long.body.operation_id, second.body.operation_id], 30_000);
+    report("start offered while the runner drains", { operations: 2, second_status: results.get(second.body.operation_id)?.status, recovery_ms: Date.now() - restartedAt });
+    expect(results.get(long.body.operation_id)).toMatchObject({ status: "completed", stdout: "ran long\n" });
+    expect(results.get(second.body.operation_id)).toMatchObject({ status: "completed", exitCode: 0, stdout: `ran second\nby ${next.pid}\n` });
+    expect(log.counts().get("long")).toBe(1);
+    expect(log.counts().get("second")).toBe(1);
   });
 });

@@ -11,6 +11,8 @@ import { finishOperation } from "./results";
 import { RunnerNotConnected, hasLocalRunner, requestRunner } from "./runner-link";
 
 class AlreadyFinished extends Error {}
+/** The runner did not start it but asked for it again later (e.g. it is draining for a restart): BullMQ retries it. */
+class RunnerAskedForLater extends Error {}
 
 /**
  * Delivers each operation to its server's runner, wherever that runner is
@@ -87,6 +89,8 @@ async function sendStart(ctx: DispatcherContext, job: Job<DeliverOperationJob>, 
   });
   if (!reply) return "already-finished";
   if (!reply.ok) {
+    // Retried like an absent runner; the runner's notAfter check keeps it from starting past its delivery deadline.
+    if (reply.retryable) throw new RunnerAskedForLater(`runner of server ${op.serverId} asked for it later: ${reply.error}`);
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: `runner refused the operation: ${reply.error}` });
     return "refused";
   }
@@ -120,7 +124,7 @@ export function createDeliveryWorker(ctx: DispatcherContext): Worker<DeliverOper
     maxStalledCount: 100,
   });
   worker.on("failed", (job, err) => {
-    if (err instanceof RunnerNotConnected) ctx.logger.debug("delivery will be retried", { operationId: job?.data.operationId, reason: err.message });
+    if (err instanceof RunnerNotConnected || err instanceof RunnerAskedForLater) ctx.logger.debug("delivery will be retried", { operationId: job?.data.operationId, reason: err.message });
     else ctx.logger.warn("delivery attempt failed", { operationId: job?.data.operationId, error: err.message });
   });
   worker.on("error", (err) => ctx.logger.warn("worker error", { error: err.message }));

@@ -99,8 +99,8 @@ export class Agent {
   }
 
   /**
-   * Waits (bounded) for running commands and for their results to be on
-   * disk, delivers what it can, then disconnects.
+   * Refuses new starts (retryably), waits (bounded) for running commands and
+   * for their results to be on disk, delivers what it can, then disconnects.
    * Results not delivered are sent by the next runner process from the ledger.
    */
   async stop(drainMs = 25_000): Promise<void> {
@@ -171,6 +171,12 @@ export class Agent {
       this.persisted(this.ledger.markUndelivered(op.operationId), op.operationId);
       this.pump();
       return { ok: true, state: "already-finished" };
+    }
+    if (this.stopping) {
+      // Whatever it started now would be killed half-done with the runner's control group;
+      // the dispatcher offers it again, and the next runner process takes it.
+      this.logger.info("refused a start while shutting down; the dispatcher will offer it again", { operationId: op.operationId });
+      return { ok: false, error: "runner is shutting down", retryable: true };
     }
     if (op.notAfter && Date.now() > Date.parse(op.notAfter) + this.config.RUNBRIDGE_CLOCK_SKEW_SECONDS * 1000) {
       this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter });

@@ -38,7 +38,12 @@ export interface StartOperation {
 
 export type StartAck =
   | { ok: true; state: "started" | "already-started" | "already-finished" }
-  | { ok: false; error: string };
+  /**
+   * Not started. `retryable`: not now, but offer it again later (a runner
+   * draining for a restart: the next runner process takes it); without it the
+   * refusal is final and the operation fails. Older runners never send it.
+   */
+  | { ok: false; error: string; retryable?: true };
 
 export interface OperationResult {
   operationId: string;
