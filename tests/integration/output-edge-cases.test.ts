@@ -1,8 +1,10 @@
+import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { SocketPath } from "@runbridge/contracts";
 import { testPrisma } from "../helpers/db";
 import { createOperation, createServer } from "../helpers/factories";
+import { findLeaks } from "../helpers/leak-scan";
 import { ROOT, waitFor } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
@@ -12,7 +14,7 @@ const MiB = 1024 * 1024;
 const TIMEOUT_SECONDS = 10;
 const PROMPT_MS = 15_000;
 
-/** Output that is awkward to carry: control bytes, invalid UTF-8, NUL. */
+/** Output that is awkward to carry: control bytes, invalid UTF-8, NUL, and secrets cut by truncation. */
 describe("exec output that is hard to deliver or store", () => {
   const suite = useStackWithRunner();
   let stack: TestStack;
@@ -54,6 +56,19 @@ describe("exec output that is hard to deliver or store", () => {
     expect(body).toMatchObject({ status: "completed", exit_code: 0, stdout: "a\uFFFDb", stderr: "c\uFFFD", stdout_truncated: false });
     const row = await stored(body.operation_id);
     expect([row.stdout, row.stderr]).toEqual(["a\uFFFDb", "c\uFFFD"]);
+  });
+
+  it("masks the tail of a secret that truncation cut in half", async () => {
+    // Random, so its tail is found nowhere else (this database outlives test runs).
+    const canary = `canary-${randomBytes(12).toString("base64url")}`;
+    // The cut falls 10 characters before the end of the canary: only its last 10 characters are kept.
+    const filler = MiB - 10;
+    const { body } = await exec({ command: `printf %s "$K"; head -c ${filler} /dev/zero | tr '\\0' a`, env: { K: canary } });
+    expect(body).toMatchObject({ status: "completed", exit_code: 0, stdout_truncated: true });
+    const stdout = String(body.stdout);
+    expect(stdout.startsWith("***a")).toBe(true);
+    expect(stdout.slice(3, 100)).toBe("a".repeat(97));
+    for (const tail of [canary.slice(-7)]) expect(await findLeaks(stack, tail)).toEqual([]);
   });
 
   it("stores a result with NUL sent by an older runner instead of refusing it forever", async () => {

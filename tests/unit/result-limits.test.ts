@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { maskHeadFragment, suffixThatPrefixes } from "../../apps/runner/src/head-fragment";
 import { STREAM_JSON_BUDGET_BYTES, deliverableText, keepEncodedTail, storableText } from "../../apps/runner/src/result-limits";
 
 const jsonBytes = (s: string): number => Buffer.byteLength(JSON.stringify(s)) - 2; // without the quotes
@@ -41,5 +42,46 @@ describe("deliverableText", () => {
     expect(jsonBytes(out.text)).toBeLessThanOrEqual(STREAM_JSON_BUDGET_BYTES);
     expect(out.text.includes("\u0000")).toBe(false);
     expect(storableText(text).endsWith(out.text)).toBe(true);
+  });
+});
+
+describe("maskHeadFragment", () => {
+  const secret = "canary-0123456789abcdef";
+
+  it("masks a leading tail of a secret", () => {
+    expect(maskHeadFragment("9abcdef and more", [secret])).toBe("*** and more");
+    expect(maskHeadFragment("f\n", [secret])).toBe("***\n");
+  });
+
+  it("masks the longest tail when several secrets match", () => {
+    expect(maskHeadFragment("45678-rest", ["xx678", "abc45678"])).toBe("***-rest");
+  });
+
+  it("leaves text alone that starts with no tail of a secret", () => {
+    expect(maskHeadFragment("0123456789abcde!", [secret])).toBe("0123456789abcde!");
+    expect(maskHeadFragment("whatever", [])).toBe("whatever");
+  });
+
+  it("ignores values too short for the masker to mask", () => {
+    expect(maskHeadFragment("yes, done", ["yes"])).toBe("yes, done");
+  });
+
+  it("finds the same fragment as trying every suffix", () => {
+    const alphabet = "ab";
+    const pick = (n: number) => Array.from({ length: n }, () => alphabet[Math.floor(Math.random() * 2)]).join("");
+    for (let i = 0; i < 500; i++) {
+      const s = pick(1 + Math.floor(Math.random() * 12));
+      const p = pick(Math.floor(Math.random() * 12));
+      let brute = 0;
+      for (let k = 1; k <= Math.min(s.length, p.length); k++) if (p.startsWith(s.slice(-k))) brute = k;
+      expect([s, p, suffixThatPrefixes(s, p)]).toEqual([s, p, brute]);
+    }
+  });
+
+  it("stays linear on a long repetitive secret", () => {
+    const long = "a".repeat(64 * 1024);
+    const t0 = Date.now();
+    expect(maskHeadFragment(`${"a".repeat(64 * 1024 - 1)}b`, [long])).toBe("***b");
+    expect(Date.now() - t0).toBeLessThan(1000);
   });
 });

@@ -4,6 +4,7 @@ import path from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { Limits, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
 import { TailCapture } from "./capture";
+import { maskHeadFragment } from "./head-fragment";
 import { SecretMasker } from "./masking";
 import { deliverableText } from "./result-limits";
 
@@ -75,7 +76,8 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
   const result = (async (): Promise<OperationResult> => {
     const cwd = path.resolve(opts.workdir, op.cwd ?? ".");
 
-    const masker = new SecretMasker(Object.values(op.env ?? {}).concat(op.stdin ? [op.stdin] : []));
+    const secrets = Object.values(op.env ?? {}).concat(op.stdin ? [op.stdin] : []);
+    const masker = new SecretMasker(secrets);
     const { file, args } = commandLine(op, opts);
     // Platform variables (op.vars) come last, after the inherited env had RUNBRIDGE_* stripped,
     // so they survive and cannot be shadowed; they are not secrets, so the masker never sees them.
@@ -105,8 +107,8 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         }
         const reason = endReason as { status: TerminalStatus; error: string } | null;
         const code = exitCode ?? (exitSignal ? 128 + signalNumber(exitSignal) : null);
-        const stdout = finalOutput(captures.stdout, masker);
-        const stderr = finalOutput(captures.stderr, masker);
+        const stdout = finalOutput(captures.stdout, masker, secrets);
+        const stderr = finalOutput(captures.stderr, masker, secrets);
         resolve({
           operationId: op.operationId,
           status: reason ? reason.status : "completed",
@@ -187,8 +189,11 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
  * A stream's capture as the result carries it: masked while the text is still
  * what the command printed, then made storable and small enough to send.
  */
-function finalOutput(capture: TailCapture, masker: SecretMasker): { text: string; truncated: boolean } {
-  const sent = deliverableText(masker.mask(capture.text()));
+function finalOutput(capture: TailCapture, masker: SecretMasker, secrets: readonly string[]): { text: string; truncated: boolean } {
+  const raw = capture.text();
+  // A cut head can begin inside a secret, whose remaining tail the masker no longer recognises.
+  const masked = masker.mask(capture.truncated ? maskHeadFragment(raw, secrets) : raw);
+  const sent = deliverableText(masked);
   return { text: sent.text, truncated: capture.truncated || sent.cut };
 }
 
