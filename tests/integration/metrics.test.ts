@@ -53,6 +53,8 @@ describe("metrics and structured logs", () => {
 
     const res = await request(gatewayUrl).get("/metrics");
     expect(res.status).toBe(200);
+    // Only the exact path: the public proxy blocks /metrics, and must not be walked round by spelling.
+    for (const spelling of ["/METRICS", "/metrics/", "/Metrics"]) expect((await request(gatewayUrl).get(spelling)).status).toBe(404);
     expect(res.headers["content-type"]).toMatch(/^text\/plain/);
     const text = res.text;
     expect(sample(text, "runbridge_gateway_http_requests_total", { method: "POST", route: "/api/automation/v1/exec", status: "200" })).toBe(1);

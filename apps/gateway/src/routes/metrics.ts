@@ -7,7 +7,8 @@ import { gatewayRegistry } from "../metrics";
  * network: docs/operations.md says to keep it off the public listener.
  */
 export function metricsRouter(): Router {
-  const router = Router();
+  // Exactly /metrics: the proxy in front blocks that path, and Express would also answer /METRICS or /metrics/.
+  const router = Router({ caseSensitive: true, strict: true });
   router.get("/metrics", async (_req, res) => {
     res.set("Content-Type", gatewayRegistry.contentType).send(await gatewayRegistry.metrics());
   });
