@@ -257,6 +257,10 @@ var OutputPrinter = class {
   }
   sink;
   printed = { stdout: 0, stderr: 0 };
+  /** A progress note for the user (stderr or the CI log), never part of the command's output. */
+  note(text) {
+    this.sink.note(text);
+  }
   chunk(stream, offset, data) {
     const bytes = Buffer.from(data, "utf8");
     const done = this.printed[stream];
@@ -303,7 +307,7 @@ async function streamLogs(client, id, printer, opts) {
     try {
       res = await client.open(`${opPath(id)}/logs`, {
         signal: opts.signal,
-        accept: [404],
+        accept: [404, 429],
         headers: stream.lastEventId ? { "Last-Event-ID": stream.lastEventId } : {}
       });
     } catch (err) {
@@ -311,6 +315,11 @@ async function streamLogs(client, id, printer, opts) {
         return;
       }
       throw err;
+    }
+    if (res.status === 429) {
+      await res.body?.cancel().catch(() => void 0);
+      printer.note("live output is not available now (HTTP 429); waiting for the result instead");
+      return;
     }
     if (res.status === 404) {
       await res.body?.cancel().catch(() => void 0);

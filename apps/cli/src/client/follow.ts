@@ -15,6 +15,11 @@ export class OutputPrinter {
 
   constructor(private readonly sink: OutputSink) {}
 
+  /** A progress note for the user (stderr or the CI log), never part of the command's output. */
+  note(text: string): void {
+    this.sink.note(text);
+  }
+
   chunk(stream: StreamName, offset: number, data: string): void {
     const bytes = Buffer.from(data, "utf8");
     const done = this.printed[stream];
@@ -86,7 +91,7 @@ async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter,
     try {
       res = await client.open(`${opPath(id)}/logs`, {
         signal: opts.signal,
-        accept: [404],
+        accept: [404, 429],
         headers: stream.lastEventId ? { "Last-Event-ID": stream.lastEventId } : {},
       });
     } catch (err) {
@@ -95,6 +100,13 @@ async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter,
         return;
       }
       throw err;
+    }
+    if (res.status === 429) {
+      // The key holds as many live streams as the gateway allows (or is rate limited): polling
+      // still gives the final status and the stored output, which is what the step needs.
+      await res.body?.cancel().catch(() => undefined);
+      printer.note("live output is not available now (HTTP 429); waiting for the result instead");
+      return;
     }
     if (res.status === 404) {
       await res.body?.cancel().catch(() => undefined);
