@@ -1,11 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
-import path from "node:path";
-import { SocketPath } from "@runbridge/contracts";
 import { testPrisma } from "../helpers/db";
 import { createOperation, createServer } from "../helpers/factories";
 import { findLeaks } from "../helpers/leak-scan";
-import { ROOT, waitFor } from "../helpers/processes";
+import { waitFor } from "../helpers/processes";
+import { scriptedRunner } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
@@ -75,10 +73,7 @@ describe("exec output that is hard to deliver or store", () => {
     // A scripted runner (the real wire protocol), sending what a runner without the sanitising would.
     const { server, runnerToken } = await createServer(fx.tenant.id);
     const op = await createOperation(fx.tenant.id, server.id);
-    const { io } = createRequire(__filename)(path.join(ROOT, "apps/runner/node_modules/socket.io-client")) as {
-      io: (url: string, opts: Record<string, unknown>) => ScriptedSocket;
-    };
-    const socket = io(`http://127.0.0.1:${stack.dispatcherPorts[0]}`, { path: SocketPath, transports: ["websocket"], auth: { token: runnerToken }, reconnection: false });
+    const socket = scriptedRunner(stack.dispatcherPorts[0] as number, runnerToken);
     try {
       await stack.waitRunnerConnected(server.id);
       const result = {
@@ -101,9 +96,3 @@ describe("exec output that is hard to deliver or store", () => {
     }
   });
 });
-
-/** The part of a socket.io client socket the scripted runner uses (loaded from the runner's own dependency). */
-interface ScriptedSocket {
-  disconnect(): void;
-  timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<unknown> };
-}
