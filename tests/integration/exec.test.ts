@@ -37,6 +37,18 @@ describe("POST /api/automation/v1/exec", () => {
     expect(res.body).toMatchObject({ status: "completed", exit_code: 42, stdout: "partial\n" });
   });
 
+  it("reports death by a signal as 128 + its number, as a shell does, for every signal", async () => {
+    for (const [signal, code] of [
+      ["TERM", 143],
+      ["FPE", 136],
+      ["USR1", 138],
+      ["XCPU", 152],
+    ] as const) {
+      const res = await exec({ command: `kill -${signal} $$` });
+      expect(res.body).toMatchObject({ status: "completed", exit_code: code });
+    }
+  });
+
   it("runs in the requested working directory", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "rb-cwd-"));
     const res = await exec({ command: "pwd", working_directory: dir });

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { statSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { Limits, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
@@ -206,7 +207,7 @@ function workdirProblem(cwd: string): string | null {
   }
 }
 
-const SIGNALS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+/** The platform's number for a signal (a shell reports death by signal n as exit code 128 + n). */
 function signalNumber(sig: NodeJS.Signals): number {
-  return SIGNALS[sig] ?? 0;
+  return os.constants.signals[sig] ?? 0;
 }
