@@ -64,6 +64,8 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
 
 /** Opens the operation's sealed inputs and hands it to its runner; `beforeSend` runs once a runner socket is known. */
 async function sendStart(ctx: DispatcherContext, job: Job<DeliverOperationJob>, op: Operation, sealed: string | undefined, beforeSend?: () => Promise<void>): Promise<string> {
+  const cancelled = await endIfCancelRequested(ctx, op);
+  if (cancelled) return cancelled;
   let secrets: OperationSecrets = {};
   if (sealed) {
     try {
@@ -97,6 +99,31 @@ async function sendStart(ctx: DispatcherContext, job: Job<DeliverOperationJob>, 
   if (reply.state === "started") observeDelivery(op.type, op.createdAt);
   ctx.logger.debug("operation delivered", { operationId: op.id, state: reply.state, attempt: job.attemptsMade + 1 });
   return reply.state;
+}
+
+/**
+ * A cancel the gateway could only pass on to the runner (the operation was already marked
+ * dispatched) and that no runner confirmed stays in the server's pending-cancel set. When its
+ * start comes round again (a BullMQ retry after the runner dropped, its ack timed out, or a
+ * draining runner asked for it later), sending it would run a command the API already answered
+ * "cancel requested" for: it ends here as `cancelled` instead, with the gateway's wording.
+ * Null when no cancel is pending for it.
+ */
+async function endIfCancelRequested(ctx: DispatcherContext, op: Operation): Promise<string | null> {
+  const pending = ctx.keys.pendingCancels(op.serverId);
+  if ((await ctx.redis.sismember(pending, op.id)) === 0) return null;
+  // The start may have reached the runner after all (only its ack was lost): then the runner kills
+  // it and its result arrives as `cancelled`. An absent or silent runner throws: retried like a start.
+  const reply = await requestRunner(ctx, op.serverId, "operation:cancel", { operationId: op.id });
+  if (!reply.ok) {
+    const audit = await ctx.prisma.auditEvent.findFirst({ where: { operationId: op.id, type: "operation.cancel_requested" }, orderBy: { createdAt: "desc" }, select: { data: true } });
+    const reason = (audit?.data as { reason?: unknown } | null)?.reason;
+    const error = `cancelled on request${typeof reason === "string" && reason ? `: ${reason}` : ""}`;
+    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "cancelled", error });
+  }
+  await ctx.redis.srem(pending, op.id);
+  ctx.logger.info("start withheld: a cancel was requested", { operationId: op.id, runnerHadIt: reply.ok });
+  return reply.ok ? "cancel-sent" : "cancelled-before-start";
 }
 
 async function storedCredentialPassword(ctx: DispatcherContext, op: Operation): Promise<string | null> {
