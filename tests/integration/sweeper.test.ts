@@ -35,4 +35,21 @@ describe("sweeper: an operation whose job was lost", () => {
     }, 30_000);
     expect(done).toMatchObject({ status: "completed", exitCode: 0, stdout: "recovered\n" });
   });
+
+  it("fails a deploy whose deployment row was never written, instead of running it out of turn", async () => {
+    const { stack, fx } = suite;
+    // The gateway wrote the operation, then failed before the deployment row and the job.
+    const op = await createOperation(fx.tenant.id, fx.server.id, {
+      type: "deploy",
+      command: "deploy app@main",
+      redisPrefix: stack.prefix,
+      createdAt: new Date(Date.now() - 5_000),
+    });
+    const done = await waitFor(async () => {
+      const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: op.id } });
+      return row.status === "running" ? null : row;
+    }, 30_000);
+    expect(done).toMatchObject({ status: "failed", dispatchedAt: null, startedAt: null, exitCode: null });
+    expect(done.error).toMatch(/^deployment not recorded: the gateway failed before recording this deploy.*nothing ran/);
+  });
 });

@@ -67,6 +67,10 @@ export class Sweeper {
       if (state !== "unknown" && state !== "failed" && state !== "completed") continue;
       if (op.deliverBy.getTime() < Date.now()) {
         await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
+      } else if (op.type === "deploy" && !(await this.ctx.prisma.deployment.findUnique({ where: { operationId: op.id }, select: { id: true } }))) {
+        // The gateway failed between the operation and its deployment row: with no row the
+        // deploy cannot wait its turn behind the application's other deploys (deploy-turn.ts).
+        await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: DEPLOYMENT_NOT_RECORDED }, { onlyIfUndispatched: true });
       } else if (hadSecrets(op)) {
         await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.QueueLost }, { onlyIfUndispatched: true });
       } else {
@@ -109,6 +113,10 @@ export class Sweeper {
     }
   }
 }
+
+/** Why a lost deploy job whose deployment row was never written is failed rather than re-enqueued. */
+export const DEPLOYMENT_NOT_RECORDED =
+  "deployment not recorded: the gateway failed before recording this deploy, so it could not wait for the application's other deploys; nothing ran. Retry the request";
 
 /**
  * Whether the operation's job carried sealed inputs that exist nowhere else: env
