@@ -12,6 +12,12 @@ export const Limits = {
   workingDirectoryMaxChars: 4096,
   /** Captured bytes kept per stream (stdout, stderr); the rest is dropped and flagged. */
   outputCapBytes: 1024 * 1024,
+  /**
+   * Redis memory budget of one operation's live log (its stream): output bytes of
+   * both streams at 5/4 (allocator rounding) plus a fixed charge per chunk. Past
+   * it, live output stops with a note; the stored result keeps each stream's tail.
+   */
+  liveLogMaxBytes: 8 * 1024 * 1024,
   rateLimitDefault: 100,
   rateLimitMin: 1,
   rateLimitMax: 1000,
