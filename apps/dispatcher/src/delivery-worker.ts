@@ -27,9 +27,12 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
   // The common case in one round trip: the runner is connected here and the operation needs no
   // turn-taking (deploy) or provider call (reboot). Claimed only while running and within its
   // delivery deadline; anything else takes the careful path below.
+  // Asked beside the claim, not after it: a Redis round trip that adds no latency to a start.
+  const cancelPending = ctx.redis.sismember(ctx.keys.pendingCancels(data.serverId), data.operationId).then((n) => n === 1);
+  cancelPending.catch(() => undefined); // Awaited in sendStart, unless the delivery ends before.
   if (data.type !== "deploy" && data.type !== "reboot" && hasLocalRunner(ctx, data.serverId)) {
     const claimed = await ctx.operations.claimForDispatch(data.operationId);
-    if (claimed) return sendStart(ctx, job, claimed, data.sealed);
+    if (claimed) return sendStart(ctx, job, claimed, data.sealed, cancelPending);
   }
 
   const op = await ctx.operations.findById(data.operationId);
@@ -57,15 +60,21 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
 
   // Marked as dispatched (only while still running) once a runner socket exists, before the
   // send: from then on no deadline may fail it, since it may be running.
-  return sendStart(ctx, job, op, data.sealed, async () => {
+  return sendStart(ctx, job, op, data.sealed, cancelPending, async () => {
     if (!(await ctx.operations.markDispatched(op.id))) throw new AlreadyFinished();
   });
 }
 
 /** Opens the operation's sealed inputs and hands it to its runner; `beforeSend` runs once a runner socket is known. */
-async function sendStart(ctx: DispatcherContext, job: Job<DeliverOperationJob>, op: Operation, sealed: string | undefined, beforeSend?: () => Promise<void>): Promise<string> {
-  const cancelled = await endIfCancelRequested(ctx, op);
-  if (cancelled) return cancelled;
+async function sendStart(
+  ctx: DispatcherContext,
+  job: Job<DeliverOperationJob>,
+  op: Operation,
+  sealed: string | undefined,
+  cancelPending: Promise<boolean>,
+  beforeSend?: () => Promise<void>,
+): Promise<string> {
+  if (await cancelPending) return endRequestedCancel(ctx, op);
   let secrets: OperationSecrets = {};
   if (sealed) {
     try {
@@ -107,11 +116,9 @@ async function sendStart(ctx: DispatcherContext, job: Job<DeliverOperationJob>, 
  * start comes round again (a BullMQ retry after the runner dropped, its ack timed out, or a
  * draining runner asked for it later), sending it would run a command the API already answered
  * "cancel requested" for: it ends here as `cancelled` instead, with the gateway's wording.
- * Null when no cancel is pending for it.
  */
-async function endIfCancelRequested(ctx: DispatcherContext, op: Operation): Promise<string | null> {
+async function endRequestedCancel(ctx: DispatcherContext, op: Operation): Promise<string> {
   const pending = ctx.keys.pendingCancels(op.serverId);
-  if ((await ctx.redis.sismember(pending, op.id)) === 0) return null;
   // The start may have reached the runner after all (only its ack was lost): then the runner kills
   // it and its result arrives as `cancelled`. An absent or silent runner throws: retried like a start.
   const reply = await requestRunner(ctx, op.serverId, "operation:cancel", { operationId: op.id });
