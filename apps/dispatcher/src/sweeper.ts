@@ -1,5 +1,5 @@
 import { Queue } from "bullmq";
-import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type OperationType } from "@runbridge/contracts";
+import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type LedgerQueryReply, type OperationType } from "@runbridge/contracts";
 import { createRedis } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
 import { recordRunnerResult, finishOperation } from "./results";
@@ -12,7 +12,9 @@ import { RunnerNotConnected, requestRunner } from "./runner-link";
  */
 export class Sweeper {
   private timer: NodeJS.Timeout | null = null;
-  private running = false;
+  private readonly running = new Set<"undelivered" | "overdue">();
+  /** Servers whose connected runner did not answer a ledger query, and until when they are left alone. */
+  private readonly silentUntil = new Map<string, number>();
   private readonly queue: Queue<DeliverOperationJob>;
 
   constructor(private readonly ctx: DispatcherContext) {
@@ -31,16 +33,24 @@ export class Sweeper {
     await this.queue.close().catch(() => undefined);
   }
 
+  /**
+   * The two recoveries run independently, each at most once at a time: asking
+   * slow runners about overdue results must never hold back the re-enqueueing
+   * of lost jobs.
+   */
   async sweep(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
+    await Promise.all([this.exclusively("undelivered", () => this.recoverUndelivered()), this.exclusively("overdue", () => this.resolveOverdue())]);
+  }
+
+  private async exclusively(pass: "undelivered" | "overdue", run: () => Promise<void>): Promise<void> {
+    if (this.running.has(pass)) return;
+    this.running.add(pass);
     try {
-      await this.recoverUndelivered();
-      await this.resolveOverdue();
+      await run();
     } catch (err) {
-      this.ctx.logger.warn("sweep failed", { error: String(err) });
+      this.ctx.logger.warn("sweep failed", { pass, error: String(err) });
     } finally {
-      this.running = false;
+      this.running.delete(pass);
     }
   }
 
@@ -83,40 +93,93 @@ export class Sweeper {
     }
   }
 
-  /** Handed to a runner, and its result is overdue: ask the runner's ledger, or give up on it. */
+  /**
+   * Handed to a runner, and its result is overdue: ask the runner's ledger, or give up on it.
+   * Each server's runner is asked once per sweep about all its overdue operations, a few
+   * servers at a time, and no new server is asked once the sweep's time budget is spent;
+   * a runner that is connected but did not answer is left alone for a while, so that the
+   * oldest overdue rows of silent runners do not take every sweep's turn.
+   */
   private async resolveOverdue(): Promise<void> {
     const grace = this.ctx.config.RESULT_GRACE_SECONDS;
-    const overdue = await this.ctx.prisma.$queryRaw<{ id: string; server_id: string; started_at: Date | null }[]>`
+    const now = Date.now();
+    for (const [serverId, until] of this.silentUntil) if (until <= now) this.silentUntil.delete(serverId);
+    const silent = [...this.silentUntil.keys()];
+    const overdue = await this.ctx.prisma.$queryRaw<OverdueRow[]>`
       SELECT id, server_id, started_at FROM operations
       WHERE status = 'running' AND dispatched_at IS NOT NULL
         AND (redis_prefix = ${this.ctx.config.REDIS_PREFIX} OR redis_prefix IS NULL)
         AND COALESCE(started_at, dispatched_at) + make_interval(secs => timeout_seconds + ${grace}) < now()
-      LIMIT 200`;
-    for (const op of overdue) {
+        AND NOT (server_id::text = ANY(${silent}::text[]))
+      ORDER BY COALESCE(started_at, dispatched_at) + make_interval(secs => timeout_seconds + ${grace}), id
+      LIMIT ${OVERDUE_PER_SWEEP}`;
+    const byServer = new Map<string, OverdueRow[]>();
+    for (const op of overdue) byServer.set(op.server_id, [...(byServer.get(op.server_id) ?? []), op]);
+    // Servers in the order of their oldest overdue operation (Map keeps insertion order).
+    const pending = [...byServer.entries()];
+    const budgetEnds = now + Math.max(this.ctx.config.RUNNER_ACK_TIMEOUT_MS, this.ctx.config.SWEEP_INTERVAL_MS);
+    const worker = async (): Promise<void> => {
+      for (let next = pending.shift(); next && Date.now() < budgetEnds; next = pending.shift()) {
+        await this.resolveServer(next[0], next[1]).catch((err: unknown) =>
+          this.ctx.logger.warn("could not resolve overdue operations", { serverId: next?.[0], error: String(err) }),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(LEDGER_QUERY_CONCURRENCY, pending.length) }, worker));
+  }
+
+  /** One server's overdue operations: one ledger query for them all, then each one's outcome. */
+  private async resolveServer(serverId: string, ops: OverdueRow[]): Promise<void> {
+    let reply: LedgerQueryReply;
+    try {
+      reply = await requestRunner(this.ctx, serverId, "operation:query", { operationIds: ops.map((op) => op.id) });
+    } catch (err) {
+      if (!(err instanceof RunnerNotConnected)) {
+        // Connected but not answering (e.g. frozen): ask again later; one runner must not stall the rest.
+        this.silentUntil.set(serverId, Date.now() + this.silentBackoffMs());
+        this.ctx.logger.warn("runner did not answer a ledger query", { serverId, operations: ops.length, error: String(err) });
+        return;
+      }
+      for (const op of ops) {
+        const error = op.started_at ? FailureReason.RunnerLost : FailureReason.RunnerUnconfirmed;
+        await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", error });
+      }
+      return;
+    }
+    for (const op of ops) {
+      const entry = reply[op.id];
       try {
-        const reply = await requestRunner(this.ctx, op.server_id, "operation:query", { operationIds: [op.id] });
-        const entry = reply[op.id];
-        if (entry?.state === "finished") await recordRunnerResult(this.ctx, op.server_id, entry.result);
+        if (entry?.state === "finished") await recordRunnerResult(this.ctx, serverId, entry.result);
         else if (!entry || entry.state === "unknown") {
-          await finishOperation(this.ctx, op.server_id, { operationId: op.id, status: "failed", error: FailureReason.ResultLost });
+          await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", error: FailureReason.ResultLost });
         }
         // "running": the runner enforces the timeout itself; its result will come.
       } catch (err) {
-        if (!(err instanceof RunnerNotConnected)) {
-          // Connected but not answering (e.g. frozen): ask again next sweep; one runner must not stall the rest.
-          this.ctx.logger.warn("runner did not answer a ledger query", { operationId: op.id, error: String(err) });
-          continue;
-        }
-        const error = op.started_at ? FailureReason.RunnerLost : FailureReason.RunnerUnconfirmed;
-        await finishOperation(this.ctx, op.server_id, { operationId: op.id, status: "failed", error });
+        this.ctx.logger.warn("could not resolve an overdue operation", { operationId: op.id, error: String(err) });
       }
     }
   }
+
+  /** How long a runner that did not answer is left alone: a few sweeps, and never less than a few ack timeouts. */
+  private silentBackoffMs(): number {
+    return Math.max(3 * this.ctx.config.SWEEP_INTERVAL_MS, 3 * this.ctx.config.RUNNER_ACK_TIMEOUT_MS);
+  }
+}
+
+interface OverdueRow {
+  id: string;
+  server_id: string;
+  started_at: Date | null;
 }
 
 /** Why a lost deploy job whose deployment row was never written is failed rather than re-enqueued. */
 export const DEPLOYMENT_NOT_RECORDED =
   "deployment not recorded: the gateway failed before recording this deploy, so it could not wait for the application's other deploys; nothing ran. Retry the request";
+
+/** Overdue operations looked at per sweep, oldest first. */
+const OVERDUE_PER_SWEEP = 200;
+/** Runners asked about overdue operations at the same time. */
+const LEDGER_QUERY_CONCURRENCY = 8;
 
 /**
  * Whether the operation's job carried sealed inputs that exist nowhere else: env

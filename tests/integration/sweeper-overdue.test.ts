@@ -1,0 +1,69 @@
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createOperation, createServer } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
+import { scriptedRunner } from "../helpers/scripted-runner";
+import { useStackWithRunner } from "../helpers/suite";
+
+/**
+ * A runner that is connected but never answers ledger queries, holding many
+ * operations whose result is overdue, used to make every sweep wait out one
+ * ack timeout per operation — minutes — before the sweep's next pass could
+ * re-enqueue an operation whose job was lost.
+ */
+describe("sweeper: overdue operations on a runner that does not answer", () => {
+  const suite = useStackWithRunner({ dispatcher: { REQUEUE_AFTER_SECONDS: "1", RESULT_GRACE_SECONDS: "1", RUNNER_ACK_TIMEOUT_MS: "5000" } });
+
+  afterAll(closeTestPrisma);
+
+  it("are asked about in one batch, and do not hold back a lost job's re-enqueue", async () => {
+    const { stack, fx } = suite;
+    const { server: silentServer, runnerToken } = await createServer(fx.tenant.id);
+    const silent = scriptedRunner(stack.dispatcherPorts[0] as number, runnerToken);
+    const queries: string[][] = [];
+    const overdue: { id: string }[] = [];
+    // Receives the query and never acknowledges it.
+    silent.on("operation:query", ((req: { operationIds: string[] }) => queries.push(req.operationIds)) as (...args: never[]) => void);
+    try {
+      await stack.waitRunnerConnected(silentServer.id);
+      const longAgo = new Date(Date.now() - 120_000);
+      for (let i = 0; i < 40; i++) {
+        overdue.push(
+          await createOperation(fx.tenant.id, silentServer.id, {
+            redisPrefix: stack.prefix,
+            timeoutSeconds: 1,
+            createdAt: longAgo,
+            // Handed over just now: not overdue yet.
+            dispatchedAt: new Date(),
+          }),
+        );
+      }
+      // All overdue at once, so that the first sweep to see them sees them all.
+      await testPrisma().operation.updateMany({ where: { id: { in: overdue.map((op) => op.id) } }, data: { dispatchedAt: longAgo, startedAt: longAgo } });
+      // The sweeper is now waiting on the silent runner.
+      await waitFor(async () => queries.length > 0, 15_000, "the sweeper to query the silent runner");
+
+      const lost = await createOperation(fx.tenant.id, fx.server.id, {
+        command: "echo recovered",
+        redisPrefix: stack.prefix,
+        createdAt: new Date(Date.now() - 5_000),
+      });
+      const done = await waitFor(async () => {
+        const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: lost.id } });
+        return row.status === "running" ? null : row;
+      }, 20_000, "the lost job to be re-enqueued and run");
+      expect(done).toMatchObject({ status: "completed", exitCode: 0, stdout: "recovered\n" });
+      // Still unresolved: the silent runner may yet answer.
+      const stillRunning = await testPrisma().operation.count({ where: { id: { in: overdue.map((op) => op.id) }, status: "running" } });
+      expect(stillRunning).toBe(overdue.length);
+      // One query for all of the server's overdue operations, not one per operation.
+      expect(new Set(queries[0])).toEqual(new Set(overdue.map((op) => op.id)));
+    } finally {
+      silent.disconnect();
+    }
+    // Once that runner is gone, the next look at them (after leaving it alone a while) ends them all.
+    const ids = overdue.map((op) => op.id);
+    await waitFor(async () => (await testPrisma().operation.count({ where: { id: { in: ids }, status: "failed" } })) === ids.length, 40_000, "the overdue operations to fail");
+    const reasons = await testPrisma().operation.findMany({ where: { id: { in: ids } }, distinct: ["error"], select: { error: true } });
+    expect(reasons).toEqual([{ error: expect.stringMatching(/^runner lost: /) }]);
+  });
+});
