@@ -95,8 +95,8 @@ export class Sweeper {
 
   /**
    * Handed to a runner, and its result is overdue: ask the runner's ledger, or give up on it.
-   * Each server's runner is asked once per sweep about all its overdue operations, a few
-   * servers at a time, and no new server is asked once the sweep's time budget is spent;
+   * A few servers are asked at a time, oldest overdue first, and nothing more is asked once the
+   * sweep's time budget is spent;
    * a runner that is connected but did not answer is left alone for a while, so that the
    * oldest overdue rows of silent runners do not take every sweep's turn.
    */
@@ -120,7 +120,7 @@ export class Sweeper {
     const budgetEnds = now + Math.max(this.ctx.config.RUNNER_ACK_TIMEOUT_MS, this.ctx.config.SWEEP_INTERVAL_MS);
     const worker = async (): Promise<void> => {
       for (let next = pending.shift(); next && Date.now() < budgetEnds; next = pending.shift()) {
-        await this.resolveServer(next[0], next[1]).catch((err: unknown) =>
+        await this.resolveServer(next[0], next[1], budgetEnds).catch((err: unknown) =>
           this.ctx.logger.warn("could not resolve overdue operations", { serverId: next?.[0], error: String(err) }),
         );
       }
@@ -128,25 +128,31 @@ export class Sweeper {
     await Promise.all(Array.from({ length: Math.min(LEDGER_QUERY_CONCURRENCY, pending.length) }, worker));
   }
 
-  /** One server's overdue operations: one ledger query for them all, then each one's outcome. */
-  private async resolveServer(serverId: string, ops: OverdueRow[]): Promise<void> {
-    let reply: LedgerQueryReply;
-    try {
-      reply = await requestRunner(this.ctx, serverId, "operation:query", { operationIds: ops.map((op) => op.id) });
-    } catch (err) {
-      if (!(err instanceof RunnerNotConnected)) {
-        // Connected but not answering (e.g. frozen): ask again later; one runner must not stall the rest.
-        this.silentUntil.set(serverId, Date.now() + this.silentBackoffMs());
-        this.ctx.logger.warn("runner did not answer a ledger query", { serverId, operations: ops.length, error: String(err) });
+  /**
+   * One server's overdue operations, one ledger query each: a reply carries whole results (up
+   * to ~3 MiB each), and two in one message could pass the socket's size limit and cut the
+   * runner off.
+   */
+  private async resolveServer(serverId: string, ops: OverdueRow[], budgetEnds: number): Promise<void> {
+    for (const [i, op] of ops.entries()) {
+      if (Date.now() >= budgetEnds) return;
+      let reply: LedgerQueryReply;
+      try {
+        reply = await requestRunner(this.ctx, serverId, "operation:query", { operationIds: [op.id] });
+      } catch (err) {
+        if (!(err instanceof RunnerNotConnected)) {
+          // Connected but not answering (e.g. frozen): ask again later; one runner must not stall the rest.
+          this.silentUntil.set(serverId, Date.now() + this.silentBackoffMs());
+          this.ctx.logger.warn("runner did not answer a ledger query", { serverId, operations: ops.length, error: String(err) });
+          return;
+        }
+        // No runner: none of this server's overdue operations can be resolved by asking.
+        for (const lost of ops.slice(i)) {
+          const error = lost.started_at ? FailureReason.RunnerLost : FailureReason.RunnerUnconfirmed;
+          await finishOperation(this.ctx, serverId, { operationId: lost.id, status: "failed", error });
+        }
         return;
       }
-      for (const op of ops) {
-        const error = op.started_at ? FailureReason.RunnerLost : FailureReason.RunnerUnconfirmed;
-        await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", error });
-      }
-      return;
-    }
-    for (const op of ops) {
       const entry = reply[op.id];
       try {
         if (entry?.state === "finished") await recordRunnerResult(this.ctx, serverId, entry.result);
