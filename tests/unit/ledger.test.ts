@@ -106,6 +106,20 @@ describe("runner ledger", () => {
     for (const x of ids) expect(next.get(x)).toMatchObject({ state: "finished", delivered: true, result: { operationId: x } });
   });
 
+  it("starts after a compaction go to the compacted log, not to the file it replaced", async () => {
+    const first = ledger();
+    await Promise.all([first.begin(id(1), "2026-11-28T10:00:00.000Z"), first.begin(id(2), "2026-11-28T10:00:01.000Z")]);
+    await first.finish(result(id(1)));
+    first.prune(86_400_000);
+    await Promise.all([first.begin(id(3), "2026-11-28T10:00:03.000Z"), first.begin(id(4), "2026-11-28T10:00:04.000Z")]);
+    // Compacted again, so the log is replaced while the ledger has already appended to the previous replacement.
+    await first.finish(result(id(3)));
+    first.prune(86_400_000);
+    await first.begin(id(5), "2026-11-28T10:00:05.000Z");
+    expect(startLog().trim().split("\n").map((l) => (JSON.parse(l) as { operationId: string }).operationId)).toEqual([id(2), id(4), id(5)]);
+    expect(ledger().orphans().sort()).toEqual([id(2), id(4), id(5)]);
+  });
+
   it("a compaction that fails (disk full) is reported, and the start log stays in use", async () => {
     const errors: string[] = [];
     const l = new Ledger(dir, (message) => errors.push(message));

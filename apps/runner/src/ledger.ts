@@ -37,7 +37,12 @@ export class Ledger {
   private readonly outbox = new Set<string>();
   /** Finished, but the result file could not be written (disk full...): the start record must stay. */
   private readonly unsaved = new Set<string>();
-  private startsFd: number;
+  /**
+   * The start log's descriptor; null when a compaction replaced the log but
+   * could not make the new one durably current: starts are then refused until
+   * the log is reopened, never written to the replaced file.
+   */
+  private startsFd: number | null;
   private startsSinceCompaction = 0;
   private readonly pendingStarts: { line: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private flushing = false;
@@ -102,7 +107,7 @@ export class Ledger {
         const batch = this.pendingStarts.splice(0);
         const lines = batch.map((p) => p.line).join("");
         try {
-          await appendDurably(this.startsFd, Buffer.from(this.startsTailTorn ? `\n${lines}` : lines));
+          await appendDurably(this.startsFd ?? this.reopenStarts(), Buffer.from(this.startsTailTorn ? `\n${lines}` : lines));
           this.startsTailTorn = false;
           for (const p of batch) p.resolve();
         } catch (err) {
@@ -217,7 +222,8 @@ export class Ledger {
   }
 
   close(): void {
-    closeSync(this.startsFd);
+    if (this.startsFd !== null) closeSync(this.startsFd);
+    this.startsFd = null;
   }
 
   /** Entries the start log knows that no result file does: started, never (durably) finished. */
@@ -254,9 +260,39 @@ export class Ledger {
   }
 
   /**
+   * After a compaction that replaced the log but could not finish: opens the
+   * log anew and makes its directory entry durable before any start goes to it.
+   * Throws (the start is refused) while that is impossible.
+   */
+  private reopenStarts(): number {
+    try {
+      const fd = this.openStarts();
+      try {
+        fsyncDir(this.dir);
+      } catch (err) {
+        closeSync(fd);
+        throw err;
+      }
+      this.startsFd = fd;
+      // The compacted log holds whole records only.
+      this.startsTailTorn = false;
+      return fd;
+    } catch (err) {
+      throw new Error(`the start log could not be reopened after its compaction, starts are refused: ${String(err)}`, { cause: err });
+    }
+  }
+
+  /**
    * Rewrites the start log with the starts still needed: those whose result is
    * not in a result file made durable by the directory fsync just before.
    * Synchronous, so no start is appended to the old log meanwhile.
+   *
+   * The new log is written through the descriptor that then serves for
+   * appending, so nothing is left to open once it is renamed into place; the
+   * old descriptor is closed only after. Should the directory fsync after the
+   * rename fail, both descriptors are dropped and starts refused until
+   * reopenStarts succeeds: the old one writes to a replaced file, the new one
+   * to a file whose name may not survive a power loss.
    */
   private compactStarts(): void {
     const dirFd = openSync(this.dir, "r");
@@ -266,10 +302,28 @@ export class Ledger {
       for (const e of this.entries.values()) {
         if (e.state === "running" || this.writes.has(e.operationId) || this.unsaved.has(e.operationId)) keep.push(startRecord(e.operationId, e.startedAt));
       }
-      persistSync(path.join(this.dir, STARTS_LOG), keep.join(""));
-      fsyncSync(dirFd);
-      closeSync(this.startsFd);
-      this.startsFd = this.openStarts();
+      const log = path.join(this.dir, STARTS_LOG);
+      const tmp = `${log}.tmp`;
+      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_APPEND | constants.O_DSYNC, 0o600);
+      try {
+        writeFileSync(fd, keep.join(""));
+        fsyncSync(fd);
+        renameSync(tmp, log);
+      } catch (err) {
+        // The current log is untouched and stays in use.
+        closeSync(fd);
+        throw err;
+      }
+      const old = this.startsFd;
+      this.startsFd = null;
+      if (old !== null) closeSync(old);
+      try {
+        fsyncSync(dirFd);
+      } catch (err) {
+        closeSync(fd);
+        throw err;
+      }
+      this.startsFd = fd;
       // A fresh log of whole records.
       this.startsTailTorn = false;
       this.startsSinceCompaction = 0;
@@ -321,17 +375,14 @@ function startRecord(operationId: string, startedAt: string): string {
   return `${JSON.stringify({ operationId, startedAt })}\n`;
 }
 
-/** persist(), synchronously: for the start log's compaction, which nothing may interleave with. */
-function persistSync(file: string, content: string): void {
-  const tmp = `${file}.tmp`;
-  const fd = openSync(tmp, "w", 0o600);
+/** Makes the entries of a directory (a rename into it) durable. */
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, "r");
   try {
-    writeFileSync(fd, content);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
-  renameSync(tmp, file);
 }
 
 /** Write to a temporary file, fsync, rename: a crash leaves the old version or the new one, never a torn one. */
