@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { OperationResult } from "@runbridge/contracts";
@@ -12,7 +12,9 @@ import { Ledger } from "../../apps/runner/src/ledger";
 describe("runner ledger", () => {
   let dir: string;
   const open: Ledger[] = [];
+  /** The ledger of the next runner process: the previous one has ended (it held the state directory). */
   const ledger = () => {
+    for (const l of open.splice(0)) l.close();
     const l = new Ledger(dir);
     open.push(l);
     return l;
@@ -123,12 +125,12 @@ describe("runner ledger", () => {
   it("a compaction that fails (disk full) is reported, and the start log stays in use", async () => {
     const errors: string[] = [];
     const l = new Ledger(dir, (message) => errors.push(message));
-    open.push(l);
     await l.begin(id(8), "2026-11-28T10:00:00.000Z");
     mkdirSync(path.join(dir, "ledger", "started.log.tmp"));
     expect(() => l.prune(86_400_000)).not.toThrow();
     expect(errors).toEqual(["could not compact the start log"]);
     await l.begin(id(9), "2026-11-28T10:00:01.000Z");
+    l.close();
     expect(ledger().orphans().sort()).toEqual([id(8), id(9)]);
   });
 
@@ -159,6 +161,31 @@ describe("runner ledger", () => {
     expect(ledger().orphans().sort()).toEqual(ids);
   });
 
+  it("a second ledger on a state directory in use fails, naming the directory and the pid; once closed, the directory is free", async () => {
+    const first = ledger();
+    const inUse = `state directory ${dir} is in use by another runner (pid ${process.pid})`;
+    expect(() => new Ledger(dir)).toThrow(inUse);
+    // Another process (another pid) is refused the same way, and nothing it could have written is there.
+    expect(inChild(dir, `try { new Ledger(dir); out("opened") } catch (err) { out(err.message) }`)).toContain(inUse);
+    await first.begin(id(1), "2026-11-28T10:00:00.000Z");
+    first.close();
+    expect(inChild(dir, `const l = new Ledger(dir); out(l.orphans().join()); l.close()`)).toBe(id(1));
+    expect(ledger().orphans()).toEqual([id(1)]);
+  });
+
+  it("takes over the lock of a runner that died without releasing it", () => {
+    // A runner process killed while holding the directory: its lock file stays behind, its pid is gone.
+    const deadPid = inChild(dir, `new Ledger(dir); out(String(process.pid)); process.exit(0)`);
+    expect(readFileSync(path.join(dir, "runner.lock"), "utf8")).toBe(`${deadPid}\n`);
+    ledger();
+    expect(readFileSync(path.join(dir, "runner.lock"), "utf8")).toBe(`${process.pid}\n`);
+    // This process's own pid in a lock it does not hold is stale too (a restarted container's runner is pid 1 again).
+    for (const l of open.splice(0)) l.close();
+    writeFileSync(path.join(dir, "runner.lock"), `${process.pid}\n`);
+    expect(() => ledger()).not.toThrow();
+    expect(() => new Ledger(dir)).toThrow(/is in use by another runner/);
+  });
+
   it("refuses an id that is not an operation id before writing anything", () => {
     const l = ledger();
     expect(() => l.begin("../../etc/passwd", "2026-11-28T10:00:00.000Z")).toThrow(/invalid operation id/);
@@ -166,6 +193,21 @@ describe("runner ledger", () => {
     expect(l.get("../../etc/passwd")).toBeUndefined();
   });
 });
+
+/** Runs `body` in another Node process with `Ledger` (compiled from source) and `dir` in scope; returns what it passed to out(). */
+function inChild(stateDir: string, body: string): string {
+  const script = `
+    const Module = require("node:module");
+    const { transformFileSync } = require("@swc/core");
+    const [source, dir] = process.argv.slice(1);
+    const mod = new Module(source);
+    mod._compile(transformFileSync(source, { jsc: { parser: { syntax: "typescript" }, target: "es2022" }, module: { type: "commonjs" } }).code, source);
+    const { Ledger } = mod.exports;
+    const out = (s) => process.stdout.write(s);
+    ${body}
+  `;
+  return execFileSync(process.execPath, ["-e", script, path.join(__dirname, "../../apps/runner/src/ledger.ts"), stateDir], { encoding: "utf8" });
+}
 
 /**
  * In a separate Node process, begins the first start, then the second with the
