@@ -11,11 +11,13 @@ export interface ProviderRequest {
 /**
  * A stand-in for a cloud provider's API (Hetzner Cloud, DigitalOcean) on
  * 127.0.0.1: records every request and answers with the status set by
- * `respondWith` (201 with an action by default).
+ * `respondWith` (201 with an action by default), after `delayAnswers` ms
+ * (none by default; a request is recorded when it arrives).
  */
 export class FakeProvider {
   readonly requests: ProviderRequest[] = [];
   private status: number | "drop" = 201;
+  private delayMs = 0;
   private server: Server | null = null;
   url = "";
 
@@ -41,10 +43,16 @@ export class FakeProvider {
     this.status = status;
   }
 
+  /** Holds every answer (or drop) this long after the request arrived; 0 answers at once. */
+  delayAnswers(ms: number): void {
+    this.delayMs = ms;
+  }
+
   private async handle(req: IncomingMessage): Promise<[number, string] | "drop"> {
     let body = "";
     for await (const chunk of req) body += String(chunk);
     this.requests.push({ method: req.method ?? "", path: req.url ?? "", authorization: req.headers.authorization ?? "", body });
+    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
     if (this.status === "drop") return "drop";
     if (this.status >= 400) return [this.status, JSON.stringify({ error: { code: "fake_failure", message: "the fake provider was told to fail" } })];
     return [this.status, JSON.stringify({ action: { id: 4242, command: "reboot_server", status: "running" } })];

@@ -28,7 +28,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
   // turn-taking (deploy) or provider call (reboot). Claimed only while running and within its
   // delivery deadline; anything else takes the careful path below.
   // Asked beside the claim, not after it: a Redis round trip that adds no latency to a start.
-  const cancelPending = ctx.redis.sismember(ctx.keys.pendingCancels(data.serverId), data.operationId).then((n) => n === 1);
+  let cancelPending = ctx.redis.sismember(ctx.keys.pendingCancels(data.serverId), data.operationId).then((n) => n === 1);
   cancelPending.catch(() => undefined); // Awaited in sendStart, unless the delivery ends before.
   if (data.type !== "deploy" && data.type !== "reboot" && hasLocalRunner(ctx, data.serverId)) {
     const claimed = await ctx.operations.claimForDispatch(data.operationId);
@@ -56,7 +56,13 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
     return "runner-offline";
   }
 
-  if (op.type === "reboot" && !op.dispatchedAt && (await rebootViaProvider(ctx, op))) return "rebooted-by-provider";
+  if (op.type === "reboot" && !op.dispatchedAt) {
+    const route = await rebootViaProvider(ctx, op);
+    if (route === "provider") return "rebooted-by-provider";
+    if (route === "ended") return "already-finished";
+    // A cancel asked while the provider call held the claim was only passed on (pending set): read it now.
+    cancelPending = ctx.redis.sismember(ctx.keys.pendingCancels(op.serverId), op.id).then((n) => n === 1);
+  }
 
   // Marked as dispatched (only while still running) once a runner socket exists, before the
   // send: from then on no deadline may fail it, since it may be running.

@@ -18,6 +18,8 @@ interface Decision {
   provider?: string;
   /** Provider path only: the result's stdout line. */
   detail?: string;
+  /** Runner path after a failed provider call: the claim taken for the call is released. */
+  release?: true;
 }
 
 /**
@@ -27,19 +29,29 @@ interface Decision {
  * `params` (reboot_path, reboot_reason) and audited, so a redelivered job
  * never calls the provider twice and the caller can see what happened.
  *
- * Returns true when the reboot was done by the provider (the operation is
- * finished), false when the runner must do it.
+ * The provider is only called once the operation is claimed like a runner
+ * delivery (marked dispatched, only while still running): a cancel that came
+ * first has ended it and the provider is never called; one that comes during
+ * the call is passed on like for a dispatched operation instead of ending it
+ * as `cancelled` while the provider reboots the server. A failed call releases
+ * the claim together with recording the fallback, so the runner path behaves
+ * as for any undispatched operation (delivery deadline, direct cancel).
+ *
+ * Returns "provider" when the reboot was done by the provider (the operation
+ * is finished), "runner" when the runner must do it, "ended" when the
+ * operation ended meanwhile (nothing more to do).
  */
-export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): Promise<boolean> {
+export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): Promise<"provider" | "runner" | "ended"> {
   const params = (op.params ?? {}) as Record<string, unknown>;
-  if (params.reboot_path === RebootPath.Runner) return false;
+  if (params.reboot_path === RebootPath.Runner) return "runner";
   if (params.reboot_path === RebootPath.Provider) {
     await finishProviderReboot(ctx, op, String(params.reboot_detail ?? ""));
-    return true;
+    return "provider";
   }
 
   const started = Date.now();
   const decision = await decide(ctx, op);
+  if (!decision) return "ended"; // Cancelled or ended before the claim: the provider was not called.
   const data: Prisma.InputJsonObject = {
     ...(params as Prisma.InputJsonObject),
     reboot_path: decision.path,
@@ -47,8 +59,11 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
     ...(decision.provider ? { reboot_provider: decision.provider } : {}),
     ...(decision.detail ? { reboot_detail: decision.detail } : {}),
   };
-  const { count } = await ctx.prisma.operation.updateMany({ where: { id: op.id, status: "running" }, data: { params: data } });
-  if (count === 0) return true; // Ended meanwhile (e.g. cancelled): nothing more to do.
+  const { count } = await ctx.prisma.operation.updateMany({
+    where: { id: op.id, status: "running" },
+    data: { params: data, ...(decision.release ? { dispatchedAt: null } : {}) },
+  });
+  if (count === 0) return "ended"; // Ended meanwhile: nothing more to do.
   await ctx.prisma.auditEvent.create({
     data: {
       tenantId: op.tenantId,
@@ -61,12 +76,13 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
     },
   });
   ctx.logger.info("reboot path chosen", { operationId: op.id, serverId: op.serverId, path: decision.path, reason: decision.reason });
-  if (decision.path === RebootPath.Runner) return false;
+  if (decision.path === RebootPath.Runner) return "runner";
   await finishProviderReboot(ctx, op, decision.detail ?? "", Date.now() - started);
-  return true;
+  return "provider";
 }
 
-async function decide(ctx: DispatcherContext, op: Operation): Promise<Decision> {
+/** Null when the claim before the provider call failed (the operation is no longer running). */
+async function decide(ctx: DispatcherContext, op: Operation): Promise<Decision | null> {
   const server = await ctx.prisma.server.findUniqueOrThrow({ where: { id: op.serverId } });
   const provider = server.provider as CloudProvider | null;
   const entry = provider ? PROVIDERS[provider] : undefined;
@@ -79,6 +95,7 @@ async function decide(ctx: DispatcherContext, op: Operation): Promise<Decision> 
   } catch (err) {
     return { path: RebootPath.Runner, provider, reason: `the ${entry.label} token could not be decrypted (${(err as Error).message}); fell back to the runner` };
   }
+  if (!(await ctx.operations.markDispatched(op.id))) return null;
   try {
     const outcome = await entry.reboot({ baseUrl: entry.baseUrl(ctx), providerServerId: server.providerServerId, token, timeoutMs: ctx.config.PROVIDER_API_TIMEOUT_MS });
     const action = outcome.actionId ? `, action ${outcome.actionId}` : "";
@@ -90,7 +107,7 @@ async function decide(ctx: DispatcherContext, op: Operation): Promise<Decision> 
     };
   } catch (err) {
     const why = err instanceof ProviderError ? err.message : `unexpected error: ${String(err)}`;
-    return { path: RebootPath.Runner, provider, reason: `the ${entry.label} call failed (${why}); fell back to the runner` };
+    return { path: RebootPath.Runner, provider, reason: `the ${entry.label} call failed (${why}); fell back to the runner`, release: true };
   }
 }
 
