@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { maskHeadFragment, suffixThatPrefixes } from "../../apps/runner/src/head-fragment";
-import { STREAM_JSON_BUDGET_BYTES, deliverableText, keepEncodedTail, storableText } from "../../apps/runner/src/result-limits";
+import { storableText } from "@runbridge/contracts";
+import { STREAM_JSON_BUDGET_BYTES, deliverableText, keepEncodedTail } from "../../apps/runner/src/result-limits";
 
 const jsonBytes = (s: string): number => Buffer.byteLength(JSON.stringify(s)) - 2; // without the quotes
 

@@ -1,4 +1,4 @@
-import { encodeFinished, isTerminal, type OperationResult, type TerminalStatus } from "@runbridge/contracts";
+import { encodeFinished, isTerminal, storableText, type OperationResult, type TerminalStatus } from "@runbridge/contracts";
 import type { FinishFields } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
@@ -32,24 +32,18 @@ export async function finishOperation(
   return changed;
 }
 
-/**
- * PostgreSQL text (and jsonb, where the audit event copies the error) cannot
- * hold U+0000. Runners replace it before sending; a result from an older one
- * may still carry it, and refusing that result would have it re-sent forever.
- */
-const storable = (text: string): string => text.replaceAll("\u0000", "\uFFFD");
-
+/** Sanitised again: a result from an older runner may still carry U+0000, and refusing it would have it re-sent forever. */
 export async function recordRunnerResult(ctx: DispatcherContext, serverId: string, r: OperationResult): Promise<boolean> {
   return finishOperation(ctx, serverId, {
     operationId: r.operationId,
     status: r.status,
     exitCode: r.exitCode,
-    stdout: storable(r.stdout),
-    stderr: storable(r.stderr),
+    stdout: storableText(r.stdout),
+    stderr: storableText(r.stderr),
     stdoutTruncated: r.stdoutTruncated,
     stderrTruncated: r.stderrTruncated,
     durationMs: r.durationMs,
     startedAt: r.startedAt ? new Date(r.startedAt) : null,
-    error: typeof r.error === "string" ? storable(r.error) : null,
+    error: typeof r.error === "string" ? storableText(r.error) : null,
   });
 }

@@ -1,7 +1,7 @@
 import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
-import { SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
+import { RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
 import { TokenKind, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
@@ -19,7 +19,7 @@ export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapt
     transports: ["websocket"],
     pingInterval: 10_000,
     pingTimeout: 10_000,
-    maxHttpBufferSize: 4 * 1024 * 1024,
+    maxHttpBufferSize: RunnerMessageMaxBytes,
     adapter: createAdapter(pub, sub, { key: adapterPrefix, requestsTimeout: 5000 }),
   });
   return {

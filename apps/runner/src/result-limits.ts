@@ -1,3 +1,5 @@
+import { RunnerMessageMaxBytes, storableText } from "@runbridge/contracts";
+
 /**
  * What a stream's captured text must become before it goes into a result.
  *
@@ -5,21 +7,16 @@
  * socket.io packet and is stored in PostgreSQL `text` columns:
  * - a control byte becomes `\u00XX` in JSON (6 bytes), an invalid UTF-8 byte
  *   U+FFFD (3 bytes), so a capped stream can grow several times over and a
- *   packet above the dispatcher's maxHttpBufferSize (4 MiB) closes the socket;
+ *   packet above RunnerMessageMaxBytes closes the socket;
  *   the runner then re-sends the same result on every reconnect, forever;
  * - `text` cannot hold U+0000: the dispatcher could never store the result.
  */
 
 /**
- * Budget for one stream's JSON-encoded size. Two streams take 3 MiB, leaving
- * 1 MiB of the 4 MiB socket limit for the other fields and the framing.
+ * Budget for one stream's JSON-encoded size: the two streams share what the
+ * message limit leaves after 1 MiB for the other fields and the framing.
  */
-export const STREAM_JSON_BUDGET_BYTES = 1.5 * 1024 * 1024;
-
-/** The one character PostgreSQL `text` rejects (node-postgres encodes the rest as valid UTF-8). */
-export function storableText(text: string): string {
-  return text.replaceAll("\u0000", "\uFFFD");
-}
+export const STREAM_JSON_BUDGET_BYTES = (RunnerMessageMaxBytes - 1024 * 1024) / 2;
 
 /** Bytes that `\b \t \n \f \r` take in JSON; every other control character takes 6 (`\u00XX`). */
 const SHORT_ESCAPES = new Set([0x08, 0x09, 0x0a, 0x0c, 0x0d]);

@@ -94,3 +94,19 @@ export interface RunnerHandshakeAuth {
 }
 
 export const SocketPath = "/runner";
+
+/**
+ * Largest message the dispatcher accepts from a runner (socket.io's
+ * maxHttpBufferSize): a bigger one closes the connection, so a result must be
+ * built to fit it.
+ */
+export const RunnerMessageMaxBytes = 4 * 1024 * 1024;
+
+/**
+ * Output text as a result may carry it: PostgreSQL text (and jsonb, where the
+ * audit event copies the error) cannot hold U+0000, so it becomes U+FFFD.
+ * Runners apply it before sending; the dispatcher again, for older runners.
+ */
+export function storableText(text: string): string {
+  return text.replaceAll("\u0000", "\uFFFD");
+}
