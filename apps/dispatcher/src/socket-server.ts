@@ -1,7 +1,7 @@
 import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
-import { RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
+import { HandshakeRefusal, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
 import { TokenKind, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
@@ -37,15 +37,15 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
   io.use(async (socket, next) => {
     const auth = (socket.handshake.auth ?? {}) as Partial<RunnerHandshakeAuth>;
     const token = typeof auth.token === "string" ? auth.token : "";
-    if (!isWellFormedToken(token, TokenKind.RunnerToken)) return next(new Error("invalid runner token"));
+    if (!isWellFormedToken(token, TokenKind.RunnerToken)) return next(new Error(HandshakeRefusal.InvalidToken));
     try {
       const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: hashToken(token) } });
-      if (!server) return next(new Error("invalid runner token"));
+      if (!server) return next(new Error(HandshakeRefusal.InvalidToken));
       socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name };
       next();
     } catch (err) {
       logger.warn("runner auth failed on a store error", { error: String(err) });
-      next(new Error("dispatcher unavailable, retry"));
+      next(new Error(HandshakeRefusal.Unavailable));
     }
   });
 

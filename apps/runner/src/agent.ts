@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { io, type Socket } from "socket.io-client";
-import { SocketPath, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { HandshakeRefusal, SocketPath, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import type { Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -18,8 +18,6 @@ const RECONNECT_DELAY_MS = 500;
 const RECONNECT_DELAY_MAX_MS = 5_000;
 /** A token the dispatcher does not know stays unknown until a person fixes it: ask rarely. */
 const BAD_TOKEN_RETRY_MS = 60_000;
-/** What the dispatcher's handshake says to a token it does not know (apps/dispatcher/src/socket-server.ts). */
-const INVALID_TOKEN_MESSAGE = "invalid runner token";
 
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
 
@@ -261,7 +259,7 @@ export class Agent {
       return;
     }
     if (this.stopping) return;
-    if (err.message === INVALID_TOKEN_MESSAGE) {
+    if (err.message === HandshakeRefusal.InvalidToken) {
       this.logger.error("the dispatcher does not accept this runner's token (revoked, or not this server's?); check RUNBRIDGE_RUNNER_TOKEN", {
         retryInMs: BAD_TOKEN_RETRY_MS,
       });

@@ -95,6 +95,14 @@ export interface RunnerHandshakeAuth {
 
 export const SocketPath = "/runner";
 
+/** Why a dispatcher refuses a runner's handshake (the connect_error message the runner sees). */
+export const HandshakeRefusal = {
+  /** Not a runner token, or no server has it: a person must fix the runner's configuration. */
+  InvalidToken: "invalid runner token",
+  /** The dispatcher could not look the token up (PostgreSQL down): worth retrying soon. */
+  Unavailable: "dispatcher unavailable, retry",
+} as const;
+
 /**
  * Largest message the dispatcher accepts from a runner (socket.io's
  * maxHttpBufferSize): a bigger one closes the connection, so a result must be
