@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
-import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
+import { FailureReason, JobCatalog, JobName, QueueName, cancelledOnRequest, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
 import { createRedis, withLogContext } from "@runbridge/common";
 import type { Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
@@ -28,7 +28,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
   // turn-taking (deploy) or provider call (reboot). Claimed only while running and within its
   // delivery deadline; anything else takes the careful path below.
   // Asked beside the claim, not after it: a Redis round trip that adds no latency to a start.
-  let cancelPending = ctx.redis.sismember(ctx.keys.pendingCancels(data.serverId), data.operationId).then((n) => n === 1);
+  let cancelPending = isCancelPending(ctx, data.serverId, data.operationId);
   cancelPending.catch(() => undefined); // Awaited in sendStart, unless the delivery ends before.
   if (data.type !== "deploy" && data.type !== "reboot" && hasLocalRunner(ctx, data.serverId)) {
     const claimed = await ctx.operations.claimForDispatch(data.operationId);
@@ -61,7 +61,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
     if (route === "provider") return "rebooted-by-provider";
     if (route === "ended") return "already-finished";
     // A cancel asked while the provider call held the claim was only passed on (pending set): read it now.
-    cancelPending = ctx.redis.sismember(ctx.keys.pendingCancels(op.serverId), op.id).then((n) => n === 1);
+    cancelPending = isCancelPending(ctx, op.serverId, op.id);
   }
 
   // Marked as dispatched (only while still running) once a runner socket exists, before the
@@ -116,6 +116,11 @@ async function sendStart(
   return reply.state;
 }
 
+/** Whether a cancel the gateway could only pass on to the runner is still unconfirmed for this operation. */
+function isCancelPending(ctx: DispatcherContext, serverId: string, operationId: string): Promise<boolean> {
+  return ctx.redis.sismember(ctx.keys.pendingCancels(serverId), operationId).then((n) => n === 1);
+}
+
 /**
  * A cancel the gateway could only pass on to the runner (the operation was already marked
  * dispatched) and that no runner confirmed stays in the server's pending-cancel set. When its
@@ -131,7 +136,7 @@ async function endRequestedCancel(ctx: DispatcherContext, op: Operation): Promis
   if (!reply.ok) {
     const audit = await ctx.prisma.auditEvent.findFirst({ where: { operationId: op.id, type: "operation.cancel_requested" }, orderBy: { createdAt: "desc" }, select: { data: true } });
     const reason = (audit?.data as { reason?: unknown } | null)?.reason;
-    const error = `cancelled on request${typeof reason === "string" && reason ? `: ${reason}` : ""}`;
+    const error = cancelledOnRequest(typeof reason === "string" ? reason : undefined);
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "cancelled", error });
   }
   await ctx.redis.srem(pending, op.id);

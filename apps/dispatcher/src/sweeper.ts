@@ -80,7 +80,7 @@ export class Sweeper {
       } else if (op.type === "deploy" && !(await this.ctx.prisma.deployment.findUnique({ where: { operationId: op.id }, select: { id: true } }))) {
         // The gateway failed between the operation and its deployment row: with no row the
         // deploy cannot wait its turn behind the application's other deploys (deploy-turn.ts).
-        await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: DEPLOYMENT_NOT_RECORDED }, { onlyIfUndispatched: true });
+        await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.DeploymentNotRecorded }, { onlyIfUndispatched: true });
       } else if (hadSecrets(op)) {
         await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.QueueLost }, { onlyIfUndispatched: true });
       } else {
@@ -177,10 +177,6 @@ interface OverdueRow {
   server_id: string;
   started_at: Date | null;
 }
-
-/** Why a lost deploy job whose deployment row was never written is failed rather than re-enqueued. */
-export const DEPLOYMENT_NOT_RECORDED =
-  "deployment not recorded: the gateway failed before recording this deploy, so it could not wait for the application's other deploys; nothing ran. Retry the request";
 
 /** Overdue operations looked at per sweep, oldest first. */
 const OVERDUE_PER_SWEEP = 200;

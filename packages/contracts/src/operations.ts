@@ -34,4 +34,12 @@ export const FailureReason = {
   RunnerUnconfirmed: "runner offline: the runner went away before reporting the operation running, and did not come back in time",
   ResultLost: "result lost: the runner has no record of this operation",
   QueueLost: "queue lost: the job queue (Redis) lost this operation before delivery, with its secret inputs; nothing ran. Retry the request",
+  /** A lost deploy job whose deployment row was never written: it cannot wait its turn behind the application's other deploys. */
+  DeploymentNotRecorded:
+    "deployment not recorded: the gateway failed before recording this deploy, so it could not wait for the application's other deploys; nothing ran. Retry the request",
 } as const;
+
+/** The error of an operation ended by a cancel request (by the gateway, or by a dispatcher withholding its start). */
+export function cancelledOnRequest(reason?: string): string {
+  return `cancelled on request${reason ? `: ${reason}` : ""}`;
+}

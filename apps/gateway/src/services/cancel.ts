@@ -1,3 +1,4 @@
+import { cancelledOnRequest } from "@runbridge/contracts";
 import type { Operation } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
 import type { GatewayContext } from "../context";
@@ -18,7 +19,7 @@ const PENDING_CANCEL_TTL_SECONDS = 24 * 3600;
 
 export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth, op: Operation, reason: string | undefined): Promise<CancelOutcome> {
   const now = new Date();
-  const error = `cancelled on request${reason ? `: ${reason}` : ""}`;
+  const error = cancelledOnRequest(reason);
   const endedHere = await ctx.prisma.$transaction(async (tx) => {
     await tx.auditEvent.create({
       data: {
