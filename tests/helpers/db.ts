@@ -1,4 +1,5 @@
-import { createPrisma, type PrismaClient } from "@runbridge/db";
+import { createPrisma, type Operation, type PrismaClient } from "@runbridge/db";
+import { waitFor } from "./processes";
 import { testDatabaseUrl } from "./env";
 
 let shared: PrismaClient | null = null;
@@ -19,4 +20,12 @@ export async function useTestDatabase(url: string): Promise<void> {
 export async function closeTestPrisma(): Promise<void> {
   await shared?.$disconnect();
   shared = null;
+}
+
+/** The operation's row once it has left `running` (whatever ended it). */
+export function waitUntilEnded(operationId: string, timeoutMs: number, what = "the operation to end"): Promise<Operation> {
+  return waitFor(async () => {
+    const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: operationId } });
+    return row.status === "running" ? null : row;
+  }, timeoutMs, what);
 }

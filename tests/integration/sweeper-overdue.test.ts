@@ -1,4 +1,4 @@
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createOperation, createServer } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner } from "../helpers/scripted-runner";
@@ -47,10 +47,7 @@ describe("sweeper: overdue operations on a runner that does not answer", () => {
         redisPrefix: stack.prefix,
         createdAt: new Date(Date.now() - 5_000),
       });
-      const done = await waitFor(async () => {
-        const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: lost.id } });
-        return row.status === "running" ? null : row;
-      }, 20_000, "the lost job to be re-enqueued and run");
+      const done = await waitUntilEnded(lost.id, 20_000, "the lost job to be re-enqueued and run");
       expect(done).toMatchObject({ status: "completed", exitCode: 0, stdout: "recovered\n" });
       // Still unresolved: the silent runner may yet answer.
       const stillRunning = await testPrisma().operation.count({ where: { id: { in: overdue.map((op) => op.id) }, status: "running" } });

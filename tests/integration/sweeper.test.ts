@@ -1,6 +1,5 @@
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { closeTestPrisma, waitUntilEnded } from "../helpers/db";
 import { createOperation } from "../helpers/factories";
-import { waitFor } from "../helpers/processes";
 import { useStackWithRunner } from "../helpers/suite";
 
 /**
@@ -29,10 +28,7 @@ describe("sweeper: an operation whose job was lost", () => {
       opts: "{}",
       timestamp: String(Date.now() - 5_000),
     });
-    const done = await waitFor(async () => {
-      const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: op.id } });
-      return row.status === "running" ? null : row;
-    }, 30_000);
+    const done = await waitUntilEnded(op.id, 30_000);
     expect(done).toMatchObject({ status: "completed", exitCode: 0, stdout: "recovered\n" });
   });
 
@@ -45,10 +41,7 @@ describe("sweeper: an operation whose job was lost", () => {
       redisPrefix: stack.prefix,
       createdAt: new Date(Date.now() - 5_000),
     });
-    const done = await waitFor(async () => {
-      const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: op.id } });
-      return row.status === "running" ? null : row;
-    }, 30_000);
+    const done = await waitUntilEnded(op.id, 30_000);
     expect(done).toMatchObject({ status: "failed", dispatchedAt: null, startedAt: null, exitCode: null });
     expect(done.error).toMatch(/^deployment not recorded: the gateway failed before recording this deploy.*nothing ran/);
   });
