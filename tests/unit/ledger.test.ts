@@ -194,19 +194,27 @@ describe("runner ledger", () => {
   });
 });
 
-/** Runs `body` in another Node process with `Ledger` (compiled from source) and `dir` in scope; returns what it passed to out(). */
+/**
+ * Node code for a child process that puts the runner's `Ledger`, compiled
+ * from its TypeScript source by swc (the modules it imports too), in scope.
+ */
+const LOAD_LEDGER = `
+  const Module = require("node:module");
+  const { transformFileSync } = require("@swc/core");
+  Module._extensions[".ts"] = (mod, file) =>
+    mod._compile(transformFileSync(file, { jsc: { parser: { syntax: "typescript" }, target: "es2022" }, module: { type: "commonjs" } }).code, file);
+  const { Ledger } = require(${JSON.stringify(path.join(__dirname, "../../apps/runner/src/ledger.ts"))});
+`;
+
+/** Runs `body` in another Node process with `Ledger` and `dir` in scope; returns what it passed to out(). */
 function inChild(stateDir: string, body: string): string {
   const script = `
-    const Module = require("node:module");
-    const { transformFileSync } = require("@swc/core");
-    const [source, dir] = process.argv.slice(1);
-    const mod = new Module(source);
-    mod._compile(transformFileSync(source, { jsc: { parser: { syntax: "typescript" }, target: "es2022" }, module: { type: "commonjs" } }).code, source);
-    const { Ledger } = mod.exports;
+    ${LOAD_LEDGER}
+    const [dir] = process.argv.slice(1);
     const out = (s) => process.stdout.write(s);
     ${body}
   `;
-  return execFileSync(process.execPath, ["-e", script, path.join(__dirname, "../../apps/runner/src/ledger.ts"), stateDir], { encoding: "utf8" });
+  return execFileSync(process.execPath, ["-e", script, stateDir], { encoding: "utf8" });
 }
 
 /**
@@ -221,15 +229,12 @@ function startsAroundFailedWrite(stateDir: string, [first, second, third]: strin
   const script = `
     const { execFileSync } = require("node:child_process");
     const { readFileSync, statSync } = require("node:fs");
-    const Module = require("node:module");
-    const { transformFileSync } = require("@swc/core");
-    const [source, dir, first, second, third] = process.argv.slice(1);
-    const mod = new Module(source);
-    mod._compile(transformFileSync(source, { jsc: { parser: { syntax: "typescript" }, target: "es2022" }, module: { type: "commonjs" } }).code, source);
+    ${LOAD_LEDGER}
+    const [dir, first, second, third] = process.argv.slice(1);
     const log = dir + "/ledger/started.log";
     const fsize = (limit) => execFileSync("prlimit", ["--pid", String(process.pid), "--fsize=" + limit + ":"]);
     (async () => {
-      const ledger = new mod.exports.Ledger(dir);
+      const ledger = new Ledger(dir);
       await ledger.begin(first, "2026-11-28T10:00:00.000Z");
       fsize(statSync(log).size + 20);
       const error = await ledger.begin(second, "2026-11-28T10:00:02.000Z").then(() => "none", (err) => err.code);
@@ -241,7 +246,6 @@ function startsAroundFailedWrite(stateDir: string, [first, second, third]: strin
       process.stdout.write(JSON.stringify({ error, tornTail }));
     })();
   `;
-  const source = path.join(__dirname, "../../apps/runner/src/ledger.ts");
-  const out = execFileSync(process.execPath, ["-e", script, source, stateDir, first!, second!, third!], { encoding: "utf8" });
+  const out = execFileSync(process.execPath, ["-e", script, stateDir, first!, second!, third!], { encoding: "utf8" });
   return JSON.parse(out) as { error: string; tornTail: boolean };
 }

@@ -1,7 +1,8 @@
-import { closeSync, constants, existsSync, write as fsWrite, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, write as fsWrite, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { LedgerQueryReply, OperationResult } from "@runbridge/contracts";
+import { lockStateDir, type StateDirLock } from "./state-dir-lock";
 
 export type LedgerEntry =
   | { operationId: string; state: "running"; startedAt: string }
@@ -11,10 +12,6 @@ const STARTS_LOG = "started.log";
 const DELIVERED_SUFFIX = ".delivered.json";
 /** Start records appended before the log is rewritten without the finished ones. */
 const COMPACT_AFTER = 10_000;
-/** In the state directory: the pid of the runner process using it. */
-const LOCK_FILE = "runner.lock";
-/** Lock files this process holds: its own pid in one is a live lock only if listed here. */
-const heldLocks = new Set<string>();
 
 /**
  * The runner's durable record of every operation it has started. It is what
@@ -56,7 +53,7 @@ export class Ledger {
    * first record would be glued to the torn one and lost to the next process.
    */
   private startsTailTorn = false;
-  private lock: string | null;
+  private lock: StateDirLock | null;
 
   constructor(
     stateDir: string,
@@ -245,10 +242,7 @@ export class Ledger {
   }
 
   private releaseLock(): void {
-    if (!this.lock) return;
-    heldLocks.delete(this.lock);
-    // Still ours unless removed by hand.
-    if (lockHolder(this.lock) === process.pid) unlinkSync(this.lock);
+    this.lock?.release();
     this.lock = null;
   }
 
@@ -379,82 +373,6 @@ export class Ledger {
     tracked.catch(() => undefined);
     this.writes.set(id, tracked);
     return done;
-  }
-}
-
-/**
- * Takes the state directory for this process: a lock file holding its pid,
- * made whole under a temporary name and linked into place, which fails if it
- * exists. A lock whose process is gone (killed, power loss) is taken over.
- * Throws, naming the directory and the other pid, while another runner uses it.
- *
- * Limits: a pid is checked in this process's pid namespace only (runners in
- * two containers sharing the directory do not see each other), and a pid
- * reused by an unrelated process makes a stale lock look live (the error says
- * which file to remove).
- */
-function lockStateDir(stateDir: string): string {
-  const lock = path.resolve(stateDir, LOCK_FILE);
-  const mine = `${lock}.${process.pid}.tmp`;
-  writeFileSync(mine, `${process.pid}\n`, { mode: 0o600 });
-  try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        linkSync(mine, lock);
-        heldLocks.add(lock);
-        return lock;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= 3) throw err;
-      }
-      const holder = lockHolder(lock);
-      if (holder !== null && holderAlive(lock, holder)) {
-        throw new Error(`state directory ${stateDir} is in use by another runner (pid ${holder}); stop it first, or remove ${lock} if no runner is using the directory`);
-      }
-      // Stale: moved aside under a name of our own, so two processes taking it over cannot both remove it...
-      const aside = `${lock}.${process.pid}.stale`;
-      try {
-        renameSync(lock, aside);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
-        throw err;
-      }
-      // ...and if what was moved is not the stale lock but one that replaced it meanwhile, it is put back.
-      if (lockHolder(aside) !== holder) {
-        try {
-          linkSync(aside, lock);
-        } catch {
-          // Taken again meanwhile: the next attempt sees by whom.
-        } finally {
-          unlinkSync(aside);
-        }
-        continue;
-      }
-      unlinkSync(aside);
-    }
-  } finally {
-    unlinkSync(mine);
-  }
-}
-
-/** The pid in a lock file; null if it is gone or unreadable (a lock file is written whole before it appears). */
-function lockHolder(lock: string): number | null {
-  try {
-    const pid = Number.parseInt(readFileSync(lock, "utf8"), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function holderAlive(lock: string, pid: number): boolean {
-  // Our own pid from an earlier life (a restarted container's pid 1...), unless this process holds the lock.
-  if (pid === process.pid) return heldLocks.has(lock);
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: alive, under another user.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
