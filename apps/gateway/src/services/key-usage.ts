@@ -4,7 +4,7 @@ import type { PrismaClient } from "@runbridge/db";
 /**
  * Records `last_used_at` / `last_used_ip` of automation keys behind the
  * request path: requests only note the use in memory; a timer writes the
- * latest use of each key at most once per interval. Raw SQL so the row's
+ * latest use of each key at most once per interval, all keys in one statement. Raw SQL so the row's
  * `updated_at` (which means "settings changed") is not touched, and the
  * condition keeps an older write from another replica from going backwards.
  */
@@ -32,15 +32,19 @@ export class KeyUsageRecorder {
     const batch = this.pending;
     this.pending = new Map();
     this.flushing = (async () => {
-      for (const [id, use] of batch) {
-        try {
-          await this.prisma.$executeRaw`
-            UPDATE automation_keys SET last_used_at = ${use.at}, last_used_ip = ${use.ip}
-            WHERE id = ${id}::uuid AND (last_used_at IS NULL OR last_used_at < ${use.at})`;
-        } catch (err) {
-          // Losing a last-used stamp is harmless; the next use records it again.
-          this.logger.warn("could not record key use", { automationKeyId: id, error: String(err) });
-        }
+      // One statement for the whole batch: a replica serving many keys (a CI fleet) would
+      // otherwise send one UPDATE per key every interval.
+      const ids = [...batch.keys()];
+      const ats = ids.map((id) => (batch.get(id) as { at: Date }).at.toISOString());
+      const ips = ids.map((id) => (batch.get(id) as { ip: string }).ip);
+      try {
+        await this.prisma.$executeRaw`
+          UPDATE automation_keys k SET last_used_at = u.at, last_used_ip = u.ip
+          FROM unnest(${ids}::uuid[], ${ats}::timestamptz[], ${ips}::text[]) AS u(id, at, ip)
+          WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`;
+      } catch (err) {
+        // Losing last-used stamps is harmless; the next use records them again.
+        this.logger.warn("could not record key use", { keys: ids.length, error: String(err) });
       }
     })().finally(() => {
       this.flushing = null;
