@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from "node:fs";
 import os from "node:os";
 import { Client } from "pg";
 import { createRedis } from "@runbridge/common";
@@ -63,4 +63,45 @@ export async function describeMachine(databaseUrl: string, redisUrl: string): Pr
     redis: await redisVersion(redisUrl),
     openssh: opensshVersion(),
   };
+}
+
+/** What the kernel charges on this machine for the two things every process of the path does all the time. */
+export interface KernelCosts {
+  /** One fstat(2) from Node, binding included: the price of a cheap system call. */
+  syscallUs: number;
+  /** One first write to a fresh 4 KiB page (a minor page fault, zeroing included): the price of new memory and of copy-on-write after a fork. */
+  pageFaultUs: number;
+}
+
+/**
+ * Measured, not assumed: virtual machines differ by an order of magnitude
+ * here (nested virtualisation, shadow page tables), and every figure of the
+ * run that spawns processes or grows memory moves with them.
+ */
+export function measureKernelCosts(): KernelCosts {
+  const fd = openSync("/dev/null", "r");
+  let syscallUs = Infinity;
+  try {
+    for (let round = 0; round < 3; round++) {
+      const n = 20_000;
+      const t = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) fstatSync(fd);
+      syscallUs = Math.min(syscallUs, Number(process.hrtime.bigint() - t) / 1000 / n);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  // Large allocations are fresh anonymous mappings; all three are kept until the end so none reuses touched memory.
+  const kept: Buffer[] = [];
+  let pageFaultUs = Infinity;
+  const page = 4096;
+  for (let round = 0; round < 3; round++) {
+    const b = Buffer.allocUnsafeSlow(32 * 2 ** 20);
+    kept.push(b);
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < b.length; i += page) b[i] = 1;
+    pageFaultUs = Math.min(pageFaultUs, Number(process.hrtime.bigint() - t) / 1000 / (b.length / page));
+  }
+  kept.length = 0;
+  return { syscallUs, pageFaultUs };
 }

@@ -17,8 +17,8 @@ import os from "node:os";
 import path from "node:path";
 import { execTarget, refusedExec, spawnTrue } from "./exec-op";
 import { measureLatency, measureThroughput, type LatencyResult, type ThroughputResult } from "./load";
-import { describeMachine } from "./machine";
-import { childrenCpuSeconds, cpuPerOperation, cpuShare, groupCpu, pidsNamed, processCpu, rssMiB, type CpuProbe } from "./proc-stats";
+import { describeMachine, measureKernelCosts } from "./machine";
+import { childrenProbe, costPerOperation, cpuShare, namedProbe, processProbe, rssMiB, type ProcessProbe } from "./proc-stats";
 import { ROOT, onCleanup, sleep, stopAll } from "./procs";
 import { rejectionRate } from "./rejection";
 import { checkTargets, renderMarkdown } from "./report";
@@ -60,17 +60,21 @@ function say(line: string): void {
   process.stderr.write(`[bench ${s}s] ${line}\n`);
 }
 
-/** Throughput at each concurrency, and the CPU each process spent per operation at the highest one (where every core is busy). */
-async function throughputSeries(op: () => Promise<boolean>, label: string, probes: Record<string, CpuProbe>): Promise<{ throughput: ThroughputResult[]; cpuMsPerOp: Record<string, number> }> {
+/** Throughput at each concurrency, and the CPU and page faults each process spent per operation at the highest one (where every core is busy). */
+async function throughputSeries(
+  op: () => Promise<boolean>,
+  label: string,
+  probes: Record<string, ProcessProbe>,
+): Promise<{ throughput: ThroughputResult[]; cpuMsPerOp: Record<string, number>; faultsPerOp: Record<string, number> }> {
   const throughput: ThroughputResult[] = [];
-  let cpuMsPerOp: Record<string, number> = {};
+  let cost: { cpuMsPerOp: Record<string, number>; faultsPerOp: Record<string, number> } = { cpuMsPerOp: {}, faultsPerOp: {} };
   for (const c of CONCURRENCIES) {
     say(`${label}: throughput at concurrency ${c} for ${settings.throughputSeconds} s ...`);
-    const measured = await cpuPerOperation(probes, () => measureThroughput(op, c, settings.throughputSeconds * 1000));
+    const measured = await costPerOperation(probes, () => measureThroughput(op, c, settings.throughputSeconds * 1000));
     throughput.push(measured.result);
-    cpuMsPerOp = measured.cpuMsPerOp;
+    cost = measured;
   }
-  return { throughput, cpuMsPerOp };
+  return { throughput, cpuMsPerOp: cost.cpuMsPerOp, faultsPerOp: cost.faultsPerOp };
 }
 
 function brief(l: LatencyResult): string {
@@ -142,14 +146,16 @@ async function main(): Promise<void> {
   onCleanup(() => stack.admin.close());
   const machine = await describeMachine(stack.databaseUrl, REDIS_URL);
   say(`machine: ${machine.cores} cores, ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
+  const kernelCosts = measureKernelCosts();
+  say(`kernel costs: system call ${kernelCosts.syscallUs.toFixed(2)} µs, page fault ${kernelCosts.pageFaultUs.toFixed(2)} µs`);
   const keys = await createAutomationKeys(stack, settings.keyPool, 1000);
   say(`${keys.length} automation keys (rate_limit 1000 each), used round-robin`);
 
   say(`spawn baseline: ${settings.samples} samples of sh -c true ...`);
   const spawnLatency = await measureLatency(spawnTrue, settings.samples, settings.warmup);
   say(`spawn baseline: ${brief(spawnLatency)}`);
-  const self = processCpu(process.pid);
-  const spawnSeries = await throughputSeries(spawnTrue, "spawn baseline", { "load generator (spawns and waits)": self, "`sh -c true` itself": processCpu(process.pid, childrenCpuSeconds) });
+  const self = processProbe(process.pid);
+  const spawnSeries = await throughputSeries(spawnTrue, "spawn baseline", { "load generator (spawns and waits)": self, "`sh -c true` itself": childrenProbe(process.pid) });
 
   const exec = execTarget(stack.gatewayUrl, keys, stack.serverId);
   say(`exec: ${settings.samples} samples after ${settings.warmup} warm-up ...`);
@@ -160,12 +166,12 @@ async function main(): Promise<void> {
   say(`exec: ${brief(execLatency)}`);
   const pidOf = (child: { pid?: number }) => child.pid as number;
   const execSeries = await throughputSeries(exec.op, "exec", {
-    gateway: processCpu(pidOf(stack.gateway)),
-    dispatcher: processCpu(pidOf(stack.dispatcher)),
-    runner: processCpu(pidOf(stack.runner)),
-    "`sh -c true` (the runner's commands)": processCpu(pidOf(stack.runner), childrenCpuSeconds),
-    "PostgreSQL (every backend)": groupCpu(() => pidsNamed("postgres")),
-    Redis: groupCpu(() => pidsNamed("redis-server")),
+    gateway: processProbe(pidOf(stack.gateway)),
+    dispatcher: processProbe(pidOf(stack.dispatcher)),
+    runner: processProbe(pidOf(stack.runner)),
+    "`sh -c true` (the runner's commands)": childrenProbe(pidOf(stack.runner)),
+    "PostgreSQL (every backend)": namedProbe("postgres"),
+    Redis: namedProbe("redis-server"),
     "load generator (HTTP client)": self,
   });
   const execThroughput = execSeries.throughput;
@@ -210,10 +216,11 @@ async function main(): Promise<void> {
     command: "pnpm bench",
     tree,
     machine,
+    kernelCosts,
     loadAverage: { start: loadAtStart, end: os.loadavg() },
     settings,
-    exec: { latency: execLatency, throughput: execThroughput, nonCompleted: exec.rejections, stages, cpuMsPerOp: execSeries.cpuMsPerOp },
-    spawn: { latency: spawnLatency, throughput: spawnSeries.throughput, cpuMsPerOp: spawnSeries.cpuMsPerOp },
+    exec: { latency: execLatency, throughput: execThroughput, nonCompleted: exec.rejections, stages, cpuMsPerOp: execSeries.cpuMsPerOp, faultsPerOp: execSeries.faultsPerOp },
+    spawn: { latency: spawnLatency, throughput: spawnSeries.throughput, cpuMsPerOp: spawnSeries.cpuMsPerOp, faultsPerOp: spawnSeries.faultsPerOp },
     ssh,
     rejection: { unauthorized, rateLimited },
     ladder,

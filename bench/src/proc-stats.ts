@@ -39,6 +39,16 @@ export function childrenCpuSeconds(pid: number): number {
   return (Number(f[13]) + Number(f[14])) / clockTicks();
 }
 
+/** minflt: page faults the process took that needed no disk read (first touch of memory, copy-on-write after a fork). */
+export function minorFaults(pid: number): number {
+  return Number(statFields(pid)[7]);
+}
+
+/** cminflt: the same for its children it has waited for. */
+export function childrenMinorFaults(pid: number): number {
+  return Number(statFields(pid)[8]);
+}
+
 /** Processes whose command name is `comm` (e.g. every PostgreSQL backend), whoever started them. */
 export function pidsNamed(comm: string): number[] {
   const pids: number[] = [];
@@ -53,25 +63,49 @@ export function pidsNamed(comm: string): number[] {
   return pids;
 }
 
-/** CPU seconds so far of each process of a group, by pid (one entry for a single process). */
-export type CpuProbe = () => Map<number, number>;
+/** A counter so far (CPU seconds, page faults) of each process of a group, by pid (one entry for a single process). */
+export type CounterProbe = () => Map<number, number>;
 
-export function processCpu(pid: number, read: (pid: number) => number = cpuSeconds): CpuProbe {
+/** What is counted of one process or a group of them: its CPU time and its minor page faults. */
+export interface ProcessProbe {
+  cpu: CounterProbe;
+  faults: CounterProbe;
+}
+
+type Reader = (pid: number) => number;
+
+function one(pid: number, read: Reader): CounterProbe {
   return () => new Map([[pid, read(pid)]]);
 }
 
-export function groupCpu(pids: () => number[]): CpuProbe {
+function many(pids: () => number[], read: Reader): CounterProbe {
   return () => {
     const out = new Map<number, number>();
     for (const pid of pids()) {
       try {
-        out.set(pid, cpuSeconds(pid));
+        out.set(pid, read(pid));
       } catch {
         // Gone since the listing.
       }
     }
     return out;
   };
+}
+
+/** One process. */
+export function processProbe(pid: number): ProcessProbe {
+  return { cpu: one(pid, cpuSeconds), faults: one(pid, minorFaults) };
+}
+
+/** The children a process has waited for (a runner's commands, the spawn baseline's `sh`). */
+export function childrenProbe(pid: number): ProcessProbe {
+  return { cpu: one(pid, childrenCpuSeconds), faults: one(pid, childrenMinorFaults) };
+}
+
+/** Every process with this command name (PostgreSQL's backends, Redis). */
+export function namedProbe(comm: string): ProcessProbe {
+  const pids = () => pidsNamed(comm);
+  return { cpu: many(pids, cpuSeconds), faults: many(pids, minorFaults) };
 }
 
 /**
@@ -86,17 +120,27 @@ function usedBetween(before: Map<number, number>, after: Map<number, number>): n
 }
 
 /**
- * CPU each group used while `work` ran, divided by the operations it
- * completed: milliseconds of CPU per operation, by process.
+ * CPU and minor page faults each group used while `work` ran, divided by the
+ * operations it completed: milliseconds of CPU and faults per operation, by process.
  */
-export async function cpuPerOperation<T extends { completed: number }>(probes: Record<string, CpuProbe>, work: () => Promise<T>): Promise<{ result: T; cpuMsPerOp: Record<string, number> }> {
-  const before = new Map(Object.entries(probes).map(([name, probe]) => [name, probe()]));
+export async function costPerOperation<T extends { completed: number }>(
+  probes: Record<string, ProcessProbe>,
+  work: () => Promise<T>,
+): Promise<{ result: T; cpuMsPerOp: Record<string, number>; faultsPerOp: Record<string, number> }> {
+  const read = () => new Map(Object.entries(probes).map(([name, p]) => [name, { cpu: p.cpu(), faults: p.faults() }]));
+  const before = read();
   const result = await work();
+  const after = read();
   const cpuMsPerOp: Record<string, number> = {};
-  for (const [name, probe] of Object.entries(probes)) {
-    cpuMsPerOp[name] = result.completed > 0 ? (usedBetween(before.get(name) ?? new Map(), probe()) * 1000) / result.completed : NaN;
+  const faultsPerOp: Record<string, number> = {};
+  for (const name of Object.keys(probes)) {
+    const b = before.get(name);
+    const a = after.get(name);
+    const per = (x: number): number => (result.completed > 0 ? x / result.completed : NaN);
+    cpuMsPerOp[name] = per(usedBetween(b?.cpu ?? new Map(), a?.cpu ?? new Map()) * 1000);
+    faultsPerOp[name] = per(usedBetween(b?.faults ?? new Map(), a?.faults ?? new Map()));
   }
-  return { result, cpuMsPerOp };
+  return { result, cpuMsPerOp, faultsPerOp };
 }
 
 /** Share of one core a process used over `windowMs` (0.05 = 5 % of one core). */

@@ -61,6 +61,14 @@ export function renderMarkdown(r: BenchResults, checks: TargetCheck[]): string {
   out.push(`Machine: ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB RAM, ${m.os}, Linux ${m.kernel}; Node ${m.node}, PostgreSQL ${m.postgres}, Redis ${m.redis}, ${m.openssh}. Everything (load generator, gateway, dispatcher, runner, PostgreSQL, Redis, sshd) on this one box.`);
   const load = (l: number[]): string => l.map((v) => v.toFixed(2)).join(" / ");
   out.push("");
+  const k = r.kernelCosts;
+  if (k) {
+    out.push(
+      `Kernel costs measured at the start: a system call (fstat from Node) ${k.syscallUs.toFixed(2)} µs, a page fault on fresh memory ${k.pageFaultUs.toFixed(2)} µs. ` +
+        "Both differ by an order of magnitude between virtual machines, and every figure that spawns processes or takes new memory moves with them.",
+    );
+    out.push("");
+  }
   out.push(`Load average (1 / 5 / 15 min) at the start: ${load(r.loadAverage.start)}; at the end: ${load(r.loadAverage.end)} (on ${m.cores} cores; anything well above the bench's own load means other work shared the machine).`);
   out.push("");
 
@@ -100,19 +108,24 @@ export function renderMarkdown(r: BenchResults, checks: TargetCheck[]): string {
     const top = highestConcurrency(r);
     const lines = (m: Record<string, number> | undefined): [string, number][] => Object.entries(m ?? {}).filter(([, v]) => Number.isFinite(v));
     const sum = (m: Record<string, number> | undefined): number => lines(m).reduce((a, [, v]) => a + v, 0);
-    out.push(`CPU per operation at concurrency ${top}, by process (utime+stime from /proc over the throughput run, divided by the operations completed; PostgreSQL and Redis include anything else they served meanwhile):`);
+    out.push(`CPU and minor page faults per operation at concurrency ${top}, by process (utime+stime and minflt from /proc over the throughput run, divided by the operations completed; PostgreSQL and Redis include anything else they served meanwhile):`);
     out.push("");
-    head(["Process", "ms of CPU per exec of `true`", "", "ms of CPU per spawn of `sh -c true`"]);
+    head(["Process", "ms of CPU per exec of `true`", "page faults per exec", "", "ms of CPU per spawn of `sh -c true`", "page faults per spawn"]);
     const ours = lines(cpu);
     const base = lines(r.spawn.cpuMsPerOp);
+    const faults = (m: Record<string, number> | undefined, name: string): string => {
+      const v = m?.[name];
+      return v === undefined || !Number.isFinite(v) ? "" : v.toFixed(0);
+    };
     for (let i = 0; i < Math.max(ours.length, base.length); i++) {
       const a = ours[i];
       const b = base[i];
-      row([a ? a[0] : "", a ? a[1].toFixed(2) : "", b ? b[0] : "", b ? b[1].toFixed(2) : ""]);
+      row([a ? a[0] : "", a ? a[1].toFixed(2) : "", a ? faults(r.exec.faultsPerOp, a[0]) : "", b ? b[0] : "", b ? b[1].toFixed(2) : "", b ? faults(r.spawn.faultsPerOp, b[0]) : ""]);
     }
     const total = sum(cpu);
     const baseTotal = sum(r.spawn.cpuMsPerOp);
-    row(["**total**", `**${total.toFixed(2)}**`, "**total**", baseTotal ? `**${baseTotal.toFixed(2)}**` : "–"]);
+    const faultTotal = (m: Record<string, number> | undefined): string => (m && Object.keys(m).length ? `**${sum(m).toFixed(0)}**` : "");
+    row(["**total**", `**${total.toFixed(2)}**`, faultTotal(r.exec.faultsPerOp), "**total**", baseTotal ? `**${baseTotal.toFixed(2)}**` : "–", faultTotal(r.spawn.faultsPerOp)]);
     out.push("");
     out.push(
       `With every core busy, throughput is at most cores ÷ CPU per operation: ${perS((r.machine.cores * 1000) / total)} for exec, ${baseTotal ? perS((r.machine.cores * 1000) / baseTotal) : "–"} for the bare spawn.`,

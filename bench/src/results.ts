@@ -1,5 +1,5 @@
 import type { LatencyResult, ThroughputResult } from "./load";
-import type { Machine } from "./machine";
+import type { KernelCosts, Machine } from "./machine";
 import type { RejectionResult } from "./rejection";
 import type { SshResult } from "./ssh-baseline";
 import type { Stage } from "./stages";
@@ -20,12 +20,21 @@ export interface BenchResults {
   /** The commit the services ran from, and whether the working tree had uncommitted changes to them. */
   tree: { commit: string; dirty: boolean };
   machine: Machine;
+  /** Measured at the start of the run (older result files lack it). */
+  kernelCosts?: KernelCosts;
   /** 1, 5 and 15 minute load averages when the run started and ended: other work on the box skews every figure. */
   loadAverage: { start: number[]; end: number[] };
   settings: Record<string, number | string>;
-  exec: { latency: LatencyResult; throughput: ThroughputResult[]; nonCompleted: Record<string, number>; stages?: { operations: number; stages: Stage[] }; cpuMsPerOp?: Record<string, number> };
-  /** cpuMsPerOp: milliseconds of CPU per operation by process, over the throughput run at the highest concurrency. */
-  spawn: { latency: LatencyResult; throughput: ThroughputResult[]; cpuMsPerOp?: Record<string, number> };
+  exec: {
+    latency: LatencyResult;
+    throughput: ThroughputResult[];
+    nonCompleted: Record<string, number>;
+    stages?: { operations: number; stages: Stage[] };
+    cpuMsPerOp?: Record<string, number>;
+    faultsPerOp?: Record<string, number>;
+  };
+  /** cpuMsPerOp, faultsPerOp: milliseconds of CPU and minor page faults per operation by process, over the throughput run at the highest concurrency. */
+  spawn: { latency: LatencyResult; throughput: ThroughputResult[]; cpuMsPerOp?: Record<string, number>; faultsPerOp?: Record<string, number> };
   ssh: SshResult;
   rejection: { unauthorized: RejectionResult; rateLimited: RejectionResult };
   /** Latency at concurrency 1 of exec requests refused at successive stages of the gateway. */

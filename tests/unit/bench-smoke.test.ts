@@ -1,5 +1,5 @@
 import { measureThroughput } from "../../bench/src/load";
-import { cpuPerOperation } from "../../bench/src/proc-stats";
+import { costPerOperation } from "../../bench/src/proc-stats";
 import { checkTargets, renderMarkdown } from "../../bench/src/report";
 import type { BenchResults } from "../../bench/src/results";
 import { percentile, ratio, summarize } from "../../bench/src/stats";
@@ -99,11 +99,15 @@ describe("bench helpers", () => {
   it("shows the CPU each process spends per operation, and the throughput ceiling it implies", () => {
     const r = results();
     r.exec.cpuMsPerOp = { gateway: 1, runner: 2.5, PostgreSQL: 1.5 };
+    r.exec.faultsPerOp = { gateway: 10, runner: 120, PostgreSQL: 4 };
     r.spawn.cpuMsPerOp = { "load generator": 0.5, "sh -c true": 1.5 };
+    r.spawn.faultsPerOp = { "load generator": 90, "sh -c true": 150 };
+    r.kernelCosts = { syscallUs: 0.5, pageFaultUs: 12.25 };
     const md = renderMarkdown(r, checkTargets(r));
-    expect(md).toContain("| gateway | 1.00 | load generator | 0.50 |");
-    expect(md).toContain("| PostgreSQL | 1.50 |  |  |");
-    expect(md).toContain("| **total** | **5.00** | **total** | **2.00** |");
+    expect(md).toContain("| gateway | 1.00 | 10 | load generator | 0.50 | 90 |");
+    expect(md).toContain("| PostgreSQL | 1.50 | 4 |  |  |  |");
+    expect(md).toContain("| **total** | **5.00** | **134** | **total** | **2.00** | **240** |");
+    expect(md).toContain("a system call (fstat from Node) 0.50 µs, a page fault on fresh memory 12.25 µs");
     // 2 cores: 2,000 ms of CPU a second ÷ 5 ms per exec, ÷ 2 ms per spawn.
     expect(md).toContain("400/s for exec, 1,000/s for the bare spawn");
     expect(md).toContain("| 401, well-formed unknown `rca_` key | 6,000/s |");
@@ -121,8 +125,14 @@ describe("bench helpers", () => {
       ]),
     ];
     let reading = 0;
-    const { cpuMsPerOp } = await cpuPerOperation({ group: () => readings[reading++] ?? new Map() }, async () => ({ completed: 1000 }));
+    let faultReading = 0;
+    const { cpuMsPerOp, faultsPerOp } = await costPerOperation(
+      { group: { cpu: () => readings[reading++] ?? new Map(), faults: () => readings[faultReading++] ?? new Map() } },
+      async () => ({ completed: 1000 }),
+    );
     // (4 - 3) + (1 - 0) seconds over 1,000 operations; process 1's 5 s before it exited are not subtracted.
     expect(cpuMsPerOp.group).toBeCloseTo(2);
+    // The same readings as fault counts: 2 faults over 1,000 operations.
+    expect(faultsPerOp.group).toBeCloseTo(0.002);
   });
 });
