@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { HttpClient } from "./http-client";
 import type { Operation } from "./load";
 
@@ -48,14 +47,6 @@ export function execTarget(gatewayUrl: string, keys: string[], serverId: string)
     return answer.status === "completed" && answer.exit_code === 0 ? true : `200 ${answer.status ?? "?"}`;
   });
 }
-
-/** The local baseline: `sh -c true` spawned from Node, waiting for its exit. */
-export const spawnTrue: Operation = () =>
-  new Promise((resolve) => {
-    const child = spawn("sh", ["-c", "true"], { stdio: "ignore" });
-    child.once("error", () => resolve(false));
-    child.once("exit", (code) => resolve(code === 0));
-  });
 
 /**
  * An exec request the gateway answers with `expected` before any operation

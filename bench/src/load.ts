@@ -18,15 +18,9 @@ export interface ThroughputResult {
 
 /** Sequential samples (concurrency 1) after an unmeasured warm-up. */
 export async function measureLatency(op: Operation, samples: number, warmup: number): Promise<LatencyResult> {
-  for (let i = 0; i < warmup; i++) await op();
-  const times: number[] = [];
-  let failures = 0;
-  for (let i = 0; i < samples; i++) {
-    const t0 = performance.now();
-    const ok = await op();
-    times.push(performance.now() - t0);
-    if (!ok) failures++;
-  }
+  const sample = sampler(op);
+  await sample(warmup);
+  const { times, failures } = await sample(samples);
   return { ...summarize(times), failures };
 }
 
@@ -48,4 +42,58 @@ export async function measureThroughput(op: Operation, concurrency: number, dura
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsedS = (performance.now() - t0) / 1000;
   return { concurrency, durationS: elapsedS, completed, failures, opsPerSecond: completed / elapsedS };
+}
+
+/** Takes `n` sequential latency samples of something, wherever it runs. */
+export type Sampler = (n: number) => Promise<{ times: number[]; failures: number }>;
+
+/** Samples of an operation run in this process. */
+export function sampler(op: Operation): Sampler {
+  return async (n) => {
+    const times: number[] = [];
+    let failures = 0;
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      const ok = await op();
+      times.push(performance.now() - t0);
+      if (!ok) failures++;
+    }
+    return { times, failures };
+  };
+}
+
+/**
+ * Latency of several operations measured in alternating blocks (a, b, c, a,
+ * b, c, ...) after each one's warm-up. On a machine whose speed drifts during
+ * a run (a shared VM), every operation sees the same mix of fast and slow
+ * moments, so their ratios hold even when the absolute figures move.
+ */
+export async function interleavedLatency<K extends string>(ops: Record<K, { sample: Sampler; samples: number; warmup: number }>, blocks: number): Promise<Record<K, LatencyResult>> {
+  const names = Object.keys(ops) as K[];
+  const times = new Map<K, number[]>(names.map((k) => [k, []]));
+  const failures = new Map<K, number>(names.map((k) => [k, 0]));
+  for (const k of names) if (ops[k].warmup > 0) await ops[k].sample(ops[k].warmup);
+  for (let block = 0; block < blocks; block++) {
+    for (const k of names) {
+      // Samples spread over the blocks; the last block takes the remainder.
+      const { sample, samples } = ops[k];
+      const per = Math.ceil(samples / blocks);
+      const take = Math.min(per, samples - per * block);
+      if (take <= 0) continue;
+      const got = await sample(take);
+      times.get(k)?.push(...got.times);
+      failures.set(k, (failures.get(k) ?? 0) + got.failures);
+    }
+  }
+  return Object.fromEntries(names.map((k) => [k, { ...summarize(times.get(k) ?? []), failures: failures.get(k) ?? 0 }])) as Record<K, LatencyResult>;
+}
+
+/** Throughput runs of one operation at one concurrency (rounds of an interleaved measurement) as one result. */
+export function mergeThroughput(parts: readonly ThroughputResult[]): ThroughputResult {
+  const first = parts[0];
+  if (!first) throw new Error("no throughput runs to merge");
+  const durationS = parts.reduce((a, p) => a + p.durationS, 0);
+  const completed = parts.reduce((a, p) => a + p.completed, 0);
+  const failures = parts.reduce((a, p) => a + p.failures, 0);
+  return { concurrency: first.concurrency, durationS, completed, failures, opsPerSecond: durationS > 0 ? completed / durationS : NaN };
 }

@@ -15,8 +15,9 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { execTarget, refusedExec, spawnTrue } from "./exec-op";
-import { measureLatency, measureThroughput, type LatencyResult, type ThroughputResult } from "./load";
+import { execTarget, refusedExec } from "./exec-op";
+import { interleavedLatency, measureLatency, measureThroughput, mergeThroughput, sampler, type LatencyResult, type ThroughputResult } from "./load";
+import { SpawnBaseline } from "./spawn-baseline";
 import { describeMachine, measureKernelCosts } from "./machine";
 import { childrenProbe, costPerOperation, cpuShare, namedProbe, processProbe, rssMiB, type ProcessProbe } from "./proc-stats";
 import { ROOT, onCleanup, sleep, stopAll } from "./procs";
@@ -34,7 +35,9 @@ const CONCURRENCIES = [1, 8, 32];
 const settings = {
   warmup: quick ? 20 : 200,
   samples: quick ? 100 : 500,
-  throughputSeconds: quick ? 2 : 5,
+  throughputSeconds: quick ? 2 : 6,
+  rounds: quick ? 2 : 4,
+  latencyBlocks: 5,
   concurrencies: CONCURRENCIES.join(", "),
   keyPool: 60,
   sshFreshSamples: quick ? 5 : 30,
@@ -60,21 +63,52 @@ function say(line: string): void {
   process.stderr.write(`[bench ${s}s] ${line}\n`);
 }
 
-/** Throughput at each concurrency, and the CPU and page faults each process spent per operation at the highest one (where every core is busy). */
-async function throughputSeries(
-  op: () => Promise<boolean>,
-  label: string,
-  probes: Record<string, ProcessProbe>,
-): Promise<{ throughput: ThroughputResult[]; cpuMsPerOp: Record<string, number>; faultsPerOp: Record<string, number> }> {
-  const throughput: ThroughputResult[] = [];
-  let cost: { cpuMsPerOp: Record<string, number>; faultsPerOp: Record<string, number> } = { cpuMsPerOp: {}, faultsPerOp: {} };
+interface ThroughputTarget {
+  run: (concurrency: number, durationMs: number) => Promise<ThroughputResult>;
+  probes: Record<string, ProcessProbe>;
+}
+
+interface ThroughputSeries {
+  throughput: ThroughputResult[];
+  /** At the highest concurrency, where every core is busy. */
+  cpuMsPerOp: Record<string, number>;
+  faultsPerOp: Record<string, number>;
+}
+
+/**
+ * Throughput of each target at each concurrency, the targets taking turns in
+ * rounds (a, b, a, b, ...) so a drift of the machine's speed shifts both alike;
+ * the CPU and page faults each process spent per operation at the highest concurrency.
+ */
+async function throughputSeries<K extends string>(targets: Record<K, ThroughputTarget>): Promise<Record<K, ThroughputSeries>> {
+  const names = Object.keys(targets) as K[];
+  const out = Object.fromEntries(names.map((k) => [k, { throughput: [], cpuMsPerOp: {}, faultsPerOp: {} }])) as unknown as Record<K, ThroughputSeries>;
+  const sliceMs = (settings.throughputSeconds * 1000) / settings.rounds;
   for (const c of CONCURRENCIES) {
-    say(`${label}: throughput at concurrency ${c} for ${settings.throughputSeconds} s ...`);
-    const measured = await costPerOperation(probes, () => measureThroughput(op, c, settings.throughputSeconds * 1000));
-    throughput.push(measured.result);
-    cost = measured;
+    say(`throughput at concurrency ${c}: ${names.join(" and ")} taking turns, ${settings.rounds} rounds of ${(sliceMs / 1000).toFixed(2)} s each ...`);
+    const parts = new Map<K, ThroughputResult[]>(names.map((k) => [k, []]));
+    // Totals over the rounds (per-operation figures times operations), divided at the end.
+    const cpu = new Map<K, Record<string, number>>(names.map((k) => [k, {}]));
+    const faults = new Map<K, Record<string, number>>(names.map((k) => [k, {}]));
+    for (let round = 0; round < settings.rounds; round++) {
+      for (const k of names) {
+        const m = await costPerOperation(targets[k].probes, () => targets[k].run(c, sliceMs));
+        parts.get(k)?.push(m.result);
+        for (const [totals, perOp] of [[cpu.get(k), m.cpuMsPerOp], [faults.get(k), m.faultsPerOp]] as const) {
+          for (const [name, v] of Object.entries(perOp)) if (totals) totals[name] = (totals[name] ?? 0) + v * m.result.completed;
+        }
+      }
+    }
+    for (const k of names) {
+      const merged = mergeThroughput(parts.get(k) ?? []);
+      out[k].throughput.push(merged);
+      const perOp = (totals: Record<string, number> | undefined) => Object.fromEntries(Object.entries(totals ?? {}).map(([name, v]) => [name, merged.completed > 0 ? v / merged.completed : NaN]));
+      out[k].cpuMsPerOp = perOp(cpu.get(k));
+      out[k].faultsPerOp = perOp(faults.get(k));
+      say(`  ${k}: ${merged.opsPerSecond.toFixed(0)}/s`);
+    }
   }
-  return { throughput, cpuMsPerOp: cost.cpuMsPerOp, faultsPerOp: cost.faultsPerOp };
+  return out;
 }
 
 function brief(l: LatencyResult): string {
@@ -151,29 +185,49 @@ async function main(): Promise<void> {
   const keys = await createAutomationKeys(stack, settings.keyPool, 1000);
   say(`${keys.length} automation keys (rate_limit 1000 each), used round-robin`);
 
-  say(`spawn baseline: ${settings.samples} samples of sh -c true ...`);
-  const spawnLatency = await measureLatency(spawnTrue, settings.samples, settings.warmup);
-  say(`spawn baseline: ${brief(spawnLatency)}`);
-  const self = processProbe(process.pid);
-  const spawnSeries = await throughputSeries(spawnTrue, "spawn baseline", { "load generator (spawns and waits)": self, "`sh -c true` itself": childrenProbe(process.pid) });
-
   const exec = execTarget(stack.gatewayUrl, keys, stack.serverId);
-  say(`exec: ${settings.samples} samples after ${settings.warmup} warm-up ...`);
-  await measureLatency(exec.op, settings.warmup, 0);
+  say(`latency: ${settings.samples} samples each of spawning sh -c true and of exec, in ${settings.latencyBlocks} alternating blocks ...`);
+  const spawner = new SpawnBaseline();
+  const execSample = sampler(exec.op);
+  await spawner.sample(settings.warmup);
+  await execSample(settings.warmup);
+  // After the warm-ups: the stage breakdown reads the rows of the measured execs only.
   const window = { from: new Date() };
-  const execLatency = await measureLatency(exec.op, settings.samples, 0);
+  const latency = await interleavedLatency(
+    {
+      spawn: { sample: spawner.sample, samples: settings.samples, warmup: 0 },
+      exec: { sample: execSample, samples: settings.samples, warmup: 0 },
+    },
+    settings.latencyBlocks,
+  );
   const stages = await stageBreakdown(stack.databaseUrl, window.from, new Date());
+  const spawnLatency = latency.spawn;
+  const execLatency = latency.exec;
+  say(`spawn baseline: ${brief(spawnLatency)}`);
   say(`exec: ${brief(execLatency)}`);
   const pidOf = (child: { pid?: number }) => child.pid as number;
-  const execSeries = await throughputSeries(exec.op, "exec", {
-    gateway: processProbe(pidOf(stack.gateway)),
-    dispatcher: processProbe(pidOf(stack.dispatcher)),
-    runner: processProbe(pidOf(stack.runner)),
-    "`sh -c true` (the runner's commands)": childrenProbe(pidOf(stack.runner)),
-    "PostgreSQL (every backend)": namedProbe("postgres"),
-    Redis: namedProbe("redis-server"),
-    "load generator (HTTP client)": self,
+  const self = processProbe(process.pid);
+  const series = await throughputSeries({
+    spawn: {
+      run: (c, ms) => spawner.throughput(c, ms),
+      probes: { "Node process that spawns (and waits)": processProbe(spawner.pid), "`sh -c true` itself": childrenProbe(spawner.pid) },
+    },
+    exec: {
+      run: (c, ms) => measureThroughput(exec.op, c, ms),
+      probes: {
+        gateway: processProbe(pidOf(stack.gateway)),
+        dispatcher: processProbe(pidOf(stack.dispatcher)),
+        runner: processProbe(pidOf(stack.runner)),
+        "`sh -c true` (the runner's commands)": childrenProbe(pidOf(stack.runner)),
+        "PostgreSQL (every backend)": namedProbe("postgres"),
+        Redis: namedProbe("redis-server"),
+        "load generator (HTTP client)": self,
+      },
+    },
   });
+  spawner.close();
+  const spawnSeries = series.spawn;
+  const execSeries = series.exec;
   const execThroughput = execSeries.throughput;
   exec.close();
   say(`exec: throughput ${execThroughput.map((t) => `c${t.concurrency} ${t.opsPerSecond.toFixed(0)}/s`).join(", ")}; answers other than completed: ${JSON.stringify(exec.rejections)}`);
@@ -193,8 +247,14 @@ async function main(): Promise<void> {
     say(`ladder: ${step.label}: ${brief(l)}`);
   }
 
-  const ssh = await sshBaseline(path.join(tmp, "ssh"), LOG_DIR, settings.sshFreshSamples, settings.sshMuxSamples, say);
-  say(ssh.skipped ? `ssh baseline skipped: ${ssh.skipped}` : `ssh: fresh ${brief(ssh.fresh as LatencyResult)}; multiplexed ${brief(ssh.multiplexed as LatencyResult)}`);
+  const sshExec = execTarget(stack.gatewayUrl, keys, stack.serverId);
+  const ssh = await sshBaseline(path.join(tmp, "ssh"), LOG_DIR, { freshSamples: settings.sshFreshSamples, muxSamples: settings.sshMuxSamples, blocks: settings.latencyBlocks, exec: sshExec.op }, say);
+  sshExec.close();
+  say(
+    ssh.skipped
+      ? `ssh baseline skipped: ${ssh.skipped}`
+      : `ssh: fresh ${brief(ssh.fresh as LatencyResult)}; multiplexed ${brief(ssh.multiplexed as LatencyResult)}; exec meanwhile ${brief(ssh.exec as LatencyResult)}`,
+  );
 
   const execUrl = `${stack.gatewayUrl}/api/automation/v1/exec`;
   const body = { server_id: stack.serverId, command: "true" };

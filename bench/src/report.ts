@@ -24,9 +24,11 @@ export function checkTargets(r: BenchResults): TargetCheck[] {
   checks.push({ target: "exec p99 ≤ 25 ms at concurrency 1", figure: ms(ours.p99), value: ours.p99, pass: ours.p99 <= 25 });
   const share = ratio(at(r.exec.throughput, 32)?.opsPerSecond, at(r.spawn.throughput, 32)?.opsPerSecond);
   checks.push({ target: "throughput at concurrency 32 ≥ 50 % of direct spawn", figure: pct(share), value: share, pass: share >= 0.5 });
-  const fresh = ratio(r.ssh.fresh?.p50, ours.p50);
+  // Compared with the exec samples taken between the SSH ones (older result files: the exec phase's).
+  const alongside = r.ssh.exec ?? ours;
+  const fresh = ratio(r.ssh.fresh?.p50, alongside.p50);
   checks.push({ target: "≥ 25× faster than a fresh SSH connection (p50)", figure: r.ssh.skipped ? "skipped" : times(fresh), value: fresh, pass: fresh >= 25 });
-  const mux = ratio(r.ssh.multiplexed?.p50, ours.p50);
+  const mux = ratio(r.ssh.multiplexed?.p50, alongside.p50);
   checks.push({ target: "≥ 2.5× faster than multiplexed SSH (p50)", figure: r.ssh.skipped ? "skipped" : times(mux), value: mux, pass: mux >= 2.5 });
   const top = r.scale.levels.find((l) => l.simulatedRunners === 10_000);
   const rss = top?.dispatcherRssMiB ?? NaN;
@@ -88,7 +90,8 @@ export function renderMarkdown(r: BenchResults, checks: TargetCheck[]): string {
   const failed = Object.entries(r.exec.nonCompleted);
   out.push("");
   out.push(
-    `Latency: ${o.samples} sequential samples after ${r.settings.warmup} unmeasured; throughput: closed loop for ${r.settings.throughputSeconds} s per concurrency. ` +
+    `Latency: ${o.samples} sequential samples after ${r.settings.warmup} unmeasured${r.settings.latencyBlocks ? `, in ${r.settings.latencyBlocks} blocks alternating with the spawn baseline's` : ""}; ` +
+      `throughput: closed loop for ${r.settings.throughputSeconds} s per concurrency${r.settings.rounds ? `, in ${r.settings.rounds} rounds alternating with the spawn baseline's` : ""}. ` +
       `Exec answers other than 200 completed (exit 0) during all exec runs: ${failed.length === 0 ? "**0**" : failed.map(([k, v]) => `${k}: ${v}`).join(", ")}.`,
   );
   out.push("");
@@ -151,9 +154,17 @@ export function renderMarkdown(r: BenchResults, checks: TargetCheck[]): string {
     out.push(`Skipped: ${r.ssh.skipped}`);
   } else {
     head(["Figure", "p50", "p95", "p99", "samples", "ssh / ours (p50)", "Target", ""]);
-    row(["ssh, fresh connection", ...latencyCells(r.ssh.fresh), r.ssh.fresh?.samples ?? 0, times(ratio(r.ssh.fresh?.p50, o.p50)), "≥ 25×", check("≥ 25×")]);
-    row(["ssh, multiplexed (ControlMaster)", ...latencyCells(r.ssh.multiplexed), r.ssh.multiplexed?.samples ?? 0, times(ratio(r.ssh.multiplexed?.p50, o.p50)), "≥ 2.5×", check("≥ 2.5×")]);
-    row(["runbridge exec (from above)", ...latencyCells(o), o.samples, "1×", "", ""]);
+    const ours = r.ssh.exec ?? o;
+    row(["ssh, fresh connection", ...latencyCells(r.ssh.fresh), r.ssh.fresh?.samples ?? 0, times(ratio(r.ssh.fresh?.p50, ours.p50)), "≥ 25×", check("≥ 25×")]);
+    row(["ssh, multiplexed (ControlMaster)", ...latencyCells(r.ssh.multiplexed), r.ssh.multiplexed?.samples ?? 0, times(ratio(r.ssh.multiplexed?.p50, ours.p50)), "≥ 2.5×", check("≥ 2.5×")]);
+    row([r.ssh.exec ? "runbridge exec, between the SSH samples" : "runbridge exec (from above)", ...latencyCells(ours), ours.samples, "1×", "", ""]);
+    out.push("");
+    out.push(
+      r.ssh.exec
+        ? `Fresh, multiplexed and exec samples taken in ${r.settings.latencyBlocks} alternating blocks, so the ratios compare the same moments of the machine; exec answers other than completed among them: ${r.ssh.exec.failures}. ` +
+            "The private sshd is leaner than a distribution's default (no PAM session, no shell rc files), which only flatters SSH."
+        : "Exec figures from the exec phase above.",
+    );
   }
   out.push("");
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, writeFileSync, readFileSync, chmodSync } from "n
 import net from "node:net";
 import { userInfo } from "node:os";
 import path from "node:path";
-import { measureLatency, type LatencyResult, type Operation } from "./load";
+import { interleavedLatency, sampler, type LatencyResult, type Operation } from "./load";
 import { freePort, onCleanup, startChild, stopChild, until } from "./procs";
 
 const SSHD = "/usr/sbin/sshd";
@@ -11,7 +11,18 @@ const SSHD = "/usr/sbin/sshd";
 export interface SshResult {
   fresh?: LatencyResult;
   multiplexed?: LatencyResult;
+  /** runbridge's exec, measured in the blocks between the SSH samples: what the SSH figures are compared with. */
+  exec?: LatencyResult;
   skipped?: string;
+}
+
+export interface SshSettings {
+  freshSamples: number;
+  muxSamples: number;
+  /** Alternating blocks of fresh, multiplexed and exec samples. */
+  blocks: number;
+  /** runbridge's exec of `true`, measured alongside (as many samples as multiplexed SSH). */
+  exec: Operation;
 }
 
 /** openssh-server from Debian's packages when sshd is missing; the reason when it cannot be had. */
@@ -38,9 +49,13 @@ function run(cmd: string, args: string[]): Promise<boolean> {
 /**
  * OpenSSH on loopback, as CI tools that open a fresh connection per step use
  * it: a private sshd (own port, host key and config, accepting only a key
- * generated here), then `ssh host true` fresh and over a ControlMaster.
+ * generated here), then `ssh host true` fresh and over a ControlMaster, taking
+ * turns with runbridge's exec so the ratios compare the same moments.
+ *
+ * The sshd is leaner than a distribution's default (no PAM session, no rc
+ * files): SSH's figures are, if anything, better than on a real server.
  */
-export async function sshBaseline(dir: string, logDir: string, freshSamples: number, muxSamples: number, log: (line: string) => void): Promise<SshResult> {
+export async function sshBaseline(dir: string, logDir: string, settings: SshSettings, log: (line: string) => void): Promise<SshResult> {
   const missing = ensureSshd(log);
   if (missing) return { skipped: missing };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -112,13 +127,18 @@ export async function sshBaseline(dir: string, logDir: string, freshSamples: num
   const closeMaster = (): Promise<boolean> => (masterClosed ??= run("ssh", [...muxArgs, "-O", "exit", target]));
   onCleanup(() => closeMaster().then(() => undefined));
 
-  log(`ssh fresh connection: ${freshSamples} samples ...`);
-  const freshResult = await measureLatency(fresh, freshSamples, 2);
-  log(`ssh multiplexed: ${muxSamples} samples ...`);
-  // The first call opens the master connection; the warm-up keeps it out of the samples.
-  const muxResult = await measureLatency(mux, muxSamples, 5);
+  log(`ssh fresh (${settings.freshSamples} samples), multiplexed and exec (${settings.muxSamples} each), in ${settings.blocks} alternating blocks ...`);
+  const measured = await interleavedLatency(
+    {
+      fresh: { sample: sampler(fresh), samples: settings.freshSamples, warmup: 2 },
+      // The first call opens the master connection; the warm-up keeps it out of the samples.
+      multiplexed: { sample: sampler(mux), samples: settings.muxSamples, warmup: 5 },
+      exec: { sample: sampler(settings.exec), samples: settings.muxSamples, warmup: 5 },
+    },
+    settings.blocks,
+  );
   // Done with SSH: the master connection and sshd go now, not at the end of the run.
   await closeMaster();
   await stopChild(sshd);
-  return { fresh: freshResult, multiplexed: muxResult };
+  return measured;
 }

@@ -1,4 +1,4 @@
-import { measureThroughput } from "../../bench/src/load";
+import { interleavedLatency, measureThroughput, mergeThroughput, sampler } from "../../bench/src/load";
 import { costPerOperation } from "../../bench/src/proc-stats";
 import { checkTargets, renderMarkdown } from "../../bench/src/report";
 import type { BenchResults } from "../../bench/src/results";
@@ -63,6 +63,36 @@ describe("bench helpers", () => {
     expect(r.completed + r.failures).toBe(n);
     expect(r.failures).toBeGreaterThan(0);
     expect(r.opsPerSecond).toBeCloseTo(r.completed / r.durationS);
+  });
+
+  it("takes latency samples in alternating blocks, each operation its own count, and counts failures", async () => {
+    const calls: string[] = [];
+    const op = (name: string, ok = true) => async () => {
+      calls.push(name);
+      return ok;
+    };
+    const r = await interleavedLatency({ a: { sample: sampler(op("a")), samples: 6, warmup: 1 }, b: { sample: sampler(op("b", false)), samples: 3, warmup: 0 } }, 3);
+    // The warm-up first, then a a b, a a b, a a b.
+    expect(calls.join("")).toBe("a" + "aab".repeat(3));
+    expect(r.a).toMatchObject({ samples: 6, failures: 0 });
+    expect(r.b).toMatchObject({ samples: 3, failures: 3 });
+  });
+
+  it("merges the rounds of a throughput measurement into one figure", () => {
+    const merged = mergeThroughput([
+      { concurrency: 32, durationS: 1, completed: 100, failures: 1, opsPerSecond: 100 },
+      { concurrency: 32, durationS: 3, completed: 500, failures: 0, opsPerSecond: 166.7 },
+    ]);
+    expect(merged).toEqual({ concurrency: 32, durationS: 4, completed: 600, failures: 1, opsPerSecond: 150 });
+  });
+
+  it("compares SSH with the exec samples taken between the SSH ones", () => {
+    // Exec measured alongside SSH was slower than in the exec phase: the ratios use it.
+    const r = results({ ssh: { fresh: latency(280, 400), multiplexed: latency(28, 40), exec: latency(14, 20) } });
+    const checks = checkTargets(r);
+    expect(checks.find((c) => c.target.startsWith("≥ 25×"))).toMatchObject({ figure: "20.0×", pass: false });
+    expect(checks.find((c) => c.target.startsWith("≥ 2.5×"))).toMatchObject({ figure: "2.00×", pass: false });
+    expect(renderMarkdown(r, checks)).toContain("| runbridge exec, between the SSH samples | 14.0 ms |");
   });
 
   it("passes every target when the figures meet them", () => {
