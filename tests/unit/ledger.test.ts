@@ -77,7 +77,8 @@ describe("runner ledger", () => {
 
     const next = ledger();
     expect(next.undelivered().map((r) => r.operationId).sort()).toEqual([id(2), id(3)]);
-    expect(next.get(id(1))).toMatchObject({ state: "finished", delivered: true, result: { stdout: "ok\n" } });
+    // Known as finished and delivered; its result stays on disk, read back when asked for.
+    expect(next.get(id(1))).toEqual({ operationId: id(1), state: "finished", delivered: true });
     expect(next.query([id(1)])).toEqual({ [id(1)]: { state: "finished", result: result(id(1)) } });
     // Delivered results past the retention period are forgotten; the others stay.
     expect(next.prune(-1)).toBe(1);
@@ -105,7 +106,39 @@ describe("runner ledger", () => {
     // The dispatcher asks for the result again and confirms it at once: the two file steps must not race.
     for (let round = 0; round < 5; round++) await Promise.all(ids.map(async (x) => Promise.all([first.markUndelivered(x), first.markDelivered(x)])));
     const next = ledger();
-    for (const x of ids) expect(next.get(x)).toMatchObject({ state: "finished", delivered: true, result: { operationId: x } });
+    for (const x of ids) {
+      expect(next.get(x)).toMatchObject({ state: "finished", delivered: true });
+      expect(next.query([x])).toEqual({ [x]: { state: "finished", result: result(x) } });
+    }
+  });
+
+  it("holds a delivered result on disk only, and reads it back for a redelivered start", async () => {
+    const first = ledger();
+    await first.begin(id(20), "2026-11-28T10:00:00.000Z");
+    await first.finish({ ...result(id(20)), stdout: "x".repeat(100_000) });
+    await first.markDelivered(id(20));
+    // Out of memory once the mark is on disk.
+    expect(first.get(id(20))).toEqual({ operationId: id(20), state: "finished", delivered: true, startedAt: "2026-11-28T10:00:00.000Z" });
+    // The dispatcher offers the start again: the result goes back to the outbox, whole.
+    await first.markUndelivered(id(20));
+    expect(first.undelivered()).toEqual([{ ...result(id(20)), stdout: "x".repeat(100_000) }]);
+  });
+
+  it("loads delivered results by their file names, without reading them", async () => {
+    const first = ledger();
+    await first.begin(id(21), "2026-11-28T10:00:00.000Z");
+    await first.finish(result(id(21)));
+    await first.markDelivered(id(21));
+    // Unreadable content: the next process still knows the operation as finished (never to be run again)...
+    writeFileSync(path.join(dir, "ledger", `${id(21)}.delivered.json`), "not json");
+    const next = ledger();
+    expect(next.get(id(21))).toEqual({ operationId: id(21), state: "finished", delivered: true });
+    expect(next.orphans()).toEqual([]);
+    // ...and a redelivered start cannot resend what it cannot read: refused, still finished.
+    await expect(next.markUndelivered(id(21))).rejects.toThrow();
+    expect(next.get(id(21))).toMatchObject({ state: "finished", delivered: true });
+    expect(next.undelivered()).toEqual([]);
+    expect(next.query([id(21)])).toEqual({ [id(21)]: { state: "unknown" } });
   });
 
   it("starts after a compaction go to the compacted log, not to the file it replaced", async () => {

@@ -4,11 +4,20 @@ import path from "node:path";
 import type { LedgerQueryReply, OperationResult } from "@runbridge/contracts";
 import { lockStateDir, type StateDirLock } from "./state-dir-lock";
 
+/**
+ * A delivered result is kept on disk only (its file is read back in the rare
+ * case it is asked for again): held in memory for the whole retention period,
+ * every result of a busy server would pile up there for a week — and a
+ * larger runner process also makes each command's fork slower.
+ */
 export type LedgerEntry =
   | { operationId: string; state: "running"; startedAt: string }
-  | { operationId: string; state: "finished"; startedAt: string; result: OperationResult; delivered: boolean };
+  | { operationId: string; state: "finished"; startedAt: string; result: OperationResult; delivered: false }
+  /** `result` only until the delivered mark is on disk; `startedAt` unknown for entries loaded from a file name. */
+  | { operationId: string; state: "finished"; delivered: true; startedAt?: string; result?: OperationResult };
 
 const STARTS_LOG = "started.log";
+const OPERATION_ID = /^[0-9a-f-]{36}$/i;
 const DELIVERED_SUFFIX = ".delivered.json";
 /** Start records appended before the log is rewritten without the finished ones. */
 const COMPACT_AFTER = 10_000;
@@ -75,14 +84,16 @@ export class Ledger {
 
   private load(): void {
     for (const file of readdirSync(this.dir)) {
+      if (file.endsWith(DELIVERED_SUFFIX)) {
+        // Known by its name, not read: a week of results is not loaded to be kept on disk.
+        const operationId = file.slice(0, -DELIVERED_SUFFIX.length);
+        // Both files exist when a re-send was asked for and the old mark not yet removed: the re-send wins.
+        if (OPERATION_ID.test(operationId) && !this.entries.has(operationId)) this.entries.set(operationId, { operationId, state: "finished", delivered: true });
+        continue;
+      }
       if (!file.endsWith(".json")) continue;
       try {
-        let entry = JSON.parse(readFileSync(path.join(this.dir, file), "utf8")) as LedgerEntry;
-        if (file.endsWith(DELIVERED_SUFFIX) && entry.state === "finished") {
-          // Both files exist when a re-send was asked for and the old mark not yet removed: the re-send wins.
-          if (this.entries.has(entry.operationId)) continue;
-          entry = { ...entry, delivered: true };
-        }
+        const entry = JSON.parse(readFileSync(path.join(this.dir, file), "utf8")) as LedgerEntry;
         this.entries.set(entry.operationId, entry);
         if (entry.state === "finished" && !entry.delivered) this.outbox.add(entry.operationId);
       } catch {
@@ -167,17 +178,34 @@ export class Ledger {
   markDelivered(operationId: string): Promise<void> {
     const e = this.entries.get(operationId);
     if (e?.state !== "finished" || e.delivered) return Promise.resolve();
-    this.entries.set(operationId, { ...e, delivered: true });
+    const delivered: LedgerEntry = { operationId, state: "finished", delivered: true, startedAt: e.startedAt, result: e.result };
+    this.entries.set(operationId, delivered);
     this.outbox.delete(operationId);
     // A rename, not a rewrite of the result: one metadata change per operation.
     const file = this.file(operationId);
-    return this.chain(operationId, () => rename(file, deliveredFile(file)));
+    return this.chain(operationId, async () => {
+      await rename(file, deliveredFile(file));
+      // In its file under the delivered name: the result leaves memory (unless a re-send changed the entry meanwhile).
+      if (this.entries.get(operationId) === delivered) this.entries.set(operationId, { operationId, state: "finished", delivered: true, startedAt: e.startedAt });
+    });
   }
 
+  /**
+   * A redelivered start of a delivered operation: its result is read back
+   * from its file and goes to the outbox again. Throws when that file is
+   * gone or unreadable (nothing changes then; the operation is still known
+   * as finished, so it is never run again).
+   */
   markUndelivered(operationId: string): Promise<void> {
     const e = this.entries.get(operationId);
     if (e?.state !== "finished" || !e.delivered) return Promise.resolve();
-    const entry = { ...e, delivered: false };
+    let result: OperationResult;
+    try {
+      result = e.result ?? this.readDelivered(operationId);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    const entry: LedgerEntry = { operationId, state: "finished", startedAt: result.startedAt, result, delivered: false };
     this.entries.set(operationId, entry);
     this.outbox.add(operationId);
     const file = this.file(operationId);
@@ -197,7 +225,7 @@ export class Ledger {
     const out: OperationResult[] = [];
     for (const id of this.outbox) {
       const e = this.entries.get(id);
-      if (e?.state === "finished") out.push(e.result);
+      if (e?.state === "finished" && !e.delivered) out.push(e.result);
     }
     return out;
   }
@@ -206,9 +234,34 @@ export class Ledger {
     const reply: LedgerQueryReply = {};
     for (const id of ids) {
       const e = this.entries.get(id);
-      reply[id] = !e ? { state: "unknown" } : e.state === "running" ? { state: "running" } : { state: "finished", result: e.result };
+      if (!e) reply[id] = { state: "unknown" };
+      else if (e.state === "running") reply[id] = { state: "running" };
+      else if (!e.delivered) reply[id] = { state: "finished", result: e.result };
+      else {
+        // Delivered, so the dispatcher stored it: asked again only by a sweeper that lost track.
+        try {
+          reply[id] = { state: "finished", result: e.result ?? this.readDelivered(id) };
+        } catch (err) {
+          this.onError(`could not read the delivered result of ${id}`, err);
+          reply[id] = { state: "unknown" };
+        }
+      }
     }
     return reply;
+  }
+
+  /** A delivered result from its file: renamed when marked, or not yet (the rename is still queued). */
+  private readDelivered(operationId: string): OperationResult {
+    const plain = this.file(operationId);
+    let text: string;
+    try {
+      text = readFileSync(deliveredFile(plain), "utf8");
+    } catch {
+      text = readFileSync(plain, "utf8");
+    }
+    const entry = JSON.parse(text) as LedgerEntry;
+    if (entry.state !== "finished" || entry.delivered) throw new Error(`the result file of ${operationId} holds no result`);
+    return entry.result;
   }
 
   /** Forgets delivered entries older than the retention period, and drops settled starts from the log. */
@@ -320,7 +373,9 @@ export class Ledger {
       fsyncSync(dirFd);
       const keep: string[] = [];
       for (const e of this.entries.values()) {
-        if (e.state === "running" || this.writes.has(e.operationId) || this.unsaved.has(e.operationId)) keep.push(startRecord(e.operationId, e.startedAt));
+        // Every entry a file step is pending for was made in this process, with its start time.
+        const needed = e.state === "running" || this.writes.has(e.operationId) || this.unsaved.has(e.operationId);
+        if (needed && e.startedAt !== undefined) keep.push(startRecord(e.operationId, e.startedAt));
       }
       const log = path.join(this.dir, STARTS_LOG);
       const tmp = `${log}.tmp`;
@@ -353,7 +408,7 @@ export class Ledger {
   }
 
   private file(operationId: string): string {
-    if (!/^[0-9a-f-]{36}$/i.test(operationId)) throw new Error(`invalid operation id ${operationId}`);
+    if (!OPERATION_ID.test(operationId)) throw new Error(`invalid operation id ${operationId}`);
     return path.join(this.dir, `${operationId}.json`);
   }
 
