@@ -7,12 +7,31 @@ type Reply<E extends keyof Events> = Parameters<Parameters<Events[E]>[1]>[0];
 
 export class RunnerNotConnected extends Error {}
 
+/**
+ * The newest of several connections of one server's runner. Normally there is
+ * one: a newer connection replaces older ones as it is admitted. Two can still
+ * sit in the room for a while — admitted at the same moment on two
+ * dispatchers, or admitted while the lookup of older ones failed — and a
+ * request sent to the room would then start the operation on both. Requests go
+ * to the newest alone, the one the replacement rule keeps.
+ */
+function newest<S extends { id: string; handshake: { issued: number } }>(sockets: readonly S[]): S | undefined {
+  let best: S | undefined;
+  // Later in the list wins a tie: a room lists its members in the order they joined.
+  for (const s of sockets) if (!best || s.handshake.issued >= best.handshake.issued) best = s;
+  return best;
+}
+
 /** The server's runner socket when it is connected to this very dispatcher (no Redis round trip to know). */
 export function localRunnerSocket(ctx: DispatcherContext, serverId: string): RunnerSocket | undefined {
   const nsp = ctx.io.of("/");
-  // One runner per server: a newer connection replaces the older one (see socket-server.ts).
-  const [id] = nsp.adapter.rooms.get(serverRoom(serverId)) ?? [];
-  return id === undefined ? undefined : nsp.sockets.get(id);
+  const ids = nsp.adapter.rooms.get(serverRoom(serverId));
+  if (!ids || ids.size === 0) return undefined;
+  if (ids.size === 1) {
+    const [id] = ids;
+    return id === undefined ? undefined : nsp.sockets.get(id);
+  }
+  return newest([...ids].flatMap((id) => nsp.sockets.get(id) ?? []));
 }
 
 export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolean {
@@ -21,11 +40,15 @@ export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolea
 
 /**
  * Where a server's runner socket is: on this dispatcher (sent to directly) or
- * on another one (reached through the Redis adapter). Null when none has it.
+ * on another one (the id of the newest, reached through the Redis adapter).
+ * Null when none has it.
  */
-async function locate(ctx: DispatcherContext, serverId: string): Promise<"local" | "remote" | null> {
-  if (localRunnerSocket(ctx, serverId)) return "local";
-  return (await ctx.io.in(serverRoom(serverId)).fetchSockets()).length > 0 ? "remote" : null;
+async function locate(ctx: DispatcherContext, serverId: string): Promise<{ local: true } | { remoteId: string } | null> {
+  if (localRunnerSocket(ctx, serverId)) return { local: true };
+  const sockets = await ctx.io.in(serverRoom(serverId)).fetchSockets();
+  if (sockets.length > 1) ctx.logger.warn("several connections of one server's runner; requests go to the newest", { serverId, connections: sockets.length });
+  const chosen = newest(sockets);
+  return chosen ? { remoteId: chosen.id } : null;
 }
 
 /**
@@ -44,17 +67,26 @@ export async function requestRunner<E extends keyof Events>(
   if (!where) throw new RunnerNotConnected(`runner of server ${serverId} is not connected`);
   await beforeSend?.();
   const timeout = ctx.config.RUNNER_ACK_TIMEOUT_MS;
-  const room = serverRoom(serverId);
   // The typed emitWithAck overloads do not survive a generic event name; the shapes come from Events.
-  // The socket found before beforeSend may have gone meanwhile: look again rather than emit into a closed one.
-  const socket = where === "local" ? localRunnerSocket(ctx, serverId) : undefined;
-  if (socket) {
-    const target = socket.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> };
-    return target.emitWithAck(event, payload);
+  const toSocket = (socket: RunnerSocket) => (socket.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> }).emitWithAck(event, payload);
+  const gone = () => new RunnerNotConnected(`runner of server ${serverId} went away before acknowledging`);
+  let target = where;
+  if ("local" in target) {
+    // The socket found before beforeSend may have gone meanwhile: look again rather than emit into a closed one.
+    const socket = localRunnerSocket(ctx, serverId);
+    if (socket) return toSocket(socket);
+    const again = await locate(ctx, serverId);
+    if (!again) throw gone();
+    if ("local" in again) {
+      const other = localRunnerSocket(ctx, serverId);
+      if (!other) throw gone();
+      return toSocket(other);
+    }
+    target = again;
   }
-  const target = ctx.io.to(room).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
-  const replies = await target.emitWithAck(event, payload);
-  const reply = replies[0];
-  if (reply === undefined) throw new RunnerNotConnected(`runner of server ${serverId} went away before acknowledging`);
+  // Every socket is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
+  const remote = ctx.io.to(target.remoteId).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
+  const reply = (await remote.emitWithAck(event, payload))[0];
+  if (reply === undefined) throw gone();
   return reply;
 }

@@ -1,0 +1,99 @@
+import { randomUUID } from "node:crypto";
+import { createServer, type Server as HttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createLogger } from "@runbridge/common";
+import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
+import { serverRoom, type DispatcherContext } from "../../apps/dispatcher/src/context";
+import { requestRunner } from "../../apps/dispatcher/src/runner-link";
+import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
+import { freshPrefix, testRedisUrl } from "../helpers/env";
+import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+
+/**
+ * Two connections of one server's runner can sit in its room for a while
+ * (admitted at the same moment on two dispatchers, or while the lookup of
+ * older ones failed). A request must then reach one of them — the newest —
+ * never both: a start sent to both runs the command twice.
+ *
+ * Two socket.io servers built as the dispatcher builds them (Redis adapter on
+ * the real Redis, a fresh key), the two connections on the first; requests
+ * from the first (local path) and from the second (through Redis).
+ */
+describe("requests to a server's runner", () => {
+  const serverId = randomUUID();
+  const adapterKey = `${freshPrefix("link")}:socket.io`;
+  const config = { REDIS_URL: testRedisUrl(), RUNNER_ACK_TIMEOUT_MS: 3000 } as DispatcherConfig;
+  const nodes: { http: HttpServer; ctx: DispatcherContext; close: () => void }[] = [];
+  const runners: ScriptedSocket[] = [];
+  const heard: Record<string, number> = { older: 0, newer: 0 };
+
+  const node = async (): Promise<{ ctx: DispatcherContext; port: number }> => {
+    const http = createServer();
+    const { io, close } = createRunnerIo(http, config, adapterKey);
+    // Stands in for admitRunner having let both connections in.
+    io.on("connection", (socket) => void socket.join(serverRoom(serverId)));
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    const ctx = { config, io, logger: createLogger("test", "error") } as unknown as DispatcherContext;
+    nodes.push({ http, ctx, close });
+    return { ctx, port: (http.address() as AddressInfo).port };
+  };
+
+  const runner = async (port: number, name: string): Promise<void> => {
+    const socket = scriptedRunner(port, "rcr_unused");
+    socket.on("operation:query", ((_payload: unknown, ack: (reply: unknown) => void) => {
+      heard[name] = (heard[name] ?? 0) + 1;
+      ack({ from: name });
+    }) as never);
+    runners.push(socket);
+    await new Promise<void>((resolve, reject) => {
+      socket.on("connect", () => resolve());
+      socket.on("connect_error", ((err: Error) => reject(err)) as never);
+    });
+  };
+
+  let first: DispatcherContext;
+  let second: DispatcherContext;
+
+  beforeAll(async () => {
+    const a = await node();
+    const b = await node();
+    first = a.ctx;
+    second = b.ctx;
+    await runner(a.port, "older");
+    // A later handshake: the newer connection, the one the replacement rule keeps.
+    await new Promise((r) => setTimeout(r, 20));
+    await runner(a.port, "newer");
+    // Both in the room, as the second dispatcher sees it through Redis.
+    const deadline = Date.now() + 5000;
+    while ((await second.io.in(serverRoom(serverId)).fetchSockets()).length < 2) {
+      if (Date.now() > deadline) throw new Error("the two connections never both showed in the room");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
+  afterAll(async () => {
+    for (const r of runners) r.disconnect();
+    for (const n of nodes) {
+      n.ctx.io.disconnectSockets(true);
+      await new Promise<void>((resolve) => n.ctx.io.close(() => resolve()));
+      n.close();
+    }
+  });
+
+  beforeEach(() => {
+    heard.older = 0;
+    heard.newer = 0;
+  });
+
+  it("from the dispatcher holding both connections, goes to the newest only", async () => {
+    await expect(requestRunner(first, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
+    expect(heard).toEqual({ older: 0, newer: 1 });
+  });
+
+  it("from another dispatcher, through Redis, goes to the newest only", async () => {
+    await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
+    // Give a stray copy time to arrive before counting.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(heard).toEqual({ older: 0, newer: 1 });
+  });
+});
