@@ -41,6 +41,11 @@ describe("live-log byte budget", () => {
     expect(row.stdout).toBe("a".repeat(Limits.outputCapBytes));
 
     const key = stack.keys.operationLog(id);
+    // The runner stopped sending once the budget was spent (the dispatcher's counter charges every
+    // chunk it received, at 5/4 plus a fixed charge): 30 MB did not cross the socket to be dropped.
+    const charged = Number(await stack.redis.get(`${key}:bytes`));
+    expect(charged).toBeGreaterThan(Limits.liveLogMaxBytes);
+    expect(charged).toBeLessThan((Limits.liveLogMaxBytes * 5) / 4 + MiB);
     const memory = Number(await stack.redis.call("MEMORY", "USAGE", key, "SAMPLES", "0"));
     expect(memory).toBeLessThan(Limits.liveLogMaxBytes + OVERHEAD);
 

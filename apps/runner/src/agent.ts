@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { io, type Socket } from "socket.io-client";
-import { HandshakeRefusal, SocketPath, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { HandshakeRefusal, Limits, SocketPath, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import type { Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -189,8 +189,14 @@ export class Agent {
       return { ok: false, error: `runner could not record the operation: ${String(err)}` };
     }
     this.logger.info("operation started", { operationId: op.operationId, kind: op.spec.kind, timeoutSeconds: op.timeoutSeconds });
+    // The dispatcher keeps at most Limits.liveLogMaxBytes of an operation's live output: once that much
+    // has gone (and the chunk that crosses it, so the dispatcher marks where it cut), the rest would
+    // cross the network only to be dropped — and pile up in the socket's buffer over a slow link.
+    let liveBytes = 0;
     const run = execute(op, this.execOpts, (stream, data, offset) => {
-      if (this.socket.connected) this.socket.emit("operation:output", { operationId: op.operationId, stream, offset, data });
+      if (liveBytes > Limits.liveLogMaxBytes || !this.socket.connected) return;
+      liveBytes += Buffer.byteLength(data);
+      this.socket.emit("operation:output", { operationId: op.operationId, stream, offset, data });
     });
     this.running.set(op.operationId, run);
     // Worth a database write only for operations still running a moment later: the result carries startedAt too.
