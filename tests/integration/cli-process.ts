@@ -19,9 +19,11 @@ export class ClientProc {
 
   constructor(script: string, args: string[], env: Record<string, string>) {
     this.child = spawn(process.execPath, [path.join(ROOT, script), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    this.child.stdout.on("data", (d: Buffer) => (this.stdout += d.toString()));
-    this.child.stderr.on("data", (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = once(this.child, "exit").then(([code]) => code as number | null);
+    // Decoded as a stream, so a character split across two reads stays whole.
+    this.child.stdout.setEncoding("utf8").on("data", (d: string) => (this.stdout += d));
+    this.child.stderr.setEncoding("utf8").on("data", (d: string) => (this.stderr += d));
+    // "close", not "exit": the process can exit before its last output has been read from the pipes.
+    this.exited = once(this.child, "close").then(([code]) => code as number | null);
   }
 
   async waitFor(pattern: RegExp, where: "stdout" | "stderr" = "stdout", timeoutMs = 20_000): Promise<void> {

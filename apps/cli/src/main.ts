@@ -1,6 +1,7 @@
 import { ConfigError } from "@runbridge/common";
 import { CLIENT_USAGE, runClientCommand, unknownCommand } from "./client-commands";
 import { ExitCode } from "./client/exit-codes";
+import { exitWhenFlushed } from "./exit";
 import { bootstrap } from "./commands/bootstrap";
 
 const USAGE = `runbridge — command-line client of runbridge
@@ -27,9 +28,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenFlushed(code),
   (err: unknown) => {
     process.stderr.write(err instanceof ConfigError ? `${err.message}\n` : `runbridge: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
+    void exitWhenFlushed(1);
   },
 );

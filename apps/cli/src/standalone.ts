@@ -1,5 +1,6 @@
 import { CLIENT_USAGE, runClientCommand, unknownCommand } from "./client-commands";
 import { ExitCode } from "./client/exit-codes";
+import { exitWhenFlushed } from "./exit";
 
 /**
  * Entry of the standalone client (apps/cli/standalone/runbridge.cjs): the API
@@ -26,9 +27,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenFlushed(code),
   (err: unknown) => {
     process.stderr.write(`runbridge: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
+    void exitWhenFlushed(1);
   },
 );
