@@ -8,7 +8,7 @@ import { baseEnv, cli } from "./cli-process";
  * the key already holds every live stream the gateway allows (429), it waits
  * for the result instead of waiting out the refusals.
  */
-describe("CLI: following without a live stream", () => {
+describe("CLI: following an operation's output", () => {
   const suite = useStackWithRunner({ gateway: { LOGS_MAX_STREAMS_PER_KEY: "1" } });
 
   it("prints the result when the key's only live-stream slot is taken", async () => {
@@ -37,4 +37,26 @@ describe("CLI: following without a live stream", () => {
       await pending;
     }
   });
+
+  it("writes all of a long output before exiting, though its stdout is a pipe", async () => {
+    const { stack, fx } = suite;
+    // 600 kB, printed at the end (from the answer): Node writes to a pipe asynchronously.
+    const r = await cli(["exec", "--server", fx.server.id, "--", "head -c 600000 /dev/zero | tr '\\0' b; echo; echo THE-END"], baseEnv({ RUNBRIDGE_URL: stack.url, RUNBRIDGE_API_KEY: fx.token }));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${"b".repeat(600_000)}\nTHE-END\n`);
+  });
+
+  it("shows the stored end of a stream whose live output was cut off at the live log's size limit", async () => {
+    const { stack, fx } = suite;
+    // Followed live (it outlasts the CLI's lookup of its operation); 20 MB: live output stops after
+    // about 6 MB, and the stored capture keeps the last 1 MiB, where the ending is.
+    const command = "sleep 2; head -c 20000000 /dev/zero | tr '\\0' a; echo; echo THE-END";
+    const r = await cli(["exec", "--server", fx.server.id, "--timeout", "120", "--", command], baseEnv({ RUNBRIDGE_URL: stack.url, RUNBRIDGE_API_KEY: fx.token }));
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/live output stops here: it reached the live log's size limit/);
+    expect(r.stderr).toMatch(/the stored end of stdout follows \(its last 1048576 bytes/);
+    expect(r.stdout.slice(-40)).toBe(`${"a".repeat(31)}\nTHE-END\n`);
+    // The live part and the stored end, not the whole 20 MB.
+    expect(r.stdout.length).toBeLessThan(10_000_000);
+  }, 120_000);
 });

@@ -436,6 +436,8 @@ var OutputPrinter = class {
   }
   sink;
   printed = { stdout: 0, stderr: 0 };
+  /** The live output stopped at the live log's size limit: what the stored result has beyond it was never shown. */
+  liveCut = false;
   /** A progress note for the user (stderr or the CI log), never part of the command's output. */
   note(text) {
     this.sink.note(text);
@@ -448,6 +450,12 @@ var OutputPrinter = class {
     this.write(stream, fresh.toString("utf8"));
     this.printed[stream] = offset + bytes.length;
   }
+  /** The server says live output stops here (the operation's live log reached its size limit). */
+  cutOff() {
+    if (this.liveCut) return;
+    this.liveCut = true;
+    this.sink.note("live output stops here: it reached the live log's size limit; the end of the output follows when the operation ends");
+  }
   /** The stored (final) output: whatever live chunks have not shown yet. */
   rest(op) {
     const result = op.result;
@@ -456,7 +464,12 @@ var OutputPrinter = class {
       const text = result[stream] ?? "";
       const truncated = stream === "stdout" ? result.stdout_truncated : result.stderr_truncated;
       const done = this.printed[stream];
-      if (truncated && done > 0) continue;
+      if (truncated && done > 0) {
+        if (!this.liveCut) continue;
+        this.sink.note(`the stored end of ${stream} follows (its last ${Buffer.byteLength(text)} bytes; the start may repeat output shown above)`);
+        this.write(stream, text);
+        continue;
+      }
       const bytes = Buffer.from(text, "utf8");
       if (bytes.length > done) this.write(stream, bytes.subarray(done).toString("utf8"));
       this.printed[stream] = Math.max(done, bytes.length);
@@ -520,6 +533,8 @@ async function printEvents(res, printer, stream, signal) {
         const chunk = parseChunk(ev.data);
         if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
         stream.failures = 0;
+      } else if (ev.event === "cut_off") {
+        printer.cutOff();
       } else if (ev.event === "end") {
         return true;
       }
@@ -1066,6 +1081,12 @@ ${usage}`);
   return ExitCode.Usage;
 }
 
+// src/exit.ts
+async function exitWhenFlushed(code) {
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise((resolve) => s.writableLength === 0 ? resolve() : s.write("", () => resolve()))));
+  process.exit(code);
+}
+
 // src/standalone.ts
 var USAGE = `runbridge — command-line client of runbridge (standalone)
 
@@ -1086,10 +1107,10 @@ async function main(argv) {
   return await runClientCommand(command, rest) ?? unknownCommand(command, USAGE);
 }
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenFlushed(code),
   (err) => {
     process.stderr.write(`runbridge: ${err instanceof Error ? err.message : String(err)}
 `);
-    process.exit(1);
+    void exitWhenFlushed(1);
   }
 );

@@ -12,6 +12,8 @@ type StreamName = "stdout" | "stderr";
  */
 export class OutputPrinter {
   private readonly printed: Record<StreamName, number> = { stdout: 0, stderr: 0 };
+  /** The live output stopped at the live log's size limit: what the stored result has beyond it was never shown. */
+  private liveCut = false;
 
   constructor(private readonly sink: OutputSink) {}
 
@@ -29,6 +31,13 @@ export class OutputPrinter {
     this.printed[stream] = offset + bytes.length;
   }
 
+  /** The server says live output stops here (the operation's live log reached its size limit). */
+  cutOff(): void {
+    if (this.liveCut) return;
+    this.liveCut = true;
+    this.sink.note("live output stops here: it reached the live log's size limit; the end of the output follows when the operation ends");
+  }
+
   /** The stored (final) output: whatever live chunks have not shown yet. */
   rest(op: OperationView): void {
     const result = op.result;
@@ -37,8 +46,14 @@ export class OutputPrinter {
       const text = result[stream] ?? "";
       const truncated = stream === "stdout" ? result.stdout_truncated : result.stderr_truncated;
       const done = this.printed[stream];
-      // A truncated capture keeps the tail, so its offsets do not line up with live output.
-      if (truncated && done > 0) continue;
+      // A truncated capture keeps the tail, so its offsets do not line up with live output: it was
+      // all shown live, unless live output was cut off — then the stored end is what matters most.
+      if (truncated && done > 0) {
+        if (!this.liveCut) continue;
+        this.sink.note(`the stored end of ${stream} follows (its last ${Buffer.byteLength(text)} bytes; the start may repeat output shown above)`);
+        this.write(stream, text);
+        continue;
+      }
       const bytes = Buffer.from(text, "utf8");
       if (bytes.length > done) this.write(stream, bytes.subarray(done).toString("utf8"));
       this.printed[stream] = Math.max(done, bytes.length);
@@ -139,6 +154,8 @@ async function printEvents(res: Response, printer: OutputPrinter, stream: Stream
         const chunk = parseChunk(ev.data);
         if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
         stream.failures = 0;
+      } else if (ev.event === "cut_off") {
+        printer.cutOff();
       } else if (ev.event === "end") {
         return true;
       }

@@ -290,7 +290,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         get: {
           summary: "Live output as Server-Sent Events (extension)",
           description:
-            "Events `stdout`/`stderr` with data `{stream, offset, data}` and `id:` = the log entry id; resume with the Last-Event-ID header (or `last_event_id`). The stream ends with `event: end` carrying `{operation_id, status, exit_code, duration_ms, error}` and closes. A `: keep-alive` comment is sent every 15 s.",
+            "Events `stdout`/`stderr` with data `{stream, offset, data}` and `id:` = the log entry id; resume with the Last-Event-ID header (or `last_event_id`). One `cut_off` event `{note, cut_at}` marks where live output stopped at the live log's size limit (the stored result keeps the last 1 MiB of each stream). The stream ends with `event: end` carrying `{operation_id, status, exit_code, duration_ms, error}` and closes. A `: keep-alive` comment is sent every 15 s.",
           security: [{ automationKey: [] }],
           parameters: [
             operationIdParam,

@@ -32,6 +32,8 @@ type StreamName = "stdout" | "stderr";
  * Events `stdout`/`stderr` carry `{stream, offset, data}` with the Redis stream
  * entry id as `id:`, so a reconnecting client resumes after the last event it
  * got (`Last-Event-ID`, or `?last_event_id=` for clients that cannot set it).
+ * One `cut_off` event marks where live output stopped at the live log's size
+ * limit (the stored result then has the end of each stream).
  * Ends with `event: end` holding the final status, then the response closes.
  * When the live stream has expired (soon after the end), the stored capture from Postgres is
  * sent instead, with id `stored`.
@@ -195,10 +197,15 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
       const entries = reply?.[0]?.[1] ?? [];
       drained = entries.length === 0;
       for (const [entryId, fields] of entries) {
-        const { stream, offset, data } = parseLogEntry(fields);
+        const { stream, offset, data, cutOff } = parseLogEntry(fields);
+        lastId = entryId;
+        if (cutOff) {
+          // Nothing more comes live; the stored result has the end of each stream.
+          await sse.event("cut_off", { note: cutOff.note, cut_at: cutOff.cutAt }, entryId);
+          continue;
+        }
         await sse.event(stream, { stream, offset, data }, entryId);
         seen[stream] = Math.max(seen[stream], offset + Buffer.byteLength(data));
-        lastId = entryId;
       }
       if (!final && (entries.length === 0 || Date.now() - lastStatusCheck > BLOCK_MS)) {
         lastStatusCheck = Date.now();
