@@ -65,7 +65,7 @@ describe("live-log byte budget", () => {
     const notes = entries.filter((e) => e.has("note"));
     expect(notes).toHaveLength(1);
     expect(entries[entries.length - 1]?.get("note")).toMatch(/cut off.*stored result/);
-    // The SSE endpoint sends the live part, the note as an empty chunk that adds no output, then the end.
+    // The SSE endpoint sends the live part, the note as a `cut_off` event, then the end.
     const sse = await stack
       .api()
       .get(`/api/automation/v1/operations/${id}/logs`)
@@ -80,9 +80,10 @@ describe("live-log byte budget", () => {
     const frames = String(sse.body).split("\n\n").filter((f) => f.includes("event: "));
     const events = frames.map((f) => ({ event: /event: (.*)/.exec(f)?.[1], data: JSON.parse(/data: (.*)/.exec(f)?.[1] ?? "null") as { data?: string; status?: string } }));
     expect(events[events.length - 1]).toMatchObject({ event: "end", data: { status: "completed", stdout_truncated: true } });
+    expect(events[events.length - 2]).toEqual({ event: "cut_off", data: { note: notes[0]?.get("note"), cut_at: Number(notes[0]?.get("cut_at")) } });
+    expect(events.filter((e) => e.event === "cut_off")).toHaveLength(1);
     const sent = events.filter((e) => e.event === "stdout");
-    expect(sent).toHaveLength(chunks.length + 1);
-    expect(sent[sent.length - 1]?.data).toEqual({ stream: "stdout", offset: 0, data: "" });
+    expect(sent).toHaveLength(chunks.length);
     expect(sent.reduce((n, e) => n + Buffer.byteLength(e.data.data ?? ""), 0)).toBe(dataBytes);
     // The stream and its counter both expire.
     for (const k of [key, `${key}:bytes`]) {

@@ -17,10 +17,10 @@ const ENTRY_CHARGE_BYTES = 128;
 const DATA_CHARGE_NUM = 5;
 const DATA_CHARGE_DEN = 4;
 /**
- * Where live output stops once the budget is spent. It carries no `data`, so
- * today's readers (gateway SSE and dashboard via parseLogEntry, the CLI by
- * offset) see an empty stdout chunk at offset 0 and show nothing; it is there
- * for operators and for readers that learn to show it.
+ * Where live output stops once the budget is spent. It carries no `data`: the
+ * gateway's SSE endpoint sends it as a `cut_off` event (the CLI and the Action
+ * then print the stored end of each stream); the dashboard's output API, as an
+ * empty stdout entry.
  */
 const CUT_OFF_NOTE =
   "live output was cut off here: this operation's live log reached its size limit; the stored result has the complete tail of each stream";
