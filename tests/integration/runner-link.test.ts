@@ -13,7 +13,8 @@ import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner"
  * Two connections of one server's runner can sit in its room for a while
  * (admitted at the same moment on two dispatchers, or while the lookup of
  * older ones failed). A request must then reach one of them — the newest —
- * never both: a start sent to both runs the command twice.
+ * never both: a start sent to both runs the command twice. The older one is
+ * sent away, as a newer connection replaces older ones when admitted.
  *
  * Two socket.io servers built as the dispatcher builds them (Redis adapter on
  * the real Redis, a fresh key), the two connections on the first; requests
@@ -24,8 +25,9 @@ describe("requests to a server's runner", () => {
   const adapterKey = `${freshPrefix("link")}:socket.io`;
   const config = { REDIS_URL: testRedisUrl(), RUNNER_ACK_TIMEOUT_MS: 3000 } as DispatcherConfig;
   const nodes: { http: HttpServer; ctx: DispatcherContext; close: () => void }[] = [];
-  const runners: ScriptedSocket[] = [];
+  let runners: ScriptedSocket[] = [];
   const heard: Record<string, number> = { older: 0, newer: 0 };
+  const replaced: Record<string, boolean> = {};
 
   const node = async (): Promise<{ ctx: DispatcherContext; port: number }> => {
     const http = createServer();
@@ -38,32 +40,43 @@ describe("requests to a server's runner", () => {
     return { ctx, port: (http.address() as AddressInfo).port };
   };
 
-  const runner = async (port: number, name: string): Promise<void> => {
+  const runner = async (port: number, name: string): Promise<ScriptedSocket> => {
     const socket = scriptedRunner(port, "rcr_unused");
     socket.on("operation:query", ((_payload: unknown, ack: (reply: unknown) => void) => {
       heard[name] = (heard[name] ?? 0) + 1;
       ack({ from: name });
     }) as never);
+    socket.on("runner:replaced", () => (replaced[name] = true));
     runners.push(socket);
     await new Promise<void>((resolve, reject) => {
       socket.on("connect", () => resolve());
       socket.on("connect_error", ((err: Error) => reject(err)) as never);
     });
+    return socket;
   };
 
   let first: DispatcherContext;
   let second: DispatcherContext;
+  let firstPort: number;
 
   beforeAll(async () => {
     const a = await node();
     const b = await node();
     first = a.ctx;
+    firstPort = a.port;
     second = b.ctx;
-    await runner(a.port, "older");
+  });
+
+  /** Two connections of the server's runner on the first node, both in its room as the second node sees it. */
+  beforeEach(async () => {
+    heard.older = 0;
+    heard.newer = 0;
+    for (const k of Object.keys(replaced)) delete replaced[k];
+    const older = await runner(firstPort, "older");
     // A later handshake: the newer connection, the one the replacement rule keeps.
     await new Promise((r) => setTimeout(r, 20));
-    await runner(a.port, "newer");
-    // Both in the room, as the second dispatcher sees it through Redis.
+    const newer = await runner(firstPort, "newer");
+    runners = [older, newer];
     const deadline = Date.now() + 5000;
     while ((await second.io.in(serverRoom(serverId)).fetchSockets()).length < 2) {
       if (Date.now() > deadline) throw new Error("the two connections never both showed in the room");
@@ -71,8 +84,13 @@ describe("requests to a server's runner", () => {
     }
   });
 
-  afterAll(async () => {
+  afterEach(async () => {
     for (const r of runners) r.disconnect();
+    // Gone from the room before the next test connects its own two.
+    while ((await first.io.in(serverRoom(serverId)).fetchSockets()).length > 0) await new Promise((r) => setTimeout(r, 20));
+  });
+
+  afterAll(async () => {
     for (const n of nodes) {
       n.ctx.io.disconnectSockets(true);
       await new Promise<void>((resolve) => n.ctx.io.close(() => resolve()));
@@ -80,20 +98,28 @@ describe("requests to a server's runner", () => {
     }
   });
 
-  beforeEach(() => {
-    heard.older = 0;
-    heard.newer = 0;
-  });
+  const olderSentAway = async () => {
+    const [older, newer] = runners;
+    const deadline = Date.now() + 5000;
+    while (older?.connected) {
+      if (Date.now() > deadline) throw new Error("the older connection was not sent away");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(replaced).toEqual({ older: true });
+    expect(newer?.connected).toBe(true);
+  };
 
-  it("from the dispatcher holding both connections, goes to the newest only", async () => {
+  it("from the dispatcher holding both connections, goes to the newest only, and sends the older away", async () => {
     await expect(requestRunner(first, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
     expect(heard).toEqual({ older: 0, newer: 1 });
+    await olderSentAway();
   });
 
-  it("from another dispatcher, through Redis, goes to the newest only", async () => {
+  it("from another dispatcher, through Redis, goes to the newest only, and sends the older away", async () => {
     await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
     // Give a stray copy time to arrive before counting.
     await new Promise((r) => setTimeout(r, 300));
     expect(heard).toEqual({ older: 0, newer: 1 });
+    await olderSentAway();
   });
 });

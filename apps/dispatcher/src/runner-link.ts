@@ -15,11 +15,41 @@ export class RunnerNotConnected extends Error {}
  * request sent to the room would then start the operation on both. Requests go
  * to the newest alone, the one the replacement rule keeps.
  */
-function newest<S extends { id: string; handshake: { issued: number } }>(sockets: readonly S[]): S | undefined {
+function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | undefined {
   let best: S | undefined;
   // Later in the list wins a tie: a room lists its members in the order they joined.
   for (const s of sockets) if (!best || s.handshake.issued >= best.handshake.issued) best = s;
   return best;
+}
+
+/** What a runner connection needs to be compared and, when an older duplicate, sent away (local or remote socket). */
+interface ReplaceableSocket {
+  id: string;
+  handshake: { issued: number };
+  emit(event: "runner:replaced"): unknown;
+  disconnect(close?: boolean): unknown;
+}
+
+/**
+ * Tells older connections of a server's runner that a newer one replaced them,
+ * then closes them. Told first (same Redis publisher, so in order), so the old
+ * runner does not reconnect and fight.
+ */
+export function replaceConnections(older: readonly ReplaceableSocket[]): void {
+  for (const old of older) {
+    old.emit("runner:replaced");
+    old.disconnect(true);
+  }
+}
+
+/** Keeps the newest of several connections and sends the others away: duplicates found at send time are cleaned up too. */
+function keepNewest<S extends ReplaceableSocket>(ctx: DispatcherContext, serverId: string, sockets: readonly S[]): S | undefined {
+  const chosen = newest(sockets);
+  if (sockets.length > 1) {
+    ctx.logger.warn("several connections of one server's runner; the newest stays, the others are replaced", { serverId, connections: sockets.length });
+    replaceConnections(sockets.filter((s) => s !== chosen));
+  }
+  return chosen;
 }
 
 /** The server's runner socket when it is connected to this very dispatcher (no Redis round trip to know). */
@@ -44,10 +74,11 @@ export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolea
  * Null when none has it.
  */
 async function locate(ctx: DispatcherContext, serverId: string): Promise<{ local: true } | { remoteId: string } | null> {
+  const nsp = ctx.io.of("/");
+  const localIds = nsp.adapter.rooms.get(serverRoom(serverId));
+  if (localIds && localIds.size > 1) keepNewest(ctx, serverId, [...localIds].flatMap((id) => nsp.sockets.get(id) ?? []));
   if (localRunnerSocket(ctx, serverId)) return { local: true };
-  const sockets = await ctx.io.in(serverRoom(serverId)).fetchSockets();
-  if (sockets.length > 1) ctx.logger.warn("several connections of one server's runner; requests go to the newest", { serverId, connections: sockets.length });
-  const chosen = newest(sockets);
+  const chosen = keepNewest(ctx, serverId, await ctx.io.in(serverRoom(serverId)).fetchSockets());
   return chosen ? { remoteId: chosen.id } : null;
 }
 

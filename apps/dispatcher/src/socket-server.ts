@@ -8,6 +8,7 @@ import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } 
 import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
 import { appendOutput } from "./output-log";
+import { replaceConnections } from "./runner-link";
 
 /** Socket.io server for runners; the Redis adapter lets any dispatcher reach a runner connected to another. */
 export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapterPrefix: string): { io: RunnerIo; close: () => void } {
@@ -63,13 +64,9 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   const { io, logger } = ctx;
   const room = serverRoom(serverId);
   // One live connection per server: a newer connection replaces older ones, on any dispatcher.
-  // Told first (same Redis publisher, so in order), so the old runner does not reconnect and fight.
   try {
     const older = (await io.in(room).fetchSockets()).filter((s) => s.id !== socket.id);
-    for (const old of older) {
-      old.emit("runner:replaced");
-      old.disconnect(true);
-    }
+    replaceConnections(older);
     if (older.length > 0) logger.warn("runner connection replaced by a newer one", { serverId, replaced: older.length });
   } catch (err) {
     logger.warn("could not replace older runner connections", { serverId, error: String(err) });
