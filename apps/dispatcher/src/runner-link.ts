@@ -52,16 +52,15 @@ function keepNewest<S extends ReplaceableSocket>(ctx: DispatcherContext, serverI
   return chosen;
 }
 
-/** The server's runner socket when it is connected to this very dispatcher (no Redis round trip to know). */
-export function localRunnerSocket(ctx: DispatcherContext, serverId: string): RunnerSocket | undefined {
+/** The server's runner connections on this very dispatcher (no Redis round trip to know). */
+function localSockets(ctx: DispatcherContext, serverId: string): RunnerSocket[] {
   const nsp = ctx.io.of("/");
-  const ids = nsp.adapter.rooms.get(serverRoom(serverId));
-  if (!ids || ids.size === 0) return undefined;
-  if (ids.size === 1) {
-    const [id] = ids;
-    return id === undefined ? undefined : nsp.sockets.get(id);
-  }
-  return newest([...ids].flatMap((id) => nsp.sockets.get(id) ?? []));
+  return [...(nsp.adapter.rooms.get(serverRoom(serverId)) ?? [])].flatMap((id) => nsp.sockets.get(id) ?? []);
+}
+
+/** The server's runner socket when it is connected to this very dispatcher. */
+export function localRunnerSocket(ctx: DispatcherContext, serverId: string): RunnerSocket | undefined {
+  return newest(localSockets(ctx, serverId));
 }
 
 export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolean {
@@ -73,13 +72,11 @@ export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolea
  * on another one (the id of the newest, reached through the Redis adapter).
  * Null when none has it.
  */
-async function locate(ctx: DispatcherContext, serverId: string): Promise<{ local: true } | { remoteId: string } | null> {
-  const nsp = ctx.io.of("/");
-  const localIds = nsp.adapter.rooms.get(serverRoom(serverId));
-  if (localIds && localIds.size > 1) keepNewest(ctx, serverId, [...localIds].flatMap((id) => nsp.sockets.get(id) ?? []));
-  if (localRunnerSocket(ctx, serverId)) return { local: true };
-  const chosen = keepNewest(ctx, serverId, await ctx.io.in(serverRoom(serverId)).fetchSockets());
-  return chosen ? { remoteId: chosen.id } : null;
+async function locate(ctx: DispatcherContext, serverId: string): Promise<{ local: RunnerSocket } | { remoteId: string } | null> {
+  const local = keepNewest(ctx, serverId, localSockets(ctx, serverId));
+  if (local) return { local };
+  const remote = keepNewest(ctx, serverId, await ctx.io.in(serverRoom(serverId)).fetchSockets());
+  return remote ? { remoteId: remote.id } : null;
 }
 
 /**
@@ -94,27 +91,16 @@ export async function requestRunner<E extends keyof Events>(
   payload: Payload<E>,
   beforeSend?: () => Promise<void>,
 ): Promise<Reply<E>> {
-  const where = await locate(ctx, serverId);
-  if (!where) throw new RunnerNotConnected(`runner of server ${serverId} is not connected`);
+  let target = await locate(ctx, serverId);
+  if (!target) throw new RunnerNotConnected(`runner of server ${serverId} is not connected`);
   await beforeSend?.();
+  // The local socket found before beforeSend may have gone (or been replaced) meanwhile: look again rather than emit into a closed one.
+  if ("local" in target) target = await locate(ctx, serverId);
+  const gone = () => new RunnerNotConnected(`runner of server ${serverId} went away before acknowledging`);
+  if (!target) throw gone();
   const timeout = ctx.config.RUNNER_ACK_TIMEOUT_MS;
   // The typed emitWithAck overloads do not survive a generic event name; the shapes come from Events.
-  const toSocket = (socket: RunnerSocket) => (socket.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> }).emitWithAck(event, payload);
-  const gone = () => new RunnerNotConnected(`runner of server ${serverId} went away before acknowledging`);
-  let target = where;
-  if ("local" in target) {
-    // The socket found before beforeSend may have gone meanwhile: look again rather than emit into a closed one.
-    const socket = localRunnerSocket(ctx, serverId);
-    if (socket) return toSocket(socket);
-    const again = await locate(ctx, serverId);
-    if (!again) throw gone();
-    if ("local" in again) {
-      const other = localRunnerSocket(ctx, serverId);
-      if (!other) throw gone();
-      return toSocket(other);
-    }
-    target = again;
-  }
+  if ("local" in target) return (target.local.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> }).emitWithAck(event, payload);
   // Every socket is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
   const remote = ctx.io.to(target.remoteId).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
   const reply = (await remote.emitWithAck(event, payload))[0];
