@@ -196,15 +196,11 @@ export class Ledger {
    * gone or unreadable (nothing changes then; the operation is still known
    * as finished, so it is never run again).
    */
-  markUndelivered(operationId: string): Promise<void> {
+  async markUndelivered(operationId: string): Promise<void> {
     const e = this.entries.get(operationId);
-    if (e?.state !== "finished" || !e.delivered) return Promise.resolve();
-    let result: OperationResult;
-    try {
-      result = e.result ?? this.readDelivered(operationId);
-    } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-    }
+    if (e?.state !== "finished" || !e.delivered) return;
+    // Synchronous up to the chain below: the entry changes before any other event is handled.
+    const result = e.result ?? this.readDelivered(operationId);
     const entry: LedgerEntry = { operationId, state: "finished", startedAt: result.startedAt, result, delivered: false };
     this.entries.set(operationId, entry);
     this.outbox.add(operationId);

@@ -34,9 +34,10 @@ export class KeyUsageRecorder {
     this.flushing = (async () => {
       // One statement for the whole batch: a replica serving many keys (a CI fleet) would
       // otherwise send one UPDATE per key every interval.
-      const ids = [...batch.keys()];
-      const ats = ids.map((id) => (batch.get(id) as { at: Date }).at.toISOString());
-      const ips = ids.map((id) => (batch.get(id) as { ip: string }).ip);
+      const uses = [...batch];
+      const ids = uses.map(([id]) => id);
+      const ats = uses.map(([, use]) => use.at.toISOString());
+      const ips = uses.map(([, use]) => use.ip);
       try {
         await this.prisma.$executeRaw`
           UPDATE automation_keys k SET last_used_at = u.at, last_used_ip = u.ip
