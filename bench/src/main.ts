@@ -19,7 +19,7 @@ import { execTarget, refusedExec } from "./exec-op";
 import { interleavedLatency, measureLatency, measureThroughput, mergeThroughput, sampler, type LatencyResult, type ThroughputResult } from "./load";
 import { SpawnBaseline } from "./spawn-baseline";
 import { describeMachine, measureKernelCosts } from "./machine";
-import { childrenProbe, costPerOperation, cpuShare, namedProbe, processProbe, rssMiB, type ProcessProbe } from "./proc-stats";
+import { childrenProbe, costPerOperation, cpuShare, namedProbe, processProbe, rssMiB, type OperationCost, type ProcessProbe } from "./proc-stats";
 import { ROOT, onCleanup, sleep, stopAll } from "./procs";
 import { rejectionRate } from "./rejection";
 import { checkTargets, renderMarkdown } from "./report";
@@ -86,29 +86,28 @@ async function throughputSeries<K extends string>(targets: Record<K, ThroughputT
   const sliceMs = (settings.throughputSeconds * 1000) / settings.rounds;
   for (const c of CONCURRENCIES) {
     say(`throughput at concurrency ${c}: ${names.join(" and ")} taking turns, ${settings.rounds} rounds of ${(sliceMs / 1000).toFixed(2)} s each ...`);
-    const parts = new Map<K, ThroughputResult[]>(names.map((k) => [k, []]));
-    // Totals over the rounds (per-operation figures times operations), divided at the end.
-    const cpu = new Map<K, Record<string, number>>(names.map((k) => [k, {}]));
-    const faults = new Map<K, Record<string, number>>(names.map((k) => [k, {}]));
+    const runs = new Map<K, OperationCost<ThroughputResult>[]>(names.map((k) => [k, []]));
     for (let round = 0; round < settings.rounds; round++) {
-      for (const k of names) {
-        const m = await costPerOperation(targets[k].probes, () => targets[k].run(c, sliceMs));
-        parts.get(k)?.push(m.result);
-        for (const [totals, perOp] of [[cpu.get(k), m.cpuMsPerOp], [faults.get(k), m.faultsPerOp]] as const) {
-          for (const [name, v] of Object.entries(perOp)) if (totals) totals[name] = (totals[name] ?? 0) + v * m.result.completed;
-        }
-      }
+      for (const k of names) runs.get(k)?.push(await costPerOperation(targets[k].probes, () => targets[k].run(c, sliceMs)));
     }
     for (const k of names) {
-      const merged = mergeThroughput(parts.get(k) ?? []);
+      const rounds = runs.get(k) ?? [];
+      const merged = mergeThroughput(rounds.map((r) => r.result));
       out[k].throughput.push(merged);
-      const perOp = (totals: Record<string, number> | undefined) => Object.fromEntries(Object.entries(totals ?? {}).map(([name, v]) => [name, merged.completed > 0 ? v / merged.completed : NaN]));
-      out[k].cpuMsPerOp = perOp(cpu.get(k));
-      out[k].faultsPerOp = perOp(faults.get(k));
+      out[k].cpuMsPerOp = perOperationOver(rounds.map((r) => ({ completed: r.result.completed, perOp: r.cpuMsPerOp })));
+      out[k].faultsPerOp = perOperationOver(rounds.map((r) => ({ completed: r.result.completed, perOp: r.faultsPerOp })));
       say(`  ${k}: ${merged.opsPerSecond.toFixed(0)}/s`);
     }
   }
   return out;
+}
+
+/** Per-operation figures of several runs as one, each run weighted by the operations it completed. */
+function perOperationOver(runs: readonly { completed: number; perOp: Record<string, number> }[]): Record<string, number> {
+  const completed = runs.reduce((n, r) => n + r.completed, 0);
+  const totals: Record<string, number> = {};
+  for (const r of runs) for (const [name, v] of Object.entries(r.perOp)) totals[name] = (totals[name] ?? 0) + v * r.completed;
+  return Object.fromEntries(Object.entries(totals).map(([name, v]) => [name, completed > 0 ? v / completed : NaN]));
 }
 
 function brief(l: LatencyResult): string {

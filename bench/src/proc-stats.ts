@@ -119,14 +119,18 @@ function usedBetween(before: Map<number, number>, after: Map<number, number>): n
   return sum;
 }
 
+/** What a measured piece of work cost each process, per operation it completed. */
+export interface OperationCost<T> {
+  result: T;
+  cpuMsPerOp: Record<string, number>;
+  faultsPerOp: Record<string, number>;
+}
+
 /**
  * CPU and minor page faults each group used while `work` ran, divided by the
  * operations it completed: milliseconds of CPU and faults per operation, by process.
  */
-export async function costPerOperation<T extends { completed: number }>(
-  probes: Record<string, ProcessProbe>,
-  work: () => Promise<T>,
-): Promise<{ result: T; cpuMsPerOp: Record<string, number>; faultsPerOp: Record<string, number> }> {
+export async function costPerOperation<T extends { completed: number }>(probes: Record<string, ProcessProbe>, work: () => Promise<T>): Promise<OperationCost<T>> {
   const read = () => new Map(Object.entries(probes).map(([name, p]) => [name, { cpu: p.cpu(), faults: p.faults() }]));
   const before = read();
   const result = await work();

@@ -11,17 +11,16 @@ export type SpawnReply = { id: number; kind: "latency"; result: { times: number[
 export class SpawnBaseline {
   private readonly child: ChildProcess;
   private next = 1;
-  private readonly pending = new Map<number, (reply: SpawnReply) => void>();
+  private readonly pending = new Map<number, { resolve: (reply: SpawnReply) => void; reject: (err: Error) => void }>();
 
   constructor() {
     this.child = fork(path.join(__dirname, "spawn-worker.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
     this.child.on("message", (reply: SpawnReply) => {
-      this.pending.get(reply.id)?.(reply);
+      this.pending.get(reply.id)?.resolve(reply);
       this.pending.delete(reply.id);
     });
     this.child.once("exit", (code, signal) => {
-      for (const [, answer] of this.pending) answer({ id: 0, kind: "latency", result: { times: [], failures: Number.NaN } });
-      if (this.pending.size > 0) process.stderr.write(`spawn baseline worker exited (${signal ?? code}) with requests outstanding\n`);
+      for (const { reject } of this.pending.values()) reject(new Error(`the spawn baseline's worker exited (${signal ?? code}) before answering`));
       this.pending.clear();
     });
     onCleanup(() => this.close());
@@ -34,8 +33,8 @@ export class SpawnBaseline {
 
   private ask(req: Request): Promise<SpawnReply> {
     const id = this.next++;
-    return new Promise((resolve) => {
-      this.pending.set(id, resolve);
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
       this.child.send({ ...req, id });
     });
   }
