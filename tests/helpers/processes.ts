@@ -14,6 +14,24 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Starts a server process on a free port and waits until it says `ready`. The
+ * port is only free when picked: another test worker may bind it before the
+ * process does, so a start that fails with EADDRINUSE is tried on another port.
+ */
+export async function startOnFreePort(start: (port: number) => Proc, ready: RegExp, attempts = 5): Promise<{ proc: Proc; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const proc = start(port);
+    try {
+      await proc.waitForOutput(ready);
+      return { proc, port };
+    } catch (err) {
+      if (attempt >= attempts || proc.running || !proc.output.includes("EADDRINUSE")) throw err;
+    }
+  }
+}
+
 /** A child process of ours whose output is kept for assertions (and secret scans). */
 export class Proc {
   output = "";

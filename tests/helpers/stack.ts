@@ -11,7 +11,7 @@ import { buildGatewayContext } from "../../apps/gateway/src/bootstrap";
 import { gatewayEnvSchema, type GatewayConfig } from "../../apps/gateway/src/config";
 import type { GatewayContext } from "../../apps/gateway/src/context";
 import { TEST_ENCRYPTION_KEY, freshPrefix, testDatabaseUrl, testRedisUrl } from "./env";
-import { type Proc, freePort, startNode, waitFor } from "./processes";
+import { type Proc, startNode, startOnFreePort, waitFor } from "./processes";
 
 type Redis = ReturnType<typeof createRedis>;
 
@@ -84,17 +84,19 @@ export class TestStack {
   }
 
   async startDispatcher(extra: Record<string, string> = {}): Promise<Proc> {
-    const port = await freePort();
-    const proc = startNode("apps/dispatcher/dist/main.js", {
-      ...this.commonEnv(),
-      DISPATCHER_PORT: String(port),
-      DISPATCHER_HOST: "127.0.0.1",
-      DISPATCHER_ID: `d${this.dispatchers.length}`,
-      SWEEP_INTERVAL_MS: "500",
-      ...this.opts.dispatcher,
-      ...extra,
-    });
-    await proc.waitForOutput(/dispatcher ready/);
+    const { proc, port } = await startOnFreePort(
+      (p) =>
+        startNode("apps/dispatcher/dist/main.js", {
+          ...this.commonEnv(),
+          DISPATCHER_PORT: String(p),
+          DISPATCHER_HOST: "127.0.0.1",
+          DISPATCHER_ID: `d${this.dispatchers.length}`,
+          SWEEP_INTERVAL_MS: "500",
+          ...this.opts.dispatcher,
+          ...extra,
+        }),
+      /dispatcher ready/,
+    );
     this.dispatchers.push(proc);
     this.dispatcherPorts.push(port);
     return proc;
@@ -142,10 +144,11 @@ export class TestStack {
    * free port, with this stack's configuration; `url` reaches it over IPv4.
    */
   async startGatewayProcess(extra: Record<string, string> = {}): Promise<{ proc: Proc; url: string; port: number }> {
-    const port = await freePort();
-    const proc = startNode("apps/gateway/dist/main.js", { ...this.commonEnv(), PORT: String(port), HOST: "127.0.0.1", ...extra });
-    this.gatewayProcs.push(proc);
-    await proc.waitForOutput(/gateway listening/);
+    const { proc, port } = await startOnFreePort((p) => {
+      const started = startNode("apps/gateway/dist/main.js", { ...this.commonEnv(), PORT: String(p), HOST: "127.0.0.1", ...extra });
+      this.gatewayProcs.push(started);
+      return started;
+    }, /gateway listening/);
     return { proc, url: `http://127.0.0.1:${port}`, port };
   }
 
