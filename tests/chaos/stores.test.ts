@@ -1,7 +1,7 @@
 import { migrateDeploy } from "../../scripts/src/migrate";
 import { FailureReason } from "@runbridge/contracts";
 import { closeTestPrisma, useTestDatabase } from "../helpers/db";
-import { createFixture } from "../helpers/factories";
+import { createAutomationKey, createFixture } from "../helpers/factories";
 import { FakeDocker } from "../helpers/fake-docker";
 import { PrivatePostgres, PrivateRedis } from "../helpers/private-services";
 import { waitFor } from "../helpers/processes";
@@ -154,6 +154,8 @@ describe("chaos: PostgreSQL stopped and started", () => {
 
   it("answers 503 while it is down, recovers by itself, and loses no result", async () => {
     const fx = await createFixture();
+    // Never used yet, so not in the gateway's key cache: its lookup needs PostgreSQL.
+    const cold = await createAutomationKey(fx.tenant.id);
     await stack.startRunner(fx.runnerToken, fx.server.id);
     const log = new ExecutionLog();
     const inFlight = await Promise.all(Array.from({ length: 5 }, (_, i) => exec(stack, fx, { command: log.command(`pg-${i}`, 2) })));
@@ -169,6 +171,10 @@ describe("chaos: PostgreSQL stopped and started", () => {
       stack.api().get(`/api/automation/v1/operations/${inFlight[0]?.body.operation_id}`).set("Authorization", `Bearer ${fx.token}`),
     );
     expect(poll.status).toBe(503);
+    // Failing in the key lookup (the front door's authentication, before Express): still the 503.
+    const coldKey = await exec(stack, { ...fx, token: cold.token }, { command: "true" });
+    expect([coldKey.status, coldKey.body]).toEqual([503, { detail: expect.stringMatching(/temporarily unavailable/) }]);
+    expect(coldKey.headers["retry-after"]).toBe("5");
     await new Promise((r) => setTimeout(r, 3000)); // The commands finish while it is down.
     pg.up();
     const upAt = Date.now();

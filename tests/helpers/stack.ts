@@ -1,5 +1,5 @@
 import { mkdtempSync } from "node:fs";
-import type { Server as HttpServer } from "node:http";
+import { createServer, type Server as HttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { once } from "node:events";
@@ -9,7 +9,6 @@ import { createRedis, parseConfig } from "@runbridge/common";
 import { createApp } from "../../apps/gateway/src/app";
 import { buildGatewayContext } from "../../apps/gateway/src/bootstrap";
 import { gatewayEnvSchema, type GatewayConfig } from "../../apps/gateway/src/config";
-import type { GatewayContext } from "../../apps/gateway/src/context";
 import { TEST_ENCRYPTION_KEY, freshPrefix, testDatabaseUrl, testRedisUrl } from "./env";
 import { type Proc, startNode, startOnFreePort, waitFor } from "./processes";
 
@@ -45,7 +44,7 @@ export class TestStack {
   readonly runners: Proc[] = [];
   /** Gateways started as processes of their own (the usual one runs in-process). */
   readonly gatewayProcs: Proc[] = [];
-  gateway!: GatewayContext & { close: () => Promise<void> };
+  gateway!: Awaited<ReturnType<typeof buildGatewayContext>>;
   url = "";
   private http: HttpServer | null = null;
   readonly redis: Redis;
@@ -105,7 +104,7 @@ export class TestStack {
   async startGateway(): Promise<void> {
     const config = parseConfig<GatewayConfig>("gateway", gatewayEnvSchema, { ...this.commonEnv(), LOG_LEVEL: "warn", ...this.opts.gateway });
     this.gateway = await buildGatewayContext(config);
-    this.http = createApp(this.gateway).listen(0, "127.0.0.1");
+    this.http = createServer(createApp(this.gateway)).listen(0, "127.0.0.1");
     await once(this.http, "listening");
     const addr = this.http.address();
     if (!addr || typeof addr !== "object") throw new Error("gateway did not bind");

@@ -1,7 +1,9 @@
+import type { RequestListener } from "node:http";
 import express, { type Express } from "express";
 import { automationAuthMiddleware } from "./auth/automation-auth";
 import { managementAuthMiddleware } from "./auth/management-auth";
 import { trustProxySetting } from "./config";
+import { frontDoor } from "./front-door";
 import type { GatewayContext } from "./context";
 import { errorHandler, notFoundHandler } from "./middleware/error-handler";
 import { requestContext } from "./middleware/request-context";
@@ -11,6 +13,7 @@ import { cancelRouter } from "./routes/automation/cancel";
 import { listOperationsRouter } from "./routes/automation/list";
 import { logsRouter } from "./routes/automation/logs";
 import { openApiRouter } from "./routes/automation/openapi";
+import { AUTOMATION_BASE } from "./routes/automation/paths";
 import { idempotencyMiddleware } from "./middleware/idempotency";
 import { deployRouter } from "./routes/automation/deploy";
 import { rebootRouter } from "./routes/automation/reboot";
@@ -24,27 +27,26 @@ import { automationKeysRouter } from "./routes/management/automation-keys";
 import { managementOperationsRouter } from "./routes/management/operations";
 import { serversRouter } from "./routes/management/servers";
 import { healthRouter } from "./routes/health";
-import { httpMetrics } from "./metrics";
 import { metricsRouter } from "./routes/metrics";
 import { dashboardRouter } from "./routes/dashboard";
 
 /** Bodies are bounded well above the largest valid request (8 KiB command + 64 KiB env + context). */
 const BODY_LIMIT = "256kb";
 
-export function createApp(ctx: GatewayContext): Express {
+/** The gateway's request handler: the front door, then Express. */
+export function createApp(ctx: GatewayContext): RequestListener {
+  return frontDoor(ctx, createExpressApp(ctx));
+}
+
+function createExpressApp(ctx: GatewayContext): Express {
   const app = express();
   app.disable("x-powered-by");
   // Answers are per-request JSON: an ETag (a hash of every body) buys nothing here.
   app.set("etag", false);
   app.set("trust proxy", trustProxySetting(ctx.config.TRUST_PROXY));
   app.set("query parser", "simple");
-  app.use(requestContext(ctx.logger));
-  app.use(httpMetrics());
-  // Shutting down: every answer closes its connection, so keep-alive clients reconnect to another gateway.
-  app.use((_req, res, next) => {
-    if (ctx.draining.aborted) res.set("Connection", "close");
-    next();
-  });
+  // Request ids, access log, metrics and the drain's Connection: close are the front door's.
+  app.use(requestContext());
   // CI clients often forget Content-Type (curl -d sends form encoding): every body is read as JSON.
   // Parsed after authentication, so a rejected request (401, 403, 429) costs no parsing.
   const json = express.json({ limit: BODY_LIMIT, type: () => true, strict: false });
@@ -52,7 +54,7 @@ export function createApp(ctx: GatewayContext): Express {
   app.use(healthRouter(ctx));
   app.use(metricsRouter());
 
-  // Public: the API description needs no key.
+  // Public: the API description needs no key (the front door knows this path too).
   app.use(openApiRouter());
 
   const automation = express.Router();
@@ -68,7 +70,7 @@ export function createApp(ctx: GatewayContext): Express {
   automation.use(restartRouter(ctx));
   automation.use(rebootRouter(ctx));
   automation.use(registryAuthRouter(ctx));
-  app.use("/api/automation/v1", automation);
+  app.use(AUTOMATION_BASE, automation);
 
   const management = express.Router();
   management.use(managementAuthMiddleware(ctx));

@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import { Shutdown } from "@runbridge/common";
 import { createApp } from "./app";
 import { buildGatewayContext } from "./bootstrap";
@@ -9,8 +9,7 @@ async function main(): Promise<void> {
   // Configuration is checked before any connection is opened.
   const config = loadGatewayConfig();
   const ctx = await buildGatewayContext(config);
-  const app = createApp(ctx);
-  const server: Server = app.listen(config.PORT, config.HOST);
+  const server: Server = createServer(createApp(ctx)).listen(config.PORT, config.HOST);
   await once(server, "listening");
   // Held exec requests may last up to EXEC_MAX_WAIT_SECONDS; keep sockets open longer than that.
   server.headersTimeout = 65_000;

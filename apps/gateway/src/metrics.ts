@@ -1,4 +1,4 @@
-import type { RequestHandler } from "express";
+import type { IncomingMessage } from "node:http";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /**
@@ -41,23 +41,20 @@ export function countOperationAccepted(type: string): void {
 const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
 /**
- * The template of the route that answered (e.g. /api/automation/v1/operations/:operation_id).
- * Requests no route matched share one label, so scanners cannot blow up the series count.
+ * The template of the route that answered (e.g. /api/automation/v1/operations/:operation_id),
+ * from what Express left on the request. Requests no route matched (those refused before
+ * routing included) share one label, so scanners cannot blow up the series count.
  */
-function routeTemplate(req: Parameters<RequestHandler>[0]): string {
-  const route = (req as { route?: { path?: unknown } }).route;
+function routeTemplate(req: IncomingMessage): string {
+  const { route, baseUrl } = req as IncomingMessage & { route?: { path?: unknown }; baseUrl?: string };
   if (!route || typeof route.path !== "string") return "unmatched";
-  return `${req.baseUrl}${route.path}` || "/";
+  return `${baseUrl ?? ""}${route.path}` || "/";
 }
 
-export function httpMetrics(): RequestHandler {
-  return (req, res, next) => {
-    const end = httpDuration.startTimer();
-    res.on("finish", () => {
-      const labels = { method: KNOWN_METHODS.has(req.method) ? req.method : "OTHER", route: routeTemplate(req), status: String(res.statusCode) };
-      httpRequests.inc(labels);
-      end(labels);
-    });
-    next();
-  };
+/** Counts an answered request and the time it took. */
+export function observeHttpAnswer(req: IncomingMessage, status: number, seconds: number): void {
+  const method = req.method ?? "";
+  const labels = { method: KNOWN_METHODS.has(method) ? method : "OTHER", route: routeTemplate(req), status: String(status) };
+  httpRequests.inc(labels);
+  httpDuration.observe(labels, seconds);
 }

@@ -1,4 +1,5 @@
-import type { Request, RequestHandler, Response } from "express";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RequestHandler } from "express";
 import { TokenKind, hashToken, hashesEqual, isWellFormedToken } from "@runbridge/common";
 import type { AutomationKey } from "@runbridge/db";
 import type { GatewayContext } from "../context";
@@ -8,6 +9,16 @@ import { RATE_WINDOW_SECONDS, setRateLimitHeaders } from "../services/rate-limit
 import { bearerToken } from "./bearer";
 import type { AutomationAuth } from "./locals";
 
+/** What authenticating an Automation API request reads from it. */
+export interface AuthenticationInput {
+  authorization: string | undefined;
+  /** As the proxy settings resolve it (Express's req.ip). */
+  clientIp: string;
+  method: string;
+  /** The request's path, for the rate-limit audit event. */
+  path: string;
+}
+
 /**
  * Authenticates `Authorization: Bearer rca_...` for the Automation API and
  * applies the key-wide rules, in this order (the spec's error table, most
@@ -16,36 +27,66 @@ import type { AutomationAuth } from "./locals";
  *   403 client IP not in the key's allowlist
  *   429 the key's rate limit is used up
  * Operation and server scopes (403), validation (422), 404 and 409 are the
- * routes' business, after this.
+ * routes' business, after this. Sets the rate-limit headers on `res`.
+ */
+export async function authenticateAutomation(ctx: GatewayContext, input: AuthenticationInput, res: ServerResponse): Promise<AutomationAuth> {
+  const token = bearerToken(input.authorization, "rca_...");
+  // Checksum first: a mistyped or invented key never costs a lookup.
+  if (!isWellFormedToken(token, TokenKind.AutomationKey)) {
+    throw new UnauthorizedError(token.startsWith("rbk_") ? "Invalid API key: general API keys (rbk_...) cannot call the Automation API; use an automation key (rca_...)" : "Invalid API key");
+  }
+  const hash = hashToken(token);
+  // Warm keys come from the in-process cache (no PostgreSQL round trip).
+  const cached = await ctx.keyServices.cache.get(hash);
+  if (!cached || !hashesEqual(cached.key.keyHash, hash)) throw new UnauthorizedError("Invalid API key");
+  const { key } = cached;
+  if (key.revokedAt) throw new UnauthorizedError("API key has been revoked");
+  if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) throw new UnauthorizedError(`API key expired at ${key.expiresAt.toISOString()}`);
+
+  const clientIp = normaliseClientIp(input.clientIp);
+  if (!cached.ipAllowed(clientIp)) throw new ForbiddenError(`Client IP ${clientIp} is not in this API key's IP allowlist`);
+
+  await enforceRateLimit(ctx, input, res, key, clientIp);
+
+  ctx.keyServices.usage.record(key.id, clientIp);
+  return { kind: "automation", tenantId: key.tenantId, key, clientIp };
+}
+
+type Outcome = { auth: AutomationAuth } | { error: unknown };
+
+/** Requests the front door (http/front-door.ts) authenticated before Express saw them. */
+const authenticatedAhead = new WeakMap<IncomingMessage, Outcome>();
+
+/**
+ * Hands the front door's outcome to the Express middleware, which must not
+ * authenticate again: that would take a second point off the rate limit.
+ */
+export function rememberAuthentication(req: IncomingMessage, outcome: Outcome): void {
+  authenticatedAhead.set(req, outcome);
+}
+
+/**
+ * The Automation API's authentication inside Express: the front door's
+ * outcome when it authenticated this request (an error it did not answer
+ * itself, e.g. PostgreSQL unreachable, goes to the error middleware), else
+ * authenticates now.
  */
 export function automationAuthMiddleware(ctx: GatewayContext): RequestHandler {
   return async (req, res, next) => {
-    const token = bearerToken(req, "rca_...");
-    // Checksum first: a mistyped or invented key never costs a lookup.
-    if (!isWellFormedToken(token, TokenKind.AutomationKey)) {
-      throw new UnauthorizedError(token.startsWith("rbk_") ? "Invalid API key: general API keys (rbk_...) cannot call the Automation API; use an automation key (rca_...)" : "Invalid API key");
-    }
-    const hash = hashToken(token);
-    // Warm keys come from the in-process cache (no PostgreSQL round trip).
-    const cached = await ctx.keyServices.cache.get(hash);
-    if (!cached || !hashesEqual(cached.key.keyHash, hash)) throw new UnauthorizedError("Invalid API key");
-    const { key } = cached;
-    if (key.revokedAt) throw new UnauthorizedError("API key has been revoked");
-    if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) throw new UnauthorizedError(`API key expired at ${key.expiresAt.toISOString()}`);
-
-    const clientIp = normaliseClientIp(req.ip ?? "");
-    if (!cached.ipAllowed(clientIp)) throw new ForbiddenError(`Client IP ${clientIp} is not in this API key's IP allowlist`);
-
-    await enforceRateLimit(ctx, req, res, key, clientIp);
-
-    ctx.keyServices.usage.record(key.id, clientIp);
-    const auth: AutomationAuth = { kind: "automation", tenantId: key.tenantId, key, clientIp };
-    res.locals.auth = auth;
+    const ahead = authenticatedAhead.get(req);
+    if (ahead && "error" in ahead) throw ahead.error;
+    res.locals.auth =
+      ahead?.auth ??
+      (await authenticateAutomation(
+        ctx,
+        { authorization: req.get("authorization"), clientIp: req.ip ?? "", method: req.method, path: req.originalUrl.split("?")[0] ?? "" },
+        res,
+      ));
     next();
   };
 }
 
-async function enforceRateLimit(ctx: GatewayContext, req: Request, res: Response, key: AutomationKey, clientIp: string): Promise<void> {
+async function enforceRateLimit(ctx: GatewayContext, input: AuthenticationInput, res: ServerResponse, key: AutomationKey, clientIp: string): Promise<void> {
   const decision = await ctx.keyServices.limiter.consume(key.id, key.rateLimit);
   setRateLimitHeaders(res, decision);
   if (decision.allowed) return;
@@ -57,7 +98,7 @@ async function enforceRateLimit(ctx: GatewayContext, req: Request, res: Response
           type: "rate_limited",
           automationKeyId: key.id,
           clientIp,
-          data: { limit: key.rateLimit, window_seconds: RATE_WINDOW_SECONDS, method: req.method, path: req.originalUrl.split("?")[0] ?? "" },
+          data: { limit: key.rateLimit, window_seconds: RATE_WINDOW_SECONDS, method: input.method, path: input.path },
         },
       })
       .catch((err: unknown) => ctx.logger.warn("could not record rate-limit audit event", { automationKeyId: key.id, error: String(err) }));

@@ -16,7 +16,7 @@ export function managementAuthMiddleware(ctx: GatewayContext): RequestHandler {
         return;
       }
     }
-    const token = bearerToken(req, "rbk_...");
+    const token = bearerToken(req.get("authorization"), "rbk_...");
     const key = await verifyApiKey(ctx, token, "Automation keys cannot call the management API; use a general API key (rbk_...)");
     touchApiKey(ctx, key);
     const auth: ManagementAuth = { kind: "management", tenantId: key.tenantId, apiKeyId: key.id, clientIp: req.ip ?? "" };

@@ -1,9 +1,23 @@
 import { randomUUID } from "node:crypto";
+import type { ServerResponse } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "@runbridge/common";
 import { Limits } from "@runbridge/contracts";
 import { HttpError } from "../errors";
 import { isInfrastructureDown } from "../services/infra-errors";
+
+/**
+ * A domain error's answer outside Express (the front door's refusals): what
+ * the error middleware sends for it, in one write.
+ */
+export function writeHttpError(res: ServerResponse, err: HttpError): void {
+  const body = JSON.stringify({ detail: err.message });
+  res.statusCode = err.status;
+  for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
+  res.setHeader("Content-Type", "application/json; charset=utf-8");
+  res.setHeader("Content-Length", Buffer.byteLength(body));
+  res.end(body);
+}
 
 /** Maps every error to `{ "detail": ... }`. Unknown errors: 500 with an error id that is logged. */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
@@ -13,6 +27,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (err instanceof HttpError) {
+      // Through res.json, not writeHttpError: the idempotency middleware releases its key when it sees the error answer there.
       res.set(err.headers).status(err.status).json({ detail: err.message });
       return;
     }

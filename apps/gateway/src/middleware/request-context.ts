@@ -1,29 +1,36 @@
 import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestHandler } from "express";
 import { type Logger, withLogContext } from "@runbridge/common";
+import { observeHttpAnswer } from "../metrics";
+
+const requestIds = new WeakMap<IncomingMessage, string>();
 
 /**
- * Request id (honours a sane incoming X-Request-Id), echoed back, and carried
- * in the log context so every line logged while handling the request has it.
+ * Every request's bookkeeping, done once before routing (by the front door):
+ * its id (honours a sane incoming X-Request-Id), echoed back; and, when the
+ * answer has been sent, the access log line and the HTTP metrics, whoever
+ * answered — the front door or Express.
  */
-export function requestContext(logger: Logger): RequestHandler {
-  return (req, res, next) => {
-    const incoming = req.get("x-request-id");
-    const requestId = incoming && /^[\w.-]{1,100}$/.test(incoming) ? incoming : randomUUID();
-    res.locals.requestId = requestId;
-    res.set("X-Request-Id", requestId);
-    const started = process.hrtime.bigint();
-    res.on("finish", () => {
-      logger.http("request", {
-        requestId,
-        method: req.method,
-        // req.path is relative to the last router by the time the response is sent.
-        path: req.originalUrl.split("?")[0],
-        status: res.statusCode,
-        ms: Number(process.hrtime.bigint() - started) / 1e6,
-        ip: req.ip,
-      });
-    });
-    withLogContext({ requestId }, next);
+export function beginRequest(req: IncomingMessage, res: ServerResponse, logger: Logger, clientIp: () => string): string {
+  const incoming = req.headers["x-request-id"];
+  const requestId = typeof incoming === "string" && /^[\w.-]{1,100}$/.test(incoming) ? incoming : randomUUID();
+  requestIds.set(req, requestId);
+  res.setHeader("X-Request-Id", requestId);
+  // Read now: Express rewrites req.url while routing through mounted routers.
+  const path = (req.url ?? "").split("?")[0];
+  const started = process.hrtime.bigint();
+  res.on("finish", () => {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    observeHttpAnswer(req, res.statusCode, seconds);
+    logger.http("request", { requestId, method: req.method, path, status: res.statusCode, ms: seconds * 1000, ip: clientIp() });
+  });
+  return requestId;
+}
+
+/** Carries the request's id in the log context, so every line logged while Express handles it has it. */
+export function requestContext(): RequestHandler {
+  return (req, _res, next) => {
+    withLogContext({ requestId: requestIds.get(req) ?? randomUUID() }, next);
   };
 }

@@ -1,3 +1,4 @@
+import { AUTOMATION_BASE } from "../routes/automation/paths";
 import type Joi from "joi";
 import {
   IDEMPOTENCY_TTL_HOURS,
@@ -29,7 +30,7 @@ import { joiToJsonSchema, joiToQueryParameters, type JsonSchema } from "./joi-sc
  * Request schemas come from the same Joi contracts the gateway validates with
  * (one source of truth); responses are described here, next to the serializers' shapes.
  */
-const AUTOMATION = "/api/automation/v1";
+const AUTOMATION = AUTOMATION_BASE;
 const MANAGEMENT = "/api/v1";
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });

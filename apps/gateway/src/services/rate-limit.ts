@@ -1,4 +1,4 @@
-import type { Response } from "express";
+import type { ServerResponse } from "node:http";
 import type { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { Logger } from "@runbridge/common";
@@ -99,14 +99,14 @@ export class KeyRateLimiter {
  * RateLimit-* (IETF draft: Reset in seconds from now) and the older X-RateLimit-*
  * (Reset as a Unix time in seconds, as GitHub and most CI tooling read it).
  */
-export function setRateLimitHeaders(res: Response, d: RateDecision): void {
-  const resetSeconds = Math.max(1, Math.ceil(d.resetMs / 1000));
-  res.set({
-    "RateLimit-Limit": String(d.limit),
-    "RateLimit-Remaining": String(Math.max(0, d.remaining)),
-    "RateLimit-Reset": String(resetSeconds),
-    "X-RateLimit-Limit": String(d.limit),
-    "X-RateLimit-Remaining": String(Math.max(0, d.remaining)),
-    "X-RateLimit-Reset": String(Math.ceil((Date.now() + d.resetMs) / 1000)),
-  });
+export function setRateLimitHeaders(res: ServerResponse, d: RateDecision): void {
+  const resetSeconds = String(Math.max(1, Math.ceil(d.resetMs / 1000)));
+  const limit = String(d.limit);
+  const remaining = String(Math.max(0, d.remaining));
+  res.setHeader("RateLimit-Limit", limit);
+  res.setHeader("RateLimit-Remaining", remaining);
+  res.setHeader("RateLimit-Reset", resetSeconds);
+  res.setHeader("X-RateLimit-Limit", limit);
+  res.setHeader("X-RateLimit-Remaining", remaining);
+  res.setHeader("X-RateLimit-Reset", String(Math.ceil((Date.now() + d.resetMs) / 1000)));
 }
