@@ -10,26 +10,55 @@ import { freePort } from "./processes";
  * (recipes from the environment notes; initdb refuses root, so PostgreSQL runs
  * as the postgres user).
  */
+/**
+ * A port that was free when picked can be taken by another test worker
+ * before the server binds it: then the start is tried again on another port.
+ */
+async function onFreePort<T>(make: (port: number) => T, up: (service: T) => void): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const service = make(await freePort());
+    try {
+      up(service);
+      return service;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+
 export class PrivateRedis {
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    /** Its working directory: also how it is told apart from another server on the same port. */
+    private readonly dir: string,
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
   static async start(): Promise<PrivateRedis> {
-    const r = new PrivateRedis(await freePort());
-    r.up();
-    return r;
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-redis-"));
+    return onFreePort(
+      (port) => new PrivateRedis(port, dir),
+      (r) => r.up(),
+    );
   }
 
   up(): void {
-    execFileSync("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--daemonize", "yes", "--save", "", "--appendonly", "no"], { stdio: "pipe" });
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--daemonize", "yes", "--save", "", "--appendonly", "no", "--dir", this.dir];
+    execFileSync("redis-server", args, { stdio: "pipe" });
     for (let i = 0; i < 100; i++) {
+      let dir: string | null = null;
       try {
-        if (execFileSync("redis-cli", ["-p", String(this.port), "ping"], { stdio: "pipe" }).toString().includes("PONG")) return;
+        dir = execFileSync("redis-cli", ["-p", String(this.port), "config", "get", "dir"], { stdio: "pipe" }).toString();
       } catch {
         // not listening yet
+      }
+      // Ours, not another server that took the port first: the same working directory.
+      if (dir !== null) {
+        if (dir.includes(this.dir)) return;
+        throw new Error(`another server answers on port ${this.port}`);
       }
       execFileSync("sleep", ["0.05"]);
     }
@@ -60,10 +89,12 @@ export class PrivatePostgres {
   static async start(): Promise<PrivatePostgres> {
     const dir = mkdtempSync(path.join(tmpdir(), "rb-pg-"));
     chownSync(dir, ...ids("postgres"));
-    const pg = new PrivatePostgres(await freePort(), dir);
     asPostgres(`${PG_BIN}/initdb -D ${dir}/data -A trust -U postgres`);
-    pg.up();
-    return pg;
+    // pg_ctl -w fails when the port is taken, and the start is tried on another one.
+    return onFreePort(
+      (port) => new PrivatePostgres(port, dir),
+      (pg) => pg.up(),
+    );
   }
 
   up(): void {
