@@ -85,6 +85,24 @@ describe("live-log byte budget", () => {
     const sent = events.filter((e) => e.event === "stdout");
     expect(sent).toHaveLength(chunks.length);
     expect(sent.reduce((n, e) => n + Buffer.byteLength(e.data.data ?? ""), 0)).toBe(dataBytes);
+    // The dashboard's output API pages through the same entries and gives the cut as a `cut_off` entry, not as output.
+    const paged: Record<string, unknown>[] = [];
+    for (let after = ""; ; ) {
+      const page = await stack
+        .api()
+        .get(`/dashboard/api/operations/${id}/output${after ? `?after=${after}` : ""}`)
+        .set("Authorization", `Bearer ${fx.apiKey}`);
+      expect(page.status).toBe(200);
+      const got = page.body as { entries: Record<string, unknown>[]; last_id: string };
+      if (got.entries.length === 0) break;
+      paged.push(...got.entries);
+      after = got.last_id;
+    }
+    expect(paged).toHaveLength(entries.length);
+    expect(paged[paged.length - 1]).toEqual({ id: expect.any(String), cut_off: { note: notes[0]?.get("note"), cut_at: Number(notes[0]?.get("cut_at")) } });
+    const output = paged.slice(0, -1);
+    expect(output.every((e) => e.stream === "stdout" && typeof e.data === "string" && e.data.length > 0 && !("cut_off" in e))).toBe(true);
+    expect(output.reduce((n, e) => n + Buffer.byteLength(e.data as string), 0)).toBe(dataBytes);
     // The stream and its counter both expire.
     for (const k of [key, `${key}:bytes`]) {
       const ttl = await stack.redis.ttl(k);

@@ -7,14 +7,19 @@ import { useLoad } from "../hooks";
 import { href, navigate } from "../router";
 import type { Operation } from "../types";
 
+type LiveEntry = { id: string; stream: "stdout" | "stderr"; data: string } | { id: string; cut_off: { note: string; cut_at: number } };
+
 interface LiveOutput {
-  entries: { id: string; stream: "stdout" | "stderr"; data: string }[];
+  entries: LiveEntry[];
   last_id: string | null;
 }
 
+const chunksOf = (entries: LiveEntry[], stream: "stdout" | "stderr") =>
+  entries.map((e) => ("stream" in e && e.stream === stream ? e.data : "")).join("");
+
 /** While the operation runs, output chunks are read from the live stream; once it ends, the stored result is shown. */
 function useLiveOutput(id: string, running: boolean) {
-  const [out, setOut] = useState({ stdout: "", stderr: "" });
+  const [out, setOut] = useState<{ stdout: string; stderr: string; cutOff?: string }>({ stdout: "", stderr: "" });
   const last = useRef<string | null>(null);
   useEffect(() => {
     if (!running) return;
@@ -27,9 +32,11 @@ function useLiveOutput(id: string, running: boolean) {
         if (stop) return;
         if (r.entries.length) {
           last.current = r.last_id;
+          const cut = r.entries.find((e) => "cut_off" in e);
           setOut((o) => ({
-            stdout: o.stdout + r.entries.filter((e) => e.stream === "stdout").map((e) => e.data).join(""),
-            stderr: o.stderr + r.entries.filter((e) => e.stream === "stderr").map((e) => e.data).join(""),
+            stdout: o.stdout + chunksOf(r.entries, "stdout"),
+            stderr: o.stderr + chunksOf(r.entries, "stderr"),
+            cutOff: o.cutOff ?? (cut && "cut_off" in cut ? cut.cut_off.note : undefined),
           }));
         }
       } catch {
@@ -204,6 +211,11 @@ export function OperationPage(props: { id: string }) {
           </p>
           <OutputBlock title="Stdout" text={live.stdout} live />
           <OutputBlock title="Stderr" text={live.stderr} live />
+          {live.cutOff ? (
+            <p className="hint" role="status" data-testid="live-cut-off">
+              Live output stopped at its size limit; the end of each stream shows here when the operation ends. ({live.cutOff})
+            </p>
+          ) : null}
         </>
       ) : (
         <>
