@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
+import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { HandshakeRefusal, Limits, SocketPath, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { HandshakeRefusal, Limits, SocketPath, cancelledOnRequest, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import type { Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -11,6 +12,8 @@ const RESULT_ACK_TIMEOUT_MS = 10_000;
 const OUTBOX_RETRY_MS = 3_000;
 const MAX_RESULTS_IN_FLIGHT = 64;
 const START_REPORT_DELAY_MS = 200;
+/** How long a cancel that arrived before its start is remembered: longer than any delivery window (RUNNER_DELIVERY_TIMEOUT_SECONDS ≤ 3600). */
+const CANCEL_MEMORY_MS = 65 * 60_000;
 /** How long stop() waits for result files still being written once no command runs. */
 const LEDGER_FLUSH_MS = 3_000;
 /** Manual reconnects after a refused handshake: the pace of socket.io's own reconnection (see io() below). */
@@ -49,6 +52,13 @@ async function waitWhile(condition: () => boolean, deadline: number, stepMs: num
 export class Agent {
   private readonly ledger: Ledger;
   private readonly running = new Map<string, Execution>();
+  /**
+   * Operations cancelled before their start reached this process. The
+   * dispatcher checks for a pending cancel before it sends a start, but a
+   * cancel can land just after that check and overtake the start here: the
+   * start must then not run the command.
+   */
+  private readonly cancelledBeforeStart = new LRUCache<string, true>({ max: 10_000, ttl: CANCEL_MEMORY_MS });
   private readonly socket: RunnerSocket;
   private readonly execOpts: ExecutorOptions;
   private readonly sending = new Set<string>();
@@ -156,6 +166,8 @@ export class Agent {
     s.on("operation:cancel", ({ operationId }, ack) => {
       const run = this.running.get(operationId);
       run?.cancel("cancelled on request; the process group was killed");
+      if (!run && !this.ledger.get(operationId)) this.cancelledBeforeStart.set(operationId, true);
+      // Not ok without a process to kill: the dispatcher keeps the cancel pending (and asking) until the operation ends.
       ack({ ok: Boolean(run) });
     });
     s.on("operation:query", ({ operationIds }, ack) => ack(this.ledger.query(operationIds)));
@@ -187,6 +199,13 @@ export class Agent {
     } catch (err) {
       this.ledger.forget(op.operationId);
       return { ok: false, error: `runner could not record the operation: ${String(err)}` };
+    }
+    if (this.cancelledBeforeStart.has(op.operationId)) {
+      // Ends through the usual result path (and the ledger answers a redelivered start), without running.
+      this.cancelledBeforeStart.delete(op.operationId);
+      this.logger.info("operation cancelled before its start arrived; not run", { operationId: op.operationId });
+      this.onFinished({ ...failedResult(op.operationId, startedAt, cancelledOnRequest("before it started; the command was not run")), status: "cancelled" });
+      return { ok: true, state: "started" };
     }
     this.logger.info("operation started", { operationId: op.operationId, kind: op.spec.kind, timeoutSeconds: op.timeoutSeconds });
     // The dispatcher keeps at most Limits.liveLogMaxBytes of an operation's live output: once that much

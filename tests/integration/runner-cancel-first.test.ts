@@ -1,0 +1,85 @@
+import { randomUUID } from "node:crypto";
+import { existsSync, mkdtempSync } from "node:fs";
+import { createServer, type Server as HttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { TokenKind, generateToken } from "@runbridge/common";
+import type { OperationResult, StartAck, StartOperation } from "@runbridge/contracts";
+import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
+import type { RunnerSocket } from "../../apps/dispatcher/src/context";
+import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
+import { freshPrefix, testRedisUrl } from "../helpers/env";
+import { type Proc, startNode, waitFor } from "../helpers/processes";
+
+/**
+ * The dispatcher reads the pending cancels just before it sends a start, so a
+ * cancel that lands right after that read reaches the runner first: it has no
+ * process to kill yet. The start that follows must not run the command.
+ *
+ * A real runner process, talking to a socket.io server built as the
+ * dispatcher builds it, which sends the cancel and then the start.
+ */
+describe("runner: a cancel that arrives before its start", () => {
+  const config = { REDIS_URL: testRedisUrl(), RUNNER_ACK_TIMEOUT_MS: 5000 } as DispatcherConfig;
+  const dir = mkdtempSync(path.join(tmpdir(), "rb-cancel-first-"));
+  const results: OperationResult[] = [];
+  let http: HttpServer;
+  let closeIo: () => void;
+  let runner: Proc;
+  let socket: RunnerSocket;
+
+  beforeAll(async () => {
+    http = createServer();
+    const { io, close } = createRunnerIo(http, config, `${freshPrefix("cancel-first")}:socket.io`);
+    closeIo = close;
+    const connected = new Promise<RunnerSocket>((resolve) => io.on("connection", resolve));
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    runner = startNode("apps/runner/dist/main.js", {
+      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${(http.address() as AddressInfo).port}`,
+      RUNBRIDGE_RUNNER_TOKEN: generateToken(TokenKind.RunnerToken),
+      RUNBRIDGE_STATE_DIR: path.join(dir, "state"),
+      RUNBRIDGE_WORKDIR: dir,
+      LOG_LEVEL: "info",
+    });
+    socket = await connected;
+    socket.on("operation:result", (result, ack) => {
+      results.push(result);
+      ack({ stored: true });
+    });
+  });
+  afterAll(async () => {
+    await runner?.stop();
+    socket?.disconnect(true);
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+    closeIo();
+  });
+
+  const start = (operationId: string, command: string): Promise<StartAck> => {
+    const op: StartOperation = { operationId, spec: { kind: "shell", command }, timeoutSeconds: 30 };
+    return socket.timeout(5000).emitWithAck("operation:start", op);
+  };
+  const resultOf = (operationId: string) => waitFor(async () => results.find((r) => r.operationId === operationId), 10_000, `result of ${operationId}`);
+
+  it("runs a command whose start comes alone (the control)", async () => {
+    const id = randomUUID();
+    const marker = path.join(dir, "control");
+    expect(await start(id, `touch ${marker}`)).toEqual({ ok: true, state: "started" });
+    expect(await resultOf(id)).toMatchObject({ status: "completed", exitCode: 0 });
+    expect(existsSync(marker)).toBe(true);
+  });
+
+  it("ends it as cancelled without running it, and a redelivered start does not run it either", async () => {
+    const id = randomUUID();
+    const marker = path.join(dir, "cancelled-first");
+    // No process to kill yet: not ok, so the dispatcher keeps the cancel pending and keeps asking.
+    expect(await socket.timeout(5000).emitWithAck("operation:cancel", { operationId: id })).toEqual({ ok: false });
+    expect(await start(id, `touch ${marker}`)).toEqual({ ok: true, state: "started" });
+    const result = await resultOf(id);
+    expect(result).toMatchObject({ status: "cancelled", exitCode: null, stdout: "", stderr: "", error: "cancelled on request: before it started; the command was not run" });
+    expect(await start(id, `touch ${marker}`)).toEqual({ ok: true, state: "already-finished" });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(existsSync(marker)).toBe(false);
+    expect(runner.output).toMatch(/operation cancelled before its start arrived; not run/);
+  });
+});
