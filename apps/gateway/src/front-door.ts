@@ -1,4 +1,5 @@
-import type { RequestListener } from "node:http";
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Express } from "express";
 import proxyaddr from "proxy-addr";
 import { withLogContext } from "@runbridge/common";
@@ -37,23 +38,32 @@ export function frontDoor(ctx: GatewayContext, app: Express): RequestListener {
       return;
     }
     withLogContext({ requestId }, () => {
-      authenticateAutomation(ctx, { authorization: req.headers.authorization, clientIp: clientIp(), method: req.method ?? "", path }, res).then(
-        (auth) => {
-          rememberAuthentication(req, { auth });
-          app(req, res);
-        },
-        (error: unknown) => {
-          if (error instanceof HttpError) {
-            writeHttpError(res, error);
-            return;
-          }
-          // Not a refusal (PostgreSQL or Redis down, a bug): Express's error middleware answers it.
-          rememberAuthentication(req, { error });
-          app(req, res);
-        },
-      );
+      admit(req, res, path, clientIp).catch((err: unknown) => {
+        // Unreachable unless writing the answer itself failed: never an unhandled rejection (it would end the process).
+        const errorId = randomUUID();
+        ctx.logger.error("unhandled error at the front door", { errorId, error: err instanceof Error ? err.stack : String(err) });
+        if (res.headersSent) res.destroy();
+        else writeHttpError(res, new HttpError(500, `Internal server error (error id ${errorId})`));
+      });
     });
   };
+
+  /** Authenticates, then answers a refusal here or hands the request to Express with the outcome. */
+  async function admit(req: IncomingMessage, res: ServerResponse, path: string, clientIp: () => string): Promise<void> {
+    let outcome: Parameters<typeof rememberAuthentication>[1];
+    try {
+      outcome = { auth: await authenticateAutomation(ctx, { authorization: req.headers.authorization, clientIp: clientIp(), method: req.method ?? "", path }, res) };
+    } catch (error) {
+      if (error instanceof HttpError) {
+        writeHttpError(res, error);
+        return;
+      }
+      // Not a refusal (PostgreSQL or Redis down, a bug): Express's error middleware answers it.
+      outcome = { error };
+    }
+    rememberAuthentication(req, outcome);
+    app(req, res);
+  }
 }
 
 /**
