@@ -82,4 +82,17 @@ describe("runner: a cancel that arrives before its start", () => {
     expect(existsSync(marker)).toBe(false);
     expect(runner.output).toMatch(/operation cancelled before its start arrived; not run/);
   });
+
+  it("also when the cancel arrives while the start's record is being written (before any process exists)", async () => {
+    const id = randomUUID();
+    const marker = path.join(dir, "cancelled-while-recording");
+    // Sent back to back: the runner handles the cancel while the start awaits its durable start record.
+    const started = start(id, `touch ${marker}`);
+    const cancelled = socket.timeout(5000).emitWithAck("operation:cancel", { operationId: id });
+    expect(await cancelled).toEqual({ ok: false });
+    expect(await started).toEqual({ ok: true, state: "started" });
+    expect(await resultOf(id)).toMatchObject({ status: "cancelled", exitCode: null, error: "cancelled on request: before it started; the command was not run" });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(existsSync(marker)).toBe(false);
+  });
 });

@@ -166,7 +166,9 @@ export class Agent {
     s.on("operation:cancel", ({ operationId }, ack) => {
       const run = this.running.get(operationId);
       run?.cancel("cancelled on request; the process group was killed");
-      if (!run && !this.ledger.get(operationId)) this.cancelledBeforeStart.set(operationId, true);
+      // No process yet, and not finished: its start has not arrived, or is still writing its start record
+      // (the ledger already says running then); onStart looks for this once that record is written.
+      if (!run && this.ledger.get(operationId)?.state !== "finished") this.cancelledBeforeStart.set(operationId, true);
       // Not ok without a process to kill: the dispatcher keeps the cancel pending (and asking) until the operation ends.
       ack({ ok: Boolean(run) });
     });
