@@ -28,7 +28,8 @@ export function frontDoor(ctx: GatewayContext, app: Express): RequestListener {
   const trust = app.get("trust proxy fn") as (addr: string, i: number) => boolean;
   return (req, res) => {
     let ip: string | undefined;
-    const clientIp = () => (ip ??= proxyaddr(req, trust));
+    // proxy-addr finds no address on a socket that is already gone: "" then, as Express's req.ip ?? "" gave.
+    const clientIp = () => (ip ??= (proxyaddr(req, trust) as string | undefined) ?? "");
     const requestId = beginRequest(req, res, ctx.logger, clientIp);
     // Shutting down: every answer closes its connection, so keep-alive clients reconnect to another gateway.
     if (ctx.draining.aborted) res.setHeader("Connection", "close");
