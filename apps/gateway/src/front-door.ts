@@ -33,7 +33,8 @@ export function frontDoor(ctx: GatewayContext, app: Express): RequestListener {
     const requestId = beginRequest(req, res, ctx.logger, clientIp);
     // Shutting down: every answer closes its connection, so keep-alive clients reconnect to another gateway.
     if (ctx.draining.aborted) res.setHeader("Connection", "close");
-    const path = (req.url ?? "").split("?")[0] ?? "";
+    // As Express reads it: a fragment (which clients do not send, but may) is not part of the path.
+    const path = (req.url ?? "").split(/[?#]/)[0] ?? "";
     if (!needsAutomationKey(path)) {
       app(req, res);
       return;
