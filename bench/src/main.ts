@@ -21,6 +21,7 @@ import { SpawnBaseline } from "./spawn-baseline";
 import { describeMachine, measureKernelCosts } from "./machine";
 import { childrenProbe, costPerOperation, cpuShare, namedProbe, processProbe, rssMiB, type OperationCost, type ProcessProbe } from "./proc-stats";
 import { ROOT, onCleanup, sleep, stopAll } from "./procs";
+import { startHttpFloor } from "./http-floor";
 import { rejectionRate } from "./rejection";
 import { checkTargets, renderMarkdown } from "./report";
 import type { BenchResults, ScaleLevel } from "./results";
@@ -266,6 +267,11 @@ async function main(): Promise<void> {
   say(`rejection: 429 with an exhausted key (rate_limit 1), ${settings.rejectionSeconds} s ...`);
   const rateLimited = await rejectionRate(execUrl, limited as string, body, 429, settings.rejectionConnections, settings.rejectionSeconds);
   say(`rejection: 429 at ${rateLimited.perSecond.toFixed(0)}/s (${JSON.stringify(rateLimited.statusCodes)})`);
+  say(`rejection: the floor, a bare node:http server answering the same 401, ${settings.rejectionSeconds} s ...`);
+  const floorServer = await startHttpFloor();
+  const floor = await rejectionRate(floorServer.url, generateToken(TokenKind.AutomationKey), body, 401, settings.rejectionConnections, settings.rejectionSeconds);
+  floorServer.stop();
+  say(`rejection: bare node:http 401 at ${floor.perSecond.toFixed(0)}/s`);
 
   const scale = await scalePhase(stack, keys);
 
@@ -281,7 +287,7 @@ async function main(): Promise<void> {
     exec: { latency: execLatency, throughput: execThroughput, nonCompleted: exec.rejections, stages, cpuMsPerOp: execSeries.cpuMsPerOp, faultsPerOp: execSeries.faultsPerOp },
     spawn: { latency: spawnLatency, throughput: spawnSeries.throughput, cpuMsPerOp: spawnSeries.cpuMsPerOp, faultsPerOp: spawnSeries.faultsPerOp },
     ssh,
-    rejection: { unauthorized, rateLimited },
+    rejection: { unauthorized, rateLimited, floor },
     ladder,
     scale,
   };

@@ -1,4 +1,5 @@
 import type { LatencyResult, ThroughputResult } from "./load";
+import type { RejectionResult } from "./rejection";
 import type { BenchResults, TargetCheck } from "./results";
 import { ratio } from "./stats";
 
@@ -204,18 +205,25 @@ export function renderMarkdown(r: BenchResults, checks: TargetCheck[]): string {
 
   out.push("#### Gateway rejection path (autocannon)");
   out.push("");
-  head(["Rejection", "rejected/s", "latency p50", "latency p99", "answers by status", "Target", ""]);
+  const floor = r.rejection.floor;
+  head(["Rejection", "rejected/s", "share of the floor", "latency p50", "latency p99", "answers by status", "Target", ""]);
+  const codesOf = (rej: RejectionResult) =>
+    Object.entries(rej.statusCodes)
+      .map(([k, v]) => `${k}: ${v.toLocaleString("en-US")}`)
+      .join(", ") + (rej.errors ? `, errors: ${rej.errors}` : "");
   for (const [label, rej] of [
     ["401, well-formed unknown `rca_` key", r.rejection.unauthorized],
     ["429, key with rate_limit 1, exhausted", r.rejection.rateLimited],
   ] as const) {
-    const codes = Object.entries(rej.statusCodes)
-      .map(([k, v]) => `${k}: ${v.toLocaleString("en-US")}`)
-      .join(", ");
-    row([label, perS(rej.perSecond), `${rej.latencyP50Ms} ms`, `${rej.latencyP99Ms} ms`, codes + (rej.errors ? `, errors: ${rej.errors}` : ""), "≥ 5,000/s", check(rejectionTarget(rej.expectedStatus))]);
+    const share = floor ? pct(rej.perSecond / floor.perSecond) : "–";
+    row([label, perS(rej.perSecond), share, `${rej.latencyP50Ms} ms`, `${rej.latencyP99Ms} ms`, codesOf(rej), "≥ 5,000/s", check(rejectionTarget(rej.expectedStatus))]);
   }
+  if (floor) row(["the floor: a bare `node:http` server giving the same 401", perS(floor.perSecond), "100 %", `${floor.latencyP50Ms} ms`, `${floor.latencyP99Ms} ms`, codesOf(floor), "", ""]);
   out.push("");
-  out.push(`${r.rejection.unauthorized.connections} connections, ${r.settings.rejectionSeconds} s each, POST /api/automation/v1/exec with a valid body.`);
+  out.push(
+    `${r.rejection.unauthorized.connections} connections, ${r.settings.rejectionSeconds} s each, POST /api/automation/v1/exec with a valid body.` +
+      (floor ? " The floor is a Node process that answers every request with the gateway's 401 (no framework, no key check): what Node's HTTP server and this machine allow, with autocannon on the same cores." : ""),
+  );
   out.push("");
 
   out.push("#### Targets");

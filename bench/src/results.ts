@@ -36,7 +36,8 @@ export interface BenchResults {
   /** cpuMsPerOp, faultsPerOp: milliseconds of CPU and minor page faults per operation by process, over the throughput run at the highest concurrency. */
   spawn: { latency: LatencyResult; throughput: ThroughputResult[]; cpuMsPerOp?: Record<string, number>; faultsPerOp?: Record<string, number> };
   ssh: SshResult;
-  rejection: { unauthorized: RejectionResult; rateLimited: RejectionResult };
+  /** floor: a bare node:http server giving the same 401, under the same load (http-floor-worker.ts). */
+  rejection: { unauthorized: RejectionResult; rateLimited: RejectionResult; floor?: RejectionResult };
   /** Latency at concurrency 1 of exec requests refused at successive stages of the gateway. */
   ladder?: { label: string; status: number; latency: LatencyResult; unexpected: Record<string, number> }[];
   scale: { levels: ScaleLevel[]; execAtMax?: LatencyResult & { simulatedRunners: number }; connectErrors: number; connectErrorReasons?: Record<string, number>; skipped?: string };

@@ -30,7 +30,7 @@ function results(overrides: Partial<BenchResults> = {}): BenchResults {
     exec: { latency: latency(8, 20), throughput: throughput(200), nonCompleted: {} },
     spawn: { latency: latency(2.6, 5), throughput: throughput(300) },
     ssh: { fresh: latency(280, 400), multiplexed: latency(28, 40) },
-    rejection: { unauthorized: rejection(401, 6000), rateLimited: rejection(429, 5500) },
+    rejection: { unauthorized: rejection(401, 6000), rateLimited: rejection(429, 5500), floor: rejection(401, 24000) },
     scale: {
       levels: [1000, 5000, 10000].map((n) => ({ simulatedRunners: n, dispatcherRssMiB: n / 20, dispatcherIdleCpuPct: 1 })),
       connectErrors: 0,
@@ -140,7 +140,12 @@ describe("bench helpers", () => {
     expect(md).toContain("a system call (fstat from Node) 0.50 µs, a page fault on fresh memory 12.25 µs");
     // 2 cores: 2,000 ms of CPU a second ÷ 5 ms per exec, ÷ 2 ms per spawn.
     expect(md).toContain("400/s for exec, 1,000/s for the bare spawn");
-    expect(md).toContain("| 401, well-formed unknown `rca_` key | 6,000/s |");
+    // Each rejection rate beside the floor measured in the same run (24,000/s in these results).
+    expect(md).toContain("| 401, well-formed unknown `rca_` key | 6,000/s | 25 % |");
+    expect(md).toContain("| 429, key with rate_limit 1, exhausted | 5,500/s | 23 % |");
+    expect(md).toContain("| the floor: a bare `node:http` server giving the same 401 | 24,000/s | 100 % |");
+    const { floor: _floor, ...withoutFloor } = r.rejection;
+    expect(renderMarkdown({ ...r, rejection: withoutFloor }, checkTargets(r))).toContain("| 401, well-formed unknown `rca_` key | 6,000/s | – |");
   });
 
   it("counts CPU per process: one that exits mid-run drops out, one that starts counts from zero", async () => {
