@@ -1,25 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Redis } from "ioredis";
-import type { Logger } from "@runbridge/common";
+import { checkReadiness, type Logger } from "@runbridge/common";
 import type { PrismaClient } from "@runbridge/db";
 import { dispatcherRegistry } from "./metrics";
-
-const CHECK_TIMEOUT_MS = 3000;
-
-/** "ok" or "error": the route is unauthenticated, so why (host names, ports) goes to the log only. */
-function check(name: string, p: Promise<unknown>, logger: Logger): Promise<string> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
-  });
-  return Promise.race([p, timeout]).then(
-    () => "ok",
-    (e: unknown) => {
-      logger.warn("readiness check failed", { check: name, error: e instanceof Error ? e.message : String(e) });
-      return "error";
-    },
-  ).finally(() => clearTimeout(timer));
-}
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(body));
@@ -43,10 +26,9 @@ export function createHealthHandler(deps: { prisma: PrismaClient; probeRedis: Re
       return;
     }
     if (path === "/readyz") {
-      void Promise.all([check("postgres", deps.prisma.$queryRaw`SELECT 1`, deps.logger), check("redis", deps.probeRedis.ping(), deps.logger)]).then(([postgres, redis]) => {
-        const ok = postgres === "ok" && redis === "ok";
-        sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unavailable", checks: { postgres, redis }, ...(ok ? {} : { detail: "not ready" }) });
-      });
+      void checkReadiness({ postgres: () => deps.prisma.$queryRaw`SELECT 1`, redis: () => deps.probeRedis.ping() }, deps.logger).then(({ ok, body }) =>
+        sendJson(res, ok ? 200 : 503, body),
+      );
       return;
     }
     if (path === "/metrics") {

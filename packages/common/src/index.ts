@@ -4,3 +4,4 @@ export * from "./redis";
 export * from "./sealing";
 export * from "./shutdown";
 export * from "./tokens";
+export * from "./readiness";

@@ -1,4 +1,5 @@
 import { Router } from "express";
+import { checkReadiness } from "@runbridge/common";
 import type { GatewayContext } from "../context";
 
 /** Liveness (process up) and readiness (PostgreSQL and Redis answer, and not shutting down). */
@@ -12,19 +13,8 @@ export function healthRouter(ctx: GatewayContext): Router {
       res.status(503).json({ status: "unavailable", checks: {}, detail: "shutting down" });
       return;
     }
-    const checks: Record<string, string> = {};
-    // Unauthenticated: the answer says which store is down; why (host names, ports) goes to the log only.
-    const check = (name: string, probe: Promise<unknown>) =>
-      probe.then(
-        () => (checks[name] = "ok"),
-        (e: unknown) => {
-          ctx.logger.warn("readiness check failed", { check: name, error: String(e) });
-          checks[name] = "error";
-        },
-      );
-    await Promise.all([check("postgres", ctx.prisma.$queryRaw`SELECT 1`), check("redis", ctx.redis.ping())]);
-    const ok = Object.values(checks).every((v) => v === "ok");
-    res.status(ok ? 200 : 503).json({ status: ok ? "ok" : "unavailable", checks, ...(ok ? {} : { detail: "not ready" }) });
+    const { ok, body } = await checkReadiness({ postgres: () => ctx.prisma.$queryRaw`SELECT 1`, redis: () => ctx.redis.ping() }, ctx.logger);
+    res.status(ok ? 200 : 503).json(body);
   });
   return router;
 }

@@ -1,0 +1,39 @@
+import type { Logger } from "./logger";
+
+const CHECK_TIMEOUT_MS = 3000;
+
+export interface Readiness {
+  ok: boolean;
+  /** The readiness route's answer: which store is down, never why. */
+  body: { status: "ok" | "unavailable"; checks: Record<string, "ok" | "error">; detail?: string };
+}
+
+/**
+ * Runs the named probes (e.g. a PostgreSQL `SELECT 1` and a Redis PING) at
+ * once, each bounded by a timeout, so a hung store reads as down instead of
+ * holding the probe. The readiness route is unauthenticated: why a check
+ * failed (host names, ports) goes to the log only.
+ */
+export async function checkReadiness(probes: Record<string, () => Promise<unknown>>, logger: Logger): Promise<Readiness> {
+  const names = Object.keys(probes);
+  const results = await Promise.all(names.map((name) => bounded(name, probes[name] as () => Promise<unknown>, logger)));
+  const checks = Object.fromEntries(names.map((name, i) => [name, results[i] ?? "error"]));
+  const ok = results.every((r) => r === "ok");
+  return { ok, body: { status: ok ? "ok" : "unavailable", checks, ...(ok ? {} : { detail: "not ready" }) } };
+}
+
+async function bounded(name: string, probe: () => Promise<unknown>, logger: Logger): Promise<"ok" | "error"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([probe(), timeout]);
+    return "ok";
+  } catch (e) {
+    logger.warn("readiness check failed", { check: name, error: e instanceof Error ? e.message : String(e) });
+    return "error";
+  } finally {
+    clearTimeout(timer);
+  }
+}
