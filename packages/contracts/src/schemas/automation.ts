@@ -1,7 +1,7 @@
 import Joi from "joi";
 import { Limits } from "../limits";
 import { envSchema, runContextSchema, runIdSchema, timeoutSchema, uuid } from "./common";
-import { NO_NUL, NO_SPACE_OR_NUL } from "./fields";
+import { NO_NUL, NO_SPACE_OR_NUL, registryUrl } from "./fields";
 
 /** Request bodies of the Automation API (/api/automation/v1), field names as in the spec. */
 
@@ -132,10 +132,7 @@ export interface RegistryLogoutRequest {
 
 export const registryLogoutRequestSchema = Joi.object<RegistryLogoutRequest>({
   server_id: uuid().required(),
-  registry_url: Joi.string()
-    .max(500)
-    .pattern(NO_SPACE_OR_NUL)
-    .required(),
+  registry_url: registryUrl().required(),
   run_id: runIdSchema(),
   run_context: runContextSchema(),
 });

@@ -11,3 +11,16 @@ export const NO_NUL = /^[^\0]*$/;
 
 /** One or more characters, none of them whitespace or NUL (a ref, branch, user name, registry URL). */
 export const NO_SPACE_OR_NUL = /^[^\s\0]+$/;
+
+/**
+ * A registry as `docker login` / `docker logout` take it: a host, an optional
+ * port and path, optionally with its scheme. It cannot begin with "-", so it is
+ * never read as a docker option.
+ */
+const REGISTRY_URL = /^(https?:\/\/)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?(\/[A-Za-z0-9._\-/]*)?$/;
+
+export const registryUrl = () =>
+  Joi.string()
+    .max(500)
+    .pattern(REGISTRY_URL)
+    .messages({ "string.pattern.base": '"registry_url" must be a registry host such as ghcr.io or registry.example.com:5000/path' });

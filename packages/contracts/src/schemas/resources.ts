@@ -1,7 +1,7 @@
 import Joi from "joi";
 import { Limits } from "../limits";
 import { uuid } from "./common";
-import { NO_NUL, NO_SPACE_OR_NUL, name } from "./fields";
+import { NO_NUL, NO_SPACE_OR_NUL, name, registryUrl } from "./fields";
 
 /**
  * Management API bodies for what the deploy, reboot and registry operations
@@ -60,9 +60,6 @@ export const RegistryType = {
 } as const;
 export type RegistryType = (typeof RegistryType)[keyof typeof RegistryType];
 
-/** host[:port][/path], optionally with an http(s) scheme, as `docker login` accepts it. */
-export const REGISTRY_URL = /^(https?:\/\/)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?(\/[A-Za-z0-9._\-/]*)?$/;
-
 export interface CreateRegistryCredentialRequest {
   name: string;
   registry_url: string;
@@ -72,11 +69,7 @@ export interface CreateRegistryCredentialRequest {
 
 export const createRegistryCredentialSchema = Joi.object<CreateRegistryCredentialRequest>({
   name: name().required(),
-  registry_url: Joi.string()
-    .max(500)
-    .pattern(REGISTRY_URL)
-    .required()
-    .messages({ "string.pattern.base": '"registry_url" must be a registry host such as ghcr.io or registry.example.com:5000/path' }),
+  registry_url: registryUrl().required(),
   username: Joi.string()
     .min(1)
     .max(255)

@@ -1,9 +1,9 @@
 import { Router } from "express";
-import { Limits, OperationType, REGISTRY_URL, registryLoginRequestSchema, registryLogoutRequestSchema } from "@runbridge/contracts";
+import { Limits, OperationType, registryLoginRequestSchema, registryLogoutRequestSchema } from "@runbridge/contracts";
 import { automationAuth } from "../../auth/locals";
 import { assertCredentialAllowed, assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
-import { ConflictError, NotFoundError, ValidationError } from "../../errors";
+import { ConflictError, NotFoundError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
 import { assertRunnerConnected, loadConnectedServer, loadTargetServer, runAndWait, startOperation } from "../../services/operations";
 import { resolveRegistryType } from "../../services/registry-type";
@@ -55,8 +55,6 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.RegistryLogout);
     const body = validateBody(registryLogoutRequestSchema, req.body);
-    // Also keeps it from being read as a docker option ("-..."), though it is passed as one argv element.
-    if (!REGISTRY_URL.test(body.registry_url)) throw new ValidationError('"registry_url" must be a registry host such as ghcr.io or registry.example.com:5000/path');
     const server = await loadConnectedServer(ctx, auth, body.server_id);
 
     // A failed logout is still a completed operation with its exit code, HTTP 200 (the spec: warn, not error).
