@@ -125,5 +125,10 @@ describe("gateway front door", () => {
     expect(refused.headers.connection).toBe("close");
     const health = await stack.api().get("/healthz");
     expect(health.headers.connection).toBe("close");
+    // A live-log stream too (it set keep-alive for proxies, over the drain's close).
+    const logs = await stack.api().get(`/api/automation/v1/operations/${opId}/logs`).set("Authorization", `Bearer ${fx.token}`);
+    expect(logs.status).toBe(200);
+    expect(logs.headers["content-type"]).toMatch(/^text\/event-stream/);
+    expect(logs.headers.connection).toBe("close");
   });
 });
