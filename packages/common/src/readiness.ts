@@ -15,10 +15,9 @@ export interface Readiness {
  * failed (host names, ports) goes to the log only.
  */
 export async function checkReadiness(probes: Record<string, () => Promise<unknown>>, logger: Logger): Promise<Readiness> {
-  const names = Object.keys(probes);
-  const results = await Promise.all(names.map((name) => bounded(name, probes[name] as () => Promise<unknown>, logger)));
-  const checks = Object.fromEntries(names.map((name, i) => [name, results[i] ?? "error"]));
-  const ok = results.every((r) => r === "ok");
+  const results = await Promise.all(Object.entries(probes).map(async ([name, probe]) => [name, await bounded(name, probe, logger)] as const));
+  const checks = Object.fromEntries(results);
+  const ok = results.every(([, r]) => r === "ok");
   return { ok, body: { status: ok ? "ok" : "unavailable", checks, ...(ok ? {} : { detail: "not ready" }) } };
 }
 
