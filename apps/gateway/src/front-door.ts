@@ -30,11 +30,11 @@ export function frontDoor(ctx: GatewayContext, app: Express): RequestListener {
     let ip: string | undefined;
     // proxy-addr finds no address on a socket that is already gone: "" then, as Express's req.ip ?? "" gave.
     const clientIp = () => (ip ??= (proxyaddr(req, trust) as string | undefined) ?? "");
-    const requestId = beginRequest(req, res, ctx.logger, clientIp);
-    // Shutting down: every answer closes its connection, so keep-alive clients reconnect to another gateway.
-    if (ctx.draining.aborted) res.setHeader("Connection", "close");
     // As Express reads it: a fragment (which clients do not send, but may) is not part of the path.
     const path = (req.url ?? "").split(/[?#]/)[0] ?? "";
+    const requestId = beginRequest(req, res, ctx.logger, path, clientIp);
+    // Shutting down: every answer closes its connection, so keep-alive clients reconnect to another gateway.
+    if (ctx.draining.aborted) res.setHeader("Connection", "close");
     if (!needsAutomationKey(path)) {
       app(req, res);
       return;

@@ -54,7 +54,7 @@ export async function authenticateAutomation(ctx: GatewayContext, input: Authent
 
 type Outcome = { auth: AutomationAuth } | { error: unknown };
 
-/** Requests the front door (http/front-door.ts) authenticated before Express saw them. */
+/** Requests the front door (front-door.ts) authenticated before Express saw them. */
 const authenticatedAhead = new WeakMap<IncomingMessage, Outcome>();
 
 /**

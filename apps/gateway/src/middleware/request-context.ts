@@ -10,15 +10,14 @@ const requestIds = new WeakMap<IncomingMessage, string>();
  * Every request's bookkeeping, done once before routing (by the front door):
  * its id (honours a sane incoming X-Request-Id), echoed back; and, when the
  * answer has been sent, the access log line and the HTTP metrics, whoever
- * answered — the front door or Express.
+ * answered — the front door or Express. `path` is read by the caller before
+ * Express rewrites req.url while routing through mounted routers.
  */
-export function beginRequest(req: IncomingMessage, res: ServerResponse, logger: Logger, clientIp: () => string): string {
+export function beginRequest(req: IncomingMessage, res: ServerResponse, logger: Logger, path: string, clientIp: () => string): string {
   const incoming = req.headers["x-request-id"];
   const requestId = typeof incoming === "string" && /^[\w.-]{1,100}$/.test(incoming) ? incoming : randomUUID();
   requestIds.set(req, requestId);
   res.setHeader("X-Request-Id", requestId);
-  // Read now: Express rewrites req.url while routing through mounted routers.
-  const path = (req.url ?? "").split("?")[0];
   const started = process.hrtime.bigint();
   res.on("finish", () => {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
