@@ -54,6 +54,16 @@ function errors(...codes: string[]): Record<string, unknown> {
 
 const statusSchema = { type: "string", enum: Object.values(OperationStatus), description: "The spec's statuses plus `cancelled` (extension)." };
 
+/** What an ended operation reports: the sync answer's fields and an operation's `result`. */
+const resultProperties = () => ({
+  exit_code: nullable("integer"),
+  stdout: { type: "string" },
+  stderr: { type: "string" },
+  duration_ms: nullable("integer"),
+  stdout_truncated: { type: "boolean" },
+  stderr_truncated: { type: "boolean" },
+});
+
 /** Built on the first request for the document, not at start-up: converting every Joi contract costs ~100 ms. */
 function componentSchemas(): Record<string, JsonSchema> {
   return {
@@ -105,12 +115,7 @@ function componentSchemas(): Record<string, JsonSchema> {
       properties: {
         operation_id: { type: "string", format: "uuid" },
         status: ref("OperationStatus"),
-        exit_code: nullable("integer"),
-        stdout: { type: "string" },
-        stderr: { type: "string" },
-        duration_ms: nullable("integer"),
-        stdout_truncated: { type: "boolean" },
-        stderr_truncated: { type: "boolean" },
+        ...resultProperties(),
         error: { type: "string", description: "Why it failed, timed out or was cancelled." },
       },
     },
@@ -139,14 +144,7 @@ function componentSchemas(): Record<string, JsonSchema> {
             { type: "null" },
             {
               type: "object",
-              properties: {
-                exit_code: nullable("integer"),
-                stdout: { type: "string" },
-                stderr: { type: "string" },
-                duration_ms: nullable("integer"),
-                stdout_truncated: { type: "boolean" },
-                stderr_truncated: { type: "boolean" },
-              },
+              properties: resultProperties(),
             },
           ],
         },
