@@ -9,7 +9,7 @@ export const name = () => Joi.string().trim().min(1).max(Limits.nameMaxChars);
 /** No NUL character anywhere (no process argument, path or environment can hold one). */
 export const NO_NUL = /^[^\0]*$/;
 
-/** One or more characters, none of them whitespace or NUL (a ref, branch, user name, registry URL). */
+/** One or more characters, none of them whitespace or NUL (a ref, branch, user name). */
 export const NO_SPACE_OR_NUL = /^[^\s\0]+$/;
 
 /**
