@@ -15,6 +15,16 @@ export function assertServerAllowed(key: AutomationKey, serverId: string): void 
   }
 }
 
+/**
+ * Reading, following or cancelling an existing operation takes the rights to
+ * start one of its kind on its server: a key scoped to `restart` must not read
+ * another key's exec output, nor a key scoped to one server another's.
+ */
+export function assertOperationInScope(key: AutomationKey, op: { type: string; serverId: string }): void {
+  assertOperationAllowed(key, op.type as OperationType);
+  assertServerAllowed(key, op.serverId);
+}
+
 export function assertCredentialAllowed(key: AutomationKey, credentialId: string): void {
   if (key.allowedCredentialIds.length > 0 && !key.allowedCredentialIds.includes(credentialId)) {
     throw new ForbiddenError(`Registry credential ${credentialId} is not in this API key's allowed credentials`);

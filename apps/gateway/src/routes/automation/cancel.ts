@@ -1,7 +1,7 @@
 import { Router } from "express";
-import { cancelOperationRequestSchema, isTerminal, operationIdParamSchema, type OperationType as OpType } from "@runbridge/contracts";
+import { cancelOperationRequestSchema, isTerminal, operationIdParamSchema } from "@runbridge/contracts";
 import { automationAuth } from "../../auth/locals";
-import { assertOperationAllowed, assertServerAllowed } from "../../auth/scopes";
+import { assertOperationInScope } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { ConflictError, NotFoundError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
@@ -26,9 +26,7 @@ export function cancelRouter(ctx: GatewayContext): Router {
     const body = validateBody(cancelOperationRequestSchema, req.body === undefined || req.body === null ? {} : req.body);
     const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId } });
     if (!op) throw notFound();
-    // Stopping an operation takes the same rights as starting one of its kind on its server.
-    assertOperationAllowed(auth.key, op.type as OpType);
-    assertServerAllowed(auth.key, op.serverId);
+    assertOperationInScope(auth.key, op);
     if (isTerminal(op.status)) throw new ConflictError(`Operation ${op.id} already ended with status "${op.status}"; there is nothing to cancel`);
 
     const registration = ctx.waiter.register(op.id);

@@ -3,7 +3,7 @@ import { LOG_EVENT_ID, isTerminal, operationIdParamSchema, operationLogsQuerySch
 import { createRedis } from "@runbridge/common";
 import type { Operation } from "@runbridge/db";
 import { type AutomationAuth, automationAuth } from "../../auth/locals";
-import { assertServerAllowed } from "../../auth/scopes";
+import { assertOperationInScope } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { NotFoundError, RateLimitedError, ValidationError } from "../../errors";
 import { validateParam, validateQuery } from "../../middleware/validate";
@@ -84,8 +84,8 @@ async function serveLogs(
 ): Promise<void> {
   const op = await ctx.operations.findForTenant(id, auth.tenantId);
   if (!op) throw notFound();
-  // As for the status endpoint: a key scoped to some servers reads only their operations' output.
-  assertServerAllowed(auth.key, op.serverId);
+  // As for the status endpoint: only output of operations the key could have started.
+  assertOperationInScope(auth.key, op);
   const logKey = ctx.keys.operationLog(op.id);
   // Read before the headers go out, so Redis being down is still a clean 503.
   const streamExists = (await ctx.redis.exists(logKey)) === 1;
