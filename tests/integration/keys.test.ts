@@ -144,6 +144,37 @@ describe("automation key enforcement", () => {
       const res = await stack.api().post("/api/automation/v1/restart").set("Authorization", bearer(token)).send({ nonsense: true });
       expect(res.status).toBe(403);
     });
+
+    it("checks it before parsing the body or reading the Idempotency-Key: 403, never 400 or 422", async () => {
+      const { token } = await key({ allowedOperations: ["exec"] });
+      const deploy = () => stack.api().post("/api/automation/v1/deploy").set("Authorization", bearer(token)).set("Content-Type", "application/json");
+      const refused = { detail: 'Operation "deploy" is not allowed for this API key' };
+      const malformed = await deploy().send('{"application_id":');
+      expect([malformed.status, malformed.body]).toEqual([403, refused]);
+      const oversized = await deploy().send(JSON.stringify({ application_id: "x", pad: "y".repeat(600 * 1024) }));
+      expect([oversized.status, oversized.body]).toEqual([403, refused]);
+      const badKey = await deploy().set("Idempotency-Key", "a b").send({});
+      expect([badKey.status, badKey.body]).toEqual([403, refused]);
+      // As Express matches the route: any case, a trailing slash.
+      const upper = await stack.api().post("/api/automation/v1/DEPLOY/").set("Authorization", bearer(token)).send("{");
+      expect([upper.status, upper.body]).toEqual([403, refused]);
+      // The allowed operation still gets its own 400 for a malformed body.
+      const own = await stack.api().post("/api/automation/v1/exec").set("Authorization", bearer(token)).set("Content-Type", "application/json").send("{");
+      expect(own.status).toBe(400);
+    });
+
+    it("reading, following or cancelling an operation takes the right to start one of its kind", async () => {
+      const restartOnly = await key({ allowedOperations: ["restart"] });
+      const refused = { detail: 'Operation "exec" is not allowed for this API key' };
+      const read = await poll(stack.api(), restartOnly.token);
+      expect([read.status, read.body]).toEqual([403, refused]);
+      const logs = await stack.api().get(`/api/automation/v1/operations/${opA}/logs`).set("Authorization", bearer(restartOnly.token));
+      expect([logs.status, logs.body]).toEqual([403, refused]);
+      const cancel = await stack.api().post(`/api/automation/v1/operations/${opA}/cancel`).set("Authorization", bearer(restartOnly.token));
+      expect([cancel.status, cancel.body]).toEqual([403, refused]);
+      const execKey = await key({ allowedOperations: ["exec"] });
+      expect((await poll(stack.api(), execKey.token)).status).toBe(200);
+    });
   });
 
   describe("server and credential scope, tenant isolation", () => {

@@ -2,6 +2,7 @@ import type { RequestListener } from "node:http";
 import express, { type Express } from "express";
 import { automationAuthMiddleware } from "./auth/automation-auth";
 import { managementAuthMiddleware } from "./auth/management-auth";
+import { operationScopeMiddleware } from "./auth/operation-scope";
 import { trustProxySetting } from "./config";
 import { frontDoor } from "./front-door";
 import type { GatewayContext } from "./context";
@@ -59,6 +60,7 @@ function createExpressApp(ctx: GatewayContext): Express {
 
   const automation = express.Router();
   automation.use(automationAuthMiddleware(ctx));
+  automation.use(operationScopeMiddleware());
   automation.use(json);
   automation.use(idempotencyMiddleware(ctx));
   automation.use(execRouter(ctx));
