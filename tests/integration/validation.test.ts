@@ -81,7 +81,24 @@ describe("Automation API errors and limits", () => {
       expectDetail(res, 400, /Malformed JSON/);
     });
     it("answers an env too large for the body limit with 422, as the spec lists it", async () => {
-      expectDetail(await exec({ env: { BIG: "x".repeat(300_000) } }), 422, /too large/);
+      expectDetail(await exec({ env: { BIG: "x".repeat(600_000) } }), 422, /too large/);
+    });
+    it("takes a 64 KiB env that JSON spells with an escape per character (control characters must be)", async () => {
+      const value = "\u0001".repeat(60_000);
+      const body = JSON.stringify({ server_id: fx.server.id, command: 'test ${#V} -eq 60000', env: { V: value } });
+      expect(body.length).toBeGreaterThan(360_000);
+      const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).set("Content-Type", "application/json").send(body);
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 0 });
+    });
+    it("takes run_context fields as CI systems fill them (empty, null) and a numeric run_id as its string", async () => {
+      const res = await exec({ run_id: 12345, run_context: { provider: "github_actions", ref: "", actor: null, sha: "abc123" } });
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 0 });
+      const op = await testPrisma().operation.findUniqueOrThrow({ where: { id: res.body.operation_id } });
+      expect(op.runId).toBe("12345");
+      expect(op.runContext).toEqual({ provider: "github_actions", ref: "", actor: null, sha: "abc123" });
+      expectDetail(await exec({ run_id: 1.5 }), 422, /"run_id"/);
+      expectDetail(await exec({ run_id: -1 }), 422, /"run_id"/);
+      expectDetail(await exec({ run_id: "" }), 422, /"run_id"/);
     });
     it("answers a path with broken percent-encoding with 400, not a 500", async () => {
       const res = await stack.api().get("/api/automation/v1/operations/%E0%A4%A").set("Authorization", `Bearer ${fx.token}`);

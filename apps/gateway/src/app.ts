@@ -31,8 +31,13 @@ import { healthRouter } from "./routes/health";
 import { metricsRouter } from "./routes/metrics";
 import { dashboardRouter } from "./routes/dashboard";
 
-/** Bodies are bounded well above the largest valid request (8 KiB command + 64 KiB env + context). */
-const BODY_LIMIT = "256kb";
+/**
+ * Bodies are bounded above the largest valid request as JSON can spell it: the
+ * limits (8,192-character command, 64 KiB of env, run context) count decoded
+ * characters, and JSON may write each as a 6-byte \u escape (control
+ * characters must be): 6 × 80 KiB is 480 KiB.
+ */
+const BODY_LIMIT = "512kb";
 
 /** The gateway's request handler: the front door, then Express. */
 export function createApp(ctx: GatewayContext): RequestListener {

@@ -6,13 +6,13 @@ import { NO_NUL, NO_SPACE_OR_NUL, registryUrl } from "./fields";
 /** Request bodies of the Automation API (/api/automation/v1), field names as in the spec. */
 
 export interface RunContext {
-  provider?: string;
-  repository?: string;
-  workflow?: string;
-  trigger?: string;
-  actor?: string;
-  sha?: string;
-  ref?: string;
+  provider?: string | null;
+  repository?: string | null;
+  workflow?: string | null;
+  trigger?: string | null;
+  actor?: string | null;
+  sha?: string | null;
+  ref?: string | null;
   [extra: string]: string | number | boolean | null | undefined;
 }
 

@@ -53,18 +53,36 @@ export const timeoutSchema = () =>
     .max(Limits.timeoutMaxSeconds)
     .default(Limits.timeoutDefaultSeconds);
 
-export const runIdSchema = () => Joi.string().min(1).max(Limits.runIdMaxChars);
+/**
+ * A CI run's id. CI systems number their runs, and a template that writes
+ * `"run_id": ${{ github.run_id }}` unquoted sends a JSON number: taken, and
+ * kept as its decimal string, so it groups with the same run sent quoted.
+ */
+export const runIdSchema = () =>
+  Joi.alternatives<string>().try(
+    Joi.string().min(1).max(Limits.runIdMaxChars),
+    Joi.number()
+      .integer()
+      .min(0)
+      .max(Number.MAX_SAFE_INTEGER)
+      .custom((n: number) => String(n)),
+  );
 
-/** CI metadata: the known fields are strings; other string fields are kept, bounded in size. */
+/**
+ * CI metadata: the known fields are strings — or empty or null, as CI
+ * systems fill them (GitHub's head_ref is "" on a push); other fields are kept,
+ * bounded in size.
+ */
+const contextText = (max: number) => Joi.string().max(max).allow("", null);
 export const runContextSchema = () =>
   Joi.object({
-    provider: Joi.string().max(100),
-    repository: Joi.string().max(500),
-    workflow: Joi.string().max(500),
-    trigger: Joi.string().max(100),
-    actor: Joi.string().max(200),
-    sha: Joi.string().max(100),
-    ref: Joi.string().max(500),
+    provider: contextText(100),
+    repository: contextText(500),
+    workflow: contextText(500),
+    trigger: contextText(100),
+    actor: contextText(200),
+    sha: contextText(100),
+    ref: contextText(500),
   })
     .pattern(Joi.string().max(100), Joi.alternatives(Joi.string().max(2000), Joi.number(), Joi.boolean(), null))
     .custom((value: unknown, helpers) => {
