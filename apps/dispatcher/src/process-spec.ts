@@ -40,7 +40,7 @@ export function startMessage(op: Operation, secrets: OperationSecrets): StartOpe
       return { ...base, spec, stdin: secrets.password ?? "" };
     case "registry_logout":
       spec = { kind: "argv", argv: ["docker", "logout", str("registry_url")] };
-      return { ...base, spec };
+      return { ...base, spec, failureAsExitCode: true };
     default:
       throw new Error(`no process mapping for operation type ${op.type}`);
   }

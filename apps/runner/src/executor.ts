@@ -101,26 +101,31 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
           const e = spawnError as NodeJS.ErrnoException;
           // The working directory is not checked up front (a file-system round trip on every
           // operation): a bad one makes the spawn fail, and only then is it looked at.
-          const why =
-            workdirProblem(cwd) ?? (e.code === "ENOENT" ? `${file}: command not found on the server` : `could not start ${file}: ${e.message}`);
-          resolve({ ...failedResult(op.operationId, startedAt, why), durationMs });
+          const problem = workdirProblem(cwd);
+          const why = problem ?? (e.code === "ENOENT" ? `${file}: command not found on the server` : `could not start ${file}: ${e.message}`);
+          const { error: _why, ...failed } = { ...failedResult(op.operationId, startedAt, why), durationMs };
+          // As a shell reports it: 127 for a command it cannot find, 126 for one it cannot run.
+          resolve(op.failureAsExitCode ? { ...failed, status: "completed", exitCode: !problem && e.code === "ENOENT" ? 127 : 126, stderr: `${why}\n` } : { ...failed, error: why });
           return;
         }
         const reason = endReason as { status: TerminalStatus; error: string } | null;
         const code = exitCode ?? (exitSignal ? 128 + signalNumber(exitSignal) : null);
         const stdout = finalOutput(captures.stdout, masker, secrets);
         const stderr = finalOutput(captures.stderr, masker, secrets);
+        // A cancel stays a cancel: someone asked for it, it is not the command failing.
+        const timedOutAsExit = reason?.status === "timeout" && op.failureAsExitCode === true;
+        const ended = reason && !timedOutAsExit ? reason : null;
         resolve({
           operationId: op.operationId,
-          status: reason ? reason.status : "completed",
-          exitCode: reason ? null : code,
+          status: ended ? ended.status : "completed",
+          exitCode: ended ? null : timedOutAsExit ? 124 : code,
           stdout: stdout.text,
-          stderr: stderr.text,
+          stderr: timedOutAsExit ? `${stderr.text}${stderr.text && !stderr.text.endsWith("\n") ? "\n" : ""}${reason.error}\n` : stderr.text,
           stdoutTruncated: stdout.truncated,
           stderrTruncated: stderr.truncated,
           durationMs,
           startedAt,
-          ...(reason ? { error: reason.error } : {}),
+          ...(ended ? { error: ended.error } : {}),
         });
       };
 

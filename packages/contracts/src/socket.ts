@@ -34,6 +34,14 @@ export interface StartOperation {
    * it late and unseen (e.g. a start event buffered while the runner was frozen).
    */
   notAfter?: string;
+  /**
+   * Report a command that could not be started, or that timed out, as a
+   * completed run with the exit code a shell or timeout(1) gives (127 not
+   * found, 126 not runnable, 124 timed out) and the reason on stderr, instead
+   * of `failed` / `timeout`. For registry logout, whose failures the spec
+   * answers as "a completed operation with a non-zero exit code".
+   */
+  failureAsExitCode?: boolean;
 }
 
 export type StartAck =
