@@ -1,4 +1,5 @@
 import net from "node:net";
+import { listenOnLoopback } from "./processes";
 
 /**
  * A small TCP load balancer for tests: round-robin over backend ports,
@@ -17,9 +18,7 @@ export class TcpBalancer {
 
   async listen(): Promise<number> {
     this.server = net.createServer((client) => this.accept(client));
-    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
-    const addr = this.server.address();
-    this.port = typeof addr === "object" && addr ? addr.port : 0;
+    this.port = await listenOnLoopback(this.server);
     return this.port;
   }
 

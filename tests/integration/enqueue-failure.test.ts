@@ -1,15 +1,24 @@
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Queue } from "bullmq";
+import { createFailFastRedis } from "@runbridge/common";
+import { JobName, QueueName } from "@runbridge/contracts";
 import { createDb } from "@runbridge/db";
 import type { AutomationAuth } from "../../apps/gateway/src/auth/locals";
 import type { GatewayContext } from "../../apps/gateway/src/context";
 import { ServiceUnavailableError } from "../../apps/gateway/src/errors";
-import { failIfRunning, startOperation } from "../../apps/gateway/src/services/operations";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { failUndispatched, startOperation } from "../../apps/gateway/src/services/operations";
+import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
+import { ReplyDropProxy } from "../helpers/reply-drop-proxy";
 import { TestStack } from "../helpers/stack";
 
 /**
  * An operation whose job cannot be enqueued must not stay `running` forever:
- * it is ended as failed and the caller gets a 503.
+ * it is ended as failed and the caller gets a 503 "not started" — but only
+ * when that is true. A failed enqueue does not prove the job is absent.
  */
 describe("an operation that cannot be enqueued", () => {
   let stack: TestStack;
@@ -37,21 +46,50 @@ describe("an operation that cannot be enqueued", () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ status: "failed", error: "could not be queued: the job queue (Redis) was unreachable" });
     expect(rows[0]?.completedAt).toBeInstanceOf(Date);
+    // Ended as every operation ends: with its audit event.
+    const audit = await testPrisma().auditEvent.findMany({ where: { operationId: rows[0]?.id }, orderBy: { createdAt: "asc" } });
+    expect(audit.map((a) => [a.type, (a.data as { status?: string }).status])).toEqual([
+      ["operation.created", undefined],
+      ["operation.finished", "failed"],
+    ]);
   });
 
   it("never overwrites an operation that has already ended", async () => {
     const f = await createFixture();
     const done = await createOperation(f.tenant.id, f.server.id, { status: "completed", exitCode: 0, completedAt: new Date() });
-    await failIfRunning(context(), done.id, "should not land");
+    expect(await failUndispatched(context(), done, "should not land")).toBe(false);
     const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: done.id } });
     expect(row).toMatchObject({ status: "completed", exitCode: 0, error: null });
   });
 
-  it("is best effort: with the database gone it does not throw (the caller answers 503 anyway)", async () => {
+  it("never ends one a dispatcher has claimed (it may be running)", async () => {
+    const f = await createFixture();
+    const claimed = await createOperation(f.tenant.id, f.server.id, { dispatchedAt: new Date() });
+    expect(await failUndispatched(context(), claimed, "should not land")).toBe(false);
+    expect(await testPrisma().operation.findUniqueOrThrow({ where: { id: claimed.id } })).toMatchObject({ status: "running", error: null });
+  });
+
+  it("says it could not end it when the database is gone, and does not throw", async () => {
     const gone = createDb("postgresql://postgres@127.0.0.1:1/nothing", { max: 1, connectionTimeoutMillis: 500 });
     try {
-      const ctx = { ...context(), prisma: gone.prisma } as GatewayContext;
-      await expect(failIfRunning(ctx, "9b2f6c1e-1f0a-4d6e-9a57-3c1b8f0e2d11", "why")).resolves.toBeUndefined();
+      const ctx = { ...context(), operations: gone.operations } as GatewayContext;
+      await expect(failUndispatched(ctx, { id: "9b2f6c1e-1f0a-4d6e-9a57-3c1b8f0e2d11", serverId: "9b2f6c1e-1f0a-4d6e-9a57-3c1b8f0e2d12" }, "why")).resolves.toBe(false);
+    } finally {
+      await gone.close().catch(() => undefined);
+    }
+  });
+
+  it("with neither the queue nor the database: answered as accepted, never 'not started' (the sweeper re-enqueues it)", async () => {
+    const f = await createFixture();
+    const auth = { tenantId: f.tenant.id, key: f.key, clientIp: "127.0.0.1" } as unknown as AutomationAuth;
+    const gone = createDb("postgresql://postgres@127.0.0.1:1/nothing", { max: 1, connectionTimeoutMillis: 500 });
+    try {
+      // The row is written through the real store; only ending it finds PostgreSQL gone.
+      const real = context().operations;
+      const operations = Object.assign(Object.create(Object.getPrototypeOf(real) as object) as typeof real, real, { finish: gone.operations.finish.bind(gone.operations) });
+      const op = await startOperation({ ...context(), operations }, auth, { serverId: f.server.id, type: "exec", command: "true", timeoutSeconds: 60 });
+      expect(op.status).toBe("running");
+      expect(await testPrisma().operation.findUniqueOrThrow({ where: { id: op.id } })).toMatchObject({ status: "running", dispatchedAt: null });
     } finally {
       await gone.close().catch(() => undefined);
     }
@@ -69,5 +107,85 @@ describe("an operation that cannot be enqueued", () => {
     expect(r.status).toBe(503);
     expect(r.body).toEqual({ detail: "The job queue is unreachable; the operation was not started. Retry shortly." });
     expect(stack.gateway.waiter.pending).toBe(0);
+  });
+});
+
+/**
+ * The enqueue's reply lost after Redis ran it (the connection died between
+ * the write and the answer; the fail-fast connection gives up): the job exists
+ * though the add failed. Whoever wins — the gateway ending the operation as
+ * not started, or a dispatcher claiming it — the client's answer and what runs
+ * agree, and nothing runs twice.
+ */
+describe("an enqueue whose reply was lost after Redis ran it", () => {
+  let stack: TestStack;
+  const dir = mkdtempSync(path.join(tmpdir(), "rb-enqueue-lost-"));
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  /** A gateway context whose queue reaches Redis through a proxy that loses the add's reply. */
+  async function contextLosingTheReply(holdMs: number): Promise<{ ctx: GatewayContext; done: () => Promise<void> }> {
+    const proxy = new ReplyDropProxy(Number(new URL(stack.commonEnv().REDIS_URL ?? "redis://127.0.0.1:6379").port || 6379));
+    await proxy.listen();
+    const connection = createFailFastRedis(`redis://127.0.0.1:${proxy.port}`);
+    connection.on("error", () => undefined);
+    const queue = new Queue(QueueName.Operations, { connection, prefix: stack.gateway.keys.bull });
+    queue.on("error", () => undefined);
+    await queue.waitUntilReady();
+    proxy.arm(JobName.DeliverOperation, holdMs);
+    return {
+      ctx: { ...stack.gateway, queue },
+      done: async () => {
+        await queue.close().catch(() => undefined);
+        connection.disconnect();
+        await proxy.close();
+      },
+    };
+  }
+  const lines = (file: string) => (existsSync(file) ? readFileSync(file, "utf8").trim().split("\n").length : 0);
+
+  it("ended as not started before any dispatcher claimed it: 503, and the job that exists never runs", async () => {
+    const f = await createFixture();
+    const marker = path.join(dir, "not-started");
+    const { ctx, done } = await contextLosingTheReply(300);
+    try {
+      const auth = { tenantId: f.tenant.id, key: f.key, clientIp: "127.0.0.1" } as unknown as AutomationAuth;
+      // No runner yet: the dispatcher cannot hand it over, so nothing claims it before the gateway ends it.
+      const started = startOperation(ctx, auth, { serverId: f.server.id, type: "exec", command: `echo ran >> ${marker}`, timeoutSeconds: 30 });
+      await expect(started).rejects.toThrow(ServiceUnavailableError);
+      const op = await testPrisma().operation.findFirstOrThrow({ where: { serverId: f.server.id } });
+      expect(op).toMatchObject({ status: "failed", error: "could not be queued: the job queue (Redis) was unreachable", dispatchedAt: null });
+      // The add did reach Redis: the job is there although the gateway was told it failed.
+      expect(await stack.gateway.queue.getJobState(op.id)).not.toBe("unknown");
+      // Its runner connects; the dispatcher's next attempt finds the operation ended and drops the job.
+      await stack.startRunner(f.runnerToken, f.server.id);
+      await waitFor(async () => ["unknown", "completed"].includes(await stack.gateway.queue.getJobState(op.id)), 15_000, "the job to be dropped");
+      expect(lines(marker)).toBe(0);
+      expect(await testPrisma().operation.findUniqueOrThrow({ where: { id: op.id } })).toMatchObject({ status: "failed", startedAt: null });
+    } finally {
+      await done();
+    }
+  });
+
+  it("claimed by a dispatcher before the add's failure surfaced: answered as accepted, and it runs once", async () => {
+    const f = await createFixture();
+    await stack.startRunner(f.runnerToken, f.server.id);
+    const marker = path.join(dir, "claimed");
+    const { ctx, done } = await contextLosingTheReply(2500);
+    try {
+      const auth = { tenantId: f.tenant.id, key: f.key, clientIp: "127.0.0.1" } as unknown as AutomationAuth;
+      const op = await startOperation(ctx, auth, { serverId: f.server.id, type: "exec", command: `echo ran >> ${marker}`, timeoutSeconds: 30 });
+      expect(op.status).toBe("running");
+      expect(await waitUntilEnded(op.id, 15_000)).toMatchObject({ status: "completed", exitCode: 0 });
+      expect(lines(marker)).toBe(1);
+    } finally {
+      await done();
+    }
   });
 });

@@ -63,8 +63,13 @@ export async function assertRunnerConnected(ctx: GatewayContext, server: Server,
 /**
  * Records the operation and its audit event in one transaction, then enqueues
  * its delivery. The row exists before the job, so the job can never point at
- * nothing; if the enqueue fails the operation is ended as failed (nothing is
- * left `running` forever) and the caller gets a 503.
+ * nothing. If the enqueue fails, the operation is ended as failed — only while
+ * no dispatcher has claimed it — and only then does the caller get a 503 "not
+ * started": a failed enqueue does not prove the job is absent (its reply can
+ * be lost after Redis ran it), and a client told "not started" retries. When
+ * it cannot be ended (already claimed, or PostgreSQL unreachable too), it is
+ * answered as accepted: a claimed job runs, and an absent one is re-enqueued
+ * by the dispatchers' sweeper.
  *
  * `beforeEnqueue` runs between the two, to register a completion waiter or
  * write rows that must exist before delivery (a deploy's deployment row).
@@ -118,8 +123,10 @@ export async function startOperation(
     await ctx.queue.add(JobName.DeliverOperation, job, { ...entry.options, jobId: operation.id });
   } catch (err) {
     ctx.logger.error("enqueue failed", { operationId: operation.id, error: String(err) });
-    await failIfRunning(ctx, operation.id, "could not be queued: the job queue (Redis) was unreachable");
-    throw new ServiceUnavailableError("The job queue is unreachable; the operation was not started. Retry shortly.");
+    if (await failUndispatched(ctx, operation, "could not be queued: the job queue (Redis) was unreachable")) {
+      throw new ServiceUnavailableError("The job queue is unreachable; the operation was not started. Retry shortly.");
+    }
+    ctx.logger.warn("enqueue failed but the operation could not be ended as not started; answering it as accepted", { operationId: operation.id });
   }
   countOperationAccepted(operation.type);
   ctx.logger.info("operation accepted", { operationId: operation.id, type: operation.type, serverId: operation.serverId, runId: operation.runId });
@@ -127,14 +134,19 @@ export async function startOperation(
 }
 
 /**
- * Ends as `failed`, with `error`, an operation that will never be delivered
- * (it could not be set up or enqueued), unless it has already ended. Best
- * effort: the caller answers 503 whether or not this write succeeds.
+ * Ends as `failed`, with `error` and its audit event, an operation no
+ * dispatcher has claimed (the claim requires `running`, so once this lands
+ * the operation can never run). True only if it did; false when it was
+ * already claimed or ended, or PostgreSQL could not be reached — then nobody
+ * may be told it did not start.
  */
-export async function failIfRunning(ctx: GatewayContext, operationId: string, error: string): Promise<void> {
-  await ctx.prisma.operation
-    .updateMany({ where: { id: operationId, status: OperationStatus.Running }, data: { status: OperationStatus.Failed, error, completedAt: new Date() } })
-    .catch(() => undefined);
+export async function failUndispatched(ctx: GatewayContext, op: Pick<Operation, "id" | "serverId">, error: string): Promise<boolean> {
+  try {
+    return (await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Failed, error }, true)) !== null;
+  } catch (err) {
+    ctx.logger.warn("could not end an operation that was not started", { operationId: op.id, error: String(err) });
+    return false;
+  }
 }
 
 /**

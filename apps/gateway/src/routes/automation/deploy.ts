@@ -7,7 +7,7 @@ import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { NotFoundError, ServiceUnavailableError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, failIfRunning, loadTargetServer, startOperation } from "../../services/operations";
+import { assertRunnerConnected, failUndispatched, loadTargetServer, startOperation } from "../../services/operations";
 
 /**
  * Stamps the deployment under a lock on its application row, strictly after
@@ -63,9 +63,10 @@ export function deployRouter(ctx: GatewayContext): Router {
         try {
           await recordDeployment(ctx, created, deploymentId, app.id, commitRef);
         } catch (err) {
-          // Not enqueued yet: end the operation here rather than leave it for the sweeper to guess about.
+          // Not enqueued yet, so nothing can run it: ended here when PostgreSQL lets us, else by the
+          // sweeper (a deploy without its deployment row is never delivered).
           ctx.logger.error("could not record a deployment", { operationId: created.id, error: String(err) });
-          await failIfRunning(ctx, created.id, "the deployment could not be recorded");
+          await failUndispatched(ctx, created, "the deployment could not be recorded");
           throw new ServiceUnavailableError("The deployment could not be recorded; nothing was started. Retry shortly.");
         }
       },

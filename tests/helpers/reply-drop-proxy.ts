@@ -1,0 +1,74 @@
+import net from "node:net";
+import { listenOnLoopback } from "./processes";
+
+/**
+ * A TCP proxy in front of one server (Redis, in the tests) that can lose a
+ * reply: once armed, the first request containing `marker` goes through to
+ * the server, its reply — and everything after it on that connection — is
+ * swallowed, and after `holdMs` the connection is cut and new ones refused.
+ * A client then sees its command fail although the server ran it, as when a
+ * network path dies between a write and its answer.
+ */
+export class ReplyDropProxy {
+  private server: net.Server | null = null;
+  private readonly sockets = new Set<net.Socket>();
+  private armed: { marker: string; holdMs: number } | null = null;
+  private refusing = false;
+  /** Set once an armed marker went through: the server has the command. */
+  delivered = false;
+  port = 0;
+
+  constructor(private readonly upstreamPort: number) {}
+
+  async listen(): Promise<number> {
+    this.server = net.createServer((client) => this.accept(client));
+    this.port = await listenOnLoopback(this.server);
+    return this.port;
+  }
+
+  arm(marker: string, holdMs: number): void {
+    this.armed = { marker, holdMs };
+  }
+
+  private accept(client: net.Socket): void {
+    if (this.refusing) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect({ host: "127.0.0.1", port: this.upstreamPort });
+    this.sockets.add(client).add(upstream);
+    let swallowing = false;
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      this.sockets.delete(client);
+      this.sockets.delete(upstream);
+    };
+    client.on("data", (chunk: Buffer) => {
+      upstream.write(chunk);
+      const armed = this.armed;
+      if (!armed || !chunk.includes(armed.marker)) return;
+      this.armed = null;
+      this.delivered = true;
+      swallowing = true;
+      setTimeout(() => {
+        // Stops listening: reconnects are refused outright (ECONNREFUSED), as from a dead path.
+        this.refusing = true;
+        this.server?.close();
+        close();
+      }, armed.holdMs);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (!swallowing) client.write(chunk);
+    });
+    client.on("error", close).on("close", close);
+    upstream.on("error", close).on("close", close);
+  }
+
+  async close(): Promise<void> {
+    this.refusing = true;
+    for (const s of this.sockets) s.destroy();
+    const server = this.server;
+    if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
