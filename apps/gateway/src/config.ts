@@ -1,5 +1,6 @@
 import Joi from "joi";
 import { commonEnv, loadConfigOrExit } from "@runbridge/common";
+import { Limits } from "@runbridge/contracts";
 
 export const gatewayEnvSchema = Joi.object({
   ...commonEnv,
@@ -18,7 +19,7 @@ export const gatewayEnvSchema = Joi.object({
   RUNNER_DELIVERY_TIMEOUT_SECONDS: Joi.number()
     .integer()
     .min(1)
-    .max(3600)
+    .max(Limits.deliveryTimeoutMaxSeconds)
     .default(30)
     .description("How long an accepted operation may wait for its runner before it fails as runner offline"),
   DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per gateway process"),

@@ -18,6 +18,8 @@ export const Limits = {
    * it, live output stops with a note; the stored result keeps each stream's tail.
    */
   liveLogMaxBytes: 8 * 1024 * 1024,
+  /** Longest an accepted operation may wait for its runner (RUNNER_DELIVERY_TIMEOUT_SECONDS at most). */
+  deliveryTimeoutMaxSeconds: 3600,
   rateLimitDefault: 100,
   rateLimitMin: 1,
   rateLimitMax: 1000,

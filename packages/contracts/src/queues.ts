@@ -1,4 +1,5 @@
 import Joi from "joi";
+import { Limits } from "./limits";
 import { OPERATION_TYPES, type OperationType } from "./operations";
 
 /** Every BullMQ queue of the system. */
@@ -46,12 +47,17 @@ export const JobCatalog = {
       sealed: Joi.string(),
     }),
     /**
-     * Retried while the runner is away, until the operation's deliver_by; the delivery handler
-     * is idempotent (Postgres transitions + the runner's ledger), so BullMQ's
-     * at-least-once redelivery cannot run a command twice.
+     * Retried once a second while the runner is away, until the operation's own deadlines end
+     * it (deliver_by before it is handed over; its timeout's overdue sweep after), never until
+     * BullMQ gives up: a job that ran out of attempts inside its delivery window would be taken
+     * for a lost one. An attempt against an absent runner fails within milliseconds, so the
+     * count allows one a second over the longest of those windows (delivery, timeout, and the
+     * dispatchers' result grace of at most an hour), four times over. The delivery handler is
+     * idempotent (Postgres transitions + the runner's ledger), so BullMQ's at-least-once
+     * redelivery cannot run a command twice.
      */
     options: {
-      attempts: 1000,
+      attempts: 4 * (Limits.deliveryTimeoutMaxSeconds + Limits.timeoutMaxSeconds + 3600),
       backoff: { type: "fixed", delay: 1000 },
       // Postgres holds the record of every operation; a delivered job has nothing left to say, so
       // Redis memory stays flat however many operations run.
