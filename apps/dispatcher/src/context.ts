@@ -9,6 +9,8 @@ export interface RunnerSocketData {
   serverId: string;
   tenantId: string;
   serverName: string;
+  /** The dispatcher holding the connection (seen by others through the Redis adapter), for the audit trail. */
+  dispatcherId: string;
 }
 
 export type RunnerIo = IoServer<RunnerToDispatcherEvents, DispatcherToRunnerEvents, Record<string, never>, RunnerSocketData>;

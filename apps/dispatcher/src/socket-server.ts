@@ -42,7 +42,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
     try {
       const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: hashToken(token) } });
       if (!server) return next(new Error(HandshakeRefusal.InvalidToken));
-      socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name };
+      socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name, dispatcherId: ctx.config.DISPATCHER_ID };
       next();
     } catch (err) {
       logger.warn("runner auth failed on a store error", { error: String(err) });
@@ -66,8 +66,7 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   // One live connection per server: a newer connection replaces older ones, on any dispatcher.
   try {
     const older = (await io.in(room).fetchSockets()).filter((s) => s.id !== socket.id);
-    replaceConnections(older);
-    if (older.length > 0) logger.warn("runner connection replaced by a newer one", { serverId, replaced: older.length });
+    replaceConnections(ctx, socket, older);
   } catch (err) {
     logger.warn("could not replace older runner connections", { serverId, error: String(err) });
   }
