@@ -67,7 +67,7 @@ describe("GET /api/automation/v1/openapi.json", () => {
       expect(op?.parameters?.some((x) => x.name === "Idempotency-Key" && x.in === "header")).toBe(true);
     }
     for (const p of ["/operations", "/operations/{operation_id}", "/operations/{operation_id}/logs", "/openapi.json"]) expect(doc.paths[`${base}${p}`]?.get).toBeDefined();
-    for (const p of ["/servers", "/servers/{id}", "/automation-keys", "/automation-keys/{id}", "/operations", "/applications", "/applications/{id}", "/registry-credentials", "/audit-events"]) expect(doc.paths[`/api/v1${p}`]).toBeDefined();
+    for (const p of ["/servers", "/servers/{id}", "/servers/{id}/runner-token", "/automation-keys", "/automation-keys/{id}", "/operations", "/applications", "/applications/{id}", "/registry-credentials", "/audit-events"]) expect(doc.paths[`/api/v1${p}`]).toBeDefined();
   });
 
   it("states the same limits the gateway enforces (generated from the Joi contracts)", () => {

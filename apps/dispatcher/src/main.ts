@@ -12,6 +12,7 @@ import { registerDispatcherCollectors } from "./metrics";
 import { RunnerPresence } from "./presence";
 import { attachRunnerHandlers, createRunnerIo } from "./socket-server";
 import { Sweeper } from "./sweeper";
+import { TokenRevocations } from "./token-revocations";
 
 async function main(): Promise<void> {
   // Configuration is checked before any connection is opened.
@@ -32,8 +33,10 @@ async function main(): Promise<void> {
   const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer: Sealer.fromConfig(config), io };
   const closeMetrics = registerDispatcherCollectors(ctx);
   const presence = new RunnerPresence(ctx);
-  attachRunnerHandlers(ctx, presence);
+  const revocations = new TokenRevocations(ctx);
+  attachRunnerHandlers(ctx, presence, revocations);
   presence.start();
+  revocations.start();
 
   http.listen(config.DISPATCHER_PORT, config.DISPATCHER_HOST);
   await once(http, "listening");
@@ -46,6 +49,7 @@ async function main(): Promise<void> {
   new Shutdown(logger)
     .add("stop sweeping", () => sweeper.stop())
     .add("stop cancel listener", () => cancelListener.close())
+    .add("stop token revocation listener", () => revocations.close())
     // Finishes deliveries in flight and takes no new jobs; the rest stay queued for other dispatchers.
     .add("close worker", () => worker.close())
     .add("release runner presence", () => presence.stop())

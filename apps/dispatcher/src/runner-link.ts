@@ -1,5 +1,6 @@
 import type { DispatcherToRunnerEvents } from "@runbridge/contracts";
 import { serverRoom, type DispatcherContext, type RunnerSocket } from "./context";
+import { recordReplacement, type RunnerConnection } from "./runner-audit";
 
 type Events = Pick<DispatcherToRunnerEvents, "operation:start" | "operation:cancel" | "operation:query">;
 type Payload<E extends keyof Events> = Parameters<Events[E]>[0];
@@ -22,32 +23,33 @@ function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | undefin
   return best;
 }
 
-/** What a runner connection needs to be compared and, when an older duplicate, sent away (local or remote socket). */
-interface ReplaceableSocket {
+/** What a runner connection needs to be compared and, when an older duplicate, sent away and audited (local or remote socket). */
+interface ReplaceableSocket extends RunnerConnection {
   id: string;
-  handshake: { issued: number };
   emit(event: "runner:replaced"): unknown;
   disconnect(close?: boolean): unknown;
 }
 
 /**
- * Tells older connections of a server's runner that a newer one replaced them,
+ * Tells older connections of a server's runner that `newer` replaced them,
  * then closes them. Told first (same Redis publisher, so in order), so the old
- * runner does not reconnect and fight.
+ * runner does not reconnect and fight. Each replacement is audited.
  */
-export function replaceConnections(older: readonly ReplaceableSocket[]): void {
+export function replaceConnections(ctx: DispatcherContext, newer: RunnerConnection, older: readonly ReplaceableSocket[]): void {
+  if (older.length === 0) return;
   for (const old of older) {
     old.emit("runner:replaced");
     old.disconnect(true);
   }
+  recordReplacement(ctx, newer, older);
 }
 
 /** Keeps the newest of several connections and sends the others away: duplicates found at send time are cleaned up too. */
 function keepNewest<S extends ReplaceableSocket>(ctx: DispatcherContext, serverId: string, sockets: readonly S[]): S | undefined {
   const chosen = newest(sockets);
-  if (sockets.length > 1) {
+  if (chosen && sockets.length > 1) {
     ctx.logger.warn("several connections of one server's runner; the newest stays, the others are replaced", { serverId, connections: sockets.length });
-    replaceConnections(sockets.filter((s) => s !== chosen));
+    replaceConnections(ctx, chosen, sockets.filter((s) => s !== chosen));
   }
   return chosen;
 }

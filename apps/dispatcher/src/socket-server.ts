@@ -9,6 +9,7 @@ import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
 import { appendOutput } from "./output-log";
 import { replaceConnections } from "./runner-link";
+import type { TokenRevocations } from "./token-revocations";
 
 /** Socket.io server for runners; the Redis adapter lets any dispatcher reach a runner connected to another. */
 export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapterPrefix: string): { io: RunnerIo; close: () => void } {
@@ -32,7 +33,7 @@ export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapt
   };
 }
 
-export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPresence): void {
+export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPresence, revocations: TokenRevocations): void {
   const { io, logger } = ctx;
 
   io.use(async (socket, next) => {
@@ -40,9 +41,11 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
     const token = typeof auth.token === "string" ? auth.token : "";
     if (!isWellFormedToken(token, TokenKind.RunnerToken)) return next(new Error(HandshakeRefusal.InvalidToken));
     try {
-      const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: hashToken(token) } });
-      if (!server) return next(new Error(HandshakeRefusal.InvalidToken));
-      socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name };
+      const tokenHash = hashToken(token);
+      const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: tokenHash } });
+      // Also refused when the token was rotated away while it was being looked up (the lookup saw the old row).
+      if (!server || revocations.isRevoked(tokenHash)) return next(new Error(HandshakeRefusal.InvalidToken));
+      socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name, tokenHash, dispatcherId: ctx.config.DISPATCHER_ID };
       next();
     } catch (err) {
       logger.warn("runner auth failed on a store error", { error: String(err) });
@@ -66,8 +69,7 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   // One live connection per server: a newer connection replaces older ones, on any dispatcher.
   try {
     const older = (await io.in(room).fetchSockets()).filter((s) => s.id !== socket.id);
-    replaceConnections(older);
-    if (older.length > 0) logger.warn("runner connection replaced by a newer one", { serverId, replaced: older.length });
+    replaceConnections(ctx, socket, older);
   } catch (err) {
     logger.warn("could not replace older runner connections", { serverId, error: String(err) });
   }

@@ -21,6 +21,8 @@ const RECONNECT_DELAY_MS = 500;
 const RECONNECT_DELAY_MAX_MS = 5_000;
 /** A token the dispatcher does not know stays unknown until a person fixes it: ask rarely. */
 const BAD_TOKEN_RETRY_MS = 60_000;
+/** What the operator must do when the token no longer works. */
+const SET_NEW_TOKEN = "set RUNBRIDGE_RUNNER_TOKEN to the server's current runner token (in /etc/runbridge/runner.env, or re-run install.sh with --token) and restart the runner";
 
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
 
@@ -45,6 +47,15 @@ async function waitWhile(condition: () => boolean, deadline: number, stepMs: num
   while (condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, stepMs));
 }
 
+export interface AgentHooks {
+  /**
+   * The dispatcher said this runner's token was revoked (the server's token was
+   * rotated): it will never work again, so the process should end and stay ended
+   * until a person sets the new token.
+   */
+  onTokenRevoked?: () => void;
+}
+
 /**
  * The runner: connects out to a dispatcher, runs what it is given at most once
  * (the ledger), and delivers every result until the dispatcher says it is stored.
@@ -65,6 +76,7 @@ export class Agent {
   /** Ledger writes not yet settled (results, re-send marks): stop() lets them land before the process exits. */
   private readonly ledgerWrites = new Set<Promise<void>>();
   private replaced = false;
+  private revoked = false;
   private stopping = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
@@ -75,6 +87,7 @@ export class Agent {
   constructor(
     private readonly config: RunnerConfig,
     private readonly logger: Logger,
+    private readonly hooks: AgentHooks = {},
   ) {
     this.ledger = new Ledger(config.RUNBRIDGE_STATE_DIR, (message, err) => this.logger.warn(message, { error: String(err) }));
     this.execOpts = {
@@ -150,9 +163,21 @@ export class Agent {
     s.on("runner:replaced", () => {
       this.replaced = true;
     });
+    s.on("runner:token-revoked", () => {
+      this.revoked = true;
+    });
     s.on("disconnect", (reason) => {
       this.logger.warn("disconnected from dispatcher", { reason });
-      if (reason !== "io server disconnect" || this.stopping) return;
+      if (this.stopping) return;
+      if (this.revoked) {
+        // Reconnecting with a revoked token can only be refused, forever: stop (socket.io's own
+        // reconnection too, should the connection have dropped before the dispatcher closed it), and say what to do.
+        this.socket.disconnect();
+        this.logger.error(`this runner's token was revoked (the server's runner token was rotated); not reconnecting: ${SET_NEW_TOKEN}`);
+        this.hooks.onTokenRevoked?.();
+        return;
+      }
+      if (reason !== "io server disconnect") return;
       if (this.replaced) {
         // Two runners with one token would keep knocking each other off: the newer one wins.
         this.logger.error("another runner connected with this server's token and replaced this one; not reconnecting");
@@ -287,9 +312,7 @@ export class Agent {
     }
     if (this.stopping) return;
     if (err.message === HandshakeRefusal.InvalidToken) {
-      this.logger.error("the dispatcher does not accept this runner's token (revoked, or not this server's?); check RUNBRIDGE_RUNNER_TOKEN", {
-        retryInMs: BAD_TOKEN_RETRY_MS,
-      });
+      this.logger.error(`the dispatcher does not accept this runner's token (rotated, or not this server's?): ${SET_NEW_TOKEN}`, { retryInMs: BAD_TOKEN_RETRY_MS });
       this.reconnectLater(BAD_TOKEN_RETRY_MS);
       return;
     }

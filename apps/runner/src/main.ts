@@ -2,12 +2,19 @@ import { Shutdown, createLogger } from "@runbridge/common";
 import { Agent, RUNNER_VERSION } from "./agent";
 import { loadRunnerConfig } from "./config";
 
+/** EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus), since restarting cannot fix the configuration. */
+const EXIT_BAD_CONFIG = 78;
+
 function main(): void {
   const config = loadRunnerConfig();
   const logger = createLogger("runner", config.LOG_LEVEL);
+  const shutdown = new Shutdown(logger);
   let agent: Agent;
   try {
-    agent = new Agent(config, logger);
+    agent = new Agent(config, logger, {
+      // Running commands finish and their results stay in the ledger for the runner started with the new token.
+      onTokenRevoked: () => void shutdown.run().then(() => process.exit(EXIT_BAD_CONFIG)),
+    });
   } catch (err) {
     // The state directory in use by another runner, or unreadable: nothing has started yet.
     logger.error("runner could not start", { error: err instanceof Error ? err.message : String(err) });
@@ -16,7 +23,7 @@ function main(): void {
   }
   agent.start();
   logger.info("runner started", { version: RUNNER_VERSION, stateDir: config.RUNBRIDGE_STATE_DIR });
-  new Shutdown(logger).add("disconnect", () => agent.stop()).listen();
+  shutdown.add("disconnect", () => agent.stop()).listen();
 }
 
 main();

@@ -4,6 +4,7 @@ export * from "./queues";
 export * from "./redis-keys";
 export * from "./socket";
 export * from "./runner-events";
+export * from "./token-revoked";
 export * from "./schemas/common";
 export * from "./schemas/automation";
 export * from "./schemas/management";

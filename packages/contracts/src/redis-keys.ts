@@ -20,6 +20,8 @@ export function redisKeys(prefix: string) {
     operationCancel: `${prefix}:events:operation-cancel`,
     /** Set of a server's operation ids whose cancel its runner has not confirmed yet (sent again when it reconnects). */
     pendingCancels: (serverId: string) => `${prefix}:cancels:${serverId}`,
+    /** Pub/sub: a server's runner token was rotated; message = encodeTokenRevoked (token-revoked.ts); every dispatcher drops its connections that used the old token. */
+    runnerTokenRevoked: `${prefix}:events:runner-token-revoked`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

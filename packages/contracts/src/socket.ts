@@ -86,6 +86,12 @@ export interface DispatcherToRunnerEvents {
   "operation:query": (req: { operationIds: string[] }, ack: (res: LedgerQueryReply) => void) => void;
   /** A newer connection with this server's token took over; the receiver must not reconnect. */
   "runner:replaced": () => void;
+  /**
+   * The server's runner token was rotated: this connection's token no longer
+   * works and never will again. Sent just before the dispatcher disconnects
+   * it; the receiver must not reconnect with that token.
+   */
+  "runner:token-revoked": () => void;
 }
 
 export interface RunnerToDispatcherEvents {

@@ -183,6 +183,15 @@ function componentSchemas(): Record<string, JsonSchema> {
         created_at: { type: "string", format: "date-time" },
       },
     },
+    RunnerTokenRotation: {
+      type: "object",
+      required: ["id", "name", "runner_token"],
+      properties: {
+        id: { type: "string", format: "uuid" },
+        name: { type: "string" },
+        runner_token: { type: "string", description: "The server's new runner token (rbr_...): shown once." },
+      },
+    },
     AutomationKey: {
       type: "object",
       properties: {
@@ -320,6 +329,16 @@ export function buildOpenApiDocument(): Record<string, unknown> {
           parameters: [idParam],
           requestBody: managementBody("ServerProviderLinkRequest"),
           responses: { "200": ok("Updated", "Server"), ...errors("401", "404", "422") },
+        },
+      },
+      [`${MANAGEMENT}/servers/{id}/runner-token`]: {
+        post: {
+          summary: "Rotate the server's runner token (returns the new one once)",
+          description:
+            "The old token stops working at once: new handshakes with it are refused, and every runner connection made with it is told `runner:token-revoked` and disconnected, on every dispatcher. The runner must be restarted with the new token. Recorded as a `server.runner_token_rotated` audit event.",
+          ...mgmt,
+          parameters: [idParam],
+          responses: { "200": ok("The new token", "RunnerTokenRotation"), ...errors("401", "404", "409") },
         },
       },
       [`${MANAGEMENT}/applications`]: {

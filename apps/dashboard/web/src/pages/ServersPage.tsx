@@ -2,7 +2,7 @@ import { type FormEvent, useState } from "react";
 import { api } from "../api";
 import { EmptyState, ErrorNote, Loading, PageHeader, StatusBadge, Time } from "../components/bits";
 import { CopyButton, OneTimeSecret } from "../components/CopyButton";
-import { Modal } from "../components/Modal";
+import { ConfirmDialog, Modal } from "../components/Modal";
 import { useLoad } from "../hooks";
 import type { Page, Server } from "../types";
 
@@ -20,12 +20,17 @@ function installCommand(token: string): string {
   ].join("\n");
 }
 
+/** A runner token as the API answers it once: at creation, or after a rotation. */
+type ShownToken = { id: string; name: string; runner_token: string; rotated: boolean };
+
 export function ServersPage() {
   const servers = useLoad(() => api.get<Page<Server>>("/api/v1/servers"), [], { ms: 10_000, while: () => true });
   const [adding, setAdding] = useState(false);
   const [name, setName] = useState("");
   const [error, setError] = useState<string | null>(null);
-  const [created, setCreated] = useState<(Server & { runner_token: string }) | null>(null);
+  const [shown, setShown] = useState<ShownToken | null>(null);
+  const [rotating, setRotating] = useState<Server | null>(null);
+  const [rotateError, setRotateError] = useState<string | null>(null);
 
   const create = async (e: FormEvent) => {
     e.preventDefault();
@@ -34,11 +39,22 @@ export function ServersPage() {
       const s = await api.post<Server & { runner_token: string }>("/api/v1/servers", { name: name.trim() });
       setAdding(false);
       setName("");
-      setCreated(s);
+      setShown({ ...s, rotated: false });
       servers.reload();
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
     }
+  };
+  const rotate = async (s: Server) => {
+    try {
+      const r = await api.post<{ id: string; name: string; runner_token: string }>(`/api/v1/servers/${s.id}/runner-token`, {});
+      setRotateError(null);
+      setShown({ ...r, rotated: true });
+    } catch (err) {
+      setRotateError(err instanceof Error ? err.message : String(err));
+    }
+    setRotating(null);
+    servers.reload();
   };
   const addButton = (
     <button type="button" className="btn btn-primary" onClick={() => setAdding(true)}>
@@ -50,6 +66,7 @@ export function ServersPage() {
     <>
       <PageHeader title="Servers" description="Each server runs the runbridge runner, which connects out to the dispatcher: no inbound ports, no SSH." action={addButton} />
       <ErrorNote message={servers.error} />
+      <ErrorNote message={rotateError} />
       {servers.loading && !servers.data ? (
         <Loading />
       ) : rows.length === 0 ? (
@@ -66,6 +83,9 @@ export function ServersPage() {
                 <th scope="col">Runner</th>
                 <th scope="col">Last seen</th>
                 <th scope="col">Server ID</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -82,6 +102,11 @@ export function ServersPage() {
                     <span className="id-cell">
                       <code>{s.id}</code> <CopyButton value={s.id} label="Copy ID" />
                     </span>
+                  </td>
+                  <td data-label="Actions">
+                    <button type="button" className="btn btn-small" onClick={() => setRotating(s)} aria-label={`Rotate the runner token of ${s.name}`}>
+                      Rotate token
+                    </button>
                   </td>
                 </tr>
               ))}
@@ -108,18 +133,32 @@ export function ServersPage() {
           </form>
         </Modal>
       ) : null}
-      {created ? (
-        <Modal title={`Server ${created.name} added`} onClose={() => setCreated(null)} wide>
+      {rotating ? (
+        <ConfirmDialog
+          title={`Rotate the runner token of ${rotating.name}?`}
+          message={
+            <p>
+              A new token is made and shown once. The current one stops working at once: every runner connected with it is disconnected and stops until it is
+              started again with the new token. Do this when the token may have leaked.
+            </p>
+          }
+          confirmLabel="Rotate token"
+          onConfirm={() => rotate(rotating)}
+          onClose={() => setRotating(null)}
+        />
+      ) : null}
+      {shown ? (
+        <Modal title={shown.rotated ? `New runner token for ${shown.name}` : `Server ${shown.name} added`} onClose={() => setShown(null)} wide>
           <div className="stack">
-            <OneTimeSecret label="Runner token" value={created.runner_token} testId="runner-token" />
-            <h3>Install the runner</h3>
+            <OneTimeSecret label="Runner token" value={shown.runner_token} testId="runner-token" />
+            <h3>{shown.rotated ? "Restart the runner with it" : "Install the runner"}</h3>
             <div className="secret-row">
-              <pre className="output-text">{installCommand(created.runner_token)}</pre>
-              <CopyButton value={installCommand(created.runner_token)} label="Copy command" />
+              <pre className="output-text">{installCommand(shown.runner_token)}</pre>
+              <CopyButton value={installCommand(shown.runner_token)} label="Copy command" />
             </div>
             <p className="muted">The server shows as connected here once its runner is up.</p>
             <div className="actions">
-              <button type="button" className="btn btn-primary" onClick={() => setCreated(null)}>
+              <button type="button" className="btn btn-primary" onClick={() => setShown(null)}>
                 Done
               </button>
             </div>

@@ -6,6 +6,7 @@ import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
 import { NotFoundError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
+import { rotateRunnerToken } from "../../services/runner-token";
 
 function serverView(s: Server, connected: boolean) {
   return {
@@ -78,6 +79,14 @@ export function serversRouter(ctx: GatewayContext): Router {
       return s;
     });
     res.json(serverView(server, await ctx.presence.isConnected(server.id)));
+  });
+
+  // A new runner token, shown once; the old one stops working and its connections are dropped (after a suspected leak).
+  router.post("/servers/:id/runner-token", async (req, res) => {
+    const auth = managementAuth(res);
+    const server = await loadTenantServer(ctx, auth.tenantId, req.params.id);
+    const runnerToken = await rotateRunnerToken(ctx, auth, server);
+    res.json({ id: server.id, name: server.name, runner_token: runnerToken });
   });
 
   return router;

@@ -1,0 +1,37 @@
+import { TokenKind, generateToken, hashToken } from "@runbridge/common";
+import { encodeTokenRevoked } from "@runbridge/contracts";
+import type { Server } from "@runbridge/db";
+import type { ManagementAuth } from "../auth/locals";
+import type { GatewayContext } from "../context";
+import { ConflictError } from "../errors";
+
+/**
+ * Rotates a server's runner token: a new one (returned, shown once, stored as
+ * its hash only) replaces the old one in PostgreSQL, so no dispatcher accepts
+ * a handshake with the old one any more; then every dispatcher is told, on a
+ * Redis channel they all subscribe to, to drop the connections that were made
+ * with it. A dispatcher that missed the message (its subscription was down)
+ * checks its connections against PostgreSQL when the subscription is back.
+ */
+export async function rotateRunnerToken(ctx: GatewayContext, auth: ManagementAuth, server: Server): Promise<string> {
+  const token = generateToken(TokenKind.RunnerToken);
+  const rotated = await ctx.prisma.$transaction(async (tx) => {
+    // Conditional on the hash this request read: of two rotations at the same moment one wins, and the
+    // other does not announce as revoked a hash that was never the one its token replaced.
+    const { count } = await tx.server.updateMany({ where: { id: server.id, runnerTokenHash: server.runnerTokenHash }, data: { runnerTokenHash: hashToken(token) } });
+    if (count === 0) return false;
+    await tx.auditEvent.create({
+      data: { tenantId: auth.tenantId, type: "server.runner_token_rotated", serverId: server.id, clientIp: auth.clientIp, data: { server_name: server.name, by_api_key_id: auth.apiKeyId } },
+    });
+    return true;
+  });
+  if (!rotated) throw new ConflictError(`The runner token of server ${server.id} was rotated by another request at the same moment; rotate again to get a token you can use`);
+  try {
+    const dispatchers = await ctx.redis.publish(ctx.keys.runnerTokenRevoked, encodeTokenRevoked({ serverId: server.id, tokenHash: server.runnerTokenHash }));
+    ctx.logger.info("runner token rotated", { serverId: server.id, dispatchers });
+  } catch (err) {
+    // The new token is in force either way (and only this answer carries it): not a failed request.
+    ctx.logger.error("runner token rotated, but the dispatchers could not be told to drop connections made with the old one", { serverId: server.id, error: String(err) });
+  }
+  return token;
+}
