@@ -56,9 +56,11 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
     return "runner-offline";
   }
 
-  if (op.type === "reboot" && !op.dispatchedAt) {
+  // Dispatched or not: a redelivered reboot must see the path an earlier attempt took (reboot-path.ts).
+  if (op.type === "reboot") {
     const route = await rebootViaProvider(ctx, op);
     if (route === "provider") return "rebooted-by-provider";
+    if (route === "unknown") return "reboot-outcome-unknown";
     if (route === "ended") return "already-finished";
     // A cancel asked while the provider call held the claim was only passed on (pending set): read it now.
     cancelPending = isCancelPending(ctx, op.serverId, op.id);

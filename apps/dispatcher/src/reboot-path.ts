@@ -1,26 +1,16 @@
-import { CloudProvider, RebootPath } from "@runbridge/contracts";
-import type { Operation, Prisma } from "@runbridge/db";
+import { CLOUD_PROVIDERS, CloudProvider, RebootPath } from "@runbridge/contracts";
+import type { Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { rebootDigitalOcean } from "./providers/digitalocean";
 import { rebootHetzner } from "./providers/hetzner";
 import { ProviderError } from "./providers/http";
 import type { RebootOutcome, RebootRequest } from "./providers/types";
-import { finishOperation } from "./results";
+import { failOutcomeUnknown, finishViaProvider, recordRunnerPath, recordedDecision, storeWithRetries, type RebootDecision } from "./reboot-record";
 
 const PROVIDERS: Record<CloudProvider, { label: string; baseUrl: (ctx: DispatcherContext) => string; reboot: (r: RebootRequest) => Promise<RebootOutcome> }> = {
   [CloudProvider.Hetzner]: { label: "Hetzner Cloud API", baseUrl: (ctx) => ctx.config.HCLOUD_API_URL, reboot: rebootHetzner },
   [CloudProvider.DigitalOcean]: { label: "DigitalOcean API", baseUrl: (ctx) => ctx.config.DIGITALOCEAN_API_URL, reboot: rebootDigitalOcean },
 };
-
-interface Decision {
-  path: RebootPath;
-  reason: string;
-  provider?: string;
-  /** Provider path only: the result's stdout line. */
-  detail?: string;
-  /** Runner path after a failed provider call: the claim taken for the call is released. */
-  release?: true;
-}
 
 /**
  * A reboot uses the server's cloud provider API when it has one, and falls
@@ -37,52 +27,68 @@ interface Decision {
  * the claim together with recording the fallback, so the runner path behaves
  * as for any undispatched operation (delivery deadline, direct cancel).
  *
+ * Every delivery of a reboot comes here first, dispatched or not (BullMQ
+ * redelivers a job whose attempt failed or whose dispatcher died):
+ * - runner path recorded: the runner's ledger makes its start idempotent;
+ * - provider path recorded: finished (again), never handed to the runner;
+ * - dispatched with no path recorded: only a provider call claims a reboot
+ *   without recording its path first, so that call's answer was lost with the
+ *   attempt that made it. The server may have rebooted; rebooting it through
+ *   the runner could do it twice, so the operation fails as outcome unknown.
+ *
  * Returns "provider" when the reboot was done by the provider (the operation
- * is finished), "runner" when the runner must do it, "ended" when the
- * operation ended meanwhile (nothing more to do).
+ * is finished), "runner" when the runner must do it, "unknown" when it was
+ * failed as outcome unknown, "ended" when the operation ended meanwhile
+ * (nothing more to do).
  */
-export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): Promise<"provider" | "runner" | "ended"> {
+export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): Promise<"provider" | "runner" | "unknown" | "ended"> {
   const params = (op.params ?? {}) as Record<string, unknown>;
-  if (params.reboot_path === RebootPath.Runner) return "runner";
-  if (params.reboot_path === RebootPath.Provider) {
-    await finishProviderReboot(ctx, op, String(params.reboot_detail ?? ""));
+  const recorded = recordedDecision(params);
+  if (recorded?.path === RebootPath.Runner) return "runner";
+  if (recorded?.path === RebootPath.Provider) {
+    // This version records the path with the finish, so this changes nothing; an older one
+    // recorded it first and may have stopped before finishing.
+    await finishViaProvider(ctx, op, recorded);
     return "provider";
+  }
+  if (op.dispatchedAt) {
+    await failUnanswered(ctx, op, params);
+    return "unknown";
   }
 
   const started = Date.now();
   const decision = await decide(ctx, op);
   if (!decision) return "ended"; // Cancelled or ended before the claim: the provider was not called.
-  const data: Prisma.InputJsonObject = {
-    ...(params as Prisma.InputJsonObject),
-    reboot_path: decision.path,
-    reboot_reason: decision.reason,
-    ...(decision.provider ? { reboot_provider: decision.provider } : {}),
-    ...(decision.detail ? { reboot_detail: decision.detail } : {}),
-  };
-  const { count } = await ctx.prisma.operation.updateMany({
-    where: { id: op.id, status: "running" },
-    data: { params: data, ...(decision.release ? { dispatchedAt: null } : {}) },
-  });
-  if (count === 0) return "ended"; // Ended meanwhile: nothing more to do.
-  await ctx.prisma.auditEvent.create({
-    data: {
-      tenantId: op.tenantId,
-      type: "operation.reboot_path",
-      automationKeyId: op.automationKeyId,
-      operationId: op.id,
-      serverId: op.serverId,
-      runId: op.runId,
-      data: { path: decision.path, reason: decision.reason, provider: decision.provider ?? null },
-    },
-  });
+  const durationMs = Date.now() - started;
+  // Only this attempt knows the provider's answer: storing it is retried here before giving up.
+  const stored = await storeWithRetries(ctx, op, () =>
+    decision.path === RebootPath.Provider ? finishViaProvider(ctx, op, decision, durationMs) : recordRunnerPath(ctx, op, decision),
+  );
+  if (!stored) {
+    // Ended meanwhile (e.g. failed as outcome unknown by a delivery that took over a lapsed job lock).
+    if (decision.path === RebootPath.Provider) ctx.logger.warn("the provider accepted the reboot, but the operation had already ended", { operationId: op.id, serverId: op.serverId });
+    return "ended";
+  }
   ctx.logger.info("reboot path chosen", { operationId: op.id, serverId: op.serverId, path: decision.path, reason: decision.reason });
-  if (decision.path === RebootPath.Runner) return "runner";
-  await finishProviderReboot(ctx, op, decision.detail ?? "", Date.now() - started);
-  return "provider";
+  return decision.path;
+}
+
+/**
+ * A reboot claimed for a provider call whose answer was lost: failed with the provider the
+ * gateway saw linked when it accepted the reboot (the one the call was made to, unless the link
+ * changed in between).
+ */
+async function failUnanswered(ctx: DispatcherContext, op: Operation, params: Record<string, unknown>): Promise<void> {
+  const provider = CLOUD_PROVIDERS.find((p) => p === params.provider);
+  const label = provider ? PROVIDERS[provider].label : "cloud provider API";
+  const reason = `a call to the ${label} was claimed for this reboot but no answer was recorded (the dispatcher making it stopped, or could not store the answer); it may have rebooted the server, so the runner's reboot command was not used`;
+  if (await failOutcomeUnknown(ctx, op, { path: RebootPath.Provider, reason, ...(provider ? { provider } : {}) })) {
+    ctx.logger.warn("reboot outcome unknown: failed rather than rebooted through the runner", { operationId: op.id, serverId: op.serverId });
+  }
 }
 
 /** Null when the claim before the provider call failed (the operation is no longer running). */
-async function decide(ctx: DispatcherContext, op: Operation): Promise<Decision | null> {
+async function decide(ctx: DispatcherContext, op: Operation): Promise<RebootDecision | null> {
   const server = await ctx.prisma.server.findUniqueOrThrow({ where: { id: op.serverId } });
   const provider = server.provider as CloudProvider | null;
   const entry = provider ? PROVIDERS[provider] : undefined;
@@ -109,16 +115,4 @@ async function decide(ctx: DispatcherContext, op: Operation): Promise<Decision |
     const why = err instanceof ProviderError ? err.message : `unexpected error: ${String(err)}`;
     return { path: RebootPath.Runner, provider, reason: `the ${entry.label} call failed (${why}); fell back to the runner`, release: true };
   }
-}
-
-async function finishProviderReboot(ctx: DispatcherContext, op: Operation, detail: string, durationMs = 0): Promise<void> {
-  await finishOperation(ctx, op.serverId, {
-    operationId: op.id,
-    status: "completed",
-    exitCode: 0,
-    stdout: `${detail}\n`,
-    stderr: "",
-    durationMs,
-    startedAt: op.startedAt ?? new Date(Date.now() - durationMs),
-  });
 }

@@ -1,5 +1,5 @@
 import { encodeFinished, isTerminal, storableText, type OperationResult, type TerminalStatus } from "@runbridge/contracts";
-import type { FinishFields } from "@runbridge/db";
+import type { FinishFields, OperationNote } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
 
@@ -13,12 +13,16 @@ export async function finishOperation(
   ctx: DispatcherContext,
   serverId: string,
   fields: FinishFields & { status: TerminalStatus },
-  /** Only end it if it was never handed to a runner (so it cannot be running anywhere). */
-  opts: { onlyIfUndispatched?: boolean } = {},
+  opts: {
+    /** Only end it if it was never handed to a runner (so it cannot be running anywhere). */
+    onlyIfUndispatched?: boolean;
+    /** Recorded with the finish, in the same statement (e.g. the path a reboot took). */
+    note?: OperationNote;
+  } = {},
 ): Promise<boolean> {
   if (!isTerminal(fields.status)) throw new Error(`not a terminal status: ${fields.status}`);
   // Transition, audit event and deployment status in one statement (see OperationStore).
-  const finished = await ctx.operations.finish(serverId, fields, opts.onlyIfUndispatched ?? false);
+  const finished = await ctx.operations.finish(serverId, fields, opts.onlyIfUndispatched ?? false, opts.note);
   const changed = finished !== null;
   const finishedType = finished?.type ?? "unknown";
   if (changed) {

@@ -37,6 +37,13 @@ export const FailureReason = {
   /** A lost deploy job whose deployment row was never written: it cannot wait its turn behind the application's other deploys. */
   DeploymentNotRecorded:
     "deployment not recorded: the gateway failed before recording this deploy, so it could not wait for the application's other deploys; nothing ran. Retry the request",
+  /**
+   * A reboot claimed for a cloud provider API call whose answer was never recorded (the
+   * dispatcher died, or could not store it): rebooting again through the runner could reboot
+   * the server twice.
+   */
+  RebootOutcomeUnknown:
+    "reboot outcome unknown: the dispatcher calling the cloud provider's reboot API stopped (or lost its database) before recording the answer, so whether the server rebooted is unknown. It was not rebooted again through the runner: check the server before retrying",
 } as const;
 
 /** The error of an operation ended by a cancel request (by the gateway, or by a dispatcher withholding its start). */

@@ -49,6 +49,16 @@ export interface FinishFields {
   error?: string | null;
 }
 
+/**
+ * A step of an operation recorded together with a write to its row (e.g. the path a reboot
+ * took): keys merged into its `params`, and an audit event of its own. The event is written
+ * once per operation and type, so writing the same note again adds nothing.
+ */
+export interface OperationNote {
+  params: Record<string, unknown>;
+  event: { type: string; data: Record<string, unknown> };
+}
+
 type Row = Record<string, unknown>;
 
 /** Every column toOperation reads. */
@@ -70,11 +80,22 @@ function statement(name: string, text: string): { name: string; text: string } {
   return { name: `runbridge.${name}`, text };
 }
 
-const finishText = (onlyIfUndispatched: boolean): string =>
+/**
+ * The audit event of a note, inserted for each row of `source` (the CTE that wrote the
+ * operation) unless the operation already has one of that type; `type` and `data` are the
+ * statement's placeholders for the event's type and data.
+ */
+const noteEventText = (source: string, type: string, data: string): string =>
+  `INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, data, created_at)
+   SELECT gen_random_uuid(), tenant_id, ${type}::text, automation_key_id, id, server_id, run_id, ${data}::jsonb, now() FROM ${source}
+   WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.operation_id = ${source}.id AND e.type = ${type}::text)`;
+
+/** The finish; `noted` also merges $12 into params and writes the note's event ($13 type, $14 data), in the same statement. */
+const finishText = (opts: { onlyIfUndispatched: boolean; noted: boolean }): string =>
   `WITH done AS (
      UPDATE operations SET status = $3, exit_code = $4, stdout = $5, stderr = $6, stdout_truncated = $7, stderr_truncated = $8,
-            duration_ms = $9, error = $10, completed_at = now(), started_at = COALESCE($11, started_at)
-     WHERE id = $1 AND server_id = $2 AND status = 'running' ${onlyIfUndispatched ? "AND dispatched_at IS NULL" : ""}
+            duration_ms = $9, error = $10, completed_at = now(), started_at = COALESCE($11, started_at)${opts.noted ? ", params = params || $12::jsonb" : ""}
+     WHERE id = $1 AND server_id = $2 AND status = 'running' ${opts.onlyIfUndispatched ? "AND dispatched_at IS NULL" : ""}
      RETURNING ${OPERATION_COLUMNS}
    ), audit AS (
      INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, data, created_at)
@@ -85,7 +106,7 @@ const finishText = (onlyIfUndispatched: boolean): string =>
      FROM done
    ), deployment AS (
      UPDATE deployments d SET status = done.status, completed_at = done.completed_at FROM done WHERE d.operation_id = done.id
-   )
+   )${opts.noted ? `, noted AS (${noteEventText("done", "$13", "$14")})` : ""}
    SELECT ${OPERATION_COLUMNS} FROM done`;
 
 const SQL = {
@@ -118,8 +139,18 @@ const SQL = {
      RETURNING ${OPERATION_COLUMNS}`,
   ),
   markDispatched: statement("operation.dispatched", "UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running'"),
-  finish: statement("operation.finish", finishText(false)),
-  finishUndispatched: statement("operation.finish-undispatched", finishText(true)),
+  finish: statement("operation.finish", finishText({ onlyIfUndispatched: false, noted: false })),
+  finishUndispatched: statement("operation.finish-undispatched", finishText({ onlyIfUndispatched: true, noted: false })),
+  finishNoted: statement("operation.finish-noted", finishText({ onlyIfUndispatched: false, noted: true })),
+  note: statement(
+    "operation.note",
+    `WITH noted_op AS (
+       UPDATE operations SET params = params || $2::jsonb, dispatched_at = CASE WHEN $5::boolean THEN NULL ELSE dispatched_at END
+       WHERE id = $1 AND status = 'running'
+       RETURNING id, tenant_id, automation_key_id, server_id, run_id
+     ), noted AS (${noteEventText("noted_op", "$3", "$4")})
+     SELECT id FROM noted_op`,
+  ),
 };
 
 /** A row of `operations` in the shape Prisma returns, so callers need not know which path loaded it. */
@@ -261,25 +292,39 @@ export class OperationStore {
    * The conditional transition to a terminal state, its operation.finished
    * audit event and its deployment's status, in one statement. Null when the
    * operation was not running (already ended, another server's, or — with
-   * `onlyIfUndispatched` — possibly running on a runner).
+   * `onlyIfUndispatched` — possibly running on a runner). A `note` is
+   * recorded in the same statement, so it exists exactly when the finish does.
    */
-  async finish(serverId: string, f: FinishFields, onlyIfUndispatched = false): Promise<Operation | null> {
-    const { rows } = await this.pool.query({
-      ...(onlyIfUndispatched ? SQL.finishUndispatched : SQL.finish),
-      values: [
-        f.operationId,
-        serverId,
-        f.status,
-        f.exitCode ?? null,
-        f.stdout ?? "",
-        f.stderr ?? "",
-        f.stdoutTruncated ?? false,
-        f.stderrTruncated ?? false,
-        f.durationMs ?? null,
-        f.error ?? null,
-        f.startedAt ?? null,
-      ],
-    });
+  async finish(serverId: string, f: FinishFields, onlyIfUndispatched = false, note?: OperationNote): Promise<Operation | null> {
+    if (note && onlyIfUndispatched) throw new Error("a note is only recorded with an unconditional finish");
+    const values = [
+      f.operationId,
+      serverId,
+      f.status,
+      f.exitCode ?? null,
+      f.stdout ?? "",
+      f.stderr ?? "",
+      f.stdoutTruncated ?? false,
+      f.stderrTruncated ?? false,
+      f.durationMs ?? null,
+      f.error ?? null,
+      f.startedAt ?? null,
+    ];
+    const { rows } = await this.pool.query(
+      note
+        ? { ...SQL.finishNoted, values: [...values, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data)] }
+        : { ...(onlyIfUndispatched ? SQL.finishUndispatched : SQL.finish), values },
+    );
     return rows[0] ? toOperation(rows[0] as Row) : null;
+  }
+
+  /**
+   * Records a note on an operation that is still running, in one statement;
+   * `releaseDispatch` also clears its dispatched mark (it was claimed for a
+   * step that did not hand it over). False when it has ended meanwhile.
+   */
+  async note(id: string, note: OperationNote, releaseDispatch = false): Promise<boolean> {
+    const { rowCount } = await this.pool.query({ ...SQL.note, values: [id, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data), releaseDispatch] });
+    return rowCount === 1;
   }
 }
