@@ -28,7 +28,15 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
   const drain = new AbortController();
   const waiter = new CompletionWaiter(subscriber, keys.operationFinished, drain.signal);
   await waiter.start();
-  const keyServices = await startKeyServices({ prisma, redis, subscriber: keySubscriber, keys, redisPrefix: config.REDIS_PREFIX, logger });
+  const keyServices = await startKeyServices({
+    prisma,
+    redis,
+    subscriber: keySubscriber,
+    keys,
+    redisPrefix: config.REDIS_PREFIX,
+    logger,
+    unknownKeyLookupsPerMinute: config.UNKNOWN_KEY_LOOKUPS_PER_MINUTE,
+  });
   const ctx: GatewayContext = {
     config,
     logger,

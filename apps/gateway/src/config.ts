@@ -29,6 +29,14 @@ export const gatewayEnvSchema = Joi.object({
     .max(10_000)
     .default(20)
     .description("Live log streams (GET /operations/{id}/logs) one automation key may hold open at once on each gateway process; more are refused with 429"),
+  UNKNOWN_KEY_LOOKUPS_PER_MINUTE: Joi.number()
+    .integer()
+    .min(1)
+    .max(1_000_000)
+    .default(120)
+    .description(
+      "Database lookups of tokens that name no automation key, per client address and minute, on each gateway process; past it, tokens not seen recently get 429 without a lookup (warm keys are never affected)",
+    ),
 });
 
 export interface GatewayConfig {
@@ -45,6 +53,7 @@ export interface GatewayConfig {
   RUNNER_DELIVERY_TIMEOUT_SECONDS: number;
   DB_POOL_SIZE: number;
   LOGS_MAX_STREAMS_PER_KEY: number;
+  UNKNOWN_KEY_LOOKUPS_PER_MINUTE: number;
 }
 
 export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {

@@ -31,19 +31,28 @@ export interface AuthenticationInput {
  */
 export async function authenticateAutomation(ctx: GatewayContext, input: AuthenticationInput, res: ServerResponse): Promise<AutomationAuth> {
   const token = bearerToken(input.authorization, "rca_...");
-  // Checksum first: a mistyped or invented key never costs a lookup.
+  // Checksum first: a mistyped key never costs a lookup (an invented one can: see UnknownKeyGuard).
   if (!isWellFormedToken(token, TokenKind.AutomationKey)) {
     throw new UnauthorizedError(token.startsWith("rbk_") ? "Invalid API key: general API keys (rbk_...) cannot call the Automation API; use an automation key (rca_...)" : "Invalid API key");
   }
   const hash = hashToken(token);
-  // Warm keys come from the in-process cache (no PostgreSQL round trip).
-  const cached = await ctx.keyServices.cache.get(hash);
-  if (!cached || !hashesEqual(cached.key.keyHash, hash)) throw new UnauthorizedError("Invalid API key");
+  const clientIp = normaliseClientIp(input.clientIp);
+  const { cache, unknownKeys } = ctx.keyServices;
+  // Warm keys come from the in-process cache (no PostgreSQL round trip); lookups of tokens that
+  // turn out to name no key are bounded per client address.
+  let lookedUp = false;
+  const cached = await cache.get(hash, async () => {
+    await unknownKeys.admit(clientIp);
+    lookedUp = true;
+  });
+  if (!cached || !hashesEqual(cached.key.keyHash, hash)) {
+    if (lookedUp && !cached) await unknownKeys.missed(clientIp);
+    throw new UnauthorizedError("Invalid API key");
+  }
   const { key } = cached;
   if (key.revokedAt) throw new UnauthorizedError("API key has been revoked");
   if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) throw new UnauthorizedError(`API key expired at ${key.expiresAt.toISOString()}`);
 
-  const clientIp = normaliseClientIp(input.clientIp);
   if (!cached.ipAllowed(clientIp)) throw new ForbiddenError(`Client IP ${clientIp} is not in this API key's IP allowlist`);
 
   await enforceRateLimit(ctx, input, res, key, clientIp);

@@ -6,12 +6,14 @@ import { KeyCache } from "../services/key-cache";
 import { followKeyChanges } from "../services/key-events";
 import { KeyRateLimiter } from "../services/rate-limit";
 import { KeyUsageRecorder } from "../services/key-usage";
+import { UnknownKeyGuard } from "../services/unknown-key-guard";
 
 /** What automation-key authentication needs beyond the request: cache, limiter, usage recorder. */
 export interface KeyServices {
   cache: KeyCache;
   limiter: KeyRateLimiter;
   usage: KeyUsageRecorder;
+  unknownKeys: UnknownKeyGuard;
   /** The key-change subscriber connection (exposed so tests can force a reconnect). */
   subscriber: Redis;
 }
@@ -25,6 +27,7 @@ export interface KeyServicesDeps {
   keys: RedisKeys;
   redisPrefix: string;
   logger: Logger;
+  unknownKeyLookupsPerMinute: number;
 }
 
 export async function startKeyServices(deps: KeyServicesDeps): Promise<KeyServices & { close: () => Promise<void> }> {
@@ -36,5 +39,5 @@ export async function startKeyServices(deps: KeyServicesDeps): Promise<KeyServic
     stopFollowing();
     await usage.close();
   };
-  return { cache, limiter, usage, subscriber: deps.subscriber, close };
+  return { cache, limiter, usage, unknownKeys: new UnknownKeyGuard(deps.unknownKeyLookupsPerMinute), subscriber: deps.subscriber, close };
 }

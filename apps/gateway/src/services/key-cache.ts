@@ -26,7 +26,9 @@ interface Slot {
 
 /**
  * In-process cache of automation keys by token hash, so a warm key costs no
- * PostgreSQL round trip.
+ * PostgreSQL round trip. Keys found and hashes not found are held apart: the
+ * token checksum is no secret, so anyone can make well-formed tokens, and a
+ * flood of them must not push real keys out.
  *
  * Correctness rests on three rules:
  * - the cache is only used while the key-change subscription is live
@@ -38,7 +40,8 @@ interface Slot {
  * - entries expire after a short safety TTL regardless.
  */
 export class KeyCache {
-  private readonly cache: LRUCache<string, Slot>;
+  private readonly found: LRUCache<string, Slot>;
+  private readonly missing: LRUCache<string, Slot>;
   private readonly inflight = new Map<string, { epoch: number; promise: Promise<CachedKey | null> }>();
   private readonly ttlMs: number;
   private readonly negativeTtlMs: number;
@@ -53,27 +56,33 @@ export class KeyCache {
   ) {
     this.ttlMs = opts.ttlMs ?? 15_000;
     this.negativeTtlMs = opts.negativeTtlMs ?? 5_000;
-    this.cache = new LRUCache<string, Slot>({ max: opts.max ?? 10_000, ttl: this.ttlMs, ttlAutopurge: false });
+    this.found = new LRUCache<string, Slot>({ max: opts.max ?? 10_000, ttl: this.ttlMs, ttlAutopurge: false });
+    this.missing = new LRUCache<string, Slot>({ max: opts.max ?? 10_000, ttl: this.negativeTtlMs, ttlAutopurge: false });
   }
 
   get isLive(): boolean {
     return this.live;
   }
 
-  async get(keyHash: string): Promise<CachedKey | null> {
+  /** `beforeLoad` runs, and may throw to refuse, only when the lookup would go to the database. */
+  async get(keyHash: string, beforeLoad?: () => Promise<void>): Promise<CachedKey | null> {
     if (this.live) {
-      const slot = this.cache.get(keyHash);
+      const slot = this.found.get(keyHash) ?? this.missing.get(keyHash);
       if (slot) return slot.value;
     }
-    const pending = this.inflight.get(keyHash);
-    if (pending && pending.epoch === this.epoch) return pending.promise;
-
+    const joined = this.joinLoad(keyHash);
+    if (joined) return joined;
+    if (beforeLoad) {
+      await beforeLoad();
+      const meanwhile = this.joinLoad(keyHash);
+      if (meanwhile) return meanwhile;
+    }
     const epoch = this.epoch;
     this.loads++;
     const promise = this.load(keyHash)
       .then((row) => {
         const value = row ? { key: row, ipAllowed: compileAllowlist(row.ipAllowlist) } : null;
-        if (this.live && epoch === this.epoch) this.cache.set(keyHash, { value }, { ttl: value ? this.ttlMs : this.negativeTtlMs });
+        if (this.live && epoch === this.epoch) (value ? this.found : this.missing).set(keyHash, { value });
         return value;
       })
       .finally(() => {
@@ -83,15 +92,23 @@ export class KeyCache {
     return promise;
   }
 
+  /** The load of this hash already under way, if it started since the last invalidation. */
+  private joinLoad(keyHash: string): Promise<CachedKey | null> | undefined {
+    const pending = this.inflight.get(keyHash);
+    return pending && pending.epoch === this.epoch ? pending.promise : undefined;
+  }
+
   /** A key changed (revoked, re-scoped, created): drop it everywhere in this process. */
   invalidate(keyHash: string): void {
     this.epoch++;
-    this.cache.delete(keyHash);
+    this.found.delete(keyHash);
+    this.missing.delete(keyHash);
   }
 
   clear(): void {
     this.epoch++;
-    this.cache.clear();
+    this.found.clear();
+    this.missing.clear();
   }
 
   /** Called as the key-change subscription goes down or comes (back) up; either way nothing cached survives. */

@@ -1,0 +1,89 @@
+import { TokenKind, generateToken } from "@runbridge/common";
+import type { AutomationKey } from "@runbridge/db";
+import { KeyCache } from "../../apps/gateway/src/services/key-cache";
+import { closeTestPrisma } from "../helpers/db";
+import { createFixture } from "../helpers/factories";
+import { TestStack } from "../helpers/stack";
+
+/**
+ * Tokens that name no key: their checksum is public, so anyone can make
+ * well-formed ones, and each new one costs a database lookup before it can be
+ * refused. Those lookups are bounded per client address; keys already known
+ * are never affected, and unknown tokens never push known keys out of the cache.
+ */
+describe("unknown automation keys", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+  const LOOKUPS = 5;
+
+  beforeAll(async () => {
+    stack = await TestStack.start({ dispatchers: 0, gateway: { UNKNOWN_KEY_LOOKUPS_PER_MINUTE: String(LOOKUPS) } });
+    fx = await createFixture();
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const read = (token: string) => stack.api().get("/api/automation/v1/operations").set("Authorization", `Bearer ${token}`);
+
+  it("looks up so many new tokens from one address a minute, then answers 429 without a lookup; known keys keep working", async () => {
+    expect((await read(fx.token)).status).toBe(200); // warm
+    const loadsBefore = stack.gateway.keyServices.cache.loads;
+    const forged = Array.from({ length: LOOKUPS + 3 }, () => generateToken(TokenKind.AutomationKey));
+    const answers = [];
+    for (const token of forged) answers.push(await read(token));
+    expect(answers.map((r) => r.status)).toEqual([...Array(LOOKUPS).fill(401), 429, 429, 429]);
+    const refused = answers[LOOKUPS];
+    expect(refused?.body).toEqual({ detail: "Too many requests with unknown API keys from 127.0.0.1; retry after the Retry-After header's seconds" });
+    expect(Number(refused?.headers["retry-after"])).toBeGreaterThan(0);
+    expect(Number(refused?.headers["retry-after"])).toBeLessThanOrEqual(60);
+    expect(stack.gateway.keyServices.cache.loads - loadsBefore).toBe(LOOKUPS);
+    // A token already found missing is answered from the cache: 401, as before.
+    expect((await read(forged[0] as string)).status).toBe(401);
+    // The known key, from the same address, is unaffected.
+    const ok = await read(fx.token);
+    expect(ok.status).toBe(200);
+  });
+});
+
+describe("the key cache", () => {
+  it("never lets hashes that name no key push known keys out", async () => {
+    const row = { id: "k", keyHash: "known", ipAllowlist: [] } as unknown as AutomationKey;
+    const loaded: string[] = [];
+    const cache = new KeyCache(
+      async (hash) => {
+        loaded.push(hash);
+        return hash === "known" ? row : null;
+      },
+      { max: 3 },
+    );
+    cache.setLive(true);
+    expect((await cache.get("known"))?.key).toBe(row);
+    for (let i = 0; i < 50; i++) expect(await cache.get(`forged-${i}`)).toBeNull();
+    expect((await cache.get("known"))?.key).toBe(row);
+    expect(loaded.filter((h) => h === "known")).toHaveLength(1);
+  });
+
+  it("asks before a lookup only, and a refusal stops it", async () => {
+    let loads = 0;
+    const cache = new KeyCache(async () => {
+      loads++;
+      return null;
+    });
+    cache.setLive(true);
+    let asked = 0;
+    const ask = async () => {
+      asked++;
+    };
+    await cache.get("a", ask);
+    await cache.get("a", ask); // from the cache: not asked
+    expect([asked, loads]).toEqual([1, 1]);
+    await expect(
+      cache.get("b", async () => {
+        throw new Error("refused");
+      }),
+    ).rejects.toThrow("refused");
+    expect(loads).toBe(1);
+  });
+});
