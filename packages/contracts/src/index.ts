@@ -4,6 +4,8 @@ export * from "./queues";
 export * from "./redis-keys";
 export * from "./socket";
 export * from "./runner-events";
+export * from "./deploy-env";
+export * from "./deploy-env-refused";
 export * from "./schemas/common";
 export * from "./schemas/automation";
 export * from "./schemas/management";
