@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { REFUSED_DEPLOY_ENV, VALIDATION_OPTIONS, allowedEnvOverridesSchema, deployEnvOverrideRefusal, refusedDeployEnvReason } from "@runbridge/contracts";
 
 /** Which env_overrides a deploy accepts (packages/contracts/src/deploy-env*.ts). */
@@ -160,6 +162,16 @@ describe("deploy env_overrides policy", () => {
         expect([value, validate(value).error?.message]).toEqual([value, expect.stringMatching(detail)]);
       }
     });
+  });
+
+  it("is the list docs/operations-reference.md shows, group by group", () => {
+    const doc = readFileSync(path.join(__dirname, "../../docs/operations-reference.md"), "utf8");
+    const section = /### Which `env_overrides` a deploy accepts[\s\S]*?\| Group \| Names \|\n\|---\|---\|\n((?:\|.*\|\n)+)/.exec(doc)?.[1] ?? "";
+    const documented = section
+      .trim()
+      .split("\n")
+      .map((row) => [...(row.split("|")[2] ?? "").matchAll(/`([^`]+)`/g)].map((m) => m[1]));
+    expect(documented).toEqual(REFUSED_DEPLOY_ENV.map((g) => [...g.names]));
   });
 
   it("lists only well-formed entries, each group with a reason", () => {
