@@ -312,6 +312,27 @@ describe("dashboard (browser)", () => {
     await waitForText(history, /completed/);
     expect(await history.textContent()).toContain("main");
     await history.getByRole("button", { name: "Close" }).click();
+
+    // Which env_overrides a deploy may pass: the default rules, or only the names listed.
+    const row = page.getByRole("row", { name: /shop/ });
+    await waitForText(row, /default rules/);
+    await page.getByRole("button", { name: "Edit shop" }).click();
+    const edit = page.getByRole("dialog", { name: "Edit shop" });
+    await edit.getByLabel("Only these names").check();
+    await edit.getByLabel("Allowed env override names").fill("LOG_LEVEL\nFEATURE_*");
+    expect(await unlabelledControls(page)).toEqual([]);
+    await edit.getByRole("button", { name: "Save changes" }).click();
+    await waitForText(row, /LOG_LEVEL, FEATURE_\*/);
+    const shop = await testPrisma().application.findFirstOrThrow({ where: { tenantId, name: "shop" } });
+    expect(shop.allowedEnvOverrides).toEqual(["LOG_LEVEL", "FEATURE_*"]);
+    // A bad name comes back as the API's 422 detail, in the form.
+    await page.getByRole("button", { name: "Edit shop" }).click();
+    await edit.getByLabel("Allowed env override names").fill("RUNBRIDGE_COMMIT_REF");
+    await edit.getByRole("button", { name: "Save changes" }).click();
+    await waitForText(edit.getByRole("alert"), /cannot be allowed: RUNBRIDGE_\* variables are set by the platform/);
+    await edit.getByLabel("Any name except the refused ones").check();
+    await edit.getByRole("button", { name: "Save changes" }).click();
+    await waitForText(row, /default rules/);
   });
 
   it("adds a registry credential whose password is write-only", async () => {

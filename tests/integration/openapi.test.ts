@@ -87,6 +87,13 @@ describe("GET /api/automation/v1/openapi.json", () => {
     const keyReq = doc.components.schemas.CreateAutomationKeyRequest as { properties: Record<string, { items?: { enum?: string[] }; maximum?: number }> };
     expect(keyReq.properties.allowed_operations?.items?.enum).toEqual(OPERATION_TYPES);
     expect(keyReq.properties.rate_limit?.maximum).toBe(Limits.rateLimitMax);
+    // An application's allowed_env_overrides: names or PREFIX* patterns, or null for the default rules.
+    for (const schema of ["CreateApplicationRequest", "UpdateApplicationRequest", "Application"]) {
+      const props = (doc.components.schemas[schema] as { properties: Record<string, unknown> }).properties;
+      expect([schema, props.allowed_env_overrides]).toEqual([schema, expect.objectContaining({ type: ["array", "null"], items: expect.objectContaining({ type: "string" }) })]);
+    }
+    const allowReq = doc.components.schemas.CreateApplicationRequest as { properties: Record<string, { items?: { pattern?: string }; maxItems?: number }> };
+    expect(allowReq.properties.allowed_env_overrides).toMatchObject({ maxItems: Limits.envMaxKeys, items: { pattern: "^[A-Za-z_][A-Za-z0-9_]*\\*?$" } });
   });
 
   it("documents only routes the gateway serves", async () => {

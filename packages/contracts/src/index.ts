@@ -5,6 +5,8 @@ export * from "./redis-keys";
 export * from "./socket";
 export * from "./runner-events";
 export * from "./token-revoked";
+export * from "./deploy-env";
+export * from "./deploy-env-refused";
 export * from "./schemas/common";
 export * from "./schemas/automation";
 export * from "./schemas/management";

@@ -97,6 +97,8 @@ export interface Application {
   working_directory: string;
   deploy_branch: string;
   deploy_command: string;
+  /** null: any name except the refused list; a list: only these names and PREFIX* patterns. */
+  allowed_env_overrides: string[] | null;
   created_at?: string;
 }
 

@@ -92,6 +92,10 @@ function componentSchemas(): Record<string, JsonSchema> {
         working_directory: { type: "string" },
         deploy_branch: { type: "string" },
         deploy_command: { type: "string" },
+        allowed_env_overrides: nullable("array", {
+          items: { type: "string" },
+          description: "Names and PREFIX* patterns a deploy's env_overrides may use; null: any name except the refused list (docs/operations-reference.md).",
+        }),
         created_at: { type: "string", format: "date-time" },
         updated_at: { type: "string", format: "date-time" },
       },

@@ -1,4 +1,5 @@
 import Joi from "joi";
+import { allowedEnvOverridesSchema } from "../deploy-env";
 import { Limits } from "../limits";
 import { uuid } from "./common";
 import { NO_NUL, NO_SPACE_OR_NUL, name, registryUrl } from "./fields";
@@ -20,6 +21,8 @@ export interface ApplicationFields {
   working_directory: string;
   deploy_branch: string;
   deploy_command: string;
+  /** null: any env_overrides name except the refused list; a list: only the names and PREFIX* patterns on it. */
+  allowed_env_overrides: string[] | null;
 }
 
 const applicationFields = {
@@ -35,6 +38,7 @@ const applicationFields = {
     .max(Limits.commandMaxChars)
     .pattern(/\S/, "not blank")
     .messages({ "string.pattern.name": '"deploy_command" cannot be blank', "string.max": `"deploy_command" is longer than ${Limits.commandMaxChars} characters` }),
+  allowed_env_overrides: allowedEnvOverridesSchema(),
 };
 
 export const createApplicationSchema = Joi.object<ApplicationFields>({
@@ -43,6 +47,7 @@ export const createApplicationSchema = Joi.object<ApplicationFields>({
   working_directory: applicationFields.working_directory.required(),
   deploy_branch: applicationFields.deploy_branch.default("main"),
   deploy_command: applicationFields.deploy_command.required(),
+  allowed_env_overrides: applicationFields.allowed_env_overrides.default(null),
 });
 
 export const updateApplicationSchema = Joi.object<Partial<ApplicationFields>>(applicationFields).min(1);

@@ -8,23 +8,32 @@ import { href, navigate } from "../router";
 import type { Application, Page, Server } from "../types";
 
 type AppInput = Omit<Application, "id" | "created_at">;
+type AppText = Omit<AppInput, "allowed_env_overrides">;
+
+/** How the table shows allowed_env_overrides: null is the default rules, [] takes no overrides. */
+function envOverridesSummary(allowed: string[] | null): string {
+  if (allowed === null) return "default rules";
+  return allowed.length === 0 ? "none" : allowed.join(", ");
+}
 
 function AppForm(props: { initial?: Application; servers: Server[]; submitLabel: string; onSubmit: (v: AppInput) => Promise<void>; onCancel: () => void }) {
   const i = props.initial;
-  const [v, setV] = useState<AppInput>({
+  const [v, setV] = useState<AppText>({
     name: i?.name ?? "",
     server_id: i?.server_id ?? props.servers[0]?.id ?? "",
     working_directory: i?.working_directory ?? "",
     deploy_branch: i?.deploy_branch ?? "main",
     deploy_command: i?.deploy_command ?? "",
   });
+  const [restrictEnv, setRestrictEnv] = useState(Boolean(i?.allowed_env_overrides));
+  const [allowedEnv, setAllowedEnv] = useState((i?.allowed_env_overrides ?? []).join("\n"));
   const [error, setError] = useState<string | null>(null);
-  const set = (k: keyof AppInput) => (e: { target: { value: string } }) => setV({ ...v, [k]: e.target.value });
+  const set = (k: keyof AppText) => (e: { target: { value: string } }) => setV({ ...v, [k]: e.target.value });
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     setError(null);
     try {
-      await props.onSubmit(v);
+      await props.onSubmit({ ...v, allowed_env_overrides: restrictEnv ? allowedEnv.split(/[\s,]+/).filter(Boolean) : null });
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
     }
@@ -59,6 +68,34 @@ function AppForm(props: { initial?: Application; servers: Server[]; submitLabel:
         <label htmlFor="app-command">Deploy command</label>
         <textarea id="app-command" required rows={3} value={v.deploy_command} onChange={set("deploy_command")} placeholder="git pull && docker compose up -d --build" />
       </div>
+      <fieldset className="field">
+        <legend>Env overrides a deploy may pass</legend>
+        <p className="hint">
+          A deploy key may only start this deploy command. By default its env_overrides may use any name except those that change how programs start
+          (PATH, LD_*, GIT_*, NODE_OPTIONS…).
+        </p>
+        <div className="check-grid">
+          <label className="check">
+            <input type="radio" name="app-env-mode" checked={!restrictEnv} onChange={() => setRestrictEnv(false)} />
+            Any name except the refused ones
+          </label>
+          <label className="check">
+            <input type="radio" name="app-env-mode" checked={restrictEnv} onChange={() => setRestrictEnv(true)} />
+            Only these names
+          </label>
+        </div>
+        {restrictEnv ? (
+          <>
+            <label htmlFor="app-env-allowed" className="visually-hidden">
+              Allowed env override names
+            </label>
+            <textarea id="app-env-allowed" rows={3} value={allowedEnv} onChange={(e) => setAllowedEnv(e.target.value)} placeholder={"LOG_LEVEL\nFEATURE_*"} aria-describedby="app-env-allowed-hint" />
+            <p className="hint" id="app-env-allowed-hint">
+              One per line; NAME_* allows a prefix. Empty: no overrides at all. A refused name is allowed only by its exact name.
+            </p>
+          </>
+        ) : null}
+      </fieldset>
       <ErrorNote message={error} />
       <div className="actions">
         <button type="button" className="btn" onClick={props.onCancel}>
@@ -235,6 +272,7 @@ export function ApplicationsPage() {
                 <th scope="col">Directory</th>
                 <th scope="col">Branch</th>
                 <th scope="col">Deploy command</th>
+                <th scope="col">Env overrides</th>
                 <th scope="col">
                   <span className="visually-hidden">Actions</span>
                 </th>
@@ -248,6 +286,7 @@ export function ApplicationsPage() {
                   <td data-label="Directory"><code>{a.working_directory}</code></td>
                   <td data-label="Branch"><code>{a.deploy_branch}</code></td>
                   <td data-label="Deploy command"><code className="clip">{a.deploy_command}</code></td>
+                  <td data-label="Env overrides">{envOverridesSummary(a.allowed_env_overrides)}</td>
                   <td className="row-actions">
                     <button type="button" className="btn btn-small btn-primary" onClick={() => setDeploying(a)} aria-label={`Deploy ${a.name}`}>
                       Deploy

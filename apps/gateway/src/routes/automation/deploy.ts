@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { Router } from "express";
-import { OperationType, deployRequestSchema } from "@runbridge/contracts";
+import { OperationType, deployEnvOverrideRefusal, deployRequestSchema } from "@runbridge/contracts";
 import type { Operation } from "@runbridge/db";
 import { automationAuth } from "../../auth/locals";
 import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { NotFoundError, ServiceUnavailableError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
+import { readEnvAllowlist } from "../../services/env-allowlist";
 import { assertRunnerConnected, failUndispatched, loadTargetServer, startOperation } from "../../services/operations";
 
 /**
@@ -38,8 +39,10 @@ export function deployRouter(ctx: GatewayContext): Router {
     const app = await ctx.prisma.application.findFirst({ where: { id: body.application_id, tenantId: auth.tenantId } });
     if (!app) throw new NotFoundError(`Application ${body.application_id} not found`);
     const server = await loadTargetServer(ctx, auth, app.serverId);
-    const reserved = Object.keys(body.env_overrides ?? {}).find((k) => k.toUpperCase().startsWith("RUNBRIDGE_"));
-    if (reserved) throw new ValidationError(`"env_overrides" key ${reserved} is reserved: RUNBRIDGE_* variables are set by the platform`);
+    // A deploy key may only start the app's fixed command: no override that changes how its programs
+    // start, and only the names the application allows when it lists them.
+    const refusal = deployEnvOverrideRefusal(Object.keys(body.env_overrides ?? {}), readEnvAllowlist(app.allowedEnvOverrides));
+    if (refusal) throw new ValidationError(refusal);
     await assertRunnerConnected(ctx, server);
 
     const commitRef = body.commit_ref ?? app.deployBranch;

@@ -5,6 +5,7 @@ import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
 import { NotFoundError, ValidationError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
+import { envAllowlistData, readEnvAllowlist } from "../../services/env-allowlist";
 
 export function applicationView(a: Application) {
   return {
@@ -14,6 +15,7 @@ export function applicationView(a: Application) {
     working_directory: a.workingDirectory,
     deploy_branch: a.deployBranch,
     deploy_command: a.deployCommand,
+    allowed_env_overrides: readEnvAllowlist(a.allowedEnvOverrides),
     created_at: a.createdAt.toISOString(),
     updated_at: a.updatedAt.toISOString(),
   };
@@ -62,9 +64,11 @@ export function applicationsRouter(ctx: GatewayContext): Router {
         workingDirectory: body.working_directory,
         deployBranch: body.deploy_branch,
         deployCommand: body.deploy_command,
+        allowedEnvOverrides: envAllowlistData(body.allowed_env_overrides),
       },
     });
-    await audit(auth.tenantId, auth.clientIp, "application.created", app);
+    // Who widened or narrowed what a deploy key may pass to the deploy command is worth a record.
+    await audit(auth.tenantId, auth.clientIp, "application.created", app, { allowed_env_overrides: body.allowed_env_overrides });
     res.status(201).json(applicationView(app));
   });
 
@@ -92,9 +96,11 @@ export function applicationsRouter(ctx: GatewayContext): Router {
         ...(body.working_directory !== undefined ? { workingDirectory: body.working_directory } : {}),
         ...(body.deploy_branch !== undefined ? { deployBranch: body.deploy_branch } : {}),
         ...(body.deploy_command !== undefined ? { deployCommand: body.deploy_command } : {}),
+        ...(body.allowed_env_overrides !== undefined ? { allowedEnvOverrides: envAllowlistData(body.allowed_env_overrides) } : {}),
       },
     });
-    await audit(auth.tenantId, auth.clientIp, "application.updated", app, { changes: Object.keys(body) });
+    const allowance = body.allowed_env_overrides !== undefined ? { allowed_env_overrides: body.allowed_env_overrides } : {};
+    await audit(auth.tenantId, auth.clientIp, "application.updated", app, { changes: Object.keys(body), ...allowance });
     res.json(applicationView(app));
   });
 

@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "applications" ADD COLUMN     "allowed_env_overrides" JSONB;
+

@@ -1,0 +1,183 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { REFUSED_DEPLOY_ENV, VALIDATION_OPTIONS, allowedEnvOverridesSchema, deployEnvOverrideRefusal, refusedDeployEnvReason } from "@runbridge/contracts";
+
+/** Which env_overrides a deploy accepts (packages/contracts/src/deploy-env*.ts). */
+describe("deploy env_overrides policy", () => {
+  const refusal = (names: string[], allowed: string[] | null = null) => deployEnvOverrideRefusal(names, allowed);
+
+  it("refuses by default the names that change how the deploy command's programs start", () => {
+    const dangerous = [
+      "LD_PRELOAD",
+      "LD_LIBRARY_PATH",
+      "LD_AUDIT",
+      "DYLD_INSERT_LIBRARIES",
+      "GCONV_PATH",
+      "BASH_ENV",
+      "ENV",
+      "BASH_FUNC_git",
+      "SHELLOPTS",
+      "BASHOPTS",
+      "PS4",
+      "IFS",
+      "CDPATH",
+      "PATH",
+      "HOME",
+      "XDG_CONFIG_HOME",
+      "NODE_OPTIONS",
+      "NODE_PATH",
+      "PYTHONPATH",
+      "PYTHONHOME",
+      "PYTHONWARNINGS",
+      "PERL5OPT",
+      "PERL5LIB",
+      "RUBYOPT",
+      "JAVA_TOOL_OPTIONS",
+      "_JAVA_OPTIONS",
+      "JDK_JAVA_OPTIONS",
+      "GIT_CONFIG",
+      "GIT_CONFIG_COUNT",
+      "GIT_CONFIG_KEY_0",
+      "GIT_CONFIG_VALUE_0",
+      "GIT_CONFIG_PARAMETERS",
+      "GIT_CONFIG_GLOBAL",
+      "GIT_SSH",
+      "GIT_SSH_COMMAND",
+      "GIT_EXEC_PATH",
+      "GIT_ASKPASS",
+      "GIT_DIR",
+      "SSH_ASKPASS",
+      "PAGER",
+      "EDITOR",
+      "VISUAL",
+      "DOCKER_HOST",
+      "DOCKER_CONFIG",
+      "DOCKER_CONTEXT",
+      "COMPOSE_FILE",
+      "KUBECONFIG",
+      "YARN_YARN_PATH",
+      "PIP_INDEX_URL",
+      "BUNDLE_GEMFILE",
+      "GOFLAGS",
+      "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
+      "RUSTC_WRAPPER",
+      "MAKEFLAGS",
+      "CC",
+      "CFLAGS",
+      "HTTPS_PROXY",
+      "NODE_TLS_REJECT_UNAUTHORIZED",
+      "SSL_CERT_FILE",
+    ];
+    for (const name of dangerous) {
+      expect([name, refusedDeployEnvReason(name)]).toEqual([name, expect.any(String)]);
+      expect(refusal(["FEATURE_FLAG", name])).toMatch(new RegExp(`^"env_overrides" key ${name} is refused: `));
+    }
+  });
+
+  it("names the variable, says why, and says what to do instead", () => {
+    const detail = refusal(["GIT_CONFIG_COUNT"]);
+    expect(detail).toContain("GIT_CONFIG_COUNT is refused: git reads its configuration");
+    expect(detail).toContain("A deploy key may only start the application's deploy command");
+    expect(detail).toContain("can pass GIT_CONFIG_COUNT to a command with exec");
+    expect(detail).toContain("listing GIT_CONFIG_COUNT in its allowed_env_overrides");
+  });
+
+  it("matches case-sensitively, as the environment does, except where the reader ignores case", () => {
+    // The loader and shells read exactly LD_PRELOAD and PATH: other spellings are other variables.
+    for (const name of ["ld_preload", "path", "Path", "home", "git_config_count"]) expect(refusedDeployEnvReason(name)).toBeNull();
+    // npm reads npm_config_* in any case, Python reads *_proxy in any case.
+    for (const name of ["npm_config_script_shell", "NPM_CONFIG_SCRIPT_SHELL", "Npm_Config_Node_Options", "pnpm_config_registry", "http_proxy", "HTTP_PROXY", "Https_Proxy", "ALL_PROXY"]) {
+      expect([name, refusedDeployEnvReason(name)]).toEqual([name, expect.any(String)]);
+    }
+  });
+
+  it("accepts ordinary names, including ones that merely start like a refused one", () => {
+    const ordinary = ["FEATURE_FLAG", "DEPLOY_TOKEN", "NODE_ENV", "LANG", "LC_ALL", "TZ", "TMPDIR", "NO_PROXY", "GOOS", "CGO_ENABLED", "LDAP_URL", "GITHUB_SHA", "HOMEPAGE_URL", "ENVIRONMENT", "PATHNAME", "CC_EMAIL", "DOCKER_IMAGE_TAG", "ENV_NAME"];
+    for (const name of ordinary) expect([name, refusedDeployEnvReason(name)]).toEqual([name, null]);
+    expect(refusal(ordinary)).toBeNull();
+    expect(refusal([])).toBeNull();
+  });
+
+  it("refuses RUNBRIDGE_* in any case, even when the application lists it", () => {
+    expect(refusal(["RUNBRIDGE_COMMIT_REF"])).toBe('"env_overrides" key RUNBRIDGE_COMMIT_REF is reserved: RUNBRIDGE_* variables are set by the platform');
+    expect(refusal(["runbridge_commit_ref"])).toMatch(/runbridge_commit_ref is reserved/);
+    expect(refusal(["RUNBRIDGE_X"], ["RUNBRIDGE_X", "R*"])).toMatch(/RUNBRIDGE_X is reserved/);
+  });
+
+  describe("with the application's allowed_env_overrides", () => {
+    it("accepts exact names and prefix patterns, and nothing else", () => {
+      const allowed = ["LOG_LEVEL", "FEATURE_*"];
+      expect(refusal(["LOG_LEVEL", "FEATURE_", "FEATURE_SEARCH"], allowed)).toBeNull();
+      expect(refusal(["LOG_LEVEL", "NODE_ENV"], allowed)).toBe('"env_overrides" key NODE_ENV is not in the application\'s allowed_env_overrides');
+      // Exact and case-sensitive: a longer name or another case is another variable.
+      expect(refusal(["LOG_LEVELS"], allowed)).toMatch(/LOG_LEVELS is not in/);
+      expect(refusal(["log_level"], allowed)).toMatch(/log_level is not in/);
+      expect(refusal(["FEATURE"], allowed)).toMatch(/FEATURE is not in/);
+    });
+
+    it("takes no overrides at all when the list is empty", () => {
+      expect(refusal([], [])).toBeNull();
+      expect(refusal(["FEATURE_FLAG"], [])).toBe(
+        '"env_overrides" key FEATURE_FLAG is not in the application\'s allowed_env_overrides (the list is empty: this application takes no overrides)',
+      );
+    });
+
+    it("lets an exact entry lift the default refusal, but never a pattern", () => {
+      expect(refusal(["GIT_SSH_COMMAND", "PATH"], ["GIT_SSH_COMMAND", "PATH"])).toBeNull();
+      const detail = refusal(["GIT_SSH_COMMAND"], ["GIT_*"]);
+      expect(detail).toMatch(/^"env_overrides" key GIT_SSH_COMMAND matches GIT_\* in the application's allowed_env_overrides but is refused: git reads/);
+      expect(detail).toMatch(/Only the exact name GIT_SSH_COMMAND in allowed_env_overrides allows it$/);
+      expect(refusal(["GIT_SSH_COMMAND"], ["GIT_*", "GIT_SSH_COMMAND"])).toBeNull();
+      // An exact entry lifts the refusal of that name only.
+      expect(refusal(["LD_PRELOAD"], ["LD_LIBRARY_PATH"])).toMatch(/LD_PRELOAD is not in/);
+    });
+  });
+
+  describe("allowed_env_overrides schema", () => {
+    // Validated on its own, an entry's label is its index ("[1]"); in a request body it is "allowed_env_overrides[1]".
+    const validate = (value: unknown) => allowedEnvOverridesSchema().label("allowed_env_overrides").validate(value, VALIDATION_OPTIONS);
+
+    it("takes null, an empty list, names and prefix patterns", () => {
+      for (const value of [null, [], ["LOG_LEVEL"], ["FEATURE_*", "_X", "A1", "PATH", "GIT_SSH_COMMAND"]]) expect(validate(value).error).toBeUndefined();
+      expect(validate(Array.from({ length: 200 }, (_, i) => `K${i}`)).error).toBeUndefined();
+    });
+
+    it("refuses bad entries naming the entry", () => {
+      for (const [value, detail] of [
+        [["1BAD"], /^"\[0\]" must be a variable name/],
+        [["OK", "has space"], /^"\[1\]" must be a variable name/],
+        [["*"], /"\[0\]" must be a variable name/],
+        [["A*B"], /must be a variable name/],
+        [["A**"], /must be a variable name/],
+        [["FOO-BAR"], /must be a variable name/],
+        [[""], /"\[0\]"/],
+        [["X".repeat(256)], /"\[0\]" is longer than 255 characters/],
+        [["RUNBRIDGE_COMMIT_REF"], /^"\[0\]" cannot be allowed: RUNBRIDGE_\* variables are set by the platform$/],
+        [["runbridge_*"], /cannot be allowed: RUNBRIDGE_/],
+        [["A", "A"], /^"allowed_env_overrides" lists A twice$/],
+        [[1], /"\[0\]" must be a string/],
+        ["LOG_LEVEL", /"allowed_env_overrides" must be an array/],
+        [Array.from({ length: 201 }, (_, i) => `K${i}`), /"allowed_env_overrides" has more than 200 entries/],
+      ] as const) {
+        expect([value, validate(value).error?.message]).toEqual([value, expect.stringMatching(detail)]);
+      }
+    });
+  });
+
+  it("is the list docs/operations-reference.md shows, group by group", () => {
+    const doc = readFileSync(path.join(__dirname, "../../docs/operations-reference.md"), "utf8");
+    const section = /### Which `env_overrides` a deploy accepts[\s\S]*?\| Group \| Names \|\n\|---\|---\|\n((?:\|.*\|\n)+)/.exec(doc)?.[1] ?? "";
+    const documented = section
+      .trim()
+      .split("\n")
+      .map((row) => [...(row.split("|")[2] ?? "").matchAll(/`([^`]+)`/g)].map((m) => m[1]));
+    expect(documented).toEqual(REFUSED_DEPLOY_ENV.map((g) => [...g.names]));
+  });
+
+  it("lists only well-formed entries, each group with a reason", () => {
+    for (const group of REFUSED_DEPLOY_ENV) {
+      expect(group.why.length).toBeGreaterThan(20);
+      for (const entry of group.names) expect(entry).toMatch(/^[A-Za-z_][A-Za-z0-9_]*\*?$/);
+    }
+  });
+});
