@@ -82,7 +82,13 @@ describe("GET /api/automation/v1/openapi.json", () => {
       additionalProperties: { type: "string" },
       propertyNames: { pattern: "^[A-Za-z_][A-Za-z0-9_]*$" },
     });
-    expect(exec.properties.run_id).toMatchObject({ maxLength: Limits.runIdMaxChars });
+    // A CI run id as a string, or as the number a template writes unquoted.
+    expect(exec.properties.run_id).toEqual({
+      anyOf: [
+        { type: "string", minLength: 1, maxLength: Limits.runIdMaxChars },
+        { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+      ],
+    });
     expect(doc.components.schemas.OperationStatus).toMatchObject({ enum: ["running", "completed", "failed", "timeout", "cancelled"] });
     const keyReq = doc.components.schemas.CreateAutomationKeyRequest as { properties: Record<string, { items?: { enum?: string[] }; maximum?: number }> };
     expect(keyReq.properties.allowed_operations?.items?.enum).toEqual(OPERATION_TYPES);
