@@ -330,4 +330,22 @@ describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
     expect(anon.status).toBe(401);
     expect(anon.body).toEqual({ detail: expect.any(String) });
   });
+
+  it("ends a stream whose key is revoked while it is open (without `end`); reconnecting gets the 401", async () => {
+    const res = await exec({ command: "echo started; sleep 30", timeout_seconds: 60 });
+    const id = res.body.operation_id as string;
+    const reader = await createAutomationKey(fx.tenant.id);
+    const sse = follow(logsUrl(id), reader.token);
+    await waitFor(async () => output(sse.events).length > 0, 10_000, "the stream to start");
+    const revoked = await stack.api().delete(`/api/v1/automation-keys/${reader.key.id}`).set("Authorization", `Bearer ${fx.apiKey}`);
+    expect(revoked.status).toBeLessThan(300);
+    const before = Date.now();
+    await sse.done;
+    expect(Date.now() - before).toBeLessThan(3000);
+    expect(sse.events.some((e) => e.event === "end")).toBe(false);
+    expect((await testPrisma().operation.findUniqueOrThrow({ where: { id } })).status).toBe("running");
+    const again = await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${reader.token}`);
+    expect([again.status, again.body]).toEqual([401, { detail: "API key has been revoked" }]);
+    await cancel(id);
+  });
 });

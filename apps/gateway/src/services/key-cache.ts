@@ -43,6 +43,8 @@ export class KeyCache {
   private readonly found: LRUCache<string, Slot>;
   private readonly missing: LRUCache<string, Slot>;
   private readonly inflight = new Map<string, { epoch: number; promise: Promise<CachedKey | null> }>();
+  /** Told when a hash may have changed: long-lived requests (live log streams) re-check their key. */
+  private readonly watchers = new Map<string, Set<() => void>>();
   private readonly ttlMs: number;
   private readonly negativeTtlMs: number;
   private epoch = 0;
@@ -92,6 +94,17 @@ export class KeyCache {
     return promise;
   }
 
+  /** Calls `fn` whenever the key with this hash may have changed, until the returned function is called. */
+  watch(keyHash: string, fn: () => void): () => void {
+    const set = this.watchers.get(keyHash) ?? new Set();
+    set.add(fn);
+    this.watchers.set(keyHash, set);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.watchers.get(keyHash) === set) this.watchers.delete(keyHash);
+    };
+  }
+
   /** The load of this hash already under way, if it started since the last invalidation. */
   private joinLoad(keyHash: string): Promise<CachedKey | null> | undefined {
     const pending = this.inflight.get(keyHash);
@@ -103,12 +116,15 @@ export class KeyCache {
     this.epoch++;
     this.found.delete(keyHash);
     this.missing.delete(keyHash);
+    for (const fn of this.watchers.get(keyHash) ?? []) fn();
   }
 
   clear(): void {
     this.epoch++;
     this.found.clear();
     this.missing.clear();
+    // Changes may have been missed (the subscription was down): every watcher re-checks.
+    for (const set of this.watchers.values()) for (const fn of set) fn();
   }
 
   /** Called as the key-change subscription goes down or comes (back) up; either way nothing cached survives. */

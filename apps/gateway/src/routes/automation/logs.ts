@@ -7,6 +7,7 @@ import { assertOperationInScope } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { NotFoundError, RateLimitedError, ValidationError } from "../../errors";
 import { validateParam, validateQuery } from "../../middleware/validate";
+import { watchKey } from "../../services/key-watch";
 import { parseLogEntry } from "../../services/log-entry";
 import { StreamSlots } from "../../services/stream-slots";
 
@@ -108,8 +109,15 @@ async function serveLogs(
       await sendEnd(sse, op);
       return;
     }
-    const final = await streamLive(ctx, sse, op.id, logKey, resumeFrom && resumeFrom !== "stored" ? resumeFrom : "0-0");
-    if (final) await sendEnd(sse, final);
+    // A stream can outlive its key's revocation by as long as the operation runs: it ends then,
+    // without `end`, and the client's reconnect gets the 401 that says why.
+    const key = watchKey(ctx.keyServices.cache, auth.key);
+    try {
+      const final = await streamLive(ctx, sse, op.id, logKey, resumeFrom && resumeFrom !== "stored" ? resumeFrom : "0-0", key.signal);
+      if (final) await sendEnd(sse, final);
+    } finally {
+      key.close();
+    }
   } finally {
     clearInterval(heartbeat);
     res.end();
@@ -165,7 +173,7 @@ class SseWriter {
  * stream then ends without `event: end`, and the client resumes elsewhere
  * from its last event id).
  */
-async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: string, logKey: string, from: string): Promise<Operation | null> {
+async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: string, logKey: string, from: string, keyGone: AbortSignal): Promise<Operation | null> {
   // Named, so an operator (and the tests) can see how many SSE readers are open.
   const conn = createRedis(ctx.config.REDIS_URL, { maxRetriesPerRequest: 2, connectTimeout: 2000, connectionName: `${ctx.config.REDIS_PREFIX}:sse` });
   conn.on("error", () => undefined); // Surfaces as a rejected command below.
@@ -173,7 +181,8 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
   const stop = () => conn.disconnect();
   sse.onClose(stop);
   ctx.draining.addEventListener("abort", stop, { once: true });
-  const ended = () => sse.closed || ctx.draining.aborted;
+  keyGone.addEventListener("abort", stop, { once: true });
+  const ended = () => sse.closed || ctx.draining.aborted || keyGone.aborted;
   const seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   let lastId = from;
   let final: Operation | null = null;
@@ -220,6 +229,7 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
     return null;
   } finally {
     ctx.draining.removeEventListener("abort", stop);
+    keyGone.removeEventListener("abort", stop);
     conn.disconnect();
   }
 }
