@@ -47,7 +47,8 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
       return r.body.status !== "running" ? r.body : null;
     }, 15_000);
     expect(done.status).toBe("cancelled");
-    expect(done.error).toMatch(/cancel/);
+    // The runner's error carries the reason given to the API.
+    expect(done.error).toBe("cancelled on request: superseded by a newer run; the process group was killed");
     expect(done.result.stdout).toBe("started\n");
     for (const pid of pids) await waitFor(async () => !isAlive(pid), 10_000, `process ${pid} to be gone`);
 
@@ -87,12 +88,14 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
     const socket = scriptedRunner(stack.dispatcherPorts[0] as number, runnerToken);
     const started: string[] = [];
     const cancels: string[] = [];
+    const reasons: unknown[] = [];
     socket.on("operation:start", (op: { operationId: string }, ack: (r: unknown) => void) => {
       started.push(op.operationId);
       ack({ ok: true, state: "started" });
     });
-    socket.on("operation:cancel", ({ operationId }: { operationId: string }, ack: (r: { ok: boolean }) => void) => {
+    socket.on("operation:cancel", ({ operationId, reason }: { operationId: string; reason?: string }, ack: (r: { ok: boolean }) => void) => {
       cancels.push(operationId);
+      reasons.push(reason);
       ack({ ok: true });
     });
     try {
@@ -103,13 +106,15 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
 
       socket.disconnect();
       await waitFor(async () => (await stack.redis.exists(stack.keys.runnerPresence(server.id))) === 0, 10_000, "runner to be offline");
-      const c = await cancel(id);
+      const c = await cancel(id).send({ reason: "wrong branch" });
       expect(c.status).toBe(202);
       expect(c.body).toMatchObject({ operation_id: id, status: "running", cancel_requested: true });
       expect(cancels).toEqual([]);
 
       socket.connect();
       await waitFor(async () => cancels.includes(id), 10_000, "cancel after reconnecting");
+      // Only the id was kept for it: the reason comes back from the audit trail.
+      expect(reasons[cancels.indexOf(id)]).toBe("wrong branch");
       // Confirmed: not sent again on the next connection.
       await waitFor(async () => (await stack.redis.sismember(stack.keys.pendingCancels(server.id), id)) === 0, 5000, "pending cancel cleared");
       const result = { operationId: id, status: "cancelled", exitCode: null, stdout: "", stderr: "", stdoutTruncated: false, stderrTruncated: false, durationMs: 5, startedAt: new Date().toISOString(), error: "cancelled on request" };

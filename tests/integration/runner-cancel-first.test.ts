@@ -83,6 +83,15 @@ describe("runner: a cancel that arrives before its start", () => {
     expect(runner.output).toMatch(/operation cancelled before its start arrived; not run/);
   });
 
+  it("says why, when the cancel gave a reason", async () => {
+    const id = randomUUID();
+    const marker = path.join(dir, "cancelled-first-with-reason");
+    expect(await socket.timeout(5000).emitWithAck("operation:cancel", { operationId: id, reason: "superseded" })).toEqual({ ok: false });
+    expect(await start(id, `touch ${marker}`)).toEqual({ ok: true, state: "started" });
+    expect(await resultOf(id)).toMatchObject({ status: "cancelled", error: "cancelled on request: superseded; it had not started, and the command was not run" });
+    expect(existsSync(marker)).toBe(false);
+  });
+
   it("also when the cancel arrives while the start's record is being written (before any process exists)", async () => {
     const id = randomUUID();
     const marker = path.join(dir, "cancelled-while-recording");

@@ -1,5 +1,6 @@
 import { createRedis } from "@runbridge/common";
-import type { DispatcherContext } from "./context";
+import type { DispatcherContext, RunnerSocket } from "./context";
+import { cancelReason, requestedCancelReason } from "./cancel-reason";
 import { localRunnerSocket } from "./runner-link";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -8,7 +9,7 @@ const RETRY_MS = 500;
 const MAX_ATTEMPTS = 20;
 
 /** Asks one runner socket to cancel; true when the runner had the process and is killing it. */
-type Sender = (operationId: string) => Promise<boolean>;
+type Sender = (operationId: string, reason: string | undefined) => Promise<boolean>;
 
 /**
  * Cancel requests from the gateway arrive on one pub/sub channel that every
@@ -27,21 +28,24 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
   const timers = new Set<NodeJS.Timeout>();
   let closed = false;
 
+  const senderOf =
+    (socket: RunnerSocket): Sender =>
+    async (operationId, reason) =>
+      (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", { operationId, ...(reason ? { reason } : {}) })).ok;
   const localSender = (serverId: string): Sender | null => {
     const socket = localRunnerSocket(ctx, serverId);
-    if (!socket) return null;
-    return async (operationId) => (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", { operationId })).ok;
+    return socket ? senderOf(socket) : null;
   };
 
   const confirmed = (serverId: string, operationId: string) => ctx.redis.srem(ctx.keys.pendingCancels(serverId), operationId).catch(() => 0);
 
-  const attempt = async (operationId: string, serverId: string, send: () => Sender | null, n: number): Promise<void> => {
+  const attempt = async (operationId: string, serverId: string, reason: string | undefined, send: () => Sender | null, n: number): Promise<void> => {
     if (closed) return;
     const sender = send();
     if (!sender) return; // Another dispatcher holds it (or no runner is connected: it gets it on reconnect).
     let ok = false;
     try {
-      ok = await sender(operationId);
+      ok = await sender(operationId, reason);
     } catch (err) {
       ctx.logger.warn("runner did not acknowledge a cancel", { operationId, serverId, error: String(err) });
     }
@@ -59,14 +63,14 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
     if (n + 1 >= MAX_ATTEMPTS) return;
     const timer = setTimeout(() => {
       timers.delete(timer);
-      void attempt(operationId, serverId, send, n + 1).catch((err: unknown) => ctx.logger.warn("cancel retry failed", { operationId, error: String(err) }));
+      void attempt(operationId, serverId, reason, send, n + 1).catch((err: unknown) => ctx.logger.warn("cancel retry failed", { operationId, error: String(err) }));
     }, RETRY_MS);
     timers.add(timer);
   };
 
   sub.on("message", (channel: string, message: string) => {
     if (channel !== ctx.keys.operationCancel) return;
-    let req: { operationId?: unknown; serverId?: unknown };
+    let req: { operationId?: unknown; serverId?: unknown; reason?: unknown };
     try {
       req = JSON.parse(message) as typeof req;
     } catch {
@@ -74,20 +78,24 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
     }
     const { operationId, serverId } = req;
     if (typeof operationId !== "string" || typeof serverId !== "string" || !UUID.test(operationId) || !UUID.test(serverId)) return;
-    void attempt(operationId, serverId, () => localSender(serverId), 0).catch((err: unknown) => ctx.logger.warn("cancel failed", { operationId, error: String(err) }));
+    void attempt(operationId, serverId, cancelReason(req.reason), () => localSender(serverId), 0).catch((err: unknown) => ctx.logger.warn("cancel failed", { operationId, error: String(err) }));
   });
   void sub.subscribe(ctx.keys.operationCancel).catch((err: unknown) => ctx.logger.error("could not subscribe to cancel requests", { error: String(err) }));
 
   // A runner (re)connecting here gets the cancels it missed while away.
   ctx.io.on("connection", (socket) => {
     const { serverId } = socket.data;
-    const send = (): Sender | null =>
-      socket.connected ? async (operationId) => (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", { operationId })).ok : null;
+    const send = (): Sender | null => (socket.connected ? senderOf(socket) : null);
     void ctx.redis
       .smembers(ctx.keys.pendingCancels(serverId))
       .then((ids) => {
         for (const operationId of ids) {
-          if (UUID.test(operationId)) void attempt(operationId, serverId, send, 0).catch((err: unknown) => ctx.logger.warn("cancel failed", { operationId, error: String(err) }));
+          if (!UUID.test(operationId)) continue;
+          // Only the id was kept: the reason is read back from the cancel request's audit event.
+          void requestedCancelReason(ctx, operationId)
+            .catch(() => undefined)
+            .then((reason) => attempt(operationId, serverId, reason, send, 0))
+            .catch((err: unknown) => ctx.logger.warn("cancel failed", { operationId, error: String(err) }));
         }
       })
       .catch((err: unknown) => ctx.logger.warn("could not read pending cancels", { serverId, error: String(err) }));

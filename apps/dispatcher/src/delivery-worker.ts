@@ -3,6 +3,7 @@ import { FailureReason, JobCatalog, JobName, QueueName, cancelledOnRequest, type
 import { createRedis, withLogContext } from "@runbridge/common";
 import type { Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
+import { requestedCancelReason } from "./cancel-reason";
 import { deployBlockedBy, holdDeliveryDeadline } from "./deploy-turn";
 import { observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
@@ -134,13 +135,9 @@ async function endRequestedCancel(ctx: DispatcherContext, op: Operation): Promis
   const pending = ctx.keys.pendingCancels(op.serverId);
   // The start may have reached the runner after all (only its ack was lost): then the runner kills
   // it and its result arrives as `cancelled`. An absent or silent runner throws: retried like a start.
-  const reply = await requestRunner(ctx, op.serverId, "operation:cancel", { operationId: op.id });
-  if (!reply.ok) {
-    const audit = await ctx.prisma.auditEvent.findFirst({ where: { operationId: op.id, type: "operation.cancel_requested" }, orderBy: { createdAt: "desc" }, select: { data: true } });
-    const reason = (audit?.data as { reason?: unknown } | null)?.reason;
-    const error = cancelledOnRequest(typeof reason === "string" ? reason : undefined);
-    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "cancelled", error });
-  }
+  const reason = await requestedCancelReason(ctx, op.id);
+  const reply = await requestRunner(ctx, op.serverId, "operation:cancel", { operationId: op.id, ...(reason ? { reason } : {}) });
+  if (!reply.ok) await finishOperation(ctx, op.serverId, { operationId: op.id, status: "cancelled", error: cancelledOnRequest(reason) });
   await ctx.redis.srem(pending, op.id);
   ctx.logger.info("start withheld: a cancel was requested", { operationId: op.id, runnerHadIt: reply.ok });
   return reply.ok ? "cancel-sent" : "cancelled-before-start";

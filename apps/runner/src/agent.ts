@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { HandshakeRefusal, Limits, SocketPath, cancelledOnRequest, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { HandshakeRefusal, Limits, SocketPath, cancelledByRunner, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import type { Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -69,7 +69,7 @@ export class Agent {
    * cancel can land just after that check and overtake the start here: the
    * start must then not run the command.
    */
-  private readonly cancelledBeforeStart = new LRUCache<string, true>({ max: 10_000, ttl: CANCEL_MEMORY_MS });
+  private readonly cancelledBeforeStart = new LRUCache<string, { reason?: string }>({ max: 10_000, ttl: CANCEL_MEMORY_MS });
   private readonly socket: RunnerSocket;
   private readonly execOpts: ExecutorOptions;
   private readonly sending = new Set<string>();
@@ -188,12 +188,13 @@ export class Agent {
     });
     s.on("connect_error", (err) => this.onConnectError(err));
     s.on("operation:start", (op, ack) => void this.onStart(op).then(ack));
-    s.on("operation:cancel", ({ operationId }, ack) => {
+    s.on("operation:cancel", ({ operationId, reason }, ack) => {
+      const why = typeof reason === "string" && reason ? reason : undefined;
       const run = this.running.get(operationId);
-      run?.cancel("cancelled on request; the process group was killed");
+      run?.cancel(cancelledByRunner(why, false));
       // No process yet, and not finished: its start has not arrived, or is still writing its start record
       // (the ledger already says running then); onStart looks for this once that record is written.
-      if (!run && this.ledger.get(operationId)?.state !== "finished") this.cancelledBeforeStart.set(operationId, true);
+      if (!run && this.ledger.get(operationId)?.state !== "finished") this.cancelledBeforeStart.set(operationId, why ? { reason: why } : {});
       // Not ok without a process to kill: the dispatcher keeps the cancel pending (and asking) until the operation ends.
       ack({ ok: Boolean(run) });
     });
@@ -227,11 +228,12 @@ export class Agent {
       this.ledger.forget(op.operationId);
       return { ok: false, error: `runner could not record the operation: ${String(err)}` };
     }
-    if (this.cancelledBeforeStart.has(op.operationId)) {
+    const cancelled = this.cancelledBeforeStart.get(op.operationId);
+    if (cancelled) {
       // Ends through the usual result path (and the ledger answers a redelivered start), without running.
       this.cancelledBeforeStart.delete(op.operationId);
       this.logger.info("operation cancelled before its start arrived; not run", { operationId: op.operationId });
-      this.onFinished({ ...failedResult(op.operationId, startedAt, cancelledOnRequest("before it started; the command was not run")), status: "cancelled" });
+      this.onFinished({ ...failedResult(op.operationId, startedAt, cancelledByRunner(cancelled.reason, true)), status: "cancelled" });
       return { ok: true, state: "started" };
     }
     this.logger.info("operation started", { operationId: op.operationId, kind: op.spec.kind, timeoutSeconds: op.timeoutSeconds });

@@ -20,6 +20,8 @@ export const Limits = {
   liveLogMaxBytes: 8 * 1024 * 1024,
   /** Longest an accepted operation may wait for its runner (RUNNER_DELIVERY_TIMEOUT_SECONDS at most). */
   deliveryTimeoutMaxSeconds: 3600,
+  /** A cancel request's `reason` (an extension), in characters. */
+  cancelReasonMaxChars: 500,
   rateLimitDefault: 100,
   rateLimitMin: 1,
   rateLimitMax: 1000,

@@ -50,3 +50,9 @@ export const FailureReason = {
 export function cancelledOnRequest(reason?: string): string {
   return `cancelled on request${reason ? `: ${reason}` : ""}`;
 }
+
+/** The error of an operation its runner stopped on a cancel request, or did not start because of one. */
+export function cancelledByRunner(reason: string | undefined, beforeStart: boolean): string {
+  if (!beforeStart) return `${cancelledOnRequest(reason)}; the process group was killed`;
+  return reason ? `${cancelledOnRequest(reason)}; it had not started, and the command was not run` : cancelledOnRequest("before it started; the command was not run");
+}

@@ -82,7 +82,8 @@ export interface LedgerQueryReply {
 
 export interface DispatcherToRunnerEvents {
   "operation:start": (op: StartOperation, ack: (res: StartAck) => void) => void;
-  "operation:cancel": (req: { operationId: string }, ack: (res: { ok: boolean }) => void) => void;
+  /** `reason`: the one given to the cancel endpoint, for the operation's error text. */
+  "operation:cancel": (req: { operationId: string; reason?: string }, ack: (res: { ok: boolean }) => void) => void;
   "operation:query": (req: { operationIds: string[] }, ack: (res: LedgerQueryReply) => void) => void;
   /** A newer connection with this server's token took over; the receiver must not reconnect. */
   "runner:replaced": () => void;

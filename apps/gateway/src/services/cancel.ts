@@ -67,7 +67,7 @@ export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth,
     .multi()
     .sadd(pending, op.id)
     .expire(pending, PENDING_CANCEL_TTL_SECONDS)
-    .publish(ctx.keys.operationCancel, JSON.stringify({ operationId: op.id, serverId: op.serverId }))
+    .publish(ctx.keys.operationCancel, JSON.stringify({ operationId: op.id, serverId: op.serverId, ...(reason ? { reason } : {}) }))
     .exec();
   const listeners = replies?.[2]?.[1];
   ctx.logger.info("operation cancel requested", { operationId: op.id, dispatchers: listeners });

@@ -15,7 +15,7 @@ export interface CancelOperationRequest {
 
 /** POST /operations/{id}/cancel: the body may be empty or `{}`; `reason` is optional. */
 export const cancelOperationRequestSchema = Joi.object<CancelOperationRequest>({
-  reason: Joi.string().min(1).max(500),
+  reason: Joi.string().min(1).max(Limits.cancelReasonMaxChars),
 });
 
 export interface AutomationListOperationsQuery {
