@@ -1,5 +1,5 @@
-import { useEffect, useRef, useState } from "react";
-import { currentSession, onSessionLost, signOut } from "./api";
+import { useCallback, useEffect, useRef, useState } from "react";
+import { currentSession, onSessionChangedElsewhere, onSessionLost, onSessionSwitched, signOut } from "./api";
 import { Loading } from "./components/bits";
 import { ApiKeysPage } from "./pages/ApiKeysPage";
 import { ApplicationsPage } from "./pages/ApplicationsPage";
@@ -23,22 +23,71 @@ const NAV = [
 
 export function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
-  const [startupError, setStartupError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
-  const signedIn = useRef(false);
-  signedIn.current = Boolean(session);
+  const [signOutError, setSignOutError] = useState<string | null>(null);
+  const [signingOut, setSigningOut] = useState(false);
+  const [switched, setSwitched] = useState<string | null>(null);
+  const shownSession = useRef<Session | null>(null);
+  shownSession.current = session ?? null;
   const loc = useLocation();
+  const startup = useStartup(setSession);
 
   useEffect(() => {
     onSessionLost(() => {
       // Only a session that was open "ends"; the first check on load just finds none.
-      if (signedIn.current) setNotice("Your session ended (signed out elsewhere, expired, or its API key was revoked). Sign in again.");
+      if (shownSession.current) setNotice("Your session ended (signed out elsewhere, expired, or its API key was revoked). Sign in again.");
       setSession(null);
     });
-    currentSession().then(setSession, (e: unknown) => setStartupError(e instanceof Error ? e.message : String(e)));
+    // Another tab signed in as someone else: follow it, and say so, so this tab never shows one tenant's data under another's name.
+    const follow = (s: Session) => {
+      const before = shownSession.current;
+      if (before && (before.tenant_id !== s.tenant_id || before.api_key_id !== s.api_key_id)) {
+        setSwitched(`This browser was signed in as ${s.tenant_name ?? "another tenant"} in another tab; this tab now shows that tenant. Nothing you started here was changed.`);
+      }
+      setSession(s);
+    };
+    onSessionSwitched(follow);
+    onSessionChangedElsewhere(() => {
+      currentSession().then(
+        (s) => {
+          if (s) follow(s);
+          else {
+            if (shownSession.current) setNotice("You signed out in another tab.");
+            setSession(null);
+          }
+        },
+        () => undefined,
+      );
+    });
   }, []);
 
-  if (startupError) return <main className="center-page"><p role="alert">{startupError}</p></main>;
+  const doSignOut = async () => {
+    setSigningOut(true);
+    setSignOutError(null);
+    try {
+      await signOut();
+      setSwitched(null);
+      setSession(null);
+    } catch (e) {
+      // The server session would live on for hours: say so and stay signed in rather than pretend.
+      setSignOutError(`Sign out failed: ${e instanceof Error ? e.message : String(e)} You are still signed in.`);
+    } finally {
+      setSigningOut(false);
+    }
+  };
+
+  if (startup.error)
+    return (
+      <main className="center-page">
+        <div className="stack">
+          <p role="alert">{startup.error}</p>
+          <p className="muted">{startup.retrying ? "Retrying…" : "Retrying automatically."}</p>
+          <button type="button" className="btn" onClick={startup.retry} disabled={startup.retrying}>
+            Retry now
+          </button>
+        </div>
+      </main>
+    );
   if (session === undefined) return <main className="center-page"><Loading /></main>;
   if (session === null)
     return (
@@ -96,21 +145,65 @@ export function App() {
           <span className="muted" title={session.api_key_prefix ?? undefined}>
             {session.tenant_name ?? "tenant"}
           </span>
-          <button
-            type="button"
-            className="btn btn-small"
-            onClick={async () => {
-              await signOut().catch(() => undefined);
-              setSession(null);
-            }}
-          >
-            Sign out
+          <button type="button" className="btn btn-small" disabled={signingOut} onClick={() => void doSignOut()}>
+            {signOutError ? "Retry sign out" : "Sign out"}
           </button>
         </div>
       </header>
-      <main id="main" className="content" tabIndex={-1}>
+      {switched ? (
+        <div className="error-note session-switched" role="alert">
+          {switched}{" "}
+          <button type="button" className="btn btn-small btn-ghost" onClick={() => setSwitched(null)}>
+            Dismiss
+          </button>
+        </div>
+      ) : null}
+      {signOutError ? (
+        <div className="error-note sign-out-error" role="alert">
+          {signOutError}
+        </div>
+      ) : null}
+      {/* Keyed by the signed-in tenant and key: a session switch starts every page afresh. */}
+      <main id="main" className="content" tabIndex={-1} key={`${session.tenant_id}/${session.api_key_id}`}>
         {page}
       </main>
     </div>
   );
+}
+
+/**
+ * The first session check. A gateway that is starting or briefly down answers
+ * 503 or not at all: retry with backoff (and on demand) instead of leaving a
+ * dead error page.
+ */
+function useStartup(setSession: (s: Session | null) => void): { error: string | null; retrying: boolean; retry: () => void } {
+  const [error, setError] = useState<string | null>(null);
+  const [retrying, setRetrying] = useState(false);
+  const attempt = useRef(0);
+  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+
+  const check = useCallback(() => {
+    clearTimeout(timer.current);
+    setRetrying(true);
+    currentSession().then(
+      (s) => {
+        setError(null);
+        setRetrying(false);
+        setSession(s);
+      },
+      (e: unknown) => {
+        setError(e instanceof Error ? e.message : String(e));
+        setRetrying(false);
+        const delay = Math.min(30_000, 2000 * 2 ** attempt.current++);
+        timer.current = setTimeout(check, delay);
+      },
+    );
+  }, [setSession]);
+
+  useEffect(() => {
+    check();
+    return () => clearTimeout(timer.current);
+  }, [check]);
+
+  return { error, retrying, retry: check };
 }

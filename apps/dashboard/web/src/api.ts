@@ -16,17 +16,43 @@ export class ApiError extends Error {
  * held in memory and echoed on every change.
  */
 let csrfToken = "";
+/** Whose session this tab believes it holds: a CSRF refresh that finds another one must not replay the change there. */
+let identity = "";
 let onSignedOut: () => void = () => undefined;
+let onSwitched: (s: Session) => void = () => undefined;
 
-export function setCsrfToken(token: string): void {
-  csrfToken = token;
+const identityOf = (s: Session) => `${s.tenant_id}/${s.api_key_id}`;
+
+function adopt(s: Session | null): void {
+  csrfToken = s?.csrf_token ?? "";
+  identity = s ? identityOf(s) : "";
 }
 
 export function onSessionLost(handler: () => void): void {
   onSignedOut = handler;
 }
 
-export async function request<T>(method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<T> {
+/** Called when the cookie turns out to belong to another sign-in (made in another tab of this browser). */
+export function onSessionSwitched(handler: (s: Session) => void): void {
+  onSwitched = handler;
+}
+
+/**
+ * The cookie is shared by every tab, the CSRF token is not: after a sign-out
+ * and sign-in elsewhere this tab's token is stale. Re-read the session; the
+ * change is retried only when it is still the same tenant and key, so nothing
+ * is ever written into a tenant the user did not see on screen.
+ */
+async function refreshAfterCsrfRefusal(): Promise<boolean> {
+  const before = identity;
+  const s = await currentSession();
+  if (!s) return false;
+  if (identityOf(s) === before) return true;
+  onSwitched(s);
+  throw new ApiError(409, `This browser is now signed in as ${s.tenant_name ?? "another tenant"} (from another tab). Nothing was changed; the page now shows that tenant.`);
+}
+
+export async function request<T>(method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}, retried = false): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json", "X-Requested-With": "runbridge-dashboard", ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
@@ -48,6 +74,9 @@ export async function request<T>(method: string, path: string, body?: unknown, e
     const detail = json && typeof json === "object" && "detail" in json ? String((json as { detail: unknown }).detail) : `HTTP ${res.status}`;
     // Only the management API's 401 means the session is gone (not a pasted automation key's).
     if (res.status === 401 && !extraHeaders.Authorization) onSignedOut();
+    if (res.status === 403 && !retried && !extraHeaders.Authorization && /X-CSRF-Token/.test(detail) && (await refreshAfterCsrfRefusal())) {
+      return request<T>(method, path, body, extraHeaders, true);
+    }
     throw new ApiError(res.status, detail);
   }
   return json as T;
@@ -62,24 +91,44 @@ export const api = {
 
 export async function signIn(apiKey: string): Promise<Session> {
   const s = await request<Session>("POST", "/dashboard/session", { api_key: apiKey });
-  setCsrfToken(s.csrf_token);
+  adopt(s);
+  announceSessionChange();
   return s;
 }
 
 export async function currentSession(): Promise<Session | null> {
   try {
     const s = await request<Session>("GET", "/dashboard/session");
-    setCsrfToken(s.csrf_token);
+    adopt(s);
     return s;
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return null;
+    if (e instanceof ApiError && e.status === 401) {
+      adopt(null);
+      return null;
+    }
     throw e;
   }
 }
 
 export async function signOut(): Promise<void> {
   await request<void>("DELETE", "/dashboard/session");
-  setCsrfToken("");
+  adopt(null);
+  announceSessionChange();
+}
+
+/*
+ * Tabs of one browser share the session cookie: a sign-in or sign-out in one
+ * tells the others to re-read the session at once, instead of them showing
+ * the new tenant's data under the old tenant's name until a change fails.
+ */
+const channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("runbridge-dashboard-session") : null;
+
+function announceSessionChange(): void {
+  channel?.postMessage("changed");
+}
+
+export function onSessionChangedElsewhere(handler: () => void): void {
+  if (channel) channel.onmessage = () => handler();
 }
 
 /** Query string from defined, non-empty values. */

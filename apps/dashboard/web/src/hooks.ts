@@ -12,8 +12,10 @@ export interface Loaded<T> {
 
 /** Loads `fn()` on mount and whenever `deps` change; optionally re-polls every `pollMs` while `shouldPoll(data)`. */
 export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], poll?: { ms: number; while: (data: T) => boolean }): Loaded<T> {
-  const [data, setData] = useState<T | null>(null);
-  const [error, setError] = useState<{ message: string; status: number | null } | null>(null);
+  // Data is kept with the inputs it was loaded for: rows of a previous filter are never shown under a new one.
+  const [loaded, setLoaded] = useState<{ deps: unknown[]; data: T } | null>(null);
+  const data = loaded && sameDeps(loaded.deps, deps) ? loaded.data : null;
+  const [error, setError] = useState<{ message: string; status: number | null; deps: unknown[] } | null>(null);
   const [loading, setLoading] = useState(true);
   const [tick, setTick] = useState(0);
   const fnRef = useRef(fn);
@@ -27,13 +29,13 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], poll?: { ms: n
       try {
         const d = await fnRef.current();
         if (cancelled) return;
-        setData(d);
+        setLoaded({ deps, data: d });
         setError(null);
         if (poll && poll.while(d)) timer = setTimeout(() => void run(), poll.ms);
       } catch (e) {
         if (cancelled) return;
         const status = e instanceof ApiError ? e.status : null;
-        setError({ message: e instanceof Error ? e.message : String(e), status });
+        setError({ message: e instanceof Error ? e.message : String(e), status, deps });
         // A polled view keeps trying through a passing outage (not after a sign-out or a missing endpoint).
         if (poll && status !== 401 && status !== 404) timer = setTimeout(() => void run(), poll.ms * 2);
       } finally {
@@ -49,5 +51,11 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], poll?: { ms: n
     // `deps` are the caller's: the effect re-runs when they (or a reload) change.
   }, [...deps, tick]);
 
-  return { data, error: error?.message ?? null, errorStatus: error?.status ?? null, loading, reload };
+  const current = error && sameDeps(error.deps, deps) ? error : null;
+  // Until the new inputs' answer arrives there is nothing to show: loading, not "empty".
+  return { data, error: current?.message ?? null, errorStatus: current?.status ?? null, loading: loading || (data === null && !current), reload };
+}
+
+function sameDeps(a: unknown[], b: unknown[]): boolean {
+  return a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
 }

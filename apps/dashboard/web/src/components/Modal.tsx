@@ -1,4 +1,4 @@
-import { type ReactNode, useEffect, useId, useRef } from "react";
+import { type ReactNode, useEffect, useId, useRef, useState } from "react";
 
 /**
  * A modal on the native <dialog>: the browser traps focus, closes on Escape
@@ -35,6 +35,9 @@ export function Modal(props: { title: string; onClose: () => void; children: Rea
 
 /** A yes/no question for destructive actions; the safe answer has focus. */
 export function ConfirmDialog(props: { title: string; message: ReactNode; confirmLabel: string; onConfirm: () => Promise<void> | void; onClose: () => void }) {
+  // Busy while the change runs: a double click must not send it twice (two rotations, two revocations).
+  const [busy, setBusy] = useState(false);
+  const running = useRef(false);
   return (
     <Modal title={props.title} onClose={props.onClose}>
       <div className="stack">
@@ -46,8 +49,19 @@ export function ConfirmDialog(props: { title: string; message: ReactNode; confir
           <button
             type="button"
             className="btn btn-danger"
+            disabled={busy}
+            aria-busy={busy}
             onClick={async () => {
-              await props.onConfirm();
+              // The ref guards clicks that arrive before React re-renders the button disabled.
+              if (running.current) return;
+              running.current = true;
+              setBusy(true);
+              try {
+                await props.onConfirm();
+              } finally {
+                running.current = false;
+                setBusy(false);
+              }
             }}
           >
             {props.confirmLabel}

@@ -2,6 +2,7 @@ import { type FormEvent, useEffect, useState } from "react";
 import { api, qs } from "../api";
 import { EmptyState, ErrorNote, Loading, NotAvailable, PageHeader, Time } from "../components/bits";
 import { useLoad } from "../hooks";
+import { useOlderPages } from "../olderPages";
 import { href, navigate } from "../router";
 import type { AutomationKey, Page } from "../types";
 
@@ -26,8 +27,7 @@ export function AuditPage(props: { query: URLSearchParams }) {
   const [typeInput, setTypeInput] = useState(type);
   useEffect(() => setTypeInput(type), [type]);
   const keys = useLoad(() => api.get<Page<AutomationKey>>("/api/v1/automation-keys"), []);
-  const [older, setOlder] = useState<{ rows: AuditEvent[]; cursor: string | null } | null>(null);
-  useEffect(() => setOlder(null), [type, keyId]);
+  const older = useOlderPages<AuditEvent>(`${type}|${keyId}`, "events");
   const first = useLoad(() => api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ type, automation_key_id: keyId, limit: "50" })}`), [type, keyId]);
 
   if (first.errorStatus === 404) {
@@ -43,14 +43,11 @@ export function AuditPage(props: { query: URLSearchParams }) {
     e.preventDefault();
     go({ type: typeInput.trim() });
   };
+  const rows = [...(first.data?.data ?? []), ...(older.rows ?? [])];
+  const more = older.cursor === undefined ? (first.data?.next_cursor ?? null) : older.cursor;
   const loadMore = async () => {
-    const cursor = older ? older.cursor : (first.data?.next_cursor ?? null);
-    if (!cursor) return;
-    const page = await api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ type, automation_key_id: keyId, cursor, limit: "50" })}`);
-    setOlder({ rows: [...(older?.rows ?? []), ...page.data], cursor: page.next_cursor ?? null });
+    if (more) await older.load(more, older.rows ?? [], (cursor) => api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ type, automation_key_id: keyId, cursor, limit: "50" })}`));
   };
-  const rows = [...(first.data?.data ?? []), ...(older?.rows ?? [])];
-  const more = older ? older.cursor : (first.data?.next_cursor ?? null);
   const keyName = (id: string | null) => (id ? (keys.data?.data.find((k) => k.id === id)?.name ?? id.slice(0, 8)) : "—");
 
   return (
@@ -137,6 +134,7 @@ export function AuditPage(props: { query: URLSearchParams }) {
           </table>
         </div>
       )}
+      <ErrorNote message={older.error} />
       {more ? (
         <div className="actions load-more-row">
           <button type="button" className="btn" onClick={() => void loadMore()}>

@@ -1,8 +1,10 @@
 import { type FormEvent, useEffect, useState } from "react";
 import { api, qs } from "../api";
 import { EmptyState, ErrorNote, Loading, PageHeader, StatusBadge, Time } from "../components/bits";
-import { commitUrl, duration } from "../format";
+import { CommitLink } from "../components/CommitLink";
+import { duration } from "../format";
 import { useLoad } from "../hooks";
+import { useOlderPages } from "../olderPages";
 import { href, navigate } from "../router";
 import { OPERATION_STATUSES, type AutomationKey, type Operation, type Page, type RunContext, type Server } from "../types";
 
@@ -37,7 +39,6 @@ function groupByRun(ops: Operation[]): Group[] {
 
 function RunHeader(props: { group: Group }) {
   const c = props.group.context;
-  const url = commitUrl(c);
   const facts: [string, string | undefined][] = [
     ["Repository", c?.repository],
     ["Workflow", c?.workflow],
@@ -64,13 +65,7 @@ function RunHeader(props: { group: Group }) {
           <div>
             <dt>Commit</dt>
             <dd>
-              {url ? (
-                <a href={url} target="_blank" rel="noopener noreferrer">
-                  <code>{c.sha.slice(0, 12)}</code>
-                </a>
-              ) : (
-                <code>{c.sha.slice(0, 12)}</code>
-              )}
+              <CommitLink context={c} sha={c.sha} />
             </dd>
           </div>
         ) : null}
@@ -115,8 +110,9 @@ export function LogsPage(props: { query: URLSearchParams }) {
 
   const keys = useLoad(() => api.get<Page<AutomationKey>>("/api/v1/automation-keys"), []);
   const servers = useLoad(() => api.get<Page<Server>>("/api/v1/servers"), []);
-  const [older, setOlder] = useState<{ ops: Operation[]; cursor: string | null } | null>(null);
-  useEffect(() => setOlder(null), [filterKey]);
+  // Once older pages are loaded they hold every row shown then (the first page's included): a refreshed
+  // first page only adds newer rows on top, it never pushes rows into the gap before the older pages' cursor.
+  const older = useOlderPages<Operation>(filterKey, "operations");
   // The first page refreshes every few seconds: new operations appear on top, running ones change status.
   const first = useLoad(() => api.get<Page<Operation>>(`/api/v1/operations${qs({ ...filters, limit: "50" })}`), [filterKey], {
     ms: 4000,
@@ -131,17 +127,13 @@ export function LogsPage(props: { query: URLSearchParams }) {
     e.preventDefault();
     setFilter("run_id", runId.trim());
   };
-  const loadMore = async () => {
-    const cursor = older ? older.cursor : (first.data?.next_cursor ?? null);
-    if (!cursor) return;
-    const page = await api.get<Page<Operation>>(`/api/v1/operations${qs({ ...filters, cursor, limit: "50" })}`);
-    setOlder({ ops: [...(older?.ops ?? []), ...page.data], cursor: page.next_cursor ?? null });
-  };
-
-  // The refreshed first page may overlap pages loaded earlier: each operation once.
+  // The refreshed first page overlaps the rows kept: each operation once, the fresher copy (its status may have changed).
   const seen = new Set<string>();
-  const ops = [...(first.data?.data ?? []), ...(older?.ops ?? [])].filter((o) => !seen.has(o.operation_id) && seen.add(o.operation_id));
-  const more = older ? older.cursor : (first.data?.next_cursor ?? null);
+  const ops = [...(first.data?.data ?? []), ...(older.rows ?? [])].filter((o) => !seen.has(o.operation_id) && seen.add(o.operation_id));
+  const more = older.cursor === undefined ? (first.data?.next_cursor ?? null) : older.cursor;
+  const loadMore = async () => {
+    if (more) await older.load(more, ops, (cursor) => api.get<Page<Operation>>(`/api/v1/operations${qs({ ...filters, cursor, limit: "50" })}`));
+  };
   const activeFilters = FILTERS.filter((f) => filters[f]);
   const keyName = keys.data?.data.find((k) => k.id === filters.automation_key_id)?.name;
 
@@ -227,6 +219,7 @@ export function LogsPage(props: { query: URLSearchParams }) {
               </ul>
             </section>
           ))}
+          <ErrorNote message={older.error} />
           {more ? (
             <button type="button" className="btn load-more" onClick={() => void loadMore()}>
               Load older operations

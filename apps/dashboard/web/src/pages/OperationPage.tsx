@@ -2,7 +2,8 @@ import { useEffect, useRef, useState } from "react";
 import { api } from "../api";
 import { ErrorNote, Loading, StatusBadge, Time } from "../components/bits";
 import { CopyButton } from "../components/CopyButton";
-import { commitUrl, duration } from "../format";
+import { CommitLink } from "../components/CommitLink";
+import { duration } from "../format";
 import { useLoad } from "../hooks";
 import { href, navigate } from "../router";
 import type { Operation } from "../types";
@@ -97,7 +98,6 @@ export function OperationPage(props: { id: string }) {
       <ErrorNote message={op.error ?? "Operation not found"} />
     </>
   );
-  const url = commitUrl(o.run_context);
   return (
     <>
       <nav aria-label="Breadcrumb" className="breadcrumb">
@@ -182,13 +182,7 @@ export function OperationPage(props: { id: string }) {
               {o.run_context?.sha ? (
                 <>
                   {" · "}
-                  {url ? (
-                    <a href={url} target="_blank" rel="noopener noreferrer">
-                      <code>{o.run_context.sha.slice(0, 12)}</code>
-                    </a>
-                  ) : (
-                    <code>{o.run_context.sha.slice(0, 12)}</code>
-                  )}
+                  <CommitLink context={o.run_context} sha={o.run_context.sha} />
                 </>
               ) : null}
             </dd>
