@@ -85,6 +85,26 @@ describe("runbridge CLI", () => {
     expect(op.status).toBe("cancelled");
   });
 
+  it("cancels the remote operation on a SIGINT that comes before its id is known", async () => {
+    const runId = `cli-early-sigint-${Date.now()}`;
+    // The proxy shows when the POST has gone out: the signal then comes while it is open and before discovery's first lookup.
+    const proxy = await new FaultProxy(stack.url).start();
+    try {
+      const p = runCli(["exec", "--server", fx.server.id, "--run-id", runId, "--", "echo waiting; sleep 60"], { ...env, RUNBRIDGE_URL: proxy.url });
+      await waitFor(async () => proxy.seen.some((s) => s.method === "POST") || null, 10_000, "the POST");
+      p.child.kill("SIGINT");
+      expect(await p.exited).toBe(130);
+      expect(p.stderr).toMatch(/SIGINT: the operation will be cancelled as soon as its id is known/);
+      const op = await waitFor(async () => {
+        const row = await testPrisma().operation.findFirst({ where: { runId } });
+        return row && row.status !== "running" ? row : null;
+      });
+      expect(op.status).toBe("cancelled");
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it("exits 77 on an invalid key (401) and on a key whose scope refuses (403)", async () => {
     const bad = await exec(["--", "true"], { RUNBRIDGE_API_KEY: "rca_not_a_real_key" });
     expect(bad.code).toBe(77);

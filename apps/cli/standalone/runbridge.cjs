@@ -753,40 +753,77 @@ async function discover(client, inv, firstDelayMs, signal) {
   }
 }
 
-// src/commands/run-operation.ts
+// src/client/cancel-on-signal.ts
 var import_node_crypto2 = require("node:crypto");
+var CancelOnSignal = class {
+  constructor(client, hooks) {
+    this.client = client;
+    this.hooks = hooks;
+  }
+  client;
+  hooks;
+  operationId;
+  /** The signal received before the operation id was known. */
+  pending;
+  signalled = false;
+  request = Promise.resolve();
+  install() {
+    process.on("SIGINT", this.onSignal);
+    process.on("SIGTERM", this.onSignal);
+  }
+  uninstall() {
+    process.off("SIGINT", this.onSignal);
+    process.off("SIGTERM", this.onSignal);
+  }
+  /** The operation id is known: a signal received before cancels it now. */
+  known(id) {
+    this.operationId = id;
+    const signal = this.pending;
+    this.pending = void 0;
+    if (signal) this.cancel(signal, id);
+  }
+  /** Waits for a cancel request in flight, so that a caller that returns early (no follow) does not exit before it is sent. */
+  settled() {
+    return this.request;
+  }
+  onSignal = (signal) => {
+    if (this.signalled) this.hooks.exit(`${signal}: exiting without waiting for the operation`);
+    this.signalled = true;
+    if (this.operationId) {
+      this.cancel(signal, this.operationId);
+      return;
+    }
+    this.pending = signal;
+    this.hooks.note(`${signal}: the operation will be cancelled as soon as its id is known (again to exit at once)`);
+  };
+  cancel(signal, id) {
+    this.hooks.note(`${signal}: cancelling operation ${id} (again to exit at once)`);
+    this.request = this.client.post(`/operations/${encodeURIComponent(id)}/cancel`, { body: {}, idempotencyKey: (0, import_node_crypto2.randomUUID)(), accept: [404, 405, 409] }).then((res) => {
+      if (res.status === 404 || res.status === 405) this.hooks.exit("this server cannot cancel operations; it keeps running there");
+    }).catch((err) => this.hooks.exit(`could not cancel: ${err instanceof Error ? err.message : String(err)}`));
+  }
+};
+
+// src/commands/run-operation.ts
 async function runOperation(conn, req, inv, opts) {
   const { client, sink } = conn;
-  let operationId;
-  let interrupted = false;
-  const onSignal = (signal) => {
-    if (interrupted || !operationId) {
-      sink.note(`${signal}: exiting without waiting for the operation`);
+  const canceller = new CancelOnSignal(client, {
+    note: (text) => sink.note(text),
+    exit: (reason) => {
+      sink.note(reason);
       process.exit(ExitCode.Cancelled);
     }
-    interrupted = true;
-    const id = operationId;
-    sink.note(`${signal}: cancelling operation ${id} (again to exit at once)`);
-    client.post(`/operations/${encodeURIComponent(id)}/cancel`, { body: {}, idempotencyKey: (0, import_node_crypto2.randomUUID)(), accept: [404, 405, 409] }).then((res) => {
-      if (res.status === 404 || res.status === 405) {
-        sink.note("this server cannot cancel operations; it keeps running there");
-        process.exit(ExitCode.Cancelled);
-      }
-    }).catch((err) => {
-      sink.note(`could not cancel: ${err instanceof Error ? err.message : String(err)}`);
-      process.exit(ExitCode.Cancelled);
-    });
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  });
+  canceller.install();
   try {
     const submitted = await submitOperation(client, req, inv, sink, {
       follow: opts.follow,
       onOperation: (id) => {
-        operationId = id;
         if (opts.follow) sink.note(`operation ${id} accepted (run ${inv.runId})`);
+        canceller.known(id);
       }
     });
+    await canceller.settled();
     if (!submitted.final) return { code: ExitCode.Ok, submitted };
     const outcome = outcomeOf(submitted.final);
     if (opts.nonZeroIsWarning && submitted.final.status === "completed" && outcome.exitCode !== 0) {
@@ -796,8 +833,7 @@ async function runOperation(conn, req, inv, opts) {
     sink.note(outcome.summary);
     return { code: outcome.exitCode, submitted };
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    canceller.uninstall();
   }
 }
 
