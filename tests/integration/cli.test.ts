@@ -170,6 +170,17 @@ describe("runbridge CLI", () => {
     expect(unset.stderr).toMatch(/NOT_SET_ANYWHERE is not set/);
   });
 
+  it("names only the line of an env file line it cannot read, never its content", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-env-"));
+    const envFile = path.join(dir, "vars.env");
+    // An unquoted multi-line secret: its second line looks like a variable name.
+    writeFileSync(envFile, "TLS_KEY=-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCanary\n-----END PRIVATE KEY-----\n");
+    const r = await exec(["--env-file", envFile, "--", "true"]);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/vars\.env line 2: expected KEY=VALUE/);
+    expect(r.stderr).not.toContain("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCanary");
+  });
+
   it("fills run_id and run_context from a GitHub Actions environment", async () => {
     const github = {
       GITHUB_ACTIONS: "true",

@@ -643,7 +643,7 @@ function parseEnvLines(text, where) {
     const eq = line.indexOf("=");
     const name = (eq < 0 ? line : line.slice(0, eq)).trim();
     if (eq < 0 || !ENV_NAME.test(name)) {
-      throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name${ENV_NAME.test(name) ? ` (${name})` : ""}`);
+      throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
     out[name] = unquote(line.slice(eq + 1).trim());
   });
