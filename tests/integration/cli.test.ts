@@ -116,6 +116,16 @@ describe("runbridge CLI", () => {
     expect(refused.stderr).toMatch(/HTTP 403/);
   });
 
+  it("exits 64 without retrying or printing it on a key that cannot go into a header", async () => {
+    const key = "rca_pasted\u0001canaryKey42";
+    const started = Date.now();
+    const r = await exec(["--", "true"], { RUNBRIDGE_API_KEY: key });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/RUNBRIDGE_API_KEY holds a character that cannot be sent in an HTTP header/);
+    expect(r.stderr).not.toMatch(/canaryKey42|retrying/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
   it("exits 65 when the API refuses the request (422) and 64 on bad usage", async () => {
     const invalid = await exec(["--timeout", "901", "--", "true"]);
     expect(invalid.code).toBe(65);

@@ -173,6 +173,12 @@ describe("GitHub Action (packages/github-action/dist)", () => {
     expect(refused.code).toBe(1);
     expect(refused.outputs["exit-code"]).toBe("77");
     expect(refused.log).toMatch(/::error::runbridge: the API refused the request: HTTP 401/);
+    // A key with a control character: a usage error whose message never holds the key (only the mask command does).
+    const unsendable = await runStep("index", { "server-id": fx.server.id, command: "true" }, { "INPUT_API-KEY": "rca_pasted\u0001canaryKey42" });
+    expect(unsendable.code).toBe(1);
+    expect(unsendable.outputs["exit-code"]).toBe("64");
+    expect(unsendable.log).toMatch(/::error::runbridge: input "api-key" holds a character that cannot be sent in an HTTP header/);
+    expect(unsendable.log.replace(/^::add-mask::.*$/gm, "")).not.toMatch(/canaryKey42|retrying/);
   });
 
   it("registry-login saves state, and the post step logs out of the same registry", async () => {

@@ -93,12 +93,18 @@ var ApiClient = class {
     if (opts.body !== void 0) headers["Content-Type"] = "application/json";
     if (opts.idempotencyKey) headers["Idempotency-Key"] = opts.idempotencyKey;
     const payload = opts.body === void 0 ? void 0 : JSON.stringify(opts.body);
+    let built;
+    try {
+      built = new Headers(headers);
+    } catch {
+      throw new UsageError(`${method} ${path}: a request header holds a character HTTP does not allow; its value is not shown`);
+    }
     let failures = 0;
     let waits = 0;
     for (; ; ) {
       let res;
       try {
-        res = await fetch(this.base + path, { method, headers, body: payload, signal: opts.signal });
+        res = await fetch(this.base + path, { method, headers: built, body: payload, signal: opts.signal });
       } catch (err) {
         if (opts.signal?.aborted) throw err;
         failures++;
@@ -143,6 +149,13 @@ function checkApiUrl(url, label) {
   }
   if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new UsageError(`${label} must be an http(s) URL, got "${withoutUserinfo(url).slice(0, 200)}"`);
   if (parsed.username || parsed.password) throw new UsageError(`${label} must not hold a user or password; the key goes in its own setting`);
+}
+function checkApiKey(key, label) {
+  const trimmed = key.trim();
+  if (!/^[\x21-\x7e]+$/.test(trimmed)) {
+    throw new UsageError(`${label} holds a character that cannot be sent in an HTTP header (a control character, space or non-ASCII); its value is not shown`);
+  }
+  return trimmed;
 }
 function withoutUserinfo(url) {
   return url.replace(/\/\/[^@/]*@/, "//");
@@ -214,8 +227,9 @@ function connect(values, env = process.env) {
   if (!url) throw new UsageError("no API URL: set RUNBRIDGE_URL or pass --url");
   checkApiUrl(url, "--url / RUNBRIDGE_URL");
   if (!apiKey) throw new UsageError("no API key: set RUNBRIDGE_API_KEY (an rca_ automation key) or pass --api-key");
+  const key = checkApiKey(apiKey, "--api-key / RUNBRIDGE_API_KEY");
   const sink = consoleSink(values.quiet ?? false);
-  const client = new ApiClient({ url, apiKey, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });
+  const client = new ApiClient({ url, apiKey: key, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });
   return { client, sink };
 }
 function retryAttempts(raw) {

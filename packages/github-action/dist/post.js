@@ -41,6 +41,9 @@ var ApiError = class extends Error {
 var NetworkError = class extends Error {
   exitCode = ExitCode.Network;
 };
+var UsageError = class extends Error {
+  exitCode = ExitCode.Usage;
+};
 var API_PREFIX = "/api/automation/v1";
 var RETRYABLE_STATUS = /* @__PURE__ */ new Set([502, 503, 504]);
 var MAX_RETRY_AFTER_MS = 12e4;
@@ -86,12 +89,18 @@ var ApiClient = class {
     if (opts.body !== void 0) headers["Content-Type"] = "application/json";
     if (opts.idempotencyKey) headers["Idempotency-Key"] = opts.idempotencyKey;
     const payload = opts.body === void 0 ? void 0 : JSON.stringify(opts.body);
+    let built;
+    try {
+      built = new Headers(headers);
+    } catch {
+      throw new UsageError(`${method} ${path}: a request header holds a character HTTP does not allow; its value is not shown`);
+    }
     let failures = 0;
     let waits = 0;
     for (; ; ) {
       let res;
       try {
-        res = await fetch(this.base + path, { method, headers, body: payload, signal: opts.signal });
+        res = await fetch(this.base + path, { method, headers: built, body: payload, signal: opts.signal });
       } catch (err) {
         if (opts.signal?.aborted) throw err;
         failures++;

@@ -1,4 +1,4 @@
-import { ApiClient, ApiError, NetworkError, UsageError, checkApiUrl } from "../../../apps/cli/src/client/api";
+import { ApiClient, ApiError, NetworkError, UsageError, checkApiKey, checkApiUrl } from "../../../apps/cli/src/client/api";
 import { CancelOnSignal } from "../../../apps/cli/src/client/cancel-on-signal";
 import { ExitCode } from "../../../apps/cli/src/client/exit-codes";
 import { outcomeOf } from "../../../apps/cli/src/client/outcome";
@@ -22,6 +22,7 @@ async function main(): Promise<number> {
   if (!url) throw new UsageError('input "url" is required');
   checkApiUrl(url, 'input "url"');
   if (!apiKey) throw new UsageError('input "api-key" is required');
+  checkApiKey(apiKey, 'input "api-key"');
   const inv = newInvocation(getInput("run-id") || undefined);
   const req = requestFromInputs(env);
 
