@@ -126,6 +126,13 @@ describe("runbridge CLI", () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
+  it("--help says which commands take --run-id, and operations get and logs refuse it", async () => {
+    const help = await cli(["--help"], baseEnv());
+    expect(help.stdout + help.stderr).toMatch(/exec, deploy, restart, reboot and registry take --run-id ID/);
+    expect(help.stdout + help.stderr).not.toMatch(/Every command takes --run-id/);
+    for (const sub of ["get", "logs"]) expect((await cli(["operations", sub, "some-id", "--run-id", "r"], env)).code).toBe(64);
+  });
+
   it("exits 65 when the API refuses the request (422) and 64 on bad usage", async () => {
     const invalid = await exec(["--timeout", "901", "--", "true"]);
     expect(invalid.code).toBe(65);
