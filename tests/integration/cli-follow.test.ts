@@ -1,7 +1,7 @@
 import http from "node:http";
 import { waitFor } from "../helpers/processes";
 import { useStackWithRunner } from "../helpers/suite";
-import { baseEnv, cli } from "./cli-process";
+import { FaultProxy, baseEnv, cli } from "./cli-process";
 
 /**
  * The CLI follows an operation's live output when the gateway lets it; when
@@ -59,4 +59,27 @@ describe("CLI: following an operation's output", () => {
     // The live part and the stored end, not the whole 20 MB.
     expect(r.stdout.length).toBeLessThan(10_000_000);
   }, 120_000);
+
+  it("shows the stored end of a long stream whose live output stopped early without a cut-off", async () => {
+    const { stack, fx } = suite;
+    // The first live stream is cut after 64 kB and its reconnect refused (429): live output stops
+    // well before the 3 MB end, and the stored capture (the last 1 MiB) holds the ending.
+    let streams = 0;
+    const proxy = await new FaultProxy(stack.url, (req) => {
+      if (!/\/logs(\?|$)/.test(req.url)) return "forward";
+      return streams++ === 0 ? { cutAfterBytes: 64_000 } : { status: 429, headers: { "Retry-After": "1" }, body: { detail: "too many live streams" } };
+    }).start();
+    try {
+      const command = "sleep 1.5; echo START; sleep 0.5; head -c 3000000 /dev/zero | tr '\\0' a; echo; echo THE-END";
+      const r = await cli(["exec", "--server", fx.server.id, "--", command], baseEnv({ RUNBRIDGE_URL: proxy.url, RUNBRIDGE_API_KEY: fx.token }));
+      expect(r.code).toBe(0);
+      expect(streams).toBe(2);
+      expect(r.stderr).toMatch(/live output stopped before the end/);
+      expect(r.stderr).toMatch(/the stored end of stdout follows \(its last 1048576 bytes/);
+      expect(r.stdout.startsWith("START\n")).toBe(true);
+      expect(r.stdout.slice(-40)).toBe(`${"a".repeat(31)}\nTHE-END\n`);
+    } finally {
+      await proxy.stop();
+    }
+  });
 });

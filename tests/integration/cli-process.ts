@@ -56,10 +56,16 @@ export interface SeenRequest {
 /**
  * What the fault-injecting proxy does with a request: pass it on, drop the
  * connection before the gateway sees it, pass it on but drop the connection
- * instead of answering (the client cannot know whether it ran), or answer
- * itself.
+ * instead of answering (the client cannot know whether it ran), pass on the
+ * start of the answer and then drop the connection (a stream cut mid-way), or
+ * answer itself.
  */
-export type ProxyAction = "forward" | "drop" | "forward-then-drop" | { status: number; headers?: Record<string, string>; body: unknown };
+export type ProxyAction =
+  | "forward"
+  | "drop"
+  | "forward-then-drop"
+  | { cutAfterBytes: number }
+  | { status: number; headers?: Record<string, string>; body: unknown };
 
 /**
  * An HTTP proxy in front of the real gateway, standing in for the network
@@ -100,7 +106,7 @@ export class FaultProxy {
       req.socket.destroy();
       return;
     }
-    if (typeof action === "object") {
+    if (typeof action === "object" && "status" in action) {
       req.resume();
       res.writeHead(action.status, { "Content-Type": "application/json", ...action.headers });
       res.end(JSON.stringify(action.body));
@@ -113,7 +119,21 @@ export class FaultProxy {
         return;
       }
       res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
+      if (typeof action !== "object") {
+        up.pipe(res);
+        return;
+      }
+      let sent = 0;
+      up.on("data", (chunk: Buffer) => {
+        if (sent >= action.cutAfterBytes) return;
+        res.write(chunk);
+        sent += chunk.length;
+        if (sent >= action.cutAfterBytes) {
+          req.socket.destroy();
+          up.destroy();
+        }
+      });
+      up.on("end", () => res.end());
     });
     upstream.on("error", () => req.socket.destroy());
     res.on("close", () => upstream.destroy());

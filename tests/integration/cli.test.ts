@@ -85,6 +85,26 @@ describe("runbridge CLI", () => {
     expect(op.status).toBe("cancelled");
   });
 
+  it("cancels the remote operation on a SIGINT that comes before its id is known", async () => {
+    const runId = `cli-early-sigint-${Date.now()}`;
+    // The proxy shows when the POST has gone out: the signal then comes while it is open and before discovery's first lookup.
+    const proxy = await new FaultProxy(stack.url).start();
+    try {
+      const p = runCli(["exec", "--server", fx.server.id, "--run-id", runId, "--", "echo waiting; sleep 60"], { ...env, RUNBRIDGE_URL: proxy.url });
+      await waitFor(async () => proxy.seen.some((s) => s.method === "POST") || null, 10_000, "the POST");
+      p.child.kill("SIGINT");
+      expect(await p.exited).toBe(130);
+      expect(p.stderr).toMatch(/SIGINT: the operation will be cancelled as soon as its id is known/);
+      const op = await waitFor(async () => {
+        const row = await testPrisma().operation.findFirst({ where: { runId } });
+        return row && row.status !== "running" ? row : null;
+      });
+      expect(op.status).toBe("cancelled");
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it("exits 77 on an invalid key (401) and on a key whose scope refuses (403)", async () => {
     const bad = await exec(["--", "true"], { RUNBRIDGE_API_KEY: "rca_not_a_real_key" });
     expect(bad.code).toBe(77);
@@ -94,6 +114,23 @@ describe("runbridge CLI", () => {
     const refused = await exec(["--", "true"], { RUNBRIDGE_API_KEY: token });
     expect(refused.code).toBe(77);
     expect(refused.stderr).toMatch(/HTTP 403/);
+  });
+
+  it("exits 64 without retrying or printing it on a key that cannot go into a header", async () => {
+    const key = "rca_pasted\u0001canaryKey42";
+    const started = Date.now();
+    const r = await exec(["--", "true"], { RUNBRIDGE_API_KEY: key });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/RUNBRIDGE_API_KEY holds a character that cannot be sent in an HTTP header/);
+    expect(r.stderr).not.toMatch(/canaryKey42|retrying/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it("--help says which commands take --run-id, and operations get and logs refuse it", async () => {
+    const help = await cli(["--help"], baseEnv());
+    expect(help.stdout + help.stderr).toMatch(/exec, deploy, restart, reboot and registry take --run-id ID/);
+    expect(help.stdout + help.stderr).not.toMatch(/Every command takes --run-id/);
+    for (const sub of ["get", "logs"]) expect((await cli(["operations", sub, "some-id", "--run-id", "r"], env)).code).toBe(64);
   });
 
   it("exits 65 when the API refuses the request (422) and 64 on bad usage", async () => {
@@ -148,6 +185,17 @@ describe("runbridge CLI", () => {
     const unset = await exec(["--env", "NOT_SET_ANYWHERE", "--", "true"]);
     expect(unset.code).toBe(64);
     expect(unset.stderr).toMatch(/NOT_SET_ANYWHERE is not set/);
+  });
+
+  it("names only the line of an env file line it cannot read, never its content", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-env-"));
+    const envFile = path.join(dir, "vars.env");
+    // An unquoted multi-line secret: its second line looks like a variable name.
+    writeFileSync(envFile, "TLS_KEY=-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCanary\n-----END PRIVATE KEY-----\n");
+    const r = await exec(["--env-file", envFile, "--", "true"]);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/vars\.env line 2: expected KEY=VALUE/);
+    expect(r.stderr).not.toContain("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCanary");
   });
 
   it("fills run_id and run_context from a GitHub Actions environment", async () => {

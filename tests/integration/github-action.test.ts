@@ -3,9 +3,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { testPrisma } from "../helpers/db";
 import { FakeDocker } from "../helpers/fake-docker";
+import { waitFor } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
-import { ClientProc, baseEnv, parseFileCommands } from "./cli-process";
+import { ClientProc, FaultProxy, baseEnv, parseFileCommands } from "./cli-process";
 
 /**
  * The Action's bundled entry points run the way GitHub's runner runs them:
@@ -114,16 +115,54 @@ describe("GitHub Action (packages/github-action/dist)", () => {
     expect(r.log).toMatch(/::error::runbridge: operation .* timed out/);
   });
 
-  it("cancels the remote operation when the workflow run is cancelled (SIGINT), and fails the step", async () => {
-    const { proc, outputFile } = startStep("index", { "server-id": fx.server.id, command: "echo waiting; sleep 60" });
-    await proc.waitFor(/^waiting$/m);
-    proc.child.kill("SIGINT");
+  /** The step failed because its operation was cancelled, and the operation was. */
+  async function expectCancelledStep(proc: ClientProc, outputFile: string): Promise<void> {
     expect(await proc.exited).toBe(1);
     const outputs = parseFileCommands(outputFile);
     expect(outputs).toMatchObject({ status: "cancelled", "exit-code": "130" });
     const op = await testPrisma().operation.findUniqueOrThrow({ where: { id: outputs["operation-id"] as string } });
     expect(op.status).toBe("cancelled");
     expect(proc.stdout).toMatch(/::error::runbridge: operation .* was cancelled/);
+  }
+
+  it("cancels the remote operation when the workflow run is cancelled (SIGINT), and fails the step", async () => {
+    const { proc, outputFile } = startStep("index", { "server-id": fx.server.id, command: "echo waiting; sleep 60" });
+    await proc.waitFor(/^waiting$/m);
+    proc.child.kill("SIGINT");
+    await expectCancelledStep(proc, outputFile);
+  });
+
+  /** The step's log turns workflow commands back on after the remote output (`::<token>::` after `::stop-commands::<token>`). */
+  function expectCommandsResumed(log: string): void {
+    const token = /^::stop-commands::(\S+)$/m.exec(log)?.[1];
+    expect(token).toBeDefined();
+    expect(log).toContain(`\n::${token}::\n`);
+  }
+
+  it("cancels the remote operation on a SIGINT before its id is known, resumes workflow commands and fails the step", async () => {
+    // The proxy shows when the POST has gone out: the signal then comes while it is open and before discovery's first lookup.
+    const proxy = await new FaultProxy(stack.url).start();
+    try {
+      const { proc, outputFile } = startStep("index", { "server-id": fx.server.id, command: "echo waiting; sleep 60" }, { INPUT_URL: proxy.url });
+      await waitFor(async () => proxy.seen.some((s) => s.method === "POST") || null, 10_000, "the POST");
+      proc.child.kill("SIGINT");
+      await expectCancelledStep(proc, outputFile);
+      expectCommandsResumed(proc.stdout);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("on a second signal exits at once, with workflow commands resumed and the step failed", async () => {
+    const { proc, outputFile } = startStep("index", { "server-id": fx.server.id, command: "echo waiting; sleep 60" });
+    await proc.waitFor(/^waiting$/m);
+    proc.child.kill("SIGINT");
+    await proc.waitFor(/SIGINT: cancelling operation/);
+    proc.child.kill("SIGTERM");
+    expect(await proc.exited).toBe(1);
+    expectCommandsResumed(proc.stdout);
+    expect(proc.stdout).toMatch(/::error::runbridge: SIGTERM: exiting without waiting for the operation/);
+    expect(parseFileCommands(outputFile)["exit-code"]).toBe("130");
   });
 
   it("fails the step, naming the input, when a required input is missing or the key is refused", async () => {
@@ -134,6 +173,12 @@ describe("GitHub Action (packages/github-action/dist)", () => {
     expect(refused.code).toBe(1);
     expect(refused.outputs["exit-code"]).toBe("77");
     expect(refused.log).toMatch(/::error::runbridge: the API refused the request: HTTP 401/);
+    // A key with a control character: a usage error whose message never holds the key (only the mask command does).
+    const unsendable = await runStep("index", { "server-id": fx.server.id, command: "true" }, { "INPUT_API-KEY": "rca_pasted\u0001canaryKey42" });
+    expect(unsendable.code).toBe(1);
+    expect(unsendable.outputs["exit-code"]).toBe("64");
+    expect(unsendable.log).toMatch(/::error::runbridge: input "api-key" holds a character that cannot be sent in an HTTP header/);
+    expect(unsendable.log.replace(/^::add-mask::.*$/gm, "")).not.toMatch(/canaryKey42|retrying/);
   });
 
   it("registry-login saves state, and the post step logs out of the same registry", async () => {

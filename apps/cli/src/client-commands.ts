@@ -21,7 +21,9 @@ environment, or --url / --api-key; --quiet hides the client's own notes):
   runbridge registry login --server ID --credential ID
   runbridge registry logout --server ID --registry URL
   runbridge operations get ID | list --run-id ID | logs ID [--follow]
-  Every command takes --run-id ID (default: the CI run's id) and --help.
+  exec, deploy, restart, reboot and registry take --run-id ID (default: the CI
+  run's id); operations list needs it; operations get and logs take an operation
+  id instead. Every command takes --help.
 
 Exit codes: the remote command's own exit code when it completed; 124 timeout;
 125 failed (could not run); 130 cancelled; 64 usage; 65 refused by the API

@@ -93,12 +93,18 @@ var ApiClient = class {
     if (opts.body !== void 0) headers["Content-Type"] = "application/json";
     if (opts.idempotencyKey) headers["Idempotency-Key"] = opts.idempotencyKey;
     const payload = opts.body === void 0 ? void 0 : JSON.stringify(opts.body);
+    let built;
+    try {
+      built = new Headers(headers);
+    } catch {
+      throw new UsageError(`${method} ${path}: a request header holds a character HTTP does not allow; its value is not shown`);
+    }
     let failures = 0;
     let waits = 0;
     for (; ; ) {
       let res;
       try {
-        res = await fetch(this.base + path, { method, headers, body: payload, signal: opts.signal });
+        res = await fetch(this.base + path, { method, headers: built, body: payload, signal: opts.signal });
       } catch (err) {
         if (opts.signal?.aborted) throw err;
         failures++;
@@ -143,6 +149,13 @@ function checkApiUrl(url, label) {
   }
   if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new UsageError(`${label} must be an http(s) URL, got "${withoutUserinfo(url).slice(0, 200)}"`);
   if (parsed.username || parsed.password) throw new UsageError(`${label} must not hold a user or password; the key goes in its own setting`);
+}
+function checkApiKey(key, label) {
+  const trimmed = key.trim();
+  if (!/^[\x21-\x7e]+$/.test(trimmed)) {
+    throw new UsageError(`${label} holds a character that cannot be sent in an HTTP header (a control character, space or non-ASCII); its value is not shown`);
+  }
+  return trimmed;
 }
 function withoutUserinfo(url) {
   return url.replace(/\/\/[^@/]*@/, "//");
@@ -214,8 +227,9 @@ function connect(values, env = process.env) {
   if (!url) throw new UsageError("no API URL: set RUNBRIDGE_URL or pass --url");
   checkApiUrl(url, "--url / RUNBRIDGE_URL");
   if (!apiKey) throw new UsageError("no API key: set RUNBRIDGE_API_KEY (an rca_ automation key) or pass --api-key");
+  const key = checkApiKey(apiKey, "--api-key / RUNBRIDGE_API_KEY");
   const sink = consoleSink(values.quiet ?? false);
-  const client = new ApiClient({ url, apiKey, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });
+  const client = new ApiClient({ url, apiKey: key, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });
   return { client, sink };
 }
 function retryAttempts(raw) {
@@ -298,7 +312,7 @@ function parseEnvLines(text, where) {
     const eq = line.indexOf("=");
     const name = (eq < 0 ? line : line.slice(0, eq)).trim();
     if (eq < 0 || !ENV_NAME.test(name)) {
-      throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name${ENV_NAME.test(name) ? ` (${name})` : ""}`);
+      throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
     out[name] = unquote(line.slice(eq + 1).trim());
   });
@@ -438,6 +452,11 @@ var OutputPrinter = class {
   printed = { stdout: 0, stderr: 0 };
   /** The live output stopped at the live log's size limit: what the stored result has beyond it was never shown. */
   liveCut = false;
+  /**
+   * Live output stopped before the stream's end (a reconnect refused, the network gone, a stuck
+   * stream): as with a cut-off, what a truncated stored capture ends with may never have been shown.
+   */
+  liveStopped = false;
   /** A progress note for the user (stderr or the CI log), never part of the command's output. */
   note(text) {
     this.sink.note(text);
@@ -456,6 +475,14 @@ var OutputPrinter = class {
     this.liveCut = true;
     this.sink.note("live output stops here: it reached the live log's size limit; the end of the output follows when the operation ends");
   }
+  /** Live output stopped before the stream's end (not at the size limit): the end follows from the stored result. */
+  stoppedEarly() {
+    if (this.liveStopped) return;
+    this.liveStopped = true;
+    if (this.printed.stdout > 0 || this.printed.stderr > 0) {
+      this.sink.note("live output stopped before the end; the end of the output follows when the operation ends");
+    }
+  }
   /** The stored (final) output: whatever live chunks have not shown yet. */
   rest(op) {
     const result = op.result;
@@ -465,7 +492,7 @@ var OutputPrinter = class {
       const truncated = stream === "stdout" ? result.stdout_truncated : result.stderr_truncated;
       const done = this.printed[stream];
       if (truncated && done > 0) {
-        if (!this.liveCut) continue;
+        if (!this.liveCut && !this.liveStopped) continue;
         this.sink.note(`the stored end of ${stream} follows (its last ${Buffer.byteLength(text)} bytes; the start may repeat output shown above)`);
         this.write(stream, text);
         continue;
@@ -487,7 +514,7 @@ async function getOperation(client, id, signal) {
   return (await client.get(opPath(id), { signal })).body;
 }
 async function followOperation(client, id, printer, opts = {}) {
-  await streamLogs(client, id, printer, opts);
+  if (!await streamLogs(client, id, printer, opts)) printer.stoppedEarly();
   const final = await waitTerminal(client, id, opts);
   printer.rest(final);
   return final;
@@ -504,23 +531,23 @@ async function streamLogs(client, id, printer, opts) {
       });
     } catch (err) {
       if (err instanceof NetworkError) {
-        return;
+        return false;
       }
       throw err;
     }
     if (res.status === 429) {
       await res.body?.cancel().catch(() => void 0);
       printer.note("live output is not available now (HTTP 429); waiting for the result instead");
-      return;
+      return false;
     }
     if (res.status === 404) {
       await res.body?.cancel().catch(() => void 0);
       await getOperation(client, id, opts.signal);
-      return;
+      return false;
     }
-    if (await printEvents(res, printer, stream, opts.signal)) return;
+    if (await printEvents(res, printer, stream, opts.signal)) return true;
     stream.failures++;
-    if (stream.failures > 8) return;
+    if (stream.failures > 8) return false;
     await sleep(Math.min(250 * 2 ** stream.failures, 4e3), opts.signal);
   }
 }
@@ -740,40 +767,77 @@ async function discover(client, inv, firstDelayMs, signal) {
   }
 }
 
-// src/commands/run-operation.ts
+// src/client/cancel-on-signal.ts
 var import_node_crypto2 = require("node:crypto");
+var CancelOnSignal = class {
+  constructor(client, hooks) {
+    this.client = client;
+    this.hooks = hooks;
+  }
+  client;
+  hooks;
+  operationId;
+  /** The signal received before the operation id was known. */
+  pending;
+  signalled = false;
+  request = Promise.resolve();
+  install() {
+    process.on("SIGINT", this.onSignal);
+    process.on("SIGTERM", this.onSignal);
+  }
+  uninstall() {
+    process.off("SIGINT", this.onSignal);
+    process.off("SIGTERM", this.onSignal);
+  }
+  /** The operation id is known: a signal received before cancels it now. */
+  known(id) {
+    this.operationId = id;
+    const signal = this.pending;
+    this.pending = void 0;
+    if (signal) this.cancel(signal, id);
+  }
+  /** Waits for a cancel request in flight, so that a caller that returns early (no follow) does not exit before it is sent. */
+  settled() {
+    return this.request;
+  }
+  onSignal = (signal) => {
+    if (this.signalled) this.hooks.exit(`${signal}: exiting without waiting for the operation`);
+    this.signalled = true;
+    if (this.operationId) {
+      this.cancel(signal, this.operationId);
+      return;
+    }
+    this.pending = signal;
+    this.hooks.note(`${signal}: the operation will be cancelled as soon as its id is known (again to exit at once)`);
+  };
+  cancel(signal, id) {
+    this.hooks.note(`${signal}: cancelling operation ${id} (again to exit at once)`);
+    this.request = this.client.post(`/operations/${encodeURIComponent(id)}/cancel`, { body: {}, idempotencyKey: (0, import_node_crypto2.randomUUID)(), accept: [404, 405, 409] }).then((res) => {
+      if (res.status === 404 || res.status === 405) this.hooks.exit("this server cannot cancel operations; it keeps running there");
+    }).catch((err) => this.hooks.exit(`could not cancel: ${err instanceof Error ? err.message : String(err)}`));
+  }
+};
+
+// src/commands/run-operation.ts
 async function runOperation(conn, req, inv, opts) {
   const { client, sink } = conn;
-  let operationId;
-  let interrupted = false;
-  const onSignal = (signal) => {
-    if (interrupted || !operationId) {
-      sink.note(`${signal}: exiting without waiting for the operation`);
+  const canceller = new CancelOnSignal(client, {
+    note: (text) => sink.note(text),
+    exit: (reason) => {
+      sink.note(reason);
       process.exit(ExitCode.Cancelled);
     }
-    interrupted = true;
-    const id = operationId;
-    sink.note(`${signal}: cancelling operation ${id} (again to exit at once)`);
-    client.post(`/operations/${encodeURIComponent(id)}/cancel`, { body: {}, idempotencyKey: (0, import_node_crypto2.randomUUID)(), accept: [404, 405, 409] }).then((res) => {
-      if (res.status === 404 || res.status === 405) {
-        sink.note("this server cannot cancel operations; it keeps running there");
-        process.exit(ExitCode.Cancelled);
-      }
-    }).catch((err) => {
-      sink.note(`could not cancel: ${err instanceof Error ? err.message : String(err)}`);
-      process.exit(ExitCode.Cancelled);
-    });
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  });
+  canceller.install();
   try {
     const submitted = await submitOperation(client, req, inv, sink, {
       follow: opts.follow,
       onOperation: (id) => {
-        operationId = id;
         if (opts.follow) sink.note(`operation ${id} accepted (run ${inv.runId})`);
+        canceller.known(id);
       }
     });
+    await canceller.settled();
     if (!submitted.final) return { code: ExitCode.Ok, submitted };
     const outcome = outcomeOf(submitted.final);
     if (opts.nonZeroIsWarning && submitted.final.status === "completed" && outcome.exitCode !== 0) {
@@ -783,8 +847,7 @@ async function runOperation(conn, req, inv, opts) {
     sink.note(outcome.summary);
     return { code: outcome.exitCode, submitted };
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    canceller.uninstall();
   }
 }
 
@@ -1051,7 +1114,9 @@ environment, or --url / --api-key; --quiet hides the client's own notes):
   runbridge registry login --server ID --credential ID
   runbridge registry logout --server ID --registry URL
   runbridge operations get ID | list --run-id ID | logs ID [--follow]
-  Every command takes --run-id ID (default: the CI run's id) and --help.
+  exec, deploy, restart, reboot and registry take --run-id ID (default: the CI
+  run's id); operations list needs it; operations get and logs take an operation
+  id instead. Every command takes --help.
 
 Exit codes: the remote command's own exit code when it completed; 124 timeout;
 125 failed (could not run); 130 cancelled; 64 usage; 65 refused by the API

@@ -41,6 +41,9 @@ var ApiError = class extends Error {
 var NetworkError = class extends Error {
   exitCode = ExitCode.Network;
 };
+var UsageError = class extends Error {
+  exitCode = ExitCode.Usage;
+};
 var API_PREFIX = "/api/automation/v1";
 var RETRYABLE_STATUS = /* @__PURE__ */ new Set([502, 503, 504]);
 var MAX_RETRY_AFTER_MS = 12e4;
@@ -86,12 +89,18 @@ var ApiClient = class {
     if (opts.body !== void 0) headers["Content-Type"] = "application/json";
     if (opts.idempotencyKey) headers["Idempotency-Key"] = opts.idempotencyKey;
     const payload = opts.body === void 0 ? void 0 : JSON.stringify(opts.body);
+    let built;
+    try {
+      built = new Headers(headers);
+    } catch {
+      throw new UsageError(`${method} ${path}: a request header holds a character HTTP does not allow; its value is not shown`);
+    }
     let failures = 0;
     let waits = 0;
     for (; ; ) {
       let res;
       try {
-        res = await fetch(this.base + path, { method, headers, body: payload, signal: opts.signal });
+        res = await fetch(this.base + path, { method, headers: built, body: payload, signal: opts.signal });
       } catch (err) {
         if (opts.signal?.aborted) throw err;
         failures++;
@@ -259,6 +268,11 @@ var OutputPrinter = class {
   printed = { stdout: 0, stderr: 0 };
   /** The live output stopped at the live log's size limit: what the stored result has beyond it was never shown. */
   liveCut = false;
+  /**
+   * Live output stopped before the stream's end (a reconnect refused, the network gone, a stuck
+   * stream): as with a cut-off, what a truncated stored capture ends with may never have been shown.
+   */
+  liveStopped = false;
   /** A progress note for the user (stderr or the CI log), never part of the command's output. */
   note(text) {
     this.sink.note(text);
@@ -277,6 +291,14 @@ var OutputPrinter = class {
     this.liveCut = true;
     this.sink.note("live output stops here: it reached the live log's size limit; the end of the output follows when the operation ends");
   }
+  /** Live output stopped before the stream's end (not at the size limit): the end follows from the stored result. */
+  stoppedEarly() {
+    if (this.liveStopped) return;
+    this.liveStopped = true;
+    if (this.printed.stdout > 0 || this.printed.stderr > 0) {
+      this.sink.note("live output stopped before the end; the end of the output follows when the operation ends");
+    }
+  }
   /** The stored (final) output: whatever live chunks have not shown yet. */
   rest(op) {
     const result = op.result;
@@ -286,7 +308,7 @@ var OutputPrinter = class {
       const truncated = stream === "stdout" ? result.stdout_truncated : result.stderr_truncated;
       const done = this.printed[stream];
       if (truncated && done > 0) {
-        if (!this.liveCut) continue;
+        if (!this.liveCut && !this.liveStopped) continue;
         this.sink.note(`the stored end of ${stream} follows (its last ${Buffer.byteLength(text)} bytes; the start may repeat output shown above)`);
         this.write(stream, text);
         continue;
@@ -308,7 +330,7 @@ async function getOperation(client, id, signal) {
   return (await client.get(opPath(id), { signal })).body;
 }
 async function followOperation(client, id, printer, opts = {}) {
-  await streamLogs(client, id, printer, opts);
+  if (!await streamLogs(client, id, printer, opts)) printer.stoppedEarly();
   const final = await waitTerminal(client, id, opts);
   printer.rest(final);
   return final;
@@ -325,23 +347,23 @@ async function streamLogs(client, id, printer, opts) {
       });
     } catch (err) {
       if (err instanceof NetworkError) {
-        return;
+        return false;
       }
       throw err;
     }
     if (res.status === 429) {
       await res.body?.cancel().catch(() => void 0);
       printer.note("live output is not available now (HTTP 429); waiting for the result instead");
-      return;
+      return false;
     }
     if (res.status === 404) {
       await res.body?.cancel().catch(() => void 0);
       await getOperation(client, id, opts.signal);
-      return;
+      return false;
     }
-    if (await printEvents(res, printer, stream, opts.signal)) return;
+    if (await printEvents(res, printer, stream, opts.signal)) return true;
     stream.failures++;
-    if (stream.failures > 8) return;
+    if (stream.failures > 8) return false;
     await sleep(Math.min(250 * 2 ** stream.failures, 4e3), opts.signal);
   }
 }

@@ -1,5 +1,5 @@
-import { randomUUID } from "node:crypto";
-import { ApiClient, ApiError, NetworkError, UsageError, checkApiUrl } from "../../../apps/cli/src/client/api";
+import { ApiClient, ApiError, NetworkError, UsageError, checkApiKey, checkApiUrl } from "../../../apps/cli/src/client/api";
+import { CancelOnSignal } from "../../../apps/cli/src/client/cancel-on-signal";
 import { ExitCode } from "../../../apps/cli/src/client/exit-codes";
 import { outcomeOf } from "../../../apps/cli/src/client/outcome";
 import { newInvocation, submitOperation } from "../../../apps/cli/src/client/submit";
@@ -22,6 +22,7 @@ async function main(): Promise<number> {
   if (!url) throw new UsageError('input "url" is required');
   checkApiUrl(url, 'input "url"');
   if (!apiKey) throw new UsageError('input "api-key" is required');
+  checkApiKey(apiKey, 'input "api-key"');
   const inv = newInvocation(getInput("run-id") || undefined);
   const req = requestFromInputs(env);
 
@@ -40,32 +41,39 @@ async function main(): Promise<number> {
     if (!atLineStart) write("\n");
     write(`runbridge: ${t}\n`);
   };
-  // A cancelled workflow run sends SIGINT (then SIGTERM): cancel the remote operation too.
-  let operationId: string | undefined;
-  const onSignal = (signal: string) => {
-    if (!operationId) process.exit(1);
-    note(`${signal}: cancelling operation ${operationId}`);
-    client
-      .post(`/operations/${encodeURIComponent(operationId)}/cancel`, { body: {}, idempotencyKey: randomUUID(), accept: [404, 405, 409] })
-      .catch(() => process.exit(1));
+  /** Leaves the log group with workflow commands working again; once, whichever way the step ends. */
+  let closed = false;
+  const closeGroup = () => {
+    if (closed) return;
+    closed = true;
+    if (!atLineStart) write("\n");
+    guard.resume();
+    endGroup();
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  // A cancelled workflow run sends SIGINT (then SIGTERM): cancel the remote operation too.
+  const canceller = new CancelOnSignal(client, {
+    note,
+    exit: (reason) => {
+      closeGroup();
+      error(`runbridge: ${reason}`);
+      setOutput("exit-code", String(ExitCode.Cancelled));
+      process.exit(1);
+    },
+  });
+  canceller.install();
   let submitted;
   try {
     submitted = await submitOperation(client, req, inv, { stdout: write, stderr: write, note }, {
       follow: true,
       onOperation: (id) => {
-        operationId = id;
         note(`operation ${id} (run ${inv.runId})`);
+        canceller.known(id);
       },
     });
+    await canceller.settled();
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    if (!atLineStart) write("\n");
-    guard.resume();
-    endGroup();
+    canceller.uninstall();
+    closeGroup();
   }
 
   setOutput("operation-id", submitted.operationId);

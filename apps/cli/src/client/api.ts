@@ -116,12 +116,21 @@ export class ApiClient {
     if (opts.idempotencyKey) headers["Idempotency-Key"] = opts.idempotencyKey;
     const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
 
+    let built: Headers;
+    try {
+      built = new Headers(headers);
+    } catch {
+      // A header value HTTP cannot carry (the key, after checkApiKey, should never be one): fetch's
+      // message quotes the value, and no retry can help.
+      throw new UsageError(`${method} ${path}: a request header holds a character HTTP does not allow; its value is not shown`);
+    }
+
     let failures = 0;
     let waits = 0;
     for (;;) {
       let res: Response;
       try {
-        res = await fetch(this.base + path, { method, headers, body: payload, signal: opts.signal });
+        res = await fetch(this.base + path, { method, headers: built, body: payload, signal: opts.signal });
       } catch (err) {
         if (opts.signal?.aborted) throw err;
         failures++;
@@ -171,6 +180,20 @@ export function checkApiUrl(url: string, label: string): void {
   }
   if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new UsageError(`${label} must be an http(s) URL, got "${withoutUserinfo(url).slice(0, 200)}"`);
   if (parsed.username || parsed.password) throw new UsageError(`${label} must not hold a user or password; the key goes in its own setting`);
+}
+
+/**
+ * An API key goes into the Authorization header: one with a character a header cannot carry (a
+ * control character, a space, non-ASCII — a secret pasted with a stray byte) is a usage error,
+ * reported without the value, instead of a "network error" retried with the key in every note.
+ * Surrounding whitespace (a trailing newline from a secret file) is what fetch drops anyway.
+ */
+export function checkApiKey(key: string, label: string): string {
+  const trimmed = key.trim();
+  if (!/^[\x21-\x7e]+$/.test(trimmed)) {
+    throw new UsageError(`${label} holds a character that cannot be sent in an HTTP header (a control character, space or non-ASCII); its value is not shown`);
+  }
+  return trimmed;
 }
 
 /** A URL for messages: any user:password@ part is dropped. */

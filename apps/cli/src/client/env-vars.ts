@@ -55,7 +55,9 @@ export function parseEnvLines(text: string, where: string): Record<string, strin
     const eq = line.indexOf("=");
     const name = (eq < 0 ? line : line.slice(0, eq)).trim();
     if (eq < 0 || !ENV_NAME.test(name)) {
-      throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name${ENV_NAME.test(name) ? ` (${name})` : ""}`);
+      // Only the line number: a line without a valid KEY= is as likely a secret's own content (the
+      // continuation of an unquoted multi-line value, a PEM block) as a misspelt name.
+      throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
     out[name] = unquote(line.slice(eq + 1).trim());
   });

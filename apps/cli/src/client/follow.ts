@@ -14,6 +14,11 @@ export class OutputPrinter {
   private readonly printed: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   /** The live output stopped at the live log's size limit: what the stored result has beyond it was never shown. */
   private liveCut = false;
+  /**
+   * Live output stopped before the stream's end (a reconnect refused, the network gone, a stuck
+   * stream): as with a cut-off, what a truncated stored capture ends with may never have been shown.
+   */
+  private liveStopped = false;
 
   constructor(private readonly sink: OutputSink) {}
 
@@ -38,6 +43,16 @@ export class OutputPrinter {
     this.sink.note("live output stops here: it reached the live log's size limit; the end of the output follows when the operation ends");
   }
 
+  /** Live output stopped before the stream's end (not at the size limit): the end follows from the stored result. */
+  stoppedEarly(): void {
+    if (this.liveStopped) return;
+    this.liveStopped = true;
+    // Only worth saying when something was shown live: otherwise the stored output follows in full anyway.
+    if (this.printed.stdout > 0 || this.printed.stderr > 0) {
+      this.sink.note("live output stopped before the end; the end of the output follows when the operation ends");
+    }
+  }
+
   /** The stored (final) output: whatever live chunks have not shown yet. */
   rest(op: OperationView): void {
     const result = op.result;
@@ -47,9 +62,9 @@ export class OutputPrinter {
       const truncated = stream === "stdout" ? result.stdout_truncated : result.stderr_truncated;
       const done = this.printed[stream];
       // A truncated capture keeps the tail, so its offsets do not line up with live output: it was
-      // all shown live, unless live output was cut off — then the stored end is what matters most.
+      // all shown live only if the live stream reached its end uncut — otherwise the stored end is what matters most.
       if (truncated && done > 0) {
-        if (!this.liveCut) continue;
+        if (!this.liveCut && !this.liveStopped) continue;
         this.sink.note(`the stored end of ${stream} follows (its last ${Buffer.byteLength(text)} bytes; the start may repeat output shown above)`);
         this.write(stream, text);
         continue;
@@ -88,7 +103,7 @@ export async function getOperation(client: ApiClient, id: string, signal?: Abort
  * operation and printing its stored output at the end. Returns the final view.
  */
 export async function followOperation(client: ApiClient, id: string, printer: OutputPrinter, opts: FollowOptions = {}): Promise<OperationView> {
-  await streamLogs(client, id, printer, opts);
+  if (!(await streamLogs(client, id, printer, opts))) printer.stoppedEarly();
   // However the live part stopped, the stored operation gives the final status and any output the stream did not show.
   const final = await waitTerminal(client, id, opts);
   printer.rest(final);
@@ -98,8 +113,9 @@ export async function followOperation(client: ApiClient, id: string, printer: Ou
 /**
  * Prints the live output until the stream ends, the server turns out to have
  * no logs endpoint, or the stream keeps failing; followOperation then polls.
+ * True only if the stream reached its end (everything up to any cut-off was shown live).
  */
-async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter, opts: FollowOptions): Promise<void> {
+async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter, opts: FollowOptions): Promise<boolean> {
   const stream: StreamState = { lastEventId: undefined, failures: 0 };
   for (;;) {
     let res: Response;
@@ -112,7 +128,7 @@ async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter,
     } catch (err) {
       if (err instanceof NetworkError) {
         // The client already retried; fall back to polling, which retries on its own.
-        return;
+        return false;
       }
       throw err;
     }
@@ -121,18 +137,18 @@ async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter,
       // still gives the final status and the stored output, which is what the step needs.
       await res.body?.cancel().catch(() => undefined);
       printer.note("live output is not available now (HTTP 429); waiting for the result instead");
-      return;
+      return false;
     }
     if (res.status === 404) {
       await res.body?.cancel().catch(() => undefined);
       // A missing operation is an error; a present one means this server has no logs endpoint.
       await getOperation(client, id, opts.signal);
-      return;
+      return false;
     }
-    if (await printEvents(res, printer, stream, opts.signal)) return;
+    if (await printEvents(res, printer, stream, opts.signal)) return true;
     // The connection dropped before the end: reconnect (resuming after the last event) with backoff.
     stream.failures++;
-    if (stream.failures > 8) return;
+    if (stream.failures > 8) return false;
     await sleep(Math.min(250 * 2 ** stream.failures, 4000), opts.signal);
   }
 }

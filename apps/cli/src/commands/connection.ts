@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ApiClient, ApiError, NetworkError, UsageError, checkApiUrl } from "../client/api";
+import { ApiClient, ApiError, NetworkError, UsageError, checkApiKey, checkApiUrl } from "../client/api";
 import { ExitCode } from "../client/exit-codes";
 import type { OutputSink } from "../client/types";
 
@@ -36,8 +36,9 @@ export function connect(values: { url?: string; "api-key"?: string; quiet?: bool
   if (!url) throw new UsageError("no API URL: set RUNBRIDGE_URL or pass --url");
   checkApiUrl(url, "--url / RUNBRIDGE_URL");
   if (!apiKey) throw new UsageError("no API key: set RUNBRIDGE_API_KEY (an rca_ automation key) or pass --api-key");
+  const key = checkApiKey(apiKey, "--api-key / RUNBRIDGE_API_KEY");
   const sink = consoleSink(values.quiet ?? false);
-  const client = new ApiClient({ url, apiKey, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });
+  const client = new ApiClient({ url, apiKey: key, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });
   return { client, sink };
 }
 
