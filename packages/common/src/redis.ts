@@ -13,10 +13,16 @@ export function createRedis(url: string, opts: RedisOptions = {}): Redis {
   });
 }
 
+/** A request-path command that has had no answer this long is failed (the caller answers 503). */
+export const FAIL_FAST_COMMAND_TIMEOUT_MS = 3000;
+
 /**
  * A connection for request paths (gateway): commands fail fast while Redis is
- * down instead of queueing forever, so requests get a 503 rather than hanging.
+ * down instead of queueing forever, so requests get a 503 rather than hanging —
+ * also when Redis stops answering on a connection that still looks open (a
+ * partition or failover leaving a half-open socket). Never for blocking
+ * commands (BRPOPLPUSH, XREAD BLOCK), which have connections of their own.
  */
 export function createFailFastRedis(url: string, opts: RedisOptions = {}): Redis {
-  return createRedis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, ...opts });
+  return createRedis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, commandTimeout: FAIL_FAST_COMMAND_TIMEOUT_MS, ...opts });
 }

@@ -16,11 +16,19 @@ export interface DbOptions {
 }
 
 function poolConfig(databaseUrl: string, opts: DbOptions) {
+  const statementTimeoutMs = opts.statementTimeoutMs ?? 15000;
   return {
     connectionString: databaseUrl,
     max: opts.max ?? 10,
     connectionTimeoutMillis: opts.connectionTimeoutMillis ?? 5000,
-    statement_timeout: opts.statementTimeoutMs ?? 15000,
+    statement_timeout: statementTimeoutMs,
+    // The server ends a slow statement itself; this bounds the wait for a server that no longer
+    // answers at all (a half-open connection after a partition or failover), which the statement
+    // timeout cannot. The pool drops a connection whose query failed.
+    query_timeout: statementTimeoutMs + 5000,
+    // Finds such a connection while it is idle in the pool, too.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   };
 }
 

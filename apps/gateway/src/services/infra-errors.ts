@@ -10,7 +10,7 @@ export function isInfrastructureDown(err: unknown): boolean {
     if (typeof x.code === "string" && NETWORK_CODES.has(x.code)) return true;
     const msg = typeof x.message === "string" ? x.message : "";
     if (
-      /Stream isn't writeable|enableOfflineQueue|Connection is closed|Reached the max retries per request|connect ECONNREFUSED|Connection terminated|timeout exceeded when trying to connect|Can't reach database server|DatabaseNotReachable/i.test(
+      /Stream isn't writeable|enableOfflineQueue|Connection is closed|Reached the max retries per request|connect ECONNREFUSED|Connection terminated|timeout exceeded when trying to connect|Can't reach database server|DatabaseNotReachable|Command timed out|Query read timeout/i.test(
         msg,
       )
     )

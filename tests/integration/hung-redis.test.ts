@@ -1,0 +1,39 @@
+import { closeTestPrisma } from "../helpers/db";
+import { testRedisUrl } from "../helpers/env";
+import { createFixture } from "../helpers/factories";
+import { ReplyDropProxy } from "../helpers/reply-drop-proxy";
+import { TestStack } from "../helpers/stack";
+
+/**
+ * Redis that stops answering on a connection that still looks open (a
+ * partition, a failover leaving a half-open socket): a request waiting on it
+ * gets a 503 in seconds instead of hanging for as long as the socket lives.
+ */
+describe("a Redis connection that stops answering", () => {
+  let stack: TestStack;
+  let proxy: ReplyDropProxy;
+
+  beforeAll(async () => {
+    proxy = new ReplyDropProxy(Number(new URL(testRedisUrl()).port || 6379));
+    await proxy.listen();
+    stack = await TestStack.start({ redisUrl: `redis://127.0.0.1:${proxy.port}` });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await proxy.close();
+    await closeTestPrisma();
+  });
+
+  it("answers a request waiting on it with 503 and Retry-After within seconds", async () => {
+    const fx = await createFixture();
+    // The key's first request goes to Redis for its rate limit: from then on that connection hears nothing back.
+    proxy.arm(fx.key.id, 120_000);
+    const started = Date.now();
+    const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "true" });
+    expect(proxy.delivered).toBe(true);
+    expect(res.status).toBe(503);
+    expect(res.body.detail).toMatch(/temporarily unavailable/);
+    expect(res.headers["retry-after"]).toBeDefined();
+    expect(Date.now() - started).toBeLessThan(10_000);
+  }, 30_000);
+});
