@@ -54,6 +54,11 @@ export interface AgentHooks {
    * until a person sets the new token.
    */
   onTokenRevoked?: () => void;
+  /**
+   * Another runner connected with this server's token and the dispatcher sent
+   * this one away: restarted, it would send that one away in turn, forever.
+   */
+  onReplaced?: () => void;
 }
 
 /**
@@ -179,8 +184,14 @@ export class Agent {
       }
       if (reason !== "io server disconnect") return;
       if (this.replaced) {
-        // Two runners with one token would keep knocking each other off: the newer one wins.
-        this.logger.error("another runner connected with this server's token and replaced this one; not reconnecting");
+        // Two runners with one token would keep knocking each other off: the newer one wins, and
+        // this one must stay stopped (a restart by systemd would knock the newer one off in turn).
+        this.logger.error(
+          "another runner connected with this server's token and replaced this one; not reconnecting, and exiting once running commands end. " +
+            "Each machine needs its own server and runner token: if this machine should be this server's runner, stop the other one; " +
+            "if the token leaked, rotate it (POST /api/v1/servers/{id}/runner-token) and set the new one here",
+        );
+        this.hooks.onReplaced?.();
         return;
       }
       // A dispatcher shutting down disconnects us on purpose: go to another one.

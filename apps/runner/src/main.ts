@@ -2,7 +2,10 @@ import { Shutdown, createLogger } from "@runbridge/common";
 import { Agent, RUNNER_VERSION } from "./agent";
 import { loadRunnerConfig } from "./config";
 
-/** EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus), since restarting cannot fix the configuration. */
+/**
+ * EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus), since restarting cannot
+ * fix the configuration: a revoked token, or a token another runner uses.
+ */
 const EXIT_BAD_CONFIG = 78;
 
 function main(): void {
@@ -14,6 +17,8 @@ function main(): void {
     agent = new Agent(config, logger, {
       // Running commands finish and their results stay in the ledger for the runner started with the new token.
       onTokenRevoked: () => void shutdown.run().then(() => process.exit(EXIT_BAD_CONFIG)),
+      // Results of commands still running stay in the ledger, delivered when this runner is started again.
+      onReplaced: () => void shutdown.run().then(() => process.exit(EXIT_BAD_CONFIG)),
     });
   } catch (err) {
     // The state directory in use by another runner, or unreadable: nothing has started yet.
