@@ -22,6 +22,8 @@ export interface Execution {
   result: Promise<OperationResult>;
   /** Stops the whole process tree: SIGTERM, then SIGKILL after the grace period. */
   cancel: (reason: string) => void;
+  /** Stops it the same way, but as a failure (`error` says why): nobody asked for this operation to end. */
+  kill: (error: string) => void;
 }
 
 type OutputHook = (stream: "stdout" | "stderr", data: string, offset: number) => void;
@@ -195,6 +197,9 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
     // The spawn happens within execute() itself, so a cancel always finds the child (or a settled result).
     cancel: (reason: string) => {
       if (child) stopTree("cancelled", reason);
+    },
+    kill: (error: string) => {
+      if (child) stopTree("failed", error);
     },
   };
 }

@@ -1,5 +1,5 @@
 import { Shutdown, createLogger } from "@runbridge/common";
-import { Agent, RUNNER_VERSION } from "./agent";
+import { Agent, RUNNER_VERSION, STOP_OVERHEAD_MS } from "./agent";
 import { loadRunnerConfig } from "./config";
 
 /**
@@ -11,7 +11,9 @@ const EXIT_BAD_CONFIG = 78;
 function main(): void {
   const config = loadRunnerConfig();
   const logger = createLogger("runner", config.LOG_LEVEL);
-  const shutdown = new Shutdown(logger);
+  // The agent's stop bounds itself (drain, kill grace, result flush): the step's own time-out must not cut it short.
+  const stopMs = (config.RUNBRIDGE_STOP_DRAIN_SECONDS + config.RUNBRIDGE_KILL_GRACE_SECONDS) * 1000 + STOP_OVERHEAD_MS;
+  const shutdown = new Shutdown(logger, stopMs + 5_000);
   let agent: Agent;
   try {
     agent = new Agent(config, logger, {
