@@ -71,6 +71,23 @@ describe("chaos: runner graceful stop", () => {
     expect(results.get(idB)).toMatchObject({ status: "completed", exitCode: 0, stdout: "ran b\n" });
   });
 
+  it("a command still running at the end of the drain gets SIGTERM, then its result is delivered as failed before the runner exits", async () => {
+    const { stack } = suite;
+    const fx = await createFixture();
+    const marks = mkdtempSync(path.join(tmpdir(), "rb-marks-"));
+    const runner = await stack.startRunner(fx.runnerToken, fx.server.id, { env: { RUNBRIDGE_STOP_DRAIN_SECONDS: "1" } });
+    // `wait` is interrupted by the signal, so the trap runs at once (a foreground sleep would delay it).
+    const res = await submit(fx, `trap 'touch ${marks}/trapped; echo got TERM; exit 143' TERM; echo ready; sleep 30 & wait`);
+    const id = res.body.operation_id as string;
+    await runner.waitForOutput(/operation started/);
+    runner.child.kill("SIGTERM");
+    await exited(runner, 15_000);
+    expect(existsSync(path.join(marks, "trapped"))).toBe(true);
+    // Stored by the dispatcher before the runner exited: no restart needed, nothing "unknown".
+    const results = await waitAllTerminal([id], 1_000);
+    expect(results.get(id)).toMatchObject({ status: "failed", exitCode: null, stdout: "ready\ngot TERM\n", error: expect.stringMatching(/^the runner was stopping .*the process group was killed$/) });
+  });
+
   it("a start offered while the runner drains waits for the next runner process, and runs there once, to completion", async () => {
     const { stack } = suite;
     const fx = await createFixture();

@@ -1,4 +1,7 @@
 import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { testPrisma } from "../helpers/db";
 import { createOperation, createServer } from "../helpers/factories";
 import { findLeaks } from "../helpers/leak-scan";
@@ -47,6 +50,17 @@ describe("exec output that is hard to deliver or store", () => {
     const row = await stored(body.operation_id);
     expect(row.stdout?.includes("\u0000")).toBe(false);
     expect(row.stdout?.length).toBeGreaterThan(0);
+  });
+
+  it("reports promptly while a background process holds the pipes, and that process can still write to them", async () => {
+    // `nohup app &` and daemons keep the command's stdout: closing it once the shell exits
+    // would kill them with SIGPIPE at their next write.
+    const marks = mkdtempSync(path.join(tmpdir(), "rb-bg-"));
+    const { body, ms } = await exec({ command: `(sleep 1; touch ${marks}/before; echo late; touch ${marks}/after) & echo started` });
+    expect(body).toMatchObject({ status: "completed", exit_code: 0, stdout: "started\n" });
+    expect(ms).toBeLessThan(1000);
+    await waitFor(async () => existsSync(path.join(marks, "before")), 5000, "the background process to write");
+    await waitFor(async () => existsSync(path.join(marks, "after")), 2000, "the background process to survive its write");
   });
 
   it("stores a NUL in the output as U+FFFD", async () => {

@@ -104,6 +104,22 @@ describe("runner token rotation", () => {
     expect(JSON.stringify(audit.body)).not.toContain(newToken);
   });
 
+  it("a runner sent away by another runner with its token lets its command end, says what to do and stops (exit 78), so the two do not take turns", async () => {
+    const fx = await createFixture();
+    const older = await stack.startRunner(fx.runnerToken, fx.server.id, { dispatcher: 0 });
+    const submitted = stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "sleep 1; echo done", timeout_seconds: 2 })
+      .then((res) => res);
+    await older.waitForOutput(/operation started/);
+    // A second machine set up with the same token (systemd would restart whichever exits 0).
+    await stack.startRunner(fx.runnerToken, fx.server.id, { dispatcher: 1, waitConnected: false });
+    await waitFor(async () => !older.running, 15_000, "the replaced runner to stop");
+    await expect(older.exited).resolves.toEqual({ code: 78, signal: null });
+    expect(older.output).toMatch(/replaced this one; not reconnecting.*Each machine needs its own server and runner token/);
+    // Its command was not cut off: it ended before the runner did.
+    expect(older.output).toMatch(/operation finished.*"status":"completed"/);
+    await submitted;
+  });
+
   it("a runner whose token is rotated says what to do and stops (exit 78, which systemd does not restart) instead of knocking again", async () => {
     const fx = await createFixture();
     const runner = await stack.startRunner(fx.runnerToken, fx.server.id, { dispatcher: 1 });

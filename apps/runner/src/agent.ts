@@ -16,6 +16,15 @@ const START_REPORT_DELAY_MS = 200;
 const CANCEL_MEMORY_MS = 65 * 60_000;
 /** How long stop() waits for result files still being written once no command runs. */
 const LEDGER_FLUSH_MS = 3_000;
+/** After the kill grace's SIGKILL: the exit, then the executor's 250 ms wait for the pipes. */
+const KILLED_EXIT_MS = 2_000;
+/** Results of commands killed at the drain deadline still get this long to reach the dispatcher. */
+const RESULT_SEND_AFTER_DRAIN_MS = 5_000;
+/**
+ * The longest stop() takes past the drain and the kill grace: what the unit's
+ * TimeoutStopSec (and the shutdown step's own time-out) must leave on top.
+ */
+export const STOP_OVERHEAD_MS = KILLED_EXIT_MS + LEDGER_FLUSH_MS + RESULT_SEND_AFTER_DRAIN_MS;
 /** Manual reconnects after a refused handshake: the pace of socket.io's own reconnection (see io() below). */
 const RECONNECT_DELAY_MS = 500;
 const RECONNECT_DELAY_MAX_MS = 5_000;
@@ -54,6 +63,11 @@ export interface AgentHooks {
    * until a person sets the new token.
    */
   onTokenRevoked?: () => void;
+  /**
+   * Another runner connected with this server's token and the dispatcher sent
+   * this one away: restarted, it would send that one away in turn, forever.
+   */
+  onReplaced?: () => void;
 }
 
 /**
@@ -120,21 +134,33 @@ export class Agent {
   }
 
   /**
-   * Refuses new starts (retryably), waits (bounded) for running commands and
-   * for their results to be on disk, delivers what it can, then disconnects.
-   * Results not delivered are sent by the next runner process from the ledger.
+   * Refuses new starts (retryably), waits (bounded) for running commands, kills
+   * those still running at the deadline (as a cancel does: SIGTERM, the kill
+   * grace, SIGKILL) and waits for all results to be on disk, delivers what it
+   * can, then disconnects. Results not delivered are sent by the next runner
+   * process from the ledger. Killing them here, rather than leaving them to
+   * systemd, gives them a SIGTERM first and the operation a known outcome:
+   * under KillMode=mixed systemd SIGKILLs the whole control group as soon as
+   * this process exits, and the next process could only report "unknown".
    */
-  async stop(drainMs = 25_000): Promise<void> {
+  async stop(drainMs = this.config.RUNBRIDGE_STOP_DRAIN_SECONDS * 1000): Promise<void> {
     this.stopping = true;
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const deadline = Date.now() + drainMs;
     await waitWhile(() => this.running.size > 0, deadline, 100);
+    if (this.running.size > 0) {
+      const error = `the runner was stopping (SIGTERM: a restart, an upgrade or a shutdown) and the command was still running after ${drainMs / 1000} s; the process group was killed`;
+      this.logger.warn("killing commands still running at the end of the shutdown drain", { operationIds: [...this.running.keys()] });
+      for (const run of this.running.values()) run.kill(error);
+      await waitWhile(() => this.running.size > 0, Date.now() + this.execOpts.killGraceMs + KILLED_EXIT_MS, 50);
+    }
     // A result is sent while its file is written: exiting before the file exists would leave the
     // next process only a start record, and it would report the outcome as unknown.
     await waitWhile(() => this.ledgerWrites.size > 0, Date.now() + LEDGER_FLUSH_MS, 20);
     this.pump();
-    await waitWhile(() => this.sending.size > 0, Math.min(deadline, Date.now() + RESULT_ACK_TIMEOUT_MS), 50);
+    const sendDeadline = Math.max(Math.min(deadline, Date.now() + RESULT_ACK_TIMEOUT_MS), Date.now() + RESULT_SEND_AFTER_DRAIN_MS);
+    await waitWhile(() => this.sending.size > 0, sendDeadline, 50);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.socket.disconnect();
     this.ledger.close();
@@ -179,8 +205,14 @@ export class Agent {
       }
       if (reason !== "io server disconnect") return;
       if (this.replaced) {
-        // Two runners with one token would keep knocking each other off: the newer one wins.
-        this.logger.error("another runner connected with this server's token and replaced this one; not reconnecting");
+        // Two runners with one token would keep knocking each other off: the newer one wins, and
+        // this one must stay stopped (a restart by systemd would knock the newer one off in turn).
+        this.logger.error(
+          "another runner connected with this server's token and replaced this one; not reconnecting, and exiting once running commands end. " +
+            "Each machine needs its own server and runner token: if this machine should be this server's runner, stop the other one; " +
+            "if the token leaked, rotate it (POST /api/v1/servers/{id}/runner-token) and set the new one here",
+        );
+        this.hooks.onReplaced?.();
         return;
       }
       // A dispatcher shutting down disconnects us on purpose: go to another one.

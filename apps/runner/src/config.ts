@@ -19,6 +19,11 @@ export const runnerEnvSchema = Joi.object({
   RUNBRIDGE_WORKDIR: Joi.string().default(homedir()).description("Working directory of commands that name none (relative ones resolve against it)"),
   RUNBRIDGE_REBOOT_COMMAND: Joi.string().default("shutdown -r now").description("Shell command the runner uses to reboot its server"),
   RUNBRIDGE_KILL_GRACE_SECONDS: Joi.number().min(0).max(300).default(5).description("Between SIGTERM and SIGKILL of a timed-out or cancelled process group"),
+  RUNBRIDGE_STOP_DRAIN_SECONDS: Joi.number()
+    .min(0)
+    .max(600)
+    .default(25)
+    .description("On SIGTERM, how long running commands may go on before their process groups are killed (the unit's TimeoutStopSec must cover it)"),
   RUNBRIDGE_CA_FILE: Joi.string().allow("").default("").description("PEM file of a CA to trust for the dispatcher's TLS certificate"),
   RUNBRIDGE_LEDGER_RETENTION_DAYS: Joi.number().integer().min(1).max(365).default(7).description("How long delivered results stay in the ledger to recognise redeliveries"),
   RUNBRIDGE_CLOCK_SKEW_SECONDS: Joi.number()
@@ -37,6 +42,7 @@ export interface RunnerConfig {
   RUNBRIDGE_WORKDIR: string;
   RUNBRIDGE_REBOOT_COMMAND: string;
   RUNBRIDGE_KILL_GRACE_SECONDS: number;
+  RUNBRIDGE_STOP_DRAIN_SECONDS: number;
   RUNBRIDGE_CA_FILE: string;
   RUNBRIDGE_LEDGER_RETENTION_DAYS: number;
   RUNBRIDGE_CLOCK_SKEW_SECONDS: number;

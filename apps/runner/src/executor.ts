@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { statSync } from "node:fs";
+import { Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { StringDecoder } from "node:string_decoder";
@@ -21,6 +22,8 @@ export interface Execution {
   result: Promise<OperationResult>;
   /** Stops the whole process tree: SIGTERM, then SIGKILL after the grace period. */
   cancel: (reason: string) => void;
+  /** Stops it the same way, but as a failure (`error` says why): nobody asked for this operation to end. */
+  kill: (error: string) => void;
 }
 
 type OutputHook = (stream: "stdout" | "stderr", data: string, offset: number) => void;
@@ -137,6 +140,8 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         return;
       }
       const proc = child;
+      // Cleared once the result is taken: what background processes print later is read and dropped.
+      let capturing = true;
       timeoutTimer = setTimeout(
         () => stopTree("timeout", `timed out after ${op.timeoutSeconds} s; the process group was killed`),
         op.timeoutSeconds * 1000,
@@ -154,10 +159,13 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
           offset += Buffer.byteLength(text);
         };
         stream.on("data", (chunk: Buffer) => {
+          if (!capturing) return;
           captures[name].push(chunk);
           emit(live.push(decoder.write(chunk)));
         });
-        stream.on("end", () => emit(live.push(decoder.end()) + live.flush()));
+        stream.on("end", () => {
+          if (capturing) emit(live.push(decoder.end()) + live.flush());
+        });
       }
       if (op.stdin !== undefined && proc.stdin) {
         proc.stdin.on("error", () => undefined); // The command may exit without reading it.
@@ -170,10 +178,12 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
       proc.on("exit", (code, signal) => {
         exitCode = code;
         exitSignal = signal;
-        // Background processes may hold the pipes open; do not wait for them.
+        // Background processes may hold the pipes open; do not wait for them. Nor close the pipes:
+        // a daemon (`nohup app &`, pm2) writing to a closed pipe dies of SIGPIPE. Keep reading and
+        // dropping what they write, without that keeping the runner's event loop alive.
         setTimeout(() => {
-          proc.stdout?.destroy();
-          proc.stderr?.destroy();
+          capturing = false;
+          for (const stream of [proc.stdout, proc.stderr]) if (stream instanceof Socket) stream.unref();
           finish();
         }, 250).unref();
       });
@@ -187,6 +197,9 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
     // The spawn happens within execute() itself, so a cancel always finds the child (or a settled result).
     cancel: (reason: string) => {
       if (child) stopTree("cancelled", reason);
+    },
+    kill: (error: string) => {
+      if (child) stopTree("failed", error);
     },
   };
 }

@@ -1,19 +1,26 @@
 import { Shutdown, createLogger } from "@runbridge/common";
-import { Agent, RUNNER_VERSION } from "./agent";
+import { Agent, RUNNER_VERSION, STOP_OVERHEAD_MS } from "./agent";
 import { loadRunnerConfig } from "./config";
 
-/** EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus), since restarting cannot fix the configuration. */
+/**
+ * EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus), since restarting cannot
+ * fix the configuration: a revoked token, or a token another runner uses.
+ */
 const EXIT_BAD_CONFIG = 78;
 
 function main(): void {
   const config = loadRunnerConfig();
   const logger = createLogger("runner", config.LOG_LEVEL);
-  const shutdown = new Shutdown(logger);
+  // The agent's stop bounds itself (drain, kill grace, result flush): the step's own time-out must not cut it short.
+  const stopMs = (config.RUNBRIDGE_STOP_DRAIN_SECONDS + config.RUNBRIDGE_KILL_GRACE_SECONDS) * 1000 + STOP_OVERHEAD_MS;
+  const shutdown = new Shutdown(logger, stopMs + 5_000);
   let agent: Agent;
   try {
     agent = new Agent(config, logger, {
       // Running commands finish and their results stay in the ledger for the runner started with the new token.
       onTokenRevoked: () => void shutdown.run().then(() => process.exit(EXIT_BAD_CONFIG)),
+      // Results of commands still running stay in the ledger, delivered when this runner is started again.
+      onReplaced: () => void shutdown.run().then(() => process.exit(EXIT_BAD_CONFIG)),
     });
   } catch (err) {
     // The state directory in use by another runner, or unreadable: nothing has started yet.
