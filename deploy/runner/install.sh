@@ -60,6 +60,14 @@ etc="$root/etc/runbridge"
 env_file="$etc/runner.env"
 opt="$root/opt/runbridge"
 unit="$root/etc/systemd/system/runbridge-runner.service"
+# The state directory holds the ledger (what already ran, results not yet
+# delivered) and runner.lock; commands must not run in it, where a cleanup
+# such as `rm -rf ./*` or `git clean -fdx` would erase the ledger and with it
+# the guarantee that an operation never runs twice. Commands get work/, and
+# the runbridge user's home (~/.docker, ~/.ssh...) is home/, both beside it.
+state_dir=/var/lib/runbridge
+work_dir=$state_dir/work
+home_dir=$state_dir/home
 
 install_bundle() {
   mkdir -p "$opt"
@@ -97,9 +105,21 @@ fi
 case "$user" in *[!a-z0-9_-]*|"") die "--user must be a plain account name (got: $user)" ;; esac
 
 # --- account ----------------------------------------------------------------
-if [ -z "$root" ] && [ "$user" != "root" ] && ! id "$user" >/dev/null 2>&1; then
-  useradd --system --home-dir /var/lib/runbridge --no-create-home --shell /usr/sbin/nologin "$user"
-  say "created system user $user"
+moved_home=0
+if [ -z "$root" ] && [ "$user" != "root" ]; then
+  if ! id "$user" >/dev/null 2>&1; then
+    useradd --system --home-dir "$home_dir" --no-create-home --shell /usr/sbin/nologin "$user"
+    say "created system user $user"
+  elif [ "$(getent passwd "$user" | cut -d: -f6)" = "$state_dir" ]; then
+    # Installed by an earlier version, whose home was the state directory.
+    # Without -m: usermod must not move the state directory (the ledger) itself.
+    if usermod -d "$home_dir" "$user"; then
+      moved_home=1
+      say "moved $user's home directory from $state_dir to $home_dir"
+    else
+      say "warning: could not change $user's home directory to $home_dir (it stays $state_dir); run: usermod -d $home_dir $user" >&2
+    fi
+  fi
 fi
 if [ -z "$root" ] && [ "$user" != "root" ] && getent group docker >/dev/null 2>&1; then
   # Deploy and registry operations drive the docker CLI.
@@ -110,6 +130,21 @@ if [ -z "$root" ]; then group=$(id -gn "$user"); fi
 
 # --- files ------------------------------------------------------------------
 install_bundle
+mkdir -p "$root$state_dir" "$root$work_dir" "$root$home_dir"
+chmod 0700 "$root$state_dir" "$root$work_dir" "$root$home_dir"
+if [ -z "$root" ]; then chown "$user:$group" "$root$state_dir" "$root$work_dir" "$root$home_dir"; fi
+if [ "$moved_home" -eq 1 ]; then
+  # Dot files the old home collected (~/.docker with registry logins, ~/.ssh...)
+  # follow it; the runner itself keeps nothing in dot files there.
+  for f in "$state_dir"/.[!.]* "$state_dir"/..?*; do
+    [ -e "$f" ] || continue
+    if [ -e "$home_dir/${f##*/}" ]; then
+      say "warning: left $f where it is ($home_dir already has ${f##*/})" >&2
+    else
+      mv "$f" "$home_dir/" && say "moved $f to $home_dir/"
+    fi
+  done
+fi
 mkdir -p "$etc" "$root/etc/systemd/system"
 chmod 0755 "$etc"
 ca_line=""
@@ -142,8 +177,8 @@ umask 0077
   printf '# runbridge runner configuration, written by install.sh. Mode 0600: it holds the runner token.\n'
   printf 'RUNBRIDGE_DISPATCHER_URL=%s\n' "$url"
   printf 'RUNBRIDGE_RUNNER_TOKEN=%s\n' "$token"
-  printf 'RUNBRIDGE_STATE_DIR=/var/lib/runbridge\n'
-  printf 'RUNBRIDGE_WORKDIR=/var/lib/runbridge\n'
+  printf 'RUNBRIDGE_STATE_DIR=%s\n' "$state_dir"
+  printf 'RUNBRIDGE_WORKDIR=%s\n' "$work_dir"
   [ -z "$ca_line" ] || printf '%s\n' "$ca_line"
   [ -z "$reboot_line" ] || printf '%s\n' "$reboot_line"
   printf 'LOG_LEVEL=info\n'

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, closeSync, existsSync, openSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -252,6 +252,26 @@ describe("deploy/runner/install.sh", () => {
     const exec = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "echo installed" });
     expect(exec.body).toMatchObject({ status: "completed", stdout: "installed\n" });
     await proc.stop("SIGKILL");
+  });
+
+  const envOf = (root: string) => readFileSync(path.join(root, "etc/runbridge/runner.env"), "utf8");
+  const unitOf = (root: string) => readFileSync(path.join(root, "etc/systemd/system/runbridge-runner.service"), "utf8");
+
+  it("runs commands in a directory of their own, not in the state directory that holds the ledger", () => {
+    const root = freshRoot();
+    // An install from before: the ledger is there and must survive the re-run.
+    const ledger = path.join(root, "var/lib/runbridge/ledger/started.log");
+    mkdirSync(path.dirname(ledger), { recursive: true });
+    writeFileSync(ledger, "op-1\n");
+    const res = run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]);
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_STATE_DIR=\/var\/lib\/runbridge$/m);
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_WORKDIR=\/var\/lib\/runbridge\/work$/m);
+    expect(unitOf(root)).toMatch(/^WorkingDirectory=\/var\/lib\/runbridge\/work$/m);
+    for (const dir of ["var/lib/runbridge/work", "var/lib/runbridge/home"]) expect(statSync(path.join(root, dir)).mode & 0o777).toBe(0o700);
+    expect(readFileSync(ledger, "utf8")).toBe("op-1\n");
+    // The account the installer creates gets its home outside the state directory too.
+    expect(readFileSync(install, "utf8")).toMatch(/useradd [^\n]*--home-dir "\$home_dir"/);
   });
 
   it("takes the token from RUNBRIDGE_RUNNER_TOKEN and pins a CA file", () => {
