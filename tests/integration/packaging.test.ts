@@ -274,6 +274,56 @@ describe("deploy/runner/install.sh", () => {
     expect(readFileSync(install, "utf8")).toMatch(/useradd [^\n]*--home-dir "\$home_dir"/);
   });
 
+  it("keeps the earlier settings when re-run to put in a new token, unless told otherwise", () => {
+    const root = freshRoot();
+    const ca = path.join(work, "rerun-ca.pem");
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rerun test", "-keyout", path.join(work, "rerun-ca.key"), "-out", ca], { stdio: "pipe" });
+    expect(run(["--root", root, "--url", "wss://old.example.com", "--token", fx.runnerToken, "--ca-file", ca, "--user", "root", "--bundle", bundle]).status).toBe(0);
+    // Settings edited by hand after the install.
+    const envFile = path.join(root, "etc/runbridge/runner.env");
+    writeFileSync(envFile, envOf(root).replace("LOG_LEVEL=info", "LOG_LEVEL=debug") + "RUNBRIDGE_LEDGER_RETENTION_DAYS=30\n");
+
+    // The documented token rotation: only --url and --token.
+    const newToken = `rbr_${"N".repeat(42)}`;
+    const res = run(["--root", root, "--url", "wss://new.example.com", "--token", "-", "--bundle", bundle], { input: `${newToken}\n` });
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: "" });
+    const env = envOf(root);
+    expect(env).toContain("RUNBRIDGE_DISPATCHER_URL=wss://new.example.com\n");
+    expect(env).toContain(`RUNBRIDGE_RUNNER_TOKEN=${newToken}\n`);
+    expect(env).not.toContain(fx.runnerToken);
+    expect(env).toContain("RUNBRIDGE_CA_FILE=/etc/runbridge/dispatcher-ca.pem\n");
+    expect(env).toContain("LOG_LEVEL=debug\n");
+    expect(env).not.toContain("LOG_LEVEL=info");
+    expect(env).toContain("RUNBRIDGE_LEDGER_RETENTION_DAYS=30\n");
+    expect(env).not.toContain("RUNBRIDGE_REBOOT_COMMAND");
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    expect(unitOf(root)).toMatch(/^User=root$/m);
+    expect(existsSync(path.join(root, "etc/sudoers.d/runbridge-runner"))).toBe(false);
+    expect(res.stdout).toMatch(/kept from the existing installation: --user root RUNBRIDGE_CA_FILE LOG_LEVEL RUNBRIDGE_LEDGER_RETENTION_DAYS/);
+
+    // What the command line says wins.
+    const again = run(["--root", root, "--url", "wss://new.example.com", "--token", newToken, "--user", "runbridge", "--bundle", bundle]);
+    expect(again.status).toBe(0);
+    expect(unitOf(root)).toMatch(/^User=runbridge$/m);
+    expect(envOf(root)).toContain('RUNBRIDGE_REBOOT_COMMAND="sudo -n /sbin/shutdown -r now"\n');
+    expect(envOf(root)).toContain("LOG_LEVEL=debug\n");
+    expect(again.stdout).not.toMatch(/--user/);
+  });
+
+  it("moves an install of an earlier version, whose commands ran in the state directory, to work/ when re-run", () => {
+    const root = freshRoot();
+    mkdirSync(path.join(root, "etc/runbridge"), { recursive: true });
+    const old = ["RUNBRIDGE_DISPATCHER_URL=https://d.example.com", `RUNBRIDGE_RUNNER_TOKEN=${fx.runnerToken}`, "RUNBRIDGE_STATE_DIR=/var/lib/runbridge", "RUNBRIDGE_WORKDIR=/var/lib/runbridge", "LOG_LEVEL=info", ""];
+    writeFileSync(path.join(root, "etc/runbridge/runner.env"), old.join("\n"), { mode: 0o600 });
+    expect(run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]).status).toBe(0);
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_WORKDIR=\/var\/lib\/runbridge\/work$/m);
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_STATE_DIR=\/var\/lib\/runbridge$/m);
+    // A working directory chosen by hand elsewhere stays.
+    writeFileSync(path.join(root, "etc/runbridge/runner.env"), envOf(root).replace("RUNBRIDGE_WORKDIR=/var/lib/runbridge/work", "RUNBRIDGE_WORKDIR=/srv/jobs"));
+    expect(run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]).status).toBe(0);
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_WORKDIR=\/srv\/jobs$/m);
+  });
+
   it("takes the token from RUNBRIDGE_RUNNER_TOKEN and pins a CA file", () => {
     const root = freshRoot();
     const ca = path.join(work, "ca.pem");
