@@ -61,6 +61,12 @@ node_bin=$(command -v node || true)
 node_major=$("$node_bin" -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js 20 or later is required (found $("$node_bin" --version))"
 [ -f "$bundle" ] || die "runner file not found: $bundle (build it with: pnpm build:runner)"
+# Starting the service needs systemd; without it systemctl would fail only
+# after everything was written. /run/systemd/system exists exactly when
+# systemd is the running init (what sd_booted() checks).
+if [ "$start" -eq 1 ] && [ ! -d "$root/run/systemd/system" ]; then
+  die "systemd is not running on this machine, so the runner cannot be started as a service; nothing was written. Re-run with --no-start to install the files only, then run node /opt/runbridge/runbridge-runner.cjs with the variables of /etc/runbridge/runner.env under the supervisor you use"
+fi
 
 etc="$root/etc/runbridge"
 env_file="$etc/runner.env"

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -322,6 +322,53 @@ describe("deploy/runner/install.sh", () => {
     writeFileSync(path.join(root, "etc/runbridge/runner.env"), envOf(root).replace("RUNBRIDGE_WORKDIR=/var/lib/runbridge/work", "RUNBRIDGE_WORKDIR=/srv/jobs"));
     expect(run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]).status).toBe(0);
     expect(envOf(root)).toMatch(/^RUNBRIDGE_WORKDIR=\/srv\/jobs$/m);
+  });
+
+  /**
+   * The installer as it runs on a machine (it starts the service), with that
+   * machine's / moved to a temporary directory: a copy whose built-in root is
+   * that directory, and a stand-in systemctl that records its calls and fails
+   * the way the real one does where systemd is not the init.
+   */
+  const onMachine = (root: string, args: string[], systemd: boolean) => {
+    const dir = mkdtempSync(path.join(work, "machine-"));
+    const script = readFileSync(install, "utf8");
+    expect(script).toMatch(/^root=""$/m);
+    writeFileSync(path.join(dir, "install.sh"), script.replace(/^root=""$/m, `root="${root}"`));
+    copyFileSync(path.join(ROOT, "deploy/runner/runbridge-runner.service"), path.join(dir, "runbridge-runner.service"));
+    mkdirSync(path.join(dir, "bin"));
+    const calls = path.join(dir, "systemctl.log");
+    const fake = systemd ? `echo "$*" >> '${calls}'` : `echo "$*" >> '${calls}'; echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2; exit 1`;
+    writeFileSync(path.join(dir, "bin/systemctl"), `#!/bin/sh\n${fake}\n`, { mode: 0o755 });
+    if (systemd) mkdirSync(path.join(root, "run/systemd/system"), { recursive: true });
+    const res = spawnSync("sh", [path.join(dir, "install.sh"), ...args], { encoding: "utf8", input: "", env: { PATH: `${path.join(dir, "bin")}:${process.env.PATH}` } });
+    return { ...res, calls: existsSync(calls) ? readFileSync(calls, "utf8") : "" };
+  };
+
+  it("refuses to start the service where systemd is not running, before writing anything, and points at --no-start", () => {
+    const root = freshRoot();
+    const res = onMachine(root, ["--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle], false);
+    expect(res.status).toBe(1);
+    expect(res.stderr).toMatch(/systemd is not running/);
+    expect(res.stderr).toMatch(/--no-start/);
+    expect(res.calls).toBe("");
+    expect(existsSync(path.join(root, "etc"))).toBe(false);
+    expect(existsSync(path.join(root, "opt"))).toBe(false);
+    expect(existsSync(path.join(root, "var"))).toBe(false);
+    // --upgrade restarts the service too.
+    expect(onMachine(root, ["--upgrade", "--bundle", bundle], false).stderr).toMatch(/--no-start/);
+
+    // With --no-start it installs, and leaves systemd alone.
+    const noStart = onMachine(root, ["--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle, "--no-start"], false);
+    expect({ status: noStart.status, stderr: noStart.stderr, calls: noStart.calls }).toEqual({ status: 0, stderr: "", calls: "" });
+    expect(existsSync(path.join(root, "etc/runbridge/runner.env"))).toBe(true);
+  });
+
+  it("enables and starts the service where systemd runs", () => {
+    const root = freshRoot();
+    const res = onMachine(root, ["--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle], true);
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(res.calls).toBe("daemon-reload\nenable runbridge-runner\nrestart runbridge-runner\n");
   });
 
   it("takes the token from RUNBRIDGE_RUNNER_TOKEN and pins a CA file", () => {
