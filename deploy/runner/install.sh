@@ -14,9 +14,14 @@
 #   --bundle PATH     the runner file (default: runbridge-runner.cjs next to this script)
 #   --user NAME       account the runner runs as (default: runbridge, created if missing;
 #                     "root" lets commands do anything, including reboot, without sudo)
+#
 #   --upgrade         only replace the runner file and restart; configuration is kept
 #   --no-start        install everything but do not enable or start the service
 #   --root DIR        install under DIR instead of / (packaging and tests; implies --no-start)
+#
+# Run again over an existing installation (e.g. to put in a new token), it
+# keeps what it is not told: the account, the CA file and every other setting
+# in /etc/runbridge/runner.env; options given on the command line win.
 set -eu
 
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
@@ -28,6 +33,7 @@ token="${RUNBRIDGE_RUNNER_TOKEN:-}"
 ca_file=""
 bundle="$here/runbridge-runner.cjs"
 user="runbridge"
+user_given=0
 upgrade=0
 start=1
 root=""
@@ -38,11 +44,11 @@ while [ $# -gt 0 ]; do
     --token) [ $# -ge 2 ] || die "--token needs a value"; token=$2; shift 2 ;;
     --ca-file) [ $# -ge 2 ] || die "--ca-file needs a value"; ca_file=$2; shift 2 ;;
     --bundle) [ $# -ge 2 ] || die "--bundle needs a value"; bundle=$2; shift 2 ;;
-    --user) [ $# -ge 2 ] || die "--user needs a value"; user=$2; shift 2 ;;
+    --user) [ $# -ge 2 ] || die "--user needs a value"; user=$2; user_given=1; shift 2 ;;
     --upgrade) upgrade=1; shift ;;
     --no-start) start=0; shift ;;
     --root) [ $# -ge 2 ] || die "--root needs a value"; root=${2%/}; start=0; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,$ { /^#/!q; p; }' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option: $1 (see --help)" ;;
   esac
 done
@@ -55,11 +61,25 @@ node_bin=$(command -v node || true)
 node_major=$("$node_bin" -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js 20 or later is required (found $("$node_bin" --version))"
 [ -f "$bundle" ] || die "runner file not found: $bundle (build it with: pnpm build:runner)"
+# Starting the service needs systemd; without it systemctl would fail only
+# after everything was written. /run/systemd/system exists exactly when
+# systemd is the running init (what sd_booted() checks).
+if [ "$start" -eq 1 ] && [ ! -d "$root/run/systemd/system" ]; then
+  die "systemd is not running on this machine, so the runner cannot be started as a service; nothing was written. Re-run with --no-start to install the files only, then run node /opt/runbridge/runbridge-runner.cjs with the variables of /etc/runbridge/runner.env under the supervisor you use"
+fi
 
 etc="$root/etc/runbridge"
 env_file="$etc/runner.env"
 opt="$root/opt/runbridge"
 unit="$root/etc/systemd/system/runbridge-runner.service"
+# The state directory holds the ledger (what already ran, results not yet
+# delivered) and runner.lock; commands must not run in it, where a cleanup
+# such as `rm -rf ./*` or `git clean -fdx` would erase the ledger and with it
+# the guarantee that an operation never runs twice. Commands get work/, and
+# the runbridge user's home (~/.docker, ~/.ssh...) is home/, both beside it.
+state_dir=/var/lib/runbridge
+work_dir=$state_dir/work
+home_dir=$state_dir/home
 
 install_bundle() {
   mkdir -p "$opt"
@@ -94,12 +114,39 @@ if [ -n "$ca_file" ]; then
   [ -f "$ca_file" ] || die "--ca-file not found: $ca_file"
   grep -q -- '-----BEGIN CERTIFICATE-----' "$ca_file" || die "--ca-file is not a PEM certificate: $ca_file"
 fi
+# --- an existing installation: what to carry over --------------------------
+# Re-running is how a token is rotated; rebuilding the file from defaults would
+# silently drop a private CA (the runner could no longer verify TLS), --user
+# root, and any hand-edited setting.
+kept=""
+old_env=""
+old_user=""
+if [ -f "$env_file" ]; then old_env=$(cat "$env_file"); fi
+if [ -f "$unit" ]; then old_user=$(sed -n 's/^User=//p' "$unit" | tail -n 1); fi
+old_value() { printf '%s\n' "$old_env" | sed -n "s/^$1=//p" | tail -n 1; }
+unquote() { v=${1#\"}; printf '%s' "${v%\"}"; }
+if [ "$user_given" -eq 0 ] && [ -n "$old_user" ]; then
+  user=$old_user
+  kept="$kept --user $user"
+fi
 case "$user" in *[!a-z0-9_-]*|"") die "--user must be a plain account name (got: $user)" ;; esac
 
 # --- account ----------------------------------------------------------------
-if [ -z "$root" ] && [ "$user" != "root" ] && ! id "$user" >/dev/null 2>&1; then
-  useradd --system --home-dir /var/lib/runbridge --no-create-home --shell /usr/sbin/nologin "$user"
-  say "created system user $user"
+moved_home=0
+if [ -z "$root" ] && [ "$user" != "root" ]; then
+  if ! id "$user" >/dev/null 2>&1; then
+    useradd --system --home-dir "$home_dir" --no-create-home --shell /usr/sbin/nologin "$user"
+    say "created system user $user"
+  elif [ "$(getent passwd "$user" | cut -d: -f6)" = "$state_dir" ]; then
+    # Installed by an earlier version, whose home was the state directory.
+    # Without -m: usermod must not move the state directory (the ledger) itself.
+    if usermod -d "$home_dir" "$user"; then
+      moved_home=1
+      say "moved $user's home directory from $state_dir to $home_dir"
+    else
+      say "warning: could not change $user's home directory to $home_dir (it stays $state_dir); run: usermod -d $home_dir $user" >&2
+    fi
+  fi
 fi
 if [ -z "$root" ] && [ "$user" != "root" ] && getent group docker >/dev/null 2>&1; then
   # Deploy and registry operations drive the docker CLI.
@@ -110,6 +157,21 @@ if [ -z "$root" ]; then group=$(id -gn "$user"); fi
 
 # --- files ------------------------------------------------------------------
 install_bundle
+mkdir -p "$root$state_dir" "$root$work_dir" "$root$home_dir"
+chmod 0700 "$root$state_dir" "$root$work_dir" "$root$home_dir"
+if [ -z "$root" ]; then chown "$user:$group" "$root$state_dir" "$root$work_dir" "$root$home_dir"; fi
+if [ "$moved_home" -eq 1 ]; then
+  # Dot files the old home collected (~/.docker with registry logins, ~/.ssh...)
+  # follow it; the runner itself keeps nothing in dot files there.
+  for f in "$state_dir"/.[!.]* "$state_dir"/..?*; do
+    [ -e "$f" ] || continue
+    if [ -e "$home_dir/${f##*/}" ]; then
+      say "warning: left $f where it is ($home_dir already has ${f##*/})" >&2
+    else
+      mv "$f" "$home_dir/" && say "moved $f to $home_dir/"
+    fi
+  done
+fi
 mkdir -p "$etc" "$root/etc/systemd/system"
 chmod 0755 "$etc"
 ca_line=""
@@ -117,10 +179,40 @@ if [ -n "$ca_file" ]; then
   cp "$ca_file" "$etc/dispatcher-ca.pem"
   chmod 0644 "$etc/dispatcher-ca.pem"
   ca_line="RUNBRIDGE_CA_FILE=/etc/runbridge/dispatcher-ca.pem"
+elif [ -n "$(old_value RUNBRIDGE_CA_FILE)" ]; then
+  ca_line="RUNBRIDGE_CA_FILE=$(old_value RUNBRIDGE_CA_FILE)"
+  kept="$kept RUNBRIDGE_CA_FILE"
 fi
+# The state directory is never changed on a re-run: the ledger is there. The
+# working directory is kept too, unless it was the state directory itself
+# (installs of earlier versions), which is what moving to work/ is for.
+state_line="RUNBRIDGE_STATE_DIR=$state_dir"
+if [ -n "$(old_value RUNBRIDGE_STATE_DIR)" ]; then
+  state_line="RUNBRIDGE_STATE_DIR=$(old_value RUNBRIDGE_STATE_DIR)"
+  [ "$(unquote "$(old_value RUNBRIDGE_STATE_DIR)")" = "$state_dir" ] || kept="$kept RUNBRIDGE_STATE_DIR"
+fi
+work_line="RUNBRIDGE_WORKDIR=$work_dir"
+old_work=$(unquote "$(old_value RUNBRIDGE_WORKDIR)")
+if [ -n "$old_work" ] && [ "${old_work%/}" != "$(unquote "${state_line#*=}" | sed 's#/*$##')" ]; then
+  work_line="RUNBRIDGE_WORKDIR=$(old_value RUNBRIDGE_WORKDIR)"
+  [ "$old_work" = "$work_dir" ] || kept="$kept RUNBRIDGE_WORKDIR"
+fi
+log_line="LOG_LEVEL=info"
+if [ -n "$(old_value LOG_LEVEL)" ]; then
+  log_line="LOG_LEVEL=$(old_value LOG_LEVEL)"
+  [ "$log_line" = "LOG_LEVEL=info" ] || kept="$kept LOG_LEVEL"
+fi
+# Everything else someone added to the file, verbatim.
+extra_lines=$(printf '%s\n' "$old_env" | grep -E '^[A-Za-z_][A-Za-z0-9_]*=' | grep -Ev '^(RUNBRIDGE_DISPATCHER_URL|RUNBRIDGE_RUNNER_TOKEN|RUNBRIDGE_STATE_DIR|RUNBRIDGE_WORKDIR|RUNBRIDGE_CA_FILE|RUNBRIDGE_REBOOT_COMMAND|LOG_LEVEL)=' || true)
+for name in $(printf '%s\n' "$extra_lines" | sed -n 's/=.*//p'); do kept="$kept $name"; done
 
 reboot_line=""
 sudoers="$root/etc/sudoers.d/runbridge-runner"
+if [ "$user" = "root" ] && [ -f "$sudoers" ]; then
+  # Left by an install for an unprivileged user; root needs no sudo rule.
+  rm -f "$sudoers"
+  say "removed $sudoers (the runner now runs as root)"
+fi
 if [ "$user" != "root" ]; then
   # An unprivileged runner may reboot its server through this one sudo rule, nothing else.
   reboot_line='RUNBRIDGE_REBOOT_COMMAND="sudo -n /sbin/shutdown -r now"'
@@ -133,6 +225,12 @@ if [ "$user" != "root" ]; then
     say "warning: sudo is not installed, so reboot operations will fail; install sudo or use --user root" >&2
   fi
 fi
+# A reboot command set by hand is kept as long as the account stays the same.
+old_reboot=$(old_value RUNBRIDGE_REBOOT_COMMAND)
+if [ -n "$old_reboot" ] && [ "$user" = "$old_user" ] && [ "RUNBRIDGE_REBOOT_COMMAND=$old_reboot" != "$reboot_line" ]; then
+  reboot_line="RUNBRIDGE_REBOOT_COMMAND=$old_reboot"
+  kept="$kept RUNBRIDGE_REBOOT_COMMAND"
+fi
 
 # The token is a secret: the env file is created 0600 (never readable by others,
 # not even for a moment) and only systemd, as root, reads it.
@@ -142,11 +240,11 @@ umask 0077
   printf '# runbridge runner configuration, written by install.sh. Mode 0600: it holds the runner token.\n'
   printf 'RUNBRIDGE_DISPATCHER_URL=%s\n' "$url"
   printf 'RUNBRIDGE_RUNNER_TOKEN=%s\n' "$token"
-  printf 'RUNBRIDGE_STATE_DIR=/var/lib/runbridge\n'
-  printf 'RUNBRIDGE_WORKDIR=/var/lib/runbridge\n'
+  printf '%s\n' "$state_line" "$work_line"
   [ -z "$ca_line" ] || printf '%s\n' "$ca_line"
   [ -z "$reboot_line" ] || printf '%s\n' "$reboot_line"
-  printf 'LOG_LEVEL=info\n'
+  printf '%s\n' "$log_line"
+  [ -z "$extra_lines" ] || printf '%s\n' "$extra_lines"
 } > "$env_file.new"
 umask "$old_umask"
 chmod 0600 "$env_file.new"
@@ -155,6 +253,8 @@ mv "$env_file.new" "$env_file"
 
 sed -e "s#@NODE@#$node_bin#g" -e "s#@USER@#$user#g" -e "s#@GROUP@#$group#g" "$here/runbridge-runner.service" > "$unit"
 chmod 0644 "$unit"
+
+[ -z "$kept" ] || say "kept from the existing installation:$kept (give an option or edit $env_file to change them)"
 
 if [ "$start" -eq 1 ]; then
   systemctl daemon-reload

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, closeSync, existsSync, openSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -252,6 +252,123 @@ describe("deploy/runner/install.sh", () => {
     const exec = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "echo installed" });
     expect(exec.body).toMatchObject({ status: "completed", stdout: "installed\n" });
     await proc.stop("SIGKILL");
+  });
+
+  const envOf = (root: string) => readFileSync(path.join(root, "etc/runbridge/runner.env"), "utf8");
+  const unitOf = (root: string) => readFileSync(path.join(root, "etc/systemd/system/runbridge-runner.service"), "utf8");
+
+  it("runs commands in a directory of their own, not in the state directory that holds the ledger", () => {
+    const root = freshRoot();
+    // An install from before: the ledger is there and must survive the re-run.
+    const ledger = path.join(root, "var/lib/runbridge/ledger/started.log");
+    mkdirSync(path.dirname(ledger), { recursive: true });
+    writeFileSync(ledger, "op-1\n");
+    const res = run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]);
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_STATE_DIR=\/var\/lib\/runbridge$/m);
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_WORKDIR=\/var\/lib\/runbridge\/work$/m);
+    expect(unitOf(root)).toMatch(/^WorkingDirectory=\/var\/lib\/runbridge\/work$/m);
+    for (const dir of ["var/lib/runbridge/work", "var/lib/runbridge/home"]) expect(statSync(path.join(root, dir)).mode & 0o777).toBe(0o700);
+    expect(readFileSync(ledger, "utf8")).toBe("op-1\n");
+    // The account the installer creates gets its home outside the state directory too.
+    expect(readFileSync(install, "utf8")).toMatch(/useradd [^\n]*--home-dir "\$home_dir"/);
+  });
+
+  it("keeps the earlier settings when re-run to put in a new token, unless told otherwise", () => {
+    const root = freshRoot();
+    const ca = path.join(work, "rerun-ca.pem");
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rerun test", "-keyout", path.join(work, "rerun-ca.key"), "-out", ca], { stdio: "pipe" });
+    expect(run(["--root", root, "--url", "wss://old.example.com", "--token", fx.runnerToken, "--ca-file", ca, "--user", "root", "--bundle", bundle]).status).toBe(0);
+    // Settings edited by hand after the install.
+    const envFile = path.join(root, "etc/runbridge/runner.env");
+    writeFileSync(envFile, envOf(root).replace("LOG_LEVEL=info", "LOG_LEVEL=debug") + "RUNBRIDGE_LEDGER_RETENTION_DAYS=30\n");
+
+    // The documented token rotation: only --url and --token.
+    const newToken = `rbr_${"N".repeat(42)}`;
+    const res = run(["--root", root, "--url", "wss://new.example.com", "--token", "-", "--bundle", bundle], { input: `${newToken}\n` });
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: "" });
+    const env = envOf(root);
+    expect(env).toContain("RUNBRIDGE_DISPATCHER_URL=wss://new.example.com\n");
+    expect(env).toContain(`RUNBRIDGE_RUNNER_TOKEN=${newToken}\n`);
+    expect(env).not.toContain(fx.runnerToken);
+    expect(env).toContain("RUNBRIDGE_CA_FILE=/etc/runbridge/dispatcher-ca.pem\n");
+    expect(env).toContain("LOG_LEVEL=debug\n");
+    expect(env).not.toContain("LOG_LEVEL=info");
+    expect(env).toContain("RUNBRIDGE_LEDGER_RETENTION_DAYS=30\n");
+    expect(env).not.toContain("RUNBRIDGE_REBOOT_COMMAND");
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    expect(unitOf(root)).toMatch(/^User=root$/m);
+    expect(existsSync(path.join(root, "etc/sudoers.d/runbridge-runner"))).toBe(false);
+    expect(res.stdout).toMatch(/kept from the existing installation: --user root RUNBRIDGE_CA_FILE LOG_LEVEL RUNBRIDGE_LEDGER_RETENTION_DAYS/);
+
+    // What the command line says wins.
+    const again = run(["--root", root, "--url", "wss://new.example.com", "--token", newToken, "--user", "runbridge", "--bundle", bundle]);
+    expect(again.status).toBe(0);
+    expect(unitOf(root)).toMatch(/^User=runbridge$/m);
+    expect(envOf(root)).toContain('RUNBRIDGE_REBOOT_COMMAND="sudo -n /sbin/shutdown -r now"\n');
+    expect(envOf(root)).toContain("LOG_LEVEL=debug\n");
+    expect(again.stdout).not.toMatch(/--user/);
+  });
+
+  it("moves an install of an earlier version, whose commands ran in the state directory, to work/ when re-run", () => {
+    const root = freshRoot();
+    mkdirSync(path.join(root, "etc/runbridge"), { recursive: true });
+    const old = ["RUNBRIDGE_DISPATCHER_URL=https://d.example.com", `RUNBRIDGE_RUNNER_TOKEN=${fx.runnerToken}`, "RUNBRIDGE_STATE_DIR=/var/lib/runbridge", "RUNBRIDGE_WORKDIR=/var/lib/runbridge", "LOG_LEVEL=info", ""];
+    writeFileSync(path.join(root, "etc/runbridge/runner.env"), old.join("\n"), { mode: 0o600 });
+    expect(run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]).status).toBe(0);
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_WORKDIR=\/var\/lib\/runbridge\/work$/m);
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_STATE_DIR=\/var\/lib\/runbridge$/m);
+    // A working directory chosen by hand elsewhere stays.
+    writeFileSync(path.join(root, "etc/runbridge/runner.env"), envOf(root).replace("RUNBRIDGE_WORKDIR=/var/lib/runbridge/work", "RUNBRIDGE_WORKDIR=/srv/jobs"));
+    expect(run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]).status).toBe(0);
+    expect(envOf(root)).toMatch(/^RUNBRIDGE_WORKDIR=\/srv\/jobs$/m);
+  });
+
+  /**
+   * The installer as it runs on a machine (it starts the service), with that
+   * machine's / moved to a temporary directory: a copy whose built-in root is
+   * that directory, and a stand-in systemctl that records its calls and fails
+   * the way the real one does where systemd is not the init.
+   */
+  const onMachine = (root: string, args: string[], systemd: boolean) => {
+    const dir = mkdtempSync(path.join(work, "machine-"));
+    const script = readFileSync(install, "utf8");
+    expect(script).toMatch(/^root=""$/m);
+    writeFileSync(path.join(dir, "install.sh"), script.replace(/^root=""$/m, `root="${root}"`));
+    copyFileSync(path.join(ROOT, "deploy/runner/runbridge-runner.service"), path.join(dir, "runbridge-runner.service"));
+    mkdirSync(path.join(dir, "bin"));
+    const calls = path.join(dir, "systemctl.log");
+    const fake = systemd ? `echo "$*" >> '${calls}'` : `echo "$*" >> '${calls}'; echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2; exit 1`;
+    writeFileSync(path.join(dir, "bin/systemctl"), `#!/bin/sh\n${fake}\n`, { mode: 0o755 });
+    if (systemd) mkdirSync(path.join(root, "run/systemd/system"), { recursive: true });
+    const res = spawnSync("sh", [path.join(dir, "install.sh"), ...args], { encoding: "utf8", input: "", env: { PATH: `${path.join(dir, "bin")}:${process.env.PATH}` } });
+    return { ...res, calls: existsSync(calls) ? readFileSync(calls, "utf8") : "" };
+  };
+
+  it("refuses to start the service where systemd is not running, before writing anything, and points at --no-start", () => {
+    const root = freshRoot();
+    const res = onMachine(root, ["--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle], false);
+    expect(res.status).toBe(1);
+    expect(res.stderr).toMatch(/systemd is not running/);
+    expect(res.stderr).toMatch(/--no-start/);
+    expect(res.calls).toBe("");
+    expect(existsSync(path.join(root, "etc"))).toBe(false);
+    expect(existsSync(path.join(root, "opt"))).toBe(false);
+    expect(existsSync(path.join(root, "var"))).toBe(false);
+    // --upgrade restarts the service too.
+    expect(onMachine(root, ["--upgrade", "--bundle", bundle], false).stderr).toMatch(/--no-start/);
+
+    // With --no-start it installs, and leaves systemd alone.
+    const noStart = onMachine(root, ["--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle, "--no-start"], false);
+    expect({ status: noStart.status, stderr: noStart.stderr, calls: noStart.calls }).toEqual({ status: 0, stderr: "", calls: "" });
+    expect(existsSync(path.join(root, "etc/runbridge/runner.env"))).toBe(true);
+  });
+
+  it("enables and starts the service where systemd runs", () => {
+    const root = freshRoot();
+    const res = onMachine(root, ["--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle], true);
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(res.calls).toBe("daemon-reload\nenable runbridge-runner\nrestart runbridge-runner\n");
   });
 
   it("takes the token from RUNBRIDGE_RUNNER_TOKEN and pins a CA file", () => {
