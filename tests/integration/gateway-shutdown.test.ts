@@ -59,4 +59,29 @@ describe("gateway shutdown", () => {
       await gw.proc.stop("SIGKILL");
     }
   });
+
+  it("does not hold its drain open for a retry waiting on another request's Idempotency-Key", async () => {
+    const { stack, fx } = suite;
+    const gw = await stack.startGatewayProcess();
+    try {
+      const body = { server_id: fx.server.id, command: "sleep 6; echo first", timeout_seconds: 30 };
+      const key = `drain-${Date.now()}`;
+      // The first attempt is held by another gateway; the retry, at this one, waits for its answer.
+      const first = stack.api().post("/api/automation/v1/exec").set({ Authorization: `Bearer ${fx.token}`, "Idempotency-Key": key }).send(body).then((r) => r);
+      await waitFor(() => testPrisma().operation.findFirst({ where: { serverId: fx.server.id, command: body.command } }), 10_000, "the first attempt's operation");
+      const retry = request(gw.url).post("/api/automation/v1/exec").set({ Authorization: `Bearer ${fx.token}`, "Idempotency-Key": key }).send(body).then((r) => r);
+      await new Promise((r) => setTimeout(r, 500));
+
+      const signalled = Date.now();
+      gw.proc.child.kill("SIGTERM");
+      const res = await retry;
+      expect(res.status).toBe(409);
+      expect(res.headers["retry-after"]).toBeDefined();
+      expect((await gw.proc.exited).code).toBe(0);
+      expect(Date.now() - signalled).toBeLessThan(3000);
+      expect((await first).body).toMatchObject({ status: "completed", stdout: "first\n" });
+    } finally {
+      await gw.proc.stop("SIGKILL");
+    }
+  });
 });

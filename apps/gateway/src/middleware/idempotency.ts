@@ -76,7 +76,9 @@ export function idempotencyMiddleware(ctx: GatewayContext): RequestHandler {
           return;
         }
         if (clientGone) return;
-        if (Date.now() > deadline) {
+        // A gateway shutting down does not hold a drain open for another request's answer: the
+        // client retries (at another gateway) and gets the replay there.
+        if (Date.now() > deadline || ctx.draining.aborted) {
           throw new HttpError(
             409,
             `A request with Idempotency-Key "${key}" is still in progress (or its server stopped before answering); retry later, or look the operation up by run_id`,
