@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -91,5 +91,24 @@ describe("configuration checked where it is used is reported at boot too", () =>
     expect(r.code).toBe(78);
     expect(r.output).toMatch(/- PORT/);
     expect(r.output).not.toContain("TRUST_PROXY");
+  });
+
+  it("dispatcher: a certificate without its key, and a retired key that is not base64", async () => {
+    const cert = path.join(dir, "cert.pem");
+    writeFileSync(cert, "not checked here\n");
+    const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_CERT_FILE: cert, RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: "not base64!" });
+    expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_CERT_FILE .*DISPATCHER_TLS_KEY_FILE/, /- RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS/]);
+  });
+
+  it("dispatcher: a key without its certificate", async () => {
+    const key = path.join(dir, "key.pem");
+    writeFileSync(key, "not checked here\n");
+    const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_KEY_FILE: key });
+    expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_KEY_FILE .*DISPATCHER_TLS_CERT_FILE/]);
+  });
+
+  it("dispatcher: TLS files that do not exist or are not files", async () => {
+    const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_CERT_FILE: path.join(dir, "missing.pem"), DISPATCHER_TLS_KEY_FILE: dir });
+    expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_CERT_FILE .*missing\.pem.*does not exist/, /- DISPATCHER_TLS_KEY_FILE .*not a file/]);
   });
 });
