@@ -111,4 +111,15 @@ describe("configuration checked where it is used is reported at boot too", () =>
     const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_CERT_FILE: path.join(dir, "missing.pem"), DISPATCHER_TLS_KEY_FILE: dir });
     expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_CERT_FILE .*missing\.pem.*does not exist/, /- DISPATCHER_TLS_KEY_FILE .*not a file/]);
   });
+
+  it.each<Record<string, string>>([{}, { RUNBRIDGE_LEDGER_RETENTION_DAYS: "0" }])("runner: a CA file that does not exist (with %j)", async (others) => {
+    const r = await boot("runner", {
+      ...others,
+      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
+      RUNBRIDGE_RUNNER_TOKEN: `rbr_${"a".repeat(42)}`,
+      RUNBRIDGE_STATE_DIR: path.join(dir, "state"),
+      RUNBRIDGE_CA_FILE: path.join(dir, "ca-missing.pem"),
+    });
+    expectRefused(r, "runner", [/- RUNBRIDGE_CA_FILE .*ca-missing\.pem.*does not exist/, ...Object.keys(others).map((name) => new RegExp(`- ${name}`))]);
+  });
 });
