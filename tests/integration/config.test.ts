@@ -1,6 +1,11 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
 import path from "node:path";
-import { ROOT } from "../helpers/processes";
+import { ROOT, listenOnLoopback } from "../helpers/processes";
 
 /**
  * Every process checks its whole environment at boot and names every bad
@@ -22,5 +27,99 @@ describe("configuration at boot", () => {
     for (const name of names) expect(r.stderr).toMatch(new RegExp(`- .*${name}`));
     // The runner's token is a secret even when it is wrong: never echoed.
     if (app === "runner") expect(r.stderr).not.toContain("rca_wrongkind");
+  });
+});
+
+/**
+ * Settings that used to be checked only where they are used (Express's proxy
+ * setting, the sealer's key list, TLS and CA files), after the database and
+ * Redis were reached: a bad one crashed with exit 1 and a stack trace, which
+ * systemd and compose restart in a loop. They are part of the boot check now.
+ * The URLs point at a listener of ours that must see no connection at all.
+ */
+describe("configuration checked where it is used is reported at boot too", () => {
+  let dir: string;
+  let listener: Server;
+  let port: number;
+  let connections = 0;
+  const KEY = randomBytes(32).toString("base64");
+  // A secret even when it is the wrong size: must never be echoed.
+  const SHORT_KEY = randomBytes(16).toString("base64");
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "rb-cfg-"));
+    listener = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    port = await listenOnLoopback(listener);
+  });
+
+  afterAll(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    await new Promise((resolve) => listener.close(resolve));
+  });
+
+  const boot = async (app: string, env: Record<string, string>) => {
+    const child = spawn(process.execPath, [path.join(ROOT, `apps/${app}/dist/main.js`)], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    const [code] = (await once(child, "exit")) as [number | null];
+    clearTimeout(killer);
+    return { code, output };
+  };
+  const servers = () => ({ DATABASE_URL: `postgresql://postgres@127.0.0.1:${port}/db`, REDIS_URL: `redis://127.0.0.1:${port}`, RUNBRIDGE_ENCRYPTION_KEY: KEY });
+
+  const expectRefused = (r: { code: number | null; output: string }, app: string, problems: RegExp[]) => {
+    expect(r.output).toContain(`${app}: invalid configuration`);
+    for (const problem of problems) expect(r.output).toMatch(problem);
+    expect(r.output).not.toMatch(/\n\s+at /); // no stack trace
+    expect(r.output).not.toContain(SHORT_KEY);
+    expect(r.code).toBe(78);
+    expect(connections).toBe(0);
+  };
+
+  it("gateway: a TRUST_PROXY Express cannot compile and a malformed retired key", async () => {
+    const r = await boot("gateway", { ...servers(), TRUST_PROXY: "loopback, garbage", RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: `${KEY},${SHORT_KEY}` });
+    expectRefused(r, "gateway", [/- TRUST_PROXY .*garbage/, /- RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS\b.*entry 2 of 2/]);
+  });
+
+  it.each(["1", "loopback, 10.0.0.0/8, ::1", "false", ""])("gateway: TRUST_PROXY=%j passes the boot check", async (trustProxy) => {
+    const r = await boot("gateway", { ...servers(), TRUST_PROXY: trustProxy, PORT: "eighty" });
+    expect(r.code).toBe(78);
+    expect(r.output).toMatch(/- PORT/);
+    expect(r.output).not.toContain("TRUST_PROXY");
+  });
+
+  it("dispatcher: a certificate without its key, and a retired key that is not base64", async () => {
+    const cert = path.join(dir, "cert.pem");
+    writeFileSync(cert, "not checked here\n");
+    const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_CERT_FILE: cert, RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: "not base64!" });
+    expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_CERT_FILE .*DISPATCHER_TLS_KEY_FILE/, /- RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS/]);
+  });
+
+  it("dispatcher: a key without its certificate", async () => {
+    const key = path.join(dir, "key.pem");
+    writeFileSync(key, "not checked here\n");
+    const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_KEY_FILE: key });
+    expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_KEY_FILE .*DISPATCHER_TLS_CERT_FILE/]);
+  });
+
+  it("dispatcher: TLS files that do not exist or are not files", async () => {
+    const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_CERT_FILE: path.join(dir, "missing.pem"), DISPATCHER_TLS_KEY_FILE: dir });
+    expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_CERT_FILE .*missing\.pem.*does not exist/, /- DISPATCHER_TLS_KEY_FILE .*not a file/]);
+  });
+
+  it.each<Record<string, string>>([{}, { RUNBRIDGE_LEDGER_RETENTION_DAYS: "0" }])("runner: a CA file that does not exist (with %j)", async (others) => {
+    const r = await boot("runner", {
+      ...others,
+      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
+      RUNBRIDGE_RUNNER_TOKEN: `rbr_${"a".repeat(42)}`,
+      RUNBRIDGE_STATE_DIR: path.join(dir, "state"),
+      RUNBRIDGE_CA_FILE: path.join(dir, "ca-missing.pem"),
+    });
+    expectRefused(r, "runner", [/- RUNBRIDGE_CA_FILE .*ca-missing\.pem.*does not exist/, ...Object.keys(others).map((name) => new RegExp(`- ${name}`))]);
   });
 });

@@ -1,6 +1,25 @@
 import { hostname } from "node:os";
 import Joi from "joi";
-import { commonEnv, loadConfigOrExit } from "@runbridge/common";
+import { commonEnv, loadConfigOrExit, readableFile } from "@runbridge/common";
+
+/**
+ * A TLS file is only read when the listener is created, after the database and
+ * Redis are reached; checked here, a missing partner or an unreadable file is
+ * listed with the other bad variables. Empty values skip custom() (allow("")),
+ * so each side checks that its partner is set.
+ */
+function tlsFile(partner: string): Joi.CustomValidator<string> {
+  return (file, h) => {
+    const parent = h.state.ancestors[0] as Record<string, unknown>;
+    if (!parent[partner]) {
+      return h.message(
+        { custom: "{#label} is set but {#partner} is not: set both (the dispatcher serves TLS) or neither (behind a TLS-terminating proxy)" },
+        { partner },
+      );
+    }
+    return readableFile(file, h);
+  };
+}
 
 export const dispatcherEnvSchema = Joi.object({
   ...commonEnv,
@@ -9,8 +28,9 @@ export const dispatcherEnvSchema = Joi.object({
   DISPATCHER_TLS_CERT_FILE: Joi.string()
     .allow("")
     .default("")
+    .custom(tlsFile("DISPATCHER_TLS_KEY_FILE"))
     .description("PEM certificate chain: when set (with DISPATCHER_TLS_KEY_FILE) the dispatcher serves TLS itself and runners connect with https:// or wss://"),
-  DISPATCHER_TLS_KEY_FILE: Joi.string().allow("").default("").description("PEM private key of DISPATCHER_TLS_CERT_FILE"),
+  DISPATCHER_TLS_KEY_FILE: Joi.string().allow("").default("").custom(tlsFile("DISPATCHER_TLS_CERT_FILE")).description("PEM private key of DISPATCHER_TLS_CERT_FILE"),
   DISPATCHER_ID: Joi.string()
     .max(100)
     .default(`${hostname()}-${process.pid}`)

@@ -9,9 +9,7 @@ import type { DispatcherConfig } from "./config";
  * without them, plain HTTP, for a TLS-terminating proxy or load balancer in front.
  */
 export function createDispatcherServer(config: DispatcherConfig, handler: RequestListener): Server {
-  if (Boolean(config.DISPATCHER_TLS_CERT_FILE) !== Boolean(config.DISPATCHER_TLS_KEY_FILE)) {
-    throw new Error("DISPATCHER_TLS_CERT_FILE and DISPATCHER_TLS_KEY_FILE must be set together (or neither, behind a TLS-terminating proxy)");
-  }
+  // The boot check (config.ts) has made sure both are set or neither, and both are readable.
   if (config.DISPATCHER_TLS_CERT_FILE) {
     // https.Server extends tls.Server, whose http handling matches http.Server's, which is all socket.io needs.
     return createHttpsServer({ cert: readFileSync(config.DISPATCHER_TLS_CERT_FILE), key: readFileSync(config.DISPATCHER_TLS_KEY_FILE), minVersion: "TLSv1.2" }, handler) as unknown as Server;

@@ -1,4 +1,5 @@
 import Joi from "joi";
+import { compile } from "proxy-addr";
 import { commonEnv, loadConfigOrExit } from "@runbridge/common";
 import { Limits } from "@runbridge/contracts";
 
@@ -9,6 +10,7 @@ export const gatewayEnvSchema = Joi.object({
   TRUST_PROXY: Joi.string()
     .allow("")
     .default("")
+    .custom(compilableTrustProxy)
     .description("Express trust proxy: a hop count (e.g. 1) or comma-separated proxy addresses/subnets; empty = use the socket address"),
   EXEC_MAX_WAIT_SECONDS: Joi.number()
     .integer()
@@ -69,4 +71,24 @@ export function trustProxySetting(raw: string): number | string[] | false {
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
+}
+
+/**
+ * Express compiles its `trust proxy` setting with proxy-addr when the app is
+ * built, after the database and Redis are reached, and throws on an entry it
+ * cannot parse. Compiling it here with the same library makes the boot check
+ * accept exactly what Express will.
+ */
+function compilableTrustProxy(raw: string, h: Joi.CustomHelpers): string | Joi.ErrorReport {
+  const setting = trustProxySetting(raw);
+  if (!Array.isArray(setting)) return raw;
+  try {
+    compile(setting);
+    return raw;
+  } catch (err) {
+    return h.message(
+      { custom: "{#label} must be a hop count (e.g. 1) or comma-separated proxy addresses, subnets or names (loopback, linklocal, uniquelocal): {#reason}" },
+      { reason: err instanceof Error ? err.message : String(err) },
+    );
+  }
 }

@@ -1,4 +1,5 @@
 import Joi from "joi";
+import { previousKeyList } from "./sealing";
 
 export class ConfigError extends Error {
   constructor(
@@ -38,6 +39,28 @@ export function loadConfigOrExit<T>(service: string, schema: Joi.ObjectSchema<T>
   }
 }
 
+/** An AES-256-GCM key as the sealer takes it: 32 bytes, base64-encoded. */
+function encryptionKey(): Joi.StringSchema {
+  return Joi.string()
+    .base64()
+    .custom((v: string, h) => (Buffer.from(v, "base64").length === 32 ? v : h.error("any.invalid")));
+}
+
+/**
+ * Every retired key must be one the sealer can load: it throws on a bad one
+ * when it is built, after the database and Redis are reached. Entries are
+ * named by position, never by value: they are secrets even when malformed.
+ */
+function retiredKeys(raw: string, h: Joi.CustomHelpers): string | Joi.ErrorReport {
+  const keys = previousKeyList(raw);
+  const bad = keys.map((k, i) => (encryptionKey().validate(k).error ? i + 1 : 0)).filter((n) => n > 0);
+  if (bad.length === 0) return raw;
+  return h.message(
+    { custom: "{#label}: {#which}; each key must be 32 bytes, base64-encoded (openssl rand -base64 32), separated by commas" },
+    { which: bad.length === 1 ? `entry ${bad[0]} of ${keys.length} is not a key` : `entries ${bad.join(", ")} of ${keys.length} are not keys` },
+  );
+}
+
 /** Shared variable definitions, so every app spells and checks them the same way. */
 export const commonEnv = {
   DATABASE_URL: Joi.string()
@@ -53,14 +76,13 @@ export const commonEnv = {
     .default("rb")
     .description("Prefix of every Redis key, so deployments can share a Redis"),
   LOG_LEVEL: Joi.string().valid("error", "warn", "info", "http", "verbose", "debug", "silly").default("info"),
-  RUNBRIDGE_ENCRYPTION_KEY: Joi.string()
-    .base64()
-    .custom((v: string, h) => (Buffer.from(v, "base64").length === 32 ? v : h.error("any.invalid")))
+  RUNBRIDGE_ENCRYPTION_KEY: encryptionKey()
     .required()
     .messages({ "any.invalid": "RUNBRIDGE_ENCRYPTION_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)" })
     .description("Active AES-256-GCM key for secrets at rest and in the queue (32 bytes, base64)"),
   RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: Joi.string()
     .allow("")
     .default("")
+    .custom(retiredKeys)
     .description("Comma-separated retired keys, still accepted for decryption during rotation"),
 };

@@ -5,3 +5,4 @@ export * from "./sealing";
 export * from "./shutdown";
 export * from "./tokens";
 export * from "./readiness";
+export * from "./env-files";

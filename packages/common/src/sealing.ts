@@ -1,6 +1,18 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 
 /**
+ * The retired keys in RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: comma-separated,
+ * blank entries ignored. The boot check reads the list with this too, so every
+ * key it accepts is one the sealer gets.
+ */
+export function previousKeyList(raw: string | undefined): string[] {
+  return (raw ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/**
  * AES-256-GCM envelopes: "v1.<keyId>.<iv>.<tag>.<ciphertext>" (base64url parts).
  * The key id (first 8 hex chars of SHA-256 of the key) lets old envelopes be
  * opened during a key rotation while new ones use the active key.
@@ -19,8 +31,7 @@ export class Sealer {
   }
 
   static fromConfig(cfg: { RUNBRIDGE_ENCRYPTION_KEY: string; RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS?: string }): Sealer {
-    const prev = (cfg.RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS ?? "").split(",").map((s) => s.trim());
-    return new Sealer(cfg.RUNBRIDGE_ENCRYPTION_KEY, prev);
+    return new Sealer(cfg.RUNBRIDGE_ENCRYPTION_KEY, previousKeyList(cfg.RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS));
   }
 
   private static entry(b64: string): { id: string; key: Buffer } {
