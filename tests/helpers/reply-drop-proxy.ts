@@ -14,6 +14,7 @@ export class ReplyDropProxy {
   private readonly sockets = new Set<net.Socket>();
   private armed: { marker: string; holdMs: number } | null = null;
   private refusing = false;
+  private cut: NodeJS.Timeout | undefined;
   /** Set once an armed marker went through: the server has the command. */
   delivered = false;
   port = 0;
@@ -51,7 +52,7 @@ export class ReplyDropProxy {
       this.armed = null;
       this.delivered = true;
       swallowing = true;
-      setTimeout(() => {
+      this.cut = setTimeout(() => {
         // Stops listening: reconnects are refused outright (ECONNREFUSED), as from a dead path.
         this.refusing = true;
         this.server?.close();
@@ -66,6 +67,7 @@ export class ReplyDropProxy {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.cut);
     this.refusing = true;
     for (const s of this.sockets) s.destroy();
     const server = this.server;
