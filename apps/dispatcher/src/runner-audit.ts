@@ -8,16 +8,12 @@ export interface RunnerConnection {
   handshake: HandshakeInfo;
 }
 
-/** The peer address of a runner connection (a load balancer's, when there is one in front). */
-export function remoteAddress(handshake: HandshakeInfo): string {
-  return handshake.address;
-}
-
 /** Where a connection came from, for the audit trail: X-Forwarded-For is what a proxy claims, shown as such, never trusted. */
 function origin(c: RunnerConnection) {
   const forwarded = c.handshake.headers["x-forwarded-for"];
   return {
-    address: remoteAddress(c.handshake),
+    // The peer's address (a load balancer's, when there is one in front).
+    address: c.handshake.address,
     forwarded_for: (Array.isArray(forwarded) ? forwarded.join(", ") : forwarded) ?? null,
     dispatcher_id: c.data.dispatcherId ?? null,
     connected_at: new Date(c.handshake.issued).toISOString(),
@@ -36,7 +32,8 @@ export function recordReplacement(ctx: DispatcherContext, newer: RunnerConnectio
   const { serverId, tenantId } = newer.data;
   const details = { new_connection: origin(newer), replaced: older.map(origin) };
   ctx.logger.warn("runner connection replaced by a newer one (unless the runner restarted or moved, its token may have leaked: rotate it)", { serverId, ...details });
+  // Inside an async function, so that whatever fails — synchronously or not — is logged, never thrown at the caller.
   void (async () => {
-    await ctx.prisma.auditEvent.create({ data: { tenantId, type: "runner.replaced", serverId, clientIp: remoteAddress(newer.handshake), data: details } });
+    await ctx.prisma.auditEvent.create({ data: { tenantId, type: "runner.replaced", serverId, clientIp: newer.handshake.address, data: details } });
   })().catch((err: unknown) => ctx.logger.warn("could not record runner.replaced", { serverId, error: String(err) }));
 }

@@ -2,7 +2,6 @@ import type { Redis } from "ioredis";
 import { createRedis } from "@runbridge/common";
 import { decodeTokenRevoked } from "@runbridge/contracts";
 import type { DispatcherContext, RunnerSocket } from "./context";
-import { remoteAddress } from "./runner-audit";
 
 /**
  * How long a revoked token hash is remembered here: far longer than a
@@ -85,7 +84,7 @@ export class TokenRevocations {
   /** Told first (a runner told its token was revoked does not reconnect with it), then closed. */
   private drop(socket: RunnerSocket, why: string): void {
     const { serverId } = socket.data;
-    this.ctx.logger.warn(`runner connection closed: ${why}`, { serverId, socketId: socket.id, address: remoteAddress(socket.handshake) });
+    this.ctx.logger.warn(`runner connection closed: ${why}`, { serverId, socketId: socket.id, address: socket.handshake.address });
     socket.emit("runner:token-revoked");
     socket.disconnect(true);
   }

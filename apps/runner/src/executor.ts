@@ -106,9 +106,14 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
           // operation): a bad one makes the spawn fail, and only then is it looked at.
           const problem = workdirProblem(cwd);
           const why = problem ?? (e.code === "ENOENT" ? `${file}: command not found on the server` : `could not start ${file}: ${e.message}`);
-          const { error: _why, ...failed } = { ...failedResult(op.operationId, startedAt, why), durationMs };
-          // As a shell reports it: 127 for a command it cannot find, 126 for one it cannot run.
-          resolve(op.failureAsExitCode ? { ...failed, status: "completed", exitCode: !problem && e.code === "ENOENT" ? 127 : 126, stderr: `${why}\n` } : { ...failed, error: why });
+          const failed = { ...failedResult(op.operationId, startedAt, why), durationMs };
+          if (!op.failureAsExitCode) {
+            resolve(failed);
+            return;
+          }
+          // As a shell reports it: 127 for a command it cannot find, 126 for one it cannot run; the reason on stderr.
+          const { error: _error, ...ran } = failed;
+          resolve({ ...ran, status: "completed", exitCode: !problem && e.code === "ENOENT" ? 127 : 126, stderr: `${why}\n` });
           return;
         }
         const reason = endReason as { status: TerminalStatus; error: string } | null;

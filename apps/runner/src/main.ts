@@ -16,12 +16,10 @@ function main(): void {
   const shutdown = new Shutdown(logger, stopMs + 5_000);
   let agent: Agent;
   try {
-    agent = new Agent(config, logger, {
-      // Running commands finish and their results stay in the ledger for the runner started with the new token.
-      onTokenRevoked: () => void shutdown.run().then(() => process.exit(EXIT_BAD_CONFIG)),
-      // Results of commands still running stay in the ledger, delivered when this runner is started again.
-      onReplaced: () => void shutdown.run().then(() => process.exit(EXIT_BAD_CONFIG)),
-    });
+    // Running commands finish; results not delivered stay in the ledger for the runner started next
+    // (with the new token, or once this machine is meant to be the server's runner again).
+    const stopForGood = () => void shutdown.run().then(() => process.exit(EXIT_BAD_CONFIG));
+    agent = new Agent(config, logger, { onTokenRevoked: stopForGood, onReplaced: stopForGood });
   } catch (err) {
     // The state directory in use by another runner, or unreadable: nothing has started yet.
     logger.error("runner could not start", { error: err instanceof Error ? err.message : String(err) });

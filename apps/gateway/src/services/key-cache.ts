@@ -45,8 +45,6 @@ export class KeyCache {
   private readonly inflight = new Map<string, { epoch: number; promise: Promise<CachedKey | null> }>();
   /** Told when a hash may have changed: long-lived requests (live log streams) re-check their key. */
   private readonly watchers = new Map<string, Set<() => void>>();
-  private readonly ttlMs: number;
-  private readonly negativeTtlMs: number;
   private epoch = 0;
   private live = false;
   /** Counts lookups that went to the database (for tests and metrics). */
@@ -56,10 +54,8 @@ export class KeyCache {
     private readonly load: (keyHash: string) => Promise<AutomationKey | null>,
     opts: KeyCacheOptions = {},
   ) {
-    this.ttlMs = opts.ttlMs ?? 15_000;
-    this.negativeTtlMs = opts.negativeTtlMs ?? 5_000;
-    this.found = new LRUCache<string, Slot>({ max: opts.max ?? 10_000, ttl: this.ttlMs, ttlAutopurge: false });
-    this.missing = new LRUCache<string, Slot>({ max: opts.max ?? 10_000, ttl: this.negativeTtlMs, ttlAutopurge: false });
+    this.found = new LRUCache<string, Slot>({ max: opts.max ?? 10_000, ttl: opts.ttlMs ?? 15_000, ttlAutopurge: false });
+    this.missing = new LRUCache<string, Slot>({ max: opts.max ?? 10_000, ttl: opts.negativeTtlMs ?? 5_000, ttlAutopurge: false });
   }
 
   get isLive(): boolean {
