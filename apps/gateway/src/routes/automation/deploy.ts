@@ -9,6 +9,7 @@ import { NotFoundError, ServiceUnavailableError, ValidationError } from "../../e
 import { validateBody } from "../../middleware/validate";
 import { readEnvAllowlist } from "../../services/env-allowlist";
 import { assertRunnerConnected, failUndispatched, loadTargetServer, startOperation } from "../../services/operations";
+import { OPERATION_PATHS } from "./paths";
 
 /**
  * Stamps the deployment under a lock on its application row, strictly after
@@ -32,7 +33,7 @@ async function recordDeployment(ctx: GatewayContext, op: Operation, deploymentId
 /** POST /deploy: runs the application's deploy command on its server; always answers 202 at once. */
 export function deployRouter(ctx: GatewayContext): Router {
   const router = Router();
-  router.post("/deploy", async (req, res) => {
+  router.post(OPERATION_PATHS[OperationType.Deploy], async (req, res) => {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.Deploy);
     const body = validateBody(deployRequestSchema, req.body);

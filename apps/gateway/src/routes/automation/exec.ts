@@ -6,11 +6,12 @@ import type { GatewayContext } from "../../context";
 import { validateBody } from "../../middleware/validate";
 import { loadConnectedServer, runAndWait } from "../../services/operations";
 import { syncResponse } from "../../services/serializers";
+import { OPERATION_PATHS } from "./paths";
 
 /** POST /exec: run a shell command; answers with the result if it ends within the wait bound. */
 export function execRouter(ctx: GatewayContext): Router {
   const router = Router();
-  router.post("/exec", async (req, res) => {
+  router.post(OPERATION_PATHS[OperationType.Exec], async (req, res) => {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.Exec);
     const body = validateBody(execRequestSchema, req.body);

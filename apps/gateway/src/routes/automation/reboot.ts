@@ -5,6 +5,7 @@ import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { validateBody } from "../../middleware/validate";
 import { assertRunnerConnected, loadTargetServer, startOperation } from "../../services/operations";
+import { OPERATION_PATHS } from "./paths";
 
 /**
  * POST /reboot: through the server's cloud provider API when it is linked to
@@ -17,7 +18,7 @@ import { assertRunnerConnected, loadTargetServer, startOperation } from "../../s
  */
 export function rebootRouter(ctx: GatewayContext): Router {
   const router = Router();
-  router.post("/reboot", async (req, res) => {
+  router.post(OPERATION_PATHS[OperationType.Reboot], async (req, res) => {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.Reboot);
     const body = validateBody(rebootRequestSchema, req.body);

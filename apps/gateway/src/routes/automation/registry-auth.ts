@@ -8,6 +8,7 @@ import { validateBody } from "../../middleware/validate";
 import { assertRunnerConnected, loadConnectedServer, loadTargetServer, runAndWait, startOperation } from "../../services/operations";
 import { resolveRegistryType } from "../../services/registry-type";
 import { syncResponse } from "../../services/serializers";
+import { OPERATION_PATHS } from "./paths";
 
 /**
  * POST /registry-auth/login (async, 202) and /registry-auth/logout (sync).
@@ -18,7 +19,7 @@ import { syncResponse } from "../../services/serializers";
 export function registryAuthRouter(ctx: GatewayContext): Router {
   const router = Router();
 
-  router.post("/registry-auth/login", async (req, res) => {
+  router.post(OPERATION_PATHS[OperationType.RegistryLogin], async (req, res) => {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.RegistryLogin);
     const body = validateBody(registryLoginRequestSchema, req.body);
@@ -51,7 +52,7 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
     res.status(202).json({ operation_id: op.id, status: op.status, registry_url: cred.registryUrl, registry_type: cred.registryType });
   });
 
-  router.post("/registry-auth/logout", async (req, res) => {
+  router.post(OPERATION_PATHS[OperationType.RegistryLogout], async (req, res) => {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.RegistryLogout);
     const body = validateBody(registryLogoutRequestSchema, req.body);

@@ -6,6 +6,7 @@ import type { GatewayContext } from "../../context";
 import { validateBody } from "../../middleware/validate";
 import { loadConnectedServer, runAndWait } from "../../services/operations";
 import { syncResponse } from "../../services/serializers";
+import { OPERATION_PATHS } from "./paths";
 
 /**
  * POST /restart: `docker restart <container_name>`, the name checked against
@@ -13,7 +14,7 @@ import { syncResponse } from "../../services/serializers";
  */
 export function restartRouter(ctx: GatewayContext): Router {
   const router = Router();
-  router.post("/restart", async (req, res) => {
+  router.post(OPERATION_PATHS[OperationType.Restart], async (req, res) => {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.Restart);
     const body = validateBody(restartRequestSchema, req.body);
