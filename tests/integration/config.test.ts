@@ -18,7 +18,7 @@ describe("configuration at boot", () => {
 
   it.each([
     ["gateway", { DATABASE_URL: "mysql://nope", REDIS_URL: "http://nope", PORT: "eighty", RUNBRIDGE_ENCRYPTION_KEY: "short", LOG_LEVEL: "loud" }, ["DATABASE_URL", "REDIS_URL", "PORT", "RUNBRIDGE_ENCRYPTION_KEY", "LOG_LEVEL"]],
-    ["dispatcher", { DISPATCHER_PORT: "-1", WORKER_CONCURRENCY: "0" }, ["DATABASE_URL", "RUNBRIDGE_ENCRYPTION_KEY", "DISPATCHER_PORT", "WORKER_CONCURRENCY"]],
+    ["dispatcher", { DISPATCHER_PORT: "-1", WORKER_CONCURRENCY: "0", OPERATION_RETENTION_DAYS: "-1", AUDIT_RETENTION_DAYS: "forever" }, ["DATABASE_URL", "RUNBRIDGE_ENCRYPTION_KEY", "DISPATCHER_PORT", "WORKER_CONCURRENCY", "OPERATION_RETENTION_DAYS", "AUDIT_RETENTION_DAYS"]],
     ["runner", { RUNBRIDGE_DISPATCHER_URL: "ftp://x", RUNBRIDGE_RUNNER_TOKEN: "rca_wrongkind" }, ["RUNBRIDGE_DISPATCHER_URL", "RUNBRIDGE_RUNNER_TOKEN"]],
   ] as const)("%s lists every bad variable and exits 78", (app, env, names) => {
     const r = boot(app, env);

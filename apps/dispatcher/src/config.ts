@@ -77,6 +77,13 @@ export const dispatcherEnvSchema = Joi.object({
     .max(3600)
     .default(30)
     .description("How long a deploy that waited its turn behind another deploy of its application may then wait for its runner"),
+  OPERATION_RETENTION_DAYS: Joi.number()
+    .integer()
+    .min(0)
+    .max(36500)
+    .default(90)
+    .description("Ended operations (with their output) older than this many days are deleted, except each application's latest deployment; 0 keeps them forever"),
+  AUDIT_RETENTION_DAYS: Joi.number().integer().min(0).max(36500).default(365).description("Audit events older than this many days are deleted; 0 keeps them forever"),
 });
 
 export interface DispatcherConfig {
@@ -102,6 +109,8 @@ export interface DispatcherConfig {
   DIGITALOCEAN_API_URL: string;
   PROVIDER_API_TIMEOUT_MS: number;
   DEPLOY_TURN_GRACE_SECONDS: number;
+  OPERATION_RETENTION_DAYS: number;
+  AUDIT_RETENTION_DAYS: number;
 }
 
 export function loadDispatcherConfig(env: NodeJS.ProcessEnv = process.env): DispatcherConfig {

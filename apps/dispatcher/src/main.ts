@@ -11,6 +11,7 @@ import { createDispatcherServer } from "./http-server";
 import { registerDispatcherCollectors } from "./metrics";
 import { RunnerPresence } from "./presence";
 import { attachRunnerHandlers, createRunnerIo } from "./socket-server";
+import { Retention } from "./retention";
 import { Sweeper } from "./sweeper";
 import { TokenRevocations } from "./token-revocations";
 
@@ -43,11 +44,14 @@ async function main(): Promise<void> {
   const worker = createDeliveryWorker(ctx);
   const sweeper = new Sweeper(ctx);
   sweeper.start();
+  const retention = new Retention(ctx);
+  retention.start();
   const cancelListener = startCancelListener(ctx);
   logger.info("dispatcher ready", { port: config.DISPATCHER_PORT, dispatcherId: config.DISPATCHER_ID, tls: Boolean(config.DISPATCHER_TLS_CERT_FILE) });
 
   new Shutdown(logger)
     .add("stop sweeping", () => sweeper.stop())
+    .add("stop pruning", () => retention.stop())
     .add("stop cancel listener", () => cancelListener.close())
     .add("stop token revocation listener", () => revocations.close())
     // Finishes deliveries in flight and takes no new jobs; the rest stay queued for other dispatchers.

@@ -28,6 +28,17 @@ const deliveryLatency = new Histogram({
   registers: [dispatcherRegistry],
 });
 
+const retentionDeleted = new Counter({
+  name: "runbridge_dispatcher_retention_deleted_total",
+  help: "Rows deleted by this dispatcher because they outlived OPERATION_RETENTION_DAYS / AUDIT_RETENTION_DAYS, by table",
+  labelNames: ["table"] as const,
+  registers: [dispatcherRegistry],
+});
+
+export function countRetentionDeleted(table: "operations" | "audit_events", n: number): void {
+  if (n > 0) retentionDeleted.inc({ table }, n);
+}
+
 export function countOperationFinished(status: string, type: string): void {
   operationsFinished.inc({ status, type });
 }

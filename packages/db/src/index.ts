@@ -1,2 +1,3 @@
 export * from "./client";
 export * from "./operation-store";
+export * from "./retention";
