@@ -53,7 +53,7 @@ export class TokenRevocations {
       if (!revoked) return ctx.logger.warn("ignored a malformed runner token revocation");
       this.remember(revoked.tokenHash);
       for (const socket of this.localSockets()) {
-        if (socket.data.tokenHash === revoked.tokenHash) this.drop(socket, "its server's runner token was rotated");
+        if (socket.data.tokenHash === revoked.tokenHash) this.drop(socket, "its server's runner token was rotated, or the server deleted");
       }
     });
     // On every connection (the first one too: handshakes may have been let in before it), once subscribed.

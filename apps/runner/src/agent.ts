@@ -199,7 +199,7 @@ export class Agent {
         // Reconnecting with a revoked token can only be refused, forever: stop (socket.io's own
         // reconnection too, should the connection have dropped before the dispatcher closed it), and say what to do.
         this.socket.disconnect();
-        this.logger.error(`this runner's token was revoked (the server's runner token was rotated); not reconnecting: ${SET_NEW_TOKEN}`);
+        this.logger.error(`this runner's token was revoked (the server's runner token was rotated, or the server was deleted); not reconnecting: ${SET_NEW_TOKEN} (if the server was deleted on purpose, uninstall the runner instead)`);
         this.hooks.onTokenRevoked?.();
         return;
       }

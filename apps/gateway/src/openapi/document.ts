@@ -334,6 +334,14 @@ export function buildOpenApiDocument(): Record<string, unknown> {
           requestBody: managementBody("ServerProviderLinkRequest"),
           responses: { "200": ok("Updated", "Server"), ...errors("401", "404", "422") },
         },
+        delete: {
+          summary: "Delete a server with its operations, applications and deployments",
+          description:
+            "Refused with 409 while any of its operations is running. The audit trail keeps the server's events and records a `server.deleted` event. Its runner is told `runner:token-revoked`, disconnected on every dispatcher, and exits; its token is refused from then on.",
+          ...mgmt,
+          parameters: [idParam],
+          responses: { "204": { description: "Deleted" }, ...errors("401", "404", "409") },
+        },
       },
       [`${MANAGEMENT}/servers/{id}/runner-token`]: {
         post: {

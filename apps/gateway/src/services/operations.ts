@@ -42,6 +42,9 @@ export async function loadTargetServer(ctx: GatewayContext, auth: AutomationAuth
   return server;
 }
 
+/** PostgreSQL's SQLSTATE for a row whose foreign key names no row (with the constraint's name in the error). */
+const FOREIGN_KEY_VIOLATION = "23503";
+
 /** A runner seen this recently is probably reconnecting (e.g. a dispatcher restart): worth a short wait. */
 const RECONNECT_WINDOW_MS = 60_000;
 const RECONNECT_GRACE_MS = 3_000;
@@ -84,31 +87,38 @@ export async function startOperation(
   const params = (input.params ?? {}) as Prisma.InputJsonObject;
   const runContext = input.runContext as Prisma.InputJsonObject | undefined;
   // The row and its audit event in one statement (the hot path: see OperationStore).
-  const operation = await ctx.operations.insertWithAudit({
-    tenantId: auth.tenantId,
-    serverId: input.serverId,
-    automationKeyId: auth.key.id,
-    type: input.type,
-    command: input.command,
-    params,
-    workingDirectory: input.workingDirectory ?? null,
-    timeoutSeconds: input.timeoutSeconds,
-    envKeys,
-    runId: input.runId ?? null,
-    runContext: (runContext as Record<string, unknown> | undefined) ?? null,
-    clientIp: auth.clientIp,
-    deliverBy: new Date(Date.now() + ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000),
-    redisPrefix: ctx.config.REDIS_PREFIX,
-    audit: {
-      operation_type: input.type,
+  const operation = await ctx.operations
+    .insertWithAudit({
+      tenantId: auth.tenantId,
+      serverId: input.serverId,
+      automationKeyId: auth.key.id,
+      type: input.type,
       command: input.command,
       params,
-      working_directory: input.workingDirectory ?? null,
-      timeout_seconds: input.timeoutSeconds,
-      env_keys: envKeys,
-      run_context: runContext ?? null,
-    },
-  });
+      workingDirectory: input.workingDirectory ?? null,
+      timeoutSeconds: input.timeoutSeconds,
+      envKeys,
+      runId: input.runId ?? null,
+      runContext: (runContext as Record<string, unknown> | undefined) ?? null,
+      clientIp: auth.clientIp,
+      deliverBy: new Date(Date.now() + ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000),
+      redisPrefix: ctx.config.REDIS_PREFIX,
+      audit: {
+        operation_type: input.type,
+        command: input.command,
+        params,
+        working_directory: input.workingDirectory ?? null,
+        timeout_seconds: input.timeoutSeconds,
+        env_keys: envKeys,
+        run_context: runContext ?? null,
+      },
+    })
+    .catch((err: unknown) => {
+      // The server was deleted between its lookup and this insert (see server-delete.ts).
+      const e = err as { code?: unknown; constraint?: unknown };
+      if (e.code === FOREIGN_KEY_VIOLATION && e.constraint === "operations_server_id_fkey") throw new NotFoundError(`Server ${input.serverId} not found`);
+      throw err;
+    });
 
   await beforeEnqueue?.(operation);
   const secrets = input.secrets && Object.keys(input.secrets).length > 0 ? input.secrets : undefined;

@@ -47,21 +47,27 @@ function assertAllOwned(field: string, what: string, ids: readonly string[], own
   if (i !== -1) throw new ValidationError(`"${field}[${i}]" (${ids[i]}) is a cross-tenant reference or an unknown ${what}`);
 }
 
-/** Validates scope fields beyond their shape: tenant ownership of ids, IP syntax, expiry in the future. */
-async function scopeData(ctx: GatewayContext, tenantId: string, body: Partial<CreateAutomationKeyRequest>): Promise<Prisma.AutomationKeyUpdateInput> {
+const held = (ids: readonly string[] | undefined) => (ids ?? []).map((id) => ({ id }));
+
+/**
+ * Validates scope fields beyond their shape: tenant ownership of ids, IP syntax, expiry in the future.
+ * Ids the key already holds are not checked again: their server or credential may have been deleted
+ * since, and an edit that sends the list back unchanged (as the dashboard does) must not fail on them.
+ */
+async function scopeData(ctx: GatewayContext, tenantId: string, body: Partial<CreateAutomationKeyRequest>, existing?: AutomationKey): Promise<Prisma.AutomationKeyUpdateInput> {
   const data: Prisma.AutomationKeyUpdateInput = {};
   if (body.name !== undefined) data.name = body.name;
   if (body.allowed_server_ids !== undefined) {
     // PostgreSQL answers uuids in lower case; an id given in upper case is the same id.
     const ids = body.allowed_server_ids.map((id) => id.toLowerCase());
     const owned = await ctx.prisma.server.findMany({ where: { tenantId, id: { in: ids } }, select: { id: true } });
-    assertAllOwned("allowed_server_ids", "server", ids, owned);
+    assertAllOwned("allowed_server_ids", "server", ids, [...owned, ...held(existing?.allowedServerIds)]);
     data.allowedServerIds = ids;
   }
   if (body.allowed_credential_ids !== undefined) {
     const ids = body.allowed_credential_ids.map((id) => id.toLowerCase());
     const owned = await ctx.prisma.registryCredential.findMany({ where: { tenantId, id: { in: ids } }, select: { id: true } });
-    assertAllOwned("allowed_credential_ids", "registry credential", ids, owned);
+    assertAllOwned("allowed_credential_ids", "registry credential", ids, [...owned, ...held(existing?.allowedCredentialIds)]);
     data.allowedCredentialIds = ids;
   }
   if (body.allowed_operations !== undefined) data.allowedOperations = body.allowed_operations;
@@ -156,7 +162,7 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
     const body = validateBody(updateAutomationKeySchema, req.body);
     // Revocation is final: a revoked key is never brought back by an update.
     if (existing.revokedAt) throw new ConflictError(`Automation key ${existing.id} is revoked and can no longer be changed; create a new key`);
-    const data = await scopeData(ctx, auth.tenantId, body);
+    const data = await scopeData(ctx, auth.tenantId, body, existing);
     const key = await ctx.prisma.$transaction(async (tx) => {
       const k = await tx.automationKey.update({ where: { id: existing.id }, data });
       await tx.auditEvent.create({

@@ -7,6 +7,7 @@ import type { GatewayContext } from "../../context";
 import { NotFoundError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
 import { rotateRunnerToken } from "../../services/runner-token";
+import { deleteServer } from "../../services/server-delete";
 
 function serverView(s: Server, connected: boolean) {
   return {
@@ -87,6 +88,14 @@ export function serversRouter(ctx: GatewayContext): Router {
     const server = await loadTenantServer(ctx, auth.tenantId, req.params.id);
     const runnerToken = await rotateRunnerToken(ctx, auth, server);
     res.json({ id: server.id, name: server.name, runner_token: runnerToken });
+  });
+
+  // Decommissioning: the server, its operations, applications and deployments; its runner is disconnected and stops.
+  router.delete("/servers/:id", async (req, res) => {
+    const auth = managementAuth(res);
+    const server = await loadTenantServer(ctx, auth.tenantId, req.params.id);
+    await deleteServer(ctx, auth, server);
+    res.status(204).end();
   });
 
   return router;
