@@ -1,6 +1,9 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { Browser, BrowserContext, Page, Route } from "playwright-core";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createOperation, createServer, createTenant } from "../helpers/factories";
+import { createAutomationKey, createOperation, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 import { launchChromium, waitForText } from "./browser";
@@ -216,4 +219,45 @@ describe("dashboard resilience (browser)", () => {
     expect(posts).toBe(1);
   });
 
+  it("refreshes the status of rows loaded with \"Load older\" until they end, and asks only for those", async () => {
+    // A real operation that keeps running until the test creates a file, behind a full first page of newer ones.
+    const { server, runnerToken } = await createServer(tenantA.id, "older-rows");
+    await stack.startRunner(runnerToken, server.id);
+    const { token } = await createAutomationKey(tenantA.id);
+    const release = path.join(mkdtempSync(path.join(tmpdir(), "rb-older-")), "go");
+    const command = `while [ ! -e ${release} ]; do sleep 0.1; done; echo older-row-done`;
+    const held = stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${token}`).send({ server_id: server.id, command, timeout_seconds: 120 }).then((r) => r);
+    const running = await waitFor(() => testPrisma().operation.findFirst({ where: { serverId: server.id, startedAt: { not: null } } }), 20_000, "the operation to start");
+    for (let i = 1; i <= 50; i++) {
+      await createOperation(tenantA.id, server.id, { command: `echo newer-${i}`, status: "completed", exitCode: 0, createdAt: new Date(Date.now() + i), completedAt: new Date() });
+    }
+
+    const page = await context.newPage();
+    const byIds: string[] = [];
+    let listRefreshes = 0;
+    page.on("request", (req) => {
+      const u = new URL(req.url());
+      if (u.pathname === "/dashboard/api/operations") byIds.push(u.searchParams.get("ids") ?? "");
+      if (u.pathname === "/api/v1/operations" && !u.searchParams.has("cursor")) listRefreshes++;
+    });
+    await signIn(page, tenantA.apiKey);
+    await page.goto(url(`/logs?server_id=${server.id}`));
+    const rows = page.locator(".op-row");
+    await waitFor(async () => (await rows.count()) === 50);
+    await page.getByRole("button", { name: "Load older operations" }).click();
+    const olderRow = page.locator(".op-row", { hasText: "older-row-done" });
+    await waitForText(olderRow.locator(".badge"), /^running$/);
+
+    writeFileSync(release, "");
+    expect((await held).body).toMatchObject({ operation_id: running.id, status: "completed", exit_code: 0 });
+    // Without the refresh of older rows it would say "running" for good.
+    await waitForText(olderRow.locator(".badge"), /^completed$/, 15_000);
+    await waitForText(olderRow, /exit 0/);
+    // Only the row that could still change was asked for, and once it ended, nothing more is.
+    expect(new Set(byIds)).toEqual(new Set([running.id]));
+    const asked = byIds.length;
+    const refreshes = listRefreshes;
+    await waitFor(async () => listRefreshes >= refreshes + 2 || null, 15_000, "two more refreshes of the first page");
+    expect(byIds.length).toBe(asked);
+  });
 });

@@ -179,4 +179,34 @@ describe("dashboard sessions", () => {
     const noAuth = await stack.api().get(`/dashboard/api/operations/${op.id}`);
     expect(noAuth.status).toBe(401);
   });
+
+  it("reads operations by id (the Logs list's refresh of older rows) only within the session's tenant, at most 100 at once", async () => {
+    const s = await session();
+    const mine = await createServer(s.tenant.id);
+    const running = await createOperation(s.tenant.id, mine.server.id, { command: "echo mine-running" });
+    const done = await createOperation(s.tenant.id, mine.server.id, { command: "echo mine-done", status: "completed", exitCode: 0, completedAt: new Date() });
+    const other = await createTenant();
+    const theirs = await createOperation(other.tenant.id, (await createServer(other.tenant.id)).server.id);
+    const byIds = (ids: string[]) => stack.api().get(`/dashboard/api/operations?ids=${ids.join(",")}`).set("Cookie", s.cookie);
+
+    const res = await byIds([running.id, done.id, theirs.id, "00000000-0000-4000-8000-000000000000"]);
+    expect(res.status).toBe(200);
+    expect(res.headers["cache-control"]).toBe("no-store");
+    // The same shape as the management list's items; another tenant's operation is left out like an unknown one.
+    const list = await stack.api().get(`/api/v1/operations?server_id=${mine.server.id}`).set("Cookie", s.cookie);
+    expect(res.body).toEqual({ data: list.body.data });
+    expect(res.body.data.map((o: { operation_id: string; status: string }) => [o.operation_id, o.status])).toEqual([
+      [done.id, "completed"],
+      [running.id, "running"],
+    ]);
+
+    const hundredOne = Array.from({ length: 101 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`);
+    expect((await byIds(hundredOne.slice(0, 100))).status).toBe(200);
+    const tooMany = await byIds(hundredOne);
+    expect(tooMany.status).toBe(422);
+    expect(tooMany.body.detail).toMatch(/"ids" must contain less than or equal to 100 items/);
+    expect((await byIds(["not-a-uuid"])).status).toBe(422);
+    expect((await stack.api().get("/dashboard/api/operations").set("Cookie", s.cookie)).status).toBe(422);
+    expect((await stack.api().get(`/dashboard/api/operations?ids=${running.id}`)).status).toBe(401);
+  });
 });

@@ -57,14 +57,16 @@ export interface SeenRequest {
  * What the fault-injecting proxy does with a request: pass it on, drop the
  * connection before the gateway sees it, pass it on but drop the connection
  * instead of answering (the client cannot know whether it ran), pass on the
- * start of the answer and then drop the connection (a stream cut mid-way), or
- * answer itself.
+ * start of the answer and then drop the connection (a stream cut mid-way),
+ * hold it and pass it on only once `until` settles (a slow network: the
+ * client is still waiting for its answer), or answer itself.
  */
 export type ProxyAction =
   | "forward"
   | "drop"
   | "forward-then-drop"
   | { cutAfterBytes: number }
+  | { holdUntil: Promise<unknown> }
   | { status: number; headers?: Record<string, string>; body: unknown };
 
 /**
@@ -112,6 +114,15 @@ export class FaultProxy {
       res.end(JSON.stringify(action.body));
       return;
     }
+    if (typeof action === "object" && "holdUntil" in action) {
+      // The request's body waits unread in its stream meanwhile.
+      void action.holdUntil.finally(() => this.forward(req, res, "forward"));
+      return;
+    }
+    this.forward(req, res, action);
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, action: "forward" | "forward-then-drop" | { cutAfterBytes: number }): void {
     const upstream = http.request(this.target + (req.url ?? "/"), { method: req.method, headers: req.headers }, (up) => {
       if (action === "forward-then-drop") {
         up.resume();

@@ -419,6 +419,40 @@ describe("runbridge CLI: the other operations", () => {
     expect(unknown.stderr).toMatch(/HTTP 404/);
   });
 
+  it("deploy without --wait, interrupted before the deployment is accepted, cancels it and exits 130", async () => {
+    const app = await management("post", "/api/v1/applications", {
+      name: `app-interrupted-${Date.now()}`,
+      server_id: fx.server.id,
+      working_directory: mkdtempSync(path.join(tmpdir(), "rb-cli-app-")),
+      deploy_command: "echo deploying; sleep 60",
+    });
+    expect(app.status).toBe(201);
+    // The proxy holds the deploy POST, so the signal surely comes before the operation id is known.
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const proxy = await new FaultProxy(stack.url, (req) => (req.method === "POST" && req.url.endsWith("/deploy") ? { holdUntil: released } : "forward")).start();
+    try {
+      const p = runCli(["deploy", "--app", app.body.id], { ...env, RUNBRIDGE_URL: proxy.url });
+      await waitFor(async () => proxy.seen.some((s) => s.method === "POST") || null, 10_000, "the POST");
+      p.child.kill("SIGINT");
+      await p.waitFor(/SIGINT: the operation will be cancelled as soon as its id is known/, "stderr");
+      release();
+      // A CI step interrupted this way must not look successful.
+      expect(await p.exited).toBe(130);
+      const accepted = JSON.parse(p.stdout) as { operation_id: string };
+      expect(proxy.seen.some((s) => s.method === "POST" && s.url.endsWith(`/operations/${accepted.operation_id}/cancel`))).toBe(true);
+      expect(p.stderr).toMatch(new RegExp(`operation ${accepted.operation_id} (was|is being) cancelled \\(SIGINT\\); not following it`));
+      const op = await waitFor(async () => {
+        const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: accepted.operation_id } });
+        return row.status !== "running" ? row : null;
+      });
+      expect(op.status).toBe("cancelled");
+    } finally {
+      release();
+      await proxy.stop();
+    }
+  });
+
   it("restart and reboot follow the operation to its end", async () => {
     const restart = await cli(["restart", "--server", fx.server.id, "--container", "web-1"], env);
     // The fake docker prints the restarted container's name, as docker does.

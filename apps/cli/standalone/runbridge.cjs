@@ -779,7 +779,10 @@ var CancelOnSignal = class {
   operationId;
   /** The signal received before the operation id was known. */
   pending;
-  signalled = false;
+  /** The first signal received, if any. */
+  signalled;
+  /** How the cancel request was answered: the operation's status then (202), or "ended" (409: it had already ended). */
+  answer;
   request = Promise.resolve();
   install() {
     process.on("SIGINT", this.onSignal);
@@ -800,9 +803,17 @@ var CancelOnSignal = class {
   settled() {
     return this.request;
   }
+  /**
+   * The signal that interrupted the command, if one did, and what became of
+   * the cancel it sent (once settled): for a caller that does not follow the
+   * operation to its end, which must still exit as interrupted.
+   */
+  interruption() {
+    return this.signalled ? { signal: this.signalled, cancel: this.answer } : void 0;
+  }
   onSignal = (signal) => {
     if (this.signalled) this.hooks.exit(`${signal}: exiting without waiting for the operation`);
-    this.signalled = true;
+    this.signalled = signal;
     if (this.operationId) {
       this.cancel(signal, this.operationId);
       return;
@@ -814,6 +825,7 @@ var CancelOnSignal = class {
     this.hooks.note(`${signal}: cancelling operation ${id} (again to exit at once)`);
     this.request = this.client.post(`/operations/${encodeURIComponent(id)}/cancel`, { body: {}, idempotencyKey: (0, import_node_crypto2.randomUUID)(), accept: [404, 405, 409] }).then((res) => {
       if (res.status === 404 || res.status === 405) this.hooks.exit("this server cannot cancel operations; it keeps running there");
+      this.answer = res.status === 409 ? "ended" : res.body?.status;
     }).catch((err) => this.hooks.exit(`could not cancel: ${err instanceof Error ? err.message : String(err)}`));
   }
 };
@@ -838,7 +850,12 @@ async function runOperation(conn, req, inv, opts) {
       }
     });
     await canceller.settled();
-    if (!submitted.final) return { code: ExitCode.Ok, submitted };
+    if (!submitted.final) {
+      const interrupted = canceller.interruption();
+      if (!interrupted) return { code: ExitCode.Ok, submitted };
+      sink.note(`operation ${submitted.operationId} ${cancelNote(interrupted.cancel)} (${interrupted.signal}); not following it`);
+      return { code: ExitCode.Cancelled, submitted };
+    }
     const outcome = outcomeOf(submitted.final);
     if (opts.nonZeroIsWarning && submitted.final.status === "completed" && outcome.exitCode !== 0) {
       sink.note(`warning: ${outcome.summary}`);
@@ -850,13 +867,20 @@ async function runOperation(conn, req, inv, opts) {
     canceller.uninstall();
   }
 }
+function cancelNote(answer) {
+  if (answer === "cancelled") return "was cancelled";
+  if (answer === "running") return "is being cancelled";
+  if (answer === "ended") return "had already ended when the cancel arrived";
+  return answer ? `had already ended (${answer}) when the cancel arrived` : "was asked to cancel";
+}
 
 // src/commands/deploy.ts
 var DEPLOY_USAGE = `usage: runbridge deploy --app ID [--ref REF] [--env K=V | --env K]... [--env-file FILE]...
                        [--timeout S] [--run-id ID] [--wait]
 
 Triggers a deployment. Without --wait, prints {"operation_id", "deployment_id", ...}
-and exits 0 once it is accepted; with --wait, streams its output and exits like exec.
+and exits 0 once it is accepted (130 if interrupted before: the deployment is then
+cancelled); with --wait, streams its output and exits like exec.
 `;
 async function deployCommand(args) {
   const { values } = parse(args, {

@@ -209,7 +209,10 @@ var CancelOnSignal = class {
   operationId;
   /** The signal received before the operation id was known. */
   pending;
-  signalled = false;
+  /** The first signal received, if any. */
+  signalled;
+  /** How the cancel request was answered: the operation's status then (202), or "ended" (409: it had already ended). */
+  answer;
   request = Promise.resolve();
   install() {
     process.on("SIGINT", this.onSignal);
@@ -230,9 +233,17 @@ var CancelOnSignal = class {
   settled() {
     return this.request;
   }
+  /**
+   * The signal that interrupted the command, if one did, and what became of
+   * the cancel it sent (once settled): for a caller that does not follow the
+   * operation to its end, which must still exit as interrupted.
+   */
+  interruption() {
+    return this.signalled ? { signal: this.signalled, cancel: this.answer } : void 0;
+  }
   onSignal = (signal) => {
     if (this.signalled) this.hooks.exit(`${signal}: exiting without waiting for the operation`);
-    this.signalled = true;
+    this.signalled = signal;
     if (this.operationId) {
       this.cancel(signal, this.operationId);
       return;
@@ -244,6 +255,7 @@ var CancelOnSignal = class {
     this.hooks.note(`${signal}: cancelling operation ${id} (again to exit at once)`);
     this.request = this.client.post(`/operations/${encodeURIComponent(id)}/cancel`, { body: {}, idempotencyKey: (0, import_node_crypto.randomUUID)(), accept: [404, 405, 409] }).then((res) => {
       if (res.status === 404 || res.status === 405) this.hooks.exit("this server cannot cancel operations; it keeps running there");
+      this.answer = res.status === 409 ? "ended" : res.body?.status;
     }).catch((err) => this.hooks.exit(`could not cancel: ${err instanceof Error ? err.message : String(err)}`));
   }
 };

@@ -19,7 +19,10 @@ export class CancelOnSignal {
   private operationId: string | undefined;
   /** The signal received before the operation id was known. */
   private pending: NodeJS.Signals | undefined;
-  private signalled = false;
+  /** The first signal received, if any. */
+  private signalled: NodeJS.Signals | undefined;
+  /** How the cancel request was answered: the operation's status then (202), or "ended" (409: it had already ended). */
+  private answer: string | undefined;
   private request: Promise<void> = Promise.resolve();
 
   constructor(
@@ -50,9 +53,18 @@ export class CancelOnSignal {
     return this.request;
   }
 
+  /**
+   * The signal that interrupted the command, if one did, and what became of
+   * the cancel it sent (once settled): for a caller that does not follow the
+   * operation to its end, which must still exit as interrupted.
+   */
+  interruption(): { signal: NodeJS.Signals; cancel: string | undefined } | undefined {
+    return this.signalled ? { signal: this.signalled, cancel: this.answer } : undefined;
+  }
+
   private readonly onSignal = (signal: NodeJS.Signals): void => {
     if (this.signalled) this.hooks.exit(`${signal}: exiting without waiting for the operation`);
-    this.signalled = true;
+    this.signalled = signal;
     if (this.operationId) {
       this.cancel(signal, this.operationId);
       return;
@@ -64,10 +76,11 @@ export class CancelOnSignal {
   private cancel(signal: NodeJS.Signals, id: string): void {
     this.hooks.note(`${signal}: cancelling operation ${id} (again to exit at once)`);
     this.request = this.client
-      .post<{ detail?: string }>(`/operations/${encodeURIComponent(id)}/cancel`, { body: {}, idempotencyKey: randomUUID(), accept: [404, 405, 409] })
+      .post<{ detail?: string; status?: string }>(`/operations/${encodeURIComponent(id)}/cancel`, { body: {}, idempotencyKey: randomUUID(), accept: [404, 405, 409] })
       .then((res) => {
         if (res.status === 404 || res.status === 405) this.hooks.exit("this server cannot cancel operations; it keeps running there");
-        // 409: it had already finished; the follow reports how.
+        // 409: it had already finished; a follow reports how.
+        this.answer = res.status === 409 ? "ended" : res.body?.status;
       })
       .catch((err: unknown) => this.hooks.exit(`could not cancel: ${err instanceof Error ? err.message : String(err)}`));
   }

@@ -8,7 +8,8 @@ export const DEPLOY_USAGE = `usage: runbridge deploy --app ID [--ref REF] [--env
                        [--timeout S] [--run-id ID] [--wait]
 
 Triggers a deployment. Without --wait, prints {"operation_id", "deployment_id", ...}
-and exits 0 once it is accepted; with --wait, streams its output and exits like exec.
+and exits 0 once it is accepted (130 if interrupted before: the deployment is then
+cancelled); with --wait, streams its output and exits like exec.
 `;
 
 export async function deployCommand(args: string[]): Promise<number> {

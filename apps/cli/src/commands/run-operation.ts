@@ -42,7 +42,13 @@ export async function runOperation(
     });
     // Without following, the command returns as soon as the operation is accepted: a cancel asked for meanwhile is sent first.
     await canceller.settled();
-    if (!submitted.final) return { code: ExitCode.Ok, submitted };
+    if (!submitted.final) {
+      const interrupted = canceller.interruption();
+      if (!interrupted) return { code: ExitCode.Ok, submitted };
+      // Interrupted (a cancelled CI job): exit as every interrupted command does, never 0, which would pass the CI step.
+      sink.note(`operation ${submitted.operationId} ${cancelNote(interrupted.cancel)} (${interrupted.signal}); not following it`);
+      return { code: ExitCode.Cancelled, submitted };
+    }
     const outcome = outcomeOf(submitted.final);
     if (opts.nonZeroIsWarning && submitted.final.status === "completed" && outcome.exitCode !== 0) {
       sink.note(`warning: ${outcome.summary}`);
@@ -53,4 +59,12 @@ export async function runOperation(
   } finally {
     canceller.uninstall();
   }
+}
+
+/** What became of the cancel an interruption sent, for an operation that is not followed to its end. */
+function cancelNote(answer: string | undefined): string {
+  if (answer === "cancelled") return "was cancelled";
+  if (answer === "running") return "is being cancelled";
+  if (answer === "ended") return "had already ended when the cancel arrived";
+  return answer ? `had already ended (${answer}) when the cancel arrived` : "was asked to cancel";
 }

@@ -9,6 +9,12 @@ export interface OlderPages<T> {
   error: string | null;
   /** Fetches the page at `cursor`; the list becomes `keep` followed by that page. */
   load: (cursor: string, keep: T[], fetchPage: (cursor: string) => Promise<Page<T>>) => Promise<void>;
+  /**
+   * Replaces loaded rows by the fresher copies `fetchFresh` returns for them
+   * (matched by `idOf`). One refresh at a time: a call while one is in flight
+   * does nothing.
+   */
+  refresh: (fetchFresh: (rows: T[]) => Promise<T[]>, idOf: (row: T) => string) => Promise<void>;
 }
 
 /**
@@ -38,5 +44,21 @@ export function useOlderPages<T>(filterKey: string, what: string): OlderPages<T>
       if (currentFilter.current === forFilter) setError({ message: `Could not load older ${what}: ${e instanceof Error ? e.message : String(e)}`, filterKey: forFilter });
     }
   };
-  return { rows: shown?.rows ?? null, cursor: shown ? shown.cursor : undefined, error: error?.filterKey === filterKey ? error.message : null, load };
+  const refreshing = useRef(false);
+  const refresh = async (fetchFresh: (rows: T[]) => Promise<T[]>, idOf: (row: T) => string) => {
+    if (!shown || refreshing.current) return;
+    const forFilter = filterKey;
+    refreshing.current = true;
+    try {
+      const fresh = new Map((await fetchFresh(shown.rows)).map((row) => [idOf(row), row]));
+      if (!fresh.size) return;
+      // Against the rows as they are now: a page loaded meanwhile stays.
+      setOlder((now) => (now && now.filterKey === forFilter ? { ...now, rows: now.rows.map((row) => fresh.get(idOf(row)) ?? row) } : now));
+    } catch {
+      // A refresh that fails is tried again at the next one; the list's own refresh shows an outage.
+    } finally {
+      refreshing.current = false;
+    }
+  };
+  return { rows: shown?.rows ?? null, cursor: shown ? shown.cursor : undefined, error: error?.filterKey === filterKey ? error.message : null, load, refresh };
 }

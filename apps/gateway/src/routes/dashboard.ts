@@ -8,7 +8,7 @@ import { managementAuthMiddleware } from "../auth/management-auth";
 import { SESSION_TTL_SECONDS, SIGN_IN_HEADER, assertCsrf, createSession, destroySession, endSession, loadSession, verifyApiKey } from "../auth/session";
 import type { GatewayContext } from "../context";
 import { BadRequestError, NotFoundError, UnauthorizedError, ValidationError } from "../errors";
-import { validateBody, validateParam } from "../middleware/validate";
+import { validateBody, validateParam, validateQuery } from "../middleware/validate";
 import { parseLogEntry } from "../services/log-entry";
 import { operationView } from "../services/serializers";
 
@@ -16,6 +16,13 @@ import { operationView } from "../services/serializers";
 export const DASHBOARD_DIST = path.resolve(__dirname, "../../../dashboard/web/dist");
 
 const LIVE_OUTPUT_BATCH = 500;
+
+/** Operations one by-ids read may name: two "Load older" pages (50 each) of the Logs list. */
+const OPERATIONS_BY_ID_MAX = 100;
+
+const operationIdsSchema = Joi.object<{ ids: string[] }>({
+  ids: Joi.array().items(uuid()).min(1).max(OPERATIONS_BY_ID_MAX).unique().required(),
+});
 
 const signInSchema = Joi.object<{ api_key: string }>({ api_key: Joi.string().trim().min(1).max(200).required() });
 
@@ -50,7 +57,8 @@ async function sessionView(ctx: GatewayContext, tenantId: string, apiKeyId: stri
 /**
  * /dashboard: the single-page app (static files with an SPA fallback), its
  * session endpoints (sign in with a general API key → HttpOnly cookie), and
- * the one read the management API lacks for a live detail view.
+ * the reads the management API lacks: operations by id (the live detail
+ * view, the Logs list's refresh of its older rows) and live output.
  */
 export function dashboardRouter(ctx: GatewayContext): Router {
   const router = Router();
@@ -84,6 +92,20 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     if (session) assertCsrf(req, session);
     await destroySession(ctx, req, res);
     res.status(204).end();
+  });
+
+  // Several operations by id: the Logs list refreshes the rows of its older pages that were still running.
+  router.get("/dashboard/api/operations", managementAuthMiddleware(ctx), async (req, res) => {
+    const auth = managementAuth(res);
+    const raw = req.query.ids;
+    const { ids } = validateQuery(operationIdsSchema, { ...req.query, ids: typeof raw === "string" ? raw.split(",") : raw });
+    // Another tenant's ids, like unknown ones, are simply not in the answer.
+    const rows = await ctx.prisma.operation.findMany({
+      where: { id: { in: ids }, tenantId: auth.tenantId },
+      orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+      include: { server: { select: { name: true } } },
+    });
+    res.set("Cache-Control", "no-store").json({ data: rows.map(operationView) });
   });
 
   // One operation by id, for the Logs detail view (polled while it runs).

@@ -9,6 +9,8 @@ import { href, navigate } from "../router";
 import { OPERATION_STATUSES, type AutomationKey, type Operation, type Page, type RunContext, type Server } from "../types";
 
 const FILTERS = ["automation_key_id", "server_id", "status", "run_id"] as const;
+/** How many operations the gateway reads by id in one request (GET /dashboard/api/operations?ids=). */
+const OPERATIONS_BY_ID_MAX = 100;
 type Filters = Record<(typeof FILTERS)[number], string>;
 
 interface Group {
@@ -127,6 +129,23 @@ export function LogsPage(props: { query: URLSearchParams }) {
     e.preventDefault();
     setFilter("run_id", runId.trim());
   };
+  // Each refresh of the first page also refreshes the rows of older pages that were still running and are not on
+  // it: one request for their ids (none when there are none), so a loaded row never shows "running" for good.
+  useEffect(() => {
+    if (!first.data) return;
+    const onFirst = new Set(first.data.data.map((o) => o.operation_id));
+    void older.refresh(async (rows) => {
+      const ids = rows.filter((o) => o.status === "running" && !onFirst.has(o.operation_id)).map((o) => o.operation_id);
+      const fresh: Operation[] = [];
+      for (let i = 0; i < ids.length; i += OPERATIONS_BY_ID_MAX) {
+        const page = await api.get<{ data: Operation[] }>(`/dashboard/api/operations${qs({ ids: ids.slice(i, i + OPERATIONS_BY_ID_MAX).join(",") })}`);
+        fresh.push(...page.data);
+      }
+      return fresh;
+    }, (o) => o.operation_id);
+    // Once per answer of the first page's poll.
+  }, [first.data]);
+
   // The refreshed first page overlaps the rows kept: each operation once, the fresher copy (its status may have changed).
   const seen = new Set<string>();
   const ops = [...(first.data?.data ?? []), ...(older.rows ?? [])].filter((o) => !seen.has(o.operation_id) && seen.add(o.operation_id));
