@@ -1,7 +1,7 @@
-import { spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -110,6 +110,46 @@ describe("configuration checked where it is used is reported at boot too", () =>
   it("dispatcher: TLS files that do not exist or are not files", async () => {
     const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_CERT_FILE: path.join(dir, "missing.pem"), DISPATCHER_TLS_KEY_FILE: dir });
     expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_CERT_FILE .*missing\.pem.*does not exist/, /- DISPATCHER_TLS_KEY_FILE .*not a file/]);
+  });
+
+  /** A self-signed certificate and its key, made with openssl. */
+  const pair = (name: string) => {
+    const [cert, key] = [path.join(dir, `${name}.pem`), path.join(dir, `${name}.key`)];
+    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", `/CN=${name}`, "-keyout", key, "-out", cert], { stdio: "pipe" });
+    return { cert, key };
+  };
+
+  it("dispatcher: the certificate and key files swapped", async () => {
+    const { cert, key } = pair("swapped");
+    const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_CERT_FILE: key, DISPATCHER_TLS_KEY_FILE: cert });
+    expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_CERT_FILE .*does not hold a PEM certificate/, /- DISPATCHER_TLS_KEY_FILE .*does not hold an unencrypted PEM private key/]);
+    // The key file's content is never quoted.
+    expect(r.output).not.toContain(readFileSync(key, "utf8").split("\n")[1]);
+  });
+
+  it("dispatcher: a key that is not the certificate's", async () => {
+    const [a, b] = [pair("pair-a"), pair("pair-b")];
+    const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_CERT_FILE: a.cert, DISPATCHER_TLS_KEY_FILE: b.key });
+    expectRefused(r, "dispatcher", [/- DISPATCHER_TLS_KEY_FILE is not the private key of that certificate in DISPATCHER_TLS_CERT_FILE/]);
+  });
+
+  it("dispatcher: a matching pair passes the boot check", async () => {
+    const { cert, key } = pair("good");
+    const r = await boot("dispatcher", { ...servers(), DISPATCHER_TLS_CERT_FILE: cert, DISPATCHER_TLS_KEY_FILE: key, DISPATCHER_PORT: "-1" });
+    expectRefused(r, "dispatcher", [/- DISPATCHER_PORT/]);
+    expect(r.output).not.toContain("DISPATCHER_TLS");
+  });
+
+  it("runner: a CA file that holds no certificate", async () => {
+    const ca = path.join(dir, "ca-garbage.pem");
+    writeFileSync(ca, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+    const r = await boot("runner", {
+      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
+      RUNBRIDGE_RUNNER_TOKEN: `rbr_${"a".repeat(42)}`,
+      RUNBRIDGE_STATE_DIR: path.join(dir, "state"),
+      RUNBRIDGE_CA_FILE: ca,
+    });
+    expectRefused(r, "runner", [/- RUNBRIDGE_CA_FILE .*ca-garbage\.pem.*does not hold a PEM certificate/]);
   });
 
   it.each<Record<string, string>>([{}, { RUNBRIDGE_LEDGER_RETENTION_DAYS: "0" }])("runner: a CA file that does not exist (with %j)", async (others) => {

@@ -1,14 +1,16 @@
 import { hostname } from "node:os";
 import Joi from "joi";
-import { commonEnv, loadConfigOrExit, readableFile } from "@runbridge/common";
+import { commonEnv, keyPairProblem, loadConfigOrExit, pemFile } from "@runbridge/common";
 
 /**
  * A TLS file is only read when the listener is created, after the database and
- * Redis are reached; checked here, a missing partner or an unreadable file is
- * listed with the other bad variables. Empty values skip custom() (allow("")),
+ * Redis are reached; checked here, a missing partner, an unreadable file, one
+ * that is not the PEM it should be, or a key that does not match the
+ * certificate is listed with the other bad variables. Empty values skip custom() (allow("")),
  * so each side checks that its partner is set.
  */
-function tlsFile(partner: string): Joi.CustomValidator<string> {
+function tlsFile(kind: "certificate" | "private key", partner: string): Joi.CustomValidator<string> {
+  const pem = pemFile(kind);
   return (file, h) => {
     const parent = h.state.ancestors[0] as Record<string, unknown>;
     if (!parent[partner]) {
@@ -17,7 +19,10 @@ function tlsFile(partner: string): Joi.CustomValidator<string> {
         { partner },
       );
     }
-    return readableFile(file, h);
+    const checked = pem(file, h);
+    if (typeof checked !== "string" || kind === "certificate") return checked;
+    const mismatch = keyPairProblem(String(parent[partner]), file);
+    return mismatch ? h.message({ custom: "{#label} {#mismatch} in {#partner}" }, { mismatch, partner }) : file;
   };
 }
 
@@ -28,9 +33,9 @@ export const dispatcherEnvSchema = Joi.object({
   DISPATCHER_TLS_CERT_FILE: Joi.string()
     .allow("")
     .default("")
-    .custom(tlsFile("DISPATCHER_TLS_KEY_FILE"))
+    .custom(tlsFile("certificate", "DISPATCHER_TLS_KEY_FILE"))
     .description("PEM certificate chain: when set (with DISPATCHER_TLS_KEY_FILE) the dispatcher serves TLS itself and runners connect with https:// or wss://"),
-  DISPATCHER_TLS_KEY_FILE: Joi.string().allow("").default("").custom(tlsFile("DISPATCHER_TLS_CERT_FILE")).description("PEM private key of DISPATCHER_TLS_CERT_FILE"),
+  DISPATCHER_TLS_KEY_FILE: Joi.string().allow("").default("").custom(tlsFile("private key", "DISPATCHER_TLS_CERT_FILE")).description("PEM private key of DISPATCHER_TLS_CERT_FILE"),
   DISPATCHER_ID: Joi.string()
     .max(100)
     .default(`${hostname()}-${process.pid}`)

@@ -1,7 +1,7 @@
 import { homedir } from "node:os";
 import path from "node:path";
 import Joi from "joi";
-import { loadConfigOrExit, readableFile } from "@runbridge/common";
+import { loadConfigOrExit, pemFile } from "@runbridge/common";
 
 export const runnerEnvSchema = Joi.object({
   RUNBRIDGE_DISPATCHER_URL: Joi.string()
@@ -25,7 +25,7 @@ export const runnerEnvSchema = Joi.object({
     .default(25)
     .description("On SIGTERM, how long running commands may go on before their process groups are killed (the unit's TimeoutStopSec must cover it)"),
   // Read only when the runner connects; checked here so a bad path is a configuration error (78), not a crash.
-  RUNBRIDGE_CA_FILE: Joi.string().allow("").default("").custom(readableFile).description("PEM file of a CA to trust for the dispatcher's TLS certificate"),
+  RUNBRIDGE_CA_FILE: Joi.string().allow("").default("").custom(pemFile("certificate")).description("PEM file of a CA to trust for the dispatcher's TLS certificate"),
   RUNBRIDGE_LEDGER_RETENTION_DAYS: Joi.number().integer().min(1).max(365).default(7).description("How long delivered results stay in the ledger to recognise redeliveries"),
   RUNBRIDGE_CLOCK_SKEW_SECONDS: Joi.number()
     .integer()
