@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import request from "supertest";
 import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
@@ -67,6 +68,28 @@ describe("metrics and structured logs", () => {
     expect(text).not.toContain(opId);
     expect(text).not.toContain("/no/such/route");
     expect(text).not.toContain("metered");
+  });
+
+  it("labels a route's own refusals, and every spelling of its mount point, with the route's full template", async () => {
+    const key = { Authorization: `Bearer ${fx.token}` };
+    // Answered by the app's error middleware, after Express has left the route's router.
+    await request(gatewayUrl).post("/api/automation/v1/exec").set(key).send({}).expect(422);
+    await request(gatewayUrl).get(`/api/automation/v1/operations/${randomUUID()}`).set(key).expect(404);
+    // Express matches mount points case-insensitively: one series whatever the spelling.
+    await request(gatewayUrl).get(`/API/Automation/V1/operations/${randomUUID()}`).set(key).expect(404);
+    // Two routes whose paths under their mount points are the same.
+    await request(gatewayUrl).get("/api/automation/v1/operations?status=bogus").set(key).expect(422);
+    await request(gatewayUrl).get("/api/v1/operations?status=bogus").set("Authorization", `Bearer ${fx.apiKey}`).expect(422);
+
+    const text = (await request(gatewayUrl).get("/metrics").expect(200)).text;
+    const count = (method: string, route: string, status: string) => sample(text, "runbridge_gateway_http_requests_total", { method, route, status });
+    expect(count("POST", "/api/automation/v1/exec", "422")).toBe(1);
+    expect(count("GET", "/api/automation/v1/operations/:operationId", "404")).toBe(2);
+    expect(count("GET", "/api/automation/v1/operations", "422")).toBe(1);
+    expect(count("GET", "/api/v1/operations", "422")).toBe(1);
+    // Every route label is a full template (or unmatched): none without its mount point, none spelled as a request spelled it.
+    const routes = new Set([...text.matchAll(/^runbridge_gateway_http_requests_total\{[^}]*route="([^"]*)"/gm)].map((m) => m[1]));
+    for (const route of routes) expect([route, /^(unmatched|\/api\/automation\/v1\/|\/api\/v1\/|\/(metrics|healthz|readyz)$)/.test(route ?? "")]).toEqual([route, true]);
   });
 
   it("reports queue depth, connected runners, finished operations and delivery latency on the dispatcher", async () => {

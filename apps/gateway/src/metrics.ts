@@ -1,4 +1,5 @@
 import type { IncomingMessage } from "node:http";
+import type { ErrorRequestHandler } from "express";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /**
@@ -40,15 +41,45 @@ export function countOperationAccepted(type: string): void {
 
 const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
+type RoutedRequest = IncomingMessage & { route?: { path?: unknown }; baseUrl?: string };
+
+/** Templates noted while Express was still inside the router of the route that failed (see noteFailedRoute). */
+const failedRoutes = new WeakMap<IncomingMessage, string>();
+
 /**
- * The template of the route that answered (e.g. /api/automation/v1/operations/:operation_id),
- * from what Express left on the request. Requests no route matched (those refused before
- * routing included) share one label, so scanners cannot blow up the series count.
+ * The template of the route Express matched, in full (e.g. /api/automation/v1/operations/:operationId),
+ * or undefined. The mount point is spelled as registered: Express matches it case-insensitively
+ * and leaves it in req.baseUrl as the request spelled it (/API/Automation/V1), which would make
+ * one series per spelling. Every mount point is a lower-case literal (app.ts).
+ */
+function matchedTemplate(req: IncomingMessage): string | undefined {
+  const { route, baseUrl } = req as RoutedRequest;
+  if (!route || typeof route.path !== "string") return undefined;
+  return `${(baseUrl ?? "").toLowerCase()}${route.path}` || "/";
+}
+
+/**
+ * Error middleware for the end of a router mounted at a path: notes the template of the route
+ * that failed while req.baseUrl still holds the mount point. The app's error middleware answers
+ * after Express has left the router and put req.baseUrl back, so a route's errors (its 404, 409,
+ * 422…) would otherwise be counted under its path without the mount ("/exec", and "/operations"
+ * for both the Automation and the Management API's list).
+ */
+export function noteFailedRoute(): ErrorRequestHandler {
+  return (err: unknown, req, _res, next) => {
+    const template = matchedTemplate(req);
+    if (template && !failedRoutes.has(req)) failedRoutes.set(req, template);
+    next(err);
+  };
+}
+
+/**
+ * The template of the route that answered, from what Express left on the request. Requests no
+ * route matched (those refused before routing included) share one label, so scanners cannot
+ * blow up the series count.
  */
 function routeTemplate(req: IncomingMessage): string {
-  const { route, baseUrl } = req as IncomingMessage & { route?: { path?: unknown }; baseUrl?: string };
-  if (!route || typeof route.path !== "string") return "unmatched";
-  return `${baseUrl ?? ""}${route.path}` || "/";
+  return failedRoutes.get(req) ?? matchedTemplate(req) ?? "unmatched";
 }
 
 /** Counts an answered request and the time it took. */
