@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { ErrorRequestHandler } from "express";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { automationRouteTemplate } from "./routes/automation/paths";
 
 /**
  * The gateway's Prometheus metrics. One registry per process (not prom-client's
@@ -74,18 +75,20 @@ export function noteFailedRoute(): ErrorRequestHandler {
 }
 
 /**
- * The template of the route that answered, from what Express left on the request. Requests no
- * route matched (those refused before routing included) share one label, so scanners cannot
- * blow up the series count.
+ * The template of the route that answered, from what Express left on the request; for an
+ * Automation API request answered before Express routed it (a refusal at the front door or at
+ * the key-wide checks, a malformed body, an idempotent replay), the template of the route it was
+ * for, so refusals can be counted per route. Requests no route serves share one label, so
+ * scanners cannot blow up the series count.
  */
-function routeTemplate(req: IncomingMessage): string {
-  return failedRoutes.get(req) ?? matchedTemplate(req) ?? "unmatched";
+function routeTemplate(req: IncomingMessage, path: string): string {
+  return failedRoutes.get(req) ?? matchedTemplate(req) ?? automationRouteTemplate(req.method ?? "", path) ?? "unmatched";
 }
 
-/** Counts an answered request and the time it took. */
-export function observeHttpAnswer(req: IncomingMessage, status: number, seconds: number): void {
+/** Counts an answered request and the time it took; `path` as it arrived, before Express rewrote req.url. */
+export function observeHttpAnswer(req: IncomingMessage, path: string, status: number, seconds: number): void {
   const method = req.method ?? "";
-  const labels = { method: KNOWN_METHODS.has(method) ? method : "OTHER", route: routeTemplate(req), status: String(status) };
+  const labels = { method: KNOWN_METHODS.has(method) ? method : "OTHER", route: routeTemplate(req, path), status: String(status) };
   httpRequests.inc(labels);
   httpDuration.observe(labels, seconds);
 }
