@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import request from "supertest";
-import { closeTestPrisma } from "../helpers/db";
-import { createFixture } from "../helpers/factories";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createFixture, createOperation } from "../helpers/factories";
 import { type Proc, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
@@ -154,5 +154,34 @@ describe("metrics and structured logs", () => {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(dispatcherLines.map((l) => l.message)).toEqual(expect.arrayContaining(["operation delivered", "operation finished"]));
     for (const line of dispatcherLines) expect(line.operationId).toBe(opId);
+  });
+
+  it("counts the operations a gateway ends itself in the dispatchers' series, so the sum over services counts each ended operation once", async () => {
+    // Accepted, its job not yet taken by any dispatcher: a cancel ends it at the gateway.
+    const pending = await createOperation(fx.tenant.id, fx.server.id, { type: "restart" });
+    const cancelled = await request(gatewayUrl).post(`/api/automation/v1/operations/${pending.id}/cancel`).set("Authorization", `Bearer ${fx.token}`).send({});
+    expect(cancelled.body).toMatchObject({ status: "cancelled" });
+
+    /** runbridge_dispatcher_operations_finished_total of one process, by "status/type". */
+    const finished = async (url: string, service: string) => {
+      const text = (await request(url).get("/metrics").expect(200)).text;
+      const series = new Map<string, number>();
+      for (const [status, type] of [...text.matchAll(/^runbridge_dispatcher_operations_finished_total\{[^}]*status="(\w+)",type="(\w+)"/gm)].map((m) => [m[1], m[2]])) {
+        series.set(`${status}/${type}`, sample(text, "runbridge_dispatcher_operations_finished_total", { status: status ?? "", type: type ?? "", service }) ?? 0);
+      }
+      return series;
+    };
+    const byGateway = await finished(gatewayUrl, "gateway");
+    const byDispatcher = await finished(dispatcherUrl, "dispatcher");
+    expect(byGateway.get("cancelled/restart")).toBe(1);
+    expect(byDispatcher.get("cancelled/restart")).toBeUndefined();
+
+    // Every operation this file ended (all under its tenant), each counted by exactly one process.
+    const ended = await testPrisma().operation.groupBy({ by: ["status", "type"], where: { tenantId: fx.tenant.id, status: { not: "running" } }, _count: { _all: true } });
+    const inDatabase = Object.fromEntries(ended.map((r) => [`${r.status}/${r.type}`, r._count._all]));
+    const counted: Record<string, number> = {};
+    for (const [k, v] of [...byGateway, ...byDispatcher]) counted[k] = (counted[k] ?? 0) + v;
+    expect(counted).toEqual(inDatabase);
+    expect(inDatabase).toMatchObject({ "completed/exec": 3, "cancelled/restart": 1 });
   });
 });
