@@ -35,12 +35,21 @@ describe("an operation that cannot be enqueued", () => {
   });
 
   const context = (): GatewayContext => stack.gateway;
+  /** This gateway's count of the operations it ended as failed, of one type. */
+  const failedHere = async (type: string) => {
+    const text = (await stack.api().get("/metrics").expect(200)).text;
+    const line = text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_operations_finished_total{status="failed",type="${type}",service="gateway"}`));
+    return line ? Number(line.split(" ").pop()) : 0;
+  };
 
   it("is ended as failed with the reason, and the caller gets a 503", async () => {
     const f = await createFixture();
     const auth = { tenantId: f.tenant.id, key: f.key, clientIp: "127.0.0.1" } as unknown as AutomationAuth;
+    const before = await failedHere("exec");
     const started = startOperation(context(), auth, { serverId: f.server.id, type: "exec", command: "true", timeoutSeconds: 60 });
     await expect(started).rejects.toThrow(ServiceUnavailableError);
+    // No dispatcher ever sees it: the gateway counts it among the operations that ended.
+    expect(await failedHere("exec")).toBe(before + 1);
     await expect(started).rejects.toThrow("The job queue is unreachable; the operation was not started. Retry shortly.");
     const rows = await testPrisma().operation.findMany({ where: { serverId: f.server.id } });
     expect(rows).toHaveLength(1);
@@ -57,7 +66,10 @@ describe("an operation that cannot be enqueued", () => {
   it("never overwrites an operation that has already ended", async () => {
     const f = await createFixture();
     const done = await createOperation(f.tenant.id, f.server.id, { status: "completed", exitCode: 0, completedAt: new Date() });
+    const before = await failedHere("exec");
     expect(await failUndispatched(context(), done, "should not land")).toBe(false);
+    // Whoever ended it counted it then: counting it again would count it twice.
+    expect(await failedHere("exec")).toBe(before);
     const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: done.id } });
     expect(row).toMatchObject({ status: "completed", exitCode: 0, error: null });
   });
@@ -65,7 +77,9 @@ describe("an operation that cannot be enqueued", () => {
   it("never ends one a dispatcher has claimed (it may be running)", async () => {
     const f = await createFixture();
     const claimed = await createOperation(f.tenant.id, f.server.id, { dispatchedAt: new Date() });
+    const before = await failedHere("exec");
     expect(await failUndispatched(context(), claimed, "should not land")).toBe(false);
+    expect(await failedHere("exec")).toBe(before);
     expect(await testPrisma().operation.findUniqueOrThrow({ where: { id: claimed.id } })).toMatchObject({ status: "running", error: null });
   });
 

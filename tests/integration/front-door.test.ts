@@ -1,6 +1,8 @@
+import { randomUUID } from "node:crypto";
 import http from "node:http";
 import { TokenKind, generateToken } from "@runbridge/common";
 import { needsAutomationKey } from "../../apps/gateway/src/front-door";
+import { AUTOMATION_BASE, AUTOMATION_ROUTES } from "../../apps/gateway/src/routes/automation/paths";
 import { closeTestPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createOperation } from "../helpers/factories";
 import { TestStack } from "../helpers/stack";
@@ -29,7 +31,7 @@ describe("gateway front door", () => {
   });
 
   /** A request written as given: an absolute-form target or an odd spelling reaches the server untouched. */
-  function raw(method: string, target: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  function raw(method: string, target: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
     return new Promise((resolve, reject) => {
       const req = http.request({ host: "127.0.0.1", port, method, path: target, headers }, (res) => {
         let body = "";
@@ -38,20 +40,22 @@ describe("gateway front door", () => {
         res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
       });
       req.on("error", reject);
-      req.end();
+      req.end(body);
     });
   }
 
-  async function metric(route: string, status: string): Promise<number> {
+  /** Requests counted under a route label, for one status or all of them. */
+  async function metric(route: string, status?: string, method = "GET"): Promise<number> {
     const text = (await stack.api().get("/metrics")).text;
-    const line = text
+    return text
       .split("\n")
-      .find((l) => l.startsWith("runbridge_gateway_http_requests_total{") && l.includes(`route="${route}"`) && l.includes(`status="${status}"`) && l.includes('method="GET"'));
-    return line ? Number(line.split(" ").pop()) : 0;
+      .filter((l) => l.startsWith("runbridge_gateway_http_requests_total{") && l.includes(`route="${route}"`) && (status === undefined || l.includes(`status="${status}"`)) && l.includes(`method="${method}"`))
+      .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
   }
 
   it("answers a refusal as the error middleware would: status, {detail}, its headers, the request id, counted in the metrics", async () => {
-    const before = await metric("unmatched", "401");
+    const route = "/api/automation/v1/operations/:operationId";
+    const before = await metric(route, "401");
     const unknown = await stack
       .api()
       .get(`/api/automation/v1/operations/${opId}`)
@@ -62,7 +66,7 @@ describe("gateway front door", () => {
     expect(unknown.headers["content-type"]).toBe("application/json; charset=utf-8");
     expect(unknown.headers["www-authenticate"]).toBe('Bearer realm="runbridge"');
     expect(unknown.headers["x-request-id"]).toBe("front-door-1");
-    expect(await metric("unmatched", "401")).toBe(before + 1);
+    expect(await metric(route, "401")).toBe(before + 1);
 
     const { token } = await createAutomationKey(fx.tenant.id, { rateLimit: 1 });
     const poll = () => stack.api().get(`/api/automation/v1/operations/${opId}`).set("Authorization", `Bearer ${token}`);
@@ -73,6 +77,58 @@ describe("gateway front door", () => {
     expect(Number(limited.headers["retry-after"])).toBeGreaterThanOrEqual(1);
     expect(limited.headers["ratelimit-remaining"]).toBe("0");
     expect(limited.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("counts each refusal under the route it was for, with the label Express gives the route's own answers", async () => {
+    const { token } = await createAutomationKey(fx.tenant.id, { rateLimit: 1000 });
+    const admitted = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
+    const refused = { Authorization: `Bearer ${generateToken(TokenKind.AutomationKey)}` };
+    const ids: string[] = [];
+    const unmatchedBefore = await metric("unmatched", "401", "POST");
+    for (const [method, path] of AUTOMATION_ROUTES) {
+      const template = `${AUTOMATION_BASE}${path}`;
+      const target = template.replace(":operationId", () => {
+        ids.push(randomUUID());
+        return ids[ids.length - 1] as string;
+      });
+      const before = await metric(template, undefined, method);
+      // Routed by Express and answered by the route (its 200, 404 or 422): the label Express gives it.
+      const inside = await raw(method, target, admitted, method === "POST" ? "{}" : undefined);
+      expect([method, path, inside.status]).toEqual([method, path, path.includes(":") ? 404 : method === "POST" ? 422 : 200]);
+      // Refused at the front door, spelled otherwise (Express would route both spellings there).
+      const outside = await raw(method, `${target.replace(AUTOMATION_BASE, AUTOMATION_BASE.toUpperCase())}/`, refused);
+      expect([method, path, outside.status]).toEqual([method, path, 401]);
+      expect([method, path, await metric(template, undefined, method)]).toEqual([method, path, before + 2]);
+    }
+    // A path no route serves stays unmatched, refused or not; no id ever becomes a label.
+    expect((await raw("POST", "/api/automation/v1/operations", refused)).status).toBe(401);
+    expect(await metric("unmatched", "401", "POST")).toBe(unmatchedBefore + 1);
+    const text = (await stack.api().get("/metrics")).text;
+    for (const id of ids) expect(text).not.toContain(id);
+  });
+
+  it("counts under their route the answers Express gives before routing: scope and key refusals, a malformed body, an idempotent replay", async () => {
+    const exec = "/api/automation/v1/exec";
+    const cancel = "/api/automation/v1/operations/:operationId/cancel";
+    const before = { 400: await metric(exec, "400", "POST"), 401: await metric(exec, "401", "POST"), 403: await metric(exec, "403", "POST") };
+    const { token: deployOnly } = await createAutomationKey(fx.tenant.id, { allowedOperations: ["deploy"] });
+    expect((await raw("POST", exec, { Authorization: `Bearer ${deployOnly}` }, "{}")).status).toBe(403);
+    expect((await raw("POST", exec, { Authorization: `Bearer ${fx.token}`, "Content-Type": "application/json" }, "{not json")).status).toBe(400);
+    // Not recognised by the front door: refused by the key check inside Express.
+    expect((await raw("POST", `http://127.0.0.1:${port}${exec}`, {}, "{}")).status).toBe(401);
+    expect(await metric(exec, "400", "POST")).toBe(before[400] + 1);
+    expect(await metric(exec, "401", "POST")).toBe(before[401] + 1);
+    expect(await metric(exec, "403", "POST")).toBe(before[403] + 1);
+
+    // The retry of an accepted request is answered by the idempotency middleware, before the route.
+    const pending = await createOperation(fx.tenant.id, fx.server.id);
+    const cancelBefore = await metric(cancel, "202", "POST");
+    const retry = () => stack.api().post(`/api/automation/v1/operations/${pending.id}/cancel`).set("Authorization", `Bearer ${fx.token}`).set("Idempotency-Key", `cancel-${pending.id}`).send({});
+    expect((await retry()).status).toBe(202);
+    const replay = await retry();
+    expect(replay.status).toBe(202);
+    expect(replay.headers["idempotent-replayed"]).toBe("true");
+    expect(await metric(cancel, "202", "POST")).toBe(cancelBefore + 2);
   });
 
   it("leaves requests it does not recognise to Express, which still authenticates them, counting the rate limit once", async () => {

@@ -1,6 +1,7 @@
+import { randomUUID } from "node:crypto";
 import request from "supertest";
-import { closeTestPrisma } from "../helpers/db";
-import { createFixture } from "../helpers/factories";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createFixture, createOperation } from "../helpers/factories";
 import { type Proc, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
@@ -69,6 +70,28 @@ describe("metrics and structured logs", () => {
     expect(text).not.toContain("metered");
   });
 
+  it("labels a route's own refusals, and every spelling of its mount point, with the route's full template", async () => {
+    const key = { Authorization: `Bearer ${fx.token}` };
+    // Answered by the app's error middleware, after Express has left the route's router.
+    await request(gatewayUrl).post("/api/automation/v1/exec").set(key).send({}).expect(422);
+    await request(gatewayUrl).get(`/api/automation/v1/operations/${randomUUID()}`).set(key).expect(404);
+    // Express matches mount points case-insensitively: one series whatever the spelling.
+    await request(gatewayUrl).get(`/API/Automation/V1/operations/${randomUUID()}`).set(key).expect(404);
+    // Two routes whose paths under their mount points are the same.
+    await request(gatewayUrl).get("/api/automation/v1/operations?status=bogus").set(key).expect(422);
+    await request(gatewayUrl).get("/api/v1/operations?status=bogus").set("Authorization", `Bearer ${fx.apiKey}`).expect(422);
+
+    const text = (await request(gatewayUrl).get("/metrics").expect(200)).text;
+    const count = (method: string, route: string, status: string) => sample(text, "runbridge_gateway_http_requests_total", { method, route, status });
+    expect(count("POST", "/api/automation/v1/exec", "422")).toBe(1);
+    expect(count("GET", "/api/automation/v1/operations/:operationId", "404")).toBe(2);
+    expect(count("GET", "/api/automation/v1/operations", "422")).toBe(1);
+    expect(count("GET", "/api/v1/operations", "422")).toBe(1);
+    // Every route label is a full template (or unmatched): none without its mount point, none spelled as a request spelled it.
+    const routes = new Set([...text.matchAll(/^runbridge_gateway_http_requests_total\{[^}]*route="([^"]*)"/gm)].map((m) => m[1]));
+    for (const route of routes) expect([route, /^(unmatched|\/api\/automation\/v1\/|\/api\/v1\/|\/(metrics|healthz|readyz)$)/.test(route ?? "")]).toEqual([route, true]);
+  });
+
   it("reports queue depth, connected runners, finished operations and delivery latency on the dispatcher", async () => {
     const ok = await exec("echo second");
     expect(ok.body.status).toBe("completed");
@@ -131,5 +154,34 @@ describe("metrics and structured logs", () => {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(dispatcherLines.map((l) => l.message)).toEqual(expect.arrayContaining(["operation delivered", "operation finished"]));
     for (const line of dispatcherLines) expect(line.operationId).toBe(opId);
+  });
+
+  it("counts the operations a gateway ends itself in the dispatchers' series, so the sum over services counts each ended operation once", async () => {
+    // Accepted, its job not yet taken by any dispatcher: a cancel ends it at the gateway.
+    const pending = await createOperation(fx.tenant.id, fx.server.id, { type: "restart" });
+    const cancelled = await request(gatewayUrl).post(`/api/automation/v1/operations/${pending.id}/cancel`).set("Authorization", `Bearer ${fx.token}`).send({});
+    expect(cancelled.body).toMatchObject({ status: "cancelled" });
+
+    /** runbridge_dispatcher_operations_finished_total of one process, by "status/type". */
+    const finished = async (url: string, service: string) => {
+      const text = (await request(url).get("/metrics").expect(200)).text;
+      const series = new Map<string, number>();
+      for (const [status, type] of [...text.matchAll(/^runbridge_dispatcher_operations_finished_total\{[^}]*status="(\w+)",type="(\w+)"/gm)].map((m) => [m[1], m[2]])) {
+        series.set(`${status}/${type}`, sample(text, "runbridge_dispatcher_operations_finished_total", { status: status ?? "", type: type ?? "", service }) ?? 0);
+      }
+      return series;
+    };
+    const byGateway = await finished(gatewayUrl, "gateway");
+    const byDispatcher = await finished(dispatcherUrl, "dispatcher");
+    expect(byGateway.get("cancelled/restart")).toBe(1);
+    expect(byDispatcher.get("cancelled/restart")).toBeUndefined();
+
+    // Every operation this file ended (all under its tenant), each counted by exactly one process.
+    const ended = await testPrisma().operation.groupBy({ by: ["status", "type"], where: { tenantId: fx.tenant.id, status: { not: "running" } }, _count: { _all: true } });
+    const inDatabase = Object.fromEntries(ended.map((r) => [`${r.status}/${r.type}`, r._count._all]));
+    const counted: Record<string, number> = {};
+    for (const [k, v] of [...byGateway, ...byDispatcher]) counted[k] = (counted[k] ?? 0) + v;
+    expect(counted).toEqual(inDatabase);
+    expect(inDatabase).toMatchObject({ "completed/exec": 3, "cancelled/restart": 1 });
   });
 });

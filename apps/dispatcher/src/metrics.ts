@@ -15,7 +15,7 @@ collectDefaultMetrics({ register: dispatcherRegistry, prefix: "runbridge_dispatc
 
 const operationsFinished = new Counter({
   name: "runbridge_dispatcher_operations_finished_total",
-  help: "Operations this dispatcher moved to a terminal status, by status and operation type",
+  help: "Operations this process moved to a terminal status, by status and operation type (dispatchers and gateways both count: sum over every process, each ended operation is counted once)",
   labelNames: ["status", "type"] as const,
   registers: [dispatcherRegistry],
 });
@@ -39,6 +39,7 @@ export function countRetentionDeleted(table: "operations" | "audit_events", n: n
   if (n > 0) retentionDeleted.inc({ table }, n);
 }
 
+/** Gateways count the operations they end themselves in the same series (apps/gateway/src/metrics.ts). */
 export function countOperationFinished(status: string, type: string): void {
   operationsFinished.inc({ status, type });
 }

@@ -5,6 +5,7 @@ import { managementAuthMiddleware } from "./auth/management-auth";
 import { operationScopeMiddleware } from "./auth/operation-scope";
 import { trustProxySetting } from "./config";
 import { frontDoor } from "./front-door";
+import { noteFailedRoute } from "./metrics";
 import type { GatewayContext } from "./context";
 import { errorHandler, notFoundHandler } from "./middleware/error-handler";
 import { requestContext } from "./middleware/request-context";
@@ -77,6 +78,7 @@ function createExpressApp(ctx: GatewayContext): Express {
   automation.use(restartRouter(ctx));
   automation.use(rebootRouter(ctx));
   automation.use(registryAuthRouter(ctx));
+  automation.use(noteFailedRoute());
   app.use(AUTOMATION_BASE, automation);
 
   const management = express.Router();
@@ -89,6 +91,7 @@ function createExpressApp(ctx: GatewayContext): Express {
   management.use(applicationsRouter(ctx));
   management.use(registryCredentialsRouter(ctx));
   management.use(auditEventsRouter(ctx));
+  management.use(noteFailedRoute());
   app.use("/api/v1", management);
 
   app.use("/dashboard", json);

@@ -1,5 +1,8 @@
 import type { IncomingMessage } from "node:http";
+import type { ErrorRequestHandler } from "express";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { TerminalStatus } from "@runbridge/contracts";
+import { automationRouteTemplate } from "./routes/automation/paths";
 
 /**
  * The gateway's Prometheus metrics. One registry per process (not prom-client's
@@ -38,23 +41,74 @@ export function countOperationAccepted(type: string): void {
   operationsAccepted.inc({ type });
 }
 
-const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-
 /**
- * The template of the route that answered (e.g. /api/automation/v1/operations/:operation_id),
- * from what Express left on the request. Requests no route matched (those refused before
- * routing included) share one label, so scanners cannot blow up the series count.
+ * The dispatchers' series, for the operations a gateway ends itself: cancelled
+ * before any dispatcher took them, or failed because they could not be queued
+ * (or their deployment recorded). Same name and labels (`service` tells the two
+ * apart), so a sum over every process is every operation that ended: each end
+ * is a conditional transition in PostgreSQL that exactly one process wins, and
+ * only the winner counts it.
  */
-function routeTemplate(req: IncomingMessage): string {
-  const { route, baseUrl } = req as IncomingMessage & { route?: { path?: unknown }; baseUrl?: string };
-  if (!route || typeof route.path !== "string") return "unmatched";
-  return `${baseUrl ?? ""}${route.path}` || "/";
+const operationsFinished = new Counter({
+  name: "runbridge_dispatcher_operations_finished_total",
+  help: "Operations this process moved to a terminal status, by status and operation type (dispatchers and gateways both count: sum over every process, each ended operation is counted once)",
+  labelNames: ["status", "type"] as const,
+  registers: [gatewayRegistry],
+});
+
+export function countOperationFinished(status: TerminalStatus, type: string): void {
+  operationsFinished.inc({ status, type });
 }
 
-/** Counts an answered request and the time it took. */
-export function observeHttpAnswer(req: IncomingMessage, status: number, seconds: number): void {
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+type RoutedRequest = IncomingMessage & { route?: { path?: unknown }; baseUrl?: string };
+
+/** Templates noted while Express was still inside the router of the route that failed (see noteFailedRoute). */
+const failedRoutes = new WeakMap<IncomingMessage, string>();
+
+/**
+ * The template of the route Express matched, in full (e.g. /api/automation/v1/operations/:operationId),
+ * or undefined. The mount point is spelled as registered: Express matches it case-insensitively
+ * and leaves it in req.baseUrl as the request spelled it (/API/Automation/V1), which would make
+ * one series per spelling. Every mount point is a lower-case literal (app.ts).
+ */
+function matchedTemplate(req: IncomingMessage): string | undefined {
+  const { route, baseUrl } = req as RoutedRequest;
+  if (!route || typeof route.path !== "string") return undefined;
+  return `${(baseUrl ?? "").toLowerCase()}${route.path}` || "/";
+}
+
+/**
+ * Error middleware for the end of a router mounted at a path: notes the template of the route
+ * that failed while req.baseUrl still holds the mount point. The app's error middleware answers
+ * after Express has left the router and put req.baseUrl back, so a route's errors (its 404, 409,
+ * 422…) would otherwise be counted under its path without the mount ("/exec", and "/operations"
+ * for both the Automation and the Management API's list).
+ */
+export function noteFailedRoute(): ErrorRequestHandler {
+  return (err: unknown, req, _res, next) => {
+    const template = matchedTemplate(req);
+    if (template && !failedRoutes.has(req)) failedRoutes.set(req, template);
+    next(err);
+  };
+}
+
+/**
+ * The template of the route that answered, from what Express left on the request; for an
+ * Automation API request answered before Express routed it (a refusal at the front door or at
+ * the key-wide checks, a malformed body, an idempotent replay), the template of the route it was
+ * for, so refusals can be counted per route. Requests no route serves share one label, so
+ * scanners cannot blow up the series count.
+ */
+function routeTemplate(req: IncomingMessage, path: string): string {
+  return failedRoutes.get(req) ?? matchedTemplate(req) ?? automationRouteTemplate(req.method ?? "", path) ?? "unmatched";
+}
+
+/** Counts an answered request and the time it took; `path` as it arrived, before Express rewrote req.url. */
+export function observeHttpAnswer(req: IncomingMessage, path: string, status: number, seconds: number): void {
   const method = req.method ?? "";
-  const labels = { method: KNOWN_METHODS.has(method) ? method : "OTHER", route: routeTemplate(req), status: String(status) };
+  const labels = { method: KNOWN_METHODS.has(method) ? method : "OTHER", route: routeTemplate(req, path), status: String(status) };
   httpRequests.inc(labels);
   httpDuration.observe(labels, seconds);
 }

@@ -21,7 +21,7 @@ export function beginRequest(req: IncomingMessage, res: ServerResponse, logger: 
   const started = process.hrtime.bigint();
   res.on("finish", () => {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    observeHttpAnswer(req, res.statusCode, seconds);
+    observeHttpAnswer(req, path, res.statusCode, seconds);
     // Checked first: resolving the client address for a line nobody logs is a waste on every request.
     if (logger.isLevelEnabled("http")) logger.http("request", { requestId, method: req.method, path, status: res.statusCode, ms: seconds * 1000, ip: clientIp() });
   });

@@ -2,6 +2,7 @@ import { cancelledOnRequest } from "@runbridge/contracts";
 import type { Operation } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
 import type { GatewayContext } from "../context";
+import { countOperationFinished } from "../metrics";
 
 /**
  * Cancelling an operation. Postgres is the source of truth: an operation no
@@ -54,6 +55,7 @@ export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth,
     return true;
   });
   if (endedHere) {
+    countOperationFinished("cancelled", op.type);
     // Wakes anyone waiting on it (a held exec request, SSE clients poll anyway).
     await ctx.redis.publish(ctx.keys.operationFinished, op.id).catch(() => undefined);
     ctx.logger.info("operation cancelled before dispatch", { operationId: op.id });

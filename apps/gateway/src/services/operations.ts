@@ -5,7 +5,7 @@ import type { AutomationAuth } from "../auth/locals";
 import { assertServerAllowed } from "../auth/scopes";
 import type { GatewayContext } from "../context";
 import { ConflictError, NotFoundError, ServiceUnavailableError } from "../errors";
-import { countOperationAccepted } from "../metrics";
+import { countOperationAccepted, countOperationFinished } from "../metrics";
 
 export interface NewOperation {
   serverId: string;
@@ -152,7 +152,9 @@ export async function startOperation(
  */
 export async function failUndispatched(ctx: GatewayContext, op: Pick<Operation, "id" | "serverId">, error: string): Promise<boolean> {
   try {
-    return (await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Failed, error }, true)) !== null;
+    const ended = await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Failed, error }, true);
+    if (ended) countOperationFinished(OperationStatus.Failed, ended.type);
+    return ended !== null;
   } catch (err) {
     ctx.logger.warn("could not end an operation that was not started", { operationId: op.id, error: String(err) });
     return false;

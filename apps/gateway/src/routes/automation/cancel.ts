@@ -6,6 +6,7 @@ import type { GatewayContext } from "../../context";
 import { ConflictError, NotFoundError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
 import { cancelOperation } from "../../services/cancel";
+import { STARTED_OPERATION_PATHS } from "./paths";
 
 /** How long the request waits for the runner to confirm the kill before answering with the status so far. */
 const CONFIRM_WAIT_MS = 5000;
@@ -18,7 +19,7 @@ const CONFIRM_WAIT_MS = 5000;
  */
 export function cancelRouter(ctx: GatewayContext): Router {
   const router = Router();
-  router.post("/operations/:operationId/cancel", async (req, res) => {
+  router.post(STARTED_OPERATION_PATHS.cancel, async (req, res) => {
     const auth = automationAuth(res);
     const notFound = () => new NotFoundError(`Operation ${String(req.params.operationId)} not found`);
     const id = validateParam<string>(operationIdParamSchema, req.params.operationId, notFound);

@@ -4,6 +4,7 @@ import { automationAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
 import { validateQuery } from "../../middleware/validate";
 import { listOperationsPage } from "../../services/operation-list";
+import { STARTED_OPERATION_PATHS } from "./paths";
 
 /**
  * GET /operations?run_id=... (extension): the operations this automation key
@@ -13,7 +14,7 @@ import { listOperationsPage } from "../../services/operation-list";
  */
 export function listOperationsRouter(ctx: GatewayContext): Router {
   const router = Router();
-  router.get("/operations", async (req, res) => {
+  router.get(STARTED_OPERATION_PATHS.list, async (req, res) => {
     const auth = automationAuth(res);
     const q = validateQuery(automationListOperationsQuerySchema, req.query);
     res.json(await listOperationsPage(ctx, { tenantId: auth.tenantId, automationKeyId: auth.key.id }, q));

@@ -10,6 +10,7 @@ import { validateParam, validateQuery } from "../../middleware/validate";
 import { watchKey } from "../../services/key-watch";
 import { parseLogEntry } from "../../services/log-entry";
 import { StreamSlots } from "../../services/stream-slots";
+import { STARTED_OPERATION_PATHS } from "./paths";
 
 const HEARTBEAT_MS = 15_000;
 /** XREAD BLOCK bound: also how often the operation's status is re-read while it is quiet. */
@@ -48,7 +49,7 @@ type StreamName = "stdout" | "stderr";
 export function logsRouter(ctx: GatewayContext): Router {
   const router = Router();
   const slots = new StreamSlots(ctx.config.LOGS_MAX_STREAMS_PER_KEY);
-  router.get("/operations/:operationId/logs", async (req, res) => {
+  router.get(STARTED_OPERATION_PATHS.logs, async (req, res) => {
     const auth = automationAuth(res);
     const notFound = () => new NotFoundError(`Operation ${String(req.params.operationId)} not found`);
     const id = validateParam<string>(operationIdParamSchema, req.params.operationId, notFound);

@@ -6,6 +6,7 @@ import type { GatewayContext } from "../../context";
 import { NotFoundError } from "../../errors";
 import { validateParam } from "../../middleware/validate";
 import { operationView } from "../../services/serializers";
+import { STARTED_OPERATION_PATHS } from "./paths";
 
 /**
  * GET /operations/{id}: an operation of the key's tenant, of a kind and on a
@@ -13,7 +14,7 @@ import { operationView } from "../../services/serializers";
  */
 export function operationsRouter(ctx: GatewayContext): Router {
   const router = Router();
-  router.get("/operations/:operationId", async (req, res) => {
+  router.get(STARTED_OPERATION_PATHS.one, async (req, res) => {
     const auth = automationAuth(res);
     const notFound = () => new NotFoundError(`Operation ${String(req.params.operationId)} not found`);
     const id = validateParam<string>(operationIdParamSchema, req.params.operationId, notFound);

@@ -24,3 +24,49 @@ export const OPERATION_PATHS: Readonly<Record<OperationType, string>> = {
 export const OPERATION_ROUTES: Readonly<Record<string, OperationType>> = Object.fromEntries(
   Object.entries(OPERATION_PATHS).map(([type, path]) => [path, type as OperationType]),
 );
+
+/** The routes about an operation once started, under the base: the routers register these paths. */
+export const STARTED_OPERATION_PATHS = {
+  list: "/operations",
+  one: "/operations/:operationId",
+  cancel: "/operations/:operationId/cancel",
+  logs: "/operations/:operationId/logs",
+} as const;
+
+/** Every route of the Automation API, by method and path under the base, as the routers register them. */
+export const AUTOMATION_ROUTES: readonly (readonly ["GET" | "POST", string])[] = [
+  ...Object.values(OPERATION_PATHS).map((path) => ["POST", path] as const),
+  ["GET", STARTED_OPERATION_PATHS.list],
+  ["GET", STARTED_OPERATION_PATHS.one],
+  ["POST", STARTED_OPERATION_PATHS.cancel],
+  ["GET", STARTED_OPERATION_PATHS.logs],
+];
+
+/**
+ * A route's full path as a pattern matching what Express matches it with
+ * (router 2, path-to-regexp 8): case-insensitively, with at most one trailing
+ * slash, a parameter standing for one or more characters of one segment.
+ * Only literal segments and parameters are used here, so nothing else needs
+ * translating.
+ */
+function routePattern(template: string): RegExp {
+  if (!/^(\/([\w.-]+|:\w+))+$/.test(template)) throw new Error(`route ${template}: only literal segments and :parameters are supported`);
+  return new RegExp(`^${template.replace(/\./g, "\\.").replace(/:\w+/g, "[^/]+")}/?$`, "i");
+}
+
+const ROUTE_PATTERNS = AUTOMATION_ROUTES.map(([method, path]) => ({ method, template: `${AUTOMATION_BASE}${path}`, pattern: routePattern(`${AUTOMATION_BASE}${path}`) }));
+
+/**
+ * The template of the Automation API route a request is for (e.g.
+ * /api/automation/v1/operations/:operationId), found from its method and path
+ * alone, as Express would route it (HEAD by GET routes, an absolute-form
+ * target by its path); undefined when no route serves it. For the metrics of
+ * requests answered before Express routed them: the front door's refusals
+ * (401, 403, 429), and the key-wide checks, body parsing and idempotency
+ * replays that come before the routes inside Express.
+ */
+export function automationRouteTemplate(method: string, path: string): string | undefined {
+  const m = method === "HEAD" ? "GET" : method;
+  const p = path.startsWith("/") ? path : path.replace(/^[^/]*:\/\/[^/]*/, "");
+  return ROUTE_PATTERNS.find((r) => r.method === m && r.pattern.test(p))?.template;
+}
