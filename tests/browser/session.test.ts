@@ -161,6 +161,22 @@ describe("dashboard sessions", () => {
     expect(missing.body.detail).toEqual(expect.any(String));
   });
 
+  it("answers an unknown /dashboard/api path with a JSON 404, never the app's index.html", async () => {
+    const s = await session();
+    for (const p of ["/dashboard/api/nope", "/dashboard/api", "/dashboard/api/", "/dashboard/api/operations/00000000-0000-4000-8000-000000000000/nope"]) {
+      for (const auth of [{}, { Cookie: s.cookie }]) {
+        const res = await stack.api().get(p).set(auth);
+        expect({ p, status: res.status, type: res.headers["content-type"] }).toEqual({ p, status: 404, type: expect.stringMatching(/^application\/json/) });
+        expect(res.body).toEqual({ detail: expect.stringContaining(p) });
+      }
+    }
+    const post = await stack.api().post("/dashboard/api/nope").set("Cookie", s.cookie).set("X-CSRF-Token", s.csrf).send({});
+    expect(post.status).toBe(404);
+    expect(post.body.detail).toEqual(expect.any(String));
+    // A client route still loads the app.
+    expect((await stack.api().get("/dashboard/apis")).text).toContain('<div id="root"></div>');
+  });
+
   it("reads one operation and its live output only within the session's tenant", async () => {
     const s = await session();
     const other = await createTenant();

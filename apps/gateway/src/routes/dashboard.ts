@@ -8,6 +8,7 @@ import { managementAuthMiddleware } from "../auth/management-auth";
 import { SESSION_TTL_SECONDS, SIGN_IN_HEADER, assertCsrf, createSession, destroySession, endSession, loadSession, verifyApiKey } from "../auth/session";
 import type { GatewayContext } from "../context";
 import { BadRequestError, NotFoundError, UnauthorizedError, ValidationError } from "../errors";
+import { notFoundHandler } from "../middleware/error-handler";
 import { validateBody, validateParam, validateQuery } from "../middleware/validate";
 import { parseLogEntry } from "../services/log-entry";
 import { operationView } from "../services/serializers";
@@ -135,6 +136,9 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     });
     res.set("Cache-Control", "no-store").json({ entries, last_id: rows[rows.length - 1]?.[0] ?? (after || null) });
   });
+
+  // Any other path under /dashboard/api is an API path as well: a JSON 404 like the rest of the API, not the app's index.html.
+  router.all("/dashboard/api{/*rest}", notFoundHandler);
 
   const index = path.join(DASHBOARD_DIST, "index.html");
   router.use("/dashboard", securityHeaders);

@@ -1,4 +1,5 @@
 import { type ReactNode, useEffect, useId, useRef, useState } from "react";
+import { ErrorNote } from "./bits";
 
 /**
  * A modal on the native <dialog>: the browser traps focus, closes on Escape
@@ -33,8 +34,19 @@ export function Modal(props: { title: string; onClose: () => void; children: Rea
   );
 }
 
-/** A yes/no question for destructive actions; the safe answer has focus. */
-export function ConfirmDialog(props: { title: string; message: ReactNode; confirmLabel: string; onConfirm: () => Promise<void> | void; onClose: () => void }) {
+/**
+ * A yes/no question for destructive actions; the safe answer has focus. An
+ * `error` (the API's refusal of the change) is shown in the dialog, which then
+ * stays open so the user can read it, fix the cause and try again or cancel.
+ */
+export function ConfirmDialog(props: {
+  title: string;
+  message: ReactNode;
+  confirmLabel: string;
+  onConfirm: () => Promise<void> | void;
+  onClose: () => void;
+  error?: string | null;
+}) {
   // Busy while the change runs: a double click must not send it twice (two rotations, two revocations).
   const [busy, setBusy] = useState(false);
   const running = useRef(false);
@@ -42,6 +54,7 @@ export function ConfirmDialog(props: { title: string; message: ReactNode; confir
     <Modal title={props.title} onClose={props.onClose}>
       <div className="stack">
         <div>{props.message}</div>
+        <ErrorNote message={props.error ?? null} />
         <div className="actions">
           <button type="button" className="btn" autoFocus onClick={props.onClose}>
             Cancel

@@ -31,6 +31,8 @@ export function ServersPage() {
   const [shown, setShown] = useState<ShownToken | null>(null);
   const [rotating, setRotating] = useState<Server | null>(null);
   const [rotateError, setRotateError] = useState<string | null>(null);
+  const [deleting, setDeleting] = useState<Server | null>(null);
+  const [deleteError, setDeleteError] = useState<string | null>(null);
 
   const create = async (e: FormEvent) => {
     e.preventDefault();
@@ -55,6 +57,23 @@ export function ServersPage() {
     }
     setRotating(null);
     servers.reload();
+  };
+  // A refusal (409 while one of its operations runs) is shown in the dialog, which stays open.
+  const remove = async (s: Server) => {
+    setDeleteError(null);
+    try {
+      await api.del(`/api/v1/servers/${s.id}`);
+    } catch (err) {
+      setDeleteError(err instanceof Error ? err.message : String(err));
+      servers.reload();
+      return;
+    }
+    setDeleting(null);
+    servers.reload();
+  };
+  const closeDelete = () => {
+    setDeleting(null);
+    setDeleteError(null);
   };
   const addButton = (
     <button type="button" className="btn btn-primary" onClick={() => setAdding(true)}>
@@ -103,9 +122,12 @@ export function ServersPage() {
                       <code>{s.id}</code> <CopyButton value={s.id} label="Copy ID" />
                     </span>
                   </td>
-                  <td data-label="Actions">
+                  <td className="row-actions">
                     <button type="button" className="btn btn-small" onClick={() => setRotating(s)} aria-label={`Rotate the runner token of ${s.name}`}>
                       Rotate token
+                    </button>
+                    <button type="button" className="btn btn-small btn-danger" onClick={() => setDeleting(s)} aria-label={`Delete ${s.name}`}>
+                      Delete
                     </button>
                   </td>
                 </tr>
@@ -145,6 +167,31 @@ export function ServersPage() {
           confirmLabel="Rotate token"
           onConfirm={() => rotate(rotating)}
           onClose={() => setRotating(null)}
+        />
+      ) : null}
+      {deleting ? (
+        <ConfirmDialog
+          title={`Delete server ${deleting.name}?`}
+          message={
+            <>
+              <p>
+                This deletes <strong>{deleting.name}</strong> from runbridge, and with it:
+              </p>
+              <ul>
+                <li>its operation history, with the output of every operation;</li>
+                <li>its applications and their deployment history.</li>
+              </ul>
+              <p>
+                The audit trail keeps its events. The runner on the machine is disconnected and stops; uninstall it there (
+                <code>systemctl disable --now runbridge-runner</code>, then remove <code>/etc/runbridge</code> and <code>/var/lib/runbridge</code>). Automation
+                keys limited to this server can no longer start anything. This cannot be undone, and is refused while an operation is running on it.
+              </p>
+            </>
+          }
+          confirmLabel="Delete server"
+          error={deleteError}
+          onConfirm={() => remove(deleting)}
+          onClose={closeDelete}
         />
       ) : null}
       {shown ? (
