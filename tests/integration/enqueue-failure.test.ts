@@ -147,7 +147,9 @@ describe("an enqueue whose reply was lost after Redis ran it", () => {
   async function contextLosingTheReply(holdMs: number): Promise<{ ctx: GatewayContext; done: () => Promise<void> }> {
     const proxy = new ReplyDropProxy(Number(new URL(stack.commonEnv().REDIS_URL ?? "redis://127.0.0.1:6379").port || 6379));
     await proxy.listen();
-    const connection = createFailFastRedis(`redis://127.0.0.1:${proxy.port}`);
+    // A short disconnectTimeout: once the proxy has cut the path, ioredis's disconnect() waits for a
+    // "close" that has already happened and keeps a timer (2 s by default) that holds the jest worker open.
+    const connection = createFailFastRedis(`redis://127.0.0.1:${proxy.port}`, { disconnectTimeout: 50 });
     connection.on("error", () => undefined);
     const queue = new Queue(QueueName.Operations, { connection, prefix: stack.gateway.keys.bull });
     queue.on("error", () => undefined);
