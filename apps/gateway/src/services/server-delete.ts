@@ -17,6 +17,12 @@ import { ConflictError, NotFoundError } from "../errors";
  * startOperation). Then every dispatcher is told to drop the runner's
  * connection, as after a token rotation: its token names no server any more.
  */
+/**
+ * The cascade over a long history takes its time (100,000 operations: about 0.6 s here); Prisma's
+ * default of 5 s for a whole transaction would cut a large one off.
+ */
+const DELETE_TIMEOUT_MS = 30_000;
+
 export async function deleteServer(ctx: GatewayContext, auth: ManagementAuth, server: Server): Promise<void> {
   await ctx.prisma.$transaction(async (tx) => {
     const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM servers WHERE id = ${server.id}::uuid FOR UPDATE`;
@@ -38,7 +44,7 @@ export async function deleteServer(ctx: GatewayContext, auth: ManagementAuth, se
         data: { server_name: server.name, operations_deleted: operations, by_api_key_id: auth.apiKeyId },
       },
     });
-  });
+  }, { timeout: DELETE_TIMEOUT_MS });
   try {
     await ctx.redis.publish(ctx.keys.runnerTokenRevoked, encodeTokenRevoked({ serverId: server.id, tokenHash: server.runnerTokenHash }));
   } catch (err) {
