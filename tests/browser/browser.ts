@@ -46,6 +46,14 @@ export async function waitForText(locator: Locator, re: RegExp, timeoutMs = 15_0
   );
 }
 
+/** Signs `page` in to the dashboard at `baseUrl` with a general API key and waits for the app. */
+export async function signIn(page: Page, baseUrl: string, apiKey: string): Promise<void> {
+  await page.goto(`${baseUrl}/dashboard/`);
+  await page.getByLabel("API key").fill(apiKey);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("navigation", { name: "Main" }).waitFor();
+}
+
 /**
  * Replaces a one-time secret in the page's text with its prefix and dots, so a
  * committed screenshot shows the layout without a usable token. Call it only

@@ -177,6 +177,29 @@ describe("dashboard sessions", () => {
     expect((await stack.api().get("/dashboard/apis")).text).toContain('<div id="root"></div>');
   });
 
+  it("answers an unknown path below /dashboard/session with a JSON 404, and keeps the session routes and client routes", async () => {
+    const s = await session();
+    for (const p of ["/dashboard/session/nope", "/dashboard/session/nope/deeper", "/dashboard/session/csrf"]) {
+      for (const auth of [{}, { Cookie: s.cookie }]) {
+        const res = await stack.api().get(p).set(auth);
+        expect({ p, status: res.status, type: res.headers["content-type"] }).toEqual({ p, status: 404, type: expect.stringMatching(/^application\/json/) });
+        expect(res.body).toEqual({ detail: expect.stringContaining(p) });
+      }
+    }
+    const del = await stack.api().delete("/dashboard/session/nope").set("Cookie", s.cookie).set("X-CSRF-Token", s.csrf);
+    expect(del.status).toBe(404);
+    expect(del.body.detail).toEqual(expect.any(String));
+    // The session itself answers as before (with or without a trailing slash), and was not ended by the DELETE above.
+    for (const p of ["/dashboard/session", "/dashboard/session/"]) {
+      const res = await stack.api().get(p).set("Cookie", s.cookie);
+      expect({ p, status: res.status }).toEqual({ p, status: 200 });
+      expect(res.body.csrf_token).toBe(s.csrf);
+    }
+    expect((await stack.api().get("/dashboard/session")).status).toBe(401);
+    // Client routes that only start like it still load the app.
+    expect((await stack.api().get("/dashboard/sessions")).text).toContain('<div id="root"></div>');
+  });
+
   it("reads one operation and its live output only within the session's tenant", async () => {
     const s = await session();
     const other = await createTenant();

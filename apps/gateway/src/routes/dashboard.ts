@@ -137,8 +137,9 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     res.set("Cache-Control", "no-store").json({ entries, last_id: rows[rows.length - 1]?.[0] ?? (after || null) });
   });
 
-  // Any other path under /dashboard/api is an API path as well: a JSON 404 like the rest of the API, not the app's index.html.
-  router.all("/dashboard/api{/*rest}", notFoundHandler);
+  // Any other path under /dashboard/api or below /dashboard/session is an API path as well: a JSON 404 like the rest of the
+  // API, not the app's index.html. (The session routes above still take /dashboard/session/, which has no sub-path.)
+  router.all(["/dashboard/api{/*rest}", "/dashboard/session/*rest"], notFoundHandler);
 
   const index = path.join(DASHBOARD_DIST, "index.html");
   router.use("/dashboard", securityHeaders);

@@ -35,26 +35,23 @@ export function Modal(props: { title: string; onClose: () => void; children: Rea
 }
 
 /**
- * A yes/no question for destructive actions; the safe answer has focus. An
- * `error` (the API's refusal of the change) is shown in the dialog, which then
- * stays open so the user can read it, fix the cause and try again or cancel.
+ * A yes/no question for destructive actions; the safe answer has focus.
+ * `onConfirm` closes the dialog when its change is done; when it throws (the
+ * API's refusal, e.g. its `detail` for a 404 or 409, or an unreachable
+ * gateway) the message is shown in the dialog, which stays open so the user
+ * can read it, fix the cause and try again or cancel. Reopened, it starts
+ * without the old message (callers mount it only while it is open).
  */
-export function ConfirmDialog(props: {
-  title: string;
-  message: ReactNode;
-  confirmLabel: string;
-  onConfirm: () => Promise<void> | void;
-  onClose: () => void;
-  error?: string | null;
-}) {
+export function ConfirmDialog(props: { title: string; message: ReactNode; confirmLabel: string; onConfirm: () => Promise<void> | void; onClose: () => void }) {
   // Busy while the change runs: a double click must not send it twice (two rotations, two revocations).
   const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
   const running = useRef(false);
   return (
     <Modal title={props.title} onClose={props.onClose}>
       <div className="stack">
         <div>{props.message}</div>
-        <ErrorNote message={props.error ?? null} />
+        <ErrorNote message={error} />
         <div className="actions">
           <button type="button" className="btn" autoFocus onClick={props.onClose}>
             Cancel
@@ -69,8 +66,11 @@ export function ConfirmDialog(props: {
               if (running.current) return;
               running.current = true;
               setBusy(true);
+              setError(null);
               try {
                 await props.onConfirm();
+              } catch (err) {
+                setError(err instanceof Error ? err.message : String(err));
               } finally {
                 running.current = false;
                 setBusy(false);

@@ -343,9 +343,13 @@ export function ApplicationsPage() {
           confirmLabel="Delete application"
           onClose={() => setDeleting(null)}
           onConfirm={async () => {
-            await api.del(`/api/v1/applications/${deleting.id}`).catch(() => undefined);
+            // A refusal throws: the confirmation shows it and stays open.
+            try {
+              await api.del(`/api/v1/applications/${deleting.id}`);
+            } finally {
+              apps.reload();
+            }
             setDeleting(null);
-            apps.reload();
           }}
         />
       ) : null}

@@ -45,7 +45,6 @@ export function AutomationKeysTab() {
   const [editing, setEditing] = useState<AutomationKey | null>(null);
   const [revoking, setRevoking] = useState<AutomationKey | null>(null);
   const [created, setCreated] = useState<(AutomationKey & { key: string }) | null>(null);
-  const [error, setError] = useState<string | null>(null);
 
   const create = async (v: KeyFormValues) => {
     const k = await api.post<AutomationKey & { key: string }>("/api/v1/automation-keys", v);
@@ -58,15 +57,14 @@ export function AutomationKeysTab() {
     setEditing(null);
     keys.reload();
   };
+  // A refusal throws: the confirmation shows it and stays open.
   const revoke = async (k: AutomationKey) => {
     try {
       await api.del(`/api/v1/automation-keys/${k.id}`);
-      setError(null);
-    } catch (e) {
-      setError(e instanceof Error ? e.message : String(e));
+    } finally {
+      keys.reload();
     }
     setRevoking(null);
-    keys.reload();
   };
 
   const createButton = (
@@ -81,7 +79,7 @@ export function AutomationKeysTab() {
         <p className="muted">Give each CI pipeline its own key, scoped to the servers and operations it needs.</p>
         {createButton}
       </div>
-      <ErrorNote message={error ?? keys.error} />
+      <ErrorNote message={keys.error} />
       {keys.loading && !keys.data ? (
         <Loading />
       ) : rows.length === 0 ? (

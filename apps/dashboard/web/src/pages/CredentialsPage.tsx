@@ -138,9 +138,13 @@ export function CredentialsPage() {
           confirmLabel="Delete credential"
           onClose={() => setDeleting(null)}
           onConfirm={async () => {
-            await api.del(`/api/v1/registry-credentials/${deleting.id}`).catch(() => undefined);
+            // A refusal throws: the confirmation shows it and stays open.
+            try {
+              await api.del(`/api/v1/registry-credentials/${deleting.id}`);
+            } finally {
+              creds.reload();
+            }
             setDeleting(null);
-            creds.reload();
           }}
         />
       ) : null}

@@ -28,15 +28,14 @@ export function GeneralKeysTab() {
       setError(err instanceof Error ? err.message : String(err));
     }
   };
+  // A refusal throws: the confirmation shows it and stays open.
   const revoke = async (k: ApiKey) => {
     try {
       await api.del(`/api/v1/api-keys/${k.id}`);
-      setError(null);
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
+    } finally {
+      keys.reload();
     }
     setRevoking(null);
-    keys.reload();
   };
 
   if (keys.loading && !keys.data) return <Loading />;

@@ -30,9 +30,7 @@ export function ServersPage() {
   const [error, setError] = useState<string | null>(null);
   const [shown, setShown] = useState<ShownToken | null>(null);
   const [rotating, setRotating] = useState<Server | null>(null);
-  const [rotateError, setRotateError] = useState<string | null>(null);
   const [deleting, setDeleting] = useState<Server | null>(null);
-  const [deleteError, setDeleteError] = useState<string | null>(null);
 
   const create = async (e: FormEvent) => {
     e.preventDefault();
@@ -47,33 +45,23 @@ export function ServersPage() {
       setError(err instanceof Error ? err.message : String(err));
     }
   };
+  // A refusal (404 for a server deleted meanwhile; 409 for a delete while one of its operations runs) throws: the dialog shows it and stays open.
   const rotate = async (s: Server) => {
     try {
       const r = await api.post<{ id: string; name: string; runner_token: string }>(`/api/v1/servers/${s.id}/runner-token`, {});
-      setRotateError(null);
       setShown({ ...r, rotated: true });
-    } catch (err) {
-      setRotateError(err instanceof Error ? err.message : String(err));
+    } finally {
+      servers.reload();
     }
     setRotating(null);
-    servers.reload();
   };
-  // A refusal (409 while one of its operations runs) is shown in the dialog, which stays open.
   const remove = async (s: Server) => {
-    setDeleteError(null);
     try {
       await api.del(`/api/v1/servers/${s.id}`);
-    } catch (err) {
-      setDeleteError(err instanceof Error ? err.message : String(err));
+    } finally {
       servers.reload();
-      return;
     }
     setDeleting(null);
-    servers.reload();
-  };
-  const closeDelete = () => {
-    setDeleting(null);
-    setDeleteError(null);
   };
   const addButton = (
     <button type="button" className="btn btn-primary" onClick={() => setAdding(true)}>
@@ -85,7 +73,6 @@ export function ServersPage() {
     <>
       <PageHeader title="Servers" description="Each server runs the runbridge runner, which connects out to the dispatcher: no inbound ports, no SSH." action={addButton} />
       <ErrorNote message={servers.error} />
-      <ErrorNote message={rotateError} />
       {servers.loading && !servers.data ? (
         <Loading />
       ) : rows.length === 0 ? (
@@ -189,9 +176,8 @@ export function ServersPage() {
             </>
           }
           confirmLabel="Delete server"
-          error={deleteError}
           onConfirm={() => remove(deleting)}
-          onClose={closeDelete}
+          onClose={() => setDeleting(null)}
         />
       ) : null}
       {shown ? (
