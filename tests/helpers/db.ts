@@ -1,4 +1,4 @@
-import { createPrisma, type Operation, type PrismaClient } from "@runbridge/db";
+import { createPrisma, type Operation, type Prisma, type PrismaClient } from "@runbridge/db";
 import { waitFor } from "./processes";
 import { testDatabaseUrl } from "./env";
 
@@ -28,4 +28,43 @@ export function waitUntilEnded(operationId: string, timeoutMs: number, what = "t
     const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: operationId } });
     return row.status === "running" ? null : row;
   }, timeoutMs, what);
+}
+
+/**
+ * Holds one row's lock (SELECT ... FOR UPDATE) in a transaction of the test's
+ * own, to make a race deterministic: `blocked()` resolves once another session
+ * waits on that lock; `finish(work)` then runs `work` in the holding
+ * transaction (e.g. deleting the row) and commits.
+ */
+export function holdRowLock(table: "servers" | "applications", id: string) {
+  let finishWith!: (work: (tx: Prisma.TransactionClient) => Promise<unknown>) => void;
+  const work = new Promise<(tx: Prisma.TransactionClient) => Promise<unknown>>((resolve) => (finishWith = resolve));
+  let gotPid!: (pid: number) => void;
+  const holderPid = new Promise<number>((resolve) => (gotPid = resolve));
+  const done = testPrisma().$transaction(
+    async (tx) => {
+      await tx.$queryRawUnsafe(`SELECT id FROM ${table} WHERE id = $1::uuid FOR UPDATE`, id);
+      const [me] = await tx.$queryRaw<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+      gotPid(me?.pid ?? -1);
+      await (await work)(tx);
+    },
+    { timeout: 20_000 },
+  );
+  return {
+    async blocked(): Promise<void> {
+      const pid = await holderPid;
+      await waitFor(
+        async () => {
+          const rows = await testPrisma().$queryRaw<{ n: bigint }[]>`SELECT count(*) AS n FROM pg_stat_activity WHERE ${pid}::int = ANY(pg_blocking_pids(pid))`;
+          return Number(rows[0]?.n ?? 0) > 0;
+        },
+        10_000,
+        `another session to wait on the ${table} row`,
+      );
+    },
+    finish(then: (tx: Prisma.TransactionClient) => Promise<unknown>): Promise<void> {
+      finishWith(then);
+      return done;
+    },
+  };
 }

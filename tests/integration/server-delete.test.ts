@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { closeTestPrisma, holdRowLock, testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createOperation, createServer, createTenant } from "../helpers/factories";
-import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 type Fixture = Awaited<ReturnType<typeof createFixture>>;
@@ -92,32 +91,10 @@ describe("deleting a server", () => {
     const fx = await createFixture();
     await stack.startRunner(fx.runnerToken, fx.server.id);
     // Hold the server's row as the delete does, so the exec gets past its lookups and waits at its insert.
-    let release!: () => void;
-    let gotPid!: (pid: number) => void;
-    const holderPid = new Promise<number>((resolve) => (gotPid = resolve));
-    const released = new Promise<void>((resolve) => (release = resolve));
-    const holder = testPrisma().$transaction(
-      async (tx) => {
-        await tx.$queryRaw`SELECT id FROM servers WHERE id = ${fx.server.id}::uuid FOR UPDATE`;
-        const [me] = await tx.$queryRaw<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
-        gotPid(me?.pid ?? -1);
-        await released;
-        await tx.server.delete({ where: { id: fx.server.id } });
-      },
-      { timeout: 20_000 },
-    );
+    const lock = holdRowLock("servers", fx.server.id);
     const pending = exec(fx, "true").then((r) => r);
-    await waitFor(
-      async () => {
-        const pid = await holderPid;
-        const rows = await testPrisma().$queryRaw<{ n: bigint }[]>`SELECT count(*) AS n FROM pg_stat_activity WHERE ${pid}::int = ANY(pg_blocking_pids(pid))`;
-        return Number(rows[0]?.n ?? 0) > 0;
-      },
-      10_000,
-      "the exec's insert to wait on the server's row",
-    );
-    release();
-    await holder;
+    await lock.blocked();
+    await lock.finish((tx) => tx.server.delete({ where: { id: fx.server.id } }));
     const res = await pending;
     expect(res.status).toBe(404);
     expect(res.body.detail).toBe(`Server ${fx.server.id} not found`);

@@ -51,6 +51,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       res.status(e.status).json({ detail: e.expose && e.message ? e.message : "Bad request" });
       return;
     }
+    // Prisma's "record to update or delete does not exist": another request deleted it between this
+    // request's lookup and its write (two deletes of one application at once, say).
+    if ((err as { code?: unknown; name?: unknown }).code === "P2025" && (err as { name?: unknown }).name === "PrismaClientKnownRequestError") {
+      res.status(404).json({ detail: `Not found: it was deleted by another request while this one was handled (${req.method} ${req.path})` });
+      return;
+    }
     if (isInfrastructureDown(err)) {
       logger.warn("dependency unavailable", { path: req.path, error: String(err) });
       res.set("Retry-After", "5").status(503).json({ detail: "Service temporarily unavailable: a backing store (PostgreSQL or Redis) is not reachable; retry shortly" });
