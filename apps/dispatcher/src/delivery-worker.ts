@@ -18,7 +18,8 @@ class RunnerAskedForLater extends Error {}
 /**
  * Delivers each operation to its server's runner, wherever that runner is
  * connected. BullMQ may run this more than once for one job (stalls,
- * redelivery); that is safe: the operation row only moves forward, and the
+ * redelivery); that is safe: the operation row only moves forward (but for
+ * a start the runner refused for now, see releaseRefusedClaim), and the
  * runner's ledger turns a repeated start into "already started".
  */
 export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverOperationJob>, token?: string): Promise<string> {
@@ -33,7 +34,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
   cancelPending.catch(() => undefined); // Awaited in sendStart, unless the delivery ends before.
   if (data.type !== "deploy" && data.type !== "reboot" && hasLocalRunner(ctx, data.serverId)) {
     const claimed = await ctx.operations.claimForDispatch(data.operationId);
-    if (claimed) return sendStart(ctx, job, claimed, data.sealed, cancelPending);
+    if (claimed) return sendStart(ctx, job, token, claimed, data.sealed, cancelPending);
   }
 
   const op = await ctx.operations.findById(data.operationId);
@@ -69,19 +70,25 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
 
   // Marked as dispatched (only while still running) once a runner socket exists, before the
   // send: from then on no deadline may fail it, since it may be running.
-  return sendStart(ctx, job, op, data.sealed, cancelPending, async () => {
-    if (!(await ctx.operations.markDispatched(op.id))) throw new AlreadyFinished();
+  return sendStart(ctx, job, token, op, data.sealed, cancelPending, async () => {
+    const at = await ctx.operations.markDispatched(op.id);
+    if (!at) throw new AlreadyFinished();
+    return at;
   });
 }
 
-/** Opens the operation's sealed inputs and hands it to its runner; `beforeSend` runs once a runner socket is known. */
+/**
+ * Opens the operation's sealed inputs and hands it to its runner; `claim` marks it dispatched
+ * (returning the mark) once a runner socket is known, when the caller has not claimed it already.
+ */
 async function sendStart(
   ctx: DispatcherContext,
   job: Job<DeliverOperationJob>,
+  token: string | undefined,
   op: Operation,
   sealed: string | undefined,
   cancelPending: Promise<boolean>,
-  beforeSend?: () => Promise<void>,
+  claim?: () => Promise<Date>,
 ): Promise<string> {
   if (await cancelPending) return endRequestedCancel(ctx, op);
   let secrets: OperationSecrets = {};
@@ -103,6 +110,8 @@ async function sendStart(
     }
     secrets = { ...secrets, password };
   }
+  let dispatchedAt = op.dispatchedAt;
+  const beforeSend = claim && (async () => void (dispatchedAt = await claim()));
   const reply = await requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), beforeSend).catch((err: unknown) => {
     if (err instanceof AlreadyFinished) return null;
     throw err;
@@ -110,13 +119,40 @@ async function sendStart(
   if (!reply) return "already-finished";
   if (!reply.ok) {
     // Retried like an absent runner; the runner's notAfter check keeps it from starting past its delivery deadline.
-    if (reply.retryable) throw new RunnerAskedForLater(`runner of server ${op.serverId} asked for it later: ${reply.error}`);
+    if (reply.retryable) {
+      if (dispatchedAt) await releaseRefusedClaim(ctx, job, token, op.id, dispatchedAt);
+      throw new RunnerAskedForLater(`runner of server ${op.serverId} asked for it later: ${reply.error}`);
+    }
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: `runner refused the operation: ${reply.error}` });
     return "refused";
   }
   if (reply.state === "started") observeDelivery(op.type, op.createdAt);
   ctx.logger.debug("operation delivered", { operationId: op.id, state: reply.state, attempt: job.attemptsMade + 1 });
   return reply.state;
+}
+
+/**
+ * After a retryable refusal the operation goes back to undispatched until the next attempt claims
+ * it again, so that it is treated as what it is — waiting for a runner: its delivery deadline fails
+ * it as runner offline if no runner takes it, and a cancel ends it at once. Left marked, it would
+ * wait for its timeout and the overdue sweep, and a cancel would only be passed on.
+ *
+ * Safe because the refusal says this start did not run: the runner answers a start its ledger
+ * knows (already started or finished) before it refuses one, and a refusal writes nothing. It
+ * cannot vouch for another delivery's start, so the mark stays when one may exist:
+ * - this delivery must still hold the job's lock (extended here, so no other dispatcher takes the
+ *   job over before the release lands). One whose lock lapsed may hear its refusal after another
+ *   dispatcher took the job and a new runner process accepted that start; that delivery then
+ *   completes, and nothing would ever mark the operation dispatched again;
+ * - a start was reported (started_at), or the mark is no longer the one this delivery claimed
+ *   with (claimed afresh after an earlier release): then the release changes nothing.
+ * What is left is a start sent earlier (a previous attempt's, or a delivery that lost the job while
+ * sending it) reaching a runner only after the release: this job's next attempt, a second later,
+ * marks it again, and the runner's ledger answers its start "already started".
+ */
+async function releaseRefusedClaim(ctx: DispatcherContext, job: Job<DeliverOperationJob>, token: string | undefined, operationId: string, dispatchedAt: Date): Promise<void> {
+  if (token === undefined || (await job.extendLock(token, ctx.config.JOB_LOCK_MS)) !== 1) return;
+  if (await ctx.operations.releaseDispatch(operationId, dispatchedAt)) ctx.logger.debug("refused start: no longer marked dispatched", { operationId });
 }
 
 /** Whether a cancel the gateway could only pass on to the runner is still unconfirmed for this operation. */

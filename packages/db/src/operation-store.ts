@@ -138,7 +138,14 @@ const SQL = {
      WHERE id = $1 AND status = 'running' AND (dispatched_at IS NOT NULL OR deliver_by > now())
      RETURNING ${OPERATION_COLUMNS}`,
   ),
-  markDispatched: statement("operation.dispatched", "UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running'"),
+  markDispatched: statement(
+    "operation.dispatched",
+    "UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running' RETURNING dispatched_at",
+  ),
+  releaseDispatch: statement(
+    "operation.release-dispatch",
+    "UPDATE operations SET dispatched_at = NULL WHERE id = $1 AND status = 'running' AND started_at IS NULL AND dispatched_at = $2",
+  ),
   finish: statement("operation.finish", finishText({ onlyIfUndispatched: false, noted: false })),
   finishUndispatched: statement("operation.finish-undispatched", finishText({ onlyIfUndispatched: true, noted: false })),
   finishNoted: statement("operation.finish-noted", finishText({ onlyIfUndispatched: false, noted: true })),
@@ -281,10 +288,23 @@ export class OperationStore {
 
   /**
    * Marks it handed to a runner (keeping the first time), only while it is
-   * still running. False when it has ended meanwhile.
+   * still running: the time it is marked with, null when it has ended meanwhile.
    */
-  async markDispatched(id: string): Promise<boolean> {
-    const { rowCount } = await this.pool.query({ ...SQL.markDispatched, values: [id] });
+  async markDispatched(id: string): Promise<Date | null> {
+    const { rows } = await this.pool.query({ ...SQL.markDispatched, values: [id] });
+    return rows[0] ? ((rows[0] as Row).dispatched_at as Date) : null;
+  }
+
+  /**
+   * Takes back a dispatched mark after the runner refused the start and asked
+   * for it later (the caller's reasons). Only while nothing says it may have
+   * started anywhere: still running, no start reported, and still marked with
+   * `dispatchedAt`, the time the refused delivery claimed it with — a claim
+   * made after an earlier release carries a time of its own and is left alone.
+   * False when any of these no longer holds.
+   */
+  async releaseDispatch(id: string, dispatchedAt: Date): Promise<boolean> {
+    const { rowCount } = await this.pool.query({ ...SQL.releaseDispatch, values: [id, dispatchedAt] });
     return rowCount === 1;
   }
 
