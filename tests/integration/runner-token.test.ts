@@ -186,3 +186,27 @@ describe("runner token rotation", () => {
     expect(conn.told.slice(0, 2)).toEqual(["runner:token-revoked", "disconnect:io server disconnect"]);
   });
 });
+
+describe("a rotation whose announcement was never published", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await TestStack.start({ dispatcher: { RUNNER_TOKEN_RECHECK_SECONDS: "2" } });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it("is found by the dispatcher's periodic check, and the connection is dropped as after any rotation", async () => {
+    const fx = await createFixture();
+    const conn = watchedConnection(stack.dispatcherPorts[0] as number, fx.runnerToken);
+    try {
+      await expect(conn.outcome).resolves.toBe("connected");
+      // As when the gateway had lost Redis: the stored token changes, nothing is published, no subscription drops.
+      await testPrisma().server.update({ where: { id: fx.server.id }, data: { runnerTokenHash: hashToken(`unannounced-${fx.runnerToken}`) } });
+      await waitFor(async () => !conn.socket.connected, 10_000, "the connection with the rotated token to be dropped");
+      expect(conn.told.slice(0, 2)).toEqual(["runner:token-revoked", "disconnect:io server disconnect"]);
+    } finally {
+      conn.socket.disconnect();
+    }
+  });
+});

@@ -82,6 +82,12 @@ export const dispatcherEnvSchema = Joi.object({
     .max(3600)
     .default(30)
     .description("How long a deploy that waited its turn behind another deploy of its application may then wait for its runner"),
+  RUNNER_TOKEN_RECHECK_SECONDS: Joi.number()
+    .integer()
+    .min(1)
+    .max(3600)
+    .default(60)
+    .description("How often the runner connections held here are checked against their servers' current tokens, should a rotation's announcement have been lost"),
   OPERATION_RETENTION_DAYS: Joi.number()
     .integer()
     .min(0)
@@ -114,6 +120,7 @@ export interface DispatcherConfig {
   DIGITALOCEAN_API_URL: string;
   PROVIDER_API_TIMEOUT_MS: number;
   DEPLOY_TURN_GRACE_SECONDS: number;
+  RUNNER_TOKEN_RECHECK_SECONDS: number;
   OPERATION_RETENTION_DAYS: number;
   AUDIT_RETENTION_DAYS: number;
 }

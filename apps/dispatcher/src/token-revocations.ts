@@ -21,12 +21,16 @@ const RECHECK_RETRY_MS = 10_000;
  * A message published while this dispatcher's subscription was down is lost:
  * so whenever the subscription is (re)established, every connection held here
  * is checked against the servers' current token hashes in PostgreSQL instead.
+ * So is one the gateway could not publish at all (it had lost Redis when the
+ * rotation or server deletion committed): for that, the same check also runs
+ * every RUNNER_TOKEN_RECHECK_SECONDS.
  */
 export class TokenRevocations {
   /** Recently revoked token hashes → until when they are remembered. Rotations are rare: this stays tiny. */
   private readonly recent = new Map<string, number>();
   private sub: Redis | null = null;
   private recheckTimer: NodeJS.Timeout | null = null;
+  private periodic: NodeJS.Timeout | null = null;
   private closed = false;
 
   constructor(private readonly ctx: DispatcherContext) {}
@@ -56,6 +60,8 @@ export class TokenRevocations {
         if (socket.data.tokenHash === revoked.tokenHash) this.drop(socket, "its server's runner token was rotated, or the server deleted");
       }
     });
+    this.periodic = setInterval(() => void this.recheck(), ctx.config.RUNNER_TOKEN_RECHECK_SECONDS * 1000);
+    this.periodic.unref();
     // On every connection (the first one too: handshakes may have been let in before it), once subscribed.
     sub.on("ready", () => {
       sub
@@ -68,6 +74,7 @@ export class TokenRevocations {
   async close(): Promise<void> {
     this.closed = true;
     if (this.recheckTimer) clearTimeout(this.recheckTimer);
+    if (this.periodic) clearInterval(this.periodic);
     this.sub?.disconnect();
   }
 
@@ -101,7 +108,7 @@ export class TokenRevocations {
         const rows = await this.ctx.prisma.server.findMany({ where: { id: { in: ids } }, select: { id: true, runnerTokenHash: true } });
         const current = new Map(rows.map((r) => [r.id, r.runnerTokenHash]));
         for (const s of batch) {
-          if (s.connected && current.get(s.data.serverId) !== s.data.tokenHash) this.drop(s, "its token is no longer its server's (rotated while this dispatcher could not hear it)");
+          if (s.connected && current.get(s.data.serverId) !== s.data.tokenHash) this.drop(s, "its token is no longer its server's (rotated, or the server deleted, while this dispatcher could not hear it)");
         }
       }
     } catch (err) {
