@@ -1,7 +1,10 @@
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { type Browser, type Locator, type Page, chromium } from "playwright-core";
+import { closeTestPrisma } from "../helpers/db";
+import { createTenant } from "../helpers/factories";
 import { ROOT, waitFor } from "../helpers/processes";
+import { TestStack } from "../helpers/stack";
 
 /** Debian's Chromium (apt-get install -y chromium); playwright cannot download browsers here. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -76,4 +79,40 @@ export async function unlabelledControls(page: Page): Promise<string[]> {
       .filter((el) => (el.labels?.length ?? 0) === 0 && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
       .map((el) => el.outerHTML.slice(0, 120)),
   );
+}
+
+/** A stack with one tenant, and a Chromium page signed in to its dashboard; `close` ends them all. */
+export interface SignedInStack {
+  stack: TestStack;
+  page: Page;
+  tenantId: string;
+  apiKey: string;
+  close: () => Promise<void>;
+}
+
+export async function startSignedIn(): Promise<SignedInStack> {
+  const stack = await TestStack.start();
+  const t = await createTenant();
+  const browser = await launchChromium();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  await signIn(page, stack.url, t.apiKey);
+  const close = async () => {
+    await browser.close().catch(() => undefined);
+    await stack.stop();
+    await closeTestPrisma();
+  };
+  return { stack, page, tenantId: t.tenant.id, apiKey: t.apiKey, close };
+}
+
+/** For a describe block: starts a signed-in stack before its tests and ends it after them; its fields are set once started. */
+export function useSignedInStack(): SignedInStack {
+  const ctx = {} as SignedInStack;
+  beforeAll(async () => {
+    Object.assign(ctx, await startSignedIn());
+  });
+  afterAll(async () => {
+    await ctx.close?.();
+  });
+  return ctx;
 }

@@ -36,8 +36,9 @@ export function CredentialsPage() {
     }
   };
   const close = () => {
-    // The typed password is dropped from memory as the form closes.
+    // The typed password is dropped from memory as the form closes, and a reopened form starts without the last attempt's failure.
     setForm({ name: "", registry_url: "", username: "", password: "" });
+    setError(null);
     setAdding(false);
   };
   const addButton = (

@@ -13,10 +13,16 @@ export function GeneralKeysTab() {
   const [name, setName] = useState("");
   const [created, setCreated] = useState<(ApiKey & { key: string }) | null>(null);
   const [revoking, setRevoking] = useState<ApiKey | null>(null);
+  // The create form's failure (a 422, an unreachable gateway): shown in the form, which stays open with its input.
   const [error, setError] = useState<string | null>(null);
+  const openForm = () => {
+    setError(null);
+    setCreating(true);
+  };
 
   const create = async (e: FormEvent) => {
     e.preventDefault();
+    setError(null);
     try {
       const k = await api.post<ApiKey & { key: string }>("/api/v1/api-keys", { name });
       setCreating(false);
@@ -42,7 +48,7 @@ export function GeneralKeysTab() {
   if (keys.error) return <ErrorNote message={keys.error} />;
   const rows = keys.data?.data ?? [];
   const createButton = (
-    <button type="button" className="btn btn-primary" onClick={() => setCreating(true)}>
+    <button type="button" className="btn btn-primary" onClick={openForm}>
       Create API key
     </button>
   );
@@ -52,7 +58,6 @@ export function GeneralKeysTab() {
         <p className="muted">General keys sign in to this dashboard and call the management API. Give CI systems an automation key instead.</p>
         {createButton}
       </div>
-      <ErrorNote message={error} />
       {rows.length === 0 ? (
         <EmptyState title="No general API keys" action={createButton}>
           Create one for each person or tool that manages runbridge.
@@ -109,6 +114,7 @@ export function GeneralKeysTab() {
               <label htmlFor="api-key-name">Name</label>
               <input id="api-key-name" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="ops laptop" autoFocus />
             </div>
+            <ErrorNote message={error} />
             <div className="actions">
               <button type="button" className="btn" onClick={() => setCreating(false)}>
                 Cancel

@@ -64,7 +64,15 @@ export function ServersPage() {
     setDeleting(null);
   };
   const addButton = (
-    <button type="button" className="btn btn-primary" onClick={() => setAdding(true)}>
+    <button
+      type="button"
+      className="btn btn-primary"
+      onClick={() => {
+        // A reopened form starts without the last attempt's failure.
+        setError(null);
+        setAdding(true);
+      }}
+    >
       Add server
     </button>
   );
