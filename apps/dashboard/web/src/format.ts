@@ -30,3 +30,11 @@ export function commitUrl(ctx: { provider?: string; repository?: string; sha?: s
   if (!ctx.provider || ctx.provider === "github_actions" || ctx.provider === "github") return `https://github.com/${ctx.repository}/commit/${ctx.sha}`;
   return null;
 }
+
+/**
+ * An id an automation key still names after its server or registry credential
+ * was deleted (the API keeps such ids: a list of one must not turn into "all").
+ */
+export function deletedLabel(what: string, id: string): string {
+  return `deleted ${what} (${id.slice(0, 8)}…)`;
+}

@@ -1,8 +1,9 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { ApiError, api } from "../api";
 import { EmptyState, ErrorNote, Loading, StatusBadge, Time } from "../components/bits";
 import { OneTimeSecret } from "../components/CopyButton";
 import { ConfirmDialog, Modal } from "../components/Modal";
+import { deletedLabel } from "../format";
 import { useLoad } from "../hooks";
 import { href, navigate } from "../router";
 import type { AutomationKey, Page, RegistryCredential, Server } from "../types";
@@ -25,12 +26,21 @@ async function loadChoices(): Promise<Choices> {
   }
 }
 
+/** The ids the keys name that the loaded servers and credentials lack: deleted ones, or ones added since the lists were read. */
+function unknownIds(keys: AutomationKey[], choices: Choices | null): string[] {
+  if (!choices) return [];
+  const known = new Set([...choices.servers, ...choices.credentials].map((x) => x.id));
+  return [...new Set(keys.flatMap((k) => [...k.allowed_server_ids, ...k.allowed_credential_ids]))].filter((id) => !known.has(id)).sort();
+}
+
 function scopeSummary(k: AutomationKey, choices: Choices | null): string[] {
-  const name = (id: string, list: { id: string; name: string }[]) => list.find((x) => x.id === id)?.name ?? id.slice(0, 8);
+  // Until the lists are read, an id is shown short; once read, one that is not there was deleted.
+  const name = (id: string, list: { id: string; name: string }[] | undefined, what: string) =>
+    !list ? id.slice(0, 8) : (list.find((x) => x.id === id)?.name ?? deletedLabel(what, id));
   return [
-    k.allowed_server_ids.length ? `Servers: ${k.allowed_server_ids.map((id) => name(id, choices?.servers ?? [])).join(", ")}` : "All servers",
+    k.allowed_server_ids.length ? `Servers: ${k.allowed_server_ids.map((id) => name(id, choices?.servers, "server")).join(", ")}` : "All servers",
     k.allowed_operations.length ? `Operations: ${k.allowed_operations.join(", ")}` : "All operations",
-    ...(k.allowed_credential_ids.length ? [`Credentials: ${k.allowed_credential_ids.map((id) => name(id, choices?.credentials ?? [])).join(", ")}`] : []),
+    ...(k.allowed_credential_ids.length ? [`Credentials: ${k.allowed_credential_ids.map((id) => name(id, choices?.credentials, "registry credential")).join(", ")}`] : []),
     ...(k.ip_allowlist.length ? [`IPs: ${k.ip_allowlist.join(", ")}`] : []),
     `${k.rate_limit}/min`,
     ...(k.expires_at ? [`Expires ${new Date(k.expires_at).toLocaleDateString()}`] : []),
@@ -45,6 +55,14 @@ export function AutomationKeysTab() {
   const [editing, setEditing] = useState<AutomationKey | null>(null);
   const [revoking, setRevoking] = useState<AutomationKey | null>(null);
   const [created, setCreated] = useState<(AutomationKey & { key: string }) | null>(null);
+  const rows = keys.data?.data ?? [];
+  // A key may name a server or credential added after the lists were read (elsewhere): re-read them once per new set of
+  // unknown ids, so only a really deleted one is shown as deleted.
+  const unknown = unknownIds(rows, choices.data).join(",");
+  const reloadChoices = choices.reload;
+  useEffect(() => {
+    if (unknown) reloadChoices();
+  }, [unknown, reloadChoices]);
 
   const create = async (v: KeyFormValues) => {
     const k = await api.post<AutomationKey & { key: string }>("/api/v1/automation-keys", v);
@@ -72,7 +90,6 @@ export function AutomationKeysTab() {
       Create Key
     </button>
   );
-  const rows = keys.data?.data ?? [];
   return (
     <>
       <div className="toolbar">

@@ -1,5 +1,6 @@
 import { type FormEvent, useId, useState } from "react";
 import { ErrorNote } from "../components/bits";
+import { deletedLabel } from "../format";
 import { OPERATION_TYPES, type AutomationKey, type OperationType, type RegistryCredential, type Server } from "../types";
 
 export interface KeyFormValues {
@@ -33,6 +34,24 @@ function toggle<T>(list: T[], item: T, on: boolean): T[] {
   return on ? [...list, item] : list.filter((x) => x !== item);
 }
 
+/**
+ * Checkboxes for the ids a key already holds whose server or credential was deleted: shown (checked) so saving keeps
+ * them, and the user can uncheck one to drop it. Dropping them silently could turn a list of one into an empty list,
+ * which allows everything.
+ */
+function DeletedChoices(props: { what: string; ids: string[]; selected: string[]; onChange: (ids: string[]) => void }) {
+  return (
+    <>
+      {props.ids.map((id) => (
+        <label key={id} className="check" title={id}>
+          <input type="checkbox" checked={props.selected.includes(id)} onChange={(e) => props.onChange(toggle(props.selected, id, e.target.checked))} />
+          <span className="muted">{deletedLabel(props.what, id)}</span>
+        </label>
+      ))}
+    </>
+  );
+}
+
 /** Every scope of an automation key. Empty lists mean "all", as in the API. */
 export function KeyForm(props: {
   initial?: AutomationKey;
@@ -54,6 +73,8 @@ export function KeyForm(props: {
   const [expires, setExpires] = useState(toLocalInput(i?.expires_at));
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const goneServers = (i?.allowed_server_ids ?? []).filter((sid) => !props.servers.some((s) => s.id === sid));
+  const goneCredentials = (i?.allowed_credential_ids ?? []).filter((cid) => !props.credentials.some((c) => c.id === cid));
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -92,7 +113,7 @@ export function KeyForm(props: {
       <fieldset className="field">
         <legend>Servers</legend>
         <p className="hint">Leave all unchecked to allow every server (including ones added later).</p>
-        {props.servers.length === 0 ? (
+        {props.servers.length === 0 && goneServers.length === 0 ? (
           <p className="hint">No servers yet: the key will allow every server you add.</p>
         ) : (
           <div className="check-grid">
@@ -102,6 +123,7 @@ export function KeyForm(props: {
                 {s.name}
               </label>
             ))}
+            <DeletedChoices what="server" ids={goneServers} selected={servers} onChange={setServers} />
           </div>
         )}
       </fieldset>
@@ -124,7 +146,7 @@ export function KeyForm(props: {
         <p className="hint">Which credentials registry_login may use. Leave all unchecked to allow every credential.</p>
         {!props.credentialsAvailable ? (
           <p className="hint">This gateway does not serve registry credentials yet.</p>
-        ) : props.credentials.length === 0 ? (
+        ) : props.credentials.length === 0 && goneCredentials.length === 0 ? (
           <p className="hint">No registry credentials yet (add them under Registry credentials).</p>
         ) : (
           <div className="check-grid">
@@ -134,6 +156,7 @@ export function KeyForm(props: {
                 {c.name} <span className="muted">({c.registry_url})</span>
               </label>
             ))}
+            <DeletedChoices what="registry credential" ids={goneCredentials} selected={credentials} onChange={setCredentials} />
           </div>
         )}
       </fieldset>
