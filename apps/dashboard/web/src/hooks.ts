@@ -59,3 +59,26 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], poll?: { ms: n
 function sameDeps(a: unknown[], b: unknown[]): boolean {
   return a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
 }
+
+/**
+ * A form's submission, run at most once at a time. A double click (or Enter
+ * pressed twice) lands before React re-renders the button disabled, so the
+ * disabled state alone let it through twice: two keys, two servers. The ref
+ * closes that gap; `busy` disables the button and says so.
+ */
+export function useSubmitOnce(): { busy: boolean; once: (work: () => Promise<void>) => Promise<void> } {
+  const [busy, setBusy] = useState(false);
+  const running = useRef(false);
+  const once = useCallback(async (work: () => Promise<void>) => {
+    if (running.current) return;
+    running.current = true;
+    setBusy(true);
+    try {
+      await work();
+    } finally {
+      running.current = false;
+      setBusy(false);
+    }
+  }, []);
+  return { busy, once };
+}

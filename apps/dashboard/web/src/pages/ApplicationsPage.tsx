@@ -3,7 +3,7 @@ import { api, request } from "../api";
 import { EmptyState, ErrorNote, Loading, NotAvailable, PageHeader, StatusBadge, Time } from "../components/bits";
 import { CopyButton } from "../components/CopyButton";
 import { ConfirmDialog, Modal } from "../components/Modal";
-import { useLoad } from "../hooks";
+import { useLoad, useSubmitOnce } from "../hooks";
 import { href, navigate } from "../router";
 import type { Application, Page, Server } from "../types";
 
@@ -29,14 +29,17 @@ function AppForm(props: { initial?: Application; servers: Server[]; submitLabel:
   const [allowedEnv, setAllowedEnv] = useState((i?.allowed_env_overrides ?? []).join("\n"));
   const [error, setError] = useState<string | null>(null);
   const set = (k: keyof AppText) => (e: { target: { value: string } }) => setV({ ...v, [k]: e.target.value });
-  const submit = async (e: FormEvent) => {
+  const submitting = useSubmitOnce();
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setError(null);
-    try {
-      await props.onSubmit({ ...v, allowed_env_overrides: restrictEnv ? allowedEnv.split(/[\s,]+/).filter(Boolean) : null });
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
+    void submitting.once(async () => {
+      setError(null);
+      try {
+        await props.onSubmit({ ...v, allowed_env_overrides: restrictEnv ? allowedEnv.split(/[\s,]+/).filter(Boolean) : null });
+      } catch (err) {
+        setError(err instanceof Error ? err.message : String(err));
+      }
+    });
   };
   return (
     <form className="form" onSubmit={submit}>
@@ -101,7 +104,7 @@ function AppForm(props: { initial?: Application; servers: Server[]; submitLabel:
         <button type="button" className="btn" onClick={props.onCancel}>
           Cancel
         </button>
-        <button type="submit" className="btn btn-primary">
+        <button type="submit" className="btn btn-primary" disabled={submitting.busy} aria-busy={submitting.busy}>
           {props.submitLabel}
         </button>
       </div>

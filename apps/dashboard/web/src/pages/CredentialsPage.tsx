@@ -3,7 +3,7 @@ import { api } from "../api";
 import { EmptyState, ErrorNote, Loading, NotAvailable, PageHeader, Time } from "../components/bits";
 import { CopyButton } from "../components/CopyButton";
 import { ConfirmDialog, Modal } from "../components/Modal";
-import { useLoad } from "../hooks";
+import { useLoad, useSubmitOnce } from "../hooks";
 import type { Page, RegistryCredential } from "../types";
 
 /** Registry credentials: the password is write-only (sent once, stored encrypted, never shown again). */
@@ -23,17 +23,20 @@ export function CredentialsPage() {
     );
   }
   const set = (k: keyof typeof form) => (e: { target: { value: string } }) => setForm({ ...form, [k]: e.target.value });
-  const create = async (e: FormEvent) => {
+  const submitting = useSubmitOnce();
+  const create = (e: FormEvent) => {
     e.preventDefault();
-    setError(null);
-    try {
-      await api.post("/api/v1/registry-credentials", form);
-      setForm({ name: "", registry_url: "", username: "", password: "" });
-      setAdding(false);
-      creds.reload();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
+    void submitting.once(async () => {
+      setError(null);
+      try {
+        await api.post("/api/v1/registry-credentials", form);
+        setForm({ name: "", registry_url: "", username: "", password: "" });
+        setAdding(false);
+        creds.reload();
+      } catch (err) {
+        setError(err instanceof Error ? err.message : String(err));
+      }
+    });
   };
   const close = () => {
     // The typed password is dropped from memory as the form closes, and a reopened form starts without the last attempt's failure.
@@ -125,7 +128,7 @@ export function CredentialsPage() {
               <button type="button" className="btn" onClick={close}>
                 Cancel
               </button>
-              <button type="submit" className="btn btn-primary">
+              <button type="submit" className="btn btn-primary" disabled={submitting.busy} aria-busy={submitting.busy}>
                 Add credential
               </button>
             </div>

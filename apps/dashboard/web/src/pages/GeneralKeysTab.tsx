@@ -3,7 +3,7 @@ import { api } from "../api";
 import { EmptyState, ErrorNote, Loading, StatusBadge, Time } from "../components/bits";
 import { OneTimeSecret } from "../components/CopyButton";
 import { ConfirmDialog, Modal } from "../components/Modal";
-import { useLoad } from "../hooks";
+import { useLoad, useSubmitOnce } from "../hooks";
 import type { ApiKey, Page } from "../types";
 
 /** General API keys (rbk_...): sign in here and call the management API. Created and revoked like automation keys. */
@@ -20,19 +20,22 @@ export function GeneralKeysTab() {
     setCreating(true);
   };
 
-  const create = async (e: FormEvent) => {
+  const submitting = useSubmitOnce();
+  const create = (e: FormEvent) => {
     e.preventDefault();
-    setError(null);
-    try {
-      const k = await api.post<ApiKey & { key: string }>("/api/v1/api-keys", { name });
-      setCreating(false);
-      setName("");
+    void submitting.once(async () => {
       setError(null);
-      setCreated(k);
-      keys.reload();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
+      try {
+        const k = await api.post<ApiKey & { key: string }>("/api/v1/api-keys", { name });
+        setCreating(false);
+        setName("");
+        setError(null);
+        setCreated(k);
+        keys.reload();
+      } catch (err) {
+        setError(err instanceof Error ? err.message : String(err));
+      }
+    });
   };
   // A refusal throws: the confirmation shows it and stays open.
   const revoke = async (k: ApiKey) => {
@@ -119,7 +122,7 @@ export function GeneralKeysTab() {
               <button type="button" className="btn" onClick={() => setCreating(false)}>
                 Cancel
               </button>
-              <button type="submit" className="btn btn-primary">
+              <button type="submit" className="btn btn-primary" disabled={submitting.busy} aria-busy={submitting.busy}>
                 Create key
               </button>
             </div>

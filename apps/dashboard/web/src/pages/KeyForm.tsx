@@ -1,6 +1,7 @@
 import { type FormEvent, useId, useState } from "react";
 import { ErrorNote } from "../components/bits";
 import { deletedLabel } from "../format";
+import { useSubmitOnce } from "../hooks";
 import { OPERATION_TYPES, type AutomationKey, type OperationType, type RegistryCredential, type Server } from "../types";
 
 export interface KeyFormValues {
@@ -72,12 +73,15 @@ export function KeyForm(props: {
   const [rateLimit, setRateLimit] = useState(String(i?.rate_limit ?? 100));
   const [expires, setExpires] = useState(toLocalInput(i?.expires_at));
   const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const submitting = useSubmitOnce();
   const goneServers = (i?.allowed_server_ids ?? []).filter((sid) => !props.servers.some((s) => s.id === sid));
   const goneCredentials = (i?.allowed_credential_ids ?? []).filter((cid) => !props.credentials.some((c) => c.id === cid));
 
-  const submit = async (e: FormEvent) => {
+  const submit = (e: FormEvent) => {
     e.preventDefault();
+    void submitting.once(() => save());
+  };
+  const save = async () => {
     setError(null);
     const values: KeyFormValues = {
       name: name.trim(),
@@ -93,13 +97,10 @@ export function KeyForm(props: {
     const expiresIso = expires ? new Date(expires).toISOString() : null;
     // On edit, send the expiry only when it changed (an unchanged past expiry would be refused).
     if (!i || toLocalInput(i.expires_at) !== expires) values.expires_at = expiresIso;
-    setBusy(true);
     try {
       await props.onSubmit(values);
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
-    } finally {
-      setBusy(false);
     }
   };
 
@@ -188,8 +189,8 @@ export function KeyForm(props: {
         <button type="button" className="btn" onClick={props.onCancel}>
           Cancel
         </button>
-        <button type="submit" className="btn btn-primary" disabled={busy}>
-          {busy ? "Saving…" : props.submitLabel}
+        <button type="submit" className="btn btn-primary" disabled={submitting.busy} aria-busy={submitting.busy}>
+          {submitting.busy ? "Saving…" : props.submitLabel}
         </button>
       </div>
     </form>

@@ -3,7 +3,7 @@ import { api } from "../api";
 import { EmptyState, ErrorNote, Loading, PageHeader, StatusBadge, Time } from "../components/bits";
 import { CopyButton, OneTimeSecret } from "../components/CopyButton";
 import { ConfirmDialog, Modal } from "../components/Modal";
-import { useLoad } from "../hooks";
+import { useLoad, useSubmitOnce } from "../hooks";
 import type { Page, Server } from "../types";
 
 /**
@@ -32,18 +32,21 @@ export function ServersPage() {
   const [rotating, setRotating] = useState<Server | null>(null);
   const [deleting, setDeleting] = useState<Server | null>(null);
 
-  const create = async (e: FormEvent) => {
+  const submitting = useSubmitOnce();
+  const create = (e: FormEvent) => {
     e.preventDefault();
-    setError(null);
-    try {
-      const s = await api.post<Server & { runner_token: string }>("/api/v1/servers", { name: name.trim() });
-      setAdding(false);
-      setName("");
-      setShown({ ...s, rotated: false });
-      servers.reload();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
+    void submitting.once(async () => {
+      setError(null);
+      try {
+        const s = await api.post<Server & { runner_token: string }>("/api/v1/servers", { name: name.trim() });
+        setAdding(false);
+        setName("");
+        setShown({ ...s, rotated: false });
+        servers.reload();
+      } catch (err) {
+        setError(err instanceof Error ? err.message : String(err));
+      }
+    });
   };
   // A refusal (404 for a server deleted meanwhile; 409 for a delete while one of its operations runs) throws: the dialog shows it and stays open.
   const rotate = async (s: Server) => {
@@ -143,7 +146,7 @@ export function ServersPage() {
               <button type="button" className="btn" onClick={() => setAdding(false)}>
                 Cancel
               </button>
-              <button type="submit" className="btn btn-primary">
+              <button type="submit" className="btn btn-primary" disabled={submitting.busy} aria-busy={submitting.busy}>
                 Add server
               </button>
             </div>
