@@ -61,6 +61,27 @@ describe("dashboard: a failed create or edit is shown in its form", () => {
     expect(await s.page.getByRole("alert").count()).toBe(0);
   });
 
+  it("general API key: a failed re-read of the list after a create keeps the one-time key on screen", async () => {
+    await s.page.goto(`${s.stack.url}/dashboard/keys?tab=api`);
+    await waitForText(s.page.getByRole("tabpanel"), /\(this session\)/);
+    await s.page.getByRole("button", { name: "Create API key" }).first().click();
+    const dialog = s.page.getByRole("dialog", { name: "Create API key" });
+    await dialog.getByLabel("Name", { exact: true }).fill("shown once");
+    // The list's re-read after the create fails on the network.
+    const restore = await dropRequests(`${s.stack.url}/api/v1/api-keys`, "GET");
+    try {
+      await dialog.getByRole("button", { name: "Create key" }).click();
+      await waitForText(s.page.getByRole("tabpanel").getByRole("alert"), UNREACHABLE);
+      await s.page.getByTestId("new-api-key").waitFor();
+      expect(await s.page.getByTestId("new-api-key").innerText()).toMatch(/^rbk_/);
+      // The list read before the failure stays too.
+      await waitForText(s.page.getByRole("tabpanel"), /\(this session\)/);
+    } finally {
+      await restore();
+    }
+    await s.page.getByRole("dialog", { name: "API key created" }).getByRole("button", { name: "Done" }).click();
+  });
+
   it("server add: a 422 is shown in the form, and a reopened form starts without it", async () => {
     await s.page.goto(`${s.stack.url}/dashboard/servers`);
     await s.page.getByRole("button", { name: "Add server" }).first().click();

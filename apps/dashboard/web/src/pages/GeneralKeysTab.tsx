@@ -48,7 +48,9 @@ export function GeneralKeysTab() {
   };
 
   if (keys.loading && !keys.data) return <Loading />;
-  if (keys.error) return <ErrorNote message={keys.error} />;
+  // Only when there is nothing else to show: a failed re-read (right after a create, say) must not take the
+  // list — or the window with the new one-time key — away; it is shown above them instead.
+  if (keys.error && !keys.data) return <ErrorNote message={keys.error} />;
   const rows = keys.data?.data ?? [];
   const createButton = (
     <button type="button" className="btn btn-primary" onClick={openForm}>
@@ -57,6 +59,7 @@ export function GeneralKeysTab() {
   );
   return (
     <>
+      <ErrorNote message={keys.error} />
       <div className="toolbar">
         <p className="muted">General keys sign in to this dashboard and call the management API. Give CI systems an automation key instead.</p>
         {createButton}
