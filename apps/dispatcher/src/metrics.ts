@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { QueueName } from "@runbridge/contracts";
+import { OperationsFinishedMetric, QueueName } from "@runbridge/contracts";
 import { createFailFastRedis } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
 
@@ -13,12 +13,7 @@ export const dispatcherRegistry = new Registry();
 dispatcherRegistry.setDefaultLabels({ service: "dispatcher" });
 collectDefaultMetrics({ register: dispatcherRegistry, prefix: "runbridge_dispatcher_" });
 
-const operationsFinished = new Counter({
-  name: "runbridge_dispatcher_operations_finished_total",
-  help: "Operations this process moved to a terminal status, by status and operation type (dispatchers and gateways both count: sum over every process, each ended operation is counted once)",
-  labelNames: ["status", "type"] as const,
-  registers: [dispatcherRegistry],
-});
+const operationsFinished = new Counter({ ...OperationsFinishedMetric, registers: [dispatcherRegistry] });
 
 const deliveryLatency = new Histogram({
   name: "runbridge_dispatcher_delivery_latency_seconds",

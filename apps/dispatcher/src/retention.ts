@@ -5,6 +5,7 @@ import type { DispatcherContext } from "./context";
 import { countRetentionDeleted } from "./metrics";
 
 const DAY_MS = 86_400_000;
+const PASS_EVERY_MS = 3_600_000;
 /** Rows per DELETE: each statement stays short (locks, WAL burst, the statement timeout) whatever the backlog. */
 export const RETENTION_BATCH = 500;
 /** Between two batches, so a large first prune after an upgrade never hogs PostgreSQL. */
@@ -28,10 +29,7 @@ export class Retention {
   private readonly stopping = new AbortController();
   private current: Promise<unknown> = Promise.resolve();
 
-  constructor(
-    private readonly ctx: DispatcherContext,
-    private readonly intervalMs = 3_600_000,
-  ) {}
+  constructor(private readonly ctx: DispatcherContext) {}
 
   start(): void {
     const { OPERATION_RETENTION_DAYS: ops, AUDIT_RETENTION_DAYS: audit } = this.ctx.config;
@@ -42,7 +40,7 @@ export class Retention {
       this.current = this.pruneOnce().catch((err: unknown) => this.ctx.logger.warn("retention pass failed; retried at the next one", { error: String(err) }));
     };
     run();
-    this.timer = setInterval(run, this.intervalMs);
+    this.timer = setInterval(run, PASS_EVERY_MS);
     this.timer.unref();
   }
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { ErrorRequestHandler } from "express";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { TerminalStatus } from "@runbridge/contracts";
+import { OperationsFinishedMetric, type TerminalStatus } from "@runbridge/contracts";
 import { automationRouteTemplate } from "./routes/automation/paths";
 
 /**
@@ -44,17 +44,9 @@ export function countOperationAccepted(type: string): void {
 /**
  * The dispatchers' series, for the operations a gateway ends itself: cancelled
  * before any dispatcher took them, or failed because they could not be queued
- * (or their deployment recorded). Same name and labels (`service` tells the two
- * apart), so a sum over every process is every operation that ended: each end
- * is a conditional transition in PostgreSQL that exactly one process wins, and
- * only the winner counts it.
+ * (or their deployment recorded). `service` tells the two apart.
  */
-const operationsFinished = new Counter({
-  name: "runbridge_dispatcher_operations_finished_total",
-  help: "Operations this process moved to a terminal status, by status and operation type (dispatchers and gateways both count: sum over every process, each ended operation is counted once)",
-  labelNames: ["status", "type"] as const,
-  registers: [gatewayRegistry],
-});
+const operationsFinished = new Counter({ ...OperationsFinishedMetric, registers: [gatewayRegistry] });
 
 export function countOperationFinished(status: TerminalStatus, type: string): void {
   operationsFinished.inc({ status, type });

@@ -56,3 +56,15 @@ export function cancelledByRunner(reason: string | undefined, beforeStart: boole
   if (!beforeStart) return `${cancelledOnRequest(reason)}; the process group was killed`;
   return reason ? `${cancelledOnRequest(reason)}; it had not started, and the command was not run` : cancelledOnRequest("before it started; the command was not run");
 }
+
+/**
+ * The one metric both dispatchers and gateways count (each end of an operation is a
+ * conditional transition exactly one process wins, and only the winner counts it), so that a
+ * sum over every process is every operation that ended. Its name keeps the dispatcher prefix
+ * it was first published with, for existing dashboards.
+ */
+export const OperationsFinishedMetric = {
+  name: "runbridge_dispatcher_operations_finished_total",
+  help: "Operations this process moved to a terminal status, by status and operation type (dispatchers and gateways both count: sum over every process, each ended operation is counted once)",
+  labelNames: ["status", "type"] as const,
+};

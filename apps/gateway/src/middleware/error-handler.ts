@@ -3,6 +3,7 @@ import type { ServerResponse } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "@runbridge/common";
 import { Limits } from "@runbridge/contracts";
+import { Prisma } from "@runbridge/db";
 import { HttpError } from "../errors";
 import { isInfrastructureDown } from "../services/infra-errors";
 
@@ -53,7 +54,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     // Prisma's "record to update or delete does not exist": another request deleted it between this
     // request's lookup and its write (two deletes of one application at once, say).
-    if ((err as { code?: unknown; name?: unknown }).code === "P2025" && (err as { name?: unknown }).name === "PrismaClientKnownRequestError") {
+    if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2025") {
       res.status(404).json({ detail: `Not found: it was deleted by another request while this one was handled (${req.method} ${req.path})` });
       return;
     }

@@ -26,12 +26,22 @@ export async function rotateRunnerToken(ctx: GatewayContext, auth: ManagementAut
     return true;
   });
   if (!rotated) throw new ConflictError(`The runner token of server ${server.id} was rotated by another request at the same moment; rotate again to get a token you can use`);
+  // The new token is in force either way (and only this answer carries it): not a failed request.
+  await announceTokenRevoked(ctx, server, "runner token rotated");
+  return token;
+}
+
+/**
+ * Tells every dispatcher to drop the connections made with the server's (old) token, after its
+ * rotation or the server's deletion committed. A failure is logged, not thrown: the token is
+ * refused at every new handshake either way, and dispatchers that missed this find the
+ * connections when they check them against PostgreSQL (on re-subscribing, and periodically).
+ */
+export async function announceTokenRevoked(ctx: GatewayContext, server: Server, what: string): Promise<void> {
   try {
     const dispatchers = await ctx.redis.publish(ctx.keys.runnerTokenRevoked, encodeTokenRevoked({ serverId: server.id, tokenHash: server.runnerTokenHash }));
-    ctx.logger.info("runner token rotated", { serverId: server.id, dispatchers });
+    ctx.logger.info(what, { serverId: server.id, dispatchers });
   } catch (err) {
-    // The new token is in force either way (and only this answer carries it): not a failed request.
-    ctx.logger.error("runner token rotated, but the dispatchers could not be told to drop connections made with the old one", { serverId: server.id, error: String(err) });
+    ctx.logger.error(`${what}, but the dispatchers could not be told to drop its runner's connections`, { serverId: server.id, error: String(err) });
   }
-  return token;
 }

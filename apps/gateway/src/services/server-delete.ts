@@ -1,8 +1,8 @@
-import { encodeTokenRevoked } from "@runbridge/contracts";
 import type { Server } from "@runbridge/db";
 import type { ManagementAuth } from "../auth/locals";
 import type { GatewayContext } from "../context";
 import { ConflictError, NotFoundError } from "../errors";
+import { announceTokenRevoked } from "./runner-token";
 
 /**
  * Deletes a server with its operations, applications and deployments (the
@@ -45,12 +45,5 @@ export async function deleteServer(ctx: GatewayContext, auth: ManagementAuth, se
       },
     });
   }, { timeout: DELETE_TIMEOUT_MS });
-  try {
-    await ctx.redis.publish(ctx.keys.runnerTokenRevoked, encodeTokenRevoked({ serverId: server.id, tokenHash: server.runnerTokenHash }));
-  } catch (err) {
-    // The token is refused at every new handshake either way; a dispatcher that missed this checks its
-    // connections against PostgreSQL when its subscription is back.
-    ctx.logger.error("server deleted, but the dispatchers could not be told to drop its runner's connection", { serverId: server.id, error: String(err) });
-  }
-  ctx.logger.info("server deleted", { serverId: server.id });
+  await announceTokenRevoked(ctx, server, "server deleted");
 }
