@@ -1,4 +1,5 @@
 import { type ReactNode, useEffect, useId, useRef, useState } from "react";
+import { useSubmitOnce } from "../hooks";
 import { ErrorNote } from "./bits";
 
 /**
@@ -44,9 +45,8 @@ export function Modal(props: { title: string; onClose: () => void; children: Rea
  */
 export function ConfirmDialog(props: { title: string; message: ReactNode; confirmLabel: string; onConfirm: () => Promise<void> | void; onClose: () => void }) {
   // Busy while the change runs: a double click must not send it twice (two rotations, two revocations).
-  const [busy, setBusy] = useState(false);
+  const confirming = useSubmitOnce();
   const [error, setError] = useState<string | null>(null);
-  const running = useRef(false);
   return (
     <Modal title={props.title} onClose={props.onClose}>
       <div className="stack">
@@ -59,23 +59,18 @@ export function ConfirmDialog(props: { title: string; message: ReactNode; confir
           <button
             type="button"
             className="btn btn-danger"
-            disabled={busy}
-            aria-busy={busy}
-            onClick={async () => {
-              // The ref guards clicks that arrive before React re-renders the button disabled.
-              if (running.current) return;
-              running.current = true;
-              setBusy(true);
-              setError(null);
-              try {
-                await props.onConfirm();
-              } catch (err) {
-                setError(err instanceof Error ? err.message : String(err));
-              } finally {
-                running.current = false;
-                setBusy(false);
-              }
-            }}
+            disabled={confirming.busy}
+            aria-busy={confirming.busy}
+            onClick={() =>
+              void confirming.once(async () => {
+                setError(null);
+                try {
+                  await props.onConfirm();
+                } catch (err) {
+                  setError(err instanceof Error ? err.message : String(err));
+                }
+              })
+            }
           >
             {props.confirmLabel}
           </button>

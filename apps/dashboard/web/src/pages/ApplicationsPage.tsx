@@ -121,23 +121,22 @@ function DeployDialog(props: { app: Application; onClose: () => void }) {
   const [ref, setRef] = useState(props.app.deploy_branch);
   const [key, setKey] = useState("");
   const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const deploying = useSubmitOnce();
   const snippet = `curl -sS -X POST "${window.location.origin}/api/automation/v1/deploy" \\
   -H "Authorization: Bearer $RUNBRIDGE_API_KEY" -H "Content-Type: application/json" \\
   -d '{"application_id": "${props.app.id}", "commit_ref": "${ref}"}'`;
-  const deploy = async (e: FormEvent) => {
+  const deploy = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const r = await request<{ operation_id: string }>("POST", "/api/automation/v1/deploy", { application_id: props.app.id, commit_ref: ref.trim() || undefined }, { Authorization: `Bearer ${key.trim()}` });
-      setKey("");
-      navigate(`/operations/${r.operation_id}`);
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    } finally {
-      setBusy(false);
-    }
+    void deploying.once(async () => {
+      setError(null);
+      try {
+        const r = await request<{ operation_id: string }>("POST", "/api/automation/v1/deploy", { application_id: props.app.id, commit_ref: ref.trim() || undefined }, { Authorization: `Bearer ${key.trim()}` });
+        setKey("");
+        navigate(`/operations/${r.operation_id}`);
+      } catch (err) {
+        setError(err instanceof Error ? err.message : String(err));
+      }
+    });
   };
   return (
     <Modal title={`Deploy ${props.app.name}`} onClose={props.onClose} wide>
@@ -158,8 +157,8 @@ function DeployDialog(props: { app: Application; onClose: () => void }) {
           <button type="button" className="btn" onClick={props.onClose}>
             Cancel
           </button>
-          <button type="submit" className="btn btn-primary" disabled={busy}>
-            {busy ? "Starting…" : "Deploy"}
+          <button type="submit" className="btn btn-primary" disabled={deploying.busy} aria-busy={deploying.busy}>
+            {deploying.busy ? "Starting…" : "Deploy"}
           </button>
         </div>
         <h3>From CI</h3>
