@@ -1,9 +1,10 @@
 import { execFile, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync, readFileSync, chmodSync } from "node:fs";
+import { mkdirSync, writeFileSync, readFileSync, chmodSync } from "node:fs";
 import net from "node:net";
 import { userInfo } from "node:os";
 import path from "node:path";
 import { interleavedLatency, sampler, type LatencyResult, type Operation } from "./load";
+import { ensureDebianPackage } from "./debian";
 import { freePort, onCleanup, startChild, stopChild, until } from "./procs";
 
 const SSHD = "/usr/sbin/sshd";
@@ -25,23 +26,6 @@ export interface SshSettings {
   exec: Operation;
 }
 
-/** openssh-server from Debian's packages when sshd is missing; the reason when it cannot be had. */
-function ensureSshd(log: (line: string) => void): string | undefined {
-  if (existsSync(SSHD)) return undefined;
-  if (!existsSync("/usr/bin/apt-get")) return `${SSHD} is missing and apt-get is not available to install openssh-server`;
-  if (process.getuid?.() !== 0) return `${SSHD} is missing and installing openssh-server needs root`;
-  log("installing openssh-server with apt-get (sshd is missing) ...");
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  let r = spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", "openssh-server"], { env, encoding: "utf8", timeout: 240_000 });
-  if (r.status !== 0) {
-    // A fresh machine may have no package lists yet.
-    spawnSync("apt-get", ["update", "-q"], { env, encoding: "utf8", timeout: 240_000 });
-    r = spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", "openssh-server"], { env, encoding: "utf8", timeout: 240_000 });
-  }
-  if (r.status !== 0 || !existsSync(SSHD)) return `apt-get install openssh-server failed: ${(r.stderr || r.stdout || String(r.error)).trim().split("\n").slice(-3).join(" | ")}`;
-  return undefined;
-}
-
 function run(cmd: string, args: string[]): Promise<boolean> {
   return new Promise((resolve) => execFile(cmd, args, { timeout: 30_000 }, (err) => resolve(!err)));
 }
@@ -56,7 +40,7 @@ function run(cmd: string, args: string[]): Promise<boolean> {
  * files): SSH's figures are, if anything, better than on a real server.
  */
 export async function sshBaseline(dir: string, logDir: string, settings: SshSettings, log: (line: string) => void): Promise<SshResult> {
-  const missing = ensureSshd(log);
+  const missing = ensureDebianPackage(SSHD, "openssh-server", log);
   if (missing) return { skipped: missing };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // sshd's privilege separation directory, needed when it runs as root (a non-root sshd does without).
