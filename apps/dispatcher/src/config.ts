@@ -61,6 +61,14 @@ export const dispatcherEnvSchema = Joi.object({
     .max(3600)
     .default(10)
     .description("An undelivered operation whose job is missing from the queue (Redis lost or flushed) is re-enqueued after this age"),
+  RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: Joi.number()
+    .integer()
+    .min(1)
+    .max(1_000_000)
+    .default(120)
+    .description(
+      "Database lookups of runner tokens that name no server, per client address and minute, on each dispatcher process; past it, handshakes with tokens this dispatcher has not accepted before are refused without a lookup until the minute ends (the runner retries)",
+    ),
   DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per dispatcher process"),
   HCLOUD_API_URL: Joi.string()
     .uri({ scheme: ["http", "https"] })
@@ -115,6 +123,7 @@ export interface DispatcherConfig {
   SWEEP_INTERVAL_MS: number;
   JOB_LOCK_MS: number;
   REQUEUE_AFTER_SECONDS: number;
+  RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: number;
   DB_POOL_SIZE: number;
   HCLOUD_API_URL: string;
   DIGITALOCEAN_API_URL: string;

@@ -30,6 +30,17 @@ const retentionDeleted = new Counter({
   registers: [dispatcherRegistry],
 });
 
+const runnerHandshakes = new Counter({
+  name: "runbridge_dispatcher_runner_handshakes_total",
+  help: "Runner handshakes by outcome: accepted, invalid_token (no server has it), throttled (too many unknown tokens from the address, refused without a lookup), unavailable (the lookup failed)",
+  labelNames: ["outcome"] as const,
+  registers: [dispatcherRegistry],
+});
+
+export function countRunnerHandshake(outcome: "accepted" | "invalid_token" | "throttled" | "unavailable"): void {
+  runnerHandshakes.inc({ outcome });
+}
+
 export function countRetentionDeleted(table: "operations" | "audit_events", n: number): void {
   if (n > 0) retentionDeleted.inc({ table }, n);
 }

@@ -7,6 +7,8 @@ import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
 import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
+import { HandshakeGuard } from "./handshake-guard";
+import { countRunnerHandshake } from "./metrics";
 import { appendOutput } from "./output-log";
 import { replaceConnections } from "./runner-link";
 import type { TokenRevocations } from "./token-revocations";
@@ -36,20 +38,32 @@ export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapt
 export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPresence, revocations: TokenRevocations): void {
   const { io, logger } = ctx;
 
+  const guard = new HandshakeGuard(ctx.config.RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE);
   io.use(async (socket, next) => {
     const auth = (socket.handshake.auth ?? {}) as Partial<RunnerHandshakeAuth>;
     const token = typeof auth.token === "string" ? auth.token : "";
-    if (!isWellFormedToken(token, TokenKind.RunnerToken)) return next(new Error(HandshakeRefusal.InvalidToken));
+    const refuse = (outcome: "invalid_token" | "throttled" | "unavailable", reason: string) => {
+      countRunnerHandshake(outcome);
+      next(new Error(reason));
+    };
+    if (!isWellFormedToken(token, TokenKind.RunnerToken)) return refuse("invalid_token", HandshakeRefusal.InvalidToken);
+    const tokenHash = hashToken(token);
+    const address = socket.handshake.address;
+    if (!(await guard.mayLookUp(address, tokenHash))) return refuse("throttled", HandshakeRefusal.Throttled);
     try {
-      const tokenHash = hashToken(token);
       const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: tokenHash } });
       // Also refused when the token was rotated away while it was being looked up (the lookup saw the old row).
-      if (!server || revocations.isRevoked(tokenHash)) return next(new Error(HandshakeRefusal.InvalidToken));
+      if (!server || revocations.isRevoked(tokenHash)) {
+        await guard.refused(address, tokenHash);
+        return refuse("invalid_token", HandshakeRefusal.InvalidToken);
+      }
+      guard.accepted(tokenHash);
+      countRunnerHandshake("accepted");
       socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name, tokenHash, dispatcherId: ctx.config.DISPATCHER_ID };
       next();
     } catch (err) {
       logger.warn("runner auth failed on a store error", { error: String(err) });
-      next(new Error(HandshakeRefusal.Unavailable));
+      refuse("unavailable", HandshakeRefusal.Unavailable);
     }
   });
 

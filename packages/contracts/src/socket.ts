@@ -116,6 +116,8 @@ export const HandshakeRefusal = {
   InvalidToken: "invalid runner token",
   /** The dispatcher could not look the token up (PostgreSQL down): worth retrying soon. */
   Unavailable: "dispatcher unavailable, retry",
+  /** Too many tokens that name no server from this address this minute (RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE): retry later. */
+  Throttled: "too many unknown runner tokens from this address, retry later",
 } as const;
 
 /**

@@ -1,0 +1,76 @@
+import request from "supertest";
+import { HandshakeRefusal } from "@runbridge/contracts";
+import { TokenKind, generateToken } from "@runbridge/common";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createFixture } from "../helpers/factories";
+import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import { TestStack } from "../helpers/stack";
+
+const LOOKUPS = 3;
+
+/**
+ * Runner tokens that name no server: their checksum is public, so anyone can
+ * make well-formed ones, and each new one costs the dispatcher a PostgreSQL
+ * lookup before it can refuse the handshake. Those lookups are bounded per
+ * client address; tokens the dispatcher has accepted before are never
+ * affected. A real dispatcher process, connections with the runner's own
+ * socket.io client.
+ */
+describe("unknown runner tokens at the dispatcher", () => {
+  let stack: TestStack;
+  const open: ScriptedSocket[] = [];
+
+  beforeAll(async () => {
+    stack = await TestStack.start({ dispatchers: 1, dispatcher: { RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: String(LOOKUPS) } });
+  });
+  afterEach(() => {
+    for (const s of open.splice(0)) s.disconnect();
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await closeTestPrisma();
+  });
+
+  /** "connected", or the dispatcher's refusal. */
+  const handshake = (token: string): Promise<string> => {
+    const socket = scriptedRunner(stack.dispatcherPorts[0] as number, token);
+    open.push(socket);
+    return new Promise((resolve) => {
+      socket.on("connect", () => resolve("connected"));
+      socket.on("connect_error", ((err: Error) => resolve(err.message)) as never);
+    });
+  };
+  const forged = () => generateToken(TokenKind.RunnerToken);
+  const handshakes = async (outcome: string) => {
+    const text = (await request(`http://127.0.0.1:${stack.dispatcherPorts[0]}`).get("/metrics").expect(200)).text;
+    const line = text.split("\n").find((l) => l.startsWith("runbridge_dispatcher_runner_handshakes_total{") && l.includes(`outcome="${outcome}"`));
+    return line ? Number(line.split(" ").pop()) : 0;
+  };
+
+  it("looks up so many unknown tokens from one address a minute, then refuses new ones without a lookup; runners it knows keep connecting", async () => {
+    const known = await createFixture();
+    const unseen = await createFixture();
+    expect(await handshake(known.runnerToken)).toBe("connected");
+    for (const s of open.splice(0)) s.disconnect();
+
+    for (let i = 0; i < LOOKUPS; i++) expect(await handshake(forged())).toBe(HandshakeRefusal.InvalidToken);
+    expect(await handshake(forged())).toBe(HandshakeRefusal.Throttled);
+    // A valid token this dispatcher has never let in waits out the minute like any other (the runner retries with backoff) ...
+    expect(await handshake(unseen.runnerToken)).toBe(HandshakeRefusal.Throttled);
+    // ... while one it has let in before connects as usual.
+    expect(await handshake(known.runnerToken)).toBe("connected");
+
+    // No lookup at all for a refused token: with the servers table locked, a lookup would wait for the lock.
+    await testPrisma().$transaction(async (tx) => {
+      await tx.$executeRawUnsafe("LOCK TABLE servers IN ACCESS EXCLUSIVE MODE");
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([handshake(forged()), new Promise<string>((resolve) => (timer = setTimeout(() => resolve("no answer within 3 s"), 3000)))]);
+      clearTimeout(timer);
+      expect(outcome).toBe(HandshakeRefusal.Throttled);
+    });
+
+    expect(await handshakes("invalid_token")).toBe(LOOKUPS);
+    expect(await handshakes("throttled")).toBe(3);
+    expect(await handshakes("accepted")).toBe(2);
+  });
+});
