@@ -237,8 +237,18 @@ export function ApplicationsPage() {
       </>
     );
   }
+  // The forms list the servers to choose from: re-read them on opening, so servers added since the page was opened (in
+  // another tab, or through the API) can be chosen without a reload.
+  const openCreate = () => {
+    servers.reload();
+    setCreating(true);
+  };
+  const openEdit = (a: Application) => {
+    servers.reload();
+    setEditing(a);
+  };
   const addButton = (
-    <button type="button" className="btn btn-primary" onClick={() => setCreating(true)} disabled={serverList.length === 0}>
+    <button type="button" className="btn btn-primary" onClick={openCreate} disabled={serverList.length === 0}>
       Add application
     </button>
   );
@@ -296,7 +306,7 @@ export function ApplicationsPage() {
                     <button type="button" className="btn btn-small" onClick={() => setHistory(a)} aria-label={`Deployments of ${a.name}`}>
                       History
                     </button>
-                    <button type="button" className="btn btn-small" onClick={() => setEditing(a)} aria-label={`Edit ${a.name}`}>
+                    <button type="button" className="btn btn-small" onClick={() => openEdit(a)} aria-label={`Edit ${a.name}`}>
                       Edit
                     </button>
                     <button type="button" className="btn btn-small btn-danger" onClick={() => setDeleting(a)} aria-label={`Delete ${a.name}`}>

@@ -64,6 +64,17 @@ export function AutomationKeysTab() {
     if (unknown) reloadChoices();
   }, [unknown, reloadChoices]);
 
+  // The forms list the servers and credentials to scope a key to: re-read them on opening, so ones added since the tab
+  // was opened (on the Servers page, or in another tab) can be chosen without a reload.
+  const openCreate = () => {
+    reloadChoices();
+    setCreating(true);
+  };
+  const openEdit = (k: AutomationKey) => {
+    reloadChoices();
+    setEditing(k);
+  };
+
   const create = async (v: KeyFormValues) => {
     const k = await api.post<AutomationKey & { key: string }>("/api/v1/automation-keys", v);
     setCreating(false);
@@ -86,7 +97,7 @@ export function AutomationKeysTab() {
   };
 
   const createButton = (
-    <button type="button" className="btn btn-primary" onClick={() => setCreating(true)}>
+    <button type="button" className="btn btn-primary" onClick={openCreate}>
       Create Key
     </button>
   );
@@ -155,7 +166,7 @@ export function AutomationKeysTab() {
                     </a>
                   </td>
                   <td className="row-actions">
-                    <button type="button" className="btn btn-small" onClick={() => setEditing(k)} disabled={k.status === "revoked"} aria-label={`Edit ${k.name}`}>
+                    <button type="button" className="btn btn-small" onClick={() => openEdit(k)} disabled={k.status === "revoked"} aria-label={`Edit ${k.name}`}>
                       Edit
                     </button>
                     <button type="button" className="btn btn-small btn-danger" onClick={() => setRevoking(k)} disabled={k.status === "revoked"} aria-label={`Revoke ${k.name}`}>
