@@ -24,20 +24,20 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], poll?: { ms: n
 
   useEffect(() => {
     let cancelled = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stopPoll: (() => void) | undefined;
     const run = async () => {
       try {
         const d = await fnRef.current();
         if (cancelled) return;
         setLoaded({ deps, data: d });
         setError(null);
-        if (poll && poll.while(d)) timer = setTimeout(() => void run(), poll.ms);
+        if (poll && poll.while(d)) stopPoll = pollAfter(poll.ms, () => void run());
       } catch (e) {
         if (cancelled) return;
         const status = e instanceof ApiError ? e.status : null;
         setError({ message: e instanceof Error ? e.message : String(e), status, deps });
         // A polled view keeps trying through a passing outage (not after a sign-out or a missing endpoint).
-        if (poll && status !== 401 && status !== 404) timer = setTimeout(() => void run(), poll.ms * 2);
+        if (poll && status !== 401 && status !== 404) stopPoll = pollAfter(poll.ms * 2, () => void run());
       } finally {
         if (!cancelled) setLoading(false);
       }
@@ -46,7 +46,7 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], poll?: { ms: n
     void run();
     return () => {
       cancelled = true;
-      if (timer) clearTimeout(timer);
+      stopPoll?.();
     };
     // `deps` are the caller's: the effect re-runs when they (or a reload) change.
   }, [...deps, tick]);
@@ -54,6 +54,27 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[], poll?: { ms: n
   const current = error && sameDeps(error.deps, deps) ? error : null;
   // Until the new inputs' answer arrives there is nothing to show: loading, not "empty".
   return { data, error: current?.message ?? null, errorStatus: current?.status ?? null, loading: loading || (data === null && !current), reload };
+}
+
+/**
+ * Calls `next` after `ms` — but not while the page is hidden (a background tab, a minimised window): then once it is
+ * visible again, at once. A dashboard left open in the background stops polling the API, and is fresh when looked
+ * at. Returns a function that cancels the call.
+ */
+export function pollAfter(ms: number, next: () => void): () => void {
+  const onVisible = () => {
+    if (document.visibilityState === "hidden") return;
+    document.removeEventListener("visibilitychange", onVisible);
+    next();
+  };
+  const waitUntilVisible = () => document.addEventListener("visibilitychange", onVisible);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  if (document.visibilityState === "hidden") waitUntilVisible();
+  else timer = setTimeout(() => (document.visibilityState === "hidden" ? waitUntilVisible() : next()), ms);
+  return () => {
+    if (timer) clearTimeout(timer);
+    document.removeEventListener("visibilitychange", onVisible);
+  };
 }
 
 function sameDeps(a: unknown[], b: unknown[]): boolean {

@@ -4,7 +4,7 @@ import { ErrorNote, Loading, StatusBadge, Time } from "../components/bits";
 import { CopyButton } from "../components/CopyButton";
 import { CommitLink } from "../components/CommitLink";
 import { duration } from "../format";
-import { useLoad } from "../hooks";
+import { pollAfter, useLoad } from "../hooks";
 import { href, navigate } from "../router";
 import type { Operation } from "../types";
 
@@ -25,7 +25,7 @@ function useLiveOutput(id: string, running: boolean) {
   useEffect(() => {
     if (!running) return;
     let stop = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stopPoll: (() => void) | undefined;
     const tick = async () => {
       try {
         const after = last.current ? `?after=${encodeURIComponent(last.current)}` : "";
@@ -43,12 +43,12 @@ function useLiveOutput(id: string, running: boolean) {
       } catch {
         // Live output is best effort; the final result comes from the operation itself.
       }
-      if (!stop) timer = setTimeout(() => void tick(), 1000);
+      if (!stop) stopPoll = pollAfter(1000, () => void tick());
     };
     void tick();
     return () => {
       stop = true;
-      if (timer) clearTimeout(timer);
+      stopPoll?.();
     };
   }, [id, running]);
   return out;
