@@ -6,6 +6,7 @@ import { startKeyServices } from "./auth/key-services";
 import type { GatewayConfig } from "./config";
 import type { GatewayContext } from "./context";
 import { CompletionWaiter } from "./services/completion-waiter";
+import { OperationCounts } from "./services/operation-counts";
 import { Presence } from "./services/presence";
 
 /** Opens the gateway's connections. Used by main.ts and by tests (which run the app in-process). */
@@ -48,6 +49,7 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
     sealer: Sealer.fromConfig(config),
     waiter,
     presence: new Presence(redis, keys),
+    operationCounts: new OperationCounts(db.operations, config.OPERATION_COUNT_REFRESH_SECONDS * 1000),
     keyServices,
     draining: drain.signal,
   };

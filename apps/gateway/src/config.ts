@@ -31,6 +31,14 @@ export const gatewayEnvSchema = Joi.object({
     .max(10_000)
     .default(20)
     .description("Live log streams (GET /operations/{id}/logs) one automation key may hold open at once on each gateway process; more are refused with 429"),
+  OPERATION_COUNT_REFRESH_SECONDS: Joi.number()
+    .integer()
+    .min(1)
+    .max(86_400)
+    .default(300)
+    .description(
+      "How often each gateway process recounts an automation key's older operations for operation_count (newer ones are counted on every call); operations deleted by retention or with their server leave the count within this time",
+    ),
   UNKNOWN_KEY_LOOKUPS_PER_MINUTE: Joi.number()
     .integer()
     .min(1)
@@ -55,6 +63,7 @@ export interface GatewayConfig {
   RUNNER_DELIVERY_TIMEOUT_SECONDS: number;
   DB_POOL_SIZE: number;
   LOGS_MAX_STREAMS_PER_KEY: number;
+  OPERATION_COUNT_REFRESH_SECONDS: number;
   UNKNOWN_KEY_LOOKUPS_PER_MINUTE: number;
 }
 

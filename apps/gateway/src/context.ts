@@ -6,6 +6,7 @@ import type { OperationStore, PrismaClient } from "@runbridge/db";
 import type { KeyServices } from "./auth/key-services";
 import type { GatewayConfig } from "./config";
 import type { CompletionWaiter } from "./services/completion-waiter";
+import type { OperationCounts } from "./services/operation-counts";
 import type { Presence } from "./services/presence";
 
 /** Everything a request handler may use; built once per process in main.ts (or by tests). */
@@ -21,6 +22,8 @@ export interface GatewayContext {
   sealer: Sealer;
   waiter: CompletionWaiter;
   presence: Presence;
+  /** Each automation key's operation count, without a full count per call (services/operation-counts.ts). */
+  operationCounts: OperationCounts;
   /** Automation-key cache, rate limiter and last-used recorder (auth/key-services.ts). */
   keyServices: KeyServices;
   /**

@@ -347,4 +347,29 @@ export class OperationStore {
     const { rowCount } = await this.pool.query({ ...SQL.note, values: [id, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data), releaseDispatch] });
     return rowCount === 1;
   }
+
+  /**
+   * Each key's operations created before a cutoff `settleSeconds` ago, and the
+   * cutoff (PostgreSQL's clock, to the millisecond like created_at, so that
+   * every row is either before it or at/after it).
+   */
+  async countByKeyBefore(keyIds: string[], settleSeconds: number): Promise<{ keyId: string; count: number; until: Date }[]> {
+    const { rows } = await this.pool.query<{ key_id: string; n: string; until: Date }>(
+      `WITH c AS (SELECT date_trunc('milliseconds', now() - make_interval(secs => $2)) AS until)
+       SELECT k.id AS key_id, c.until, (SELECT count(*) FROM operations o WHERE o.automation_key_id = k.id AND o.created_at < c.until) AS n
+       FROM unnest($1::uuid[]) AS k(id), c`,
+      [keyIds, settleSeconds],
+    );
+    return rows.map((r) => ({ keyId: r.key_id, count: Number(r.n), until: r.until }));
+  }
+
+  /** Each key's operations created at or after its own `since` (through the automation_key_id, created_at index). */
+  async countByKeySince(keys: { keyId: string; since: Date }[]): Promise<Map<string, number>> {
+    const { rows } = await this.pool.query<{ key_id: string; n: string }>(
+      `SELECT k.id AS key_id, (SELECT count(*) FROM operations o WHERE o.automation_key_id = k.id AND o.created_at >= k.since) AS n
+       FROM unnest($1::uuid[], $2::timestamptz[]) AS k(id, since)`,
+      [keys.map((k) => k.keyId), keys.map((k) => k.since)],
+    );
+    return new Map(rows.map((r) => [r.key_id, Number(r.n)]));
+  }
 }

@@ -106,10 +106,7 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
     if (!key) throw notFound();
     return key;
   };
-  const countOps = async (ids: string[]) => {
-    const rows = await ctx.prisma.operation.groupBy({ by: ["automationKeyId"], where: { automationKeyId: { in: ids } }, _count: { _all: true } });
-    return new Map(rows.map((r) => [r.automationKeyId, r._count._all]));
-  };
+  const countOps = (ids: string[]) => ctx.operationCounts.get(ids);
 
   router.post("/automation-keys", async (req, res) => {
     const auth = managementAuth(res);

@@ -1,0 +1,58 @@
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createFixture, createOperation } from "../helpers/factories";
+import { TestStack } from "../helpers/stack";
+
+const REFRESH_SECONDS = 2;
+
+/**
+ * `operation_count` on automation keys: the dashboard re-reads the key list
+ * every few seconds, so a key's older operations are counted once per
+ * OPERATION_COUNT_REFRESH_SECONDS and kept, and only the newer ones are
+ * counted on each call. New operations show at once; deleted ones (retention,
+ * a deleted server) within the refresh interval.
+ */
+describe("automation key operation counts", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+
+  beforeAll(async () => {
+    stack = await TestStack.start({ dispatchers: 0, gateway: { OPERATION_COUNT_REFRESH_SECONDS: String(REFRESH_SECONDS) } });
+    fx = await createFixture();
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  const count = async () => {
+    const one = await stack.api().get(`/api/v1/automation-keys/${fx.key.id}`).set("Authorization", `Bearer ${fx.apiKey}`);
+    const list = await stack.api().get("/api/v1/automation-keys").set("Authorization", `Bearer ${fx.apiKey}`);
+    expect(one.status).toBe(200);
+    expect(list.status).toBe(200);
+    const listed = (list.body as { data: { id: string; operation_count: number }[] }).data.find((k) => k.id === fx.key.id);
+    expect(listed?.operation_count).toBe((one.body as { operation_count: number }).operation_count);
+    return (one.body as { operation_count: number }).operation_count;
+  };
+  const operation = (ageMs: number) => createOperation(fx.tenant.id, fx.server.id, { automationKeyId: fx.key.id, status: "completed", createdAt: new Date(Date.now() - ageMs) });
+
+  it("counts new operations at once and deleted older ones once their count is refreshed", async () => {
+    const older = [];
+    for (let i = 0; i < 4; i++) older.push(await operation(3_600_000));
+    // Another key's operations are not counted.
+    await createOperation(fx.tenant.id, fx.server.id, { automationKeyId: null });
+    expect(await count()).toBe(4);
+
+    const recent = [await operation(0), await operation(0)];
+    expect(await count()).toBe(6);
+
+    // Older operations deleted (as retention does): the kept count of older ones stands until its refresh.
+    await testPrisma().operation.deleteMany({ where: { id: { in: older.slice(0, 2).map((o) => o.id) } } });
+    expect(await count()).toBe(6);
+    await new Promise((r) => setTimeout(r, REFRESH_SECONDS * 1000 + 200));
+    expect(await count()).toBe(4);
+
+    // Newer ones are counted on every call: a deletion among them shows at once.
+    await testPrisma().operation.delete({ where: { id: recent[0]?.id } });
+    expect(await count()).toBe(3);
+  });
+});
