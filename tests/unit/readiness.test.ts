@@ -1,4 +1,4 @@
-import { checkReadiness, createLogger } from "@runbridge/common";
+import { checkReadiness, createFailFastRedis, createLogger, pingRedis } from "@runbridge/common";
 
 const logger = createLogger("test", "error");
 
@@ -22,5 +22,28 @@ describe("readiness checks (gateway and dispatcher /readyz)", () => {
     expect(r.body.checks).toEqual({ postgres: "ok", redis: "error" });
     expect(Date.now() - started).toBeGreaterThanOrEqual(2900);
     expect(Date.now() - started).toBeLessThan(6000);
+  });
+
+  it("does not read a fail-fast Redis client that is still making its first connection as down", async () => {
+    const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+    // Asked the moment the process starts: a plain PING is refused before the connection is up.
+    const plain = createFailFastRedis(url);
+    plain.on("error", () => undefined);
+    await expect(plain.ping()).rejects.toThrow(/writeable/);
+    plain.disconnect();
+
+    const probe = createFailFastRedis(url);
+    probe.on("error", () => undefined);
+    try {
+      expect(probe.status).not.toBe("ready");
+      expect(await checkReadiness({ redis: () => pingRedis(probe) }, logger)).toMatchObject({ ok: true });
+      // Once it has been up, a dropped connection fails at once, as before.
+      probe.disconnect();
+      const started = Date.now();
+      expect((await checkReadiness({ redis: () => pingRedis(probe) }, logger)).body.checks).toEqual({ redis: "error" });
+      expect(Date.now() - started).toBeLessThan(1000);
+    } finally {
+      probe.disconnect();
+    }
   });
 });

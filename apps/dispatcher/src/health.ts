@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Redis } from "ioredis";
-import { checkReadiness, type Logger } from "@runbridge/common";
+import { checkReadiness, pingRedis, type Logger } from "@runbridge/common";
 import type { PrismaClient } from "@runbridge/db";
 import { dispatcherRegistry } from "./metrics";
 
@@ -26,7 +26,7 @@ export function createHealthHandler(deps: { prisma: PrismaClient; probeRedis: Re
       return;
     }
     if (path === "/readyz") {
-      void checkReadiness({ postgres: () => deps.prisma.$queryRaw`SELECT 1`, redis: () => deps.probeRedis.ping() }, deps.logger).then(({ ok, body }) =>
+      void checkReadiness({ postgres: () => deps.prisma.$queryRaw`SELECT 1`, redis: () => pingRedis(deps.probeRedis) }, deps.logger).then(({ ok, body }) =>
         sendJson(res, ok ? 200 : 503, body),
       );
       return;

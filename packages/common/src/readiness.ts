@@ -1,3 +1,4 @@
+import type { Redis } from "ioredis";
 import type { Logger } from "./logger";
 
 const CHECK_TIMEOUT_MS = 3000;
@@ -35,4 +36,24 @@ async function bounded(name: string, probe: () => Promise<unknown>, logger: Logg
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Fail-fast clients seen connected, and the first connection awaited for the ones not yet. */
+const firstConnection = new WeakMap<Redis, Promise<void>>();
+
+/**
+ * A PING for a readiness check. A fail-fast client (no offline queue) refuses
+ * every command until its first connection is up, which right after the
+ * process started is not Redis being down: until the client has been ready
+ * once, the check waits for it (within the check's bound). Once it has, a
+ * dropped connection fails the check at once, as before.
+ */
+export async function pingRedis(client: Redis): Promise<unknown> {
+  let connected = firstConnection.get(client);
+  if (!connected) {
+    connected = client.status === "ready" ? Promise.resolve() : new Promise<void>((resolve) => client.once("ready", () => resolve()));
+    firstConnection.set(client, connected);
+  }
+  await connected;
+  return client.ping();
 }

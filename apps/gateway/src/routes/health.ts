@@ -1,5 +1,5 @@
 import { Router } from "express";
-import { checkReadiness } from "@runbridge/common";
+import { checkReadiness, pingRedis } from "@runbridge/common";
 import type { GatewayContext } from "../context";
 
 /** Liveness (process up) and readiness (PostgreSQL and Redis answer, and not shutting down). */
@@ -13,7 +13,7 @@ export function healthRouter(ctx: GatewayContext): Router {
       res.status(503).json({ status: "unavailable", checks: {}, detail: "shutting down" });
       return;
     }
-    const { ok, body } = await checkReadiness({ postgres: () => ctx.prisma.$queryRaw`SELECT 1`, redis: () => ctx.redis.ping() }, ctx.logger);
+    const { ok, body } = await checkReadiness({ postgres: () => ctx.prisma.$queryRaw`SELECT 1`, redis: () => pingRedis(ctx.redis) }, ctx.logger);
     res.status(ok ? 200 : 503).json(body);
   });
   return router;
