@@ -14,7 +14,7 @@ export interface ScriptedSocket {
 }
 
 /** Connects with a server's runner token to a dispatcher, using the runner's own socket.io-client. */
-export function scriptedRunner(dispatcherPort: number, runnerToken: string): ScriptedSocket {
+export function scriptedRunner(dispatcherPort: number, runnerToken: string, opts: { headers?: Record<string, string> } = {}): ScriptedSocket {
   const { io } = createRequire(__filename)(path.join(ROOT, "apps/runner/node_modules/socket.io-client")) as { io: (url: string, opts: Record<string, unknown>) => ScriptedSocket };
-  return io(`http://127.0.0.1:${dispatcherPort}`, { path: SocketPath, transports: ["websocket"], auth: { token: runnerToken }, reconnection: false });
+  return io(`http://127.0.0.1:${dispatcherPort}`, { path: SocketPath, transports: ["websocket"], auth: { token: runnerToken }, reconnection: false, ...(opts.headers ? { extraHeaders: opts.headers } : {}) });
 }

@@ -131,6 +131,10 @@ describe("docker-compose.yml", () => {
       expect(await ask({})).toEqual({ xff: "127.0.0.1", proto: "http" });
       // Behind a TLS load balancer: its entry kept and ours appended, its scheme passed on.
       expect(await ask({ "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https" })).toEqual({ xff: "203.0.113.7, 127.0.0.1", proto: "https" });
+      // Runners' connections too: the dispatcher bounds unknown tokens per client address (its TRUST_PROXY).
+      const runnerAsk = async (headers: Record<string, string>) => (await (await fetch(`http://127.0.0.1:${runners}/runner/`, { headers })).json()) as { xff?: string };
+      expect((await runnerAsk({})).xff).toBe("127.0.0.1");
+      expect((await runnerAsk({ "X-Forwarded-For": "203.0.113.7" })).xff).toBe("203.0.113.7, 127.0.0.1");
     } finally {
       proc.kill("SIGTERM");
       await once(proc, "exit").catch(() => undefined);

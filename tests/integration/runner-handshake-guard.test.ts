@@ -32,8 +32,8 @@ describe("unknown runner tokens at the dispatcher", () => {
   });
 
   /** "connected", or the dispatcher's refusal. */
-  const handshake = (token: string): Promise<string> => {
-    const socket = scriptedRunner(stack.dispatcherPorts[0] as number, token);
+  const handshake = (token: string, dispatcher = 0, forwardedFor?: string): Promise<string> => {
+    const socket = scriptedRunner(stack.dispatcherPorts[dispatcher] as number, token, forwardedFor ? { headers: { "X-Forwarded-For": forwardedFor } } : {});
     open.push(socket);
     return new Promise((resolve) => {
       socket.on("connect", () => resolve("connected"));
@@ -69,8 +69,22 @@ describe("unknown runner tokens at the dispatcher", () => {
       expect(outcome).toBe(HandshakeRefusal.Throttled);
     });
 
+    // Without TRUST_PROXY a forwarded address is not believed: anyone could send a fresh one with each try.
+    expect(await handshake(forged(), 0, "203.0.113.9")).toBe(HandshakeRefusal.Throttled);
+
     expect(await handshakes("invalid_token")).toBe(LOOKUPS);
-    expect(await handshakes("throttled")).toBe(3);
+    expect(await handshakes("throttled")).toBe(4);
     expect(await handshakes("accepted")).toBe(2);
+  });
+
+  it("behind a proxy (TRUST_PROXY), counts per client address the proxy forwarded, not per proxy", async () => {
+    await stack.startDispatcher({ TRUST_PROXY: "1" });
+    const proxied = stack.dispatcherPorts.length - 1;
+    const runner = await createFixture();
+    for (let i = 0; i < LOOKUPS; i++) expect(await handshake(forged(), proxied, "203.0.113.7")).toBe(HandshakeRefusal.InvalidToken);
+    expect(await handshake(forged(), proxied, "203.0.113.7")).toBe(HandshakeRefusal.Throttled);
+    // Another client behind the same proxy is looked up as usual, and a runner from there connects.
+    expect(await handshake(forged(), proxied, "203.0.113.8")).toBe(HandshakeRefusal.InvalidToken);
+    expect(await handshake(runner.runnerToken, proxied, "203.0.113.8")).toBe("connected");
   });
 });

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import Joi from "joi";
-import { commonEnv, keyPairProblem, loadConfigOrExit, pemFile } from "@runbridge/common";
+import { commonEnv, compilableTrustProxy, keyPairProblem, loadConfigOrExit, pemFile } from "@runbridge/common";
 
 /**
  * A TLS file is only read when the listener is created, after the database and
@@ -61,6 +61,13 @@ export const dispatcherEnvSchema = Joi.object({
     .max(3600)
     .default(10)
     .description("An undelivered operation whose job is missing from the queue (Redis lost or flushed) is re-enqueued after this age"),
+  TRUST_PROXY: Joi.string()
+    .allow("")
+    .default("")
+    .custom(compilableTrustProxy)
+    .description(
+      "Proxies in front of the dispatcher, for a runner's client address (RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE counts per address): a hop count (e.g. 1) or comma-separated proxy addresses/subnets; empty = use the socket address",
+    ),
   RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: Joi.number()
     .integer()
     .min(1)
@@ -123,6 +130,7 @@ export interface DispatcherConfig {
   SWEEP_INTERVAL_MS: number;
   JOB_LOCK_MS: number;
   REQUEUE_AFTER_SECONDS: number;
+  TRUST_PROXY: string;
   RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: number;
   DB_POOL_SIZE: number;
   HCLOUD_API_URL: string;

@@ -2,7 +2,7 @@ import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
 import { HandshakeRefusal, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
-import { TokenKind, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
+import { TokenKind, clientAddressResolver, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
 import type { RunnerPresence } from "./presence";
@@ -39,6 +39,8 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
   const { io, logger } = ctx;
 
   const guard = new HandshakeGuard(ctx.config.RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE);
+  // Behind the shipped proxy every runner's socket comes from the proxy: the guard counts per client it forwarded for.
+  const clientAddress = clientAddressResolver(ctx.config.TRUST_PROXY);
   io.use(async (socket, next) => {
     const auth = (socket.handshake.auth ?? {}) as Partial<RunnerHandshakeAuth>;
     const token = typeof auth.token === "string" ? auth.token : "";
@@ -48,7 +50,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
     };
     if (!isWellFormedToken(token, TokenKind.RunnerToken)) return refuse("invalid_token", HandshakeRefusal.InvalidToken);
     const tokenHash = hashToken(token);
-    const address = socket.handshake.address;
+    const address = clientAddress(socket.request);
     if (!(await guard.mayLookUp(address, tokenHash))) return refuse("throttled", HandshakeRefusal.Throttled);
     try {
       const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: tokenHash } });

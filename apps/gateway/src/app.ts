@@ -1,9 +1,9 @@
 import type { RequestListener } from "node:http";
 import express, { type Express } from "express";
+import { trustProxySetting } from "@runbridge/common";
 import { automationAuthMiddleware } from "./auth/automation-auth";
 import { managementAuthMiddleware } from "./auth/management-auth";
 import { operationScopeMiddleware } from "./auth/operation-scope";
-import { trustProxySetting } from "./config";
 import { frontDoor } from "./front-door";
 import { noteFailedRoute } from "./metrics";
 import type { GatewayContext } from "./context";

@@ -1,6 +1,5 @@
 import Joi from "joi";
-import { compile } from "proxy-addr";
-import { commonEnv, loadConfigOrExit } from "@runbridge/common";
+import { commonEnv, compilableTrustProxy, loadConfigOrExit } from "@runbridge/common";
 import { Limits } from "@runbridge/contracts";
 
 export const gatewayEnvSchema = Joi.object({
@@ -69,35 +68,4 @@ export interface GatewayConfig {
 
 export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   return loadConfigOrExit<GatewayConfig>("gateway", gatewayEnvSchema, env);
-}
-
-/** Express's `trust proxy` value from TRUST_PROXY: a hop count, a list of addresses/subnets, or off. */
-export function trustProxySetting(raw: string): number | string[] | false {
-  const v = raw.trim();
-  if (!v || v === "false") return false;
-  if (/^\d+$/.test(v)) return Number(v);
-  return v
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
-}
-
-/**
- * Express compiles its `trust proxy` setting with proxy-addr when the app is
- * built, after the database and Redis are reached, and throws on an entry it
- * cannot parse. Compiling it here with the same library makes the boot check
- * accept exactly what Express will.
- */
-function compilableTrustProxy(raw: string, h: Joi.CustomHelpers): string | Joi.ErrorReport {
-  const setting = trustProxySetting(raw);
-  if (!Array.isArray(setting)) return raw;
-  try {
-    compile(setting);
-    return raw;
-  } catch (err) {
-    return h.message(
-      { custom: "{#label} must be a hop count (e.g. 1) or comma-separated proxy addresses, subnets or names (loopback, linklocal, uniquelocal): {#reason}" },
-      { reason: err instanceof Error ? err.message : String(err) },
-    );
-  }
 }

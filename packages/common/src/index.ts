@@ -6,3 +6,4 @@ export * from "./shutdown";
 export * from "./tokens";
 export * from "./readiness";
 export * from "./env-files";
+export * from "./trust-proxy";
