@@ -3,6 +3,7 @@ import { HandshakeRefusal } from "@runbridge/contracts";
 import { TokenKind, generateToken } from "@runbridge/common";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 import { TestStack } from "../helpers/stack";
 
@@ -86,5 +87,15 @@ describe("unknown runner tokens at the dispatcher", () => {
     // Another client behind the same proxy is looked up as usual, and a runner from there connects.
     expect(await handshake(forged(), proxied, "203.0.113.8")).toBe(HandshakeRefusal.InvalidToken);
     expect(await handshake(runner.runnerToken, proxied, "203.0.113.8")).toBe("connected");
+
+    // The audit trail names runners by the address the proxy forwarded, too: here a second connection with the same token.
+    expect(await handshake(runner.runnerToken, proxied, "198.51.100.4")).toBe("connected");
+    const event = await waitFor(
+      async () => (await testPrisma().auditEvent.findFirst({ where: { serverId: runner.server.id, type: "runner.replaced" } })) ?? null,
+      10_000,
+      "the runner.replaced audit event",
+    );
+    expect(event.clientIp).toBe("198.51.100.4");
+    expect(event.data).toMatchObject({ new_connection: { client_ip: "198.51.100.4", forwarded_for: "198.51.100.4" }, replaced: [{ client_ip: "203.0.113.8" }] });
   });
 });

@@ -13,6 +13,11 @@ export interface RunnerSocketData {
   tokenHash: string;
   /** The dispatcher holding the connection (seen by others through the Redis adapter), for the audit trail. */
   dispatcherId: string;
+  /**
+   * The runner's address: the peer's, or behind trusted proxies (TRUST_PROXY) the one they forwarded. Absent on
+   * connections held by a dispatcher of an earlier version (seen through the adapter during a rolling upgrade).
+   */
+  clientIp?: string;
 }
 
 export type RunnerIo = IoServer<RunnerToDispatcherEvents, DispatcherToRunnerEvents, Record<string, never>, RunnerSocketData>;

@@ -8,10 +8,14 @@ export interface RunnerConnection {
   handshake: HandshakeInfo;
 }
 
-/** Where a connection came from, for the audit trail: X-Forwarded-For is what a proxy claims, shown as such, never trusted. */
+/**
+ * Where a connection came from, for the audit trail: the client address (as TRUST_PROXY reads it), the peer's
+ * address, and X-Forwarded-For as received — what the proxies claim, shown as such.
+ */
 function origin(c: RunnerConnection) {
   const forwarded = c.handshake.headers["x-forwarded-for"];
   return {
+    client_ip: c.data.clientIp ?? c.handshake.address,
     // The peer's address (a load balancer's, when there is one in front).
     address: c.handshake.address,
     forwarded_for: (Array.isArray(forwarded) ? forwarded.join(", ") : forwarded) ?? null,
@@ -34,6 +38,6 @@ export function recordReplacement(ctx: DispatcherContext, newer: RunnerConnectio
   ctx.logger.warn("runner connection replaced by a newer one (unless the runner restarted or moved, its token may have leaked: rotate it)", { serverId, ...details });
   // Inside an async function, so that whatever fails — synchronously or not — is logged, never thrown at the caller.
   void (async () => {
-    await ctx.prisma.auditEvent.create({ data: { tenantId, type: "runner.replaced", serverId, clientIp: newer.handshake.address, data: details } });
+    await ctx.prisma.auditEvent.create({ data: { tenantId, type: "runner.replaced", serverId, clientIp: newer.data.clientIp ?? newer.handshake.address, data: details } });
   })().catch((err: unknown) => ctx.logger.warn("could not record runner.replaced", { serverId, error: String(err) }));
 }

@@ -61,7 +61,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
       }
       guard.accepted(tokenHash);
       countRunnerHandshake("accepted");
-      socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name, tokenHash, dispatcherId: ctx.config.DISPATCHER_ID };
+      socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name, tokenHash, dispatcherId: ctx.config.DISPATCHER_ID, clientIp: address };
       next();
     } catch (err) {
       logger.warn("runner auth failed on a store error", { error: String(err) });
