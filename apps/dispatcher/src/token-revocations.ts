@@ -91,7 +91,7 @@ export class TokenRevocations {
   /** Told first (a runner told its token was revoked does not reconnect with it), then closed. */
   private drop(socket: RunnerSocket, why: string): void {
     const { serverId } = socket.data;
-    this.ctx.logger.warn(`runner connection closed: ${why}`, { serverId, socketId: socket.id, address: socket.handshake.address });
+    this.ctx.logger.warn(`runner connection closed: ${why}`, { serverId, socketId: socket.id, address: socket.data.clientIp ?? socket.handshake.address });
     socket.emit("runner:token-revoked");
     socket.disconnect(true);
   }
