@@ -49,10 +49,11 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
       next(new Error(reason));
     };
     if (!isWellFormedToken(token, TokenKind.RunnerToken)) return refuse("invalid_token", HandshakeRefusal.InvalidToken);
-    const tokenHash = hashToken(token);
-    const address = clientAddress(socket.request);
-    if (!(await guard.mayLookUp(address, tokenHash))) return refuse("throttled", HandshakeRefusal.Throttled);
+    // Everything after this can fail, and nothing may escape: a rejected middleware would leave the handshake hanging.
     try {
+      const tokenHash = hashToken(token);
+      const address = clientAddress(socket.request);
+      if (!(await guard.mayLookUp(address, tokenHash))) return refuse("throttled", HandshakeRefusal.Throttled);
       const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: tokenHash } });
       // Also refused when the token was rotated away while it was being looked up (the lookup saw the old row).
       if (!server || revocations.isRevoked(tokenHash)) {
@@ -64,7 +65,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
       socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name, tokenHash, dispatcherId: ctx.config.DISPATCHER_ID, clientIp: address };
       next();
     } catch (err) {
-      logger.warn("runner auth failed on a store error", { error: String(err) });
+      logger.warn("runner auth failed", { error: String(err) });
       refuse("unavailable", HandshakeRefusal.Unavailable);
     }
   });
