@@ -107,6 +107,30 @@ describe("gateway front door", () => {
     for (const id of ids) expect(text).not.toContain(id);
   });
 
+  it("counts the management API's authentication refusals under the route they were for", async () => {
+    const forged = { Authorization: `Bearer ${generateToken(TokenKind.ApiKey)}` };
+    const id = randomUUID();
+    for (const [method, template] of [
+      ["GET", "/api/v1/servers/:id"],
+      ["POST", "/api/v1/servers/:id/runner-token"],
+      ["DELETE", "/api/v1/automation-keys/:id"],
+      ["PATCH", "/api/v1/applications/:id"],
+      ["GET", "/api/v1/audit-events"],
+      ["GET", "/api/v1/applications/:id/deployments"],
+    ] as const) {
+      const before = await metric(template, "401", method);
+      const target = template.replace(":id", id);
+      // Spelled otherwise too: Express would route both spellings there.
+      for (const path of [target, `${target.toUpperCase().replace(id.toUpperCase(), id)}/`]) expect([method, path, (await raw(method, path, forged)).status]).toEqual([method, path, 401]);
+      expect([method, template, await metric(template, "401", method)]).toEqual([method, template, before + 2]);
+    }
+    // A path no management route serves stays unmatched; no id becomes a label.
+    const unmatched = await metric("unmatched", "401", "GET");
+    expect((await raw("GET", `/api/v1/nothing-here/${id}`, forged)).status).toBe(401);
+    expect(await metric("unmatched", "401", "GET")).toBe(unmatched + 1);
+    expect((await stack.api().get("/metrics")).text).not.toContain(id);
+  });
+
   it("counts under their route the answers Express gives before routing: scope and key refusals, a malformed body, an idempotent replay", async () => {
     const exec = "/api/automation/v1/exec";
     const cancel = "/api/automation/v1/operations/:operationId/cancel";

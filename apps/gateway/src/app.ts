@@ -5,7 +5,7 @@ import { automationAuthMiddleware } from "./auth/automation-auth";
 import { managementAuthMiddleware } from "./auth/management-auth";
 import { operationScopeMiddleware } from "./auth/operation-scope";
 import { frontDoor } from "./front-door";
-import { noteFailedRoute } from "./metrics";
+import { expectedRouteNoter, noteFailedRoute } from "./metrics";
 import type { GatewayContext } from "./context";
 import { errorHandler, notFoundHandler } from "./middleware/error-handler";
 import { requestContext } from "./middleware/request-context";
@@ -82,6 +82,8 @@ function createExpressApp(ctx: GatewayContext): Express {
   app.use(AUTOMATION_BASE, automation);
 
   const management = express.Router();
+  const expectedRoute = expectedRouteNoter("/api/v1");
+  management.use(expectedRoute.middleware);
   management.use(managementAuthMiddleware(ctx));
   management.use(json);
   management.use(serversRouter(ctx));
@@ -92,6 +94,7 @@ function createExpressApp(ctx: GatewayContext): Express {
   management.use(registryCredentialsRouter(ctx));
   management.use(auditEventsRouter(ctx));
   management.use(noteFailedRoute());
+  expectedRoute.learn(management);
   app.use("/api/v1", management);
 
   app.use("/dashboard", json);

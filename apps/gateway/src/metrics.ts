@@ -1,7 +1,8 @@
 import type { IncomingMessage } from "node:http";
-import type { ErrorRequestHandler } from "express";
+import type { ErrorRequestHandler, RequestHandler, Router } from "express";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { OperationsFinishedMetric, type TerminalStatus } from "@runbridge/contracts";
+import { routeMatcher, routesOf } from "./route-matcher";
 import { automationRouteTemplate } from "./routes/automation/paths";
 
 /**
@@ -86,6 +87,29 @@ export function noteFailedRoute(): ErrorRequestHandler {
   };
 }
 
+const expectedRoutes = new WeakMap<IncomingMessage, string>();
+
+/**
+ * For a router mounted at `base`: `middleware` goes first in it and notes which of its routes a
+ * request is for (from its method and path, as the router will match it), so that answers given
+ * before the router reaches the route — the management API's authentication refusals — are counted
+ * under that route instead of as unmatched; `learn()` reads the router's routes once they are all
+ * added (at startup: a template it cannot translate fails the boot, not a request).
+ */
+export function expectedRouteNoter(base: string): { middleware: RequestHandler; learn: (router: Router) => void } {
+  let match: ((method: string, path: string) => string | undefined) | undefined;
+  return {
+    middleware: (req, _res, next) => {
+      const template = match?.(req.method, req.originalUrl.split(/[?#]/)[0] ?? "");
+      if (template) expectedRoutes.set(req, template);
+      next();
+    },
+    learn: (router) => {
+      match = routeMatcher(routesOf(router).map(([method, path]) => [method, `${base}${path}`] as const));
+    },
+  };
+}
+
 /**
  * The template of the route that answered, from what Express left on the request; for an
  * Automation API request answered before Express routed it (a refusal at the front door or at
@@ -94,7 +118,7 @@ export function noteFailedRoute(): ErrorRequestHandler {
  * scanners cannot blow up the series count.
  */
 function routeTemplate(req: IncomingMessage, path: string): string {
-  return failedRoutes.get(req) ?? matchedTemplate(req) ?? automationRouteTemplate(req.method ?? "", path) ?? "unmatched";
+  return failedRoutes.get(req) ?? matchedTemplate(req) ?? expectedRoutes.get(req) ?? automationRouteTemplate(req.method ?? "", path) ?? "unmatched";
 }
 
 /** Counts an answered request and the time it took; `path` as it arrived, before Express rewrote req.url. */

@@ -1,4 +1,5 @@
 import { OperationType } from "@runbridge/contracts";
+import { routeMatcher } from "../../route-matcher";
 
 /** Where the Automation API is mounted. */
 export const AUTOMATION_BASE = "/api/automation/v1";
@@ -42,19 +43,7 @@ export const AUTOMATION_ROUTES: readonly (readonly ["GET" | "POST", string])[] =
   ["GET", STARTED_OPERATION_PATHS.logs],
 ];
 
-/**
- * A route's full path as a pattern matching what Express matches it with
- * (router 2, path-to-regexp 8): case-insensitively, with at most one trailing
- * slash, a parameter standing for one or more characters of one segment.
- * Only literal segments and parameters are used here, so nothing else needs
- * translating.
- */
-function routePattern(template: string): RegExp {
-  if (!/^(\/([\w.-]+|:\w+))+$/.test(template)) throw new Error(`route ${template}: only literal segments and :parameters are supported`);
-  return new RegExp(`^${template.replace(/\./g, "\\.").replace(/:\w+/g, "[^/]+")}/?$`, "i");
-}
-
-const ROUTE_PATTERNS = AUTOMATION_ROUTES.map(([method, path]) => ({ method, template: `${AUTOMATION_BASE}${path}`, pattern: routePattern(`${AUTOMATION_BASE}${path}`) }));
+const automationRoutes = routeMatcher(AUTOMATION_ROUTES.map(([method, path]) => [method, `${AUTOMATION_BASE}${path}`] as const));
 
 /**
  * The template of the Automation API route a request is for (e.g.
@@ -66,7 +55,5 @@ const ROUTE_PATTERNS = AUTOMATION_ROUTES.map(([method, path]) => ({ method, temp
  * replays that come before the routes inside Express.
  */
 export function automationRouteTemplate(method: string, path: string): string | undefined {
-  const m = method === "HEAD" ? "GET" : method;
-  const p = path.startsWith("/") ? path : path.replace(/^[^/]*:\/\/[^/]*/, "");
-  return ROUTE_PATTERNS.find((r) => r.method === m && r.pattern.test(p))?.template;
+  return automationRoutes(method, path);
 }
