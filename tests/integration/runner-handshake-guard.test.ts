@@ -88,7 +88,9 @@ describe("unknown runner tokens at the dispatcher", () => {
     expect(await handshake(forged(), proxied, "203.0.113.8")).toBe(HandshakeRefusal.InvalidToken);
     expect(await handshake(runner.runnerToken, proxied, "203.0.113.8")).toBe("connected");
 
-    // The audit trail names runners by the address the proxy forwarded, too: here a second connection with the same token.
+    // The audit trail names runners by the address the proxy forwarded, too: here a second connection with the same token,
+    // once the first is admitted (shown as connected) — before that it would not be there to replace.
+    await waitFor(async () => (await stack.redis.exists(stack.keys.runnerPresence(runner.server.id))) === 1, 10_000, "the first connection to be admitted");
     expect(await handshake(runner.runnerToken, proxied, "198.51.100.4")).toBe("connected");
     const event = await waitFor(
       async () => (await testPrisma().auditEvent.findFirst({ where: { serverId: runner.server.id, type: "runner.replaced" } })) ?? null,
