@@ -7,3 +7,4 @@ export * from "./tokens";
 export * from "./readiness";
 export * from "./env-files";
 export * from "./trust-proxy";
+export * from "./lookup-miss-budget";

@@ -1,4 +1,4 @@
-import { RateLimiterMemory } from "rate-limiter-flexible";
+import { LookupMissBudget } from "@runbridge/common";
 import { RateLimitedError } from "../errors";
 
 /**
@@ -12,22 +12,20 @@ import { RateLimitedError } from "../errors";
  * are never affected. Per process, in memory: a bound on load, not a quota.
  */
 export class UnknownKeyGuard {
-  private readonly misses: RateLimiterMemory;
+  private readonly budget: LookupMissBudget;
 
-  constructor(private readonly perMinute: number) {
-    this.misses = new RateLimiterMemory({ keyPrefix: "unknown-key", points: perMinute, duration: 60 });
+  constructor(perMinute: number) {
+    this.budget = new LookupMissBudget("unknown-key", perMinute);
   }
 
   /** Throws 429 when `clientIp` has used up its lookups of unknown tokens (in memory: no I/O). */
   async admit(clientIp: string): Promise<void> {
-    const used = await this.misses.get(clientIp);
-    if (used && used.consumedPoints >= this.perMinute) {
-      throw new RateLimitedError(`Too many requests with unknown API keys from ${clientIp}; retry after the Retry-After header's seconds`, used.msBeforeNext / 1000);
-    }
+    const waitMs = await this.budget.blockedFor(clientIp);
+    if (waitMs !== null) throw new RateLimitedError(`Too many requests with unknown API keys from ${clientIp}; retry after the Retry-After header's seconds`, waitMs / 1000);
   }
 
   /** A lookup for `clientIp` found no key. */
   async missed(clientIp: string): Promise<void> {
-    await this.misses.penalty(clientIp, 1);
+    await this.budget.missed(clientIp);
   }
 }
