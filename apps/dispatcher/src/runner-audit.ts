@@ -8,6 +8,11 @@ export interface RunnerConnection {
   handshake: HandshakeInfo;
 }
 
+/** The runner's address: as TRUST_PROXY reads it, or the peer's for a connection from an earlier dispatcher version. */
+export function clientIpOf(c: RunnerConnection): string {
+  return c.data.clientIp ?? c.handshake.address;
+}
+
 /**
  * Where a connection came from, for the audit trail: the client address (as TRUST_PROXY reads it), the peer's
  * address, and X-Forwarded-For as received — what the proxies claim, shown as such.
@@ -15,7 +20,7 @@ export interface RunnerConnection {
 function origin(c: RunnerConnection) {
   const forwarded = c.handshake.headers["x-forwarded-for"];
   return {
-    client_ip: c.data.clientIp ?? c.handshake.address,
+    client_ip: clientIpOf(c),
     // The peer's address (a load balancer's, when there is one in front).
     address: c.handshake.address,
     forwarded_for: (Array.isArray(forwarded) ? forwarded.join(", ") : forwarded) ?? null,
@@ -38,6 +43,6 @@ export function recordReplacement(ctx: DispatcherContext, newer: RunnerConnectio
   ctx.logger.warn("runner connection replaced by a newer one (unless the runner restarted or moved, its token may have leaked: rotate it)", { serverId, ...details });
   // Inside an async function, so that whatever fails — synchronously or not — is logged, never thrown at the caller.
   void (async () => {
-    await ctx.prisma.auditEvent.create({ data: { tenantId, type: "runner.replaced", serverId, clientIp: newer.data.clientIp ?? newer.handshake.address, data: details } });
+    await ctx.prisma.auditEvent.create({ data: { tenantId, type: "runner.replaced", serverId, clientIp: details.new_connection.client_ip, data: details } });
   })().catch((err: unknown) => ctx.logger.warn("could not record runner.replaced", { serverId, error: String(err) }));
 }

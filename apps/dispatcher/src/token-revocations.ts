@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import { createRedis } from "@runbridge/common";
 import { decodeTokenRevoked } from "@runbridge/contracts";
 import type { DispatcherContext, RunnerSocket } from "./context";
+import { clientIpOf } from "./runner-audit";
 
 /**
  * How long a revoked token hash is remembered here: far longer than a
@@ -91,7 +92,7 @@ export class TokenRevocations {
   /** Told first (a runner told its token was revoked does not reconnect with it), then closed. */
   private drop(socket: RunnerSocket, why: string): void {
     const { serverId } = socket.data;
-    this.ctx.logger.warn(`runner connection closed: ${why}`, { serverId, socketId: socket.id, address: socket.data.clientIp ?? socket.handshake.address });
+    this.ctx.logger.warn(`runner connection closed: ${why}`, { serverId, socketId: socket.id, address: clientIpOf(socket) });
     socket.emit("runner:token-revoked");
     socket.disconnect(true);
   }
