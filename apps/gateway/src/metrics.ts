@@ -2,7 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { ErrorRequestHandler, RequestHandler, Router } from "express";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { OperationsFinishedMetric, type TerminalStatus } from "@runbridge/contracts";
-import { routeMatcher, routesOf } from "./route-matcher";
+import { routeMatcher, routesOf, type RouteMatcher } from "./route-matcher";
 import { automationRouteTemplate } from "./routes/automation/paths";
 
 /**
@@ -87,21 +87,21 @@ export function noteFailedRoute(): ErrorRequestHandler {
   };
 }
 
-const expectedRoutes = new WeakMap<IncomingMessage, string>();
+/** The route table of the router a request entered, noted by expectedRouteNoter. */
+const expectedRoutes = new WeakMap<IncomingMessage, RouteMatcher>();
 
 /**
- * For a router mounted at `base`: `middleware` goes first in it and notes which of its routes a
- * request is for (from its method and path, as the router will match it), so that answers given
- * before the router reaches the route — the management API's authentication refusals — are counted
- * under that route instead of as unmatched; `learn()` reads the router's routes once they are all
+ * For a router mounted at `base`: `middleware` goes first in it and notes its route table on each
+ * request, so that answers given before the router reaches a route — the management API's
+ * authentication refusals — are counted under the route they were for instead of as unmatched (the
+ * table is only consulted for such answers); `learn()` reads the router's routes once they are all
  * added (at startup: a template it cannot translate fails the boot, not a request).
  */
 export function expectedRouteNoter(base: string): { middleware: RequestHandler; learn: (router: Router) => void } {
-  let match: ((method: string, path: string) => string | undefined) | undefined;
+  let match: RouteMatcher = () => undefined;
   return {
     middleware: (req, _res, next) => {
-      const template = match?.(req.method, req.originalUrl.split(/[?#]/)[0] ?? "");
-      if (template) expectedRoutes.set(req, template);
+      expectedRoutes.set(req, match);
       next();
     },
     learn: (router) => {
@@ -118,7 +118,8 @@ export function expectedRouteNoter(base: string): { middleware: RequestHandler; 
  * scanners cannot blow up the series count.
  */
 function routeTemplate(req: IncomingMessage, path: string): string {
-  return failedRoutes.get(req) ?? matchedTemplate(req) ?? expectedRoutes.get(req) ?? automationRouteTemplate(req.method ?? "", path) ?? "unmatched";
+  const method = req.method ?? "";
+  return failedRoutes.get(req) ?? matchedTemplate(req) ?? expectedRoutes.get(req)?.(method, path) ?? automationRouteTemplate(method, path) ?? "unmatched";
 }
 
 /** Counts an answered request and the time it took; `path` as it arrived, before Express rewrote req.url. */

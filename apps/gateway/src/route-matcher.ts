@@ -17,7 +17,9 @@ function routePattern(template: string): RegExp {
  * Express would route it (HEAD by GET routes, an absolute-form target by its path); undefined when none is.
  * Throws at once on a template it cannot translate, so that it is built at startup, not per request.
  */
-export function routeMatcher(routes: readonly (readonly [string, string])[]): (method: string, path: string) => string | undefined {
+export type RouteMatcher = (method: string, path: string) => string | undefined;
+
+export function routeMatcher(routes: readonly (readonly [string, string])[]): RouteMatcher {
   const patterns = routes.map(([method, template]) => ({ method: method.toUpperCase(), template, pattern: routePattern(template) }));
   return (method, path) => {
     const m = method === "HEAD" ? "GET" : method;

@@ -43,8 +43,6 @@ export const AUTOMATION_ROUTES: readonly (readonly ["GET" | "POST", string])[] =
   ["GET", STARTED_OPERATION_PATHS.logs],
 ];
 
-const automationRoutes = routeMatcher(AUTOMATION_ROUTES.map(([method, path]) => [method, `${AUTOMATION_BASE}${path}`] as const));
-
 /**
  * The template of the Automation API route a request is for (e.g.
  * /api/automation/v1/operations/:operationId), found from its method and path
@@ -54,6 +52,4 @@ const automationRoutes = routeMatcher(AUTOMATION_ROUTES.map(([method, path]) => 
  * (401, 403, 429), and the key-wide checks, body parsing and idempotency
  * replays that come before the routes inside Express.
  */
-export function automationRouteTemplate(method: string, path: string): string | undefined {
-  return automationRoutes(method, path);
-}
+export const automationRouteTemplate = routeMatcher(AUTOMATION_ROUTES.map(([method, path]) => [method, `${AUTOMATION_BASE}${path}`] as const));

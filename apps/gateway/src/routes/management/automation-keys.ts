@@ -106,7 +106,6 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
     if (!key) throw notFound();
     return key;
   };
-  const countOps = (ids: string[]) => ctx.operationCounts.get(ids);
 
   router.post("/automation-keys", async (req, res) => {
     const auth = managementAuth(res);
@@ -142,14 +141,14 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
   router.get("/automation-keys", async (_req, res) => {
     const auth = managementAuth(res);
     const keys = await ctx.prisma.automationKey.findMany({ where: { tenantId: auth.tenantId }, orderBy: { createdAt: "desc" } });
-    const counts = await countOps(keys.map((k) => k.id));
+    const counts = await ctx.operationCounts.get(keys.map((k) => k.id));
     res.json({ data: keys.map((k) => automationKeyView(k, counts.get(k.id) ?? 0)) });
   });
 
   router.get("/automation-keys/:id", async (req, res) => {
     const auth = managementAuth(res);
     const key = await loadKey(auth.tenantId, req.params.id);
-    const counts = await countOps([key.id]);
+    const counts = await ctx.operationCounts.get([key.id]);
     res.json(automationKeyView(key, counts.get(key.id) ?? 0));
   });
 
@@ -168,7 +167,7 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
       return k;
     });
     await publishKeyChange(ctx, key.keyHash);
-    const counts = await countOps([key.id]);
+    const counts = await ctx.operationCounts.get([key.id]);
     res.json(automationKeyView(key, counts.get(key.id) ?? 0));
   });
 
