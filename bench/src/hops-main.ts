@@ -13,8 +13,9 @@ import { ensureDebianPackage } from "./debian";
 import { execTarget } from "./exec-op";
 import { classifyExec, hopTimeline, messagesPerExec, parseTcpdump, splitExecs, type HopPorts } from "./hops";
 import { measureLatency } from "./load";
-import { ROOT, onCleanup, sleep, stopAll } from "./procs";
-import { createAutomationKeys, markStackStopping, startStack, type Stack } from "./stack";
+import { ROOT, onCleanup, sleep } from "./procs";
+import { createAutomationKeys, runBenchMain, startBenchStack, type Stack } from "./stack";
+import { summarize } from "./stats";
 
 const SAMPLES = Number(process.env.BENCH_HOPS_SAMPLES ?? 200);
 const WARMUP = 300;
@@ -70,15 +71,7 @@ async function main(): Promise<void> {
   const logDir = path.join(tmp, "logs");
   mkdirSync(logDir);
   say("starting the stack (fresh database runbridge_bench, dispatcher, gateway, runner) ...");
-  const stack = await startStack({
-    adminDatabaseUrl: process.env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres",
-    databaseName: "runbridge_bench",
-    redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
-    logDir,
-    stateDir: path.join(tmp, "runner"),
-    logLevel: process.env.BENCH_LOG_LEVEL ?? "info",
-  });
-  onCleanup(() => stack.admin.close());
+  const stack = await startBenchStack(logDir, path.join(tmp, "runner"));
   const keys = await createAutomationKeys(stack, 60, 1000);
   const exec = execTarget(stack.gatewayUrl, keys, stack.serverId);
   say(`${WARMUP} execs to warm up, then ${SAMPLES} captured, one at a time ...`);
@@ -101,8 +94,6 @@ async function main(): Promise<void> {
   const execs = splitExecs(parseTcpdump(text), ports);
   const timeline = hopTimeline(execs.map((e) => classifyExec(e, ports)));
   const messages = messagesPerExec(execs, ports, owners);
-  latencies.sort((a, b) => a - b);
-  const clientP50 = latencies[Math.floor(latencies.length / 2)] ?? NaN;
 
   const lines = [
     `Hops of an exec of \`true\` (\`pnpm bench:hops\`, ${new Date().toISOString()}, ${execs.length} execs captured one at a time on loopback; Linux ${os.release()}).`,
@@ -111,7 +102,7 @@ async function main(): Promise<void> {
     "| --- | --- | --- | --- |",
     ...timeline.map((r) => `| ${r.event.trim()} | ${r.atMs.toFixed(2)} | ${r.sinceMs.toFixed(2)} | ${r.seen} |`),
     "",
-    `The client's own latency meanwhile: p50 ${clientP50.toFixed(2)} ms (tcpdump's copy of every segment included).`,
+    `The client's own latency meanwhile: p50 ${summarize(latencies).p50.toFixed(2)} ms (tcpdump's copy of every segment included).`,
     "",
     "| Process | messages to PostgreSQL per exec (p50) | commands to Redis per exec (p50) |",
     "| --- | --- | --- |",
@@ -124,17 +115,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${report}\n`);
 }
 
-async function finish(code: number): Promise<never> {
-  markStackStopping();
-  await stopAll();
-  process.exit(code);
-}
-
-process.once("SIGINT", () => void finish(130));
-main().then(
-  () => finish(0),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    return finish(1);
-  },
-);
+runBenchMain("bench:hops", main, say);

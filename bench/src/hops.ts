@@ -5,9 +5,9 @@
  * carries (a prepared statement's name, a Redis key, a socket.io event) and
  * timed from the moment the exec's HTTP request reached the gateway.
  */
-import { percentile } from "./stats";
+import { summarize } from "./stats";
 
-const median = (values: readonly number[]): number => percentile([...values].sort((a, b) => a - b), 50);
+const median = (values: readonly number[]): number => summarize(values).p50;
 
 /** One TCP segment with a payload, as tcpdump printed it. */
 export interface Packet {

@@ -20,7 +20,7 @@ import { interleavedLatency, measureLatency, measureThroughput, mergeThroughput,
 import { SpawnBaseline } from "./spawn-baseline";
 import { describeMachine, measureKernelCosts } from "./machine";
 import { childrenProbe, costPerOperation, cpuShare, namedProbe, processProbe, rssMiB, type OperationCost, type ProcessProbe } from "./proc-stats";
-import { ROOT, onCleanup, sleep, stopAll } from "./procs";
+import { ROOT, onCleanup, sleep } from "./procs";
 import { startHttpFloor } from "./http-floor";
 import { rejectionRate } from "./rejection";
 import { checkTargets, renderMarkdown } from "./report";
@@ -28,7 +28,7 @@ import type { BenchResults, ScaleLevel } from "./results";
 import { SimulatedRunners } from "./sim-runners";
 import { sshBaseline } from "./ssh-baseline";
 import { stageBreakdown } from "./stages";
-import { createAutomationKeys, markStackStopping, startStack, type Stack } from "./stack";
+import { createAutomationKeys, runBenchMain, startBenchStack, type Stack } from "./stack";
 import { TokenKind, generateToken } from "@runbridge/common";
 
 const quick = process.env.BENCH_QUICK === "1";
@@ -53,8 +53,6 @@ const settings = {
 };
 const SCALE_LEVELS = settings.scaleLevels.split(",").map((s) => Number(s.trim()));
 
-const ADMIN_DATABASE_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const RESULTS_DIR = path.join(ROOT, "bench/results");
 const LOG_DIR = path.join(RESULTS_DIR, "logs");
 
@@ -169,16 +167,8 @@ async function main(): Promise<void> {
   say(`logs of every process: ${LOG_DIR}`);
 
   say("starting the stack (fresh database runbridge_bench, dispatcher, gateway, runner) ...");
-  const stack = await startStack({
-    adminDatabaseUrl: ADMIN_DATABASE_URL,
-    databaseName: "runbridge_bench",
-    redisUrl: REDIS_URL,
-    logDir: LOG_DIR,
-    stateDir: path.join(tmp, "runner"),
-    logLevel: process.env.BENCH_LOG_LEVEL ?? "info",
-  });
-  onCleanup(() => stack.admin.close());
-  const machine = await describeMachine(stack.databaseUrl, REDIS_URL);
+  const stack = await startBenchStack(LOG_DIR, path.join(tmp, "runner"));
+  const machine = await describeMachine(stack.databaseUrl, stack.redisUrl);
   say(`machine: ${machine.cores} cores, ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, Redis ${machine.redis}`);
   const kernelCosts = measureKernelCosts();
   say(`kernel costs: system call ${kernelCosts.syscallUs.toFixed(2)} µs, page fault ${kernelCosts.pageFaultUs.toFixed(2)} µs`);
@@ -312,24 +302,4 @@ function sourceTree(): { commit: string; dirty: boolean } {
   return { commit, dirty };
 }
 
-let interrupted = false;
-async function finish(code: number): Promise<never> {
-  markStackStopping();
-  await stopAll();
-  process.exit(code);
-}
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    say(`${sig}: stopping everything the bench started ...`);
-    void finish(130);
-  });
-}
-main().then(
-  () => finish(0),
-  (err: unknown) => {
-    process.stderr.write(`\nbench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    void finish(1);
-  },
-);
+runBenchMain("bench", main, say);

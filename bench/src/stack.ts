@@ -4,7 +4,7 @@ import path from "node:path";
 import { Client } from "pg";
 import { createRedis } from "@runbridge/common";
 import { HttpClient } from "./http-client";
-import { ROOT, freePort, onCleanup, startChild, until } from "./procs";
+import { ROOT, freePort, onCleanup, startChild, stopAll, until } from "./procs";
 
 export interface StackOptions {
   adminDatabaseUrl: string;
@@ -131,6 +131,54 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     return r.body.runner_connected;
   });
   return { databaseUrl, redisUrl: o.redisUrl, redisPrefix, gatewayUrl, dispatcherUrl, dispatcher, gateway, runner, tenantId: boot.tenant_id, apiKey: boot.api_key, serverId: server.body.id, admin };
+}
+
+/**
+ * The stack every bench entry point measures: a fresh database `runbridge_bench`, PostgreSQL and
+ * Redis where `pnpm test` finds them (BENCH_ADMIN_DATABASE_URL, REDIS_URL), the services' log level
+ * from BENCH_LOG_LEVEL (default info, as in production).
+ */
+export async function startBenchStack(logDir: string, stateDir: string): Promise<Stack> {
+  const stack = await startStack({
+    adminDatabaseUrl: process.env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres",
+    databaseName: "runbridge_bench",
+    redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+    logDir,
+    stateDir,
+    logLevel: process.env.BENCH_LOG_LEVEL ?? "info",
+  });
+  onCleanup(() => stack.admin.close());
+  return stack;
+}
+
+/**
+ * Runs a bench entry point to its end: whether it finishes, fails or is interrupted (SIGINT,
+ * SIGTERM), everything it started is stopped before the process exits (0, 1 or 130).
+ */
+export function runBenchMain(name: string, main: () => Promise<void>, say: (line: string) => void): void {
+  let interrupted = false;
+  const finish = async (code: number): Promise<never> => {
+    markStackStopping();
+    await stopAll();
+    process.exit(code);
+  };
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      if (interrupted) return;
+      interrupted = true;
+      say(`${sig}: stopping everything the bench started ...`);
+      void finish(130);
+    });
+  }
+  main().then(
+    () => finish(0),
+    (err: unknown) => {
+      // Interrupted, it fails as the stack goes away under it: already on its way out with 130.
+      if (interrupted) return;
+      process.stderr.write(`\n${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      void finish(1);
+    },
+  );
 }
 
 let stackStopping = false;
