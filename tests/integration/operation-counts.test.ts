@@ -1,5 +1,9 @@
+import { Pool } from "pg";
+import { OperationStore } from "@runbridge/db";
+import { OperationCounts } from "../../apps/gateway/src/services/operation-counts";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createFixture, createOperation } from "../helpers/factories";
+import { testDatabaseUrl } from "../helpers/env";
+import { createAutomationKey, createFixture, createOperation } from "../helpers/factories";
 import { TestStack } from "../helpers/stack";
 
 const REFRESH_SECONDS = 2;
@@ -54,5 +58,60 @@ describe("automation key operation counts", () => {
     // Newer ones are counted on every call: a deletion among them shows at once.
     await testPrisma().operation.delete({ where: { id: recent[0]?.id } });
     expect(await count()).toBe(3);
+  });
+});
+
+/** The real store, with its full counts of a key's history counted as they are asked for. */
+class CountedStore extends OperationStore {
+  fullCounts: string[][] = [];
+  override async countByKeyBefore(keyIds: string[], settleSeconds: number) {
+    this.fullCounts.push([...keyIds].sort());
+    return super.countByKeyBefore(keyIds, settleSeconds);
+  }
+}
+
+describe("automation key operation counts asked for together", () => {
+  let pool: Pool;
+  let store: CountedStore;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let otherKeyId: string;
+
+  beforeAll(async () => {
+    pool = new Pool({ connectionString: testDatabaseUrl(), max: 4 });
+    store = new CountedStore(pool);
+    fx = await createFixture();
+    otherKeyId = (await createAutomationKey(fx.tenant.id)).key.id;
+    for (let i = 0; i < 3; i++) {
+      await createOperation(fx.tenant.id, fx.server.id, { automationKeyId: fx.key.id, status: "completed", createdAt: new Date(Date.now() - 3_600_000) });
+    }
+    await createOperation(fx.tenant.id, fx.server.id, { automationKeyId: otherKeyId, status: "completed", createdAt: new Date(Date.now() - 3_600_000) });
+  });
+  afterAll(async () => {
+    await pool.end();
+    await closeTestPrisma();
+  });
+
+  it("count a key's history once for every dashboard that asks while it is being counted", async () => {
+    const counts = new OperationCounts(store, 60_000);
+    const answers = await Promise.all([
+      counts.get([fx.key.id]),
+      counts.get([fx.key.id]),
+      counts.get([fx.key.id, otherKeyId]),
+      counts.get([otherKeyId, fx.key.id]),
+      counts.get([fx.key.id]),
+    ]);
+    expect(answers.map((a) => Object.fromEntries(a))).toEqual([
+      { [fx.key.id]: 3 },
+      { [fx.key.id]: 3 },
+      { [fx.key.id]: 3, [otherKeyId]: 1 },
+      { [otherKeyId]: 1, [fx.key.id]: 3 },
+      { [fx.key.id]: 3 },
+    ]);
+    // The first call counts the first key; the third finds it in flight and counts only the other.
+    expect(store.fullCounts).toEqual([[fx.key.id], [otherKeyId]]);
+
+    // Once counted, kept until the refresh interval: no full count at all.
+    expect(Object.fromEntries(await counts.get([otherKeyId, fx.key.id]))).toEqual({ [otherKeyId]: 1, [fx.key.id]: 3 });
+    expect(store.fullCounts).toHaveLength(2);
   });
 });
