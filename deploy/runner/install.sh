@@ -12,10 +12,12 @@
 #                     out of the process list and shell history)
 #   --ca-file PATH    PEM CA to trust for the dispatcher's certificate (private CA)
 #   --bundle PATH     the runner file (default: runbridge-runner.cjs next to this script)
-#   --user NAME       account the runner runs as (default: runbridge, created if missing;
-#                     "root" lets commands do anything, including reboot, without sudo)
+#   --user NAME       account the runner and its commands run as (default: runbridge,
+#                     created if missing; "root" lets commands do anything, including
+#                     reboot, without sudo). The service starts the runner as root and
+#                     it switches to NAME at once, so commands cannot read its token
 #
-#   --upgrade         only replace the runner file and restart; configuration is kept
+#   --upgrade         replace the runner file and the unit, then restart; configuration is kept
 #   --no-start        install everything but do not enable or start the service
 #   --root DIR        install under DIR instead of / (packaging and tests; implies --no-start)
 #
@@ -81,6 +83,16 @@ state_dir=/var/lib/runbridge
 work_dir=$state_dir/work
 home_dir=$state_dir/home
 
+# The account the installed unit runs the runner as: RUNBRIDGE_RUN_AS, or
+# User= in units of earlier versions.
+unit_user() { sed -n -e 's/^User=//p' -e 's/^Environment=RUNBRIDGE_RUN_AS=//p' "$unit" | tail -n 1; }
+
+write_unit() { # account
+  sed -e "s#@NODE@#$node_bin#g" -e "s#@USER@#$1#g" "$here/runbridge-runner.service" > "$unit.new"
+  chmod 0644 "$unit.new"
+  mv "$unit.new" "$unit"
+}
+
 install_bundle() {
   mkdir -p "$opt"
   cp "$bundle" "$opt/runbridge-runner.cjs.new"
@@ -92,7 +104,16 @@ install_bundle() {
 if [ "$upgrade" -eq 1 ]; then
   [ -f "$env_file" ] || die "no existing installation ($env_file is missing); install with --url and --token first"
   install_bundle
-  if [ "$start" -eq 1 ]; then systemctl restart runbridge-runner; fi
+  # The unit too: units of earlier versions started the runner as its account
+  # (User=), which left the token readable to commands.
+  if [ -f "$unit" ]; then
+    account=$(unit_user)
+    write_unit "${account:-root}"
+  fi
+  if [ "$start" -eq 1 ]; then
+    systemctl daemon-reload
+    systemctl restart runbridge-runner
+  fi
   say "runbridge runner upgraded: $opt/runbridge-runner.cjs"
   exit 0
 fi
@@ -122,7 +143,7 @@ kept=""
 old_env=""
 old_user=""
 if [ -f "$env_file" ]; then old_env=$(cat "$env_file"); fi
-if [ -f "$unit" ]; then old_user=$(sed -n 's/^User=//p' "$unit" | tail -n 1); fi
+if [ -f "$unit" ]; then old_user=$(unit_user); fi
 old_value() { printf '%s\n' "$old_env" | sed -n "s/^$1=//p" | tail -n 1; }
 unquote() { v=${1#\"}; printf '%s' "${v%\"}"; }
 if [ "$user_given" -eq 0 ] && [ -n "$old_user" ]; then
@@ -251,8 +272,7 @@ chmod 0600 "$env_file.new"
 [ -n "$root" ] || chown root:root "$env_file.new"
 mv "$env_file.new" "$env_file"
 
-sed -e "s#@NODE@#$node_bin#g" -e "s#@USER@#$user#g" -e "s#@GROUP@#$group#g" "$here/runbridge-runner.service" > "$unit"
-chmod 0644 "$unit"
+write_unit "$user"
 
 [ -z "$kept" ] || say "kept from the existing installation:$kept (give an option or edit $env_file to change them)"
 

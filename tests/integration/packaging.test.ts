@@ -235,7 +235,9 @@ describe("deploy/runner/install.sh", () => {
     expect(unit).not.toContain(fx.runnerToken);
     expect(unit).toContain("EnvironmentFile=/etc/runbridge/runner.env");
     expect(unit).toMatch(/^ExecStart=\/\S+\/node \/opt\/runbridge\/runbridge-runner\.cjs$/m);
-    expect(unit).toMatch(/^User=runbridge$/m);
+    // Started as root, the runner switches to the account itself (see apps/runner/src/account.ts).
+    expect(unit).toMatch(/^Environment=RUNBRIDGE_RUN_AS=runbridge$/m);
+    expect(unit).not.toMatch(/^(User|Group|StateDirectory)=/m);
     expect(unit).not.toMatch(/@[A-Z]+@/);
     if (spawnSync("sh", ["-c", "command -v systemd-analyze"]).status === 0) {
       const verify = spawnSync("systemd-analyze", ["verify", unitPath], { encoding: "utf8" });
@@ -301,14 +303,14 @@ describe("deploy/runner/install.sh", () => {
     expect(env).toContain("RUNBRIDGE_LEDGER_RETENTION_DAYS=30\n");
     expect(env).not.toContain("RUNBRIDGE_REBOOT_COMMAND");
     expect(statSync(envFile).mode & 0o777).toBe(0o600);
-    expect(unitOf(root)).toMatch(/^User=root$/m);
+    expect(unitOf(root)).toMatch(/^Environment=RUNBRIDGE_RUN_AS=root$/m);
     expect(existsSync(path.join(root, "etc/sudoers.d/runbridge-runner"))).toBe(false);
     expect(res.stdout).toMatch(/kept from the existing installation: --user root RUNBRIDGE_CA_FILE LOG_LEVEL RUNBRIDGE_LEDGER_RETENTION_DAYS/);
 
     // What the command line says wins.
     const again = run(["--root", root, "--url", "wss://new.example.com", "--token", newToken, "--user", "runbridge", "--bundle", bundle]);
     expect(again.status).toBe(0);
-    expect(unitOf(root)).toMatch(/^User=runbridge$/m);
+    expect(unitOf(root)).toMatch(/^Environment=RUNBRIDGE_RUN_AS=runbridge$/m);
     expect(envOf(root)).toContain('RUNBRIDGE_REBOOT_COMMAND="sudo -n /sbin/shutdown -r now"\n');
     expect(envOf(root)).toContain("LOG_LEVEL=debug\n");
     expect(again.stdout).not.toMatch(/--user/);
@@ -423,5 +425,23 @@ describe("deploy/runner/install.sh", () => {
     expect(statSync(path.join(root, "opt/runbridge/runbridge-runner.cjs")).mode & 0o777).toBe(0o755);
     expect(readFileSync(path.join(root, "etc/runbridge/runner.env"), "utf8")).toBe(before);
     expect(run(["--root", freshRoot(), "--upgrade", "--bundle", newer]).stderr).toMatch(/no existing installation/);
+  });
+
+  it("rewrites a unit of an earlier version, which started the runner as its account, to start it as root and switch", () => {
+    const root = freshRoot();
+    expect(run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--user", "deploy", "--bundle", bundle]).status).toBe(0);
+    // The unit as earlier versions wrote it.
+    const unitPath = path.join(root, "etc/systemd/system/runbridge-runner.service");
+    writeFileSync(unitPath, unitOf(root).replace("Environment=RUNBRIDGE_RUN_AS=deploy", "User=deploy\nGroup=deploy\nStateDirectory=runbridge"));
+
+    expect(run(["--root", root, "--upgrade", "--bundle", bundle]).status).toBe(0);
+    expect(unitOf(root)).toMatch(/^Environment=RUNBRIDGE_RUN_AS=deploy$/m);
+    expect(unitOf(root)).not.toMatch(/^(User|Group|StateDirectory)=/m);
+
+    // A re-run without --user keeps the account of the old unit as well.
+    writeFileSync(unitPath, unitOf(root).replace("Environment=RUNBRIDGE_RUN_AS=deploy", "User=deploy"));
+    const rerun = run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]);
+    expect(rerun.stdout).toMatch(/kept from the existing installation: --user deploy/);
+    expect(unitOf(root)).toMatch(/^Environment=RUNBRIDGE_RUN_AS=deploy$/m);
   });
 });

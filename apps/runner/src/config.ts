@@ -33,6 +33,15 @@ export const runnerEnvSchema = Joi.object({
     .max(3600)
     .default(30)
     .description("Tolerated clock difference with the dispatchers when refusing operations that arrive after their delivery deadline"),
+  RUNBRIDGE_RUN_AS: Joi.string()
+    .allow("")
+    .default("")
+    .max(32)
+    .pattern(/^[A-Za-z_][A-Za-z0-9_.-]*\$?$/)
+    .messages({ "string.pattern.base": "RUNBRIDGE_RUN_AS must be an account name" })
+    .description(
+      "Account the runner switches to at start when started as root (the installed service does this); it and its commands then run as that account, and the commands cannot read the runner's token from its environment",
+    ),
   LOG_LEVEL: Joi.string().valid("error", "warn", "info", "http", "verbose", "debug", "silly").default("info"),
 });
 
@@ -47,6 +56,7 @@ export interface RunnerConfig {
   RUNBRIDGE_CA_FILE: string;
   RUNBRIDGE_LEDGER_RETENTION_DAYS: number;
   RUNBRIDGE_CLOCK_SKEW_SECONDS: number;
+  RUNBRIDGE_RUN_AS: string;
   LOG_LEVEL: string;
 }
 

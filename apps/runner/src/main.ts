@@ -1,6 +1,7 @@
-import { Shutdown, createLogger } from "@runbridge/common";
+import { Shutdown, createLogger, type Logger } from "@runbridge/common";
+import { AccountSwitchError, switchAccount } from "./account";
 import { Agent, RUNNER_VERSION, STOP_OVERHEAD_MS } from "./agent";
-import { loadRunnerConfig } from "./config";
+import { loadRunnerConfig, type RunnerConfig } from "./config";
 
 /**
  * EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus), since restarting cannot
@@ -8,9 +9,29 @@ import { loadRunnerConfig } from "./config";
  */
 const EXIT_BAD_CONFIG = 78;
 
+/** The configuration, read again as RUNBRIDGE_RUN_AS's account if there is one (its defaults are under that account's home). */
+function configAsAccount(logger: Logger, first: RunnerConfig): RunnerConfig | null {
+  try {
+    const account = switchAccount(first.RUNBRIDGE_RUN_AS);
+    if (!account) return first;
+    logger.info("runner switched account", { account: account.name, uid: account.uid, gid: account.gid, home: account.home });
+    if (!account.environmentProtected) {
+      logger.warn("commands can read this runner's environment, with its token, at /proc/$PPID/environ: the kernel keeps processes that switched account readable (fs.suid_dumpable is not 0 or 2)");
+    }
+    return loadRunnerConfig();
+  } catch (err) {
+    if (!(err instanceof AccountSwitchError)) throw err;
+    logger.error("runner could not switch account", { error: err.message });
+    process.exitCode = EXIT_BAD_CONFIG;
+    return null;
+  }
+}
+
 function main(): void {
-  const config = loadRunnerConfig();
-  const logger = createLogger("runner", config.LOG_LEVEL);
+  const first = loadRunnerConfig();
+  const logger = createLogger("runner", first.LOG_LEVEL);
+  const config = configAsAccount(logger, first);
+  if (!config) return;
   // The agent's stop bounds itself (drain, kill grace, result flush): the step's own time-out must not cut it short.
   const stopMs = (config.RUNBRIDGE_STOP_DRAIN_SECONDS + config.RUNBRIDGE_KILL_GRACE_SECONDS) * 1000 + STOP_OVERHEAD_MS;
   const shutdown = new Shutdown(logger, stopMs + 5_000);
