@@ -32,6 +32,15 @@ describe("POST /api/automation/v1/exec", () => {
     expect(typeof res.body.duration_ms).toBe("number");
   });
 
+  it("takes the server's id in upper case or in braces, as the same server (its runner is connected to either)", async () => {
+    // Long connected: the gateway does not wait for a runner seen this recently to come back.
+    await testPrisma().server.update({ where: { id: fx.server.id }, data: { lastSeenAt: new Date(Date.now() - 3_600_000) } });
+    for (const serverId of [fx.server.id.toUpperCase(), `{${fx.server.id}}`]) {
+      const res = await exec({ server_id: serverId, command: "echo same" });
+      expect({ status: res.status, body: res.body as unknown }).toMatchObject({ status: 200, body: { status: "completed", stdout: "same\n" } });
+    }
+  });
+
   it("reports a non-zero exit as completed with that exit code", async () => {
     const res = await exec({ command: "echo partial; exit 42" });
     expect(res.body).toMatchObject({ status: "completed", exit_code: 42, stdout: "partial\n" });

@@ -40,8 +40,8 @@ describe("management API: automation keys", () => {
     await closeTestPrisma();
   });
 
-  it("takes ids in upper case as the same ids (stored as PostgreSQL spells them)", async () => {
-    const res = await as(a.apiKey).post("/automation-keys", { name: "upper", allowed_server_ids: [serverA.toUpperCase()], allowed_credential_ids: [credA.toUpperCase()] });
+  it("takes ids in upper case or in braces as the same ids (stored as PostgreSQL spells them)", async () => {
+    const res = await as(a.apiKey).post("/automation-keys", { name: "upper", allowed_server_ids: [serverA.toUpperCase()], allowed_credential_ids: [`{${credA}}`] });
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({ allowed_server_ids: [serverA], allowed_credential_ids: [credA] });
   });

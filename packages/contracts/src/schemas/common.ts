@@ -10,7 +10,19 @@ export const VALIDATION_OPTIONS: Joi.ValidationOptions = {
   errors: { wrap: { label: '"' } },
 };
 
-export const uuid = () => Joi.string().guid({ version: ["uuidv1", "uuidv4", "uuidv5", "uuidv7"], separator: "-" });
+const CANONICAL_UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
+
+/**
+ * A UUID in any form joi accepts (upper case, in braces), given on as
+ * PostgreSQL prints it: lower case, bare. PostgreSQL finds `3F1C…` as well
+ * as `3f1c…`, but ids are also compared as text — Redis keys (is the
+ * server's runner connected), a key's allowed_server_ids — where the two
+ * differ.
+ */
+export const uuid = () =>
+  Joi.string()
+    .guid({ version: ["uuidv1", "uuidv4", "uuidv5", "uuidv7"], separator: "-" })
+    .custom((value: string) => CANONICAL_UUID.exec(value.toLowerCase())?.[0] ?? value);
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

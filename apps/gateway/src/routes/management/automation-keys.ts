@@ -58,14 +58,14 @@ async function scopeData(ctx: GatewayContext, tenantId: string, body: Partial<Cr
   const data: Prisma.AutomationKeyUpdateInput = {};
   if (body.name !== undefined) data.name = body.name;
   if (body.allowed_server_ids !== undefined) {
-    // PostgreSQL answers uuids in lower case; an id given in upper case is the same id.
-    const ids = body.allowed_server_ids.map((id) => id.toLowerCase());
+    // Ids arrive as PostgreSQL spells them (the uuid schema), so they compare as text with the rows'.
+    const ids = body.allowed_server_ids;
     const owned = await ctx.prisma.server.findMany({ where: { tenantId, id: { in: ids } }, select: { id: true } });
     assertAllOwned("allowed_server_ids", "server", ids, [...owned, ...held(existing?.allowedServerIds)]);
     data.allowedServerIds = ids;
   }
   if (body.allowed_credential_ids !== undefined) {
-    const ids = body.allowed_credential_ids.map((id) => id.toLowerCase());
+    const ids = body.allowed_credential_ids;
     const owned = await ctx.prisma.registryCredential.findMany({ where: { tenantId, id: { in: ids } }, select: { id: true } });
     assertAllOwned("allowed_credential_ids", "registry credential", ids, [...owned, ...held(existing?.allowedCredentialIds)]);
     data.allowedCredentialIds = ids;
