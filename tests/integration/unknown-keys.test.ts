@@ -65,6 +65,33 @@ describe("the key cache", () => {
     expect(loaded.filter((h) => h === "known")).toHaveLength(1);
   });
 
+  it("does not ask before looking up again a hash that named a key, once its entry has expired", async () => {
+    const row = { id: "k", keyHash: "known", ipAllowlist: [] } as unknown as AutomationKey;
+    let loads = 0;
+    const cache = new KeyCache(
+      async (hash) => {
+        loads++;
+        return hash === "known" ? row : null;
+      },
+      { ttlMs: 20, negativeTtlMs: 20 },
+    );
+    cache.setLive(true);
+    const asked: string[] = [];
+    const refuseAll = (hash: string) => async () => {
+      asked.push(hash);
+      throw new Error("refused");
+    };
+    // The first lookup of any hash is asked about.
+    expect((await cache.get("known", async () => void asked.push("known")))?.key).toBe(row);
+    await new Promise((r) => setTimeout(r, 40));
+    // Expired: looked up again (a revoke could have been missed), without asking.
+    expect((await cache.get("known", refuseAll("known")))?.key).toBe(row);
+    expect(loads).toBe(2);
+    // A hash that named nothing is asked about every time it is looked up.
+    await expect(cache.get("forged", refuseAll("forged"))).rejects.toThrow("refused");
+    expect(asked).toEqual(["known", "forged"]);
+  });
+
   it("asks before a lookup only, and a refusal stops it", async () => {
     let loads = 0;
     const cache = new KeyCache(async () => {

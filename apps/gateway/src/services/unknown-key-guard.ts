@@ -8,8 +8,9 @@ import { RateLimitedError } from "../errors";
  * can be refused, on a request that no key's rate limit counts. Each address
  * may have `perMinute` such lookups come back empty in a minute; past that,
  * tokens this process has not seen recently are refused with 429 without a
- * lookup until the minute ends. Keys already in the cache (every warm key)
- * are never affected. Per process, in memory: a bound on load, not a quota.
+ * lookup until the minute ends. Keys in the cache (every warm key), and
+ * keys this process has found in the last day, are never affected (see
+ * KeyCache). Per process, in memory: a bound on load, not a quota.
  */
 export class UnknownKeyGuard {
   private readonly budget: LookupMissBudget;
