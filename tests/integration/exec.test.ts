@@ -89,7 +89,8 @@ describe("POST /api/automation/v1/exec", () => {
   });
 
   it("does not leak the runner's own configuration into commands", async () => {
-    const res = await exec({ command: "env | grep -c '^RUNBRIDGE_' || true" });
+    // The test runner is started with LOG_LEVEL, as the installed one is: not the command's to inherit.
+    const res = await exec({ command: "env | grep -c -e '^RUNBRIDGE_' -e '^LOG_LEVEL=' || true" });
     expect(res.body.stdout.trim()).toBe("0");
   });
 

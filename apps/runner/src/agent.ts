@@ -92,6 +92,10 @@ export class Agent {
   private replaced = false;
   private revoked = false;
   private stopping = false;
+  /** Past the shutdown drain: a start whose record lands now is ended without running. */
+  private killing = false;
+  /** Starts let in before stop() began, still writing their start record: stop() waits for them. */
+  private startsInFlight = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -148,13 +152,23 @@ export class Agent {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const deadline = Date.now() + drainMs;
-    await waitWhile(() => this.running.size > 0, deadline, 100);
+    // A start let in just before is writing its record: once that is on disk it runs, within the drain.
+    await waitWhile(() => this.running.size > 0 || this.startsInFlight > 0, deadline, 100);
+    this.killing = true;
     if (this.running.size > 0) {
       const error = `the runner was stopping (SIGTERM: a restart, an upgrade or a shutdown) and the command was still running after ${drainMs / 1000} s; the process group was killed`;
       this.logger.warn("killing commands still running at the end of the shutdown drain", { operationIds: [...this.running.keys()] });
-      for (const run of this.running.values()) run.kill(error);
-      await waitWhile(() => this.running.size > 0, Date.now() + this.execOpts.killGraceMs + KILLED_EXIT_MS, 50);
+      const killed = [...this.running.values()];
+      for (const run of killed) run.kill(error);
+      const graceEnds = Date.now() + this.execOpts.killGraceMs + KILLED_EXIT_MS;
+      await waitWhile(() => this.running.size > 0, graceEnds, 50);
+      // A result comes once the shell is gone, while what it started may still be shutting down, or
+      // ignore SIGTERM: their SIGKILL is due at the end of the grace, and must not be skipped by
+      // this process exiting first (nor left to systemd, which would not wait that long).
+      await Promise.race([Promise.all(killed.map((run) => run.killed())), new Promise((r) => setTimeout(r, Math.max(0, graceEnds - Date.now())))]);
     }
+    // Starts whose record is still being written end themselves without running (killing is set).
+    await waitWhile(() => this.startsInFlight > 0, Date.now() + LEDGER_FLUSH_MS, 20);
     // A result is sent while its file is written: exiting before the file exists would leave the
     // next process only a start record, and it would report the outcome as unknown.
     await waitWhile(() => this.ledgerWrites.size > 0, Date.now() + LEDGER_FLUSH_MS, 20);
@@ -219,13 +233,13 @@ export class Agent {
       this.reconnectLater(500 + Math.random() * 1000);
     });
     s.on("connect_error", (err) => this.onConnectError(err));
-    s.on("operation:start", (op, ack) => void this.onStart(op).then(ack));
+    s.on("operation:start", (op, ack) => void this.handleStart(op).then(ack));
     s.on("operation:cancel", ({ operationId, reason }, ack) => {
       const why = typeof reason === "string" && reason ? reason : undefined;
       const run = this.running.get(operationId);
       run?.cancel(cancelledByRunner(why, false));
       // No process yet, and not finished: its start has not arrived, or is still writing its start record
-      // (the ledger already says running then); onStart looks for this once that record is written.
+      // (the ledger already says running then); handleStart looks for this once that record is written.
       if (!run && this.ledger.get(operationId)?.state !== "finished") this.cancelledBeforeStart.set(operationId, why ? { reason: why } : {});
       // Not ok without a process to kill: the dispatcher keeps the cancel pending (and asking) until the operation ends.
       ack({ ok: Boolean(run) });
@@ -233,7 +247,8 @@ export class Agent {
     s.on("operation:query", ({ operationIds }, ack) => ack(this.ledger.query(operationIds)));
   }
 
-  private async onStart(op: StartOperation): Promise<StartAck> {
+  /** The answer to a start from the dispatcher (the socket handler's; public for tests of its races with stop()). */
+  async handleStart(op: StartOperation): Promise<StartAck> {
     const known = this.ledger.get(op.operationId);
     if (known?.state === "running") return { ok: true, state: "already-started" };
     if (known?.state === "finished") {
@@ -252,6 +267,15 @@ export class Agent {
       this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter });
       return { ok: false, error: `it arrived after its delivery deadline (${op.notAfter}); not started` };
     }
+    this.startsInFlight++;
+    try {
+      return await this.recordAndRun(op);
+    } finally {
+      this.startsInFlight--;
+    }
+  }
+
+  private async recordAndRun(op: StartOperation): Promise<StartAck> {
     const startedAt = new Date().toISOString();
     try {
       // Durable before anything runs or is acknowledged: this is what makes a redelivery harmless.
@@ -259,6 +283,13 @@ export class Agent {
     } catch (err) {
       this.ledger.forget(op.operationId);
       return { ok: false, error: `runner could not record the operation: ${String(err)}` };
+    }
+    if (this.killing) {
+      // Recorded as started, so it cannot be handed back for the next runner process (which would
+      // find it started and report its outcome unknown): it ends here, known not to have run.
+      this.logger.warn("a start recorded after the shutdown drain ended; not run", { operationId: op.operationId });
+      this.onFinished(failedResult(op.operationId, startedAt, "the runner was stopping (SIGTERM: a restart, an upgrade or a shutdown) as the operation arrived, after its shutdown drain had ended; it was not run"));
+      return { ok: true, state: "started" };
     }
     const cancelled = this.cancelledBeforeStart.get(op.operationId);
     if (cancelled) {

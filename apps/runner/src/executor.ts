@@ -24,13 +24,18 @@ export interface Execution {
   cancel: (reason: string) => void;
   /** Stops it the same way, but as a failure (`error` says why): nobody asked for this operation to end. */
   kill: (error: string) => void;
+  /** Settles once a stop's SIGKILL has gone to the group (at once when it was never stopped). */
+  killed: () => Promise<void>;
 }
 
 type OutputHook = (stream: "stdout" | "stderr", data: string, offset: number) => void;
 
+/** The runner's own settings that are not RUNBRIDGE_*: an application a deploy starts must not take the runner's LOG_LEVEL for its own. */
+const RUNNER_SETTINGS = new Set(["LOG_LEVEL"]);
+
 /** The runner's own variables (its token above all) never reach commands. */
 export function inheritableEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("RUNBRIDGE_")));
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("RUNBRIDGE_") && !RUNNER_SETTINGS.has(k)));
 }
 
 function commandLine(op: StartOperation, opts: ExecutorOptions): { file: string; args: string[] } {
@@ -60,6 +65,14 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
   const started = process.hrtime.bigint();
   let child: ChildProcess | null = null;
   let endReason: { status: TerminalStatus; error: string } | null = null;
+  /**
+   * The command (the shell) has exited: its outcome is its exit status. A
+   * cancel, a timeout or a stop arriving while the result is being put
+   * together must not turn it into another outcome, nor kill what it left
+   * running on purpose (`nohup app &`).
+   */
+  let exited = false;
+  let sigkillSent: Promise<void> = Promise.resolve();
 
   const killGroup = (signal: NodeJS.Signals) => {
     if (child?.pid === undefined) return;
@@ -70,11 +83,16 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
     }
   };
   const stopTree = (status: TerminalStatus, error: string) => {
-    if (endReason) return;
+    if (endReason || exited) return;
     endReason = { status, error };
     killGroup("SIGTERM");
-    // SIGKILL the group even if the shell exited: its children may ignore TERM.
-    setTimeout(() => killGroup("SIGKILL"), opts.killGraceMs);
+    // SIGKILL the group even if the shell exits meanwhile: its children may ignore TERM.
+    sigkillSent = new Promise((resolve) =>
+      setTimeout(() => {
+        killGroup("SIGKILL");
+        resolve();
+      }, opts.killGraceMs),
+    );
   };
 
   const result = (async (): Promise<OperationResult> => {
@@ -152,9 +170,11 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         op.timeoutSeconds * 1000,
       );
 
+      const streams: NodeJS.ReadableStream[] = [];
       for (const name of ["stdout", "stderr"] as const) {
         const stream = proc[name];
         if (!stream) continue;
+        streams.push(stream);
         const decoder = new StringDecoder("utf8");
         const live = masker.streaming();
         let offset = 0;
@@ -183,13 +203,19 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
       proc.on("exit", (code, signal) => {
         exitCode = code;
         exitSignal = signal;
+        exited = true;
+        if (timeoutTimer) clearTimeout(timeoutTimer);
         // Background processes may hold the pipes open; do not wait for them. Nor close the pipes:
         // a daemon (`nohup app &`, pm2) writing to a closed pipe dies of SIGPIPE. Keep reading and
-        // dropping what they write, without that keeping the runner's event loop alive.
+        // dropping what they write, without that keeping the runner's event loop alive — nor the
+        // operation's captures and masker, for as long as the daemon lives.
         setTimeout(() => {
           capturing = false;
-          for (const stream of [proc.stdout, proc.stderr]) if (stream instanceof Socket) stream.unref();
           finish();
+          for (const stream of streams) {
+            stream.removeAllListeners("data").removeAllListeners("end").resume();
+            if (stream instanceof Socket) stream.unref();
+          }
         }, 250).unref();
       });
       proc.on("close", () => finish());
@@ -206,6 +232,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
     kill: (error: string) => {
       if (child) stopTree("failed", error);
     },
+    killed: () => sigkillSent,
   };
 }
 

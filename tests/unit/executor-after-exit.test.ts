@@ -1,0 +1,50 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { execute } from "../../apps/runner/src/executor";
+import { waitFor } from "../helpers/processes";
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Once the command (its shell) has exited, its outcome is its exit status. The
+ * runner still reads the pipes for a moment before it puts the result
+ * together (background processes may hold them); a cancel arriving then must
+ * neither turn a completed run into a cancelled one nor kill what the command
+ * left running on purpose (`nohup app &`, the way many deploys start a daemon).
+ */
+describe("a cancel after the command exited", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "rb-after-exit-"));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("leaves the result completed and the background process running", async () => {
+    const run = execute(
+      { operationId: "0b5e3c0a-7d1e-4c59-9a53-0b0e7f7f1c11", spec: { kind: "shell", command: "echo $$ > shell.pid; sleep 30 & echo $! > bg.pid; exit 0" }, timeoutSeconds: 30 },
+      { workdir: dir, rebootCommand: "true", killGraceMs: 200, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+      () => undefined,
+    );
+    const pidIn = (file: string) => waitFor(async () => existsSync(path.join(dir, file)) && Number(readFileSync(path.join(dir, file), "utf8")), 10_000, file);
+    const shell = await pidIn("shell.pid");
+    const background = await pidIn("bg.pid");
+    // Reaped — and so its exit seen by this process, which reaps it — but the result not yet put together.
+    await waitFor(async () => !existsSync(`/proc/${shell}`), 10_000, "the shell to exit");
+    run.cancel("cancelled by the test");
+    try {
+      expect(await run.result).toMatchObject({ status: "completed", exitCode: 0 });
+      await new Promise((r) => setTimeout(r, 400)); // past the kill grace a stop would have used
+      expect(alive(background)).toBe(true);
+    } finally {
+      if (alive(background)) process.kill(background, "SIGKILL");
+    }
+  });
+});
