@@ -275,6 +275,14 @@ describe("automation key enforcement", () => {
     });
   });
 
+  it("records the management API's client as plain IPv4 in the audit trail on a dual-stack socket, as the Automation API's", async () => {
+    // g2 listens on "::": this client's socket address is ::ffff:127.0.0.1.
+    const created = await g2v4().post("/api/v1/automation-keys").set("Authorization", bearer(fx.apiKey)).send({ name: "dual-stack" });
+    expect(created.status).toBe(201);
+    const event = await testPrisma().auditEvent.findFirstOrThrow({ where: { type: "key.created", automationKeyId: created.body.id as string } });
+    expect(event.clientIp).toBe("127.0.0.1");
+  });
+
   describe("rate limit", () => {
     it("allows exactly N requests in a window, with rate-limit headers, then 429 with Retry-After", async () => {
       const { token } = await key({ rateLimit: 3 });

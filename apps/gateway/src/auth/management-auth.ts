@@ -1,5 +1,6 @@
 import type { RequestHandler } from "express";
 import type { GatewayContext } from "../context";
+import { normaliseClientIp } from "../services/ip-allowlist";
 import { bearerToken } from "./bearer";
 import type { ManagementAuth } from "./locals";
 import { sessionAuth, touchApiKey, verifyApiKey } from "./session";
@@ -19,7 +20,7 @@ export function managementAuthMiddleware(ctx: GatewayContext): RequestHandler {
     const token = bearerToken(req.get("authorization"), "rbk_...");
     const key = await verifyApiKey(ctx, token, "Automation keys cannot call the management API; use a general API key (rbk_...)");
     touchApiKey(ctx, key);
-    const auth: ManagementAuth = { kind: "management", tenantId: key.tenantId, apiKeyId: key.id, clientIp: req.ip ?? "" };
+    const auth: ManagementAuth = { kind: "management", tenantId: key.tenantId, apiKeyId: key.id, clientIp: normaliseClientIp(req.ip ?? "") };
     res.locals.auth = auth;
     next();
   };

@@ -3,6 +3,7 @@ import type { Request, Response } from "express";
 import { TokenKind, hashToken, isWellFormedToken } from "@runbridge/common";
 import type { GatewayContext } from "../context";
 import { ForbiddenError, UnauthorizedError } from "../errors";
+import { normaliseClientIp } from "../services/ip-allowlist";
 import type { ManagementAuth } from "./locals";
 
 /**
@@ -137,5 +138,5 @@ export async function sessionAuth(ctx: GatewayContext, req: Request): Promise<Ma
   if (!key || key.revokedAt || key.tenantId !== session.tenantId) throw new UnauthorizedError("The API key of this dashboard session has been revoked");
   assertCsrf(req, session);
   touchApiKey(ctx, key);
-  return { kind: "management", tenantId: session.tenantId, apiKeyId: session.apiKeyId, clientIp: req.ip ?? "" };
+  return { kind: "management", tenantId: session.tenantId, apiKeyId: session.apiKeyId, clientIp: normaliseClientIp(req.ip ?? "") };
 }

@@ -10,6 +10,7 @@ import type { GatewayContext } from "../context";
 import { BadRequestError, NotFoundError, UnauthorizedError, ValidationError } from "../errors";
 import { notFoundHandler } from "../middleware/error-handler";
 import { validateBody, validateParam, validateQuery } from "../middleware/validate";
+import { normaliseClientIp } from "../services/ip-allowlist";
 import { parseLogEntry } from "../services/log-entry";
 import { operationView } from "../services/serializers";
 
@@ -72,7 +73,7 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     await endSession(ctx, req);
     const session = await createSession(ctx, req, res, key.tenantId, key.id);
     await ctx.prisma.auditEvent
-      .create({ data: { tenantId: key.tenantId, type: "dashboard.signed_in", clientIp: req.ip ?? "", data: { api_key_id: key.id } } })
+      .create({ data: { tenantId: key.tenantId, type: "dashboard.signed_in", clientIp: normaliseClientIp(req.ip ?? ""), data: { api_key_id: key.id } } })
       .catch((err: unknown) => ctx.logger.warn("audit of dashboard sign-in failed", { error: String(err) }));
     res.status(201).json(await sessionView(ctx, key.tenantId, key.id, session.csrfToken));
   });
