@@ -100,4 +100,21 @@ describe("unknown runner tokens at the dispatcher", () => {
     expect(event.clientIp).toBe("198.51.100.4");
     expect(event.data).toMatchObject({ new_connection: { client_ip: "198.51.100.4", forwarded_for: "198.51.100.4" }, replaced: [{ client_ip: "203.0.113.8" }] });
   });
+
+  it("counts lookups under way, so concurrent handshakes cannot all slip past, and an IPv6 client per /64", async () => {
+    await stack.startDispatcher({ TRUST_PROXY: "1" });
+    const proxied = stack.dispatcherPorts.length - 1;
+    const burst = await Promise.all(Array.from({ length: LOOKUPS + 5 }, () => handshake(forged(), proxied, "203.0.113.20")));
+    expect(burst.filter((o) => o === HandshakeRefusal.InvalidToken)).toHaveLength(LOOKUPS);
+    expect(burst.filter((o) => o === HandshakeRefusal.Throttled)).toHaveLength(5);
+
+    for (let i = 0; i < LOOKUPS; i++) expect(await handshake(forged(), proxied, `2001:db8:1:2::${i + 1}`)).toBe(HandshakeRefusal.InvalidToken);
+    // Another address of the same /64 (one host's prefix) shares its budget; another /64 has its own.
+    expect(await handshake(forged(), proxied, "2001:db8:1:2:ffff::9")).toBe(HandshakeRefusal.Throttled);
+    expect(await handshake(forged(), proxied, "2001:db8:1:3::1")).toBe(HandshakeRefusal.InvalidToken);
+    // A lookup that finds its server gives its point back: a runner from a busy /64 still connects after.
+    const runner = await createFixture();
+    expect(await handshake(runner.runnerToken, proxied, "2001:db8:1:4::1")).toBe("connected");
+    for (let i = 0; i < LOOKUPS; i++) expect(await handshake(forged(), proxied, `2001:db8:1:4::${i + 2}`)).toBe(HandshakeRefusal.InvalidToken);
+  });
 });

@@ -1,6 +1,7 @@
-import { TokenKind, generateToken } from "@runbridge/common";
+import { TokenKind, budgetHolder, generateToken } from "@runbridge/common";
 import type { AutomationKey } from "@runbridge/db";
 import { KeyCache } from "../../apps/gateway/src/services/key-cache";
+import { UnknownKeyGuard } from "../../apps/gateway/src/services/unknown-key-guard";
 import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { TestStack } from "../helpers/stack";
@@ -90,6 +91,28 @@ describe("the key cache", () => {
     // A hash that named nothing is asked about every time it is looked up.
     await expect(cache.get("forged", refuseAll("forged"))).rejects.toThrow("refused");
     expect(asked).toEqual(["known", "forged"]);
+  });
+
+  it("bounds lookups of unknown tokens from one address even when they all arrive at once", async () => {
+    let loads = 0;
+    const cache = new KeyCache(async () => {
+      loads++;
+      await new Promise((r) => setTimeout(r, 50));
+      return null;
+    });
+    cache.setLive(true);
+    const guard = new UnknownKeyGuard(5);
+    const answers = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => cache.get(`forged-${i}`, () => guard.admit("198.51.100.7"))));
+    expect(loads).toBe(5);
+    expect(answers.filter((a) => a.status === "rejected").map((a) => String((a as PromiseRejectedResult).reason))).toHaveLength(15);
+    // Per /64 for IPv6: another address of the prefix is refused, another prefix is not.
+    for (let i = 0; i < 5; i++) await guard.admit(`2001:db8:7:7::${i + 1}`);
+    await expect(guard.admit("2001:db8:7:7:abcd::1")).rejects.toThrow(/Too many requests with unknown API keys/);
+    await expect(guard.admit("2001:db8:7:8::1")).resolves.toBeUndefined();
+    // A lookup that found its key, or could not be made, gives its point back.
+    await guard.notMissed("2001:db8:7:7::1");
+    await expect(guard.admit("2001:db8:7:7::1")).resolves.toBeUndefined();
+    expect([budgetHolder("2001:db8:7:7:abcd::1"), budgetHolder("::ffff:198.51.100.7"), budgetHolder("198.51.100.7")]).toEqual(["2001:db8:7:7::/64", "198.51.100.7", "198.51.100.7"]);
   });
 
   it("asks before a lookup only, and a refusal stops it", async () => {

@@ -53,14 +53,18 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
     try {
       const tokenHash = hashToken(token);
       const address = clientAddress(socket.request);
-      if (!(await guard.mayLookUp(address, tokenHash))) return refuse("throttled", HandshakeRefusal.Throttled);
-      const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: tokenHash } });
+      const admission = await guard.admit(address, tokenHash);
+      if (!admission.allowed) return refuse("throttled", HandshakeRefusal.Throttled);
+      const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: tokenHash } }).catch(async (err: unknown) => {
+        await guard.failed(address, admission.charged);
+        throw err;
+      });
       // Also refused when the token was rotated away while it was being looked up (the lookup saw the old row).
       if (!server || revocations.isRevoked(tokenHash)) {
-        await guard.refused(address, tokenHash);
+        guard.refused(tokenHash);
         return refuse("invalid_token", HandshakeRefusal.InvalidToken);
       }
-      guard.accepted(tokenHash);
+      await guard.accepted(address, tokenHash, admission.charged);
       countRunnerHandshake("accepted");
       socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name, tokenHash, dispatcherId: ctx.config.DISPATCHER_ID, clientIp: address };
       next();

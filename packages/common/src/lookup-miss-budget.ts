@@ -1,4 +1,19 @@
-import { RateLimiterMemory } from "rate-limiter-flexible";
+import ipaddr from "ipaddr.js";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+
+/**
+ * Who a budget is kept for: the address, or for IPv6 its /64 — one host is
+ * routinely given a whole /64, and would otherwise have 2^64 budgets.
+ */
+export function budgetHolder(address: string): string {
+  try {
+    const parsed = ipaddr.process(address);
+    if (parsed.kind() === "ipv4") return parsed.toString();
+    return `${(parsed as ipaddr.IPv6).parts.slice(0, 4).map((p) => p.toString(16)).join(":")}::/64`;
+  } catch {
+    return address;
+  }
+}
 
 /**
  * How many database lookups that find nothing a client address may cause in a
@@ -7,25 +22,37 @@ import { RateLimiterMemory } from "rate-limiter-flexible";
  * refused. Per process, in memory: a bound on load, not a quota. The gateway
  * (unknown automation keys) and the dispatcher (unknown runner tokens) both
  * keep one.
+ *
+ * A lookup takes its point before it starts, and gives it back if it found
+ * something (or could not be made): counted only afterwards, any number of
+ * concurrent lookups would all pass a budget that has not seen them yet.
  */
 export class LookupMissBudget {
   private readonly misses: RateLimiterMemory;
 
-  constructor(
-    keyPrefix: string,
-    private readonly perMinute: number,
-  ) {
+  constructor(keyPrefix: string, perMinute: number) {
     this.misses = new RateLimiterMemory({ keyPrefix, points: perMinute, duration: 60 });
   }
 
-  /** Milliseconds until `address` may cause lookups again, once it has used up its minute's misses; null while it may (no I/O). */
-  async blockedFor(address: string): Promise<number | null> {
-    const used = await this.misses.get(address);
-    return used && used.consumedPoints >= this.perMinute ? used.msBeforeNext : null;
+  /**
+   * Takes a point for a lookup from `address`: null when it may go ahead (no
+   * I/O), else the milliseconds until its minute's lookups are free again.
+   */
+  async take(address: string): Promise<number | null> {
+    const holder = budgetHolder(address);
+    try {
+      await this.misses.consume(holder, 1);
+      return null;
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) throw err;
+      // A refused lookup never happens: its point is not kept (a later give-back must reopen the budget).
+      await this.misses.reward(holder, 1);
+      return err.msBeforeNext;
+    }
   }
 
-  /** A lookup for `address` found nothing. */
-  async missed(address: string): Promise<void> {
-    await this.misses.penalty(address, 1);
+  /** The lookup a point was taken for found something, or failed: it was not a miss. */
+  async giveBack(address: string): Promise<void> {
+    await this.misses.reward(budgetHolder(address), 1);
   }
 }

@@ -40,15 +40,19 @@ export async function authenticateAutomation(ctx: GatewayContext, input: Authent
   const { cache, unknownKeys } = ctx.keyServices;
   // Warm keys come from the in-process cache (no PostgreSQL round trip); lookups of tokens that
   // turn out to name no key are bounded per client address.
-  let lookedUp = false;
-  const cached = await cache.get(hash, async () => {
-    await unknownKeys.admit(clientIp);
-    lookedUp = true;
-  });
-  if (!cached || !hashesEqual(cached.key.keyHash, hash)) {
-    if (lookedUp && !cached) await unknownKeys.missed(clientIp);
-    throw new UnauthorizedError("Invalid API key");
+  let admitted = false;
+  let cached: Awaited<ReturnType<typeof cache.get>>;
+  try {
+    cached = await cache.get(hash, async () => {
+      await unknownKeys.admit(clientIp);
+      admitted = true;
+    });
+  } catch (err) {
+    if (admitted) await unknownKeys.notMissed(clientIp);
+    throw err;
   }
+  if (admitted && cached) await unknownKeys.notMissed(clientIp);
+  if (!cached || !hashesEqual(cached.key.keyHash, hash)) throw new UnauthorizedError("Invalid API key");
   const { key } = cached;
   if (key.revokedAt) throw new UnauthorizedError("API key has been revoked");
   if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) throw new UnauthorizedError(`API key expired at ${key.expiresAt.toISOString()}`);

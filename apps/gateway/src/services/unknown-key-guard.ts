@@ -6,7 +6,8 @@ import { RateLimitedError } from "../errors";
  * name no key. The token checksum only catches typos — anyone can make
  * well-formed tokens — and every new one costs a PostgreSQL query before it
  * can be refused, on a request that no key's rate limit counts. Each address
- * may have `perMinute` such lookups come back empty in a minute; past that,
+ * (its /64, for IPv6) may have `perMinute` such lookups come back empty in a
+ * minute, counting those under way; past that,
  * tokens this process has not seen recently are refused with 429 without a
  * lookup until the minute ends. Keys in the cache (every warm key), and
  * keys this process has found in the last day, are never affected (see
@@ -19,14 +20,17 @@ export class UnknownKeyGuard {
     this.budget = new LookupMissBudget("unknown-key", perMinute);
   }
 
-  /** Throws 429 when `clientIp` has used up its lookups of unknown tokens (in memory: no I/O). */
+  /**
+   * Before a lookup for `clientIp` (in memory: no I/O): takes its point, or
+   * throws 429 when the address (its /64, for IPv6) has used up its minute.
+   */
   async admit(clientIp: string): Promise<void> {
-    const waitMs = await this.budget.blockedFor(clientIp);
+    const waitMs = await this.budget.take(clientIp);
     if (waitMs !== null) throw new RateLimitedError(`Too many requests with unknown API keys from ${clientIp}; retry after the Retry-After header's seconds`, waitMs / 1000);
   }
 
-  /** A lookup for `clientIp` found no key. */
-  async missed(clientIp: string): Promise<void> {
-    await this.budget.missed(clientIp);
+  /** The admitted lookup found a key, or could not be made: it does not count. */
+  async notMissed(clientIp: string): Promise<void> {
+    await this.budget.giveBack(clientIp);
   }
 }
