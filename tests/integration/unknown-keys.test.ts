@@ -66,33 +66,6 @@ describe("the key cache", () => {
     expect(loaded.filter((h) => h === "known")).toHaveLength(1);
   });
 
-  it("does not ask before looking up again a hash that named a key, once its entry has expired", async () => {
-    const row = { id: "k", keyHash: "known", ipAllowlist: [] } as unknown as AutomationKey;
-    let loads = 0;
-    const cache = new KeyCache(
-      async (hash) => {
-        loads++;
-        return hash === "known" ? row : null;
-      },
-      { ttlMs: 20, negativeTtlMs: 20 },
-    );
-    cache.setLive(true);
-    const asked: string[] = [];
-    const refuseAll = (hash: string) => async () => {
-      asked.push(hash);
-      throw new Error("refused");
-    };
-    // The first lookup of any hash is asked about.
-    expect((await cache.get("known", async () => void asked.push("known")))?.key).toBe(row);
-    await new Promise((r) => setTimeout(r, 40));
-    // Expired: looked up again (a revoke could have been missed), without asking.
-    expect((await cache.get("known", refuseAll("known")))?.key).toBe(row);
-    expect(loads).toBe(2);
-    // A hash that named nothing is asked about every time it is looked up.
-    await expect(cache.get("forged", refuseAll("forged"))).rejects.toThrow("refused");
-    expect(asked).toEqual(["known", "forged"]);
-  });
-
   it("bounds lookups of unknown tokens from one address even when they all arrive at once", async () => {
     let loads = 0;
     const cache = new KeyCache(async () => {
@@ -102,17 +75,28 @@ describe("the key cache", () => {
     });
     cache.setLive(true);
     const guard = new UnknownKeyGuard(5);
-    const answers = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => cache.get(`forged-${i}`, () => guard.admit("198.51.100.7"))));
+    const answers = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => cache.get(`forged-${i}`, async () => void (await guard.admit("198.51.100.7", `forged-${i}`)))));
     expect(loads).toBe(5);
-    expect(answers.filter((a) => a.status === "rejected").map((a) => String((a as PromiseRejectedResult).reason))).toHaveLength(15);
+    expect(answers.filter((a) => a.status === "rejected")).toHaveLength(15);
     // Per /64 for IPv6: another address of the prefix is refused, another prefix is not.
-    for (let i = 0; i < 5; i++) await guard.admit(`2001:db8:7:7::${i + 1}`);
-    await expect(guard.admit("2001:db8:7:7:abcd::1")).rejects.toThrow(/Too many requests with unknown API keys/);
-    await expect(guard.admit("2001:db8:7:8::1")).resolves.toBeUndefined();
-    // A lookup that found its key, or could not be made, gives its point back.
-    await guard.notMissed("2001:db8:7:7::1");
-    await expect(guard.admit("2001:db8:7:7::1")).resolves.toBeUndefined();
+    for (let i = 0; i < 5; i++) expect(await guard.admit(`2001:db8:7:7::${i + 1}`, `h${i}`)).toBe(true);
+    await expect(guard.admit("2001:db8:7:7:abcd::1", "h5")).rejects.toThrow(/Too many requests with unknown API keys/);
+    expect(await guard.admit("2001:db8:7:8::1", "h6")).toBe(true);
+    // A lookup that could not be made gives its point back.
+    await guard.failed("2001:db8:7:7::1", true);
+    expect(await guard.admit("2001:db8:7:7::1", "h7")).toBe(true);
     expect([budgetHolder("2001:db8:7:7:abcd::1"), budgetHolder("::ffff:198.51.100.7"), budgetHolder("198.51.100.7")]).toEqual(["2001:db8:7:7::/64", "198.51.100.7", "198.51.100.7"]);
+  });
+
+  it("never refuses, nor counts, a token it has found a key for, long after the key left the cache", async () => {
+    const guard = new UnknownKeyGuard(2);
+    expect(await guard.admit("198.51.100.8", "valid")).toBe(true);
+    await guard.found("198.51.100.8", "valid", true); // its point given back
+    expect(await guard.admit("198.51.100.8", "forged-1")).toBe(true);
+    expect(await guard.admit("198.51.100.8", "forged-2")).toBe(true);
+    await expect(guard.admit("198.51.100.8", "forged-3")).rejects.toThrow(/Too many requests/);
+    // The address has used up its minute, but the key found before is let through to its lookup, uncounted.
+    expect(await guard.admit("198.51.100.8", "valid")).toBe(false);
   });
 
   it("asks before a lookup only, and a refusal stops it", async () => {
@@ -135,5 +119,33 @@ describe("the key cache", () => {
       }),
     ).rejects.toThrow("refused");
     expect(loads).toBe(1);
+  });
+});
+
+/** General API keys (rbk_, the management API and dashboard sign-in) are looked up by the same bound. */
+describe("unknown general API keys", () => {
+  let stack: TestStack;
+  let fx: Awaited<ReturnType<typeof createFixture>>;
+  const LOOKUPS = 3;
+
+  beforeAll(async () => {
+    stack = await TestStack.start({ dispatchers: 0, gateway: { UNKNOWN_KEY_LOOKUPS_PER_MINUTE: String(LOOKUPS) } });
+    fx = await createFixture();
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await closeTestPrisma();
+  });
+
+  it("looks up so many unknown rbk_ tokens from one address a minute, then answers 429 without a lookup; known keys keep working", async () => {
+    const servers = (token: string) => stack.api().get("/api/v1/servers").set("Authorization", `Bearer ${token}`);
+    expect((await servers(fx.apiKey)).status).toBe(200);
+    const answers = [];
+    for (let i = 0; i < LOOKUPS + 1; i++) answers.push((await servers(generateToken(TokenKind.ApiKey))).status);
+    expect(answers).toEqual([...Array(LOOKUPS).fill(401), 429]);
+    const signIn = await stack.api().post("/dashboard/session").set("X-Requested-With", "fetch").send({ api_key: generateToken(TokenKind.ApiKey) });
+    expect(signIn.status).toBe(429);
+    expect(signIn.body.detail).toMatch(/Too many requests with unknown API keys from 127\.0\.0\.1/);
+    expect((await servers(fx.apiKey)).status).toBe(200);
   });
 });

@@ -40,18 +40,18 @@ export async function authenticateAutomation(ctx: GatewayContext, input: Authent
   const { cache, unknownKeys } = ctx.keyServices;
   // Warm keys come from the in-process cache (no PostgreSQL round trip); lookups of tokens that
   // turn out to name no key are bounded per client address.
-  let admitted = false;
+  // Set when the lookup goes to the database: whether it took a point of the address's budget.
+  let charged: boolean | undefined;
   let cached: Awaited<ReturnType<typeof cache.get>>;
   try {
     cached = await cache.get(hash, async () => {
-      await unknownKeys.admit(clientIp);
-      admitted = true;
+      charged = await unknownKeys.admit(clientIp, hash);
     });
   } catch (err) {
-    if (admitted) await unknownKeys.notMissed(clientIp);
+    if (charged !== undefined) await unknownKeys.failed(clientIp, charged);
     throw err;
   }
-  if (admitted && cached) await unknownKeys.notMissed(clientIp);
+  if (charged !== undefined && cached) await unknownKeys.found(clientIp, hash, charged);
   if (!cached || !hashesEqual(cached.key.keyHash, hash)) throw new UnauthorizedError("Invalid API key");
   const { key } = cached;
   if (key.revokedAt) throw new UnauthorizedError("API key has been revoked");

@@ -18,9 +18,10 @@ export function managementAuthMiddleware(ctx: GatewayContext): RequestHandler {
       }
     }
     const token = bearerToken(req.get("authorization"), "rbk_...");
-    const key = await verifyApiKey(ctx, token, "Automation keys cannot call the management API; use a general API key (rbk_...)");
+    const clientIp = normaliseClientIp(req.ip ?? "");
+    const key = await verifyApiKey(ctx, token, clientIp, "Automation keys cannot call the management API; use a general API key (rbk_...)");
     touchApiKey(ctx, key);
-    const auth: ManagementAuth = { kind: "management", tenantId: key.tenantId, apiKeyId: key.id, clientIp: normaliseClientIp(req.ip ?? "") };
+    const auth: ManagementAuth = { kind: "management", tenantId: key.tenantId, apiKeyId: key.id, clientIp };
     res.locals.auth = auth;
     next();
   };

@@ -64,13 +64,22 @@ function sameSecret(a: string, b: string): boolean {
 export async function verifyApiKey(
   ctx: GatewayContext,
   token: string,
+  clientIp: string,
   automationKeyRefusal = "Automation keys cannot sign in to the dashboard; use a general API key (rbk_...)",
 ) {
   if (!isWellFormedToken(token, TokenKind.ApiKey)) {
     throw new UnauthorizedError(token.startsWith("rca_") ? automationKeyRefusal : "Invalid API key");
   }
-  const key = await ctx.prisma.apiKey.findUnique({ where: { keyHash: hashToken(token) } });
+  const keyHash = hashToken(token);
+  // Invented tokens cost a lookup each: bounded per address, as for automation keys.
+  const guard = ctx.keyServices.unknownKeys;
+  const charged = await guard.admit(clientIp, keyHash);
+  const key = await ctx.prisma.apiKey.findUnique({ where: { keyHash } }).catch(async (err: unknown) => {
+    await guard.failed(clientIp, charged);
+    throw err;
+  });
   if (!key) throw new UnauthorizedError("Invalid API key");
+  await guard.found(clientIp, keyHash, charged);
   if (key.revokedAt) throw new UnauthorizedError("API key has been revoked");
   return key;
 }

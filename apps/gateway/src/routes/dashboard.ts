@@ -68,12 +68,13 @@ export function dashboardRouter(ctx: GatewayContext): Router {
   router.post("/dashboard/session", async (req, res) => {
     if (!req.get(SIGN_IN_HEADER)) throw new BadRequestError('Sign-in requests must send the "X-Requested-With" header');
     const body = validateBody(signInSchema, req.body);
-    const key = await verifyApiKey(ctx, body.api_key);
+    const clientIp = normaliseClientIp(req.ip ?? "");
+    const key = await verifyApiKey(ctx, body.api_key, clientIp);
     // A session id that came with the request is replaced, never reused (no session fixation).
     await endSession(ctx, req);
     const session = await createSession(ctx, req, res, key.tenantId, key.id);
     await ctx.prisma.auditEvent
-      .create({ data: { tenantId: key.tenantId, type: "dashboard.signed_in", clientIp: normaliseClientIp(req.ip ?? ""), data: { api_key_id: key.id } } })
+      .create({ data: { tenantId: key.tenantId, type: "dashboard.signed_in", clientIp, data: { api_key_id: key.id } } })
       .catch((err: unknown) => ctx.logger.warn("audit of dashboard sign-in failed", { error: String(err) }));
     res.status(201).json(await sessionView(ctx, key.tenantId, key.id, session.csrfToken));
   });

@@ -42,15 +42,6 @@ interface Slot {
 export class KeyCache {
   private readonly found: LRUCache<string, Slot>;
   private readonly missing: LRUCache<string, Slot>;
-  /**
-   * Hashes that named a key when last looked up, kept long after the key's
-   * own entry expired: their lookups are not what `beforeLoad` guards
-   * against (tokens that name nothing), so they skip it. A key not used for a
-   * while must not be refused because its address also sent invented tokens
-   * (a NAT, a CI provider's shared egress). Only whether to ask: the key
-   * itself is looked up again all the same.
-   */
-  private readonly named = new LRUCache<string, true>({ max: 10_000, ttl: 24 * 3600_000 });
   private readonly inflight = new Map<string, { epoch: number; promise: Promise<CachedKey | null> }>();
   /** Told when a hash may have changed: long-lived requests (live log streams) re-check their key. */
   private readonly watchers = new Map<string, Set<() => void>>();
@@ -71,10 +62,7 @@ export class KeyCache {
     return this.live;
   }
 
-  /**
-   * `beforeLoad` runs, and may throw to refuse, only when the lookup would go
-   * to the database for a hash that has not named a key in this process lately.
-   */
+  /** `beforeLoad` runs, and may throw to refuse, only when the lookup would go to the database. */
   async get(keyHash: string, beforeLoad?: () => Promise<void>): Promise<CachedKey | null> {
     if (this.live) {
       const slot = this.found.get(keyHash) ?? this.missing.get(keyHash);
@@ -82,7 +70,7 @@ export class KeyCache {
     }
     const joined = this.joinLoad(keyHash);
     if (joined) return joined;
-    if (beforeLoad && !this.named.has(keyHash)) {
+    if (beforeLoad) {
       await beforeLoad();
       const meanwhile = this.joinLoad(keyHash);
       if (meanwhile) return meanwhile;
@@ -92,7 +80,6 @@ export class KeyCache {
     const promise = this.load(keyHash)
       .then((row) => {
         const value = row ? { key: row, ipAllowed: compileAllowlist(row.ipAllowlist) } : null;
-        if (row) this.named.set(keyHash, true);
         if (this.live && epoch === this.epoch) (value ? this.found : this.missing).set(keyHash, { value });
         return value;
       })
