@@ -348,4 +348,43 @@ describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
     expect([again.status, again.body]).toEqual([401, { detail: "API key has been revoked" }]);
     await cancel(id);
   });
+
+  it("ends a stream when its key's expiry, set or moved while it is open, comes round; and when the key no longer allows the operation", async () => {
+    const res = await exec({ command: "echo started; sleep 30", timeout_seconds: 60 });
+    const id = res.body.operation_id as string;
+    const patchKey = (keyId: string, body: Record<string, unknown>) => stack.api().patch(`/api/v1/automation-keys/${keyId}`).set("Authorization", `Bearer ${fx.apiKey}`).send(body);
+    const ended = async (sse: ReturnType<typeof follow>, withinMs: number) => {
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([sse.done.then(() => "ended"), new Promise((r) => (timer = setTimeout(() => r("still open"), withinMs)))]);
+      clearTimeout(timer);
+      return outcome;
+    };
+
+    // No expiry when the stream opened; one is set, two seconds ahead.
+    const expiring = await createAutomationKey(fx.tenant.id);
+    const first = follow(logsUrl(id), expiring.token);
+    await waitFor(async () => output(first.events).length > 0, 10_000, "the stream to start");
+    expect((await patchKey(expiring.key.id, { expires_at: new Date(Date.now() + 2_000).toISOString() })).status).toBe(200);
+    expect(await ended(first, 1_000)).toBe("still open");
+    expect(await ended(first, 5_000)).toBe("ended");
+    expect(first.events.some((e) => e.event === "end")).toBe(false);
+
+    // Its expiry moved later while open: the stream ends at the new time, not the old one.
+    const moved = await createAutomationKey(fx.tenant.id, { expiresAt: new Date(Date.now() + 2_000) });
+    const second = follow(logsUrl(id), moved.token);
+    await waitFor(async () => output(second.events).length > 0, 10_000, "the second stream to start");
+    expect((await patchKey(moved.key.id, { expires_at: new Date(Date.now() + 5_000).toISOString() })).status).toBe(200);
+    expect(await ended(second, 2_500)).toBe("still open");
+    expect(await ended(second, 6_000)).toBe("ended");
+
+    // Narrowed to other operations: the exec's output is no longer this key's to read.
+    const narrowed = await createAutomationKey(fx.tenant.id);
+    const third = follow(logsUrl(id), narrowed.token);
+    await waitFor(async () => output(third.events).length > 0, 10_000, "the third stream to start");
+    expect((await patchKey(narrowed.key.id, { allowed_operations: ["restart"] })).status).toBe(200);
+    expect(await ended(third, 3_000)).toBe("ended");
+    const again = await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${narrowed.token}`);
+    expect(again.status).toBe(403);
+    await cancel(id);
+  });
 });

@@ -110,9 +110,17 @@ async function serveLogs(
       await sendEnd(sse, op);
       return;
     }
-    // A stream can outlive its key's revocation by as long as the operation runs: it ends then,
-    // without `end`, and the client's reconnect gets the 401 that says why.
-    const key = watchKey(ctx.keyServices.cache, auth.key);
+    // A stream could outlive its key's revocation, expiry or narrowed scope by as long as the
+    // operation runs: it ends then, without `end`, and the client's reconnect gets the 401 or 403 that says why.
+    const key = watchKey(ctx.keyServices.cache, auth.key, (now) => {
+      if (!now.ipAllowed(auth.clientIp)) return false;
+      try {
+        assertOperationInScope(now.key, op);
+        return true;
+      } catch {
+        return false;
+      }
+    });
     try {
       const final = await streamLive(ctx, sse, op.id, logKey, resumeFrom && resumeFrom !== "stored" ? resumeFrom : "0-0", key.signal);
       if (final) await sendEnd(sse, final);
