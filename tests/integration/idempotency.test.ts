@@ -120,6 +120,20 @@ describe("Idempotency-Key", () => {
     expect(Math.abs(row.expiresAt.getTime() - row.createdAt.getTime() - 24 * 3600 * 1000)).toBeLessThan(5000);
   });
 
+  it("does not replay an answer to a key narrowed since away from the operation's server (403, as reading it would)", async () => {
+    const own = await createAutomationKey(fx.tenant.id, { allowedServerIds: [fx.server.id] });
+    const key = `narrowed-${Date.now()}`;
+    const body = { server_id: fx.server.id, command: "echo secret-output" };
+    const first = await post(key, body, own.token);
+    expect(first.body).toMatchObject({ status: "completed", stdout: "secret-output\n" });
+    const elsewhere = await createServer(fx.tenant.id);
+    await stack.api().patch(`/api/v1/automation-keys/${own.key.id}`).set("Authorization", `Bearer ${fx.apiKey}`).send({ allowed_server_ids: [elsewhere.server.id] });
+    const replay = await post(key, body, own.token);
+    expect(replay.status).toBe(403);
+    expect(replay.body.detail).toMatch(/not in this API key's allowed servers/);
+    expect(replay.headers["idempotent-replayed"]).toBeUndefined();
+  });
+
   it("rejects a malformed Idempotency-Key header", async () => {
     for (const bad of ["has space", "x".repeat(256), "é"]) {
       const res = await stack

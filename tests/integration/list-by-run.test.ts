@@ -45,6 +45,21 @@ describe("GET /api/automation/v1/operations", () => {
     expect(theirs.body.data[0].command).toBe("echo other key");
   });
 
+  it("lists only what the key's scope still covers once it is narrowed, as reading one by id does", async () => {
+    const run = `gh-narrowed-${Date.now()}`;
+    const own = await createAutomationKey(fx.tenant.id);
+    const id = (await exec("echo before narrowing", run, own.token)).body.operation_id as string;
+    expect((await list(`?run_id=${run}`, own.token)).body.data).toHaveLength(1);
+    const narrowed = await stack.api().patch(`/api/v1/automation-keys/${own.key.id}`).set("Authorization", `Bearer ${fx.apiKey}`).send({ allowed_operations: ["restart"] });
+    expect(narrowed.status).toBe(200);
+    expect((await stack.api().get(`/api/automation/v1/operations/${id}`).set("Authorization", `Bearer ${own.token}`)).status).toBe(403);
+    expect((await list(`?run_id=${run}`, own.token)).body.data).toEqual([]);
+    expect((await list(`?run_id=${run}&type=exec`, own.token)).body.data).toEqual([]);
+    // Widened again (every operation): listed again.
+    await stack.api().patch(`/api/v1/automation-keys/${own.key.id}`).set("Authorization", `Bearer ${fx.apiKey}`).send({ allowed_operations: [] });
+    expect((await list(`?run_id=${run}`, own.token)).body.data.map((o: { operation_id: string }) => o.operation_id)).toEqual([id]);
+  });
+
   it("refuses bad filters with 422 naming the field", async () => {
     for (const [query, field] of [
       ["?limit=0", "limit"],

@@ -2,11 +2,13 @@ import { createHash, createHmac } from "node:crypto";
 import type { Request, RequestHandler, Response } from "express";
 import { IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_HOURS } from "@runbridge/contracts";
 import { Prisma } from "@runbridge/db";
-import { automationAuth } from "../auth/locals";
+import { automationAuth, type AutomationAuth } from "../auth/locals";
+import { assertOperationInScope } from "../auth/scopes";
 import type { GatewayContext } from "../context";
 import { HttpError, ValidationError } from "../errors";
 
 const POLL_MS = 200;
+const MAX_POLL_MS = 2_000;
 const SWEEP_EVERY_MS = 10 * 60_000;
 
 /**
@@ -44,6 +46,7 @@ export function idempotencyMiddleware(ctx: GatewayContext): RequestHandler {
     }
 
     const deadline = Date.now() + maxWaitMs;
+    let pollMs = POLL_MS;
     let clientGone = false;
     res.on("close", () => {
       clientGone = true;
@@ -72,6 +75,7 @@ export function idempotencyMiddleware(ctx: GatewayContext): RequestHandler {
           );
         }
         if (existing.state === "completed" && existing.responseStatus !== null) {
+          await assertReplayInScope(ctx, auth, existing.responseBody);
           res.set("Idempotent-Replayed", "true").status(existing.responseStatus).json(existing.responseBody);
           return;
         }
@@ -85,10 +89,26 @@ export function idempotencyMiddleware(ctx: GatewayContext): RequestHandler {
             { "Retry-After": "5" },
           );
         }
-        await new Promise((r) => setTimeout(r, POLL_MS));
+        // Backing off: a retry waiting for a long command would otherwise read PostgreSQL five
+        // times a second for a minute, for one point of the key's rate limit.
+        await new Promise((r) => setTimeout(r, pollMs));
+        pollMs = Math.min(pollMs * 2, MAX_POLL_MS);
       }
     }
   };
+}
+
+/**
+ * A replay answers with an operation the key started: only while the key may
+ * still read it, as GET /operations/{id} would (a key since narrowed to other
+ * servers or operations gets the 403 that says so, not the stored output).
+ */
+async function assertReplayInScope(ctx: GatewayContext, auth: AutomationAuth, body: Prisma.JsonValue | null): Promise<void> {
+  const operationId = body && typeof body === "object" && !Array.isArray(body) ? body.operation_id : undefined;
+  if (typeof operationId !== "string") return;
+  const op = await ctx.operations.findForTenant(operationId, auth.tenantId);
+  // Deleted since (retention, its server deleted): the stored answer is all there is of it.
+  if (op) assertOperationInScope(auth.key, op);
 }
 
 /** What makes two requests "the same": method, path and the body as canonical JSON (key order ignored). */

@@ -1,5 +1,6 @@
 import { Router } from "express";
 import { automationListOperationsQuerySchema } from "@runbridge/contracts";
+import type { Prisma } from "@runbridge/db";
 import { automationAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
 import { validateQuery } from "../../middleware/validate";
@@ -11,13 +12,19 @@ import { STARTED_OPERATION_PATHS } from "./paths";
  * started, newest first, keyset-paginated like the management API. Limited to
  * the key's own operations (not the whole tenant's): a key scoped to some
  * servers must not read what other keys ran elsewhere; a CI run uses one key.
+ * And of those, the ones its scope still covers.
  */
 export function listOperationsRouter(ctx: GatewayContext): Router {
   const router = Router();
   router.get(STARTED_OPERATION_PATHS.list, async (req, res) => {
-    const auth = automationAuth(res);
+    const { tenantId, key } = automationAuth(res);
     const q = validateQuery(automationListOperationsQuerySchema, req.query);
-    res.json(await listOperationsPage(ctx, { tenantId: auth.tenantId, automationKeyId: auth.key.id }, q));
+    // Its own operations as far as its scope still reaches: reading one takes the rights to start
+    // it (GET /operations/{id} answers 403 once the key is narrowed), and so does listing it.
+    const inScope: Prisma.OperationWhereInput[] = [];
+    if (key.allowedServerIds.length > 0) inScope.push({ serverId: { in: key.allowedServerIds } });
+    if (key.allowedOperations.length > 0) inScope.push({ type: { in: key.allowedOperations } });
+    res.json(await listOperationsPage(ctx, { tenantId, automationKeyId: key.id, AND: inScope }, q));
   });
   return router;
 }
