@@ -5,6 +5,8 @@ import type { CachedKey, KeyCache } from "./key-cache";
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** After a re-read that could not be made (PostgreSQL down), when to try again. */
 const UNREADABLE_RETRY_MS = 5_000;
+/** A change whose announcement was lost still ends the request within this long. */
+const PERIODIC_RECHECK_MS = 60_000;
 
 /**
  * For a request that outlives its authentication (a live log stream can stay
@@ -15,8 +17,14 @@ const UNREADABLE_RETRY_MS = 5_000;
  * and so does the key's expiry coming round — as the key says at each read,
  * since an update may have set, moved or removed it. If the key cannot be read
  * (PostgreSQL down), the request goes on and the read is tried again shortly.
+ * It is also read every `periodicMs`, for a change whose announcement was lost.
  */
-export function watchKey(cache: KeyCache, key: AutomationKey, allows: (now: CachedKey) => boolean): { signal: AbortSignal; close: () => void } {
+export function watchKey(
+  cache: KeyCache,
+  key: AutomationKey,
+  allows: (now: CachedKey) => boolean,
+  periodicMs = PERIODIC_RECHECK_MS,
+): { signal: AbortSignal; close: () => void } {
   const gone = new AbortController();
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
@@ -42,12 +50,15 @@ export function watchKey(cache: KeyCache, key: AutomationKey, allows: (now: Cach
   };
   const unwatch = cache.watch(key.keyHash, () => void recheck());
   armExpiry(key.expiresAt);
+  // Through the cache: at most one PostgreSQL read per key and cache lifetime, however many streams.
+  const periodic = setInterval(() => void recheck(), periodicMs);
   return {
     signal: gone.signal,
     close: () => {
       closed = true;
       unwatch();
       clearTimeout(timer);
+      clearInterval(periodic);
     },
   };
 }
