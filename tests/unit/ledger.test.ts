@@ -97,6 +97,18 @@ describe("runner ledger", () => {
     expect(ledger().get(id(7))).toMatchObject({ state: "running" });
   });
 
+  it("keeps knowing, in the same process, an operation whose result could not be written once it was delivered from memory", async () => {
+    const first = ledger();
+    await first.begin(id(8), "2026-11-28T10:00:00.000Z");
+    mkdirSync(path.join(dir, "ledger", `${id(8)}.json.tmp`));
+    await expect(first.finish(result(id(8)))).rejects.toThrow();
+    // The dispatcher stored the result sent from memory; its file was never there to be renamed.
+    await first.markDelivered(id(8)).catch(() => undefined);
+    first.prune(0);
+    expect(first.get(id(8))).toMatchObject({ state: "finished" });
+    expect(ledger().get(id(8))).toMatchObject({ state: "running" });
+  });
+
   it("a re-send asked for while a delivery mark is queued never loses the result file", async () => {
     const first = ledger();
     const ids = Array.from({ length: 60 }, (_, i) => id(200 + i));

@@ -265,7 +265,8 @@ export class Ledger {
     let removed = 0;
     const cutoff = Date.now() - retentionMs;
     for (const e of this.entries.values()) {
-      if (e.state !== "finished" || !e.delivered || this.writes.has(e.operationId)) continue;
+      // An unsaved result has no file to age, and its start record is all that keeps it known: kept.
+      if (e.state !== "finished" || !e.delivered || this.writes.has(e.operationId) || this.unsaved.has(e.operationId)) continue;
       const plain = this.file(e.operationId);
       const file = existsSync(deliveredFile(plain)) ? deliveredFile(plain) : plain;
       try {
