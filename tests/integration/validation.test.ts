@@ -140,6 +140,11 @@ describe("Automation API errors and limits", () => {
       expect(res.status).toBe(200);
       expect(res.body).toMatchObject({ status: "completed", exit_code: 0 });
       expectDetail(await exec({ command: `${ok}x` }), 422, /"command" is longer than 8192 characters/);
+      // Characters, not UTF-16 units: 8,192 of them outside the Basic Multilingual Plane are 16,384 units.
+      const emoji = `: ${"\u{1F680}".repeat(8190)}`;
+      expect([...emoji].length).toBe(8192);
+      expect((await exec({ command: emoji })).body).toMatchObject({ status: "completed", exit_code: 0 });
+      expectDetail(await exec({ command: `${emoji}\u{1F680}` }), 422, /"command" is longer than 8192 characters/);
     });
 
     it("accepts 200 env keys and refuses 201", async () => {

@@ -8,6 +8,7 @@ export * from "./token-revoked";
 export * from "./deploy-env";
 export * from "./deploy-env-refused";
 export * from "./schemas/common";
+export { MAX_CHARS_DESCRIPTION } from "./schemas/fields";
 export * from "./schemas/automation";
 export * from "./schemas/management";
 export * from "./schemas/resources";

@@ -1,5 +1,6 @@
 import Joi from "joi";
 import parse from "joi-to-json";
+import { MAX_CHARS_DESCRIPTION } from "@runbridge/contracts";
 
 /** A JSON Schema (2020-12, as OpenAPI 3.1 uses it) object. */
 export type JsonSchema = Record<string, unknown>;
@@ -18,7 +19,7 @@ interface Description {
  * same rules the gateway enforces: `.pattern()` objects (env names and values,
  * extra run_context fields) become propertyNames/additionalProperties instead
  * of "no properties allowed"; several string patterns all apply (allOf);
- * object key-count limits become min/maxProperties.
+ * object key-count limits become min/maxProperties; maxChars() limits maxLength.
  */
 export function joiToJsonSchema(schema: Joi.Schema): JsonSchema {
   const json = parse(schema, "open-api-3.1") as JsonSchema;
@@ -45,6 +46,11 @@ function complete(desc: Description, json: JsonSchema): void {
     }
   }
   if (desc.type === "string") {
+    // maxChars(): a length limit joi-to-json cannot see (a custom rule), counted as maxLength counts.
+    for (const r of desc.rules ?? []) {
+      const d = r.name === "custom" ? r.args?.description : undefined;
+      if (typeof d === "string" && d.startsWith(MAX_CHARS_DESCRIPTION)) json.maxLength = Number(d.slice(MAX_CHARS_DESCRIPTION.length));
+    }
     const patterns = (desc.rules ?? []).filter((r) => r.name === "pattern" && typeof r.args?.regex === "string").map((r) => regexSource(r.args?.regex as string));
     if (patterns.length > 1) {
       delete json.pattern;

@@ -1,7 +1,7 @@
 import Joi from "joi";
 import { Limits } from "../limits";
 import { envSchema, runContextSchema, runIdSchema, timeoutSchema, uuid } from "./common";
-import { NO_NUL, NO_SPACE_OR_NUL, registryUrl } from "./fields";
+import { NO_NUL, NO_SPACE_OR_NUL, maxChars, registryUrl } from "./fields";
 
 /** Request bodies of the Automation API (/api/automation/v1), field names as in the spec. */
 
@@ -36,7 +36,7 @@ const workingDirectory = () =>
 export const execRequestSchema = Joi.object<ExecRequest>({
   server_id: uuid().required(),
   command: Joi.string()
-    .max(Limits.commandMaxChars)
+    .custom(...maxChars(Limits.commandMaxChars))
     .pattern(/\S/)
     .pattern(NO_NUL, "no NUL")
     .required()

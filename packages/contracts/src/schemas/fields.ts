@@ -6,6 +6,22 @@ import { Limits } from "../limits";
 /** A display name: trimmed, 1 to Limits.nameMaxChars characters. */
 export const name = () => Joi.string().trim().min(1).max(Limits.nameMaxChars);
 
+/** How maxChars() describes itself (schema.describe()), for the OpenAPI document's maxLength. */
+export const MAX_CHARS_DESCRIPTION = "max characters: ";
+
+/**
+ * At most `max` characters, counted as the spec's limits are: Unicode
+ * characters (code points). Joi's max() counts UTF-16 code units, in which an
+ * emoji or a rarer CJK character is two. Refused as "string.max", like max().
+ * The description is read by the OpenAPI document (maxLength counts code
+ * points in JSON Schema too).
+ */
+export const maxChars = (max: number) =>
+  [
+    (value: string, helpers: Joi.CustomHelpers) => (value.length <= max || [...value].length <= max ? value : helpers.error("string.max", { limit: max })),
+    `${MAX_CHARS_DESCRIPTION}${max}`,
+  ] as const;
+
 /** No NUL character anywhere (no process argument, path or environment can hold one). */
 export const NO_NUL = /^[^\0]*$/;
 

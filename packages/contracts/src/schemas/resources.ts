@@ -2,7 +2,7 @@ import Joi from "joi";
 import { allowedEnvOverridesSchema } from "../deploy-env";
 import { Limits } from "../limits";
 import { uuid } from "./common";
-import { NO_NUL, NO_SPACE_OR_NUL, name, registryUrl } from "./fields";
+import { NO_NUL, NO_SPACE_OR_NUL, maxChars, name, registryUrl } from "./fields";
 
 /**
  * Management API bodies for what the deploy, reboot and registry operations
@@ -35,7 +35,7 @@ const applicationFields = {
     .pattern(NO_SPACE_OR_NUL)
     .message('"deploy_branch" must be a branch, tag or SHA without whitespace'),
   deploy_command: noNul("deploy_command")
-    .max(Limits.commandMaxChars)
+    .custom(...maxChars(Limits.commandMaxChars))
     .pattern(/\S/, "not blank")
     .messages({ "string.pattern.name": '"deploy_command" cannot be blank', "string.max": `"deploy_command" is longer than ${Limits.commandMaxChars} characters` }),
   allowed_env_overrides: allowedEnvOverridesSchema(),
