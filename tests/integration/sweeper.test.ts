@@ -1,5 +1,6 @@
-import { closeTestPrisma, waitUntilEnded } from "../helpers/db";
-import { createOperation } from "../helpers/factories";
+import { FailureReason } from "@runbridge/contracts";
+import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
+import { createOperation, createServer } from "../helpers/factories";
 import { useStackWithRunner } from "../helpers/suite";
 
 /**
@@ -44,5 +45,19 @@ describe("sweeper: an operation whose job was lost", () => {
     const done = await waitUntilEnded(op.id, 30_000);
     expect(done).toMatchObject({ status: "failed", dispatchedAt: null, startedAt: null, exitCode: null });
     expect(done.error).toMatch(/^deployment not recorded: the gateway failed before recording this deploy.*nothing ran/);
+  });
+
+  it("does not give up on a start handed over long ago while a runner could still take it (its delivery deadline), and does after", async () => {
+    const { stack, fx } = suite;
+    const { server: away } = await createServer(fx.tenant.id);
+    const longAgo = new Date(Date.now() - 600_000);
+    const base = { redisPrefix: stack.prefix, timeoutSeconds: 1, createdAt: longAgo, dispatchedAt: longAgo };
+    // Its start still sits in a frozen runner's socket, which may take it until its deadline.
+    const deliverable = await createOperation(fx.tenant.id, away.id, { ...base, deliverBy: new Date(Date.now() + 120_000) });
+    const pastDeadline = await createOperation(fx.tenant.id, away.id, { ...base, deliverBy: longAgo });
+    const ended = await waitUntilEnded(pastDeadline.id, 20_000, "the operation past its deadline to be given up");
+    expect(ended).toMatchObject({ status: "failed", error: FailureReason.RunnerUnconfirmed });
+    expect((await testPrisma().operation.findUniqueOrThrow({ where: { id: deliverable.id } })).status).toBe("running");
+    await testPrisma().operation.update({ where: { id: deliverable.id }, data: { status: "cancelled", completedAt: new Date() } });
   });
 });

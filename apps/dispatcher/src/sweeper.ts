@@ -95,6 +95,11 @@ export class Sweeper {
 
   /**
    * Handed to a runner, and its result is overdue: ask the runner's ledger, or give up on it.
+   * Overdue counts from the start the runner reported, or else from the latest moment a start
+   * could still have reached it: a runner takes a start until its delivery deadline
+   * (`notAfter`, the row's deliver_by, plus its clock tolerance, which RESULT_GRACE_SECONDS
+   * must exceed). Counted from the hand-over alone, an operation sent to a runner frozen for
+   * a while was failed as lost, then run once the runner woke and read the start.
    * A few servers are asked at a time, oldest overdue first, and nothing more is asked once the
    * sweep's time budget is spent;
    * a runner that is connected but did not answer is left alone for a while, so that the
@@ -109,9 +114,9 @@ export class Sweeper {
       SELECT id, server_id, started_at FROM operations
       WHERE status = 'running' AND dispatched_at IS NOT NULL
         AND (redis_prefix = ${this.ctx.config.REDIS_PREFIX} OR redis_prefix IS NULL)
-        AND COALESCE(started_at, dispatched_at) + make_interval(secs => timeout_seconds + ${grace}) < now()
+        AND COALESCE(started_at, GREATEST(dispatched_at, deliver_by)) + make_interval(secs => timeout_seconds + ${grace}) < now()
         AND NOT (server_id::text = ANY(${silent}::text[]))
-      ORDER BY COALESCE(started_at, dispatched_at) + make_interval(secs => timeout_seconds + ${grace}), id
+      ORDER BY COALESCE(started_at, GREATEST(dispatched_at, deliver_by)) + make_interval(secs => timeout_seconds + ${grace}), id
       LIMIT ${OVERDUE_PER_SWEEP}`;
     const byServer = new Map<string, OverdueRow[]>();
     for (const op of overdue) byServer.set(op.server_id, [...(byServer.get(op.server_id) ?? []), op]);
