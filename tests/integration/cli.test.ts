@@ -182,6 +182,13 @@ describe("runbridge CLI", () => {
     for (const canary of ["canary-flag-9q", "canary-local-7z", "canary-file-3k", "canary quoted 2x"]) expect(r.stdout + r.stderr).not.toContain(canary);
     const bad = await exec(["--env", "1BAD=x", "--", "true"]);
     expect(bad.code).toBe(64);
+    // A value passed where a name belongs (--env "$DATABASE_URL"): refused without showing any of it.
+    for (const value of ["postgres://u:Canary5ecret@h/db?sslmode=require", "Canary5ecret-without-equals"]) {
+      const leaked = await exec(["--env", value, "--", "true"]);
+      expect(leaked.code).toBe(64);
+      expect(leaked.stderr).toMatch(/expected NAME or NAME=VALUE/);
+      expect(leaked.stderr).not.toMatch(/Canary5ecret|postgres:/);
+    }
     const unset = await exec(["--env", "NOT_SET_ANYWHERE", "--", "true"]);
     expect(unset.code).toBe(64);
     expect(unset.stderr).toMatch(/NOT_SET_ANYWHERE is not set/);

@@ -300,7 +300,11 @@ var EnvBuilder = class {
     Object.assign(this.vars, parseEnvLines(text, `--env-file ${path}`));
   }
   checkName(name, where) {
-    if (!ENV_NAME.test(name)) throw new UsageError(`${where}: "${name.slice(0, 100)}" is not a valid environment variable name`);
+    if (!ENV_NAME.test(name)) {
+      throw new UsageError(
+        `${where}: expected NAME or NAME=VALUE with a valid variable name (letters, digits, _; not starting with a digit); the argument is not shown, as it may be a secret — was a value passed (--env "$NAME") instead of a name (--env NAME)?`
+      );
+    }
   }
 };
 function parseEnvLines(text, where) {

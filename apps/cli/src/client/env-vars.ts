@@ -37,7 +37,13 @@ export class EnvBuilder {
   }
 
   private checkName(name: string, where: string): void {
-    if (!ENV_NAME.test(name)) throw new UsageError(`${where}: "${name.slice(0, 100)}" is not a valid environment variable name`);
+    // The argument is not shown: `--env "$DATABASE_URL"` (the value, not its name) is the usual
+    // way to get here, and a part of a secret cut at "=" is what CI log masking does not catch.
+    if (!ENV_NAME.test(name)) {
+      throw new UsageError(
+        `${where}: expected NAME or NAME=VALUE with a valid variable name (letters, digits, _; not starting with a digit); the argument is not shown, as it may be a secret — was a value passed (--env "$NAME") instead of a name (--env NAME)?`,
+      );
+    }
   }
 }
 
