@@ -350,6 +350,32 @@ describe("runbridge CLI", () => {
     }
   });
 
+  it("rides out an API failing while it follows: 503 from the live log, then 500s from the operation (it keeps running)", async () => {
+    const slow = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
+    let polls = 0;
+    const proxy = await new FaultProxy(slow.url, (req) => {
+      if (req.method !== "GET") return "forward";
+      if (/\/logs(\?|$)/.test(req.url)) return { status: 503, body: { detail: "Live logs are unavailable: Redis is unreachable" } };
+      if (/\/operations\/[0-9a-f-]{36}$/.test(req.url) && polls++ < 2) return { status: 500, body: { detail: "Internal server error (error id test)" } };
+      return "forward";
+    }).start();
+    try {
+      const f = await createFixture();
+      await slow.startRunner(f.runnerToken, f.server.id);
+      const r = await cli(
+        ["exec", "--server", f.server.id, "--", "echo one; sleep 2; echo two; exit 3"],
+        baseEnv({ RUNBRIDGE_URL: proxy.url, RUNBRIDGE_API_KEY: f.token, RUNBRIDGE_RETRY_ATTEMPTS: "2" }),
+      );
+      expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 3, stdout: "one\ntwo\n" });
+      expect(r.stderr).toMatch(/live output is not available now \(HTTP 503\); waiting for the result instead/);
+      expect(r.stderr).toMatch(/could not read operation [0-9a-f-]{36} \(HTTP 500\); it may still be running/);
+      expect(polls).toBeGreaterThan(2);
+    } finally {
+      await proxy.stop();
+      await slow.stop();
+    }
+  });
+
   it("operations get, list and logs read what exec ran", async () => {
     const runId = `cli-ops-${Date.now()}`;
     const first = await exec(["--run-id", runId, "--", "echo out-1; echo err-1 >&2; exit 5"]);

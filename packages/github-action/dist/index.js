@@ -120,7 +120,7 @@ var ApiClient = class {
         await sleep(delay, opts.signal);
         continue;
       }
-      if (RETRYABLE_STATUS.has(res.status) && failures + 1 < maxAttempts) {
+      if ((RETRYABLE_STATUS.has(res.status) || method === "GET" && res.status === 500) && failures + 1 < maxAttempts) {
         failures++;
         const hinted = res.headers.get("retry-after");
         const delay = hinted ? retryAfterMs(hinted) : this.backoff(failures);
@@ -399,13 +399,14 @@ var OutputPrinter = class {
     else this.sink.stderr(text);
   }
 };
+var FOLLOW_OUTAGE_MS = 10 * 6e4;
 var opPath = (id) => `/operations/${encodeURIComponent(id)}`;
 async function getOperation(client, id, signal) {
   return (await client.get(opPath(id), { signal })).body;
 }
 async function followOperation(client, id, printer, opts = {}) {
   if (!await streamLogs(client, id, printer, opts)) printer.stoppedEarly();
-  const final = await waitTerminal(client, id, opts);
+  const final = await waitTerminal(client, id, { note: (text) => printer.note(text), ...opts });
   printer.rest(final);
   return final;
 }
@@ -420,7 +421,8 @@ async function streamLogs(client, id, printer, opts) {
         headers: stream.lastEventId ? { "Last-Event-ID": stream.lastEventId } : {}
       });
     } catch (err) {
-      if (err instanceof NetworkError) {
+      if (err instanceof NetworkError || err instanceof ApiError && err.status >= 500) {
+        printer.note(`live output is not available now (${err instanceof ApiError ? `HTTP ${err.status}` : "the API did not answer"}); waiting for the result instead`);
         return false;
       }
       throw err;
@@ -465,8 +467,22 @@ async function printEvents(res, printer, stream, signal) {
 }
 async function waitTerminal(client, id, opts) {
   let interval = opts.pollMs ?? 1e3;
+  const outageMs = opts.outageMs ?? FOLLOW_OUTAGE_MS;
+  let failingSince = null;
   for (; ; ) {
-    const op = await getOperation(client, id, opts.signal);
+    let op;
+    try {
+      op = await getOperation(client, id, opts.signal);
+      failingSince = null;
+    } catch (err) {
+      const outage = err instanceof NetworkError || err instanceof ApiError && err.status >= 500;
+      if (!outage || opts.signal?.aborted) throw err;
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince >= outageMs) throw err;
+      opts.note?.(`could not read operation ${id} (${err instanceof ApiError ? `HTTP ${err.status}` : "the API did not answer"}); it may still be running: asking again`);
+      await sleep(Math.min(interval * 4, 15e3), opts.signal);
+      continue;
+    }
     if (isTerminalStatus(op.status)) return op;
     await sleep(interval, opts.signal);
     interval = Math.min(interval * 1.25, 3e3);

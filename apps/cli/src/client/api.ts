@@ -151,7 +151,8 @@ export class ApiClient {
         await sleep(delay, opts.signal);
         continue;
       }
-      if (RETRYABLE_STATUS.has(res.status) && failures + 1 < maxAttempts) {
+      // A GET changes nothing: even a plain 500 (a transient fault behind the gateway) is worth another try.
+      if ((RETRYABLE_STATUS.has(res.status) || (method === "GET" && res.status === 500)) && failures + 1 < maxAttempts) {
         failures++;
         const hinted = res.headers.get("retry-after");
         const delay = hinted ? retryAfterMs(hinted) : this.backoff(failures);

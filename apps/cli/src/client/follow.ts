@@ -1,4 +1,4 @@
-import { NetworkError, sleep, type ApiClient } from "./api";
+import { ApiError, NetworkError, sleep, type ApiClient } from "./api";
 import { isTerminalStatus } from "./outcome";
 import { readEvents } from "./sse";
 import type { OperationView, OutputSink } from "./types";
@@ -88,7 +88,13 @@ export interface FollowOptions {
   signal?: AbortSignal;
   /** Poll interval when the server has no live logs endpoint (default 1 s, growing to 3 s). */
   pollMs?: number;
+  /** How long the API may be unreachable or failing while the operation is waited for (default 10 min). */
+  outageMs?: number;
+  /** Progress notes (an outage being waited out). */
+  note?: (text: string) => void;
 }
+
+const FOLLOW_OUTAGE_MS = 10 * 60_000;
 
 const opPath = (id: string) => `/operations/${encodeURIComponent(id)}`;
 
@@ -105,7 +111,7 @@ export async function getOperation(client: ApiClient, id: string, signal?: Abort
 export async function followOperation(client: ApiClient, id: string, printer: OutputPrinter, opts: FollowOptions = {}): Promise<OperationView> {
   if (!(await streamLogs(client, id, printer, opts))) printer.stoppedEarly();
   // However the live part stopped, the stored operation gives the final status and any output the stream did not show.
-  const final = await waitTerminal(client, id, opts);
+  const final = await waitTerminal(client, id, { note: (text) => printer.note(text), ...opts });
   printer.rest(final);
   return final;
 }
@@ -126,8 +132,10 @@ async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter,
         headers: stream.lastEventId ? { "Last-Event-ID": stream.lastEventId } : {},
       });
     } catch (err) {
-      if (err instanceof NetworkError) {
-        // The client already retried; fall back to polling, which retries on its own.
+      if (err instanceof NetworkError || (err instanceof ApiError && err.status >= 500)) {
+        // The client already retried. The live log is Redis's, the operation PostgreSQL's: one can be
+        // down while the other answers, so fall back to polling, which rides out outages on its own.
+        printer.note(`live output is not available now (${err instanceof ApiError ? `HTTP ${err.status}` : "the API did not answer"}); waiting for the result instead`);
         return false;
       }
       throw err;
@@ -185,11 +193,31 @@ async function printEvents(res: Response, printer: OutputPrinter, stream: Stream
   return false;
 }
 
-/** Polls GET /operations/{id} until its status is terminal. */
+/**
+ * Polls GET /operations/{id} until its status is terminal. An outage of the
+ * API (unreachable, 5xx, after the client's own retries) does not end the
+ * wait at once: the operation goes on running meanwhile, and a CI step that
+ * failed then would be retried and run it a second time. Only an outage
+ * longer than `outageMs` ends it.
+ */
 async function waitTerminal(client: ApiClient, id: string, opts: FollowOptions): Promise<OperationView> {
   let interval = opts.pollMs ?? 1000;
+  const outageMs = opts.outageMs ?? FOLLOW_OUTAGE_MS;
+  let failingSince: number | null = null;
   for (;;) {
-    const op = await getOperation(client, id, opts.signal);
+    let op: OperationView;
+    try {
+      op = await getOperation(client, id, opts.signal);
+      failingSince = null;
+    } catch (err) {
+      const outage = err instanceof NetworkError || (err instanceof ApiError && err.status >= 500);
+      if (!outage || opts.signal?.aborted) throw err;
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince >= outageMs) throw err;
+      opts.note?.(`could not read operation ${id} (${err instanceof ApiError ? `HTTP ${err.status}` : "the API did not answer"}); it may still be running: asking again`);
+      await sleep(Math.min(interval * 4, 15_000), opts.signal);
+      continue;
+    }
     if (isTerminalStatus(op.status)) return op;
     await sleep(interval, opts.signal);
     interval = Math.min(interval * 1.25, 3000);

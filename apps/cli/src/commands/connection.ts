@@ -74,7 +74,8 @@ export function reportError(err: unknown, usage?: string): number {
   if (err instanceof ApiError) {
     const hint =
       err.status === 401 ? " (check RUNBRIDGE_API_KEY: an automation key starting rca_)" : err.status === 403 ? " (the key's scopes do not allow this)" : "";
-    process.stderr.write(`runbridge: the API refused the request: HTTP ${err.status}: ${err.detail}${hint}\n`);
+    const what = err.status >= 500 ? "the API failed to answer" : "the API refused the request";
+    process.stderr.write(`runbridge: ${what}: HTTP ${err.status}: ${err.detail}${hint}\n`);
     return err.exitCode;
   }
   if (err instanceof NetworkError) {
