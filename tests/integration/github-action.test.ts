@@ -215,4 +215,37 @@ describe("GitHub Action (packages/github-action/dist)", () => {
     expect(idle.log).toBe("");
     expect(docker.calls().length).toBe(2);
   });
+
+  it("logs out in the post step even when the main step failed after the login was accepted (its registry read from the login operation)", async () => {
+    const cred = await stack
+      .api()
+      .post("/api/v1/registry-credentials")
+      .set("Authorization", `Bearer ${fx.apiKey}`)
+      .send({ name: `quay-${Date.now()}`, registry_url: "quay.io", username: "bot", password: "canary-registry-pw-5" });
+    expect(cred.status).toBe(201);
+    const before = docker.calls().length;
+    // Every read after the accepted POST is refused: following fails, and the step with it.
+    const proxy = await new FaultProxy(stack.url, (req) => (req.method === "GET" ? { status: 403, body: { detail: "refused by the test" } } : "forward")).start();
+    try {
+      const login = await runStep("index", { operation: "registry-login", "server-id": fx.server.id, "credential-id": cred.body.id }, { "INPUT_URL": proxy.url });
+      expect(login.code).not.toBe(0);
+      expect(login.state).toMatchObject({ login_operation_id: expect.stringMatching(/^[0-9a-f-]{36}$/) as unknown, server_id: fx.server.id, run_id: "github-run-9001" });
+      expect(login.state.registry_url).toBeUndefined();
+      const loginId = login.state.login_operation_id as string;
+      await waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id: loginId } })).status !== "running", 15_000, "the login to end");
+
+      const stateEnv = Object.fromEntries(Object.entries(login.state).map(([k, v]) => [`STATE_${k}`, v]));
+      const post = await runStep("post", { operation: "registry-login", "server-id": fx.server.id, "credential-id": cred.body.id }, stateEnv);
+      expect(post.code).toBe(0);
+      expect(post.log).toMatch(/logging out of quay\.io/);
+      // The logout's output is printed with workflow commands stopped, and they are resumed after it.
+      expect(post.log).toMatch(/::stop-commands::(runbridge-[0-9a-f-]+)[\s\S]*::\1::/);
+      expect(docker.calls().slice(before).map((c) => c.argv.slice(0, 2))).toEqual([
+        ["login", "quay.io"],
+        ["logout", "quay.io"],
+      ]);
+    } finally {
+      await proxy.stop();
+    }
+  });
 });

@@ -816,6 +816,13 @@ function operationRequest(op, env, timeout) {
 }
 
 // src/main.ts
+function rememberLogin(operationId, serverId, runId) {
+  saveState("login_operation_id", operationId);
+  saveState("server_id", serverId);
+  saveState("run_id", runId);
+  const given = getInput("registry-url");
+  if (given) saveState("registry_url", given);
+}
 async function main() {
   const apiKey = getInput("api-key");
   addMask(apiKey);
@@ -867,6 +874,7 @@ async function main() {
       onOperation: (id) => {
         note(`operation ${id} (run ${inv.runId})`);
         canceller.known(id);
+        if (req.operation === "registry-login") rememberLogin(id, String(req.body.server_id), inv.runId);
       }
     });
     await canceller.settled();
@@ -878,11 +886,7 @@ async function main() {
   if (req.operation === "registry-login") {
     const fromApi = submitted.accepted?.registry_url ?? submitted.final?.params?.registry_url;
     const registry = getInput("registry-url") || fromApi;
-    if (registry) {
-      saveState("registry_url", registry);
-      saveState("server_id", String(req.body.server_id));
-      saveState("run_id", inv.runId);
-    }
+    if (registry) saveState("registry_url", registry);
   }
   const final = submitted.final;
   if (!final) throw new Error("the operation was accepted but its result is unknown");

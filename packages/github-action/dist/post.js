@@ -600,6 +600,7 @@ async function discover(client, inv, firstDelayMs, signal) {
 }
 
 // src/workflow.ts
+var import_node_crypto2 = require("node:crypto");
 var import_node_os = require("node:os");
 function escapeData(s) {
   return s.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
@@ -622,25 +623,47 @@ function addMask(value) {
 }
 var info = (message) => void process.stdout.write(`${message}${import_node_os.EOL}`);
 var warning = (message) => command("warning", message);
+function stopCommands() {
+  const token = `runbridge-${(0, import_node_crypto2.randomUUID)()}`;
+  process.stdout.write(`::stop-commands::${token}${import_node_os.EOL}`);
+  return { resume: () => void process.stdout.write(`::${token}::${import_node_os.EOL}`) };
+}
 
 // src/post.ts
 async function post() {
-  const registry = getState("registry_url");
   const serverId = getState("server_id");
-  if (!registry || !serverId) return;
+  const loginId = getState("login_operation_id");
+  if (!serverId) return;
   const apiKey = getInput("api-key");
   addMask(apiKey);
   const url = getInput("url");
   const inv = newInvocation(getState("run_id") || void 0);
   const client = new ApiClient({ url, apiKey, notify: (m) => info(`runbridge: ${m}`), userAgent: "runbridge-github-action/0.1" });
+  const registry = getState("registry_url") || (loginId ? (await getOperation(client, loginId)).params?.registry_url : void 0);
+  if (!registry) return;
   info(`runbridge: logging out of ${registry} on server ${serverId}`);
-  const { final } = await submitOperation(
-    client,
-    registryLogoutRequest(serverId, registry),
-    inv,
-    { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stdout.write(t), note: (t) => info(`runbridge: ${t}`) },
-    { follow: true }
-  );
+  const guard = stopCommands();
+  let atLineStart = true;
+  const write = (t) => {
+    if (!t) return;
+    process.stdout.write(t);
+    atLineStart = t.endsWith("\n");
+  };
+  let submitted;
+  try {
+    submitted = await submitOperation(
+      client,
+      registryLogoutRequest(serverId, registry),
+      inv,
+      { stdout: write, stderr: write, note: (t) => write(`${atLineStart ? "" : "\n"}runbridge: ${t}
+`) },
+      { follow: true }
+    );
+  } finally {
+    if (!atLineStart) process.stdout.write("\n");
+    guard.resume();
+  }
+  const { final } = submitted;
   if (!final) return;
   const outcome = outcomeOf(final);
   if (outcome.exitCode !== 0) warning(`runbridge: registry logout: ${outcome.summary}`);

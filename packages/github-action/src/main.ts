@@ -6,6 +6,15 @@ import { newInvocation, submitOperation } from "../../../apps/cli/src/client/sub
 import { envInput, requestFromInputs } from "./request";
 import { addMask, endGroup, error, getInput, info, saveState, setOutput, startGroup, stopCommands } from "./workflow";
 
+/** What the post step needs to log out after a registry-login: its operation (for the registry), server and run. */
+function rememberLogin(operationId: string, serverId: string, runId: string): void {
+  saveState("login_operation_id", operationId);
+  saveState("server_id", serverId);
+  saveState("run_id", runId);
+  const given = getInput("registry-url");
+  if (given) saveState("registry_url", given);
+}
+
 /**
  * The Action's main step: runs one operation through the Automation API,
  * streams its output into a log group, sets the outputs, and fails the step
@@ -68,6 +77,9 @@ async function main(): Promise<number> {
       onOperation: (id) => {
         note(`operation ${id} (run ${inv.runId})`);
         canceller.known(id);
+        // The login exists on the server from now on: whatever happens to this step (following fails,
+        // the run is cancelled), the post step must log out, and finds what of by this operation.
+        if (req.operation === "registry-login") rememberLogin(id, String(req.body.server_id), inv.runId);
       },
     });
     await canceller.settled();
@@ -78,14 +90,10 @@ async function main(): Promise<number> {
 
   setOutput("operation-id", submitted.operationId);
   if (req.operation === "registry-login") {
-    // The post step logs out of what was logged in to, even if this step fails afterwards.
+    // Known now without asking again: the post step logs out of it even if this step fails afterwards.
     const fromApi = submitted.accepted?.registry_url ?? (submitted.final?.params as { registry_url?: string } | undefined)?.registry_url;
     const registry = getInput("registry-url") || fromApi;
-    if (registry) {
-      saveState("registry_url", registry);
-      saveState("server_id", String(req.body.server_id));
-      saveState("run_id", inv.runId);
-    }
+    if (registry) saveState("registry_url", registry);
   }
   const final = submitted.final;
   if (!final) throw new Error("the operation was accepted but its result is unknown");

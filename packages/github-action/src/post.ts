@@ -2,7 +2,8 @@ import { ApiClient } from "../../../apps/cli/src/client/api";
 import { outcomeOf } from "../../../apps/cli/src/client/outcome";
 import { registryLogoutRequest } from "../../../apps/cli/src/client/requests";
 import { newInvocation, submitOperation } from "../../../apps/cli/src/client/submit";
-import { addMask, getInput, getState, info, warning } from "./workflow";
+import { getOperation } from "../../../apps/cli/src/client/follow";
+import { addMask, getInput, getState, info, stopCommands, warning } from "./workflow";
 
 /**
  * The Action's post step: after a registry-login, runs registry logout on the
@@ -10,22 +11,41 @@ import { addMask, getInput, getState, info, warning } from "./workflow";
  * logout is a warning (as the API documents), never a failed job.
  */
 async function post(): Promise<void> {
-  const registry = getState("registry_url");
   const serverId = getState("server_id");
-  if (!registry || !serverId) return;
+  const loginId = getState("login_operation_id");
+  if (!serverId) return;
   const apiKey = getInput("api-key");
   addMask(apiKey);
   const url = getInput("url");
   const inv = newInvocation(getState("run_id") || undefined);
   const client = new ApiClient({ url, apiKey, notify: (m) => info(`runbridge: ${m}`), userAgent: "runbridge-github-action/0.1" });
+  // The main step may have ended before it learnt the registry (it failed or was cancelled while following): its login operation says.
+  const registry = getState("registry_url") || (loginId ? ((await getOperation(client, loginId)).params as { registry_url?: string } | undefined)?.registry_url : undefined);
+  if (!registry) return;
   info(`runbridge: logging out of ${registry} on server ${serverId}`);
-  const { final } = await submitOperation(
-    client,
-    registryLogoutRequest(serverId, registry),
-    inv,
-    { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stdout.write(t), note: (t) => info(`runbridge: ${t}`) },
-    { follow: true },
-  );
+  // The remote output is docker's, but printed into the log all the same: no workflow command in it may act.
+  const guard = stopCommands();
+  // The command that resumes them must start a line; remote output may end mid-line.
+  let atLineStart = true;
+  const write = (t: string) => {
+    if (!t) return;
+    process.stdout.write(t);
+    atLineStart = t.endsWith("\n");
+  };
+  let submitted;
+  try {
+    submitted = await submitOperation(
+      client,
+      registryLogoutRequest(serverId, registry),
+      inv,
+      { stdout: write, stderr: write, note: (t) => write(`${atLineStart ? "" : "\n"}runbridge: ${t}\n`) },
+      { follow: true },
+    );
+  } finally {
+    if (!atLineStart) process.stdout.write("\n");
+    guard.resume();
+  }
+  const { final } = submitted;
   if (!final) return;
   const outcome = outcomeOf(final);
   if (outcome.exitCode !== 0) warning(`runbridge: registry logout: ${outcome.summary}`);
