@@ -68,4 +68,59 @@ describe("cancel of a dispatched operation whose start never reached a runner", 
       socket.disconnect();
     }
   });
+
+  it("keeps the runner's result when the start had reached it after all and the command already ran to its end", async () => {
+    const fx = await createFixture();
+    // Takes the start, runs it (as far as the test is concerned), but its acknowledgement never arrives.
+    const first = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
+    const starts: string[] = [];
+    first.on("operation:start", (op: { operationId: string }) => starts.push(op.operationId));
+    first.on("operation:cancel", () => undefined);
+    let second: ReturnType<typeof scriptedRunner> | undefined;
+    try {
+      await stack.waitRunnerConnected(fx.server.id);
+      const auth = { Authorization: `Bearer ${fx.token}` };
+      const res = await stack.api().post("/api/automation/v1/exec").set(auth).send({ server_id: fx.server.id, command: "echo ran", timeout_seconds: 600 });
+      const id = res.body.operation_id as string;
+      await waitFor(async () => starts.includes(id), 10_000, "start to reach the first runner");
+      expect((await stack.api().post(`/api/automation/v1/operations/${id}/cancel`).set(auth).send({})).status).toBe(202);
+      first.disconnect();
+      await waitFor(async () => (await stack.redis.exists(stack.keys.runnerPresence(fx.server.id))) === 0, 10_000, "first runner to be offline");
+
+      // The same runner back (as its ledger would answer): the command finished while it was away.
+      second = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
+      const result = {
+        operationId: id,
+        status: "completed",
+        exitCode: 0,
+        stdout: "ran\n",
+        stderr: "",
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        durationMs: 5,
+        startedAt: new Date().toISOString(),
+      };
+      const cancelAnswers: unknown[] = [];
+      const sender = second;
+      second.on("operation:cancel", ((req: { operationId: string }, ack: (res: unknown) => void) => {
+        const answer = req.operationId === id ? { ok: false, finished: true } : { ok: false };
+        cancelAnswers.push(answer);
+        ack(answer);
+        // Its result is re-sent after, as the runner does — here late enough that the start's next
+        // delivery attempt asks about the cancel first, and a cancel recorded on that answer alone would win.
+        setTimeout(() => void sender.timeout(5000).emitWithAck("operation:result", result).catch(() => undefined), 4000);
+      }) as never);
+      second.on("operation:start", ((_op: unknown, ack: (res: unknown) => void) => ack({ ok: true, state: "already-finished" })) as never);
+
+      const row = await waitFor(async () => {
+        const r = await testPrisma().operation.findUniqueOrThrow({ where: { id } });
+        return r.status !== "running" ? r : null;
+      }, 20_000, "operation to end");
+      expect(cancelAnswers).toContainEqual({ ok: false, finished: true });
+      expect(row).toMatchObject({ status: "completed", exitCode: 0, stdout: "ran\n" });
+    } finally {
+      first.disconnect();
+      second?.disconnect();
+    }
+  });
 });

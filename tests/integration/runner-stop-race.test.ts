@@ -77,8 +77,10 @@ describe("the runner's stop", () => {
     const pid = await waitFor(async () => existsSync(pidFile) && Number(readFileSync(pidFile, "utf8")), 10_000, "the stubborn process");
     try {
       await agent.stop(100);
-      // Gone (or a zombie of its own parent, reaped by init): what it was, not the runner, decides.
-      expect(existsSync(`/proc/${pid}`) ? readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] : "gone").toMatch(/^(gone|Z)$/);
+      // Gone (or a zombie of its own parent, reaped by init) a moment after the stop — the SIGKILL's
+      // delivery, not the grace of 1 s, which a stop that did not wait would still have ahead of it.
+      const state = () => (existsSync(`/proc/${pid}`) ? readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] : "gone");
+      await waitFor(async () => /^(gone|Z)$/.test(state() ?? ""), 400, "the stubborn process to be killed");
     } finally {
       try {
         process.kill(pid, "SIGKILL");
@@ -86,6 +88,16 @@ describe("the runner's stop", () => {
         // Already gone: what the test expects.
       }
     }
+  });
+
+  it("answers a cancel of an operation it already ran to its end as finished (its result is the outcome), of one it never saw as not started", async () => {
+    const agent = new Agent(config, createLogger("runner", "error"));
+    const operationId = randomUUID();
+    expect(await agent.handleStart({ operationId, spec: { kind: "shell", command: "true" }, timeoutSeconds: 30 })).toEqual({ ok: true, state: "started" });
+    await waitFor(async () => agent.inFlight === 0, 10_000, "the command to end");
+    expect(agent.handleCancel({ operationId })).toEqual({ ok: false, finished: true });
+    expect(agent.handleCancel({ operationId: randomUUID() })).toEqual({ ok: false });
+    await agent.stop(0);
   });
 
   it("still refuses, retryably, a start that arrives once stop() has begun", async () => {

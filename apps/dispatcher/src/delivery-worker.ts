@@ -173,10 +173,13 @@ async function endRequestedCancel(ctx: DispatcherContext, op: Operation): Promis
   // it and its result arrives as `cancelled`. An absent or silent runner throws: retried like a start.
   const reason = await requestedCancelReason(ctx, op.id);
   const reply = await requestRunner(ctx, op.serverId, "operation:cancel", { operationId: op.id, ...(reason ? { reason } : {}) });
-  if (!reply.ok) await finishOperation(ctx, op.serverId, { operationId: op.id, status: "cancelled", error: cancelledOnRequest(reason) });
+  // Finished by the runner (the start reached it after all, and ran to its end): its result, which the
+  // runner sends again, is the outcome — ending it as cancelled would record that it never ran.
+  const finished = !reply.ok && reply.finished === true;
+  if (!reply.ok && !finished) await finishOperation(ctx, op.serverId, { operationId: op.id, status: "cancelled", error: cancelledOnRequest(reason) });
   await ctx.redis.srem(pending, op.id);
-  ctx.logger.info("start withheld: a cancel was requested", { operationId: op.id, runnerHadIt: reply.ok });
-  return reply.ok ? "cancel-sent" : "cancelled-before-start";
+  ctx.logger.info("start withheld: a cancel was requested", { operationId: op.id, runnerHadIt: reply.ok, runnerFinishedIt: finished });
+  return reply.ok ? "cancel-sent" : finished ? "finished-before-cancel" : "cancelled-before-start";
 }
 
 async function storedCredentialPassword(ctx: DispatcherContext, op: Operation): Promise<string | null> {

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { HandshakeRefusal, Limits, SocketPath, cancelledByRunner, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { HandshakeRefusal, Limits, SocketPath, cancelledByRunner, type CancelAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import type { Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -234,17 +234,30 @@ export class Agent {
     });
     s.on("connect_error", (err) => this.onConnectError(err));
     s.on("operation:start", (op, ack) => void this.handleStart(op).then(ack));
-    s.on("operation:cancel", ({ operationId, reason }, ack) => {
-      const why = typeof reason === "string" && reason ? reason : undefined;
-      const run = this.running.get(operationId);
-      run?.cancel(cancelledByRunner(why, false));
-      // No process yet, and not finished: its start has not arrived, or is still writing its start record
-      // (the ledger already says running then); handleStart looks for this once that record is written.
-      if (!run && this.ledger.get(operationId)?.state !== "finished") this.cancelledBeforeStart.set(operationId, why ? { reason: why } : {});
-      // Not ok without a process to kill: the dispatcher keeps the cancel pending (and asking) until the operation ends.
-      ack({ ok: Boolean(run) });
-    });
+    s.on("operation:cancel", (req, ack) => ack(this.handleCancel(req)));
     s.on("operation:query", ({ operationIds }, ack) => ack(this.ledger.query(operationIds)));
+  }
+
+  /** The answer to a cancel from the dispatcher (the socket handler's; public for tests). */
+  handleCancel({ operationId, reason }: { operationId: string; reason?: string }): CancelAck {
+    const why = typeof reason === "string" && reason ? reason : undefined;
+    const run = this.running.get(operationId);
+    if (run) {
+      run.cancel(cancelledByRunner(why, false));
+      return { ok: true };
+    }
+    if (this.ledger.get(operationId)?.state === "finished") {
+      // Ran to its end already: the result is the outcome, and the dispatcher may not have it (its
+      // delivery was what it was waiting on): sent again.
+      this.persisted(this.ledger.markUndelivered(operationId), operationId);
+      this.pump();
+      return { ok: false, finished: true };
+    }
+    // No process yet: its start has not arrived, or is still writing its start record (the ledger
+    // already says running then); handleStart looks for this once that record is written. Not ok
+    // without a process to kill: the dispatcher keeps the cancel pending (and asking) until the operation ends.
+    this.cancelledBeforeStart.set(operationId, why ? { reason: why } : {});
+    return { ok: false };
   }
 
   /** The answer to a start from the dispatcher (the socket handler's; public for tests of its races with stop()). */

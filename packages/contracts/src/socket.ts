@@ -53,6 +53,15 @@ export type StartAck =
    */
   | { ok: false; error: string; retryable?: true };
 
+/**
+ * `ok`: a running process was told to stop (its result follows as `cancelled`).
+ * Not ok: nothing to stop now — `finished` when the runner already ran it to
+ * its end (its result, re-sent meanwhile, is the outcome: nothing may end it
+ * as cancelled), else not started yet (the runner will not run it when its
+ * start arrives). Older runners never send `finished`.
+ */
+export type CancelAck = { ok: true } | { ok: false; finished?: true };
+
 export interface OperationResult {
   operationId: string;
   status: TerminalStatus;
@@ -83,7 +92,7 @@ export interface LedgerQueryReply {
 export interface DispatcherToRunnerEvents {
   "operation:start": (op: StartOperation, ack: (res: StartAck) => void) => void;
   /** `reason`: the one given to the cancel endpoint, for the operation's error text. */
-  "operation:cancel": (req: { operationId: string; reason?: string }, ack: (res: { ok: boolean }) => void) => void;
+  "operation:cancel": (req: { operationId: string; reason?: string }, ack: (res: CancelAck) => void) => void;
   "operation:query": (req: { operationIds: string[] }, ack: (res: LedgerQueryReply) => void) => void;
   /** A newer connection with this server's token took over; the receiver must not reconnect. */
   "runner:replaced": () => void;
