@@ -33,8 +33,14 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
     async (operationId, reason) =>
       (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", { operationId, ...(reason ? { reason } : {}) })).ok;
   const localSender = (serverId: string): Sender | null => {
-    const socket = localRunnerSocket(ctx, serverId);
+    // A runner still being admitted here (its older connections looked for, across dispatchers) is
+    // in no room yet, and its scan of the pending set may have run before this cancel was added.
+    const socket = localRunnerSocket(ctx, serverId) ?? connectingSocket(serverId);
     return socket ? senderOf(socket) : null;
+  };
+  const connectingSocket = (serverId: string): RunnerSocket | undefined => {
+    for (const socket of ctx.io.of("/").sockets.values()) if (socket.connected && socket.data.serverId === serverId) return socket;
+    return undefined;
   };
 
   const confirmed = (serverId: string, operationId: string) => ctx.redis.srem(ctx.keys.pendingCancels(serverId), operationId).catch(() => 0);
@@ -82,8 +88,8 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
   });
   void sub.subscribe(ctx.keys.operationCancel).catch((err: unknown) => ctx.logger.error("could not subscribe to cancel requests", { error: String(err) }));
 
-  // A runner (re)connecting here gets the cancels it missed while away.
-  ctx.io.on("connection", (socket) => {
+  /** Sends a runner the cancels of its server still waiting in the pending set. */
+  const sendPending = (socket: RunnerSocket) => {
     const { serverId } = socket.data;
     const send = (): Sender | null => (socket.connected ? senderOf(socket) : null);
     void ctx.redis
@@ -99,6 +105,19 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
         }
       })
       .catch((err: unknown) => ctx.logger.warn("could not read pending cancels", { serverId, error: String(err) }));
+  };
+  // A runner (re)connecting here gets the cancels it missed while away.
+  ctx.io.on("connection", sendPending);
+  // Cancels published while this subscription was down were never heard here: once it is back,
+  // every runner connected here is sent its server's pending ones (those already sent are
+  // harmless twice: the runner is already stopping that process, or has none).
+  let subscribedOnce = false;
+  sub.on("ready", () => {
+    if (!subscribedOnce) {
+      subscribedOnce = true;
+      return;
+    }
+    for (const socket of ctx.io.of("/").sockets.values()) if (socket.connected) sendPending(socket);
   });
 
   return {
