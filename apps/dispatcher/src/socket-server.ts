@@ -128,8 +128,13 @@ function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presen
     let owned = ownOperations.get(chunk.operationId);
     if (!owned) {
       if (ownOperations.size > 1000) ownOperations.clear();
-      owned = ctx.operations.belongsToServer(chunk.operationId, serverId).catch(() => false);
-      ownOperations.set(chunk.operationId, owned);
+      const operationId = chunk.operationId;
+      owned = ctx.operations.belongsToServer(operationId, serverId).catch(() => {
+        // Not an answer (PostgreSQL unreachable a moment): this chunk is dropped, the next asks again.
+        ownOperations.delete(operationId);
+        return false;
+      });
+      ownOperations.set(operationId, owned);
     }
     void owned.then((ok) => (ok ? appendOutput(ctx, serverId, chunk) : undefined));
   });

@@ -13,6 +13,9 @@ import { RunnerNotConnected, requestRunner } from "./runner-link";
 export class Sweeper {
   private timer: NodeJS.Timeout | null = null;
   private readonly running = new Set<"undelivered" | "overdue">();
+  /** Passes under way, which stop() waits for. */
+  private readonly passes = new Set<Promise<void>>();
+  private stopping = false;
   /** Servers whose connected runner did not answer a ledger query, and until when they are left alone. */
   private readonly silentUntil = new Map<string, number>();
   private readonly queue: Queue<DeliverOperationJob>;
@@ -30,6 +33,10 @@ export class Sweeper {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.stopping = true;
+    // A pass under way finishes first: once this dispatcher has disconnected its runners (the next
+    // step of the shutdown), a pass still asking them would find them gone and fail their operations.
+    await Promise.all([...this.passes]);
     await this.queue.close().catch(() => undefined);
   }
 
@@ -43,14 +50,22 @@ export class Sweeper {
   }
 
   private async exclusively(pass: "undelivered" | "overdue", run: () => Promise<void>): Promise<void> {
-    if (this.running.has(pass)) return;
+    if (this.running.has(pass) || this.stopping) return;
     this.running.add(pass);
+    const done = (async () => {
+      try {
+        await run();
+      } catch (err) {
+        this.ctx.logger.warn("sweep failed", { pass, error: String(err) });
+      } finally {
+        this.running.delete(pass);
+      }
+    })();
+    this.passes.add(done);
     try {
-      await run();
-    } catch (err) {
-      this.ctx.logger.warn("sweep failed", { pass, error: String(err) });
+      await done;
     } finally {
-      this.running.delete(pass);
+      this.passes.delete(done);
     }
   }
 
@@ -124,7 +139,7 @@ export class Sweeper {
     const pending = [...byServer.entries()];
     const budgetEnds = now + Math.max(this.ctx.config.RUNNER_ACK_TIMEOUT_MS, this.ctx.config.SWEEP_INTERVAL_MS);
     const worker = async (): Promise<void> => {
-      for (let next = pending.shift(); next && Date.now() < budgetEnds; next = pending.shift()) {
+      for (let next = pending.shift(); next && Date.now() < budgetEnds && !this.stopping; next = pending.shift()) {
         await this.resolveServer(next[0], next[1], budgetEnds).catch((err: unknown) =>
           this.ctx.logger.warn("could not resolve overdue operations", { serverId: next?.[0], error: String(err) }),
         );
