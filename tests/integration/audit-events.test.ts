@@ -89,6 +89,8 @@ describe("audit trail", () => {
 
   it.each([
     ["?cursor=bm9wZQ", /"cursor" is not a cursor this API returned/],
+    // Shaped like one, with an id of 36 dashes (PostgreSQL could not read it as a uuid: it was a 500).
+    [`?cursor=${Buffer.from(JSON.stringify(["2026-01-01T00:00:00.000Z", "-".repeat(36)])).toString("base64url")}`, /"cursor" is not a cursor this API returned/],
     ["?limit=0", /"limit" must be greater than or equal to 1/],
     ["?limit=201", /"limit" must be less than or equal to 200/],
     ["?automation_key_id=xyz", /"automation_key_id" must be a valid GUID/],

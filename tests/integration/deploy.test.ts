@@ -191,6 +191,9 @@ describe("applications and POST /api/automation/v1/deploy", () => {
         [{ env_overrides: { RUNBRIDGE_COMMIT_REF: "evil" } }, /RUNBRIDGE_COMMIT_REF is reserved/],
         [{ commit_ref: "has space" }, /"commit_ref"/],
         [{ commit_ref: "x".repeat(256) }, /"commit_ref"/],
+        // Read by the deploy command's git as an option, quoted or not.
+        [{ commit_ref: "--output=/home/deploy/.profile" }, /"commit_ref" must be a branch, tag or SHA without whitespace, not starting with "-"/],
+        [{ commit_ref: "-f" }, /not starting with "-"/],
         [{ run_id: "r".repeat(256) }, /"run_id"/],
         [{ run_context: Object.fromEntries(["a", "b", "c", "d", "e"].map((k) => [k, "n".repeat(1900)])) }, /"run_context" is larger than 8192 bytes/],
         [{ application_id: "not-a-uuid" }, /"application_id"/],

@@ -110,11 +110,12 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "COREPACK_NPM_REGISTRY",
       "COREPACK_HOME",
       "PIP_*",
-      "UV_INDEX*",
-      "UV_DEFAULT_INDEX",
-      "UV_EXTRA_INDEX_URL",
-      "UV_FIND_LINKS",
-      "UV_CONFIG_FILE",
+      "UV_*",
+      "PIPENV_*",
+      "POETRY_*",
+      "BUN_*",
+      "PKG_CONFIG*",
+      "CCACHE_*",
       "GEM_HOME",
       "GEM_PATH",
       "BUNDLE_*",
@@ -129,6 +130,7 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "GOPRIVATE",
       "GOINSECURE",
       "GOTOOLCHAIN",
+      "GOAUTH",
       "GOENV",
       "GOROOT",
       "CARGO_*",
@@ -185,6 +187,12 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
     why: "it sends the deploy's downloads through a host of the caller's choosing, where what is downloaded (packages, scripts) can be replaced",
     names: ["http_proxy", "https_proxy", "all_proxy", "ftp_proxy"],
     anyCase: true,
+  },
+  {
+    // The AWS CLI and SDKs take their service endpoints from these: `aws s3 cp` of a release artifact
+    // would fetch the caller's file instead.
+    why: "it sends the deploy's downloads through a host of the caller's choosing, where what is downloaded (packages, scripts) can be replaced",
+    names: ["AWS_ENDPOINT_URL*"],
   },
   {
     why: "it changes which TLS certificates the deploy's downloads trust, so what is downloaded (packages, scripts) can be replaced in transit",

@@ -10,7 +10,7 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } | 
     const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
     if (!Array.isArray(parsed) || parsed.length !== 2) return null;
     const [at, id] = parsed as unknown[];
-    if (typeof at !== "string" || typeof id !== "string" || !/^[0-9a-f-]{36}$/i.test(id)) return null;
+    if (typeof at !== "string" || typeof id !== "string" || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return null;
     const createdAt = new Date(at);
     return Number.isNaN(createdAt.getTime()) ? null : { createdAt, id };
   } catch {

@@ -1,7 +1,7 @@
 import Joi from "joi";
 import { Limits } from "../limits";
 import { envSchema, runContextSchema, runIdSchema, timeoutSchema, uuid } from "./common";
-import { NO_NUL, NO_SPACE_OR_NUL, maxChars, registryUrl } from "./fields";
+import { NO_NUL, maxChars, registryUrl } from "./fields";
 
 /** Request bodies of the Automation API (/api/automation/v1), field names as in the spec. */
 
@@ -66,8 +66,11 @@ export const deployRequestSchema = Joi.object<DeployRequest>({
   commit_ref: Joi.string()
     .min(1)
     .max(255)
-    .pattern(NO_SPACE_OR_NUL)
-    .message('"commit_ref" must be a branch, tag or SHA without whitespace'),
+    // No whitespace or NUL, and no leading "-": no branch, tag or SHA starts with one, and a value
+    // that does is read as an option by the git the deploy command hands it to (--output=<file>,
+    // --upload-pack=<program>), quoted or not.
+    .pattern(/^[^\s\0-][^\s\0]*$/)
+    .message('"commit_ref" must be a branch, tag or SHA without whitespace, not starting with "-"'),
   env_overrides: envSchema("env_overrides"),
   timeout_seconds: timeoutSchema(),
   run_id: runIdSchema(),
