@@ -202,6 +202,27 @@ describe("dashboard resilience (browser)", () => {
     expect(await page.getByRole("link", { name: "0123456789ab" }).getAttribute("href")).toBe("https://git.attacker.example/acme/shop/commit/0123456789abcdef");
   });
 
+  it("keeps showing the Logs when a run_context.server_url cannot be parsed as an address (no link for that one)", async () => {
+    // Matches the shape a server_url must have, yet the browser's URL parser refuses it (port above 65535).
+    const runContext = { provider: "github_actions", repository: "acme/shop", sha: "fedcba9876543210", server_url: "https://x:99999" };
+    await createOperation(tenantA.id, serverA1.id, { command: "echo unparseable", status: "completed", exitCode: 0, runId: "run-bad-host", runContext });
+    const page = await context.newPage();
+    await signIn(page, tenantA.apiKey);
+    await page.goto(url("/logs?run_id=run-bad-host"));
+    await waitForText(page.locator(".op-command"), /echo unparseable/);
+    expect(await page.getByRole("link", { name: "fedcba987654" }).count()).toBe(0);
+    expect(await page.getByText("fedcba987654").count()).toBe(1);
+  });
+
+  it("says registry credentials are not available on a gateway without their API, instead of going blank", async () => {
+    const page = await context.newPage();
+    await signIn(page, tenantA.apiKey);
+    await page.route("**/api/v1/registry-credentials*", (route: Route) => route.fulfill({ status: 404, contentType: "application/json", body: JSON.stringify({ detail: "Not found" }) }));
+    await page.goto(url("/credentials"));
+    await waitForText(page.getByText("Registry credentials are not available on this gateway"), /not available/);
+    expect(await page.getByRole("heading", { level: 1, name: "Registry credentials" }).count()).toBe(1);
+  });
+
   it("sends a confirmed change once however often the button is clicked", async () => {
     const page = await context.newPage();
     await signIn(page, tenantA.apiKey);

@@ -376,6 +376,8 @@ describe("dashboard (browser)", () => {
     expect(await unlabelledControls(page)).toEqual([]);
     await page.keyboard.press("Escape");
     await dialog.waitFor({ state: "detached" });
+    // Focus is back on the button that opened it, not at the top of the page.
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Create Key");
     // Tabs follow the arrow keys.
     await page.getByRole("tab", { name: "Automation Keys" }).focus();
     await page.keyboard.press("ArrowLeft");

@@ -22,10 +22,23 @@ export function duration(ms: number | null | undefined): string {
 }
 
 /** A commit URL for well-known hosts when the run context names a repository and sha. */
+function parsesAsUrl(text: string): boolean {
+  try {
+    new URL(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function commitUrl(ctx: { provider?: string; repository?: string; sha?: string; server_url?: unknown } | null): string | null {
   if (!ctx?.repository || !ctx.sha || !/^[0-9a-f]{7,40}$/i.test(ctx.sha)) return null;
   if (!/^[\w.-]+\/[\w./-]+$/.test(ctx.repository)) return null;
-  if (typeof ctx.server_url === "string" && /^https:\/\/[\w.-]+(:\d+)?$/.test(ctx.server_url)) return `${ctx.server_url}/${ctx.repository}/commit/${ctx.sha}`;
+  if (typeof ctx.server_url === "string" && /^https:\/\/[\w.-]+(:\d+)?$/.test(ctx.server_url)) {
+    // Written by whoever holds an automation key: only an address the browser itself can parse
+    // (a port above 65535, an IP with a 999 in it, would make every reader of it throw).
+    return parsesAsUrl(ctx.server_url) ? `${ctx.server_url}/${ctx.repository}/commit/${ctx.sha}` : null;
+  }
   if (ctx.provider === "gitlab_ci" || ctx.provider === "gitlab") return `https://gitlab.com/${ctx.repository}/-/commit/${ctx.sha}`;
   if (!ctx.provider || ctx.provider === "github_actions" || ctx.provider === "github") return `https://github.com/${ctx.repository}/commit/${ctx.sha}`;
   return null;

@@ -3,16 +3,22 @@ import { useSubmitOnce } from "../hooks";
 import { ErrorNote } from "./bits";
 
 /**
- * A modal on the native <dialog>: the browser traps focus, closes on Escape
- * and restores focus to the opener, so keyboard users get it for free.
+ * A modal on the native <dialog>: the browser traps focus and closes on
+ * Escape. Focus goes back to the opener by hand: the browser would do it on
+ * close(), but React removes the dialog from the page before its cleanup can
+ * close it, and focus then falls to the top of the page.
  */
 export function Modal(props: { title: string; onClose: () => void; children: ReactNode; wide?: boolean }) {
   const ref = useRef<HTMLDialogElement>(null);
   const titleId = useId();
   useEffect(() => {
     const d = ref.current;
+    const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
     if (d && !d.open) d.showModal();
-    return () => d?.close();
+    return () => {
+      d?.close();
+      if (opener?.isConnected) opener.focus();
+    };
   }, []);
   return (
     <dialog

@@ -13,6 +13,8 @@ export function CredentialsPage() {
   const [deleting, setDeleting] = useState<RegistryCredential | null>(null);
   const [form, setForm] = useState({ name: "", registry_url: "", username: "", password: "" });
   const [error, setError] = useState<string | null>(null);
+  // Before the early return below: the hooks a component calls must be the same on every render.
+  const submitting = useSubmitOnce();
 
   if (creds.errorStatus === 404) {
     return (
@@ -23,7 +25,6 @@ export function CredentialsPage() {
     );
   }
   const set = (k: keyof typeof form) => (e: { target: { value: string } }) => setForm({ ...form, [k]: e.target.value });
-  const submitting = useSubmitOnce();
   const create = (e: FormEvent) => {
     e.preventDefault();
     void submitting.once(async () => {

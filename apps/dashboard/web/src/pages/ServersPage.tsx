@@ -9,7 +9,8 @@ import type { Page, Server } from "../types";
 /**
  * The runner connects out to the dispatcher (port 8081 by default), assumed on
  * this dashboard's host. The token goes through stdin so it stays out of the
- * process list and shell history (deploy/runner/install.sh reads "-").
+ * process list (deploy/runner/install.sh reads "-"); the pasted line itself
+ * lands in the shell's history, which docs/operations.md says how to avoid.
  */
 function installCommand(token: string): string {
   const host = window.location.hostname;
