@@ -141,6 +141,18 @@ describe("applications and POST /api/automation/v1/deploy", () => {
       expect(c!.started).toBeGreaterThanOrEqual(b!.completed - 50);
     }, 60_000);
 
+    it("refuses to delete an application while its deployments run or wait their turn (409), and deletes it after", async () => {
+      const { app } = await createApp({ deploy_command: "sleep 2" });
+      const first = await deploy({ application_id: app.id, commit_ref: "one" });
+      const waiting = await deploy({ application_id: app.id, commit_ref: "two" });
+      const refused = await mgmt("delete", `/applications/${app.id}`);
+      expect(refused.status).toBe(409);
+      expect(refused.body.detail).toMatch(/has 2 deployments in progress or waiting/);
+      for (const r of [first, waiting]) expect((await poll(r.body.operation_id, 20_000)).status).toBe("completed");
+      expect((await mgmt("delete", `/applications/${app.id}`)).status).toBe(204);
+      expect(await testPrisma().auditEvent.count({ where: { type: "application.deleted", data: { path: ["application_id"], equals: app.id } } })).toBe(1);
+    }, 30_000);
+
     it("is 404 for an unknown application or another tenant's", async () => {
       const missing = await deploy({ application_id: "00000000-0000-4000-8000-000000000000" });
       expect(missing.status).toBe(404);

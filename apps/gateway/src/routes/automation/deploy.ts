@@ -19,13 +19,17 @@ import { OPERATION_PATHS } from "./paths";
  */
 async function recordDeployment(ctx: GatewayContext, op: Operation, deploymentId: string, applicationId: string, commitRef: string): Promise<void> {
   await ctx.prisma.$transaction(async (tx) => {
+    const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM applications WHERE id = ${applicationId}::uuid FOR UPDATE`;
+    if (locked.length === 0) throw new Error(`application ${applicationId} vanished while deploying`);
+    // A statement of its own, after the lock: its snapshot sees the deployment of whoever held the
+    // lock before. Read in the locking statement, the latest stamp came from a snapshot taken before
+    // the wait, and two deploys in a burst could get the same one.
     const [row] = await tx.$queryRaw<{ at: Date }[]>`
       SELECT GREATEST(
         clock_timestamp(),
         (SELECT max(created_at) + interval '1 millisecond' FROM deployments WHERE application_id = ${applicationId}::uuid)
-      ) AS at
-      FROM applications WHERE id = ${applicationId}::uuid FOR UPDATE`;
-    if (!row) throw new Error(`application ${applicationId} vanished while deploying`);
+      ) AS at`;
+    if (!row) throw new Error(`application ${applicationId}: no deployment stamp`);
     await tx.deployment.create({ data: { id: deploymentId, applicationId, operationId: op.id, commitRef, createdAt: row.at } });
   });
 }

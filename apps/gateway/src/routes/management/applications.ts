@@ -3,9 +3,14 @@ import { createApplicationSchema, updateApplicationSchema, uuid } from "@runbrid
 import type { Application, Deployment, Operation } from "@runbridge/db";
 import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
-import { NotFoundError, ValidationError } from "../../errors";
+import { ConflictError, NotFoundError, ValidationError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
 import { envAllowlistData, readEnvAllowlist } from "../../services/env-allowlist";
+
+/** An application's audit event: its id and name, on its server. */
+function auditData(tenantId: string, clientIp: string, type: string, app: Application, data: Record<string, unknown> = {}) {
+  return { tenantId, type, serverId: app.serverId, clientIp, data: { application_id: app.id, name: app.name, ...data } };
+}
 
 export function applicationView(a: Application) {
   return {
@@ -50,7 +55,7 @@ export function applicationsRouter(ctx: GatewayContext): Router {
     if (n !== 1) throw new ValidationError(`"server_id" ${serverId} is not a server of this tenant`);
   };
   const audit = (tenantId: string, clientIp: string, type: string, app: Application, data: Record<string, unknown> = {}) =>
-    ctx.prisma.auditEvent.create({ data: { tenantId, type, serverId: app.serverId, clientIp, data: { application_id: app.id, name: app.name, ...data } } });
+    ctx.prisma.auditEvent.create({ data: auditData(tenantId, clientIp, type, app, data) });
 
   router.post("/applications", async (req, res) => {
     const auth = managementAuth(res);
@@ -107,8 +112,21 @@ export function applicationsRouter(ctx: GatewayContext): Router {
   router.delete("/applications/:id", async (req, res) => {
     const auth = managementAuth(res);
     const app = await load(auth.tenantId, req.params.id);
-    await ctx.prisma.application.delete({ where: { id: app.id } });
-    await audit(auth.tenantId, auth.clientIp, "application.deleted", app);
+    await ctx.prisma.$transaction(async (tx) => {
+      // The lock a deploy takes to record itself: one being recorded now is either counted below or
+      // finds the application gone. Deploys waiting their turn go by the application's deployments,
+      // which go with it — deleted now, they would all run at once.
+      const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM applications WHERE id = ${app.id}::uuid FOR UPDATE`;
+      if (locked.length === 0) throw new NotFoundError(`Application ${app.id} not found`);
+      const running = await tx.deployment.count({ where: { applicationId: app.id, operation: { status: "running" } } });
+      if (running > 0) {
+        throw new ConflictError(
+          `Application "${app.name}" (${app.id}) has ${running} deployment${running === 1 ? "" : "s"} in progress or waiting; cancel ${running === 1 ? "it" : "them"} or wait for ${running === 1 ? "it" : "them"} to end, then delete the application`,
+        );
+      }
+      await tx.application.delete({ where: { id: app.id } });
+      await tx.auditEvent.create({ data: auditData(auth.tenantId, auth.clientIp, "application.deleted", app) });
+    });
     res.status(204).end();
   });
 
