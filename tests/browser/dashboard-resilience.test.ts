@@ -212,6 +212,9 @@ describe("dashboard resilience (browser)", () => {
     await waitForText(page.locator(".op-command"), /echo unparseable/);
     expect(await page.getByRole("link", { name: "fedcba987654" }).count()).toBe(0);
     expect(await page.getByText("fedcba987654").count()).toBe(1);
+    // What a screen reader hears as the list refreshes: the count, not every row's changing "… ago".
+    expect(await page.locator(".groups[aria-live]").count()).toBe(0);
+    await waitForText(page.locator('[aria-live="polite"]').filter({ hasText: /operations?, \d+ running/ }), /^1 operation, 0 running$/);
   });
 
   it("says registry credentials are not available on a gateway without their API, instead of going blank", async () => {

@@ -227,7 +227,12 @@ export function LogsPage(props: { query: URLSearchParams }) {
           </EmptyState>
         )
       ) : (
-        <div className="groups" aria-live="polite">
+        // Not a live region: every poll re-renders each row's relative time ("12s ago"), which a screen
+        // reader would read out again and again; the count below announces what changes.
+        <div className="groups">
+          <p className="visually-hidden" aria-live="polite">
+            {ops.length} operation{ops.length === 1 ? "" : "s"}, {ops.filter((o) => o.status === "running").length} running
+          </p>
           {groupByRun(ops).map((g) => (
             <section key={g.runId ?? g.ops[0]?.operation_id} className={g.runId ? "group group-run" : "group"} aria-label={g.runId ? `Run ${g.runId}` : undefined}>
               {g.runId ? <RunHeader group={g} /> : null}
