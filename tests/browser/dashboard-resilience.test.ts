@@ -226,6 +226,19 @@ describe("dashboard resilience (browser)", () => {
     expect(await page.getByRole("heading", { level: 1, name: "Registry credentials" }).count()).toBe(1);
   });
 
+  it("says so on a running operation's page when refreshing it fails, instead of showing the old state as current", async () => {
+    const op = await createOperation(tenantA.id, serverA1.id, { command: "sleep 600", status: "running", dispatchedAt: new Date() });
+    const page = await context.newPage();
+    await signIn(page, tenantA.apiKey);
+    await page.goto(url(`/operations/${op.id}`));
+    await page.getByRole("heading", { level: 1 }).waitFor();
+    expect(await page.getByText(/Could not refresh this operation/).count()).toBe(0);
+    await page.route(`**/dashboard/api/operations/${op.id}`, (route: Route) => route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ detail: "Service unavailable" }) }));
+    await waitForText(page.getByText(/Could not refresh this operation/), /may be out of date/);
+    await page.unroute(`**/dashboard/api/operations/${op.id}`);
+    await page.getByText(/Could not refresh this operation/).waitFor({ state: "detached" });
+  });
+
   it("sends a confirmed change once however often the button is clicked", async () => {
     const page = await context.newPage();
     await signIn(page, tenantA.apiKey);

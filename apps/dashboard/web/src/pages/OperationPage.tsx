@@ -103,6 +103,10 @@ export function OperationPage(props: { id: string }) {
       <nav aria-label="Breadcrumb" className="breadcrumb">
         {back}
       </nav>
+      {op.error ? (
+        // The last refresh failed: what follows is as of the one before, not the operation now.
+        <ErrorNote message={`Could not refresh this operation (${op.error}); what is shown below may be out of date.`} />
+      ) : null}
       <div className="page-header">
         <div>
           <h1>
