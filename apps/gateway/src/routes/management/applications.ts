@@ -117,7 +117,8 @@ export function applicationsRouter(ctx: GatewayContext): Router {
       // finds the application gone. Deploys waiting their turn go by the application's deployments,
       // which go with it — deleted now, they would all run at once.
       const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM applications WHERE id = ${app.id}::uuid FOR UPDATE`;
-      if (locked.length === 0) throw new NotFoundError(`Application ${app.id} not found`);
+      // Found a moment ago: another delete committed in between.
+      if (locked.length === 0) throw new NotFoundError(`Application ${app.id} not found: it was deleted by another request while this one was handled`);
       const running = await tx.deployment.count({ where: { applicationId: app.id, operation: { status: "running" } } });
       if (running > 0) {
         throw new ConflictError(
