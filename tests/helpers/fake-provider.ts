@@ -17,6 +17,7 @@ export interface ProviderRequest {
 export class FakeProvider {
   readonly requests: ProviderRequest[] = [];
   private status: number | "drop" = 201;
+  private body: string | undefined;
   private delayMs = 0;
   private server: Server | null = null;
   url = "";
@@ -38,9 +39,10 @@ export class FakeProvider {
     return fake;
   }
 
-  /** An HTTP status to answer with, or "drop" to cut the connection without answering. */
-  respondWith(status: number | "drop"): void {
+  /** An HTTP status to answer with, or "drop" to cut the connection without answering; `body` replaces the usual one. */
+  respondWith(status: number | "drop", body?: string): void {
     this.status = status;
+    this.body = body;
   }
 
   /** Holds every answer (or drop) this long after the request arrived; 0 answers at once. */
@@ -54,6 +56,7 @@ export class FakeProvider {
     this.requests.push({ method: req.method ?? "", path: req.url ?? "", authorization: req.headers.authorization ?? "", body });
     if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
     if (this.status === "drop") return "drop";
+    if (this.body !== undefined) return [this.status, this.body];
     if (this.status >= 400) return [this.status, JSON.stringify({ error: { code: "fake_failure", message: "the fake provider was told to fail" } })];
     return [this.status, JSON.stringify({ action: { id: 4242, command: "reboot_server", status: "running" } })];
   }

@@ -136,6 +136,20 @@ describe("POST /api/automation/v1/reboot", () => {
     }
   });
 
+  it("takes a 2xx answer as the provider's acceptance whatever its body, and does not reboot through the runner as well", async () => {
+    await link(fx.server.id, { provider: "hetzner", provider_server_id: "78", provider_token: "hc-token-html" });
+    provider.respondWith(202, "<html>Accepted</html>");
+    try {
+      const before = { calls: provider.requests.length, runner: runnerReboots() };
+      const op = await rebootAndWait(fx.server.id);
+      expect(op).toMatchObject({ status: "completed", result: { exit_code: 0 }, params: { reboot_path: "provider", reboot_provider: "hetzner" } });
+      expect(provider.requests.length).toBe(before.calls + 1);
+      expect(runnerReboots()).toBe(before.runner);
+    } finally {
+      await link(fx.server.id, { provider: null });
+    }
+  });
+
   it("falls back to the runner when the provider cannot be reached", async () => {
     await link(fx.server.id, { provider: "digitalocean", provider_server_id: "31337", provider_token: "dop_v1_dropped" });
     provider.respondWith("drop");

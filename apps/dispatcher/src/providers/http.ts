@@ -10,8 +10,9 @@ export interface ProviderCall {
 
 /**
  * POSTs to a provider API with a bearer token and returns the parsed JSON
- * reply. Any transport error, timeout or non-2xx status is a ProviderError
- * carrying the status and a bounded excerpt of the provider's own message.
+ * reply ({} when a 2xx reply is empty or not JSON). Any transport error,
+ * timeout or non-2xx status is a ProviderError carrying the status and a
+ * bounded excerpt of the provider's own message.
  */
 export async function postJson(call: ProviderCall): Promise<unknown> {
   let res: Response;
@@ -37,7 +38,9 @@ export async function postJson(call: ProviderCall): Promise<unknown> {
   try {
     return text ? (JSON.parse(text) as unknown) : {};
   } catch {
-    throw new ProviderError(`HTTP ${res.status} with a reply that is not JSON`);
+    // The status says the provider accepted the call (a proxy in front may have rewritten the body):
+    // an error here would make the caller fall back to the runner, and reboot the server twice.
+    return {};
   }
 }
 
