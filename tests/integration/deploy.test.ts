@@ -141,6 +141,18 @@ describe("applications and POST /api/automation/v1/deploy", () => {
       expect(c!.started).toBeGreaterThanOrEqual(b!.completed - 50);
     }, 60_000);
 
+    it("records each changed field of an application as it was and as it is", async () => {
+      const { app } = await createApp({ deploy_command: "./deploy.sh" });
+      const res = await mgmt("patch", `/applications/${app.id}`).send({ deploy_command: "./deploy.sh --fast", deploy_branch: "release" });
+      expect(res.status).toBe(200);
+      const event = await testPrisma().auditEvent.findFirstOrThrow({ where: { type: "application.updated", data: { path: ["application_id"], equals: app.id } } });
+      expect(event.data).toMatchObject({
+        changes: ["deploy_command", "deploy_branch"],
+        before: { deploy_command: "./deploy.sh", deploy_branch: "main" },
+        after: { deploy_command: "./deploy.sh --fast", deploy_branch: "release" },
+      });
+    });
+
     it("refuses to delete an application while its deployments run or wait their turn (409), and deletes it after", async () => {
       const { app } = await createApp({ deploy_command: "sleep 2" });
       const first = await deploy({ application_id: app.id, commit_ref: "one" });

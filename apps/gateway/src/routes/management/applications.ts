@@ -54,26 +54,27 @@ export function applicationsRouter(ctx: GatewayContext): Router {
     const n = await ctx.prisma.server.count({ where: { id: serverId, tenantId } });
     if (n !== 1) throw new ValidationError(`"server_id" ${serverId} is not a server of this tenant`);
   };
-  const audit = (tenantId: string, clientIp: string, type: string, app: Application, data: Record<string, unknown> = {}) =>
-    ctx.prisma.auditEvent.create({ data: auditData(tenantId, clientIp, type, app, data) });
-
   router.post("/applications", async (req, res) => {
     const auth = managementAuth(res);
     const body = validateBody(createApplicationSchema, req.body);
     await assertOwnServer(auth.tenantId, body.server_id);
-    const app = await ctx.prisma.application.create({
-      data: {
-        tenantId: auth.tenantId,
-        serverId: body.server_id,
-        name: body.name,
-        workingDirectory: body.working_directory,
-        deployBranch: body.deploy_branch,
-        deployCommand: body.deploy_command,
-        allowedEnvOverrides: envAllowlistData(body.allowed_env_overrides),
-      },
+    // The change and its audit event commit together: no application exists without its record.
+    const app = await ctx.prisma.$transaction(async (tx) => {
+      const created = await tx.application.create({
+        data: {
+          tenantId: auth.tenantId,
+          serverId: body.server_id,
+          name: body.name,
+          workingDirectory: body.working_directory,
+          deployBranch: body.deploy_branch,
+          deployCommand: body.deploy_command,
+          allowedEnvOverrides: envAllowlistData(body.allowed_env_overrides),
+        },
+      });
+      // Who widened or narrowed what a deploy key may pass to the deploy command is worth a record.
+      await tx.auditEvent.create({ data: auditData(auth.tenantId, auth.clientIp, "application.created", created, { allowed_env_overrides: body.allowed_env_overrides }) });
+      return created;
     });
-    // Who widened or narrowed what a deploy key may pass to the deploy command is worth a record.
-    await audit(auth.tenantId, auth.clientIp, "application.created", app, { allowed_env_overrides: body.allowed_env_overrides });
     res.status(201).json(applicationView(app));
   });
 
@@ -93,19 +94,32 @@ export function applicationsRouter(ctx: GatewayContext): Router {
     const existing = await load(auth.tenantId, req.params.id);
     const body = validateBody(updateApplicationSchema, req.body);
     if (body.server_id !== undefined) await assertOwnServer(auth.tenantId, body.server_id);
-    const app = await ctx.prisma.application.update({
-      where: { id: existing.id },
-      data: {
-        ...(body.name !== undefined ? { name: body.name } : {}),
-        ...(body.server_id !== undefined ? { serverId: body.server_id } : {}),
-        ...(body.working_directory !== undefined ? { workingDirectory: body.working_directory } : {}),
-        ...(body.deploy_branch !== undefined ? { deployBranch: body.deploy_branch } : {}),
-        ...(body.deploy_command !== undefined ? { deployCommand: body.deploy_command } : {}),
-        ...(body.allowed_env_overrides !== undefined ? { allowedEnvOverrides: envAllowlistData(body.allowed_env_overrides) } : {}),
-      },
+    const app = await ctx.prisma.$transaction(async (tx) => {
+      const updated = await tx.application.update({
+        where: { id: existing.id },
+        data: {
+          ...(body.name !== undefined ? { name: body.name } : {}),
+          ...(body.server_id !== undefined ? { serverId: body.server_id } : {}),
+          ...(body.working_directory !== undefined ? { workingDirectory: body.working_directory } : {}),
+          ...(body.deploy_branch !== undefined ? { deployBranch: body.deploy_branch } : {}),
+          ...(body.deploy_command !== undefined ? { deployCommand: body.deploy_command } : {}),
+          ...(body.allowed_env_overrides !== undefined ? { allowedEnvOverrides: envAllowlistData(body.allowed_env_overrides) } : {}),
+        },
+      });
+      // What a deploy runs, where, and with what is the record's point: each changed field as it was and as it is.
+      const changes = Object.keys(body) as (keyof ReturnType<typeof applicationView>)[];
+      const [was, now] = [applicationView(existing), applicationView(updated)];
+      const allowance = body.allowed_env_overrides !== undefined ? { allowed_env_overrides: body.allowed_env_overrides } : {};
+      await tx.auditEvent.create({
+        data: auditData(auth.tenantId, auth.clientIp, "application.updated", updated, {
+          changes,
+          before: Object.fromEntries(changes.map((k) => [k, was[k]])),
+          after: Object.fromEntries(changes.map((k) => [k, now[k]])),
+          ...allowance,
+        }),
+      });
+      return updated;
     });
-    const allowance = body.allowed_env_overrides !== undefined ? { allowed_env_overrides: body.allowed_env_overrides } : {};
-    await audit(auth.tenantId, auth.clientIp, "application.updated", app, { changes: Object.keys(body), ...allowance });
     res.json(applicationView(app));
   });
 
