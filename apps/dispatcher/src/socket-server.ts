@@ -2,12 +2,11 @@ import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
 import { HandshakeRefusal, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
-import { TokenKind, clientAddressResolver, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
+import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
 import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
-import { HandshakeGuard } from "./handshake-guard";
 import { countRunnerHandshake } from "./metrics";
 import { appendOutput } from "./output-log";
 import { replaceConnections } from "./runner-link";
@@ -38,7 +37,11 @@ export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapt
 export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPresence, revocations: TokenRevocations): void {
   const { io, logger } = ctx;
 
-  const guard = new HandshakeGuard(ctx.config.RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE);
+  // PostgreSQL lookups of runner tokens that name no server are bounded per client address: past
+  // RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE, tokens this process has not let in are refused without
+  // a lookup until the minute ends (the runner retries with backoff). More runners are remembered
+  // than one dispatcher holds (the bench connects 10,000).
+  const guard = new TokenLookupGuard("unknown-runner-token", ctx.config.RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE, { max: 50_000 });
   // Behind the shipped proxy every runner's socket comes from the proxy: the guard counts per client it forwarded for.
   const clientAddress = clientAddressResolver(ctx.config.TRUST_PROXY);
   io.use(async (socket, next) => {
@@ -53,7 +56,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
     try {
       const tokenHash = hashToken(token);
       const address = clientAddress(socket.request);
-      const admission = await guard.admit(address, tokenHash);
+      const admission = await guard.check(address, tokenHash);
       if (!admission.allowed) return refuse("throttled", HandshakeRefusal.Throttled);
       const server = await ctx.prisma.server.findUnique({ where: { runnerTokenHash: tokenHash } }).catch(async (err: unknown) => {
         await guard.failed(address, admission.charged);
@@ -61,10 +64,10 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
       });
       // Also refused when the token was rotated away while it was being looked up (the lookup saw the old row).
       if (!server || revocations.isRevoked(tokenHash)) {
-        guard.refused(tokenHash);
+        guard.forget(tokenHash);
         return refuse("invalid_token", HandshakeRefusal.InvalidToken);
       }
-      await guard.accepted(address, tokenHash, admission.charged);
+      await guard.found(address, tokenHash, admission.charged);
       countRunnerHandshake("accepted");
       socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name, tokenHash, dispatcherId: ctx.config.DISPATCHER_ID, clientIp: address };
       next();

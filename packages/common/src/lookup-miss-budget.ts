@@ -1,4 +1,5 @@
 import ipaddr from "ipaddr.js";
+import { LRUCache } from "lru-cache";
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 
 /**
@@ -54,5 +55,53 @@ export class LookupMissBudget {
   /** The lookup a point was taken for found something, or failed: it was not a miss. */
   async giveBack(address: string): Promise<void> {
     await this.misses.reward(budgetHolder(address), 1);
+  }
+}
+
+/** Whether a lookup may go ahead; `charged` when it took a point, `retryAfterMs` when it may not. */
+export interface LookupAdmission {
+  allowed: boolean;
+  charged: boolean;
+  retryAfterMs: number;
+}
+
+/**
+ * A LookupMissBudget that remembers the tokens it has seen found: those are
+ * never refused, nor counted — a valid token must get through although its
+ * address (a NAT, a CI provider's shared egress, a proxy) also sent invented
+ * ones. Only whether to ask: a known token is looked up all the same. The
+ * gateway (automation and general API keys) and the dispatcher (runner
+ * tokens) each keep one.
+ */
+export class TokenLookupGuard {
+  private readonly budget: LookupMissBudget;
+  private readonly known: LRUCache<string, true>;
+
+  constructor(keyPrefix: string, perMinute: number, known: { max: number; ttlMs?: number }) {
+    this.budget = new LookupMissBudget(keyPrefix, perMinute);
+    this.known = new LRUCache<string, true>(known.ttlMs ? { max: known.max, ttl: known.ttlMs } : { max: known.max });
+  }
+
+  /** Before a lookup of `tokenHash` for `address` (in memory: no I/O). */
+  async check(address: string, tokenHash: string): Promise<LookupAdmission> {
+    if (this.known.has(tokenHash)) return { allowed: true, charged: false, retryAfterMs: 0 };
+    const waitMs = await this.budget.take(address);
+    return waitMs === null ? { allowed: true, charged: true, retryAfterMs: 0 } : { allowed: false, charged: false, retryAfterMs: waitMs };
+  }
+
+  /** The lookup found the token's owner: remembered, and its point (`charged`) given back. */
+  async found(address: string, tokenHash: string, charged: boolean): Promise<void> {
+    this.known.set(tokenHash, true);
+    if (charged) await this.budget.giveBack(address);
+  }
+
+  /** The lookup could not be made (PostgreSQL unreachable): not a miss. */
+  async failed(address: string, charged: boolean): Promise<void> {
+    if (charged) await this.budget.giveBack(address);
+  }
+
+  /** The token turned out to name nothing (any more): no longer let through uncounted. */
+  forget(tokenHash: string): void {
+    this.known.delete(tokenHash);
   }
 }
