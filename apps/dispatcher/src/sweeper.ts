@@ -12,9 +12,8 @@ import { RunnerNotConnected, requestRunner } from "./runner-link";
  */
 export class Sweeper {
   private timer: NodeJS.Timeout | null = null;
-  private readonly running = new Set<"undelivered" | "overdue">();
-  /** Passes under way, which stop() waits for. */
-  private readonly passes = new Set<Promise<void>>();
+  /** Each kind of pass under way (at most one of each), which stop() waits for. */
+  private readonly passes = new Map<"undelivered" | "overdue", Promise<void>>();
   private stopping = false;
   /** Servers whose connected runner did not answer a ledger query, and until when they are left alone. */
   private readonly silentUntil = new Map<string, number>();
@@ -36,7 +35,7 @@ export class Sweeper {
     this.stopping = true;
     // A pass under way finishes first: once this dispatcher has disconnected its runners (the next
     // step of the shutdown), a pass still asking them would find them gone and fail their operations.
-    await Promise.all([...this.passes]);
+    await Promise.all(this.passes.values());
     await this.queue.close().catch(() => undefined);
   }
 
@@ -50,23 +49,14 @@ export class Sweeper {
   }
 
   private async exclusively(pass: "undelivered" | "overdue", run: () => Promise<void>): Promise<void> {
-    if (this.running.has(pass) || this.stopping) return;
-    this.running.add(pass);
-    const done = (async () => {
-      try {
-        await run();
-      } catch (err) {
+    if (this.passes.has(pass) || this.stopping) return;
+    const done = run()
+      .catch((err: unknown) => {
         this.ctx.logger.warn("sweep failed", { pass, error: String(err) });
-      } finally {
-        this.running.delete(pass);
-      }
-    })();
-    this.passes.add(done);
-    try {
-      await done;
-    } finally {
-      this.passes.delete(done);
-    }
+      })
+      .finally(() => this.passes.delete(pass));
+    this.passes.set(pass, done);
+    await done;
   }
 
   /**
