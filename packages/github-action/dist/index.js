@@ -769,6 +769,27 @@ function stopCommands() {
   process.stdout.write(`::stop-commands::${token}${import_node_os.EOL}`);
   return { resume: () => void process.stdout.write(`::${token}::${import_node_os.EOL}`) };
 }
+function remoteOutput() {
+  const guard = stopCommands();
+  let atLineStart = true;
+  let resumed = false;
+  const write = (text) => {
+    if (!text) return;
+    process.stdout.write(text);
+    atLineStart = text.endsWith("\n");
+  };
+  return {
+    write,
+    note: (text) => write(`${atLineStart ? "" : "\n"}runbridge: ${text}
+`),
+    resume: () => {
+      if (resumed) return;
+      resumed = true;
+      if (!atLineStart) process.stdout.write("\n");
+      guard.resume();
+    }
+  };
+}
 function appendFileCommand(fileVar, name, value, env) {
   const file = env[fileVar];
   if (!file) return false;
@@ -837,24 +858,12 @@ async function main() {
   const req = requestFromInputs(env);
   const client = new ApiClient({ url, apiKey, notify: (m) => note(m), userAgent: "runbridge-github-action/0.1" });
   startGroup(`runbridge ${req.operation}${typeof req.body.command === "string" ? `: ${req.body.command.split("\n")[0]?.slice(0, 80)}` : ""}`);
-  const guard = stopCommands();
-  let atLineStart = true;
-  const write = (t) => {
-    if (!t) return;
-    process.stdout.write(t);
-    atLineStart = t.endsWith("\n");
-  };
-  const note = (t) => {
-    if (!atLineStart) write("\n");
-    write(`runbridge: ${t}
-`);
-  };
+  const { write, note, resume } = remoteOutput();
   let closed = false;
   const closeGroup = () => {
     if (closed) return;
     closed = true;
-    if (!atLineStart) write("\n");
-    guard.resume();
+    resume();
     endGroup();
   };
   const canceller = new CancelOnSignal(client, {

@@ -628,6 +628,27 @@ function stopCommands() {
   process.stdout.write(`::stop-commands::${token}${import_node_os.EOL}`);
   return { resume: () => void process.stdout.write(`::${token}::${import_node_os.EOL}`) };
 }
+function remoteOutput() {
+  const guard = stopCommands();
+  let atLineStart = true;
+  let resumed = false;
+  const write = (text) => {
+    if (!text) return;
+    process.stdout.write(text);
+    atLineStart = text.endsWith("\n");
+  };
+  return {
+    write,
+    note: (text) => write(`${atLineStart ? "" : "\n"}runbridge: ${text}
+`),
+    resume: () => {
+      if (resumed) return;
+      resumed = true;
+      if (!atLineStart) process.stdout.write("\n");
+      guard.resume();
+    }
+  };
+}
 
 // src/post.ts
 async function post() {
@@ -642,26 +663,12 @@ async function post() {
   const registry = getState("registry_url") || (loginId ? (await getOperation(client, loginId)).params?.registry_url : void 0);
   if (!registry) return;
   info(`runbridge: logging out of ${registry} on server ${serverId}`);
-  const guard = stopCommands();
-  let atLineStart = true;
-  const write = (t) => {
-    if (!t) return;
-    process.stdout.write(t);
-    atLineStart = t.endsWith("\n");
-  };
+  const output = remoteOutput();
   let submitted;
   try {
-    submitted = await submitOperation(
-      client,
-      registryLogoutRequest(serverId, registry),
-      inv,
-      { stdout: write, stderr: write, note: (t) => write(`${atLineStart ? "" : "\n"}runbridge: ${t}
-`) },
-      { follow: true }
-    );
+    submitted = await submitOperation(client, registryLogoutRequest(serverId, registry), inv, { stdout: output.write, stderr: output.write, note: output.note }, { follow: true });
   } finally {
-    if (!atLineStart) process.stdout.write("\n");
-    guard.resume();
+    output.resume();
   }
   const { final } = submitted;
   if (!final) return;

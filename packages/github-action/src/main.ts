@@ -4,7 +4,7 @@ import { ExitCode } from "../../../apps/cli/src/client/exit-codes";
 import { outcomeOf } from "../../../apps/cli/src/client/outcome";
 import { newInvocation, submitOperation } from "../../../apps/cli/src/client/submit";
 import { envInput, requestFromInputs } from "./request";
-import { addMask, endGroup, error, getInput, info, saveState, setOutput, startGroup, stopCommands } from "./workflow";
+import { addMask, endGroup, error, getInput, info, remoteOutput, saveState, setOutput, startGroup } from "./workflow";
 
 /** What the post step needs to log out after a registry-login: its operation (for the registry), server and run. */
 function rememberLogin(operationId: string, serverId: string, runId: string): void {
@@ -38,25 +38,13 @@ async function main(): Promise<number> {
   // Retry notes go through note(), which keeps lines whole around remote output.
   const client = new ApiClient({ url, apiKey, notify: (m) => note(m), userAgent: "runbridge-github-action/0.1" });
   startGroup(`runbridge ${req.operation}${typeof req.body.command === "string" ? `: ${req.body.command.split("\n")[0]?.slice(0, 80)}` : ""}`);
-  const guard = stopCommands();
-  // Remote output may end mid-line; the command that resumes workflow commands must start a line.
-  let atLineStart = true;
-  const write = (t: string) => {
-    if (!t) return;
-    process.stdout.write(t);
-    atLineStart = t.endsWith("\n");
-  };
-  const note = (t: string) => {
-    if (!atLineStart) write("\n");
-    write(`runbridge: ${t}\n`);
-  };
+  const { write, note, resume } = remoteOutput();
   /** Leaves the log group with workflow commands working again; once, whichever way the step ends. */
   let closed = false;
   const closeGroup = () => {
     if (closed) return;
     closed = true;
-    if (!atLineStart) write("\n");
-    guard.resume();
+    resume();
     endGroup();
   };
   // A cancelled workflow run sends SIGINT (then SIGTERM): cancel the remote operation too.

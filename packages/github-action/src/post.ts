@@ -3,7 +3,7 @@ import { outcomeOf } from "../../../apps/cli/src/client/outcome";
 import { registryLogoutRequest } from "../../../apps/cli/src/client/requests";
 import { newInvocation, submitOperation } from "../../../apps/cli/src/client/submit";
 import { getOperation } from "../../../apps/cli/src/client/follow";
-import { addMask, getInput, getState, info, stopCommands, warning } from "./workflow";
+import { addMask, getInput, getState, info, remoteOutput, warning } from "./workflow";
 
 /**
  * The Action's post step: after a registry-login, runs registry logout on the
@@ -24,26 +24,12 @@ async function post(): Promise<void> {
   if (!registry) return;
   info(`runbridge: logging out of ${registry} on server ${serverId}`);
   // The remote output is docker's, but printed into the log all the same: no workflow command in it may act.
-  const guard = stopCommands();
-  // The command that resumes them must start a line; remote output may end mid-line.
-  let atLineStart = true;
-  const write = (t: string) => {
-    if (!t) return;
-    process.stdout.write(t);
-    atLineStart = t.endsWith("\n");
-  };
+  const output = remoteOutput();
   let submitted;
   try {
-    submitted = await submitOperation(
-      client,
-      registryLogoutRequest(serverId, registry),
-      inv,
-      { stdout: write, stderr: write, note: (t) => write(`${atLineStart ? "" : "\n"}runbridge: ${t}\n`) },
-      { follow: true },
-    );
+    submitted = await submitOperation(client, registryLogoutRequest(serverId, registry), inv, { stdout: output.write, stderr: output.write, note: output.note }, { follow: true });
   } finally {
-    if (!atLineStart) process.stdout.write("\n");
-    guard.resume();
+    output.resume();
   }
   const { final } = submitted;
   if (!final) return;

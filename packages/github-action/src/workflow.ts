@@ -54,6 +54,33 @@ export function stopCommands(): { resume: () => void } {
   return { resume: () => void process.stdout.write(`::${token}::${EOL}`) };
 }
 
+/**
+ * Remote output printed into the log with workflow commands stopped, and the
+ * step's own notes kept on lines of their own. Remote output may end
+ * mid-line; `resume` (once, however often called) starts a line before the
+ * command that resumes them, which must begin one.
+ */
+export function remoteOutput(): { write: (text: string) => void; note: (text: string) => void; resume: () => void } {
+  const guard = stopCommands();
+  let atLineStart = true;
+  let resumed = false;
+  const write = (text: string) => {
+    if (!text) return;
+    process.stdout.write(text);
+    atLineStart = text.endsWith("\n");
+  };
+  return {
+    write,
+    note: (text) => write(`${atLineStart ? "" : "\n"}runbridge: ${text}\n`),
+    resume: () => {
+      if (resumed) return;
+      resumed = true;
+      if (!atLineStart) process.stdout.write("\n");
+      guard.resume();
+    },
+  };
+}
+
 /** `name<<delimiter` blocks in a GITHUB_OUTPUT / GITHUB_STATE file (values may span lines). */
 function appendFileCommand(fileVar: "GITHUB_OUTPUT" | "GITHUB_STATE", name: string, value: string, env: Env): boolean {
   const file = env[fileVar];
