@@ -1,4 +1,4 @@
-import type { AutomationKey } from "@runbridge/db";
+import type { AutomationKey, Prisma } from "@runbridge/db";
 import type { OperationType } from "@runbridge/contracts";
 import { ForbiddenError } from "../errors";
 
@@ -23,6 +23,14 @@ export function assertServerAllowed(key: AutomationKey, serverId: string): void 
 export function assertOperationInScope(key: AutomationKey, op: { type: string; serverId: string }): void {
   assertOperationAllowed(key, op.type as OperationType);
   assertServerAllowed(key, op.serverId);
+}
+
+/** The same scope as a query: the operations `assertOperationInScope` lets the key read. */
+export function operationsInScope(key: AutomationKey): Prisma.OperationWhereInput[] {
+  const where: Prisma.OperationWhereInput[] = [];
+  if (key.allowedServerIds.length > 0) where.push({ serverId: { in: key.allowedServerIds } });
+  if (key.allowedOperations.length > 0) where.push({ type: { in: key.allowedOperations } });
+  return where;
 }
 
 export function assertCredentialAllowed(key: AutomationKey, credentialId: string): void {

@@ -1,7 +1,7 @@
 import { Router } from "express";
 import { automationListOperationsQuerySchema } from "@runbridge/contracts";
-import type { Prisma } from "@runbridge/db";
 import { automationAuth } from "../../auth/locals";
+import { operationsInScope } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { validateQuery } from "../../middleware/validate";
 import { listOperationsPage } from "../../services/operation-list";
@@ -21,10 +21,7 @@ export function listOperationsRouter(ctx: GatewayContext): Router {
     const q = validateQuery(automationListOperationsQuerySchema, req.query);
     // Its own operations as far as its scope still reaches: reading one takes the rights to start
     // it (GET /operations/{id} answers 403 once the key is narrowed), and so does listing it.
-    const inScope: Prisma.OperationWhereInput[] = [];
-    if (key.allowedServerIds.length > 0) inScope.push({ serverId: { in: key.allowedServerIds } });
-    if (key.allowedOperations.length > 0) inScope.push({ type: { in: key.allowedOperations } });
-    res.json(await listOperationsPage(ctx, { tenantId, automationKeyId: key.id, AND: inScope }, q));
+    res.json(await listOperationsPage(ctx, { tenantId, automationKeyId: key.id, AND: operationsInScope(key) }, q));
   });
   return router;
 }
