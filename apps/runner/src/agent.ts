@@ -248,9 +248,8 @@ export class Agent {
     }
     if (this.ledger.get(operationId)?.state === "finished") {
       // Ran to its end already: the result is the outcome, and the dispatcher may not have it (its
-      // delivery was what it was waiting on): sent again.
-      this.persisted(this.ledger.markUndelivered(operationId), operationId);
-      this.pump();
+      // delivery was what it was waiting on).
+      this.resendResult(operationId);
       return { ok: false, finished: true };
     }
     // No process yet: its start has not arrived, or is still writing its start record (the ledger
@@ -266,8 +265,7 @@ export class Agent {
     if (known?.state === "running") return { ok: true, state: "already-started" };
     if (known?.state === "finished") {
       // Redelivered after we finished: the dispatcher may have missed the result.
-      this.persisted(this.ledger.markUndelivered(op.operationId), op.operationId);
-      this.pump();
+      this.resendResult(op.operationId);
       return { ok: true, state: "already-finished" };
     }
     if (this.stopping) {
@@ -330,6 +328,12 @@ export class Agent {
       this.onFinished(result);
     });
     return { ok: true, state: "started" };
+  }
+
+  /** A finished operation's result goes to the outbox again, and out. */
+  private resendResult(operationId: string): void {
+    this.persisted(this.ledger.markUndelivered(operationId), operationId);
+    this.pump();
   }
 
   private onFinished(result: OperationResult): void {
