@@ -50,6 +50,25 @@ export class FakeProvider {
     this.delayMs = ms;
   }
 
+  /**
+   * Stops listening (and cuts open connections) until `listen()`: calls to it are then refused
+   * before any request is sent, like a provider API that cannot be reached.
+   */
+  async refuse(): Promise<void> {
+    const server = this.server;
+    if (!server?.listening) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Listens again, on the same address, after `refuse()`. */
+  async listen(): Promise<void> {
+    const server = this.server;
+    if (!server || server.listening) return;
+    server.listen(Number(new URL(this.url).port), "127.0.0.1");
+    await once(server, "listening");
+  }
+
   private async handle(req: IncomingMessage): Promise<[number, string] | "drop"> {
     let body = "";
     for await (const chunk of req) body += String(chunk);
@@ -63,6 +82,6 @@ export class FakeProvider {
 
   async stop(): Promise<void> {
     this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) => (this.server?.listening ? this.server.close(() => resolve()) : resolve()));
   }
 }

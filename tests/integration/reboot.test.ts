@@ -150,16 +150,46 @@ describe("POST /api/automation/v1/reboot", () => {
     }
   });
 
-  it("falls back to the runner when the provider cannot be reached", async () => {
-    await link(fx.server.id, { provider: "digitalocean", provider_server_id: "31337", provider_token: "dop_v1_dropped" });
-    provider.respondWith("drop");
+  it("falls back to the runner when the provider cannot be reached (the connection refused: nothing was sent)", async () => {
+    await link(fx.server.id, { provider: "digitalocean", provider_server_id: "31337", provider_token: "dop_v1_refused" });
+    await provider.refuse();
     try {
       const before = runnerReboots();
       const op = await rebootAndWait(fx.server.id);
       expect(op).toMatchObject({ status: "completed", result: { exit_code: 0, stdout: "rebooting-now\n" }, params: { reboot_path: "runner" } });
-      expect(op.params.reboot_reason).toMatch(/DigitalOcean API call failed \(request failed: .+\); fell back to the runner/);
+      expect(op.params.reboot_reason).toMatch(/DigitalOcean API call failed \(request failed: .*ECONNREFUSED.*\); fell back to the runner/);
       expect(runnerReboots()).toBe(before + 1);
     } finally {
+      await provider.listen();
+      await link(fx.server.id, { provider: null });
+    }
+  });
+
+  // The provider may have received these and be rebooting the server: a fallback could reboot it twice.
+  it.each([
+    ["the connection is cut once the request was sent", "drop" as const, 0, /request failed: /],
+    ["no answer comes within PROVIDER_API_TIMEOUT_MS", 201, 4000, /no answer within 3000 ms/],
+    ["a gateway in front answers 504", 504, 0, /HTTP 504/],
+  ])("fails as outcome unknown, without the runner, when %s", async (_, answer, delayMs, why) => {
+    await link(fx.server.id, { provider: "hetzner", provider_server_id: "79", provider_token: "hc-token-unanswered" });
+    provider.respondWith(answer);
+    provider.delayAnswers(delayMs);
+    try {
+      const before = { calls: provider.requests.length, runner: runnerReboots() };
+      const op = await rebootAndWait(fx.server.id);
+      expect(op).toMatchObject({
+        status: "failed",
+        error: expect.stringMatching(/^reboot outcome unknown: the cloud provider's reboot API gave no definite answer/),
+        params: { reboot_path: "provider", reboot_provider: "hetzner" },
+      });
+      expect(op.params.reboot_reason).toMatch(/Hetzner Cloud API call got no definite answer/);
+      expect(op.params.reboot_reason).toMatch(why);
+      expect(provider.requests.length).toBe(before.calls + 1);
+      // Time for a runner start that slipped through to run the reboot command.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(runnerReboots()).toBe(before.runner);
+    } finally {
+      provider.delayAnswers(0);
       await link(fx.server.id, { provider: null });
     }
   });

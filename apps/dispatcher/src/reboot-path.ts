@@ -1,4 +1,4 @@
-import { CLOUD_PROVIDERS, CloudProvider, RebootPath } from "@runbridge/contracts";
+import { CLOUD_PROVIDERS, CloudProvider, FailureReason, RebootPath } from "@runbridge/contracts";
 import type { Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { rebootDigitalOcean } from "./providers/digitalocean";
@@ -15,7 +15,10 @@ const PROVIDERS: Record<CloudProvider, { label: string; baseUrl: (ctx: Dispatche
 /**
  * A reboot uses the server's cloud provider API when it has one, and falls
  * back to the runner's RUNBRIDGE_REBOOT_COMMAND without one or when the call
- * fails. The choice and its reason are stored once in the operation's
+ * surely did nothing (refused by an answer, or never sent). A call that may
+ * have been acted on without a definite answer (time-out, connection cut
+ * after the request, a gateway's 502/504) fails the operation as outcome
+ * unknown instead: a fallback could reboot the server twice. The choice and its reason are stored once in the operation's
  * `params` (reboot_path, reboot_reason) and audited, so a redelivered job
  * never calls the provider twice and the caller can see what happened.
  *
@@ -62,12 +65,24 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
   const durationMs = Date.now() - started;
   // Only this attempt knows the provider's answer: storing it is retried here before giving up.
   const stored = await storeWithRetries(ctx, op, () =>
-    decision.path === RebootPath.Provider ? finishViaProvider(ctx, op, decision, durationMs) : recordRunnerPath(ctx, op, decision),
+    decision.unanswered
+      ? failOutcomeUnknown(ctx, op, decision, FailureReason.RebootProviderNoAnswer)
+      : decision.path === RebootPath.Provider
+        ? finishViaProvider(ctx, op, decision, durationMs)
+        : recordRunnerPath(ctx, op, decision),
   );
   if (!stored) {
     // Ended meanwhile (e.g. failed as outcome unknown by a delivery that took over a lapsed job lock).
     if (decision.path === RebootPath.Provider) ctx.logger.warn("the provider accepted the reboot, but the operation had already ended", { operationId: op.id, serverId: op.serverId });
     return "ended";
+  }
+  if (decision.unanswered) {
+    ctx.logger.warn("reboot outcome unknown: the provider gave no definite answer; failed rather than rebooted through the runner", {
+      operationId: op.id,
+      serverId: op.serverId,
+      reason: decision.reason,
+    });
+    return "unknown";
   }
   ctx.logger.info("reboot path chosen", { operationId: op.id, serverId: op.serverId, path: decision.path, reason: decision.reason });
   return decision.path;
@@ -112,6 +127,11 @@ async function decide(ctx: DispatcherContext, op: Operation): Promise<RebootDeci
       detail: `reboot requested through the ${entry.label} (server ${server.providerServerId}${action})`,
     };
   } catch (err) {
+    if (err instanceof ProviderError && err.outcomeUnknown) {
+      const reason = `the ${entry.label} call got no definite answer (${err.message}); it may have rebooted the server, so the runner's reboot command was not used`;
+      return { path: RebootPath.Provider, provider, reason, unanswered: true };
+    }
+    // An answer that refused the call, or a failure before the request left: the provider did nothing.
     const why = err instanceof ProviderError ? err.message : `unexpected error: ${String(err)}`;
     return { path: RebootPath.Runner, provider, reason: `the ${entry.label} call failed (${why}); fell back to the runner`, release: true };
   }

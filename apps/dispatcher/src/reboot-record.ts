@@ -12,6 +12,8 @@ export interface RebootDecision {
   detail?: string;
   /** Runner path after a failed provider call: the claim taken for the call is released. */
   release?: true;
+  /** Provider path: the call may have been acted on but gave no definite answer; the operation fails, never handed to the runner. */
+  unanswered?: true;
 }
 
 /** The params keys and the `operation.reboot_path` audit event of a decision. */
@@ -57,9 +59,17 @@ export function finishViaProvider(ctx: DispatcherContext, op: Operation, d: Rebo
   );
 }
 
-/** A provider call whose answer is unknown: failed with that reason and the path it took, never handed to the runner. */
-export function failOutcomeUnknown(ctx: DispatcherContext, op: Operation, d: RebootDecision): Promise<boolean> {
-  return finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.RebootOutcomeUnknown }, { note: noteOf(d) });
+/**
+ * A provider call whose outcome is unknown: failed with that reason and the path it took, never
+ * handed to the runner. `error` says whether its answer was lost here or never definite.
+ */
+export function failOutcomeUnknown(
+  ctx: DispatcherContext,
+  op: Operation,
+  d: RebootDecision,
+  error: string = FailureReason.RebootOutcomeUnknown,
+): Promise<boolean> {
+  return finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error }, { note: noteOf(d) });
 }
 
 /**

@@ -44,6 +44,12 @@ export const FailureReason = {
    */
   RebootOutcomeUnknown:
     "reboot outcome unknown: the dispatcher calling the cloud provider's reboot API stopped (or lost its database) before recording the answer, so whether the server rebooted is unknown. It was not rebooted again through the runner: check the server before retrying",
+  /**
+   * A cloud provider's reboot API that may have received the call but gave no definite answer
+   * (time-out, connection cut after the request, a gateway's 502/504): same hazard as above.
+   */
+  RebootProviderNoAnswer:
+    "reboot outcome unknown: the cloud provider's reboot API gave no definite answer (no reply in time, the connection cut after the request was sent, or a gateway error), so whether the server rebooted is unknown. It was not rebooted again through the runner: check the server before retrying",
 } as const;
 
 /** The error of an operation ended by a cancel request (by the gateway, or by a dispatcher withholding its start). */

@@ -1,5 +1,17 @@
-/** A cloud provider API refused or failed a call; the message is safe to show (no token). */
-export class ProviderError extends Error {}
+/**
+ * A cloud provider API refused or failed a call; the message is safe to show (no token).
+ * `outcomeUnknown` is set when the request may have reached the provider and been acted on
+ * (no answer in time, a connection cut once the request was out, a gateway's 502/504): doing
+ * the same thing another way could then do it twice.
+ */
+export class ProviderError extends Error {
+  constructor(
+    message: string,
+    readonly outcomeUnknown = false,
+  ) {
+    super(message);
+  }
+}
 
 export interface ProviderCall {
   url: string;
@@ -7,6 +19,22 @@ export interface ProviderCall {
   body?: unknown;
   timeoutMs: number;
 }
+
+/**
+ * Transport failures that happen before a request is sent: nothing reached the provider.
+ * Anything else (a reset, "other side closed", a time-out) can come after the provider read it.
+ */
+const NOT_SENT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT", "ERR_TLS_CERT_ALTNAME_INVALID"]);
+
+function neverSent(cause: unknown): boolean {
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  if (typeof code !== "string") return false;
+  // TLS verification failures (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...) end the handshake before any request.
+  return NOT_SENT_CODES.has(code) || /^(CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_)/.test(code);
+}
+
+/** Statuses from a proxy or load balancer in front of the API that say nothing about whether the call ran behind it. */
+const GATEWAY_STATUSES = new Set([502, 504]);
 
 /**
  * POSTs to a provider API with a bearer token and returns the parsed JSON
@@ -26,14 +54,17 @@ export async function postJson(call: ProviderCall): Promise<unknown> {
     });
   } catch (err) {
     const e = err as Error;
-    const why = e.name === "TimeoutError" ? `no answer within ${call.timeoutMs} ms` : (e.cause as Error | undefined)?.message ?? e.message;
-    throw new ProviderError(`request failed: ${why}`);
+    const cause = e.cause as Error | undefined;
+    if (e.name === "TimeoutError") throw new ProviderError(`request failed: no answer within ${call.timeoutMs} ms`, true);
+    // A redirect is an answer: the API did not take the call where it was sent.
+    const redirected = /redirect/i.test(cause?.message ?? "");
+    throw new ProviderError(`request failed: ${cause?.message ?? e.message}`, !redirected && !neverSent(cause));
   }
   const text = await res.text().catch(() => "");
   if (!res.ok) {
     // Never echo the token back, even if a provider (or a proxy) reflects headers.
     const excerpt = text.split(call.token).join("***").replace(/\s+/g, " ").slice(0, 200);
-    throw new ProviderError(`HTTP ${res.status}${excerpt ? `: ${excerpt}` : ""}`);
+    throw new ProviderError(`HTTP ${res.status}${excerpt ? `: ${excerpt}` : ""}`, GATEWAY_STATUSES.has(res.status));
   }
   try {
     return text ? (JSON.parse(text) as unknown) : {};
