@@ -12,9 +12,15 @@ import { type Fixture, useStackWithRunner } from "../helpers/suite";
 /** Registry credentials (management API) and registry-auth login/logout through the real stack. */
 describe("registry credentials and registry-auth", () => {
   const docker = new FakeDocker();
-  /** A retired key, still listed for decryption: credentials sealed with it must keep working. */
+  /**
+   * A retired key, still listed for decryption (by the gateway, which checks a login's credential
+   * opens, and the dispatcher, which opens it to deliver the login): credentials sealed with it must keep working.
+   */
   const OLD_KEY = Buffer.alloc(32, 3).toString("base64");
-  const suite = useStackWithRunner({ gateway: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY } }, { env: { PATH: docker.path } });
+  const suite = useStackWithRunner(
+    { gateway: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY }, dispatcher: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY } },
+    { env: { PATH: docker.path } },
+  );
   let stack: TestStack;
   let fx: Fixture;
 

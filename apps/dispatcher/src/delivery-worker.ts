@@ -100,12 +100,13 @@ async function sendStart(
       return "unsealable";
     }
   }
-  if (op.type === "registry_login" && secrets.password === undefined) {
-    // A login re-enqueued from Postgres after its job was lost with Redis: the password is re-opened
-    // from its stored credential instead.
+  if (op.type === "registry_login") {
+    // The password is read from its credential now, not when the login was asked: a credential
+    // deleted (or its password replaced) while the login waited is not used. A password sealed
+    // in the job by an older gateway is ignored for the same reason.
     const password = await storedCredentialPassword(ctx, op);
     if (password === null) {
-      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: "its registry credential no longer exists or cannot be decrypted with the configured keys" });
+      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.CredentialGone });
       return "credential-gone";
     }
     secrets = { ...secrets, password };

@@ -37,6 +37,9 @@ export const FailureReason = {
   /** A lost deploy job whose deployment row was never written: it cannot wait its turn behind the application's other deploys. */
   DeploymentNotRecorded:
     "deployment not recorded: the gateway failed before recording this deploy, so it could not wait for the application's other deploys; nothing ran. Retry the request",
+  /** A registry login whose credential was deleted (or can no longer be decrypted) before it was delivered. */
+  CredentialGone:
+    "registry credential gone: the credential was deleted, or can no longer be decrypted with the configured keys, before the login reached the runner; nothing ran",
   /**
    * A reboot claimed for a cloud provider API call whose answer was never recorded (the
    * dispatcher died, or could not store it): rebooting again through the runner could reboot

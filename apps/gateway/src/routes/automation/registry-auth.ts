@@ -12,9 +12,11 @@ import { OPERATION_PATHS } from "./paths";
 
 /**
  * POST /registry-auth/login (async, 202) and /registry-auth/logout (sync).
- * The password is opened here only to be sealed again into the job
- * (`secrets.password`): the runner writes it to docker's stdin, and it is in
- * no argv, row, audit entry or log line.
+ * The password is opened here only to answer 409 at once if it cannot be; it
+ * travels in no job: the dispatcher reads it from the credential when it
+ * delivers the login (so a credential deleted meanwhile is not used), and the
+ * runner writes it to docker's stdin. It is in no argv, row, audit entry or
+ * log line.
  */
 export function registryAuthRouter(ctx: GatewayContext): Router {
   const router = Router();
@@ -29,9 +31,8 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
     assertCredentialAllowed(auth.key, cred.id);
     await assertRunnerConnected(ctx, server);
 
-    let password: string;
     try {
-      password = ctx.sealer.open(cred.passwordCiphertext, cred.id);
+      ctx.sealer.open(cred.passwordCiphertext, cred.id);
     } catch {
       // A key retired without being listed in RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS (or a damaged row): say what to do.
       throw new ConflictError(
@@ -45,7 +46,6 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
       command: `docker login ${cred.registryUrl} --username ${cred.username} --password-stdin`,
       params: { credential_id: cred.id, registry_url: cred.registryUrl, registry_type: cred.registryType, username: cred.username },
       timeoutSeconds: 60,
-      secrets: { password },
       runId: body.run_id,
       runContext: body.run_context,
     });
