@@ -122,6 +122,31 @@ describe("an operation that cannot be enqueued", () => {
     expect(r.body).toEqual({ detail: "The job queue is unreachable; the operation was not started. Retry shortly." });
     expect(stack.gateway.waiter.pending).toBe(0);
   });
+
+  it("answers a registry logout 200 with the failed operation, not 503 (the spec: logout failures are not 5xx)", async () => {
+    const f = await createFixture();
+    await stack.redis.set(stack.keys.runnerPresence(f.server.id), "test/none", "EX", 60);
+    const r = await stack
+      .api()
+      .post("/api/automation/v1/registry-auth/logout")
+      .set("Authorization", `Bearer ${f.token}`)
+      .send({ server_id: f.server.id, registry_url: "ghcr.io" });
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({
+      operation_id: expect.any(String),
+      status: "failed",
+      error: "could not be queued: the job queue (Redis) was unreachable",
+      exit_code: null,
+      stdout: "",
+      stderr: "",
+      stdout_truncated: false,
+      stderr_truncated: false,
+      duration_ms: null,
+    });
+    const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: r.body.operation_id } });
+    expect(row).toMatchObject({ type: "registry_logout", status: "failed", dispatchedAt: null });
+    expect(stack.gateway.waiter.pending).toBe(0);
+  });
 });
 
 /**

@@ -62,3 +62,13 @@ export class ServiceUnavailableError extends HttpError {
     super(503, message, { "Retry-After": String(retryAfterSeconds) });
   }
 }
+
+/** An operation recorded but ended as failed before it could be queued: 503 unless the route answers with the operation. */
+export class OperationNotStartedError extends ServiceUnavailableError {
+  constructor(
+    readonly operationId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

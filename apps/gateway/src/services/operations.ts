@@ -4,7 +4,7 @@ import { reviveOperation, type Operation, type Prisma, type Server } from "@runb
 import type { AutomationAuth } from "../auth/locals";
 import { assertServerAllowed } from "../auth/scopes";
 import type { GatewayContext } from "../context";
-import { ConflictError, NotFoundError, ServiceUnavailableError } from "../errors";
+import { ConflictError, NotFoundError, OperationNotStartedError } from "../errors";
 import { countOperationAccepted, countOperationFinished } from "../metrics";
 
 export interface NewOperation {
@@ -134,7 +134,7 @@ export async function startOperation(
   } catch (err) {
     ctx.logger.error("enqueue failed", { operationId: operation.id, error: String(err) });
     if (await failUndispatched(ctx, operation, "could not be queued: the job queue (Redis) was unreachable")) {
-      throw new ServiceUnavailableError("The job queue is unreachable; the operation was not started. Retry shortly.");
+      throw new OperationNotStartedError(operation.id, "The job queue is unreachable; the operation was not started. Retry shortly.");
     }
     ctx.logger.warn("enqueue failed but the operation could not be ended as not started; answering it as accepted", { operationId: operation.id });
   }

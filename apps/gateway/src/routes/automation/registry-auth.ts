@@ -3,7 +3,7 @@ import { Limits, OperationType, registryLoginRequestSchema, registryLogoutReques
 import { automationAuth } from "../../auth/locals";
 import { assertCredentialAllowed, assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
-import { ConflictError, NotFoundError } from "../../errors";
+import { ConflictError, NotFoundError, OperationNotStartedError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
 import { assertRunnerConnected, loadConnectedServer, loadTargetServer, runAndWait, startOperation } from "../../services/operations";
 import { resolveRegistryType } from "../../services/registry-type";
@@ -72,7 +72,14 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
         runContext: body.run_context,
       },
       res,
-    );
+    ).catch(async (err: unknown) => {
+      // Recorded, then ended as failed because the queue was unreachable: that failed operation is
+      // the answer, as for any other failed logout. Nothing recorded (PostgreSQL down) stays a 503.
+      if (!(err instanceof OperationNotStartedError)) throw err;
+      const failed = await ctx.operations.findById(err.operationId).catch(() => null);
+      if (!failed) throw err;
+      return failed;
+    });
     res.status(200).json(syncResponse(final));
   });
 
