@@ -78,8 +78,8 @@ function follow(url: string, token: string, headers: Record<string, string> = {}
 }
 
 describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
-  // At most 2 live streams per key: the other tests here hold one at a time.
-  const suite = useStackWithRunner({ gateway: { EXEC_MAX_WAIT_SECONDS: "1", LOGS_MAX_STREAMS_PER_KEY: "2" } });
+  // At most 2 live streams per key and 4 per gateway: the other tests here hold one at a time (three at most).
+  const suite = useStackWithRunner({ gateway: { EXEC_MAX_WAIT_SECONDS: "1", LOGS_MAX_STREAMS_PER_KEY: "2", LOGS_MAX_STREAMS: "4" } });
   let stack: TestStack;
   let fx: Fixture;
 
@@ -269,6 +269,38 @@ describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
     expect((await open(next, capped.token)).status).toBe(429);
     for (const s of streams) s.close();
     await cancel(next);
+  });
+
+  it("caps the live streams of all keys together on a gateway: over the cap is 503 with Retry-After, for any key, until one ends", async () => {
+    const [a, b, c] = [await createAutomationKey(fx.tenant.id), await createAutomationKey(fx.tenant.id), await createAutomationKey(fx.tenant.id)];
+    const id = await sleeper();
+    // Streams of earlier tests may still be giving their slots back: each of these four is retried until it is served.
+    const openServed = (token: string) =>
+      waitFor(
+        async () => {
+          const sse = await open(id, token);
+          if (sse.status === 200) return sse;
+          sse.close();
+          return null;
+        },
+        5000,
+        "a stream to be served",
+      );
+    const held = [await openServed(a.token), await openServed(a.token), await openServed(b.token), await openServed(b.token)];
+    for (const sse of held) await ticked(sse);
+
+    // Key c holds none, but the gateway holds all it may.
+    const full = await stack.api().get(`/api/automation/v1/operations/${id}/logs`).set("Authorization", `Bearer ${c.token}`);
+    expect(full.status).toBe(503);
+    expect(full.body).toEqual({ detail: expect.stringMatching(/already has 4 live log streams open \(LOGS_MAX_STREAMS\)/) });
+    expect(Number(full.headers["retry-after"])).toBeGreaterThanOrEqual(1);
+
+    held[0]?.close();
+    const served = await openServed(c.token);
+    await ticked(served);
+    served.close();
+    for (const sse of held.slice(1)) sse.close();
+    await cancel(id);
   });
 
   it("frees the slot of a client that left before its stream started", async () => {

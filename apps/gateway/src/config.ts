@@ -30,6 +30,14 @@ export const gatewayEnvSchema = Joi.object({
     .max(10_000)
     .default(20)
     .description("Live log streams (GET /operations/{id}/logs) one automation key may hold open at once on each gateway process; more are refused with 429"),
+  LOGS_MAX_STREAMS: Joi.number()
+    .integer()
+    .min(1)
+    .max(100_000)
+    .default(1000)
+    .description(
+      "Live log streams each gateway process holds open at once, for all keys together (each holds a Redis connection); more are refused with 503 and Retry-After",
+    ),
   OPERATION_COUNT_REFRESH_SECONDS: Joi.number()
     .integer()
     .min(1)
@@ -62,6 +70,7 @@ export interface GatewayConfig {
   RUNNER_DELIVERY_TIMEOUT_SECONDS: number;
   DB_POOL_SIZE: number;
   LOGS_MAX_STREAMS_PER_KEY: number;
+  LOGS_MAX_STREAMS: number;
   OPERATION_COUNT_REFRESH_SECONDS: number;
   UNKNOWN_KEY_LOOKUPS_PER_MINUTE: number;
 }

@@ -5,7 +5,7 @@ import type { Operation } from "@runbridge/db";
 import { type AutomationAuth, automationAuth } from "../../auth/locals";
 import { assertOperationInScope } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
-import { NotFoundError, RateLimitedError, ValidationError } from "../../errors";
+import { NotFoundError, RateLimitedError, ServiceUnavailableError, ValidationError } from "../../errors";
 import { validateParam, validateQuery } from "../../middleware/validate";
 import { watchKey } from "../../services/key-watch";
 import { parseLogEntry } from "../../services/log-entry";
@@ -42,13 +42,13 @@ type StreamName = "stdout" | "stderr";
  *
  * Each stream holds a Redis connection and re-reads the operation every
  * second, so one automation key may hold at most LOGS_MAX_STREAMS_PER_KEY of
- * them open on this process; more are refused with 429 before any store is
- * read. A stream's slot is given back when its handler returns, however it
+ * them open on this process (more are refused with 429), and the process at
+ * most LOGS_MAX_STREAMS (503), before any store is read. A stream's slot is given back when its handler returns, however it
  * ends (end of the operation, client gone, gateway draining, error).
  */
 export function logsRouter(ctx: GatewayContext): Router {
   const router = Router();
-  const slots = new StreamSlots(ctx.config.LOGS_MAX_STREAMS_PER_KEY);
+  const slots = new StreamSlots(ctx.config.LOGS_MAX_STREAMS_PER_KEY, ctx.config.LOGS_MAX_STREAMS);
   router.get(STARTED_OPERATION_PATHS.logs, async (req, res) => {
     const auth = automationAuth(res);
     const notFound = () => new NotFoundError(`Operation ${String(req.params.operationId)} not found`);
@@ -60,9 +60,16 @@ export function logsRouter(ctx: GatewayContext): Router {
     }
     const resumeFrom = header ?? query.last_event_id;
     const release = slots.acquire(auth.key.id);
-    if (!release) {
+    if (release === "key-full") {
       throw new RateLimitedError(
         `This API key already has ${slots.maxPerKey} live log streams open on this gateway (LOGS_MAX_STREAMS_PER_KEY); close one, or retry after the Retry-After header's seconds`,
+        STREAMS_FULL_RETRY_SECONDS,
+      );
+    }
+    if (release === "process-full") {
+      // Not this key's doing: the gateway as a whole is at its limit (another replica may have room).
+      throw new ServiceUnavailableError(
+        `This gateway already has ${slots.maxTotal} live log streams open (LOGS_MAX_STREAMS); retry after the Retry-After header's seconds, or poll GET /operations/{id}`,
         STREAMS_FULL_RETRY_SECONDS,
       );
     }
