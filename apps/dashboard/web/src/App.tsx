@@ -1,6 +1,8 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { currentSession, onSessionChangedElsewhere, onSessionLost, onSessionSwitched, signOut } from "./api";
 import { Loading } from "./components/bits";
+import { KeptSecrets } from "./components/KeptSecrets";
+import { secretsOnScreen, type ShownSecret } from "./components/one-time-store";
 import { ApiKeysPage } from "./pages/ApiKeysPage";
 import { ApplicationsPage } from "./pages/ApplicationsPage";
 import { AuditPage } from "./pages/AuditPage";
@@ -27,6 +29,12 @@ export function App() {
   const [signOutError, setSignOutError] = useState<string | null>(null);
   const [signingOut, setSigningOut] = useState(false);
   const [switched, setSwitched] = useState<string | null>(null);
+  const [kept, setKept] = useState<ShownSecret[]>([]);
+  /** Before the session's pages unmount: the one-time secrets they show stay on screen (see one-time-store). */
+  const keepSecrets = () => {
+    const now = secretsOnScreen();
+    if (now.length > 0) setKept((k) => [...k, ...now.filter((s) => !k.some((x) => x.value === s.value))]);
+  };
   const shownSession = useRef<Session | null>(null);
   shownSession.current = session ?? null;
   const loc = useLocation();
@@ -34,6 +42,7 @@ export function App() {
 
   useEffect(() => {
     onSessionLost(() => {
+      keepSecrets();
       // Only a session that was open "ends"; the first check on load just finds none.
       if (shownSession.current) setNotice("Your session ended (signed out elsewhere, expired, or its API key was revoked). Sign in again.");
       setSession(null);
@@ -42,6 +51,7 @@ export function App() {
     const follow = (s: Session) => {
       const before = shownSession.current;
       if (before && (before.tenant_id !== s.tenant_id || before.api_key_id !== s.api_key_id)) {
+        keepSecrets();
         setSwitched(`This browser was signed in as ${s.tenant_name ?? "another tenant"} in another tab; this tab now shows that tenant. Nothing you started here was changed.`);
       }
       setSession(s);
@@ -52,6 +62,7 @@ export function App() {
         (s) => {
           if (s) follow(s);
           else {
+            keepSecrets();
             if (shownSession.current) setNotice("You signed out in another tab.");
             setSession(null);
           }
@@ -89,15 +100,19 @@ export function App() {
       </main>
     );
   if (session === undefined) return <main className="center-page"><Loading /></main>;
+  const keptPanel = <KeptSecrets secrets={kept} onDismiss={() => setKept([])} />;
   if (session === null)
     return (
-      <SignIn
-        notice={notice}
-        onSignedIn={(s) => {
-          setNotice(null);
-          setSession(s);
-        }}
-      />
+      <>
+        {keptPanel}
+        <SignIn
+          notice={notice}
+          onSignedIn={(s) => {
+            setNotice(null);
+            setSession(s);
+          }}
+        />
+      </>
     );
 
   const section = "/" + (loc.path.split("/")[1] ?? "");
@@ -158,6 +173,7 @@ export function App() {
           </button>
         </div>
       ) : null}
+      {keptPanel}
       {signOutError ? (
         <div className="error-note sign-out-error" role="alert">
           {signOutError}

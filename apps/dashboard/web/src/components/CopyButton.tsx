@@ -1,4 +1,5 @@
 import { useState } from "react";
+import { useShownSecret } from "./one-time-store";
 
 /** Copies `value` to the clipboard and says so (also to screen readers). */
 export function CopyButton(props: { value: string; label?: string }) {
@@ -23,8 +24,12 @@ export function CopyButton(props: { value: string; label?: string }) {
   );
 }
 
-/** A secret shown exactly once, with a copy button and the warning that it will not be shown again. */
-export function OneTimeSecret(props: { label: string; value: string; testId?: string }) {
+/**
+ * A secret shown exactly once, with a copy button and the warning that it will not be shown again.
+ * It is listed as on screen (unless `kept`, when it is already App's copy of one kept past its session's end).
+ */
+export function OneTimeSecret(props: { label: string; value: string; testId?: string; kept?: boolean }) {
+  useShownSecret(props.kept ? null : props);
   return (
     <div className="one-time" role="group" aria-label={props.label}>
       <p className="one-time-warning">
