@@ -67,7 +67,7 @@ node_major=$("$node_bin" -p 'process.versions.node.split(".")[0]')
 # after everything was written. /run/systemd/system exists exactly when
 # systemd is the running init (what sd_booted() checks).
 if [ "$start" -eq 1 ] && [ ! -d "$root/run/systemd/system" ]; then
-  die "systemd is not running on this machine, so the runner cannot be started as a service; nothing was written. Re-run with --no-start to install the files only, then run node /opt/runbridge/runbridge-runner.cjs with the variables of /etc/runbridge/runner.env under the supervisor you use"
+  die "systemd is not running on this machine, so the runner cannot be started as a service; nothing was written. Re-run with --no-start to install the files only, then run node /opt/runbridge/runbridge-runner.cjs as root with the variables of /etc/runbridge/runner.env and RUNBRIDGE_RUN_AS=<the account> under the supervisor you use (it switches to that account at once)"
 fi
 
 etc="$root/etc/runbridge"
@@ -101,14 +101,85 @@ install_bundle() {
   mv "$opt/runbridge-runner.cjs.new" "$opt/runbridge-runner.cjs"
 }
 
+# Installs of earlier versions made the state directory the account's home.
+# Moves the home to home/ (not the state directory itself: the ledger is there);
+# move_dotfiles then takes the dot files the old home collected along.
+moved_home=0
+move_home() { # account
+  [ -z "$root" ] && [ "$1" != "root" ] || return 0
+  id "$1" >/dev/null 2>&1 || return 0
+  [ "$(getent passwd "$1" | cut -d: -f6)" = "$state_dir" ] || return 0
+  # Without -m: usermod must not move the state directory (the ledger) itself.
+  if usermod -d "$home_dir" "$1"; then
+    moved_home=1
+    say "moved $1's home directory from $state_dir to $home_dir"
+  else
+    say "warning: could not change $1's home directory to $home_dir (it stays $state_dir); run: usermod -d $home_dir $1" >&2
+  fi
+}
+
+# The state directory, work/ and home/, 0700 and the account's. When the
+# account changed, what is in them changes hands too: the ledger and the lock
+# would otherwise stay the old account's, and the runner could not open them.
+make_dirs() { # account group previous-account
+  mkdir -p "$root$state_dir" "$root$work_dir" "$root$home_dir"
+  chmod 0700 "$root$state_dir" "$root$work_dir" "$root$home_dir"
+  [ -z "$root" ] || return 0
+  if [ -n "$3" ] && [ "$3" != "$1" ]; then
+    chown -R "$1:$2" "$state_dir"
+  else
+    chown "$1:$2" "$state_dir" "$work_dir" "$home_dir"
+  fi
+}
+
+move_dotfiles() {
+  [ "$moved_home" -eq 1 ] || return 0
+  # Dot files the old home collected (~/.docker with registry logins, ~/.ssh...)
+  # follow it; the runner itself keeps nothing in dot files there.
+  for f in "$state_dir"/.[!.]* "$state_dir"/..?*; do
+    [ -e "$f" ] || continue
+    if [ -e "$home_dir/${f##*/}" ]; then
+      say "warning: left $f where it is ($home_dir already has ${f##*/})" >&2
+    else
+      mv "$f" "$home_dir/" && say "moved $f to $home_dir/"
+    fi
+  done
+}
+
 if [ "$upgrade" -eq 1 ]; then
   [ -f "$env_file" ] || die "no existing installation ($env_file is missing); install with --url and --token first"
   install_bundle
   # The unit too: units of earlier versions started the runner as its account
   # (User=), which left the token readable to commands.
+  account=root
   if [ -f "$unit" ]; then
     account=$(unit_user)
-    write_unit "${account:-root}"
+    account=${account:-root}
+    write_unit "$account"
+  fi
+  # The unit runs commands in work/, which installs of earlier versions do not
+  # have (their commands ran in the state directory): without it the service
+  # could not start.
+  move_home "$account"
+  group=$account
+  if [ -z "$root" ]; then group=$(id -gn "$account"); fi
+  make_dirs "$account" "$group" ""
+  move_dotfiles
+  old_work=$(sed -n 's/^RUNBRIDGE_WORKDIR=//p' "$env_file" | tail -n 1)
+  old_work=${old_work#\"}
+  old_work=${old_work%\"}
+  old_state=$(sed -n 's/^RUNBRIDGE_STATE_DIR=//p' "$env_file" | tail -n 1)
+  old_state=${old_state#\"}
+  old_state=${old_state%\"}
+  if [ "${old_work%/}" = "${old_state:-$state_dir}" ] || [ "${old_work%/}" = "$state_dir" ]; then
+    old_umask=$(umask)
+    umask 0077
+    sed "s#^RUNBRIDGE_WORKDIR=.*#RUNBRIDGE_WORKDIR=$work_dir#" "$env_file" > "$env_file.new"
+    umask "$old_umask"
+    chmod 0600 "$env_file.new"
+    [ -n "$root" ] || chown root:root "$env_file.new"
+    mv "$env_file.new" "$env_file"
+    say "commands now run in $work_dir, no longer in the state directory"
   fi
   if [ "$start" -eq 1 ]; then
     systemctl daemon-reload
@@ -153,22 +224,11 @@ fi
 case "$user" in *[!a-z0-9_-]*|"") die "--user must be a plain account name (got: $user)" ;; esac
 
 # --- account ----------------------------------------------------------------
-moved_home=0
-if [ -z "$root" ] && [ "$user" != "root" ]; then
-  if ! id "$user" >/dev/null 2>&1; then
-    useradd --system --home-dir "$home_dir" --no-create-home --shell /usr/sbin/nologin "$user"
-    say "created system user $user"
-  elif [ "$(getent passwd "$user" | cut -d: -f6)" = "$state_dir" ]; then
-    # Installed by an earlier version, whose home was the state directory.
-    # Without -m: usermod must not move the state directory (the ledger) itself.
-    if usermod -d "$home_dir" "$user"; then
-      moved_home=1
-      say "moved $user's home directory from $state_dir to $home_dir"
-    else
-      say "warning: could not change $user's home directory to $home_dir (it stays $state_dir); run: usermod -d $home_dir $user" >&2
-    fi
-  fi
+if [ -z "$root" ] && [ "$user" != "root" ] && ! id "$user" >/dev/null 2>&1; then
+  useradd --system --home-dir "$home_dir" --no-create-home --shell /usr/sbin/nologin "$user"
+  say "created system user $user"
 fi
+move_home "$user"
 if [ -z "$root" ] && [ "$user" != "root" ] && getent group docker >/dev/null 2>&1; then
   # Deploy and registry operations drive the docker CLI.
   usermod -aG docker "$user"
@@ -178,21 +238,8 @@ if [ -z "$root" ]; then group=$(id -gn "$user"); fi
 
 # --- files ------------------------------------------------------------------
 install_bundle
-mkdir -p "$root$state_dir" "$root$work_dir" "$root$home_dir"
-chmod 0700 "$root$state_dir" "$root$work_dir" "$root$home_dir"
-if [ -z "$root" ]; then chown "$user:$group" "$root$state_dir" "$root$work_dir" "$root$home_dir"; fi
-if [ "$moved_home" -eq 1 ]; then
-  # Dot files the old home collected (~/.docker with registry logins, ~/.ssh...)
-  # follow it; the runner itself keeps nothing in dot files there.
-  for f in "$state_dir"/.[!.]* "$state_dir"/..?*; do
-    [ -e "$f" ] || continue
-    if [ -e "$home_dir/${f##*/}" ]; then
-      say "warning: left $f where it is ($home_dir already has ${f##*/})" >&2
-    else
-      mv "$f" "$home_dir/" && say "moved $f to $home_dir/"
-    fi
-  done
-fi
+make_dirs "$user" "$group" "$old_user"
+move_dotfiles
 mkdir -p "$etc" "$root/etc/systemd/system"
 chmod 0755 "$etc"
 ca_line=""

@@ -427,6 +427,32 @@ describe("deploy/runner/install.sh", () => {
     expect(run(["--root", freshRoot(), "--upgrade", "--bundle", newer]).stderr).toMatch(/no existing installation/);
   });
 
+  it("upgrades an installation of an earlier layout (commands ran in the state directory) to one whose unit can start", () => {
+    const root = freshRoot();
+    expect(run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle]).status).toBe(0);
+    // As earlier versions left it: no work/ or home/, commands run in the state directory, the unit with User=.
+    const envPath = path.join(root, "etc/runbridge/runner.env");
+    rmSync(path.join(root, "var/lib/runbridge/work"), { recursive: true });
+    rmSync(path.join(root, "var/lib/runbridge/home"), { recursive: true });
+    writeFileSync(envPath, readFileSync(envPath, "utf8").replace("RUNBRIDGE_WORKDIR=/var/lib/runbridge/work", "RUNBRIDGE_WORKDIR=/var/lib/runbridge"), { mode: 0o600 });
+    const unitPath = path.join(root, "etc/systemd/system/runbridge-runner.service");
+    writeFileSync(unitPath, unitOf(root).replace("Environment=RUNBRIDGE_RUN_AS=runbridge", "User=runbridge\nStateDirectory=runbridge").replace("WorkingDirectory=/var/lib/runbridge/work\n", ""));
+    const before = readFileSync(envPath, "utf8");
+
+    const res = run(["--root", root, "--upgrade", "--bundle", bundle]);
+    expect(res.status).toBe(0);
+    expect(res.stdout).toMatch(/commands now run in \/var\/lib\/runbridge\/work/);
+    // What the new unit's WorkingDirectory names exists, and the configuration says so too.
+    expect(unitOf(root)).toMatch(/^WorkingDirectory=\/var\/lib\/runbridge\/work$/m);
+    for (const dir of ["var/lib/runbridge/work", "var/lib/runbridge/home"]) expect(statSync(path.join(root, dir)).mode & 0o777).toBe(0o700);
+    const after = readFileSync(envPath, "utf8");
+    expect(after).toBe(before.replace("RUNBRIDGE_WORKDIR=/var/lib/runbridge\n", "RUNBRIDGE_WORKDIR=/var/lib/runbridge/work\n"));
+    expect(statSync(envPath).mode & 0o777).toBe(0o600);
+    // A second upgrade changes nothing more.
+    expect(run(["--root", root, "--upgrade", "--bundle", bundle]).stdout).not.toMatch(/commands now run/);
+    expect(readFileSync(envPath, "utf8")).toBe(after);
+  });
+
   it("rewrites a unit of an earlier version, which started the runner as its account, to start it as root and switch", () => {
     const root = freshRoot();
     expect(run(["--root", root, "--url", "https://d.example.com", "--token", fx.runnerToken, "--user", "deploy", "--bundle", bundle]).status).toBe(0);
