@@ -1,19 +1,20 @@
+import { createRequire } from "node:module";
 import path from "node:path";
 import { PrismaPg } from "@prisma/adapter-pg";
+import type { ClientConfig } from "pg";
 import type { PrismaConfig } from "prisma";
+
+// pg's own parser of connection strings (sslmode, sslrootcert, host=/socket...), taken from
+// beside pg: it is pg's dependency, so it resolves wherever pg does (here, and in the migrate image).
+const { parseIntoClientConfig } = createRequire(require.resolve("pg"))("pg-connection-string") as { parseIntoClientConfig(url: string): ClientConfig };
 
 // The schema engine runs on WebAssembly through this adapter, so migrate and
 // generate need no native engine download. PrismaPg gets discrete fields: with a
 // connectionString the shadow database would silently point at the main one.
+// Parsed as the services' pg parses it, so `?sslmode=require` means TLS for migrations too.
 function pgFields(url: string) {
-  const u = new URL(url);
-  return {
-    host: decodeURIComponent(u.hostname) || "127.0.0.1",
-    port: u.port ? Number(u.port) : 5432,
-    user: decodeURIComponent(u.username) || undefined,
-    password: u.password ? decodeURIComponent(u.password) : undefined,
-    database: decodeURIComponent(u.pathname.replace(/^\//, "")) || undefined,
-  };
+  const { host, port, user, password, database, ssl } = parseIntoClientConfig(url);
+  return { host: host ?? "127.0.0.1", port: port ?? 5432, user, password, database: database ?? undefined, ssl };
 }
 
 export default {
