@@ -73,6 +73,23 @@ describe("docker-compose.yml", () => {
     for (const [name, svc] of Object.entries(services)) if (name !== "migrate") expect({ name, healthcheck: Boolean(svc.healthcheck) || name === "runner" }).toEqual({ name, healthcheck: true });
   });
 
+  it("checks PostgreSQL over TCP (on a fresh volume the first-run server listens on its socket only)", () => {
+    expect(JSON.stringify(composeDoc().services.postgres!.healthcheck)).toMatch(/pg_isready -h 127\.0\.0\.1 /);
+  });
+
+  it("uses every variable the .env example sets, and passes the retention periods to the dispatchers", () => {
+    const raw = readFileSync(COMPOSE, "utf8");
+    const example = readFileSync(path.join(ROOT, "deploy/compose.env.example"), "utf8");
+    const names = [...example.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1] as string).filter((n) => n !== "COMPOSE_PROJECT_NAME");
+    expect(names).toEqual(expect.arrayContaining(["TRUST_PROXY", "OPERATION_RETENTION_DAYS", "AUDIT_RETENTION_DAYS"]));
+    // A variable in .env that the compose file never reads would be ignored without a word.
+    expect(names.filter((n) => !raw.includes(`\${${n}`))).toEqual([]);
+    const res = compose(["config"], { ...SECRETS, OPERATION_RETENTION_DAYS: "0", AUDIT_RETENTION_DAYS: "730" });
+    expect(res.status).toBe(0);
+    const dispatcher = (YAML.parse(res.stdout) as { services: Record<string, Service> }).services.dispatcher!;
+    expect(dispatcher.environment).toMatchObject({ OPERATION_RETENTION_DAYS: "0", AUDIT_RETENTION_DAYS: "730" });
+  });
+
   it("lets gateways and dispatchers scale: no fixed container name, no host port of their own", () => {
     const { services } = composeDoc();
     for (const name of ["gateway", "dispatcher"]) {
