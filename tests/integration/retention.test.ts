@@ -3,6 +3,7 @@ import { createLogger } from "@runbridge/common";
 import type { Operation } from "@runbridge/db";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import type { DispatcherContext } from "../../apps/dispatcher/src/context";
+import { dispatcherRegistry } from "../../apps/dispatcher/src/metrics";
 import { RETENTION_BATCH, Retention } from "../../apps/dispatcher/src/retention";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createOperation, createServer, createTenant } from "../helpers/factories";
@@ -92,6 +93,35 @@ describe("retention of operations and audit events", () => {
     await retention(0, 60).pruneOnce();
     expect(await testPrisma().operation.count({ where: { tenantId: s.tenant.id } })).toBe(6);
     expect(await testPrisma().auditEvent.count({ where: { tenantId: s.tenant.id, type: "operation.created" } })).toBe(1);
+  });
+
+  it("prunes audit events even when pruning operations fails, and counts each table's pass as ok or failed", async () => {
+    const s = await seed();
+    const passes = async () => {
+      const text = await dispatcherRegistry.metrics();
+      const value = (table: string, outcome: string) =>
+        Number(text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_retention_passes_total{table="${table}",outcome="${outcome}"}`))?.split(" ").pop() ?? NaN);
+      return { opsFailed: value("operations", "failed"), auditOk: value("audit_events", "ok") };
+    };
+    const before = await passes();
+    // PostgreSQL itself refuses to delete this tenant's operations (as a statement timeout would fail the batch).
+    const fn = `rb_test_refuse_delete_${s.tenant.id.replace(/-/g, "")}`;
+    await testPrisma().$executeRawUnsafe(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$`);
+    await testPrisma().$executeRawUnsafe(`CREATE TRIGGER ${fn} BEFORE DELETE ON operations FOR EACH ROW WHEN (OLD.tenant_id = '${s.tenant.id}') EXECUTE FUNCTION ${fn}()`);
+    try {
+      await expect(retention(30, 60).pruneOnce()).rejects.toThrow(/refused by the test/);
+    } finally {
+      await testPrisma().$executeRawUnsafe(`DROP TRIGGER ${fn} ON operations`);
+      await testPrisma().$executeRawUnsafe(`DROP FUNCTION ${fn}()`);
+    }
+    expect(await exists(s.ops.oldCompleted)).toBe(true);
+    // The audit events past their retention went all the same, and the trail says so.
+    expect(await testPrisma().auditEvent.count({ where: { id: s.oldEvent.id } })).toBe(0);
+    expect(await testPrisma().auditEvent.count({ where: { id: s.keptEvent.id } })).toBe(1);
+    expect(await testPrisma().auditEvent.count({ where: { tenantId: s.tenant.id, type: "retention.pruned" } })).toBe(1);
+    const after = await passes();
+    expect(after.opsFailed).toBe(before.opsFailed + 1);
+    expect(after.auditOk).toBe(before.auditOk + 1);
   });
 
   it("works through a backlog of many batches, with two dispatchers pruning at once", async () => {

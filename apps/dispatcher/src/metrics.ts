@@ -41,8 +41,23 @@ export function countRunnerHandshake(outcome: "accepted" | "invalid_token" | "th
   runnerHandshakes.inc({ outcome });
 }
 
-export function countRetentionDeleted(table: "operations" | "audit_events", n: number): void {
+export type RetentionTable = "operations" | "audit_events";
+
+const retentionPasses = new Counter({
+  name: "runbridge_dispatcher_retention_passes_total",
+  help: "Retention passes of this dispatcher by table and outcome (ok, failed): a deleted count that stops rising means nothing to delete only while passes stay ok",
+  labelNames: ["table", "outcome"] as const,
+  registers: [dispatcherRegistry],
+});
+// Every series from the start, so an alert on failures has a zero to compare with.
+for (const table of ["operations", "audit_events"] as const) for (const outcome of ["ok", "failed"] as const) retentionPasses.inc({ table, outcome }, 0);
+
+export function countRetentionDeleted(table: RetentionTable, n: number): void {
   if (n > 0) retentionDeleted.inc({ table }, n);
+}
+
+export function countRetentionPass(table: RetentionTable, outcome: "ok" | "failed"): void {
+  retentionPasses.inc({ table, outcome });
 }
 
 /** Gateways count the operations they end themselves in the same series (apps/gateway/src/metrics.ts). */

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { TERMINAL_STATUSES } from "@runbridge/contracts";
 import { pruneAuditEventsBatch, pruneOperationsBatch, type DeletedByTenant } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
-import { countRetentionDeleted } from "./metrics";
+import { countRetentionDeleted, countRetentionPass, type RetentionTable } from "./metrics";
 
 const DAY_MS = 86_400_000;
 const PASS_EVERY_MS = 3_600_000;
@@ -55,13 +55,29 @@ export class Retention {
     const { OPERATION_RETENTION_DAYS: opDays, AUDIT_RETENTION_DAYS: auditDays } = this.ctx.config;
     const now = Date.now();
     const counts: PruneCounts = { operations: new Map(), auditEvents: new Map() };
+    // Each table on its own: a failure pruning one (say, a statement timeout) must not stop the other's pruning.
+    const failures: unknown[] = [];
+    const table = async (name: RetentionTable, days: number, drain: () => Promise<void>) => {
+      if (!days) return;
+      try {
+        await drain();
+        countRetentionPass(name, "ok");
+      } catch (err) {
+        countRetentionPass(name, "failed");
+        failures.push(err);
+      }
+    };
     try {
-      if (opDays) await this.drain(counts.operations, (limit) => pruneOperationsBatch(this.ctx.prisma, new Date(now - opDays * DAY_MS), TERMINAL_STATUSES, limit));
-      if (auditDays) await this.drain(counts.auditEvents, (limit) => pruneAuditEventsBatch(this.ctx.prisma, new Date(now - auditDays * DAY_MS), limit));
+      await table("operations", opDays, async () => {
+        const cutoff = new Date(now - opDays * DAY_MS);
+        for (const status of TERMINAL_STATUSES) await this.drain(counts.operations, (limit) => pruneOperationsBatch(this.ctx.prisma, cutoff, status, limit));
+      });
+      await table("audit_events", auditDays, () => this.drain(counts.auditEvents, (limit) => pruneAuditEventsBatch(this.ctx.prisma, new Date(now - auditDays * DAY_MS), limit)));
     } finally {
       // Also after a failed batch: what the earlier ones deleted is recorded.
       await this.record(counts);
     }
+    if (failures.length > 0) throw failures[0];
     return counts;
   }
 

@@ -1,4 +1,4 @@
-import { Prisma, type PrismaClient } from "@prisma/client";
+import type { PrismaClient } from "@prisma/client";
 
 /** Rows a batch deleted, by tenant (for each tenant's `retention.pruned` audit event). */
 export type DeletedByTenant = Map<string, number>;
@@ -10,18 +10,22 @@ function byTenant(rows: { tenant_id: string }[]): DeletedByTenant {
 }
 
 /**
- * Deletes up to `limit` ended operations accepted before `cutoff`, oldest
- * first (the (status, created_at) index). Their deployment rows go with them
+ * Deletes up to `limit` ended operations of one status accepted before
+ * `cutoff`, oldest first. One status at a time, so that the (status,
+ * created_at) index yields the oldest rows in order and the statement reads
+ * about `limit` of them: with several statuses PostgreSQL read and sorted the
+ * whole backlog for every batch (2.7 s a batch at 1.8 million rows, past the
+ * statement timeout at about ten million). Their deployment rows go with them
  * (ON DELETE CASCADE), except that the latest deployment of each application
  * and its operation are kept whatever their age: "what is deployed there"
  * must stay answerable for an application last deployed long ago. SKIP LOCKED
  * lets every dispatcher prune at once without waiting on each other.
  */
-export async function pruneOperationsBatch(prisma: PrismaClient, cutoff: Date, terminalStatuses: readonly string[], limit: number): Promise<DeletedByTenant> {
+export async function pruneOperationsBatch(prisma: PrismaClient, cutoff: Date, status: string, limit: number): Promise<DeletedByTenant> {
   const rows = await prisma.$queryRaw<{ tenant_id: string }[]>`
     DELETE FROM operations WHERE id IN (
       SELECT o.id FROM operations o
-      WHERE o.status IN (${Prisma.join([...terminalStatuses])})
+      WHERE o.status = ${status}
         AND o.created_at < ${cutoff}
         AND NOT EXISTS (
           SELECT 1 FROM deployments d
