@@ -18,11 +18,16 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } | 
   }
 }
 
-/** The where-clause of the rows after `cursor` in (created_at desc, id desc) order; 422 for a cursor this API did not return. */
-export function keysetAfter(cursor: string): { OR: [{ createdAt: { lt: Date } }, { createdAt: Date; id: { lt: string } }] } {
+/**
+ * The where-clause of the rows after `cursor` in (created_at desc, id desc) order; 422 for a cursor
+ * this API did not return. The `lte` bound says the same as the OR, but PostgreSQL can start an
+ * index range scan at it; with the OR alone, a page a million rows deep read and discarded the
+ * million newer rows first (seconds per page, past the statement timeout on big tenants).
+ */
+export function keysetAfter(cursor: string): { createdAt: { lte: Date }; OR: [{ createdAt: { lt: Date } }, { createdAt: Date; id: { lt: string } }] } {
   const c = decodeCursor(cursor);
   if (!c) throw new ValidationError('"cursor" is not a cursor this API returned');
-  return { OR: [{ createdAt: { lt: c.createdAt } }, { createdAt: c.createdAt, id: { lt: c.id } }] };
+  return { createdAt: { lte: c.createdAt }, OR: [{ createdAt: { lt: c.createdAt } }, { createdAt: c.createdAt, id: { lt: c.id } }] };
 }
 
 /** Splits `limit + 1` fetched rows into the page and the cursor of the next one (null on the last page). */
