@@ -10,11 +10,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 /**
  * The dispatcher's plain HTTP routes, beside the runners' socket.io path:
- * liveness, readiness and the Prometheus scrape. Readiness pings PostgreSQL and
- * Redis; `probeRedis` must be a fail-fast connection (no offline queue), or a
+ * liveness, readiness and the Prometheus scrape. Readiness is 503 from the
+ * first step of shutdown on, and otherwise pings PostgreSQL and Redis; `probeRedis` must be a fail-fast connection (no offline queue), or a
  * ping would wait for Redis to come back instead of reporting it down.
  */
-export function createHealthHandler(deps: { prisma: PrismaClient; probeRedis: Redis; logger: Logger }): (req: IncomingMessage, res: ServerResponse) => void {
+export function createHealthHandler(deps: { prisma: PrismaClient; probeRedis: Redis; logger: Logger; draining: AbortSignal }): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -26,6 +26,8 @@ export function createHealthHandler(deps: { prisma: PrismaClient; probeRedis: Re
       return;
     }
     if (path === "/readyz") {
+      // Shutting down: load balancers stop sending runners here before the sockets are closed.
+      if (deps.draining.aborted) return sendJson(res, 503, { status: "draining" });
       void checkReadiness({ postgres: () => deps.prisma.$queryRaw`SELECT 1`, redis: () => pingRedis(deps.probeRedis) }, deps.logger).then(({ ok, body }) =>
         sendJson(res, ok ? 200 : 503, body),
       );

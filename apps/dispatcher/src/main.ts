@@ -29,13 +29,15 @@ async function main(): Promise<void> {
   const probeRedis = createFailFastRedis(config.REDIS_URL);
   probeRedis.on("error", () => undefined); // the main connection already logs Redis errors
   // Registered before socket.io attaches: it keeps this listener for every path but its own.
-  const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis, logger }));
+  // Aborted by the first step of shutdown: readiness turns 503 and new runners are sent elsewhere.
+  const draining = new AbortController();
+  const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis, logger, draining: draining.signal }));
   const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter);
   const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer: Sealer.fromConfig(config), io };
   const closeMetrics = registerDispatcherCollectors(ctx);
   const presence = new RunnerPresence(ctx);
   const revocations = new TokenRevocations(ctx);
-  attachRunnerHandlers(ctx, presence, revocations);
+  attachRunnerHandlers(ctx, presence, revocations, draining.signal);
   presence.start();
   revocations.start();
 
@@ -50,6 +52,7 @@ async function main(): Promise<void> {
   logger.info("dispatcher ready", { port: config.DISPATCHER_PORT, dispatcherId: config.DISPATCHER_ID, tls: Boolean(config.DISPATCHER_TLS_CERT_FILE) });
 
   new Shutdown(logger)
+    .add("stop being ready", () => draining.abort())
     .add("stop sweeping", () => sweeper.stop())
     .add("stop pruning", () => retention.stop())
     .add("stop cancel listener", () => cancelListener.close())

@@ -32,12 +32,12 @@ const retentionDeleted = new Counter({
 
 const runnerHandshakes = new Counter({
   name: "runbridge_dispatcher_runner_handshakes_total",
-  help: "Runner handshakes by outcome: accepted, invalid_token (no server has it), throttled (too many unknown tokens from the address, refused without a lookup), unavailable (the lookup failed)",
+  help: "Runner handshakes by outcome: accepted, invalid_token (no server has it), throttled (too many unknown tokens from the address, refused without a lookup), unavailable (the lookup failed), draining (this dispatcher is shutting down)",
   labelNames: ["outcome"] as const,
   registers: [dispatcherRegistry],
 });
 
-export function countRunnerHandshake(outcome: "accepted" | "invalid_token" | "throttled" | "unavailable"): void {
+export function countRunnerHandshake(outcome: "accepted" | "invalid_token" | "throttled" | "unavailable" | "draining"): void {
   runnerHandshakes.inc({ outcome });
 }
 

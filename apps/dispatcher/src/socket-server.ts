@@ -34,7 +34,7 @@ export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapt
   };
 }
 
-export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPresence, revocations: TokenRevocations): void {
+export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPresence, revocations: TokenRevocations, draining: AbortSignal): void {
   const { io, logger } = ctx;
 
   // PostgreSQL lookups of runner tokens that name no server are bounded per client address: past
@@ -47,10 +47,12 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
   io.use(async (socket, next) => {
     const auth = (socket.handshake.auth ?? {}) as Partial<RunnerHandshakeAuth>;
     const token = typeof auth.token === "string" ? auth.token : "";
-    const refuse = (outcome: "invalid_token" | "throttled" | "unavailable", reason: string) => {
+    const refuse = (outcome: "invalid_token" | "throttled" | "unavailable" | "draining", reason: string) => {
       countRunnerHandshake(outcome);
       next(new Error(reason));
     };
+    // A runner let in now would be sent away again in a moment: it retries and lands on another dispatcher.
+    if (draining.aborted) return refuse("draining", HandshakeRefusal.ShuttingDown);
     if (!isWellFormedToken(token, TokenKind.RunnerToken)) return refuse("invalid_token", HandshakeRefusal.InvalidToken);
     // Everything after this can fail, and nothing may escape: a rejected middleware would leave the handshake hanging.
     try {

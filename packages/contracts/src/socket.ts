@@ -127,6 +127,8 @@ export const HandshakeRefusal = {
   Unavailable: "dispatcher unavailable, retry",
   /** Too many tokens that name no server from this address this minute (RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE): retry later. */
   Throttled: "too many unknown runner tokens from this address, retry later",
+  /** The dispatcher is shutting down: connect again (the proxy or load balancer picks another one). */
+  ShuttingDown: "dispatcher shutting down, retry",
 } as const;
 
 /**

@@ -1,0 +1,57 @@
+import { HandshakeRefusal } from "@runbridge/contracts";
+import { closeTestPrisma } from "../helpers/db";
+import { createFixture } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
+import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import { TestStack } from "../helpers/stack";
+
+/**
+ * A dispatcher told to stop finishes its deliveries in flight before it closes runner sockets.
+ * From its first step on, it must say it is not ready (load balancers stop sending runners to it)
+ * and send new runners away to connect elsewhere, rather than let them in to drop them moments later.
+ */
+describe("a dispatcher shutting down", () => {
+  let stack: TestStack;
+  const sockets: ScriptedSocket[] = [];
+
+  beforeAll(async () => {
+    // A start the runner never answers holds the worker's close for up to RUNNER_ACK_TIMEOUT_MS: the window looked at here.
+    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" }, dispatcher: { RUNNER_ACK_TIMEOUT_MS: "8000" } });
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.disconnect();
+    await stack?.stop();
+    await closeTestPrisma();
+  });
+
+  it("answers /readyz 503 and refuses new runners while it finishes a delivery", async () => {
+    const port = stack.dispatcherPorts[0] as number;
+    const readyz = () => fetch(`http://127.0.0.1:${port}/readyz`).then(async (r) => ({ status: r.status, body: (await r.json()) as unknown }));
+    expect((await readyz()).status).toBe(200);
+
+    const silent = await createFixture();
+    const holder = scriptedRunner(port, silent.runnerToken);
+    sockets.push(holder);
+    let startArrived = false;
+    holder.on("operation:start", () => void (startArrived = true)); // never acknowledged
+    await stack.waitRunnerConnected(silent.server.id);
+    const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${silent.token}`).send({ server_id: silent.server.id, command: "true" });
+    expect(res.body).toEqual({ operation_id: expect.any(String), status: "running" });
+    await waitFor(async () => startArrived, 10_000, "the start to reach the silent runner");
+
+    stack.dispatchers[0]?.child.kill("SIGTERM");
+    await waitFor(async () => (await readyz()).status === 503, 3000, "readiness to turn 503");
+    expect(await readyz()).toEqual({ status: 503, body: { status: "draining" } });
+
+    const late = await createFixture();
+    const newcomer = scriptedRunner(port, late.runnerToken);
+    sockets.push(newcomer);
+    const refusal = await new Promise<string>((resolve, reject) => {
+      newcomer.on("connect", () => reject(new Error("a runner was let in by a dispatcher shutting down")));
+      newcomer.on("connect_error", ((err: Error) => resolve(err.message)) as never);
+    });
+    expect(refusal).toBe(HandshakeRefusal.ShuttingDown);
+    // The delivery in flight was still being waited on: the runner it holds is still connected.
+    expect(holder.connected).toBe(true);
+  });
+});
