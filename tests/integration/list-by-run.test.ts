@@ -45,6 +45,24 @@ describe("GET /api/automation/v1/operations", () => {
     expect(theirs.body.data[0].command).toBe("echo other key");
   });
 
+  it("leaves each result's stdout and stderr out with output=false, and keeps everything else", async () => {
+    const run = `gh-${Date.now()}-quiet`;
+    await exec("echo loud; echo louder >&2; exit 3", run);
+    const full = await list(`?run_id=${run}`);
+    expect(full.body.data[0].result).toEqual({ exit_code: 3, stdout: "loud\n", stderr: "louder\n", duration_ms: expect.any(Number), stdout_truncated: false, stderr_truncated: false });
+    const quiet = await list(`?run_id=${run}&output=false`);
+    expect(quiet.status).toBe(200);
+    expect(quiet.body.data[0].result).toEqual({ exit_code: 3, duration_ms: expect.any(Number), stdout_truncated: false, stderr_truncated: false });
+    const { result: _full, ...rest } = full.body.data[0] as Record<string, unknown>;
+    const { result: _quiet, ...quietRest } = quiet.body.data[0] as Record<string, unknown>;
+    expect(quietRest).toEqual(rest);
+    expect((await list(`?run_id=${run}&output=maybe`)).status).toBe(422);
+    // The management API's list (the dashboard's) takes it too.
+    const mgmt = await stack.api().get(`/api/v1/operations?run_id=${run}&output=false`).set("Authorization", `Bearer ${fx.apiKey}`);
+    expect(mgmt.body.data[0].result).not.toHaveProperty("stdout");
+    expect(mgmt.body.data[0].result).toMatchObject({ exit_code: 3 });
+  });
+
   it("lists only what the key's scope still covers once it is narrowed, as reading one by id does", async () => {
     const run = `gh-narrowed-${Date.now()}`;
     const own = await createAutomationKey(fx.tenant.id);

@@ -107,6 +107,8 @@ export function dashboardRouter(ctx: GatewayContext): Router {
       where: { id: { in: ids }, tenantId: auth.tenantId },
       orderBy: [{ createdAt: "desc" }, { id: "desc" }],
       include: { server: { select: { name: true } } },
+      // The list shows statuses only; the detail view reads the output.
+      omit: { stdout: true, stderr: true },
     });
     res.set("Cache-Control", "no-store").json({ data: rows.map(operationView) });
   });

@@ -21,6 +21,9 @@ export async function listOperationsPage(ctx: GatewayContext, scope: Prisma.Oper
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take: q.limit + 1,
     include: { server: { select: { name: true } } },
+    // Up to 1 MiB per stream per row: a page of 50 finished builds is 100 MiB to read and serialise.
+    // A list that only shows statuses (the dashboard's, polled every few seconds) leaves them out.
+    omit: q.output ? {} : { stdout: true, stderr: true },
   });
   const { page, nextCursor } = pageOf(rows, q.limit);
   return { data: page.map(operationView), next_cursor: nextCursor };

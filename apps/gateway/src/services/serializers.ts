@@ -1,12 +1,15 @@
 import type { Operation, Server } from "@runbridge/db";
 
 /** Operation result as the API shows it. */
-export function resultOf(op: Operation) {
+/** An operation row, or one read without its output columns (lists asked for `output=false`). */
+export type OperationRow = Omit<Operation, "stdout" | "stderr"> & Partial<Pick<Operation, "stdout" | "stderr">>;
+
+/** The result of an ended operation; without `stdout`/`stderr` when the row was read without them. */
+export function resultOf(op: OperationRow) {
   if (op.status === "running") return null;
   return {
     exit_code: op.exitCode,
-    stdout: op.stdout ?? "",
-    stderr: op.stderr ?? "",
+    ...("stdout" in op ? { stdout: op.stdout ?? "", stderr: op.stderr ?? "" } : {}),
     duration_ms: op.durationMs,
     stdout_truncated: op.stdoutTruncated,
     stderr_truncated: op.stderrTruncated,
@@ -25,7 +28,7 @@ export function syncResponse(op: Operation) {
 }
 
 /** GET /operations/{id}, as in the spec, plus `error` and `created_at`. */
-export function operationView(op: Operation & { server?: Pick<Server, "name"> | null }) {
+export function operationView(op: OperationRow & { server?: Pick<Server, "name"> | null }) {
   return {
     operation_id: op.id,
     operation_type: op.type,

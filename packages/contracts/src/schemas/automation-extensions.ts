@@ -25,6 +25,8 @@ export interface AutomationListOperationsQuery {
   type?: string;
   cursor?: string;
   limit: number;
+  /** false: each result without `stdout` and `stderr` (read them from GET /operations/{id}). */
+  output: boolean;
 }
 
 /** GET /operations: the calling key's own operations, newest first. */
@@ -35,6 +37,7 @@ export const automationListOperationsQuerySchema = Joi.object<AutomationListOper
   type: Joi.string().valid(...OPERATION_TYPES),
   cursor: Joi.string().max(200),
   limit: Joi.number().integer().min(1).max(200).default(50),
+  output: Joi.boolean().default(true),
 });
 
 /** An SSE resume point: a Redis stream entry id (`<ms>-<seq>`) or `stored` (the Postgres fallback). */

@@ -59,6 +59,7 @@ export const listOperationsQuerySchema = Joi.object<ListOperationsQuery>({
   type: Joi.string().valid(...OPERATION_TYPES),
   cursor: Joi.string().max(200),
   limit: Joi.number().integer().min(1).max(200).default(50),
+  output: Joi.boolean().default(true),
 }).prefs({ convert: true });
 
 export const createApiKeySchema = Joi.object<{ name: string }>({ name: name().required() });

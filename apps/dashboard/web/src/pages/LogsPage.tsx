@@ -116,7 +116,7 @@ export function LogsPage(props: { query: URLSearchParams }) {
   // first page only adds newer rows on top, it never pushes rows into the gap before the older pages' cursor.
   const older = useOlderPages<Operation>(filterKey, "operations");
   // The first page refreshes every few seconds: new operations appear on top, running ones change status.
-  const first = useLoad(() => api.get<Page<Operation>>(`/api/v1/operations${qs({ ...filters, limit: "50" })}`), [filterKey], {
+  const first = useLoad(() => api.get<Page<Operation>>(`/api/v1/operations${qs({ ...filters, limit: "50", output: "false" })}`), [filterKey], {
     ms: 4000,
     while: () => true,
   });
@@ -151,7 +151,7 @@ export function LogsPage(props: { query: URLSearchParams }) {
   const ops = [...(first.data?.data ?? []), ...(older.rows ?? [])].filter((o) => !seen.has(o.operation_id) && seen.add(o.operation_id));
   const more = older.cursor === undefined ? (first.data?.next_cursor ?? null) : older.cursor;
   const loadMore = async () => {
-    if (more) await older.load(more, ops, (cursor) => api.get<Page<Operation>>(`/api/v1/operations${qs({ ...filters, cursor, limit: "50" })}`));
+    if (more) await older.load(more, ops, (cursor) => api.get<Page<Operation>>(`/api/v1/operations${qs({ ...filters, cursor, limit: "50", output: "false" })}`));
   };
   const activeFilters = FILTERS.filter((f) => filters[f]);
   const keyName = keys.data?.data.find((k) => k.id === filters.automation_key_id)?.name;
