@@ -99,8 +99,11 @@ describe("retention of operations and audit events", () => {
     const s = await seed();
     const passes = async () => {
       const text = await dispatcherRegistry.metrics();
-      const value = (table: string, outcome: string) =>
-        Number(text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_retention_passes_total{table="${table}",outcome="${outcome}"}`))?.split(" ").pop() ?? NaN);
+      const value = (table: string, outcome: string) => {
+        const line = text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_retention_passes_total{table="${table}",outcome="${outcome}",`));
+        if (!line) throw new Error(`no retention_passes_total series for ${table}/${outcome}`);
+        return Number(line.split(" ").pop());
+      };
       return { opsFailed: value("operations", "failed"), auditOk: value("audit_events", "ok") };
     };
     const before = await passes();

@@ -15,8 +15,17 @@ describe("sweeper: an operation whose job was lost", () => {
 
   afterAll(closeTestPrisma);
 
+  /** The dispatcher's runbridge_dispatcher_sweeper_actions_total for `action`. */
+  const swept = async (action: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${suite.stack.dispatcherPorts[0]}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_sweeper_actions_total{action="${action}",`));
+    if (!line) throw new Error(`no runbridge_dispatcher_sweeper_actions_total series for ${action}`);
+    return Number(line.split(" ").pop());
+  };
+
   it("is delivered when its job hash was left in no state list", async () => {
     const { stack, fx } = suite;
+    const requeuedBefore = await swept("requeued");
     const op = await createOperation(fx.tenant.id, fx.server.id, {
       command: "echo recovered",
       redisPrefix: stack.prefix,
@@ -31,10 +40,13 @@ describe("sweeper: an operation whose job was lost", () => {
     });
     const done = await waitUntilEnded(op.id, 30_000);
     expect(done).toMatchObject({ status: "completed", exitCode: 0, stdout: "recovered\n" });
+    // Counted, so an operator sees the queue losing jobs without reading logs.
+    expect(await swept("requeued")).toBe(requeuedBefore + 1);
   });
 
   it("fails a deploy whose deployment row was never written, instead of running it out of turn", async () => {
     const { stack, fx } = suite;
+    const before = await swept("deployment_not_recorded");
     // The gateway wrote the operation, then failed before the deployment row and the job.
     const op = await createOperation(fx.tenant.id, fx.server.id, {
       type: "deploy",
@@ -45,6 +57,9 @@ describe("sweeper: an operation whose job was lost", () => {
     const done = await waitUntilEnded(op.id, 30_000);
     expect(done).toMatchObject({ status: "failed", dispatchedAt: null, startedAt: null, exitCode: null });
     expect(done.error).toMatch(/^deployment not recorded: the gateway failed before recording this deploy.*nothing ran/);
+    expect(await swept("deployment_not_recorded")).toBe(before + 1);
+    // Every action has its series from the start.
+    expect(await swept("result_lost")).toBe(0);
   });
 
   it("does not give up on a start handed over long ago while a runner could still take it (its delivery deadline), and does after", async () => {

@@ -52,6 +52,22 @@ const retentionPasses = new Counter({
 // Every series from the start, so an alert on failures has a zero to compare with.
 for (const table of ["operations", "audit_events"] as const) for (const outcome of ["ok", "failed"] as const) retentionPasses.inc({ table, outcome }, 0);
 
+/** What the sweeper did about an operation that its delivery or its result had lost track of. */
+export const SWEEPER_ACTIONS = ["requeued", "runner_offline", "deployment_not_recorded", "queue_lost", "runner_lost", "runner_unconfirmed", "result_lost", "resolved_from_ledger"] as const;
+export type SweeperAction = (typeof SWEEPER_ACTIONS)[number];
+
+const sweeperActions = new Counter({
+  name: "runbridge_dispatcher_sweeper_actions_total",
+  help: "Operations the sweeper recovered or ended, by action: requeued (job lost, re-enqueued), resolved_from_ledger (result recovered from the runner), and the failures runner_offline, deployment_not_recorded, queue_lost, runner_lost, runner_unconfirmed, result_lost",
+  labelNames: ["action"] as const,
+  registers: [dispatcherRegistry],
+});
+for (const action of SWEEPER_ACTIONS) sweeperActions.inc({ action }, 0);
+
+export function countSweeperAction(action: SweeperAction): void {
+  sweeperActions.inc({ action });
+}
+
 export function countRetentionDeleted(table: RetentionTable, n: number): void {
   if (n > 0) retentionDeleted.inc({ table }, n);
 }

@@ -2,6 +2,7 @@ import { Queue } from "bullmq";
 import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type LedgerQueryReply, type OperationType } from "@runbridge/contracts";
 import { createRedis } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
+import { countSweeperAction, type SweeperAction } from "./metrics";
 import { recordRunnerResult, finishOperation } from "./results";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
 
@@ -80,19 +81,23 @@ export class Sweeper {
       // lost to eviction): either way nothing will deliver it.
       const state = await this.queue.getJobState(op.id);
       if (state !== "unknown" && state !== "failed" && state !== "completed") continue;
+      const failUndispatched = async (error: string, action: SweeperAction) => {
+        if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error }, { onlyIfUndispatched: true })) countSweeperAction(action);
+      };
       if (op.deliverBy.getTime() < Date.now()) {
-        await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
+        await failUndispatched(FailureReason.RunnerOffline, "runner_offline");
       } else if (op.type === "deploy" && !(await this.ctx.prisma.deployment.findUnique({ where: { operationId: op.id }, select: { id: true } }))) {
         // The gateway failed between the operation and its deployment row: with no row the
         // deploy cannot wait its turn behind the application's other deploys (deploy-turn.ts).
-        await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.DeploymentNotRecorded }, { onlyIfUndispatched: true });
+        await failUndispatched(FailureReason.DeploymentNotRecorded, "deployment_not_recorded");
       } else if (hadSecrets(op)) {
-        await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.QueueLost }, { onlyIfUndispatched: true });
+        await failUndispatched(FailureReason.QueueLost, "queue_lost");
       } else {
         // An orphaned hash would make the add below a no-op (same job id): remove whatever is left.
         await this.queue.remove(op.id).catch(() => undefined);
         const entry = JobCatalog[JobName.DeliverOperation];
         await this.queue.add(JobName.DeliverOperation, { operationId: op.id, serverId: op.serverId, type: op.type as OperationType }, { ...entry.options, jobId: op.id });
+        countSweeperAction("requeued");
         this.ctx.logger.warn("re-enqueued an operation whose job was lost", { operationId: op.id });
       }
     }
@@ -158,16 +163,17 @@ export class Sweeper {
         }
         // No runner: none of this server's overdue operations can be resolved by asking.
         for (const lost of ops.slice(i)) {
-          const error = lost.started_at ? FailureReason.RunnerLost : FailureReason.RunnerUnconfirmed;
-          await finishOperation(this.ctx, serverId, { operationId: lost.id, status: "failed", error });
+          const [error, action] = lost.started_at ? ([FailureReason.RunnerLost, "runner_lost"] as const) : ([FailureReason.RunnerUnconfirmed, "runner_unconfirmed"] as const);
+          if (await finishOperation(this.ctx, serverId, { operationId: lost.id, status: "failed", error })) countSweeperAction(action);
         }
         return;
       }
       const entry = reply[op.id];
       try {
-        if (entry?.state === "finished") await recordRunnerResult(this.ctx, serverId, entry.result);
-        else if (!entry || entry.state === "unknown") {
-          await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", error: FailureReason.ResultLost });
+        if (entry?.state === "finished") {
+          if (await recordRunnerResult(this.ctx, serverId, entry.result)) countSweeperAction("resolved_from_ledger");
+        } else if (!entry || entry.state === "unknown") {
+          if (await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", error: FailureReason.ResultLost })) countSweeperAction("result_lost");
         }
         // "running": the runner enforces the timeout itself; its result will come.
       } catch (err) {
