@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createLogger } from "@runbridge/common";
+import { createLogger, createRedis } from "@runbridge/common";
+import { redisKeys } from "@runbridge/contracts";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import { serverRoom, type DispatcherContext } from "../../apps/dispatcher/src/context";
-import { requestRunner } from "../../apps/dispatcher/src/runner-link";
+import { RunnerRelay } from "../../apps/dispatcher/src/relay";
+import { askLocalRunner, requestRunner } from "../../apps/dispatcher/src/runner-link";
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
 import { freshPrefix, testRedisUrl } from "../helpers/env";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
@@ -22,21 +24,42 @@ import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner"
  */
 describe("requests to a server's runner", () => {
   const serverId = randomUUID();
-  const adapterKey = `${freshPrefix("link")}:socket.io`;
-  const config = { REDIS_URL: testRedisUrl(), RUNNER_ACK_TIMEOUT_MS: 3000 } as DispatcherConfig;
+  const prefix = freshPrefix("link");
+  const keys = redisKeys(prefix);
+  const adapterKey = `${prefix}:socket.io`;
+  const redis = createRedis(testRedisUrl());
   const nodes: { http: HttpServer; ctx: DispatcherContext; close: () => void }[] = [];
   let runners: ScriptedSocket[] = [];
   const heard: Record<string, number> = { older: 0, newer: 0 };
   const replaced: Record<string, boolean> = {};
 
-  const node = async (): Promise<{ ctx: DispatcherContext; port: number }> => {
+  const node = async (id: string): Promise<{ ctx: DispatcherContext; port: number }> => {
+    const config = { REDIS_URL: testRedisUrl(), RUNNER_ACK_TIMEOUT_MS: 3000, DISPATCHER_ID: id } as DispatcherConfig;
     const http = createServer();
     const { io, close } = createRunnerIo(http, config, adapterKey);
     // Stands in for admitRunner having let both connections in.
     io.on("connection", (socket) => void socket.join(serverRoom(serverId)));
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-    const ctx = { config, io, logger: createLogger("test", "error") } as unknown as DispatcherContext;
-    nodes.push({ http, ctx, close });
+    const logger = createLogger("test", "error");
+    const relay: RunnerRelay = new RunnerRelay({
+      redis,
+      redisUrl: testRedisUrl(),
+      keys,
+      dispatcherId: id,
+      ackTimeoutMs: config.RUNNER_ACK_TIMEOUT_MS,
+      logger,
+      askLocal: (sid, event, payload) => askLocalRunner(ctx)(sid, event, payload),
+    });
+    await relay.start();
+    const ctx = { config, io, logger, redis, keys, relay } as unknown as DispatcherContext;
+    nodes.push({
+      http,
+      ctx,
+      close: () => {
+        relay.close();
+        close();
+      },
+    });
     return { ctx, port: (http.address() as AddressInfo).port };
   };
 
@@ -60,8 +83,8 @@ describe("requests to a server's runner", () => {
   let firstPort: number;
 
   beforeAll(async () => {
-    const a = await node();
-    const b = await node();
+    const a = await node("first");
+    const b = await node("second");
     first = a.ctx;
     firstPort = a.port;
     second = b.ctx;
@@ -96,6 +119,7 @@ describe("requests to a server's runner", () => {
       await new Promise<void>((resolve) => n.ctx.io.close(() => resolve()));
       n.close();
     }
+    redis.disconnect();
   });
 
   const olderSentAway = async () => {
@@ -113,6 +137,39 @@ describe("requests to a server's runner", () => {
     await expect(requestRunner(first, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
     expect(heard).toEqual({ older: 0, newer: 1 });
     await olderSentAway();
+  });
+
+  it("from another dispatcher, through the one its presence key names, goes to the newest only, and sends the older away", async () => {
+    const newer = runners[1] as unknown as { id: string };
+    await redis.set(keys.runnerPresence(serverId), `first/${newer.id}`, "EX", 60);
+    try {
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(heard).toEqual({ older: 0, newer: 1 });
+      await olderSentAway();
+    } finally {
+      await redis.del(keys.runnerPresence(serverId));
+    }
+  });
+
+  it("from another dispatcher, answers at once while a third dispatcher is stalled (subscribed, never answering)", async () => {
+    const newer = runners[1] as unknown as { id: string };
+    await redis.set(keys.runnerPresence(serverId), `first/${newer.id}`, "EX", 60);
+    // A dispatcher whose process is frozen still holds its Redis subscriptions: the adapter counts it
+    // among the servers that must answer a socket lookup or an acknowledged broadcast, and waits for it.
+    const stalled = createRedis(testRedisUrl());
+    await stalled.subscribe(`${adapterKey}-request#/#`);
+    try {
+      const started = Date.now();
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
+      expect(Date.now() - started).toBeLessThan(2000);
+      // Through the adapter the same request waits for the stalled one, and fails.
+      await redis.del(keys.runnerPresence(serverId));
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).rejects.toThrow(/timeout/);
+    } finally {
+      stalled.disconnect();
+      await redis.del(keys.runnerPresence(serverId));
+    }
   });
 
   it("from another dispatcher, through Redis, goes to the newest only, and sends the older away", async () => {

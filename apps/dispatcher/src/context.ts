@@ -4,6 +4,7 @@ import type { DispatcherToRunnerEvents, RedisKeys, RunnerToDispatcherEvents } fr
 import type { Logger, Sealer } from "@runbridge/common";
 import type { OperationStore, PrismaClient } from "@runbridge/db";
 import type { DispatcherConfig } from "./config";
+import type { RunnerRelay } from "./relay";
 
 export interface RunnerSocketData {
   serverId: string;
@@ -33,6 +34,8 @@ export interface DispatcherContext {
   keys: RedisKeys;
   sealer: Sealer;
   io: RunnerIo;
+  /** Requests to runners held by other dispatchers (runner-link.ts). */
+  relay: RunnerRelay;
 }
 
 export const serverRoom = (serverId: string) => `server:${serverId}`;

@@ -10,6 +10,8 @@ import { createHealthHandler } from "./health";
 import { createDispatcherServer } from "./http-server";
 import { registerDispatcherCollectors } from "./metrics";
 import { RunnerPresence } from "./presence";
+import { RunnerRelay } from "./relay";
+import { askLocalRunner } from "./runner-link";
 import { attachRunnerHandlers, createRunnerIo } from "./socket-server";
 import { Retention } from "./retention";
 import { Sweeper } from "./sweeper";
@@ -33,7 +35,16 @@ async function main(): Promise<void> {
   const draining = new AbortController();
   const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis, logger, draining: draining.signal }));
   const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter);
-  const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer: Sealer.fromConfig(config), io };
+  const relay: RunnerRelay = new RunnerRelay({
+    redis,
+    redisUrl: config.REDIS_URL,
+    keys,
+    dispatcherId: config.DISPATCHER_ID,
+    ackTimeoutMs: config.RUNNER_ACK_TIMEOUT_MS,
+    logger,
+    askLocal: (serverId, event, payload) => askLocalRunner(ctx)(serverId, event, payload),
+  });
+  const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer: Sealer.fromConfig(config), io, relay };
   const closeMetrics = registerDispatcherCollectors(ctx);
   const presence = new RunnerPresence(ctx);
   const revocations = new TokenRevocations(ctx);
@@ -41,6 +52,8 @@ async function main(): Promise<void> {
   presence.start();
   revocations.start();
 
+  // Before the port opens and the worker starts: other dispatchers may relay requests here at once.
+  await relay.start();
   http.listen(config.DISPATCHER_PORT, config.DISPATCHER_HOST);
   await once(http, "listening");
   const worker = createDeliveryWorker(ctx);
@@ -63,6 +76,7 @@ async function main(): Promise<void> {
     // Runners reconnect to another dispatcher and re-send any result not yet stored.
     .add("disconnect runners", () => new Promise<void>((resolve) => void io.close(() => resolve())))
     .add("close redis", () => {
+      relay.close();
       closeAdapter();
       redis.disconnect();
       probeRedis.disconnect();

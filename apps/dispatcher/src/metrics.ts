@@ -52,6 +52,18 @@ const retentionPasses = new Counter({
 // Every series from the start, so an alert on failures has a zero to compare with.
 for (const table of ["operations", "audit_events"] as const) for (const outcome of ["ok", "failed"] as const) retentionPasses.inc({ table, outcome }, 0);
 
+const relayRequests = new Counter({
+  name: "runbridge_dispatcher_relay_requests_total",
+  help: "Requests this dispatcher relayed to a runner held by another dispatcher, by outcome: delivered (answered by the runner), absent (not on the dispatcher its presence named; looked up through the socket.io adapter instead), failed (an error or no answer in time)",
+  labelNames: ["outcome"] as const,
+  registers: [dispatcherRegistry],
+});
+for (const outcome of ["delivered", "absent", "failed"] as const) relayRequests.inc({ outcome }, 0);
+
+export function countRelayRequest(outcome: "delivered" | "absent" | "failed"): void {
+  relayRequests.inc({ outcome });
+}
+
 /** What the sweeper did about an operation that its delivery or its result had lost track of. */
 export const SWEEPER_ACTIONS = ["requeued", "runner_offline", "deployment_not_recorded", "queue_lost", "runner_lost", "runner_unconfirmed", "result_lost", "resolved_from_ledger"] as const;
 export type SweeperAction = (typeof SWEEPER_ACTIONS)[number];

@@ -1,5 +1,6 @@
 import type { DispatcherToRunnerEvents } from "@runbridge/contracts";
 import { serverRoom, type DispatcherContext, type RunnerSocket } from "./context";
+import { NoLocalRunner, type LocalRunnerAsk, type RelayedEvent } from "./relay";
 import { recordReplacement, type RunnerConnection } from "./runner-audit";
 
 type Events = Pick<DispatcherToRunnerEvents, "operation:start" | "operation:cancel" | "operation:query">;
@@ -81,10 +82,35 @@ async function locate(ctx: DispatcherContext, serverId: string): Promise<{ local
   return remote ? { remoteId: remote.id } : null;
 }
 
+/** The dispatcher that the runner's presence key names (another's, or this one's), or null when it has none. */
+async function presenceOwner(ctx: DispatcherContext, serverId: string): Promise<string | null> {
+  const marker = await ctx.redis.get(ctx.keys.runnerPresence(serverId));
+  const slash = marker?.lastIndexOf("/") ?? -1;
+  return marker && slash > 0 ? marker.slice(0, slash) : null;
+}
+
+/**
+ * The owning dispatcher's side of a relayed request (relay.ts): the newest local connection,
+ * asked with the acknowledgement timeout; NoLocalRunner when none is here.
+ */
+export function askLocalRunner(ctx: DispatcherContext): LocalRunnerAsk {
+  return (serverId, event, payload) => {
+    const local = keepNewest(ctx, serverId, localSockets(ctx, serverId));
+    if (!local) return Promise.reject(new NoLocalRunner());
+    if (event === "probe") return Promise.resolve(true);
+    return (local.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS) as unknown as { emitWithAck(ev: RelayedEvent, p: unknown): Promise<unknown> }).emitWithAck(event, payload);
+  };
+}
+
 /**
  * Sends an acknowledged event to a server's runner, wherever it is connected.
  * An absent runner is an explicit RunnerNotConnected, never a silent empty
- * reply. `beforeSend` runs once a runner socket is known to exist.
+ * reply. `beforeSend` runs once, once a runner is known to exist.
+ *
+ * A runner on this dispatcher is sent to directly. One on another, named by
+ * its presence key, through that dispatcher alone (the relay). Otherwise —
+ * no presence key, or that dispatcher does not have it (an earlier version's,
+ * or the runner just moved) — the socket.io adapter finds it wherever it is.
  */
 export async function requestRunner<E extends keyof Events>(
   ctx: DispatcherContext,
@@ -93,9 +119,26 @@ export async function requestRunner<E extends keyof Events>(
   payload: Payload<E>,
   beforeSend?: () => Promise<void>,
 ): Promise<Reply<E>> {
+  let claimed = false;
+  const claim = async () => {
+    if (claimed) return;
+    claimed = true;
+    await beforeSend?.();
+  };
+  if (!hasLocalRunner(ctx, serverId)) {
+    const owner = await presenceOwner(ctx, serverId);
+    // With a `beforeSend` (a delivery's claim), asked first whether it holds the runner: the claim only once a runner is known to exist.
+    const holds = async (dispatcher: string) => !beforeSend || (await ctx.relay.request(dispatcher, serverId, "probe", null)).delivered;
+    if (owner !== null && owner !== ctx.config.DISPATCHER_ID && (await holds(owner))) {
+      await claim();
+      const relayed = await ctx.relay.request(owner, serverId, event, payload);
+      if (relayed.delivered) return relayed.reply as Reply<E>;
+      // It went away meanwhile: wherever it is now, the adapter finds it.
+    }
+  }
   let target = await locate(ctx, serverId);
   if (!target) throw new RunnerNotConnected(`runner of server ${serverId} is not connected`);
-  await beforeSend?.();
+  await claim();
   // The local socket found before beforeSend may have gone (or been replaced) meanwhile: look again rather than emit into a closed one.
   if ("local" in target) target = await locate(ctx, serverId);
   const gone = () => new RunnerNotConnected(`runner of server ${serverId} went away before acknowledging`);

@@ -12,6 +12,10 @@ export function redisKeys(prefix: string) {
     operationFinished: `${prefix}:events:operation-finished`,
     /** Pub/sub: an automation key changed (revoked, re-scoped); message = key hash. */
     keyChanged: `${prefix}:events:key-changed`,
+    /** Pub/sub: requests relayed to the runners connected to one dispatcher (apps/dispatcher/src/relay.ts). */
+    relayRequests: (dispatcherId: string) => `${prefix}:relay:${dispatcherId}`,
+    /** Pub/sub: answers to the requests one dispatcher relayed. */
+    relayReplies: (dispatcherId: string) => `${prefix}:relay-replies:${dispatcherId}`,
     /** Socket.io adapter channel prefix. */
     socketAdapter: `${prefix}:sio`,
     /** Live output of an operation (Redis stream, bounded, with TTL). */

@@ -1,0 +1,164 @@
+import { randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import { createRedis, type Logger } from "@runbridge/common";
+import type { DispatcherToRunnerEvents, RedisKeys } from "@runbridge/contracts";
+import { countRelayRequest } from "./metrics";
+
+/**
+ * The requests a dispatcher relays to a runner connected to another dispatcher, and `probe`: whether
+ * that dispatcher holds the runner at all (answered there, not sent to the runner).
+ */
+export type RelayedEvent = keyof Pick<DispatcherToRunnerEvents, "operation:start" | "operation:cancel" | "operation:query"> | "probe";
+
+interface RelayRequest {
+  id: string;
+  /** The asking dispatcher's reply channel. */
+  from: string;
+  serverId: string;
+  event: RelayedEvent;
+  payload: unknown;
+}
+
+type RelayReply = { id: string; reply: unknown } | { id: string; absent: true } | { id: string; error: string };
+
+/** What a relayed request came to. */
+export type RelayOutcome = { delivered: true; reply: unknown } | { delivered: false };
+
+/** Asks the runner of `serverId` on this dispatcher (its newest connection) and returns its answer; NoLocalRunner when none is here. */
+export type LocalRunnerAsk = (serverId: string, event: RelayedEvent, payload: unknown) => Promise<unknown>;
+
+/** The local runner was not there: the asking dispatcher looks for it elsewhere. */
+export class NoLocalRunner extends Error {}
+
+interface Pending {
+  resolve: (o: RelayOutcome) => void;
+  reject: (err: Error) => void;
+  /** How many dispatchers received the request (PUBLISH's answer; null until it comes). */
+  receivers: number | null;
+  /** How many of them answered that the runner is not there. */
+  absent: number;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Requests to a runner connected to another dispatcher, sent to that dispatcher
+ * alone on its own Redis channel (it is named in the runner's presence key),
+ * and answered on the asker's. Not broadcast through the socket.io adapter:
+ * the adapter's acknowledged broadcasts, and its socket lookups, wait for every
+ * dispatcher to answer, so one stalled dispatcher made every request to a
+ * runner held by another time out.
+ */
+export class RunnerRelay {
+  private readonly sub: Redis;
+  private readonly pending = new Map<string, Pending>();
+  private readonly inbox: string;
+  private readonly replies: string;
+
+  constructor(
+    private readonly opts: {
+      redis: Redis;
+      redisUrl: string;
+      keys: Pick<RedisKeys, "relayRequests" | "relayReplies">;
+      dispatcherId: string;
+      ackTimeoutMs: number;
+      logger: Logger;
+      askLocal: LocalRunnerAsk;
+    },
+  ) {
+    this.sub = createRedis(opts.redisUrl);
+    this.sub.on("error", (err: Error) => opts.logger.warn("relay redis error", { error: err.message }));
+    this.inbox = opts.keys.relayRequests(opts.dispatcherId);
+    this.replies = opts.keys.relayReplies(opts.dispatcherId);
+  }
+
+  async start(): Promise<void> {
+    this.sub.on("message", (channel: string, message: string) => {
+      if (channel === this.inbox) void this.answer(message);
+      else if (channel === this.replies) this.settle(message);
+    });
+    await this.sub.subscribe(this.inbox, this.replies);
+  }
+
+  /**
+   * Sends `event` to the runner of `serverId` through dispatcher `owner`. Not delivered when no
+   * dispatcher listens there (gone, or of an earlier version) or the runner is not on it (it
+   * moved): the caller then looks for it another way. Rejects when no answer comes in time.
+   */
+  async request(owner: string, serverId: string, event: RelayedEvent, payload: unknown): Promise<RelayOutcome> {
+    const req: RelayRequest = { id: randomUUID(), from: this.replies, serverId, event, payload };
+    return new Promise<RelayOutcome>((resolve, reject) => {
+      // The owner gives the runner ackTimeoutMs; a margin for the two Redis hops.
+      const timer = setTimeout(() => this.fail(req.id, new Error(`no answer through dispatcher ${owner} within ${this.opts.ackTimeoutMs + 1000} ms`)), this.opts.ackTimeoutMs + 1000);
+      this.pending.set(req.id, { resolve, reject, receivers: null, absent: 0, timer });
+      this.opts.redis.publish(this.opts.keys.relayRequests(owner), JSON.stringify(req)).then(
+        (receivers) => {
+          const p = this.pending.get(req.id);
+          if (!p) return; // Answered already (answers can come before PUBLISH's own reply).
+          p.receivers = receivers;
+          if (p.absent >= receivers) this.finish(req.id, { delivered: false });
+        },
+        (err: unknown) => this.fail(req.id, err instanceof Error ? err : new Error(String(err))),
+      );
+    });
+  }
+
+  /** The owner's side: asks its local runner and publishes the answer to the asker. */
+  private async answer(message: string): Promise<void> {
+    let req: RelayRequest;
+    try {
+      req = JSON.parse(message) as RelayRequest;
+    } catch {
+      this.opts.logger.warn("dropped a malformed relay request");
+      return;
+    }
+    let reply: RelayReply;
+    try {
+      reply = { id: req.id, reply: await this.opts.askLocal(req.serverId, req.event, req.payload) };
+    } catch (err) {
+      reply = err instanceof NoLocalRunner ? { id: req.id, absent: true } : { id: req.id, error: err instanceof Error ? err.message : String(err) };
+    }
+    await this.opts.redis.publish(req.from, JSON.stringify(reply)).catch((err: unknown) => {
+      // The asker times out and retries as for a runner that did not answer.
+      this.opts.logger.warn("could not send a relayed answer back", { serverId: req.serverId, event: req.event, error: String(err) });
+    });
+  }
+
+  private settle(message: string): void {
+    let reply: RelayReply;
+    try {
+      reply = JSON.parse(message) as RelayReply;
+    } catch {
+      return;
+    }
+    const p = this.pending.get(reply.id);
+    if (!p) return; // Timed out already.
+    if ("reply" in reply) return this.finish(reply.id, { delivered: true, reply: reply.reply });
+    if ("error" in reply) return this.fail(reply.id, new Error(reply.error));
+    // Absent there. Normally one dispatcher listens per id; with several (a shared DISPATCHER_ID) the one holding the runner may still answer.
+    p.absent += 1;
+    if (p.receivers !== null && p.absent >= p.receivers) this.finish(reply.id, { delivered: false });
+  }
+
+  private finish(id: string, outcome: RelayOutcome): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    countRelayRequest(outcome.delivered ? "delivered" : "absent");
+    p.resolve(outcome);
+  }
+
+  private fail(id: string, err: Error): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    countRelayRequest("failed");
+    p.reject(err);
+  }
+
+  close(): void {
+    for (const [id] of this.pending) this.fail(id, new Error("dispatcher shutting down"));
+    this.sub.disconnect();
+  }
+}
