@@ -5,6 +5,7 @@ import { createLogger, createRedis } from "@runbridge/common";
 import { redisKeys } from "@runbridge/contracts";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import { serverRoom, type DispatcherContext } from "../../apps/dispatcher/src/context";
+import { RunnerPresence } from "../../apps/dispatcher/src/presence";
 import { RunnerRelay } from "../../apps/dispatcher/src/relay";
 import { askLocalRunner, requestRunner } from "../../apps/dispatcher/src/runner-link";
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
@@ -48,7 +49,7 @@ describe("requests to a server's runner", () => {
       dispatcherId: id,
       ackTimeoutMs: config.RUNNER_ACK_TIMEOUT_MS,
       logger,
-      askLocal: (sid, event, payload) => askLocalRunner(ctx)(sid, event, payload),
+      askLocal: (sid, socketId, event, payload) => askLocalRunner(ctx)(sid, socketId, event, payload),
     });
     await relay.start();
     const ctx = { config, io, logger, redis, keys, relay } as unknown as DispatcherContext;
@@ -149,6 +150,42 @@ describe("requests to a server's runner", () => {
       await olderSentAway();
     } finally {
       await redis.del(keys.runnerPresence(serverId));
+    }
+  });
+
+  it("from another dispatcher, when presence names an older connection, still goes to the newest only (through the adapter)", async () => {
+    const older = runners[0] as unknown as { id: string };
+    await redis.set(keys.runnerPresence(serverId), `first/${older.id}`, "EX", 60);
+    try {
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(heard).toEqual({ older: 0, newer: 1 });
+      await olderSentAway();
+    } finally {
+      await redis.del(keys.runnerPresence(serverId));
+    }
+  });
+
+  it("the periodic presence refresh renews this dispatcher's own key, and never takes the key from a connection elsewhere", async () => {
+    for (const socket of first.io.of("/").sockets.values()) socket.data.serverId = serverId;
+    const presence = new RunnerPresence({ ...first, config: { ...first.config, DISPATCHER_ID: "first" } } as DispatcherContext);
+    const refresh = () => (presence as unknown as { refresh(): Promise<void> }).refresh();
+    const key = keys.runnerPresence(serverId);
+    try {
+      await redis.set(key, "elsewhere/newer-socket", "EX", 60);
+      await refresh();
+      expect(await redis.get(key)).toBe("elsewhere/newer-socket");
+      // Free (expired, or Redis lost it): taken, by one of this dispatcher's connections.
+      await redis.del(key);
+      await refresh();
+      expect(await redis.get(key)).toMatch(/^first\//);
+      const mine = (await redis.get(key)) as string;
+      await redis.expire(key, 5);
+      await refresh();
+      expect(await redis.get(key)).toBe(mine);
+      expect(await redis.ttl(key)).toBeGreaterThan(5);
+    } finally {
+      await redis.del(key);
     }
   });
 

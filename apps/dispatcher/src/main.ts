@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     dispatcherId: config.DISPATCHER_ID,
     ackTimeoutMs: config.RUNNER_ACK_TIMEOUT_MS,
     logger,
-    askLocal: (serverId, event, payload) => askLocalRunner(ctx)(serverId, event, payload),
+    askLocal: (serverId, socketId, event, payload) => askLocalRunner(ctx)(serverId, socketId, event, payload),
   });
   const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer: Sealer.fromConfig(config), io, relay };
   const closeMetrics = registerDispatcherCollectors(ctx);

@@ -2,6 +2,8 @@ import { RUNNER_PRESENCE_TTL_SECONDS } from "@runbridge/contracts";
 import type { DispatcherContext } from "./context";
 
 const DELETE_IF_OWNER = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
+/** Renews the key if it names this socket, or sets it if no one holds it; never takes it from another connection. */
+const REFRESH_IF_OWNER_OR_FREE = `local v = redis.call("GET", KEYS[1]) if v == false or v == ARGV[1] then return redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2]) else return 0 end`;
 
 /**
  * Presence of runners in Redis, so gateways can answer 409 without asking a
@@ -36,7 +38,9 @@ export class RunnerPresence {
     const sockets = [...this.ctx.io.of("/").sockets.values()];
     if (sockets.length === 0) return;
     const pipe = this.ctx.redis.pipeline();
-    for (const s of sockets) pipe.set(this.ctx.keys.runnerPresence(s.data.serverId), this.marker(s.id), "EX", RUNNER_PRESENCE_TTL_SECONDS);
+    // A connection this dispatcher has not sent away yet may be an older one than the key names (a newer one
+    // admitted elsewhere while the two could not see each other): overwriting would point requests back at it.
+    for (const s of sockets) pipe.eval(REFRESH_IF_OWNER_OR_FREE, 1, this.ctx.keys.runnerPresence(s.data.serverId), this.marker(s.id), RUNNER_PRESENCE_TTL_SECONDS);
     await pipe.exec().catch((err: unknown) => this.ctx.logger.warn("presence refresh failed", { error: String(err) }));
   }
 

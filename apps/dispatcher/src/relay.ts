@@ -15,6 +15,8 @@ interface RelayRequest {
   /** The asking dispatcher's reply channel. */
   from: string;
   serverId: string;
+  /** The connection the runner's presence key names: the owner answers only through that one (see askLocal). */
+  socketId: string;
   event: RelayedEvent;
   payload: unknown;
 }
@@ -24,13 +26,17 @@ type RelayReply = { id: string; reply: unknown } | { id: string; absent: true } 
 /** What a relayed request came to. */
 export type RelayOutcome = { delivered: true; reply: unknown } | { delivered: false };
 
-/** Asks the runner of `serverId` on this dispatcher (its newest connection) and returns its answer; NoLocalRunner when none is here. */
-export type LocalRunnerAsk = (serverId: string, event: RelayedEvent, payload: unknown) => Promise<unknown>;
+/**
+ * Asks the runner of `serverId` on this dispatcher and returns its answer; NoLocalRunner when its
+ * newest connection here is not `socketId` (gone, or a newer one elsewhere named by presence since).
+ */
+export type LocalRunnerAsk = (serverId: string, socketId: string, event: RelayedEvent, payload: unknown) => Promise<unknown>;
 
 /** The local runner was not there: the asking dispatcher looks for it elsewhere. */
 export class NoLocalRunner extends Error {}
 
 interface Pending {
+  event: RelayedEvent;
   resolve: (o: RelayOutcome) => void;
   reject: (err: Error) => void;
   /** How many dispatchers received the request (PUBLISH's answer; null until it comes). */
@@ -73,7 +79,7 @@ export class RunnerRelay {
 
   async start(): Promise<void> {
     this.sub.on("message", (channel: string, message: string) => {
-      if (channel === this.inbox) void this.answer(message);
+      if (channel === this.inbox) this.answer(message).catch((err: unknown) => this.opts.logger.warn("could not answer a relayed request", { error: String(err) }));
       else if (channel === this.replies) this.settle(message);
     });
     await this.sub.subscribe(this.inbox, this.replies);
@@ -84,13 +90,16 @@ export class RunnerRelay {
    * dispatcher listens there (gone, or of an earlier version) or the runner is not on it (it
    * moved): the caller then looks for it another way. Rejects when no answer comes in time.
    */
-  async request(owner: string, serverId: string, event: RelayedEvent, payload: unknown): Promise<RelayOutcome> {
-    const req: RelayRequest = { id: randomUUID(), from: this.replies, serverId, event, payload };
+  async request(owner: { dispatcherId: string; socketId: string }, serverId: string, event: RelayedEvent, payload: unknown): Promise<RelayOutcome> {
+    const req: RelayRequest = { id: randomUUID(), from: this.replies, serverId, socketId: owner.socketId, event, payload };
     return new Promise<RelayOutcome>((resolve, reject) => {
       // The owner gives the runner ackTimeoutMs; a margin for the two Redis hops.
-      const timer = setTimeout(() => this.fail(req.id, new Error(`no answer through dispatcher ${owner} within ${this.opts.ackTimeoutMs + 1000} ms`)), this.opts.ackTimeoutMs + 1000);
-      this.pending.set(req.id, { resolve, reject, receivers: null, absent: 0, timer });
-      this.opts.redis.publish(this.opts.keys.relayRequests(owner), JSON.stringify(req)).then(
+      const timer = setTimeout(
+        () => this.fail(req.id, new Error(`no answer through dispatcher ${owner.dispatcherId} within ${this.opts.ackTimeoutMs + 1000} ms`)),
+        this.opts.ackTimeoutMs + 1000,
+      );
+      this.pending.set(req.id, { event, resolve, reject, receivers: null, absent: 0, timer });
+      this.opts.redis.publish(this.opts.keys.relayRequests(owner.dispatcherId), JSON.stringify(req)).then(
         (receivers) => {
           const p = this.pending.get(req.id);
           if (!p) return; // Answered already (answers can come before PUBLISH's own reply).
@@ -104,32 +113,28 @@ export class RunnerRelay {
 
   /** The owner's side: asks its local runner and publishes the answer to the asker. */
   private async answer(message: string): Promise<void> {
-    let req: RelayRequest;
-    try {
-      req = JSON.parse(message) as RelayRequest;
-    } catch {
+    const req = parseMessage(message) as Partial<RelayRequest> | null;
+    if (!req || typeof req.from !== "string" || typeof req.serverId !== "string" || typeof req.socketId !== "string" || typeof req.event !== "string") {
       this.opts.logger.warn("dropped a malformed relay request");
       return;
     }
+    const { id, from, serverId, socketId, event } = req as RelayRequest;
     let reply: RelayReply;
     try {
-      reply = { id: req.id, reply: await this.opts.askLocal(req.serverId, req.event, req.payload) };
+      // null, not undefined, for an empty answer: an absent key would read as "not here" and send it again elsewhere.
+      reply = { id, reply: (await this.opts.askLocal(serverId, socketId, event, req.payload)) ?? null };
     } catch (err) {
-      reply = err instanceof NoLocalRunner ? { id: req.id, absent: true } : { id: req.id, error: err instanceof Error ? err.message : String(err) };
+      reply = err instanceof NoLocalRunner ? { id, absent: true } : { id, error: err instanceof Error ? err.message : String(err) };
     }
-    await this.opts.redis.publish(req.from, JSON.stringify(reply)).catch((err: unknown) => {
+    await this.opts.redis.publish(from, JSON.stringify(reply)).catch((err: unknown) => {
       // The asker times out and retries as for a runner that did not answer.
-      this.opts.logger.warn("could not send a relayed answer back", { serverId: req.serverId, event: req.event, error: String(err) });
+      this.opts.logger.warn("could not send a relayed answer back", { serverId, event, error: String(err) });
     });
   }
 
   private settle(message: string): void {
-    let reply: RelayReply;
-    try {
-      reply = JSON.parse(message) as RelayReply;
-    } catch {
-      return;
-    }
+    const reply = parseMessage(message) as RelayReply | null;
+    if (!reply) return;
     const p = this.pending.get(reply.id);
     if (!p) return; // Timed out already.
     if ("reply" in reply) return this.finish(reply.id, { delivered: true, reply: reply.reply });
@@ -144,7 +149,7 @@ export class RunnerRelay {
     if (!p) return;
     this.pending.delete(id);
     clearTimeout(p.timer);
-    countRelayRequest(outcome.delivered ? "delivered" : "absent");
+    if (p.event !== "probe") countRelayRequest(outcome.delivered ? "delivered" : "absent");
     p.resolve(outcome);
   }
 
@@ -153,12 +158,22 @@ export class RunnerRelay {
     if (!p) return;
     this.pending.delete(id);
     clearTimeout(p.timer);
-    countRelayRequest("failed");
+    if (p.event !== "probe") countRelayRequest("failed");
     p.reject(err);
   }
 
   close(): void {
     for (const [id] of this.pending) this.fail(id, new Error("dispatcher shutting down"));
     this.sub.disconnect();
+  }
+}
+
+/** A relay message: an object with a string `id`, or null for anything else (only what can write to Redis could send it). */
+function parseMessage(message: string): { id: string } | null {
+  try {
+    const m: unknown = JSON.parse(message);
+    return m && typeof m === "object" && typeof (m as { id?: unknown }).id === "string" ? (m as { id: string }) : null;
+  } catch {
+    return null;
   }
 }

@@ -82,21 +82,23 @@ async function locate(ctx: DispatcherContext, serverId: string): Promise<{ local
   return remote ? { remoteId: remote.id } : null;
 }
 
-/** The dispatcher that the runner's presence key names (another's, or this one's), or null when it has none. */
-async function presenceOwner(ctx: DispatcherContext, serverId: string): Promise<string | null> {
+/** The dispatcher and connection that the runner's presence key names, or null when it has none. */
+async function presenceOwner(ctx: DispatcherContext, serverId: string): Promise<{ dispatcherId: string; socketId: string } | null> {
   const marker = await ctx.redis.get(ctx.keys.runnerPresence(serverId));
   const slash = marker?.lastIndexOf("/") ?? -1;
-  return marker && slash > 0 ? marker.slice(0, slash) : null;
+  return marker && slash > 0 ? { dispatcherId: marker.slice(0, slash), socketId: marker.slice(slash + 1) } : null;
 }
 
 /**
- * The owning dispatcher's side of a relayed request (relay.ts): the newest local connection,
- * asked with the acknowledgement timeout; NoLocalRunner when none is here.
+ * The owning dispatcher's side of a relayed request (relay.ts): the newest local connection, if it
+ * is the one presence named, asked with the acknowledgement timeout; NoLocalRunner otherwise.
  */
 export function askLocalRunner(ctx: DispatcherContext): LocalRunnerAsk {
-  return (serverId, event, payload) => {
+  return (serverId, socketId, event, payload) => {
     const local = keepNewest(ctx, serverId, localSockets(ctx, serverId));
-    if (!local) return Promise.reject(new NoLocalRunner());
+    // Only the connection presence named: another one here, or one elsewhere, is for the adapter's
+    // lookup across every dispatcher to sort out (it keeps the newest and sends the others away).
+    if (local?.id !== socketId) return Promise.reject(new NoLocalRunner());
     if (event === "probe") return Promise.resolve(true);
     return (local.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS) as unknown as { emitWithAck(ev: RelayedEvent, p: unknown): Promise<unknown> }).emitWithAck(event, payload);
   };
@@ -128,8 +130,8 @@ export async function requestRunner<E extends keyof Events>(
   if (!hasLocalRunner(ctx, serverId)) {
     const owner = await presenceOwner(ctx, serverId);
     // With a `beforeSend` (a delivery's claim), asked first whether it holds the runner: the claim only once a runner is known to exist.
-    const holds = async (dispatcher: string) => !beforeSend || (await ctx.relay.request(dispatcher, serverId, "probe", null)).delivered;
-    if (owner !== null && owner !== ctx.config.DISPATCHER_ID && (await holds(owner))) {
+    const holds = async (named: { dispatcherId: string; socketId: string }) => !beforeSend || (await ctx.relay.request(named, serverId, "probe", null)).delivered;
+    if (owner !== null && owner.dispatcherId !== ctx.config.DISPATCHER_ID && (await holds(owner))) {
       await claim();
       const relayed = await ctx.relay.request(owner, serverId, event, payload);
       if (relayed.delivered) return relayed.reply as Reply<E>;
