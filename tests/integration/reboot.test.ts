@@ -123,12 +123,13 @@ describe("POST /api/automation/v1/reboot", () => {
 
   it("falls back to the runner when the provider call fails, and says why", async () => {
     await link(fx.server.id, { provider: "hetzner", provider_server_id: "77", provider_token: "hc-token-fallback" });
-    provider.respondWith(500);
+    // The provider refused it (here, the token): it surely did nothing.
+    provider.respondWith(403);
     try {
       const before = { calls: provider.requests.length, runner: runnerReboots() };
       const op = await rebootAndWait(fx.server.id);
       expect(op).toMatchObject({ status: "completed", result: { exit_code: 0, stdout: "rebooting-now\n" }, params: { reboot_path: "runner" } });
-      expect(op.params.reboot_reason).toMatch(/Hetzner Cloud API call failed \(HTTP 500.*\); fell back to the runner/);
+      expect(op.params.reboot_reason).toMatch(/Hetzner Cloud API call failed \(HTTP 403.*\); fell back to the runner/);
       expect(provider.requests.length).toBe(before.calls + 1);
       expect(runnerReboots()).toBe(before.runner + 1);
     } finally {
@@ -170,6 +171,7 @@ describe("POST /api/automation/v1/reboot", () => {
     ["the connection is cut once the request was sent", "drop" as const, 0, /request failed: /],
     ["no answer comes within PROVIDER_API_TIMEOUT_MS", 201, 4000, /no answer within 3000 ms/],
     ["a gateway in front answers 504", 504, 0, /HTTP 504/],
+    ["the API answers 500 (it may have failed after acting)", 500, 0, /HTTP 500/],
   ])("fails as outcome unknown, without the runner, when %s", async (_, answer, delayMs, why) => {
     await link(fx.server.id, { provider: "hetzner", provider_server_id: "79", provider_token: "hc-token-unanswered" });
     provider.respondWith(answer);

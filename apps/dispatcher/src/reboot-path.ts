@@ -73,7 +73,10 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
   );
   if (!stored) {
     // Ended meanwhile (e.g. failed as outcome unknown by a delivery that took over a lapsed job lock).
-    if (decision.path === RebootPath.Provider) ctx.logger.warn("the provider accepted the reboot, but the operation had already ended", { operationId: op.id, serverId: op.serverId });
+    if (decision.path === RebootPath.Provider) {
+      const what = decision.unanswered ? "the provider may have rebooted the server" : "the provider accepted the reboot";
+      ctx.logger.warn(`${what}, but the operation had already ended`, { operationId: op.id, serverId: op.serverId });
+    }
     return "ended";
   }
   if (decision.unanswered) {

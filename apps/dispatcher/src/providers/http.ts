@@ -1,7 +1,7 @@
 /**
  * A cloud provider API refused or failed a call; the message is safe to show (no token).
  * `outcomeUnknown` is set when the request may have reached the provider and been acted on
- * (no answer in time, a connection cut once the request was out, a gateway's 502/504): doing
+ * (no answer in time, a connection cut once the request was out, a 500 or a gateway's 502/504): doing
  * the same thing another way could then do it twice.
  */
 export class ProviderError extends Error {
@@ -33,8 +33,12 @@ function neverSent(cause: unknown): boolean {
   return NOT_SENT_CODES.has(code) || /^(CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_)/.test(code);
 }
 
-/** Statuses from a proxy or load balancer in front of the API that say nothing about whether the call ran behind it. */
-const GATEWAY_STATUSES = new Set([502, 504]);
+/**
+ * Statuses that say nothing sure about whether the call ran: an internal error (it may have failed
+ * after acting), and those of a proxy or CDN in front of the API whose origin got the request but
+ * whose answer was lost (502, 504; Cloudflare's 520 and 524). 503 and the others say it was not done.
+ */
+const UNSURE_STATUSES = new Set([500, 502, 504, 520, 524]);
 
 /**
  * POSTs to a provider API with a bearer token and returns the parsed JSON
@@ -64,7 +68,7 @@ export async function postJson(call: ProviderCall): Promise<unknown> {
   if (!res.ok) {
     // Never echo the token back, even if a provider (or a proxy) reflects headers.
     const excerpt = text.split(call.token).join("***").replace(/\s+/g, " ").slice(0, 200);
-    throw new ProviderError(`HTTP ${res.status}${excerpt ? `: ${excerpt}` : ""}`, GATEWAY_STATUSES.has(res.status));
+    throw new ProviderError(`HTTP ${res.status}${excerpt ? `: ${excerpt}` : ""}`, UNSURE_STATUSES.has(res.status));
   }
   try {
     return text ? (JSON.parse(text) as unknown) : {};
