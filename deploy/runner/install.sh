@@ -105,10 +105,11 @@ install_bundle() {
 # Moves the home to home/ (not the state directory itself: the ledger is there);
 # move_dotfiles then takes the dot files the old home collected along.
 moved_home=0
+home_is_state_dir() { # account
+  [ -z "$root" ] && [ "$1" != "root" ] && id "$1" >/dev/null 2>&1 && [ "$(getent passwd "$1" | cut -d: -f6)" = "$state_dir" ]
+}
 move_home() { # account
-  [ -z "$root" ] && [ "$1" != "root" ] || return 0
-  id "$1" >/dev/null 2>&1 || return 0
-  [ "$(getent passwd "$1" | cut -d: -f6)" = "$state_dir" ] || return 0
+  home_is_state_dir "$1" || return 0
   # Without -m: usermod must not move the state directory (the ledger) itself.
   if usermod -d "$home_dir" "$1"; then
     moved_home=1
@@ -159,7 +160,9 @@ if [ "$upgrade" -eq 1 ]; then
   fi
   # The unit runs commands in work/, which installs of earlier versions do not
   # have (their commands ran in the state directory): without it the service
-  # could not start.
+  # could not start. usermod cannot change the home of an account a process
+  # runs as: the runner stops first (it restarts below in any case).
+  if [ "$start" -eq 1 ] && home_is_state_dir "$account"; then systemctl stop runbridge-runner; fi
   move_home "$account"
   group=$account
   if [ -z "$root" ]; then group=$(id -gn "$account"); fi
@@ -227,6 +230,12 @@ case "$user" in *[!a-z0-9_-]*|"") die "--user must be a plain account name (got:
 if [ -z "$root" ] && [ "$user" != "root" ] && ! id "$user" >/dev/null 2>&1; then
   useradd --system --home-dir "$home_dir" --no-create-home --shell /usr/sbin/nologin "$user"
   say "created system user $user"
+fi
+# A running runner would keep writing its ledger as the old account while the
+# state directory changes hands, and usermod cannot change the home of an
+# account a process runs as: it stops first (it restarts below in any case).
+if [ "$start" -eq 1 ] && [ -f "$unit" ] && { [ "$user" != "$old_user" ] || home_is_state_dir "$user"; }; then
+  systemctl stop runbridge-runner
 fi
 move_home "$user"
 if [ -z "$root" ] && [ "$user" != "root" ] && getent group docker >/dev/null 2>&1; then

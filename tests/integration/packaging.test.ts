@@ -392,6 +392,13 @@ describe("deploy/runner/install.sh", () => {
     const res = onMachine(root, ["--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle], true);
     expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: "" });
     expect(res.calls).toBe("daemon-reload\nenable runbridge-runner\nrestart runbridge-runner\n");
+    // The same account again: nothing changes hands, the restart is enough.
+    expect(onMachine(root, ["--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle], true).calls).toBe(
+      "daemon-reload\nenable runbridge-runner\nrestart runbridge-runner\n",
+    );
+    // Another account: the runner stops before its state directory changes hands (it would write its ledger as the old one).
+    const other = onMachine(root, ["--url", "https://d.example.com", "--token", fx.runnerToken, "--bundle", bundle, "--user", "root"], true);
+    expect({ status: other.status, calls: other.calls }).toEqual({ status: 0, calls: "stop runbridge-runner\ndaemon-reload\nenable runbridge-runner\nrestart runbridge-runner\n" });
   });
 
   it("takes the token from RUNBRIDGE_RUNNER_TOKEN and pins a CA file", () => {
