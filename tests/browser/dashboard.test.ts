@@ -219,6 +219,25 @@ describe("dashboard (browser)", () => {
     expect((await pending).body.status).toBe("completed");
   });
 
+  it("marks where the live view missed output (trimmed from the live log before it was read)", async () => {
+    const pending = stack
+      .api()
+      .post("/api/automation/v1/exec")
+      .set("Authorization", `Bearer ${keyToken}`)
+      .send({ server_id: web.id, command: "sleep 6; echo gap-test-done" })
+      .then((r) => r);
+    const op = await waitFor(async () => testPrisma().operation.findFirst({ where: { tenantId, command: { contains: "gap-test-done" } } }), 15_000, "the running operation");
+    // The live log as a very chatty command leaves it once the oldest entries were trimmed away: the chunk
+    // at byte 0 is there, those up to byte 4096 are gone, and the stream goes on from there.
+    const key = stack.keys.operationLog(op.id);
+    await stack.redis.xadd(key, "*", "stream", "stdout", "offset", "0", "data", "chatty-start\n", "server", web.id);
+    await stack.redis.xadd(key, "*", "stream", "stdout", "offset", "4096", "data", "chatty-later\n", "server", web.id);
+    await page.goto(url(`/operations/${op.id}`));
+    await waitForText(page.getByTestId("output-stdout"), /chatty-start\s+\[… output skipped: this live view fell behind the command[^\]]*\]\s+chatty-later/, 15_000);
+    await waitForText(page.getByTestId("op-status"), /completed/, 20_000);
+    expect((await pending).body.status).toBe("completed");
+  });
+
   it("edits a key's scopes", async () => {
     await page.getByRole("link", { name: "API Keys" }).click();
     await page.getByRole("button", { name: "Edit github-deploy" }).click();

@@ -134,9 +134,10 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     if (!op) throw notFound();
     const rows = await ctx.redis.xrange(ctx.keys.operationLog(id), after ? `(${after}` : "-", "+", "COUNT", LIVE_OUTPUT_BATCH);
     // Output chunks, and (as the SSE stream's `cut_off` event) the one entry where the live log was cut off.
+    // Each chunk with its byte offset in its stream: a reader that fell behind the stream's trimming sees the jump.
     const entries = rows.map(([entryId, fields]) => {
-      const { stream, data, cutOff } = parseLogEntry(fields);
-      return cutOff ? { id: entryId, cut_off: { note: cutOff.note, cut_at: cutOff.cutAt } } : { id: entryId, stream, data };
+      const { stream, offset, data, cutOff } = parseLogEntry(fields);
+      return cutOff ? { id: entryId, cut_off: { note: cutOff.note, cut_at: cutOff.cutAt } } : { id: entryId, stream, offset, data };
     });
     res.set("Cache-Control", "no-store").json({ entries, last_id: rows[rows.length - 1]?.[0] ?? (after || null) });
   });

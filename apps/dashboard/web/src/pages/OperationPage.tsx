@@ -8,20 +8,43 @@ import { pollAfter, useLoad } from "../hooks";
 import { href, navigate } from "../router";
 import type { Operation } from "../types";
 
-type LiveEntry = { id: string; stream: "stdout" | "stderr"; data: string } | { id: string; cut_off: { note: string; cut_at: number } };
+type Stream = "stdout" | "stderr";
+type LiveEntry = { id: string; stream: Stream; offset: number; data: string } | { id: string; cut_off: { note: string; cut_at: number } };
 
 interface LiveOutput {
   entries: LiveEntry[];
   last_id: string | null;
 }
 
-const chunksOf = (entries: LiveEntry[], stream: "stdout" | "stderr") =>
-  entries.map((e) => ("stream" in e && e.stream === stream ? e.data : "")).join("");
+/** Entries the output API answers at most at once: a full page means more are waiting, read at once. */
+const LIVE_OUTPUT_BATCH = 500;
+
+/**
+ * Where output is missing from the live view: the live log keeps the latest entries of a chatty command
+ * only, and a view that fell behind finds older ones gone (the stored result has the complete tail).
+ */
+const SKIPPED = "\n[… output skipped: this live view fell behind the command; the full output is shown when it ends …]\n";
+
+const utf8Bytes = (text: string) => new TextEncoder().encode(text).length;
+
+/** The text `entries` add to `stream`, with a marker wherever a chunk does not start where the last one ended. */
+function textOf(entries: LiveEntry[], stream: Stream, next: Record<Stream, number>): string {
+  let text = "";
+  for (const e of entries) {
+    if (!("stream" in e) || e.stream !== stream) continue;
+    if (e.offset > next[stream]) text += SKIPPED;
+    text += e.data;
+    next[stream] = e.offset + utf8Bytes(e.data);
+  }
+  return text;
+}
 
 /** While the operation runs, output chunks are read from the live stream; once it ends, the stored result is shown. */
 function useLiveOutput(id: string, running: boolean) {
   const [out, setOut] = useState<{ stdout: string; stderr: string; cutOff?: string }>({ stdout: "", stderr: "" });
   const last = useRef<string | null>(null);
+  /** The byte offset where each stream's next chunk should start. */
+  const next = useRef<Record<Stream, number>>({ stdout: 0, stderr: 0 });
   useEffect(() => {
     if (!running) return;
     let stop = false;
@@ -34,12 +57,16 @@ function useLiveOutput(id: string, running: boolean) {
         if (r.entries.length) {
           last.current = r.last_id;
           const cut = r.entries.find((e) => "cut_off" in e);
+          const stdout = textOf(r.entries, "stdout", next.current);
+          const stderr = textOf(r.entries, "stderr", next.current);
           setOut((o) => ({
-            stdout: o.stdout + chunksOf(r.entries, "stdout"),
-            stderr: o.stderr + chunksOf(r.entries, "stderr"),
+            stdout: o.stdout + stdout,
+            stderr: o.stderr + stderr,
             cutOff: o.cutOff ?? (cut && "cut_off" in cut ? cut.cut_off.note : undefined),
           }));
         }
+        // A full page: more is waiting, and waiting a second each time is how a view falls behind.
+        if (!stop && r.entries.length >= LIVE_OUTPUT_BATCH) return void tick();
       } catch {
         // Live output is best effort; the final result comes from the operation itself.
       }
