@@ -1,6 +1,6 @@
 import { HandshakeRefusal } from "@runbridge/contracts";
 import { hashToken } from "@runbridge/common";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createAutomationKey, createFixture, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
@@ -117,6 +117,15 @@ describe("runner token rotation", () => {
     expect(older.output).toMatch(/replaced this one; not reconnecting.*Each machine needs its own server and runner token/);
     // Its command was not cut off: it ended before the runner did.
     expect(older.output).toMatch(/operation finished.*"status":"completed"/);
+    // And its result reached the platform, over one last results-only connection, audited.
+    expect(older.output).toMatch(/delivered the results of the operations that were running when this runner was replaced/);
+    const { id } = (await testPrisma().operation.findFirstOrThrow({ where: { serverId: fx.server.id } })) as { id: string };
+    expect(await waitUntilEnded(id, 10_000)).toMatchObject({ status: "completed", exitCode: 0, stdout: "done\n" });
+    const delivered = await waitFor(() => testPrisma().auditEvent.findFirst({ where: { serverId: fx.server.id, type: "runner.results_delivered" } }), 10_000, "the runner.results_delivered audit event");
+    expect(delivered.data).toMatchObject({ results: 1 });
+    // That connection replaced nothing: the newer runner is still the one connected.
+    expect(await stack.redis.get(stack.keys.runnerPresence(fx.server.id))).toMatch(/^d1\//);
+    expect(await testPrisma().auditEvent.count({ where: { serverId: fx.server.id, type: "runner.replaced" } })).toBe(1);
     await submitted;
   });
 

@@ -71,7 +71,15 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
       }
       await guard.found(address, tokenHash, admission.charged);
       countRunnerHandshake("accepted");
-      socket.data = { serverId: server.id, tenantId: server.tenantId, serverName: server.name, tokenHash, dispatcherId: ctx.config.DISPATCHER_ID, clientIp: address };
+      socket.data = {
+        serverId: server.id,
+        tenantId: server.tenantId,
+        serverName: server.name,
+        tokenHash,
+        dispatcherId: ctx.config.DISPATCHER_ID,
+        clientIp: address,
+        ...(auth.mode === "results" ? { resultsOnly: true } : {}),
+      };
       next();
     } catch (err) {
       logger.warn("runner auth failed", { error: String(err) });
@@ -81,6 +89,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
 
   io.on("connection", (socket) => {
     const { serverId } = socket.data;
+    if (socket.data.resultsOnly) return void acceptResultsOnly(ctx, socket);
     // Listeners first, before any await: a runner re-sends its undelivered results the moment it
     // connects, and an event that arrives before its listener is silently dropped.
     attachRunnerEvents(ctx, socket, presence);
@@ -108,6 +117,52 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   // The socket may have dropped while presence was being written.
   if (socket.disconnected) await presence.offline(serverId, socket.id).catch(() => undefined);
   logger.info("runner connected", { serverId, socketId: socket.id, version: (socket.handshake.auth as Partial<RunnerHandshakeAuth>).version });
+}
+
+/** How long a replaced runner's results-only connection may stay: it delivers what it has and leaves. */
+const RESULTS_ONLY_MAX_MS = 120_000;
+
+/**
+ * A runner another one replaced delivers the results of the operations it was running then, before it
+ * exits: without this they stayed in its ledger, and the operations failed as result lost after their
+ * timeout. The connection replaces nothing, joins no room (no operation is sent to it) and shows no
+ * runner as connected; it is audited, as it is made with the server's token while another runner holds it.
+ */
+function acceptResultsOnly(ctx: DispatcherContext, socket: RunnerSocket): void {
+  const { serverId, tenantId, clientIp } = socket.data;
+  let stored = 0;
+  attachResultListener(ctx, socket, () => stored++);
+  const limit = setTimeout(() => socket.disconnect(true), RESULTS_ONLY_MAX_MS);
+  socket.on("disconnect", () => {
+    clearTimeout(limit);
+    ctx.logger.info("a replaced runner delivered its last results", { serverId, socketId: socket.id, results: stored });
+    void ctx.prisma.auditEvent
+      .create({ data: { tenantId, type: "runner.results_delivered", serverId, clientIp: clientIp ?? null, data: { results: stored, client_ip: clientIp ?? null } } })
+      .catch((err: unknown) => ctx.logger.warn("could not record runner.results_delivered", { serverId, error: String(err) }));
+  });
+}
+
+/** Stores a runner's results; acknowledged only once stored, so the runner keeps and re-sends one that was not. */
+function attachResultListener(ctx: DispatcherContext, socket: RunnerSocket, onStored?: () => void): void {
+  const { serverId } = socket.data;
+  socket.on("operation:result", async (result, ack) => {
+    // An event sent without an acknowledgement callback has nobody to answer.
+    const answer = typeof ack === "function" ? ack : () => undefined;
+    const { error } = runnerEventSchemas["operation:result"].validate(result);
+    if (error) {
+      ctx.logger.warn("dropped a malformed event from a runner", { serverId, socketId: socket.id, event: "operation:result", error: error.message });
+      return answer({ stored: false });
+    }
+    try {
+      await recordRunnerResult(ctx, serverId, result);
+      onStored?.();
+      answer({ stored: true });
+    } catch (err) {
+      // Not acked as stored: the runner keeps the result and sends it again.
+      ctx.logger.error("could not store result", { operationId: result.operationId, error: String(err) });
+      answer({ stored: false });
+    }
+  });
 }
 
 function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence): void {
@@ -144,19 +199,7 @@ function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presen
     void owned.then((ok) => (ok ? appendOutput(ctx, serverId, chunk) : undefined));
   });
 
-  socket.on("operation:result", async (result, ack) => {
-    // An event sent without an acknowledgement callback has nobody to answer.
-    const answer = typeof ack === "function" ? ack : () => undefined;
-    if (!wellFormed("operation:result", result)) return answer({ stored: false });
-    try {
-      await recordRunnerResult(ctx, serverId, result);
-      answer({ stored: true });
-    } catch (err) {
-      // Not acked as stored: the runner keeps the result and sends it again.
-      logger.error("could not store result", { operationId: result.operationId, error: String(err) });
-      answer({ stored: false });
-    }
-  });
+  attachResultListener(ctx, socket);
 
   socket.on("disconnect", (reason) => {
     logger.info("runner disconnected", { serverId, socketId: socket.id, reason });

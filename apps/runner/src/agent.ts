@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { HandshakeRefusal, Limits, SocketPath, cancelledByRunner, type CancelAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { HandshakeRefusal, Limits, SocketPath, cancelledByRunner, type CancelAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import type { Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -84,7 +84,8 @@ export class Agent {
    * start must then not run the command.
    */
   private readonly cancelledBeforeStart = new LRUCache<string, { reason?: string }>({ max: 10_000, ttl: CANCEL_MEMORY_MS });
-  private readonly socket: RunnerSocket;
+  /** The connection to a dispatcher; replaced once, by a results-only one, when another runner replaced this one. */
+  private socket: RunnerSocket;
   private readonly execOpts: ExecutorOptions;
   private readonly sending = new Set<string>();
   /** Ledger writes not yet settled (results, re-send marks): stop() lets them land before the process exits. */
@@ -115,18 +116,23 @@ export class Agent {
       baseEnv: inheritableEnv(process.env),
     };
     this.recoverOrphans();
-    this.socket = io(config.RUNBRIDGE_DISPATCHER_URL, {
+    this.socket = this.openSocket();
+    this.wire();
+  }
+
+  private openSocket(mode?: "results"): RunnerSocket {
+    const auth: RunnerHandshakeAuth = { token: this.config.RUNBRIDGE_RUNNER_TOKEN, version: RUNNER_VERSION, ...(mode ? { mode } : {}) };
+    return io(this.config.RUNBRIDGE_DISPATCHER_URL, {
       path: SocketPath,
       transports: ["websocket"],
-      auth: { token: config.RUNBRIDGE_RUNNER_TOKEN, version: RUNNER_VERSION },
+      auth,
       reconnection: true,
       reconnectionDelay: 500,
       reconnectionDelayMax: 5_000,
       randomizationFactor: 0.5,
       autoConnect: false,
-      ...(config.RUNBRIDGE_CA_FILE ? { ca: readFileSync(config.RUNBRIDGE_CA_FILE, "utf8") } : {}),
+      ...(this.config.RUNBRIDGE_CA_FILE ? { ca: readFileSync(this.config.RUNBRIDGE_CA_FILE, "utf8") } : {}),
     });
-    this.wire();
   }
 
   start(): void {
@@ -175,9 +181,27 @@ export class Agent {
     this.pump();
     const sendDeadline = Math.max(Math.min(deadline, Date.now() + RESULT_ACK_TIMEOUT_MS), Date.now() + RESULT_SEND_AFTER_DRAIN_MS);
     await waitWhile(() => this.sending.size > 0, sendDeadline, 50);
+    if (this.replaced && this.ledger.undelivered().length > 0) await this.deliverAsReplaced(sendDeadline);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.socket.disconnect();
     this.ledger.close();
+  }
+
+  /**
+   * Another runner replaced this one: the results of what was running then would otherwise stay in
+   * this ledger, and their operations fail as result lost once their time-out passed. One last
+   * connection, for results only (it replaces nothing and takes no operation), delivers them.
+   */
+  private async deliverAsReplaced(deadline: number): Promise<void> {
+    this.socket.removeAllListeners();
+    this.socket.disconnect();
+    this.socket = this.openSocket("results");
+    this.socket.on("connect", () => this.pump());
+    this.socket.connect();
+    await waitWhile(() => this.ledger.undelivered().length > 0, deadline, 50);
+    const left = this.ledger.undelivered().length;
+    if (left === 0) this.logger.info("delivered the results of the operations that were running when this runner was replaced");
+    else this.logger.warn("could not deliver every result after this runner was replaced; they stay in its ledger", { undelivered: left });
   }
 
   get inFlight(): number {

@@ -115,6 +115,12 @@ export interface RunnerHandshakeAuth {
   token: string;
   /** Runner software version, for the dashboard and compatibility checks. */
   version?: string;
+  /**
+   * "results": a runner another one replaced, delivering the results of what it was running when it was
+   * replaced before it exits. Such a connection replaces nothing, shows no runner as connected, is sent no
+   * operation, and may only send results.
+   */
+  mode?: "results";
 }
 
 export const SocketPath = "/runner";
