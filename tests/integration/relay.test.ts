@@ -33,18 +33,31 @@ describe("delivery to a runner held by another dispatcher, with a third one stal
     return Number(line.split(" ").pop());
   };
 
-  it("completes every exec promptly, about half of them relayed", async () => {
+  it("completes every exec promptly, about half of them relayed, their env values never readable on the relay's channels", async () => {
     const fx = await createFixture();
     await stack.startRunner(fx.runnerToken, fx.server.id, { dispatcher: 1 });
+    // Whoever can subscribe to Redis channels sees every relayed message.
+    const seen: string[] = [];
+    const spy = createRedis(stack.redisUrl);
+    spy.on("pmessage", (_pattern: string, _channel: string, message: string) => seen.push(message));
+    await spy.psubscribe(stack.keys.relayRequests("*"), stack.keys.relayReplies("*"));
+    const canary = `relay-canary-${Date.now()}`;
     const before = await relayed(stack.dispatcherPorts[0] as number);
     for (let i = 0; i < 16; i++) {
       const started = Date.now();
-      const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: `echo ${i}` });
+      const res = await stack
+        .api()
+        .post("/api/automation/v1/exec")
+        .set("Authorization", `Bearer ${fx.token}`)
+        .send({ server_id: fx.server.id, command: `echo ${i}`, env: { RELAY_CANARY: canary } });
       expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: `${i}\n` });
       // Through the adapter, a delivery by the first dispatcher would wait 5 s for the stalled one, then be retried.
       expect(Date.now() - started).toBeLessThan(4000);
     }
     // Some of the sixteen were taken by the first dispatcher (all sixteen by the second: 1 in 65,536).
     expect(await relayed(stack.dispatcherPorts[0] as number)).toBeGreaterThan(before);
+    spy.disconnect();
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.filter((m) => m.includes(canary))).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createLogger, createRedis } from "@runbridge/common";
+import { Sealer, createLogger, createRedis } from "@runbridge/common";
 import { redisKeys } from "@runbridge/contracts";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import { serverRoom, type DispatcherContext } from "../../apps/dispatcher/src/context";
@@ -29,6 +29,7 @@ describe("requests to a server's runner", () => {
   const keys = redisKeys(prefix);
   const adapterKey = `${prefix}:socket.io`;
   const redis = createRedis(testRedisUrl());
+  const sealer = new Sealer(Buffer.alloc(32, 7).toString("base64"));
   const nodes: { http: HttpServer; ctx: DispatcherContext; close: () => void }[] = [];
   let runners: ScriptedSocket[] = [];
   const heard: Record<string, number> = { older: 0, newer: 0 };
@@ -46,6 +47,7 @@ describe("requests to a server's runner", () => {
       redis,
       redisUrl: testRedisUrl(),
       keys,
+      sealer,
       dispatcherId: id,
       ackTimeoutMs: config.RUNNER_ACK_TIMEOUT_MS,
       logger,

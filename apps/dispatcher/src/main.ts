@@ -35,16 +35,18 @@ async function main(): Promise<void> {
   const draining = new AbortController();
   const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis, logger, draining: draining.signal }));
   const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter);
+  const sealer = Sealer.fromConfig(config);
   const relay: RunnerRelay = new RunnerRelay({
     redis,
     redisUrl: config.REDIS_URL,
     keys,
+    sealer,
     dispatcherId: config.DISPATCHER_ID,
     ackTimeoutMs: config.RUNNER_ACK_TIMEOUT_MS,
     logger,
     askLocal: (serverId, socketId, event, payload) => askLocalRunner(ctx)(serverId, socketId, event, payload),
   });
-  const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer: Sealer.fromConfig(config), io, relay };
+  const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer, io, relay };
   const closeMetrics = registerDispatcherCollectors(ctx);
   const presence = new RunnerPresence(ctx);
   const revocations = new TokenRevocations(ctx);

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
-import { createRedis, type Logger } from "@runbridge/common";
+import { createRedis, type Logger, type Sealer } from "@runbridge/common";
 import type { DispatcherToRunnerEvents, RedisKeys } from "@runbridge/contracts";
 import { countRelayRequest } from "./metrics";
 
@@ -18,7 +18,11 @@ interface RelayRequest {
   /** The connection the runner's presence key names: the owner answers only through that one (see askLocal). */
   socketId: string;
   event: RelayedEvent;
-  payload: unknown;
+  /**
+   * The payload as JSON, sealed (AES-256-GCM, bound to the request id): a start carries the operation's
+   * env values or registry password, which must not cross Redis readable to whoever can subscribe.
+   */
+  sealed: string;
 }
 
 type RelayReply = { id: string; reply: unknown } | { id: string; absent: true } | { id: string; error: string };
@@ -65,6 +69,7 @@ export class RunnerRelay {
       redis: Redis;
       redisUrl: string;
       keys: Pick<RedisKeys, "relayRequests" | "relayReplies">;
+      sealer: Pick<Sealer, "seal" | "open">;
       dispatcherId: string;
       ackTimeoutMs: number;
       logger: Logger;
@@ -91,7 +96,8 @@ export class RunnerRelay {
    * moved): the caller then looks for it another way. Rejects when no answer comes in time.
    */
   async request(owner: { dispatcherId: string; socketId: string }, serverId: string, event: RelayedEvent, payload: unknown): Promise<RelayOutcome> {
-    const req: RelayRequest = { id: randomUUID(), from: this.replies, serverId, socketId: owner.socketId, event, payload };
+    const id = randomUUID();
+    const req: RelayRequest = { id, from: this.replies, serverId, socketId: owner.socketId, event, sealed: this.opts.sealer.seal(JSON.stringify(payload ?? null), id) };
     return new Promise<RelayOutcome>((resolve, reject) => {
       // The owner gives the runner ackTimeoutMs; a margin for the two Redis hops.
       const timer = setTimeout(
@@ -114,15 +120,16 @@ export class RunnerRelay {
   /** The owner's side: asks its local runner and publishes the answer to the asker. */
   private async answer(message: string): Promise<void> {
     const req = parseMessage(message) as Partial<RelayRequest> | null;
-    if (!req || typeof req.from !== "string" || typeof req.serverId !== "string" || typeof req.socketId !== "string" || typeof req.event !== "string") {
+    if (!req || typeof req.from !== "string" || typeof req.serverId !== "string" || typeof req.socketId !== "string" || typeof req.event !== "string" || typeof req.sealed !== "string") {
       this.opts.logger.warn("dropped a malformed relay request");
       return;
     }
-    const { id, from, serverId, socketId, event } = req as RelayRequest;
+    const { id, from, serverId, socketId, event, sealed } = req as RelayRequest;
     let reply: RelayReply;
     try {
+      const payload: unknown = JSON.parse(this.opts.sealer.open(sealed, id));
       // null, not undefined, for an empty answer: an absent key would read as "not here" and send it again elsewhere.
-      reply = { id, reply: (await this.opts.askLocal(serverId, socketId, event, req.payload)) ?? null };
+      reply = { id, reply: (await this.opts.askLocal(serverId, socketId, event, payload)) ?? null };
     } catch (err) {
       reply = err instanceof NoLocalRunner ? { id, absent: true } : { id, error: err instanceof Error ? err.message : String(err) };
     }
