@@ -40,7 +40,10 @@ describe("requests to a server's runner", () => {
     const http = createServer();
     const { io, close } = createRunnerIo(http, config, adapterKey);
     // Stands in for admitRunner having let both connections in.
-    io.on("connection", (socket) => void socket.join(serverRoom(serverId)));
+    io.on("connection", (socket) => {
+      socket.data.dispatcherId = id;
+      void socket.join(serverRoom(serverId));
+    });
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
     const logger = createLogger("test", "error");
     const relay: RunnerRelay = new RunnerRelay({
@@ -159,6 +162,23 @@ describe("requests to a server's runner", () => {
     }
   });
 
+  it("from another dispatcher, when presence names a dispatcher that is gone, looks again at once, even with a client subscribed to every relay channel", async () => {
+    const newer = runners[1] as unknown as { id: string };
+    await redis.set(keys.runnerPresence(serverId), `gone/${newer.id}`, "EX", 60);
+    // A monitor subscribed by pattern receives every relayed request, and never answers one.
+    const monitor = createRedis(testRedisUrl());
+    await monitor.psubscribe(keys.relayRequests("*"));
+    try {
+      const started = Date.now();
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
+      expect(Date.now() - started).toBeLessThan(2000);
+      await olderSentAway();
+    } finally {
+      monitor.disconnect();
+      await redis.del(keys.runnerPresence(serverId));
+    }
+  });
+
   it("the periodic presence refresh renews this dispatcher's own key, and never takes the key from a connection elsewhere", async () => {
     for (const socket of first.io.of("/").sockets.values()) socket.data.serverId = serverId;
     const presence = new RunnerPresence({ ...first, config: { ...first.config, DISPATCHER_ID: "first" } } as DispatcherContext);
@@ -202,11 +222,24 @@ describe("requests to a server's runner", () => {
     }
   });
 
-  it("from another dispatcher, through Redis, goes to the newest only, and sends the older away", async () => {
-    await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
-    // Give a stray copy time to arrive before counting.
-    await new Promise((r) => setTimeout(r, 300));
-    expect(heard).toEqual({ older: 0, newer: 1 });
-    await olderSentAway();
+  it("from another dispatcher, without a presence key, found through the adapter, goes to the newest only (relayed, sealed), and sends the older away", async () => {
+    // Every message on the adapter's channels and the relay's, as anyone who can subscribe to Redis sees them.
+    const seen: string[] = [];
+    const spy = createRedis(testRedisUrl());
+    spy.on("pmessageBuffer", (_p: Buffer, _c: Buffer, message: Buffer) => seen.push(message.toString("latin1")));
+    await spy.psubscribe(`${adapterKey}*`, keys.relayRequests("*"));
+    const marker = randomUUID();
+    try {
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [marker] })).resolves.toEqual({ from: "newer" });
+      // Give a stray copy time to arrive before counting.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(heard).toEqual({ older: 0, newer: 1 });
+      await olderSentAway();
+      // The lookup went through the adapter, the request itself through the relay, sealed: its payload is in neither in clear.
+      expect(seen.length).toBeGreaterThan(1);
+      expect(seen.filter((m) => m.includes(marker))).toEqual([]);
+    } finally {
+      spy.disconnect();
+    }
   });
 });

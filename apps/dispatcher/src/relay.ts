@@ -43,7 +43,7 @@ interface Pending {
   event: RelayedEvent;
   resolve: (o: RelayOutcome) => void;
   reject: (err: Error) => void;
-  /** How many dispatchers received the request (PUBLISH's answer; null until it comes). */
+  /** How many dispatchers received the request (subscribers of its channel; null until known). */
   receivers: number | null;
   /** How many of them answered that the runner is not there. */
   absent: number;
@@ -105,15 +105,26 @@ export class RunnerRelay {
         this.opts.ackTimeoutMs + 1000,
       );
       this.pending.set(req.id, { event, resolve, reject, receivers: null, absent: 0, timer });
-      this.opts.redis.publish(this.opts.keys.relayRequests(owner.dispatcherId), JSON.stringify(req)).then(
-        (receivers) => {
-          const p = this.pending.get(req.id);
-          if (!p) return; // Answered already (answers can come before PUBLISH's own reply).
-          p.receivers = receivers;
-          if (p.absent >= receivers) this.finish(req.id, { delivered: false });
-        },
-        (err: unknown) => this.fail(req.id, err instanceof Error ? err : new Error(String(err))),
-      );
+      const channel = this.opts.keys.relayRequests(owner.dispatcherId);
+      // Who will answer: the channel's own subscribers (NUMSUB, in the same round trip). PUBLISH's count also takes
+      // in clients subscribed by pattern (a monitor, a debugging session), which never answer.
+      this.opts.redis
+        .pipeline()
+        .publish(channel, JSON.stringify(req))
+        .call("PUBSUB", "NUMSUB", channel)
+        .exec()
+        .then(
+          (results) => {
+            const [published, numsub] = results ?? [];
+            if (published?.[0] || numsub?.[0]) throw published?.[0] ?? numsub?.[0];
+            const p = this.pending.get(req.id);
+            if (!p) return; // Answered already (answers can come before these replies).
+            const counts = numsub?.[1] as [string, number] | undefined;
+            p.receivers = Math.min(Number(published?.[1] ?? 0), Number(counts?.[1] ?? 0));
+            if (p.absent >= p.receivers) this.finish(req.id, { delivered: false });
+          },
+        )
+        .catch((err: unknown) => this.fail(req.id, err instanceof Error ? err : new Error(String(err))));
     });
   }
 

@@ -72,14 +72,14 @@ export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolea
 
 /**
  * Where a server's runner socket is: on this dispatcher (sent to directly) or
- * on another one (the id of the newest, reached through the Redis adapter).
- * Null when none has it.
+ * on another one (the newest, and the dispatcher holding it, found through
+ * the Redis adapter). Null when none has it.
  */
-async function locate(ctx: DispatcherContext, serverId: string): Promise<{ local: RunnerSocket } | { remoteId: string } | null> {
+async function locate(ctx: DispatcherContext, serverId: string): Promise<{ local: RunnerSocket } | { remote: { socketId: string; dispatcherId: string } } | null> {
   const local = keepNewest(ctx, serverId, localSockets(ctx, serverId));
   if (local) return { local };
   const remote = keepNewest(ctx, serverId, await ctx.io.in(serverRoom(serverId)).fetchSockets());
-  return remote ? { remoteId: remote.id } : null;
+  return remote ? { remote: { socketId: remote.id, dispatcherId: remote.data.dispatcherId } } : null;
 }
 
 /** The dispatcher and connection that the runner's presence key names, or null when it has none. */
@@ -148,8 +148,12 @@ export async function requestRunner<E extends keyof Events>(
   const timeout = ctx.config.RUNNER_ACK_TIMEOUT_MS;
   // The typed emitWithAck overloads do not survive a generic event name; the shapes come from Events.
   if ("local" in target) return (target.local.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> }).emitWithAck(event, payload);
-  // Every socket is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
-  const remote = ctx.io.to(target.remoteId).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
+  // Through the dispatcher holding it, as above (sealed, and answered without waiting for every dispatcher)...
+  const relayed = await ctx.relay.request(target.remote, serverId, event, payload);
+  if (relayed.delivered) return relayed.reply as Reply<E>;
+  // ...unless that one has no relay (an earlier version, during a rolling upgrade): the adapter then. Every socket
+  // is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
+  const remote = ctx.io.to(target.remote.socketId).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
   const reply = (await remote.emitWithAck(event, payload))[0];
   if (reply === undefined) throw gone();
   return reply;
