@@ -13,8 +13,21 @@ export interface ScriptedSocket {
   timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<unknown> };
 }
 
-/** Connects with a server's runner token to a dispatcher, using the runner's own socket.io-client. */
-export function scriptedRunner(dispatcherPort: number, runnerToken: string, opts: { headers?: Record<string, string> } = {}): ScriptedSocket {
+/**
+ * Connects with a server's runner token to a dispatcher, using the runner's own socket.io-client; `namespace`
+ * and `auth` for a replaced runner's results connection (ResultsNamespace, with its ticket).
+ */
+export function scriptedRunner(
+  dispatcherPort: number,
+  runnerToken: string,
+  opts: { headers?: Record<string, string>; namespace?: string; auth?: Record<string, string> } = {},
+): ScriptedSocket {
   const { io } = createRequire(__filename)(path.join(ROOT, "apps/runner/node_modules/socket.io-client")) as { io: (url: string, opts: Record<string, unknown>) => ScriptedSocket };
-  return io(`http://127.0.0.1:${dispatcherPort}`, { path: SocketPath, transports: ["websocket"], auth: { token: runnerToken }, reconnection: false, ...(opts.headers ? { extraHeaders: opts.headers } : {}) });
+  return io(`http://127.0.0.1:${dispatcherPort}${opts.namespace ?? ""}`, {
+    path: SocketPath,
+    transports: ["websocket"],
+    auth: { token: runnerToken, ...opts.auth },
+    reconnection: false,
+    ...(opts.headers ? { extraHeaders: opts.headers } : {}),
+  });
 }

@@ -10,6 +10,7 @@ import { RunnerRelay } from "../../apps/dispatcher/src/relay";
 import { askLocalRunner, requestRunner } from "../../apps/dispatcher/src/runner-link";
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
 import { freshPrefix, testRedisUrl } from "../helpers/env";
+import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 
 /**
@@ -175,6 +176,37 @@ describe("requests to a server's runner", () => {
       await olderSentAway();
     } finally {
       monitor.disconnect();
+      await redis.del(keys.runnerPresence(serverId));
+    }
+  });
+
+  it("a relayed request replayed with another server, connection or reply channel beside its sealed payload is refused, and never reaches a runner", async () => {
+    const newer = runners[1] as unknown as { id: string };
+    await redis.set(keys.runnerPresence(serverId), `first/${newer.id}`, "EX", 60);
+    const captured: string[] = [];
+    const answers: string[] = [];
+    const spy = createRedis(testRedisUrl());
+    spy.on("pmessage", (_p: string, channel: string, message: string) => (channel === "test:stolen-replies" ? answers : captured).push(message));
+    await spy.psubscribe(keys.relayRequests("*"), "test:stolen-replies");
+    try {
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
+      await waitFor(async () => captured.length > 0, 2000, "the relayed request");
+      const original = JSON.parse(captured[0] as string) as Record<string, unknown>;
+      const heardBefore = heard.newer;
+      // Whoever can publish on Redis: the same envelope, answered to a channel of theirs, or meant for another server.
+      for (const change of [{ from: "test:stolen-replies" }, { from: "test:stolen-replies", serverId: randomUUID() }, { from: "test:stolen-replies", event: "runner:replaced" }]) {
+        await redis.publish(keys.relayRequests("first"), JSON.stringify({ ...original, ...change }));
+      }
+      await waitFor(async () => answers.length >= 2, 3000, "answers to the replays");
+      await new Promise((r) => setTimeout(r, 300));
+      // Two could not be opened (bound to the original server, connection, event and reply channel); the made-up event is dropped unanswered.
+      expect(answers.map((a) => Object.keys(JSON.parse(a) as object).sort())).toEqual([
+        ["error", "id"],
+        ["error", "id"],
+      ]);
+      expect(heard.newer).toBe(heardBefore);
+    } finally {
+      spy.disconnect();
       await redis.del(keys.runnerPresence(serverId));
     }
   });

@@ -1,4 +1,4 @@
-import { HandshakeRefusal } from "@runbridge/contracts";
+import { HandshakeRefusal, ResultsNamespace } from "@runbridge/contracts";
 import { hashToken } from "@runbridge/common";
 import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createAutomationKey, createFixture, createTenant } from "../helpers/factories";
@@ -127,6 +127,28 @@ describe("runner token rotation", () => {
     expect(await stack.redis.get(stack.keys.runnerPresence(fx.server.id))).toMatch(/^d1\//);
     expect(await testPrisma().auditEvent.count({ where: { serverId: fx.server.id, type: "runner.replaced" } })).toBe(1);
     await submitted;
+  });
+
+  it("a results-only connection needs the ticket a replacement gave: the token alone, or a made-up ticket, is refused", async () => {
+    const fx = await createFixture();
+    const refusal = (auth?: Record<string, string>) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken, { namespace: ResultsNamespace, ...(auth ? { auth } : {}) });
+        socket.on("connect", () => {
+          socket.disconnect();
+          reject(new Error("a results connection was let in without a valid ticket"));
+        });
+        socket.on("connect_error", ((err: Error) => resolve(err.message)) as never);
+      });
+    expect(await refusal()).toBe(HandshakeRefusal.NoResultsTicket);
+    expect(await refusal({ resultsTicket: "made-up-ticket" })).toBe(HandshakeRefusal.NoResultsTicket);
+    // A ticket given for another server does not open this one's.
+    const other = await createFixture();
+    await stack.redis.set(stack.keys.resultsTicket(other.server.id, "other-servers-ticket"), "1", "EX", 60);
+    expect(await refusal({ resultsTicket: "other-servers-ticket" })).toBe(HandshakeRefusal.NoResultsTicket);
+    // And one given for this server does.
+    await stack.redis.set(stack.keys.resultsTicket(fx.server.id, "this-servers-ticket"), "1", "EX", 60);
+    await expect(refusal({ resultsTicket: "this-servers-ticket" })).rejects.toThrow(/let in/);
   });
 
   it("a runner whose token is rotated says what to do and stops (exit 78, which systemd does not restart) instead of knocking again", async () => {

@@ -1,5 +1,5 @@
 import { createRedis } from "@runbridge/common";
-import { runnerSockets, type DispatcherContext, type RunnerSocket } from "./context";
+import type { DispatcherContext, RunnerSocket } from "./context";
 import { cancelReason, requestedCancelReason } from "./cancel-reason";
 import { localRunnerSocket } from "./runner-link";
 
@@ -39,7 +39,7 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
     return socket ? senderOf(socket) : null;
   };
   const connectingSocket = (serverId: string): RunnerSocket | undefined => {
-    for (const socket of runnerSockets(ctx.io)) if (socket.connected && socket.data.serverId === serverId) return socket;
+    for (const socket of ctx.io.of("/").sockets.values()) if (socket.connected && socket.data.serverId === serverId) return socket;
     return undefined;
   };
 
@@ -117,7 +117,7 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
       subscribedOnce = true;
       return;
     }
-    for (const socket of runnerSockets(ctx.io)) if (socket.connected) sendPending(socket);
+    for (const socket of ctx.io.of("/").sockets.values()) if (socket.connected) sendPending(socket);
   });
 
   return {

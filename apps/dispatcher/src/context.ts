@@ -19,8 +19,6 @@ export interface RunnerSocketData {
    * connections held by a dispatcher of an earlier version (seen through the adapter during a rolling upgrade).
    */
   clientIp?: string;
-  /** A replaced runner's last connection, for its results only (RunnerHandshakeAuth.mode). */
-  resultsOnly?: boolean;
 }
 
 export type RunnerIo = IoServer<RunnerToDispatcherEvents, DispatcherToRunnerEvents, Record<string, never>, RunnerSocketData>;
@@ -41,8 +39,3 @@ export interface DispatcherContext {
 }
 
 export const serverRoom = (serverId: string) => `server:${serverId}`;
-
-/** The runner connections on this dispatcher process that take operations (not a replaced runner's results-only one). */
-export function runnerSockets(io: RunnerIo): RunnerSocket[] {
-  return [...io.of("/").sockets.values()].filter((s) => !s.data.resultsOnly);
-}

@@ -2,7 +2,7 @@ import { Queue } from "bullmq";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { OperationsFinishedMetric, QueueName } from "@runbridge/contracts";
 import { createFailFastRedis } from "@runbridge/common";
-import { runnerSockets, type DispatcherContext } from "./context";
+import type { DispatcherContext } from "./context";
 
 /**
  * The dispatcher's Prometheus metrics, in a registry of its own. Labels are
@@ -137,7 +137,7 @@ export function registerDispatcherCollectors(ctx: DispatcherContext): () => Prom
     help: "Runner sockets connected to this dispatcher process",
     registers: [dispatcherRegistry],
     collect() {
-      this.set(runnerSockets(ctx.io).length);
+      this.set(ctx.io.of("/").sockets.size);
     },
   });
 

@@ -1,5 +1,5 @@
 import { RUNNER_PRESENCE_TTL_SECONDS } from "@runbridge/contracts";
-import { runnerSockets, type DispatcherContext } from "./context";
+import type { DispatcherContext } from "./context";
 
 const DELETE_IF_OWNER = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
 /** Renews the key if it names this socket, or sets it if no one holds it; never takes it from another connection. */
@@ -35,7 +35,7 @@ export class RunnerPresence {
   }
 
   private async refresh(): Promise<void> {
-    const sockets = runnerSockets(this.ctx.io);
+    const sockets = [...this.ctx.io.of("/").sockets.values()];
     if (sockets.length === 0) return;
     const pipe = this.ctx.redis.pipeline();
     // A connection this dispatcher has not sent away yet may be an older one than the key names (a newer one
@@ -46,7 +46,7 @@ export class RunnerPresence {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    const sockets = runnerSockets(this.ctx.io);
+    const sockets = [...this.ctx.io.of("/").sockets.values()];
     await Promise.all(sockets.map((s) => this.offline(s.data.serverId, s.id).catch(() => undefined)));
   }
 }

@@ -27,8 +27,20 @@ interface RelayRequest {
 
 type RelayReply = { id: string; reply: unknown } | { id: string; absent: true } | { id: string; error: string };
 
-/** What a relayed request came to. */
-export type RelayOutcome = { delivered: true; reply: unknown } | { delivered: false };
+/**
+ * What a relayed request came to. Not delivered: `listeners` dispatchers heard it and none held the
+ * connection (0: none listens there — gone, or of an earlier version without a relay).
+ */
+export type RelayOutcome = { delivered: true; reply: unknown } | { delivered: false; listeners: number };
+
+const RELAYED_EVENTS: ReadonlySet<string> = new Set<RelayedEvent>(["operation:start", "operation:cancel", "operation:query", "probe"]);
+
+/**
+ * What a request's sealed payload is bound to: with the id alone, whoever can publish on Redis could
+ * replay an envelope with another server or connection beside it, and have a start (its env values, a
+ * registry password) handed to a runner of theirs.
+ */
+const sealedFor = (r: Pick<RelayRequest, "id" | "from" | "serverId" | "socketId" | "event">) => [r.id, r.from, r.serverId, r.socketId, r.event].join("|");
 
 /**
  * Asks the runner of `serverId` on this dispatcher and returns its answer; NoLocalRunner when its
@@ -96,8 +108,8 @@ export class RunnerRelay {
    * moved): the caller then looks for it another way. Rejects when no answer comes in time.
    */
   async request(owner: { dispatcherId: string; socketId: string }, serverId: string, event: RelayedEvent, payload: unknown): Promise<RelayOutcome> {
-    const id = randomUUID();
-    const req: RelayRequest = { id, from: this.replies, serverId, socketId: owner.socketId, event, sealed: this.opts.sealer.seal(JSON.stringify(payload ?? null), id) };
+    const head = { id: randomUUID(), from: this.replies, serverId, socketId: owner.socketId, event };
+    const req: RelayRequest = { ...head, sealed: this.opts.sealer.seal(JSON.stringify(payload ?? null), sealedFor(head)) };
     return new Promise<RelayOutcome>((resolve, reject) => {
       // The owner gives the runner ackTimeoutMs; a margin for the two Redis hops.
       const timer = setTimeout(
@@ -121,7 +133,7 @@ export class RunnerRelay {
             if (!p) return; // Answered already (answers can come before these replies).
             const counts = numsub?.[1] as [string, number] | undefined;
             p.receivers = Math.min(Number(published?.[1] ?? 0), Number(counts?.[1] ?? 0));
-            if (p.absent >= p.receivers) this.finish(req.id, { delivered: false });
+            if (p.absent >= p.receivers) this.finish(req.id, { delivered: false, listeners: p.receivers });
           },
         )
         .catch((err: unknown) => this.fail(req.id, err instanceof Error ? err : new Error(String(err))));
@@ -131,14 +143,14 @@ export class RunnerRelay {
   /** The owner's side: asks its local runner and publishes the answer to the asker. */
   private async answer(message: string): Promise<void> {
     const req = parseMessage(message) as Partial<RelayRequest> | null;
-    if (!req || typeof req.from !== "string" || typeof req.serverId !== "string" || typeof req.socketId !== "string" || typeof req.event !== "string" || typeof req.sealed !== "string") {
+    if (!req || typeof req.from !== "string" || typeof req.serverId !== "string" || typeof req.socketId !== "string" || !RELAYED_EVENTS.has(req.event ?? "") || typeof req.sealed !== "string") {
       this.opts.logger.warn("dropped a malformed relay request");
       return;
     }
     const { id, from, serverId, socketId, event, sealed } = req as RelayRequest;
     let reply: RelayReply;
     try {
-      const payload: unknown = JSON.parse(this.opts.sealer.open(sealed, id));
+      const payload: unknown = JSON.parse(this.opts.sealer.open(sealed, sealedFor({ id, from, serverId, socketId, event })));
       // null, not undefined, for an empty answer: an absent key would read as "not here" and send it again elsewhere.
       reply = { id, reply: (await this.opts.askLocal(serverId, socketId, event, payload)) ?? null };
     } catch (err) {
@@ -159,7 +171,7 @@ export class RunnerRelay {
     if ("error" in reply) return this.fail(reply.id, new Error(reply.error));
     // Absent there. Normally one dispatcher listens per id; with several (a shared DISPATCHER_ID) the one holding the runner may still answer.
     p.absent += 1;
-    if (p.receivers !== null && p.absent >= p.receivers) this.finish(reply.id, { delivered: false });
+    if (p.receivers !== null && p.absent >= p.receivers) this.finish(reply.id, { delivered: false, listeners: p.receivers });
   }
 
   private finish(id: string, outcome: RelayOutcome): void {

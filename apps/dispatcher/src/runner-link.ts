@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { DispatcherToRunnerEvents } from "@runbridge/contracts";
 import { serverRoom, type DispatcherContext, type RunnerSocket } from "./context";
 import { NoLocalRunner, type LocalRunnerAsk, type RelayedEvent } from "./relay";
@@ -27,20 +28,38 @@ function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | undefin
 /** What a runner connection needs to be compared and, when an older duplicate, sent away and audited (local or remote socket). */
 interface ReplaceableSocket extends RunnerConnection {
   id: string;
-  emit(event: "runner:replaced"): unknown;
+  emit(event: "runner:replaced", info: { resultsTicket?: string }): unknown;
   disconnect(close?: boolean): unknown;
 }
 
 /**
+ * How long a replaced runner's results ticket stays valid: its stop lets running commands end
+ * (RUNBRIDGE_STOP_DRAIN_SECONDS, 25 s by default, set higher by some) before it delivers.
+ */
+const RESULTS_TICKET_TTL_SECONDS = 1800;
+
+/**
  * Tells older connections of a server's runner that `newer` replaced them,
  * then closes them. Told first (same Redis publisher, so in order), so the old
- * runner does not reconnect and fight. Each replacement is audited.
+ * runner does not reconnect and fight. Each is given a ticket for one last
+ * connection that may only deliver results (ResultsNamespace): the token alone
+ * must not be enough to finish a server's operations without replacing its
+ * runner. Each replacement is audited.
  */
 export function replaceConnections(ctx: DispatcherContext, newer: RunnerConnection, older: readonly ReplaceableSocket[]): void {
   if (older.length === 0) return;
+  const { serverId } = newer.data;
   for (const old of older) {
-    old.emit("runner:replaced");
-    old.disconnect(true);
+    const resultsTicket = randomBytes(24).toString("base64url");
+    const sendAway = () => {
+      old.emit("runner:replaced", { resultsTicket });
+      old.disconnect(true);
+    };
+    // The ticket exists before the runner can use it; without Redis it is sent away all the same (its results then wait in its ledger).
+    ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS).then(sendAway, (err: unknown) => {
+      ctx.logger.warn("could not store a replaced runner's results ticket", { serverId, error: String(err) });
+      sendAway();
+    });
   }
   recordReplacement(ctx, newer, older);
 }
@@ -151,8 +170,10 @@ export async function requestRunner<E extends keyof Events>(
   // Through the dispatcher holding it, as above (sealed, and answered without waiting for every dispatcher)...
   const relayed = await ctx.relay.request(target.remote, serverId, event, payload);
   if (relayed.delivered) return relayed.reply as Reply<E>;
-  // ...unless that one has no relay (an earlier version, during a rolling upgrade): the adapter then. Every socket
-  // is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
+  // ...which no longer has it (it went away meanwhile)...
+  if (relayed.listeners > 0) throw gone();
+  // ...or has no relay (an earlier version, during a rolling upgrade): the adapter then, whose messages are not
+  // sealed. Every socket is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
   const remote = ctx.io.to(target.remote.socketId).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
   const reply = (await remote.emitWithAck(event, payload))[0];
   if (reply === undefined) throw gone();

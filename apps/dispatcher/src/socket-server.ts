@@ -1,7 +1,7 @@
 import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
-import { HandshakeRefusal, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
+import { HandshakeRefusal, ResultsNamespace, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
 import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
@@ -44,7 +44,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
   const guard = new TokenLookupGuard("unknown-runner-token", ctx.config.RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE, { max: 50_000 });
   // Behind the shipped proxy every runner's socket comes from the proxy: the guard counts per client it forwarded for.
   const clientAddress = clientAddressResolver(ctx.config.TRUST_PROXY);
-  io.use(async (socket, next) => {
+  const authenticate = async (socket: RunnerSocket, next: (err?: Error) => void) => {
     const auth = (socket.handshake.auth ?? {}) as Partial<RunnerHandshakeAuth>;
     const token = typeof auth.token === "string" ? auth.token : "";
     const refuse = (outcome: "invalid_token" | "throttled" | "unavailable" | "draining", reason: string) => {
@@ -78,18 +78,30 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
         tokenHash,
         dispatcherId: ctx.config.DISPATCHER_ID,
         clientIp: address,
-        ...(auth.mode === "results" ? { resultsOnly: true } : {}),
       };
       next();
     } catch (err) {
       logger.warn("runner auth failed", { error: String(err) });
       refuse("unavailable", HandshakeRefusal.Unavailable);
     }
+  };
+  io.use((socket, next) => void authenticate(socket, next));
+
+  // A replaced runner's last connection: the token, and the ticket it was given when it was replaced.
+  const results = io.of(ResultsNamespace);
+  results.use((socket, next) => void authenticate(socket, next));
+  results.use((socket, next) => {
+    const ticket = (socket.handshake.auth as Partial<RunnerHandshakeAuth> | undefined)?.resultsTicket;
+    if (typeof ticket !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(ticket)) return next(new Error(HandshakeRefusal.NoResultsTicket));
+    ctx.redis.exists(ctx.keys.resultsTicket(socket.data.serverId, ticket)).then(
+      (found) => next(found ? undefined : new Error(HandshakeRefusal.NoResultsTicket)),
+      () => next(new Error(HandshakeRefusal.Unavailable)),
+    );
   });
+  results.on("connection", (socket) => acceptResultsOnly(ctx, socket));
 
   io.on("connection", (socket) => {
     const { serverId } = socket.data;
-    if (socket.data.resultsOnly) return void acceptResultsOnly(ctx, socket);
     // Listeners first, before any await: a runner re-sends its undelivered results the moment it
     // connects, and an event that arrives before its listener is silently dropped.
     attachRunnerEvents(ctx, socket, presence);
@@ -125,8 +137,9 @@ const RESULTS_ONLY_MAX_MS = 120_000;
 /**
  * A runner another one replaced delivers the results of the operations it was running then, before it
  * exits: without this they stayed in its ledger, and the operations failed as result lost after their
- * timeout. The connection replaces nothing, joins no room (no operation is sent to it) and shows no
- * runner as connected; it is audited, as it is made with the server's token while another runner holds it.
+ * timeout. On a namespace of its own, the connection replaces nothing, joins no room (nothing is sent to
+ * it) and shows no runner as connected; it is audited, as it is made with the server's token while
+ * another runner holds it.
  */
 function acceptResultsOnly(ctx: DispatcherContext, socket: RunnerSocket): void {
   const { serverId, tenantId, clientIp } = socket.data;

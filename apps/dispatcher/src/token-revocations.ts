@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import { createRedis } from "@runbridge/common";
-import { decodeTokenRevoked } from "@runbridge/contracts";
+import { ResultsNamespace, decodeTokenRevoked } from "@runbridge/contracts";
 import type { DispatcherContext, RunnerSocket } from "./context";
 import { clientIpOf } from "./runner-audit";
 
@@ -85,8 +85,9 @@ export class TokenRevocations {
     this.recent.set(tokenHash, now + REMEMBER_MS);
   }
 
+  /** Runner connections here, a replaced runner's results connection too (it was made with the same token). */
   private localSockets(): RunnerSocket[] {
-    return [...this.ctx.io.of("/").sockets.values()];
+    return [...this.ctx.io.of("/").sockets.values(), ...this.ctx.io.of(ResultsNamespace).sockets.values()];
   }
 
   /** Told first (a runner told its token was revoked does not reconnect with it), then closed. */

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { HandshakeRefusal, Limits, SocketPath, cancelledByRunner, type CancelAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { HandshakeRefusal, Limits, ResultsNamespace, SocketPath, cancelledByRunner, type CancelAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import type { Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -91,6 +91,8 @@ export class Agent {
   /** Ledger writes not yet settled (results, re-send marks): stop() lets them land before the process exits. */
   private readonly ledgerWrites = new Set<Promise<void>>();
   private replaced = false;
+  /** Given with `runner:replaced`: admits one last connection that delivers results (ResultsNamespace). */
+  private resultsTicket: string | null = null;
   private revoked = false;
   private stopping = false;
   /** Past the shutdown drain: a start whose record lands now is ended without running. */
@@ -120,9 +122,16 @@ export class Agent {
     this.wire();
   }
 
-  private openSocket(mode?: "results"): RunnerSocket {
-    const auth: RunnerHandshakeAuth = { token: this.config.RUNBRIDGE_RUNNER_TOKEN, version: RUNNER_VERSION, ...(mode ? { mode } : {}) };
-    return io(this.config.RUNBRIDGE_DISPATCHER_URL, {
+  /** The connection to a dispatcher; with a results ticket, a replaced runner's last one, on ResultsNamespace. */
+  private openSocket(resultsTicket?: string): RunnerSocket {
+    const auth: RunnerHandshakeAuth = { token: this.config.RUNBRIDGE_RUNNER_TOKEN, version: RUNNER_VERSION, ...(resultsTicket ? { resultsTicket } : {}) };
+    let url = this.config.RUNBRIDGE_DISPATCHER_URL;
+    if (resultsTicket) {
+      const u = new URL(url);
+      u.pathname = ResultsNamespace;
+      url = u.toString();
+    }
+    return io(url, {
       path: SocketPath,
       transports: ["websocket"],
       auth,
@@ -181,7 +190,7 @@ export class Agent {
     this.pump();
     const sendDeadline = Math.max(Math.min(deadline, Date.now() + RESULT_ACK_TIMEOUT_MS), Date.now() + RESULT_SEND_AFTER_DRAIN_MS);
     await waitWhile(() => this.sending.size > 0, sendDeadline, 50);
-    if (this.replaced && this.ledger.undelivered().length > 0) await this.deliverAsReplaced(sendDeadline);
+    if (this.replaced && this.resultsTicket && this.ledger.undelivered().length > 0) await this.deliverAsReplaced(this.resultsTicket, sendDeadline);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.socket.disconnect();
     this.ledger.close();
@@ -192,13 +201,26 @@ export class Agent {
    * this ledger, and their operations fail as result lost once their time-out passed. One last
    * connection, for results only (it replaces nothing and takes no operation), delivers them.
    */
-  private async deliverAsReplaced(deadline: number): Promise<void> {
+  private async deliverAsReplaced(ticket: string, deadline: number): Promise<void> {
     this.socket.removeAllListeners();
     this.socket.disconnect();
-    this.socket = this.openSocket("results");
-    this.socket.on("connect", () => this.pump());
-    this.socket.connect();
-    await waitWhile(() => this.ledger.undelivered().length > 0, deadline, 50);
+    const socket = this.openSocket(ticket);
+    this.socket = socket;
+    let refused = false;
+    // A refused handshake (a dispatcher shutting down, or of an earlier version without this namespace) or a
+    // disconnect by the dispatcher ends socket.io's own retries: try again, another dispatcher may take it.
+    const again = () => setTimeout(() => Date.now() < deadline && !refused && socket.connect(), RECONNECT_DELAY_MS).unref();
+    socket.on("connect", () => this.pump());
+    socket.on("connect_error", (err) => {
+      if (err.message === HandshakeRefusal.InvalidToken || err.message === HandshakeRefusal.NoResultsTicket) refused = true;
+      if (!socket.active) again();
+    });
+    socket.on("disconnect", (reason) => {
+      if (reason === "io server disconnect") again();
+    });
+    socket.connect();
+    // Until every result is delivered and its "delivered" mark written (a send settles after its mark).
+    await waitWhile(() => !refused && (this.ledger.undelivered().length > 0 || this.sending.size > 0), deadline, 50);
     const left = this.ledger.undelivered().length;
     if (left === 0) this.logger.info("delivered the results of the operations that were running when this runner was replaced");
     else this.logger.warn("could not deliver every result after this runner was replaced; they stay in its ledger", { undelivered: left });
@@ -224,8 +246,9 @@ export class Agent {
       this.logger.info("connected to dispatcher", { url: this.config.RUNBRIDGE_DISPATCHER_URL });
       this.pump();
     });
-    s.on("runner:replaced", () => {
+    s.on("runner:replaced", (info) => {
       this.replaced = true;
+      if (typeof info?.resultsTicket === "string") this.resultsTicket = info.resultsTicket;
     });
     s.on("runner:token-revoked", () => {
       this.revoked = true;

@@ -16,6 +16,8 @@ export function redisKeys(prefix: string) {
     relayRequests: (dispatcherId: string) => `${prefix}:relay:${dispatcherId}`,
     /** Pub/sub: answers to the requests one dispatcher relayed. */
     relayReplies: (dispatcherId: string) => `${prefix}:relay-replies:${dispatcherId}`,
+    /** A replaced runner's ticket for its results connection (ResultsNamespace), with TTL. */
+    resultsTicket: (serverId: string, ticket: string) => `${prefix}:results-ticket:${serverId}:${ticket}`,
     /** Socket.io adapter channel prefix. */
     socketAdapter: `${prefix}:sio`,
     /** Live output of an operation (Redis stream, bounded, with TTL). */

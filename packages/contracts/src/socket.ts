@@ -94,8 +94,11 @@ export interface DispatcherToRunnerEvents {
   /** `reason`: the one given to the cancel endpoint, for the operation's error text. */
   "operation:cancel": (req: { operationId: string; reason?: string }, ack: (res: CancelAck) => void) => void;
   "operation:query": (req: { operationIds: string[] }, ack: (res: LedgerQueryReply) => void) => void;
-  /** A newer connection with this server's token took over; the receiver must not reconnect. */
-  "runner:replaced": () => void;
+  /**
+   * A newer connection with this server's token took over; the receiver must not reconnect. `resultsTicket`
+   * admits it once more, on ResultsNamespace, to deliver the results of what it was running then.
+   */
+  "runner:replaced": (info?: { resultsTicket?: string }) => void;
   /**
    * The server's runner token was rotated: this connection's token no longer
    * works and never will again. Sent just before the dispatcher disconnects
@@ -115,15 +118,19 @@ export interface RunnerHandshakeAuth {
   token: string;
   /** Runner software version, for the dashboard and compatibility checks. */
   version?: string;
-  /**
-   * "results": a runner another one replaced, delivering the results of what it was running when it was
-   * replaced before it exits. Such a connection replaces nothing, shows no runner as connected, is sent no
-   * operation, and may only send results.
-   */
-  mode?: "results";
+  /** ResultsNamespace only: the ticket the runner was given with `runner:replaced`. */
+  resultsTicket?: string;
 }
 
 export const SocketPath = "/runner";
+
+/**
+ * The socket.io namespace of a replaced runner's last connection, made only to deliver the results of what
+ * it was running when it was replaced: it replaces nothing, shows no runner as connected, is sent nothing,
+ * and needs the ticket that came with `runner:replaced`. A namespace of its own, so that a dispatcher of an
+ * earlier version refuses it ("Invalid namespace") instead of taking it for the server's runner.
+ */
+export const ResultsNamespace = "/results";
 
 /** Why a dispatcher refuses a runner's handshake (the connect_error message the runner sees). */
 export const HandshakeRefusal = {
@@ -135,6 +142,8 @@ export const HandshakeRefusal = {
   Throttled: "too many unknown runner tokens from this address, retry later",
   /** The dispatcher is shutting down: connect again (the proxy or load balancer picks another one). */
   ShuttingDown: "dispatcher shutting down, retry",
+  /** A results connection without a valid ticket (none given, expired, or another server's). */
+  NoResultsTicket: "no valid results ticket",
 } as const;
 
 /**
