@@ -140,8 +140,17 @@ describe("runner token rotation", () => {
         });
         socket.on("connect_error", ((err: Error) => resolve(err.message)) as never);
       });
+    const handshakes = async (outcome: string) => {
+      const text = await (await fetch(`http://127.0.0.1:${stack.dispatcherPorts[0]}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_runner_handshakes_total{outcome="${outcome}",`));
+      return line ? Number(line.split(" ").pop()) : 0;
+    };
+    const before = { invalid: await handshakes("invalid_token"), accepted: await handshakes("accepted") };
     expect(await refusal()).toBe(HandshakeRefusal.NoResultsTicket);
     expect(await refusal({ resultsTicket: "made-up-ticket" })).toBe(HandshakeRefusal.NoResultsTicket);
+    // Counted as refused, not as accepted (the token itself was good).
+    expect(await handshakes("invalid_token")).toBe(before.invalid + 2);
+    expect(await handshakes("accepted")).toBe(before.accepted);
     // A ticket given for another server does not open this one's.
     const other = await createFixture();
     await stack.redis.set(stack.keys.resultsTicket(other.server.id, "other-servers-ticket"), "1", "EX", 60);

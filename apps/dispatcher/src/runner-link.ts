@@ -37,6 +37,8 @@ interface ReplaceableSocket extends RunnerConnection {
  * (RUNBRIDGE_STOP_DRAIN_SECONDS, 25 s by default, set higher by some) before it delivers.
  */
 const RESULTS_TICKET_TTL_SECONDS = 1800;
+/** How long sending an older connection away waits for its ticket to be stored. */
+const TICKET_STORE_WAIT_MS = 2000;
 
 /**
  * Tells older connections of a server's runner that `newer` replaced them,
@@ -55,8 +57,11 @@ export function replaceConnections(ctx: DispatcherContext, newer: RunnerConnecti
       old.emit("runner:replaced", { resultsTicket });
       old.disconnect(true);
     };
-    // The ticket exists before the runner can use it; without Redis it is sent away all the same (its results then wait in its ledger).
-    ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS).then(sendAway, (err: unknown) => {
+    // The ticket exists before the runner can use it. Redis down or slow (the shared connection queues commands
+    // until it is back): sent away all the same after a moment, its results then wait in its ledger.
+    const stored = ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS);
+    const late = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${TICKET_STORE_WAIT_MS} ms`)), TICKET_STORE_WAIT_MS).unref());
+    Promise.race([stored, late]).then(sendAway, (err: unknown) => {
       ctx.logger.warn("could not store a replaced runner's results ticket", { serverId, error: String(err) });
       sendAway();
     });

@@ -44,7 +44,8 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
   const guard = new TokenLookupGuard("unknown-runner-token", ctx.config.RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE, { max: 50_000 });
   // Behind the shipped proxy every runner's socket comes from the proxy: the guard counts per client it forwarded for.
   const clientAddress = clientAddressResolver(ctx.config.TRUST_PROXY);
-  const authenticate = async (socket: RunnerSocket, next: (err?: Error) => void) => {
+  /** The token check of both namespaces; `countAccepted`: false where a later check can still refuse (the results ticket). */
+  const authenticate = async (socket: RunnerSocket, next: (err?: Error) => void, countAccepted = true) => {
     const auth = (socket.handshake.auth ?? {}) as Partial<RunnerHandshakeAuth>;
     const token = typeof auth.token === "string" ? auth.token : "";
     const refuse = (outcome: "invalid_token" | "throttled" | "unavailable" | "draining", reason: string) => {
@@ -70,7 +71,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
         return refuse("invalid_token", HandshakeRefusal.InvalidToken);
       }
       await guard.found(address, tokenHash, admission.charged);
-      countRunnerHandshake("accepted");
+      if (countAccepted) countRunnerHandshake("accepted");
       socket.data = {
         serverId: server.id,
         tenantId: server.tenantId,
@@ -89,13 +90,17 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
 
   // A replaced runner's last connection: the token, and the ticket it was given when it was replaced.
   const results = io.of(ResultsNamespace);
-  results.use((socket, next) => void authenticate(socket, next));
+  results.use((socket, next) => void authenticate(socket, next, false));
   results.use((socket, next) => {
+    const verdict = (outcome: "accepted" | "invalid_token" | "unavailable", refusal?: string) => {
+      countRunnerHandshake(outcome);
+      next(refusal ? new Error(refusal) : undefined);
+    };
     const ticket = (socket.handshake.auth as Partial<RunnerHandshakeAuth> | undefined)?.resultsTicket;
-    if (typeof ticket !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(ticket)) return next(new Error(HandshakeRefusal.NoResultsTicket));
+    if (typeof ticket !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(ticket)) return verdict("invalid_token", HandshakeRefusal.NoResultsTicket);
     ctx.redis.exists(ctx.keys.resultsTicket(socket.data.serverId, ticket)).then(
-      (found) => next(found ? undefined : new Error(HandshakeRefusal.NoResultsTicket)),
-      () => next(new Error(HandshakeRefusal.Unavailable)),
+      (found) => (found ? verdict("accepted") : verdict("invalid_token", HandshakeRefusal.NoResultsTicket)),
+      () => verdict("unavailable", HandshakeRefusal.Unavailable),
     );
   });
   results.on("connection", (socket) => acceptResultsOnly(ctx, socket));

@@ -207,9 +207,10 @@ export class Agent {
     const socket = this.openSocket(ticket);
     this.socket = socket;
     let refused = false;
+    let done = false;
     // A refused handshake (a dispatcher shutting down, or of an earlier version without this namespace) or a
     // disconnect by the dispatcher ends socket.io's own retries: try again, another dispatcher may take it.
-    const again = () => setTimeout(() => Date.now() < deadline && !refused && socket.connect(), RECONNECT_DELAY_MS).unref();
+    const again = () => setTimeout(() => !done && !refused && Date.now() < deadline && socket.connect(), RECONNECT_DELAY_MS).unref();
     socket.on("connect", () => this.pump());
     socket.on("connect_error", (err) => {
       if (err.message === HandshakeRefusal.InvalidToken || err.message === HandshakeRefusal.NoResultsTicket) refused = true;
@@ -221,6 +222,7 @@ export class Agent {
     socket.connect();
     // Until every result is delivered and its "delivered" mark written (a send settles after its mark).
     await waitWhile(() => !refused && (this.ledger.undelivered().length > 0 || this.sending.size > 0), deadline, 50);
+    done = true;
     const left = this.ledger.undelivered().length;
     if (left === 0) this.logger.info("delivered the results of the operations that were running when this runner was replaced");
     else this.logger.warn("could not deliver every result after this runner was replaced; they stay in its ledger", { undelivered: left });
