@@ -101,6 +101,25 @@ install_bundle() {
   mv "$opt/runbridge-runner.cjs.new" "$opt/runbridge-runner.cjs"
 }
 
+# The existing env file's settings (empty without one): a re-run or an upgrade keeps what it is not told.
+old_env=""
+if [ -f "$env_file" ]; then old_env=$(cat "$env_file"); fi
+old_value() { printf '%s\n' "$old_env" | sed -n "s/^$1=//p" | tail -n 1; }
+unquote() { v=${1#\"}; printf '%s' "${v%\"}"; }
+
+# Replaces the env file with what comes on stdin. The token is a secret: the
+# file is created 0600 (never readable by others, not even for a moment) and
+# only systemd, as root, reads it.
+put_env_file() {
+  old_umask=$(umask)
+  umask 0077
+  cat > "$env_file.new"
+  umask "$old_umask"
+  chmod 0600 "$env_file.new"
+  [ -n "$root" ] || chown root:root "$env_file.new"
+  mv "$env_file.new" "$env_file"
+}
+
 # Installs of earlier versions made the state directory the account's home.
 # Moves the home to home/ (not the state directory itself: the ledger is there);
 # move_dotfiles then takes the dot files the old home collected along.
@@ -168,20 +187,10 @@ if [ "$upgrade" -eq 1 ]; then
   if [ -z "$root" ]; then group=$(id -gn "$account"); fi
   make_dirs "$account" "$group" ""
   move_dotfiles
-  old_work=$(sed -n 's/^RUNBRIDGE_WORKDIR=//p' "$env_file" | tail -n 1)
-  old_work=${old_work#\"}
-  old_work=${old_work%\"}
-  old_state=$(sed -n 's/^RUNBRIDGE_STATE_DIR=//p' "$env_file" | tail -n 1)
-  old_state=${old_state#\"}
-  old_state=${old_state%\"}
+  old_work=$(unquote "$(old_value RUNBRIDGE_WORKDIR)")
+  old_state=$(unquote "$(old_value RUNBRIDGE_STATE_DIR)")
   if [ "${old_work%/}" = "${old_state:-$state_dir}" ] || [ "${old_work%/}" = "$state_dir" ]; then
-    old_umask=$(umask)
-    umask 0077
-    sed "s#^RUNBRIDGE_WORKDIR=.*#RUNBRIDGE_WORKDIR=$work_dir#" "$env_file" > "$env_file.new"
-    umask "$old_umask"
-    chmod 0600 "$env_file.new"
-    [ -n "$root" ] || chown root:root "$env_file.new"
-    mv "$env_file.new" "$env_file"
+    printf '%s\n' "$old_env" | sed "s#^RUNBRIDGE_WORKDIR=.*#RUNBRIDGE_WORKDIR=$work_dir#" | put_env_file
     say "commands now run in $work_dir, no longer in the state directory"
   fi
   if [ "$start" -eq 1 ]; then
@@ -214,12 +223,8 @@ fi
 # silently drop a private CA (the runner could no longer verify TLS), --user
 # root, and any hand-edited setting.
 kept=""
-old_env=""
 old_user=""
-if [ -f "$env_file" ]; then old_env=$(cat "$env_file"); fi
 if [ -f "$unit" ]; then old_user=$(unit_user); fi
-old_value() { printf '%s\n' "$old_env" | sed -n "s/^$1=//p" | tail -n 1; }
-unquote() { v=${1#\"}; printf '%s' "${v%\"}"; }
 if [ "$user_given" -eq 0 ] && [ -n "$old_user" ]; then
   user=$old_user
   kept="$kept --user $user"
@@ -309,10 +314,6 @@ if [ -n "$old_reboot" ] && [ "$user" = "$old_user" ] && [ "RUNBRIDGE_REBOOT_COMM
   kept="$kept RUNBRIDGE_REBOOT_COMMAND"
 fi
 
-# The token is a secret: the env file is created 0600 (never readable by others,
-# not even for a moment) and only systemd, as root, reads it.
-old_umask=$(umask)
-umask 0077
 {
   printf '# runbridge runner configuration, written by install.sh. Mode 0600: it holds the runner token.\n'
   printf 'RUNBRIDGE_DISPATCHER_URL=%s\n' "$url"
@@ -322,11 +323,7 @@ umask 0077
   [ -z "$reboot_line" ] || printf '%s\n' "$reboot_line"
   printf '%s\n' "$log_line"
   [ -z "$extra_lines" ] || printf '%s\n' "$extra_lines"
-} > "$env_file.new"
-umask "$old_umask"
-chmod 0600 "$env_file.new"
-[ -n "$root" ] || chown root:root "$env_file.new"
-mv "$env_file.new" "$env_file"
+} | put_env_file
 
 write_unit "$user"
 
