@@ -1,7 +1,7 @@
 import { Queue } from "bullmq";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { OperationsFinishedMetric, QueueName } from "@runbridge/contracts";
-import { createFailFastRedis } from "@runbridge/common";
+import { createFailFastRedis, withTimeout } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
 
 /**
@@ -100,10 +100,6 @@ export function observeDelivery(type: string, acceptedAt: Date): void {
 const QUEUE_STATES = ["waiting", "active", "delayed"] as const;
 /** A scrape must answer even while Redis is down: the depth is then simply absent. */
 const SCRAPE_TIMEOUT_MS = 2000;
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref())]);
-}
 
 /**
  * Gauges read on scrape: the operations queue's depth (shared by every

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { DispatcherToRunnerEvents } from "@runbridge/contracts";
+import { withTimeout } from "@runbridge/common";
 import { serverRoom, type DispatcherContext, type RunnerSocket } from "./context";
 import { NoLocalRunner, type LocalRunnerAsk, type RelayedEvent } from "./relay";
 import { recordReplacement, type RunnerConnection } from "./runner-audit";
@@ -59,9 +60,7 @@ export function replaceConnections(ctx: DispatcherContext, newer: RunnerConnecti
     };
     // The ticket exists before the runner can use it. Redis down or slow (the shared connection queues commands
     // until it is back): sent away all the same after a moment, its results then wait in its ledger.
-    const stored = ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS);
-    const late = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${TICKET_STORE_WAIT_MS} ms`)), TICKET_STORE_WAIT_MS).unref());
-    Promise.race([stored, late]).then(sendAway, (err: unknown) => {
+    withTimeout(ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS), TICKET_STORE_WAIT_MS).then(sendAway, (err: unknown) => {
       ctx.logger.warn("could not store a replaced runner's results ticket", { serverId, error: String(err) });
       sendAway();
     });

@@ -160,17 +160,20 @@ function acceptResultsOnly(ctx: DispatcherContext, socket: RunnerSocket): void {
   });
 }
 
+/** Whether a runner's event is well-formed; a malformed one is logged and dropped, never acted on. */
+function isWellFormed(ctx: DispatcherContext, socket: RunnerSocket, event: keyof typeof runnerEventSchemas, payload: unknown): boolean {
+  const { error } = runnerEventSchemas[event].validate(payload);
+  if (error) ctx.logger.warn("dropped a malformed event from a runner", { serverId: socket.data.serverId, socketId: socket.id, event, error: error.message });
+  return !error;
+}
+
 /** Stores a runner's results; acknowledged only once stored, so the runner keeps and re-sends one that was not. */
 function attachResultListener(ctx: DispatcherContext, socket: RunnerSocket, onStored?: () => void): void {
   const { serverId } = socket.data;
   socket.on("operation:result", async (result, ack) => {
     // An event sent without an acknowledgement callback has nobody to answer.
     const answer = typeof ack === "function" ? ack : () => undefined;
-    const { error } = runnerEventSchemas["operation:result"].validate(result);
-    if (error) {
-      ctx.logger.warn("dropped a malformed event from a runner", { serverId, socketId: socket.id, event: "operation:result", error: error.message });
-      return answer({ stored: false });
-    }
+    if (!isWellFormed(ctx, socket, "operation:result", result)) return answer({ stored: false });
     try {
       await recordRunnerResult(ctx, serverId, result);
       onStored?.();
@@ -186,12 +189,7 @@ function attachResultListener(ctx: DispatcherContext, socket: RunnerSocket, onSt
 function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence): void {
   const { logger } = ctx;
   const { serverId } = socket.data;
-  /** Whether a runner's event is well-formed; a malformed one is logged and dropped, never acted on. */
-  const wellFormed = (event: keyof typeof runnerEventSchemas, payload: unknown): boolean => {
-    const { error } = runnerEventSchemas[event].validate(payload);
-    if (error) logger.warn("dropped a malformed event from a runner", { serverId, socketId: socket.id, event, error: error.message });
-    return !error;
-  };
+  const wellFormed = (event: keyof typeof runnerEventSchemas, payload: unknown) => isWellFormed(ctx, socket, event, payload);
 
   socket.on("operation:started", (ev) => {
     if (!wellFormed("operation:started", ev)) return;

@@ -8,3 +8,4 @@ export * from "./readiness";
 export * from "./env-files";
 export * from "./trust-proxy";
 export * from "./lookup-miss-budget";
+export * from "./timeout";

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "./logger";
+import { withTimeout } from "./timeout";
 
 const CHECK_TIMEOUT_MS = 3000;
 
@@ -23,18 +24,12 @@ export async function checkReadiness(probes: Record<string, () => Promise<unknow
 }
 
 async function bounded(name: string, probe: () => Promise<unknown>, logger: Logger): Promise<"ok" | "error"> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
-  });
   try {
-    await Promise.race([probe(), timeout]);
+    await withTimeout(probe(), CHECK_TIMEOUT_MS);
     return "ok";
   } catch (e) {
     logger.warn("readiness check failed", { check: name, error: e instanceof Error ? e.message : String(e) });
     return "error";
-  } finally {
-    clearTimeout(timer);
   }
 }
 
