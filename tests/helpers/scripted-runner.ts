@@ -10,6 +10,8 @@ export interface ScriptedSocket {
   connect(): void;
   disconnect(): void;
   readonly connected: boolean;
+  /** The connection's id, the same as the dispatcher's (what presence names); undefined until connected. */
+  readonly id: string | undefined;
   timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<unknown> };
 }
 

@@ -3,6 +3,8 @@ import type { DispatcherContext } from "./context";
 
 const DELETE_IF_OWNER = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
 /** Renews the key if it names this socket, or sets it if no one holds it; never takes it from another connection. */
+/** Points the key at another connection, only if it still names this one. */
+const HAND_OVER_IF_OWNER = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3]) else return 0 end`;
 const REFRESH_IF_OWNER_OR_FREE = `local v = redis.call("GET", KEYS[1]) if v == false or v == ARGV[1] then return redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2]) else return 0 end`;
 
 /**
@@ -15,8 +17,8 @@ export class RunnerPresence {
 
   constructor(private readonly ctx: DispatcherContext) {}
 
-  private marker(socketId: string): string {
-    return `${this.ctx.config.DISPATCHER_ID}/${socketId}`;
+  private marker(socketId: string, dispatcherId = this.ctx.config.DISPATCHER_ID): string {
+    return `${dispatcherId}/${socketId}`;
   }
 
   async online(serverId: string, socketId: string): Promise<void> {
@@ -26,6 +28,15 @@ export class RunnerPresence {
   /** Only removes the key if it still names this socket (a newer connection may own it). */
   async offline(serverId: string, socketId: string): Promise<void> {
     await this.ctx.redis.eval(DELETE_IF_OWNER, 1, this.ctx.keys.runnerPresence(serverId), this.marker(socketId));
+  }
+
+  /**
+   * A connection of this dispatcher found, after it was shown connected, that a newer one of the
+   * same runner exists (held here or elsewhere): the key goes to that one before this one is sent
+   * away, so the runner never shows as offline in between.
+   */
+  async handOver(serverId: string, socketId: string, to: { dispatcherId: string; socketId: string }): Promise<void> {
+    await this.ctx.redis.eval(HAND_OVER_IF_OWNER, 1, this.ctx.keys.runnerPresence(serverId), this.marker(socketId), this.marker(to.socketId, to.dispatcherId), RUNNER_PRESENCE_TTL_SECONDS);
   }
 
   start(): void {

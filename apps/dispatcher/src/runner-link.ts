@@ -19,15 +19,16 @@ export class RunnerNotConnected extends Error {}
  * request sent to the room would then start the operation on both. Requests go
  * to the newest alone, the one the replacement rule keeps.
  */
-function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | undefined {
+export function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | undefined {
   let best: S | undefined;
-  // Later in the list wins a tie: a room lists its members in the order they joined.
-  for (const s of sockets) if (!best || s.handshake.issued >= best.handshake.issued) best = s;
+  // A tie (handshakes in the same millisecond) goes by id: every dispatcher, whatever order it lists
+  // the connections in, must keep the same one, or two would each send the other away.
+  for (const s of sockets) if (!best || s.handshake.issued > best.handshake.issued || (s.handshake.issued === best.handshake.issued && s.id > best.id)) best = s;
   return best;
 }
 
 /** What a runner connection needs to be compared and, when an older duplicate, sent away and audited (local or remote socket). */
-interface ReplaceableSocket extends RunnerConnection {
+export interface ReplaceableSocket extends RunnerConnection {
   id: string;
   emit(event: "runner:replaced", info: { resultsTicket?: string }): unknown;
   disconnect(close?: boolean): unknown;

@@ -9,7 +9,7 @@ import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
 import { countRunnerHandshake } from "./metrics";
 import { appendOutput } from "./output-log";
-import { replaceConnections } from "./runner-link";
+import { newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
 import type { TokenRevocations } from "./token-revocations";
 
 /** Socket.io server for runners; the Redis adapter lets any dispatcher reach a runner connected to another. */
@@ -114,26 +114,52 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
   });
 }
 
-/** Makes the socket the server's one live connection, and shows the runner as connected. */
+/** Shows the runner as connected, then makes the socket the server's one live connection. */
 async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, serverId: string): Promise<void> {
-  const { io, logger } = ctx;
-  const room = serverRoom(serverId);
-  // One live connection per server: a newer connection replaces older ones, on any dispatcher.
-  try {
-    const older = (await io.in(room).fetchSockets()).filter((s) => s.id !== socket.id);
-    replaceConnections(ctx, socket, older);
-  } catch (err) {
-    logger.warn("could not replace older runner connections", { serverId, error: String(err) });
-  }
+  const { logger } = ctx;
   if (socket.disconnected) return;
-  await socket.join(room);
+  // In the room before other connections are looked for: of two connections of one runner admitted
+  // at the same moment, the lookup made second always finds the first.
+  await socket.join(serverRoom(serverId));
   // Seen before shown as connected: whoever reads presence (the gateway's reconnect grace, the
   // servers list) finds last_seen_at already set.
   await ctx.operations.touchServer(serverId).catch((err: unknown) => logger.warn("could not record last_seen_at", { serverId, error: String(err) }));
   await presence.online(serverId, socket.id).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
   // The socket may have dropped while presence was being written.
-  if (socket.disconnected) await presence.offline(serverId, socket.id).catch(() => undefined);
+  if (socket.disconnected) {
+    await presence.offline(serverId, socket.id).catch(() => undefined);
+    return;
+  }
   logger.info("runner connected", { serverId, socketId: socket.id, version: (socket.handshake.auth as Partial<RunnerHandshakeAuth>).version });
+  // Only now: the lookup asks every dispatcher and waits for all of them, so a stalled one held each
+  // admission for the adapter's whole timeout. Meanwhile requests go to this connection (it is the
+  // one presence names, and the newest here).
+  await replaceOtherConnections(ctx, socket, presence, serverId);
+}
+
+/**
+ * One live connection per server: of this one and any other found on any dispatcher, the newest stays
+ * and the others are sent away. Normally the others are older (the runner restarted or reconnected
+ * before its old connection timed out); one newer than this is a connection admitted at the same
+ * moment whose own lookup ran before this one joined the room.
+ */
+async function replaceOtherConnections(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, serverId: string): Promise<void> {
+  let others: ReplaceableSocket[];
+  try {
+    others = (await ctx.io.in(serverRoom(serverId)).fetchSockets()).filter((s) => s.id !== socket.id);
+  } catch (err) {
+    // Left for the requests: each keeps the newest connection it finds and sends the others away.
+    ctx.logger.warn("could not look for older runner connections", { serverId, error: String(err) });
+    return;
+  }
+  if (others.length === 0 || socket.disconnected) return;
+  const all = [socket, ...others];
+  const keep = newest(all) ?? socket;
+  if (keep !== socket) {
+    const to = { dispatcherId: keep.data.dispatcherId, socketId: keep.id };
+    await presence.handOver(serverId, socket.id, to).catch((err: unknown) => ctx.logger.warn("presence hand-over failed", { serverId, error: String(err) }));
+  }
+  replaceConnections(ctx, keep, all.filter((s) => s !== keep));
 }
 
 /** How long a replaced runner's results-only connection may stay: it delivers what it has and leaves. */
