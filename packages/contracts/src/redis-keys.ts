@@ -1,4 +1,12 @@
 /**
+ * The relay's message format (apps/dispatcher/src/relay.ts), part of its channel names. Raise it with
+ * any change to that format: dispatchers of two versions then do not hear each other on the relay (a
+ * request finds no listener there) and reach each other's runners through the socket.io adapter, as
+ * they would a dispatcher without a relay, rather than misreading each other's messages.
+ */
+export const RELAY_PROTOCOL_VERSION = 1;
+
+/**
  * Redis key and channel names, all under one configurable prefix so several
  * deployments (or test files) can share a Redis without seeing each other.
  */
@@ -13,9 +21,9 @@ export function redisKeys(prefix: string) {
     /** Pub/sub: an automation key changed (revoked, re-scoped); message = key hash. */
     keyChanged: `${prefix}:events:key-changed`,
     /** Pub/sub: requests relayed to the runners connected to one dispatcher (apps/dispatcher/src/relay.ts). */
-    relayRequests: (dispatcherId: string) => `${prefix}:relay:${dispatcherId}`,
+    relayRequests: (dispatcherId: string) => `${prefix}:relay:v${RELAY_PROTOCOL_VERSION}:${dispatcherId}`,
     /** Pub/sub: answers to the requests one dispatcher relayed. */
-    relayReplies: (dispatcherId: string) => `${prefix}:relay-replies:${dispatcherId}`,
+    relayReplies: (dispatcherId: string) => `${prefix}:relay-replies:v${RELAY_PROTOCOL_VERSION}:${dispatcherId}`,
     /** A replaced runner's ticket for its results connection (ResultsNamespace), with TTL. */
     resultsTicket: (serverId: string, ticket: string) => `${prefix}:results-ticket:${serverId}:${ticket}`,
     /** Socket.io adapter channel prefix. */
