@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Queue } from "bullmq";
 import { createFailFastRedis } from "@runbridge/common";
-import { JobName, QueueName } from "@runbridge/contracts";
+import { FailureCause, JobName, QueueName } from "@runbridge/contracts";
 import { createDb } from "@runbridge/db";
 import type { AutomationAuth } from "../../apps/gateway/src/auth/locals";
 import type { GatewayContext } from "../../apps/gateway/src/context";
@@ -38,7 +38,7 @@ describe("an operation that cannot be enqueued", () => {
   /** This gateway's count of the operations it ended as failed, of one type. */
   const failedHere = async (type: string) => {
     const text = (await stack.api().get("/metrics").expect(200)).text;
-    const line = text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_operations_finished_total{status="failed",type="${type}",service="gateway"}`));
+    const line = text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_operations_finished_total{status="failed",type="${type}",reason="not_queued",service="gateway"}`));
     return line ? Number(line.split(" ").pop()) : 0;
   };
 
@@ -67,7 +67,7 @@ describe("an operation that cannot be enqueued", () => {
     const f = await createFixture();
     const done = await createOperation(f.tenant.id, f.server.id, { status: "completed", exitCode: 0, completedAt: new Date() });
     const before = await failedHere("exec");
-    expect(await failUndispatched(context(), done, "should not land")).toBe(false);
+    expect(await failUndispatched(context(), done, FailureCause.NotQueued, "should not land")).toBe(false);
     // Whoever ended it counted it then: counting it again would count it twice.
     expect(await failedHere("exec")).toBe(before);
     const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: done.id } });
@@ -78,7 +78,7 @@ describe("an operation that cannot be enqueued", () => {
     const f = await createFixture();
     const claimed = await createOperation(f.tenant.id, f.server.id, { dispatchedAt: new Date() });
     const before = await failedHere("exec");
-    expect(await failUndispatched(context(), claimed, "should not land")).toBe(false);
+    expect(await failUndispatched(context(), claimed, FailureCause.NotQueued, "should not land")).toBe(false);
     expect(await failedHere("exec")).toBe(before);
     expect(await testPrisma().operation.findUniqueOrThrow({ where: { id: claimed.id } })).toMatchObject({ status: "running", error: null });
   });
@@ -87,7 +87,7 @@ describe("an operation that cannot be enqueued", () => {
     const gone = createDb("postgresql://postgres@127.0.0.1:1/nothing", { max: 1, connectionTimeoutMillis: 500 });
     try {
       const ctx = { ...context(), operations: gone.operations } as GatewayContext;
-      await expect(failUndispatched(ctx, { id: "9b2f6c1e-1f0a-4d6e-9a57-3c1b8f0e2d11", serverId: "9b2f6c1e-1f0a-4d6e-9a57-3c1b8f0e2d12" }, "why")).resolves.toBe(false);
+      await expect(failUndispatched(ctx, { id: "9b2f6c1e-1f0a-4d6e-9a57-3c1b8f0e2d11", serverId: "9b2f6c1e-1f0a-4d6e-9a57-3c1b8f0e2d12" }, FailureCause.NotQueued, "why")).resolves.toBe(false);
     } finally {
       await gone.close().catch(() => undefined);
     }

@@ -111,7 +111,7 @@ describe("metrics and structured logs", () => {
     });
     expect(sample(text, "runbridge_dispatcher_connected_runners")).toBe(1);
     for (const state of ["waiting", "active", "delayed"]) expect(sample(text, "runbridge_dispatcher_queue_jobs", { state })).toBe(0);
-    expect(sample(text, "runbridge_dispatcher_operations_finished_total", { status: "completed", type: "exec" })).toBe(2);
+    expect(sample(text, "runbridge_dispatcher_operations_finished_total", { status: "completed", type: "exec", reason: "none" })).toBe(2);
     expect(sample(text, "runbridge_dispatcher_delivery_latency_seconds_count", { type: "exec" })).toBe(2);
     expect(text).not.toContain(ok.body.operation_id);
     expect(text).not.toContain(fx.server.id);
@@ -162,12 +162,14 @@ describe("metrics and structured logs", () => {
     const cancelled = await request(gatewayUrl).post(`/api/automation/v1/operations/${pending.id}/cancel`).set("Authorization", `Bearer ${fx.token}`).send({});
     expect(cancelled.body).toMatchObject({ status: "cancelled" });
 
-    /** runbridge_dispatcher_operations_finished_total of one process, by "status/type". */
+    /** runbridge_dispatcher_operations_finished_total of one process, by "status/type" (summed over reasons). */
     const finished = async (url: string, service: string) => {
       const text = (await request(url).get("/metrics").expect(200)).text;
       const series = new Map<string, number>();
-      for (const [status, type] of [...text.matchAll(/^runbridge_dispatcher_operations_finished_total\{[^}]*status="(\w+)",type="(\w+)"/gm)].map((m) => [m[1], m[2]])) {
-        series.set(`${status}/${type}`, sample(text, "runbridge_dispatcher_operations_finished_total", { status: status ?? "", type: type ?? "", service }) ?? 0);
+      for (const [status, type, reason] of [...text.matchAll(/^runbridge_dispatcher_operations_finished_total\{[^}]*status="(\w+)",type="(\w+)",reason="(\w+)"/gm)].map((m): [string, string, string] => [m[1] ?? "", m[2] ?? "", m[3] ?? ""])) {
+        const n = sample(text, "runbridge_dispatcher_operations_finished_total", { status, type, reason, service });
+        if (n === undefined) throw new Error(`no ${service} series for ${status}/${type}/${reason}`);
+        series.set(`${status}/${type}`, (series.get(`${status}/${type}`) ?? 0) + n);
       }
       return series;
     };

@@ -23,6 +23,13 @@ describe("sweeper: an operation whose job was lost", () => {
     return Number(line.split(" ").pop());
   };
 
+  /** The dispatcher's count of the operations of `type` it ended as failed for `reason` (absent until one is). */
+  const failedFor = async (type: string, reason: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${suite.stack.dispatcherPorts[0]}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_operations_finished_total{status="failed",type="${type}",reason="${reason}",`));
+    return line ? Number(line.split(" ").pop()) : 0;
+  };
+
   it("is delivered when its job hash was left in no state list", async () => {
     const { stack, fx } = suite;
     const requeuedBefore = await swept("requeued");
@@ -47,6 +54,7 @@ describe("sweeper: an operation whose job was lost", () => {
   it("fails a deploy whose deployment row was never written, instead of running it out of turn", async () => {
     const { stack, fx } = suite;
     const before = await swept("deployment_not_recorded");
+    const failedBefore = await failedFor("deploy", "deployment_not_recorded");
     // The gateway wrote the operation, then failed before the deployment row and the job.
     const op = await createOperation(fx.tenant.id, fx.server.id, {
       type: "deploy",
@@ -58,6 +66,8 @@ describe("sweeper: an operation whose job was lost", () => {
     expect(done).toMatchObject({ status: "failed", dispatchedAt: null, startedAt: null, exitCode: null });
     expect(done.error).toMatch(/^deployment not recorded: the gateway failed before recording this deploy.*nothing ran/);
     expect(await swept("deployment_not_recorded")).toBe(before + 1);
+    // The finished operations say why they failed, so a platform failure can be told from a command's.
+    expect(await failedFor("deploy", "deployment_not_recorded")).toBe(failedBefore + 1);
     // Every action has its series from the start.
     expect(await swept("result_lost")).toBe(0);
   });

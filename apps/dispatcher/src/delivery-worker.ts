@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
-import { FailureReason, JobCatalog, JobName, QueueName, cancelledOnRequest, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
+import { FailureCause, FailureReason, JobCatalog, JobName, QueueName, cancelledOnRequest, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
 import { createRedis, withLogContext } from "@runbridge/common";
 import type { Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
@@ -54,7 +54,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
 
   if (!op.dispatchedAt && Date.now() > op.deliverBy.getTime()) {
     // Never handed to a runner, so it cannot be running: fail it rather than run it late.
-    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
+    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RunnerOffline, error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
     return "runner-offline";
   }
 
@@ -96,7 +96,7 @@ async function sendStart(
     try {
       secrets = JSON.parse(ctx.sealer.open(sealed, op.id)) as OperationSecrets;
     } catch (err) {
-      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: `could not open the operation's sealed inputs: ${String(err)}` });
+      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.InputsUnreadable, error: `could not open the operation's sealed inputs: ${String(err)}` });
       return "unsealable";
     }
   }
@@ -106,7 +106,7 @@ async function sendStart(
     // in the job by an older gateway is ignored for the same reason.
     const password = await storedCredentialPassword(ctx, op);
     if (password === null) {
-      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: FailureReason.CredentialGone });
+      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.CredentialGone, error: FailureReason.CredentialGone });
       return "credential-gone";
     }
     secrets = { ...secrets, password };
@@ -124,7 +124,7 @@ async function sendStart(
       if (dispatchedAt) await releaseRefusedClaim(ctx, job, token, op.id, dispatchedAt);
       throw new RunnerAskedForLater(`runner of server ${op.serverId} asked for it later: ${reply.error}`);
     }
-    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error: `runner refused the operation: ${reply.error}` });
+    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RunnerRefused, error: `runner refused the operation: ${reply.error}` });
     return "refused";
   }
   if (reply.state === "started") observeDelivery(op.type, op.createdAt);

@@ -89,8 +89,8 @@ export function countRetentionPass(table: RetentionTable, outcome: "ok" | "faile
 }
 
 /** Gateways count the operations they end themselves in the same series (apps/gateway/src/metrics.ts). */
-export function countOperationFinished(status: string, type: string): void {
-  operationsFinished.inc({ status, type });
+export function countOperationFinished(status: string, type: string, reason: string): void {
+  operationsFinished.inc({ status, type, reason });
 }
 
 export function observeDelivery(type: string, acceptedAt: Date): void {

@@ -1,4 +1,4 @@
-import { FailureReason, RebootPath } from "@runbridge/contracts";
+import { FailureCause, FailureReason, RebootPath } from "@runbridge/contracts";
 import type { Operation, OperationNote } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { finishOperation } from "./results";
@@ -69,7 +69,7 @@ export function failOutcomeUnknown(
   d: RebootDecision,
   error: string = FailureReason.RebootOutcomeUnknown,
 ): Promise<boolean> {
-  return finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", error }, { note: noteOf(d) });
+  return finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RebootOutcomeUnknown, error }, { note: noteOf(d) });
 }
 
 /**

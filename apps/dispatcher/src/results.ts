@@ -1,4 +1,4 @@
-import { encodeFinished, isTerminal, storableText, type OperationResult, type TerminalStatus } from "@runbridge/contracts";
+import { FailureCause, encodeFinished, endingReason, isTerminal, storableText, type Ending, type OperationResult } from "@runbridge/contracts";
 import type { FinishFields, OperationNote } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
@@ -12,7 +12,7 @@ import { countOperationFinished } from "./metrics";
 export async function finishOperation(
   ctx: DispatcherContext,
   serverId: string,
-  fields: FinishFields & { status: TerminalStatus },
+  fields: FinishFields & Ending,
   opts: {
     /** Only end it if it was never handed to a runner (so it cannot be running anywhere). */
     onlyIfUndispatched?: boolean;
@@ -26,7 +26,7 @@ export async function finishOperation(
   const changed = finished !== null;
   const finishedType = finished?.type ?? "unknown";
   if (changed) {
-    countOperationFinished(fields.status, finishedType);
+    countOperationFinished(fields.status, finishedType, endingReason(fields));
     await ctx.redis.publish(ctx.keys.operationFinished, encodeFinished(fields.operationId, finished)).catch((err: unknown) => {
       // Waiters also poll Postgres, so a lost notification only delays them.
       ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });
@@ -38,9 +38,10 @@ export async function finishOperation(
 
 /** Sanitised again: a result from an older runner may still carry U+0000, and refusing it would have it re-sent forever. */
 export async function recordRunnerResult(ctx: DispatcherContext, serverId: string, r: OperationResult): Promise<boolean> {
+  const ending: Ending = r.status === "failed" ? { status: r.status, cause: FailureCause.Runner } : { status: r.status };
   return finishOperation(ctx, serverId, {
+    ...ending,
     operationId: r.operationId,
-    status: r.status,
     exitCode: r.exitCode,
     stdout: storableText(r.stdout),
     stderr: storableText(r.stderr),

@@ -1,5 +1,5 @@
 import { Queue } from "bullmq";
-import { FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type LedgerQueryReply, type OperationType } from "@runbridge/contracts";
+import { FailureCause, FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type LedgerQueryReply, type OperationType } from "@runbridge/contracts";
 import { createRedis } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
 import { countSweeperAction, type SweeperAction } from "./metrics";
@@ -81,8 +81,8 @@ export class Sweeper {
       // lost to eviction): either way nothing will deliver it.
       const state = await this.queue.getJobState(op.id);
       if (state !== "unknown" && state !== "failed" && state !== "completed") continue;
-      const failUndispatched = async (error: string, action: SweeperAction) => {
-        if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", error }, { onlyIfUndispatched: true })) countSweeperAction(action);
+      const failUndispatched = async (error: string, action: SweeperAction & FailureCause) => {
+        if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", cause: action, error }, { onlyIfUndispatched: true })) countSweeperAction(action);
       };
       if (op.deliverBy.getTime() < Date.now()) {
         await failUndispatched(FailureReason.RunnerOffline, "runner_offline");
@@ -163,8 +163,8 @@ export class Sweeper {
         }
         // No runner: none of this server's overdue operations can be resolved by asking.
         for (const lost of ops.slice(i)) {
-          const [error, action] = lost.started_at ? ([FailureReason.RunnerLost, "runner_lost"] as const) : ([FailureReason.RunnerUnconfirmed, "runner_unconfirmed"] as const);
-          if (await finishOperation(this.ctx, serverId, { operationId: lost.id, status: "failed", error })) countSweeperAction(action);
+          const [error, action] = lost.started_at ? ([FailureReason.RunnerLost, FailureCause.RunnerLost] as const) : ([FailureReason.RunnerUnconfirmed, FailureCause.RunnerUnconfirmed] as const);
+          if (await finishOperation(this.ctx, serverId, { operationId: lost.id, status: "failed", cause: action, error })) countSweeperAction(action);
         }
         return;
       }
@@ -173,7 +173,7 @@ export class Sweeper {
         if (entry?.state === "finished") {
           if (await recordRunnerResult(this.ctx, serverId, entry.result)) countSweeperAction("resolved_from_ledger");
         } else if (!entry || entry.state === "unknown") {
-          if (await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", error: FailureReason.ResultLost })) countSweeperAction("result_lost");
+          if (await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", cause: FailureCause.ResultLost, error: FailureReason.ResultLost })) countSweeperAction("result_lost");
         }
         // "running": the runner enforces the timeout itself; its result will come.
       } catch (err) {

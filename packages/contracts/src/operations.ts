@@ -67,6 +67,39 @@ export function cancelledByRunner(reason: string | undefined, beforeStart: boole
 }
 
 /**
+ * Why an operation ended `failed`, as the finished-operations metric's `reason` label: bounded, and
+ * told apart where the error text cannot be (it carries details). The other statuses count as `none`.
+ */
+export const FailureCause = {
+  /** The runner reported it: the command could not be run (or was stopped for an error). */
+  Runner: "runner",
+  /** The runner refused the start (e.g. a deploy whose application it does not know). */
+  RunnerRefused: "runner_refused",
+  RunnerOffline: "runner_offline",
+  RunnerLost: "runner_lost",
+  RunnerUnconfirmed: "runner_unconfirmed",
+  ResultLost: "result_lost",
+  QueueLost: "queue_lost",
+  /** The gateway recorded it but could not queue it (Redis unreachable). */
+  NotQueued: "not_queued",
+  DeploymentNotRecorded: "deployment_not_recorded",
+  CredentialGone: "credential_gone",
+  /** The dispatcher could not open its sealed inputs (an encryption key missing from its configuration). */
+  InputsUnreadable: "inputs_unreadable",
+  /** A reboot through a cloud provider whose outcome is unknown (see FailureReason). */
+  RebootOutcomeUnknown: "reboot_outcome_unknown",
+} as const;
+export type FailureCause = (typeof FailureCause)[keyof typeof FailureCause];
+
+/** How an operation ends: a failure always says why (its label in the finished-operations metric). */
+export type Ending = { status: Exclude<TerminalStatus, "failed"> } | { status: "failed"; cause: FailureCause };
+
+/** The `reason` label of an ending. */
+export function endingReason(ending: Ending): FailureCause | "none" {
+  return ending.status === "failed" ? ending.cause : "none";
+}
+
+/**
  * The one metric both dispatchers and gateways count (each end of an operation is a
  * conditional transition exactly one process wins, and only the winner counts it), so that a
  * sum over every process is every operation that ended. Its name keeps the dispatcher prefix
@@ -74,6 +107,6 @@ export function cancelledByRunner(reason: string | undefined, beforeStart: boole
  */
 export const OperationsFinishedMetric = {
   name: "runbridge_dispatcher_operations_finished_total",
-  help: "Operations this process moved to a terminal status, by status and operation type (dispatchers and gateways both count: sum over every process, each ended operation is counted once)",
-  labelNames: ["status", "type"] as const,
+  help: "Operations this process moved to a terminal status, by status, operation type and, for failed ones, reason (runner: the runner reported it; the others are the platform's: runner_offline, runner_lost, queue_lost...; none for other statuses). Dispatchers and gateways both count: sum over every process, each ended operation is counted once",
+  labelNames: ["status", "type", "reason"] as const,
 };

@@ -1,4 +1,4 @@
-import { JobCatalog, JobName, OperationStatus, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
+import { FailureCause, JobCatalog, JobName, OperationStatus, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
 import type { Response } from "express";
 import { reviveOperation, type Operation, type Prisma, type Server } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
@@ -133,7 +133,7 @@ export async function startOperation(
     await ctx.queue.add(JobName.DeliverOperation, job, { ...entry.options, jobId: operation.id });
   } catch (err) {
     ctx.logger.error("enqueue failed", { operationId: operation.id, error: String(err) });
-    if (await failUndispatched(ctx, operation, "could not be queued: the job queue (Redis) was unreachable")) {
+    if (await failUndispatched(ctx, operation, FailureCause.NotQueued, "could not be queued: the job queue (Redis) was unreachable")) {
       throw new OperationNotStartedError(operation.id, "The job queue is unreachable; the operation was not started. Retry shortly.");
     }
     ctx.logger.warn("enqueue failed but the operation could not be ended as not started; answering it as accepted", { operationId: operation.id });
@@ -150,10 +150,10 @@ export async function startOperation(
  * already claimed or ended, or PostgreSQL could not be reached — then nobody
  * may be told it did not start.
  */
-export async function failUndispatched(ctx: GatewayContext, op: Pick<Operation, "id" | "serverId">, error: string): Promise<boolean> {
+export async function failUndispatched(ctx: GatewayContext, op: Pick<Operation, "id" | "serverId">, cause: FailureCause, error: string): Promise<boolean> {
   try {
     const ended = await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Failed, error }, true);
-    if (ended) countOperationFinished(OperationStatus.Failed, ended.type);
+    if (ended) countOperationFinished({ status: OperationStatus.Failed, cause }, ended.type);
     return ended !== null;
   } catch (err) {
     ctx.logger.warn("could not end an operation that was not started", { operationId: op.id, error: String(err) });

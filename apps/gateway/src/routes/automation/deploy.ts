@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Router } from "express";
-import { OperationType, deployEnvOverrideRefusal, deployRequestSchema } from "@runbridge/contracts";
+import { FailureCause, OperationType, deployEnvOverrideRefusal, deployRequestSchema } from "@runbridge/contracts";
 import type { Operation } from "@runbridge/db";
 import { automationAuth } from "../../auth/locals";
 import { assertOperationAllowed } from "../../auth/scopes";
@@ -74,7 +74,7 @@ export function deployRouter(ctx: GatewayContext): Router {
           // Not enqueued yet, so nothing can run it: ended here when PostgreSQL lets us, else by the
           // sweeper (a deploy without its deployment row is never delivered).
           ctx.logger.error("could not record a deployment", { operationId: created.id, error: String(err) });
-          await failUndispatched(ctx, created, "the deployment could not be recorded");
+          await failUndispatched(ctx, created, FailureCause.DeploymentNotRecorded, "the deployment could not be recorded");
           throw new ServiceUnavailableError("The deployment could not be recorded; nothing was started. Retry shortly.");
         }
       },
