@@ -1,7 +1,9 @@
 import { closeTestPrisma } from "../helpers/db";
 import { testRedisUrl } from "../helpers/env";
 import { createFixture } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
 import { ReplyDropProxy } from "../helpers/reply-drop-proxy";
+import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 import { TestStack } from "../helpers/stack";
 
 /**
@@ -35,5 +37,38 @@ describe("a Redis connection that stops answering", () => {
     expect(res.body.detail).toMatch(/temporarily unavailable/);
     expect(res.headers["retry-after"]).toBeDefined();
     expect(Date.now() - started).toBeLessThan(10_000);
+  }, 30_000);
+
+  it("still sends a replaced runner connection away, with its ticket, when the ticket's write is not answered", async () => {
+    const fx = await createFixture();
+    const port = stack.dispatcherPorts[0] as number;
+    const connect = async () => {
+      const socket = scriptedRunner(port, fx.runnerToken);
+      await new Promise<void>((resolve, reject) => {
+        socket.on("connect", () => resolve());
+        socket.on("connect_error", ((err: Error) => reject(err)) as never);
+      });
+      return socket;
+    };
+    const older = await connect();
+    const told: { resultsTicket?: string }[] = [];
+    older.on("runner:replaced", ((info: { resultsTicket?: string }) => told.push(info)) as never);
+    await stack.waitRunnerConnected(fx.server.id);
+    // The dispatcher's write of the older connection's results ticket reaches Redis; its answer never comes back.
+    proxy.arm(`results-ticket:${fx.server.id}`, 120_000);
+    let newer: ScriptedSocket | undefined;
+    try {
+      const started = Date.now();
+      newer = await connect();
+      await waitFor(async () => !older.connected, 10_000, "the older connection to be sent away");
+      expect(proxy.delivered).toBe(true);
+      // After a bounded wait for the write (2 s), not for as long as the connection hangs.
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(told).toEqual([{ resultsTicket: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/) }]);
+      expect(newer.connected).toBe(true);
+    } finally {
+      older.disconnect();
+      newer?.disconnect();
+    }
   }, 30_000);
 });
