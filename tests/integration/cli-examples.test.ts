@@ -83,7 +83,7 @@ describe("examples/", () => {
       variables: Record<string, string>;
       deploy: { script: string[]; image: string };
     };
-    expect(doc.deploy.image).toBe("node:20");
+    expect(doc.deploy.image).toBe("node:24");
     const before = docker.calls().length;
     const canary = "postgres://app:canary-gitlab-db-8@db/app";
     const { code, out } = await shell(["-e", "-c"], doc.deploy.script.join("\n"), {

@@ -21,9 +21,9 @@ describe("GitHub Action bundle", () => {
     }
   });
 
-  it("declares a node20 action with main and post entries that exist", () => {
+  it("declares a node24 action with main and post entries that exist", () => {
     const yml = readFileSync(path.join(ROOT, "packages/github-action/action.yml"), "utf8");
-    expect(yml).toMatch(/^runs:\n {2}using: node20\n {2}main: dist\/index\.js\n {2}post: dist\/post\.js\n/m);
+    expect(yml).toMatch(/^runs:\n {2}using: node24\n {2}main: dist\/index\.js\n {2}post: dist\/post\.js\n/m);
     for (const input of ["url", "api-key", "operation", "server-id", "application-id", "command", "working-directory", "env", "timeout", "container", "credential-id", "registry-url"]) {
       expect(yml).toMatch(new RegExp(`^ {2}${input}:\\n {4}description: `, "m"));
     }

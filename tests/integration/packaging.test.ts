@@ -176,8 +176,8 @@ describe("docker/Dockerfile", () => {
     for (const t of targets) expect(stages.has(t!)).toBe(true);
   });
 
-  it("runs every runtime image as the unprivileged node user, on a slim Node 20 base", () => {
-    expect(text).toMatch(/^ARG NODE_IMAGE=node:20-[a-z]+-slim$/m);
+  it("runs every runtime image as the unprivileged node user, on a slim Node 24 base", () => {
+    expect(text).toMatch(/^ARG NODE_IMAGE=node:24-[a-z]+-slim$/m);
     for (const t of ["gateway", "dispatcher", "migrate", "runner"]) {
       expect(stages.get(t)).toMatch(/^USER node$/m);
       // Runtime images start from the base image, not from the build stage with its toolchain.
