@@ -1,0 +1,92 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { createServer, type Server as HttpServer } from "node:http";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { TokenKind, generateToken } from "@runbridge/common";
+import { HandshakeRefusal, ResultsNamespace, SocketPath, type OperationResult, type StartAck } from "@runbridge/contracts";
+import { ROOT, listenOnLoopback, startNode, waitFor, type Proc } from "../helpers/processes";
+
+interface FakeSocket {
+  handshake: { auth: Record<string, unknown> };
+  on(event: string, handler: (...args: never[]) => void): void;
+  emit(event: string, ...args: unknown[]): void;
+  disconnect(close: boolean): void;
+  timeout(ms: number): { emitWithAck(event: string, payload: unknown): Promise<unknown> };
+}
+interface FakeNamespace {
+  use(fn: (socket: FakeSocket, next: (err?: Error) => void) => void): void;
+  on(event: "connection", handler: (socket: FakeSocket) => void): void;
+}
+interface FakeIo extends FakeNamespace {
+  of(name: string): FakeNamespace;
+  close(cb: () => void): void;
+}
+
+/**
+ * A runner that another one replaced delivers the result of what it was running then over one
+ * last results-only connection. A dispatcher may refuse that handshake for a moment (shutting
+ * down, its Redis unreachable): the runner tries again until its deadline. A real runner process
+ * against a dispatcher played by the test (socket.io on the runner's wire protocol), which
+ * refuses the first results handshake.
+ */
+describe("a replaced runner's results connection", () => {
+  let http: HttpServer;
+  let io: FakeIo;
+  let port: number;
+  let runner: Proc | undefined;
+
+  beforeAll(async () => {
+    const { Server } = createRequire(path.join(ROOT, "apps/dispatcher/package.json"))("socket.io") as { Server: new (http: HttpServer, opts: Record<string, unknown>) => FakeIo };
+    http = createServer();
+    io = new Server(http, { path: SocketPath, transports: ["websocket"] });
+    port = await listenOnLoopback(http);
+  });
+  afterAll(async () => {
+    if (runner?.running) await runner.stop("SIGKILL");
+    await new Promise<void>((resolve) => io.close(() => resolve()));
+  });
+
+  it("is tried again after a refused handshake, and delivers the result", async () => {
+    const handshakes: string[] = [];
+    const stored: OperationResult[] = [];
+    const results = io.of(ResultsNamespace);
+    results.use((socket, next) => {
+      const ticket = String(socket.handshake.auth.resultsTicket);
+      handshakes.push(ticket);
+      // The first attempt finds the dispatcher shutting down; the ticket is checked as the real one does.
+      if (handshakes.length === 1) return next(new Error(HandshakeRefusal.ShuttingDown));
+      next(ticket === "the-ticket" ? undefined : new Error(HandshakeRefusal.NoResultsTicket));
+    });
+    results.on("connection", (socket) => {
+      socket.on("operation:result", ((result: OperationResult, ack: (res: { stored: boolean }) => void) => {
+        stored.push(result);
+        ack({ stored: true });
+      }) as never);
+    });
+    let main: FakeSocket | undefined;
+    io.on("connection", (socket) => (main = socket));
+
+    const stateDir = mkdtempSync(path.join(tmpdir(), "rb-replaced-"));
+    runner = startNode("apps/runner/dist/main.js", {
+      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
+      RUNBRIDGE_RUNNER_TOKEN: generateToken(TokenKind.RunnerToken),
+      RUNBRIDGE_STATE_DIR: stateDir,
+      RUNBRIDGE_WORKDIR: stateDir,
+      LOG_LEVEL: "info",
+    });
+    const socket = await waitFor(async () => main, 15_000, "the runner to connect");
+    const operationId = randomUUID();
+    const ack = (await socket.timeout(5000).emitWithAck("operation:start", { operationId, spec: { kind: "shell", command: "sleep 1; echo done" }, timeoutSeconds: 30 })) as StartAck;
+    expect(ack).toEqual({ ok: true, state: "started" });
+    // Another runner took the server over while the command runs.
+    socket.emit("runner:replaced", { resultsTicket: "the-ticket" });
+    socket.disconnect(true);
+
+    await expect(runner.exited).resolves.toEqual({ code: 78, signal: null });
+    expect(handshakes).toEqual(["the-ticket", "the-ticket"]);
+    expect(stored).toEqual([expect.objectContaining({ operationId, status: "completed", exitCode: 0, stdout: "done\n" })]);
+    expect(runner.output).toMatch(/delivered the results of the operations that were running when this runner was replaced/);
+  }, 30_000);
+});
