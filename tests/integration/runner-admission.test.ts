@@ -1,7 +1,8 @@
+import path from "node:path";
 import { createRedis } from "@runbridge/common";
 import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import { waitFor } from "../helpers/processes";
+import { ROOT, waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 import { TestStack } from "../helpers/stack";
 
@@ -40,7 +41,7 @@ describe("admitting a runner connection", () => {
       expect(Date.now() - started).toBeLessThan(2500);
     } finally {
       socket.disconnect();
-      stalled.disconnect();
+      await stalled.quit();
     }
   });
 
@@ -62,13 +63,43 @@ describe("admitting a runner connection", () => {
         await new Promise((r) => setTimeout(r, 300));
         expect(pair.filter((s) => s.connected)).toEqual([survivor]);
         expect([...replaced]).toEqual(pair.filter((s) => s !== survivor));
-        // A connection that learned of a newer one after writing presence hands the key over; one sent away while
-        // still writing it can leave it free until the survivor's dispatcher renews it (a third of its TTL).
-        await waitFor(async () => (await stack.redis.get(presence))?.endsWith(`/${survivor?.id}`), 12_000, `round ${round}: presence to name the survivor`);
+        // A presence write of the connection sent away, however late, neither takes the key nor, as it leaves, frees it.
+        await waitFor(async () => (await stack.redis.get(presence))?.endsWith(`/${survivor?.id}`), 2000, `round ${round}: presence to name the survivor`);
       } finally {
         for (const s of pair) s.disconnect();
       }
       await waitFor(async () => (await stack.redis.exists(presence)) === 0, 10_000, "presence to clear between rounds");
+    }
+  });
+
+  it("keeps the connection admitted last even when its dispatcher's clock is behind the older one's", async () => {
+    // A third dispatcher whose clock is two minutes slow: by handshake times, its connection looks older.
+    const slowPort = stack.dispatcherPorts.length;
+    await stack.startDispatcher({ NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_SKEW_MS: "-120000" });
+    const fx = await createFixture();
+    const older = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
+    let olderReplaced = false;
+    older.on("runner:replaced", () => (olderReplaced = true));
+    let newer: ScriptedSocket | undefined;
+    let newerReplaced = false;
+    try {
+      await connected(older);
+      await waitFor(async () => (await stack.redis.get(stack.keys.runnerPresence(fx.server.id)))?.endsWith(`/${older.id}`), 10_000, "the older connection to be shown");
+      // The runner reconnects through the slow dispatcher while its old connection is still open.
+      newer = scriptedRunner(stack.dispatcherPorts[slowPort] as number, fx.runnerToken);
+      newer.on("runner:replaced", () => (newerReplaced = true));
+      await connected(newer);
+      await waitFor(async () => !older.connected, 10_000, "the older connection to be sent away");
+      expect(olderReplaced).toBe(true);
+      // Compared by their clocks, the newer one was sent away instead, and its runner would have stopped for good.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(newerReplaced).toBe(false);
+      expect(newer.connected).toBe(true);
+      const named = newer.id;
+      await waitFor(async () => (await stack.redis.get(stack.keys.runnerPresence(fx.server.id)))?.endsWith(`/${named}`), 2000, "presence to name the newer connection");
+    } finally {
+      older.disconnect();
+      newer?.disconnect();
     }
   });
 });

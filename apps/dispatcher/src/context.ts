@@ -19,6 +19,12 @@ export interface RunnerSocketData {
    * connections held by a dispatcher of an earlier version (seen through the adapter during a rolling upgrade).
    */
   clientIp?: string;
+  /**
+   * Admission order (a Redis counter), which decides the newest of a runner's connections: the
+   * handshake times come from the dispatchers' clocks, which may disagree. Absent on connections
+   * held by a dispatcher of an earlier version, or admitted while Redis did not answer.
+   */
+  seq?: number;
 }
 
 export type RunnerIo = IoServer<RunnerToDispatcherEvents, DispatcherToRunnerEvents, Record<string, never>, RunnerSocketData>;

@@ -1,11 +1,25 @@
 import { RUNNER_PRESENCE_TTL_SECONDS } from "@runbridge/contracts";
 import type { DispatcherContext } from "./context";
 
-const DELETE_IF_OWNER = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
-/** Renews the key if it names this socket, or sets it if no one holds it; never takes it from another connection. */
-/** Points the key at another connection, only if it still names this one. */
-const HAND_OVER_IF_OWNER = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("SET", KEYS[1], ARGV[2], "EX", ARGV[3]) else return 0 end`;
-const REFRESH_IF_OWNER_OR_FREE = `local v = redis.call("GET", KEYS[1]) if v == false or v == ARGV[1] then return redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2]) else return 0 end`;
+/**
+ * KEYS: the presence key, its admission-number key. ARGV: this connection's marker, its admission
+ * number ("" when unknown), the TTL. Sets both unless the key holds a connection admitted later:
+ * a connection whose write arrives late (it was slow, or already sent away by a newer one) must not
+ * take the key back, or, once it leaves, delete it and show the runner offline.
+ */
+const CLAIM_UNLESS_NEWER = `
+local seq = tonumber(ARGV[2])
+local held = redis.call("GET", KEYS[2])
+if seq and held and tonumber(held) > seq then return 0 end
+redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[3])
+if seq then redis.call("SET", KEYS[2], ARGV[2], "EX", ARGV[3]) else redis.call("DEL", KEYS[2]) end
+return 1`;
+/** The same, only if the key names this connection or no one: renews it, never takes it from another connection. */
+const REFRESH_IF_OWNER_OR_FREE = `
+local v = redis.call("GET", KEYS[1])
+if v ~= false and v ~= ARGV[1] then return 0 end
+${CLAIM_UNLESS_NEWER}`;
+const DELETE_IF_OWNER = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1], KEYS[2]) else return 0 end`;
 
 /**
  * Presence of runners in Redis, so gateways can answer 409 without asking a
@@ -17,26 +31,22 @@ export class RunnerPresence {
 
   constructor(private readonly ctx: DispatcherContext) {}
 
-  private marker(socketId: string, dispatcherId = this.ctx.config.DISPATCHER_ID): string {
-    return `${dispatcherId}/${socketId}`;
+  private keysOf(serverId: string): [string, string] {
+    return [this.ctx.keys.runnerPresence(serverId), this.ctx.keys.runnerPresenceSeq(serverId)];
   }
 
-  async online(serverId: string, socketId: string): Promise<void> {
-    await this.ctx.redis.set(this.ctx.keys.runnerPresence(serverId), this.marker(socketId), "EX", RUNNER_PRESENCE_TTL_SECONDS);
+  private marker(socketId: string): string {
+    return `${this.ctx.config.DISPATCHER_ID}/${socketId}`;
+  }
+
+  /** Names this connection, unless a connection admitted later (`seq`) already holds the key. */
+  async online(serverId: string, socketId: string, seq: number | undefined): Promise<void> {
+    await this.ctx.redis.eval(CLAIM_UNLESS_NEWER, 2, ...this.keysOf(serverId), this.marker(socketId), seq ?? "", RUNNER_PRESENCE_TTL_SECONDS);
   }
 
   /** Only removes the key if it still names this socket (a newer connection may own it). */
   async offline(serverId: string, socketId: string): Promise<void> {
-    await this.ctx.redis.eval(DELETE_IF_OWNER, 1, this.ctx.keys.runnerPresence(serverId), this.marker(socketId));
-  }
-
-  /**
-   * A connection of this dispatcher found, after it was shown connected, that a newer one of the
-   * same runner exists (held here or elsewhere): the key goes to that one before this one is sent
-   * away, so the runner never shows as offline in between.
-   */
-  async handOver(serverId: string, socketId: string, to: { dispatcherId: string; socketId: string }): Promise<void> {
-    await this.ctx.redis.eval(HAND_OVER_IF_OWNER, 1, this.ctx.keys.runnerPresence(serverId), this.marker(socketId), this.marker(to.socketId, to.dispatcherId), RUNNER_PRESENCE_TTL_SECONDS);
+    await this.ctx.redis.eval(DELETE_IF_OWNER, 2, ...this.keysOf(serverId), this.marker(socketId));
   }
 
   start(): void {
@@ -51,7 +61,7 @@ export class RunnerPresence {
     const pipe = this.ctx.redis.pipeline();
     // A connection this dispatcher has not sent away yet may be an older one than the key names (a newer one
     // admitted elsewhere while the two could not see each other): overwriting would point requests back at it.
-    for (const s of sockets) pipe.eval(REFRESH_IF_OWNER_OR_FREE, 1, this.ctx.keys.runnerPresence(s.data.serverId), this.marker(s.id), RUNNER_PRESENCE_TTL_SECONDS);
+    for (const s of sockets) pipe.eval(REFRESH_IF_OWNER_OR_FREE, 2, ...this.keysOf(s.data.serverId), this.marker(s.id), s.data.seq ?? "", RUNNER_PRESENCE_TTL_SECONDS);
     await pipe.exec().catch((err: unknown) => this.ctx.logger.warn("presence refresh failed", { error: String(err) }));
   }
 

@@ -21,10 +21,21 @@ export class RunnerNotConnected extends Error {}
  */
 export function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | undefined {
   let best: S | undefined;
-  // A tie (handshakes in the same millisecond) goes by id: every dispatcher, whatever order it lists
-  // the connections in, must keep the same one, or two would each send the other away.
-  for (const s of sockets) if (!best || s.handshake.issued > best.handshake.issued || (s.handshake.issued === best.handshake.issued && s.id > best.id)) best = s;
+  for (const s of sockets) if (!best || isNewer(s, best)) best = s;
   return best;
+}
+
+/**
+ * By admission number, which Redis hands out in order; by handshake time only for a connection that
+ * has none (held by an earlier version, or admitted while Redis did not answer): dispatchers' clocks
+ * may disagree, and a slow one would have a reconnected runner sent away in favour of its dead
+ * connection. Ties go by id: every dispatcher, whatever order it lists the connections in, must keep
+ * the same one, or two would each send the other away.
+ */
+function isNewer(a: ReplaceableSocket, b: ReplaceableSocket): boolean {
+  if (a.data.seq !== undefined && b.data.seq !== undefined && a.data.seq !== b.data.seq) return a.data.seq > b.data.seq;
+  if (a.handshake.issued !== b.handshake.issued) return a.handshake.issued > b.handshake.issued;
+  return a.id > b.id;
 }
 
 /** What a runner connection needs to be compared and, when an older duplicate, sent away and audited (local or remote socket). */

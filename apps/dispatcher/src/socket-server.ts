@@ -2,7 +2,7 @@ import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
 import { HandshakeRefusal, ResultsNamespace, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
-import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, hashToken, isWellFormedToken } from "@runbridge/common";
+import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, hashToken, isWellFormedToken, withTimeout } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
 import type { RunnerPresence } from "./presence";
@@ -117,6 +117,11 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
 /** Shows the runner as connected, then makes the socket the server's one live connection. */
 async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, serverId: string): Promise<void> {
   const { logger } = ctx;
+  // Set before the connection can be seen from other dispatchers (it is in what their lookups return).
+  socket.data.seq = await withTimeout(ctx.redis.incr(ctx.keys.runnerAdmissions), REDIS_WAIT_MS).catch((err: unknown) => {
+    logger.warn("could not number a runner connection; its handshake time orders it", { serverId, error: String(err) });
+    return undefined;
+  });
   if (socket.disconnected) return;
   // In the room before other connections are looked for: of two connections of one runner admitted
   // at the same moment, the lookup made second always finds the first.
@@ -124,7 +129,7 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   // Seen before shown as connected: whoever reads presence (the gateway's reconnect grace, the
   // servers list) finds last_seen_at already set.
   await ctx.operations.touchServer(serverId).catch((err: unknown) => logger.warn("could not record last_seen_at", { serverId, error: String(err) }));
-  await presence.online(serverId, socket.id).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
+  await presence.online(serverId, socket.id, socket.data.seq).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
   // The socket may have dropped while presence was being written.
   if (socket.disconnected) {
     await presence.offline(serverId, socket.id).catch(() => undefined);
@@ -134,31 +139,38 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   // Only now: the lookup asks every dispatcher and waits for all of them, so a stalled one held each
   // admission for the adapter's whole timeout. Meanwhile requests go to this connection (it is the
   // one presence names, and the newest here).
-  await replaceOtherConnections(ctx, socket, presence, serverId);
+  await replaceOtherConnections(ctx, socket, serverId);
 }
+
+/** How long admission waits for Redis to number a connection (the shared connection queues commands while Redis is down). */
+const REDIS_WAIT_MS = 2000;
+/** When the lookup of other connections fails (a dispatcher stalled, Redis unreachable), it is tried again after these. */
+const LOOKUP_RETRY_MS = [5_000, 15_000, 45_000];
 
 /**
  * One live connection per server: of this one and any other found on any dispatcher, the newest stays
  * and the others are sent away. Normally the others are older (the runner restarted or reconnected
  * before its old connection timed out); one newer than this is a connection admitted at the same
- * moment whose own lookup ran before this one joined the room.
+ * moment whose own lookup ran before this one joined the room. The one sent away does not touch
+ * presence: writes of an earlier admission never replace a later one's (presence.ts).
  */
-async function replaceOtherConnections(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, serverId: string): Promise<void> {
-  let others: ReplaceableSocket[];
-  try {
-    others = (await ctx.io.in(serverRoom(serverId)).fetchSockets()).filter((s) => s.id !== socket.id);
-  } catch (err) {
-    // Left for the requests: each keeps the newest connection it finds and sends the others away.
-    ctx.logger.warn("could not look for older runner connections", { serverId, error: String(err) });
-    return;
+async function replaceOtherConnections(ctx: DispatcherContext, socket: RunnerSocket, serverId: string): Promise<void> {
+  let others: ReplaceableSocket[] | undefined;
+  for (let attempt = 0; !others; attempt++) {
+    try {
+      others = (await ctx.io.in(serverRoom(serverId)).fetchSockets()).filter((s) => s.id !== socket.id);
+    } catch (err) {
+      const delay = LOOKUP_RETRY_MS[attempt];
+      ctx.logger.warn("could not look for older runner connections", { serverId, error: String(err), retryInMs: delay ?? null });
+      // Until then, requests keep the newest connection they find and send the others away.
+      if (delay === undefined) return;
+      await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      if (socket.disconnected) return;
+    }
   }
   if (others.length === 0 || socket.disconnected) return;
   const all = [socket, ...others];
   const keep = newest(all) ?? socket;
-  if (keep !== socket) {
-    const to = { dispatcherId: keep.data.dispatcherId, socketId: keep.id };
-    await presence.handOver(serverId, socket.id, to).catch((err: unknown) => ctx.logger.warn("presence hand-over failed", { serverId, error: String(err) }));
-  }
   replaceConnections(ctx, keep, all.filter((s) => s !== keep));
 }
 

@@ -16,6 +16,10 @@ export function redisKeys(prefix: string) {
     bull: `${prefix}:bull`,
     /** Presence of a server's runner: value = "<dispatcherId>/<socketId>", with TTL. */
     runnerPresence: (serverId: string) => `${prefix}:runner:${serverId}`,
+    /** The admission number (runnerAdmissions) of the connection runnerPresence names, with the same TTL: a connection admitted earlier does not overwrite it. */
+    runnerPresenceSeq: (serverId: string) => `${prefix}:runner-seq:${serverId}`,
+    /** Counter: each runner connection's admission number, so that "the newest connection" never depends on the dispatchers' clocks. */
+    runnerAdmissions: `${prefix}:runner-admissions`,
     /** Pub/sub: an operation reached a terminal state; message = operation id. */
     operationFinished: `${prefix}:events:operation-finished`,
     /** Pub/sub: an automation key changed (revoked, re-scoped); message = key hash. */
