@@ -1,6 +1,6 @@
 import path from "node:path";
 import { createRedis } from "@runbridge/common";
-import { closeTestPrisma } from "../helpers/db";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { ROOT, waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
@@ -70,6 +70,11 @@ describe("admitting a runner connection", () => {
       }
       await waitFor(async () => (await stack.redis.exists(presence)) === 0, 10_000, "presence to clear between rounds");
     }
+    // One replacement a round, audited once, even when both dispatchers found the loser.
+    const replacements = () => testPrisma().auditEvent.count({ where: { serverId: fx.server.id, type: "runner.replaced" } });
+    await waitFor(async () => (await replacements()) >= 8, 5000, "a runner.replaced event for each round");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await replacements()).toBe(8);
   });
 
   it("keeps the connection admitted last even when its dispatcher's clock is behind the older one's", async () => {

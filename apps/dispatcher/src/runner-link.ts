@@ -53,31 +53,51 @@ const RESULTS_TICKET_TTL_SECONDS = 1800;
 /** How long sending an older connection away waits for its ticket to be stored. */
 const TICKET_STORE_WAIT_MS = 2000;
 
+/** How long two dispatchers sending the same connection away are told apart (it is gone long before). */
+const REPLACED_MARK_TTL_SECONDS = 300;
+
 /**
  * Tells older connections of a server's runner that `newer` replaced them,
  * then closes them. Told first (same Redis publisher, so in order), so the old
  * runner does not reconnect and fight. Each is given a ticket for one last
  * connection that may only deliver results (ResultsNamespace): the token alone
  * must not be enough to finish a server's operations without replacing its
- * runner. Each replacement is audited.
+ * runner. Each replacement is audited, once: two dispatchers that find the
+ * same older connection at the same moment (each admitting one of two
+ * connections made at once) leave it to whichever marks it first.
  */
 export function replaceConnections(ctx: DispatcherContext, newer: RunnerConnection, older: readonly ReplaceableSocket[]): void {
   if (older.length === 0) return;
   const { serverId } = newer.data;
-  for (const old of older) {
-    const resultsTicket = randomBytes(24).toString("base64url");
-    const sendAway = () => {
-      old.emit("runner:replaced", { resultsTicket });
-      old.disconnect(true);
-    };
-    // The ticket exists before the runner can use it. Redis down or slow (the shared connection queues commands
-    // until it is back): sent away all the same after a moment, its results then wait in its ledger.
-    withTimeout(ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS), TICKET_STORE_WAIT_MS).then(sendAway, (err: unknown) => {
-      ctx.logger.warn("could not store a replaced runner's results ticket", { serverId, error: String(err) });
-      sendAway();
-    });
+  void (async () => {
+    const claimed = await Promise.all(older.map((old) => claimReplacement(ctx, old.id)));
+    const mine = older.filter((_, i) => claimed[i]);
+    for (const old of mine) sendAway(ctx, serverId, old);
+    if (mine.length > 0) recordReplacement(ctx, newer, mine);
+  })();
+}
+
+/** Whether this dispatcher is the first to send the connection away; when Redis cannot say, it is (twice is better than never). */
+async function claimReplacement(ctx: DispatcherContext, socketId: string): Promise<boolean> {
+  try {
+    return (await withTimeout(ctx.redis.set(ctx.keys.connectionReplaced(socketId), ctx.config.DISPATCHER_ID, "EX", REPLACED_MARK_TTL_SECONDS, "NX"), TICKET_STORE_WAIT_MS)) === "OK";
+  } catch {
+    return true;
   }
-  recordReplacement(ctx, newer, older);
+}
+
+function sendAway(ctx: DispatcherContext, serverId: string, old: ReplaceableSocket): void {
+  const resultsTicket = randomBytes(24).toString("base64url");
+  const send = () => {
+    old.emit("runner:replaced", { resultsTicket });
+    old.disconnect(true);
+  };
+  // The ticket exists before the runner can use it. Redis down or slow (the shared connection queues commands
+  // until it is back): sent away all the same after a moment, its results then wait in its ledger.
+  withTimeout(ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS), TICKET_STORE_WAIT_MS).then(send, (err: unknown) => {
+    ctx.logger.warn("could not store a replaced runner's results ticket", { serverId, error: String(err) });
+    send();
+  });
 }
 
 /** Keeps the newest of several connections and sends the others away: duplicates found at send time are cleaned up too. */

@@ -30,6 +30,8 @@ export function redisKeys(prefix: string) {
     relayReplies: (dispatcherId: string) => `${prefix}:relay-replies:v${RELAY_PROTOCOL_VERSION}:${dispatcherId}`,
     /** A replaced runner's ticket for its results connection (ResultsNamespace), with TTL. */
     resultsTicket: (serverId: string, ticket: string) => `${prefix}:results-ticket:${serverId}:${ticket}`,
+    /** Set (NX, with TTL) by the dispatcher that sends a runner connection away, so that two finding it at once do it once. */
+    connectionReplaced: (socketId: string) => `${prefix}:replaced:${socketId}`,
     /** Socket.io adapter channel prefix. */
     socketAdapter: `${prefix}:sio`,
     /** Live output of an operation (Redis stream, bounded, with TTL). */
