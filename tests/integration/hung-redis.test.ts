@@ -6,15 +6,10 @@ import { ReplyDropProxy } from "../helpers/reply-drop-proxy";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 import { TestStack } from "../helpers/stack";
 
-/**
- * Redis that stops answering on a connection that still looks open (a
- * partition, a failover leaving a half-open socket): a request waiting on it
- * gets a 503 in seconds instead of hanging for as long as the socket lives.
- */
-describe("a Redis connection that stops answering", () => {
+/** A stack of its own whose every Redis connection goes through a ReplyDropProxy: once it swallows a reply, that connection is spent. */
+function useStackBehindProxy(): { stack: () => TestStack; proxy: () => ReplyDropProxy } {
   let stack: TestStack;
   let proxy: ReplyDropProxy;
-
   beforeAll(async () => {
     proxy = new ReplyDropProxy(Number(new URL(testRedisUrl()).port || 6379));
     await proxy.listen();
@@ -25,14 +20,24 @@ describe("a Redis connection that stops answering", () => {
     await proxy.close();
     await closeTestPrisma();
   });
+  return { stack: () => stack, proxy: () => proxy };
+}
+
+/**
+ * Redis that stops answering on a connection that still looks open (a
+ * partition, a failover leaving a half-open socket): a request waiting on it
+ * gets a 503 in seconds instead of hanging for as long as the socket lives.
+ */
+describe("a Redis connection that stops answering", () => {
+  const { stack, proxy } = useStackBehindProxy();
 
   it("answers a request waiting on it with 503 and Retry-After within seconds", async () => {
     const fx = await createFixture();
     // The key's first request goes to Redis for its rate limit: from then on that connection hears nothing back.
-    proxy.arm(fx.key.id, 120_000);
+    proxy().arm(fx.key.id, 120_000);
     const started = Date.now();
-    const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "true" });
-    expect(proxy.delivered).toBe(true);
+    const res = await stack().api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "true" });
+    expect(proxy().delivered).toBe(true);
     expect(res.status).toBe(503);
     expect(res.body.detail).toMatch(/temporarily unavailable/);
     expect(res.headers["retry-after"]).toBeDefined();
@@ -41,7 +46,7 @@ describe("a Redis connection that stops answering", () => {
 
   it("still sends a replaced runner connection away, with its ticket, when the ticket's write is not answered", async () => {
     const fx = await createFixture();
-    const port = stack.dispatcherPorts[0] as number;
+    const port = stack().dispatcherPorts[0] as number;
     const connect = async () => {
       const socket = scriptedRunner(port, fx.runnerToken);
       await new Promise<void>((resolve, reject) => {
@@ -53,15 +58,15 @@ describe("a Redis connection that stops answering", () => {
     const older = await connect();
     const told: { resultsTicket?: string }[] = [];
     older.on("runner:replaced", ((info: { resultsTicket?: string }) => told.push(info)) as never);
-    await stack.waitRunnerConnected(fx.server.id);
+    await stack().waitRunnerConnected(fx.server.id);
     // The dispatcher's write of the older connection's results ticket reaches Redis; its answer never comes back.
-    proxy.arm(`results-ticket:${fx.server.id}`, 120_000);
+    proxy().arm(`results-ticket:${fx.server.id}`, 120_000);
     let newer: ScriptedSocket | undefined;
     try {
       const started = Date.now();
       newer = await connect();
       await waitFor(async () => !older.connected, 10_000, "the older connection to be sent away");
-      expect(proxy.delivered).toBe(true);
+      expect(proxy().delivered).toBe(true);
       // After a bounded wait for the write (2 s), not for as long as the connection hangs.
       expect(Date.now() - started).toBeLessThan(5000);
       expect(told).toEqual([{ resultsTicket: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/) }]);
@@ -72,3 +77,29 @@ describe("a Redis connection that stops answering", () => {
     }
   }, 30_000);
 });
+
+describe("a dispatcher's Redis connection that stops answering while it admits a runner", () => {
+  const { stack, proxy } = useStackBehindProxy();
+
+  it("admits it all the same after a bounded wait, instead of for as long as the connection hangs", async () => {
+    const fx = await createFixture();
+    // The presence write reaches Redis; its answer, and every later one on that connection, never comes back.
+    proxy().arm(`:runner:${fx.server.id}`, 120_000);
+    const socket = scriptedRunner(stack().dispatcherPorts[0] as number, fx.runnerToken);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.on("connect", () => resolve());
+        socket.on("connect_error", ((err: Error) => reject(err)) as never);
+      });
+      const dispatcher = stack().dispatchers[0];
+      const logged = (message: string) => (dispatcher?.output ?? "").split("\n").some((l) => l.includes(`"message":"${message}"`) && l.includes(fx.server.id));
+      await waitFor(async () => logged("runner connected"), 6000, "the dispatcher to log the runner connected");
+      expect(proxy().delivered).toBe(true);
+      expect(logged("presence write failed")).toBe(true);
+      expect(socket.connected).toBe(true);
+    } finally {
+      socket.disconnect();
+    }
+  }, 30_000);
+});
+

@@ -129,7 +129,8 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   // Seen before shown as connected: whoever reads presence (the gateway's reconnect grace, the
   // servers list) finds last_seen_at already set.
   await ctx.operations.touchServer(serverId).catch((err: unknown) => logger.warn("could not record last_seen_at", { serverId, error: String(err) }));
-  await presence.online(serverId, socket.id, socket.data.seq).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
+  // Bounded: with Redis down the write waits in the connection's queue, and the periodic refresh writes it anyway.
+  await withTimeout(presence.online(serverId, socket.id, socket.data.seq), REDIS_WAIT_MS).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
   // The socket may have dropped while presence was being written.
   if (socket.disconnected) {
     await presence.offline(serverId, socket.id).catch(() => undefined);
