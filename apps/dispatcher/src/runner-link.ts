@@ -50,8 +50,11 @@ export interface ReplaceableSocket extends RunnerConnection {
  * (RUNBRIDGE_STOP_DRAIN_SECONDS, 25 s by default, set higher by some) before it delivers.
  */
 const RESULTS_TICKET_TTL_SECONDS = 1800;
-/** How long sending an older connection away waits for its ticket to be stored. */
-const TICKET_STORE_WAIT_MS = 2000;
+/**
+ * How long a runner connection's admission or replacement waits for a Redis write before going on without
+ * it: the shared connection queues commands while Redis is down, and would hold it until Redis is back.
+ */
+export const REDIS_WAIT_MS = 2000;
 
 /** How long two dispatchers sending the same connection away are told apart (it is gone long before). */
 const REPLACED_MARK_TTL_SECONDS = 300;
@@ -80,7 +83,7 @@ export function replaceConnections(ctx: DispatcherContext, newer: RunnerConnecti
 /** Whether this dispatcher is the first to send the connection away; when Redis cannot say, it is (twice is better than never). */
 async function claimReplacement(ctx: DispatcherContext, socketId: string): Promise<boolean> {
   try {
-    return (await withTimeout(ctx.redis.set(ctx.keys.connectionReplaced(socketId), ctx.config.DISPATCHER_ID, "EX", REPLACED_MARK_TTL_SECONDS, "NX"), TICKET_STORE_WAIT_MS)) === "OK";
+    return (await withTimeout(ctx.redis.set(ctx.keys.connectionReplaced(socketId), ctx.config.DISPATCHER_ID, "EX", REPLACED_MARK_TTL_SECONDS, "NX"), REDIS_WAIT_MS)) === "OK";
   } catch {
     return true;
   }
@@ -94,7 +97,7 @@ function sendAway(ctx: DispatcherContext, serverId: string, old: ReplaceableSock
   };
   // The ticket exists before the runner can use it. Redis down or slow (the shared connection queues commands
   // until it is back): sent away all the same after a moment, its results then wait in its ledger.
-  withTimeout(ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS), TICKET_STORE_WAIT_MS).then(send, (err: unknown) => {
+  withTimeout(ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS), REDIS_WAIT_MS).then(send, (err: unknown) => {
     ctx.logger.warn("could not store a replaced runner's results ticket", { serverId, error: String(err) });
     send();
   });

@@ -9,7 +9,7 @@ import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
 import { countRunnerHandshake } from "./metrics";
 import { appendOutput } from "./output-log";
-import { newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
+import { REDIS_WAIT_MS, newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
 import type { TokenRevocations } from "./token-revocations";
 
 /** Socket.io server for runners; the Redis adapter lets any dispatcher reach a runner connected to another. */
@@ -143,8 +143,6 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   await replaceOtherConnections(ctx, socket, serverId);
 }
 
-/** How long admission waits for Redis to number a connection (the shared connection queues commands while Redis is down). */
-const REDIS_WAIT_MS = 2000;
 /** When the lookup of other connections fails (a dispatcher stalled, Redis unreachable), it is tried again after these. */
 const LOOKUP_RETRY_MS = [5_000, 15_000, 45_000];
 
