@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { OperationsFinishedMetric, QueueName } from "@runbridge/contracts";
+import { OperationsFinishedMetric, QueueName, endingReason, type Ending } from "@runbridge/contracts";
 import { createFailFastRedis, withTimeout } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
 
@@ -89,8 +89,8 @@ export function countRetentionPass(table: RetentionTable, outcome: "ok" | "faile
 }
 
 /** Gateways count the operations they end themselves in the same series (apps/gateway/src/metrics.ts). */
-export function countOperationFinished(status: string, type: string, reason: string): void {
-  operationsFinished.inc({ status, type, reason });
+export function countOperationFinished(ending: Ending, type: string): void {
+  operationsFinished.inc({ status: ending.status, type, reason: endingReason(ending) });
 }
 
 export function observeDelivery(type: string, acceptedAt: Date): void {

@@ -1,4 +1,4 @@
-import { FailureCause, encodeFinished, endingReason, isTerminal, storableText, type Ending, type OperationResult } from "@runbridge/contracts";
+import { FailureCause, encodeFinished, isTerminal, storableText, type Ending, type OperationResult } from "@runbridge/contracts";
 import type { FinishFields, OperationNote } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
@@ -26,7 +26,7 @@ export async function finishOperation(
   const changed = finished !== null;
   const finishedType = finished?.type ?? "unknown";
   if (changed) {
-    countOperationFinished(fields.status, finishedType, endingReason(fields));
+    countOperationFinished(fields, finishedType);
     await ctx.redis.publish(ctx.keys.operationFinished, encodeFinished(fields.operationId, finished)).catch((err: unknown) => {
       // Waiters also poll Postgres, so a lost notification only delays them.
       ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });
