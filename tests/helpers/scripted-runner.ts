@@ -33,3 +33,11 @@ export function scriptedRunner(
     ...(opts.headers ? { extraHeaders: opts.headers } : {}),
   });
 }
+
+/** Resolves once the scripted runner is let in; rejects with the dispatcher's refusal. */
+export function untilConnected(socket: ScriptedSocket): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    socket.on("connect", () => resolve());
+    socket.on("connect_error", ((err: Error) => reject(err)) as never);
+  });
+}

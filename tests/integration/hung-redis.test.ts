@@ -3,7 +3,7 @@ import { testRedisUrl } from "../helpers/env";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { ReplyDropProxy } from "../helpers/reply-drop-proxy";
-import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import { scriptedRunner, untilConnected, type ScriptedSocket } from "../helpers/scripted-runner";
 import { TestStack } from "../helpers/stack";
 
 /** A stack of its own whose every Redis connection goes through a ReplyDropProxy: once it swallows a reply, that connection is spent. */
@@ -49,10 +49,7 @@ describe("a Redis connection that stops answering", () => {
     const port = stack().dispatcherPorts[0] as number;
     const connect = async () => {
       const socket = scriptedRunner(port, fx.runnerToken);
-      await new Promise<void>((resolve, reject) => {
-        socket.on("connect", () => resolve());
-        socket.on("connect_error", ((err: Error) => reject(err)) as never);
-      });
+      await untilConnected(socket);
       return socket;
     };
     const older = await connect();
@@ -87,10 +84,7 @@ describe("a dispatcher's Redis connection that stops answering while it admits a
     proxy().arm(`:runner:${fx.server.id}`, 120_000);
     const socket = scriptedRunner(stack().dispatcherPorts[0] as number, fx.runnerToken);
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.on("connect", () => resolve());
-        socket.on("connect_error", ((err: Error) => reject(err)) as never);
-      });
+      await untilConnected(socket);
       const dispatcher = stack().dispatchers[0];
       const logged = (message: string) => (dispatcher?.output ?? "").split("\n").some((l) => l.includes(`"message":"${message}"`) && l.includes(fx.server.id));
       await waitFor(async () => logged("runner connected"), 6000, "the dispatcher to log the runner connected");

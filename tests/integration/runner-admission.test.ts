@@ -3,14 +3,8 @@ import { createRedis } from "@runbridge/common";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { ROOT, waitFor } from "../helpers/processes";
-import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import { scriptedRunner, untilConnected, type ScriptedSocket } from "../helpers/scripted-runner";
 import { TestStack } from "../helpers/stack";
-
-const connected = (socket: ScriptedSocket) =>
-  new Promise<void>((resolve, reject) => {
-    socket.on("connect", () => resolve());
-    socket.on("connect_error", ((err: Error) => reject(err)) as never);
-  });
 
 /**
  * Admitting a runner's connection: it is shown connected at once, and of several connections of one
@@ -36,7 +30,7 @@ describe("admitting a runner connection", () => {
     const socket = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
     try {
       const started = Date.now();
-      await connected(socket);
+      await untilConnected(socket);
       await waitFor(async () => (await stack.redis.get(stack.keys.runnerPresence(fx.server.id)))?.endsWith(`/${socket.id}`), 10_000, "presence to name the connection");
       expect(Date.now() - started).toBeLessThan(2500);
     } finally {
@@ -53,7 +47,7 @@ describe("admitting a runner connection", () => {
       const replaced = new Set<ScriptedSocket>();
       for (const s of pair) s.on("runner:replaced", () => replaced.add(s));
       try {
-        await Promise.all(pair.map(connected));
+        await Promise.all(pair.map(untilConnected));
         // Without a rule both stay (each looked before the other joined), or the later lookup sends the newer away.
         const survivor = await waitFor(async () => {
           const live = pair.filter((s) => s.connected);
@@ -88,12 +82,12 @@ describe("admitting a runner connection", () => {
     let newer: ScriptedSocket | undefined;
     let newerReplaced = false;
     try {
-      await connected(older);
+      await untilConnected(older);
       await waitFor(async () => (await stack.redis.get(stack.keys.runnerPresence(fx.server.id)))?.endsWith(`/${older.id}`), 10_000, "the older connection to be shown");
       // The runner reconnects through the slow dispatcher while its old connection is still open.
       newer = scriptedRunner(stack.dispatcherPorts[slowPort] as number, fx.runnerToken);
       newer.on("runner:replaced", () => (newerReplaced = true));
-      await connected(newer);
+      await untilConnected(newer);
       await waitFor(async () => !older.connected, 10_000, "the older connection to be sent away");
       expect(olderReplaced).toBe(true);
       // Compared by their clocks, the newer one was sent away instead, and its runner would have stopped for good.

@@ -11,7 +11,7 @@ import { askLocalRunner, requestRunner } from "../../apps/dispatcher/src/runner-
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
 import { freshPrefix, testRedisUrl } from "../helpers/env";
 import { waitFor } from "../helpers/processes";
-import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import { scriptedRunner, untilConnected, type ScriptedSocket } from "../helpers/scripted-runner";
 
 /**
  * Two connections of one server's runner can sit in its room for a while
@@ -78,10 +78,7 @@ describe("requests to a server's runner", () => {
     }) as never);
     socket.on("runner:replaced", () => (replaced[name] = true));
     runners.push(socket);
-    await new Promise<void>((resolve, reject) => {
-      socket.on("connect", () => resolve());
-      socket.on("connect_error", ((err: Error) => reject(err)) as never);
-    });
+    await untilConnected(socket);
     return socket;
   };
 
