@@ -387,7 +387,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       [`${MANAGEMENT}/audit-events`]: {
         get: {
           summary: "The tenant's audit trail, newest first",
-          description: "Filters: automation_key_id, run_id, type (e.g. operation.created, operation.cancel_requested, rate_limited), operation_id, server_id; paginated with cursor and limit (1-200).",
+          description: "Filters: automation_key_id, run_id, type (e.g. operation.created, operation.cancel_requested, rate_limited), operation_id, server_id, and the window [created_from, created_before) (ISO 8601 date-times with a time zone, or dates: midnight UTC); paginated with cursor and limit (1-200).",
           ...mgmt,
           responses: { "200": list("Audit events", null), ...errors("401", "422") },
         },

@@ -1,3 +1,4 @@
+import type { CreatedWindowQuery } from "@runbridge/contracts";
 import { ValidationError } from "../errors";
 
 /** Opaque keyset cursor over (created_at desc, id desc). */
@@ -35,4 +36,17 @@ export function pageOf<T extends { createdAt: Date; id: string }>(rows: T[], lim
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
   return { page, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+}
+
+/**
+ * The where-clause of `created_from` / `created_before` ([from, before), both
+ * already canonical ISO strings), or null without either. Its own clause, to
+ * go beside a cursor's under AND: both bound `created_at`.
+ */
+export function createdWindow(q: CreatedWindowQuery): { createdAt: { gte?: Date; lt?: Date } } | null {
+  if (!q.created_from && !q.created_before) return null;
+  const from = q.created_from ? new Date(q.created_from) : undefined;
+  const before = q.created_before ? new Date(q.created_before) : undefined;
+  if (from && before && from >= before) throw new ValidationError('"created_before" must be later than "created_from"');
+  return { createdAt: { ...(from && { gte: from }), ...(before && { lt: before }) } };
 }

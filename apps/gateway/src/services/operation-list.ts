@@ -1,7 +1,7 @@
 import type { AutomationListOperationsQuery } from "@runbridge/contracts";
 import type { Prisma } from "@runbridge/db";
 import type { GatewayContext } from "../context";
-import { keysetAfter, pageOf } from "./cursor";
+import { createdWindow, keysetAfter, pageOf } from "./cursor";
 import { operationView } from "./serializers";
 
 /**
@@ -16,6 +16,8 @@ export async function listOperationsPage(ctx: GatewayContext, scope: Prisma.Oper
   if (q.status) where.status = q.status;
   if (q.type) where.type = q.type;
   if (q.cursor) Object.assign(where, keysetAfter(q.cursor));
+  const window = createdWindow(q);
+  if (window) where.AND = [window];
   const rows = await ctx.prisma.operation.findMany({
     where,
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],

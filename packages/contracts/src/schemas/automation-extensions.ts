@@ -1,7 +1,7 @@
 import Joi from "joi";
 import { Limits } from "../limits";
 import { OPERATION_TYPES, OperationStatus } from "../operations";
-import { uuid } from "./common";
+import { type CreatedWindowQuery, createdWindowKeys, uuid } from "./common";
 
 /**
  * Automation API extensions beyond the spec (see docs/api-extensions.md):
@@ -18,7 +18,7 @@ export const cancelOperationRequestSchema = Joi.object<CancelOperationRequest>({
   reason: Joi.string().min(1).max(Limits.cancelReasonMaxChars),
 });
 
-export interface AutomationListOperationsQuery {
+export interface AutomationListOperationsQuery extends CreatedWindowQuery {
   run_id?: string;
   server_id?: string;
   status?: OperationStatus;
@@ -38,6 +38,7 @@ export const automationListOperationsQuerySchema = Joi.object<AutomationListOper
   cursor: Joi.string().max(200),
   limit: Joi.number().integer().min(1).max(200).default(50),
   output: Joi.boolean().default(true),
+  ...createdWindowKeys,
 });
 
 /** An SSE resume point: a Redis stream entry id (`<ms>-<seq>`) or `stored` (the Postgres fallback). */

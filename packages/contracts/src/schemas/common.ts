@@ -102,3 +102,38 @@ export const runContextSchema = () =>
       return value;
     })
     .messages({ "runContext.bytes": `"run_context" is larger than ${Limits.runContextMaxBytes} bytes` });
+
+/** A date-time with its time zone (a time without one would be read in the server's zone), or a date alone. */
+const INSTANT = /^(\d{4})-(\d{2})-(\d{2})(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d))?$/;
+
+/**
+ * An instant in a query, as ISO 8601: `2026-11-01T12:00:00Z`,
+ * `2026-11-01T14:00:00+02:00`, or `2026-11-01` (its midnight UTC). Given on
+ * as the canonical `toISOString()` form. A day that does not exist
+ * (2026-02-30) is refused rather than rolled over into March, as `Date` would.
+ */
+export const instant = () =>
+  Joi.string()
+    .pattern(INSTANT)
+    .message("{{#label}} must be an ISO 8601 date-time with a time zone, like 2026-11-01T00:00:00Z, or a date like 2026-11-01 (midnight UTC)")
+    .custom((value: string, helpers) => {
+      const [, y, m, d] = INSTANT.exec(value) ?? [];
+      const day = new Date(Date.UTC(Number(y), Number(m) - 1, Number(d)));
+      if (day.getUTCFullYear() !== Number(y) || day.getUTCMonth() !== Number(m) - 1 || day.getUTCDate() !== Number(d)) return helpers.message({ custom: `{{#label}} names a day that does not exist (${value})` });
+      return new Date(value).toISOString();
+    });
+
+/**
+ * `created_from` (inclusive) and `created_before` (exclusive) of a list: the
+ * window [from, before), so that consecutive windows (one per day, say) take
+ * every record exactly once.
+ */
+export interface CreatedWindowQuery {
+  created_from?: string;
+  created_before?: string;
+}
+
+export const createdWindowKeys = {
+  created_from: instant().description("Only records created at or after this instant (ISO 8601 with a time zone, or a date: its midnight UTC)"),
+  created_before: instant().description("Only records created before this instant (exclusive: windows one after the other take each record once)"),
+};

@@ -2,7 +2,7 @@ import Joi from "joi";
 import { Limits } from "../limits";
 import { OPERATION_TYPES, OperationStatus, type OperationType } from "../operations";
 import type { AutomationListOperationsQuery } from "./automation-extensions";
-import { uuid } from "./common";
+import { createdWindowKeys, uuid } from "./common";
 import { name } from "./fields";
 
 /** Request bodies and queries of the management API (/api/v1). */
@@ -60,6 +60,7 @@ export const listOperationsQuerySchema = Joi.object<ListOperationsQuery>({
   cursor: Joi.string().max(200),
   limit: Joi.number().integer().min(1).max(200).default(50),
   output: Joi.boolean().default(true),
+  ...createdWindowKeys,
 }).prefs({ convert: true });
 
 export const createApiKeySchema = Joi.object<{ name: string }>({ name: name().required() });

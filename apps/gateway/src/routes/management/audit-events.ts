@@ -1,13 +1,13 @@
 import { Router } from "express";
 import Joi from "joi";
-import { Limits, uuid } from "@runbridge/contracts";
+import { type CreatedWindowQuery, Limits, createdWindowKeys, uuid } from "@runbridge/contracts";
 import type { AuditEvent, Prisma } from "@runbridge/db";
 import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
 import { validateQuery } from "../../middleware/validate";
-import { keysetAfter, pageOf } from "../../services/cursor";
+import { createdWindow, keysetAfter, pageOf } from "../../services/cursor";
 
-interface ListAuditEventsQuery {
+interface ListAuditEventsQuery extends CreatedWindowQuery {
   automation_key_id?: string;
   run_id?: string;
   type?: string;
@@ -33,6 +33,7 @@ const listAuditEventsQuerySchema = Joi.object<ListAuditEventsQuery>({
   server_id: uuid(),
   cursor: Joi.string().max(200),
   limit: Joi.number().integer().min(1).max(200).default(50),
+  ...createdWindowKeys,
 });
 
 export function auditEventView(e: AuditEvent) {
@@ -49,7 +50,7 @@ export function auditEventView(e: AuditEvent) {
   };
 }
 
-/** GET /audit-events: the tenant's audit trail, newest first, keyset-paginated like /operations. */
+/** GET /audit-events: the tenant's audit trail, newest first, keyset-paginated like /operations, optionally within a created_at window (exports). */
 export function auditEventsRouter(ctx: GatewayContext): Router {
   const router = Router();
   router.get("/audit-events", async (req, res) => {
@@ -63,6 +64,8 @@ export function auditEventsRouter(ctx: GatewayContext): Router {
     if (q.operation_id) where.operationId = q.operation_id;
     if (q.server_id) where.serverId = q.server_id;
     if (q.cursor) Object.assign(where, keysetAfter(q.cursor));
+    const window = createdWindow(q);
+    if (window) where.AND = [window];
     const rows = await ctx.prisma.auditEvent.findMany({ where, orderBy: [{ createdAt: "desc" }, { id: "desc" }], take: q.limit + 1 });
     const { page, nextCursor } = pageOf(rows, q.limit);
     res.json({ data: page.map(auditEventView), next_cursor: nextCursor });
