@@ -20,15 +20,52 @@ interface AuditEvent {
 
 const COMMON_TYPES = ["operation.created", "operation.finished", "key.created", "key.updated", "key.revoked", "rate_limited", "dashboard.signed_in"];
 
+/** More than a browser tab should hold; a larger export is the API's job (docs/keys.md, "Audit trail"). */
+const EXPORT_MAX_EVENTS = 100_000;
+const DAY_MS = 86_400_000;
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+/**
+ * The days picked (UTC, both included) as the API's window [created_from,
+ * created_before): the day after "to" is the end. A reversed range is not sent.
+ */
+function windowOf(from: string, to: string): { created_from?: string; created_before?: string; reversed: boolean } {
+  const f = DATE.test(from) ? from : undefined;
+  const t = DATE.test(to) ? new Date(Date.parse(`${to}T00:00:00Z`) + DAY_MS).toISOString().slice(0, 10) : undefined;
+  if (f && t && t <= f) return { reversed: true };
+  return { created_from: f, created_before: t, reversed: false };
+}
+
+/** Saves `lines` as a file the browser downloads. */
+function download(fileName: string, lines: string[]): void {
+  const url = URL.createObjectURL(new Blob(lines, { type: "application/x-ndjson" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = fileName;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // After the click has handed the file to the browser.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 /** The tenant's audit trail: who did what, from where, newest first. */
 export function AuditPage(props: { query: URLSearchParams }) {
   const type = props.query.get("type") ?? "";
   const keyId = props.query.get("automation_key_id") ?? "";
+  const from = props.query.get("from") ?? "";
+  const to = props.query.get("to") ?? "";
   const [typeInput, setTypeInput] = useState(type);
   useEffect(() => setTypeInput(type), [type]);
+  const [exporting, setExporting] = useState<{ count: number; done: boolean; error?: string; file?: string } | null>(null);
+  const { reversed, ...window } = windowOf(from, to);
+  const filters = { type, automation_key_id: keyId, ...window };
   const keys = useLoad(() => api.get<Page<AutomationKey>>("/api/v1/automation-keys"), []);
-  const older = useOlderPages<AuditEvent>(`${type}|${keyId}`, "events");
-  const first = useLoad(() => api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ type, automation_key_id: keyId, limit: "50" })}`), [type, keyId]);
+  const older = useOlderPages<AuditEvent>(`${type}|${keyId}|${from}|${to}`, "events");
+  const first = useLoad(
+    () => (reversed ? Promise.resolve({ data: [], next_cursor: null }) : api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ ...filters, limit: "50" })}`)),
+    [type, keyId, from, to],
+  );
 
   if (first.errorStatus === 404) {
     return (
@@ -38,7 +75,8 @@ export function AuditPage(props: { query: URLSearchParams }) {
       </>
     );
   }
-  const go = (next: { type?: string; automation_key_id?: string }) => navigate(`/audit${qs({ type, automation_key_id: keyId, ...next })}`, { replace: true });
+  const go = (next: { type?: string; automation_key_id?: string; from?: string; to?: string }) =>
+    navigate(`/audit${qs({ type, automation_key_id: keyId, from, to, ...next })}`, { replace: true });
   const submit = (e: FormEvent) => {
     e.preventDefault();
     go({ type: typeInput.trim() });
@@ -46,7 +84,30 @@ export function AuditPage(props: { query: URLSearchParams }) {
   const rows = [...(first.data?.data ?? []), ...(older.rows ?? [])];
   const more = older.cursor === undefined ? (first.data?.next_cursor ?? null) : older.cursor;
   const loadMore = async () => {
-    if (more) await older.load(more, older.rows ?? [], (cursor) => api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ type, automation_key_id: keyId, cursor, limit: "50" })}`));
+    if (more) await older.load(more, older.rows ?? [], (cursor) => api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ ...filters, cursor, limit: "50" })}`));
+  };
+  // Every event the filters select, page by page, as JSON Lines (what the export script of docs/keys.md writes).
+  const exportAll = async () => {
+    const file = `audit-events${from ? `-from-${from}` : ""}${to ? `-to-${to}` : ""}${type ? `-${type}` : ""}.jsonl`;
+    const lines: string[] = [];
+    setExporting({ count: 0, done: false });
+    try {
+      let cursor: string | null = null;
+      do {
+        const page: Page<AuditEvent> = await api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ ...filters, cursor, limit: "200" })}`);
+        for (const e of page.data) lines.push(`${JSON.stringify(e)}\n`);
+        cursor = page.next_cursor ?? null;
+        setExporting({ count: lines.length, done: false });
+        if (cursor && lines.length >= EXPORT_MAX_EVENTS) {
+          setExporting({ count: lines.length, done: true, error: `More than ${EXPORT_MAX_EVENTS.toLocaleString()} events match: pick fewer days, or export through the API (see the documentation, "Audit trail").` });
+          return;
+        }
+      } while (cursor);
+      download(file, lines);
+      setExporting({ count: lines.length, done: true, file });
+    } catch (e) {
+      setExporting({ count: lines.length, done: true, error: `Export stopped after ${lines.length} events: ${e instanceof Error ? e.message : String(e)}` });
+    }
   };
   const keyName = (id: string | null) => (id ? (keys.data?.data.find((k) => k.id === id)?.name ?? id.slice(0, 8)) : "—");
 
@@ -79,12 +140,36 @@ export function AuditPage(props: { query: URLSearchParams }) {
             ))}
           </select>
         </div>
+        <div className="field">
+          <label htmlFor="a-from">From (UTC)</label>
+          <input id="a-from" type="date" value={from} max={to || undefined} onChange={(e) => go({ from: e.target.value })} />
+        </div>
+        <div className="field">
+          <label htmlFor="a-to">To (UTC, included)</label>
+          <input id="a-to" type="date" value={to} min={from || undefined} onChange={(e) => go({ to: e.target.value })} />
+        </div>
+        <div className="field field-action">
+          <button type="button" className="btn" disabled={reversed || (exporting !== null && !exporting.done)} onClick={() => void exportAll()}>
+            Export JSON Lines
+          </button>
+        </div>
       </form>
+      {exporting ? (
+        <p className="muted" role="status">
+          {!exporting.done
+            ? `Exporting… ${exporting.count.toLocaleString()} events so far`
+            : exporting.file
+              ? `Exported ${exporting.count.toLocaleString()} events to ${exporting.file}.`
+              : null}
+        </p>
+      ) : null}
+      <ErrorNote message={exporting?.error ?? null} />
+      <ErrorNote message={reversed ? "The “To” day is before the “From” day: no events can match." : null} />
       <ErrorNote message={first.error} />
       {first.loading && !first.data ? (
         <Loading />
       ) : rows.length === 0 ? (
-        <EmptyState title={type || keyId ? "No events match these filters" : "No audit events yet"}>
+        <EmptyState title={type || keyId || from || to ? "No events match these filters" : "No audit events yet"}>
           Events are recorded as keys are created, changed or revoked and as operations run.
         </EmptyState>
       ) : (
