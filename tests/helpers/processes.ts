@@ -77,8 +77,9 @@ export class Proc {
   }
 }
 
-export function startNode(script: string, env: NodeJS.ProcessEnv, extraArgs: string[] = []): Proc {
-  const child = spawn(process.execPath, [path.join(ROOT, script), ...extraArgs], {
+/** A script of the repository as a process of its own, on this Node or on `node` (another version's binary). */
+export function startNode(script: string, env: NodeJS.ProcessEnv, extraArgs: string[] = [], node = process.execPath): Proc {
+  const child = spawn(node, [path.join(ROOT, script), ...extraArgs], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ["ignore", "pipe", "pipe"],

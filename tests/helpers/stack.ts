@@ -22,6 +22,8 @@ export interface StackOptions {
   dispatchers?: number;
   redisUrl?: string;
   databaseUrl?: string;
+  /** The Node binary of its dispatchers, runners and gateway processes (default: this one); the in-process gateway runs on this one. */
+  node?: string;
 }
 
 export interface RunnerOptions {
@@ -93,7 +95,7 @@ export class TestStack {
           SWEEP_INTERVAL_MS: "500",
           ...this.opts.dispatcher,
           ...extra,
-        }),
+        }, [], this.opts.node),
       /dispatcher ready/,
     );
     this.dispatchers.push(proc);
@@ -128,7 +130,7 @@ export class TestStack {
       RUNBRIDGE_KILL_GRACE_SECONDS: "1",
       LOG_LEVEL: "info",
       ...opts.env,
-    });
+    }, [], this.opts.node);
     this.runners.push(proc);
     if (opts.waitConnected ?? true) await this.waitRunnerConnected(serverId);
     return proc;
@@ -144,7 +146,7 @@ export class TestStack {
    */
   async startGatewayProcess(extra: Record<string, string> = {}): Promise<{ proc: Proc; url: string; port: number }> {
     const { proc, port } = await startOnFreePort((p) => {
-      const started = startNode("apps/gateway/dist/main.js", { ...this.commonEnv(), PORT: String(p), HOST: "127.0.0.1", ...extra });
+      const started = startNode("apps/gateway/dist/main.js", { ...this.commonEnv(), PORT: String(p), HOST: "127.0.0.1", ...extra }, [], this.opts.node);
       this.gatewayProcs.push(started);
       return started;
     }, /gateway listening/);

@@ -17,8 +17,9 @@ export class ClientProc {
   readonly exited: Promise<number | null>;
   readonly child;
 
-  constructor(script: string, args: string[], env: Record<string, string>) {
-    this.child = spawn(process.execPath, [path.join(ROOT, script), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  /** `node`: another Node version's binary to run it on (default: this one). */
+  constructor(script: string, args: string[], env: Record<string, string>, node = process.execPath) {
+    this.child = spawn(node, [path.join(ROOT, script), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
     // Decoded as a stream, so a character split across two reads stays whole.
     this.child.stdout.setEncoding("utf8").on("data", (d: string) => (this.stdout += d));
     this.child.stderr.setEncoding("utf8").on("data", (d: string) => (this.stderr += d));
