@@ -20,9 +20,17 @@ export class RunnerNotConnected extends Error {}
  * to the newest alone, the one the replacement rule keeps.
  */
 export function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | undefined {
-  let best: S | undefined;
-  for (const s of sockets) if (!best || isNewer(s, best)) best = s;
-  return best;
+  // Numbered and unnumbered connections are ranked apart, then their two best are compared:
+  // the pairwise rule below is not transitive across the two kinds (5 > 3 by number, 3 > x and
+  // x > 5 by clock), and folding it over a list would keep whichever the list's order favoured.
+  let numbered: S | undefined;
+  let unnumbered: S | undefined;
+  for (const s of sockets) {
+    if (s.data.seq === undefined) unnumbered = !unnumbered || isNewer(s, unnumbered) ? s : unnumbered;
+    else numbered = !numbered || isNewer(s, numbered) ? s : numbered;
+  }
+  if (!numbered || !unnumbered) return numbered ?? unnumbered;
+  return isNewer(unnumbered, numbered) ? unnumbered : numbered;
 }
 
 /**
@@ -30,7 +38,7 @@ export function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | 
  * has none (held by an earlier version, or admitted while Redis did not answer): dispatchers' clocks
  * may disagree, and a slow one would have a reconnected runner sent away in favour of its dead
  * connection. Ties go by id: every dispatcher, whatever order it lists the connections in, must keep
- * the same one, or two would each send the other away.
+ * the same one, or two would each send the other away (the runner sent away stops for good).
  */
 function isNewer(a: ReplaceableSocket, b: ReplaceableSocket): boolean {
   if (a.data.seq !== undefined && b.data.seq !== undefined && a.data.seq !== b.data.seq) return a.data.seq > b.data.seq;
