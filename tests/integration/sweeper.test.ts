@@ -1,6 +1,7 @@
 import { FailureReason } from "@runbridge/contracts";
 import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createOperation, createServer } from "../helpers/factories";
+import { waitFor } from "../helpers/processes";
 import { useStackWithRunner } from "../helpers/suite";
 
 /**
@@ -65,8 +66,11 @@ describe("sweeper: an operation whose job was lost", () => {
     const done = await waitUntilEnded(op.id, 30_000);
     expect(done).toMatchObject({ status: "failed", dispatchedAt: null, startedAt: null, exitCode: null });
     expect(done.error).toMatch(/^deployment not recorded: the gateway failed before recording this deploy.*nothing ran/);
+    // Counted once the ending is committed, a moment after the row shows it (seen lagging under load).
+    await waitFor(async () => (await swept("deployment_not_recorded")) > before, 5_000, "the sweeper's count");
     expect(await swept("deployment_not_recorded")).toBe(before + 1);
     // The finished operations say why they failed, so a platform failure can be told from a command's.
+    await waitFor(async () => (await failedFor("deploy", "deployment_not_recorded")) > failedBefore, 5_000, "the finished count");
     expect(await failedFor("deploy", "deployment_not_recorded")).toBe(failedBefore + 1);
     // Every action has its series from the start.
     expect(await swept("result_lost")).toBe(0);
