@@ -2,6 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import { RUNNER_VERSION } from "../../apps/runner/src/agent";
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
@@ -276,7 +277,10 @@ describe("dashboard (browser)", () => {
     const webRow = page.getByRole("row", { name: /web-1/ });
     await waitForText(webRow, /connected/);
     expect(await webRow.textContent()).not.toMatch(/not connected/);
+    // The version its runner reported; none for a server whose runner never connected.
+    expect(await webRow.getByRole("cell").nth(1).textContent()).toBe(`connected v${RUNNER_VERSION}`);
     await waitForText(page.getByRole("row", { name: /db-1/ }), /not connected/);
+    expect(await page.getByRole("row", { name: /db-1/ }).getByRole("cell").nth(1).textContent()).toBe("not connected");
     await shot(page, "servers");
 
     await page.getByRole("button", { name: "Add server" }).first().click();

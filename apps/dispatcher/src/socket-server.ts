@@ -1,7 +1,7 @@
 import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
-import { HandshakeRefusal, ResultsNamespace, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
+import { HandshakeRefusal, RUNNER_VERSION_PATTERN, ResultsNamespace, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
 import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, hashToken, isWellFormedToken, withTimeout } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
@@ -128,7 +128,9 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   await socket.join(serverRoom(serverId));
   // Seen before shown as connected: whoever reads presence (the gateway's reconnect grace, the
   // servers list) finds last_seen_at already set.
-  await ctx.operations.touchServer(serverId).catch((err: unknown) => logger.warn("could not record last_seen_at", { serverId, error: String(err) }));
+  const reported = (socket.handshake.auth as Partial<RunnerHandshakeAuth>).version;
+  const version = typeof reported === "string" && RUNNER_VERSION_PATTERN.test(reported) ? reported : null;
+  await ctx.operations.runnerAdmitted(serverId, version).catch((err: unknown) => logger.warn("could not record last_seen_at", { serverId, error: String(err) }));
   // Bounded: with Redis down the write waits in the connection's queue, and the periodic refresh writes it anyway.
   await withTimeout(presence.online(serverId, socket.id, socket.data.seq), REDIS_WAIT_MS).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
   // The socket may have dropped while presence was being written.
@@ -136,7 +138,7 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
     await presence.offline(serverId, socket.id).catch(() => undefined);
     return;
   }
-  logger.info("runner connected", { serverId, socketId: socket.id, version: (socket.handshake.auth as Partial<RunnerHandshakeAuth>).version });
+  logger.info("runner connected", { serverId, socketId: socket.id, version });
   // Only now: the lookup asks every dispatcher and waits for all of them, so a stalled one held each
   // admission for the adapter's whole timeout. Meanwhile requests go to this connection (it is the
   // one presence names, and the newest here).

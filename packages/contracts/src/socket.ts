@@ -116,13 +116,16 @@ export interface RunnerToDispatcherEvents {
 
 export interface RunnerHandshakeAuth {
   token: string;
-  /** Runner software version, for the dashboard and compatibility checks. */
+  /** Runner software version (RUNNER_VERSION_PATTERN), recorded as the server's runner_version. */
   version?: string;
   /** ResultsNamespace only: the ticket the runner was given with `runner:replaced`. */
   resultsTicket?: string;
 }
 
 export const SocketPath = "/runner";
+
+/** What a runner may report as its version (semver and the like); anything else is recorded as not said. */
+export const RUNNER_VERSION_PATTERN = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}$/;
 
 /**
  * The socket.io namespace of a replaced runner's last connection, made only to deliver the results of what

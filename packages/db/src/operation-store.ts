@@ -66,7 +66,7 @@ const OPERATION_COLUMNS =
   "id, tenant_id, server_id, automation_key_id, type, status, command, params, working_directory, timeout_seconds, env_keys, run_id, " +
   "run_context, client_ip, exit_code, stdout, stderr, stdout_truncated, stderr_truncated, duration_ms, error, created_at, deliver_by, " +
   "dispatched_at, started_at, completed_at, redis_prefix";
-const SERVER_COLUMNS = "id, tenant_id, name, runner_token_hash, last_seen_at, created_at, provider, provider_server_id, provider_token_ciphertext";
+const SERVER_COLUMNS = "id, tenant_id, name, runner_token_hash, last_seen_at, created_at, runner_version, provider, provider_server_id, provider_token_ciphertext";
 
 /** A column list qualified with a table alias, for joins. */
 const qualified = (alias: string, columns: string): string =>
@@ -130,6 +130,7 @@ const SQL = {
   ),
   findServerForTenant: statement("server.for-tenant", `SELECT ${SERVER_COLUMNS} FROM servers WHERE id = $1 AND tenant_id = $2`),
   touchServer: statement("server.touch", "UPDATE servers SET last_seen_at = now() WHERE id = $1"),
+  admitRunner: statement("server.runner-admitted", "UPDATE servers SET last_seen_at = now(), runner_version = $2 WHERE id = $1"),
   belongsToServer: statement("operation.belongs", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2"),
   markStarted: statement("operation.started", "UPDATE operations SET started_at = $3 WHERE id = $1 AND server_id = $2 AND started_at IS NULL"),
   claimForDispatch: statement(
@@ -254,15 +255,21 @@ export class OperationStore {
       runnerTokenHash: r.runner_token_hash as string,
       lastSeenAt: (r.last_seen_at as Date | null) ?? null,
       createdAt: r.created_at as Date,
+      runnerVersion: (r.runner_version as string | null) ?? null,
       provider: (r.provider as string | null) ?? null,
       providerServerId: (r.provider_server_id as string | null) ?? null,
       providerTokenCiphertext: (r.provider_token_ciphertext as string | null) ?? null,
     };
   }
 
-  /** A runner of the server connected or disconnected now. */
+  /** A runner of the server disconnected now. */
   async touchServer(serverId: string): Promise<void> {
     await this.pool.query({ ...SQL.touchServer, values: [serverId] });
+  }
+
+  /** A runner of the server connected now, reporting this version (null: it did not say). */
+  async runnerAdmitted(serverId: string, runnerVersion: string | null): Promise<void> {
+    await this.pool.query({ ...SQL.admitRunner, values: [serverId, runnerVersion] });
   }
 
   /** Whether the operation belongs to the server (a runner may only write its own server's operations). */

@@ -48,6 +48,7 @@ export interface Server {
   name: string;
   runner_connected: boolean;
   last_seen_at: string | null;
+  runner_version?: string | null;
   provider?: string | null;
   created_at: string;
 }

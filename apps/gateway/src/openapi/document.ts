@@ -183,6 +183,7 @@ function componentSchemas(): Record<string, JsonSchema> {
         name: { type: "string" },
         runner_connected: { type: "boolean" },
         last_seen_at: nullable("string", { format: "date-time" }),
+        runner_version: nullable("string", { description: "The version the server's runner reported when it last connected (null: none has, or one too old to say)." }),
         runner_token: { type: "string", description: "Only in the response to POST /servers: shown once." },
         created_at: { type: "string", format: "date-time" },
       },

@@ -15,6 +15,8 @@ function serverView(s: Server, connected: boolean) {
     name: s.name,
     runner_connected: connected,
     last_seen_at: s.lastSeenAt?.toISOString() ?? null,
+    // Reported by the runner as it last connected: which servers still run an older runner.
+    runner_version: s.runnerVersion,
     provider: s.provider,
     // The provider token is never returned; only whether one is stored.
     provider_server_id: s.providerServerId,
