@@ -4,6 +4,7 @@ import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
 import { type Proc, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
+import { RUNNER_VERSION } from "../../apps/runner/src/agent";
 
 /** Value of one sample in a Prometheus text exposition, or undefined when absent. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -109,7 +110,8 @@ describe("metrics and structured logs", () => {
       const lines = jobs.flatMap((j) => (stack.dispatchers[0]?.output ?? "").split("\n").filter((l) => j.id && l.includes(j.id)));
       throw new Error(`${String(err)}\njobs:\n${states.join("\n")}\ndispatcher log:\n${lines.join("\n")}`);
     });
-    expect(sample(text, "runbridge_dispatcher_connected_runners")).toBe(1);
+    expect(sample(text, "runbridge_dispatcher_connected_runners", { version: RUNNER_VERSION })).toBe(1);
+    expect(sample(text, "runbridge_dispatcher_connected_runners", { version: "unknown" })).toBeUndefined();
     for (const state of ["waiting", "active", "delayed"]) expect(sample(text, "runbridge_dispatcher_queue_jobs", { state })).toBe(0);
     expect(sample(text, "runbridge_dispatcher_operations_finished_total", { status: "completed", type: "exec", reason: "none" })).toBe(2);
     expect(sample(text, "runbridge_dispatcher_delivery_latency_seconds_count", { type: "exec" })).toBe(2);

@@ -48,6 +48,9 @@ describe("runner_version of servers", () => {
       await untilConnected(socket);
       await waitFor(async () => (await serverView(server.id)).runner_connected, 10_000, "runner shown connected");
       expect({ reported, view: await serverView(server.id) }).toEqual({ reported, view: expect.objectContaining({ runner_version: recorded }) });
+      // The dispatcher's gauge counts it under that version (the suite's own runner is under RUNNER_VERSION).
+      const metrics = await (await fetch(`http://127.0.0.1:${stack.dispatcherPorts[0]}/metrics`)).text();
+      expect(metrics).toContain(`runbridge_dispatcher_connected_runners{version="${recorded ?? "unknown"}",service="dispatcher"} 1\n`);
       socket.disconnect();
       await waitFor(async () => !(await serverView(server.id)).runner_connected, 10_000, "runner shown disconnected");
     }

@@ -25,6 +25,8 @@ export interface RunnerSocketData {
    * held by a dispatcher of an earlier version, or admitted while Redis did not answer.
    */
   seq?: number;
+  /** The version the runner reported (RUNNER_VERSION_PATTERN); absent when it said none usable. */
+  runnerVersion?: string;
 }
 
 export type RunnerIo = IoServer<RunnerToDispatcherEvents, DispatcherToRunnerEvents, Record<string, never>, RunnerSocketData>;

@@ -130,10 +130,18 @@ export function registerDispatcherCollectors(ctx: DispatcherContext): () => Prom
 
   new Gauge({
     name: "runbridge_dispatcher_connected_runners",
-    help: "Runner sockets connected to this dispatcher process",
+    help: "Runner sockets connected to this dispatcher process, by the version each runner reported (unknown: none)",
+    labelNames: ["version"],
     registers: [dispatcherRegistry],
     collect() {
-      this.set(ctx.io.of("/").sockets.size);
+      // Rebuilt at each scrape: a version no runner reports any more leaves the output.
+      this.reset();
+      const byVersion = new Map<string, number>();
+      for (const socket of ctx.io.of("/").sockets.values()) {
+        const version = socket.data.runnerVersion ?? "unknown";
+        byVersion.set(version, (byVersion.get(version) ?? 0) + 1);
+      }
+      for (const [version, n] of byVersion) this.set({ version }, n);
     },
   });
 

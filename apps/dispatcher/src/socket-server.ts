@@ -79,6 +79,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
         tokenHash,
         dispatcherId: ctx.config.DISPATCHER_ID,
         clientIp: address,
+        runnerVersion: typeof auth.version === "string" && RUNNER_VERSION_PATTERN.test(auth.version) ? auth.version : undefined,
       };
       next();
     } catch (err) {
@@ -128,8 +129,7 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   await socket.join(serverRoom(serverId));
   // Seen before shown as connected: whoever reads presence (the gateway's reconnect grace, the
   // servers list) finds last_seen_at already set.
-  const reported = (socket.handshake.auth as Partial<RunnerHandshakeAuth>).version;
-  const version = typeof reported === "string" && RUNNER_VERSION_PATTERN.test(reported) ? reported : null;
+  const version = socket.data.runnerVersion ?? null;
   await ctx.operations.runnerAdmitted(serverId, version).catch((err: unknown) => logger.warn("could not record last_seen_at", { serverId, error: String(err) }));
   // Bounded: with Redis down the write waits in the connection's queue, and the periodic refresh writes it anyway.
   await withTimeout(presence.online(serverId, socket.id, socket.data.seq), REDIS_WAIT_MS).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
