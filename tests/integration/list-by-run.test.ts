@@ -73,6 +73,9 @@ describe("GET /api/automation/v1/operations", () => {
     expect((await stack.api().get(`/api/automation/v1/operations/${id}`).set("Authorization", `Bearer ${own.token}`)).status).toBe(403);
     expect((await list(`?run_id=${run}`, own.token)).body.data).toEqual([]);
     expect((await list(`?run_id=${run}&type=exec`, own.token)).body.data).toEqual([]);
+    // A created_at window keeps to the scope too.
+    expect((await list(`?run_id=${run}&created_from=2000-01-01`, own.token)).body.data).toEqual([]);
+    expect((await list(`?created_from=2000-01-01&created_before=2999-01-01`, own.token)).body.data).toEqual([]);
     // Widened again (every operation): listed again.
     await stack.api().patch(`/api/v1/automation-keys/${own.key.id}`).set("Authorization", `Bearer ${fx.apiKey}`).send({ allowed_operations: [] });
     expect((await list(`?run_id=${run}`, own.token)).body.data.map((o: { operation_id: string }) => o.operation_id)).toEqual([id]);

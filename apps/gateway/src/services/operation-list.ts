@@ -4,6 +4,12 @@ import type { GatewayContext } from "../context";
 import { createdWindow, keysetAfter, pageOf } from "./cursor";
 import { operationView } from "./serializers";
 
+/** A where-input's AND, as a list to add to. */
+function andList(and: Prisma.OperationWhereInput["AND"]): Prisma.OperationWhereInput[] {
+  if (and === undefined) return [];
+  return Array.isArray(and) ? and : [and];
+}
+
 /**
  * One page of operations, newest first, keyset-paginated over
  * (created_at, id): the same for the management API and the Automation API's
@@ -16,8 +22,9 @@ export async function listOperationsPage(ctx: GatewayContext, scope: Prisma.Oper
   if (q.status) where.status = q.status;
   if (q.type) where.type = q.type;
   if (q.cursor) Object.assign(where, keysetAfter(q.cursor));
+  // Beside the scope's own conditions (a key's allowed servers and operations), never in their place.
   const window = createdWindow(q);
-  if (window) where.AND = [window];
+  if (window) where.AND = [...andList(scope.AND), window];
   const rows = await ctx.prisma.operation.findMany({
     where,
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
