@@ -28,13 +28,22 @@ describe("the newest of a runner's connections", () => {
     for (const order of permutations([live, stale])) expect(newest(order)?.id).toBe("b");
   });
 
-  it("is the same in every order when some connections have no admission number", () => {
-    // 5 > 3 by number; 3 (t 20) > x (t 15) and x > 5 (t 10) by clock: pairwise, a cycle.
-    const set = [conn("a", 10, 5), conn("b", 20, 3), conn("c", 15)];
-    const kept = new Set(permutations(set).map((order) => newest(order)?.id));
-    expect([...kept]).toHaveLength(1);
-    // The best numbered one (a, 5) against the best unnumbered (c): by clock, c.
-    expect([...kept][0]).toBe("c");
+  it("is the same in every order and in every subset that holds it, when some connections have no admission number", () => {
+    // By number 5 > 3; by clock 3 (t 20) > x (t 15) > 5 (t 10): comparing the kinds by clock made a cycle,
+    // and a dispatcher holding b and c kept b while one seeing all three sent b away.
+    const set = [conn("a", 10, 5), conn("b", 20, 3), conn("c", 15), conn("d", 30)];
+    const keptOfAll = new Set(permutations(set).map((order) => newest(order)?.id));
+    expect([...keptOfAll]).toEqual(["a"]);
+    // Every subset keeps its best by the same order: the one kept of the whole set whenever it is there.
+    const subsets = Array.from({ length: 2 ** set.length - 1 }, (_, mask) => set.filter((_, i) => ((mask + 1) >> i) & 1));
+    for (const subset of subsets) {
+      const kept = new Set(permutations(subset).map((order) => newest(order)?.id));
+      expect({ subset: subset.map((c) => c.id), kept: kept.size }).toEqual({ subset: subset.map((c) => c.id), kept: 1 });
+      if (subset.some((c) => c.id === "a")) expect(newest(subset)?.id).toBe("a");
+    }
+    // Numbered before unnumbered; among the unnumbered, the later handshake.
+    expect(newest([conn("b", 20, 3), conn("c", 15), conn("d", 30)])?.id).toBe("b");
+    expect(newest([conn("c", 15), conn("d", 30)])?.id).toBe("d");
   });
 
   it("breaks ties by id, and keeps a lone connection", () => {

@@ -20,28 +20,25 @@ export class RunnerNotConnected extends Error {}
  * to the newest alone, the one the replacement rule keeps.
  */
 export function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | undefined {
-  // Numbered and unnumbered connections are ranked apart, then their two best are compared:
-  // the pairwise rule below is not transitive across the two kinds (5 > 3 by number, 3 > x and
-  // x > 5 by clock), and folding it over a list would keep whichever the list's order favoured.
-  let numbered: S | undefined;
-  let unnumbered: S | undefined;
-  for (const s of sockets) {
-    if (s.data.seq === undefined) unnumbered = !unnumbered || isNewer(s, unnumbered) ? s : unnumbered;
-    else numbered = !numbered || isNewer(s, numbered) ? s : numbered;
-  }
-  if (!numbered || !unnumbered) return numbered ?? unnumbered;
-  return isNewer(unnumbered, numbered) ? unnumbered : numbered;
+  let best: S | undefined;
+  for (const s of sockets) if (!best || isNewer(s, best)) best = s;
+  return best;
 }
 
 /**
- * By admission number, which Redis hands out in order; by handshake time only for a connection that
- * has none (held by an earlier version, or admitted while Redis did not answer): dispatchers' clocks
- * may disagree, and a slow one would have a reconnected runner sent away in favour of its dead
- * connection. Ties go by id: every dispatcher, whatever order it lists the connections in, must keep
- * the same one, or two would each send the other away (the runner sent away stops for good).
+ * A total order, so that every dispatcher keeps the same connection of any set it finds, whatever order it
+ * lists them in and whichever of them it sees (a dispatcher holding two of three keeps the one a
+ * dispatcher seeing all three keeps, if it is among its two): otherwise two could each send the other's
+ * away, and a runner sent away stops for good. By admission number, which Redis hands out in order, not
+ * by handshake time: dispatchers' clocks may disagree, and a slow one would have a reconnected runner
+ * sent away in favour of its dead connection. A connection without a number (held by an earlier version,
+ * or admitted while Redis did not answer, and asked again before its lookup) counts as older than every
+ * numbered one; among those, handshake time decides. Then the id.
  */
 function isNewer(a: ReplaceableSocket, b: ReplaceableSocket): boolean {
-  if (a.data.seq !== undefined && b.data.seq !== undefined && a.data.seq !== b.data.seq) return a.data.seq > b.data.seq;
+  const seqA = a.data.seq ?? -1;
+  const seqB = b.data.seq ?? -1;
+  if (seqA !== seqB) return seqA > seqB;
   if (a.handshake.issued !== b.handshake.issued) return a.handshake.issued > b.handshake.issued;
   return a.id > b.id;
 }

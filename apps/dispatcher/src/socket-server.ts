@@ -119,10 +119,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
 async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, serverId: string): Promise<void> {
   const { logger } = ctx;
   // Set before the connection can be seen from other dispatchers (it is in what their lookups return).
-  socket.data.seq = await withTimeout(ctx.redis.incr(ctx.keys.runnerAdmissions), REDIS_WAIT_MS).catch((err: unknown) => {
-    logger.warn("could not number a runner connection; its handshake time orders it", { serverId, error: String(err) });
-    return undefined;
-  });
+  await numberConnection(ctx, socket);
   if (socket.disconnected) return;
   // In the room before other connections are looked for: of two connections of one runner admitted
   // at the same moment, the lookup made second always finds the first.
@@ -149,6 +146,20 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
 const LOOKUP_RETRY_MS = [5_000, 15_000, 45_000];
 
 /**
+ * Gives the connection its admission number (socket.data.seq), which orders a runner's connections. Without
+ * one (Redis did not answer in time) it counts as older than every numbered connection (runner-link.ts,
+ * `newest`): the lookup of other connections asks again first, so that a connection admitted during a
+ * Redis hiccup is not sent away in favour of an older, numbered one.
+ */
+async function numberConnection(ctx: DispatcherContext, socket: RunnerSocket): Promise<void> {
+  if (socket.data.seq !== undefined) return;
+  socket.data.seq = await withTimeout(ctx.redis.incr(ctx.keys.runnerAdmissions), REDIS_WAIT_MS).catch((err: unknown) => {
+    ctx.logger.warn("could not number a runner connection; it counts as older than numbered ones until it is", { serverId: socket.data.serverId, error: String(err) });
+    return undefined;
+  });
+}
+
+/**
  * One live connection per server: of this one and any other found on any dispatcher, the newest stays
  * and the others are sent away. Normally the others are older (the runner restarted or reconnected
  * before its old connection timed out); one newer than this is a connection admitted at the same
@@ -159,6 +170,7 @@ async function replaceOtherConnections(ctx: DispatcherContext, socket: RunnerSoc
   let others: ReplaceableSocket[] | undefined;
   for (let attempt = 0; !others; attempt++) {
     try {
+      await numberConnection(ctx, socket);
       others = (await ctx.io.in(serverRoom(serverId)).fetchSockets()).filter((s) => s.id !== socket.id);
     } catch (err) {
       const delay = LOOKUP_RETRY_MS[attempt];
