@@ -50,9 +50,13 @@ describe("dashboard: audit trail by days, exported", () => {
     await waitForText(s.page.getByRole("status"), new RegExp(`Exported 250 events to audit-events-from-${iso(day)}-to-${iso(day)}\\.jsonl`));
   });
 
-  it("says so when the last day is before the first, and exports nothing", async () => {
-    await s.page.goto(`${s.stack.url}/dashboard/audit?from=${iso(dayAfter)}&to=${iso(dayBefore)}`);
-    await waitForText(s.page.getByRole("alert").first(), /“To” day is before the “From” day/);
+  it.each([
+    ["the last day is before the first", () => `from=${iso(dayAfter)}&to=${iso(dayBefore)}`, /“To” day is before the “From” day/],
+    ["a month that does not exist (a typed URL)", () => "to=2026-13-01", /“To” is not a day: 2026-13-01/],
+    ["a day that does not exist", () => "from=2026-02-30", /“From” is not a day: 2026-02-30/],
+  ])("says so when %s, and exports nothing", async (_what, query, note) => {
+    await s.page.goto(`${s.stack.url}/dashboard/audit?${query()}`);
+    await waitForText(s.page.getByRole("alert").first(), note);
     expect(await s.page.getByRole("button", { name: "Export JSON Lines" }).isDisabled()).toBe(true);
     await s.page.getByText("No events match these filters").waitFor();
   });

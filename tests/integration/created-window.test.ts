@@ -61,6 +61,9 @@ describe("lists within a created_at window", () => {
     expect((await auditIds({ created_before: at(0).toISOString() })).ids).toEqual(idsAt(events, at(-1)));
     expect((await auditIds({ created_from: `${dateOnly(at(DAY))}T02:00:00+02:00` })).ids).toEqual(idsAt(events, at(DAY + 3_600_000), at(DAY)));
     expect((await auditIds({})).ids).toHaveLength(instants.length);
+    // To the millisecond, and early years are years (not 1900 + them).
+    expect((await auditIds({ created_from: at(DAY - 1).toISOString(), created_before: at(DAY).toISOString() })).ids).toEqual(idsAt(events, at(DAY - 1)));
+    expect((await auditIds({ created_from: "0050-01-01", created_before: at(0).toISOString() })).ids).toEqual(idsAt(events, at(-1)));
   });
 
   it("audit events: a window is paginated like the whole list", async () => {
@@ -117,6 +120,7 @@ describe("lists within a created_at window", () => {
     ["words", { created_before: "yesterday" }, /"created_before" must be an ISO 8601 date-time/],
     ["an hour that does not exist", { created_from: "2026-11-01T24:00:00Z" }, /"created_from" must be an ISO 8601/],
     ["a day that does not exist", { created_from: "2026-02-30" }, /"created_from" names a day that does not exist \(2026-02-30\)/],
+    ["a fraction finer than the records' milliseconds", { created_before: "2026-11-01T00:00:00.0009Z" }, /"created_before" must be an ISO 8601/],
     ["an empty window", { created_from: "2026-11-02", created_before: "2026-11-02" }, /"created_before" must be later than "created_from"/],
     ["a reversed window", { created_from: "2026-11-02T00:00:00Z", created_before: "2026-11-01T23:59:59Z" }, /"created_before" must be later than "created_from"/],
   ])("refuses %s with a 422 naming the parameter, on every list", async (_what, params, detail) => {

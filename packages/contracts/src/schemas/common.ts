@@ -103,8 +103,12 @@ export const runContextSchema = () =>
     })
     .messages({ "runContext.bytes": `"run_context" is larger than ${Limits.runContextMaxBytes} bytes` });
 
-/** A date-time with its time zone (a time without one would be read in the server's zone), or a date alone. */
-const INSTANT = /^(\d{4})-(\d{2})-(\d{2})(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d))?$/;
+/**
+ * A date-time with its time zone (a time without one would be read in the server's zone), or a date
+ * alone. Fractions to the millisecond, as records are stamped: a finer one would be cut to it, and move
+ * the window's edge.
+ */
+const INSTANT = /^(\d{4})-(\d{2})-(\d{2})(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,3})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d))?$/;
 
 /**
  * An instant in a query, as ISO 8601: `2026-11-01T12:00:00Z`,
@@ -118,7 +122,9 @@ export const instant = () =>
     .message("{{#label}} must be an ISO 8601 date-time with a time zone, like 2026-11-01T00:00:00Z, or a date like 2026-11-01 (midnight UTC)")
     .custom((value: string, helpers) => {
       const [, y, m, d] = INSTANT.exec(value) ?? [];
-      const day = new Date(Date.UTC(Number(y), Number(m) - 1, Number(d)));
+      // setUTCFullYear, not Date.UTC, which reads years 0-99 as 1900-1999.
+      const day = new Date(0);
+      day.setUTCFullYear(Number(y), Number(m) - 1, Number(d));
       if (day.getUTCFullYear() !== Number(y) || day.getUTCMonth() !== Number(m) - 1 || day.getUTCDate() !== Number(d)) return helpers.message({ custom: `{{#label}} names a day that does not exist (${value})` });
       return new Date(value).toISOString();
     });

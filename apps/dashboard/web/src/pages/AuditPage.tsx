@@ -1,4 +1,4 @@
-import { type FormEvent, useEffect, useState } from "react";
+import { type FormEvent, useEffect, useRef, useState } from "react";
 import { api, qs } from "../api";
 import { EmptyState, ErrorNote, Loading, NotAvailable, PageHeader, Time } from "../components/bits";
 import { useLoad } from "../hooks";
@@ -25,15 +25,27 @@ const EXPORT_MAX_EVENTS = 100_000;
 const DAY_MS = 86_400_000;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
+/** Midnight UTC of a YYYY-MM-DD day between the years 1000 and 9999, or null (not a day: 2026-13-01, 2026-02-30). */
+function dayStart(s: string): number | null {
+  if (!DATE.test(s)) return null;
+  const ms = Date.parse(`${s}T00:00:00Z`);
+  return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 10) === s && s >= "1000" ? ms : null;
+}
+
 /**
  * The days picked (UTC, both included) as the API's window [created_from,
- * created_before): the day after "to" is the end. A reversed range is not sent.
+ * created_before): the day after "to" is the end. A day that is not one (the
+ * URL is typed by people), or a reversed range, is not sent.
  */
-function windowOf(from: string, to: string): { created_from?: string; created_before?: string; reversed: boolean } {
-  const f = DATE.test(from) ? from : undefined;
-  const t = DATE.test(to) ? new Date(Date.parse(`${to}T00:00:00Z`) + DAY_MS).toISOString().slice(0, 10) : undefined;
-  if (f && t && t <= f) return { reversed: true };
-  return { created_from: f, created_before: t, reversed: false };
+function windowOf(from: string, to: string): { created_from?: string; created_before?: string; problem: string | null } {
+  const f = dayStart(from);
+  const t = dayStart(to);
+  if (from && f === null) return { problem: `“From” is not a day: ${from} (YYYY-MM-DD).` };
+  if (to && t === null) return { problem: `“To” is not a day: ${to} (YYYY-MM-DD).` };
+  if (f !== null && t !== null && t < f) return { problem: "The “To” day is before the “From” day: no events can match." };
+  const before = t === null ? undefined : new Date(t + DAY_MS).toISOString().slice(0, 10);
+  // The day after 9999-12-31 is no longer four digits: leave the end open.
+  return { created_from: f === null ? undefined : from, created_before: before && DATE.test(before) ? before : undefined, problem: null };
 }
 
 /** Saves `lines` as a file the browser downloads. */
@@ -58,12 +70,20 @@ export function AuditPage(props: { query: URLSearchParams }) {
   const [typeInput, setTypeInput] = useState(type);
   useEffect(() => setTypeInput(type), [type]);
   const [exporting, setExporting] = useState<{ count: number; done: boolean; error?: string; file?: string } | null>(null);
-  const { reversed, ...window } = windowOf(from, to);
+  // An export still reading when the page is left stops there (nothing is downloaded).
+  const mounted = useRef(true);
+  useEffect(
+    () => () => {
+      mounted.current = false;
+    },
+    [],
+  );
+  const { problem, ...window } = windowOf(from, to);
   const filters = { type, automation_key_id: keyId, ...window };
   const keys = useLoad(() => api.get<Page<AutomationKey>>("/api/v1/automation-keys"), []);
   const older = useOlderPages<AuditEvent>(`${type}|${keyId}|${from}|${to}`, "events");
   const first = useLoad(
-    () => (reversed ? Promise.resolve({ data: [], next_cursor: null }) : api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ ...filters, limit: "50" })}`)),
+    () => (problem ? Promise.resolve({ data: [], next_cursor: null }) : api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ ...filters, limit: "50" })}`)),
     [type, keyId, from, to],
   );
 
@@ -94,6 +114,7 @@ export function AuditPage(props: { query: URLSearchParams }) {
     try {
       let cursor: string | null = null;
       do {
+        if (!mounted.current) return;
         const page: Page<AuditEvent> = await api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ ...filters, cursor, limit: "200" })}`);
         for (const e of page.data) lines.push(`${JSON.stringify(e)}\n`);
         cursor = page.next_cursor ?? null;
@@ -103,6 +124,7 @@ export function AuditPage(props: { query: URLSearchParams }) {
           return;
         }
       } while (cursor);
+      if (!mounted.current) return;
       download(file, lines);
       setExporting({ count: lines.length, done: true, file });
     } catch (e) {
@@ -149,7 +171,7 @@ export function AuditPage(props: { query: URLSearchParams }) {
           <input id="a-to" type="date" value={to} min={from || undefined} onChange={(e) => go({ to: e.target.value })} />
         </div>
         <div className="field field-action">
-          <button type="button" className="btn" disabled={reversed || (exporting !== null && !exporting.done)} onClick={() => void exportAll()}>
+          <button type="button" className="btn" disabled={problem !== null || (exporting !== null && !exporting.done)} onClick={() => void exportAll()}>
             Export JSON Lines
           </button>
         </div>
@@ -164,7 +186,7 @@ export function AuditPage(props: { query: URLSearchParams }) {
         </p>
       ) : null}
       <ErrorNote message={exporting?.error ?? null} />
-      <ErrorNote message={reversed ? "The “To” day is before the “From” day: no events can match." : null} />
+      <ErrorNote message={problem} />
       <ErrorNote message={first.error} />
       {first.loading && !first.data ? (
         <Loading />

@@ -113,7 +113,7 @@ export function ServersPage() {
                   <td data-label="Runner">
                     <StatusBadge status={s.runner_connected ? "connected" : "disconnected"} label={s.runner_connected ? "connected" : "not connected"} />
                     {/* Absent from gateways of earlier versions; null until a runner that says its version connects. */}
-                    {s.runner_version ? <span className="muted runner-version"> v{s.runner_version}</span> : null}
+                    {s.runner_version ? <span className="muted runner-version"> v{s.runner_version.replace(/^v/, "")}</span> : null}
                   </td>
                   <td data-label="Last seen">
                     <Time iso={s.last_seen_at} />
