@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Proc } from "./processes";
@@ -8,11 +8,23 @@ import { Proc } from "./processes";
 const REPLACED = ["/etc", "/opt", "/var/lib"] as const;
 
 /**
- * Whether this process can make a private machine: root (installers create
- * accounts and chown) and a kernel that lets it open a mount namespace.
+ * Why this process cannot make a private machine, or null when it can: it
+ * needs root (installers create accounts and chown), a kernel that lets it
+ * open a mount namespace, and Node, the repository and the temporary
+ * directory outside the directories the machine replaces (they would vanish
+ * in it: Node under /opt on some CI hosts, a checkout under /var/lib).
  */
-export function canMakePrivateMachine(): boolean {
-  return process.getuid?.() === 0 && spawnSync("unshare", ["--mount", "--propagation", "private", "true"]).status === 0;
+export function privateMachineUnavailable(root: string): string | null {
+  if (process.getuid?.() !== 0) return "not root";
+  if (spawnSync("unshare", ["--mount", "--propagation", "private", "true"]).status !== 0) return "no mount namespaces here";
+  for (const [what, where] of [
+    ["Node", realpathSync(process.execPath)],
+    ["the repository", realpathSync(root)],
+    ["the temporary directory", realpathSync(tmpdir())],
+  ] as const) {
+    if (REPLACED.some((d) => where === d || where.startsWith(`${d}/`))) return `${what} is under a directory the private machine replaces (${where})`;
+  }
+  return null;
 }
 
 /**
