@@ -97,3 +97,41 @@ describe("a dispatcher's Redis connection that stops answering while it admits a
   }, 30_000);
 });
 
+
+describe("a runner connection admitted while the dispatcher's Redis does not answer", () => {
+  const { stack, proxy } = useStackBehindProxy();
+
+  it("is not sent away in favour of a numbered one, nor sends it away: which is newer is not known", async () => {
+    const fx = await createFixture();
+    const port = stack().dispatcherPorts[0] as number;
+    const replaced: string[] = [];
+    const connect = async (name: string) => {
+      const socket = scriptedRunner(port, fx.runnerToken);
+      socket.on("runner:replaced", (() => replaced.push(name)) as never);
+      await untilConnected(socket);
+      return socket;
+    };
+    // Numbered: perhaps a connection whose network broke and that the dispatcher has not dropped yet.
+    const numbered = await connect("numbered");
+    await stack().waitRunnerConnected(fx.server.id);
+    // The next admission number reaches Redis; its answer, and every later one on that connection, never comes back.
+    proxy().arm("runner-admissions", 60_000);
+    let unnumbered: ScriptedSocket | undefined;
+    try {
+      unnumbered = await connect("unnumbered");
+      const dispatcher = stack().dispatchers[0];
+      const logged = (message: string) => (dispatcher?.output ?? "").split("\n").some((l) => l.includes(`"message":"${message}`) && l.includes(fx.server.id));
+      // Numbering times out (2 s), is asked again before the lookup (2 s), and the lookup finds the numbered
+      // one: the pair is left alone, and looked at again later (5 s on).
+      await waitFor(async () => logged("found other connections of this runner while this one has no admission number"), 15_000, "the dispatcher to leave the pair alone");
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(proxy().delivered).toBe(true);
+      expect(logged("could not number a runner connection")).toBe(true);
+      expect(replaced).toEqual([]);
+      expect({ numbered: numbered.connected, unnumbered: unnumbered.connected }).toEqual({ numbered: true, unnumbered: true });
+    } finally {
+      numbered.disconnect();
+      unnumbered?.disconnect();
+    }
+  }, 30_000);
+});

@@ -1,4 +1,4 @@
-import { newest, type ReplaceableSocket } from "../../apps/dispatcher/src/runner-link";
+import { newest, surelyOlder, type ReplaceableSocket } from "../../apps/dispatcher/src/runner-link";
 
 /** A runner connection as `newest` sees it: admission number (absent for some), handshake time, id. */
 function conn(id: string, issued: number, seq?: number): ReplaceableSocket {
@@ -44,6 +44,19 @@ describe("the newest of a runner's connections", () => {
     // Numbered before unnumbered; among the unnumbered, the later handshake.
     expect(newest([conn("b", 20, 3), conn("c", 15), conn("d", 30)])?.id).toBe("b");
     expect(newest([conn("c", 15), conn("d", 30)])?.id).toBe("d");
+  });
+
+  it("never sends a connection away for one it cannot be compared with by number", () => {
+    // A's network broke (its dispatcher has not noticed yet); the runner came back as B while its
+    // dispatcher's Redis did not answer, so B has no number. Requests may go to A meanwhile; B must not be sent away.
+    const dead = conn("a", 1_000, 10);
+    const live = conn("b", 2_000);
+    expect(newest([dead, live])?.id).toBe("a");
+    expect(surelyOlder(dead, [live])).toEqual([]);
+    // Nor the other way round; pairs of one kind are.
+    expect(surelyOlder(live, [dead])).toEqual([]);
+    expect(surelyOlder(conn("n", 1, 11), [dead]).map((c) => c.id)).toEqual(["a"]);
+    expect(surelyOlder(conn("u", 3_000), [live]).map((c) => c.id)).toEqual(["b"]);
   });
 
   it("breaks ties by id, and keeps a lone connection", () => {

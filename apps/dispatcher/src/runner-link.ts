@@ -32,8 +32,9 @@ export function newest<S extends ReplaceableSocket>(sockets: readonly S[]): S | 
  * away, and a runner sent away stops for good. By admission number, which Redis hands out in order, not
  * by handshake time: dispatchers' clocks may disagree, and a slow one would have a reconnected runner
  * sent away in favour of its dead connection. A connection without a number (held by an earlier version,
- * or admitted while Redis did not answer, and asked again before its lookup) counts as older than every
- * numbered one; among those, handshake time decides. Then the id.
+ * or admitted while Redis did not answer) ranks below every numbered one, for choosing where a request
+ * goes; it is never sent away on that ground alone, nor sends a numbered one away (surelyOlder). Among
+ * those without, handshake time decides. Then the id.
  */
 function isNewer(a: ReplaceableSocket, b: ReplaceableSocket): boolean {
   const seqA = a.data.seq ?? -1;
@@ -74,15 +75,31 @@ const REPLACED_MARK_TTL_SECONDS = 300;
  * same older connection at the same moment (each admitting one of two
  * connections made at once) leave it to whichever marks it first.
  */
-export function replaceConnections(ctx: DispatcherContext, newer: RunnerConnection, older: readonly ReplaceableSocket[]): void {
-  if (older.length === 0) return;
+export function replaceConnections(ctx: DispatcherContext, newer: RunnerConnection, candidates: readonly ReplaceableSocket[]): void {
+  const older = surelyOlder(newer, candidates);
   const { serverId } = newer.data;
+  if (older.length < candidates.length) {
+    ctx.logger.warn("left a runner connection alone: one of the two has no admission number, so which is newer is not known", { serverId, connections: candidates.length + 1 });
+  }
+  if (older.length === 0) return;
   void (async () => {
     const claimed = await Promise.all(older.map((old) => claimReplacement(ctx, old.id)));
     const mine = older.filter((_, i) => claimed[i]);
     for (const old of mine) sendAway(ctx, serverId, old);
     if (mine.length > 0) recordReplacement(ctx, newer, mine);
   })();
+}
+
+/**
+ * Of the connections `newest` ranked below `kept`, those that can be sent away on that ranking: both
+ * numbered, or both without a number (an earlier version's pair, ordered by clock as that version
+ * did). A numbered connection and one without a number are not compared for that: the one without
+ * may be the live one, admitted while Redis did not answer, and a runner sent away stops for good.
+ * They stay side by side until the dead one drops or the other gets its number (the admission asks
+ * again, then looks again).
+ */
+export function surelyOlder<S extends RunnerConnection>(kept: RunnerConnection, others: readonly S[]): S[] {
+  return others.filter((o) => (o.data.seq === undefined) === (kept.data.seq === undefined));
 }
 
 /** Whether this dispatcher is the first to send the connection away; when Redis cannot say, it is (twice is better than never). */

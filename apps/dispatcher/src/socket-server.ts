@@ -167,24 +167,31 @@ async function numberConnection(ctx: DispatcherContext, socket: RunnerSocket): P
  * presence: writes of an earlier admission never replace a later one's (presence.ts).
  */
 async function replaceOtherConnections(ctx: DispatcherContext, socket: RunnerSocket, serverId: string): Promise<void> {
-  let others: ReplaceableSocket[] | undefined;
-  for (let attempt = 0; !others; attempt++) {
+  for (let attempt = 0; ; attempt++) {
+    let others: ReplaceableSocket[] | undefined;
     try {
       await numberConnection(ctx, socket);
       others = (await ctx.io.in(serverRoom(serverId)).fetchSockets()).filter((s) => s.id !== socket.id);
     } catch (err) {
-      const delay = LOOKUP_RETRY_MS[attempt];
-      ctx.logger.warn("could not look for older runner connections", { serverId, error: String(err), retryInMs: delay ?? null });
-      // Until then, requests keep the newest connection they find and send the others away.
-      if (delay === undefined) return;
-      await new Promise((resolve) => setTimeout(resolve, delay).unref());
-      if (socket.disconnected) return;
+      ctx.logger.warn("could not look for older runner connections", { serverId, error: String(err), retryInMs: LOOKUP_RETRY_MS[attempt] ?? null });
     }
+    if (others !== undefined) {
+      if (others.length === 0 || socket.disconnected) return;
+      // Unnumbered, this connection cannot be told apart from numbered ones (surelyOlder): asked again later.
+      if (socket.data.seq !== undefined || LOOKUP_RETRY_MS[attempt] === undefined) {
+        const all = [socket, ...others];
+        const keep = newest(all) ?? socket;
+        replaceConnections(ctx, keep, all.filter((s) => s !== keep));
+        return;
+      }
+      ctx.logger.warn("found other connections of this runner while this one has no admission number; left alone until it has", { serverId, retryInMs: LOOKUP_RETRY_MS[attempt] });
+    }
+    // Until then, requests keep the newest connection they find and send away the ones surely older.
+    const delay = LOOKUP_RETRY_MS[attempt];
+    if (delay === undefined) return;
+    await new Promise((resolve) => setTimeout(resolve, delay).unref());
+    if (socket.disconnected) return;
   }
-  if (others.length === 0 || socket.disconnected) return;
-  const all = [socket, ...others];
-  const keep = newest(all) ?? socket;
-  replaceConnections(ctx, keep, all.filter((s) => s !== keep));
 }
 
 /** How long a replaced runner's results-only connection may stay: it delivers what it has and leaves. */
