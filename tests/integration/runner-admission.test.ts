@@ -71,12 +71,14 @@ describe("admitting a runner connection", () => {
     expect(await replacements()).toBe(8);
   });
 
-  it("keeps the connection admitted last even when its dispatcher's clock is behind the older one's", async () => {
-    // A third dispatcher whose clock is two minutes slow: by handshake times, its connection looks older.
-    const slowPort = stack.dispatcherPorts.length;
-    await stack.startDispatcher({ NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_SKEW_MS: "-120000" });
+  /**
+   * A runner connected through one dispatcher reconnects through another while its old connection is
+   * still open (`meanwhile` runs in between): the newer connection must stay, and the older one go.
+   * Kept the other way round, the runner would have stopped for good.
+   */
+  async function reconnectKeepsTheNewer(olderPort: number, newerPort: number, meanwhile: () => Promise<void> = async () => undefined): Promise<void> {
     const fx = await createFixture();
-    const older = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
+    const older = scriptedRunner(olderPort, fx.runnerToken);
     let olderReplaced = false;
     older.on("runner:replaced", () => (olderReplaced = true));
     let newer: ScriptedSocket | undefined;
@@ -84,13 +86,12 @@ describe("admitting a runner connection", () => {
     try {
       await untilConnected(older);
       await waitFor(async () => (await stack.redis.get(stack.keys.runnerPresence(fx.server.id)))?.endsWith(`/${older.id}`), 10_000, "the older connection to be shown");
-      // The runner reconnects through the slow dispatcher while its old connection is still open.
-      newer = scriptedRunner(stack.dispatcherPorts[slowPort] as number, fx.runnerToken);
+      await meanwhile();
+      newer = scriptedRunner(newerPort, fx.runnerToken);
       newer.on("runner:replaced", () => (newerReplaced = true));
       await untilConnected(newer);
       await waitFor(async () => !older.connected, 10_000, "the older connection to be sent away");
       expect(olderReplaced).toBe(true);
-      // Compared by their clocks, the newer one was sent away instead, and its runner would have stopped for good.
       await new Promise((r) => setTimeout(r, 300));
       expect(newerReplaced).toBe(false);
       expect(newer.connected).toBe(true);
@@ -100,5 +101,21 @@ describe("admitting a runner connection", () => {
       older.disconnect();
       newer?.disconnect();
     }
+  }
+
+  it("keeps the connection admitted last even when its dispatcher's clock is behind the older one's", async () => {
+    // A third dispatcher whose clock is two minutes slow: by handshake times, its connection looks older.
+    const slowPort = stack.dispatcherPorts.length;
+    await stack.startDispatcher({ NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_SKEW_MS: "-120000" });
+    await reconnectKeepsTheNewer(stack.dispatcherPorts[0] as number, stack.dispatcherPorts[slowPort] as number);
+  });
+
+  it("keeps the connection admitted after Redis lost the admission counter, not an older one numbered before", async () => {
+    // Numbered 1 by a counter starting over, the newer one ranked below the older (1001).
+    await stack.redis.set(stack.keys.runnerAdmissions, "1000");
+    await reconnectKeepsTheNewer(stack.dispatcherPorts[0] as number, stack.dispatcherPorts[1] as number, async () => {
+      // Redis restarted without its data (or was flushed): the counter starts over.
+      await stack.redis.del(stack.keys.runnerAdmissions);
+    });
   });
 });

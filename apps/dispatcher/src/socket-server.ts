@@ -146,6 +146,20 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
 const LOOKUP_RETRY_MS = [5_000, 15_000, 45_000];
 
 /**
+ * The next admission number. A counter that starts over (Redis restarted without its data, or
+ * flushed) starts from Redis's clock in microseconds, not from 1: numbers handed out before the
+ * reset are still held by connections, and a reconnected runner numbered below its dead connection
+ * would be sent away for it. (Redis's clock, one for every dispatcher; below 2^53 for centuries.)
+ */
+const NEXT_ADMISSION = `
+local n = redis.call("INCR", KEYS[1])
+if n == 1 then
+  local t = redis.call("TIME")
+  n = redis.call("INCRBY", KEYS[1], tonumber(t[1]) * 1000000 + tonumber(t[2]))
+end
+return n`;
+
+/**
  * Gives the connection its admission number (socket.data.seq), which orders a runner's connections. Without
  * one (Redis did not answer in time) it counts as older than every numbered connection (runner-link.ts,
  * `newest`): the lookup of other connections asks again first, so that a connection admitted during a
@@ -153,7 +167,7 @@ const LOOKUP_RETRY_MS = [5_000, 15_000, 45_000];
  */
 async function numberConnection(ctx: DispatcherContext, socket: RunnerSocket): Promise<void> {
   if (socket.data.seq !== undefined) return;
-  socket.data.seq = await withTimeout(ctx.redis.incr(ctx.keys.runnerAdmissions), REDIS_WAIT_MS).catch((err: unknown) => {
+  socket.data.seq = await withTimeout(ctx.redis.eval(NEXT_ADMISSION, 1, ctx.keys.runnerAdmissions).then(Number), REDIS_WAIT_MS).catch((err: unknown) => {
     ctx.logger.warn("could not number a runner connection; it counts as older than numbered ones until it is", { serverId: socket.data.serverId, error: String(err) });
     return undefined;
   });
