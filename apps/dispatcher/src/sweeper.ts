@@ -81,6 +81,10 @@ export class Sweeper {
       // lost to eviction): either way nothing will deliver it.
       const state = await this.queue.getJobState(op.id);
       if (state !== "unknown" && state !== "failed" && state !== "completed") continue;
+      // Read again: its job may have been delivered since the list above was read (a delivery marks the
+      // row dispatched before its job completes), and it would be delivered, and counted, a second time.
+      const still = await this.ctx.prisma.operation.count({ where: { id: op.id, status: "running", dispatchedAt: null } });
+      if (still === 0) continue;
       const failUndispatched = async (error: string, action: SweeperAction & FailureCause) => {
         if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", cause: action, error }, { onlyIfUndispatched: true })) countSweeperAction(action);
       };
