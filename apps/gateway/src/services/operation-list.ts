@@ -4,27 +4,23 @@ import type { GatewayContext } from "../context";
 import { createdWindow, keysetAfter, pageOf } from "./cursor";
 import { operationView } from "./serializers";
 
-/** A where-input's AND, as a list to add to. */
-function andList(and: Prisma.OperationWhereInput["AND"]): Prisma.OperationWhereInput[] {
-  if (and === undefined) return [];
-  return Array.isArray(and) ? and : [and];
-}
-
 /**
  * One page of operations, newest first, keyset-paginated over
  * (created_at, id): the same for the management API and the Automation API's
  * list, which differ only in `scope` (the tenant, or one key's operations).
  */
 export async function listOperationsPage(ctx: GatewayContext, scope: Prisma.OperationWhereInput, q: AutomationListOperationsQuery) {
-  const where: Prisma.OperationWhereInput = { ...scope };
-  if (q.run_id) where.runId = q.run_id;
-  if (q.server_id) where.serverId = q.server_id;
-  if (q.status) where.status = q.status;
-  if (q.type) where.type = q.type;
-  if (q.cursor) Object.assign(where, keysetAfter(q.cursor));
-  // Beside the scope's own conditions (a key's allowed servers and operations), never in their place.
+  // The scope (the tenant; a key's own operations within its allowed servers and operations) and each
+  // filter are conditions of their own: a filter can narrow the scope, never replace a part of it.
+  const filters: Prisma.OperationWhereInput[] = [];
+  if (q.run_id) filters.push({ runId: q.run_id });
+  if (q.server_id) filters.push({ serverId: q.server_id });
+  if (q.status) filters.push({ status: q.status });
+  if (q.type) filters.push({ type: q.type });
+  if (q.cursor) filters.push(keysetAfter(q.cursor));
   const window = createdWindow(q);
-  if (window) where.AND = [...andList(scope.AND), window];
+  if (window) filters.push(window);
+  const where: Prisma.OperationWhereInput = { AND: [scope, ...filters] };
   const rows = await ctx.prisma.operation.findMany({
     where,
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
