@@ -43,10 +43,20 @@ export function pageOf<T extends { createdAt: Date; id: string }>(rows: T[], lim
  * already canonical ISO strings), or null without either. Its own clause, to
  * go beside a cursor's under AND: both bound `created_at`.
  */
-export function createdWindow(q: CreatedWindowQuery): { createdAt: { gte?: Date; lt?: Date } } | null {
+function createdWindow(q: CreatedWindowQuery): { createdAt: { gte?: Date; lt?: Date } } | null {
   if (!q.created_from && !q.created_before) return null;
   const from = q.created_from ? new Date(q.created_from) : undefined;
   const before = q.created_before ? new Date(q.created_before) : undefined;
   if (from && before && from >= before) throw new ValidationError('"created_before" must be later than "created_from"');
   return { createdAt: { ...(from && { gte: from }), ...(before && { lt: before }) } };
+}
+
+/**
+ * What a keyset-paginated list's `cursor` and created_at window add to its own conditions: each a
+ * condition of its own, to go beside them under AND (both bound `created_at`, which one object would
+ * hold only once).
+ */
+export function pageBounds(q: CreatedWindowQuery & { cursor?: string }): (ReturnType<typeof keysetAfter> | NonNullable<ReturnType<typeof createdWindow>>)[] {
+  const window = createdWindow(q);
+  return [...(q.cursor ? [keysetAfter(q.cursor)] : []), ...(window ? [window] : [])];
 }

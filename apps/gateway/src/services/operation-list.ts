@@ -1,7 +1,7 @@
 import type { AutomationListOperationsQuery } from "@runbridge/contracts";
 import type { Prisma } from "@runbridge/db";
 import type { GatewayContext } from "../context";
-import { createdWindow, keysetAfter, pageOf } from "./cursor";
+import { pageBounds, pageOf } from "./cursor";
 import { operationView } from "./serializers";
 
 /**
@@ -17,10 +17,7 @@ export async function listOperationsPage(ctx: GatewayContext, scope: Prisma.Oper
   if (q.server_id) filters.push({ serverId: q.server_id });
   if (q.status) filters.push({ status: q.status });
   if (q.type) filters.push({ type: q.type });
-  if (q.cursor) filters.push(keysetAfter(q.cursor));
-  const window = createdWindow(q);
-  if (window) filters.push(window);
-  const where: Prisma.OperationWhereInput = { AND: [scope, ...filters] };
+  const where: Prisma.OperationWhereInput = { AND: [scope, ...filters, ...pageBounds(q)] };
   const rows = await ctx.prisma.operation.findMany({
     where,
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],

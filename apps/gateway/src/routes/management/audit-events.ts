@@ -5,7 +5,7 @@ import type { AuditEvent, Prisma } from "@runbridge/db";
 import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
 import { validateQuery } from "../../middleware/validate";
-import { createdWindow, keysetAfter, pageOf } from "../../services/cursor";
+import { pageBounds, pageOf } from "../../services/cursor";
 
 interface ListAuditEventsQuery extends CreatedWindowQuery {
   automation_key_id?: string;
@@ -57,15 +57,13 @@ export function auditEventsRouter(ctx: GatewayContext): Router {
     const auth = managementAuth(res);
     const q = validateQuery<ListAuditEventsQuery>(listAuditEventsQuerySchema, req.query);
     // Tenant first: another tenant's key, run or operation id filters to nothing.
-    const where: Prisma.AuditEventWhereInput = { tenantId: auth.tenantId };
-    if (q.automation_key_id) where.automationKeyId = q.automation_key_id;
-    if (q.run_id) where.runId = q.run_id;
-    if (q.type) where.type = q.type;
-    if (q.operation_id) where.operationId = q.operation_id;
-    if (q.server_id) where.serverId = q.server_id;
-    if (q.cursor) Object.assign(where, keysetAfter(q.cursor));
-    const window = createdWindow(q);
-    if (window) where.AND = [window];
+    const filters: Prisma.AuditEventWhereInput = { tenantId: auth.tenantId };
+    if (q.automation_key_id) filters.automationKeyId = q.automation_key_id;
+    if (q.run_id) filters.runId = q.run_id;
+    if (q.type) filters.type = q.type;
+    if (q.operation_id) filters.operationId = q.operation_id;
+    if (q.server_id) filters.serverId = q.server_id;
+    const where: Prisma.AuditEventWhereInput = { AND: [filters, ...pageBounds(q)] };
     const rows = await ctx.prisma.auditEvent.findMany({ where, orderBy: [{ createdAt: "desc" }, { id: "desc" }], take: q.limit + 1 });
     const { page, nextCursor } = pageOf(rows, q.limit);
     res.json({ data: page.map(auditEventView), next_cursor: nextCursor });
