@@ -20,8 +20,8 @@ describe("runner_version of servers", () => {
     ({ stack, fx } = suite);
   });
 
-  const serverView = async (id: string) => {
-    const res = await stack.api().get(`/api/v1/servers/${id}`).set("Authorization", `Bearer ${fx.apiKey}`);
+  const serverView = async (id: string, apiKey = fx.apiKey) => {
+    const res = await stack.api().get(`/api/v1/servers/${id}`).set("Authorization", `Bearer ${apiKey}`);
     expect(res.status).toBe(200);
     return res.body as { runner_connected: boolean; runner_version: string | null };
   };
@@ -60,10 +60,9 @@ describe("runner_version of servers", () => {
     const other = await createFixture();
     const socket = scriptedRunner(stack.dispatcherPorts[0]!, other.runnerToken, { auth: { version: "1.0.0" } });
     await untilConnected(socket);
-    await waitFor(async () => (await stack.api().get(`/api/v1/servers/${other.server.id}`).set("Authorization", `Bearer ${other.apiKey}`)).body.runner_connected === true, 10_000, "connected");
+    await waitFor(async () => (await serverView(other.server.id, other.apiKey)).runner_connected, 10_000, "connected");
     socket.disconnect();
-    await waitFor(async () => (await stack.api().get(`/api/v1/servers/${other.server.id}`).set("Authorization", `Bearer ${other.apiKey}`)).body.runner_connected === false, 10_000, "disconnected");
-    const view = await stack.api().get(`/api/v1/servers/${other.server.id}`).set("Authorization", `Bearer ${other.apiKey}`);
-    expect(view.body).toMatchObject({ runner_connected: false, runner_version: "1.0.0" });
+    await waitFor(async () => !(await serverView(other.server.id, other.apiKey)).runner_connected, 10_000, "disconnected");
+    expect(await serverView(other.server.id, other.apiKey)).toMatchObject({ runner_connected: false, runner_version: "1.0.0" });
   });
 });

@@ -161,9 +161,8 @@ return n`;
 
 /**
  * Gives the connection its admission number (socket.data.seq), which orders a runner's connections. Without
- * one (Redis did not answer in time) it counts as older than every numbered connection (runner-link.ts,
- * `newest`): the lookup of other connections asks again first, so that a connection admitted during a
- * Redis hiccup is not sent away in favour of an older, numbered one.
+ * one (Redis did not answer in time) it cannot be compared with numbered connections (runner-link.ts,
+ * `surelyOlder`): the lookup of other connections asks for it again, and leaves such pairs alone until then.
  */
 async function numberConnection(ctx: DispatcherContext, socket: RunnerSocket): Promise<void> {
   if (socket.data.seq !== undefined) return;

@@ -79,11 +79,12 @@ export function AuditPage(props: { query: URLSearchParams }) {
     [],
   );
   const { problem, ...window } = windowOf(from, to);
-  const filters = { type, automation_key_id: keyId, ...window };
+  /** One page of the events the filters select. */
+  const eventsPage = (limit: string, cursor: string | null = null) => api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ type, automation_key_id: keyId, ...window, cursor, limit })}`);
   const keys = useLoad(() => api.get<Page<AutomationKey>>("/api/v1/automation-keys"), []);
   const older = useOlderPages<AuditEvent>(`${type}|${keyId}|${from}|${to}`, "events");
   const first = useLoad(
-    () => (problem ? Promise.resolve({ data: [], next_cursor: null }) : api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ ...filters, limit: "50" })}`)),
+    () => (problem ? Promise.resolve({ data: [], next_cursor: null }) : eventsPage("50")),
     [type, keyId, from, to],
   );
 
@@ -104,7 +105,7 @@ export function AuditPage(props: { query: URLSearchParams }) {
   const rows = [...(first.data?.data ?? []), ...(older.rows ?? [])];
   const more = older.cursor === undefined ? (first.data?.next_cursor ?? null) : older.cursor;
   const loadMore = async () => {
-    if (more) await older.load(more, older.rows ?? [], (cursor) => api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ ...filters, cursor, limit: "50" })}`));
+    if (more) await older.load(more, older.rows ?? [], (cursor) => eventsPage("50", cursor));
   };
   // Every event the filters select, page by page, as JSON Lines (what the export script of docs/keys.md writes).
   const exportAll = async () => {
@@ -115,7 +116,7 @@ export function AuditPage(props: { query: URLSearchParams }) {
       let cursor: string | null = null;
       do {
         if (!mounted.current) return;
-        const page: Page<AuditEvent> = await api.get<Page<AuditEvent>>(`/api/v1/audit-events${qs({ ...filters, cursor, limit: "200" })}`);
+        const page: Page<AuditEvent> = await eventsPage("200", cursor);
         for (const e of page.data) lines.push(`${JSON.stringify(e)}\n`);
         cursor = page.next_cursor ?? null;
         setExporting({ count: lines.length, done: false });
