@@ -12,6 +12,10 @@ export function previousKeyList(raw: string | undefined): string[] {
     .filter(Boolean);
 }
 
+/** GCM's standard nonce and its full tag, the only lengths an envelope is made or opened with. */
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
 /**
  * AES-256-GCM envelopes: "v1.<keyId>.<iv>.<tag>.<ciphertext>" (base64url parts).
  * The key id (first 8 hex chars of SHA-256 of the key) lets old envelopes be
@@ -46,8 +50,8 @@ export class Sealer {
 
   /** `aad` binds the envelope to its context (e.g. an operation id) so it cannot be replayed elsewhere. */
   seal(plaintext: string, aad = ""): string {
-    const iv = randomBytes(12);
-    const cipher = createCipheriv("aes-256-gcm", this.active.key, iv);
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv("aes-256-gcm", this.active.key, iv, { authTagLength: TAG_BYTES });
     cipher.setAAD(Buffer.from(aad));
     const ct = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
     return ["v1", this.active.id, iv.toString("base64url"), cipher.getAuthTag().toString("base64url"), ct.toString("base64url")].join(".");
@@ -58,9 +62,14 @@ export class Sealer {
     if (version !== "v1" || !keyId || !iv || !tag || ct === undefined) throw new Error("malformed envelope");
     const key = this.keys.get(keyId);
     if (!key) throw new Error(`envelope sealed with unknown key id ${keyId}`);
-    const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(iv, "base64url"));
+    const ivBytes = Buffer.from(iv, "base64url");
+    const tagBytes = Buffer.from(tag, "base64url");
+    // GCM accepts tags as short as 4 bytes unless told their length: a shortened tag would make
+    // forging an envelope a matter of 2^32 tries against anything that answers whether one opened.
+    if (ivBytes.length !== IV_BYTES || tagBytes.length !== TAG_BYTES) throw new Error("malformed envelope");
+    const decipher = createDecipheriv("aes-256-gcm", key, ivBytes, { authTagLength: TAG_BYTES });
     decipher.setAAD(Buffer.from(aad));
-    decipher.setAuthTag(Buffer.from(tag, "base64url"));
+    decipher.setAuthTag(tagBytes);
     return Buffer.concat([decipher.update(Buffer.from(ct, "base64url")), decipher.final()]).toString("utf8");
   }
 
