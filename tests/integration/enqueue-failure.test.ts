@@ -123,7 +123,7 @@ describe("an operation that cannot be enqueued", () => {
     expect(stack.gateway.waiter.pending).toBe(0);
   });
 
-  it("answers a registry logout 200 with the failed operation, not 503 (the spec: logout failures are not 5xx)", async () => {
+  it("answers a registry logout 200 with a completed operation, exit code 125, not 503 (the spec: logout failures are not 5xx)", async () => {
     const f = await createFixture();
     await stack.redis.set(stack.keys.runnerPresence(f.server.id), "test/none", "EX", 60);
     const r = await stack
@@ -134,17 +134,17 @@ describe("an operation that cannot be enqueued", () => {
     expect(r.status).toBe(200);
     expect(r.body).toEqual({
       operation_id: expect.any(String),
-      status: "failed",
+      status: "completed",
       error: "could not be queued: the job queue (Redis) was unreachable",
-      exit_code: null,
+      exit_code: 125,
       stdout: "",
-      stderr: "",
+      stderr: "could not be queued: the job queue (Redis) was unreachable\n",
       stdout_truncated: false,
       stderr_truncated: false,
       duration_ms: null,
     });
     const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: r.body.operation_id } });
-    expect(row).toMatchObject({ type: "registry_logout", status: "failed", dispatchedAt: null });
+    expect(row).toMatchObject({ type: "registry_logout", status: "completed", exitCode: 125, dispatchedAt: null });
     expect(stack.gateway.waiter.pending).toBe(0);
   });
 });

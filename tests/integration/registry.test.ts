@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ConfigError, Sealer, parseConfig } from "@runbridge/common";
+import { FailureReason } from "@runbridge/contracts";
 import { gatewayEnvSchema } from "../../apps/gateway/src/config";
 import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
@@ -18,7 +19,8 @@ describe("registry credentials and registry-auth", () => {
    */
   const OLD_KEY = Buffer.alloc(32, 3).toString("base64");
   const suite = useStackWithRunner(
-    { gateway: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY }, dispatcher: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY } },
+    // A short delivery timeout: a logout to a runner that is not there ends within the test.
+    { gateway: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY, RUNNER_DELIVERY_TIMEOUT_SECONDS: "3" }, dispatcher: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY } },
     { env: { PATH: docker.path } },
   );
   let stack: TestStack;
@@ -247,6 +249,19 @@ describe("registry credentials and registry-auth", () => {
       } finally {
         docker.succeed("logout");
       }
+    });
+
+    it("answers a logout the platform could not deliver as completed with exit code 125 and the reason on stderr, as polled", async () => {
+      // Presence as a dispatcher writes it, but no runner behind it: accepted, never delivered.
+      const { server: absent } = await createServer(fx.tenant.id);
+      await stack.redis.set(stack.keys.runnerPresence(absent.id), "test/none", "EX", 60);
+      const res = await automation("/registry-auth/logout", { server_id: absent.id, registry_url: "ghcr.io" });
+      expect(res.status).toBe(200);
+      const reason = FailureReason.RunnerOffline;
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 125, stdout: "", stderr: `${reason}\n`, error: reason });
+      expect(await poll(res.body.operation_id)).toMatchObject({ status: "completed", result: { exit_code: 125, stderr: `${reason}\n` }, error: reason });
+      const finished = await testPrisma().auditEvent.findFirstOrThrow({ where: { operationId: res.body.operation_id, type: "operation.finished" } });
+      expect(finished.data).toMatchObject({ status: "completed", exit_code: 125, error: reason });
     });
 
     it("refuses a registry_url docker could read as an option, and other bad bodies, with 422", async () => {

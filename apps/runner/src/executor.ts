@@ -4,7 +4,7 @@ import { Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { StringDecoder } from "node:string_decoder";
-import { Limits, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
+import { FailureExitCode, Limits, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
 import { TailCapture } from "./capture";
 import { maskHeadFragment } from "./head-fragment";
 import { SecretMasker } from "./masking";
@@ -131,7 +131,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
           }
           // As a shell reports it: 127 for a command it cannot find, 126 for one it cannot run; the reason on stderr.
           const { error: _error, ...ran } = failed;
-          resolve({ ...ran, status: "completed", exitCode: !problem && e.code === "ENOENT" ? 127 : 126, stderr: `${why}\n` });
+          resolve({ ...ran, status: "completed", exitCode: !problem && e.code === "ENOENT" ? FailureExitCode.NotFound : FailureExitCode.NotExecutable, stderr: `${why}\n` });
           return;
         }
         const reason = endReason as { status: TerminalStatus; error: string } | null;
@@ -144,7 +144,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         resolve({
           operationId: op.operationId,
           status: ended ? ended.status : "completed",
-          exitCode: ended ? null : timedOutAsExit ? 124 : code,
+          exitCode: ended ? null : timedOutAsExit ? FailureExitCode.TimedOut : code,
           stdout: stdout.text,
           stderr: timedOutAsExit ? `${stderr.text}${stderr.text && !stderr.text.endsWith("\n") ? "\n" : ""}${reason.error}\n` : stderr.text,
           stdoutTruncated: stdout.truncated,

@@ -27,6 +27,15 @@ export function isTerminal(status: string): status is TerminalStatus {
   return (TERMINAL_STATUSES as readonly string[]).includes(status);
 }
 
+/**
+ * The exit codes a registry logout that did not run to its end is answered with: the spec answers
+ * its failures as "a completed operation with a non-zero exit code". 124, 126 and 127 are what
+ * timeout(1) and a shell give (the runner's executor); 125 is the platform's own failure (not
+ * delivered, runner lost or refused, queue unreachable), recorded with the finish (the db's
+ * OperationStore), as `docker run` uses it for a failure of its own rather than the command's.
+ */
+export const FailureExitCode = { TimedOut: 124, NotRun: 125, NotExecutable: 126, NotFound: 127 } as const;
+
 /** Reasons the platform gives when an operation is `failed` (it could not run it). */
 export const FailureReason = {
   RunnerOffline: "runner offline: the server's runner was not connected to take the operation",

@@ -1,5 +1,6 @@
 import type { Pool } from "pg";
 import type { Operation, Server } from "@prisma/client";
+import { FailureExitCode, OperationStatus, OperationType } from "@runbridge/contracts";
 
 /**
  * The operation hot path in plain SQL on the pool Prisma also uses. Every
@@ -90,11 +91,26 @@ const noteEventText = (source: string, type: string, data: string): string =>
    SELECT gen_random_uuid(), tenant_id, ${type}::text, automation_key_id, id, server_id, run_id, ${data}::jsonb, now() FROM ${source}
    WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.operation_id = ${source}.id AND e.type = ${type}::text)`;
 
+/**
+ * A registry logout the platform failed or timed out ($3) is recorded as the spec answers its
+ * failures: completed, with a non-zero exit code (the one given, else 124 for a timeout and 125)
+ * and the reason ($10, also kept in `error`) on a line of stderr. Here, as every ending of an
+ * operation passes through this statement; the runner already reports its own failures of a
+ * logout this way (StartOperation.failureAsExitCode).
+ */
+const LOGOUT_FAILED = `(type = '${OperationType.RegistryLogout}' AND $3::text IN ('${OperationStatus.Failed}', '${OperationStatus.Timeout}'))`;
+const finishedStatus = `CASE WHEN ${LOGOUT_FAILED} THEN '${OperationStatus.Completed}' ELSE $3 END`;
+const finishedExitCode = `CASE WHEN ${LOGOUT_FAILED} AND COALESCE($4::integer, 0) = 0
+  THEN CASE WHEN $3 = '${OperationStatus.Timeout}' THEN ${FailureExitCode.TimedOut} ELSE ${FailureExitCode.NotRun} END ELSE $4 END`;
+const finishedStderr = `CASE WHEN ${LOGOUT_FAILED} AND $10::text IS NOT NULL
+  THEN $6::text || CASE WHEN $6::text = '' OR right($6::text, 1) = E'\\n' THEN '' ELSE E'\\n' END || $10::text || E'\\n' ELSE $6::text END`;
+
 /** The finish; `noted` also merges $12 into params and writes the note's event ($13 type, $14 data), in the same statement. */
 const finishText = (opts: { onlyIfUndispatched: boolean; noted: boolean }): string =>
   `WITH done AS (
-     UPDATE operations SET status = $3, exit_code = $4, stdout = $5, stderr = $6, stdout_truncated = $7, stderr_truncated = $8,
-            duration_ms = $9, error = $10, completed_at = now(), started_at = COALESCE($11, started_at)${opts.noted ? ", params = params || $12::jsonb" : ""}
+     UPDATE operations SET status = ${finishedStatus}, exit_code = ${finishedExitCode}, stdout = $5, stderr = ${finishedStderr},
+            stdout_truncated = $7, stderr_truncated = $8, duration_ms = $9, error = $10, completed_at = now(),
+            started_at = COALESCE($11, started_at)${opts.noted ? ", params = params || $12::jsonb" : ""}
      WHERE id = $1 AND server_id = $2 AND status = 'running' ${opts.onlyIfUndispatched ? "AND dispatched_at IS NULL" : ""}
      RETURNING ${OPERATION_COLUMNS}
    ), audit AS (
