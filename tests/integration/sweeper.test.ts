@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { FailureReason } from "@runbridge/contracts";
 import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createOperation, createServer } from "../helpers/factories";
@@ -74,6 +75,49 @@ describe("sweeper: an operation whose job was lost", () => {
     expect(await failedFor("deploy", "deployment_not_recorded")).toBe(failedBefore + 1);
     // Every action has its series from the start.
     expect(await swept("result_lost")).toBe(0);
+  });
+
+  it("answers a deploy whose deployment write and whose ending both failed as accepted, not 'nothing was started', and ends it", async () => {
+    const { stack, fx } = suite;
+    // PostgreSQL refuses this deploy's deployment row and, until the answer is in, every change to its
+    // operation: the gateway can neither record the deploy nor end it as not started. Whether the
+    // deployment exists is then unknown to it (a commit whose answer was lost looks the same), so
+    // "nothing was started" would be a guess that a retry turns into a second deploy.
+    const ref = `refuse-${randomUUID().slice(0, 8)}`;
+    const tag = ref.replace("-", "_");
+    const db = testPrisma();
+    // Only this deploy's rows: other test files share the database.
+    const refuse = (table: string, row: string) =>
+      db.$executeRawUnsafe(`CREATE FUNCTION rb_${tag}_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF ${row} = '${ref}' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+          RETURN NEW;
+        END $$`);
+    await refuse("deployments", "NEW.commit_ref");
+    await refuse("operations", "OLD.params->>'commit_ref'");
+    await db.$executeRawUnsafe(`CREATE TRIGGER rb_${tag} BEFORE INSERT ON deployments FOR EACH ROW EXECUTE FUNCTION rb_${tag}_deployments()`);
+    await db.$executeRawUnsafe(`CREATE TRIGGER rb_${tag} BEFORE UPDATE ON operations FOR EACH ROW EXECUTE FUNCTION rb_${tag}_operations()`);
+    let res;
+    try {
+      const app = await stack
+        .api()
+        .post("/api/v1/applications")
+        .set("Authorization", `Bearer ${fx.apiKey}`)
+        .send({ name: "refused", server_id: fx.server.id, working_directory: "/tmp", deploy_command: "true" });
+      expect(app.status).toBe(201);
+      res = await stack.api().post("/api/automation/v1/deploy").set("Authorization", `Bearer ${fx.token}`).send({ application_id: app.body.id, commit_ref: ref });
+    } finally {
+      for (const table of ["operations", "deployments"]) {
+        await db.$executeRawUnsafe(`DROP TRIGGER IF EXISTS rb_${tag} ON ${table}`);
+        await db.$executeRawUnsafe(`DROP FUNCTION IF EXISTS rb_${tag}_${table}()`);
+      }
+    }
+    expect(res.status).toBe(202);
+    expect(res.body).toMatchObject({ operation_id: expect.any(String), status: "running" });
+    // No deployment row, so it may not run out of turn: the sweeper ends it, saying why.
+    const done = await waitUntilEnded(res.body.operation_id, 30_000);
+    expect(done).toMatchObject({ status: "failed", dispatchedAt: null, startedAt: null });
+    expect(done.error).toBe(FailureReason.DeploymentNotRecorded);
   });
 
   it("does not give up on a start handed over long ago while a runner could still take it (its delivery deadline), and does after", async () => {

@@ -75,13 +75,16 @@ export async function assertRunnerConnected(ctx: GatewayContext, server: Server,
  * by the dispatchers' sweeper.
  *
  * `beforeEnqueue` runs between the two, to register a completion waiter or
- * write rows that must exist before delivery (a deploy's deployment row).
+ * write rows that must exist before delivery (a deploy's deployment row). It
+ * returns LEAVE_TO_SWEEPER when that write's outcome is unknown: the operation
+ * is then answered as accepted without a job, and the sweeper delivers it or
+ * ends it from what PostgreSQL holds.
  */
 export async function startOperation(
   ctx: GatewayContext,
   auth: AutomationAuth,
   input: NewOperation,
-  beforeEnqueue?: (op: Operation) => void | Promise<void>,
+  beforeEnqueue?: (op: Operation) => void | typeof LEAVE_TO_SWEEPER | Promise<void | typeof LEAVE_TO_SWEEPER>,
 ): Promise<Operation> {
   const envKeys = Object.keys(input.secrets?.env ?? {});
   const params = (input.params ?? {}) as Prisma.InputJsonObject;
@@ -120,7 +123,11 @@ export async function startOperation(
       throw err;
     });
 
-  await beforeEnqueue?.(operation);
+  if ((await beforeEnqueue?.(operation)) === LEAVE_TO_SWEEPER) {
+    countOperationAccepted(operation.type);
+    ctx.logger.warn("operation accepted without a job: the sweeper delivers or ends it", { operationId: operation.id, type: operation.type });
+    return operation;
+  }
   const secrets = input.secrets && Object.keys(input.secrets).length > 0 ? input.secrets : undefined;
   const job: DeliverOperationJob = {
     operationId: operation.id,
@@ -142,6 +149,9 @@ export async function startOperation(
   ctx.logger.info("operation accepted", { operationId: operation.id, type: operation.type, serverId: operation.serverId, runId: operation.runId });
   return operation;
 }
+
+/** What a `beforeEnqueue` returns when the operation must not be enqueued by the gateway (see startOperation). */
+export const LEAVE_TO_SWEEPER = Symbol("leave to the sweeper");
 
 /**
  * Ends as `failed`, with `error` and its audit event, an operation no

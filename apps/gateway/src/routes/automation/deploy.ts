@@ -8,7 +8,7 @@ import type { GatewayContext } from "../../context";
 import { NotFoundError, ServiceUnavailableError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
 import { readEnvAllowlist } from "../../services/env-allowlist";
-import { assertRunnerConnected, failUndispatched, loadTargetServer, startOperation } from "../../services/operations";
+import { LEAVE_TO_SWEEPER, assertRunnerConnected, failUndispatched, loadTargetServer, startOperation } from "../../services/operations";
 import { OPERATION_PATHS } from "./paths";
 
 /**
@@ -71,10 +71,12 @@ export function deployRouter(ctx: GatewayContext): Router {
         try {
           await recordDeployment(ctx, created, deploymentId, app.id, commitRef);
         } catch (err) {
-          // Not enqueued yet, so nothing can run it: ended here when PostgreSQL lets us, else by the
-          // sweeper (a deploy without its deployment row is never delivered).
+          // Not enqueued yet, so nothing can run it: ended here when PostgreSQL lets us. Otherwise the
+          // deployment may well exist (its commit's answer lost) and "nothing was started" would be a
+          // guess a retry turns into a second deploy: accepted, and left to the sweeper, which delivers
+          // it when its deployment row exists and ends it (deployment_not_recorded) when not.
           ctx.logger.error("could not record a deployment", { operationId: created.id, error: String(err) });
-          await failUndispatched(ctx, created, FailureCause.DeploymentNotRecorded, "the deployment could not be recorded");
+          if (!(await failUndispatched(ctx, created, FailureCause.DeploymentNotRecorded, "the deployment could not be recorded"))) return LEAVE_TO_SWEEPER;
           throw new ServiceUnavailableError("The deployment could not be recorded; nothing was started. Retry shortly.");
         }
       },
