@@ -38,6 +38,30 @@ describe("management API", () => {
     expect((await stack.api().post("/api/v1/servers").set(auth()).send({})).status).toBe(422);
   });
 
+  it("audits a server's creation as server.created: who created it and the name, never the token", async () => {
+    const res = await stack.api().post("/api/v1/servers").set(auth()).send({ name: "audited-1" });
+    expect(res.status).toBe(201);
+    const key = await testPrisma().apiKey.findUniqueOrThrow({ where: { keyHash: hashToken(admin.apiKey) } });
+    const audit = await stack.api().get("/api/v1/audit-events").query({ server_id: res.body.id }).set(auth());
+    expect(audit.status).toBe(200);
+    expect(audit.body.data).toHaveLength(1);
+    expect(audit.body.data[0]).toMatchObject({
+      type: "server.created",
+      server_id: res.body.id,
+      automation_key_id: null,
+      operation_id: null,
+      client_ip: expect.stringMatching(/127\.0\.0\.1/),
+      data: { server_name: "audited-1", by_api_key_id: key.id },
+    });
+    // Neither the runner token nor its hash is in the audit trail.
+    const stored = await testPrisma().auditEvent.findMany({ where: { serverId: res.body.id } });
+    for (const text of [JSON.stringify(audit.body), JSON.stringify(stored)]) {
+      expect(text).not.toContain(res.body.runner_token);
+      expect(text).not.toContain(hashToken(res.body.runner_token));
+      expect(text).not.toMatch(/rbr_/);
+    }
+  });
+
   it("shows runner_connected once the server's runner connects", async () => {
     const created = await stack.api().post("/api/v1/servers").set(auth()).send({ name: "with-runner" });
     await stack.startRunner(created.body.runner_token, created.body.id);

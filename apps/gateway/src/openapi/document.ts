@@ -323,7 +323,13 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1 document", content: json({ type: "object" }) } } },
       },
       [`${MANAGEMENT}/servers`]: {
-        post: { summary: "Create a server (returns its runner token once)", ...mgmt, requestBody: managementBody("CreateServerRequest"), responses: { "201": ok("Created", "Server"), ...errors("401", "422") } },
+        post: {
+          summary: "Create a server (returns its runner token once)",
+          description: "Recorded as a `server.created` audit event (never the token).",
+          ...mgmt,
+          requestBody: managementBody("CreateServerRequest"),
+          responses: { "201": ok("Created", "Server"), ...errors("401", "422") },
+        },
         get: { summary: "List servers", ...mgmt, responses: { "200": { description: "Servers", content: json({ type: "object", properties: { data: { type: "array", items: ref("Server") } } }) }, ...errors("401") } },
       },
       [`${MANAGEMENT}/servers/{id}`]: {

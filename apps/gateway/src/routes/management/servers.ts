@@ -41,8 +41,14 @@ export function serversRouter(ctx: GatewayContext): Router {
     const auth = managementAuth(res);
     const body = validateBody(createServerSchema, req.body);
     const runnerToken = generateToken(TokenKind.RunnerToken);
-    const server = await ctx.prisma.server.create({ data: { tenantId: auth.tenantId, name: body.name, runnerTokenHash: hashToken(runnerToken) } });
-    // The runner token is shown once; only its hash is stored.
+    // The runner token is shown once; only its hash is stored, and neither is in the audit event.
+    const server = await ctx.prisma.$transaction(async (tx) => {
+      const s = await tx.server.create({ data: { tenantId: auth.tenantId, name: body.name, runnerTokenHash: hashToken(runnerToken) } });
+      await tx.auditEvent.create({
+        data: { tenantId: auth.tenantId, type: "server.created", serverId: s.id, clientIp: auth.clientIp, data: { server_name: s.name, by_api_key_id: auth.apiKeyId } },
+      });
+      return s;
+    });
     res.status(201).json({ ...serverView(server, false), runner_token: runnerToken });
   });
 
