@@ -63,6 +63,11 @@ describe("POST /api/automation/v1/deploy env_overrides", () => {
       [{ Npm_Config_Script_Shell: "/tmp/evil" }, /key Npm_Config_Script_Shell is refused: npm and pnpm read any of their settings/],
       [{ DOCKER_HOST: "ssh://evil.example" }, /key DOCKER_HOST is refused: it chooses the Docker engine/],
       [{ HTTPS_PROXY: "http://evil.example:3128" }, /key HTTPS_PROXY is refused: it sends the deploy's downloads through a host/],
+      // make pastes RM into a recipe `$(RM) x` as shell text; TAR_OPTIONS and RSYNC_RSH start programs.
+      [{ RM: `touch ${canary};` }, /key RM is refused: GNU make takes it from the environment and pastes it into the shell commands/],
+      [{ TAR_OPTIONS: `--to-command=touch ${canary}` }, /key TAR_OPTIONS is refused: GNU tar takes command-line options from it/],
+      [{ RSYNC_RSH: `sh -c "touch ${canary}"` }, /key RSYNC_RSH is refused: GNU tar .*or rsync the remote shell/],
+      [{ CC_x86_64_unknown_linux_gnu: `touch ${canary};` }, /key CC_x86_64_unknown_linux_gnu is refused: it names the compiler/],
     ];
     for (const [env_overrides, detail] of attempts) {
       const res = await deploy({ application_id: app.id, env_overrides });

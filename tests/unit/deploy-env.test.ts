@@ -105,10 +105,74 @@ describe("deploy env_overrides policy", () => {
   });
 
   it("accepts ordinary names, including ones that merely start like a refused one", () => {
-    const ordinary = ["FEATURE_FLAG", "DEPLOY_TOKEN", "NODE_ENV", "LANG", "LC_ALL", "TZ", "TMPDIR", "NO_PROXY", "GOOS", "CGO_ENABLED", "LDAP_URL", "GITHUB_SHA", "HOMEPAGE_URL", "ENVIRONMENT", "PATHNAME", "CC_EMAIL", "DOCKER_IMAGE_TAG", "ENV_NAME"];
+    const ordinary = ["FEATURE_FLAG", "DEPLOY_TOKEN", "NODE_ENV", "LANG", "LC_ALL", "TZ", "TMPDIR", "NO_PROXY", "GOOS", "CGO_ENABLED", "LDAP_URL", "GITHUB_SHA", "HOMEPAGE_URL", "ENVIRONMENT", "PATHNAME", "CCTV_HOST", "DOCKER_IMAGE_TAG", "ENV_NAME"];
     for (const name of ordinary) expect([name, refusedDeployEnvReason(name)]).toEqual([name, null]);
     expect(refusal(ordinary)).toBeNull();
     expect(refusal([])).toBeNull();
+  });
+
+  // Found by review: make pastes its program and flag variables into recipe text run by sh (RM='echo x;'
+  // with a recipe `$(RM) x`), TAR_OPTIONS and rsync's variables start programs, Rust's cc crate reads
+  // CC_<target>, TARGET_CC..., and curl and wget read their configuration from where these point.
+  it("refuses the variables make pastes into its recipes, tar's and rsync's, the cc crate's, and curl's and wget's configuration", () => {
+    const groups: [RegExp, string[]][] = [
+      [
+        /^GNU make takes it from the environment and pastes it into the shell commands of its built-in rules and of Makefiles that use it/,
+        [
+          ...["RM", "MAKE", "MAKE_COMMAND", "FC", "F77", "PC", "OBJC", "LEX", "YACC", "LINT", "M2C", "CO", "GET", "MAKEINFO", "TEX", "TEXI2DVI", "WEAVE", "CWEAVE", "TANGLE", "CTANGLE"],
+          ...["ASFLAGS", "FFLAGS", "YFLAGS", "LFLAGS", "LINTFLAGS", "MAKEINFO_FLAGS", "TEXI2DVI_FLAGS", "LDLIBS", "LOADLIBES", "TARGET_ARCH", "TARGET_MACH", "OUTPUT_OPTION", "SCCS_OUTPUT_OPTION"],
+        ],
+      ],
+      [/^GNU tar takes command-line options from it .*or rsync the remote shell or connection command it starts$/, ["TAR_OPTIONS", "RSYNC_RSH", "RSYNC_CONNECT_PROG", "RSYNC_SHELL"]],
+      [
+        /^it names the compiler, linker, assembler or other toolchain program a build runs/,
+        [
+          "CC_x86_64_unknown_linux_gnu",
+          "CC_aarch64_unknown_linux_musl",
+          "TARGET_CC",
+          "HOST_CC",
+          "CXX_x86_64_unknown_linux_gnu",
+          "TARGET_CXX",
+          "HOST_CXX",
+          "CFLAGS_x86_64_unknown_linux_gnu",
+          "TARGET_CFLAGS",
+          "HOST_CFLAGS",
+          "CXXFLAGS_x86_64_unknown_linux_gnu",
+          "TARGET_CXXFLAGS",
+          "HOST_CXXFLAGS",
+          "AR_x86_64_unknown_linux_gnu",
+          "TARGET_AR",
+          "HOST_AR",
+          "ARFLAGS",
+          "ARFLAGS_x86_64_unknown_linux_gnu",
+          "TARGET_ARFLAGS",
+          "RANLIB",
+          "RANLIB_x86_64_unknown_linux_gnu",
+          "TARGET_RANLIB",
+          "NM",
+          "STRIP",
+          "OBJCOPY",
+          "OBJDUMP",
+          "LIBS",
+        ],
+      ],
+      [/^a package manager or build tool takes its package source/, ["MAKEOVERRIDES", "CMAKE_TOOLCHAIN_FILE", "CMAKE_C_COMPILER_LAUNCHER", "GOCACHEPROG", "TARGET_PKG_CONFIG", "HOST_PKG_CONFIG_PATH"]],
+      [/^curl or wget reads its configuration from where it points/, ["CURL_HOME", "WGETRC", "SYSTEM_WGETRC"]],
+      [/^it sends the deploy's downloads through a host of the caller's choosing/, ["RSYNC_PROXY"]],
+    ];
+    for (const [why, names] of groups) {
+      for (const name of names) {
+        expect([name, refusedDeployEnvReason(name)]).toEqual([name, expect.stringMatching(why)]);
+        expect(refusal(["RELEASE_TAG", name])).toMatch(new RegExp(`^"env_overrides" key ${name} is refused: `));
+      }
+    }
+    // Make's composite variables (LINK.c, COMPILE.cc) cannot be passed at all: no env_overrides name has a dot.
+  });
+
+  it("still accepts ordinary names next to the make, tar, rsync and cc crate ones", () => {
+    const ordinary = ["NODE_ENV", "RELEASE_TAG", "FEATURE_SEARCH", "LOG_LEVEL", "TARGET", "TARGET_ENV", "HOST_NAME", "MAKE_TARGET", "RMQ_URL", "TAR_FILE", "RSYNC_PASSWORD", "CURL_TIMEOUT", "ARCH", "LIBSODIUM_VERSION"];
+    for (const name of ordinary) expect([name, refusedDeployEnvReason(name)]).toEqual([name, null]);
+    expect(refusal(ordinary)).toBeNull();
   });
 
   it("refuses RUNBRIDGE_* in any case, even when the application lists it", () => {

@@ -12,9 +12,19 @@
  *
  * This is a deny list. It covers the programs deploy commands usually run
  * (sh and bash, git, ssh, docker, node and its package managers, python, ruby,
- * perl, java, php, go, rust, make, C compilers) and cannot know every program
- * on every server: an application whose deploy key goes to CI should also set
- * `allowed_env_overrides`, which accepts only the names it lists.
+ * perl, java, php, go, rust, make, cmake, C compilers, tar, rsync, curl, wget)
+ * and cannot know every program on every server: an application whose deploy
+ * key goes to CI should also set `allowed_env_overrides`, which accepts only
+ * the names it lists.
+ *
+ * make is the extreme case: GNU make turns every environment variable into a
+ * make variable and pastes variables into the recipe text it runs with sh. The
+ * list refuses the variables make itself defines and its built-in rules use
+ * (RM, MAKE, CC, TARGET_ARCH...), but for a deploy command that runs make, any
+ * name the Makefile reads without setting it unconditionally can change what
+ * runs (`?=` and `+=` keep the environment's value; under `make -e` it wins
+ * over every assignment). There `allowed_env_overrides` is the only real
+ * protection.
  *
  * Deliberately not listed: ordinary settings that name no code and no
  * configuration source (NODE_ENV, LANG, LC_*, TZ, TMPDIR, NO_PROXY, CI,
@@ -101,8 +111,11 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
   },
   {
     // A package source of the caller's choosing installs code that runs (install and build scripts);
-    // yarn's yarnPath, GOFLAGS=-toolexec, MAKEFLAGS=--eval, MAVEN_ARGS goals, GRADLE_USER_HOME init
-    // scripts, Cargo's target runners and RUSTC_WRAPPER run commands directly. Yarn, pip, Bundler
+    // yarn's yarnPath, GOFLAGS=-toolexec, GOCACHEPROG, MAKEFLAGS=--eval, MAKEOVERRIDES (sub-makes take
+    // it as command-line variables, which beat the Makefile's own), MAVEN_ARGS goals, GRADLE_USER_HOME
+    // init scripts, Cargo's target runners and RUSTC_WRAPPER run commands directly; pkg-config-rs
+    // takes the pkg-config program from TARGET_/HOST_PKG_CONFIG. CMake reads its toolchain file (CMake
+    // code), compiler launchers and package search paths from CMAKE_* variables. Yarn, pip, Bundler
     // and Cargo map any setting to a prefixed variable, so their whole prefixes are refused.
     why: "a package manager or build tool takes its package source, configuration, flags or toolchain from it, and those decide what code the build runs",
     names: [
@@ -115,6 +128,8 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "POETRY_*",
       "BUN_*",
       "PKG_CONFIG*",
+      "TARGET_PKG_CONFIG*",
+      "HOST_PKG_CONFIG*",
       "CCACHE_*",
       "GEM_HOME",
       "GEM_PATH",
@@ -133,6 +148,7 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "GOAUTH",
       "GOENV",
       "GOROOT",
+      "GOCACHEPROG",
       "CARGO_*",
       "RUSTC*",
       "RUSTDOC*",
@@ -142,6 +158,8 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "GNUMAKEFLAGS",
       "MFLAGS",
       "MAKEFILES",
+      "MAKEOVERRIDES",
+      "CMAKE_*",
       "MAVEN_OPTS",
       "MAVEN_ARGS",
       "GRADLE_OPTS",
@@ -156,10 +174,113 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
     anyCase: true,
   },
   {
-    // gcc's -wrapper runs a program, -fplugin loads one; CC/LD/AR... are the programs make, cgo and
-    // node-gyp run.
-    why: "it names the compiler, linker or assembler a build runs, or passes flags that make the compiler run or load other programs",
-    names: ["CC", "CXX", "CPP", "LD", "AR", "AS", "CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "CGO_CFLAGS", "CGO_CPPFLAGS", "CGO_CXXFLAGS", "CGO_FFLAGS", "CGO_LDFLAGS"],
+    // gcc's -wrapper runs a program, -fplugin loads one; CC/LD/AR... are the programs make, cgo,
+    // node-gyp and configure scripts run (configure also evals CC, the flags and LIBS as shell text).
+    // Rust's cc crate reads each tool and flag variable also as <NAME>_<target> (CC_x86_64_unknown_linux_gnu),
+    // TARGET_<NAME> and HOST_<NAME>; the target can be any name, so those are prefixes.
+    why: "it names the compiler, linker, assembler or other toolchain program a build runs, or passes flags that make the compiler run or load other programs",
+    names: [
+      "CC",
+      "CC_*",
+      "TARGET_CC",
+      "HOST_CC",
+      "CXX",
+      "CXX_*",
+      "TARGET_CXX",
+      "HOST_CXX",
+      "CPP",
+      "LD",
+      "AR",
+      "AR_*",
+      "TARGET_AR",
+      "HOST_AR",
+      "AS",
+      "RANLIB*",
+      "TARGET_RANLIB*",
+      "HOST_RANLIB*",
+      "NM",
+      "STRIP",
+      "OBJCOPY",
+      "OBJDUMP",
+      "CFLAGS",
+      "CFLAGS_*",
+      "TARGET_CFLAGS",
+      "HOST_CFLAGS",
+      "CXXFLAGS",
+      "CXXFLAGS_*",
+      "TARGET_CXXFLAGS",
+      "HOST_CXXFLAGS",
+      "ARFLAGS*",
+      "TARGET_ARFLAGS",
+      "HOST_ARFLAGS",
+      "CPPFLAGS",
+      "LDFLAGS",
+      "LIBS",
+      "CGO_CFLAGS",
+      "CGO_CPPFLAGS",
+      "CGO_CXXFLAGS",
+      "CGO_FFLAGS",
+      "CGO_LDFLAGS",
+    ],
+  },
+  {
+    // `make -p -f /dev/null` lists them: RM='echo x;' turns a Makefile's `$(RM) build` into a command of
+    // the caller's, MAKE (and MAKE_COMMAND, which it expands to) does the same to every recursive
+    // `$(MAKE)`, TARGET_ARCH='; cmd;' to the built-in C rule. Make's composite variables (LINK.c,
+    // COMPILE.c...) contain a dot, which no env_overrides name can. CC, AR, the C flags... are above.
+    why: "GNU make takes it from the environment and pastes it into the shell commands of its built-in rules and of Makefiles that use it ($(RM), $(MAKE)), so its value runs as part of a command",
+    names: [
+      "MAKE",
+      "MAKE_COMMAND",
+      "RM",
+      "FC",
+      "F77",
+      "PC",
+      "OBJC",
+      "LEX",
+      "YACC",
+      "LINT",
+      "M2C",
+      "CO",
+      "GET",
+      "MAKEINFO",
+      "TEX",
+      "TEXI2DVI",
+      "WEAVE",
+      "CWEAVE",
+      "TANGLE",
+      "CTANGLE",
+      "ASFLAGS",
+      "FFLAGS",
+      "F77FLAGS",
+      "RFLAGS",
+      "PFLAGS",
+      "OBJCFLAGS",
+      "LFLAGS",
+      "YFLAGS",
+      "M2FLAGS",
+      "DEFFLAGS",
+      "MODFLAGS",
+      "LINTFLAGS",
+      "COFLAGS",
+      "GFLAGS",
+      "MAKEINFO_FLAGS",
+      "TEXI2DVI_FLAGS",
+      "LDLIBS",
+      "LOADLIBES",
+      "TARGET_ARCH",
+      "TARGET_MACH",
+      "OUTPUT_OPTION",
+      "SCCS_OUTPUT_OPTION",
+    ],
+  },
+  {
+    // TAR_OPTIONS is prepended to tar's command line: --to-command=, --checkpoint-action=exec=,
+    // --use-compress-program= and --info-script= run programs. RSYNC_RSH is the remote shell rsync
+    // starts (like -e); RSYNC_CONNECT_PROG is a command rsync runs for rsync:// daemon connections,
+    // with the shell RSYNC_SHELL names.
+    why: "GNU tar takes command-line options from it (which can run programs: --to-command, --checkpoint-action=exec), or rsync the remote shell or connection command it starts",
+    names: ["TAR_OPTIONS", "RSYNC_RSH", "RSYNC_CONNECT_PROG", "RSYNC_SHELL"],
   },
   {
     // GIT_CONFIG_COUNT/KEY_n/VALUE_n and GIT_CONFIG_PARAMETERS set any option (core.fsmonitor,
@@ -183,9 +304,10 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
   },
   {
     // A download that can be altered in transit is code that runs: install scripts, images, curl | sh.
-    // Python reads *_proxy in any case; curl and others read lower and upper case.
+    // Python reads *_proxy in any case; curl and others read lower and upper case. rsync:// transfers
+    // (plain text) go through RSYNC_PROXY.
     why: "it sends the deploy's downloads through a host of the caller's choosing, where what is downloaded (packages, scripts) can be replaced",
-    names: ["http_proxy", "https_proxy", "all_proxy", "ftp_proxy"],
+    names: ["http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "RSYNC_PROXY"],
     anyCase: true,
   },
   {
@@ -193,6 +315,13 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
     // would fetch the caller's file instead.
     why: "it sends the deploy's downloads through a host of the caller's choosing, where what is downloaded (packages, scripts) can be replaced",
     names: ["AWS_ENDPOINT_URL*"],
+  },
+  {
+    // curl reads .curlrc from CURL_HOME (before XDG_CONFIG_HOME and HOME, refused above), wget its
+    // startup files from WGETRC and SYSTEM_WGETRC: a config there can set --insecure/check_certificate=off,
+    // a proxy, or where downloads are written.
+    why: "curl or wget reads its configuration from where it points, and that configuration can turn off certificate checks, send downloads through a proxy or write them over other files, so what is downloaded (packages, scripts) can be replaced",
+    names: ["CURL_HOME", "WGETRC", "SYSTEM_WGETRC"],
   },
   {
     why: "it changes which TLS certificates the deploy's downloads trust, so what is downloaded (packages, scripts) can be replaced in transit",
