@@ -66,7 +66,7 @@ describe("a Redis connection that stops answering", () => {
       expect(proxy().delivered).toBe(true);
       // After a bounded wait for the write (2 s), not for as long as the connection hangs.
       expect(Date.now() - started).toBeLessThan(5000);
-      expect(told).toEqual([{ resultsTicket: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/) }]);
+      expect(told).toEqual([{ resultsTicket: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/), sig: expect.any(String) }]);
       expect(newer.connected).toBe(true);
     } finally {
       older.disconnect();

@@ -4,11 +4,12 @@ import { createServer, type Server as HttpServer } from "node:http";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { TokenKind, generateToken } from "@runbridge/common";
+import { TokenKind, generateToken, hashToken, signForRunner } from "@runbridge/common";
 import { HandshakeRefusal, ResultsNamespace, SocketPath, type OperationResult, type StartAck } from "@runbridge/contracts";
 import { ROOT, listenOnLoopback, startNode, waitFor, type Proc } from "../helpers/processes";
 
 interface FakeSocket {
+  id: string;
   handshake: { auth: Record<string, unknown> };
   on(event: string, handler: (...args: never[]) => void): void;
   emit(event: string, ...args: unknown[]): void;
@@ -69,19 +70,23 @@ describe("a replaced runner's results connection", () => {
     io.on("connection", (socket) => (main = socket));
 
     const stateDir = mkdtempSync(path.join(tmpdir(), "rb-replaced-"));
+    const token = generateToken(TokenKind.RunnerToken);
     runner = startNode("apps/runner/dist/main.js", {
       RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
-      RUNBRIDGE_RUNNER_TOKEN: generateToken(TokenKind.RunnerToken),
+      RUNBRIDGE_RUNNER_TOKEN: token,
       RUNBRIDGE_STATE_DIR: stateDir,
       RUNBRIDGE_WORKDIR: stateDir,
       LOG_LEVEL: "info",
     });
     const socket = await waitFor(async () => main, 15_000, "the runner to connect");
     const operationId = randomUUID();
-    const ack = (await socket.timeout(5000).emitWithAck("operation:start", { operationId, spec: { kind: "shell", command: "sleep 1; echo done" }, timeoutSeconds: 30 })) as StartAck;
+    // Signed as a dispatcher signs what it sends a runner.
+    const signed = (event: string, payload: object) => signForRunner({ socketId: socket.id, tokenHash: hashToken(token) }, event, payload);
+    const start = signed("operation:start", { operationId, spec: { kind: "shell", command: "sleep 1; echo done" }, timeoutSeconds: 30 });
+    const ack = (await socket.timeout(5000).emitWithAck("operation:start", start)) as StartAck;
     expect(ack).toEqual({ ok: true, state: "started" });
     // Another runner took the server over while the command runs.
-    socket.emit("runner:replaced", { resultsTicket: "the-ticket" });
+    socket.emit("runner:replaced", signed("runner:replaced", { resultsTicket: "the-ticket" }));
     socket.disconnect(true);
 
     await expect(runner.exited).resolves.toEqual({ code: 78, signal: null });

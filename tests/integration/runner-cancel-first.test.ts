@@ -4,8 +4,8 @@ import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { TokenKind, generateToken } from "@runbridge/common";
-import type { OperationResult, StartAck, StartOperation } from "@runbridge/contracts";
+import { TokenKind, generateToken, hashToken, signForRunner } from "@runbridge/common";
+import type { CancelRequest, OperationResult, StartAck, StartOperation } from "@runbridge/contracts";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import type { RunnerSocket } from "../../apps/dispatcher/src/context";
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
@@ -28,6 +28,10 @@ describe("runner: a cancel that arrives before its start", () => {
   let closeIo: () => void;
   let runner: Proc;
   let socket: RunnerSocket;
+  const token = generateToken(TokenKind.RunnerToken);
+  // Signed as the dispatcher signs them (no token check here, so the socket carries no hash of its own).
+  const signed = <P extends object>(event: string, payload: P) => signForRunner({ socketId: socket.id, tokenHash: hashToken(token) }, event, payload);
+  const cancel = (req: CancelRequest) => socket.timeout(5000).emitWithAck("operation:cancel", signed("operation:cancel", req));
 
   beforeAll(async () => {
     http = createServer();
@@ -37,7 +41,7 @@ describe("runner: a cancel that arrives before its start", () => {
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
     runner = startNode("apps/runner/dist/main.js", {
       RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${(http.address() as AddressInfo).port}`,
-      RUNBRIDGE_RUNNER_TOKEN: generateToken(TokenKind.RunnerToken),
+      RUNBRIDGE_RUNNER_TOKEN: token,
       RUNBRIDGE_STATE_DIR: path.join(dir, "state"),
       RUNBRIDGE_WORKDIR: dir,
       LOG_LEVEL: "info",
@@ -57,7 +61,7 @@ describe("runner: a cancel that arrives before its start", () => {
 
   const start = (operationId: string, command: string): Promise<StartAck> => {
     const op: StartOperation = { operationId, spec: { kind: "shell", command }, timeoutSeconds: 30 };
-    return socket.timeout(5000).emitWithAck("operation:start", op);
+    return socket.timeout(5000).emitWithAck("operation:start", signed("operation:start", op));
   };
   const resultOf = (operationId: string) => waitFor(async () => results.find((r) => r.operationId === operationId), 10_000, `result of ${operationId}`);
 
@@ -73,7 +77,7 @@ describe("runner: a cancel that arrives before its start", () => {
     const id = randomUUID();
     const marker = path.join(dir, "cancelled-first");
     // No process to kill yet: not ok, so the dispatcher keeps the cancel pending and keeps asking.
-    expect(await socket.timeout(5000).emitWithAck("operation:cancel", { operationId: id })).toEqual({ ok: false });
+    expect(await cancel({ operationId: id })).toEqual({ ok: false });
     expect(await start(id, `touch ${marker}`)).toEqual({ ok: true, state: "started" });
     const result = await resultOf(id);
     expect(result).toMatchObject({ status: "cancelled", exitCode: null, stdout: "", stderr: "", error: "cancelled on request: before it started; the command was not run" });
@@ -86,7 +90,7 @@ describe("runner: a cancel that arrives before its start", () => {
   it("says why, when the cancel gave a reason", async () => {
     const id = randomUUID();
     const marker = path.join(dir, "cancelled-first-with-reason");
-    expect(await socket.timeout(5000).emitWithAck("operation:cancel", { operationId: id, reason: "superseded" })).toEqual({ ok: false });
+    expect(await cancel({ operationId: id, reason: "superseded" })).toEqual({ ok: false });
     expect(await start(id, `touch ${marker}`)).toEqual({ ok: true, state: "started" });
     expect(await resultOf(id)).toMatchObject({ status: "cancelled", error: "cancelled on request: superseded; it had not started, and the command was not run" });
     expect(existsSync(marker)).toBe(false);
@@ -101,7 +105,7 @@ describe("runner: a cancel that arrives before its start", () => {
       const id = randomUUID();
       const marker = path.join(dir, `cancelled-while-recording-${attempt}`);
       const started = start(id, `sleep 5; touch ${marker}`);
-      const cancelled = (await socket.timeout(5000).emitWithAck("operation:cancel", { operationId: id })) as { ok: boolean };
+      const cancelled = (await cancel({ operationId: id })) as { ok: boolean };
       expect(await started).toEqual({ ok: true, state: "started" });
       const result = await resultOf(id);
       if (!cancelled.ok) {

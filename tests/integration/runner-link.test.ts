@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Sealer, createLogger, createRedis } from "@runbridge/common";
-import { redisKeys } from "@runbridge/contracts";
+import { Sealer, createLogger, createRedis, hashToken } from "@runbridge/common";
+import { RELAY_PROTOCOL_VERSION, redisKeys } from "@runbridge/contracts";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import { serverRoom, type DispatcherContext } from "../../apps/dispatcher/src/context";
 import { RunnerPresence } from "../../apps/dispatcher/src/presence";
 import { RunnerRelay } from "../../apps/dispatcher/src/relay";
-import { askLocalRunner, requestRunner } from "../../apps/dispatcher/src/runner-link";
+import { RunnerNotConnected, askLocalRunner, requestRunner } from "../../apps/dispatcher/src/runner-link";
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
 import { freshPrefix, testRedisUrl } from "../helpers/env";
 import { waitFor } from "../helpers/processes";
@@ -43,6 +43,8 @@ describe("requests to a server's runner", () => {
     // Stands in for admitRunner having let both connections in.
     io.on("connection", (socket) => {
       socket.data.dispatcherId = id;
+      // What messages to the runner are signed with (the hash of the token it connected with).
+      socket.data.tokenHash = hashToken("rcr_unused");
       void socket.join(serverRoom(serverId));
     });
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
@@ -205,6 +207,24 @@ describe("requests to a server's runner", () => {
     } finally {
       spy.disconnect();
       await redis.del(keys.runnerPresence(serverId));
+    }
+  });
+
+  it("never falls back to the adapter for a connection whose dispatcher speaks our relay but did not hear (its subscriber reconnecting)", async () => {
+    // The dispatcher holding the connections, as the asker sees it, is one whose relay channel nobody
+    // listens on just now: the adapter would carry the request readable to anyone on Redis.
+    const held = [...first.io.of("/").sockets.values()];
+    for (const socket of held) socket.data.dispatcherId = "first-not-listening";
+    try {
+      for (const socket of held) socket.data.relayVersion = RELAY_PROTOCOL_VERSION;
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).rejects.toBeInstanceOf(RunnerNotConnected);
+      expect(heard).toEqual({ older: 0, newer: 0 });
+      // One held by a dispatcher of an earlier release (no relay of ours): through the adapter, signed.
+      for (const socket of held) delete socket.data.relayVersion;
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).resolves.toEqual({ from: "newer" });
+      expect(heard.newer).toBe(1);
+    } finally {
+      for (const socket of held) socket.data.dispatcherId = "first";
     }
   });
 

@@ -15,6 +15,12 @@ export interface RunnerSocketData {
   /** The dispatcher holding the connection (seen by others through the Redis adapter), for the audit trail. */
   dispatcherId: string;
   /**
+   * The relay protocol of the dispatcher holding it (RELAY_PROTOCOL_VERSION): one that speaks ours is
+   * asked through its relay only, never through the adapter, whose messages anyone on Redis can read.
+   * Absent on connections held by a dispatcher of an earlier version.
+   */
+  relayVersion?: number;
+  /**
    * The runner's address: the peer's, or behind trusted proxies (TRUST_PROXY) the one they forwarded. Absent on
    * connections held by a dispatcher of an earlier version (seen through the adapter during a rolling upgrade).
    */

@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
-import type { DispatcherToRunnerEvents } from "@runbridge/contracts";
-import { withTimeout } from "@runbridge/common";
+import { RELAY_PROTOCOL_VERSION, type DispatcherToRunnerEvents } from "@runbridge/contracts";
+import { signForRunner, withTimeout, type SignatureTarget } from "@runbridge/common";
 import { serverRoom, type DispatcherContext, type RunnerSocket } from "./context";
 import { NoLocalRunner, type LocalRunnerAsk, type RelayedEvent } from "./relay";
 import { recordReplacement, type RunnerConnection } from "./runner-audit";
 
 type Events = Pick<DispatcherToRunnerEvents, "operation:start" | "operation:cancel" | "operation:query">;
-type Payload<E extends keyof Events> = Parameters<Events[E]>[0];
+/** What a caller sends; signed for the connection it goes out on, by the dispatcher holding it (or the adapter's sender). */
+type Payload<E extends keyof Events> = Omit<Parameters<Events[E]>[0], "sig">;
 type Reply<E extends keyof Events> = Parameters<Parameters<Events[E]>[1]>[0];
 
 export class RunnerNotConnected extends Error {}
@@ -47,7 +48,7 @@ function isNewer(a: ReplaceableSocket, b: ReplaceableSocket): boolean {
 /** What a runner connection needs to be compared and, when an older duplicate, sent away and audited (local or remote socket). */
 export interface ReplaceableSocket extends RunnerConnection {
   id: string;
-  emit(event: "runner:replaced", info: { resultsTicket?: string }): unknown;
+  emit(event: "runner:replaced", info: { resultsTicket?: string; sig: string }): unknown;
   disconnect(close?: boolean): unknown;
 }
 
@@ -114,7 +115,7 @@ async function claimReplacement(ctx: DispatcherContext, socketId: string): Promi
 function sendAway(ctx: DispatcherContext, serverId: string, old: ReplaceableSocket): void {
   const resultsTicket = randomBytes(24).toString("base64url");
   const send = () => {
-    old.emit("runner:replaced", { resultsTicket });
+    old.emit("runner:replaced", signForRunner(signatureTarget(old), "runner:replaced", { resultsTicket }));
     old.disconnect(true);
   };
   // The ticket exists before the runner can use it. Redis down or slow (the shared connection queues commands
@@ -155,11 +156,19 @@ export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolea
  * on another one (the newest, and the dispatcher holding it, found through
  * the Redis adapter). Null when none has it.
  */
-async function locate(ctx: DispatcherContext, serverId: string): Promise<{ local: RunnerSocket } | { remote: { socketId: string; dispatcherId: string } } | null> {
+async function locate(
+  ctx: DispatcherContext,
+  serverId: string,
+): Promise<{ local: RunnerSocket } | { remote: { socketId: string; dispatcherId: string; relayVersion?: number; signFor: SignatureTarget } } | null> {
   const local = keepNewest(ctx, serverId, localSockets(ctx, serverId));
   if (local) return { local };
   const remote = keepNewest(ctx, serverId, await ctx.io.in(serverRoom(serverId)).fetchSockets());
-  return remote ? { remote: { socketId: remote.id, dispatcherId: remote.data.dispatcherId } } : null;
+  return remote ? { remote: { socketId: remote.id, dispatcherId: remote.data.dispatcherId, relayVersion: remote.data.relayVersion, signFor: signatureTarget(remote) } } : null;
+}
+
+/** The connection a message to a runner is signed for (@runbridge/common's runner-signature). */
+export function signatureTarget(socket: { id: string; data: Pick<RunnerConnection["data"], "tokenHash"> }): SignatureTarget {
+  return { socketId: socket.id, tokenHash: socket.data.tokenHash };
 }
 
 /** The dispatcher and connection that the runner's presence key names, or null when it has none. */
@@ -180,7 +189,8 @@ export function askLocalRunner(ctx: DispatcherContext): LocalRunnerAsk {
     // lookup across every dispatcher to sort out (it keeps the newest and sends the others away).
     if (local?.id !== socketId) return Promise.reject(new NoLocalRunner());
     if (event === "probe") return Promise.resolve(true);
-    return (local.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS) as unknown as { emitWithAck(ev: RelayedEvent, p: unknown): Promise<unknown> }).emitWithAck(event, payload);
+    const signed = signForRunner(signatureTarget(local), event, (payload ?? {}) as object);
+    return (local.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS) as unknown as { emitWithAck(ev: RelayedEvent, p: unknown): Promise<unknown> }).emitWithAck(event, signed);
   };
 }
 
@@ -227,16 +237,20 @@ export async function requestRunner<E extends keyof Events>(
   if (!target) throw gone();
   const timeout = ctx.config.RUNNER_ACK_TIMEOUT_MS;
   // The typed emitWithAck overloads do not survive a generic event name; the shapes come from Events.
-  if ("local" in target) return (target.local.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> }).emitWithAck(event, payload);
+  if ("local" in target) {
+    const signed = signForRunner(signatureTarget(target.local), event, payload);
+    return (target.local.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> }).emitWithAck(event, signed);
+  }
   // Through the dispatcher holding it, as above (sealed, and answered without waiting for every dispatcher)...
   const relayed = await ctx.relay.request(target.remote, serverId, event, payload);
   if (relayed.delivered) return relayed.reply as Reply<E>;
-  // ...which no longer has it (it went away meanwhile)...
-  if (relayed.listeners > 0) throw gone();
-  // ...or has no relay (an earlier version, during a rolling upgrade): the adapter then, whose messages are not
-  // sealed. Every socket is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
+  // ...which no longer has it (it went away meanwhile), or has our relay but did not hear (its subscriber
+  // reconnecting after a Redis restart): not now, the caller tries again...
+  if (relayed.listeners > 0 || target.remote.relayVersion === RELAY_PROTOCOL_VERSION) throw gone();
+  // ...or has no relay of ours (another release, during a rolling upgrade): the adapter then, whose messages are
+  // signed but not sealed. Every socket is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
   const remote = ctx.io.to(target.remote.socketId).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
-  const reply = (await remote.emitWithAck(event, payload))[0];
+  const reply = (await remote.emitWithAck(event, signForRunner(target.remote.signFor, event, payload)))[0];
   if (reply === undefined) throw gone();
   return reply;
 }

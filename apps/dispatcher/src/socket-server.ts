@@ -1,7 +1,7 @@
 import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
-import { HandshakeRefusal, RUNNER_VERSION_PATTERN, ResultsNamespace, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
+import { HandshakeRefusal, RELAY_PROTOCOL_VERSION, RUNNER_VERSION_PATTERN, ResultsNamespace, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
 import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, hashToken, isWellFormedToken, withTimeout } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
@@ -78,6 +78,7 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
         serverName: server.name,
         tokenHash,
         dispatcherId: ctx.config.DISPATCHER_ID,
+        relayVersion: RELAY_PROTOCOL_VERSION,
         clientIp: address,
         runnerVersion: typeof auth.version === "string" && RUNNER_VERSION_PATTERN.test(auth.version) ? auth.version : undefined,
       };

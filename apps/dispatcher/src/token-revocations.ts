@@ -1,8 +1,9 @@
 import type { Redis } from "ioredis";
-import { createRedis } from "@runbridge/common";
+import { createRedis, signForRunner } from "@runbridge/common";
 import { ResultsNamespace, decodeTokenRevoked } from "@runbridge/contracts";
 import type { DispatcherContext, RunnerSocket } from "./context";
 import { clientIpOf } from "./runner-audit";
+import { signatureTarget } from "./runner-link";
 
 /**
  * How long a revoked token hash is remembered here: far longer than a
@@ -94,7 +95,7 @@ export class TokenRevocations {
   private drop(socket: RunnerSocket, why: string): void {
     const { serverId } = socket.data;
     this.ctx.logger.warn(`runner connection closed: ${why}`, { serverId, socketId: socket.id, address: clientIpOf(socket) });
-    socket.emit("runner:token-revoked");
+    socket.emit("runner:token-revoked", signForRunner(signatureTarget(socket), "runner:token-revoked", {}));
     socket.disconnect(true);
   }
 

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
 import { HandshakeRefusal, Limits, ResultsNamespace, SocketPath, cancelledByRunner, type CancelAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
-import type { Logger } from "@runbridge/common";
+import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
 import { Ledger } from "./ledger";
@@ -31,6 +31,8 @@ const RECONNECT_DELAY_MAX_MS = 5_000;
 /** A token the dispatcher does not know stays unknown until a person fixes it: ask rarely. */
 const BAD_TOKEN_RETRY_MS = 60_000;
 /** What the operator must do when the token no longer works. */
+/** The refusal of a start that is not signed for this connection (final: the dispatcher fails the operation). */
+const UNSIGNED = "refused: the start was not signed for this runner's connection (a dispatcher older than this runner, or not a dispatcher); not started";
 const SET_NEW_TOKEN = "set RUNBRIDGE_RUNNER_TOKEN to the server's current runner token (in /etc/runbridge/runner.env, or re-run install.sh with --token) and restart the runner";
 
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
@@ -105,11 +107,15 @@ export class Agent {
   /** Handshakes refused in a row, for the backoff. */
   private refusals = 0;
 
+  /** The key of the signatures on the dispatcher's messages: what PostgreSQL holds for this server's token. */
+  private readonly tokenHash: string;
+
   constructor(
     private readonly config: RunnerConfig,
     private readonly logger: Logger,
     private readonly hooks: AgentHooks = {},
   ) {
+    this.tokenHash = hashToken(config.RUNBRIDGE_RUNNER_TOKEN);
     this.ledger = new Ledger(config.RUNBRIDGE_STATE_DIR, (message, err) => this.logger.warn(message, { error: String(err) }));
     this.execOpts = {
       workdir: config.RUNBRIDGE_WORKDIR,
@@ -249,10 +255,12 @@ export class Agent {
       this.pump();
     });
     s.on("runner:replaced", (info) => {
+      if (!this.signedForMe("runner:replaced", info)) return;
       this.replaced = true;
       if (typeof info?.resultsTicket === "string") this.resultsTicket = info.resultsTicket;
     });
-    s.on("runner:token-revoked", () => {
+    s.on("runner:token-revoked", (info) => {
+      if (!this.signedForMe("runner:token-revoked", info)) return;
       this.revoked = true;
     });
     s.on("disconnect", (reason) => {
@@ -282,9 +290,26 @@ export class Agent {
       this.reconnectLater(500 + Math.random() * 1000);
     });
     s.on("connect_error", (err) => this.onConnectError(err));
-    s.on("operation:start", (op, ack) => void this.handleStart(op).then(ack));
-    s.on("operation:cancel", (req, ack) => ack(this.handleCancel(req)));
-    s.on("operation:query", ({ operationIds }, ack) => ack(this.ledger.query(operationIds)));
+    s.on("operation:start", (op, ack) => {
+      if (!this.signedForMe("operation:start", op)) return ack({ ok: false, error: UNSIGNED });
+      void this.handleStart(op).then(ack);
+    });
+    s.on("operation:cancel", (req, ack) => ack(this.signedForMe("operation:cancel", req) ? this.handleCancel(req) : { ok: false }));
+    s.on("operation:query", (req, ack) => ack(this.signedForMe("operation:query", req) ? this.ledger.query(req.operationIds) : {}));
+  }
+
+  /**
+   * Whether a message from the dispatcher is signed for this connection (see @runbridge/common's
+   * runner-signature): anything else may have been published on Redis by someone other than a
+   * dispatcher, and is refused, whatever it asks.
+   */
+  private signedForMe(event: keyof DispatcherToRunnerEvents, message: unknown): boolean {
+    const socketId = this.socket.id;
+    if (socketId !== undefined && validRunnerSignature({ socketId, tokenHash: this.tokenHash }, event, message)) return true;
+    this.logger.warn(`refused a ${event} message without a valid signature (sent by a dispatcher of an earlier release, or not by a dispatcher at all)`, {
+      operationId: typeof (message as { operationId?: unknown } | undefined)?.operationId === "string" ? (message as { operationId: string }).operationId : undefined,
+    });
+    return false;
   }
 
   /** The answer to a cancel from the dispatcher (the socket handler's; public for tests). */

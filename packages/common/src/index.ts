@@ -9,3 +9,4 @@ export * from "./env-files";
 export * from "./trust-proxy";
 export * from "./lookup-miss-budget";
 export * from "./timeout";
+export * from "./runner-signature";

@@ -89,22 +89,38 @@ export interface LedgerQueryReply {
   [operationId: string]: { state: "unknown" } | { state: "running" } | { state: "finished"; result: OperationResult };
 }
 
+/**
+ * A dispatcher → runner message with its signature for the event and the connection it is sent on
+ * (@runbridge/common's signForRunner): the runner acts on none without a valid one. Optional in the
+ * receiving types only because dispatchers of earlier releases sent none.
+ */
+export type Signed<T> = T & { sig: string };
+
 export interface DispatcherToRunnerEvents {
-  "operation:start": (op: StartOperation, ack: (res: StartAck) => void) => void;
+  "operation:start": (op: Signed<StartOperation>, ack: (res: StartAck) => void) => void;
   /** `reason`: the one given to the cancel endpoint, for the operation's error text. */
-  "operation:cancel": (req: { operationId: string; reason?: string }, ack: (res: CancelAck) => void) => void;
-  "operation:query": (req: { operationIds: string[] }, ack: (res: LedgerQueryReply) => void) => void;
+  "operation:cancel": (req: Signed<CancelRequest>, ack: (res: CancelAck) => void) => void;
+  "operation:query": (req: Signed<LedgerQuery>, ack: (res: LedgerQueryReply) => void) => void;
   /**
    * A newer connection with this server's token took over; the receiver must not reconnect. `resultsTicket`
    * admits it once more, on ResultsNamespace, to deliver the results of what it was running then.
    */
-  "runner:replaced": (info?: { resultsTicket?: string }) => void;
+  "runner:replaced": (info?: Signed<{ resultsTicket?: string }>) => void;
   /**
    * The server's runner token was rotated: this connection's token no longer
    * works and never will again. Sent just before the dispatcher disconnects
    * it; the receiver must not reconnect with that token.
    */
-  "runner:token-revoked": () => void;
+  "runner:token-revoked": (info?: Signed<object>) => void;
+}
+
+export interface CancelRequest {
+  operationId: string;
+  reason?: string;
+}
+
+export interface LedgerQuery {
+  operationIds: string[];
 }
 
 export interface RunnerToDispatcherEvents {
