@@ -75,9 +75,11 @@ describe("GET /api/automation/v1/openapi.json", () => {
     expect(exec.required.sort()).toEqual(["command", "server_id"]);
     expect(exec.additionalProperties).toBe(false);
     expect(exec.properties.command).toMatchObject({ type: "string", maxLength: Limits.commandMaxChars });
-    expect(exec.properties.timeout_seconds).toMatchObject({ type: "integer", minimum: 1, maximum: 900, default: 60 });
+    // Optional fields take null as "not sent".
+    expect(exec.properties.timeout_seconds).toMatchObject({ type: ["integer", "null"], minimum: 1, maximum: 900, default: 60 });
+    expect(exec.properties.working_directory).toMatchObject({ type: ["string", "null"] });
     expect(exec.properties.env).toMatchObject({
-      type: "object",
+      type: ["object", "null"],
       maxProperties: Limits.envMaxKeys,
       additionalProperties: { type: "string" },
       propertyNames: { pattern: "^[A-Za-z_][A-Za-z0-9_]*$" },
@@ -87,6 +89,7 @@ describe("GET /api/automation/v1/openapi.json", () => {
       anyOf: [
         { type: "string", minLength: 1, maxLength: Limits.runIdMaxChars },
         { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+        { type: "null" },
       ],
     });
     expect(doc.components.schemas.OperationStatus).toMatchObject({ enum: ["running", "completed", "failed", "timeout", "cancelled"] });

@@ -7,6 +7,7 @@ export type JsonSchema = Record<string, unknown>;
 
 interface Description {
   type?: string;
+  flags?: { empty?: { allow?: unknown[] } };
   keys?: Record<string, Description>;
   patterns?: { schema?: Description; regex?: string; rule: Description }[];
   rules?: { name: string; args?: Record<string, unknown> }[];
@@ -28,6 +29,8 @@ export function joiToJsonSchema(schema: Joi.Schema): JsonSchema {
 }
 
 function complete(desc: Description, json: JsonSchema): void {
+  // `.empty(null)`: null is taken as the field not sent (its default applies).
+  if (desc.flags?.empty?.allow?.includes(null)) allowNull(json);
   if (desc.type === "object") {
     const props = (json.properties ?? {}) as Record<string, JsonSchema>;
     for (const [k, d] of Object.entries(desc.keys ?? {})) {
@@ -58,6 +61,14 @@ function complete(desc: Description, json: JsonSchema): void {
     }
   }
   if (desc.type === "array" && desc.items?.[0] && json.items && typeof json.items === "object") complete(desc.items[0], json.items as JsonSchema);
+}
+
+function allowNull(json: JsonSchema): void {
+  if (typeof json.type === "string") json.type = [json.type, "null"];
+  else if (Array.isArray(json.anyOf) || Array.isArray(json.oneOf)) {
+    const key = Array.isArray(json.anyOf) ? "anyOf" : "oneOf";
+    json[key] = [...(json[key] as JsonSchema[]), { type: "null" }];
+  }
 }
 
 /** "/^a$/i" → "^a$" (JSON Schema patterns carry no flags; ours use none). */

@@ -26,6 +26,13 @@ export interface ExecRequest {
   run_context?: RunContext;
 }
 
+/**
+ * An optional field sent as `null` is a field not sent (its default applies): clients that always
+ * serialise every field (Python's None, a template's unset value) send it so, and the spec marks
+ * these fields optional without saying how "absent" is spelled.
+ */
+const optional = <S extends Joi.Schema>(schema: S): S => schema.empty(null) as S;
+
 const workingDirectory = () =>
   Joi.string()
     .min(1)
@@ -45,11 +52,11 @@ export const execRequestSchema = Joi.object<ExecRequest>({
       "string.pattern.name": '"command" cannot contain NUL bytes',
       "string.max": `"command" is longer than ${Limits.commandMaxChars} characters`,
     }),
-  working_directory: workingDirectory(),
-  env: envSchema("env"),
-  timeout_seconds: timeoutSchema(),
-  run_id: runIdSchema(),
-  run_context: runContextSchema(),
+  working_directory: optional(workingDirectory()),
+  env: optional(envSchema("env")),
+  timeout_seconds: optional(timeoutSchema()),
+  run_id: optional(runIdSchema()),
+  run_context: optional(runContextSchema()),
 });
 
 export interface DeployRequest {
@@ -63,18 +70,20 @@ export interface DeployRequest {
 
 export const deployRequestSchema = Joi.object<DeployRequest>({
   application_id: uuid().required(),
-  commit_ref: Joi.string()
-    .min(1)
-    .max(255)
-    // No whitespace or NUL, and no leading "-": no branch, tag or SHA starts with one, and a value
-    // that does is read as an option by the git the deploy command hands it to (--output=<file>,
-    // --upload-pack=<program>), quoted or not.
-    .pattern(/^[^\s\0-][^\s\0]*$/)
-    .message('"commit_ref" must be a branch, tag or SHA without whitespace, not starting with "-"'),
-  env_overrides: envSchema("env_overrides"),
-  timeout_seconds: timeoutSchema(),
-  run_id: runIdSchema(),
-  run_context: runContextSchema(),
+  commit_ref: optional(
+    Joi.string()
+      .min(1)
+      .max(255)
+      // No whitespace or NUL, and no leading "-": no branch, tag or SHA starts with one, and a value
+      // that does is read as an option by the git the deploy command hands it to (--output=<file>,
+      // --upload-pack=<program>), quoted or not.
+      .pattern(/^[^\s\0-][^\s\0]*$/)
+      .message('"commit_ref" must be a branch, tag or SHA without whitespace, not starting with "-"'),
+  ),
+  env_overrides: optional(envSchema("env_overrides")),
+  timeout_seconds: optional(timeoutSchema()),
+  run_id: optional(runIdSchema()),
+  run_context: optional(runContextSchema()),
 });
 
 /** Docker's container-name grammar: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (we also accept one-character names). */
@@ -95,9 +104,9 @@ export const restartRequestSchema = Joi.object<RestartRequest>({
     .pattern(CONTAINER_NAME)
     .required()
     .messages({ "string.pattern.base": '"container_name" must match [a-zA-Z0-9][a-zA-Z0-9_.-]*' }),
-  timeout_seconds: timeoutSchema(),
-  run_id: runIdSchema(),
-  run_context: runContextSchema(),
+  timeout_seconds: optional(timeoutSchema()),
+  run_id: optional(runIdSchema()),
+  run_context: optional(runContextSchema()),
 });
 
 export interface RebootRequest {
@@ -108,8 +117,8 @@ export interface RebootRequest {
 
 export const rebootRequestSchema = Joi.object<RebootRequest>({
   server_id: uuid().required(),
-  run_id: runIdSchema(),
-  run_context: runContextSchema(),
+  run_id: optional(runIdSchema()),
+  run_context: optional(runContextSchema()),
 });
 
 export interface RegistryLoginRequest {
@@ -122,8 +131,8 @@ export interface RegistryLoginRequest {
 export const registryLoginRequestSchema = Joi.object<RegistryLoginRequest>({
   server_id: uuid().required(),
   credential_id: uuid().required(),
-  run_id: runIdSchema(),
-  run_context: runContextSchema(),
+  run_id: optional(runIdSchema()),
+  run_context: optional(runContextSchema()),
 });
 
 export interface RegistryLogoutRequest {
@@ -136,8 +145,8 @@ export interface RegistryLogoutRequest {
 export const registryLogoutRequestSchema = Joi.object<RegistryLogoutRequest>({
   server_id: uuid().required(),
   registry_url: registryUrl().required(),
-  run_id: runIdSchema(),
-  run_context: runContextSchema(),
+  run_id: optional(runIdSchema()),
+  run_context: optional(runContextSchema()),
 });
 
 export const operationIdParamSchema = uuid().required().label("operation_id");
