@@ -81,7 +81,24 @@ describe("Automation API errors and limits", () => {
       expectDetail(res, 400, /Malformed JSON/);
     });
     it("answers an env too large for the body limit with 422, as the spec lists it", async () => {
-      expectDetail(await exec({ env: { BIG: "x".repeat(600_000) } }), 422, /too large/);
+      expectDetail(await exec({ env: { BIG: "x".repeat(1_100_000) } }), 422, /too large/);
+    });
+    it("takes the largest valid request as a client escaping everything to ASCII spells it (over 512 KiB)", async () => {
+      const emoji = "\u{1F600}";
+      const env: Record<string, string> = {};
+      // 200 keys, 65,400 bytes of keys and values, every value byte a control character (6 bytes escaped).
+      for (let i = 0; i < 200; i++) env[`V${String(i).padStart(3, "0")}`] = "\u0001".repeat(323);
+      const body = JSON.stringify({
+        // Validation comes before the server lookup: an unknown server answers 404 once the body was read and valid.
+        server_id: randomUUID(),
+        command: `true #${emoji.repeat(8186)}`,
+        working_directory: `/${emoji.repeat(2047)}`,
+        env,
+        run_context: { provider: "github_actions", note_a: emoji.repeat(1000), note_b: emoji.repeat(1000) },
+      }).replace(/\u{1F600}/gu, "\\ud83d\\ude00");
+      expect(body.length).toBeGreaterThan(530_000);
+      const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).set("Content-Type", "application/json").send(body);
+      expectDetail(res, 404, /^Server .* not found/);
     });
     it("takes a 64 KiB env that JSON spells with an escape per character (control characters must be)", async () => {
       const value = "\u0001".repeat(60_000);
@@ -89,6 +106,14 @@ describe("Automation API errors and limits", () => {
       expect(body.length).toBeGreaterThan(360_000);
       const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).set("Content-Type", "application/json").send(body);
       expect(res.body).toMatchObject({ status: "completed", exit_code: 0 });
+    });
+    it("takes null for an optional field as the field not sent (its default applies)", async () => {
+      const res = await exec({ command: "echo $RB_NULLS", working_directory: null, env: null, timeout_seconds: null, run_id: null, run_context: null });
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "\n" });
+      const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: res.body.operation_id } });
+      expect(row).toMatchObject({ timeoutSeconds: 60, runId: null, runContext: null, workingDirectory: null, envKeys: [] });
+      // Required fields stay required, null or not.
+      expectDetail(await exec({ command: null }), 422, /"command" must be a string/);
     });
     it("takes run_context fields as CI systems fill them (empty, null) and a numeric run_id as its string", async () => {
       const res = await exec({ run_id: 12345, run_context: { provider: "github_actions", ref: "", actor: null, sha: "abc123" } });

@@ -34,11 +34,13 @@ import { dashboardRouter } from "./routes/dashboard";
 
 /**
  * Bodies are bounded above the largest valid request as JSON can spell it: the
- * limits (8,192-character command, 64 KiB of env, run context) count decoded
- * characters, and JSON may write each as a 6-byte \u escape (control
- * characters must be): 6 × 80 KiB is 480 KiB.
+ * limits count decoded text, and JSON may write each character as a \u escape
+ * (control characters must be): 6 bytes per byte of a 64 KiB env (384 KiB), 12
+ * per character outside the BMP (a surrogate pair) of an 8,192-character command
+ * (96 KiB) and of a working directory and run context (24 KiB each) — about
+ * 530 KiB in all.
  */
-const BODY_LIMIT = "512kb";
+const BODY_LIMIT = "1mb";
 
 /** The gateway's request handler: the front door, then Express. */
 export function createApp(ctx: GatewayContext): RequestListener {
