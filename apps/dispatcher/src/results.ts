@@ -1,4 +1,4 @@
-import { FailureCause, encodeFinished, isTerminal, storableText, type Ending, type OperationResult } from "@runbridge/contracts";
+import { FailureCause, FailureReason, encodeFinished, isTerminal, storableText, type Ending, type OperationResult } from "@runbridge/contracts";
 import type { FinishFields, OperationNote } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
@@ -36,9 +36,37 @@ export async function finishOperation(
   return changed;
 }
 
+/**
+ * Endings the platform gives an operation whose runner went quiet: its result may still come (the
+ * runner keeps it in its ledger, e.g. across a token rotation or a long partition).
+ */
+const ENDED_WITHOUT_THE_RUNNER: readonly string[] = [FailureReason.RunnerLost, FailureReason.RunnerUnconfirmed, FailureReason.ResultLost];
+
 /** Sanitised again: a result from an older runner may still carry U+0000, and refusing it would have it re-sent forever. */
 export async function recordRunnerResult(ctx: DispatcherContext, serverId: string, r: OperationResult): Promise<boolean> {
   const ending: Ending = r.status === "failed" ? { status: r.status, cause: FailureCause.Runner } : { status: r.status };
+  const finished = await finishRunnerResult(ctx, serverId, r, ending);
+  if (finished) return true;
+  // Too late to end it: recorded beside the ending it has, so the audit trail says what really happened.
+  const late = {
+    status: r.status,
+    exit_code: r.exitCode,
+    duration_ms: r.durationMs,
+    started_at: r.startedAt ?? null,
+    stdout_bytes: Buffer.byteLength(r.stdout ?? "", "utf8"),
+    stderr_bytes: Buffer.byteLength(r.stderr ?? "", "utf8"),
+  };
+  if (await ctx.operations.resultAfterEnd(serverId, r.operationId, ENDED_WITHOUT_THE_RUNNER, late)) {
+    ctx.logger.warn("a runner's result arrived after its operation was ended without it; recorded as operation.result_after_end", {
+      operationId: r.operationId,
+      status: r.status,
+      exitCode: r.exitCode,
+    });
+  }
+  return false;
+}
+
+function finishRunnerResult(ctx: DispatcherContext, serverId: string, r: OperationResult, ending: Ending): Promise<boolean> {
   return finishOperation(ctx, serverId, {
     ...ending,
     operationId: r.operationId,

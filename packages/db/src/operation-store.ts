@@ -166,6 +166,15 @@ const SQL = {
   finish: statement("operation.finish", finishText({ onlyIfUndispatched: false, noted: false })),
   finishUndispatched: statement("operation.finish-undispatched", finishText({ onlyIfUndispatched: true, noted: false })),
   finishNoted: statement("operation.finish-noted", finishText({ onlyIfUndispatched: false, noted: true })),
+  resultAfterEnd: statement(
+    "operation.result-after-end",
+    `INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, data, created_at)
+     SELECT gen_random_uuid(), o.tenant_id, 'operation.result_after_end', o.automation_key_id, o.id, o.server_id, o.run_id,
+            $4::jsonb || jsonb_build_object('recorded_status', o.status, 'recorded_error', o.error), now()
+     FROM operations o
+     WHERE o.id = $1 AND o.server_id = $2 AND o.status <> 'running' AND o.error = ANY($3::text[])
+       AND NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.operation_id = o.id AND e.type = 'operation.result_after_end')`,
+  ),
   note: statement(
     "operation.note",
     `WITH noted_op AS (
@@ -359,6 +368,17 @@ export class OperationStore {
         : { ...(onlyIfUndispatched ? SQL.finishUndispatched : SQL.finish), values },
     );
     return rows[0] ? toOperation(rows[0] as Row) : null;
+  }
+
+  /**
+   * The audit event of a runner's result that arrived after the platform had ended its operation
+   * with one of `platformErrors` (e.g. runner lost): the operation keeps that ending — clients may
+   * have acted on it — and the event says what the command did. Written once per operation; false
+   * when not written (the operation is running, ended otherwise, or already has one).
+   */
+  async resultAfterEnd(serverId: string, operationId: string, platformErrors: readonly string[], result: Record<string, unknown>): Promise<boolean> {
+    const { rowCount } = await this.pool.query({ ...SQL.resultAfterEnd, values: [operationId, serverId, platformErrors, JSON.stringify(result)] });
+    return rowCount === 1;
   }
 
   /**

@@ -1,0 +1,69 @@
+import { FailureReason } from "@runbridge/contracts";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createFixture, createOperation } from "../helpers/factories";
+import { scriptedRunner, untilConnected } from "../helpers/scripted-runner";
+import { TestStack } from "../helpers/stack";
+
+/**
+ * A runner away longer than an operation's time-out plus RESULT_GRACE_SECONDS (a token rotation
+ * mid-command, a long partition) finds its operation ended by the sweeper as runner lost when it
+ * comes back with the result. The ending stays — clients may have acted on it — and the result is
+ * recorded beside it, once, as an operation.result_after_end audit event.
+ */
+describe("a runner's result that arrives after its operation was ended without it", () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    stack = await TestStack.start();
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await closeTestPrisma();
+  });
+
+  const resultOf = (operationId: string, startedAt: Date) => ({
+    operationId,
+    status: "completed",
+    exitCode: 0,
+    stdout: "deployed\n",
+    stderr: "",
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    durationMs: 1200,
+    startedAt: startedAt.toISOString(),
+  });
+
+  it("keeps the operation's ending and records the result once as operation.result_after_end; a plain duplicate records nothing", async () => {
+    const fx = await createFixture();
+    const runner = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
+    try {
+      await untilConnected(runner);
+      const startedAt = new Date(Date.now() - 300_000);
+      const ended = { status: "failed", completedAt: new Date(), dispatchedAt: startedAt, startedAt, redisPrefix: stack.prefix };
+      const lost = await createOperation(fx.tenant.id, fx.server.id, { ...ended, error: FailureReason.RunnerLost });
+      for (let i = 0; i < 2; i++) {
+        expect(await runner.timeout(5000).emitWithAck("operation:result", resultOf(lost.id, startedAt))).toEqual({ stored: true });
+      }
+      expect(await testPrisma().operation.findUniqueOrThrow({ where: { id: lost.id } })).toMatchObject({ status: "failed", error: FailureReason.RunnerLost, exitCode: null });
+      const events = await testPrisma().auditEvent.findMany({ where: { operationId: lost.id, type: "operation.result_after_end" } });
+      expect(events).toHaveLength(1);
+      expect(events[0]?.data).toEqual({
+        status: "completed",
+        exit_code: 0,
+        duration_ms: 1200,
+        started_at: startedAt.toISOString(),
+        stdout_bytes: 9,
+        stderr_bytes: 0,
+        recorded_status: "failed",
+        recorded_error: FailureReason.RunnerLost,
+      });
+
+      // Ended otherwise (here by its runner's own result, whose acknowledgement was lost): a re-sent result adds nothing.
+      const done = await createOperation(fx.tenant.id, fx.server.id, { ...ended, status: "completed", exitCode: 0 });
+      expect(await runner.timeout(5000).emitWithAck("operation:result", resultOf(done.id, startedAt))).toEqual({ stored: true });
+      expect(await testPrisma().auditEvent.count({ where: { operationId: done.id, type: "operation.result_after_end" } })).toBe(0);
+    } finally {
+      runner.disconnect();
+    }
+  });
+});
