@@ -4,12 +4,15 @@ import type { AddressInfo } from "node:net";
 import { Sealer, createLogger, createRedis, hashToken } from "@runbridge/common";
 import { RELAY_PROTOCOL_VERSION, redisKeys } from "@runbridge/contracts";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
+import { rememberTokenHash } from "../../apps/dispatcher/src/connection-keys";
 import { serverRoom, type DispatcherContext } from "../../apps/dispatcher/src/context";
 import { RunnerPresence } from "../../apps/dispatcher/src/presence";
 import { RunnerRelay } from "../../apps/dispatcher/src/relay";
-import { RunnerNotConnected, askLocalRunner, requestRunner } from "../../apps/dispatcher/src/runner-link";
+import { RunnerUnreachable, askLocalRunner, requestRunner } from "../../apps/dispatcher/src/runner-link";
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
 import { freshPrefix, testRedisUrl } from "../helpers/env";
+import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { createServer as createServerRow, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, untilConnected, type ScriptedSocket } from "../helpers/scripted-runner";
 
@@ -25,7 +28,9 @@ import { scriptedRunner, untilConnected, type ScriptedSocket } from "../helpers/
  * from the first (local path) and from the second (through Redis).
  */
 describe("requests to a server's runner", () => {
-  const serverId = randomUUID();
+  // A real server row: a request through the adapter is signed with the server's token hash from PostgreSQL.
+  let serverId: string;
+  let runnerToken: string;
   const prefix = freshPrefix("link");
   const keys = redisKeys(prefix);
   const adapterKey = `${prefix}:socket.io`;
@@ -43,8 +48,9 @@ describe("requests to a server's runner", () => {
     // Stands in for admitRunner having let both connections in.
     io.on("connection", (socket) => {
       socket.data.dispatcherId = id;
+      socket.data.serverId = serverId;
       // What messages to the runner are signed with (the hash of the token it connected with).
-      socket.data.tokenHash = hashToken("rcr_unused");
+      rememberTokenHash(socket, hashToken(runnerToken));
       void socket.join(serverRoom(serverId));
     });
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
@@ -60,7 +66,7 @@ describe("requests to a server's runner", () => {
       askLocal: (sid, socketId, event, payload) => askLocalRunner(ctx)(sid, socketId, event, payload),
     });
     await relay.start();
-    const ctx = { config, io, logger, redis, keys, relay } as unknown as DispatcherContext;
+    const ctx = { config, io, logger, redis, keys, relay, prisma: testPrisma() } as unknown as DispatcherContext;
     nodes.push({
       http,
       ctx,
@@ -73,7 +79,7 @@ describe("requests to a server's runner", () => {
   };
 
   const runner = async (port: number, name: string): Promise<ScriptedSocket> => {
-    const socket = scriptedRunner(port, "rcr_unused");
+    const socket = scriptedRunner(port, runnerToken);
     socket.on("operation:query", ((_payload: unknown, ack: (reply: unknown) => void) => {
       heard[name] = (heard[name] ?? 0) + 1;
       ack({ from: name });
@@ -89,6 +95,10 @@ describe("requests to a server's runner", () => {
   let firstPort: number;
 
   beforeAll(async () => {
+    const { tenant } = await createTenant();
+    const created = await createServerRow(tenant.id);
+    serverId = created.server.id;
+    runnerToken = created.runnerToken;
     const a = await node("first");
     const b = await node("second");
     first = a.ctx;
@@ -126,6 +136,7 @@ describe("requests to a server's runner", () => {
       n.close();
     }
     redis.disconnect();
+    await closeTestPrisma();
   });
 
   const olderSentAway = async () => {
@@ -217,7 +228,7 @@ describe("requests to a server's runner", () => {
     for (const socket of held) socket.data.dispatcherId = "first-not-listening";
     try {
       for (const socket of held) socket.data.relayVersion = RELAY_PROTOCOL_VERSION;
-      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).rejects.toBeInstanceOf(RunnerNotConnected);
+      await expect(requestRunner(second, serverId, "operation:query", { operationIds: [] })).rejects.toBeInstanceOf(RunnerUnreachable);
       expect(heard).toEqual({ older: 0, newer: 0 });
       // One held by a dispatcher of an earlier release (no relay of ours): through the adapter, signed.
       for (const socket of held) delete socket.data.relayVersion;

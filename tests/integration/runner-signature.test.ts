@@ -45,9 +45,13 @@ describe("runner: messages that reach it through Redis without a dispatcher's si
     // Right key, wrong connection (a signed message seen on Redis, replayed to another connection).
     const elsewhere = signForRunner({ socketId: "another-connection", tokenHash: hashToken(suite.fx.runnerToken) }, "operation:start", { ...start, operationId: randomUUID() });
     expect(await broadcast("operation:start", elsewhere)).toEqual([refused]);
-    // A signature made with another token's hash.
+    // What the adapter tells anyone on Redis about the connection (its id, data and handshake) holds
+    // neither the token nor its hash, the signatures' key: a signature made with anything else is refused.
     const sockets = await impostor.io.in(serverRoom(suite.fx.server.id)).fetchSockets();
     expect(sockets).toHaveLength(1);
+    const seen = JSON.stringify({ data: sockets[0]?.data, handshake: sockets[0]?.handshake });
+    expect(seen).not.toContain(suite.fx.runnerToken);
+    expect(seen).not.toContain(hashToken(suite.fx.runnerToken));
     const wrongKey = signForRunner({ socketId: sockets[0]?.id ?? "", tokenHash: hashToken("rbr_not-this-runners-token") }, "operation:start", { ...start, operationId: randomUUID() });
     expect(await broadcast("operation:start", wrongKey)).toEqual([refused]);
     await new Promise((resolve) => setTimeout(resolve, 500));

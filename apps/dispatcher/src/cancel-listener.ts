@@ -1,7 +1,8 @@
 import { createRedis, signForRunner } from "@runbridge/common";
 import type { DispatcherContext, RunnerSocket } from "./context";
 import { cancelReason, requestedCancelReason } from "./cancel-reason";
-import { localRunnerSocket, signatureTarget } from "./runner-link";
+import { localSignatureTarget } from "./connection-keys";
+import { localRunnerSocket } from "./runner-link";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A cancel can overtake the operation's start on its way to the runner: retry while it is still running. */
@@ -31,7 +32,7 @@ export function startCancelListener(ctx: DispatcherContext): { close: () => Prom
   const senderOf =
     (socket: RunnerSocket): Sender =>
     async (operationId, reason) =>
-      (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", signForRunner(signatureTarget(socket), "operation:cancel", { operationId, ...(reason ? { reason } : {}) }))).ok;
+      (await socket.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS).emitWithAck("operation:cancel", signForRunner(localSignatureTarget(socket), "operation:cancel", { operationId, ...(reason ? { reason } : {}) }))).ok;
   const localSender = (serverId: string): Sender | null => {
     // A runner still being admitted here (its older connections looked for, across dispatchers) is
     // in no room yet, and its scan of the pending set may have run before this cancel was added.

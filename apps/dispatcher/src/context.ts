@@ -10,8 +10,6 @@ export interface RunnerSocketData {
   serverId: string;
   tenantId: string;
   serverName: string;
-  /** SHA-256 of the token the connection authenticated with: a rotation drops the connections made with the old one. */
-  tokenHash: string;
   /** The dispatcher holding the connection (seen by others through the Redis adapter), for the audit trail. */
   dispatcherId: string;
   /**

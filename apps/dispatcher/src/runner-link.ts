@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { RELAY_PROTOCOL_VERSION, type DispatcherToRunnerEvents } from "@runbridge/contracts";
-import { signForRunner, withTimeout, type SignatureTarget } from "@runbridge/common";
+import { signForRunner, withTimeout } from "@runbridge/common";
+import { localSignatureTarget, signatureTargetOf } from "./connection-keys";
 import { serverRoom, type DispatcherContext, type RunnerSocket } from "./context";
 import { NoLocalRunner, type LocalRunnerAsk, type RelayedEvent } from "./relay";
 import { recordReplacement, type RunnerConnection } from "./runner-audit";
@@ -11,6 +12,13 @@ type Payload<E extends keyof Events> = Omit<Parameters<Events[E]>[0], "sig">;
 type Reply<E extends keyof Events> = Parameters<Parameters<Events[E]>[1]>[0];
 
 export class RunnerNotConnected extends Error {}
+
+/**
+ * The runner is connected, to a dispatcher that speaks this one's relay, which did not hear the
+ * request just now (its relay subscriber reconnecting after a Redis restart): ask again later. Not
+ * a RunnerNotConnected — the sweeper would end the runner's overdue operations as runner lost.
+ */
+export class RunnerUnreachable extends Error {}
 
 /**
  * The newest of several connections of one server's runner. Normally there is
@@ -114,15 +122,17 @@ async function claimReplacement(ctx: DispatcherContext, socketId: string): Promi
 
 function sendAway(ctx: DispatcherContext, serverId: string, old: ReplaceableSocket): void {
   const resultsTicket = randomBytes(24).toString("base64url");
-  const send = () => {
-    old.emit("runner:replaced", signForRunner(signatureTarget(old), "runner:replaced", { resultsTicket }));
+  const send = async () => {
+    // Not told (its server is gone, or PostgreSQL did not answer): closed all the same; it reconnects and is replaced again.
+    const to = await signatureTargetOf(ctx, serverId, old).catch(() => null);
+    if (to) old.emit("runner:replaced", signForRunner(to, "runner:replaced", { resultsTicket }));
     old.disconnect(true);
   };
   // The ticket exists before the runner can use it. Redis down or slow (the shared connection queues commands
   // until it is back): sent away all the same after a moment, its results then wait in its ledger.
   withTimeout(ctx.redis.set(ctx.keys.resultsTicket(serverId, resultsTicket), "1", "EX", RESULTS_TICKET_TTL_SECONDS), REDIS_WAIT_MS).then(send, (err: unknown) => {
     ctx.logger.warn("could not store a replaced runner's results ticket", { serverId, error: String(err) });
-    send();
+    void send();
   });
 }
 
@@ -159,16 +169,11 @@ export function hasLocalRunner(ctx: DispatcherContext, serverId: string): boolea
 async function locate(
   ctx: DispatcherContext,
   serverId: string,
-): Promise<{ local: RunnerSocket } | { remote: { socketId: string; dispatcherId: string; relayVersion?: number; signFor: SignatureTarget } } | null> {
+): Promise<{ local: RunnerSocket } | { remote: { socketId: string; dispatcherId: string; relayVersion?: number } } | null> {
   const local = keepNewest(ctx, serverId, localSockets(ctx, serverId));
   if (local) return { local };
   const remote = keepNewest(ctx, serverId, await ctx.io.in(serverRoom(serverId)).fetchSockets());
-  return remote ? { remote: { socketId: remote.id, dispatcherId: remote.data.dispatcherId, relayVersion: remote.data.relayVersion, signFor: signatureTarget(remote) } } : null;
-}
-
-/** The connection a message to a runner is signed for (@runbridge/common's runner-signature). */
-export function signatureTarget(socket: { id: string; data: Pick<RunnerConnection["data"], "tokenHash"> }): SignatureTarget {
-  return { socketId: socket.id, tokenHash: socket.data.tokenHash };
+  return remote ? { remote: { socketId: remote.id, dispatcherId: remote.data.dispatcherId, relayVersion: remote.data.relayVersion } } : null;
 }
 
 /** The dispatcher and connection that the runner's presence key names, or null when it has none. */
@@ -189,7 +194,7 @@ export function askLocalRunner(ctx: DispatcherContext): LocalRunnerAsk {
     // lookup across every dispatcher to sort out (it keeps the newest and sends the others away).
     if (local?.id !== socketId) return Promise.reject(new NoLocalRunner());
     if (event === "probe") return Promise.resolve(true);
-    const signed = signForRunner(signatureTarget(local), event, (payload ?? {}) as object);
+    const signed = signForRunner(localSignatureTarget(local), event, (payload ?? {}) as object);
     return (local.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS) as unknown as { emitWithAck(ev: RelayedEvent, p: unknown): Promise<unknown> }).emitWithAck(event, signed);
   };
 }
@@ -238,19 +243,22 @@ export async function requestRunner<E extends keyof Events>(
   const timeout = ctx.config.RUNNER_ACK_TIMEOUT_MS;
   // The typed emitWithAck overloads do not survive a generic event name; the shapes come from Events.
   if ("local" in target) {
-    const signed = signForRunner(signatureTarget(target.local), event, payload);
+    const signed = signForRunner(localSignatureTarget(target.local), event, payload);
     return (target.local.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> }).emitWithAck(event, signed);
   }
   // Through the dispatcher holding it, as above (sealed, and answered without waiting for every dispatcher)...
   const relayed = await ctx.relay.request(target.remote, serverId, event, payload);
   if (relayed.delivered) return relayed.reply as Reply<E>;
-  // ...which no longer has it (it went away meanwhile), or has our relay but did not hear (its subscriber
-  // reconnecting after a Redis restart): not now, the caller tries again...
-  if (relayed.listeners > 0 || target.remote.relayVersion === RELAY_PROTOCOL_VERSION) throw gone();
+  // ...which no longer has it (it went away meanwhile)...
+  if (relayed.listeners > 0) throw gone();
+  // ...or has our relay but did not hear (its subscriber reconnecting after a Redis restart): not now...
+  if (target.remote.relayVersion === RELAY_PROTOCOL_VERSION) throw new RunnerUnreachable(`the dispatcher holding the runner of server ${serverId} did not hear the request`);
   // ...or has no relay of ours (another release, during a rolling upgrade): the adapter then, whose messages are
   // signed but not sealed. Every socket is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
   const remote = ctx.io.to(target.remote.socketId).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
-  const reply = (await remote.emitWithAck(event, signForRunner(target.remote.signFor, event, payload)))[0];
+  const to = await signatureTargetOf(ctx, serverId, { id: target.remote.socketId });
+  if (!to) throw gone();
+  const reply = (await remote.emitWithAck(event, signForRunner(to, event, payload)))[0];
   if (reply === undefined) throw gone();
   return reply;
 }

@@ -9,6 +9,7 @@ import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
 import { countRunnerHandshake } from "./metrics";
 import { appendOutput } from "./output-log";
+import { rememberTokenHash } from "./connection-keys";
 import { REDIS_WAIT_MS, newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
 import type { TokenRevocations } from "./token-revocations";
 
@@ -72,11 +73,14 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
       }
       await guard.found(address, tokenHash, admission.charged);
       if (countAccepted) countRunnerHandshake("accepted");
+      // The token's hash stays in this process and the token leaves the handshake: both would
+      // otherwise travel on Redis in the adapter's answers to other dispatchers' socket lookups.
+      rememberTokenHash(socket, tokenHash);
+      delete (socket.handshake.auth as Partial<RunnerHandshakeAuth>).token;
       socket.data = {
         serverId: server.id,
         tenantId: server.tenantId,
         serverName: server.name,
-        tokenHash,
         dispatcherId: ctx.config.DISPATCHER_ID,
         relayVersion: RELAY_PROTOCOL_VERSION,
         clientIp: address,
@@ -98,7 +102,9 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
       countRunnerHandshake(outcome);
       next(refusal ? new Error(refusal) : undefined);
     };
-    const ticket = (socket.handshake.auth as Partial<RunnerHandshakeAuth> | undefined)?.resultsTicket;
+    const auth = (socket.handshake.auth ?? {}) as Partial<RunnerHandshakeAuth>;
+    const ticket = auth.resultsTicket;
+    delete auth.resultsTicket;
     if (typeof ticket !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(ticket)) return verdict("invalid_token", HandshakeRefusal.NoResultsTicket);
     ctx.redis.exists(ctx.keys.resultsTicket(socket.data.serverId, ticket)).then(
       (found) => (found ? verdict("accepted") : verdict("invalid_token", HandshakeRefusal.NoResultsTicket)),

@@ -3,7 +3,7 @@ import { createRedis, signForRunner } from "@runbridge/common";
 import { ResultsNamespace, decodeTokenRevoked } from "@runbridge/contracts";
 import type { DispatcherContext, RunnerSocket } from "./context";
 import { clientIpOf } from "./runner-audit";
-import { signatureTarget } from "./runner-link";
+import { localSignatureTarget, tokenHashOf } from "./connection-keys";
 
 /**
  * How long a revoked token hash is remembered here: far longer than a
@@ -59,7 +59,7 @@ export class TokenRevocations {
       if (!revoked) return ctx.logger.warn("ignored a malformed runner token revocation");
       this.remember(revoked.tokenHash);
       for (const socket of this.localSockets()) {
-        if (socket.data.tokenHash === revoked.tokenHash) this.drop(socket, "its server's runner token was rotated, or the server deleted");
+        if (tokenHashOf(socket) === revoked.tokenHash) this.drop(socket, "its server's runner token was rotated, or the server deleted");
       }
     });
     this.periodic = setInterval(() => void this.recheck(), ctx.config.RUNNER_TOKEN_RECHECK_SECONDS * 1000);
@@ -95,7 +95,7 @@ export class TokenRevocations {
   private drop(socket: RunnerSocket, why: string): void {
     const { serverId } = socket.data;
     this.ctx.logger.warn(`runner connection closed: ${why}`, { serverId, socketId: socket.id, address: clientIpOf(socket) });
-    socket.emit("runner:token-revoked", signForRunner(signatureTarget(socket), "runner:token-revoked", {}));
+    socket.emit("runner:token-revoked", signForRunner(localSignatureTarget(socket), "runner:token-revoked", {}));
     socket.disconnect(true);
   }
 
@@ -111,7 +111,7 @@ export class TokenRevocations {
         const rows = await this.ctx.prisma.server.findMany({ where: { id: { in: ids } }, select: { id: true, runnerTokenHash: true } });
         const current = new Map(rows.map((r) => [r.id, r.runnerTokenHash]));
         for (const s of batch) {
-          if (s.connected && current.get(s.data.serverId) !== s.data.tokenHash) this.drop(s, "its token is no longer its server's (rotated, or the server deleted, while this dispatcher could not hear it)");
+          if (s.connected && current.get(s.data.serverId) !== tokenHashOf(s)) this.drop(s, "its token is no longer its server's (rotated, or the server deleted, while this dispatcher could not hear it)");
         }
       }
     } catch (err) {

@@ -294,8 +294,10 @@ export class Agent {
       if (!this.signedForMe("operation:start", op)) return ack({ ok: false, error: UNSIGNED });
       void this.handleStart(op).then(ack);
     });
-    s.on("operation:cancel", (req, ack) => ack(this.signedForMe("operation:cancel", req) ? this.handleCancel(req) : { ok: false }));
-    s.on("operation:query", (req, ack) => ack(this.signedForMe("operation:query", req) ? this.ledger.query(req.operationIds) : {}));
+    // Not answered at all when not signed: to a dispatcher, "not stopped" would keep a cancel pending as if
+    // nothing had started, and an empty ledger would say the operations are unknown here (result lost).
+    s.on("operation:cancel", (req, ack) => this.signedForMe("operation:cancel", req) && ack(this.handleCancel(req)));
+    s.on("operation:query", (req, ack) => this.signedForMe("operation:query", req) && ack(this.ledger.query(req.operationIds)));
   }
 
   /**

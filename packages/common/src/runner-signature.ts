@@ -11,7 +11,8 @@ import { configure } from "safe-stable-stringify";
  * row, no audit event, no key), cancel operations, read results, or send runners away for good.
  *
  * The key is the SHA-256 of the runner's token: PostgreSQL holds it for the server and the runner
- * computes it from its token; Redis carries it only for a token already revoked (the rotation
+ * computes it from its token. Dispatchers keep it out of what the adapter shows other processes (a
+ * connection's data and handshake); Redis carries it only for a token already revoked (the rotation
  * notice), whose connections are being closed. The signed text names the event and the connection
  * (socket id) it is for, so a message seen on Redis cannot be replayed as another event or to
  * another connection; replaying one to its own connection repeats what the runner already did
