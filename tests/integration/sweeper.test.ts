@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { FailureReason } from "@runbridge/contracts";
+import { Queue } from "bullmq";
+import { createRedis } from "@runbridge/common";
+import { FailureReason, JobName, QueueName } from "@runbridge/contracts";
 import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createOperation, createServer } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
@@ -118,6 +120,41 @@ describe("sweeper: an operation whose job was lost", () => {
     const done = await waitUntilEnded(res.body.operation_id, 30_000);
     expect(done).toMatchObject({ status: "failed", dispatchedAt: null, startedAt: null });
     expect(done.error).toBe(FailureReason.DeploymentNotRecorded);
+  });
+
+  it("reaches a lost job behind more than a batch of operations that merely wait", async () => {
+    const { stack, fx } = suite;
+    const { server: away } = await createServer(fx.tenant.id);
+    const db = testPrisma();
+    // 501 operations waiting for a runner that is away, older than the lost one, each with its job in
+    // the queue (delayed: no worker takes it meanwhile). The sweeper's batch is 500.
+    const waitingSince = Date.now() - 60_000;
+    const waiting = Array.from({ length: 501 }, (_, i) => ({
+      id: randomUUID(),
+      tenantId: fx.tenant.id,
+      serverId: away.id,
+      type: "exec",
+      command: "true",
+      timeoutSeconds: 60,
+      createdAt: new Date(waitingSince + i),
+      deliverBy: new Date(Date.now() + 3_600_000),
+      redisPrefix: stack.prefix,
+    }));
+    await db.operation.createMany({ data: waiting });
+    const connection = createRedis(stack.redisUrl);
+    const queue = new Queue(QueueName.Operations, { connection, prefix: stack.keys.bull });
+    try {
+      await queue.addBulk(waiting.map((op) => ({ name: JobName.DeliverOperation, data: { operationId: op.id, serverId: away.id, type: "exec" as const }, opts: { jobId: op.id, delay: 3_600_000 } })));
+      // Newer than all of them, and its job is gone.
+      const lost = await createOperation(fx.tenant.id, fx.server.id, { command: "echo reached", redisPrefix: stack.prefix, createdAt: new Date(waitingSince + 30_000) });
+      const done = await waitUntilEnded(lost.id, 30_000, "the lost job behind the waiting ones to be re-enqueued and run");
+      expect(done).toMatchObject({ status: "completed", exitCode: 0, stdout: "reached\n" });
+    } finally {
+      await db.operation.updateMany({ where: { id: { in: waiting.map((op) => op.id) } }, data: { status: "cancelled", completedAt: new Date() } });
+      for (const op of waiting) await queue.remove(op.id);
+      await queue.close();
+      connection.disconnect();
+    }
   });
 
   it("does not give up on a start handed over long ago while a runner could still take it (its delivery deadline), and does after", async () => {

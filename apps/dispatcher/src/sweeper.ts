@@ -6,6 +6,9 @@ import { countSweeperAction, type SweeperAction } from "./metrics";
 import { recordRunnerResult, finishOperation } from "./results";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
 
+/** Undelivered operations looked at per pass (each costs a look at its job in Redis). */
+const UNDELIVERED_BATCH = 500;
+
 /**
  * Guarantees every accepted operation reaches a terminal state, whatever was
  * lost on the way (a job, a result, a runner). Every dispatcher runs it; all
@@ -19,6 +22,13 @@ export class Sweeper {
   /** Servers whose connected runner did not answer a ledger query, and until when they are left alone. */
   private readonly silentUntil = new Map<string, number>();
   private readonly queue: Queue<DeliverOperationJob>;
+  /**
+   * Where the last look at undelivered operations stopped when it filled its batch: the next one
+   * starts after it. From the oldest every time, operations that merely wait (for a runner that is
+   * away, a deploy for its turn) could fill every batch, and a lost job behind them would never be
+   * re-enqueued — it would end as runner offline.
+   */
+  private undeliveredAfter: { createdAt: Date; id: string } | null = null;
 
   constructor(private readonly ctx: DispatcherContext) {
     const connection = createRedis(ctx.config.REDIS_URL);
@@ -69,13 +79,24 @@ export class Sweeper {
    */
   private async recoverUndelivered(): Promise<void> {
     const cutoff = new Date(Date.now() - this.ctx.config.REQUEUE_AFTER_SECONDS * 1000);
+    const after = this.undeliveredAfter;
     const ops = await this.ctx.prisma.operation.findMany({
-      // Only this deployment's: another one sharing the database keeps its jobs in its own queue.
-      where: { status: "running", dispatchedAt: null, createdAt: { lt: cutoff }, OR: [{ redisPrefix: this.ctx.config.REDIS_PREFIX }, { redisPrefix: null }] },
-      select: { id: true, serverId: true, type: true, envKeys: true, deliverBy: true },
-      orderBy: { createdAt: "asc" },
-      take: 500,
+      where: {
+        status: "running",
+        dispatchedAt: null,
+        createdAt: { lt: cutoff },
+        AND: [
+          // Only this deployment's: another one sharing the database keeps its jobs in its own queue.
+          { OR: [{ redisPrefix: this.ctx.config.REDIS_PREFIX }, { redisPrefix: null }] },
+          ...(after ? [{ OR: [{ createdAt: { gt: after.createdAt } }, { createdAt: after.createdAt, id: { gt: after.id } }] }] : []),
+        ],
+      },
+      select: { id: true, serverId: true, type: true, envKeys: true, deliverBy: true, createdAt: true },
+      orderBy: [{ createdAt: "asc" }, { id: "asc" }],
+      take: UNDELIVERED_BATCH,
     });
+    const last = ops.at(-1);
+    this.undeliveredAfter = ops.length === UNDELIVERED_BATCH && last ? { createdAt: last.createdAt, id: last.id } : null;
     for (const op of ops) {
       // "unknown" is a job that no longer exists, or whose hash is left in no state list (a list
       // lost to eviction): either way nothing will deliver it.
