@@ -4,7 +4,7 @@ import path from "node:path";
 import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { findLeaks } from "../helpers/leak-scan";
-import { waitFor } from "../helpers/processes";
+import { ROOT, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
@@ -155,6 +155,16 @@ describe("POST /api/automation/v1/exec", () => {
     } finally {
       await slow.stop();
     }
+  });
+
+  it("is delivered when the accepting gateway's clock is two minutes behind (the delivery deadline is PostgreSQL's)", async () => {
+    const slow = await stack.startGatewayProcess({ NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_SKEW_MS: "-120000" });
+    const res = await fetch(`${slow.url}/api/automation/v1/exec`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${fx.token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ server_id: fx.server.id, command: "echo on-time" }),
+    });
+    expect(await res.json()).toMatchObject({ status: "completed", exit_code: 0, stdout: "on-time\n" });
   });
 
   it("bounds captured output and marks the truncation", async () => {

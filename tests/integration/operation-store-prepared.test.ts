@@ -57,7 +57,7 @@ describe("operation store: prepared statements across a migration", () => {
         runId: null,
         runContext: null,
         clientIp: null,
-        deliverBy: new Date(Date.now() + 60_000),
+        deliverWithinSeconds: 60,
         redisPrefix: "test-fixture-no-dispatcher",
         audit: {},
       });

@@ -30,7 +30,11 @@ export interface NewOperationRow {
   runId: string | null;
   runContext: Record<string, unknown> | null;
   clientIp: string | null;
-  deliverBy: Date;
+  /**
+   * Seconds from now (PostgreSQL's clock, which the dispatchers' claim reads too) until the operation
+   * must have been handed to a runner: a gateway's own clock may be off.
+   */
+  deliverWithinSeconds: number;
   /** The accepting deployment's REDIS_PREFIX (whose queue carries the operation). */
   redisPrefix: string;
   /** The `data` of the operation.created audit event. */
@@ -131,7 +135,8 @@ const SQL = {
     `WITH op AS (
        INSERT INTO operations (id, tenant_id, server_id, automation_key_id, type, status, command, params, working_directory,
                                timeout_seconds, env_keys, run_id, run_context, client_ip, deliver_by, redis_prefix, created_at)
-       VALUES (gen_random_uuid(), $1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, $9::text[], $10, $11::jsonb, $12, $13, $15, now())
+       VALUES (gen_random_uuid(), $1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, $9::text[], $10, $11::jsonb, $12,
+               now() + make_interval(secs => $13::integer), $15, now())
        RETURNING ${OPERATION_COLUMNS}
      ), audit AS (
        INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, client_ip, data, created_at)
@@ -248,7 +253,7 @@ export class OperationStore {
         o.runId,
         o.runContext === null ? null : JSON.stringify(o.runContext),
         o.clientIp,
-        o.deliverBy,
+        o.deliverWithinSeconds,
         JSON.stringify(o.audit),
         o.redisPrefix,
       ],

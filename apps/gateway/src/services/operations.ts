@@ -104,7 +104,7 @@ export async function startOperation(
       runId: input.runId ?? null,
       runContext: (runContext as Record<string, unknown> | undefined) ?? null,
       clientIp: auth.clientIp,
-      deliverBy: new Date(Date.now() + ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000),
+      deliverWithinSeconds: ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS,
       redisPrefix: ctx.config.REDIS_PREFIX,
       audit: {
         operation_type: input.type,
