@@ -37,8 +37,9 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
     if (claimed) return sendStart(ctx, job, token, claimed, data.sealed, cancelPending);
   }
 
-  const op = await ctx.operations.findById(data.operationId);
-  if (!op) return "operation-missing";
+  const found = await ctx.operations.findForDelivery(data.operationId);
+  if (!found) return "operation-missing";
+  const { op } = found;
   if (op.status !== "running") return "already-finished";
 
   if (op.type === "deploy" && !op.dispatchedAt) {
@@ -52,7 +53,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
     }
   }
 
-  if (!op.dispatchedAt && Date.now() > op.deliverBy.getTime()) {
+  if (!op.dispatchedAt && found.pastDeliveryDeadline) {
     // Never handed to a runner, so it cannot be running: fail it rather than run it late.
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RunnerOffline, error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
     return "runner-offline";

@@ -36,6 +36,9 @@ export async function deployBlockedBy(ctx: DispatcherContext, op: Operation): Pr
  * sweeper fails it as "runner offline" for time spent in line.
  */
 export async function holdDeliveryDeadline(ctx: DispatcherContext, op: Operation): Promise<void> {
-  const until = new Date(Date.now() + ctx.config.DEPLOY_TURN_GRACE_SECONDS * 1000);
-  await ctx.prisma.operation.updateMany({ where: { id: op.id, status: "running", dispatchedAt: null, deliverBy: { lt: until } }, data: { deliverBy: until } });
+  // From PostgreSQL's clock, which every deadline is written and read with.
+  const grace = ctx.config.DEPLOY_TURN_GRACE_SECONDS;
+  await ctx.prisma.$executeRaw`
+    UPDATE operations SET deliver_by = now() + make_interval(secs => ${grace}::integer)
+    WHERE id = ${op.id}::uuid AND status = 'running' AND dispatched_at IS NULL AND deliver_by < now() + make_interval(secs => ${grace}::integer)`;
 }

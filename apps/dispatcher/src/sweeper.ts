@@ -78,7 +78,11 @@ export class Sweeper {
    * with the reason, since running them without those inputs would be wrong.
    */
   private async recoverUndelivered(): Promise<void> {
-    const cutoff = new Date(Date.now() - this.ctx.config.REQUEUE_AFTER_SECONDS * 1000);
+    // PostgreSQL's clock, which wrote created_at and deliver_by: this host's may be off, and one ahead
+    // would take an operation whose gateway has not enqueued it yet for one whose job was lost.
+    const [clock] = await this.ctx.prisma.$queryRaw<{ now: Date }[]>`SELECT now() AS now`;
+    const now = clock?.now.getTime() ?? Date.now();
+    const cutoff = new Date(now - this.ctx.config.REQUEUE_AFTER_SECONDS * 1000);
     const after = this.undeliveredAfter;
     const ops = await this.ctx.prisma.operation.findMany({
       where: {
@@ -109,7 +113,7 @@ export class Sweeper {
       const failUndispatched = async (error: string, action: SweeperAction & FailureCause) => {
         if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", cause: action, error }, { onlyIfUndispatched: true })) countSweeperAction(action);
       };
-      if (op.deliverBy.getTime() < Date.now()) {
+      if (op.deliverBy.getTime() < now) {
         await failUndispatched(FailureReason.RunnerOffline, "runner_offline");
       } else if (op.type === "deploy" && !(await this.ctx.prisma.deployment.findUnique({ where: { operationId: op.id }, select: { id: true } }))) {
         // The gateway failed between the operation and its deployment row: with no row the

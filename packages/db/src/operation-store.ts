@@ -145,6 +145,7 @@ const SQL = {
      SELECT ${OPERATION_COLUMNS} FROM op`,
   ),
   findById: statement("operation.by-id", `SELECT ${OPERATION_COLUMNS} FROM operations WHERE id = $1`),
+  findForDelivery: statement("operation.for-delivery", `SELECT ${OPERATION_COLUMNS}, deliver_by < now() AS past_deadline FROM operations WHERE id = $1`),
   findForTenant: statement(
     "operation.for-tenant",
     `SELECT ${qualified("o", OPERATION_COLUMNS)}, s.name AS server_name FROM operations o LEFT JOIN servers s ON s.id = o.server_id WHERE o.id = $1 AND o.tenant_id = $2`,
@@ -267,6 +268,16 @@ export class OperationStore {
   }
 
   /** An operation of a tenant with its server's name, as the status endpoint shows it. */
+  /**
+   * The operation, and whether its delivery deadline has passed by PostgreSQL's clock — the clock
+   * that wrote it, and that the claim reads it with; a dispatcher's own clock may be off.
+   */
+  async findForDelivery(id: string): Promise<{ op: Operation; pastDeliveryDeadline: boolean } | null> {
+    const { rows } = await this.pool.query({ ...SQL.findForDelivery, values: [id] });
+    const row = rows[0] as Row | undefined;
+    return row ? { op: toOperation(row), pastDeliveryDeadline: row.past_deadline === true } : null;
+  }
+
   async findForTenant(id: string, tenantId: string): Promise<(Operation & { server: { name: string } | null }) | null> {
     const { rows } = await this.pool.query({ ...SQL.findForTenant, values: [id, tenantId] });
     const r = rows[0] as Row | undefined;
