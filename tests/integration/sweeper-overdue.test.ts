@@ -66,4 +66,21 @@ describe("sweeper: overdue operations on a runner that does not answer", () => {
     const reasons = await testPrisma().operation.findMany({ where: { id: { in: ids } }, distinct: ["error"], select: { error: true } });
     expect(reasons).toEqual([{ error: expect.stringMatching(/^runner lost: /) }]);
   });
+
+  it("counts a started operation's time-out from no earlier than its handover, whatever the runner's clock stamped", async () => {
+    const { stack, fx } = suite;
+    // No runner connected: an operation overdue now would be ended as runner lost at once.
+    const { server: away } = await createServer(fx.tenant.id);
+    const now = new Date();
+    const base = { redisPrefix: stack.prefix, timeoutSeconds: 30, dispatchedAt: now };
+    // Started just now, stamped five minutes ago by a runner whose clock is behind.
+    const behind = await createOperation(fx.tenant.id, away.id, { ...base, startedAt: new Date(now.getTime() - 300_000) });
+    // The control: handed over long ago, so overdue by any reading.
+    const longAgo = new Date(now.getTime() - 300_000);
+    const overdue = await createOperation(fx.tenant.id, away.id, { ...base, dispatchedAt: longAgo, startedAt: longAgo });
+    const ended = await waitUntilEnded(overdue.id, 20_000, "the overdue control to end");
+    expect(ended.error).toMatch(/^runner lost: /);
+    expect((await testPrisma().operation.findUniqueOrThrow({ where: { id: behind.id } })).status).toBe("running");
+    await testPrisma().operation.update({ where: { id: behind.id }, data: { status: "cancelled", completedAt: new Date() } });
+  });
 });

@@ -1,10 +1,20 @@
 import { Queue } from "bullmq";
 import { FailureCause, FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type LedgerQueryReply, type OperationType } from "@runbridge/contracts";
 import { createRedis } from "@runbridge/common";
+import { Prisma } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countSweeperAction, type SweeperAction } from "./metrics";
 import { recordRunnerResult, finishOperation } from "./results";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
+
+/**
+ * When an operation's time-out starts counting, for the overdue sweep: its start, as the runner
+ * stamped it, but never before it was handed over (dispatched_at, by PostgreSQL's clock) — a runner
+ * whose clock is behind stamps starts in the past, and its operations would look overdue early and
+ * end as runner lost at its next brief disconnect. Not started: from the handover, or from the
+ * delivery deadline, until which a start may still be sitting in the runner's socket.
+ */
+const OVERDUE_FROM = Prisma.sql`CASE WHEN started_at IS NULL THEN GREATEST(dispatched_at, deliver_by) ELSE GREATEST(started_at, dispatched_at) END`;
 
 /** Undelivered operations looked at per pass (each costs a look at its job in Redis). */
 const UNDELIVERED_BATCH = 500;
@@ -153,9 +163,9 @@ export class Sweeper {
       SELECT id, server_id, started_at FROM operations
       WHERE status = 'running' AND dispatched_at IS NOT NULL
         AND (redis_prefix = ${this.ctx.config.REDIS_PREFIX} OR redis_prefix IS NULL)
-        AND COALESCE(started_at, GREATEST(dispatched_at, deliver_by)) + make_interval(secs => timeout_seconds + ${grace}) < now()
+        AND ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace}) < now()
         AND NOT (server_id::text = ANY(${silent}::text[]))
-      ORDER BY COALESCE(started_at, GREATEST(dispatched_at, deliver_by)) + make_interval(secs => timeout_seconds + ${grace}), id
+      ORDER BY ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace}), id
       LIMIT ${OVERDUE_PER_SWEEP}`;
     const byServer = new Map<string, OverdueRow[]>();
     for (const op of overdue) byServer.set(op.server_id, [...(byServer.get(op.server_id) ?? []), op]);
