@@ -18,7 +18,20 @@ interface AuditEvent {
   created_at: string;
 }
 
-const COMMON_TYPES = ["operation.created", "operation.finished", "key.created", "key.updated", "key.revoked", "rate_limited", "dashboard.signed_in"];
+const COMMON_TYPES = [
+  "operation.created",
+  "operation.finished",
+  "operation.result_after_end",
+  "key.created",
+  "key.updated",
+  "key.revoked",
+  "rate_limited",
+  "server.created",
+  "server.runner_token_rotated",
+  "server.deleted",
+  "runner.replaced",
+  "dashboard.signed_in",
+];
 
 /** More than a browser tab should hold; a larger export is the API's job (docs/keys.md, "Audit trail"). */
 const EXPORT_MAX_EVENTS = 100_000;
