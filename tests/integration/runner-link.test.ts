@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Sealer, createLogger, createRedis, hashToken } from "@runbridge/common";
+import { Sealer, createLogger, createRedis, hashToken, validRunnerSignature } from "@runbridge/common";
 import { RELAY_PROTOCOL_VERSION, redisKeys } from "@runbridge/contracts";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import { rememberTokenHash } from "../../apps/dispatcher/src/connection-keys";
@@ -80,11 +80,16 @@ describe("requests to a server's runner", () => {
 
   const runner = async (port: number, name: string): Promise<ScriptedSocket> => {
     const socket = scriptedRunner(port, runnerToken);
-    socket.on("operation:query", ((_payload: unknown, ack: (reply: unknown) => void) => {
+    // As the runner does: only what is signed for this connection counts (whichever path it came by).
+    const signed = (event: string, message: unknown) => validRunnerSignature({ socketId: socket.id ?? "", tokenHash: hashToken(runnerToken) }, event, message);
+    socket.on("operation:query", ((payload: unknown, ack: (reply: unknown) => void) => {
+      if (!signed("operation:query", payload)) return;
       heard[name] = (heard[name] ?? 0) + 1;
       ack({ from: name });
     }) as never);
-    socket.on("runner:replaced", () => (replaced[name] = true));
+    socket.on("runner:replaced", ((info: unknown) => {
+      if (signed("runner:replaced", info)) replaced[name] = true;
+    }) as never);
     runners.push(socket);
     await untilConnected(socket);
     return socket;

@@ -33,9 +33,12 @@ describe("runner: messages that reach it through Redis without a dispatcher's si
 
   const exec = (command: string) =>
     suite.stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${suite.fx.token}`).send({ server_id: suite.fx.server.id, command });
-  /** Broadcast to the runner's room through the adapter, acknowledged: the runner's answers. */
-  const broadcast = (event: "operation:start" | "runner:token-revoked", payload: object) =>
-    (impostor.io.to(serverRoom(suite.fx.server.id)).timeout(5000) as unknown as { emitWithAck(e: string, p: object): Promise<unknown[]> }).emitWithAck(event, payload);
+  /** Broadcast to the runner's room through the adapter, acknowledged within `ms`: the answers that came (none: an empty list). */
+  const broadcastWithin = (ms: number, event: string, payload: object) =>
+    (impostor.io.to(serverRoom(suite.fx.server.id)).timeout(ms) as unknown as { emitWithAck(e: string, p: object): Promise<unknown[]> })
+      .emitWithAck(event, payload)
+      .catch((err: { responses?: unknown[] }) => err.responses ?? Promise.reject(err));
+  const broadcast = (event: "operation:start" | "runner:token-revoked", payload: object) => broadcastWithin(5000, event, payload);
 
   it("refuses a start that is unsigned, or signed for another connection, and runs none of them", async () => {
     const marker = path.join(dir, "unsigned");
@@ -57,6 +60,11 @@ describe("runner: messages that reach it through Redis without a dispatcher's si
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(existsSync(marker)).toBe(false);
     expect(await testPrisma().operation.count({ where: { id: start.operationId } })).toBe(0);
+  });
+
+  it("leaves an unsigned ledger query or cancel unanswered (an answer would be read as 'unknown' or 'not started')", async () => {
+    await expect(broadcastWithin(1500, "operation:query", { operationIds: [randomUUID()] })).resolves.toEqual([]);
+    await expect(broadcastWithin(1500, "operation:cancel", { operationId: randomUUID() })).resolves.toEqual([]);
   });
 
   it("ignores an unsigned 'token revoked' and keeps taking operations", async () => {

@@ -4,7 +4,7 @@ import { newest, surelyOlder, type ReplaceableSocket } from "../../apps/dispatch
 function conn(id: string, issued: number, seq?: number): ReplaceableSocket {
   return {
     id,
-    data: { serverId: "s", tenantId: "t", serverName: "web", tokenHash: "h", dispatcherId: "d", seq },
+    data: { serverId: "s", tenantId: "t", serverName: "web", dispatcherId: "d", seq },
     handshake: { address: "127.0.0.1", headers: {}, issued },
     emit: () => undefined,
     disconnect: () => undefined,

@@ -9,7 +9,7 @@ import { observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
 import { rebootViaProvider } from "./reboot-path";
 import { finishOperation } from "./results";
-import { RunnerNotConnected, hasLocalRunner, requestRunner } from "./runner-link";
+import { RunnerNotConnected, RunnerUnreachable, hasLocalRunner, requestRunner } from "./runner-link";
 
 class AlreadyFinished extends Error {}
 /** The runner did not start it but asked for it again later (e.g. it is draining for a restart): BullMQ retries it. */
@@ -209,7 +209,7 @@ export function createDeliveryWorker(ctx: DispatcherContext): Worker<DeliverOper
     maxStalledCount: 100,
   });
   worker.on("failed", (job, err) => {
-    if (err instanceof RunnerNotConnected || err instanceof RunnerAskedForLater) ctx.logger.debug("delivery will be retried", { operationId: job?.data.operationId, reason: err.message });
+    if (err instanceof RunnerNotConnected || err instanceof RunnerUnreachable || err instanceof RunnerAskedForLater) ctx.logger.debug("delivery will be retried", { operationId: job?.data.operationId, reason: err.message });
     else ctx.logger.warn("delivery attempt failed", { operationId: job?.data.operationId, error: err.message });
   });
   worker.on("error", (err) => ctx.logger.warn("worker error", { error: err.message }));

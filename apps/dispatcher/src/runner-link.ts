@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { RELAY_PROTOCOL_VERSION, type DispatcherToRunnerEvents } from "@runbridge/contracts";
-import { signForRunner, withTimeout } from "@runbridge/common";
+import { signForRunner, withTimeout, type SignatureTarget } from "@runbridge/common";
 import { localSignatureTarget, signatureTargetOf } from "./connection-keys";
 import { serverRoom, type DispatcherContext, type RunnerSocket } from "./context";
 import { NoLocalRunner, type LocalRunnerAsk, type RelayedEvent } from "./relay";
@@ -123,8 +123,7 @@ async function claimReplacement(ctx: DispatcherContext, socketId: string): Promi
 function sendAway(ctx: DispatcherContext, serverId: string, old: ReplaceableSocket): void {
   const resultsTicket = randomBytes(24).toString("base64url");
   const send = async () => {
-    // Not told (its server is gone, or PostgreSQL did not answer): closed all the same; it reconnects and is replaced again.
-    const to = await signatureTargetOf(ctx, serverId, old).catch(() => null);
+    const to = await replacedNoticeTarget(ctx, serverId, old);
     if (to) old.emit("runner:replaced", signForRunner(to, "runner:replaced", { resultsTicket }));
     old.disconnect(true);
   };
@@ -134,6 +133,27 @@ function sendAway(ctx: DispatcherContext, serverId: string, old: ReplaceableSock
     ctx.logger.warn("could not store a replaced runner's results ticket", { serverId, error: String(err) });
     void send();
   });
+}
+
+/** Tries to read a connection's signature key before sending it away without the notice. */
+const NOTICE_KEY_ATTEMPTS_MS = [0, 250, 1000, 3000];
+
+/**
+ * What the notice to a connection being sent away is signed for. One held elsewhere needs the
+ * server's key from PostgreSQL, and a connection closed without its notice reconnects — numbered
+ * after the one that replaced it, which it would then send away in turn: PostgreSQL is asked again
+ * for a few seconds before giving up (the server gone: null at once).
+ */
+async function replacedNoticeTarget(ctx: DispatcherContext, serverId: string, old: ReplaceableSocket): Promise<SignatureTarget | null> {
+  for (const wait of NOTICE_KEY_ATTEMPTS_MS) {
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    try {
+      return await signatureTargetOf(ctx, serverId, old);
+    } catch (err) {
+      ctx.logger.warn("could not read a runner's key to tell a replaced connection", { serverId, socketId: old.id, error: String(err) });
+    }
+  }
+  return null;
 }
 
 /** Keeps the newest of several connections and sends the others away: duplicates found at send time are cleaned up too. */

@@ -154,7 +154,8 @@ const SQL = {
   touchServer: statement("server.touch", "UPDATE servers SET last_seen_at = now() WHERE id = $1"),
   admitRunner: statement("server.runner-admitted", "UPDATE servers SET last_seen_at = now(), runner_version = $2 WHERE id = $1"),
   belongsToServer: statement("operation.belongs", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2"),
-  markStarted: statement("operation.started", "UPDATE operations SET started_at = $3 WHERE id = $1 AND server_id = $2 AND started_at IS NULL"),
+  // Never later than PostgreSQL's now(): a runner whose clock is ahead would push the overdue sweep back by as much.
+  markStarted: statement("operation.started", "UPDATE operations SET started_at = LEAST($3::timestamptz, now()) WHERE id = $1 AND server_id = $2 AND started_at IS NULL"),
   claimForDispatch: statement(
     "operation.claim",
     `UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now())
@@ -267,7 +268,6 @@ export class OperationStore {
     return rows[0] ? toOperation(rows[0] as Row) : null;
   }
 
-  /** An operation of a tenant with its server's name, as the status endpoint shows it. */
   /**
    * The operation, and whether its delivery deadline has passed by PostgreSQL's clock — the clock
    * that wrote it, and that the claim reads it with; a dispatcher's own clock may be off.
@@ -278,6 +278,7 @@ export class OperationStore {
     return row ? { op: toOperation(row), pastDeliveryDeadline: row.past_deadline === true } : null;
   }
 
+  /** An operation of a tenant with its server's name, as the status endpoint shows it. */
   async findForTenant(id: string, tenantId: string): Promise<(Operation & { server: { name: string } | null }) | null> {
     const { rows } = await this.pool.query({ ...SQL.findForTenant, values: [id, tenantId] });
     const r = rows[0] as Row | undefined;
