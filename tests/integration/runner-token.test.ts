@@ -1,5 +1,5 @@
 import { HandshakeRefusal, ResultsNamespace } from "@runbridge/contracts";
-import { hashToken } from "@runbridge/common";
+import { createRedis, hashToken } from "@runbridge/common";
 import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createAutomationKey, createFixture, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
@@ -73,9 +73,17 @@ describe("runner token rotation", () => {
     });
     await stack.dispatchers[1]?.waitForOutput(/runner connection replaced by a newer one/);
 
+    // Whoever reads Redis sees the notice: it names the old token without its hash (the runners' signature key).
+    const notices: string[] = [];
+    const spy = createRedis(stack.redisUrl);
+    spy.on("message", (_channel: string, message: string) => notices.push(message));
+    await spy.subscribe(stack.keys.runnerTokenRevoked);
     const res = await rotate(fx);
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ id: fx.server.id, name: fx.server.name, runner_token: expect.stringMatching(/^rbr_/) });
+    await waitFor(async () => notices.length > 0, 5000, "the revocation notice");
+    spy.disconnect();
+    expect(notices.join("\n")).not.toContain(hashToken(fx.runnerToken));
     const newToken = res.body.runner_token as string;
     expect(newToken).not.toBe(fx.runnerToken);
     // Shown once: only its hash is stored.

@@ -1,12 +1,12 @@
 import type { Redis } from "ioredis";
-import { createRedis, signForRunner } from "@runbridge/common";
+import { createRedis, revokedTokenDigest, signForRunner } from "@runbridge/common";
 import { ResultsNamespace, decodeTokenRevoked } from "@runbridge/contracts";
 import type { DispatcherContext, RunnerSocket } from "./context";
 import { clientIpOf } from "./runner-audit";
 import { localSignatureTarget, tokenHashOf } from "./connection-keys";
 
 /**
- * How long a revoked token hash is remembered here: far longer than a
+ * How long a revoked token is remembered here: far longer than a
  * handshake's token lookup can take (see isRevoked).
  */
 const REMEMBER_MS = 10 * 60_000;
@@ -28,7 +28,7 @@ const RECHECK_RETRY_MS = 10_000;
  * every RUNNER_TOKEN_RECHECK_SECONDS.
  */
 export class TokenRevocations {
-  /** Recently revoked token hashes → until when they are remembered. Rotations are rare: this stays tiny. */
+  /** Recently revoked tokens (revokedTokenDigest) → until when they are remembered. Rotations are rare: this stays tiny. */
   private readonly recent = new Map<string, number>();
   private sub: Redis | null = null;
   private recheckTimer: NodeJS.Timeout | null = null;
@@ -43,7 +43,7 @@ export class TokenRevocations {
    * revocation swept this dispatcher's connections.
    */
   isRevoked(tokenHash: string): boolean {
-    return (this.recent.get(tokenHash) ?? 0) > Date.now();
+    return (this.recent.get(revokedTokenDigest(tokenHash)) ?? 0) > Date.now();
   }
 
   start(): void {
@@ -55,11 +55,12 @@ export class TokenRevocations {
     sub.on("error", (err: Error) => ctx.logger.warn("token revocation listener redis error", { error: err.message }));
     sub.on("message", (ch: string, message: string) => {
       if (ch !== channel) return;
-      const revoked = decodeTokenRevoked(message);
+      const revoked = decodeTokenRevoked(message, revokedTokenDigest);
       if (!revoked) return ctx.logger.warn("ignored a malformed runner token revocation");
-      this.remember(revoked.tokenHash);
+      this.remember(revoked.tokenDigest);
       for (const socket of this.localSockets()) {
-        if (tokenHashOf(socket) === revoked.tokenHash) this.drop(socket, "its server's runner token was rotated, or the server deleted");
+        const hash = tokenHashOf(socket);
+        if (hash !== undefined && revokedTokenDigest(hash) === revoked.tokenDigest) this.drop(socket, "its server's runner token was rotated, or the server deleted");
       }
     });
     this.periodic = setInterval(() => void this.recheck(), ctx.config.RUNNER_TOKEN_RECHECK_SECONDS * 1000);
@@ -80,10 +81,10 @@ export class TokenRevocations {
     this.sub?.disconnect();
   }
 
-  private remember(tokenHash: string): void {
+  private remember(tokenDigest: string): void {
     const now = Date.now();
-    for (const [hash, until] of this.recent) if (until <= now) this.recent.delete(hash);
-    this.recent.set(tokenHash, now + REMEMBER_MS);
+    for (const [digest, until] of this.recent) if (until <= now) this.recent.delete(digest);
+    this.recent.set(tokenDigest, now + REMEMBER_MS);
   }
 
   /** Runner connections here, a replaced runner's results connection too (it was made with the same token). */

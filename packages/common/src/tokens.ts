@@ -54,6 +54,14 @@ export function hashToken(token: string): string {
   return createHash("sha256").update(token, "utf8").digest("hex");
 }
 
+/**
+ * How a revoked runner token is named on Redis (the revocation notice): a digest of its SHA-256,
+ * which is the key runners check the dispatchers' signatures with and must not travel.
+ */
+export function revokedTokenDigest(tokenHash: string): string {
+  return createHash("sha256").update(`runbridge revoked runner token\0${tokenHash}`, "utf8").digest("hex");
+}
+
 /** What the dashboard and lists show: "rca_AbCd1234". */
 export function displayPrefix(token: string): string {
   const sep = token.indexOf("_");

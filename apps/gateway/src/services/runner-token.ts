@@ -1,4 +1,4 @@
-import { TokenKind, generateToken, hashToken } from "@runbridge/common";
+import { TokenKind, generateToken, hashToken, revokedTokenDigest } from "@runbridge/common";
 import { encodeTokenRevoked } from "@runbridge/contracts";
 import type { Server } from "@runbridge/db";
 import type { ManagementAuth } from "../auth/locals";
@@ -39,7 +39,7 @@ export async function rotateRunnerToken(ctx: GatewayContext, auth: ManagementAut
  */
 export async function announceTokenRevoked(ctx: GatewayContext, server: Server, what: string): Promise<void> {
   try {
-    const dispatchers = await ctx.redis.publish(ctx.keys.runnerTokenRevoked, encodeTokenRevoked({ serverId: server.id, tokenHash: server.runnerTokenHash }));
+    const dispatchers = await ctx.redis.publish(ctx.keys.runnerTokenRevoked, encodeTokenRevoked({ serverId: server.id, tokenDigest: revokedTokenDigest(server.runnerTokenHash) }));
     ctx.logger.info(what, { serverId: server.id, dispatchers });
   } catch (err) {
     ctx.logger.error(`${what}, but the dispatchers could not be told to drop its runner's connections`, { serverId: server.id, error: String(err) });
