@@ -45,7 +45,18 @@ const ENDED_WITHOUT_THE_RUNNER: readonly string[] = [FailureReason.RunnerLost, F
 /** Sanitised again: a result from an older runner may still carry U+0000, and refusing it would have it re-sent forever. */
 export async function recordRunnerResult(ctx: DispatcherContext, serverId: string, r: OperationResult): Promise<boolean> {
   const ending: Ending = r.status === "failed" ? { status: r.status, cause: FailureCause.Runner } : { status: r.status };
-  const finished = await finishRunnerResult(ctx, serverId, r, ending);
+  const finished = await finishOperation(ctx, serverId, {
+    ...ending,
+    operationId: r.operationId,
+    exitCode: r.exitCode,
+    stdout: storableText(r.stdout),
+    stderr: storableText(r.stderr),
+    stdoutTruncated: r.stdoutTruncated,
+    stderrTruncated: r.stderrTruncated,
+    durationMs: r.durationMs,
+    startedAt: r.startedAt ? new Date(r.startedAt) : null,
+    error: typeof r.error === "string" ? storableText(r.error) : null,
+  });
   if (finished) return true;
   // Too late to end it: recorded beside the ending it has, so the audit trail says what really happened.
   const late = {
@@ -64,19 +75,4 @@ export async function recordRunnerResult(ctx: DispatcherContext, serverId: strin
     });
   }
   return false;
-}
-
-function finishRunnerResult(ctx: DispatcherContext, serverId: string, r: OperationResult, ending: Ending): Promise<boolean> {
-  return finishOperation(ctx, serverId, {
-    ...ending,
-    operationId: r.operationId,
-    exitCode: r.exitCode,
-    stdout: storableText(r.stdout),
-    stderr: storableText(r.stderr),
-    stdoutTruncated: r.stdoutTruncated,
-    stderrTruncated: r.stderrTruncated,
-    durationMs: r.durationMs,
-    startedAt: r.startedAt ? new Date(r.startedAt) : null,
-    error: typeof r.error === "string" ? storableText(r.error) : null,
-  });
 }

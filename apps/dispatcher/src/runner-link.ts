@@ -275,9 +275,9 @@ export async function requestRunner<E extends keyof Events>(
   if (target.remote.relayVersion === RELAY_PROTOCOL_VERSION) throw new RunnerUnreachable(`the dispatcher holding the runner of server ${serverId} did not hear the request`);
   // ...or has no relay of ours (another release, during a rolling upgrade): the adapter then, whose messages are
   // signed but not sealed. Every socket is in a room named by its id, on whichever dispatcher holds it: exactly one recipient.
-  const remote = ctx.io.to(target.remote.socketId).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
   const to = await signatureTargetOf(ctx, serverId, { id: target.remote.socketId });
   if (!to) throw gone();
+  const remote = ctx.io.to(target.remote.socketId).timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>[]> };
   const reply = (await remote.emitWithAck(event, signForRunner(to, event, payload)))[0];
   if (reply === undefined) throw gone();
   return reply;

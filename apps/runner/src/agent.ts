@@ -30,9 +30,9 @@ const RECONNECT_DELAY_MS = 500;
 const RECONNECT_DELAY_MAX_MS = 5_000;
 /** A token the dispatcher does not know stays unknown until a person fixes it: ask rarely. */
 const BAD_TOKEN_RETRY_MS = 60_000;
-/** What the operator must do when the token no longer works. */
 /** The refusal of a start that is not signed for this connection (final: the dispatcher fails the operation). */
 const UNSIGNED = "refused: the start was not signed for this runner's connection (a dispatcher older than this runner, or not a dispatcher); not started";
+/** What the operator must do when the token no longer works. */
 const SET_NEW_TOKEN = "set RUNBRIDGE_RUNNER_TOKEN to the server's current runner token (in /etc/runbridge/runner.env, or re-run install.sh with --token) and restart the runner";
 
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;

@@ -12,10 +12,10 @@ import { configure } from "safe-stable-stringify";
  *
  * The key is the SHA-256 of the runner's token: PostgreSQL holds it for the server and the runner
  * computes it from its token. Dispatchers keep it out of what the adapter shows other processes (a
- * connection's data and handshake), and the rotation notice names a revoked token by a digest of it. The signed text names the event and the connection
- * (socket id) it is for, so a message seen on Redis cannot be replayed as another event or to
- * another connection; replaying one to its own connection repeats what the runner already did
- * (a start is answered from its ledger).
+ * connection's data and handshake), and the rotation notice names a revoked token by a digest of
+ * it. The signed text names the event and the connection (socket id) it is for, so a message seen
+ * on Redis cannot be replayed as another event or to another connection; replaying one to its own
+ * connection repeats what the runner already did (a start is answered from its ledger).
  */
 const canonical = configure({ deterministic: true, circularValue: Error, bigint: false });
 
