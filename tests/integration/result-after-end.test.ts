@@ -1,8 +1,9 @@
 import { FailureReason } from "@runbridge/contracts";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
 import { scriptedRunner, untilConnected } from "../helpers/scripted-runner";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /**
  * A runner away longer than an operation's time-out plus RESULT_GRACE_SECONDS (a token rotation
@@ -11,14 +12,10 @@ import { TestStack } from "../helpers/stack";
  * recorded beside it, once, as an operation.result_after_end audit event.
  */
 describe("a runner's result that arrives after its operation was ended without it", () => {
+  const suite = useStack();
   let stack: TestStack;
-
-  beforeAll(async () => {
-    stack = await TestStack.start();
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   const resultOf = (operationId: string, startedAt: Date) => ({

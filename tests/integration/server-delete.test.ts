@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { closeTestPrisma, holdRowLock, testPrisma } from "../helpers/db";
+import { holdRowLock, testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createOperation, createServer, createTenant } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 type Fixture = Awaited<ReturnType<typeof createFixture>>;
 
@@ -10,13 +11,10 @@ type Fixture = Awaited<ReturnType<typeof createFixture>>;
  * runner processes, the gateway in-process, the real database.
  */
 describe("deleting a server", () => {
+  const suite = useStack();
   let stack: TestStack;
-  beforeAll(async () => {
-    stack = await TestStack.start();
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   const del = (serverId: string, apiKey: string) => stack.api().delete(`/api/v1/servers/${serverId}`).set("Authorization", `Bearer ${apiKey}`);
