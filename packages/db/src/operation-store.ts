@@ -173,6 +173,7 @@ const SQL = {
   finish: statement("operation.finish", finishText({ onlyIfUndispatched: false, noted: false })),
   finishUndispatched: statement("operation.finish-undispatched", finishText({ onlyIfUndispatched: true, noted: false })),
   finishNoted: statement("operation.finish-noted", finishText({ onlyIfUndispatched: false, noted: true })),
+  lockEnded: statement("operation.lock-ended", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2 AND status <> 'running' FOR UPDATE"),
   resultAfterEnd: statement(
     "operation.result-after-end",
     `INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, data, created_at)
@@ -394,8 +395,22 @@ export class OperationStore {
    * when not written (the operation is running, ended otherwise, or already has one).
    */
   async resultAfterEnd(serverId: string, operationId: string, platformErrors: readonly string[], result: Record<string, unknown>): Promise<boolean> {
-    const { rowCount } = await this.pool.query({ ...SQL.resultAfterEnd, values: [operationId, serverId, platformErrors, JSON.stringify(result)] });
-    return rowCount === 1;
+    // "Once" needs the operation's row locked first: the insert's NOT EXISTS reads a snapshot, and two
+    // deliveries of the result at once (a runner re-sending on a new connection) both saw none. The
+    // insert runs after the lock is granted, so its snapshot holds the other's committed event.
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query({ ...SQL.lockEnded, values: [operationId, serverId] });
+      const { rowCount } = await client.query({ ...SQL.resultAfterEnd, values: [operationId, serverId, platformErrors, JSON.stringify(result)] });
+      await client.query("COMMIT");
+      client.release();
+      return rowCount === 1;
+    } catch (err) {
+      // Not back to the pool: the connection may be broken or still inside the transaction.
+      client.release(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
   }
 
   /**
