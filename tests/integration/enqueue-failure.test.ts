@@ -35,10 +35,10 @@ describe("an operation that cannot be enqueued", () => {
   });
 
   const context = (): GatewayContext => stack.gateway;
-  /** This gateway's count of the operations it ended as failed, of one type. */
-  const failedHere = async (type: string) => {
+  /** This gateway's count of the operations it ended because they could not be queued, of one type, by recorded status. */
+  const failedHere = async (type: string, status = "failed") => {
     const text = (await stack.api().get("/metrics").expect(200)).text;
-    const line = text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_operations_finished_total{status="failed",type="${type}",reason="not_queued",service="gateway"}`));
+    const line = text.split("\n").find((l) => l.startsWith(`runbridge_dispatcher_operations_finished_total{status="${status}",type="${type}",reason="not_queued",service="gateway"}`));
     return line ? Number(line.split(" ").pop()) : 0;
   };
 
@@ -61,6 +61,16 @@ describe("an operation that cannot be enqueued", () => {
       ["operation.created", undefined],
       ["operation.finished", "failed"],
     ]);
+  });
+
+  it("counts a registry logout it ends as recorded: completed (exit 125), with the platform's reason", async () => {
+    const f = await createFixture();
+    const auth = { tenantId: f.tenant.id, key: f.key, clientIp: "127.0.0.1" } as unknown as AutomationAuth;
+    const before = { completed: await failedHere("registry_logout", "completed"), failed: await failedHere("registry_logout") };
+    const started = startOperation(context(), auth, { serverId: f.server.id, type: "registry_logout", command: "docker logout ghcr.io", timeoutSeconds: 60, params: { registry_url: "ghcr.io", registry_type: "ghcr" } });
+    await expect(started).rejects.toThrow(ServiceUnavailableError);
+    expect(await testPrisma().operation.findFirstOrThrow({ where: { serverId: f.server.id } })).toMatchObject({ status: "completed", exitCode: 125 });
+    expect({ completed: await failedHere("registry_logout", "completed"), failed: await failedHere("registry_logout") }).toEqual({ completed: before.completed + 1, failed: before.failed });
   });
 
   it("never overwrites an operation that has already ended", async () => {

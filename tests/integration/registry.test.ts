@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ConfigError, Sealer, parseConfig } from "@runbridge/common";
-import { FailureReason } from "@runbridge/contracts";
+import { FailureCause, FailureReason } from "@runbridge/contracts";
 import { gatewayEnvSchema } from "../../apps/gateway/src/config";
 import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
@@ -262,6 +262,11 @@ describe("registry credentials and registry-auth", () => {
       expect(await poll(res.body.operation_id)).toMatchObject({ status: "completed", result: { exit_code: 125, stderr: `${reason}\n` }, error: reason });
       const finished = await testPrisma().auditEvent.findFirstOrThrow({ where: { operationId: res.body.operation_id, type: "operation.finished" } });
       expect(finished.data).toMatchObject({ status: "completed", exit_code: 125, error: reason });
+      // Counted as recorded (completed), with the platform's reason; no process counts a failed logout.
+      const metrics = [(await stack.api().get("/metrics").expect(200)).text, await (await fetch(`http://127.0.0.1:${stack.dispatcherPorts[0]}/metrics`)).text()].join("\n");
+      const logouts = metrics.split("\n").filter((l) => l.startsWith('runbridge_dispatcher_operations_finished_total{') && l.includes('type="registry_logout"'));
+      expect(logouts.filter((l) => l.includes('status="failed"'))).toEqual([]);
+      expect(logouts.filter((l) => l.includes(`status="completed",type="registry_logout",reason="${FailureCause.RunnerOffline}"`)).map((l) => Number(l.split(" ").pop()))).toEqual([1]);
     });
 
     it("refuses a registry_url docker could read as an option, and other bad bodies, with 422", async () => {

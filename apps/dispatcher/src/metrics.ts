@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { OperationsFinishedMetric, QueueName, endingReason, type Ending } from "@runbridge/contracts";
+import { OperationsFinishedMetric, QueueName, finishedLabels, type Ending } from "@runbridge/contracts";
 import { createFailFastRedis, withTimeout } from "@runbridge/common";
 import type { DispatcherContext } from "./context";
 
@@ -32,13 +32,23 @@ const retentionDeleted = new Counter({
 
 const runnerHandshakes = new Counter({
   name: "runbridge_dispatcher_runner_handshakes_total",
-  help: "Runner handshakes by outcome: accepted, invalid_token (no server has it), throttled (too many unknown tokens from the address, refused without a lookup), unavailable (the lookup failed), draining (this dispatcher is shutting down)",
+  help: "Runner handshakes by outcome: accepted, invalid_token (no server has it), throttled (too many unknown tokens from the address, refused without a lookup), unavailable (the lookup failed), draining (this dispatcher is shutting down), too_many_unauthenticated (WebSocket upgrade refused: the address holds too many connections not yet let in)",
   labelNames: ["outcome"] as const,
   registers: [dispatcherRegistry],
 });
 
-export function countRunnerHandshake(outcome: "accepted" | "invalid_token" | "throttled" | "unavailable" | "draining"): void {
+export function countRunnerHandshake(outcome: "accepted" | "invalid_token" | "throttled" | "unavailable" | "draining" | "too_many_unauthenticated"): void {
   runnerHandshakes.inc({ outcome });
+}
+
+const unauthenticatedRunnerConnections = new Gauge({
+  name: "runbridge_dispatcher_unauthenticated_runner_connections",
+  help: "Runner connections open on this dispatcher process whose token has not (yet) been accepted",
+  registers: [dispatcherRegistry],
+});
+
+export function setUnauthenticatedRunnerConnections(n: number): void {
+  unauthenticatedRunnerConnections.set(n);
 }
 
 export type RetentionTable = "operations" | "audit_events";
@@ -89,8 +99,8 @@ export function countRetentionPass(table: RetentionTable, outcome: "ok" | "faile
 }
 
 /** Gateways count the operations they end themselves in the same series (apps/gateway/src/metrics.ts). */
-export function countOperationFinished(ending: Ending, type: string): void {
-  operationsFinished.inc({ status: ending.status, type, reason: endingReason(ending) });
+export function countOperationFinished(ending: Ending, recordedStatus: string, type: string): void {
+  operationsFinished.inc(finishedLabels(ending, recordedStatus, type));
 }
 
 export function observeDelivery(type: string, acceptedAt: Date): void {

@@ -1,4 +1,4 @@
-import { FailureCause, FailureReason, encodeFinished, isTerminal, storableText, type Ending, type OperationResult } from "@runbridge/contracts";
+import { FailureCause, FailureReason, encodeFinished, endingReason, isTerminal, storableText, type Ending, type OperationResult } from "@runbridge/contracts";
 import type { FinishFields, OperationNote } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
@@ -23,17 +23,16 @@ export async function finishOperation(
   if (!isTerminal(fields.status)) throw new Error(`not a terminal status: ${fields.status}`);
   // Transition, audit event and deployment status in one statement (see OperationStore).
   const finished = await ctx.operations.finish(serverId, fields, opts.onlyIfUndispatched ?? false, opts.note);
-  const changed = finished !== null;
-  const finishedType = finished?.type ?? "unknown";
-  if (changed) {
-    countOperationFinished(fields, finishedType);
+  if (finished) {
+    countOperationFinished(fields, finished.status, finished.type);
     await ctx.redis.publish(ctx.keys.operationFinished, encodeFinished(fields.operationId, finished)).catch((err: unknown) => {
       // Waiters also poll Postgres, so a lost notification only delays them.
       ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });
     });
-    ctx.logger.info("operation finished", { operationId: fields.operationId, status: fields.status, exitCode: fields.exitCode ?? null });
+    // The recorded status and exit code (a registry logout the platform failed is completed, 125/124), and why.
+    ctx.logger.info("operation finished", { operationId: fields.operationId, status: finished.status, exitCode: finished.exitCode, reason: endingReason(fields) });
   }
-  return changed;
+  return finished !== null;
 }
 
 /**

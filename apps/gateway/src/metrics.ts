@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { ErrorRequestHandler, RequestHandler, Router } from "express";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { OperationsFinishedMetric, endingReason, type Ending } from "@runbridge/contracts";
+import { OperationsFinishedMetric, finishedLabels, type Ending } from "@runbridge/contracts";
 import { routeMatcher, routesOf, type RouteMatcher } from "./route-matcher";
 import { automationRouteTemplate } from "./routes/automation/paths";
 
@@ -49,8 +49,8 @@ export function countOperationAccepted(type: string): void {
  */
 const operationsFinished = new Counter({ ...OperationsFinishedMetric, registers: [gatewayRegistry] });
 
-export function countOperationFinished(ending: Ending, type: string): void {
-  operationsFinished.inc({ status: ending.status, type, reason: endingReason(ending) });
+export function countOperationFinished(ending: Ending, recordedStatus: string, type: string): void {
+  operationsFinished.inc(finishedLabels(ending, recordedStatus, type));
 }
 
 const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);

@@ -109,6 +109,16 @@ export function endingReason(ending: Ending): FailureCause | "none" {
 }
 
 /**
+ * The finished-operations metric's labels for an ending as it was recorded. The status is the
+ * recorded one, which clients see: a registry logout the platform failed is recorded as completed
+ * with exit 125/124 (the spec's rule for every logout failure). The reason stays the platform's, so
+ * those logouts can still be told from ones whose docker command failed.
+ */
+export function finishedLabels(ending: Ending, recordedStatus: string, type: string): { status: string; type: string; reason: FailureCause | "none" } {
+  return { status: recordedStatus, type, reason: endingReason(ending) };
+}
+
+/**
  * The one metric both dispatchers and gateways count (each end of an operation is a
  * conditional transition exactly one process wins, and only the winner counts it), so that a
  * sum over every process is every operation that ended. Its name keeps the dispatcher prefix
@@ -116,6 +126,6 @@ export function endingReason(ending: Ending): FailureCause | "none" {
  */
 export const OperationsFinishedMetric = {
   name: "runbridge_dispatcher_operations_finished_total",
-  help: "Operations this process moved to a terminal status, by status, operation type and, for failed ones, reason (runner: the runner reported it; the others are the platform's: runner_offline, runner_lost, queue_lost...; none for other statuses). Dispatchers and gateways both count: sum over every process, each ended operation is counted once",
+  help: "Operations this process moved to a terminal status, by the status recorded, operation type and, for the ones that failed, reason (runner: the runner reported it; the others are the platform's: runner_offline, runner_lost, queue_lost...; a registry logout the platform failed is recorded completed, exit 125/124, and keeps the platform's reason; none for the rest). Dispatchers and gateways both count: sum over every process, each ended operation is counted once",
   labelNames: ["status", "type", "reason"] as const,
 };

@@ -55,7 +55,7 @@ export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth,
     return true;
   });
   if (endedHere) {
-    countOperationFinished({ status: "cancelled" }, op.type);
+    countOperationFinished({ status: "cancelled" }, "cancelled", op.type);
     // Wakes anyone waiting on it (a held exec request, SSE clients poll anyway).
     await ctx.redis.publish(ctx.keys.operationFinished, op.id).catch(() => undefined);
     ctx.logger.info("operation cancelled before dispatch", { operationId: op.id });

@@ -163,7 +163,7 @@ export const LEAVE_TO_SWEEPER = Symbol("leave to the sweeper");
 export async function failUndispatched(ctx: GatewayContext, op: Pick<Operation, "id" | "serverId">, cause: FailureCause, error: string): Promise<boolean> {
   try {
     const ended = await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Failed, error }, true);
-    if (ended) countOperationFinished({ status: OperationStatus.Failed, cause }, ended.type);
+    if (ended) countOperationFinished({ status: OperationStatus.Failed, cause }, ended.status, ended.type);
     return ended !== null;
   } catch (err) {
     ctx.logger.warn("could not end an operation that was not started", { operationId: op.id, error: String(err) });
