@@ -41,6 +41,12 @@ export interface NewOperationRow {
   audit: Record<string, unknown>;
 }
 
+/**
+ * A server as an operation request finds it, with how long ago its runner was last seen by
+ * PostgreSQL's clock — the one that stamped last_seen_at; the gateway's own may be off by minutes.
+ */
+export type TargetServer = Server & { lastSeenAgoMs: number | null };
+
 export interface FinishFields {
   operationId: string;
   status: string;
@@ -150,7 +156,10 @@ const SQL = {
     "operation.for-tenant",
     `SELECT ${qualified("o", OPERATION_COLUMNS)}, s.name AS server_name FROM operations o LEFT JOIN servers s ON s.id = o.server_id WHERE o.id = $1 AND o.tenant_id = $2`,
   ),
-  findServerForTenant: statement("server.for-tenant", `SELECT ${SERVER_COLUMNS} FROM servers WHERE id = $1 AND tenant_id = $2`),
+  findServerForTenant: statement(
+    "server.for-tenant",
+    `SELECT ${SERVER_COLUMNS}, (extract(epoch FROM now() - last_seen_at) * 1000)::float8 AS last_seen_ago_ms FROM servers WHERE id = $1 AND tenant_id = $2`,
+  ),
   touchServer: statement("server.touch", "UPDATE servers SET last_seen_at = now() WHERE id = $1"),
   admitRunner: statement("server.runner-admitted", "UPDATE servers SET last_seen_at = now(), runner_version = $2 WHERE id = $1"),
   belongsToServer: statement("operation.belongs", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2"),
@@ -287,7 +296,7 @@ export class OperationStore {
   }
 
   /** The target server of an operation request, within the caller's tenant. */
-  async findServerForTenant(id: string, tenantId: string): Promise<Server | null> {
+  async findServerForTenant(id: string, tenantId: string): Promise<TargetServer | null> {
     const { rows } = await this.pool.query({ ...SQL.findServerForTenant, values: [id, tenantId] });
     const r = rows[0] as Row | undefined;
     if (!r) return null;
@@ -302,6 +311,7 @@ export class OperationStore {
       provider: (r.provider as string | null) ?? null,
       providerServerId: (r.provider_server_id as string | null) ?? null,
       providerTokenCiphertext: (r.provider_token_ciphertext as string | null) ?? null,
+      lastSeenAgoMs: (r.last_seen_ago_ms as number | null) ?? null,
     };
   }
 

@@ -1,6 +1,6 @@
 import { FailureCause, JobCatalog, JobName, OperationStatus, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
 import type { Response } from "express";
-import { reviveOperation, type Operation, type Prisma, type Server } from "@runbridge/db";
+import { reviveOperation, type Operation, type Prisma, type TargetServer } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
 import { assertServerAllowed } from "../auth/scopes";
 import type { GatewayContext } from "../context";
@@ -26,7 +26,7 @@ export interface NewOperation {
  * loadTargetServer then assertRunnerConnected, with the PostgreSQL lookup and
  * the Redis presence check in flight together (404 and 403 still win over 409).
  */
-export async function loadConnectedServer(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<Server> {
+export async function loadConnectedServer(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<TargetServer> {
   const presence = ctx.presence.isConnected(serverId);
   presence.catch(() => undefined); // Awaited below unless the lookup fails first.
   const server = await loadTargetServer(ctx, auth, serverId);
@@ -35,7 +35,7 @@ export async function loadConnectedServer(ctx: GatewayContext, auth: AutomationA
 }
 
 /** The server of the caller's tenant, with the key's server scope enforced. */
-export async function loadTargetServer(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<Server> {
+export async function loadTargetServer(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<TargetServer> {
   const server = await ctx.operations.findServerForTenant(serverId, auth.tenantId);
   if (!server) throw new NotFoundError(`Server ${serverId} not found`);
   assertServerAllowed(auth.key, server.id);
@@ -49,11 +49,11 @@ const FOREIGN_KEY_VIOLATION = "23503";
 const RECONNECT_WINDOW_MS = 60_000;
 const RECONNECT_GRACE_MS = 3_000;
 
-export async function assertRunnerConnected(ctx: GatewayContext, server: Server, connectedNow?: boolean): Promise<void> {
+export async function assertRunnerConnected(ctx: GatewayContext, server: TargetServer, connectedNow?: boolean): Promise<void> {
   if (connectedNow ?? (await ctx.presence.isConnected(server.id))) return;
   // During a rolling restart of dispatchers, runners are away for about a second: wait for them
   // rather than fail a CI step. A server never or long not seen gets its 409 at once.
-  if (server.lastSeenAt && Date.now() - server.lastSeenAt.getTime() < RECONNECT_WINDOW_MS) {
+  if (server.lastSeenAgoMs !== null && server.lastSeenAgoMs < RECONNECT_WINDOW_MS) {
     const deadline = Date.now() + RECONNECT_GRACE_MS;
     while (Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
