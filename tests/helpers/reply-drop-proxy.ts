@@ -2,11 +2,12 @@ import net from "node:net";
 import { listenOnLoopback } from "./processes";
 
 /**
- * A TCP proxy in front of one server (Redis, in the tests) that can lose a
- * reply: once armed, the first request containing `marker` goes through to
- * the server, its reply — and everything after it on that connection — is
- * swallowed, and after `holdMs` the connection is cut and new ones refused.
- * A client then sees its command fail although the server ran it, as when a
+ * A TCP proxy in front of one server (Redis or PostgreSQL, in the tests) that
+ * can lose a reply: once armed, the first request containing `marker` goes
+ * through to the server, its reply — and everything after it on that
+ * connection — is swallowed, and after `holdMs` every connection through the
+ * proxy is cut and new ones refused. A client then sees its command fail
+ * although the server ran it, and cannot reach the server again, as when a
  * network path dies between a write and its answer.
  */
 export class ReplyDropProxy {
@@ -56,7 +57,8 @@ export class ReplyDropProxy {
         // Stops listening: reconnects are refused outright (ECONNREFUSED), as from a dead path.
         this.refusing = true;
         this.server?.close();
-        close();
+        for (const s of this.sockets) s.destroy();
+        this.sockets.clear();
       }, armed.holdMs);
     });
     upstream.on("data", (chunk: Buffer) => {

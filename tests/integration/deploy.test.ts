@@ -5,6 +5,7 @@ import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
 import { findLeaks } from "../helpers/leak-scan";
 import { waitFor } from "../helpers/processes";
+import { ReplyDropProxy } from "../helpers/reply-drop-proxy";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
@@ -96,6 +97,32 @@ describe("applications and POST /api/automation/v1/deploy", () => {
       const created = audit.find((a) => a.type === "operation.created");
       expect(created?.data).toMatchObject({ operation_type: "deploy", env_keys: ["FEATURE_FLAG", "DEPLOY_TOKEN"], params: { commit_ref: "production", deployment_id: depId } });
       expect(await findLeaks(stack, secret)).toEqual([]);
+    });
+
+    it("runs with its env_overrides when the deployment's commit landed but its answer was lost (the job waits until that has settled)", async () => {
+      const { app } = await createApp({ deploy_command: '[ "$FEATURE_FLAG" = on ] && echo overrides-arrived' });
+      // A gateway whose path to PostgreSQL dies right after it sends the deployment's COMMIT: the row is
+      // committed, the gateway hears nothing and cannot end the operation either.
+      const proxy = new ReplyDropProxy(Number(new URL(stack.commonEnv().DATABASE_URL ?? "").port || 5432));
+      await proxy.listen();
+      try {
+        const url = new URL(stack.commonEnv().DATABASE_URL ?? "");
+        url.port = String(proxy.port);
+        const gateway = await stack.startGatewayProcess({ DATABASE_URL: url.toString() });
+        proxy.arm("COMMIT", 200);
+        const res = await fetch(`${gateway.url}/api/automation/v1/deploy`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${fx.token}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ application_id: app.id, env_overrides: { FEATURE_FLAG: "on" } }),
+        });
+        expect(proxy.delivered).toBe(true);
+        const body = (await res.json()) as { operation_id: string };
+        expect({ status: res.status, body }).toMatchObject({ status: 202, body: { status: "running" } });
+        const done = await poll(body.operation_id, 30_000);
+        expect(done).toMatchObject({ status: "completed", result: { exit_code: 0, stdout: "overrides-arrived\n" } });
+      } finally {
+        await proxy.close();
+      }
     });
 
     it("deploys the given commit_ref instead of the deploy branch", async () => {

@@ -116,7 +116,8 @@ describe("sweeper: an operation whose job was lost", () => {
     }
     expect(res.status).toBe(202);
     expect(res.body).toMatchObject({ operation_id: expect.any(String), status: "running" });
-    // No deployment row, so it may not run out of turn: the sweeper ends it, saying why.
+    // No deployment row, so it may not run out of turn: the dispatcher that takes its job (held back
+    // until the write's outcome settled) ends it, saying why, instead of delivering it.
     const done = await waitUntilEnded(res.body.operation_id, 30_000);
     expect(done).toMatchObject({ status: "failed", dispatchedAt: null, startedAt: null });
     expect(done.error).toBe(FailureReason.DeploymentNotRecorded);

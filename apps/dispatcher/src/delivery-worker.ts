@@ -4,7 +4,7 @@ import { createRedis, withLogContext } from "@runbridge/common";
 import type { Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
-import { deployBlockedBy, holdDeliveryDeadline } from "./deploy-turn";
+import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
 import { observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
 import { rebootViaProvider } from "./reboot-path";
@@ -43,11 +43,16 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
   if (op.status !== "running") return "already-finished";
 
   if (op.type === "deploy" && !op.dispatchedAt) {
-    const ahead = await deployBlockedBy(ctx, op);
-    if (ahead) {
+    const turn = await deployTurn(ctx, op);
+    if (turn.kind === "unrecorded") {
+      const error = FailureReason.DeploymentNotRecorded;
+      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.DeploymentNotRecorded, error }, { onlyIfUndispatched: true });
+      return "deployment-not-recorded";
+    }
+    if (turn.kind === "later") {
       // Waits its turn: re-checked every second, without using up delivery attempts.
       await holdDeliveryDeadline(ctx, op);
-      ctx.logger.debug("deploy waits for an earlier deployment of its application", { operationId: op.id, waitsFor: ahead });
+      ctx.logger.debug("deploy waits for an earlier deployment of its application", { operationId: op.id, waitsFor: turn.waitsFor });
       await job.moveToDelayed(Date.now() + 1000, token);
       throw new DelayedError();
     }

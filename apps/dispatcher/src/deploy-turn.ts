@@ -1,6 +1,9 @@
 import type { Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 
+/** Where a deploy stands in its application's line (see deployTurn). */
+export type DeployTurn = { kind: "now" } | { kind: "later"; waitsFor: string } | { kind: "unrecorded" };
+
 /**
  * Two deployments of one application never run at the same time: a deploy
  * goes to its runner only once every earlier deployment of the application
@@ -10,12 +13,14 @@ import type { DispatcherContext } from "./context";
  * one and the earliest pending one is never blocked: no two run together and
  * none waits forever.
  *
- * Returns the id of the deployment this one waits for, or null when it is its turn.
+ * A deploy without a deployment row has no place in that order and may not
+ * run: the gateway's write of the row failed, and it could not end the
+ * operation either (or its job was held back until the write's outcome,
+ * unknown to the gateway, had settled — see the gateway's startOperation).
  */
-export async function deployBlockedBy(ctx: DispatcherContext, op: Operation): Promise<string | null> {
+export async function deployTurn(ctx: DispatcherContext, op: Operation): Promise<DeployTurn> {
   const mine = await ctx.prisma.deployment.findUnique({ where: { operationId: op.id } });
-  // No deployment row: the gateway failed between the two writes; nothing to order against.
-  if (!mine) return null;
+  if (!mine) return { kind: "unrecorded" };
   const ahead = await ctx.prisma.deployment.findFirst({
     where: {
       applicationId: mine.applicationId,
@@ -27,7 +32,7 @@ export async function deployBlockedBy(ctx: DispatcherContext, op: Operation): Pr
     orderBy: [{ createdAt: "asc" }, { id: "asc" }],
     select: { id: true },
   });
-  return ahead?.id ?? null;
+  return ahead ? { kind: "later", waitsFor: ahead.id } : { kind: "now" };
 }
 
 /**

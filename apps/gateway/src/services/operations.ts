@@ -76,15 +76,18 @@ export async function assertRunnerConnected(ctx: GatewayContext, server: TargetS
  *
  * `beforeEnqueue` runs between the two, to register a completion waiter or
  * write rows that must exist before delivery (a deploy's deployment row). It
- * returns LEAVE_TO_SWEEPER when that write's outcome is unknown: the operation
- * is then answered as accepted without a job, and the sweeper delivers it or
- * ends it from what PostgreSQL holds.
+ * returns ENQUEUE_WHEN_SETTLED when that write's outcome is unknown (its
+ * commit's answer may have been lost): the job is then held back a few
+ * seconds, until the outcome has settled in PostgreSQL, and the dispatcher
+ * that takes it delivers the operation or ends it from what PostgreSQL holds.
+ * Held in the queue rather than left to the sweeper's re-enqueue, it keeps its
+ * sealed inputs (a deploy's env_overrides), which only the job carries.
  */
 export async function startOperation(
   ctx: GatewayContext,
   auth: AutomationAuth,
   input: NewOperation,
-  beforeEnqueue?: (op: Operation) => void | typeof LEAVE_TO_SWEEPER | Promise<void | typeof LEAVE_TO_SWEEPER>,
+  beforeEnqueue?: (op: Operation) => void | typeof ENQUEUE_WHEN_SETTLED | Promise<void | typeof ENQUEUE_WHEN_SETTLED>,
 ): Promise<Operation> {
   const envKeys = Object.keys(input.secrets?.env ?? {});
   const params = (input.params ?? {}) as Prisma.InputJsonObject;
@@ -123,11 +126,8 @@ export async function startOperation(
       throw err;
     });
 
-  if ((await beforeEnqueue?.(operation)) === LEAVE_TO_SWEEPER) {
-    countOperationAccepted(operation.type);
-    ctx.logger.warn("operation accepted without a job: the sweeper delivers or ends it", { operationId: operation.id, type: operation.type });
-    return operation;
-  }
+  const unsettled = (await beforeEnqueue?.(operation)) === ENQUEUE_WHEN_SETTLED;
+  if (unsettled) ctx.logger.warn("operation accepted with its job held back until a write whose outcome is unknown has settled", { operationId: operation.id, type: operation.type });
   const secrets = input.secrets && Object.keys(input.secrets).length > 0 ? input.secrets : undefined;
   const job: DeliverOperationJob = {
     operationId: operation.id,
@@ -137,7 +137,9 @@ export async function startOperation(
   };
   const entry = JobCatalog[JobName.DeliverOperation];
   try {
-    await ctx.queue.add(JobName.DeliverOperation, job, { ...entry.options, jobId: operation.id });
+    // Held back no longer than half the delivery deadline, which keeps running meanwhile.
+    const delay = unsettled ? Math.min(UNSETTLED_WRITE_DELAY_MS, (ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000) / 2) : undefined;
+    await ctx.queue.add(JobName.DeliverOperation, job, { ...entry.options, jobId: operation.id, ...(delay ? { delay } : {}) });
   } catch (err) {
     ctx.logger.error("enqueue failed", { operationId: operation.id, error: String(err) });
     if (await failUndispatched(ctx, operation, FailureCause.NotQueued, "could not be queued: the job queue (Redis) was unreachable")) {
@@ -150,8 +152,14 @@ export async function startOperation(
   return operation;
 }
 
-/** What a `beforeEnqueue` returns when the operation must not be enqueued by the gateway (see startOperation). */
-export const LEAVE_TO_SWEEPER = Symbol("leave to the sweeper");
+/** What a `beforeEnqueue` returns when a write it made has an unknown outcome (see startOperation). */
+export const ENQUEUE_WHEN_SETTLED = Symbol("enqueue when settled");
+
+/**
+ * How long a job waits when a write before it had an unknown outcome: a commit whose answer was lost
+ * has landed or not within milliseconds; the rest is margin for a PostgreSQL that answers slowly.
+ */
+const UNSETTLED_WRITE_DELAY_MS = 5_000;
 
 /**
  * Ends as `failed`, with `error` and its audit event, an operation no

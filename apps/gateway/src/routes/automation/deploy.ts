@@ -8,7 +8,7 @@ import type { GatewayContext } from "../../context";
 import { NotFoundError, ServiceUnavailableError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
 import { readEnvAllowlist } from "../../services/env-allowlist";
-import { LEAVE_TO_SWEEPER, assertRunnerConnected, failUndispatched, loadTargetServer, startOperation } from "../../services/operations";
+import { ENQUEUE_WHEN_SETTLED, assertRunnerConnected, failUndispatched, loadTargetServer, startOperation } from "../../services/operations";
 import { OPERATION_PATHS } from "./paths";
 
 /**
@@ -73,10 +73,11 @@ export function deployRouter(ctx: GatewayContext): Router {
         } catch (err) {
           // Not enqueued yet, so nothing can run it: ended here when PostgreSQL lets us. Otherwise the
           // deployment may well exist (its commit's answer lost) and "nothing was started" would be a
-          // guess a retry turns into a second deploy: accepted, and left to the sweeper, which delivers
-          // it when its deployment row exists and ends it (deployment_not_recorded) when not.
+          // guess a retry turns into a second deploy: accepted, its job held back until the write has
+          // settled; the dispatcher delivers it when its deployment row exists and ends it
+          // (deployment_not_recorded) when not.
           ctx.logger.error("could not record a deployment", { operationId: created.id, error: String(err) });
-          if (!(await failUndispatched(ctx, created, FailureCause.DeploymentNotRecorded, "the deployment could not be recorded"))) return LEAVE_TO_SWEEPER;
+          if (!(await failUndispatched(ctx, created, FailureCause.DeploymentNotRecorded, "the deployment could not be recorded"))) return ENQUEUE_WHEN_SETTLED;
           throw new ServiceUnavailableError("The deployment could not be recorded; nothing was started. Retry shortly.");
         }
       },
