@@ -66,7 +66,7 @@ export const dispatcherEnvSchema = Joi.object({
     .default("")
     .custom(compilableTrustProxy)
     .description(
-      "Proxies in front of the dispatcher, for a runner's client address (RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE counts per address): a hop count (e.g. 1) or comma-separated proxy addresses/subnets; empty = use the socket address",
+      "Proxies in front of the dispatcher, for a runner's client address (RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE and RUNNER_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS count per address): a hop count (e.g. 1) or comma-separated proxy addresses/subnets; empty = use the socket address",
     ),
   RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: Joi.number()
     .integer()
@@ -76,6 +76,20 @@ export const dispatcherEnvSchema = Joi.object({
     .description(
       "Database lookups of runner tokens that name no server, per client address and minute, on each dispatcher process; past it, handshakes with tokens this dispatcher has not accepted before are refused without a lookup until the minute ends (the runner retries)",
     ),
+  RUNNER_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS: Joi.number()
+    .integer()
+    .min(1)
+    .max(1_000_000)
+    .default(256)
+    .description(
+      "Runner connections whose token has not (yet) been accepted, per client address, on each dispatcher process; one more is refused at the WebSocket upgrade (the runner retries with backoff)",
+    ),
+  RUNNER_HANDSHAKE_TIMEOUT_MS: Joi.number()
+    .integer()
+    .min(1000)
+    .max(60000)
+    .default(10000)
+    .description("How long a runner connection may stay open before its token is accepted; then it is closed (the runner reconnects)"),
   DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per dispatcher process"),
   HCLOUD_API_URL: Joi.string()
     .uri({ scheme: ["http", "https"] })
@@ -132,6 +146,8 @@ export interface DispatcherConfig {
   REQUEUE_AFTER_SECONDS: number;
   TRUST_PROXY: string;
   RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: number;
+  RUNNER_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS: number;
+  RUNNER_HANDSHAKE_TIMEOUT_MS: number;
   DB_POOL_SIZE: number;
   HCLOUD_API_URL: string;
   DIGITALOCEAN_API_URL: string;

@@ -16,6 +16,7 @@ import { attachRunnerHandlers, createRunnerIo } from "./socket-server";
 import { Retention } from "./retention";
 import { Sweeper } from "./sweeper";
 import { TokenRevocations } from "./token-revocations";
+import { UnauthenticatedConnections } from "./unauthenticated-connections";
 
 async function main(): Promise<void> {
   // Configuration is checked before any connection is opened.
@@ -34,7 +35,8 @@ async function main(): Promise<void> {
   // Aborted by the first step of shutdown: readiness turns 503 and new runners are sent elsewhere.
   const draining = new AbortController();
   const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis, logger, draining: draining.signal }));
-  const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter);
+  const unauthenticated = new UnauthenticatedConnections(config.RUNNER_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS, config.RUNNER_HANDSHAKE_TIMEOUT_MS, config.TRUST_PROXY, logger);
+  const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter, unauthenticated);
   const sealer = Sealer.fromConfig(config);
   const relay: RunnerRelay = new RunnerRelay({
     redis,
@@ -50,7 +52,7 @@ async function main(): Promise<void> {
   const closeMetrics = registerDispatcherCollectors(ctx);
   const presence = new RunnerPresence(ctx);
   const revocations = new TokenRevocations(ctx);
-  attachRunnerHandlers(ctx, presence, revocations, draining.signal);
+  attachRunnerHandlers(ctx, presence, revocations, draining.signal, unauthenticated);
   presence.start();
   revocations.start();
 

@@ -12,9 +12,18 @@ import { appendOutput } from "./output-log";
 import { rememberTokenHash } from "./connection-keys";
 import { REDIS_WAIT_MS, newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
 import type { TokenRevocations } from "./token-revocations";
+import type { UnauthenticatedConnections } from "./unauthenticated-connections";
 
-/** Socket.io server for runners; the Redis adapter lets any dispatcher reach a runner connected to another. */
-export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapterPrefix: string): { io: RunnerIo; close: () => void } {
+/**
+ * Socket.io server for runners; the Redis adapter lets any dispatcher reach a runner connected to another.
+ * `unauthenticated` bounds the connections each address holds before their token is accepted.
+ */
+export function createRunnerIo(
+  http: HttpServer,
+  config: DispatcherConfig,
+  adapterPrefix: string,
+  unauthenticated?: UnauthenticatedConnections,
+): { io: RunnerIo; close: () => void } {
   const pub = createRedis(config.REDIS_URL);
   const sub = pub.duplicate();
   const io: RunnerIo = new Server(http, {
@@ -23,7 +32,11 @@ export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapt
     transports: ["websocket"],
     pingInterval: 10_000,
     pingTimeout: 10_000,
+    // Results need it, but anyone may send that much before authenticating: connections not let in yet are
+    // bounded in number per address (allowRequest) and in time (a runner sends its handshake at once).
     maxHttpBufferSize: RunnerMessageMaxBytes,
+    connectTimeout: config.RUNNER_HANDSHAKE_TIMEOUT_MS,
+    ...(unauthenticated ? { allowRequest: unauthenticated.allowRequest } : {}),
     adapter: createAdapter(pub, sub, { key: adapterPrefix, requestsTimeout: 5000 }),
   });
   return {
@@ -35,7 +48,13 @@ export function createRunnerIo(http: HttpServer, config: DispatcherConfig, adapt
   };
 }
 
-export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPresence, revocations: TokenRevocations, draining: AbortSignal): void {
+export function attachRunnerHandlers(
+  ctx: DispatcherContext,
+  presence: RunnerPresence,
+  revocations: TokenRevocations,
+  draining: AbortSignal,
+  unauthenticated?: UnauthenticatedConnections,
+): void {
   const { io, logger } = ctx;
 
   // PostgreSQL lookups of runner tokens that name no server are bounded per client address: past
@@ -72,6 +91,8 @@ export function attachRunnerHandlers(ctx: DispatcherContext, presence: RunnerPre
         return refuse("invalid_token", HandshakeRefusal.InvalidToken);
       }
       await guard.found(address, tokenHash, admission.charged);
+      // A runner's connection from now on: no longer held against its address's unauthenticated ones.
+      unauthenticated?.authenticated(socket.request);
       if (countAccepted) countRunnerHandshake("accepted");
       // The token's hash stays in this process and the token leaves the handshake: both would
       // otherwise travel on Redis in the adapter's answers to other dispatchers' socket lookups.
