@@ -30,7 +30,7 @@ describe("a cancel after the command exited", () => {
   it("leaves the result completed and the background process running", async () => {
     const run = execute(
       { operationId: "0b5e3c0a-7d1e-4c59-9a53-0b0e7f7f1c11", spec: { kind: "shell", command: "echo $$ > shell.pid; sleep 30 & echo $! > bg.pid; exit 0" }, timeoutSeconds: 30 },
-      { workdir: dir, rebootCommand: "true", killGraceMs: 200, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+      { workdir: dir, rebootCommand: "true", killGraceMs: 200, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, now: Date.now },
       () => undefined,
     );
     const pidIn = (file: string) => waitFor(async () => existsSync(path.join(dir, file)) && Number(readFileSync(path.join(dir, file), "utf8")), 10_000, file);

@@ -4,6 +4,7 @@ import type { DispatcherToRunnerEvents, RedisKeys, RunnerToDispatcherEvents } fr
 import type { Logger, Sealer } from "@runbridge/common";
 import type { OperationStore, PrismaClient } from "@runbridge/db";
 import type { DispatcherConfig } from "./config";
+import type { PostgresClock } from "./postgres-clock";
 import type { RunnerRelay } from "./relay";
 
 export interface RunnerSocketData {
@@ -48,6 +49,8 @@ export interface DispatcherContext {
   io: RunnerIo;
   /** Requests to runners held by other dispatchers (runner-link.ts). */
   relay: RunnerRelay;
+  /** PostgreSQL's clock as this process estimates it (what runners measure theirs against). */
+  clock: PostgresClock;
 }
 
 export const serverRoom = (serverId: string) => `server:${serverId}`;

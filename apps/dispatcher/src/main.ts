@@ -9,6 +9,7 @@ import { createDeliveryWorker } from "./delivery-worker";
 import { createHealthHandler } from "./health";
 import { createDispatcherServer } from "./http-server";
 import { registerDispatcherCollectors } from "./metrics";
+import { PostgresClock } from "./postgres-clock";
 import { RunnerPresence } from "./presence";
 import { RunnerRelay } from "./relay";
 import { askLocalRunner } from "./runner-link";
@@ -48,13 +49,15 @@ async function main(): Promise<void> {
     logger,
     askLocal: (serverId, socketId, event, payload) => askLocalRunner(ctx)(serverId, socketId, event, payload),
   });
-  const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer, io, relay };
+  const clock = new PostgresClock(prisma, logger);
+  const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer, io, relay, clock };
   const closeMetrics = registerDispatcherCollectors(ctx);
   const presence = new RunnerPresence(ctx);
   const revocations = new TokenRevocations(ctx);
   attachRunnerHandlers(ctx, presence, revocations, draining.signal, unauthenticated);
   presence.start();
   revocations.start();
+  clock.start();
 
   // Before the port opens and the worker starts: other dispatchers may relay requests here at once.
   await relay.start();
@@ -71,6 +74,7 @@ async function main(): Promise<void> {
   new Shutdown(logger)
     .add("stop being ready", () => draining.abort())
     .add("stop sweeping", () => sweeper.stop())
+    .add("stop reading PostgreSQL's clock", () => clock.stop())
     .add("stop pruning", () => retention.stop())
     .add("stop cancel listener", () => cancelListener.close())
     .add("stop token revocation listener", () => revocations.close())

@@ -290,6 +290,11 @@ function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presen
   const { serverId } = socket.data;
   const wellFormed = (event: keyof typeof runnerEventSchemas, payload: unknown) => isWellFormed(ctx, socket, event, payload);
 
+  // PostgreSQL's time, which deadlines are set by: the runner corrects its own clock with it.
+  socket.on("runner:clock", (ack) => {
+    if (typeof ack === "function") ack({ now: new Date(ctx.clock.now()).toISOString() });
+  });
+
   socket.on("operation:started", (ev) => {
     if (!wellFormed("operation:started", ev)) return;
     const { operationId, startedAt } = ev;

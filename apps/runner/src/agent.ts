@@ -6,6 +6,7 @@ import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common"
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
 import { Ledger } from "./ledger";
+import { PlatformClock } from "./platform-clock";
 
 export const RUNNER_VERSION = "0.1.0";
 const RESULT_ACK_TIMEOUT_MS = 10_000;
@@ -33,6 +34,10 @@ const BAD_TOKEN_RETRY_MS = 60_000;
 /** The refusal of a start that is not signed for this connection (final: the dispatcher fails the operation). */
 const UNSIGNED = "refused: the start was not signed for this runner's connection (a dispatcher older than this runner, or not a dispatcher); not started";
 /** What the operator must do when the token no longer works. */
+/** How often the platform's clock is measured again while connected (and at every connection). */
+const CLOCK_MEASURE_INTERVAL_MS = 10 * 60_000;
+/** A dispatcher of an earlier release never answers `runner:clock`: the runner's own clock is used then. */
+const CLOCK_ASK_TIMEOUT_MS = 5_000;
 const SET_NEW_TOKEN = "set RUNBRIDGE_RUNNER_TOKEN to the server's current runner token (in /etc/runbridge/runner.env, or re-run install.sh with --token) and restart the runner";
 
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
@@ -109,6 +114,10 @@ export class Agent {
 
   /** The key of the signatures on the dispatcher's messages: what PostgreSQL holds for this server's token. */
   private readonly tokenHash: string;
+  private readonly clock: PlatformClock;
+  private clockTimer: NodeJS.Timeout | null = null;
+  /** The measurement under way, if any (a start that looks late waits for it). */
+  private clockMeasurement: Promise<boolean> | null = null;
 
   constructor(
     private readonly config: RunnerConfig,
@@ -116,12 +125,14 @@ export class Agent {
     private readonly hooks: AgentHooks = {},
   ) {
     this.tokenHash = hashToken(config.RUNBRIDGE_RUNNER_TOKEN);
+    this.clock = new PlatformClock(logger);
     this.ledger = new Ledger(config.RUNBRIDGE_STATE_DIR, (message, err) => this.logger.warn(message, { error: String(err) }));
     this.execOpts = {
       workdir: config.RUNBRIDGE_WORKDIR,
       rebootCommand: config.RUNBRIDGE_REBOOT_COMMAND,
       killGraceMs: config.RUNBRIDGE_KILL_GRACE_SECONDS * 1000,
       baseEnv: inheritableEnv(process.env),
+      now: () => this.clock.now(),
     };
     this.recoverOrphans();
     this.socket = this.openSocket();
@@ -156,6 +167,29 @@ export class Agent {
     this.ledger.prune(retention);
     this.pruneTimer = setInterval(() => this.ledger.prune(retention), 3_600_000);
     this.pruneTimer.unref();
+    // Clocks drift: measured again now and then, not only when a connection is made.
+    this.clockTimer = setInterval(() => this.socket.connected && void this.measureClock(), CLOCK_MEASURE_INTERVAL_MS);
+    this.clockTimer.unref();
+  }
+
+  /** Measures the platform's clock through the dispatcher (one measurement at a time). */
+  private measureClock(): Promise<boolean> {
+    this.clockMeasurement ??= this.clock.measure(() => this.socket.timeout(CLOCK_ASK_TIMEOUT_MS).emitWithAck("runner:clock")).finally(() => (this.clockMeasurement = null));
+    return this.clockMeasurement;
+  }
+
+  /**
+   * Whether a start came after its delivery deadline (by then the platform may have failed it as
+   * undelivered, and running it would be running it late and unseen), by the platform's clock.
+   * A start that looks late before the clock was ever measured waits for a measurement first: the
+   * runner's own clock may be the one that is off.
+   */
+  private async arrivedLate(notAfter: string | undefined): Promise<boolean> {
+    if (!notAfter) return false;
+    const late = () => this.clock.now() > Date.parse(notAfter) + this.config.RUNBRIDGE_CLOCK_SKEW_SECONDS * 1000;
+    if (!late()) return false;
+    if (!this.clock.measured && this.socket.connected) await this.measureClock();
+    return late();
   }
 
   /**
@@ -171,6 +205,7 @@ export class Agent {
   async stop(drainMs = this.config.RUNBRIDGE_STOP_DRAIN_SECONDS * 1000): Promise<void> {
     this.stopping = true;
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    if (this.clockTimer) clearInterval(this.clockTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const deadline = Date.now() + drainMs;
     // A start let in just before is writing its record: once that is on disk it runs, within the drain.
@@ -253,6 +288,7 @@ export class Agent {
       this.refusals = 0;
       this.logger.info("connected to dispatcher", { url: this.config.RUNBRIDGE_DISPATCHER_URL });
       this.pump();
+      void this.measureClock();
     });
     s.on("runner:replaced", (info) => {
       if (!this.signedForMe("runner:replaced", info)) return;
@@ -350,9 +386,10 @@ export class Agent {
       this.logger.info("refused a start while shutting down; the dispatcher will offer it again", { operationId: op.operationId });
       return { ok: false, error: "runner is shutting down", retryable: true };
     }
-    if (op.notAfter && Date.now() > Date.parse(op.notAfter) + this.config.RUNBRIDGE_CLOCK_SKEW_SECONDS * 1000) {
-      this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter });
-      return { ok: false, error: `it arrived after its delivery deadline (${op.notAfter}); not started` };
+    if (await this.arrivedLate(op.notAfter)) {
+      const now = new Date(this.clock.now()).toISOString();
+      this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter, now, clockMeasured: this.clock.measured });
+      return { ok: false, error: `it arrived after its delivery deadline (${op.notAfter}; the runner's time ${now}); not started` };
     }
     this.startsInFlight++;
     try {
@@ -363,7 +400,7 @@ export class Agent {
   }
 
   private async recordAndRun(op: StartOperation): Promise<StartAck> {
-    const startedAt = new Date().toISOString();
+    const startedAt = new Date(this.clock.now()).toISOString();
     try {
       // Durable before anything runs or is acknowledged: this is what makes a redelivery harmless.
       await this.ledger.begin(op.operationId, startedAt);

@@ -16,6 +16,8 @@ export interface ExecutorOptions {
   killGraceMs: number;
   /** Environment every command inherits (the runner's own, minus its secrets). */
   baseEnv: NodeJS.ProcessEnv;
+  /** The time start stamps are written in (the platform's, as the runner estimates it; see PlatformClock). */
+  now: () => number;
 }
 
 export interface Execution {
@@ -61,7 +63,7 @@ export function failedResult(operationId: string, startedAt: string, error: stri
  * every process the command started, not just the shell.
  */
 export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: OutputHook): Execution {
-  const startedAt = new Date().toISOString();
+  const startedAt = new Date(opts.now()).toISOString();
   const started = process.hrtime.bigint();
   let child: ChildProcess | null = null;
   let endReason: { status: TerminalStatus; error: string } | null = null;

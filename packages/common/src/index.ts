@@ -10,3 +10,4 @@ export * from "./trust-proxy";
 export * from "./lookup-miss-budget";
 export * from "./timeout";
 export * from "./runner-signature";
+export * from "./clock-offset";

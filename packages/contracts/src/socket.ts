@@ -123,7 +123,19 @@ export interface LedgerQuery {
   operationIds: string[];
 }
 
+/** A dispatcher's answer to `runner:clock`: the platform's time (ISO), PostgreSQL's clock as the dispatcher reads it. */
+export interface PlatformTime {
+  now: string;
+}
+
 export interface RunnerToDispatcherEvents {
+  /**
+   * The platform's time: PostgreSQL's clock, by which every delivery deadline (`notAfter`) is set.
+   * A runner measures its own clock against it when it connects and every few minutes, so that a
+   * server whose clock is off neither refuses timely starts nor takes late ones, and stamps its
+   * starts in the platform's time. Dispatchers of an earlier release do not answer.
+   */
+  "runner:clock": (ack: (reply: PlatformTime) => void) => void;
   "operation:started": (ev: { operationId: string; startedAt: string }) => void;
   "operation:output": (chunk: OutputChunk) => void;
   /** Acked once the result is durably stored; the runner re-sends until then. */

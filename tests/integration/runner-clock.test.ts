@@ -1,0 +1,45 @@
+import path from "node:path";
+import { testPrisma } from "../helpers/db";
+import { createFixture } from "../helpers/factories";
+import { ROOT } from "../helpers/processes";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
+
+/**
+ * Delivery deadlines are set by PostgreSQL's clock. A runner on a server whose clock is off measures
+ * its clock against the platform's (runner:clock) and corrects for it: ahead, it refused every
+ * timely start as past its deadline; behind, it stamped starts minutes early.
+ */
+describe("a runner on a server whose clock is off", () => {
+  const suite = useStack();
+  let stack: TestStack;
+  beforeAll(() => {
+    ({ stack } = suite);
+  });
+
+  /** A runner on a clock `skewMs` off, connected, and an exec of `echo on-time` through it; the operation's row. */
+  const execWithRunnerOff = async (skewMs: number) => {
+    const fx = await createFixture();
+    const runner = await stack.startRunner(fx.runnerToken, fx.server.id, {
+      env: { NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_SKEW_MS: String(skewMs) },
+    });
+    // It says so, once it has measured.
+    await runner.waitForOutput(/this server's clock is off from the platform's/);
+    const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "echo on-time" });
+    expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "on-time\n" });
+    return testPrisma().operation.findUniqueOrThrow({ where: { id: res.body.operation_id } });
+  };
+
+  /** The start as stamped, against the handover (PostgreSQL's clock, which stamped dispatched_at). */
+  const startAfterHandoverMs = (op: { startedAt: Date | null; dispatchedAt: Date | null }) => (op.startedAt?.getTime() ?? NaN) - (op.dispatchedAt?.getTime() ?? NaN);
+
+  it("three minutes ahead: runs a timely start, stamped in the platform's time", async () => {
+    const op = await execWithRunnerOff(180_000);
+    expect(Math.abs(startAfterHandoverMs(op))).toBeLessThan(5_000);
+  });
+
+  it("three minutes behind: stamps its start in the platform's time, not three minutes early", async () => {
+    const op = await execWithRunnerOff(-180_000);
+    expect(Math.abs(startAfterHandoverMs(op))).toBeLessThan(5_000);
+  });
+});
