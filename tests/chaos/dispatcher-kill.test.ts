@@ -1,25 +1,22 @@
-import { closeTestPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
 import { TcpBalancer } from "../helpers/tcp-balancer";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 import { ExecutionLog, report, waitAllTerminal } from "./helpers";
 import type { Server } from "@runbridge/db";
 
 /** kill -9 one of three dispatchers with operations in flight: all finish, none twice. */
 describe("chaos: a dispatcher dies with operations in flight", () => {
+  const suite = useStack({ dispatchers: 3, dispatcher: { JOB_LOCK_MS: "2000", RESULT_GRACE_SECONDS: "10" }, gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
   let stack: TestStack;
   let lb: TcpBalancer;
 
   beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 3, dispatcher: { JOB_LOCK_MS: "2000", RESULT_GRACE_SECONDS: "10" }, gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
+    ({ stack } = suite);
     lb = new TcpBalancer(stack.dispatcherPorts);
     await lb.listen();
   });
-  afterAll(async () => {
-    await stack.stop();
-    await lb.close();
-    await closeTestPrisma();
-  });
+  afterAll(() => lb.close());
 
   it("kill -9 with 60 operations in flight: every one completes exactly once", async () => {
     const { tenant } = await createTenant();

@@ -1,17 +1,14 @@
-import { closeTestPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /** Redis holds no per-operation state once operations finish: memory does not grow with the number run. */
 describe("bounded Redis memory", () => {
+  const suite = useStack();
   let stack: TestStack;
-  beforeAll(async () => {
-    stack = await TestStack.start();
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("leaves no job, and only expiring live-log streams, after 300 operations", async () => {

@@ -2,11 +2,12 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { FailureReason } from "@runbridge/contracts";
-import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
+import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { FakeProvider } from "../helpers/fake-provider";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 import { report } from "./helpers";
 
 /**
@@ -15,19 +16,18 @@ import { report } from "./helpers";
  * reboot it a second time through the runner.
  */
 describe("chaos: a dispatcher dies during a provider reboot call", () => {
-  let stack: TestStack;
   let provider: FakeProvider;
   const marker = path.join(mkdtempSync(path.join(tmpdir(), "rb-chaos-reboot-")), "reboots.log");
-
-  beforeAll(async () => {
+  const suite = useStack(async () => {
     provider = await FakeProvider.start();
     // A short job lock: the dead dispatcher's delivery is taken over within a few seconds.
-    stack = await TestStack.start({ dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, JOB_LOCK_MS: "2000" } });
+    return { dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, JOB_LOCK_MS: "2000" } };
   });
-  afterAll(async () => {
-    await stack?.stop();
-    await provider?.stop();
-    await closeTestPrisma();
+  afterAll(() => provider?.stop());
+  let stack: TestStack;
+
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("the operation fails as 'reboot outcome unknown'; the runner never reboots the server", async () => {

@@ -1,30 +1,27 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { closeTestPrisma } from "../helpers/db";
 import { createAutomationKey, createServer, createTenant } from "../helpers/factories";
 import { FakeDocker } from "../helpers/fake-docker";
 import { findLeaks } from "../helpers/leak-scan";
 import { waitFor } from "../helpers/processes";
 import { TcpBalancer } from "../helpers/tcp-balancer";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 import { ExecutionLog, report, waitAllTerminal } from "./helpers";
 import type { Server } from "@runbridge/db";
 
 describe("chaos: rolling SIGTERM of every dispatcher, and secrets at rest", () => {
+  const suite = useStack({ dispatchers: 3, gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
   let stack: TestStack;
   let lb: TcpBalancer;
 
   beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 3, gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
+    ({ stack } = suite);
     lb = new TcpBalancer([...stack.dispatcherPorts]);
     await lb.listen();
   });
-  afterAll(async () => {
-    await stack.stop();
-    await lb.close();
-    await closeTestPrisma();
-  });
+  afterAll(() => lb.close());
 
   it("replaces all three dispatchers one by one under load and loses nothing", async () => {
     const { tenant } = await createTenant();

@@ -2,30 +2,27 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { FailureReason } from "@runbridge/contracts";
-import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { TcpBalancer } from "../helpers/tcp-balancer";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 import { ExecutionLog, report, waitAllTerminal } from "./helpers";
 
 /** Runners that lose their network, crash, or freeze: nothing runs twice, nothing runs late, nothing stays running. */
 describe("chaos: flaky runners", () => {
+  const suite = useStack({
+    dispatcher: { RUNNER_ACK_TIMEOUT_MS: "1000", RESULT_GRACE_SECONDS: "2" },
+    gateway: { EXEC_MAX_WAIT_SECONDS: "1", RUNNER_DELIVERY_TIMEOUT_SECONDS: "3" },
+  });
   let stack: TestStack;
   let lb: TcpBalancer;
 
   beforeAll(async () => {
-    stack = await TestStack.start({
-      dispatcher: { RUNNER_ACK_TIMEOUT_MS: "1000", RESULT_GRACE_SECONDS: "2" },
-      gateway: { EXEC_MAX_WAIT_SECONDS: "1", RUNNER_DELIVERY_TIMEOUT_SECONDS: "3" },
-    });
+    ({ stack } = suite);
     lb = new TcpBalancer(stack.dispatcherPorts);
     await lb.listen();
   });
-  afterAll(async () => {
-    await stack.stop();
-    await lb.close();
-    await closeTestPrisma();
-  });
+  afterAll(() => lb.close());
 
   const submit = (fx: { token: string; server: { id: string } }, command: string, timeout = 30) =>
     stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command, timeout_seconds: timeout });

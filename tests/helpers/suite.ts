@@ -3,17 +3,21 @@ import { createFixture } from "./factories";
 import { type RunnerOptions, TestStack, type StackOptions } from "./stack";
 
 export type Fixture = Awaited<ReturnType<typeof createFixture>>;
+/** A stack's options, or a function that makes them once something else is up. */
+export type SuiteStackOptions = StackOptions | (() => Promise<StackOptions>);
 
 /**
  * A suite with its own stack (fresh Redis prefix, a dispatcher, an in-process
  * gateway), started before its tests and stopped after them. Registers the
  * suite's beforeAll/afterAll; the returned object is filled in by the time the
- * tests run.
+ * tests run. `opts` may be a function, for options known only once something
+ * else is up (e.g. a fake provider's URL); it is called in the same beforeAll,
+ * just before the stack starts.
  */
-export function useStack(opts?: StackOptions): { stack: TestStack } {
+export function useStack(opts?: SuiteStackOptions): { stack: TestStack } {
   const suite = {} as { stack: TestStack };
   beforeAll(async () => {
-    suite.stack = await TestStack.start(opts);
+    suite.stack = await TestStack.start(typeof opts === "function" ? await opts() : opts);
   });
   afterAll(async () => {
     await suite.stack?.stop();
@@ -27,7 +31,7 @@ export function useStack(opts?: StackOptions): { stack: TestStack } {
  * whose runner is connected, and an unscoped automation key. `runner` is
  * passed to the runner's start (e.g. its env).
  */
-export function useStackWithRunner(opts?: StackOptions, runner?: RunnerOptions): { stack: TestStack; fx: Fixture } {
+export function useStackWithRunner(opts?: SuiteStackOptions, runner?: RunnerOptions): { stack: TestStack; fx: Fixture } {
   const suite = useStack(opts) as { stack: TestStack; fx: Fixture };
   beforeAll(async () => {
     suite.fx = await createFixture();

@@ -1,17 +1,15 @@
 import { hashToken } from "@runbridge/common";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createTenant } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /** General API keys through the management API: listed, created once, revoked. */
 describe("management API: general API keys", () => {
+  const suite = useStack();
   let stack: TestStack;
-  beforeAll(async () => {
-    stack = await TestStack.start();
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("creates a key shown once, lists keys without secrets, and revokes with an audit trail", async () => {

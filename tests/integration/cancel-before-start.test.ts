@@ -1,26 +1,23 @@
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner } from "../helpers/scripted-runner";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /**
  * A cancel of an operation that was marked dispatched but whose start never reached a runner is
  * only remembered for the runner; when the start is delivered again it must not run.
  */
 describe("cancel of a dispatched operation whose start never reached a runner", () => {
+  // Short acks, so an unanswered start times out (and is retried) quickly.
+  const suite = useStack({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" }, dispatcher: { RUNNER_ACK_TIMEOUT_MS: "1000" } });
   let stack: TestStack;
-
-  beforeAll(async () => {
-    // Short acks, so an unanswered start times out (and is retried) quickly.
-    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" }, dispatcher: { RUNNER_ACK_TIMEOUT_MS: "1000" } });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("ends it as cancelled when the start comes round again, and the command never runs", async () => {

@@ -3,10 +3,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
 import { ROOT } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStack } from "../helpers/suite";
 
 const DAY = 86_400_000;
 
@@ -16,8 +17,9 @@ const DAY = 86_400_000;
  * the other (an export per day) take every record exactly once.
  */
 describe("lists within a created_at window", () => {
+  const suite = useStack({ dispatchers: 0 });
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
   // Midnight UTC a few days ago: recent enough that no retention pass of another suite's dispatcher deletes it.
   const day0 = new Date(Math.floor(Date.now() / DAY) * DAY - 4 * DAY);
   const at = (ms: number) => new Date(day0.getTime() + ms);
@@ -28,7 +30,7 @@ describe("lists within a created_at window", () => {
   const ops: Record<string, string> = {};
 
   beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 0 });
+    ({ stack } = suite);
     fx = await createFixture();
     for (const createdAt of instants) {
       const e = await testPrisma().auditEvent.create({ data: { tenantId: fx.tenant.id, type: "export.probe", createdAt } });
@@ -36,11 +38,6 @@ describe("lists within a created_at window", () => {
       const op = await createOperation(fx.tenant.id, fx.server.id, { createdAt, automationKeyId: fx.key.id, status: "completed", exitCode: 0 });
       ops[createdAt.toISOString()] = op.id;
     }
-  });
-
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   const get = (path: string, token: string) => stack.api().get(path).set("Authorization", `Bearer ${token}`);

@@ -1,6 +1,7 @@
-import { closeTestPrisma, holdRowLock, testPrisma } from "../helpers/db";
+import { holdRowLock, testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /**
  * A management delete that loses a race with another delete of the same row
@@ -9,13 +10,10 @@ import { TestStack } from "../helpers/stack";
  * in a transaction of the test's own until the request waits on it.
  */
 describe("deletes racing each other", () => {
+  const suite = useStack({ dispatchers: 0 });
   let stack: TestStack;
-  beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 0 });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("the loser of two deletes of one application gets 404", async () => {

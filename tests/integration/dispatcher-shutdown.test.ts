@@ -1,9 +1,9 @@
 import { HandshakeRefusal } from "@runbridge/contracts";
-import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /**
  * A dispatcher told to stop finishes its deliveries in flight before it closes runner sockets.
@@ -11,17 +11,16 @@ import { TestStack } from "../helpers/stack";
  * and send new runners away to connect elsewhere, rather than let them in to drop them moments later.
  */
 describe("a dispatcher shutting down", () => {
-  let stack: TestStack;
   const sockets: ScriptedSocket[] = [];
-
-  beforeAll(async () => {
-    // A start the runner never answers holds the worker's close for up to RUNNER_ACK_TIMEOUT_MS: the window looked at here.
-    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" }, dispatcher: { RUNNER_ACK_TIMEOUT_MS: "8000" } });
-  });
-  afterAll(async () => {
+  // Declared before useStack, so it runs first: the scripted runners leave before the stack stops.
+  afterAll(() => {
     for (const s of sockets) s.disconnect();
-    await stack?.stop();
-    await closeTestPrisma();
+  });
+  // A start the runner never answers holds the worker's close for up to RUNNER_ACK_TIMEOUT_MS: the window looked at here.
+  const suite = useStack({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" }, dispatcher: { RUNNER_ACK_TIMEOUT_MS: "8000" } });
+  let stack: TestStack;
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("answers /readyz 503 and refuses new runners while it finishes a delivery", async () => {

@@ -3,9 +3,9 @@ import http from "node:http";
 import { TokenKind, generateToken } from "@runbridge/common";
 import { needsAutomationKey } from "../../apps/gateway/src/front-door";
 import { AUTOMATION_BASE, AUTOMATION_ROUTES } from "../../apps/gateway/src/routes/automation/paths";
-import { closeTestPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createOperation } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStack } from "../helpers/suite";
 
 /**
  * The gateway's front door: Automation API requests are authenticated before
@@ -14,20 +14,17 @@ import { TestStack } from "../helpers/stack";
  * not recognise is still authenticated, once, inside Express.
  */
 describe("gateway front door", () => {
+  const suite = useStack();
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
   let opId: string;
   let port: number;
 
   beforeAll(async () => {
-    stack = await TestStack.start();
+    ({ stack } = suite);
     fx = await createFixture();
     opId = (await createOperation(fx.tenant.id, fx.server.id, { status: "completed", exitCode: 0 })).id;
     port = Number(new URL(stack.url).port);
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   /** A request written as given: an absolute-form target or an odd spelling reaches the server untouched. */

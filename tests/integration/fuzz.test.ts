@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStack } from "../helpers/suite";
 
 /**
  * Fuzz of the Automation API through the in-process gateway: ≥ 10,000 requests
@@ -30,22 +31,19 @@ interface FuzzRequest {
 }
 
 describe("fuzz: Automation API", () => {
+  const suite = useStack();
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
   let tokens: string[];
   let doc: Doc;
 
   beforeAll(async () => {
-    stack = await TestStack.start();
+    ({ stack } = suite);
     fx = await createFixture();
     // Rate limits are per key and per minute: spread the load so the fuzz reaches validation, not only 429.
     tokens = [];
     for (let i = 0; i < 14; i++) tokens.push((await createAutomationKey(fx.tenant.id, { rateLimit: 1000 })).token);
     doc = (await stack.api().get("/api/automation/v1/openapi.json")).body as Doc;
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   it(`answers ${TOTAL} generated requests without a 5xx, every error as {detail}`, async () => {

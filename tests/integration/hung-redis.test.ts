@@ -1,26 +1,22 @@
-import { closeTestPrisma } from "../helpers/db";
 import { testRedisUrl } from "../helpers/env";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { ReplyDropProxy } from "../helpers/reply-drop-proxy";
 import { scriptedRunner, untilConnected, type ScriptedSocket } from "../helpers/scripted-runner";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /** A stack of its own whose every Redis connection goes through a ReplyDropProxy: once it swallows a reply, that connection is spent. */
 function useStackBehindProxy(): { stack: () => TestStack; proxy: () => ReplyDropProxy } {
-  let stack: TestStack;
   let proxy: ReplyDropProxy;
-  beforeAll(async () => {
+  const suite = useStack(async () => {
     proxy = new ReplyDropProxy(Number(new URL(testRedisUrl()).port || 6379));
     await proxy.listen();
-    stack = await TestStack.start({ redisUrl: `redis://127.0.0.1:${proxy.port}` });
+    return { redisUrl: `redis://127.0.0.1:${proxy.port}` };
   });
-  afterAll(async () => {
-    await stack.stop();
-    await proxy.close();
-    await closeTestPrisma();
-  });
-  return { stack: () => stack, proxy: () => proxy };
+  // After the stack has stopped: its cleanup reaches Redis through the proxy.
+  afterAll(() => proxy.close());
+  return { stack: () => suite.stack, proxy: () => proxy };
 }
 
 /**

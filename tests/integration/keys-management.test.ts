@@ -1,10 +1,12 @@
 import { TokenKind, hashToken, isWellFormedToken } from "@runbridge/common";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createOperation, createServer, createTenant } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /** The management API for automation keys: create, list, get, PATCH, revoke; validation; tenant isolation. */
 describe("management API: automation keys", () => {
+  const suite = useStack();
   let stack: TestStack;
   let a: Awaited<ReturnType<typeof createTenant>>;
   let b: Awaited<ReturnType<typeof createTenant>>;
@@ -27,17 +29,13 @@ describe("management API: automation keys", () => {
     ).id;
 
   beforeAll(async () => {
-    stack = await TestStack.start();
+    ({ stack } = suite);
     a = await createTenant();
     b = await createTenant();
     serverA = (await createServer(a.tenant.id)).server.id;
     serverB = (await createServer(b.tenant.id)).server.id;
     credA = await cred(a.tenant.id);
     credB = await cred(b.tenant.id);
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   it("takes ids in upper case or in braces as the same ids (stored as PostgreSQL spells them)", async () => {

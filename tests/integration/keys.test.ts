@@ -1,10 +1,11 @@
 import request from "supertest";
 import { TokenKind, generateToken } from "@runbridge/common";
 import type { AutomationKey, Server } from "@runbridge/db";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createOperation, createServer } from "../helpers/factories";
 import { type Proc, waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStack } from "../helpers/suite";
 
 /**
  * What an automation key allows, enforced on the real stack: the in-process
@@ -12,12 +13,15 @@ import { TestStack } from "../helpers/stack";
  * (dual-stack listener, TRUST_PROXY=loopback) sharing Redis and PostgreSQL.
  */
 describe("automation key enforcement", () => {
-  let stack: TestStack;
   let g2: Proc;
+  // Declared before useStack, so it runs first: the second gateway stops before the stack does.
+  afterAll(() => g2?.stop());
+  const suite = useStack();
+  let stack: TestStack;
   let g2Port = 0;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
   let idle: Server; // tenant A, no runner
-  let other: Awaited<ReturnType<typeof createFixture>>; // tenant B
+  let other: Fixture; // tenant B
   let opA: string;
   let opB: string;
 
@@ -38,7 +42,7 @@ describe("automation key enforcement", () => {
   }
 
   beforeAll(async () => {
-    stack = await TestStack.start();
+    ({ stack } = suite);
     fx = await createFixture();
     idle = (await createServer(fx.tenant.id, "idle")).server;
     other = await createFixture();
@@ -46,11 +50,6 @@ describe("automation key enforcement", () => {
     opB = await makeOperation(other.tenant.id, other.server.id);
     const [second] = await Promise.all([stack.startGatewayProcess({ HOST: "::", TRUST_PROXY: "loopback" }), stack.startRunner(fx.runnerToken, fx.server.id)]);
     ({ proc: g2, port: g2Port } = second);
-  });
-  afterAll(async () => {
-    await g2?.stop();
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   describe("401: the key itself", () => {

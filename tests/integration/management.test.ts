@@ -1,21 +1,19 @@
 import { hashToken } from "@runbridge/common";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createTenant } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /** The management API the dashboard and later issues build on: servers, keys, operations. */
 describe("management API", () => {
+  const suite = useStack();
   let stack: TestStack;
   let admin: Awaited<ReturnType<typeof createTenant>>;
   const auth = () => ({ Authorization: `Bearer ${admin.apiKey}` });
 
   beforeAll(async () => {
-    stack = await TestStack.start();
+    ({ stack } = suite);
     admin = await createTenant();
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   it("refuses missing, invalid and automation keys with 401 {detail}", async () => {

@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import request from "supertest";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
 import { type Proc, waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStack } from "../helpers/suite";
 import { RUNNER_VERSION } from "../../apps/runner/src/agent";
 
 /** Value of one sample in a Prometheus text exposition, or undefined when absent. */
@@ -24,23 +25,21 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
  * stdout (the JSON log) can be read.
  */
 describe("metrics and structured logs", () => {
-  let stack: TestStack;
   let gateway: Proc;
+  // Declared before useStack, so it runs first: the gateway process stops before the stack does.
+  afterAll(() => gateway?.stop());
+  const suite = useStack({ dispatcher: { LOG_LEVEL: "debug" } });
+  let stack: TestStack;
   let gatewayUrl: string;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
   let dispatcherUrl: string;
 
   beforeAll(async () => {
-    stack = await TestStack.start({ dispatcher: { LOG_LEVEL: "debug" } });
+    ({ stack } = suite);
     ({ proc: gateway, url: gatewayUrl } = await stack.startGatewayProcess({ LOG_LEVEL: "debug" }));
     dispatcherUrl = `http://127.0.0.1:${stack.dispatcherPorts[0]}`;
     fx = await createFixture();
     await stack.startRunner(fx.runnerToken, fx.server.id);
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   const exec = (command: string) =>

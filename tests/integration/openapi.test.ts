@@ -1,9 +1,9 @@
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { Limits, OPERATION_TYPES } from "@runbridge/contracts";
-import { closeTestPrisma } from "../helpers/db";
 import { ROOT } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 type Doc = {
   openapi: string;
@@ -29,19 +29,16 @@ function validateOpenApi(doc: unknown): { valid: boolean; errors?: unknown; vers
 }
 
 describe("GET /api/automation/v1/openapi.json", () => {
+  const suite = useStack();
   let stack: TestStack;
   let doc: Doc;
 
   beforeAll(async () => {
-    stack = await TestStack.start();
+    ({ stack } = suite);
     const res = await stack.api().get("/api/automation/v1/openapi.json");
     expect(res.status).toBe(200);
     expect(res.headers["content-type"]).toMatch(/application\/json/);
     doc = res.body as Doc;
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   it("is a valid OpenAPI 3.1 document, served without a key", () => {

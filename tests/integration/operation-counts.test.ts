@@ -4,7 +4,8 @@ import { OperationCounts } from "../../apps/gateway/src/services/operation-count
 import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { testDatabaseUrl } from "../helpers/env";
 import { createAutomationKey, createFixture, createOperation } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStack } from "../helpers/suite";
 
 const REFRESH_SECONDS = 2;
 
@@ -16,16 +17,13 @@ const REFRESH_SECONDS = 2;
  * a deleted server) within the refresh interval.
  */
 describe("automation key operation counts", () => {
+  const suite = useStack({ dispatchers: 0, gateway: { OPERATION_COUNT_REFRESH_SECONDS: String(REFRESH_SECONDS) } });
   let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
+  let fx: Fixture;
 
   beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 0, gateway: { OPERATION_COUNT_REFRESH_SECONDS: String(REFRESH_SECONDS) } });
+    ({ stack } = suite);
     fx = await createFixture();
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   const count = async () => {

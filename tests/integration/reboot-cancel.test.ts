@@ -1,11 +1,12 @@
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createFixture, createServer } from "../helpers/factories";
+import { testPrisma } from "../helpers/db";
+import { createServer } from "../helpers/factories";
 import { FakeProvider } from "../helpers/fake-provider";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /**
  * A cancel of a reboot done through the cloud provider API: the dispatcher claims the operation
@@ -14,24 +15,24 @@ import { TestStack } from "../helpers/stack";
  * was requested from the provider.
  */
 describe("cancel of a reboot through the provider API", () => {
-  let stack: TestStack;
   let provider: FakeProvider;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
   const marker = path.join(mkdtempSync(path.join(tmpdir(), "rb-reboot-cancel-")), "rebooted");
+  const suite = useStackWithRunner(
+    async () => {
+      provider = await FakeProvider.start();
+      return {
+        // One delivery at a time: a reboot held in the provider call keeps the next one queued, unclaimed.
+        dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, DIGITALOCEAN_API_URL: `${provider.url}/do/v2`, PROVIDER_API_TIMEOUT_MS: "10000", WORKER_CONCURRENCY: "1" },
+      };
+    },
+    { env: { RUNBRIDGE_REBOOT_COMMAND: `echo rebooting-now; touch ${marker}` } },
+  );
+  afterAll(() => provider?.stop());
+  let stack: TestStack;
+  let fx: Fixture;
 
-  beforeAll(async () => {
-    provider = await FakeProvider.start();
-    stack = await TestStack.start({
-      // One delivery at a time: a reboot held in the provider call keeps the next one queued, unclaimed.
-      dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, DIGITALOCEAN_API_URL: `${provider.url}/do/v2`, PROVIDER_API_TIMEOUT_MS: "10000", WORKER_CONCURRENCY: "1" },
-    });
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { RUNBRIDGE_REBOOT_COMMAND: `echo rebooting-now; touch ${marker}` } });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await provider?.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
   beforeEach(() => {
     provider.respondWith(201);

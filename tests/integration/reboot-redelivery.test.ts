@@ -2,11 +2,12 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { FailureReason, JobCatalog, JobName } from "@runbridge/contracts";
-import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
-import { createFixture, createOperation } from "../helpers/factories";
+import { testPrisma, waitUntilEnded } from "../helpers/db";
+import { createOperation } from "../helpers/factories";
 import { FakeProvider } from "../helpers/fake-provider";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /**
  * A reboot through the cloud provider whose outcome could not be stored at once: the
@@ -14,24 +15,27 @@ import { TestStack } from "../helpers/stack";
  * PostgreSQL errors (a trigger on audit_events), or the row an older dispatcher left behind.
  */
 describe("reboot through the provider, redelivered", () => {
-  let stack: TestStack;
   let provider: FakeProvider;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
   const marker = path.join(mkdtempSync(path.join(tmpdir(), "rb-reboot-redelivery-")), "reboots.log");
   const runnerReboots = () => (existsSync(marker) ? readFileSync(marker, "utf8").trim().split("\n").length : 0);
   const faults: Fault[] = [];
-
-  beforeAll(async () => {
-    provider = await FakeProvider.start();
-    stack = await TestStack.start({ dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, DIGITALOCEAN_API_URL: `${provider.url}/do/v2` } });
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { RUNBRIDGE_REBOOT_COMMAND: `echo rebooting-now; echo reboot >> ${marker}` } });
-  });
+  // Declared before useStackWithRunner, so it runs first: the faults go before the stack stops and the Prisma client closes.
   afterAll(async () => {
     for (const f of faults) await f.remove().catch(() => undefined);
-    await stack?.stop();
-    await provider?.stop();
-    await closeTestPrisma();
+  });
+  const suite = useStackWithRunner(
+    async () => {
+      provider = await FakeProvider.start();
+      return { dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, DIGITALOCEAN_API_URL: `${provider.url}/do/v2` } };
+    },
+    { env: { RUNBRIDGE_REBOOT_COMMAND: `echo rebooting-now; echo reboot >> ${marker}` } },
+  );
+  afterAll(() => provider?.stop());
+  let stack: TestStack;
+  let fx: Fixture;
+
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
 
   const link = (providerServerId: string) =>

@@ -1,39 +1,40 @@
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
-import { createAutomationKey, createFixture, createServer } from "../helpers/factories";
+import { testPrisma } from "../helpers/db";
+import { createAutomationKey, createServer } from "../helpers/factories";
 import { FakeProvider } from "../helpers/fake-provider";
 import { findLeaks } from "../helpers/leak-scan";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
 /**
  * POST /reboot: the cloud provider path (against a fake provider API on
  * loopback), its failure, and the runner fallback (a harmless reboot command).
  */
 describe("POST /api/automation/v1/reboot", () => {
-  let stack: TestStack;
   let provider: FakeProvider;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
   const markerDir = mkdtempSync(path.join(tmpdir(), "rb-reboot-"));
   const marker = path.join(markerDir, "reboots.log");
   const runnerReboots = () => (existsSync(marker) ? readFileSync(marker, "utf8").trim().split("\n").length : 0);
+  const suite = useStackWithRunner(
+    async () => {
+      provider = await FakeProvider.start();
+      return {
+        // Short delivery deadline for the "provider failed and the runner is offline" case.
+        gateway: { RUNNER_DELIVERY_TIMEOUT_SECONDS: "3" },
+        dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, DIGITALOCEAN_API_URL: `${provider.url}/do/v2`, PROVIDER_API_TIMEOUT_MS: "3000" },
+      };
+    },
+    { env: { RUNBRIDGE_REBOOT_COMMAND: `echo rebooting-now; echo reboot >> ${marker}` } },
+  );
+  afterAll(() => provider.stop());
+  let stack: TestStack;
+  let fx: Fixture;
 
-  beforeAll(async () => {
-    provider = await FakeProvider.start();
-    stack = await TestStack.start({
-      // Short delivery deadline for the "provider failed and the runner is offline" case.
-      gateway: { RUNNER_DELIVERY_TIMEOUT_SECONDS: "3" },
-      dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, DIGITALOCEAN_API_URL: `${provider.url}/do/v2`, PROVIDER_API_TIMEOUT_MS: "3000" },
-    });
-    fx = await createFixture();
-    await stack.startRunner(fx.runnerToken, fx.server.id, { env: { RUNBRIDGE_REBOOT_COMMAND: `echo rebooting-now; echo reboot >> ${marker}` } });
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await provider.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack, fx } = suite);
   });
   beforeEach(() => provider.respondWith(201));
 

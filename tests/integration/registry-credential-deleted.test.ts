@@ -1,9 +1,10 @@
 import { FailureReason } from "@runbridge/contracts";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /** What a draining runner answers a start: not started, offer it again later. */
 const ASK_LATER = { ok: false, error: "runner is shutting down", retryable: true };
@@ -13,16 +14,13 @@ const ASK_LATER = { ok: false, error: "runner is shutting down", retryable: true
  * deleted meanwhile, the login must not run with the password the credential had when it was asked.
  */
 describe("a registry login whose credential is deleted before it is delivered", () => {
-  let stack: TestStack;
   let socket: ScriptedSocket | undefined;
-
-  beforeAll(async () => {
-    stack = await TestStack.start();
-  });
-  afterAll(async () => {
-    socket?.disconnect();
-    await stack?.stop();
-    await closeTestPrisma();
+  // Declared before useStack, so it runs first: the scripted runner leaves before the stack stops.
+  afterAll(() => socket?.disconnect());
+  const suite = useStack();
+  let stack: TestStack;
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("fails as credential gone, and never reaches the runner with the old password", async () => {

@@ -1,7 +1,7 @@
 import { createRedis } from "@runbridge/common";
-import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /**
  * Two dispatchers share the queue; the runner is connected to the second, so about half the
@@ -12,18 +12,16 @@ import { TestStack } from "../helpers/stack";
  * presence key names, and every exec completes in the time of an exec.
  */
 describe("delivery to a runner held by another dispatcher, with a third one stalled", () => {
-  let stack: TestStack;
   let stalled: ReturnType<typeof createRedis>;
+  // Declared before useStack, so it runs first: the stalled subscriber goes before the stack stops.
+  afterAll(() => stalled?.disconnect());
+  const suite = useStack({ dispatchers: 2 });
+  let stack: TestStack;
 
   beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 2 });
+    ({ stack } = suite);
     stalled = createRedis(stack.redisUrl);
     await stalled.subscribe(`${stack.keys.socketAdapter}-request#/#`);
-  });
-  afterAll(async () => {
-    stalled?.disconnect();
-    await stack?.stop();
-    await closeTestPrisma();
   });
 
   const relayed = async (port: number) => {

@@ -2,11 +2,12 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { FailureReason } from "@runbridge/contracts";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /** What a draining runner answers a start: not started, offer it again later. */
 const ASK_LATER = { ok: false, error: "runner is shutting down", retryable: true };
@@ -20,14 +21,10 @@ type Fixture = Awaited<ReturnType<typeof createFixture>>;
  * treated as possibly running until its timeout.
  */
 describe("a start the runner refused for now", () => {
+  const suite = useStack({ gateway: { EXEC_MAX_WAIT_SECONDS: "1", RUNNER_DELIVERY_TIMEOUT_SECONDS: String(DELIVERY_TIMEOUT_SECONDS) } });
   let stack: TestStack;
-
-  beforeAll(async () => {
-    stack = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1", RUNNER_DELIVERY_TIMEOUT_SECONDS: String(DELIVERY_TIMEOUT_SECONDS) } });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   /** Scripted runners still connected once a test ends (one whose test failed before it left). */

@@ -1,24 +1,21 @@
 import path from "node:path";
 import { createRedis } from "@runbridge/common";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { ROOT, waitFor } from "../helpers/processes";
 import { scriptedRunner, untilConnected, type ScriptedSocket } from "../helpers/scripted-runner";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /**
  * Admitting a runner's connection: it is shown connected at once, and of several connections of one
  * runner (on any dispatcher) the newest stays. Real dispatchers; runners speaking the real protocol.
  */
 describe("admitting a runner connection", () => {
+  const suite = useStack({ dispatchers: 2 });
   let stack: TestStack;
-
-  beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 2 });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("shows the runner connected at once while another dispatcher is stalled (subscribed, never answering)", async () => {

@@ -1,11 +1,12 @@
 import request from "supertest";
 import { HandshakeRefusal } from "@runbridge/contracts";
 import { TokenKind, generateToken } from "@runbridge/common";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 const LOOKUPS = 3;
 
@@ -18,18 +19,15 @@ const LOOKUPS = 3;
  * socket.io client.
  */
 describe("unknown runner tokens at the dispatcher", () => {
+  const suite = useStack({ dispatchers: 1, dispatcher: { RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: String(LOOKUPS) } });
   let stack: TestStack;
   const open: ScriptedSocket[] = [];
 
-  beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 1, dispatcher: { RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: String(LOOKUPS) } });
+  beforeAll(() => {
+    ({ stack } = suite);
   });
   afterEach(() => {
     for (const s of open.splice(0)) s.disconnect();
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await closeTestPrisma();
   });
 
   /** "connected", or the dispatcher's refusal. */

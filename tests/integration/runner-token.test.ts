@@ -1,10 +1,11 @@
 import { HandshakeRefusal, ResultsNamespace } from "@runbridge/contracts";
 import { createRedis, hashToken } from "@runbridge/common";
-import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
+import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createAutomationKey, createFixture, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 import { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 type Fixture = Awaited<ReturnType<typeof createFixture>>;
 
@@ -31,18 +32,15 @@ function watchedConnection(port: number, token: string) {
  * runner processes, the gateway in-process.
  */
 describe("runner token rotation", () => {
+  const suite = useStack({ dispatchers: 2 });
   let stack: TestStack;
   const open: ScriptedSocket[] = [];
 
-  beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 2 });
+  beforeAll(() => {
+    ({ stack } = suite);
   });
   afterEach(() => {
     for (const s of open.splice(0)) s.disconnect();
-  });
-  afterAll(async () => {
-    await stack?.stop();
-    await closeTestPrisma();
   });
 
   const port = (i: number) => stack.dispatcherPorts[i] as number;

@@ -1,7 +1,8 @@
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
 
 /**
  * A synchronous exec holds its request while the operation runs. These run
@@ -9,15 +10,11 @@ import { TestStack } from "../helpers/stack";
  * stays held for as long as a test needs.
  */
 describe("synchronous wait", () => {
+  // One pooled connection, so a test can make the gateway's reads wait for it.
+  const suite = useStack({ dispatchers: 0, gateway: { DB_POOL_SIZE: "1" } });
   let stack: TestStack;
-
-  beforeAll(async () => {
-    // One pooled connection, so a test can make the gateway's reads wait for it.
-    stack = await TestStack.start({ dispatchers: 0, gateway: { DB_POOL_SIZE: "1" } });
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   /** A fixture whose runner looks connected (presence as a dispatcher writes it), though none is. */

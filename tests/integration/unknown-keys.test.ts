@@ -2,9 +2,9 @@ import { TokenKind, budgetHolder, generateToken } from "@runbridge/common";
 import type { AutomationKey } from "@runbridge/db";
 import { KeyCache } from "../../apps/gateway/src/services/key-cache";
 import { UnknownKeyGuard } from "../../apps/gateway/src/services/unknown-key-guard";
-import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStack } from "../helpers/suite";
 
 /**
  * Tokens that name no key: their checksum is public, so anyone can make
@@ -13,17 +13,14 @@ import { TestStack } from "../helpers/stack";
  * are never affected, and unknown tokens never push known keys out of the cache.
  */
 describe("unknown automation keys", () => {
-  let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
   const LOOKUPS = 5;
+  const suite = useStack({ dispatchers: 0, gateway: { UNKNOWN_KEY_LOOKUPS_PER_MINUTE: String(LOOKUPS) } });
+  let stack: TestStack;
+  let fx: Fixture;
 
   beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 0, gateway: { UNKNOWN_KEY_LOOKUPS_PER_MINUTE: String(LOOKUPS) } });
+    ({ stack } = suite);
     fx = await createFixture();
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   const read = (token: string) => stack.api().get("/api/automation/v1/operations").set("Authorization", `Bearer ${token}`);
@@ -124,17 +121,14 @@ describe("the key cache", () => {
 
 /** General API keys (rbk_, the management API and dashboard sign-in) are looked up by the same bound. */
 describe("unknown general API keys", () => {
-  let stack: TestStack;
-  let fx: Awaited<ReturnType<typeof createFixture>>;
   const LOOKUPS = 3;
+  const suite = useStack({ dispatchers: 0, gateway: { UNKNOWN_KEY_LOOKUPS_PER_MINUTE: String(LOOKUPS) } });
+  let stack: TestStack;
+  let fx: Fixture;
 
   beforeAll(async () => {
-    stack = await TestStack.start({ dispatchers: 0, gateway: { UNKNOWN_KEY_LOOKUPS_PER_MINUTE: String(LOOKUPS) } });
+    ({ stack } = suite);
     fx = await createFixture();
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
   });
 
   it("looks up so many unknown rbk_ tokens from one address a minute, then answers 429 without a lookup; known keys keep working", async () => {

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { TokenKind, generateToken } from "@runbridge/common";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
-import { TestStack } from "../helpers/stack";
-import { type Fixture, useStackWithRunner } from "../helpers/suite";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStack, useStackWithRunner } from "../helpers/suite";
 
 /** Every error the spine answers: 400/401/404/409/422, always `{detail}`, never a 500. */
 describe("Automation API errors and limits", () => {
@@ -213,13 +213,10 @@ describe("Automation API errors and limits", () => {
 });
 
 describe("polling is scoped like submitting", () => {
+  const suite = useStack();
   let stack: TestStack;
-  beforeAll(async () => {
-    stack = await TestStack.start();
-  });
-  afterAll(async () => {
-    await stack.stop();
-    await closeTestPrisma();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("refuses a key to read an operation on a server outside its allowed servers", async () => {
