@@ -54,7 +54,7 @@ export function finishViaProvider(ctx: DispatcherContext, op: Operation, d: Rebo
   return finishOperation(
     ctx,
     op.serverId,
-    { operationId: op.id, status: "completed", exitCode: 0, stdout: `${d.detail ?? ""}\n`, stderr: "", durationMs, startedAt: op.startedAt ?? new Date(Date.now() - durationMs) },
+    { operationId: op.id, status: "completed", exitCode: 0, stdout: `${d.detail ?? ""}\n`, stderr: "", durationMs, startedAt: op.startedAt ?? new Date(ctx.clock.now() - durationMs) },
     { note: noteOf(d) },
   );
 }
