@@ -386,13 +386,14 @@ export class Agent {
       this.logger.info("refused a start while shutting down; the dispatcher will offer it again", { operationId: op.operationId });
       return { ok: false, error: "runner is shutting down", retryable: true };
     }
-    if (await this.arrivedLate(op.notAfter)) {
-      const now = new Date(this.clock.now()).toISOString();
-      this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter, now, clockMeasured: this.clock.measured });
-      return { ok: false, error: `it arrived after its delivery deadline (${op.notAfter}; the runner's time ${now}); not started` };
-    }
+    // In flight before anything is awaited: a stop() that begins meanwhile waits for this start.
     this.startsInFlight++;
     try {
+      if (await this.arrivedLate(op.notAfter)) {
+        const now = new Date(this.clock.now()).toISOString();
+        this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter, now, clockMeasured: this.clock.measured });
+        return { ok: false, error: `it arrived after its delivery deadline (${op.notAfter}; the runner's time ${now}); not started` };
+      }
       return await this.recordAndRun(op);
     } finally {
       this.startsInFlight--;
