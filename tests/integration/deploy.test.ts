@@ -180,6 +180,20 @@ describe("applications and POST /api/automation/v1/deploy", () => {
       });
     });
 
+    it("checks env_overrides again when the deploy is delivered: one accepted before its application's allowlist was narrowed ends failed, unrun", async () => {
+      const { app } = await createApp({ deploy_command: '[ -n "$B_FLAG" ] && echo b-flag-set; sleep 1.5', allowed_env_overrides: ["A_FLAG", "B_FLAG"] });
+      const first = await deploy({ application_id: app.id });
+      expect(first.status).toBe(202);
+      // Waits its turn behind the first, accepted under the allowlist of the moment.
+      const second = await deploy({ application_id: app.id, env_overrides: { B_FLAG: "on" } });
+      expect(second.status).toBe(202);
+      expect((await mgmt("patch", `/applications/${app.id}`).send({ allowed_env_overrides: ["A_FLAG"] })).status).toBe(200);
+      expect(await poll(first.body.operation_id)).toMatchObject({ status: "completed", result: { exit_code: 0, stdout: "" } });
+      const refused = await poll(second.body.operation_id);
+      expect(refused).toMatchObject({ status: "failed", result: { exit_code: null, stdout: "" } });
+      expect(refused.error).toMatch(/^env_overrides refused when the deploy was delivered .*"env_overrides" key B_FLAG is not in the application's allowed_env_overrides; nothing ran$/);
+    });
+
     it("refuses to delete an application while its deployments run or wait their turn (409), and deletes it after", async () => {
       const { app } = await createApp({ deploy_command: "sleep 2" });
       const first = await deploy({ application_id: app.id, commit_ref: "one" });

@@ -1,7 +1,7 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
-import { FailureCause, FailureReason, JobCatalog, JobName, QueueName, cancelledOnRequest, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
+import { FailureCause, FailureReason, JobCatalog, JobName, QueueName, cancelledOnRequest, deployEnvOverrideRefusal, envOverrideRefusedAtDelivery, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
 import { createRedis, withLogContext } from "@runbridge/common";
-import type { Operation } from "@runbridge/db";
+import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
 import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
@@ -106,6 +106,17 @@ async function sendStart(
       return "unsealable";
     }
   }
+  if (op.type === "deploy" && secrets.env && !op.dispatchedAt) {
+    // Checked again against the application as it is now, before it is first handed over: its
+    // allowed_env_overrides may have been narrowed while the deploy waited its turn, and a gateway
+    // of an earlier release does not know every name this one refuses.
+    const refusal = deployEnvOverrideRefusal(Object.keys(secrets.env), await currentEnvAllowlist(ctx, op));
+    if (refusal) {
+      const error = envOverrideRefusedAtDelivery(refusal);
+      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.EnvOverrideRefused, error }, { onlyIfUndispatched: true });
+      return "env-override-refused";
+    }
+  }
   if (op.type === "registry_login") {
     // The password is read from its credential now, not when the login was asked: a credential
     // deleted (or its password replaced) while the login waited is not used. A password sealed
@@ -187,6 +198,14 @@ async function endRequestedCancel(ctx: DispatcherContext, op: Operation): Promis
   await ctx.redis.srem(pending, op.id);
   ctx.logger.info("start withheld: a cancel was requested", { operationId: op.id, runnerHadIt: reply.ok, runnerFinishedIt: finished });
   return reply.ok ? "cancel-sent" : finished ? "finished-before-cancel" : "cancelled-before-start";
+}
+
+/** The deploy's application's allowed_env_overrides now (null: any name not refused by default, or the application is gone). */
+async function currentEnvAllowlist(ctx: DispatcherContext, op: Operation): Promise<string[] | null> {
+  const applicationId = (op.params as Record<string, unknown> | null)?.application_id;
+  if (typeof applicationId !== "string") return null;
+  const app = await ctx.prisma.application.findFirst({ where: { id: applicationId, tenantId: op.tenantId }, select: { allowedEnvOverrides: true } });
+  return app ? readEnvAllowlist(app.allowedEnvOverrides) : null;
 }
 
 async function storedCredentialPassword(ctx: DispatcherContext, op: Operation): Promise<string | null> {

@@ -64,6 +64,15 @@ export const FailureReason = {
     "reboot outcome unknown: the cloud provider's reboot API gave no definite answer (no reply in time, the connection cut after the request was sent, or a gateway error), so whether the server rebooted is unknown. It was not rebooted again through the runner: check the server before retrying",
 } as const;
 
+/**
+ * A deploy whose env_overrides its application no longer accepts when it is delivered: its
+ * allowed_env_overrides changed while it waited, or a gateway of an earlier release, which did
+ * not know a refusal, accepted it.
+ */
+export function envOverrideRefusedAtDelivery(refusal: string): string {
+  return `env_overrides refused when the deploy was delivered (the application's allowed_env_overrides changed after it was accepted, or it was accepted by an older gateway): ${refusal}; nothing ran`;
+}
+
 /** The error of an operation ended by a cancel request (by the gateway, or by a dispatcher withholding its start). */
 export function cancelledOnRequest(reason?: string): string {
   return `cancelled on request${reason ? `: ${reason}` : ""}`;
@@ -93,6 +102,8 @@ export const FailureCause = {
   NotQueued: "not_queued",
   DeploymentNotRecorded: "deployment_not_recorded",
   CredentialGone: "credential_gone",
+  /** A deploy's env_overrides refused when it was delivered (see envOverrideRefusedAtDelivery). */
+  EnvOverrideRefused: "env_override_refused",
   /** The dispatcher could not open its sealed inputs (an encryption key missing from its configuration). */
   InputsUnreadable: "inputs_unreadable",
   /** A reboot through a cloud provider whose outcome is unknown (see FailureReason). */

@@ -1,3 +1,4 @@
 export * from "./client";
 export * from "./operation-store";
 export * from "./retention";
+export * from "./env-allowlist";

@@ -1,13 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { Router } from "express";
 import { FailureCause, OperationType, deployEnvOverrideRefusal, deployRequestSchema } from "@runbridge/contracts";
-import type { Operation } from "@runbridge/db";
+import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import { automationAuth } from "../../auth/locals";
 import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { NotFoundError, ServiceUnavailableError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
-import { readEnvAllowlist } from "../../services/env-allowlist";
 import { ENQUEUE_WHEN_SETTLED, assertRunnerConnected, failUndispatched, loadTargetServer, startOperation } from "../../services/operations";
 import { OPERATION_PATHS } from "./paths";
 

@@ -1,11 +1,10 @@
 import { Router } from "express";
 import { createApplicationSchema, updateApplicationSchema, uuid } from "@runbridge/contracts";
-import type { Application, Deployment, Operation } from "@runbridge/db";
+import { envAllowlistData, readEnvAllowlist, type Application, type Deployment, type Operation } from "@runbridge/db";
 import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
 import { ConflictError, NotFoundError, ValidationError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
-import { envAllowlistData, readEnvAllowlist } from "../../services/env-allowlist";
 
 /** An application's audit event: its id and name, on its server. */
 function auditData(tenantId: string, clientIp: string, type: string, app: Application, data: Record<string, unknown> = {}) {

@@ -1,4 +1,4 @@
-import { Prisma } from "@runbridge/db";
+import { Prisma } from "@prisma/client";
 
 /**
  * An application's `allowed_env_overrides` is a nullable JSON column (Prisma
