@@ -36,7 +36,7 @@ export function waitUntilEnded(operationId: string, timeoutMs: number, what = "t
  * waits on that lock; `finish(work)` then runs `work` in the holding
  * transaction (e.g. deleting the row) and commits.
  */
-export function holdRowLock(table: "servers" | "applications", id: string) {
+export function holdRowLock(table: "servers" | "applications" | "operations", id: string) {
   let finishWith!: (work: (tx: Prisma.TransactionClient) => Promise<unknown>) => void;
   const work = new Promise<(tx: Prisma.TransactionClient) => Promise<unknown>>((resolve) => (finishWith = resolve));
   let gotPid!: (pid: number) => void;

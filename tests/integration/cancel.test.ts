@@ -118,7 +118,7 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
       // Confirmed: not sent again on the next connection.
       await waitFor(async () => (await stack.redis.sismember(stack.keys.pendingCancels(server.id), id)) === 0, 5000, "pending cancel cleared");
       const result = { operationId: id, status: "cancelled", exitCode: null, stdout: "", stderr: "", stdoutTruncated: false, stderrTruncated: false, durationMs: 5, startedAt: new Date().toISOString(), error: "cancelled on request" };
-      expect(await socket.timeout(5000).emitWithAck("operation:result", result)).toEqual({ stored: true });
+      expect(await socket.timeout(5000).emitWithAck("operation:result", result)).toMatchObject({ stored: true });
       expect((await get(id)).body).toMatchObject({ status: "cancelled", error: "cancelled on request" });
     } finally {
       socket.disconnect();

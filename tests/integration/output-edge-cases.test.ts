@@ -102,7 +102,7 @@ describe("exec output that is hard to deliver or store", () => {
         startedAt: new Date().toISOString(),
         error: "bad\u0000name",
       };
-      expect(await socket.timeout(5000).emitWithAck("operation:result", result)).toEqual({ stored: true });
+      expect(await socket.timeout(5000).emitWithAck("operation:result", result)).toMatchObject({ stored: true });
       await waitFor(async () => (await stored(op.id)).status === "failed", 5000, "the result to be stored");
       expect(await stored(op.id)).toMatchObject({ stdout: "x\uFFFDy", stderr: "\uFFFD", error: "bad\uFFFDname" });
     } finally {

@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { TokenKind, generateToken, hashToken, signForRunner } from "@runbridge/common";
-import { HandshakeRefusal, ResultsNamespace, SocketPath, type OperationResult, type StartAck } from "@runbridge/contracts";
+import { HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath, type OperationResult, type StartAck } from "@runbridge/contracts";
 import { ROOT, listenOnLoopback, startNode, waitFor, type Proc } from "../helpers/processes";
 
 interface FakeSocket {
@@ -61,9 +61,10 @@ describe("a replaced runner's results connection", () => {
       next(ticket === "the-ticket" ? undefined : new Error(HandshakeRefusal.NoResultsTicket));
     });
     results.on("connection", (socket) => {
-      socket.on("operation:result", ((result: OperationResult, ack: (res: { stored: boolean }) => void) => {
+      socket.on("operation:result", ((result: OperationResult, ack: (res: object) => void) => {
         stored.push(result);
-        ack({ stored: true });
+        // Signed for the connection, as a dispatcher answers: the runner sends an unsigned "stored" again.
+        ack(signForRunner({ socketId: socket.id, tokenHash: hashToken(token) }, SignedAnswer.Result, { stored: true, operationId: result.operationId }));
       }) as never);
     });
     let main: FakeSocket | undefined;

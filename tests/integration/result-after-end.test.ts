@@ -47,7 +47,7 @@ describe("a runner's result that arrives after its operation was ended without i
       const ended = { status: "failed", completedAt: new Date(), dispatchedAt: startedAt, startedAt, redisPrefix: stack.prefix };
       const lost = await createOperation(fx.tenant.id, fx.server.id, { ...ended, error: FailureReason.RunnerLost });
       for (let i = 0; i < 2; i++) {
-        expect(await runner.timeout(5000).emitWithAck("operation:result", resultOf(lost.id, startedAt))).toEqual({ stored: true });
+        expect(await runner.timeout(5000).emitWithAck("operation:result", resultOf(lost.id, startedAt))).toMatchObject({ stored: true });
       }
       expect(await testPrisma().operation.findUniqueOrThrow({ where: { id: lost.id } })).toMatchObject({ status: "failed", error: FailureReason.RunnerLost, exitCode: null });
       const events = await testPrisma().auditEvent.findMany({ where: { operationId: lost.id, type: "operation.result_after_end" } });
@@ -65,7 +65,7 @@ describe("a runner's result that arrives after its operation was ended without i
 
       // Ended otherwise (here by its runner's own result, whose acknowledgement was lost): a re-sent result adds nothing.
       const done = await createOperation(fx.tenant.id, fx.server.id, { ...ended, status: "completed", exitCode: 0 });
-      expect(await runner.timeout(5000).emitWithAck("operation:result", resultOf(done.id, startedAt))).toEqual({ stored: true });
+      expect(await runner.timeout(5000).emitWithAck("operation:result", resultOf(done.id, startedAt))).toMatchObject({ stored: true });
       expect(await testPrisma().auditEvent.count({ where: { operationId: done.id, type: "operation.result_after_end" } })).toBe(0);
     }));
 
@@ -83,7 +83,7 @@ describe("a runner's result that arrives after its operation was ended without i
       } finally {
         await testPrisma().$executeRawUnsafe(`DROP FUNCTION ${fn}() CASCADE`);
       }
-      expect(await Promise.all(acks)).toEqual([{ stored: true }, { stored: true }]);
+      expect(await Promise.all(acks)).toMatchObject([{ stored: true }, { stored: true }]);
       expect(await testPrisma().auditEvent.count({ where: { operationId: lost.id, type: "operation.result_after_end" } })).toBe(1);
     }));
 });

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { TokenKind, generateToken, hashToken, signForRunner } from "@runbridge/common";
-import type { CancelRequest, OperationResult, StartAck, StartOperation } from "@runbridge/contracts";
+import { SignedAnswer, type CancelRequest, type OperationResult, type StartAck, type StartOperation } from "@runbridge/contracts";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import type { RunnerSocket } from "../../apps/dispatcher/src/context";
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
@@ -49,7 +49,7 @@ describe("runner: a cancel that arrives before its start", () => {
     socket = await connected;
     socket.on("operation:result", (result, ack) => {
       results.push(result);
-      ack({ stored: true });
+      ack(signed(SignedAnswer.Result, { stored: true, operationId: result.operationId }));
     });
   });
   afterAll(async () => {

@@ -7,7 +7,7 @@ import { hashToken, signForRunner } from "@runbridge/common";
 import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import { serverRoom } from "../../apps/dispatcher/src/context";
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
-import { testPrisma } from "../helpers/db";
+import { holdRowLock, testPrisma } from "../helpers/db";
 import { waitFor } from "../helpers/processes";
 import { useStackWithRunner } from "../helpers/suite";
 
@@ -75,6 +75,34 @@ describe("runner: messages that reach it through Redis without a dispatcher's si
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const res = await exec("echo still-here");
     expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "still-here\n" });
+  });
+
+  it("keeps a result that an answer forged through Redis says is stored, and delivers it once it really is", async () => {
+    const { fx, stack } = suite;
+    const command = `sleep 1.5; echo delivered-${randomUUID().slice(0, 8)}`;
+    const answer = exec(command).then((res) => res.body as unknown);
+    // Started (its start recorded), so that what waits on the row below is its result.
+    const op = await waitFor(() => testPrisma().operation.findFirst({ where: { serverId: fx.server.id, command, startedAt: { not: null } } }), 10_000, "the operation to start");
+    // The first attempt to store the result fails (the dispatcher answers "not stored"), and waits
+    // until forged "stored" answers have reached the runner: a runner that took one would never send it again.
+    const fn = `rb_refuse_${op.id.slice(0, 8)}`;
+    const db = testPrisma();
+    await db.$executeRawUnsafe(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$`);
+    await db.$executeRawUnsafe(`CREATE TRIGGER ${fn} BEFORE UPDATE ON operations FOR EACH ROW WHEN (NEW.id = '${op.id}' AND NEW.status <> 'running') EXECUTE FUNCTION ${fn}()`);
+    try {
+      const lock = holdRowLock("operations", op.id);
+      await lock.blocked();
+      // Acknowledgements of every number the runner may be waiting on, published as the adapter publishes.
+      for (let id = 0; id < 200; id++) {
+        impostor.io.of("/").adapter.broadcast({ type: 3, id, nsp: "/", data: [{ stored: true }] } as never, { rooms: new Set([serverRoom(fx.server.id)]), except: new Set() });
+      }
+      await waitFor(async () => stack.runners[0]?.output.includes("an answer to a result said stored without a valid signature"), 5_000, "the runner to see the forged answer");
+      await lock.finish(async () => undefined);
+    } finally {
+      await db.$executeRawUnsafe(`DROP FUNCTION ${fn}() CASCADE`);
+    }
+    // Sent again (the outbox retries every few seconds), and stored.
+    expect(await answer).toMatchObject({ status: "completed", exit_code: 0, stdout: `${command.split("echo ")[1]}\n` });
   });
 
   it("runs what the dispatcher sends it, signed (the control)", async () => {

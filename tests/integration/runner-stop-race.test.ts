@@ -53,6 +53,20 @@ describe("the runner's stop", () => {
     expect(recorded(operationId)).toMatchObject({ state: "finished", result: { status: "completed", exitCode: 0 } });
   });
 
+  it("runs two copies of one start read in the same tick once (a start redelivered while the runner was frozen)", async () => {
+    const agent = new Agent(config, createLogger("runner", "error"));
+    const operationId = randomUUID();
+    const marker = path.join(dir, "runs");
+    const start = { operationId, spec: { kind: "shell" as const, command: `echo ran >> ${marker}` }, timeoutSeconds: 30 };
+    const acks = await Promise.all([agent.handleStart(start), agent.handleStart(start)]);
+    expect(acks).toEqual([
+      { ok: true, state: "started" },
+      { ok: true, state: "already-started" },
+    ]);
+    await agent.stop(5_000);
+    expect(readFileSync(marker, "utf8")).toBe("ran\n");
+  });
+
   it("ends it without running it when the drain is already over, and nothing runs after stop() returned", async () => {
     const agent = new Agent(config, createLogger("runner", "error"));
     const operationId = randomUUID();

@@ -10,16 +10,19 @@ import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
 
 const LIMIT = 3;
-const REFUSED_LOG = /refused runner connections: too many not yet authenticated/g;
+const CLOSED_LOG = /closed runner connections: too many not yet authenticated from one address/g;
 
 /** A WebSocket upgrade to the runner endpoint that, once opened, never sends socket.io's handshake: anyone's. */
-type Upgrade = { status: 101; socket: Socket; closed: Promise<unknown> } | { status: number; body: string };
+type Opened = { status: 101; socket: Socket; closed: Promise<unknown>; sid: Promise<string> };
+type Upgrade = Opened | { status: number; body: string; closed: Promise<unknown> };
 
 /**
  * Until its token is accepted, a connection to the dispatcher is anyone's: it may send messages as big as
  * a runner's result and stay until the handshake timeout. Each client address may hold only so many, and
- * only so long; runners the dispatcher has let in do not count, and a runner refused meanwhile gets in
- * with its own backoff. Real dispatcher and runner processes; raw WebSocket upgrades for the rest.
+ * only so long: one more closes the address's oldest and is let in, so a runner gets in at once however many
+ * idle ones share its address. Runners the dispatcher has let in do not count, and no request may name an
+ * existing connection (which would skip the count). Real dispatcher and runner processes; raw WebSocket
+ * upgrades for the rest.
  */
 describe("runner connections not yet authenticated", () => {
   // A handshake timeout as long as allowed: these tests hold connections open on purpose.
@@ -31,44 +34,67 @@ describe("runner connections not yet authenticated", () => {
   beforeAll(() => {
     ({ stack } = suite);
   });
-  afterEach(() => {
+  afterEach(async () => {
     for (const s of sockets.splice(0)) s.destroy();
     for (const r of runners.splice(0)) r.disconnect();
+    // The next test starts from nothing held on the shared dispatcher.
+    await waitFor(async () => (await unauthenticated(stack.dispatcherPorts[0] as number)) === 0, 5_000, "the held connections to stop counting");
   });
 
-  const upgrade = (port: number, forwardedFor?: string): Promise<Upgrade> =>
+  const upgrade = (port: number, opts: { forwardedFor?: string; sid?: string } = {}): Promise<Upgrade> =>
     new Promise((resolve, reject) => {
       const req = httpRequest({
         host: "127.0.0.1",
         port,
-        path: `${SocketPath}/?EIO=4&transport=websocket`,
+        // A connection of its own each time, closed when the dispatcher closes it.
+        agent: false,
+        path: `${SocketPath}/?EIO=4&transport=websocket${opts.sid ? `&sid=${encodeURIComponent(opts.sid)}` : ""}`,
         headers: {
           Connection: "Upgrade",
           Upgrade: "websocket",
           "Sec-WebSocket-Version": "13",
           "Sec-WebSocket-Key": randomBytes(16).toString("base64"),
-          ...(forwardedFor ? { "X-Forwarded-For": forwardedFor } : {}),
+          ...(opts.forwardedFor ? { "X-Forwarded-For": opts.forwardedFor } : {}),
         },
       });
-      req.on("upgrade", (_res, socket: Socket) => {
+      const closed = new Promise((done) => req.once("socket", (s: Socket) => s.once("close", done)));
+      req.on("upgrade", (_res, socket: Socket, head: Buffer) => {
         sockets.push(socket);
-        // Read (and drop) what the dispatcher sends, or its end of the connection would go unseen.
-        socket.resume();
         socket.on("error", () => undefined);
-        resolve({ status: 101, socket, closed: new Promise((closed) => socket.once("close", closed)) });
+        // Read what the dispatcher sends, or its end of the connection would go unseen; engine.io's open packet names the connection.
+        let received = head.toString("latin1");
+        const sid = new Promise<string>((found) => {
+          const look = () => {
+            const m = /"sid":"([^"]+)"/.exec(received);
+            if (m) found(m[1] as string);
+          };
+          socket.on("data", (d: Buffer) => {
+            if (received.length < 4096) received += d.toString("latin1");
+            look();
+          });
+          look();
+        });
+        resolve({ status: 101, socket, closed, sid });
       });
       req.on("response", (res) => {
         let body = "";
         res.setEncoding("utf8");
         res.on("data", (d: string) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, closed }));
       });
       req.on("error", reject);
       req.end();
     });
-  const statuses = async (port: number, n: number, forwardedFor?: string) => {
-    const out: number[] = [];
-    for (let i = 0; i < n; i++) out.push((await upgrade(port, forwardedFor)).status);
+  /** An upgrade let in. */
+  const opened = async (port: number, forwardedFor?: string): Promise<Opened> => {
+    const u = await upgrade(port, { forwardedFor });
+    expect(u.status).toBe(101);
+    return u as Opened;
+  };
+  /** `n` upgrades let in, one after another (the first the oldest). */
+  const openedInTurn = async (port: number, n: number, forwardedFor?: string): Promise<Opened[]> => {
+    const out: Opened[] = [];
+    for (let i = 0; i < n; i++) out.push(await opened(port, forwardedFor));
     return out;
   };
   const connectRunner = async (port: number, token: string, forwardedFor?: string) => {
@@ -81,79 +107,115 @@ describe("runner connections not yet authenticated", () => {
     const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && (!outcome || l.includes(`outcome="${outcome}"`)));
     return line ? Number(line.split(" ").pop()) : 0;
   };
-  const refusedCount = (port: number) => metric(port, "runbridge_dispatcher_runner_handshakes_total", "too_many_unauthenticated");
+  const closedForRoom = (port: number) => metric(port, "runbridge_dispatcher_runner_handshakes_total", "too_many_unauthenticated");
   const unauthenticated = (port: number) => metric(port, "runbridge_dispatcher_unauthenticated_runner_connections");
+  /** Which of `held` the dispatcher has closed (after a round trip to it: anything it closed before has arrived). */
+  const closedOf = async (port: number, held: Opened[]) => {
+    await metric(port, "runbridge_dispatcher_unauthenticated_runner_connections");
+    return held.flatMap((u, i) => (u.socket.destroyed ? [i] : []));
+  };
 
-  it("lets an address hold so many, refuses one more at the upgrade (counted, logged once), frees a place when one closes; runners let in do not count", async () => {
+  it("lets an address hold so many; one more closes its oldest and is let in (counted, logged once); a closed one frees its place; runners let in do not count", async () => {
     const port = stack.dispatcherPorts[0] as number;
     // More runners than the limit, all let in and connected: a connection stops counting once its token is accepted.
     const fixtures = await Promise.all(Array.from({ length: LIMIT + 1 }, () => createFixture()));
     for (const fx of fixtures) await connectRunner(port, fx.runnerToken);
 
-    const held = await Promise.all(Array.from({ length: LIMIT }, () => upgrade(port)));
-    expect(held.map((u) => u.status)).toEqual(Array(LIMIT).fill(101));
-    const refused = await upgrade(port);
-    expect(refused).toEqual({ status: 400, body: "too many runner connections not yet authenticated from this address, retry later" });
-    // Without TRUST_PROXY an address a client writes into X-Forwarded-For is not believed.
-    expect((await upgrade(port, "203.0.113.9")).status).toBe(400);
-    // Nor does a valid token help before it is sent: the runner's own client sees the upgrade fail.
-    const late = await createFixture();
-    await expect(connectRunner(port, late.runnerToken)).rejects.toThrow("websocket error");
-
-    expect(await refusedCount(port)).toBe(3);
+    const held = await openedInTurn(port, LIMIT);
     expect(await unauthenticated(port)).toBe(LIMIT);
-    expect(stack.dispatchers[0]?.output.match(REFUSED_LOG)).toHaveLength(1);
-
-    // A connection that closes frees its place at once.
-    const first = held[0] as Extract<Upgrade, { status: 101 }>;
-    first.socket.destroy();
-    await waitFor(async () => (await unauthenticated(port)) === LIMIT - 1, 5_000, "the closed connection to stop counting");
-    expect(await statuses(port, 2)).toEqual([101, 400]);
-    // The runner refused a moment ago gets in once there is room.
-    for (const s of sockets.splice(0)) s.destroy();
-    await waitFor(async () => (await unauthenticated(port)) === 0, 5_000, "the held connections to stop counting");
+    const next = await opened(port);
+    await held[0]?.closed;
+    expect(await closedOf(port, held)).toEqual([0]);
+    // Without TRUST_PROXY an address a client writes into X-Forwarded-For is not believed: the same address, the next oldest.
+    const forged = await opened(port, "203.0.113.9");
+    await held[1]?.closed;
+    // Nor does it take a valid token to get in: a runner's connection makes room like any other, then stops counting.
+    const late = await createFixture();
     await connectRunner(port, late.runnerToken);
+    await held[2]?.closed;
 
-    expect(await refusedCount(port)).toBe(4);
-    expect(stack.dispatchers[0]?.output.match(REFUSED_LOG)).toHaveLength(1);
+    expect(await closedForRoom(port)).toBe(3);
+    expect(await unauthenticated(port)).toBe(LIMIT - 1);
+    expect(stack.dispatchers[0]?.output.match(CLOSED_LOG)).toHaveLength(1);
+
+    // A connection that closes frees its place at once: the next one closes nothing.
+    next.socket.destroy();
+    await waitFor(async () => (await unauthenticated(port)) === LIMIT - 2, 5_000, "the closed connection to stop counting");
+    const more = await openedInTurn(port, 2);
+    expect(await closedOf(port, [forged, ...more])).toEqual([]);
+    expect(await closedForRoom(port)).toBe(3);
+    await opened(port);
+    await forged.closed;
+    expect(await closedOf(port, more)).toEqual([]);
+
+    expect(await closedForRoom(port)).toBe(4);
+    expect(await unauthenticated(port)).toBe(LIMIT);
+    expect(stack.dispatchers[0]?.output.match(CLOSED_LOG)).toHaveLength(1);
+  });
+
+  it("a runner gets in at once while its address is full of idle connections", async () => {
+    const port = stack.dispatcherPorts[0] as number;
+    const held = await openedInTurn(port, LIMIT);
+    const fx = await createFixture();
+    const runner = await stack.startRunner(fx.runnerToken, fx.server.id, { waitConnected: false });
+    // Not after retries (the idle ones would stay a minute): the first connection is let in.
+    await stack.waitRunnerConnected(fx.server.id, 20_000);
+    expect(runner.output).not.toContain("cannot connect to dispatcher");
+    await held[0]?.closed;
+    expect(await closedOf(port, held)).toEqual([0]);
+    expect(await unauthenticated(port)).toBe(LIMIT - 1);
+  });
+
+  it("refuses every request naming an existing connection (its sid): an upgrade that would go uncounted and undated", async () => {
+    const port = stack.dispatcherPorts[0] as number;
+    const first = await opened(port);
+    const sid = await first.sid;
+    // Far more than the limit: without the refusal each is let in (101) and held, counted nowhere.
+    const attempts = await Promise.all(Array.from({ length: LIMIT * 3 }, () => upgrade(port, { sid })));
+    expect(attempts.map((u) => u.status)).toEqual(Array(LIMIT * 3).fill(400));
+    // Closed by the dispatcher at once, not after a WebSocket close handshake.
+    const closedWithin = (ms: number) => Promise.race([Promise.all(attempts.map((u) => u.closed)).then(() => true), new Promise((r) => setTimeout(() => r(false), ms))]);
+    expect(await closedWithin(2_000)).toBe(true);
+    // The connection named is untouched, and still the only one counted.
+    expect(await closedOf(port, [first])).toEqual([]);
+    expect(await unauthenticated(port)).toBe(1);
   });
 
   it("behind a proxy (TRUST_PROXY), counts per client address it forwarded (an IPv6 client per /64), not per proxy", async () => {
     await stack.startDispatcher({ TRUST_PROXY: "1" });
     const port = stack.dispatcherPorts[stack.dispatcherPorts.length - 1] as number;
-    expect(await statuses(port, LIMIT + 1, "203.0.113.7")).toEqual([...Array(LIMIT).fill(101), 400]);
-    expect(await statuses(port, 1, "203.0.113.8")).toEqual([101]);
+    const a = await openedInTurn(port, LIMIT, "203.0.113.7");
+    const b = await opened(port, "203.0.113.8");
     const fx = await createFixture();
     await connectRunner(port, fx.runnerToken, "203.0.113.8");
+    await opened(port, "203.0.113.7");
+    await a[0]?.closed;
 
-    for (let i = 1; i <= LIMIT; i++) expect(await statuses(port, 1, `2001:db8:1:2::${i}`)).toEqual([101]);
-    expect(await statuses(port, 1, "2001:db8:1:2:ffff::9")).toEqual([400]);
-    expect(await statuses(port, 1, "2001:db8:1:3::1")).toEqual([101]);
+    const v6: Opened[] = [];
+    for (let i = 1; i <= LIMIT; i++) v6.push(await opened(port, `2001:db8:1:2::${i}`));
+    await opened(port, "2001:db8:1:2:ffff::9");
+    await v6[0]?.closed;
+    const other = await opened(port, "2001:db8:1:3::1");
+
+    // Only the oldest of each full address was closed.
+    expect(await closedOf(port, [...a, b, ...v6, other])).toEqual([0, LIMIT + 1]);
+    expect(await closedForRoom(port)).toBe(2);
+    expect(await unauthenticated(port)).toBe(2 * LIMIT + 2);
   });
 
-  it("closes a connection not let in within RUNNER_HANDSHAKE_TIMEOUT_MS; a real runner refused meanwhile retries and gets in", async () => {
+  it("closes a connection not let in within RUNNER_HANDSHAKE_TIMEOUT_MS", async () => {
     const timeoutMs = 5000;
     await stack.startDispatcher({ RUNNER_HANDSHAKE_TIMEOUT_MS: String(timeoutMs) });
-    const index = stack.dispatcherPorts.length - 1;
-    const port = stack.dispatcherPorts[index] as number;
-    const opened = Date.now();
-    const held = (await Promise.all(Array.from({ length: LIMIT }, () => upgrade(port)))) as Extract<Upgrade, { status: 101 }>[];
-    expect(held.map((u) => u.status)).toEqual(Array(LIMIT).fill(101));
-
-    const fx = await createFixture();
-    const runner = await stack.startRunner(fx.runnerToken, fx.server.id, { dispatcher: index, waitConnected: false });
-    await waitFor(async () => (await refusedCount(port)) > 0, 10_000, "the runner's connection to be refused");
+    const port = stack.dispatcherPorts[stack.dispatcherPorts.length - 1] as number;
+    const opening = Date.now();
+    const held = await openedInTurn(port, LIMIT);
 
     // Closed by the dispatcher, not by us: the runner sends its handshake at once, a connection that does not is dropped.
     await Promise.all(held.map((u) => u.closed));
-    expect(Date.now() - opened).toBeLessThan(timeoutMs + 3000);
-    expect(Date.now() - opened).toBeGreaterThanOrEqual(timeoutMs - 100);
-
-    // socket.io's reconnection (a failed upgrade leaves it on), within its 5 s ceiling.
-    await stack.waitRunnerConnected(fx.server.id, 20_000);
-    expect(runner.output).toContain("cannot connect to dispatcher");
-    expect(runner.output).toContain("Unexpected server response: 400");
+    expect(Date.now() - opening).toBeLessThan(timeoutMs + 3000);
+    expect(Date.now() - opening).toBeGreaterThanOrEqual(timeoutMs - 100);
     await waitFor(async () => (await unauthenticated(port)) === 0, 5_000, "nothing left counted");
     expect(await metric(port, "runbridge_dispatcher_runner_handshakes_total", "timed_out")).toBe(LIMIT);
+    expect(await closedForRoom(port)).toBe(0);
   });
 });

@@ -57,7 +57,8 @@ async function main(): Promise<void> {
   attachRunnerHandlers(ctx, presence, revocations, draining.signal, unauthenticated);
   presence.start();
   revocations.start();
-  clock.start();
+  // Before runners are let in: they measure their clocks against it.
+  await clock.start();
 
   // Before the port opens and the worker starts: other dispatchers may relay requests here at once.
   await relay.start();

@@ -32,7 +32,7 @@ const retentionDeleted = new Counter({
 
 const runnerHandshakes = new Counter({
   name: "runbridge_dispatcher_runner_handshakes_total",
-  help: "Runner handshakes by outcome: accepted, invalid_token (no server has it), throttled (too many unknown tokens from the address, refused without a lookup), unavailable (the lookup failed), draining (this dispatcher is shutting down), too_many_unauthenticated (WebSocket upgrade refused: the address holds too many connections not yet let in), timed_out (closed: not let in within RUNNER_HANDSHAKE_TIMEOUT_MS)",
+  help: "Runner handshakes by outcome: accepted, invalid_token (no server has it), throttled (too many unknown tokens from the address, refused without a lookup), unavailable (the lookup failed), draining (this dispatcher is shutting down), too_many_unauthenticated (closed to make room: its address held too many connections not yet let in, the oldest is closed), timed_out (closed: not let in within RUNNER_HANDSHAKE_TIMEOUT_MS)",
   labelNames: ["outcome"] as const,
   registers: [dispatcherRegistry],
 });

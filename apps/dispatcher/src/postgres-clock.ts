@@ -4,14 +4,22 @@ import type { PrismaClient } from "@runbridge/db";
 const MEASURE_INTERVAL_MS = 60_000;
 /** A slower answer says too little about the offset (half of it is the possible error). */
 const MAX_ROUND_TRIP_MS = 1_000;
+/** Older than this (a few missed readings: PostgreSQL unreachable or slow), the estimate is not handed out. */
+const FRESH_FOR_MS = 3 * MEASURE_INTERVAL_MS + 5_000;
+/** How long the first reading is waited for at boot, in tries a second apart. */
+const FIRST_READING_TRIES = 5;
 
 /**
  * PostgreSQL's clock, by which every delivery deadline is written and read, as this dispatcher
- * estimates it: its own corrected by an offset measured once a minute. What runners measure
- * their clocks against (`runner:clock`). Until the first measurement, this dispatcher's own clock.
+ * estimates it: its own corrected by an offset read once a minute. What runners measure their
+ * clocks against (`runner:clock`), only while a reading is recent: until then this dispatcher's
+ * own clock could be the one that is off, and passed off as PostgreSQL's it would have runners
+ * with correct clocks refuse timely starts.
  */
 export class PostgresClock {
   private offsetMs = 0;
+  /** performance.now() of the last good reading: a step of the wall clock does not make it look fresh or stale. */
+  private readAt: number | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -23,8 +31,14 @@ export class PostgresClock {
     return Date.now() + this.offsetMs;
   }
 
-  start(): void {
-    void this.measure();
+  /** PostgreSQL's time, when the last reading is recent; null otherwise. */
+  fresh(): number | null {
+    return this.readAt !== null && performance.now() - this.readAt <= FRESH_FOR_MS ? this.now() : null;
+  }
+
+  /** Reads the clock (waiting a few seconds at most for a first good reading), then once a minute. */
+  async start(): Promise<void> {
+    for (let i = 0; i < FIRST_READING_TRIES && !(await this.measure()); i++) await new Promise((resolve) => setTimeout(resolve, 1_000));
     this.timer = setInterval(() => void this.measure(), MEASURE_INTERVAL_MS);
     this.timer.unref();
   }
@@ -33,14 +47,17 @@ export class PostgresClock {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** One measurement; a failed or slow one keeps the last offset. */
-  async measure(): Promise<void> {
+  /** One reading; a failed or slow one keeps the last offset. */
+  async measure(): Promise<boolean> {
     const sentAt = Date.now();
     const rows = await this.prisma.$queryRaw<{ now: Date }[]>`SELECT clock_timestamp() AS now`.catch((err: unknown) => {
       this.logger.debug("could not read PostgreSQL's clock", { error: String(err) });
       return [];
     });
     const offset = rows[0] ? clockOffset(sentAt, rows[0].now.getTime(), Date.now(), MAX_ROUND_TRIP_MS) : null;
-    if (offset !== null) this.offsetMs = offset;
+    if (offset === null) return false;
+    this.offsetMs = offset;
+    this.readAt = performance.now();
+    return true;
   }
 }

@@ -1,15 +1,15 @@
 import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
-import { HandshakeRefusal, RELAY_PROTOCOL_VERSION, RUNNER_VERSION_PATTERN, ResultsNamespace, RunnerMessageMaxBytes, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
-import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, hashToken, isWellFormedToken, withTimeout } from "@runbridge/common";
+import { HandshakeRefusal, RELAY_PROTOCOL_VERSION, RUNNER_VERSION_PATTERN, ResultsNamespace, RunnerMessageMaxBytes, SignedAnswer, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
+import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, hashToken, isWellFormedToken, signForRunner, withTimeout } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
 import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
 import { countRunnerHandshake } from "./metrics";
 import { appendOutput } from "./output-log";
-import { rememberTokenHash } from "./connection-keys";
+import { localSignatureTarget, rememberTokenHash } from "./connection-keys";
 import { REDIS_WAIT_MS, newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
 import type { TokenRevocations } from "./token-revocations";
 import type { UnauthenticatedConnections } from "./unauthenticated-connections";
@@ -39,6 +39,9 @@ export function createRunnerIo(
     ...(unauthenticated ? { allowRequest: unauthenticated.allowRequest } : {}),
     adapter: createAdapter(pub, sub, { key: adapterPrefix, requestsTimeout: 5000 }),
   });
+  // allowRequest sees only requests opening a connection: one naming an existing connection (an upgrade with
+  // its sid) would skip it. Runners never send one; engine.io runs its middlewares on upgrades too, first.
+  if (unauthenticated) io.engine.use(unauthenticated.refuseSessionRequests);
   return {
     io,
     close: () => {
@@ -276,7 +279,7 @@ function attachResultListener(ctx: DispatcherContext, socket: RunnerSocket, onSt
     try {
       await recordRunnerResult(ctx, serverId, result);
       onStored?.();
-      answer({ stored: true });
+      answer(signForRunner(localSignatureTarget(socket), SignedAnswer.Result, { stored: true, operationId: result.operationId }));
     } catch (err) {
       // Not acked as stored: the runner keeps the result and sends it again.
       ctx.logger.error("could not store result", { operationId: result.operationId, error: String(err) });
@@ -290,9 +293,11 @@ function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presen
   const { serverId } = socket.data;
   const wellFormed = (event: keyof typeof runnerEventSchemas, payload: unknown) => isWellFormed(ctx, socket, event, payload);
 
-  // PostgreSQL's time, which deadlines are set by: the runner corrects its own clock with it.
+  // PostgreSQL's time, which deadlines are set by: the runner corrects its own clock with it. Not
+  // answered while this process has no recent reading of it (its own clock may be the one that is off).
   socket.on("runner:clock", (ack) => {
-    if (typeof ack === "function") ack({ now: new Date(ctx.clock.now()).toISOString() });
+    const now = ctx.clock.fresh();
+    if (typeof ack === "function" && now !== null) ack(signForRunner(localSignatureTarget(socket), SignedAnswer.Clock, { now: new Date(now).toISOString() }));
   });
 
   socket.on("operation:started", (ev) => {

@@ -2,26 +2,32 @@ import type { IncomingMessage } from "node:http";
 import { type Logger, budgetHolder, clientAddressResolver } from "@runbridge/common";
 import { countRunnerHandshake, setUnauthenticatedRunnerConnections } from "./metrics";
 
-/** The body of the 400 a refused upgrade gets (the runner only sees that the WebSocket upgrade failed, and retries). */
-const TOO_MANY_UNAUTHENTICATED = "too many runner connections not yet authenticated from this address, retry later";
-/** At most one log line about refused upgrades per this, however many there are. */
-const REFUSAL_LOG_EVERY_MS = 60_000;
+/** At most one log line about connections closed to make room, however many there are. */
+const CLOSED_LOG_EVERY_MS = 60_000;
 
 /**
  * Runner connections that have not (yet) been let in, per client address (per /64 for IPv6, as the bound on
  * unknown tokens), on this process. Until its token is accepted a connection is anyone's, and may send
  * messages as big as a result: each address may hold only so many (RUNNER_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS),
  * and each only so long (RUNNER_HANDSHAKE_TIMEOUT_MS, from its upgrade request; a runner sends its handshake
- * as soon as the connection opens). One more is refused at the WebSocket upgrade, before engine.io or
- * socket.io hold anything for it, and the runner retries with backoff. A connection stops counting once its
- * token is accepted, or when it closes (whatever closes it).
+ * as soon as the connection opens). One more closes the address's oldest to make room, and is let in: a
+ * runner's handshake takes a round trip and a token lookup, so the one that has waited longest is the idlest,
+ * and whoever shares an address (a NAT, a /64, every client behind a proxy that forwards no address) cannot
+ * keep the others out by holding connections open. A connection stops counting once its token is accepted,
+ * or when it closes (whatever closes it).
+ *
+ * engine.io asks only about requests that open a connection (allowRequest): one naming an existing
+ * connection (its `sid`, which that connection's first packet tells) would go uncounted, with no deadline.
+ * A runner never sends one (the WebSocket is its only transport, nothing is upgraded), so every such request
+ * is refused (refuseSessionRequests).
  */
 export class UnauthenticatedConnections {
-  private readonly open = new Map<string, number>();
+  /** Per address, its connections oldest first (a Set iterates in insertion order). */
+  private readonly open = new Map<string, Set<IncomingMessage>>();
   private readonly releases = new WeakMap<IncomingMessage, () => void>();
   private total = 0;
   private readonly clientAddress: (req: IncomingMessage) => string;
-  private refusedSinceLog = 0;
+  private closedSinceLog = 0;
   private lastLogAt = -Infinity;
 
   constructor(
@@ -36,24 +42,44 @@ export class UnauthenticatedConnections {
 
   /** engine.io's allowRequest: runs on the upgrade request of every new connection (websocket is the only transport). */
   readonly allowRequest = (req: IncomingMessage, callback: (err: string | null | undefined, success: boolean) => void): void => {
-    callback(TOO_MANY_UNAUTHENTICATED, this.admit(req));
+    const admitted = this.admit(req);
+    callback(admitted ? null : "connection closed", admitted);
   };
 
-  /** Counts the connection of `req` for its address, or refuses it: false when the address already holds its share. */
+  /**
+   * engine.io middleware (engine.use): runs before anything else on every request to the runner path, upgrades
+   * included, and refuses each that names a connection (`sid`), before engine.io or ws hold anything for it.
+   * engine.io answers a refused upgrade with a 400 and destroys its socket at once.
+   */
+  readonly refuseSessionRequests = (req: IncomingMessage, _res: unknown, next: (err?: Error) => void): void => {
+    // Any `sid` at all, however written: engine.io reads the same query (new URL, the last of several wins).
+    const namesSession = new URL(req.url ?? "/", "http://localhost").searchParams.has("sid");
+    next(namesSession ? new Error("runner connections never name an existing one") : undefined);
+  };
+
+  /**
+   * Counts the connection of `req` for its address, closing the address's oldest first when it already holds
+   * its share; false only when `req`'s own connection is gone already.
+   */
   admit(req: IncomingMessage): boolean {
     // Gone already: its close has been and will not come again to release it.
     if (req.socket.destroyed) return false;
     const address = this.clientAddress(req);
     const holder = budgetHolder(address);
-    const held = this.open.get(holder) ?? 0;
-    if (held >= this.perAddress) {
-      this.refused(address);
-      return false;
+    const held = this.open.get(holder) ?? new Set<IncomingMessage>();
+    for (const oldest of held) {
+      if (held.size < this.perAddress) break;
+      // Released now, not on its 'close' (a moment later): the new one fits at once.
+      this.releases.get(oldest)?.();
+      oldest.socket.destroy();
+      this.closedToMakeRoom(address);
     }
-    this.open.set(holder, held + 1);
+    // (Set again: releasing the last one took the address out.)
+    this.open.set(holder, held.add(req));
     this.changed(1);
     // Destroyed, not closed: a WebSocket close waits up to 30 s for the peer's answer, still reading what it sends.
     // (socket.io's own connectTimeout, set as well, closes that way, and counts from the engine.io handshake.)
+    // Also a connection whose handshake was refused, if its client leaves it open.
     const deadline = setTimeout(() => {
       countRunnerHandshake("timed_out");
       req.socket.destroy();
@@ -65,9 +91,9 @@ export class UnauthenticatedConnections {
       clearTimeout(deadline);
       req.socket.off("close", release);
       this.releases.delete(req);
-      const left = (this.open.get(holder) ?? 1) - 1;
-      if (left > 0) this.open.set(holder, left);
-      else this.open.delete(holder);
+      const set = this.open.get(holder);
+      if (!set?.delete(req)) return;
+      if (set.size === 0) this.open.delete(holder);
       this.changed(-1);
     };
     req.socket.once("close", release);
@@ -86,17 +112,17 @@ export class UnauthenticatedConnections {
   }
 
   /** Counted every time, logged at most once a minute (a flood of them must not flood the logs). */
-  private refused(address: string): void {
+  private closedToMakeRoom(address: string): void {
     countRunnerHandshake("too_many_unauthenticated");
-    this.refusedSinceLog++;
+    this.closedSinceLog++;
     const now = Date.now();
-    if (now - this.lastLogAt < REFUSAL_LOG_EVERY_MS) return;
-    this.logger.warn("refused runner connections: too many not yet authenticated from one address (logged at most once a minute)", {
+    if (now - this.lastLogAt < CLOSED_LOG_EVERY_MS) return;
+    this.logger.warn("closed runner connections: too many not yet authenticated from one address, the oldest made room (logged at most once a minute)", {
       clientIp: address,
-      refused: this.refusedSinceLog,
+      closed: this.closedSinceLog,
       limit: this.perAddress,
     });
     this.lastLogAt = now;
-    this.refusedSinceLog = 0;
+    this.closedSinceLog = 0;
   }
 }

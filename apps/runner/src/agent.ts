@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { HandshakeRefusal, Limits, ResultsNamespace, SocketPath, cancelledByRunner, type CancelAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { HandshakeRefusal, Limits, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, type CancelAck, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -36,8 +36,15 @@ const UNSIGNED = "refused: the start was not signed for this runner's connection
 /** What the operator must do when the token no longer works. */
 /** How often the platform's clock is measured again while connected (and at every connection). */
 const CLOCK_MEASURE_INTERVAL_MS = 10 * 60_000;
-/** A dispatcher of an earlier release never answers `runner:clock`: the runner's own clock is used then. */
-const CLOCK_ASK_TIMEOUT_MS = 5_000;
+/** How often the measurement is looked at (one made stale by a step of the wall clock is made again). */
+const CLOCK_CHECK_INTERVAL_MS = 10_000;
+/**
+ * How long an answer to `runner:clock` is waited for. Well below the dispatcher's wait for a start's
+ * answer (RUNNER_ACK_TIMEOUT_MS, 5 s by default), as a start that looks late waits for it.
+ */
+const CLOCK_ASK_TIMEOUT_MS = 2_000;
+/** A start that looks late is judged on a measurement at most this old, or one made for it. */
+const LATE_RECHECK_AFTER_MS = 30_000;
 const SET_NEW_TOKEN = "set RUNBRIDGE_RUNNER_TOKEN to the server's current runner token (in /etc/runbridge/runner.env, or re-run install.sh with --token) and restart the runner";
 
 type RunnerSocket = Socket<DispatcherToRunnerEvents, RunnerToDispatcherEvents>;
@@ -167,29 +174,50 @@ export class Agent {
     this.ledger.prune(retention);
     this.pruneTimer = setInterval(() => this.ledger.prune(retention), 3_600_000);
     this.pruneTimer.unref();
-    // Clocks drift: measured again now and then, not only when a connection is made.
-    this.clockTimer = setInterval(() => this.socket.connected && void this.measureClock(), CLOCK_MEASURE_INTERVAL_MS);
+    // Clocks drift, and get set: measured again now and then, not only when a connection is made.
+    this.clockTimer = setInterval(() => this.socket.connected && !this.clock.measured(CLOCK_MEASURE_INTERVAL_MS) && void this.measureClock(), CLOCK_CHECK_INTERVAL_MS);
     this.clockTimer.unref();
   }
 
-  /** Measures the platform's clock through the dispatcher (one measurement at a time). */
+  /** Measures the platform's clock through the dispatcher (one measurement at a time); only an answer signed for this connection counts. */
   private measureClock(): Promise<boolean> {
-    this.clockMeasurement ??= this.clock.measure(() => this.socket.timeout(CLOCK_ASK_TIMEOUT_MS).emitWithAck("runner:clock")).finally(() => (this.clockMeasurement = null));
+    const socket = this.socket;
+    this.clockMeasurement ??= this.clock
+      .measure(
+        () => socket.timeout(CLOCK_ASK_TIMEOUT_MS).emitWithAck("runner:clock"),
+        (answer) => socket.id !== undefined && validRunnerSignature({ socketId: socket.id, tokenHash: this.tokenHash }, SignedAnswer.Clock, answer),
+      )
+      .finally(() => (this.clockMeasurement = null));
     return this.clockMeasurement;
   }
 
   /**
    * Whether a start came after its delivery deadline (by then the platform may have failed it as
    * undelivered, and running it would be running it late and unseen), by the platform's clock.
-   * A start that looks late before the clock was ever measured waits for a measurement first: the
-   * runner's own clock may be the one that is off.
    */
-  private async arrivedLate(notAfter: string | undefined): Promise<boolean> {
-    if (!notAfter) return false;
-    const late = () => this.clock.now() > Date.parse(notAfter) + this.config.RUNBRIDGE_CLOCK_SKEW_SECONDS * 1000;
-    if (!late()) return false;
-    if (!this.clock.measured && this.socket.connected) await this.measureClock();
-    return late();
+  private arrivedLate(notAfter: string | undefined): boolean {
+    return notAfter !== undefined && this.clock.now() > Date.parse(notAfter) + this.config.RUNBRIDGE_CLOCK_SKEW_SECONDS * 1000;
+  }
+
+  /**
+   * The answer to a start this runner already knows of (a redelivery), or cannot take now (stopping);
+   * null when it is to be run.
+   */
+  private answerKnownStart(op: StartOperation): StartAck | null {
+    const known = this.ledger.get(op.operationId);
+    if (known?.state === "running") return { ok: true, state: "already-started" };
+    if (known?.state === "finished") {
+      // Redelivered after we finished: the dispatcher may have missed the result.
+      this.resendResult(op.operationId);
+      return { ok: true, state: "already-finished" };
+    }
+    if (this.stopping) {
+      // Whatever it started now would be killed half-done with the runner's control group;
+      // the dispatcher offers it again, and the next runner process takes it.
+      this.logger.info("refused a start while shutting down; the dispatcher will offer it again", { operationId: op.operationId });
+      return { ok: false, error: "runner is shutting down", retryable: true };
+    }
+    return null;
   }
 
   /**
@@ -328,7 +356,10 @@ export class Agent {
     s.on("connect_error", (err) => this.onConnectError(err));
     s.on("operation:start", (op, ack) => {
       if (!this.signedForMe("operation:start", op)) return ack({ ok: false, error: UNSIGNED });
-      void this.handleStart(op).then(ack);
+      void this.handleStart(op).then(ack, (err: unknown) => {
+        this.logger.error("could not handle a start", { operationId: op.operationId, error: String(err) });
+        ack({ ok: false, error: `runner could not handle the start: ${String(err)}`, retryable: true });
+      });
     });
     // Not answered at all when not signed: to a dispatcher, "not stopped" would keep a cancel pending as if
     // nothing had started, and an empty ledger would say the operations are unknown here (result lost).
@@ -371,27 +402,27 @@ export class Agent {
     return { ok: false };
   }
 
-  /** The answer to a start from the dispatcher (the socket handler's; public for tests of its races with stop()). */
+  /**
+   * The answer to a start from the dispatcher (the socket handler's; public for tests of its races
+   * with stop()). Nothing is awaited between the ledger's answer and the start's record, so two
+   * copies of one start (redelivered while a runner was frozen, read in one tick) never both run.
+   */
   async handleStart(op: StartOperation): Promise<StartAck> {
-    const known = this.ledger.get(op.operationId);
-    if (known?.state === "running") return { ok: true, state: "already-started" };
-    if (known?.state === "finished") {
-      // Redelivered after we finished: the dispatcher may have missed the result.
-      this.resendResult(op.operationId);
-      return { ok: true, state: "already-finished" };
-    }
-    if (this.stopping) {
-      // Whatever it started now would be killed half-done with the runner's control group;
-      // the dispatcher offers it again, and the next runner process takes it.
-      this.logger.info("refused a start while shutting down; the dispatcher will offer it again", { operationId: op.operationId });
-      return { ok: false, error: "runner is shutting down", retryable: true };
-    }
-    // In flight before anything is awaited: a stop() that begins meanwhile waits for this start.
+    const known = this.answerKnownStart(op);
+    if (known) return known;
+    // In flight from here: a stop() that begins meanwhile waits for this start.
     this.startsInFlight++;
     try {
-      if (await this.arrivedLate(op.notAfter)) {
+      if (this.arrivedLate(op.notAfter) && !this.clock.measured(LATE_RECHECK_AFTER_MS) && this.socket.connected) {
+        // Late by this runner's reckoning, which may be the one that is off: measured (again) first.
+        await this.measureClock();
+        // Awaited: a copy of this start may have been taken meanwhile, or a stop begun.
+        const meanwhile = this.answerKnownStart(op);
+        if (meanwhile) return meanwhile;
+      }
+      if (this.arrivedLate(op.notAfter)) {
         const now = new Date(this.clock.now()).toISOString();
-        this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter, now, clockMeasured: this.clock.measured });
+        this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter, now, clockMeasured: this.clock.measured() });
         return { ok: false, error: `it arrived after its delivery deadline (${op.notAfter}; the runner's time ${now}); not started` };
       }
       return await this.recordAndRun(op);
@@ -483,16 +514,25 @@ export class Agent {
       if (this.sending.has(id)) continue;
       if (this.sending.size >= MAX_RESULTS_IN_FLIGHT) break;
       this.sending.add(id);
-      this.socket
+      const socket = this.socket;
+      socket
         .timeout(RESULT_ACK_TIMEOUT_MS)
         .emitWithAck("operation:result", result)
-        .then((res) => (res.stored ? this.ledger.markDelivered(id) : this.scheduleRetry(OUTBOX_RETRY_MS)))
+        .then((res) => (this.storedFor(socket, id, res) ? this.ledger.markDelivered(id) : this.scheduleRetry(OUTBOX_RETRY_MS)))
         .catch(() => this.scheduleRetry(OUTBOX_RETRY_MS))
         .finally(() => {
           this.sending.delete(id);
           if (this.ledger.undelivered().some((r) => !this.sending.has(r.operationId))) this.scheduleRetry(this.socket.connected ? 0 : OUTBOX_RETRY_MS);
         });
     }
+  }
+
+  /** Whether the dispatcher's answer says it stored this result, signed for this connection (else it is sent again). */
+  private storedFor(socket: RunnerSocket, operationId: string, answer: ResultAck): boolean {
+    if (!answer.stored) return false;
+    if (socket.id !== undefined && answer.operationId === operationId && validRunnerSignature({ socketId: socket.id, tokenHash: this.tokenHash }, SignedAnswer.Result, answer)) return true;
+    this.logger.warn("an answer to a result said stored without a valid signature; the result is kept and sent again", { operationId });
+    return false;
   }
 
   /**

@@ -123,10 +123,33 @@ export interface LedgerQuery {
   operationIds: string[];
 }
 
-/** A dispatcher's answer to `runner:clock`: the platform's time (ISO), PostgreSQL's clock as the dispatcher reads it. */
+/** A dispatcher's answer to `runner:clock`: the platform's time (ISO), PostgreSQL's clock as the dispatcher reads it; signed. */
 export interface PlatformTime {
   now: string;
+  sig?: string;
 }
+
+/**
+ * A dispatcher's answer to `operation:result`: whether it stored the result; signed when stored. A
+ * runner keeps (and sends again) a result whose answer is not signed for its connection.
+ */
+export interface ResultAck {
+  stored: boolean;
+  operationId?: string;
+  sig?: string;
+}
+
+/**
+ * What the dispatcher's answers to a runner are signed as (see @runbridge/common's runner-signature).
+ * Answers are signed too: the socket.io Redis adapter re-broadcasts whatever packet is published on
+ * its channels, acknowledgements included, and a runner takes an acknowledgement for the question
+ * of the same number. Unsigned, anyone on Redis could have runners drop results as stored, or set
+ * their clocks.
+ */
+export const SignedAnswer = {
+  Result: "answer:operation:result",
+  Clock: "answer:runner:clock",
+} as const;
 
 export interface RunnerToDispatcherEvents {
   /**
@@ -139,7 +162,7 @@ export interface RunnerToDispatcherEvents {
   "operation:started": (ev: { operationId: string; startedAt: string }) => void;
   "operation:output": (chunk: OutputChunk) => void;
   /** Acked once the result is durably stored; the runner re-sends until then. */
-  "operation:result": (result: OperationResult, ack: (res: { stored: boolean }) => void) => void;
+  "operation:result": (result: OperationResult, ack: (res: ResultAck) => void) => void;
 }
 
 export interface RunnerHandshakeAuth {
