@@ -93,6 +93,8 @@ export async function startOperation(
   const params = (input.params ?? {}) as Prisma.InputJsonObject;
   const runContext = input.runContext as Prisma.InputJsonObject | undefined;
   // The row and its audit event in one statement (the hot path: see OperationStore).
+  // When the delivery deadline started running (PostgreSQL's now() at the insert), in this process's monotonic time.
+  const insertedAt = performance.now();
   const operation = await ctx.operations
     .insertWithAudit({
       tenantId: auth.tenantId,
@@ -137,8 +139,10 @@ export async function startOperation(
   };
   const entry = JobCatalog[JobName.DeliverOperation];
   try {
-    // Held back no longer than half the delivery deadline, which keeps running meanwhile.
-    const delay = unsettled ? Math.min(UNSETTLED_WRITE_DELAY_MS, (ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000) / 2) : undefined;
+    // Held back no longer than half the delivery deadline, of which the write that did not answer may
+    // already have used a good part (a connection that dies waits for its query timeout).
+    const halfLeft = (ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000) / 2 - (performance.now() - insertedAt);
+    const delay = unsettled ? Math.max(0, Math.min(UNSETTLED_WRITE_DELAY_MS, Math.round(halfLeft))) : undefined;
     await ctx.queue.add(JobName.DeliverOperation, job, { ...entry.options, jobId: operation.id, ...(delay ? { delay } : {}) });
   } catch (err) {
     ctx.logger.error("enqueue failed", { operationId: operation.id, error: String(err) });
