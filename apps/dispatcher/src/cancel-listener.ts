@@ -1,4 +1,4 @@
-import { createRedis, signForRunner } from "@runbridge/common";
+import { createSubscriber, signForRunner } from "@runbridge/common";
 import type { DispatcherContext, RunnerSocket } from "./context";
 import { cancelReason, requestedCancelReason } from "./cancel-reason";
 import { localSignatureTarget } from "./connection-keys";
@@ -24,7 +24,7 @@ type Sender = (operationId: string, reason: string | undefined) => Promise<boole
  * connects again, to whichever dispatcher.
  */
 export function startCancelListener(ctx: DispatcherContext): { close: () => Promise<void> } {
-  const sub = createRedis(ctx.config.REDIS_URL);
+  const sub = createSubscriber(ctx.config.REDIS_URL);
   sub.on("error", (err: Error) => ctx.logger.warn("cancel listener redis error", { error: err.message }));
   const timers = new Set<NodeJS.Timeout>();
   let closed = false;

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
-import { createRedis, type Logger, type Sealer } from "@runbridge/common";
+import { createSubscriber, type Logger, type Sealer } from "@runbridge/common";
 import type { DispatcherToRunnerEvents, RedisKeys } from "@runbridge/contracts";
 import { countRelayRequest } from "./metrics";
 
@@ -88,7 +88,7 @@ export class RunnerRelay {
       askLocal: LocalRunnerAsk;
     },
   ) {
-    this.sub = createRedis(opts.redisUrl);
+    this.sub = createSubscriber(opts.redisUrl);
     this.sub.on("error", (err: Error) => opts.logger.warn("relay redis error", { error: err.message }));
     this.inbox = opts.keys.relayRequests(opts.dispatcherId);
     this.replies = opts.keys.relayReplies(opts.dispatcherId);

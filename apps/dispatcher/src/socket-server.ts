@@ -2,7 +2,7 @@ import type { Server as HttpServer } from "node:http";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Server } from "socket.io";
 import { HandshakeRefusal, RELAY_PROTOCOL_VERSION, RUNNER_VERSION_PATTERN, ResultsNamespace, RunnerMessageMaxBytes, SignedAnswer, SocketPath, runnerEventSchemas, type RunnerHandshakeAuth } from "@runbridge/contracts";
-import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, hashToken, isWellFormedToken, signForRunner, withTimeout } from "@runbridge/common";
+import { TokenKind, TokenLookupGuard, clientAddressResolver, createRedis, createSubscriber, hashToken, isWellFormedToken, signForRunner, withTimeout } from "@runbridge/common";
 import type { DispatcherConfig } from "./config";
 import { serverRoom, type DispatcherContext, type RunnerIo, type RunnerSocket } from "./context";
 import type { RunnerPresence } from "./presence";
@@ -25,7 +25,7 @@ export function createRunnerIo(
   unauthenticated?: UnauthenticatedConnections,
 ): { io: RunnerIo; close: () => void } {
   const pub = createRedis(config.REDIS_URL);
-  const sub = pub.duplicate();
+  const sub = createSubscriber(config.REDIS_URL);
   const io: RunnerIo = new Server(http, {
     path: SocketPath,
     serveClient: false,

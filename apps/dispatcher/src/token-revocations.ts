@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { createRedis, revokedTokenDigest, signForRunner } from "@runbridge/common";
+import { createSubscriber, revokedTokenDigest, signForRunner } from "@runbridge/common";
 import { ResultsNamespace, decodeTokenRevoked } from "@runbridge/contracts";
 import type { DispatcherContext, RunnerSocket } from "./context";
 import { clientIpOf } from "./runner-audit";
@@ -50,7 +50,7 @@ export class TokenRevocations {
     const { ctx } = this;
     const channel = ctx.keys.runnerTokenRevoked;
     // Named, so an operator (or a test) can tell this connection apart in CLIENT LIST.
-    const sub = createRedis(ctx.config.REDIS_URL, { connectionName: `${ctx.config.REDIS_PREFIX}:token-revocations` });
+    const sub = createSubscriber(ctx.config.REDIS_URL, { connectionName: `${ctx.config.REDIS_PREFIX}:token-revocations` });
     this.sub = sub;
     sub.on("error", (err: Error) => ctx.logger.warn("token revocation listener redis error", { error: err.message }));
     sub.on("message", (ch: string, message: string) => {

@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { QueueName, redisKeys } from "@runbridge/contracts";
-import { Sealer, createFailFastRedis, createLogger, createRedis } from "@runbridge/common";
+import { Sealer, createFailFastRedis, createLogger, createSubscriber } from "@runbridge/common";
 import { createDb } from "@runbridge/db";
 import { startKeyServices } from "./auth/key-services";
 import type { GatewayConfig } from "./config";
@@ -18,9 +18,9 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
   // Request-path Redis fails fast while Redis is down, so requests get 503 rather than hanging.
   const redis = createFailFastRedis(config.REDIS_URL);
   const queueConnection = createFailFastRedis(config.REDIS_URL);
-  const subscriber = createRedis(config.REDIS_URL);
+  const subscriber = createSubscriber(config.REDIS_URL);
   // Its own connection: its reconnects tell the key cache when invalidations may have been missed.
-  const keySubscriber = createRedis(config.REDIS_URL);
+  const keySubscriber = createSubscriber(config.REDIS_URL);
   for (const [name, conn] of [["redis", redis], ["queue", queueConnection], ["subscriber", subscriber], ["key-subscriber", keySubscriber]] as const) {
     conn.on("error", (err: Error) => logger.warn("redis connection error", { connection: name, error: err.message }));
   }

@@ -13,6 +13,18 @@ export function createRedis(url: string, opts: RedisOptions = {}): Redis {
   });
 }
 
+/**
+ * A connection for SUBSCRIBE: without ioredis's ready check. The check sends INFO once connected;
+ * a SUBSCRIBE written in the moment between the connection and that INFO puts the connection in
+ * subscriber mode first, the INFO is refused, and ioredis drops the connection and starts over —
+ * losing the subscription for a while at every start whose timing falls there (a dispatcher's
+ * relay was seen deaf to relayed requests for seconds after boot). The check only waits for Redis
+ * to finish loading its data, which a subscription does not need.
+ */
+export function createSubscriber(url: string, opts: RedisOptions = {}): Redis {
+  return createRedis(url, { ...opts, enableReadyCheck: false });
+}
+
 /** A request-path command that has had no answer this long is failed (the caller answers 503). */
 export const FAIL_FAST_COMMAND_TIMEOUT_MS = 3000;
 
