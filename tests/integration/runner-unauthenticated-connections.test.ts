@@ -173,6 +173,7 @@ describe("runner connections not yet authenticated", () => {
     // Far more than the limit: without the refusal each is let in (101) and held, counted nowhere.
     const attempts = await Promise.all(Array.from({ length: LIMIT * 3 }, () => upgrade(port, { sid })));
     expect(attempts.map((u) => u.status)).toEqual(Array(LIMIT * 3).fill(400));
+    expect(await metric(port, "runbridge_dispatcher_runner_handshakes_total", "names_session")).toBe(LIMIT * 3);
     // Closed by the dispatcher at once, not after a WebSocket close handshake.
     const closedWithin = (ms: number) => Promise.race([Promise.all(attempts.map((u) => u.closed)).then(() => true), new Promise((r) => setTimeout(() => r(false), ms))]);
     expect(await closedWithin(2_000)).toBe(true);

@@ -32,12 +32,12 @@ const retentionDeleted = new Counter({
 
 const runnerHandshakes = new Counter({
   name: "runbridge_dispatcher_runner_handshakes_total",
-  help: "Runner handshakes by outcome: accepted, invalid_token (no server has it), throttled (too many unknown tokens from the address, refused without a lookup), unavailable (the lookup failed), draining (this dispatcher is shutting down), too_many_unauthenticated (closed to make room: its address held too many connections not yet let in, the oldest is closed), timed_out (closed: not let in within RUNNER_HANDSHAKE_TIMEOUT_MS)",
+  help: "Runner handshakes by outcome: accepted, invalid_token (no server has it), throttled (too many unknown tokens from the address, refused without a lookup), unavailable (the lookup failed), draining (this dispatcher is shutting down), too_many_unauthenticated (closed to make room: its address held too many connections not yet let in, the oldest is closed), timed_out (closed: not let in within RUNNER_HANDSHAKE_TIMEOUT_MS), names_session (refused: a request naming an existing connection, which runners never send)",
   labelNames: ["outcome"] as const,
   registers: [dispatcherRegistry],
 });
 
-export function countRunnerHandshake(outcome: "accepted" | "invalid_token" | "throttled" | "unavailable" | "draining" | "too_many_unauthenticated" | "timed_out"): void {
+export function countRunnerHandshake(outcome: "accepted" | "invalid_token" | "throttled" | "unavailable" | "draining" | "too_many_unauthenticated" | "timed_out" | "names_session"): void {
   runnerHandshakes.inc({ outcome });
 }
 

@@ -54,6 +54,7 @@ export class UnauthenticatedConnections {
   readonly refuseSessionRequests = (req: IncomingMessage, _res: unknown, next: (err?: Error) => void): void => {
     // Any `sid` at all, however written: engine.io reads the same query (new URL, the last of several wins).
     const namesSession = new URL(req.url ?? "/", "http://localhost").searchParams.has("sid");
+    if (namesSession) countRunnerHandshake("names_session");
     next(namesSession ? new Error("runner connections never name an existing one") : undefined);
   };
 
