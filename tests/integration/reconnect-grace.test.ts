@@ -2,7 +2,6 @@ import path from "node:path";
 import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { ROOT } from "../helpers/processes";
-import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
 
 /**
@@ -12,12 +11,9 @@ import { useStack } from "../helpers/suite";
  */
 describe("the wait for a runner that was connected moments ago", () => {
   const suite = useStack();
-  let stack: TestStack;
-  beforeAll(() => {
-    ({ stack } = suite);
-  });
 
   it("holds on a gateway whose clock is two minutes ahead", async () => {
+    const { stack } = suite;
     const fx = await createFixture();
     await testPrisma().$executeRaw`UPDATE servers SET last_seen_at = now() - interval '1 second' WHERE id = ${fx.server.id}::uuid`;
     const ahead = await stack.startGatewayProcess({ NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_SKEW_MS: "120000" });

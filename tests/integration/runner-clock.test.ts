@@ -2,7 +2,6 @@ import path from "node:path";
 import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { ROOT } from "../helpers/processes";
-import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
 
 /**
@@ -12,13 +11,10 @@ import { useStack } from "../helpers/suite";
  */
 describe("a runner on a server whose clock is off", () => {
   const suite = useStack();
-  let stack: TestStack;
-  beforeAll(() => {
-    ({ stack } = suite);
-  });
 
   /** A runner on a clock `skewMs` off, connected, and an exec of `echo on-time` through it; the operation's row. */
   const execWithRunnerOff = async (skewMs: number) => {
+    const { stack } = suite;
     const fx = await createFixture();
     const runner = await stack.startRunner(fx.runnerToken, fx.server.id, {
       env: { NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_SKEW_MS: String(skewMs) },

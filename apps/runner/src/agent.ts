@@ -185,7 +185,7 @@ export class Agent {
     this.clockMeasurement ??= this.clock
       .measure(
         () => socket.timeout(CLOCK_ASK_TIMEOUT_MS).emitWithAck("runner:clock"),
-        (answer) => socket.id !== undefined && validRunnerSignature({ socketId: socket.id, tokenHash: this.tokenHash }, SignedAnswer.Clock, answer),
+        (answer) => this.signedOn(socket, SignedAnswer.Clock, answer),
       )
       .finally(() => (this.clockMeasurement = null));
     return this.clockMeasurement;
@@ -373,12 +373,16 @@ export class Agent {
    * dispatcher, and is refused, whatever it asks.
    */
   private signedForMe(event: keyof DispatcherToRunnerEvents, message: unknown): boolean {
-    const socketId = this.socket.id;
-    if (socketId !== undefined && validRunnerSignature({ socketId, tokenHash: this.tokenHash }, event, message)) return true;
+    if (this.signedOn(this.socket, event, message)) return true;
     this.logger.warn(`refused a ${event} message without a valid signature (sent by a dispatcher of an earlier release, or not by a dispatcher at all)`, {
       operationId: typeof (message as { operationId?: unknown } | undefined)?.operationId === "string" ? (message as { operationId: string }).operationId : undefined,
     });
     return false;
+  }
+
+  /** Whether `message` (a dispatcher's message or answer) is signed as `event` for `socket`'s connection. */
+  private signedOn(socket: RunnerSocket, event: string, message: unknown): boolean {
+    return socket.id !== undefined && validRunnerSignature({ socketId: socket.id, tokenHash: this.tokenHash }, event, message);
   }
 
   /** The answer to a cancel from the dispatcher (the socket handler's; public for tests). */
@@ -530,7 +534,7 @@ export class Agent {
   /** Whether the dispatcher's answer says it stored this result, signed for this connection (else it is sent again). */
   private storedFor(socket: RunnerSocket, operationId: string, answer: ResultAck): boolean {
     if (!answer.stored) return false;
-    if (socket.id !== undefined && answer.operationId === operationId && validRunnerSignature({ socketId: socket.id, tokenHash: this.tokenHash }, SignedAnswer.Result, answer)) return true;
+    if (answer.operationId === operationId && this.signedOn(socket, SignedAnswer.Result, answer)) return true;
     this.logger.warn("an answer to a result said stored without a valid signature; the result is kept and sent again", { operationId });
     return false;
   }

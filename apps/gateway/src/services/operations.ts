@@ -141,9 +141,8 @@ export async function startOperation(
   try {
     // Held back no longer than half the delivery deadline, of which the write that did not answer may
     // already have used a good part (a connection that dies waits for its query timeout).
-    const halfLeft = (ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000) / 2 - (performance.now() - insertedAt);
-    const delay = unsettled ? Math.max(0, Math.min(UNSETTLED_WRITE_DELAY_MS, Math.round(halfLeft))) : undefined;
-    await ctx.queue.add(JobName.DeliverOperation, job, { ...entry.options, jobId: operation.id, ...(delay ? { delay } : {}) });
+    const delay = unsettled ? Math.max(0, Math.min(UNSETTLED_WRITE_DELAY_MS, Math.round((ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS * 1000) / 2 - (performance.now() - insertedAt)))) : 0;
+    await ctx.queue.add(JobName.DeliverOperation, job, { ...entry.options, jobId: operation.id, ...(delay > 0 ? { delay } : {}) });
   } catch (err) {
     ctx.logger.error("enqueue failed", { operationId: operation.id, error: String(err) });
     if (await failUndispatched(ctx, operation, FailureCause.NotQueued, "could not be queued: the job queue (Redis) was unreachable")) {
