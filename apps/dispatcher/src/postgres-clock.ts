@@ -1,4 +1,4 @@
-import { clockOffset, type Logger } from "@runbridge/common";
+import { type ClockSample, bestClockSample, clockOffset, type Logger } from "@runbridge/common";
 import type { PrismaClient } from "@runbridge/db";
 
 const MEASURE_INTERVAL_MS = 60_000;
@@ -6,6 +6,9 @@ const MEASURE_INTERVAL_MS = 60_000;
 const MAX_ROUND_TRIP_MS = 1_000;
 /** Older than this (a few missed readings: PostgreSQL unreachable or slow), the estimate is not handed out. */
 const FRESH_FOR_MS = 3 * MEASURE_INTERVAL_MS + 5_000;
+/** Queries per reading, the quickest answer's kept (bestClockSample); fewer when one comes back within GOOD_ROUND_TRIP_MS. */
+const SAMPLES_PER_READING = 5;
+const GOOD_ROUND_TRIP_MS = 4;
 /** How long the first reading is waited for at boot, in tries a second apart. */
 const FIRST_READING_TRIES = 5;
 
@@ -49,15 +52,22 @@ export class PostgresClock {
 
   /** One reading; a failed or slow one keeps the last offset. */
   async measure(): Promise<boolean> {
+    const best = await bestClockSample(() => this.exchange(), SAMPLES_PER_READING, GOOD_ROUND_TRIP_MS);
+    if (best === null) return false;
+    this.offsetMs = best.offsetMs;
+    this.readAt = performance.now();
+    this.logger.debug("read PostgreSQL's clock", { offsetMs: best.offsetMs, roundTripMs: best.roundTripMs });
+    return true;
+  }
+
+  private async exchange(): Promise<ClockSample | null> {
     const sentAt = Date.now();
     const rows = await this.prisma.$queryRaw<{ now: Date }[]>`SELECT clock_timestamp() AS now`.catch((err: unknown) => {
       this.logger.debug("could not read PostgreSQL's clock", { error: String(err) });
       return [];
     });
-    const offset = rows[0] ? clockOffset(sentAt, rows[0].now.getTime(), Date.now(), MAX_ROUND_TRIP_MS) : null;
-    if (offset === null) return false;
-    this.offsetMs = offset;
-    this.readAt = performance.now();
-    return true;
+    const receivedAt = Date.now();
+    const offsetMs = rows[0] ? clockOffset(sentAt, rows[0].now.getTime(), receivedAt, MAX_ROUND_TRIP_MS) : null;
+    return offsetMs === null ? null : { offsetMs, roundTripMs: receivedAt - sentAt };
   }
 }

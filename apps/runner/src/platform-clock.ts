@@ -1,8 +1,11 @@
-import { clockOffset, type Logger } from "@runbridge/common";
+import { type ClockSample, bestClockSample, clockOffset, type Logger } from "@runbridge/common";
 import type { PlatformTime } from "@runbridge/contracts";
 
 /** An exchange slower than this says too little about the offset (half of it is the possible error). */
 const MAX_ROUND_TRIP_MS = 2_000;
+/** Asks per measurement, the quickest answer's kept (bestClockSample); fewer when one comes back within GOOD_ROUND_TRIP_MS. */
+const SAMPLES_PER_MEASUREMENT = 3;
+const GOOD_ROUND_TRIP_MS = 4;
 /** Beyond this the server's clock is worth a warning: it is corrected for, but its other users are not. */
 const WARN_OFFSET_MS = 5_000;
 /** An answer this far off is taken for a broken one, not a clock: it is not used. */
@@ -43,26 +46,14 @@ export class PlatformClock {
   }
 
   /**
-   * Asks through `ask` (the dispatcher's answer to `runner:clock`); `signed` says whether an answer is
-   * signed for this connection. False when nothing usable came back.
+   * Asks through `ask` (the dispatcher's answer to `runner:clock`) a few times; `signed` says whether an
+   * answer is signed for this connection. False when nothing usable came back.
    */
   async measure(ask: () => Promise<PlatformTime>, signed: (answer: PlatformTime) => boolean): Promise<boolean> {
-    const sentAt = Date.now();
-    const monotonicSentAt = performance.now();
-    const reply = await ask().catch(() => null);
-    const receivedAt = Date.now();
-    if (!reply) return false;
-    if (!signed(reply)) {
-      this.logger.warn("ignored an answer to runner:clock without a valid signature");
-      return false;
-    }
-    const offset = typeof reply.now === "string" ? clockOffset(sentAt, Date.parse(reply.now), receivedAt, MAX_ROUND_TRIP_MS) : null;
-    if (offset === null) return false;
-    if (Math.abs(offset) > MAX_OFFSET_MS) {
-      this.logger.warn("ignored a platform time more than a day away from this server's clock", { now: reply.now });
-      return false;
-    }
-    this.measurement = { offsetMs: offset, wallAt: (sentAt + receivedAt) / 2, monotonicAt: (monotonicSentAt + performance.now()) / 2 };
+    const best = await bestClockSample(() => this.exchange(ask, signed), SAMPLES_PER_MEASUREMENT, GOOD_ROUND_TRIP_MS);
+    if (best === null) return false;
+    const { offsetMs: offset, roundTripMs } = best;
+    this.measurement = { offsetMs: offset, wallAt: best.wallAt, monotonicAt: best.monotonicAt };
     // Said once per large change, not at every measurement of a clock that stays off.
     if (Math.abs(offset) >= WARN_OFFSET_MS && (this.warnedOffset === null || Math.abs(offset - this.warnedOffset) >= WARN_OFFSET_MS)) {
       this.warnedOffset = offset;
@@ -70,7 +61,27 @@ export class PlatformClock {
         offsetMs: offset,
       });
     }
-    this.logger.debug("measured the platform's clock", { offsetMs: offset, roundTripMs: receivedAt - sentAt });
+    this.logger.debug("measured the platform's clock", { offsetMs: offset, roundTripMs });
     return true;
+  }
+
+  private async exchange(ask: () => Promise<PlatformTime>, signed: (answer: PlatformTime) => boolean): Promise<(ClockSample & { wallAt: number; monotonicAt: number }) | null> {
+    const sentAt = Date.now();
+    const monotonicSentAt = performance.now();
+    const reply = await ask().catch(() => null);
+    const receivedAt = Date.now();
+    const monotonicReceivedAt = performance.now();
+    if (!reply) return null;
+    if (!signed(reply)) {
+      this.logger.warn("ignored an answer to runner:clock without a valid signature");
+      return null;
+    }
+    const offsetMs = typeof reply.now === "string" ? clockOffset(sentAt, Date.parse(reply.now), receivedAt, MAX_ROUND_TRIP_MS) : null;
+    if (offsetMs === null) return null;
+    if (Math.abs(offsetMs) > MAX_OFFSET_MS) {
+      this.logger.warn("ignored a platform time more than a day away from this server's clock", { now: reply.now });
+      return null;
+    }
+    return { offsetMs, roundTripMs: receivedAt - sentAt, wallAt: (sentAt + receivedAt) / 2, monotonicAt: (monotonicSentAt + monotonicReceivedAt) / 2 };
   }
 }
