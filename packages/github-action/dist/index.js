@@ -686,16 +686,30 @@ function parseEnvLines(text, where) {
     if (eq < 0 || !ENV_NAME.test(name)) {
       throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
-    out[name] = unquote(line.slice(eq + 1).trim());
+    const value = valueOf(line.slice(eq + 1));
+    if (value === void 0) {
+      throw new UsageError(
+        `${where} line ${i + 1} (${name}): a quoted value must end with its closing quote on the same line, followed by nothing but an optional # comment (the value is not shown)`
+      );
+    }
+    out[name] = value;
   });
   return out;
 }
-function unquote(v) {
-  if (v.length >= 2 && v.startsWith("'") && v.endsWith("'")) return v.slice(1, -1);
-  if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) {
-    return v.slice(1, -1).replace(/\\([nrt"\\])/g, (_m, c) => ({ n: "\n", r: "\r", t: "	", '"': '"', "\\": "\\" })[c] ?? c);
+function valueOf(raw) {
+  const v = raw.trim();
+  const quote = v[0];
+  if (quote !== "'" && quote !== '"') {
+    const comment = raw.search(/[ \t]#/);
+    return (comment < 0 ? raw : raw.slice(0, comment)).trim();
   }
-  return v;
+  let end = 1;
+  while (end < v.length && v[end] !== quote) end += quote === '"' && v[end] === "\\" ? 2 : 1;
+  if (end >= v.length) return void 0;
+  const after = v.slice(end + 1).trim();
+  if (after !== "" && !after.startsWith("#")) return void 0;
+  const inner = v.slice(1, end);
+  return quote === "'" ? inner : inner.replace(/\\([nrt"\\])/g, (_m, c) => ({ n: "\n", r: "\r", t: "	", '"': '"', "\\": "\\" })[c] ?? c);
 }
 
 // ../../apps/cli/src/client/requests.ts

@@ -48,9 +48,12 @@ export class EnvBuilder {
 }
 
 /**
- * dotenv-style lines: `KEY=value`, optional `export ` prefix, `#` comments and
- * blank lines ignored, values optionally in single quotes (literal) or double
- * quotes (\n, \t, \", \\ escapes). A value may contain `=`.
+ * dotenv-style lines, read as Docker Compose reads an env_file: `KEY=value`,
+ * optional `export ` prefix, `#` comment lines and blank lines ignored; in an
+ * unquoted value a `#` after a space or tab starts a comment (`a#b` keeps its
+ * `#`: secrets have them); `'single'` quotes literal, `"double"` quotes with
+ * \n, \t, \", \\ escapes, either optionally followed by a comment. A value
+ * may contain `=`.
  */
 export function parseEnvLines(text: string, where: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -60,20 +63,35 @@ export function parseEnvLines(text: string, where: string): Record<string, strin
     if (!line.trim() || line.trimStart().startsWith("#")) return;
     const eq = line.indexOf("=");
     const name = (eq < 0 ? line : line.slice(0, eq)).trim();
+    // Only the line number in either error: a line without a valid KEY= is as likely a secret's own
+    // content (the continuation of an unquoted multi-line value, a PEM block) as a misspelt name.
     if (eq < 0 || !ENV_NAME.test(name)) {
-      // Only the line number: a line without a valid KEY= is as likely a secret's own content (the
-      // continuation of an unquoted multi-line value, a PEM block) as a misspelt name.
       throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
-    out[name] = unquote(line.slice(eq + 1).trim());
+    const value = valueOf(line.slice(eq + 1));
+    if (value === undefined) {
+      throw new UsageError(
+        `${where} line ${i + 1} (${name}): a quoted value must end with its closing quote on the same line, followed by nothing but an optional # comment (the value is not shown)`,
+      );
+    }
+    out[name] = value;
   });
   return out;
 }
 
-function unquote(v: string): string {
-  if (v.length >= 2 && v.startsWith("'") && v.endsWith("'")) return v.slice(1, -1);
-  if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) {
-    return v.slice(1, -1).replace(/\\([nrt"\\])/g, (_m, c: string) => ({ n: "\n", r: "\r", t: "\t", '"': '"', "\\": "\\" })[c] ?? c);
+/** The value after `KEY=`, or undefined for a quoted one that is not closed or has more than a comment after it. */
+function valueOf(raw: string): string | undefined {
+  const v = raw.trim();
+  const quote = v[0];
+  if (quote !== "'" && quote !== '"') {
+    const comment = raw.search(/[ \t]#/);
+    return (comment < 0 ? raw : raw.slice(0, comment)).trim();
   }
-  return v;
+  let end = 1;
+  while (end < v.length && v[end] !== quote) end += quote === '"' && v[end] === "\\" ? 2 : 1;
+  if (end >= v.length) return undefined;
+  const after = v.slice(end + 1).trim();
+  if (after !== "" && !after.startsWith("#")) return undefined;
+  const inner = v.slice(1, end);
+  return quote === "'" ? inner : inner.replace(/\\([nrt"\\])/g, (_m, c: string) => ({ n: "\n", r: "\r", t: "\t", '"': '"', "\\": "\\" })[c] ?? c);
 }
