@@ -51,4 +51,21 @@ describe("a runner on a server whose clock is off", () => {
     const op = await execWithRunnerOff(-180_000);
     expect(Math.abs(startAfterHandoverMs(op))).toBeLessThan(5_000);
   });
+
+  it("a clock set forward between measurements: its start stamp is not recorded after the operation's end", async () => {
+    const { stack } = suite;
+    const fx = await createFixture();
+    const runner = await stack.startRunner(fx.runnerToken, fx.server.id, {
+      env: { NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_STEP_MS: "20000", LOG_LEVEL: "debug" },
+    });
+    await runner.waitForOutput(/"message":"measured the platform's clock"/);
+    // 20 s forward, within RUNBRIDGE_CLOCK_SKEW_SECONDS: the start does not look late, so nothing is measured
+    // again before it runs, and the runner stamps it by its own clock (the step voids the measurement).
+    runner.child.kill("SIGUSR2");
+    const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "echo stepped" });
+    expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "stepped\n" });
+    const op = await testPrisma().operation.findUniqueOrThrow({ where: { id: res.body.operation_id } });
+    expect(op.startedAt?.getTime()).toBeLessThanOrEqual(op.completedAt?.getTime() ?? NaN);
+    expect(startAfterHandoverMs(op)).toBeGreaterThanOrEqual(0);
+  });
 });

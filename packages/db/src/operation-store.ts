@@ -120,7 +120,7 @@ const finishText = (opts: { onlyIfUndispatched: boolean; noted: boolean }): stri
   `WITH done AS (
      UPDATE operations SET status = ${finishedStatus}, exit_code = ${finishedExitCode}, stdout = $5, stderr = ${finishedStderr},
             stdout_truncated = $7, stderr_truncated = $8, duration_ms = $9, error = $10, completed_at = now(),
-            started_at = COALESCE($11, started_at)${opts.noted ? ", params = params || $12::jsonb" : ""}
+            started_at = CASE WHEN $11::timestamptz IS NULL THEN started_at ELSE LEAST($11::timestamptz, now()) END${opts.noted ? ", params = params || $12::jsonb" : ""}
      WHERE id = $1 AND server_id = $2 AND status = 'running' ${opts.onlyIfUndispatched ? "AND dispatched_at IS NULL" : ""}
      RETURNING ${OPERATION_COLUMNS}
    ), audit AS (
