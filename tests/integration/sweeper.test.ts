@@ -15,7 +15,9 @@ import { useStackWithRunner } from "../helpers/suite";
  * hash is a no-op in BullMQ.
  */
 describe("sweeper: an operation whose job was lost", () => {
-  const suite = useStackWithRunner({ dispatcher: { REQUEUE_AFTER_SECONDS: "1" } });
+  // A delivery deadline short enough that holding a job back (below) is bounded by half of it, not by its own 5 s.
+  const DELIVERY_TIMEOUT_SECONDS = 6;
+  const suite = useStackWithRunner({ dispatcher: { REQUEUE_AFTER_SECONDS: "1" }, gateway: { RUNNER_DELIVERY_TIMEOUT_SECONDS: String(DELIVERY_TIMEOUT_SECONDS) } });
 
   afterAll(closeTestPrisma);
 
@@ -116,6 +118,19 @@ describe("sweeper: an operation whose job was lost", () => {
     }
     expect(res.status).toBe(202);
     expect(res.body).toMatchObject({ operation_id: expect.any(String), status: "running" });
+    // Its job held back until the write's outcome has settled in PostgreSQL, not delivered at once, and for
+    // no more than half the delivery deadline (which the write that did not answer has already eaten into).
+    const connection = createRedis(stack.redisUrl);
+    const queue = new Queue(QueueName.Operations, { connection, prefix: stack.keys.bull });
+    try {
+      const job = await queue.getJob(res.body.operation_id);
+      expect(await job?.getState()).toBe("delayed");
+      expect(job?.opts.delay).toBeGreaterThan(DELIVERY_TIMEOUT_SECONDS * 500 - 1_500);
+      expect(job?.opts.delay).toBeLessThanOrEqual(DELIVERY_TIMEOUT_SECONDS * 500);
+    } finally {
+      await queue.close();
+      connection.disconnect();
+    }
     // No deployment row, so it may not run out of turn: the dispatcher that takes its job (held back
     // until the write's outcome settled) ends it, saying why, instead of delivering it.
     const done = await waitUntilEnded(res.body.operation_id, 30_000);
