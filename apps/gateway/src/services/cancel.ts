@@ -1,4 +1,4 @@
-import { cancelledOnRequest } from "@runbridge/contracts";
+import { OperationStatus, cancelledOnRequest } from "@runbridge/contracts";
 import type { Operation } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
 import type { GatewayContext } from "../context";
@@ -19,41 +19,22 @@ export type CancelOutcome = "cancelled" | "requested";
 const PENDING_CANCEL_TTL_SECONDS = 24 * 3600;
 
 export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth, op: Operation, reason: string | undefined): Promise<CancelOutcome> {
-  const now = new Date();
   const error = cancelledOnRequest(reason);
-  const endedHere = await ctx.prisma.$transaction(async (tx) => {
-    await tx.auditEvent.create({
-      data: {
-        tenantId: op.tenantId,
-        type: "operation.cancel_requested",
-        automationKeyId: auth.key.id,
-        operationId: op.id,
-        serverId: op.serverId,
-        runId: op.runId,
-        clientIp: auth.clientIp,
-        data: { operation_type: op.type, reason: reason ?? null, dispatched: op.dispatchedAt !== null },
-      },
-    });
-    const { count } = await tx.operation.updateMany({
-      where: { id: op.id, status: "running", dispatchedAt: null },
-      data: { status: "cancelled", error, completedAt: now, stdout: "", stderr: "" },
-    });
-    if (count === 0) return false;
-    // Same record the dispatcher writes when an operation ends.
-    await tx.auditEvent.create({
-      data: {
-        tenantId: op.tenantId,
-        type: "operation.finished",
-        automationKeyId: op.automationKeyId,
-        operationId: op.id,
-        serverId: op.serverId,
-        runId: op.runId,
-        data: { operation_type: op.type, status: "cancelled", exit_code: null, duration_ms: null, error, stdout_bytes: 0, stderr_bytes: 0 },
-      },
-    });
-    await tx.deployment.updateMany({ where: { operationId: op.id }, data: { status: "cancelled", completedAt: now } });
-    return true;
+  await ctx.prisma.auditEvent.create({
+    data: {
+      tenantId: op.tenantId,
+      type: "operation.cancel_requested",
+      automationKeyId: auth.key.id,
+      operationId: op.id,
+      serverId: op.serverId,
+      runId: op.runId,
+      clientIp: auth.clientIp,
+      data: { operation_type: op.type, reason: reason ?? null, dispatched: op.dispatchedAt !== null },
+    },
   });
+  // The ending every process writes (its operation.finished event and its deployment's status with it),
+  // stamped by PostgreSQL's clock as every other time of the operation.
+  const endedHere = (await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Cancelled, error }, true)) !== null;
   if (endedHere) {
     countOperationFinished({ status: "cancelled" }, "cancelled", op.type);
     // Wakes anyone waiting on it (a held exec request, SSE clients poll anyway).
