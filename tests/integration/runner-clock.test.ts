@@ -1,6 +1,7 @@
 import path from "node:path";
 import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
+import { sample } from "../helpers/metrics";
 import { ROOT } from "../helpers/processes";
 import { useStack } from "../helpers/suite";
 
@@ -52,20 +53,47 @@ describe("a runner on a server whose clock is off", () => {
     expect(Math.abs(startAfterHandoverMs(op))).toBeLessThan(5_000);
   });
 
-  it("a clock set forward between measurements: its start stamp is not recorded after the operation's end", async () => {
+  it.each([
+    ["forward", 20_000],
+    ["back", -20_000],
+  ])("a clock set %s between measurements: its start is recorded between the handover and the end", async (_way, stepMs) => {
     const { stack } = suite;
     const fx = await createFixture();
     const runner = await stack.startRunner(fx.runnerToken, fx.server.id, {
-      env: { NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_STEP_MS: "20000", LOG_LEVEL: "debug" },
+      env: { NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_STEP_MS: String(stepMs), LOG_LEVEL: "debug" },
     });
     await runner.waitForOutput(/"message":"measured the platform's clock"/);
-    // 20 s forward, within RUNBRIDGE_CLOCK_SKEW_SECONDS: the start does not look late, so nothing is measured
-    // again before it runs, and the runner stamps it by its own clock (the step voids the measurement).
+    // 20 s, within RUNBRIDGE_CLOCK_SKEW_SECONDS: the start does not look late, so nothing is measured again
+    // before it runs, and the runner stamps it by its own clock (the step voids the measurement).
     runner.child.kill("SIGUSR2");
     const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "echo stepped" });
     expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "stepped\n" });
     const op = await testPrisma().operation.findUniqueOrThrow({ where: { id: res.body.operation_id } });
     expect(op.startedAt?.getTime()).toBeLessThanOrEqual(op.completedAt?.getTime() ?? NaN);
     expect(startAfterHandoverMs(op)).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe("a dispatcher whose clock is set after it read PostgreSQL's", () => {
+  const suite = useStack({ dispatcher: { NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_STEP_MS: "20000", LOG_LEVEL: "debug" } });
+
+  it("still tells runners PostgreSQL's time, not its own", async () => {
+    const { stack } = suite;
+    const dispatcher = stack.dispatchers[0];
+    if (!dispatcher) throw new Error("no dispatcher");
+    await dispatcher.waitForOutput(/"message":"read PostgreSQL's clock"/);
+    // NTP (or an operator) sets it 20 s forward; its next reading is up to a minute away.
+    dispatcher.child.kill("SIGUSR2");
+    const fx = await createFixture();
+    const runner = await stack.startRunner(fx.runnerToken, fx.server.id, { env: { LOG_LEVEL: "debug" } });
+    await runner.waitForOutput(/"message":"measured the platform's clock"/);
+    const offset = Number(/"message":"measured the platform's clock","offsetMs":(-?\d+)/.exec(runner.output)?.[1]);
+    expect(Math.abs(offset)).toBeLessThan(25);
+    // And times its own deliveries by the same clock: an exec delivered at once, not 20 s after its acceptance.
+    const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "true" });
+    expect(res.body).toMatchObject({ status: "completed", exit_code: 0 });
+    const metrics = await (await fetch(`http://127.0.0.1:${stack.dispatcherPorts[0]}/metrics`)).text();
+    const sum = sample(metrics, "runbridge_dispatcher_delivery_latency_seconds_sum", { type: "exec" });
+    expect(sum).toBeLessThan(5);
   });
 });

@@ -144,7 +144,7 @@ async function sendStart(
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RunnerRefused, error: `runner refused the operation: ${reply.error}` });
     return "refused";
   }
-  if (reply.state === "started") observeDelivery(op.type, op.createdAt);
+  if (reply.state === "started") observeDelivery(op.type, op.createdAt, ctx.clock.now());
   ctx.logger.debug("operation delivered", { operationId: op.id, state: reply.state, attempt: job.attemptsMade + 1 });
   return reply.state;
 }

@@ -103,8 +103,9 @@ export function countOperationFinished(ending: Ending, recordedStatus: string, t
   operationsFinished.inc(finishedLabels(ending, recordedStatus, type));
 }
 
-export function observeDelivery(type: string, acceptedAt: Date): void {
-  deliveryLatency.observe({ type }, Math.max(0, (Date.now() - acceptedAt.getTime()) / 1000));
+/** `now`: PostgreSQL's time as this dispatcher reckons it (ctx.clock), the clock acceptedAt was stamped by. */
+export function observeDelivery(type: string, acceptedAt: Date, now: number): void {
+  deliveryLatency.observe({ type }, Math.max(0, (now - acceptedAt.getTime()) / 1000));
 }
 
 const QUEUE_STATES = ["waiting", "active", "delayed"] as const;

@@ -59,10 +59,11 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
     return "unknown";
   }
 
-  const started = Date.now();
+  // Monotonic: a step of the wall clock during the provider's call would make a negative duration.
+  const started = performance.now();
   const decision = await decide(ctx, op);
   if (!decision) return "ended"; // Cancelled or ended before the claim: the provider was not called.
-  const durationMs = Date.now() - started;
+  const durationMs = Math.round(performance.now() - started);
   // Only this attempt knows the provider's answer: storing it is retried here before giving up.
   const stored = await storeWithRetries(ctx, op, () =>
     decision.unanswered

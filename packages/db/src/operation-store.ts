@@ -115,12 +115,19 @@ const finishedExitCode = `CASE WHEN ${LOGOUT_FAILED} AND COALESCE($4::integer, 0
 const finishedStderr = `CASE WHEN ${LOGOUT_FAILED} AND $10::text IS NOT NULL
   THEN $6::text || CASE WHEN $6::text = '' OR right($6::text, 1) = E'\\n' THEN '' ELSE E'\\n' END || $10::text || E'\\n' ELSE $6::text END`;
 
+/**
+ * A start time a runner stamped (by its clock corrected to PostgreSQL's, within the error of that
+ * measurement, or its own when it could not measure), recorded between the operation's handover and
+ * now: never before dispatched_at nor after completed_at, whatever the runner's clock said.
+ */
+const STARTED_WITHIN_PLATFORM_TIMES = (stamp: string): string => `GREATEST(LEAST(${stamp}, now()), dispatched_at)`;
+
 /** The finish; `noted` also merges $12 into params and writes the note's event ($13 type, $14 data), in the same statement. */
 const finishText = (opts: { onlyIfUndispatched: boolean; noted: boolean }): string =>
   `WITH done AS (
      UPDATE operations SET status = ${finishedStatus}, exit_code = ${finishedExitCode}, stdout = $5, stderr = ${finishedStderr},
             stdout_truncated = $7, stderr_truncated = $8, duration_ms = $9, error = $10, completed_at = now(),
-            started_at = CASE WHEN $11::timestamptz IS NULL THEN started_at ELSE LEAST($11::timestamptz, now()) END${opts.noted ? ", params = params || $12::jsonb" : ""}
+            started_at = CASE WHEN $11::timestamptz IS NULL THEN started_at ELSE ${STARTED_WITHIN_PLATFORM_TIMES('$11::timestamptz')} END${opts.noted ? ", params = params || $12::jsonb" : ""}
      WHERE id = $1 AND server_id = $2 AND status = 'running' ${opts.onlyIfUndispatched ? "AND dispatched_at IS NULL" : ""}
      RETURNING ${OPERATION_COLUMNS}
    ), audit AS (
@@ -164,7 +171,7 @@ const SQL = {
   admitRunner: statement("server.runner-admitted", "UPDATE servers SET last_seen_at = now(), runner_version = $2 WHERE id = $1"),
   belongsToServer: statement("operation.belongs", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2"),
   // Never later than PostgreSQL's now(): a runner whose clock is ahead would push the overdue sweep back by as much.
-  markStarted: statement("operation.started", "UPDATE operations SET started_at = LEAST($3::timestamptz, now()) WHERE id = $1 AND server_id = $2 AND started_at IS NULL"),
+  markStarted: statement("operation.started", `UPDATE operations SET started_at = ${STARTED_WITHIN_PLATFORM_TIMES("$3::timestamptz")} WHERE id = $1 AND server_id = $2 AND started_at IS NULL`),
   claimForDispatch: statement(
     "operation.claim",
     `UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now())
