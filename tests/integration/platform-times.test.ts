@@ -49,4 +49,24 @@ describe("a gateway whose clock is off", () => {
     const event = await testPrisma().auditEvent.findFirstOrThrow({ where: { tenantId: fx.tenant.id, type: "server.created" } });
     expect(await fromPostgresNow(event.createdAt)).toBeLessThan(30_000);
   });
+
+  it("holds a synchronous exec no longer than EXEC_MAX_WAIT_SECONDS when its clock is set back meanwhile", async () => {
+    const { stack } = suite;
+    const fx = await createFixture();
+    await stack.startRunner(fx.runnerToken, fx.server.id);
+    const gateway = await suite.stack.startGatewayProcess({
+      NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`,
+      TEST_CLOCK_STEP_MS: String(SKEW_MS),
+      EXEC_MAX_WAIT_SECONDS: "2",
+    });
+    const sentAt = performance.now();
+    const answer = request(gateway.url).post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "sleep 8" });
+    const answered = answer.then((r) => r);
+    // Ten minutes back while it waits: by the wall clock, the wait's end would be ten minutes away.
+    await new Promise((r) => setTimeout(r, 500));
+    gateway.proc.child.kill("SIGUSR2");
+    const res = await answered;
+    expect(performance.now() - sentAt).toBeLessThan(6_000);
+    expect(res.body).toMatchObject({ status: "running" });
+  });
 });

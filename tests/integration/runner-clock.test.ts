@@ -74,6 +74,30 @@ describe("a runner on a server whose clock is off", () => {
   });
 });
 
+describe("a runner whose clock is set back while it stops", () => {
+  const suite = useStack();
+
+  it("still ends its drain on time: the waits of its shutdown are on the monotonic clock", async () => {
+    const { stack } = suite;
+    const fx = await createFixture();
+    const runner = await stack.startRunner(fx.runnerToken, fx.server.id, {
+      env: { NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_STEP_MS: "-600000", RUNBRIDGE_STOP_DRAIN_SECONDS: "1" },
+    });
+    const exec = stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "sleep 30" });
+    const answered = exec.then((r) => r);
+    await runner.waitForOutput(/"message":"operation started"/);
+    const stoppingAt = performance.now();
+    runner.child.kill("SIGTERM");
+    // Set ten minutes back once the drain's deadline is taken: by the wall clock, it would now be ten minutes away.
+    await new Promise((r) => setTimeout(r, 200));
+    runner.child.kill("SIGUSR2");
+    await runner.exited;
+    // 1 s of drain, 1 s of kill grace, the results' send.
+    expect(performance.now() - stoppingAt).toBeLessThan(10_000);
+    expect((await answered).body).toMatchObject({ status: "failed", error: expect.stringMatching(/the runner was stopping .* the process group was killed/) });
+  });
+});
+
 describe("a dispatcher whose clock is set after it read PostgreSQL's", () => {
   const suite = useStack({ dispatcher: { NODE_OPTIONS: `--require ${path.join(ROOT, "tests/helpers/clock-skew.cjs")}`, TEST_CLOCK_STEP_MS: "20000", LOG_LEVEL: "debug" } });
 

@@ -156,7 +156,8 @@ export class Sweeper {
    */
   private async resolveOverdue(): Promise<void> {
     const grace = this.ctx.config.RESULT_GRACE_SECONDS;
-    const now = Date.now();
+    // Intervals on the monotonic clock (as silentUntil): setting the wall clock must not stretch or skip them.
+    const now = performance.now();
     for (const [serverId, until] of this.silentUntil) if (until <= now) this.silentUntil.delete(serverId);
     const silent = [...this.silentUntil.keys()];
     const overdue = await this.ctx.prisma.$queryRaw<OverdueRow[]>`
@@ -173,7 +174,7 @@ export class Sweeper {
     const pending = [...byServer.entries()];
     const budgetEnds = now + Math.max(this.ctx.config.RUNNER_ACK_TIMEOUT_MS, this.ctx.config.SWEEP_INTERVAL_MS);
     const worker = async (): Promise<void> => {
-      for (let next = pending.shift(); next && Date.now() < budgetEnds && !this.stopping; next = pending.shift()) {
+      for (let next = pending.shift(); next && performance.now() < budgetEnds && !this.stopping; next = pending.shift()) {
         await this.resolveServer(next[0], next[1], budgetEnds).catch((err: unknown) =>
           this.ctx.logger.warn("could not resolve overdue operations", { serverId: next?.[0], error: String(err) }),
         );
@@ -189,14 +190,14 @@ export class Sweeper {
    */
   private async resolveServer(serverId: string, ops: OverdueRow[], budgetEnds: number): Promise<void> {
     for (const [i, op] of ops.entries()) {
-      if (Date.now() >= budgetEnds) return;
+      if (performance.now() >= budgetEnds) return;
       let reply: LedgerQueryReply;
       try {
         reply = await requestRunner(this.ctx, serverId, "operation:query", { operationIds: [op.id] });
       } catch (err) {
         if (!(err instanceof RunnerNotConnected)) {
           // Connected but not answering (e.g. frozen): ask again later; one runner must not stall the rest.
-          this.silentUntil.set(serverId, Date.now() + this.silentBackoffMs());
+          this.silentUntil.set(serverId, performance.now() + this.silentBackoffMs());
           this.ctx.logger.warn("runner did not answer a ledger query", { serverId, operations: ops.length, error: String(err) });
           return;
         }

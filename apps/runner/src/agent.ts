@@ -66,8 +66,9 @@ function reconnectDelayMs(attempt: number): number {
   return Math.round(base * (0.5 + Math.random()));
 }
 
+/** `deadline`: on the monotonic clock (performance.now()), as every wait of the shutdown: setting the wall clock meanwhile must not cut it short or stretch it. */
 async function waitWhile(condition: () => boolean, deadline: number, stepMs: number): Promise<void> {
-  while (condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, stepMs));
+  while (condition() && performance.now() < deadline) await new Promise((r) => setTimeout(r, stepMs));
 }
 
 export interface AgentHooks {
@@ -235,7 +236,7 @@ export class Agent {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (this.clockTimer) clearInterval(this.clockTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    const deadline = Date.now() + drainMs;
+    const deadline = performance.now() + drainMs;
     // A start let in just before is writing its record: once that is on disk it runs, within the drain.
     await waitWhile(() => this.running.size > 0 || this.startsInFlight > 0, deadline, 100);
     this.killing = true;
@@ -244,20 +245,20 @@ export class Agent {
       this.logger.warn("killing commands still running at the end of the shutdown drain", { operationIds: [...this.running.keys()] });
       const killed = [...this.running.values()];
       for (const run of killed) run.kill(error);
-      const graceEnds = Date.now() + this.execOpts.killGraceMs + KILLED_EXIT_MS;
+      const graceEnds = performance.now() + this.execOpts.killGraceMs + KILLED_EXIT_MS;
       await waitWhile(() => this.running.size > 0, graceEnds, 50);
       // A result comes once the shell is gone, while what it started may still be shutting down, or
       // ignore SIGTERM: their SIGKILL is due at the end of the grace, and must not be skipped by
       // this process exiting first (nor left to systemd, which would not wait that long).
-      await Promise.race([Promise.all(killed.map((run) => run.killed())), new Promise((r) => setTimeout(r, Math.max(0, graceEnds - Date.now())))]);
+      await Promise.race([Promise.all(killed.map((run) => run.killed())), new Promise((r) => setTimeout(r, Math.max(0, graceEnds - performance.now())))]);
     }
     // Starts whose record is still being written end themselves without running (killing is set).
-    await waitWhile(() => this.startsInFlight > 0, Date.now() + LEDGER_FLUSH_MS, 20);
+    await waitWhile(() => this.startsInFlight > 0, performance.now() + LEDGER_FLUSH_MS, 20);
     // A result is sent while its file is written: exiting before the file exists would leave the
     // next process only a start record, and it would report the outcome as unknown.
-    await waitWhile(() => this.ledgerWrites.size > 0, Date.now() + LEDGER_FLUSH_MS, 20);
+    await waitWhile(() => this.ledgerWrites.size > 0, performance.now() + LEDGER_FLUSH_MS, 20);
     this.pump();
-    const sendDeadline = Math.max(Math.min(deadline, Date.now() + RESULT_ACK_TIMEOUT_MS), Date.now() + RESULT_SEND_AFTER_DRAIN_MS);
+    const sendDeadline = Math.max(Math.min(deadline, performance.now() + RESULT_ACK_TIMEOUT_MS), performance.now() + RESULT_SEND_AFTER_DRAIN_MS);
     await waitWhile(() => this.sending.size > 0, sendDeadline, 50);
     if (this.replaced && this.resultsTicket && this.ledger.undelivered().length > 0) await this.deliverAsReplaced(this.resultsTicket, sendDeadline);
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -279,7 +280,7 @@ export class Agent {
     let done = false;
     // A refused handshake (a dispatcher shutting down, or of an earlier version without this namespace) or a
     // disconnect by the dispatcher ends socket.io's own retries: try again, another dispatcher may take it.
-    const again = () => setTimeout(() => !done && !refused && Date.now() < deadline && socket.connect(), RECONNECT_DELAY_MS).unref();
+    const again = () => setTimeout(() => !done && !refused && performance.now() < deadline && socket.connect(), RECONNECT_DELAY_MS).unref();
     socket.on("connect", () => this.pump());
     socket.on("connect_error", (err) => {
       if (err.message === HandshakeRefusal.InvalidToken || err.message === HandshakeRefusal.NoResultsTicket) refused = true;

@@ -45,7 +45,7 @@ export function idempotencyMiddleware(ctx: GatewayContext): RequestHandler {
       void ctx.prisma.idempotencyRecord.deleteMany({ where: { expiresAt: { lt: new Date() } } }).catch(() => undefined);
     }
 
-    const deadline = Date.now() + maxWaitMs;
+    const deadline = performance.now() + maxWaitMs;
     let pollMs = POLL_MS;
     let clientGone = false;
     res.on("close", () => {
@@ -82,7 +82,7 @@ export function idempotencyMiddleware(ctx: GatewayContext): RequestHandler {
         if (clientGone) return;
         // A gateway shutting down does not hold a drain open for another request's answer: the
         // client retries (at another gateway) and gets the replay there.
-        if (Date.now() > deadline || ctx.draining.aborted) {
+        if (performance.now() > deadline || ctx.draining.aborted) {
           throw new HttpError(
             409,
             `A request with Idempotency-Key "${key}" is still in progress (or its server stopped before answering); retry later, or look the operation up by run_id`,

@@ -68,11 +68,12 @@ export class CompletionWaiter {
       resolveWoke();
     };
     const wait = async (ms: number, isDone: () => Promise<boolean>) => {
-      const deadline = Date.now() + ms;
+      // Monotonic: the wait bound must hold however the wall clock is set meanwhile.
+      const deadline = performance.now() + ms;
       this.loops++;
       try {
-        while (!woken && !cancelled && !this.draining?.aborted && Date.now() < deadline) {
-          const tick = Math.min(2000, deadline - Date.now());
+        while (!woken && !cancelled && !this.draining?.aborted && performance.now() < deadline) {
+          const tick = Math.min(2000, deadline - performance.now());
           await Promise.race([woke, new Promise((r) => setTimeout(r, tick).unref())]);
           if (!woken && !cancelled && (await isDone())) return undefined;
         }

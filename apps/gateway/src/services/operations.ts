@@ -54,8 +54,8 @@ export async function assertRunnerConnected(ctx: GatewayContext, server: TargetS
   // During a rolling restart of dispatchers, runners are away for about a second: wait for them
   // rather than fail a CI step. A server never or long not seen gets its 409 at once.
   if (server.lastSeenAgoMs !== null && server.lastSeenAgoMs < RECONNECT_WINDOW_MS) {
-    const deadline = Date.now() + RECONNECT_GRACE_MS;
-    while (Date.now() < deadline) {
+    const deadline = performance.now() + RECONNECT_GRACE_MS;
+    while (performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       if (await ctx.presence.isConnected(server.id)) return;
     }

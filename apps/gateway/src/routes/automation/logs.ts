@@ -202,14 +202,15 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
   const seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   let lastId = from;
   let final: Operation | null = null;
+  // Monotonic times (performance.now()): intervals only.
   let endedSeenAt = 0;
-  let lastStatusCheck = 0;
+  let lastStatusCheck = -Infinity;
   /** The last read found nothing more: everything appended so far has been sent. */
   let drained = false;
   try {
     while (!ended()) {
       const proved = final !== null && provedComplete(final, seen);
-      if (final && drained && (proved || Date.now() - endedSeenAt > SETTLE_MS)) return final;
+      if (final && drained && (proved || performance.now() - endedSeenAt > SETTLE_MS)) return final;
       let reply: [string, [string, string[]][]][] | null;
       try {
         // Once the end is known and every byte is accounted for, one last read without blocking confirms the drain.
@@ -233,12 +234,12 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
         await sse.event(stream, { stream, offset, data }, entryId);
         seen[stream] = Math.max(seen[stream], offset + Buffer.byteLength(data));
       }
-      if (!final && (entries.length === 0 || Date.now() - lastStatusCheck > BLOCK_MS)) {
-        lastStatusCheck = Date.now();
+      if (!final && (entries.length === 0 || performance.now() - lastStatusCheck > BLOCK_MS)) {
+        lastStatusCheck = performance.now();
         const row = await ctx.prisma.operation.findUniqueOrThrow({ where: { id: operationId } });
         if (isTerminal(row.status)) {
           final = row;
-          endedSeenAt = Date.now();
+          endedSeenAt = performance.now();
         }
       }
     }
