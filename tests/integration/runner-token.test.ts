@@ -113,10 +113,11 @@ describe("runner token rotation", () => {
   it("a runner sent away by another runner with its token lets its command end, says what to do and stops (exit 78), so the two do not take turns", async () => {
     const fx = await createFixture();
     const older = await stack.startRunner(fx.runnerToken, fx.server.id, { dispatcher: 0 });
-    const submitted = stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "sleep 1; echo done", timeout_seconds: 2 })
+    const submitted = stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "sleep 4; echo done", timeout_seconds: 8 })
       .then((res) => res);
     await older.waitForOutput(/operation started/);
-    // A second machine set up with the same token (systemd would restart whichever exits 0).
+    // A second machine set up with the same token (systemd would restart whichever exits 0), connected while
+    // the command runs: long enough for a runner process to start on a loaded machine (1 s was not, once).
     await stack.startRunner(fx.runnerToken, fx.server.id, { dispatcher: 1, waitConnected: false });
     await waitFor(async () => !older.running, 15_000, "the replaced runner to stop");
     await expect(older.exited).resolves.toEqual({ code: 78, signal: null });
