@@ -1,5 +1,5 @@
-import net from "node:net";
-import { listenOnLoopback } from "./processes";
+import type net from "node:net";
+import { UpstreamProxy } from "./upstream-proxy";
 
 /**
  * A TCP proxy in front of one server (Redis or PostgreSQL, in the tests) that
@@ -10,42 +10,24 @@ import { listenOnLoopback } from "./processes";
  * although the server ran it, and cannot reach the server again, as when a
  * network path dies between a write and its answer.
  */
-export class ReplyDropProxy {
-  private server: net.Server | null = null;
-  private readonly sockets = new Set<net.Socket>();
+export class ReplyDropProxy extends UpstreamProxy {
   private armed: { marker: string; holdMs: number } | null = null;
   private refusing = false;
   private cut: NodeJS.Timeout | undefined;
   /** Set once an armed marker went through: the server has the command. */
   delivered = false;
-  port = 0;
-
-  constructor(private readonly upstreamPort: number) {}
-
-  async listen(): Promise<number> {
-    this.server = net.createServer((client) => this.accept(client));
-    this.port = await listenOnLoopback(this.server);
-    return this.port;
-  }
 
   arm(marker: string, holdMs: number): void {
     this.armed = { marker, holdMs };
   }
 
-  private accept(client: net.Socket): void {
+  protected accept(client: net.Socket): void {
     if (this.refusing) {
       client.destroy();
       return;
     }
-    const upstream = net.connect({ host: "127.0.0.1", port: this.upstreamPort });
-    this.sockets.add(client).add(upstream);
+    const upstream = this.connectUpstream(client);
     let swallowing = false;
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-      this.sockets.delete(client);
-      this.sockets.delete(upstream);
-    };
     client.on("data", (chunk: Buffer) => {
       upstream.write(chunk);
       const armed = this.armed;
@@ -64,8 +46,6 @@ export class ReplyDropProxy {
     upstream.on("data", (chunk: Buffer) => {
       if (!swallowing) client.write(chunk);
     });
-    client.on("error", close).on("close", close);
-    upstream.on("error", close).on("close", close);
   }
 
   async close(): Promise<void> {

@@ -2,8 +2,10 @@ import { randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import type { Socket } from "node:net";
 import request from "supertest";
+import { hashToken } from "@runbridge/common";
 import { SocketPath } from "@runbridge/contracts";
 import { createFixture } from "../helpers/factories";
+import { HoldingProxy } from "../helpers/holding-proxy";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, untilConnected, type ScriptedSocket } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
@@ -19,8 +21,8 @@ type Upgrade = Opened | { status: number; body: string; closed: Promise<unknown>
 /**
  * Until its token is accepted, a connection to the dispatcher is anyone's: it may send messages as big as
  * a runner's result and stay until the handshake timeout. Each client address may hold only so many, and
- * only so long: one more closes the address's oldest and is let in, so a runner gets in at once however many
- * idle ones share its address. Runners the dispatcher has let in do not count, and no request may name an
+ * only so long: one more closes the address's oldest (but not one whose token is being looked up) and is let
+ * in, so a runner gets in at once however many idle ones share its address. Runners the dispatcher has let in do not count, and no request may name an
  * existing connection (which would skip the count). Real dispatcher and runner processes; raw WebSocket
  * upgrades for the rest.
  */
@@ -218,5 +220,39 @@ describe("runner connections not yet authenticated", () => {
     await waitFor(async () => (await unauthenticated(port)) === 0, 5_000, "nothing left counted");
     expect(await metric(port, "runbridge_dispatcher_runner_handshakes_total", "timed_out")).toBe(LIMIT);
     expect(await closedForRoom(port)).toBe(0);
+  });
+
+  it("does not close a connection whose token is being looked up to make room: a fleet behind one address reconnecting at once is not sent away", async () => {
+    const db = new URL(stack.databaseUrl);
+    const proxy = new HoldingProxy(Number(db.port || 5432));
+    await proxy.listen();
+    try {
+      db.port = String(proxy.port);
+      await stack.startDispatcher({ DATABASE_URL: db.toString() });
+      const port = stack.dispatcherPorts[stack.dispatcherPorts.length - 1] as number;
+      const fixtures = await Promise.all(Array.from({ length: LIMIT }, () => createFixture()));
+      // PostgreSQL slow to answer their tokens' lookups (each sends its token's hash): as many runners as the
+      // address may hold, being checked.
+      proxy.hold(fixtures.map((fx) => hashToken(fx.runnerToken)));
+      const fleet = fixtures.map((fx) => scriptedRunner(port, fx.runnerToken));
+      runners.push(...fleet);
+      const letIn = fleet.map((socket) => untilConnected(socket));
+      await waitFor(async () => proxy.heldRequests >= LIMIT, 10_000, "the runners' token lookups");
+      // One more connection: none of theirs is closed for it, so the address holds one more than its share for now.
+      const idle = await opened(port);
+      expect(await unauthenticated(port)).toBe(LIMIT + 1);
+      proxy.release();
+      await Promise.all(letIn);
+      expect(await closedForRoom(port)).toBe(0);
+      expect(await unauthenticated(port)).toBe(1);
+      // An idle one is still closable: the address is full of idle ones, and one more closes the oldest.
+      const more = await openedInTurn(port, LIMIT);
+      await idle.closed;
+      expect(await closedOf(port, more)).toEqual([]);
+      expect(await closedForRoom(port)).toBe(1);
+    } finally {
+      proxy.release();
+      await proxy.close();
+    }
   });
 });

@@ -82,7 +82,7 @@ export const dispatcherEnvSchema = Joi.object({
     .max(1_000_000)
     .default(256)
     .description(
-      "Runner connections whose token has not (yet) been accepted, per client address, on each dispatcher process; one more is refused at the WebSocket upgrade (the runner retries with backoff)",
+      "Runner connections whose token has not (yet) been accepted, per client address (per /64 for IPv6), on each dispatcher process; one more closes the address's oldest that is not having its token checked (the runner retries with backoff)",
     ),
   RUNNER_HANDSHAKE_TIMEOUT_MS: Joi.number()
     .integer()

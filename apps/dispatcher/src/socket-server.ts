@@ -72,12 +72,14 @@ export function attachRunnerHandlers(
     const auth = (socket.handshake.auth ?? {}) as Partial<RunnerHandshakeAuth>;
     const token = typeof auth.token === "string" ? auth.token : "";
     const refuse = (outcome: "invalid_token" | "throttled" | "unavailable" | "draining", reason: string) => {
+      unauthenticated?.refused(socket.request);
       countRunnerHandshake(outcome);
       next(new Error(reason));
     };
     // A runner let in now would be sent away again in a moment: it retries and lands on another dispatcher.
     if (draining.aborted) return refuse("draining", HandshakeRefusal.ShuttingDown);
     if (!isWellFormedToken(token, TokenKind.RunnerToken)) return refuse("invalid_token", HandshakeRefusal.InvalidToken);
+    unauthenticated?.checking(socket.request);
     // Everything after this can fail, and nothing may escape: a rejected middleware would leave the handshake hanging.
     try {
       const tokenHash = hashToken(token);

@@ -13,8 +13,11 @@ const CLOSED_LOG_EVERY_MS = 60_000;
  * as soon as the connection opens). One more closes the address's oldest to make room, and is let in: a
  * runner's handshake takes a round trip and a token lookup, so the one that has waited longest is the idlest,
  * and whoever shares an address (a NAT, a /64, every client behind a proxy that forwards no address) cannot
- * keep the others out by holding connections open. A connection stops counting once its token is accepted,
- * or when it closes (whatever closes it).
+ * keep the others out by holding connections open. A connection whose token is being checked is not closed
+ * for room (it has sent its handshake: it is not idle, and it may be a runner about to be let in, whose
+ * lookup would be wasted — a fleet behind one NAT reconnecting at once after a dispatcher restart has many
+ * such); the address then holds more for the moment. A connection stops counting once its token is
+ * accepted, or when it closes (whatever closes it); one whose token was refused is closable again.
  *
  * engine.io asks only about requests that open a connection (allowRequest): one naming an existing
  * connection (its `sid`, which that connection's first packet tells) would go uncounted, with no deadline.
@@ -25,6 +28,8 @@ export class UnauthenticatedConnections {
   /** Per address, its connections oldest first (a Set iterates in insertion order). */
   private readonly open = new Map<string, Set<IncomingMessage>>();
   private readonly releases = new WeakMap<IncomingMessage, () => void>();
+  /** Connections whose token is being checked (between checking() and refused() or authenticated()). */
+  private readonly inCheck = new WeakSet<IncomingMessage>();
   private total = 0;
   private readonly clientAddress: (req: IncomingMessage) => string;
   private closedSinceLog = 0;
@@ -70,6 +75,7 @@ export class UnauthenticatedConnections {
     const held = this.open.get(holder) ?? new Set<IncomingMessage>();
     for (const oldest of held) {
       if (held.size < this.perAddress) break;
+      if (this.inCheck.has(oldest)) continue;
       // Released now, not on its 'close' (a moment later): the new one fits at once.
       this.releases.get(oldest)?.();
       oldest.socket.destroy();
@@ -102,8 +108,19 @@ export class UnauthenticatedConnections {
     return true;
   }
 
+  /** The connection's handshake arrived and its token is being checked: not closed to make room meanwhile. */
+  checking(req: IncomingMessage): void {
+    this.inCheck.add(req);
+  }
+
+  /** The connection's token was refused: closable to make room again, until it closes or its deadline. */
+  refused(req: IncomingMessage): void {
+    this.inCheck.delete(req);
+  }
+
   /** The connection's token was accepted: no longer counted (a no-op the second time, or after it closed). */
   authenticated(req: IncomingMessage): void {
+    this.inCheck.delete(req);
     this.releases.get(req)?.();
   }
 
