@@ -206,6 +206,28 @@ describe("runner connections not yet authenticated", () => {
     expect(await unauthenticated(port)).toBe(2 * LIMIT + 2);
   });
 
+  it("holds at most RUNNER_UNAUTHENTICATED_CONNECTIONS_MAX from all addresses together: one more closes the oldest of all, and a runner still gets in", async () => {
+    const max = LIMIT + 2;
+    await stack.startDispatcher({ TRUST_PROXY: "1", RUNNER_UNAUTHENTICATED_CONNECTIONS_MAX: String(max) });
+    const port = stack.dispatcherPorts[stack.dispatcherPorts.length - 1] as number;
+    // Each address below its own share, all of them together at the limit.
+    const held: Opened[] = [];
+    for (let i = 1; i <= max; i++) held.push(await opened(port, `2001:db8:${i}::1`));
+    expect(await unauthenticated(port)).toBe(max);
+    expect(await closedForRoom(port)).toBe(0);
+    // From yet another address: the oldest of all makes room.
+    await opened(port, "2001:db8:ff::1");
+    await held[0]?.closed;
+    expect(await closedOf(port, held)).toEqual([0]);
+    // A runner, from another address again, is let in at once (closing the next oldest), and then no longer counts.
+    const fx = await createFixture();
+    await connectRunner(port, fx.runnerToken, "198.51.100.20");
+    await held[1]?.closed;
+    expect(await closedOf(port, held)).toEqual([0, 1]);
+    expect(await closedForRoom(port)).toBe(2);
+    expect(await unauthenticated(port)).toBe(max - 1);
+  });
+
   it("closes a connection not let in within RUNNER_HANDSHAKE_TIMEOUT_MS", async () => {
     const timeoutMs = 5000;
     await stack.startDispatcher({ RUNNER_HANDSHAKE_TIMEOUT_MS: String(timeoutMs) });

@@ -84,6 +84,14 @@ export const dispatcherEnvSchema = Joi.object({
     .description(
       "Runner connections whose token has not (yet) been accepted, per client address (per /64 for IPv6), on each dispatcher process; one more closes the address's oldest that is not having its token checked (the runner retries with backoff)",
     ),
+  RUNNER_UNAUTHENTICATED_CONNECTIONS_MAX: Joi.number()
+    .integer()
+    .min(1)
+    .max(1_000_000)
+    .default(4096)
+    .description(
+      "Runner connections whose token has not (yet) been accepted, from all addresses together, on each dispatcher process; one more closes the oldest that is not having its token checked (the runner retries with backoff)",
+    ),
   RUNNER_HANDSHAKE_TIMEOUT_MS: Joi.number()
     .integer()
     .min(1000)
@@ -147,6 +155,7 @@ export interface DispatcherConfig {
   TRUST_PROXY: string;
   RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE: number;
   RUNNER_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS: number;
+  RUNNER_UNAUTHENTICATED_CONNECTIONS_MAX: number;
   RUNNER_HANDSHAKE_TIMEOUT_MS: number;
   DB_POOL_SIZE: number;
   HCLOUD_API_URL: string;

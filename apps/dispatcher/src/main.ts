@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   // Aborted by the first step of shutdown: readiness turns 503 and new runners are sent elsewhere.
   const draining = new AbortController();
   const http = createDispatcherServer(config, createHealthHandler({ prisma, probeRedis, logger, draining: draining.signal }));
-  const unauthenticated = new UnauthenticatedConnections(config.RUNNER_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS, config.RUNNER_HANDSHAKE_TIMEOUT_MS, config.TRUST_PROXY, logger);
+  const unauthenticated = new UnauthenticatedConnections(config.RUNNER_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS, config.RUNNER_UNAUTHENTICATED_CONNECTIONS_MAX, config.RUNNER_HANDSHAKE_TIMEOUT_MS, config.TRUST_PROXY, logger);
   const { io, close: closeAdapter } = createRunnerIo(http, config, keys.socketAdapter, unauthenticated);
   const sealer = Sealer.fromConfig(config);
   const relay: RunnerRelay = new RunnerRelay({

@@ -19,6 +19,10 @@ const CLOSED_LOG_EVERY_MS = 60_000;
  * such); the address then holds more for the moment. A connection stops counting once its token is
  * accepted, or when it closes (whatever closes it); one whose token was refused is closable again.
  *
+ * Across addresses this process holds at most RUNNER_UNAUTHENTICATED_CONNECTIONS_MAX of them (many addresses
+ * are cheap to have: an IPv6 /48 holds 65,536 /64s), closing the oldest of all the same way: sockets and
+ * what they buffer stay bounded whoever connects, and a runner still gets in at once.
+ *
  * engine.io asks only about requests that open a connection (allowRequest): one naming an existing
  * connection (its `sid`, which that connection's first packet tells) would go uncounted, with no deadline.
  * A runner never sends one (the WebSocket is its only transport, nothing is upgraded), so every such request
@@ -27,6 +31,8 @@ const CLOSED_LOG_EVERY_MS = 60_000;
 export class UnauthenticatedConnections {
   /** Per address, its connections oldest first (a Set iterates in insertion order). */
   private readonly open = new Map<string, Set<IncomingMessage>>();
+  /** Every counted connection, oldest first, with its address. */
+  private readonly all = new Map<IncomingMessage, string>();
   private readonly releases = new WeakMap<IncomingMessage, () => void>();
   /** Connections whose token is being checked (between checking() and refused() or authenticated()). */
   private readonly inCheck = new WeakSet<IncomingMessage>();
@@ -37,6 +43,7 @@ export class UnauthenticatedConnections {
 
   constructor(
     private readonly perAddress: number,
+    private readonly max: number,
     private readonly timeoutMs: number,
     trustProxy: string,
     private readonly logger: Logger,
@@ -75,14 +82,15 @@ export class UnauthenticatedConnections {
     const held = this.open.get(holder) ?? new Set<IncomingMessage>();
     for (const oldest of held) {
       if (held.size < this.perAddress) break;
-      if (this.inCheck.has(oldest)) continue;
-      // Released now, not on its 'close' (a moment later): the new one fits at once.
-      this.releases.get(oldest)?.();
-      oldest.socket.destroy();
-      this.closedToMakeRoom(address);
+      if (!this.inCheck.has(oldest)) this.closeForRoom(oldest, address);
+    }
+    for (const [oldest, itsAddress] of this.all) {
+      if (this.total < this.max) break;
+      if (!this.inCheck.has(oldest)) this.closeForRoom(oldest, itsAddress);
     }
     // (Set again: releasing the last one took the address out.)
     this.open.set(holder, held.add(req));
+    this.all.set(req, address);
     this.changed(1);
     // Destroyed, not closed: a WebSocket close waits up to 30 s for the peer's answer, still reading what it sends.
     // (socket.io's own connectTimeout, set as well, closes that way, and counts from the engine.io handshake.)
@@ -98,6 +106,7 @@ export class UnauthenticatedConnections {
       clearTimeout(deadline);
       req.socket.off("close", release);
       this.releases.delete(req);
+      this.all.delete(req);
       const set = this.open.get(holder);
       if (!set?.delete(req)) return;
       if (set.size === 0) this.open.delete(holder);
@@ -129,16 +138,24 @@ export class UnauthenticatedConnections {
     setUnauthenticatedRunnerConnections(this.total);
   }
 
+  /** Released now, not on its 'close' (a moment later): the new one fits at once. */
+  private closeForRoom(req: IncomingMessage, address: string): void {
+    this.releases.get(req)?.();
+    req.socket.destroy();
+    this.closedToMakeRoom(address);
+  }
+
   /** Counted every time, logged at most once a minute (a flood of them must not flood the logs). */
   private closedToMakeRoom(address: string): void {
     countRunnerHandshake("too_many_unauthenticated");
     this.closedSinceLog++;
     const now = Date.now();
     if (now - this.lastLogAt < CLOSED_LOG_EVERY_MS) return;
-    this.logger.warn("closed runner connections: too many not yet authenticated from one address, the oldest made room (logged at most once a minute)", {
+    this.logger.warn("closed runner connections: too many not yet authenticated from one address, or from all, the oldest made room (logged at most once a minute)", {
       clientIp: address,
       closed: this.closedSinceLog,
       limit: this.perAddress,
+      limitOfAll: this.max,
     });
     this.lastLogAt = now;
     this.closedSinceLog = 0;
