@@ -1,5 +1,6 @@
 import path from "node:path";
 import request from "supertest";
+import { TokenKind, generateToken, hashToken } from "@runbridge/common";
 import { testPrisma } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
 import { ROOT } from "../helpers/processes";
@@ -48,6 +49,19 @@ describe("a gateway whose clock is off", () => {
     expect(await fromPostgresNow(new Date(res.body.created_at))).toBeLessThan(30_000);
     const event = await testPrisma().auditEvent.findFirstOrThrow({ where: { tenantId: fx.tenant.id, type: "server.created" } });
     expect(await fromPostgresNow(event.createdAt)).toBeLessThan(30_000);
+  });
+
+  it("revokes keys by PostgreSQL's clock, and once: two revocations at the same moment are one audit event", async () => {
+    const fx = await createFixture();
+    const gateway = await gatewayOff();
+    const apiKey = await testPrisma().apiKey.create({ data: { tenantId: fx.tenant.id, name: "second", keyHash: hashToken(generateToken(TokenKind.ApiKey)), prefix: "rbk_x" } });
+    const revoke = (path: string) => request(gateway.url).delete(path).set("Authorization", `Bearer ${fx.apiKey}`);
+    const [a, b] = await Promise.all([revoke(`/api/v1/automation-keys/${fx.key.id}`), revoke(`/api/v1/automation-keys/${fx.key.id}`)]);
+    const [c, d] = await Promise.all([revoke(`/api/v1/api-keys/${apiKey.id}`), revoke(`/api/v1/api-keys/${apiKey.id}`)]);
+    for (const res of [a, b, c, d]) expect(res.body).toMatchObject({ status: "revoked" });
+    expect(await fromPostgresNow(new Date(a.body.revoked_at))).toBeLessThan(30_000);
+    expect(await fromPostgresNow(new Date(c.body.revoked_at))).toBeLessThan(30_000);
+    expect(await testPrisma().auditEvent.count({ where: { tenantId: fx.tenant.id, type: { in: ["key.revoked", "api_key.revoked"] } } })).toBe(2);
   });
 
   it("holds a synchronous exec no longer than EXEC_MAX_WAIT_SECONDS when its clock is set back meanwhile", async () => {

@@ -50,11 +50,12 @@ export function apiKeysRouter(ctx: GatewayContext): Router {
     const existing = await ctx.prisma.apiKey.findFirst({ where: { id, tenantId: auth.tenantId } });
     if (!existing) throw notFound();
     const key = await ctx.prisma.$transaction(async (tx) => {
-      const k = await tx.apiKey.update({ where: { id }, data: { revokedAt: existing.revokedAt ?? new Date() } });
-      if (!existing.revokedAt) {
-        await tx.auditEvent.create({ data: { tenantId: auth.tenantId, type: "api_key.revoked", clientIp: auth.clientIp, data: { api_key_id: k.id, name: k.name, by_api_key_id: auth.apiKeyId } } });
+      // By PostgreSQL's clock, and once: of two revocations at the same moment, one revokes (and is audited).
+      const revoked = await tx.$executeRaw`UPDATE api_keys SET revoked_at = now() WHERE id = ${id}::uuid AND revoked_at IS NULL`;
+      if (revoked === 1) {
+        await tx.auditEvent.create({ data: { tenantId: auth.tenantId, type: "api_key.revoked", clientIp: auth.clientIp, data: { api_key_id: id, name: existing.name, by_api_key_id: auth.apiKeyId } } });
       }
-      return k;
+      return tx.apiKey.findUniqueOrThrow({ where: { id } });
     });
     res.json(apiKeyView(key, auth.apiKeyId));
   });

@@ -175,11 +175,12 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
     const auth = managementAuth(res);
     const existing = await loadKey(auth.tenantId, req.params.id);
     const key = await ctx.prisma.$transaction(async (tx) => {
-      const k = await tx.automationKey.update({ where: { id: existing.id }, data: { revokedAt: existing.revokedAt ?? new Date() } });
-      if (!existing.revokedAt) {
-        await tx.auditEvent.create({ data: { tenantId: auth.tenantId, type: "key.revoked", automationKeyId: k.id, clientIp: auth.clientIp, data: {} } });
+      // By PostgreSQL's clock, and once: of two revocations at the same moment, one revokes (and is audited).
+      const revoked = await tx.$executeRaw`UPDATE automation_keys SET revoked_at = now(), updated_at = now() WHERE id = ${existing.id}::uuid AND revoked_at IS NULL`;
+      if (revoked === 1) {
+        await tx.auditEvent.create({ data: { tenantId: auth.tenantId, type: "key.revoked", automationKeyId: existing.id, clientIp: auth.clientIp, data: {} } });
       }
-      return k;
+      return tx.automationKey.findUniqueOrThrow({ where: { id: existing.id } });
     });
     await publishKeyChange(ctx, key.keyHash);
     res.json(automationKeyView(key));
