@@ -173,6 +173,27 @@ describe("sweeper: an operation whose job was lost", () => {
     }
   });
 
+  it("keeps one stack trace on a job retried while its runner is away, not one per attempt", async () => {
+    const { stack, fx } = suite;
+    const { server: away } = await createServer(fx.tenant.id);
+    // No job: the sweeper enqueues it (with the job catalog's options), and each attempt fails at once.
+    const op = await createOperation(fx.tenant.id, away.id, { redisPrefix: stack.prefix, createdAt: new Date(Date.now() - 5_000), deliverBy: new Date(Date.now() + 120_000) });
+    const connection = createRedis(stack.redisUrl);
+    const queue = new Queue(QueueName.Operations, { connection, prefix: stack.keys.bull });
+    try {
+      const job = await waitFor(async () => {
+        const j = await queue.getJob(op.id);
+        return j && j.attemptsMade >= 3 ? j : null;
+      }, 20_000, "three failed attempts");
+      expect(job.stacktrace).toHaveLength(1);
+    } finally {
+      await testPrisma().operation.update({ where: { id: op.id }, data: { status: "cancelled", completedAt: new Date() } });
+      await queue.remove(op.id).catch(() => undefined);
+      await queue.close();
+      connection.disconnect();
+    }
+  });
+
   it("does not give up on a start handed over long ago while a runner could still take it (its delivery deadline), and does after", async () => {
     const { stack, fx } = suite;
     const { server: away } = await createServer(fx.tenant.id);

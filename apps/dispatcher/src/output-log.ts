@@ -5,6 +5,12 @@ const MAX_ENTRIES = 20_000;
 /** Operations run 15 minutes at most: an hour after its last chunk, a stream is no longer live. */
 const TTL_SECONDS = 3600;
 /**
+ * Once its operation has ended, how long a stream stays: long enough for a client following it to
+ * drain it and to resume after a dropped connection; then log readers get the stored capture from
+ * PostgreSQL. Kept the hour, every stream of the last hour sat in Redis (up to the live-log budget each).
+ */
+export const ENDED_TTL_SECONDS = 120;
+/**
  * Charged per chunk on top of its bytes, for what Redis keeps besides the data
  * (entry id, field names, stream, offset, server id), so many tiny chunks are bounded too.
  */
@@ -82,4 +88,15 @@ export async function appendOutput(ctx: DispatcherContext, serverId: string, chu
   } catch (err) {
     ctx.logger.debug("could not append live output", { operationId: chunk.operationId, error: String(err) });
   }
+}
+
+/** The operation has ended: its stream (and its byte counter) expire ENDED_TTL_SECONDS from now. */
+export async function outputEnded(ctx: DispatcherContext, operationId: string): Promise<void> {
+  const key = ctx.keys.operationLog(operationId);
+  await ctx.redis
+    .multi()
+    .expire(key, ENDED_TTL_SECONDS)
+    .expire(liveLogCounterKey(key), ENDED_TTL_SECONDS)
+    .exec()
+    .catch((err: unknown) => ctx.logger.debug("could not shorten a live log's expiry", { operationId, error: String(err) }));
 }

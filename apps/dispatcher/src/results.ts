@@ -2,6 +2,7 @@ import { FailureCause, FailureReason, encodeFinished, endingReason, isTerminal, 
 import type { FinishFields, OperationNote } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
+import { outputEnded } from "./output-log";
 
 /**
  * Ends an operation. Postgres is the source of truth and the transition is
@@ -29,6 +30,7 @@ export async function finishOperation(
       // Waiters also poll Postgres, so a lost notification only delays them.
       ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });
     });
+    await outputEnded(ctx, fields.operationId);
     // The recorded status and exit code (a registry logout the platform failed is completed, 125/124), and why.
     ctx.logger.info("operation finished", { operationId: fields.operationId, status: finished.status, exitCode: finished.exitCode, reason: endingReason(fields) });
   }

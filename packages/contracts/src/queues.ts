@@ -63,6 +63,10 @@ export const JobCatalog = {
       // Redis memory stays flat however many operations run.
       removeOnComplete: true,
       removeOnFail: { age: 24 * 3600, count: 1000 },
+      // The last failure's stack only: BullMQ appends one per attempt and rewrites them all each time,
+      // and a job retried once a second for an hour (RUNNER_DELIVERY_TIMEOUT_SECONDS at its most)
+      // would carry thousands, megabytes rewritten in Redis every second.
+      stackTraceLimit: 1,
     },
   },
 } as const satisfies Record<JobName, { queue: QueueName; schema: Joi.ObjectSchema; options: object }>;
