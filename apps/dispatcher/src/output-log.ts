@@ -66,6 +66,9 @@ function liveLogCounterKey(streamKey: string): string {
  * Secrets were masked by the runner before the chunk left the server.
  */
 export async function appendOutput(ctx: DispatcherContext, serverId: string, chunk: OutputChunk): Promise<void> {
+  // Dropped while Redis is unreachable: ioredis would queue it in this process's memory until Redis is back
+  // (every chunk of every running command, up to 64 KiB each), and live output is best effort.
+  if (ctx.redis.status !== "ready") return;
   const key = ctx.keys.operationLog(chunk.operationId);
   try {
     await ctx.redis.eval(

@@ -53,9 +53,16 @@ export class RunnerPresence {
     const period = (RUNNER_PRESENCE_TTL_SECONDS * 1000) / 3;
     this.timer = setInterval(() => void this.refresh(), period);
     this.timer.unref();
+    // Skipped while Redis is unreachable (below); written again as soon as it is back, its keys may have expired.
+    this.ctx.redis.on("ready", this.refreshNow);
   }
 
+  private readonly refreshNow = (): void => void this.refresh();
+
   private async refresh(): Promise<void> {
+    // Not queued while Redis is unreachable: ioredis would keep a refresh of every socket in memory every
+    // 10 s until it is back, and replay them all.
+    if (this.ctx.redis.status !== "ready") return;
     const sockets = [...this.ctx.io.of("/").sockets.values()];
     if (sockets.length === 0) return;
     const pipe = this.ctx.redis.pipeline();
@@ -67,6 +74,7 @@ export class RunnerPresence {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.ctx.redis.off("ready", this.refreshNow);
     const sockets = [...this.ctx.io.of("/").sockets.values()];
     await Promise.all(sockets.map((s) => this.offline(s.data.serverId, s.id).catch(() => undefined)));
   }
