@@ -1,6 +1,8 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { execute } from "../../apps/runner/src/executor";
 import { waitFor } from "../helpers/processes";
 
@@ -43,6 +45,32 @@ describe("a cancel after the command exited", () => {
       expect(await run.result).toMatchObject({ status: "completed", exitCode: 0 });
       await new Promise((r) => setTimeout(r, 400)); // past the kill grace a stop would have used
       expect(alive(background)).toBe(true);
+    } finally {
+      if (alive(background)) process.kill(background, "SIGKILL");
+    }
+  });
+
+  it("keeps nothing of the operation (its env values, its output) while a process it left running holds the pipes", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const opts = { workdir: dir, rebootCommand: "true", killGraceMs: 200, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, now: Date.now };
+    // The operation as the runner holds it, gone from everything but the executor once the result is in.
+    const { op, background } = await (async () => {
+      const started = { operationId: "5a4b9a7e-2a39-4a2e-9d1b-7e6c1f0d2b33", spec: { kind: "shell" as const, command: "sleep 30 & echo $! > bg.pid; echo $SECRET" }, env: { SECRET: "canary-s3cr3t" }, timeoutSeconds: 30 };
+      const result = await execute(started, opts, () => undefined).result;
+      expect(result).toMatchObject({ status: "completed", exitCode: 0, stdout: "***\n" });
+      return { op: new WeakRef(started), background: Number(readFileSync(path.join(dir, "bg.pid"), "utf8")) };
+    })();
+    try {
+      // Past the moment the pipes are let go of (250 ms after the exit), while `sleep` still holds them.
+      await new Promise((r) => setTimeout(r, 400));
+      // (Not deref'd in between: a WeakRef's target is kept alive until the end of the job that deref'd it.)
+      for (let i = 0; i < 3; i++) {
+        gc();
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(alive(background)).toBe(true);
+      expect(op.deref()).toBeUndefined();
     } finally {
       if (alive(background)) process.kill(background, "SIGKILL");
     }

@@ -54,6 +54,9 @@ function commandLine(op: StartOperation, opts: ExecutorOptions): { file: string;
   }
 }
 
+/** A no-op 'error' listener defined outside any operation's scope (see execute). */
+const ignoreError = (): void => undefined;
+
 export function failedResult(operationId: string, startedAt: string, error: string): OperationResult {
   return { operationId, status: "failed", exitCode: null, stdout: "", stderr: "", stdoutTruncated: false, stderrTruncated: false, durationMs: 0, startedAt, error };
 }
@@ -218,6 +221,11 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
             stream.removeAllListeners("data").removeAllListeners("end").resume();
             if (stream instanceof Socket) stream.unref();
           }
+          // The pipes hold the child process until they close, and its listeners hold this operation (its
+          // env values, its captured output): dropped, or they stay in memory as long as the daemon runs.
+          // (A listener made here would hold them too, through its scope: one from the module's.)
+          proc.removeAllListeners();
+          proc.on("error", ignoreError);
         }, 250).unref();
       });
       proc.on("close", () => finish());
