@@ -1,4 +1,5 @@
 import { Limits, type OutputChunk } from "@runbridge/contracts";
+import type { ChainableCommander } from "ioredis";
 import type { DispatcherContext } from "./context";
 
 const MAX_ENTRIES = 20_000;
@@ -93,13 +94,8 @@ export async function appendOutput(ctx: DispatcherContext, serverId: string, chu
   }
 }
 
-/** The operation has ended: its stream (and its byte counter) expire ENDED_TTL_SECONDS from now. */
-export async function outputEnded(ctx: DispatcherContext, operationId: string): Promise<void> {
+/** The operation has ended: its stream (and its byte counter) expire ENDED_TTL_SECONDS from now; added to `multi`. */
+export function outputEnded(ctx: DispatcherContext, operationId: string, multi: ChainableCommander): ChainableCommander {
   const key = ctx.keys.operationLog(operationId);
-  await ctx.redis
-    .multi()
-    .expire(key, ENDED_TTL_SECONDS)
-    .expire(liveLogCounterKey(key), ENDED_TTL_SECONDS)
-    .exec()
-    .catch((err: unknown) => ctx.logger.debug("could not shorten a live log's expiry", { operationId, error: String(err) }));
+  return multi.expire(key, ENDED_TTL_SECONDS).expire(liveLogCounterKey(key), ENDED_TTL_SECONDS);
 }

@@ -26,11 +26,14 @@ export async function finishOperation(
   const finished = await ctx.operations.finish(serverId, fields, opts.onlyIfUndispatched ?? false, opts.note);
   if (finished) {
     countOperationFinished(fields, finished.status, finished.type);
-    await ctx.redis.publish(ctx.keys.operationFinished, encodeFinished(fields.operationId, finished)).catch((err: unknown) => {
-      // Waiters also poll Postgres, so a lost notification only delays them.
-      ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });
-    });
-    await outputEnded(ctx, fields.operationId);
+    // One round trip: the notification, and the live log's shorter expiry now that it has ended.
+    const notify = ctx.redis.multi().publish(ctx.keys.operationFinished, encodeFinished(fields.operationId, finished));
+    await outputEnded(ctx, fields.operationId, notify)
+      .exec()
+      .catch((err: unknown) => {
+        // Waiters also poll Postgres, so a lost notification only delays them.
+        ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });
+      });
     // The recorded status and exit code (a registry logout the platform failed is completed, 125/124), and why.
     ctx.logger.info("operation finished", { operationId: fields.operationId, status: finished.status, exitCode: finished.exitCode, reason: endingReason(fields) });
   }
