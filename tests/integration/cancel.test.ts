@@ -25,6 +25,16 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
   const cancel = (id: string, token = fx.token) => stack.api().post(`/api/automation/v1/operations/${id}/cancel`).set(auth(token));
   const get = (id: string) => stack.api().get(`/api/automation/v1/operations/${id}`).set(auth());
 
+  it("forgets a cancel its runner never confirmed once the operation has ended another way", async () => {
+    const res = await exec({ command: "sleep 3; echo done" });
+    const id = res.body.operation_id as string;
+    // A cancel the gateway could only leave for the runner (e.g. requested while it was disconnected).
+    await stack.redis.sadd(stack.keys.pendingCancels(fx.server.id), id);
+    await waitFor(async () => ((await get(id)).body.status !== "running" ? true : null), 15_000, "the command to end");
+    expect((await get(id)).body).toMatchObject({ status: "completed", result: { exit_code: 0 } });
+    await waitFor(async () => (await stack.redis.sismember(stack.keys.pendingCancels(fx.server.id), id)) === 0, 5_000, "the pending cancel to be forgotten");
+  });
+
   it("stops the whole process tree of a running command, and the operation ends as cancelled", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "rb-cancel-"));
     const bgFile = path.join(dir, "bg.pid");

@@ -26,8 +26,12 @@ export async function finishOperation(
   const finished = await ctx.operations.finish(serverId, fields, opts.onlyIfUndispatched ?? false, opts.note);
   if (finished) {
     countOperationFinished(fields, finished.status, finished.type);
-    // One round trip: the notification, and the live log's shorter expiry now that it has ended.
-    const notify = ctx.redis.multi().publish(ctx.keys.operationFinished, encodeFinished(fields.operationId, finished));
+    // One round trip: the notification, the live log's shorter expiry now that it has ended, and a cancel still
+    // waiting for the runner to confirm it, which no runner will now (it would wait for the server's next cancel).
+    const notify = ctx.redis
+      .multi()
+      .publish(ctx.keys.operationFinished, encodeFinished(fields.operationId, finished))
+      .srem(ctx.keys.pendingCancels(serverId), fields.operationId);
     await outputEnded(ctx, fields.operationId, notify)
       .exec()
       .catch((err: unknown) => {
