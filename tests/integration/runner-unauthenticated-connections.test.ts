@@ -244,22 +244,40 @@ describe("runner connections not yet authenticated", () => {
     expect(await closedForRoom(port)).toBe(0);
   });
 
-  it("does not close a connection whose token is being looked up to make room: a fleet behind one address reconnecting at once is not sent away", async () => {
+  /**
+   * A dispatcher of its own whose PostgreSQL is reached through a proxy that can hold back the answers to
+   * token lookups; `fleet` starts scripted runners with fresh tokens whose lookups are held, resolving once
+   * every one of them is being checked.
+   */
+  const dispatcherWithHeldLookups = async (extra: Record<string, string> = {}) => {
     const db = new URL(stack.databaseUrl);
     const proxy = new HoldingProxy(Number(db.port || 5432));
     await proxy.listen();
-    try {
-      db.port = String(proxy.port);
-      await stack.startDispatcher({ DATABASE_URL: db.toString() });
-      const port = stack.dispatcherPorts[stack.dispatcherPorts.length - 1] as number;
-      const fixtures = await Promise.all(Array.from({ length: LIMIT }, () => createFixture()));
-      // PostgreSQL slow to answer their tokens' lookups (each sends its token's hash): as many runners as the
-      // address may hold, being checked.
+    db.port = String(proxy.port);
+    await stack.startDispatcher({ DATABASE_URL: db.toString(), ...extra });
+    const port = stack.dispatcherPorts[stack.dispatcherPorts.length - 1] as number;
+    const fleet = async (n: number) => {
+      const fixtures = await Promise.all(Array.from({ length: n }, () => createFixture()));
+      // Each lookup sends its token's hash: PostgreSQL's answers to those are held.
       proxy.hold(fixtures.map((fx) => hashToken(fx.runnerToken)));
-      const fleet = fixtures.map((fx) => scriptedRunner(port, fx.runnerToken));
-      runners.push(...fleet);
-      const letIn = fleet.map((socket) => untilConnected(socket));
-      await waitFor(async () => proxy.heldRequests >= LIMIT, 10_000, "the runners' token lookups");
+      const sockets: ScriptedSocket[] = [];
+      for (const fx of fixtures) {
+        const before = proxy.heldRequests;
+        sockets.push(scriptedRunner(port, fx.runnerToken));
+        // One at a time, so the first is the oldest.
+        await waitFor(async () => proxy.heldRequests > before, 10_000, "the runner's token lookup");
+      }
+      runners.push(...sockets);
+      return sockets;
+    };
+    return { port, proxy, fleet };
+  };
+
+  it("does not close a connection whose token is being looked up to make room: a fleet behind one address reconnecting at once is not sent away", async () => {
+    const { port, proxy, fleet } = await dispatcherWithHeldLookups();
+    try {
+      // PostgreSQL slow to answer: as many runners as the address may hold, being checked.
+      const letIn = (await fleet(LIMIT)).map((socket) => untilConnected(socket));
       // One more connection: none of theirs is closed for it, so the address holds one more than its share for now.
       const idle = await opened(port);
       expect(await unauthenticated(port)).toBe(LIMIT + 1);
@@ -272,6 +290,27 @@ describe("runner connections not yet authenticated", () => {
       await idle.closed;
       expect(await closedOf(port, more)).toEqual([]);
       expect(await closedForRoom(port)).toBe(1);
+    } finally {
+      proxy.release();
+      await proxy.close();
+    }
+  });
+
+  it("across addresses the bound holds even when every connection is being looked up: the oldest of them is closed", async () => {
+    const { port, proxy, fleet } = await dispatcherWithHeldLookups({ RUNNER_UNAUTHENTICATED_CONNECTIONS_MAX: "2" });
+    try {
+      const [oldest, newer] = await fleet(2);
+      const closed = new Promise((resolve) => {
+        oldest?.on("disconnect", resolve);
+        oldest?.on("connect_error", resolve);
+      });
+      await opened(port);
+      await closed;
+      expect(await closedForRoom(port)).toBe(1);
+      expect(await unauthenticated(port)).toBe(2);
+      proxy.release();
+      if (newer) await untilConnected(newer);
+      expect(await unauthenticated(port)).toBe(1);
     } finally {
       proxy.release();
       await proxy.close();

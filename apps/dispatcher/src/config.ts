@@ -90,7 +90,7 @@ export const dispatcherEnvSchema = Joi.object({
     .max(1_000_000)
     .default(4096)
     .description(
-      "Runner connections whose token has not (yet) been accepted, from all addresses together, on each dispatcher process; one more closes the oldest that is not having its token checked (the runner retries with backoff)",
+      "Runner connections whose token has not (yet) been accepted, from all addresses together, on each dispatcher process; one more closes the oldest that is not having its token checked, or the oldest of all when every one is (the runner retries with backoff)",
     ),
   RUNNER_HANDSHAKE_TIMEOUT_MS: Joi.number()
     .integer()

@@ -20,8 +20,9 @@ const CLOSED_LOG_EVERY_MS = 60_000;
  * accepted, or when it closes (whatever closes it); one whose token was refused is closable again.
  *
  * Across addresses this process holds at most RUNNER_UNAUTHENTICATED_CONNECTIONS_MAX of them (many addresses
- * are cheap to have: an IPv6 /48 holds 65,536 /64s), closing the oldest of all the same way: sockets and
- * what they buffer stay bounded whoever connects, and a runner still gets in at once.
+ * are cheap to have: an IPv6 /48 holds 65,536 /64s), closing the oldest of all the same way — and, when all
+ * of them are being checked, the oldest of those: sockets and what they buffer stay bounded whoever
+ * connects, and a runner still gets in at once.
  *
  * engine.io asks only about requests that open a connection (allowRequest): one naming an existing
  * connection (its `sid`, which that connection's first packet tells) would go uncounted, with no deadline.
@@ -82,11 +83,15 @@ export class UnauthenticatedConnections {
     const held = this.open.get(holder) ?? new Set<IncomingMessage>();
     for (const oldest of held) {
       if (held.size < this.perAddress) break;
-      if (!this.inCheck.has(oldest)) this.closeForRoom(oldest, address);
+      if (!this.inCheck.has(oldest)) this.closeForRoom(oldest, address, "address");
     }
-    for (const [oldest, itsAddress] of this.all) {
-      if (this.total < this.max) break;
-      if (!this.inCheck.has(oldest)) this.closeForRoom(oldest, itsAddress);
+    // Across addresses the bound holds whatever is being checked: idle ones first, then the oldest of the
+    // rest (many addresses can each keep lookups of unknown tokens queued behind PostgreSQL's pool).
+    for (const spareChecks of [true, false]) {
+      for (const [oldest, itsAddress] of this.all) {
+        if (this.total < this.max) break;
+        if (!spareChecks || !this.inCheck.has(oldest)) this.closeForRoom(oldest, itsAddress, "all");
+      }
     }
     // (Set again: releasing the last one took the address out.)
     this.open.set(holder, held.add(req));
@@ -139,20 +144,21 @@ export class UnauthenticatedConnections {
   }
 
   /** Released now, not on its 'close' (a moment later): the new one fits at once. */
-  private closeForRoom(req: IncomingMessage, address: string): void {
+  private closeForRoom(req: IncomingMessage, address: string, bound: "address" | "all"): void {
     this.releases.get(req)?.();
     req.socket.destroy();
-    this.closedToMakeRoom(address);
+    this.closedToMakeRoom(address, bound);
   }
 
   /** Counted every time, logged at most once a minute (a flood of them must not flood the logs). */
-  private closedToMakeRoom(address: string): void {
+  private closedToMakeRoom(address: string, bound: "address" | "all"): void {
     countRunnerHandshake("too_many_unauthenticated");
     this.closedSinceLog++;
-    const now = Date.now();
+    const now = performance.now();
     if (now - this.lastLogAt < CLOSED_LOG_EVERY_MS) return;
     this.logger.warn("closed runner connections: too many not yet authenticated from one address, or from all, the oldest made room (logged at most once a minute)", {
       clientIp: address,
+      bound,
       closed: this.closedSinceLog,
       limit: this.perAddress,
       limitOfAll: this.max,
