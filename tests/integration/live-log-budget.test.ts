@@ -1,5 +1,7 @@
 import { Limits } from "@runbridge/contracts";
-import { ENDED_TTL_SECONDS } from "../../apps/dispatcher/src/output-log";
+import { createLogger } from "@runbridge/common";
+import type { DispatcherContext } from "../../apps/dispatcher/src/context";
+import { ENDED_TTL_SECONDS, appendOutput } from "../../apps/dispatcher/src/output-log";
 import { testPrisma } from "../helpers/db";
 import { waitFor } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
@@ -111,6 +113,10 @@ describe("live-log byte budget", () => {
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(ENDED_TTL_SECONDS);
     }
+    // A chunk that arrives after the end (its ownership check answered late) does not give the stream the hour back.
+    const ctx = { redis: stack.redis, keys: stack.keys, logger: createLogger("test", "error") } as unknown as DispatcherContext;
+    await appendOutput(ctx, fx.server.id, { operationId: id, stream: "stdout", offset: 0, data: "late" });
+    for (const k of [key, `${key}:bytes`]) expect(await stack.redis.ttl(k)).toBeLessThanOrEqual(ENDED_TTL_SECONDS);
   }, 180_000);
 
   it("keeps a small output's live log whole, without a note", async () => {

@@ -56,7 +56,7 @@ describe("a cancel after the command exited", () => {
     const opts = { workdir: dir, rebootCommand: "true", killGraceMs: 200, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, now: Date.now };
     // The operation as the runner holds it, gone from everything but the executor once the result is in.
     const { op, background } = await (async () => {
-      const started = { operationId: "5a4b9a7e-2a39-4a2e-9d1b-7e6c1f0d2b33", spec: { kind: "shell" as const, command: "sleep 30 & echo $! > bg.pid; echo $SECRET" }, env: { SECRET: "canary-s3cr3t" }, timeoutSeconds: 30 };
+      const started = { operationId: "5a4b9a7e-2a39-4a2e-9d1b-7e6c1f0d2b33", spec: { kind: "shell" as const, command: "sleep 30 & echo $! > bg.pid; echo $SECRET" }, env: { SECRET: "canary-s3cr3t" }, stdin: "canary-password", timeoutSeconds: 30 };
       const result = await execute(started, opts, () => undefined).result;
       expect(result).toMatchObject({ status: "completed", exitCode: 0, stdout: "***\n" });
       return { op: new WeakRef(started), background: Number(readFileSync(path.join(dir, "bg.pid"), "utf8")) };

@@ -36,9 +36,10 @@ const CUT_OFF_NOTE =
  * Atomically: charge the chunk to the operation's byte counter; append it if
  * the total stays within the budget; on the chunk that first crosses it,
  * append the cut-off note instead; past it, append nothing. Both keys expire
- * together, an hour after the last chunk.
+ * together, an hour after the last chunk — unless the operation has ended (outputEnded): a chunk
+ * that arrives after the end does not give its stream the hour back.
  * KEYS: stream, counter. ARGV: budget, entry charge, ttl, maxlen, stream, offset, data, server, note,
- * data charge numerator, denominator.
+ * data charge numerator, denominator, ended ttl.
  */
 const APPEND = `
 local charge = math.ceil(#ARGV[7] * tonumber(ARGV[10]) / tonumber(ARGV[11])) + tonumber(ARGV[2])
@@ -50,8 +51,10 @@ if total <= budget then
 elseif before <= budget then
   redis.call('XADD', KEYS[1], '*', 'note', ARGV[9], 'cut_at', tostring(before))
 end
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+for _, key in ipairs(KEYS) do
+  local ttl = redis.call('TTL', key)
+  if ttl < 0 or ttl > tonumber(ARGV[12]) then redis.call('EXPIRE', key, ARGV[3]) end
+end
 return total
 `;
 
@@ -88,6 +91,7 @@ export async function appendOutput(ctx: DispatcherContext, serverId: string, chu
       CUT_OFF_NOTE,
       DATA_CHARGE_NUM,
       DATA_CHARGE_DEN,
+      ENDED_TTL_SECONDS,
     );
   } catch (err) {
     ctx.logger.debug("could not append live output", { operationId: chunk.operationId, error: String(err) });

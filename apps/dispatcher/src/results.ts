@@ -36,7 +36,7 @@ export async function finishOperation(
       .exec()
       .catch((err: unknown) => {
         // Waiters also poll Postgres, so a lost notification only delays them.
-        ctx.logger.warn("could not publish operation-finished", { operationId: fields.operationId, error: String(err) });
+        ctx.logger.warn("could not publish operation-finished (nor shorten its live log's expiry)", { operationId: fields.operationId, error: String(err) });
       });
     // The recorded status and exit code (a registry logout the platform failed is completed, 125/124), and why.
     ctx.logger.info("operation finished", { operationId: fields.operationId, status: finished.status, exitCode: finished.exitCode, reason: endingReason(fields) });

@@ -198,7 +198,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         });
       }
       if (op.stdin !== undefined && proc.stdin) {
-        proc.stdin.on("error", () => undefined); // The command may exit without reading it.
+        proc.stdin.on("error", ignoreError); // The command may exit without reading it.
         proc.stdin.end(op.stdin);
       }
       proc.on("error", (err) => {
