@@ -3,7 +3,7 @@ import request from "supertest";
 import { TokenKind, generateToken, hashToken } from "@runbridge/common";
 import { testPrisma } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
-import { ROOT } from "../helpers/processes";
+import { ROOT, waitFor } from "../helpers/processes";
 import { useStack } from "../helpers/suite";
 
 /**
@@ -76,8 +76,9 @@ describe("a gateway whose clock is off", () => {
     const sentAt = performance.now();
     const answer = request(gateway.url).post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "sleep 8" });
     const answered = answer.then((r) => r);
-    // Ten minutes back while it waits: by the wall clock, the wait's end would be ten minutes away.
-    await new Promise((r) => setTimeout(r, 500));
+    // Ten minutes back while it waits (its job enqueued, so its wait begun): by the wall clock, the wait's end
+    // would be ten minutes away.
+    await waitFor(async () => (await testPrisma().operation.findFirst({ where: { serverId: fx.server.id, dispatchedAt: { not: null } } })) ?? null, 10_000, "the exec to be handed over");
     gateway.proc.child.kill("SIGUSR2");
     const res = await answered;
     expect(performance.now() - sentAt).toBeLessThan(6_000);

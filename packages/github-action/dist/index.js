@@ -686,7 +686,7 @@ function parseEnvLines(text, where) {
     if (eq < 0 || !ENV_NAME.test(name)) {
       throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
-    const value = valueOf(line.slice(eq + 1));
+    const value = parseValue(line.slice(eq + 1));
     if (value === void 0) {
       throw new UsageError(
         `${where} line ${i + 1} (${name}): a quoted value must end with its closing quote on the same line, followed by nothing but an optional # comment (the value is not shown)`
@@ -696,7 +696,7 @@ function parseEnvLines(text, where) {
   });
   return out;
 }
-function valueOf(raw) {
+function parseValue(raw) {
   const v = raw.trim();
   const quote = v[0];
   if (quote !== "'" && quote !== '"') {

@@ -68,7 +68,7 @@ export function parseEnvLines(text: string, where: string): Record<string, strin
     if (eq < 0 || !ENV_NAME.test(name)) {
       throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
-    const value = valueOf(line.slice(eq + 1));
+    const value = parseValue(line.slice(eq + 1));
     if (value === undefined) {
       throw new UsageError(
         `${where} line ${i + 1} (${name}): a quoted value must end with its closing quote on the same line, followed by nothing but an optional # comment (the value is not shown)`,
@@ -80,7 +80,7 @@ export function parseEnvLines(text: string, where: string): Record<string, strin
 }
 
 /** The value after `KEY=`, or undefined for a quoted one that is not closed or has more than a comment after it. */
-function valueOf(raw: string): string | undefined {
+function parseValue(raw: string): string | undefined {
   const v = raw.trim();
   const quote = v[0];
   if (quote !== "'" && quote !== '"') {

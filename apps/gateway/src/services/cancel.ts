@@ -20,6 +20,7 @@ const PENDING_CANCEL_TTL_SECONDS = 24 * 3600;
 
 export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth, op: Operation, reason: string | undefined): Promise<CancelOutcome> {
   const error = cancelledOnRequest(reason);
+  // Recorded whatever follows: the request was made (the ending below, if it comes, is its own statement).
   await ctx.prisma.auditEvent.create({
     data: {
       tenantId: op.tenantId,
