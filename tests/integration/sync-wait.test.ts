@@ -1,4 +1,4 @@
-import { testPrisma } from "../helpers/db";
+import { holdRowLock, testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
@@ -39,6 +39,30 @@ describe("synchronous wait", () => {
     await waitFor(async () => stack.gateway.waiter.waiting === 1, 5_000, "the request to be held");
     expect(await held).toBe("client gave up");
     await waitFor(async () => stack.gateway.waiter.waiting === 0, 3_000, "the wait loop to end with its client");
+    expect(stack.gateway.waiter.pending).toBe(0);
+  });
+
+  it("does not wait at all for a client that went away while its operation was being started", async () => {
+    const fx = await connectedFixture();
+    // The server's row held, so the exec waits at its insert (the foreign key) while its client gives up.
+    const lock = holdRowLock("servers", fx.server.id);
+    const held = stack
+      .api()
+      .post("/api/automation/v1/exec")
+      .set("Authorization", `Bearer ${fx.token}`)
+      .send({ server_id: fx.server.id, command: "true", timeout_seconds: 60 })
+      .timeout(500)
+      .then(
+        () => "answered",
+        () => "client gave up",
+      );
+    await lock.blocked();
+    expect(await held).toBe("client gave up");
+    await lock.finish(async () => undefined);
+    // Accepted all the same (nothing can take it back once the insert lands), and then not held for anyone.
+    await waitFor(async () => (await testPrisma().operation.count({ where: { serverId: fx.server.id } })) === 1, 5_000, "the operation to be recorded");
+    await new Promise((r) => setTimeout(r, 500));
+    expect(stack.gateway.waiter.waiting).toBe(0);
     expect(stack.gateway.waiter.pending).toBe(0);
   });
 

@@ -208,6 +208,8 @@ export async function runAndWait(ctx: GatewayContext, auth: AutomationAuth, inpu
   if (!registration) throw new Error("completion waiter was not registered");
   const waiting = registration;
   res.on("close", () => waiting.cancel());
+  // Gone while the operation was being started: its 'close' has been, and will not come again.
+  if (res.destroyed) waiting.cancel();
   try {
     return await waitForOperation(ctx, op.id, waiting, syncWaitMs(ctx, input.timeoutSeconds));
   } catch (err) {
