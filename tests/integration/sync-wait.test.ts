@@ -24,18 +24,22 @@ describe("synchronous wait", () => {
     return fx;
   }
 
-  it("stops polling as soon as the client goes away", async () => {
-    const fx = await connectedFixture();
-    const held = stack
+  /** An exec of `true` whose client gives up after `ms`: "client gave up", or "answered" if it came first. */
+  const execGivingUpAfter = (fx: { token: string; server: { id: string } }, ms: number) =>
+    stack
       .api()
       .post("/api/automation/v1/exec")
       .set("Authorization", `Bearer ${fx.token}`)
       .send({ server_id: fx.server.id, command: "true", timeout_seconds: 60 })
-      .timeout(1500)
+      .timeout(ms)
       .then(
         () => "answered",
         () => "client gave up",
       );
+
+  it("stops polling as soon as the client goes away", async () => {
+    const fx = await connectedFixture();
+    const held = execGivingUpAfter(fx, 1500);
     await waitFor(async () => stack.gateway.waiter.waiting === 1, 5_000, "the request to be held");
     expect(await held).toBe("client gave up");
     await waitFor(async () => stack.gateway.waiter.waiting === 0, 3_000, "the wait loop to end with its client");
@@ -46,16 +50,7 @@ describe("synchronous wait", () => {
     const fx = await connectedFixture();
     // The server's row held, so the exec waits at its insert (the foreign key) while its client gives up.
     const lock = holdRowLock("servers", fx.server.id);
-    const held = stack
-      .api()
-      .post("/api/automation/v1/exec")
-      .set("Authorization", `Bearer ${fx.token}`)
-      .send({ server_id: fx.server.id, command: "true", timeout_seconds: 60 })
-      .timeout(500)
-      .then(
-        () => "answered",
-        () => "client gave up",
-      );
+    const held = execGivingUpAfter(fx, 500);
     await lock.blocked();
     expect(await held).toBe("client gave up");
     await lock.finish(async () => undefined);
