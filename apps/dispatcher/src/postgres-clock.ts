@@ -1,4 +1,4 @@
-import { type ClockSample, bestClockSample, type Logger } from "@runbridge/common";
+import { type ClockSample, bestClockSample, clockOffset, type Logger } from "@runbridge/common";
 import type { PrismaClient } from "@runbridge/db";
 
 const MEASURE_INTERVAL_MS = 60_000;
@@ -21,8 +21,8 @@ const FIRST_READING_TRIES = 5;
  * with correct clocks refuse timely starts.
  */
 export class PostgresClock {
-  /** The last good reading: PostgreSQL's time, and performance.now() at the moment it was read. */
-  private reading: { postgresAt: number; monotonicAt: number } | null = null;
+  /** The last good reading: PostgreSQL's clock less the monotonic one (performance.now()), and when it was read. */
+  private reading: { offsetMs: number; readAt: number } | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -31,12 +31,12 @@ export class PostgresClock {
   ) {}
 
   now(): number {
-    return this.reading ? this.reading.postgresAt + (performance.now() - this.reading.monotonicAt) : Date.now();
+    return this.reading ? performance.now() + this.reading.offsetMs : Date.now();
   }
 
   /** PostgreSQL's time, when the last reading is recent; null otherwise. */
   fresh(): number | null {
-    return this.reading !== null && performance.now() - this.reading.monotonicAt <= FRESH_FOR_MS ? this.now() : null;
+    return this.reading !== null && performance.now() - this.reading.readAt <= FRESH_FOR_MS ? this.now() : null;
   }
 
   /** Reads the clock (waiting a few seconds at most for a first good reading), then once a minute. */
@@ -52,26 +52,25 @@ export class PostgresClock {
 
   /** One reading; a failed or slow one keeps the last. */
   async measure(): Promise<boolean> {
+    // Dated from before its first query: never fresher than it is.
+    const readAt = performance.now();
     const best = await bestClockSample(() => this.exchange(), SAMPLES_PER_READING, GOOD_ROUND_TRIP_MS);
     if (best === null) return false;
-    this.reading = { postgresAt: best.postgresAt, monotonicAt: best.monotonicAt };
-    this.logger.debug("read PostgreSQL's clock", { offsetMs: best.offsetMs, roundTripMs: best.roundTripMs });
+    this.reading = { offsetMs: best.offsetMs, readAt };
+    // (Against this machine's wall clock only for the log.)
+    this.logger.debug("read PostgreSQL's clock", { offsetMs: Math.round(this.now() - Date.now()), roundTripMs: best.roundTripMs });
     return true;
   }
 
-  private async exchange(): Promise<(ClockSample & { postgresAt: number; monotonicAt: number }) | null> {
+  /** One query, timed on the monotonic clock: its offset is PostgreSQL's clock less that one. */
+  private async exchange(): Promise<ClockSample | null> {
     const sentAt = performance.now();
     const rows = await this.prisma.$queryRaw<{ now: Date }[]>`SELECT clock_timestamp() AS now`.catch((err: unknown) => {
       this.logger.debug("could not read PostgreSQL's clock", { error: String(err) });
       return [];
     });
     const receivedAt = performance.now();
-    const postgresAt = rows[0]?.now.getTime();
-    const roundTripMs = receivedAt - sentAt;
-    if (postgresAt === undefined || !Number.isFinite(postgresAt) || roundTripMs > MAX_ROUND_TRIP_MS) return null;
-    // PostgreSQL read its clock somewhere in the round trip: taken as its middle, off by half of it at most.
-    const monotonicAt = (sentAt + receivedAt) / 2;
-    // (Against this machine's wall clock only for the log.)
-    return { postgresAt, monotonicAt, roundTripMs, offsetMs: Math.round(postgresAt - (Date.now() - (receivedAt - monotonicAt))) };
+    const offsetMs = rows[0] ? clockOffset(sentAt, rows[0].now.getTime(), receivedAt, MAX_ROUND_TRIP_MS) : null;
+    return offsetMs === null ? null : { offsetMs, roundTripMs: receivedAt - sentAt };
   }
 }
