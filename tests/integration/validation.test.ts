@@ -158,6 +158,17 @@ describe("Automation API errors and limits", () => {
       expectDetail(await exec({ run_context: { repository: 5 } }), 422, /"run_context.repository" must be a string/);
     });
 
+    it("refuses a key named __proto__ (joi would drop it without a word) wherever it is, and runs nothing", async () => {
+      // As a client's JSON spells it: a JavaScript literal { __proto__: … } would set a prototype instead.
+      const raw = (json: string) =>
+        stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).set("Content-Type", "application/json").send(json);
+      const before = await testPrisma().operation.count({ where: { tenantId: fx.tenant.id } });
+      expectDetail(await raw(`{"server_id":"${fx.server.id}","command":"true","env":{"A":"1","__proto__":"x"}}`), 422, /"env\.__proto__": a key named __proto__ cannot be passed/);
+      expectDetail(await raw(`{"server_id":"${fx.server.id}","command":"true","run_context":{"__proto__":{"a":"b"}}}`), 422, /"run_context\.__proto__"/);
+      expectDetail(await raw(`{"__proto__":{},"server_id":"${fx.server.id}","command":"true"}`), 422, /"__proto__": a key named/);
+      expect(await testPrisma().operation.count({ where: { tenantId: fx.tenant.id } })).toBe(before);
+    });
+
     it("accepts a command of exactly 8,192 characters and refuses 8,193", async () => {
       const ok = `: ${"x".repeat(8190)}`;
       expect(ok.length).toBe(8192);

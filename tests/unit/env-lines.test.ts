@@ -1,4 +1,4 @@
-import { parseEnvLines } from "../../apps/cli/src/client/env-vars";
+import { EnvBuilder, parseEnvLines } from "../../apps/cli/src/client/env-vars";
 
 /**
  * `--env-file` and the Action's `env` input: the lines users copy from a
@@ -44,6 +44,15 @@ describe("env file lines", () => {
       expect(message).toMatch(/vars\.env line 2 \(SECRET\): a quoted value must end with its closing quote/);
       expect(message).not.toContain("s3cr3t");
     }
+  });
+
+  it("refuses __proto__, a valid name that an object would drop without a word, from a file and from --env", () => {
+    expect(() => parse("A=1\n__proto__=x")).toThrow(/^vars\.env line 2: __proto__ cannot be passed/);
+    const env = new EnvBuilder();
+    expect(() => env.flag("__proto__=x")).toThrow(/^--env: __proto__ cannot be passed/);
+    expect(() => env.flag("__proto__", { __proto__: "x" } as unknown as Record<string, string>)).toThrow(/__proto__ cannot be passed/);
+    env.flag("A=1");
+    expect(env.vars).toEqual({ A: "1" });
   });
 
   it("refuses a line without a valid name by its number only", () => {

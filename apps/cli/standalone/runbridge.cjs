@@ -274,6 +274,8 @@ ${usage}` : ""}`);
 // src/client/env-vars.ts
 var import_node_fs = require("node:fs");
 var ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+var RESERVED = "__proto__";
+var RESERVED_REASON = `${RESERVED} cannot be passed (a JavaScript object cannot hold it as a key); rename the variable`;
 var EnvBuilder = class {
   vars = {};
   /** `K=V`, or a bare `K` to pass this process's own value of K (keeps secrets out of argv). */
@@ -306,6 +308,7 @@ var EnvBuilder = class {
         `${where}: expected NAME or NAME=VALUE with a valid variable name (letters, digits, _; not starting with a digit); the argument is not shown, as it may be a secret — was a value passed (--env "$NAME") instead of a name (--env NAME)?`
       );
     }
+    if (name === RESERVED) throw new UsageError(`${where}: ${RESERVED_REASON}`);
   }
 };
 function parseEnvLines(text, where) {
@@ -319,6 +322,7 @@ function parseEnvLines(text, where) {
     if (eq < 0 || !ENV_NAME.test(name)) {
       throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
+    if (name === RESERVED) throw new UsageError(`${where} line ${i + 1}: ${RESERVED_REASON}`);
     const value = parseValue(line.slice(eq + 1));
     if (value === void 0) {
       throw new UsageError(

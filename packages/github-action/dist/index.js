@@ -675,6 +675,8 @@ async function discover(client, inv, firstDelayMs, signal) {
 
 // ../../apps/cli/src/client/env-vars.ts
 var ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+var RESERVED = "__proto__";
+var RESERVED_REASON = `${RESERVED} cannot be passed (a JavaScript object cannot hold it as a key); rename the variable`;
 function parseEnvLines(text, where) {
   const out = {};
   const lines = text.split(/\r?\n/);
@@ -686,6 +688,7 @@ function parseEnvLines(text, where) {
     if (eq < 0 || !ENV_NAME.test(name)) {
       throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
+    if (name === RESERVED) throw new UsageError(`${where} line ${i + 1}: ${RESERVED_REASON}`);
     const value = parseValue(line.slice(eq + 1));
     if (value === void 0) {
       throw new UsageError(

@@ -2,6 +2,9 @@ import { readFileSync } from "node:fs";
 import { UsageError } from "./api";
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A valid name that no object can carry as a key (assigning it sets the prototype): the gateway refuses it too. */
+const RESERVED = "__proto__";
+const RESERVED_REASON = `${RESERVED} cannot be passed (a JavaScript object cannot hold it as a key); rename the variable`;
 
 /**
  * Environment for a remote command from `--env` flags and `--env-file` files.
@@ -44,6 +47,7 @@ export class EnvBuilder {
         `${where}: expected NAME or NAME=VALUE with a valid variable name (letters, digits, _; not starting with a digit); the argument is not shown, as it may be a secret — was a value passed (--env "$NAME") instead of a name (--env NAME)?`,
       );
     }
+    if (name === RESERVED) throw new UsageError(`${where}: ${RESERVED_REASON}`);
   }
 }
 
@@ -68,6 +72,7 @@ export function parseEnvLines(text: string, where: string): Record<string, strin
     if (eq < 0 || !ENV_NAME.test(name)) {
       throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE with a valid variable name (the line is not shown: it may hold a secret)`);
     }
+    if (name === RESERVED) throw new UsageError(`${where} line ${i + 1}: ${RESERVED_REASON}`);
     const value = parseValue(line.slice(eq + 1));
     if (value === undefined) {
       throw new UsageError(

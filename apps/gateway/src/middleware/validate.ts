@@ -1,5 +1,5 @@
 import type Joi from "joi";
-import { VALIDATION_OPTIONS } from "@runbridge/contracts";
+import { VALIDATION_OPTIONS, reservedKeyPath } from "@runbridge/contracts";
 import { ValidationError } from "../errors";
 
 /** Validates a request body with its contract schema; the 422 detail names the bad field. */
@@ -7,6 +7,8 @@ export function validateBody<T>(schema: Joi.ObjectSchema<T>, body: unknown): T {
   if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
     throw new ValidationError("Request body must be a JSON object");
   }
+  const reserved = reservedKeyPath(body);
+  if (reserved) throw new ValidationError(`"${reserved}": a key named __proto__ cannot be passed (a JavaScript object cannot hold it); rename it`);
   const { value, error } = schema.validate(body, VALIDATION_OPTIONS);
   if (error) throw new ValidationError(error.details[0]?.message ?? error.message);
   return value;

@@ -26,6 +26,22 @@ export const uuid = () =>
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/**
+ * The path of the first `__proto__` key in a parsed JSON body, or null. JSON.parse makes it an
+ * ordinary key, but joi copies objects by assignment, which drops it without a word: an env
+ * variable of that name (a valid POSIX name) would be left out of the command. Refused instead.
+ */
+export function reservedKeyPath(body: unknown): string | null {
+  const stack: Array<[unknown, string]> = [[body, ""]];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const [value, path] = item;
+    if (value === null || typeof value !== "object") continue;
+    if (!Array.isArray(value) && Object.prototype.hasOwnProperty.call(value, "__proto__")) return path ? `${path}.__proto__` : "__proto__";
+    for (const [k, v] of Object.entries(value)) if (v !== null && typeof v === "object") stack.push([v, path ? `${path}.${k}` : k]);
+  }
+  return null;
+}
+
 function utf8Bytes(s: string): number {
   return Buffer.byteLength(s, "utf8");
 }
