@@ -112,7 +112,7 @@ export const dispatcherEnvSchema = Joi.object({
     .min(100)
     .max(120000)
     .default(10000)
-    .description("How long a cloud provider API call may take before the reboot falls back to the runner"),
+    .description("How long a cloud provider API call may take; unanswered, the reboot fails with its outcome unknown (never retried through the runner: the provider may have rebooted it)"),
   DEPLOY_TURN_GRACE_SECONDS: Joi.number()
     .integer()
     .min(5)
