@@ -5,6 +5,7 @@ import { CopyButton } from "../components/CopyButton";
 import { ConfirmDialog, Modal } from "../components/Modal";
 import { useLoad, useSubmitOnce } from "../hooks";
 import { href, navigate } from "../router";
+import { deployCurl } from "../shell";
 import type { Application, Page, Server } from "../types";
 
 type AppInput = Omit<Application, "id" | "created_at">;
@@ -122,9 +123,7 @@ function DeployDialog(props: { app: Application; onClose: () => void }) {
   const [key, setKey] = useState("");
   const [error, setError] = useState<string | null>(null);
   const deploying = useSubmitOnce();
-  const snippet = `curl -sS -X POST "${window.location.origin}/api/automation/v1/deploy" \\
-  -H "Authorization: Bearer $RUNBRIDGE_API_KEY" -H "Content-Type: application/json" \\
-  -d '{"application_id": "${props.app.id}", "commit_ref": "${ref}"}'`;
+  const snippet = deployCurl(window.location.origin, props.app.id, ref);
   const deploy = (e: FormEvent) => {
     e.preventDefault();
     void deploying.once(async () => {
