@@ -1,6 +1,12 @@
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import request from "supertest";
 import { Limits, OPERATION_TYPES } from "@runbridge/contracts";
+import { createApp } from "../../apps/gateway/src/app";
+import type { GatewayContext } from "../../apps/gateway/src/context";
+import { routesOf } from "../../apps/gateway/src/route-matcher";
+import { AUTOMATION_BASE, OPENAPI_PATH } from "../../apps/gateway/src/routes/automation/paths";
 import { ROOT } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
@@ -27,6 +33,60 @@ function validateOpenApi(doc: unknown): { valid: boolean; errors?: unknown; vers
   const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { cwd: ROOT, input: JSON.stringify(doc) });
   return JSON.parse(out.toString()) as { valid: boolean; errors?: unknown; version?: string };
 }
+
+type ExpressRouter = Parameters<typeof routesOf>[0];
+
+interface MountLayer {
+  /** Mounted at the root: routesOf already reads it. */
+  slash?: boolean;
+  /** The path a router was mounted at (router 2's Layer). */
+  rawPath?: unknown;
+  handle?: { stack?: unknown };
+}
+
+/**
+ * The routes of the routers mounted at a path (`app.use("/api/v1", management)`), with that path:
+ * routesOf reads only a router and those mounted at its root, which is all the metrics need.
+ */
+function mountedRoutes(router: ExpressRouter, base = ""): [string, string][] {
+  const out: [string, string][] = [];
+  for (const layer of (router as unknown as { stack: MountLayer[] }).stack) {
+    if (!Array.isArray(layer.handle?.stack)) continue;
+    const inner = layer.handle as unknown as ExpressRouter;
+    if (layer.slash) {
+      out.push(...mountedRoutes(inner, base));
+      continue;
+    }
+    // Fails loudly rather than skipping a whole API if a router upgrade stores the mount elsewhere.
+    if (typeof layer.rawPath !== "string") throw new Error(`a router mounted under "${base || "/"}" has no string mount path (rawPath): update mountedRoutes`);
+    const mount = `${base}${layer.rawPath}`;
+    out.push(...routesOf(inner).map(([method, path]): [string, string] => [method, `${mount}${path}`]), ...mountedRoutes(inner, mount));
+  }
+  return out;
+}
+
+/**
+ * Every [method, path] the gateway's Express app serves. The stack does not expose that app
+ * (createApp wraps it in the front door), so a second one is assembled by the same createApp on
+ * the stack's context, and taken from the one request it answers: Express puts itself on every
+ * request it handles as `req.app`.
+ */
+async function servedRoutes(ctx: GatewayContext): Promise<[string, string][]> {
+  const listener = createApp(ctx);
+  let seen: IncomingMessage | undefined;
+  await request((req: IncomingMessage, res: ServerResponse) => {
+    seen = req;
+    listener(req, res);
+  })
+    .get(OPENAPI_PATH)
+    .expect(200);
+  const router = (seen as { app?: { router?: ExpressRouter } } | undefined)?.app?.router;
+  if (!router) throw new Error("the request did not go through Express: no req.app.router");
+  return [...routesOf(router), ...mountedRoutes(router)];
+}
+
+/** A route's method and path with its parameters unnamed: Express's `:id` and OpenAPI's `{id}` alike. */
+const routeKey = (method: string, path: string) => `${method.toUpperCase()} ${path.replace(/:\w+|\{[^}]+\}/g, "{}")}`;
 
 describe("GET /api/automation/v1/openapi.json", () => {
   const suite = useStack();
@@ -113,5 +173,13 @@ describe("GET /api/automation/v1/openapi.json", () => {
         expect([200, 401]).toContain(res?.status);
       }
     }
+  });
+
+  it("documents every route the gateway serves under /api/, with its method", async () => {
+    const documented = new Set(Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => routeKey(method, path))));
+    const served = [...new Set((await servedRoutes(stack.gateway)).filter(([, path]) => path.startsWith("/api/")).map(([method, path]) => routeKey(method, path)))].sort();
+    // Both APIs were found: a walk that lost a mount would otherwise have nothing to miss.
+    expect(served).toEqual(expect.arrayContaining([`POST ${AUTOMATION_BASE}/exec`, `GET ${AUTOMATION_BASE}/operations/{}`, "GET /api/v1/servers", "DELETE /api/v1/servers/{}"]));
+    expect(served.filter((route) => !documented.has(route))).toEqual([]);
   });
 });

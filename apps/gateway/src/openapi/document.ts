@@ -7,6 +7,7 @@ import {
   OperationStatus,
   automationListOperationsQuerySchema,
   cancelOperationRequestSchema,
+  createApiKeySchema,
   createApplicationSchema,
   createAutomationKeySchema,
   createRegistryCredentialSchema,
@@ -79,6 +80,7 @@ function componentSchemas(): Record<string, JsonSchema> {
     CreateServerRequest: joiToJsonSchema(createServerSchema),
     CreateAutomationKeyRequest: joiToJsonSchema(createAutomationKeySchema),
     UpdateAutomationKeyRequest: joiToJsonSchema(updateAutomationKeySchema),
+    CreateApiKeyRequest: joiToJsonSchema(createApiKeySchema),
     ServerProviderLinkRequest: joiToJsonSchema(serverProviderLinkSchema),
     CreateApplicationRequest: joiToJsonSchema(createApplicationSchema),
     UpdateApplicationRequest: joiToJsonSchema(updateApplicationSchema),
@@ -211,6 +213,21 @@ function componentSchemas(): Record<string, JsonSchema> {
         rate_limit: { type: "integer", minimum: Limits.rateLimitMin, maximum: Limits.rateLimitMax },
         expires_at: nullable("string", { format: "date-time" }),
         key: { type: "string", description: "Only in the response to POST /automation-keys: shown once." },
+      },
+    },
+    ApiKey: {
+      type: "object",
+      description: "A general API key (rbk_...). Only its SHA-256 is stored, and that is never returned.",
+      properties: {
+        id: { type: "string", format: "uuid" },
+        name: { type: "string" },
+        prefix: { type: "string" },
+        status: { type: "string", enum: ["active", "revoked"] },
+        created_at: { type: "string", format: "date-time" },
+        last_used_at: nullable("string", { format: "date-time" }),
+        revoked_at: nullable("string", { format: "date-time" }),
+        current: { type: "boolean", description: "Whether this request was made with this key (revoking it ends the caller's access)." },
+        key: { type: "string", description: "Only in the response to POST /api-keys: shown once." },
       },
     },
   };
@@ -361,7 +378,13 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         },
       },
       [`${MANAGEMENT}/applications`]: {
-        post: { summary: "Create an application", ...mgmt, requestBody: managementBody("CreateApplicationRequest"), responses: { "201": ok("Created", "Application"), ...errors("401", "404", "422") } },
+        post: {
+          summary: "Create an application",
+          description: "A `server_id` that is not a server of the caller's tenant is refused with 422.",
+          ...mgmt,
+          requestBody: managementBody("CreateApplicationRequest"),
+          responses: { "201": ok("Created", "Application"), ...errors("401", "422") },
+        },
         get: { summary: "List applications", ...mgmt, responses: { "200": list("Applications", "Application"), ...errors("401") } },
       },
       [`${MANAGEMENT}/applications/{id}`]: {
@@ -373,7 +396,13 @@ export function buildOpenApiDocument(): Record<string, unknown> {
           requestBody: managementBody("UpdateApplicationRequest"),
           responses: { "200": ok("Updated", "Application"), ...errors("401", "404", "422") },
         },
-        delete: { summary: "Delete an application", ...mgmt, parameters: [idParam], responses: { "204": { description: "Deleted" }, ...errors("401", "404") } },
+        delete: {
+          summary: "Delete an application with its deployments",
+          description: "Refused with 409 while any of its deployments is running or waiting its turn.",
+          ...mgmt,
+          parameters: [idParam],
+          responses: { "204": { description: "Deleted" }, ...errors("401", "404", "409") },
+        },
       },
       [`${MANAGEMENT}/applications/{id}/deployments`]: {
         get: { summary: "An application's latest deployments", ...mgmt, parameters: [idParam], responses: { "200": list("Deployments", null), ...errors("401", "404") } },
@@ -412,12 +441,39 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         get: { summary: "Get an automation key", ...mgmt, parameters: [idParam], responses: { "200": ok("The key", "AutomationKey"), ...errors("401", "404") } },
         patch: {
           summary: "Update an automation key's name or scopes",
+          description: "A revoked key cannot be changed: refused with 409.",
           ...mgmt,
           parameters: [idParam],
           requestBody: managementBody("UpdateAutomationKeyRequest"),
-          responses: { "200": ok("Updated", "AutomationKey"), ...errors("401", "404", "422") },
+          responses: { "200": ok("Updated", "AutomationKey"), ...errors("401", "404", "409", "422") },
         },
-        delete: { summary: "Revoke an automation key", ...mgmt, parameters: [idParam], responses: { "200": ok("Revoked", "AutomationKey"), ...errors("401", "404", "409") } },
+        delete: {
+          summary: "Revoke an automation key",
+          description: "Idempotent: revoking a revoked key answers with it as it is, keeping the first `revoked_at`, and records no second `key.revoked` audit event.",
+          ...mgmt,
+          parameters: [idParam],
+          responses: { "200": ok("Revoked", "AutomationKey"), ...errors("401", "404") },
+        },
+      },
+      [`${MANAGEMENT}/api-keys`]: {
+        post: {
+          summary: "Create a general API key (returns it once)",
+          description: "Recorded as an `api_key.created` audit event (never the key).",
+          ...mgmt,
+          requestBody: managementBody("CreateApiKeyRequest"),
+          responses: { "201": ok("Created", "ApiKey"), ...errors("401", "422") },
+        },
+        get: { summary: "List general API keys, newest first", ...mgmt, responses: { "200": list("Keys", "ApiKey"), ...errors("401") } },
+      },
+      [`${MANAGEMENT}/api-keys/{id}`]: {
+        delete: {
+          summary: "Revoke a general API key",
+          description:
+            "It is refused from then on, in the dashboard sessions signed in with it too. Idempotent: revoking a revoked key answers with it as it is, keeping the first `revoked_at`, and records no second `api_key.revoked` audit event.",
+          ...mgmt,
+          parameters: [idParam],
+          responses: { "200": ok("Revoked", "ApiKey"), ...errors("401", "404") },
+        },
       },
       [`${MANAGEMENT}/operations`]: {
         get: {
