@@ -78,6 +78,77 @@ describe("dashboard sessions", () => {
     expect(([] as string[]).concat(tls.headers["set-cookie"] ?? []).join()).toMatch(/;\s*Secure/i);
   });
 
+  it("names the cookie __Host-rb_session over TLS, and there takes no plain rb_session, which a sibling subdomain could plant", async () => {
+    const s = await session();
+    const behindProxy = createApp({ ...stack.gateway, config: { ...stack.gateway.config, TRUST_PROXY: "1" } });
+    const overTls = (r: request.Test) => r.set("X-Forwarded-Proto", "https");
+    const signedIn = await overTls(request(behindProxy).post("/dashboard/session")).set("X-Requested-With", "x").send({ api_key: s.apiKey });
+    expect(signedIn.status).toBe(201);
+    const raw = ([] as string[]).concat(signedIn.headers["set-cookie"] ?? []).find((c) => c.startsWith("__Host-rb_session=")) ?? "";
+    // What browsers require of the prefix: Secure, Path=/, no Domain.
+    expect(raw).toMatch(/;\s*Secure/i);
+    expect(raw).toMatch(/;\s*Path=\/(;|$)/);
+    expect(raw).not.toMatch(/Domain=/i);
+    const id = raw.slice("__Host-rb_session=".length).split(";")[0] ?? "";
+    expect(id).toMatch(/^[A-Za-z0-9_-]{43}$/);
+
+    const servers = (cookie: string) => overTls(request(behindProxy).get("/api/v1/servers")).set("Cookie", cookie);
+    expect((await servers(`__Host-rb_session=${id}`)).status).toBe(200);
+    // A plain cookie over TLS is no session, even a valid one (an attacker's own, planted for this host)...
+    const planted = await servers(`rb_session=${s.id}`);
+    expect(planted.status).toBe(401);
+    expect(planted.body.detail).toMatch(/Authorization/);
+    // ...and one planted beside the real cookie changes nothing: neither signs the user out nor takes over.
+    expect((await servers(`rb_session=broken; __Host-rb_session=${id}`)).status).toBe(200);
+    const other = await session();
+    const both = await servers(`rb_session=${other.id}; __Host-rb_session=${id}`);
+    expect(both.status).toBe(200);
+    const mine = await request(behindProxy).get("/dashboard/session").set("X-Forwarded-Proto", "https").set("Cookie", `rb_session=${other.id}; __Host-rb_session=${id}`);
+    expect(mine.body.tenant_id).toBe(s.tenant.id);
+
+    const out = await overTls(request(behindProxy).delete("/dashboard/session")).set("Cookie", `__Host-rb_session=${id}`).set("X-CSRF-Token", signedIn.body.csrf_token as string);
+    expect(out.status).toBe(204);
+    expect(([] as string[]).concat(out.headers["set-cookie"] ?? []).join()).toMatch(/__Host-rb_session=;.*Secure/i);
+    expect((await servers(`__Host-rb_session=${id}`)).status).toBe(401);
+  });
+
+  it("marks every API answer as not to be rendered, framed, sniffed or cached, and HSTS over TLS only", async () => {
+    const s = await session();
+    const expectApiHeaders = (res: { headers: Record<string, string | undefined> }, what: string) => {
+      expect([what, res.headers["x-content-type-options"], res.headers["cache-control"]]).toEqual([what, "nosniff", "no-store"]);
+    };
+    const servers = await stack.api().get("/api/v1/servers").set("Cookie", s.cookie);
+    expect(servers.status).toBe(200);
+    expectApiHeaders(servers, "management read");
+    expect(servers.headers["content-security-policy"]).toBe("default-src 'none';frame-ancestors 'none'");
+    expect(servers.headers["x-frame-options"]).toBe("DENY");
+    expect(servers.headers["strict-transport-security"]).toBeUndefined();
+    expectApiHeaders(await stack.api().get("/api/v1/nope").set("Cookie", s.cookie), "unknown route");
+    // Refused before Express (the front door) and by Express's error middleware.
+    const refused = await stack.api().get(`/api/automation/v1/operations/${"0".repeat(8)}-0000-4000-8000-${"0".repeat(12)}`).set("Authorization", "Bearer rca_nope");
+    expect(refused.status).toBe(401);
+    expectApiHeaders(refused, "front door refusal");
+    expectApiHeaders(await stack.api().get("/api/v1/servers"), "management 401");
+    expectApiHeaders(await stack.api().get("/dashboard/session"), "dashboard session 401");
+
+    const behindProxy = createApp({ ...stack.gateway, config: { ...stack.gateway.config, TRUST_PROXY: "1" } });
+    const tls = await request(behindProxy).get("/api/v1/servers").set("X-Forwarded-Proto", "https").set("Cookie", s.cookie);
+    expect(tls.headers["strict-transport-security"]).toBe("max-age=31536000");
+    // The dashboard's pages keep their own policy.
+    const index = await stack.api().get("/dashboard/");
+    expect(index.headers["content-security-policy"]).toMatch(/script-src 'self'/);
+  });
+
+  it("parses a body on /dashboard only for sign-in, and only a small one", async () => {
+    // Elsewhere under /dashboard nothing is parsed: broken JSON is not even read (a 404, not a 400).
+    const elsewhere = await stack.api().post("/dashboard/nope").set("Content-Type", "application/json").send("{");
+    expect(elsewhere.status).toBe(404);
+    const big = await stack.api().post("/dashboard/session").set("X-Requested-With", "x").send({ api_key: "rbk_x", pad: "x".repeat(8000) });
+    expect(big.status).toBe(422);
+    expect(big.body.detail).toMatch(/too large/);
+    expect((await stack.api().post("/dashboard/session").set("X-Requested-With", "x").set("Content-Type", "application/json").send("{")).status).toBe(400);
+  });
+
   it("authenticates the management API by cookie, scoped to the session's tenant", async () => {
     const s = await session();
     const other = await createTenant();

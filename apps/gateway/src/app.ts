@@ -9,6 +9,7 @@ import { expectedRouteNoter, noteFailedRoute } from "./metrics";
 import type { GatewayContext } from "./context";
 import { errorHandler, notFoundHandler } from "./middleware/error-handler";
 import { requestContext } from "./middleware/request-context";
+import { apiSecurityHeaders } from "./middleware/security-headers";
 import { execRouter } from "./routes/automation/exec";
 import { operationsRouter } from "./routes/automation/operations";
 import { cancelRouter } from "./routes/automation/cancel";
@@ -56,6 +57,7 @@ function createExpressApp(ctx: GatewayContext): Express {
   app.set("query parser", "simple");
   // Request ids, access log, metrics and the drain's Connection: close are the front door's.
   app.use(requestContext());
+  app.use(apiSecurityHeaders);
   // CI clients often forget Content-Type (curl -d sends form encoding): every body is read as JSON.
   // Parsed after authentication, so a rejected request (401, 403, 429) costs no parsing.
   const json = express.json({ limit: BODY_LIMIT, type: () => true, strict: false });
@@ -99,7 +101,6 @@ function createExpressApp(ctx: GatewayContext): Express {
   expectedRoute.learn(management);
   app.use("/api/v1", management);
 
-  app.use("/dashboard", json);
   app.use(dashboardRouter(ctx));
 
   app.use(notFoundHandler);

@@ -17,6 +17,13 @@ import type { ManagementAuth } from "./locals";
  * the X-CSRF-Token header, which a cross-site page cannot read.
  */
 export const SESSION_COOKIE = "rb_session";
+/**
+ * Over TLS the cookie carries the `__Host-` prefix: browsers take it only Secure, for Path=/ and from this
+ * host itself, so a sibling subdomain cannot plant one (a session of its own, or a broken value that signs
+ * the user out) for this host, as it can a plain cookie. Over plain HTTP (local use) the plain name.
+ */
+export const SECURE_SESSION_COOKIE = `__Host-${SESSION_COOKIE}`;
+const sessionCookie = (req: Request) => (req.secure ? SECURE_SESSION_COOKIE : SESSION_COOKIE);
 export const CSRF_HEADER = "x-csrf-token";
 /** Sign-in must come from script (a cross-site form cannot set custom headers): guards against login CSRF. */
 export const SIGN_IN_HEADER = "x-requested-with";
@@ -94,7 +101,7 @@ export async function createSession(ctx: GatewayContext, req: Request, res: Resp
   const id = randomBytes(32).toString("base64url");
   const session: DashboardSession = { tenantId, apiKeyId, csrfToken: randomBytes(32).toString("base64url"), createdAt: new Date().toISOString() };
   await ctx.redis.set(sessionKey(ctx, id), JSON.stringify(session), "EX", SESSION_TTL_SECONDS);
-  res.cookie(SESSION_COOKIE, id, {
+  res.cookie(sessionCookie(req), id, {
     httpOnly: true,
     sameSite: "strict",
     // Behind TLS (directly or via a trusted proxy) the cookie never travels in clear.
@@ -106,7 +113,7 @@ export async function createSession(ctx: GatewayContext, req: Request, res: Resp
 }
 
 export async function loadSession(ctx: GatewayContext, req: Request): Promise<DashboardSession | null> {
-  const id = readCookie(req, SESSION_COOKIE);
+  const id = readCookie(req, sessionCookie(req));
   if (!id) return null;
   const raw = await ctx.redis.get(sessionKey(ctx, id));
   if (!raw) return null;
@@ -115,13 +122,13 @@ export async function loadSession(ctx: GatewayContext, req: Request): Promise<Da
 
 /** Forgets the request's session server-side (the cookie, if any, becomes worthless). */
 export async function endSession(ctx: GatewayContext, req: Request): Promise<void> {
-  const id = readCookie(req, SESSION_COOKIE);
+  const id = readCookie(req, sessionCookie(req));
   if (id) await ctx.redis.del(sessionKey(ctx, id));
 }
 
 export async function destroySession(ctx: GatewayContext, req: Request, res: Response): Promise<void> {
   await endSession(ctx, req);
-  res.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: "strict", secure: req.secure, path: "/" });
+  res.clearCookie(sessionCookie(req), { httpOnly: true, sameSite: "strict", secure: req.secure, path: "/" });
 }
 
 /** Rejects a state-changing cookie-authenticated request without the session's CSRF token. */
@@ -140,7 +147,7 @@ export function assertCsrf(req: Request, session: DashboardSession): void {
  * session is re-checked on every request: revoking it ends its sessions.
  */
 export async function sessionAuth(ctx: GatewayContext, req: Request): Promise<ManagementAuth | null> {
-  if (!readCookie(req, SESSION_COOKIE)) return null;
+  if (!readCookie(req, sessionCookie(req))) return null;
   const session = await loadSession(ctx, req);
   if (!session) throw new UnauthorizedError("Dashboard session expired or signed out; sign in again");
   const key = await ctx.prisma.apiKey.findUnique({ where: { id: session.apiKeyId } });

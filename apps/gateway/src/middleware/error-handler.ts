@@ -16,6 +16,9 @@ export function writeHttpError(res: ServerResponse, err: HttpError): void {
   res.statusCode = err.status;
   for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
   res.setHeader("Content-Type", "application/json; charset=utf-8");
+  // The two of the API's security headers (middleware/security-headers.ts) that matter for a short error body.
+  res.setHeader("X-Content-Type-Options", "nosniff");
+  res.setHeader("Cache-Control", "no-store");
   res.setHeader("Content-Length", Buffer.byteLength(body));
   res.end(body);
 }

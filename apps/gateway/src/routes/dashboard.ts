@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import express, { Router, type RequestHandler } from "express";
+import express, { Router } from "express";
 import Joi from "joi";
 import { uuid } from "@runbridge/contracts";
 import { managementAuth } from "../auth/locals";
@@ -9,6 +9,7 @@ import { SESSION_TTL_SECONDS, SIGN_IN_HEADER, assertCsrf, createSession, destroy
 import type { GatewayContext } from "../context";
 import { BadRequestError, NotFoundError, UnauthorizedError, ValidationError } from "../errors";
 import { notFoundHandler } from "../middleware/error-handler";
+import { dashboardSecurityHeaders } from "../middleware/security-headers";
 import { validateBody, validateParam, validateQuery } from "../middleware/validate";
 import { normaliseClientIp } from "../services/ip-allowlist";
 import { parseLogEntry } from "../services/log-entry";
@@ -28,17 +29,11 @@ const operationIdsSchema = Joi.object<{ ids: string[] }>({
 
 const signInSchema = Joi.object<{ api_key: string }>({ api_key: Joi.string().trim().min(1).max(200).required() });
 
-/** The dashboard's pages are static and same-origin only: a strict CSP and no framing. */
-const securityHeaders: RequestHandler = (_req, res, next) => {
-  res.set({
-    "Content-Security-Policy":
-      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-  });
-  next();
-};
+/**
+ * The one body the dashboard's own routes read, parsed only there and small: the rest of /dashboard is
+ * reads and static files, and parsing before any check would let anyone make the gateway parse 1 MB.
+ */
+const signInBody = express.json({ limit: "4kb", type: () => true, strict: false });
 
 async function sessionView(ctx: GatewayContext, tenantId: string, apiKeyId: string, csrfToken: string) {
   const [tenant, key] = await Promise.all([
@@ -65,7 +60,7 @@ async function sessionView(ctx: GatewayContext, tenantId: string, apiKeyId: stri
 export function dashboardRouter(ctx: GatewayContext): Router {
   const router = Router();
 
-  router.post("/dashboard/session", async (req, res) => {
+  router.post("/dashboard/session", signInBody, async (req, res) => {
     if (!req.get(SIGN_IN_HEADER)) throw new BadRequestError('Sign-in requests must send the "X-Requested-With" header');
     const body = validateBody(signInSchema, req.body);
     const clientIp = normaliseClientIp(req.ip ?? "");
@@ -147,7 +142,7 @@ export function dashboardRouter(ctx: GatewayContext): Router {
   router.all(["/dashboard/api{/*rest}", "/dashboard/session/*rest"], notFoundHandler);
 
   const index = path.join(DASHBOARD_DIST, "index.html");
-  router.use("/dashboard", securityHeaders);
+  router.use("/dashboard", dashboardSecurityHeaders);
   // One canonical URL for the app's root (express' non-strict routing would also match "/dashboard/" here, hence the check).
   router.get("/dashboard", (req, res, next) => {
     if (req.originalUrl.split("?")[0] === "/dashboard") res.redirect(301, "/dashboard/");
