@@ -11,3 +11,4 @@ export * from "./lookup-miss-budget";
 export * from "./timeout";
 export * from "./runner-signature";
 export * from "./clock-offset";
+export * from "./store-errors";

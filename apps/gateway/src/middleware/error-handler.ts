@@ -1,11 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
-import type { Logger } from "@runbridge/common";
+import { isInfrastructureDown, type Logger } from "@runbridge/common";
 import { Limits } from "@runbridge/contracts";
 import { Prisma } from "@runbridge/db";
 import { HttpError } from "../errors";
-import { isInfrastructureDown } from "../services/infra-errors";
 
 /**
  * A domain error's answer outside Express (the front door's refusals): what
@@ -63,7 +62,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     if (isInfrastructureDown(err)) {
       logger.warn("dependency unavailable", { path: req.path, error: String(err) });
-      res.set("Retry-After", "5").status(503).json({ detail: "Service temporarily unavailable: a backing store (PostgreSQL or Redis) is not reachable; retry shortly" });
+      res.set("Retry-After", "5").status(503).json({ detail: "Service temporarily unavailable: a backing store (PostgreSQL or Redis) is not reachable or did not answer in time; retry shortly" });
       return;
     }
     const errorId = randomUUID();

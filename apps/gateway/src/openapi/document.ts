@@ -46,7 +46,7 @@ const ERRORS: Record<string, string> = {
   "409": "Conflict (e.g. the server has no connected runner, the operation already ended)",
   "422": "Validation error: the detail names the field",
   "429": "Rate limit exceeded; see Retry-After",
-  "503": "A backing store is unreachable; retry after Retry-After",
+  "503": "A backing store is unreachable or did not answer in time; retry after Retry-After",
 };
 
 function errors(...codes: string[]): Record<string, unknown> {
