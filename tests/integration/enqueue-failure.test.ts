@@ -3,11 +3,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Queue } from "bullmq";
 import { createFailFastRedis } from "@runbridge/common";
-import { FailureCause, JobName, QueueName } from "@runbridge/contracts";
+import { FailureCause, FailureReason, JobName, QueueName } from "@runbridge/contracts";
 import { createDb } from "@runbridge/db";
 import type { AutomationAuth } from "../../apps/gateway/src/auth/locals";
 import type { GatewayContext } from "../../apps/gateway/src/context";
-import { ServiceUnavailableError } from "../../apps/gateway/src/errors";
+import { OperationNotStartedError, ServiceUnavailableError } from "../../apps/gateway/src/errors";
 import { failUndispatched, startOperation } from "../../apps/gateway/src/services/operations";
 import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
@@ -171,7 +171,8 @@ describe("an enqueue whose reply was lost after Redis ran it", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "rb-enqueue-lost-"));
 
   beforeAll(async () => {
-    stack = await TestStack.start();
+    // A quick sweeper: it must fail the unconfirmed insert below rather than re-enqueue it.
+    stack = await TestStack.start({ dispatcher: { REQUEUE_AFTER_SECONDS: "2" } });
   });
   afterAll(async () => {
     await stack.stop();
@@ -237,6 +238,35 @@ describe("an enqueue whose reply was lost after Redis ran it", () => {
       expect(lines(marker)).toBe(1);
     } finally {
       await done();
+    }
+  });
+
+  it("an insert whose answer was lost: 503 not started, and the row that landed all the same is failed by the sweeper, never run", async () => {
+    const f = await createFixture();
+    await stack.startRunner(f.runnerToken, f.server.id);
+    const marker = path.join(dir, "unconfirmed");
+    // The gateway's operation store reaches PostgreSQL through a proxy that passes the insert and loses its answer, then the path dies.
+    const pgUrl = new URL(stack.commonEnv().DATABASE_URL ?? "");
+    const proxy = new ReplyDropProxy(Number(pgUrl.port || 5432));
+    await proxy.listen();
+    pgUrl.port = String(proxy.port);
+    const db = createDb(pgUrl.toString(), { max: 1, connectionTimeoutMillis: 1000 });
+    try {
+      proxy.arm("operation.insert", 200);
+      const auth = { tenantId: f.tenant.id, key: f.key, clientIp: "127.0.0.1" } as unknown as AutomationAuth;
+      const started = startOperation({ ...stack.gateway, operations: db.operations }, auth, { serverId: f.server.id, type: "exec", command: `echo ran >> ${marker}`, timeoutSeconds: 30 });
+      await expect(started).rejects.toThrow(OperationNotStartedError);
+      await expect(started).rejects.toThrow(/did not confirm recording the operation \(.+\); it was not started and will not be/);
+      expect(proxy.delivered).toBe(true);
+      // It landed: nothing queued it, and the sweeper (which re-enqueues a row without a job) fails it instead.
+      const op = await testPrisma().operation.findFirstOrThrow({ where: { serverId: f.server.id } });
+      expect(await waitUntilEnded(op.id, 20_000)).toMatchObject({ status: "failed", error: FailureReason.NotConfirmed, dispatchedAt: null, startedAt: null });
+      // Well past the sweeper's next passes and a delivery: the command never ran.
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(lines(marker)).toBe(0);
+    } finally {
+      await db.close().catch(() => undefined);
+      await proxy.close();
     }
   });
 });

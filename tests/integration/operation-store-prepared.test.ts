@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { Pool } from "pg";
 import { createDb, type Db } from "@runbridge/db";
 import { testDatabaseUrl } from "../helpers/env";
@@ -45,6 +45,7 @@ describe("operation store: prepared statements across a migration", () => {
     ).rows[0]!.id;
     const insert = () =>
       db.operations.insertWithAudit({
+        id: randomUUID(),
         tenantId,
         serverId,
         automationKeyId: null,

@@ -129,6 +129,9 @@ export class Sweeper {
         // The gateway failed between the operation and its deployment row: with no row the
         // deploy cannot wait its turn behind the application's other deploys (deploy-turn.ts).
         await failUndispatched(FailureReason.DeploymentNotRecorded, "deployment_not_recorded");
+      } else if ((await this.ctx.redis.exists(this.ctx.keys.operationUnconfirmed(op.id))) > 0) {
+        // Never queued: its gateway's insert went unconfirmed, and its client was told it was not started.
+        await failUndispatched(FailureReason.NotConfirmed, "not_confirmed");
       } else if (hadSecrets(op)) {
         await failUndispatched(FailureReason.QueueLost, "queue_lost");
       } else {

@@ -40,6 +40,12 @@ export function redisKeys(prefix: string) {
     operationCancel: `${prefix}:events:operation-cancel`,
     /** Set of a server's operation ids whose cancel its runner has not confirmed yet (sent again when it reconnects). */
     pendingCancels: (serverId: string) => `${prefix}:cancels:${serverId}`,
+    /**
+     * Set by a gateway whose insert of this operation went unconfirmed (its commit's answer lost) after it told
+     * the client the operation was not started: a row that landed all the same is failed by the sweeper, never
+     * re-enqueued as a lost job. With a TTL past the latest moment the sweeper would re-enqueue it.
+     */
+    operationUnconfirmed: (operationId: string) => `${prefix}:unconfirmed:${operationId}`,
     /** Pub/sub: a server's runner token was rotated; message = encodeTokenRevoked (token-revoked.ts); every dispatcher drops its connections that used the old token. */
     runnerTokenRevoked: `${prefix}:events:runner-token-revoked`,
   };

@@ -18,6 +18,8 @@ import { FailureExitCode, OperationStatus, OperationType } from "@runbridge/cont
  */
 
 export interface NewOperationRow {
+  /** Chosen by the caller, so that an insert whose answer is lost can still be named (and settled). */
+  id: string;
   tenantId: string;
   serverId: string;
   automationKeyId: string | null;
@@ -148,7 +150,7 @@ const SQL = {
     `WITH op AS (
        INSERT INTO operations (id, tenant_id, server_id, automation_key_id, type, status, command, params, working_directory,
                                timeout_seconds, env_keys, run_id, run_context, client_ip, deliver_by, redis_prefix, created_at)
-       VALUES (gen_random_uuid(), $1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, $9::text[], $10, $11::jsonb, $12,
+       VALUES ($16::uuid, $1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, $9::text[], $10, $11::jsonb, $12,
                now() + make_interval(secs => $13::integer), $15, now())
        RETURNING ${OPERATION_COLUMNS}
      ), audit AS (
@@ -275,6 +277,7 @@ export class OperationStore {
         o.deliverWithinSeconds,
         JSON.stringify(o.audit),
         o.redisPrefix,
+        o.id,
       ],
     });
     return toOperation(rows[0] as Row);

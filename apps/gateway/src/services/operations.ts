@@ -1,10 +1,11 @@
-import { FailureCause, JobCatalog, JobName, OperationStatus, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
+import { randomUUID } from "node:crypto";
+import { FailureCause, FailureReason, JobCatalog, JobName, OperationStatus, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
 import type { Response } from "express";
 import { reviveOperation, type Operation, type Prisma, type TargetServer } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
 import { assertServerAllowed } from "../auth/scopes";
 import type { GatewayContext } from "../context";
-import { ConflictError, NotFoundError, OperationNotStartedError } from "../errors";
+import { ConflictError, NotFoundError, OperationNotStartedError, ServiceUnavailableError } from "../errors";
 import { countOperationAccepted, countOperationFinished } from "../metrics";
 
 export interface NewOperation {
@@ -95,8 +96,10 @@ export async function startOperation(
   // The row and its audit event in one statement (the hot path: see OperationStore).
   // When the delivery deadline started running (PostgreSQL's now() at the insert), in this process's monotonic time.
   const insertedAt = performance.now();
+  const id = randomUUID();
   const operation = await ctx.operations
     .insertWithAudit({
+      id,
       tenantId: auth.tenantId,
       serverId: input.serverId,
       automationKeyId: auth.key.id,
@@ -121,10 +124,11 @@ export async function startOperation(
         run_context: runContext ?? null,
       },
     })
-    .catch((err: unknown) => {
+    .catch(async (err: unknown) => {
       // The server was deleted between its lookup and this insert (see server-delete.ts).
       const e = err as { code?: unknown; constraint?: unknown };
       if (e.code === FOREIGN_KEY_VIOLATION && e.constraint === "operations_server_id_fkey") throw new NotFoundError(`Server ${input.serverId} not found`);
+      if (insertOutcomeUnknown(err)) await settleUnconfirmed(ctx, id, input.serverId, err);
       throw err;
     });
 
@@ -153,6 +157,46 @@ export async function startOperation(
   countOperationAccepted(operation.type);
   ctx.logger.info("operation accepted", { operationId: operation.id, type: operation.type, serverId: operation.serverId, runId: operation.runId });
   return operation;
+}
+
+/**
+ * Whether a failed insert may have committed all the same: PostgreSQL's answer never came (the
+ * connection died or timed out after the statement was sent), or the server ended the connection, which
+ * it can do between a commit and its answer. An error PostgreSQL answered (a constraint, a statement
+ * timeout) rolled the statement back, and one before sending (no connection to be had) sent nothing.
+ */
+function insertOutcomeUnknown(err: unknown): boolean {
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return /^(08|57P0)/.test(code);
+  if (code === "ECONNREFUSED" || (typeof message === "string" && /timeout exceeded when trying to connect/.test(message))) return false;
+  return true;
+}
+
+/** How long past its delivery deadline the sweeper might still take an unconfirmed row for a lost job: a late commit, clocks. */
+const UNCONFIRMED_MARK_MARGIN_SECONDS = 120;
+
+/**
+ * An insert whose outcome is unknown may have recorded the operation. Nothing queues it, but the
+ * dispatchers' sweeper would take such a row for one whose job Redis lost and queue it — after the
+ * client, told to retry, had started it again. So the row is marked in Redis, where the sweeper looks
+ * before it re-enqueues (it fails a marked one instead), and ended here at once if PostgreSQL answers
+ * now. Either makes "not started" true; with neither, the answer says it may still run.
+ */
+async function settleUnconfirmed(ctx: GatewayContext, id: string, serverId: string, err: unknown): Promise<never> {
+  ctx.logger.warn("an operation's insert went unconfirmed; settling it as not started", { operationId: id, error: String(err) });
+  const ttl = ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS + UNCONFIRMED_MARK_MARGIN_SECONDS;
+  const marked = await ctx.redis.set(ctx.keys.operationUnconfirmed(id), "1", "EX", ttl).then(
+    () => true,
+    (e: unknown) => {
+      ctx.logger.warn("could not mark an unconfirmed operation in Redis", { operationId: id, error: String(e) });
+      return false;
+    },
+  );
+  const ended = await failUndispatched(ctx, { id, serverId }, FailureCause.NotConfirmed, FailureReason.NotConfirmed);
+  if (marked || ended) throw new OperationNotStartedError(id, `PostgreSQL did not confirm recording the operation (${id}); it was not started and will not be. Retry shortly.`);
+  throw new ServiceUnavailableError(
+    `PostgreSQL did not confirm recording the operation (${id}), and neither PostgreSQL nor Redis could be reached to settle it: it may still run. Check GET /api/automation/v1/operations/${id} before retrying.`,
+  );
 }
 
 /** What a `beforeEnqueue` returns when a write it made has an unknown outcome (see startOperation). */
