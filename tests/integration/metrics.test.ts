@@ -176,4 +176,17 @@ describe("metrics and structured logs", () => {
     expect(counted).toEqual(inDatabase);
     expect(inDatabase).toMatchObject({ "completed/exec": 3, "cancelled/restart": 1 });
   });
+
+  it("reports each process's PostgreSQL pool: open, idle and waiting, within its DB_POOL_SIZE", async () => {
+    expect((await exec("true")).body.status).toBe("completed");
+    for (const url of [gatewayUrl, dispatcherUrl]) {
+      const text = (await request(url).get("/metrics").expect(200)).text;
+      const service = url === gatewayUrl ? "gateway" : "dispatcher";
+      const open = sample(text, `runbridge_${service}_db_pool`, { state: "open" }) ?? -1;
+      const idle = sample(text, `runbridge_${service}_db_pool`, { state: "idle" }) ?? -1;
+      // The exec's statements went through this pool, and it stays within the default DB_POOL_SIZE.
+      expect([service, open >= 1 && open <= 10, idle >= 0 && idle <= open]).toEqual([service, true, true]);
+      expect([service, sample(text, `runbridge_${service}_db_pool`, { state: "waiting" })]).toEqual([service, 0]);
+    }
+  });
 });

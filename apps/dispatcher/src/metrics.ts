@@ -2,6 +2,7 @@ import { Queue } from "bullmq";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { OperationsFinishedMetric, QueueName, finishedLabels, type Ending } from "@runbridge/contracts";
 import { createFailFastRedis, withTimeout } from "@runbridge/common";
+import { registerDbPoolGauge } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 
 /**
@@ -122,6 +123,8 @@ export function registerDispatcherCollectors(ctx: DispatcherContext): () => Prom
   connection.on("error", () => undefined); // reported by readiness and the other connections
   const queue = new Queue(QueueName.Operations, { connection, prefix: ctx.keys.bull });
   queue.on("error", () => undefined);
+
+  registerDbPoolGauge(dispatcherRegistry, "dispatcher", () => ctx.operations);
 
   new Gauge({
     name: "runbridge_dispatcher_queue_jobs",

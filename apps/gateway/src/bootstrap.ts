@@ -5,6 +5,7 @@ import { createDb } from "@runbridge/db";
 import { startKeyServices } from "./auth/key-services";
 import type { GatewayConfig } from "./config";
 import type { GatewayContext } from "./context";
+import { observeDbPool } from "./metrics";
 import { CompletionWaiter } from "./services/completion-waiter";
 import { OperationCounts } from "./services/operation-counts";
 import { Presence } from "./services/presence";
@@ -15,6 +16,7 @@ export async function buildGatewayContext(config: GatewayConfig): Promise<Gatewa
   const keys = redisKeys(config.REDIS_PREFIX);
   const db = createDb(config.DATABASE_URL, { max: config.DB_POOL_SIZE, connectionTimeoutMillis: 3000 });
   const prisma = db.prisma;
+  observeDbPool(db.operations);
   // Request-path Redis fails fast while Redis is down, so requests get 503 rather than hanging.
   const redis = createFailFastRedis(config.REDIS_URL);
   const queueConnection = createFailFastRedis(config.REDIS_URL);

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { ErrorRequestHandler, RequestHandler, Router } from "express";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { registerDbPoolGauge, type PoolStatsSource } from "@runbridge/db";
 import { OperationsFinishedMetric, finishedLabels, type Ending } from "@runbridge/contracts";
 import { routeMatcher, routesOf, type RouteMatcher } from "./route-matcher";
 import { automationRouteTemplate } from "./routes/automation/paths";
@@ -37,6 +38,14 @@ const operationsAccepted = new Counter({
   labelNames: ["type"] as const,
   registers: [gatewayRegistry],
 });
+
+let dbPool: PoolStatsSource | undefined;
+registerDbPoolGauge(gatewayRegistry, "gateway", () => dbPool);
+
+/** The pool the gateway's db pool gauge reads (set as the context is built). */
+export function observeDbPool(source: PoolStatsSource): void {
+  dbPool = source;
+}
 
 export function countOperationAccepted(type: string): void {
   operationsAccepted.inc({ type });

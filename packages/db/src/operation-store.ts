@@ -254,8 +254,22 @@ export function reviveOperation(json: string): Operation {
   return o as unknown as Operation;
 }
 
+/** The process's PostgreSQL pool, for its metrics. */
+export interface PoolStats {
+  /** Connections open, in use or idle. */
+  open: number;
+  idle: number;
+  /** Queries waiting for a connection. */
+  waiting: number;
+}
+
 export class OperationStore {
   constructor(private readonly pool: Pool) {}
+
+  /** The pool this store shares with Prisma: a pool whose connections never come back shows here first. */
+  poolStats(): PoolStats {
+    return { open: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
+  }
 
   /** The operation and its operation.created audit event, in one statement. */
   async insertWithAudit(o: NewOperationRow): Promise<Operation> {
