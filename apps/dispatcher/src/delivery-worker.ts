@@ -1,12 +1,13 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
 import { FailureCause, FailureReason, JobCatalog, JobName, QueueName, cancelledOnRequest, deployEnvOverrideRefusal, envOverrideRefusedAtDelivery, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
-import { createRedis, withLogContext } from "@runbridge/common";
+import { createRedis, isInfrastructureDown, withLogContext } from "@runbridge/common";
 import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
 import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
 import { observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
+import { OutageLog } from "./outage-log";
 import { rebootViaProvider } from "./reboot-path";
 import { finishOperation } from "./results";
 import { RunnerNotConnected, RunnerUnreachable, hasLocalRunner, requestRunner } from "./runner-link";
@@ -232,9 +233,13 @@ export function createDeliveryWorker(ctx: DispatcherContext): Worker<DeliverOper
     stalledInterval: Math.ceil(ctx.config.JOB_LOCK_MS / 2),
     maxStalledCount: 100,
   });
+  const storeOutage = new OutageLog(ctx.logger, "deliveries failing: a backing store (PostgreSQL or Redis) is unavailable; they are retried");
   worker.on("failed", (job, err) => {
     if (err instanceof RunnerNotConnected || err instanceof RunnerUnreachable || err instanceof RunnerAskedForLater) ctx.logger.debug("delivery will be retried", { operationId: job?.data.operationId, reason: err.message });
-    else ctx.logger.warn("delivery attempt failed", { operationId: job?.data.operationId, error: err.message });
+    else if (isInfrastructureDown(err)) {
+      ctx.logger.debug("delivery attempt failed", { operationId: job?.data.operationId, error: err.message });
+      storeOutage.failed(err.message);
+    } else ctx.logger.warn("delivery attempt failed", { operationId: job?.data.operationId, error: err.message });
   });
   worker.on("error", (err) => ctx.logger.warn("worker error", { error: err.message }));
   return worker;
