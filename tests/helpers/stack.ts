@@ -27,7 +27,7 @@ export interface StackOptions {
 }
 
 export interface RunnerOptions {
-  env?: Record<string, string>;
+  env?: Record<string, string | undefined>;
   stateDir?: string;
   /** Which dispatcher to connect to. */
   dispatcher?: number;

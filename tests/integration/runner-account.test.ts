@@ -19,15 +19,15 @@ function ensureAccount(): { uid: number; gid: number; home: string } {
 }
 
 /**
- * What a command can learn of the runner that started it ($PPID): its script
- * (to show the parent is the runner itself, as installed; not its name, which Node 24 gives
- * as its main thread's, "MainThread"), and whether its environment, which
+ * What a command can learn of the runner that started it ($PPID): its process name
+ * (to show the parent is the runner itself: it names itself runbridge-runner, cut to 15
+ * characters in /proc/<pid>/comm), and whether its environment, which
  * holds the token, can be read — "1" when the token is there to be read.
  */
 const PROBE = [
   "id -un",
   'echo "HOME=$HOME"',
-  "tr '\\0' '\\n' < /proc/$PPID/cmdline | grep -o 'runbridge-runner[.]cjs$'",
+  "cat /proc/$PPID/comm",
   "if env_text=$(tr '\\0' '\\n' < /proc/$PPID/environ 2>/dev/null); then printf '%s\\n' \"$env_text\" | grep -c '^RUNBRIDGE_RUNNER_TOKEN='; else echo unreadable; fi",
 ].join("; ");
 
@@ -104,7 +104,7 @@ describe("the runner's account", () => {
     await stack.waitRunnerConnected(fx.server.id);
 
     const out = await probe(fx);
-    expect(out.stdout).toBe(`${ACCOUNT}\nHOME=${account.home}\nrunbridge-runner.cjs\nunreadable\n`);
+    expect(out.stdout).toBe(`${ACCOUNT}\nHOME=${account.home}\nrunbridge-runne\nunreadable\n`);
     expect(runner.output).toMatch(/"message":"runner switched account"/);
     expect(runner.output).not.toMatch(/can read this runner's environment/);
     // Its ledger is the account's: a later start (as root, switching again) can use it.
@@ -119,7 +119,7 @@ describe("the runner's account", () => {
     const fx = await createFixture();
     const runner = start(fx.runnerToken, stateDirFor(account), {}, ["setpriv", `--reuid=${account.uid}`, `--regid=${account.gid}`, "--init-groups"]);
     await stack.waitRunnerConnected(fx.server.id);
-    expect((await probe(fx)).stdout).toMatch(new RegExp(`^${ACCOUNT}\\nHOME=.*\\nrunbridge-runner\\.cjs\\n1\\n$`));
+    expect((await probe(fx)).stdout).toMatch(new RegExp(`^${ACCOUNT}\\nHOME=.*\\nrunbridge-runne\\n1\\n$`));
     await runner.stop();
   });
 

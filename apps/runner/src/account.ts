@@ -101,3 +101,20 @@ export function switchAccount(name: string): SwitchedAccount | null {
   }
   return { name, uid, gid, home: info.homedir, environmentProtected };
 }
+
+/**
+ * HOME, USER and LOGNAME for commands where nothing set them: systemd gives them only to units with
+ * User=, so a runner running as root (no RUNBRIDGE_RUN_AS) left commands without HOME, and git, npm and
+ * docker fail without it. What is set is kept; an account with no passwd entry (a container) gets none.
+ */
+export function fillLoginVariables(env: NodeJS.ProcessEnv = process.env): void {
+  let info: { homedir: string; username: string };
+  try {
+    info = userInfo();
+  } catch {
+    return;
+  }
+  env.HOME ??= info.homedir;
+  env.USER ??= info.username;
+  env.LOGNAME ??= info.username;
+}

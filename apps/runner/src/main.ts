@@ -1,5 +1,5 @@
 import { Shutdown, createLogger, type Logger } from "@runbridge/common";
-import { AccountSwitchError, switchAccount } from "./account";
+import { AccountSwitchError, fillLoginVariables, switchAccount } from "./account";
 import { Agent, RUNNER_VERSION, STOP_OVERHEAD_MS } from "./agent";
 import { loadRunnerConfig, type RunnerConfig } from "./config";
 
@@ -28,10 +28,14 @@ function configAsAccount(logger: Logger, first: RunnerConfig): RunnerConfig | nu
 }
 
 function main(): void {
+  // Its name in ps, pgrep and killall (and /proc/<pid>/comm, cut to 15 characters): a deploy script's
+  // `pkill node` or `killall node`, restarting its application, must not take the runner down with it.
+  process.title = "runbridge-runner";
   const first = loadRunnerConfig();
   const logger = createLogger("runner", first.LOG_LEVEL);
   const config = configAsAccount(logger, first);
   if (!config) return;
+  fillLoginVariables();
   // The agent's stop bounds itself (drain, kill grace, result flush): the step's own time-out must not cut it short.
   const stopMs = (config.RUNBRIDGE_STOP_DRAIN_SECONDS + config.RUNBRIDGE_KILL_GRACE_SECONDS) * 1000 + STOP_OVERHEAD_MS;
   const shutdown = new Shutdown(logger, stopMs + 5_000);

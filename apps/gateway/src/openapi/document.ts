@@ -309,7 +309,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       },
       [`${AUTOMATION}/operations/{operation_id}/cancel`]: {
         post: {
-          summary: "Cancel an operation (extension): its whole process tree is stopped (TERM, grace, KILL)",
+          summary: "Cancel an operation (extension): its whole process group is stopped (TERM, grace, KILL)",
           security: [{ automationKey: [] }],
           parameters: [operationIdParam, idempotencyHeader],
           requestBody: { required: false, content: json(ref("CancelRequest")) },
