@@ -133,6 +133,24 @@ describe("runbridge CLI", () => {
     for (const sub of ["get", "logs"]) expect((await cli(["operations", sub, "some-id", "--run-id", "r"], env)).code).toBe(64);
   });
 
+  it("never shows or sends a value given as --env NAME \"$VALUE\" (a space for the =): exits 64, nothing run", async () => {
+    const secret = "postgres://u:canary-env-pw@db/x";
+    const before = await testPrisma().operation.count({ where: { serverId: fx.server.id } });
+    // exec took a stray word into the command it sent (and the API stored); deploy and the others printed it.
+    const stray = [
+      await exec(["--env", "DATABASE_URL", secret, "--", "make"]),
+      await exec(["--env", "DATABASE_URL", secret]),
+      await cli(["deploy", "--app", fx.server.id, "--env", "DATABASE_URL", secret], env),
+      await cli(["restart", "--server", fx.server.id, "--container", "web", secret], env),
+    ];
+    for (const r of stray) {
+      expect([r.code, r.stdout + r.stderr]).toEqual([64, expect.stringMatching(/not shown: it may be a secret/)]);
+      expect(r.stdout + r.stderr).not.toContain("canary-env-pw");
+    }
+    expect(stray[0]?.stderr).toMatch(/the command goes after --/);
+    expect(await testPrisma().operation.count({ where: { serverId: fx.server.id } })).toBe(before);
+  });
+
   it("exits 65 when the API refuses the request (422) and 64 on bad usage", async () => {
     const invalid = await exec(["--timeout", "901", "--", "true"]);
     expect(invalid.code).toBe(65);
@@ -450,6 +468,46 @@ describe("runbridge CLI: the other operations", () => {
     const unknown = await cli(["deploy", "--app", "00000000-0000-4000-8000-000000000000"], env);
     expect(unknown.code).toBe(65);
     expect(unknown.stderr).toMatch(/HTTP 404/);
+  });
+
+  it("deploy without --wait whose POST's answer is lost: waits out 'still in progress' (409 Retry-After), else finds it by its run; never a failure CI would retry", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-app-"));
+    const runs = path.join(dir, "runs");
+    const app = await management("post", "/api/v1/applications", { name: `app-${Date.now()}`, server_id: fx.server.id, working_directory: dir, deploy_command: `echo run >> ${runs}` });
+    expect(app.status).toBe(201);
+    const inProgress = { status: 409, body: { detail: "A request with Idempotency-Key \"k\" is still in progress" } };
+    // 1. The first POST is accepted but its answer lost; the retry meets it "in progress" twice, then gets the replay.
+    let posts = 0;
+    const replayed = await new FaultProxy(stack.url, (req) => {
+      if (req.method !== "POST") return "forward";
+      posts++;
+      return posts === 1 ? "forward-then-drop" : posts <= 3 ? { ...inProgress, headers: { "Retry-After": "1" } } : "forward";
+    }).start();
+    try {
+      const r = await cli(["deploy", "--app", app.body.id], { ...env, RUNBRIDGE_URL: replayed.url });
+      expect([r.code, r.stderr]).toEqual([0, expect.stringMatching(/still in progress \(HTTP 409\); retrying/)]);
+      expect(JSON.parse(r.stdout)).toMatchObject({ status: "running", operation_id: expect.any(String), deployment_id: expect.any(String) });
+      expect(new Set(replayed.seen.filter((s) => s.method === "POST").map((s) => s.headers["idempotency-key"])).size).toBe(1);
+    } finally {
+      await replayed.stop();
+    }
+    // 2. Every retry meets a 409 that does not ask to retry (its gateway stopped before answering): found by its run.
+    posts = 0;
+    const lost = await new FaultProxy(stack.url, (req) => {
+      if (req.method !== "POST") return "forward";
+      return posts++ === 0 ? "forward-then-drop" : inProgress;
+    }).start();
+    try {
+      const r = await cli(["deploy", "--app", app.body.id], { ...env, RUNBRIDGE_URL: lost.url });
+      expect([r.code, r.stderr]).toEqual([0, expect.stringMatching(/answer was lost, but operation [0-9a-f-]{36} was created by it/)]);
+      const found = JSON.parse(r.stdout) as { operation_id: string };
+      expect(found).toMatchObject({ status: "running", operation_id: expect.any(String) });
+      await waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id: found.operation_id } })).status === "completed", 20_000, "the deploy to end");
+    } finally {
+      await lost.stop();
+    }
+    // Each deploy ran once.
+    expect(readFileSync(runs, "utf8")).toBe("run\nrun\n");
   });
 
   it("deploy without --wait, interrupted before the deployment is accepted, cancels it and exits 130", async () => {

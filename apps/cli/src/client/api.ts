@@ -39,6 +39,11 @@ export interface ApiClientOptions {
   maxRateLimitWaits?: number;
   /** First backoff delay; doubles each attempt up to 8 s. */
   backoffMs?: number;
+  /**
+   * How long a keyed POST keeps retrying while the gateway answers that its earlier attempt is still in
+   * progress (409 with Retry-After; default 2 minutes, past the gateway's longest synchronous hold).
+   */
+  inProgressWaitMs?: number;
   userAgent?: string;
 }
 
@@ -127,6 +132,7 @@ export class ApiClient {
 
     let failures = 0;
     let waits = 0;
+    const inProgressUntil = performance.now() + (this.opts.inProgressWaitMs ?? 120_000);
     for (;;) {
       let res: Response;
       try {
@@ -148,6 +154,15 @@ export class ApiClient {
         const delay = retryAfterMs(res.headers.get("retry-after"));
         await res.body?.cancel().catch(() => undefined);
         this.opts.notify?.(`rate limited (429); retrying in ${Math.ceil(delay / 1000)} s as Retry-After asks`);
+        await sleep(delay, opts.signal);
+        continue;
+      }
+      // An earlier attempt of this request (same Idempotency-Key) is still being answered, by a gateway
+      // holding a synchronous request or shutting down: its answer is replayed to a later retry.
+      if (res.status === 409 && opts.idempotencyKey && res.headers.has("retry-after") && performance.now() < inProgressUntil) {
+        const delay = retryAfterMs(res.headers.get("retry-after"));
+        await res.body?.cancel().catch(() => undefined);
+        this.opts.notify?.(`${method} ${path}: an earlier attempt of this request is still in progress (HTTP 409); retrying in ${Math.ceil(delay / 1000)} s`);
         await sleep(delay, opts.signal);
         continue;
       }

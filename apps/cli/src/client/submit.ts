@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { ApiError, sleep, type ApiClient, type ApiResponse } from "./api";
+import { ApiError, NetworkError, sleep, type ApiClient, type ApiResponse } from "./api";
 import { followOperation, OutputPrinter } from "./follow";
 import type { OperationRequest } from "./requests";
 import { detectCiRun } from "./run-context";
@@ -85,10 +85,14 @@ export async function submitOperation(
       discovered.then((id) => (id ? { kind: "found", id } : new Promise<First>(() => undefined))),
     ]);
   } catch (err) {
-    // A retried POST can meet its own first attempt still in progress (409 from the
-    // Idempotency-Key check): if that attempt created the operation, follow it.
-    const id = err instanceof ApiError && err.status === 409 && opts.follow ? await findOwnOperation(client, inv).catch(() => null) : null;
+    // A retried POST can meet its own first attempt still in progress past every retry (409 from the
+    // Idempotency-Key check: a gateway that stopped before answering it), or give up on a network that
+    // lost its answers: if an attempt created the operation, it is this invocation's, following or not.
+    // Reporting a failure instead would have CI retry the step and run it a second time.
+    const unknownOutcome = (err instanceof ApiError && err.status === 409) || err instanceof NetworkError;
+    const id = unknownOutcome ? await findOwnOperation(client, inv).catch(() => null) : null;
     if (!id) throw err;
+    sink.note(`its request's answer was lost, but operation ${id} was created by it (found in run ${inv.runId})`);
     first = { kind: "found", id };
   } finally {
     stopDiscovery.abort();
@@ -97,6 +101,7 @@ export async function submitOperation(
   if (first.kind === "found") {
     postAbort.abort();
     opts.onOperation?.(first.id);
+    if (!opts.follow) return { accepted: null, final: null, operationId: first.id };
     const final = await followOperation(client, first.id, printer);
     return { accepted: null, final, operationId: first.id };
   }

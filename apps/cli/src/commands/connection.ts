@@ -50,13 +50,34 @@ function retryAttempts(raw: string | undefined): number | undefined {
   return n;
 }
 
-/** node:util parseArgs, with its errors turned into usage errors. */
-export function parse<T extends ParseArgsConfig["options"]>(args: string[], options: T, allowPositionals = false) {
+/**
+ * A stray argument is not shown: the usual one is a secret, from `--env NAME "$VALUE"` (a space for
+ * the `=`), and CI logs do not always mask it (Jenkins, unmasked GitLab variables).
+ */
+const STRAY_ARGUMENT =
+  'unexpected argument (not shown: it may be a secret). Was --env NAME "$VALUE" meant as --env NAME="$VALUE" (or --env NAME, to pass this environment\'s value)?';
+
+/**
+ * node:util parseArgs, with its errors turned into usage errors. `positionals`: "after --" for a remote
+ * command, whose words must follow `--` (a stray word before it would be taken into the command sent,
+ * and stored); "any" for ids (`operations get ID`).
+ */
+export function parse<T extends ParseArgsConfig["options"]>(args: string[], options: T, positionals: "none" | "any" | "after --" = "none") {
+  let parsed;
   try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
+    parsed = parseArgs({ args, options, allowPositionals: positionals !== "none", strict: true, tokens: true });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    const e = err as { code?: unknown; message: string };
+    // parseArgs quotes a stray argument in its message; its other messages name only options.
+    throw new UsageError(e.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL" ? STRAY_ARGUMENT : e.message);
   }
+  if (positionals === "after --") {
+    const dashes = parsed.tokens.find((t) => t.kind === "option-terminator")?.index ?? Number.POSITIVE_INFINITY;
+    if (parsed.tokens.some((t) => t.kind === "positional" && t.index < dashes)) {
+      throw new UsageError(`the command goes after --, as in: runbridge exec --server ID -- uptime. Before --, an ${STRAY_ARGUMENT}`);
+    }
+  }
+  return parsed;
 }
 
 /** One required string flag. */

@@ -38,6 +38,7 @@ export async function deployCommand(args: string[]): Promise<number> {
   const req = deployRequest({ applicationId: appId, ref: values.ref, env: env.vars, timeout });
   const wait = values.wait ?? false;
   const { code, submitted } = await runOperation(conn, req, inv, { follow: wait });
-  if (!wait && submitted.accepted) process.stdout.write(`${JSON.stringify(submitted.accepted)}\n`);
+  // Found by its run after its POST's answer was lost: the operation, without the answer's deployment_id.
+  if (!wait) process.stdout.write(`${JSON.stringify(submitted.accepted ?? { operation_id: submitted.operationId, status: "running" })}\n`);
   return code;
 }

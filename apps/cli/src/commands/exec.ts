@@ -25,7 +25,7 @@ export async function execCommand(args: string[]): Promise<number> {
       timeout: { type: "string" },
       "run-id": { type: "string" },
     },
-    true,
+    "after --",
   );
   if (values.help) {
     process.stdout.write(EXEC_USAGE);

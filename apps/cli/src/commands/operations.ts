@@ -39,7 +39,7 @@ function oneId(positionals: string[]): string {
 }
 
 async function get(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, CONNECTION_OPTIONS, true);
+  const { values, positionals } = parse(args, CONNECTION_OPTIONS, "any");
   if (values.help) {
     process.stdout.write(OPERATIONS_USAGE);
     return 0;
@@ -75,7 +75,7 @@ async function list(args: string[]): Promise<number> {
 }
 
 async function logs(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, follow: { type: "boolean", short: "f" } }, true);
+  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, follow: { type: "boolean", short: "f" } }, "any");
   if (values.help) {
     process.stdout.write(OPERATIONS_USAGE);
     return 0;
