@@ -1,7 +1,9 @@
+import { randomUUID } from "node:crypto";
 import http from "node:http";
+import { setTimeout as delay } from "node:timers/promises";
 import { waitFor } from "../helpers/processes";
 import { useStackWithRunner } from "../helpers/suite";
-import { FaultProxy, baseEnv, cli } from "./cli-process";
+import { FaultProxy, ScriptedGateway, baseEnv, cli, runCli, sendJson, sseStream } from "./cli-process";
 
 /**
  * The CLI follows an operation's live output when the gateway lets it; when
@@ -80,6 +82,146 @@ describe("CLI: following an operation's output", () => {
       expect(r.stdout.slice(-40)).toBe(`${"a".repeat(31)}\nTHE-END\n`);
     } finally {
       await proxy.stop();
+    }
+  });
+
+  it("keeps waiting for the result through 429s while the command still runs, as Retry-After asks", async () => {
+    const { stack, fx } = suite;
+    // No live output (its stream refused), and the operation's reads are rate limited for longer
+    // than the client's own ten Retry-After waits, while the command is still running.
+    const limitedAt: number[] = [];
+    const proxy = await new FaultProxy(stack.url, (req) => {
+      if (req.method !== "GET") return "forward";
+      if (/\/logs(\?|$)/.test(req.url)) return { status: 429, headers: { "Retry-After": "1" }, body: { detail: "too many live streams" } };
+      if (/\/operations\/[0-9a-f-]{36}$/.test(req.url) && limitedAt.length < 14) {
+        limitedAt.push(Date.now());
+        return { status: 429, headers: { "Retry-After": "0.5" }, body: { detail: "Rate limit exceeded" } };
+      }
+      return "forward";
+    }).start();
+    try {
+      const r = await cli(["exec", "--server", fx.server.id, "--", "echo one; sleep 9; echo two"], baseEnv({ RUNBRIDGE_URL: proxy.url, RUNBRIDGE_API_KEY: fx.token }));
+      expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 0, stdout: "one\ntwo\n" });
+      expect(limitedAt.length).toBe(14);
+      expect(r.stderr).toMatch(/could not read operation [0-9a-f-]{36} \(HTTP 429\); it may still be running: asking again in 0\.5 s/);
+      for (let i = 1; i < limitedAt.length; i++) expect((limitedAt[i] as number) - (limitedAt[i - 1] as number)).toBeGreaterThanOrEqual(450);
+    } finally {
+      await proxy.stop();
+    }
+  }, 60_000);
+});
+
+/**
+ * What the real stack cannot be made to send on cue: live output whose offsets skip (chunks the
+ * dispatcher dropped while Redis was not ready, or the live log trimmed), the stored capture sent
+ * once the live log has expired, a stream that goes silent. Followed with `operations logs --follow`.
+ */
+describe("CLI: following an operation's output, against a scripted gateway", () => {
+  const env = (url: string, extra: Record<string, string> = {}) => baseEnv({ RUNBRIDGE_URL: url, RUNBRIDGE_API_KEY: "rca_scripted", ...extra });
+  const ended = (id: string, truncated = false) => ({ operation_id: id, status: "completed", exit_code: 0, duration_ms: 1000, error: null, stdout_truncated: truncated, stderr_truncated: false });
+  const view = (id: string, stdout: string, stderr = "", truncated = false) => ({
+    operation_id: id,
+    status: "completed",
+    error: null,
+    result: { exit_code: 0, stdout, stderr, duration_ms: 1000, stdout_truncated: truncated, stderr_truncated: false },
+  });
+
+  it("shows the bytes live output skipped from the stored output, and says so (offsets are UTF-8 bytes)", async () => {
+    const id = randomUUID();
+    // Lines of 8 bytes ("í" is two): the live log lost stdout's second line and stderr's first.
+    const out = ["línea1\n", "línea2\n", "línea3\n"];
+    const gw = await new ScriptedGateway((req, res) => {
+      if (!req.url?.endsWith("/logs")) return sendJson(res, 200, view(id, out.join(""), "err1\nerr2\n"));
+      const sse = sseStream(res);
+      sse.event("stdout", { stream: "stdout", offset: 0, data: out[0] }, "1-0");
+      sse.event("stderr", { stream: "stderr", offset: 5, data: "err2\n" }, "3-0");
+      sse.event("stdout", { stream: "stdout", offset: 16, data: out[2] }, "4-0");
+      sse.event("end", ended(id));
+      res.end();
+    }).start();
+    try {
+      const r = await cli(["operations", "logs", id, "--follow"], env(gw.url));
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe("línea1\nlínea3\nlínea2\n");
+      expect(r.stderr).toMatch(/live output of stdout skips bytes 8-15 here/);
+      expect(r.stderr).toMatch(/live output of stderr skips bytes 0-4 here[^\n]*\nerr2\n/);
+      expect(r.stderr).toMatch(/bytes 8-15 of stdout, skipped above, from the stored output:/);
+      expect(r.stderr).toMatch(/bytes 0-4 of stderr, skipped above, from the stored output:\nerr1\n/);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it("shows the stored end of a stream when, resuming after the live log expired, it gets the truncated stored capture", async () => {
+    const id = randomUUID();
+    const shown = `START\n${"a".repeat(200)}\n`;
+    // The stored capture keeps only the end (1 MiB in earnest): shorter than what was shown live, at offset 0.
+    const tail = `${"a".repeat(20)}\nTHE-END\n`;
+    const gw = await new ScriptedGateway((req, res) => {
+      if (!req.url?.endsWith("/logs")) return sendJson(res, 200, view(id, tail, "", true));
+      const sse = sseStream(res);
+      if (!req.headers["last-event-id"]) {
+        // The connection drops; by the time the client is back the live log has expired.
+        sse.event("stdout", { stream: "stdout", offset: 0, data: shown }, "1-0");
+        setTimeout(() => res.destroy(), 100);
+        return;
+      }
+      sse.event("stdout", { stream: "stdout", offset: 0, data: tail, stored: true, truncated: true }, "stored");
+      sse.event("end", ended(id, true));
+      res.end();
+    }).start();
+    try {
+      const r = await cli(["operations", "logs", id, "--follow"], env(gw.url));
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(shown + tail);
+      expect(r.stderr).toMatch(/live output of stdout stops here: only the stored end of it is left/);
+      expect(r.stderr).toMatch(/the stored end of stdout follows \(its last 29 bytes/);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it("reconnects, resuming after the last event, a live stream silent (not even a keep-alive) for RUNBRIDGE_STREAM_IDLE_SECONDS", async () => {
+    const id = randomUUID();
+    let firstOpened = 0;
+    let firstClosed = 0;
+    const gw = await new ScriptedGateway((req, res) => {
+      if (!req.url?.endsWith("/logs")) return sendJson(res, 200, view(id, "one\ntwo\n"));
+      const sse = sseStream(res);
+      if (!req.headers["last-event-id"]) {
+        firstOpened = Date.now();
+        sse.event("stdout", { stream: "stdout", offset: 0, data: "one\n" }, "1-0");
+        // Keep-alives hold it open for 2 s; then nothing more, and the connection stays open.
+        const beat = setInterval(() => sse.comment("keep-alive"), 300);
+        setTimeout(() => clearInterval(beat), 2000);
+        res.on("close", () => {
+          clearInterval(beat);
+          firstClosed = Date.now();
+        });
+        return;
+      }
+      sse.event("stdout", { stream: "stdout", offset: 4, data: "two\n" }, "2-0");
+      sse.event("end", ended(id));
+      res.end();
+    }).start();
+    const p = runCli(["operations", "logs", id, "--follow"], env(gw.url, { RUNBRIDGE_STREAM_IDLE_SECONDS: "1" }));
+    const giveUp = new AbortController();
+    try {
+      // Without the bound the client would sit on the silent stream until fetch's own 300 s timeout.
+      const tooLong = delay(15_000, "still following after 15 s", { signal: giveUp.signal }).catch(() => "");
+      const code = await Promise.race([p.exited, tooLong]);
+      expect(code).toBe(0);
+      expect(p.stdout).toBe("one\ntwo\n");
+      const streams = gw.seen.filter((s) => s.url.endsWith("/logs"));
+      expect(streams.map((s) => s.headers["last-event-id"])).toEqual([undefined, "1-0"]);
+      // Keep-alives count as traffic: the stream was given up only a second after they stopped.
+      expect(firstClosed - firstOpened).toBeGreaterThanOrEqual(2_500);
+      expect(p.stderr).toMatch(/nothing came on the live output stream for 1 s \(not even a keep-alive\); reconnecting/);
+    } finally {
+      giveUp.abort();
+      p.child.kill();
+      await p.exited;
+      await gw.stop();
     }
   });
 });

@@ -75,23 +75,24 @@ export type ProxyAction =
  * between CI and runbridge (load balancers that reset connections, a server
  * version without some endpoint). It records every request it sees.
  */
-export class FaultProxy {
+/** An HTTP server of a test's own on a free loopback port, recording every request it sees. */
+class LocalHttpServer {
   readonly seen: SeenRequest[] = [];
   url = "";
-  private server: http.Server;
+  private readonly server: http.Server;
 
-  constructor(
-    private readonly target: string,
-    private readonly plan: (req: SeenRequest, index: number) => ProxyAction = () => "forward",
-  ) {
-    this.server = http.createServer((req, res) => this.handle(req, res));
+  constructor(handle: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
+    this.server = http.createServer((req, res) => {
+      this.seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
+      handle(req, res);
+    });
   }
 
   async start(): Promise<this> {
     this.server.listen(0, "127.0.0.1");
     await once(this.server, "listening");
     const addr = this.server.address();
-    if (!addr || typeof addr !== "object") throw new Error("proxy did not bind");
+    if (!addr || typeof addr !== "object") throw new Error("test server did not bind");
     this.url = `http://127.0.0.1:${addr.port}`;
     return this;
   }
@@ -100,11 +101,19 @@ export class FaultProxy {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+export class FaultProxy extends LocalHttpServer {
+  constructor(
+    private readonly target: string,
+    private readonly plan: (req: SeenRequest, index: number) => ProxyAction = () => "forward",
+  ) {
+    super((req, res) => this.handle(req, res));
+  }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const seen: SeenRequest = { method: req.method ?? "", url: req.url ?? "", headers: req.headers };
-    this.seen.push(seen);
-    const action = this.plan(seen, this.seen.length - 1);
+    const index = this.seen.length - 1;
+    const action = this.plan(this.seen[index] as SeenRequest, index);
     if (action === "drop") {
       req.socket.destroy();
       return;
@@ -151,6 +160,39 @@ export class FaultProxy {
     res.on("close", () => upstream.destroy());
     req.pipe(upstream);
   }
+}
+
+/** Answers one request of a ScriptedGateway; `index` counts the requests seen so far. */
+export type GatewayScript = (req: http.IncomingMessage, res: http.ServerResponse, index: number) => void;
+
+/**
+ * A fake gateway whose every answer the test writes itself: for what the real stack cannot be made
+ * to send on cue (an event stream whose offsets skip, one that goes silent without closing). It
+ * records every request it sees.
+ */
+export class ScriptedGateway extends LocalHttpServer {
+  constructor(script: GatewayScript) {
+    super((req, res) => {
+      req.resume();
+      script(req, res, this.seen.length - 1);
+    });
+  }
+}
+
+/** Answers JSON, as the gateway does. */
+export function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { "Content-Type": "application/json", ...headers });
+  res.end(JSON.stringify(body));
+}
+
+/** Starts an event stream answer, as the gateway's logs endpoint does; events and comments are written as given. */
+export function sseStream(res: http.ServerResponse): { event(name: string, data: unknown, id?: string): void; comment(text: string): void } {
+  res.writeHead(200, { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache" });
+  res.write("retry: 3000\n\n");
+  return {
+    event: (name, data, id) => void res.write(`${id ? `id: ${id}\n` : ""}event: ${name}\ndata: ${JSON.stringify(data)}\n\n`),
+    comment: (text) => void res.write(`: ${text}\n\n`),
+  };
 }
 
 /** GitHub's `name<<delimiter` blocks of a GITHUB_OUTPUT / GITHUB_STATE file. */

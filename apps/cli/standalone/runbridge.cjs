@@ -101,6 +101,7 @@ var ApiClient = class {
     }
     let failures = 0;
     let waits = 0;
+    const inProgressUntil = performance.now() + (this.opts.inProgressWaitMs ?? 12e4);
     for (; ; ) {
       let res;
       try {
@@ -121,6 +122,13 @@ var ApiClient = class {
         const delay = retryAfterMs(res.headers.get("retry-after"));
         await res.body?.cancel().catch(() => void 0);
         this.opts.notify?.(`rate limited (429); retrying in ${Math.ceil(delay / 1e3)} s as Retry-After asks`);
+        await sleep(delay, opts.signal);
+        continue;
+      }
+      if (res.status === 409 && opts.idempotencyKey && res.headers.has("retry-after") && performance.now() < inProgressUntil) {
+        const delay = retryAfterMs(res.headers.get("retry-after"));
+        await res.body?.cancel().catch(() => void 0);
+        this.opts.notify?.(`${method} ${path}: an earlier attempt of this request is still in progress (HTTP 409); retrying in ${Math.ceil(delay / 1e3)} s`);
         await sleep(delay, opts.signal);
         continue;
       }
@@ -238,12 +246,22 @@ function retryAttempts(raw) {
   if (!Number.isInteger(n) || n < 1 || n > 20) throw new UsageError(`RUNBRIDGE_RETRY_ATTEMPTS must be a whole number from 1 to 20, got "${raw}"`);
   return n;
 }
-function parse(args, options, allowPositionals = false) {
+var STRAY_ARGUMENT = `unexpected argument (not shown: it may be a secret). Was --env NAME "$VALUE" meant as --env NAME="$VALUE" (or --env NAME, to pass this environment's value)?`;
+function parse(args, options, positionals = "none") {
+  let parsed;
   try {
-    return (0, import_node_util.parseArgs)({ args, options, allowPositionals, strict: true });
+    parsed = (0, import_node_util.parseArgs)({ args, options, allowPositionals: positionals !== "none", strict: true, tokens: true });
   } catch (err) {
-    throw new UsageError(err.message);
+    const e = err;
+    throw new UsageError(e.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL" ? STRAY_ARGUMENT : e.message);
   }
+  if (positionals === "after --") {
+    const dashes = parsed.tokens.find((t) => t.kind === "option-terminator")?.index ?? Number.POSITIVE_INFINITY;
+    if (parsed.tokens.some((t) => t.kind === "positional" && t.index < dashes)) {
+      throw new UsageError(`the command goes after --, as in: runbridge exec --server ID -- uptime. Before --, an ${STRAY_ARGUMENT}`);
+    }
+  }
+  return parsed;
 }
 function required(value, flag) {
   if (value === void 0 || value.trim() === "") throw new UsageError(`${flag} is required`);
@@ -465,8 +483,29 @@ async function* readEvents(body) {
     if (ev) yield ev;
   }
 }
+var StreamIdleError = class extends Error {
+};
+async function* idleBounded(body, idleMs) {
+  const reader = body.getReader();
+  try {
+    for (; ; ) {
+      let timer;
+      const idle = new Promise((resolve) => {
+        timer = setTimeout(() => resolve(null), idleMs);
+      });
+      const next = await Promise.race([reader.read(), idle]).finally(() => clearTimeout(timer));
+      if (next === null) throw new StreamIdleError(`nothing arrived for ${idleMs / 1e3} s`);
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    await reader.cancel().catch(() => void 0);
+    reader.releaseLock();
+  }
+}
 
 // src/client/follow.ts
+var bytesText = ([from, to]) => `bytes ${from}-${to - 1}`;
 var OutputPrinter = class {
   constructor(sink) {
     this.sink = sink;
@@ -480,6 +519,16 @@ var OutputPrinter = class {
    * stream): as with a cut-off, what a truncated stored capture ends with may never have been shown.
    */
   liveStopped = false;
+  /**
+   * Ranges live output skipped (the live log never had them, or trimmed them before they were read):
+   * they cannot go back in place, so the stored result shows them at the end, each after a note.
+   */
+  skipped = { stdout: [], stderr: [] };
+  /**
+   * The server sent the stream's stored capture cut at its size limit (the live log had expired): it
+   * is the stream's end, at offsets that do not line up with live output — as after a cut-off.
+   */
+  storedEnd = { stdout: false, stderr: false };
   /** A progress note for the user (stderr or the CI log), never part of the command's output. */
   note(text) {
     this.sink.note(text);
@@ -488,6 +537,13 @@ var OutputPrinter = class {
     const bytes = Buffer.from(data, "utf8");
     const done = this.printed[stream];
     if (offset + bytes.length <= done) return;
+    if (offset > done) {
+      const range = [done, offset];
+      this.skipped[stream].push(range);
+      this.sink.note(
+        `live output of ${stream} skips ${bytesText(range)} here (the live log does not have them); they follow from the stored output when the operation ends, if it holds them`
+      );
+    }
     const fresh = offset >= done ? bytes : bytes.subarray(done - offset);
     this.write(stream, fresh.toString("utf8"));
     this.printed[stream] = offset + bytes.length;
@@ -497,6 +553,14 @@ var OutputPrinter = class {
     if (this.liveCut) return;
     this.liveCut = true;
     this.sink.note("live output stops here: it reached the live log's size limit; the end of the output follows when the operation ends");
+  }
+  /** The stream's stored capture arrived cut at its size limit, in place of live output (see storedEnd). */
+  storedEndOnly(stream) {
+    if (this.storedEnd[stream]) return;
+    this.storedEnd[stream] = true;
+    if (this.printed[stream] > 0) {
+      this.sink.note(`live output of ${stream} stops here: only the stored end of it is left (the live log has expired); it follows when the operation ends`);
+    }
   }
   /** Live output stopped before the stream's end (not at the size limit): the end follows from the stored result. */
   stoppedEarly() {
@@ -509,14 +573,22 @@ var OutputPrinter = class {
   /** The stored (final) output: whatever live chunks have not shown yet. */
   rest(op) {
     const result = op.result;
-    if (!result) return;
     for (const stream of ["stdout", "stderr"]) {
+      const skipped = this.skipped[stream].splice(0);
+      if (!result) {
+        for (const range of skipped) this.sink.note(`${bytesText(range)} of ${stream}, skipped above, are lost: the operation has no stored output`);
+        continue;
+      }
       const text = result[stream] ?? "";
       const truncated = stream === "stdout" ? result.stdout_truncated : result.stderr_truncated;
       const done = this.printed[stream];
       if (truncated && done > 0) {
-        if (!this.liveCut && !this.liveStopped) continue;
-        this.sink.note(`the stored end of ${stream} follows (its last ${Buffer.byteLength(text)} bytes; the start may repeat output shown above)`);
+        if (!this.liveCut && !this.liveStopped && !this.storedEnd[stream] && skipped.length === 0) continue;
+        const stored = Buffer.byteLength(text);
+        for (const range of skipped) {
+          if (range[1] <= done - stored) this.sink.note(`${bytesText(range)} of ${stream}, skipped above, are lost: the stored capture keeps only the end`);
+        }
+        this.sink.note(`the stored end of ${stream} follows (its last ${stored} bytes; the start may repeat output shown above)`);
         this.write(stream, text);
         continue;
       }
@@ -524,6 +596,15 @@ var OutputPrinter = class {
       if (bytes.length > done) this.write(stream, bytes.subarray(done).toString("utf8"));
       this.printed[stream] = Math.max(done, bytes.length);
       if (truncated && done === 0) this.sink.note(`${stream} was longer than the stored capture; only its end is shown`);
+      for (const [from, to] of skipped) {
+        const end = Math.min(to, bytes.length);
+        if (end <= from) {
+          this.sink.note(`${bytesText([from, to])} of ${stream}, skipped above, are not in the stored output either`);
+          continue;
+        }
+        this.sink.note(`${bytesText([from, end])} of ${stream}, skipped above, from the stored output:`);
+        this.write(stream, bytes.subarray(from, end).toString("utf8"));
+      }
     }
   }
   write(stream, text) {
@@ -533,6 +614,15 @@ var OutputPrinter = class {
   }
 };
 var FOLLOW_OUTAGE_MS = 10 * 6e4;
+var STREAM_IDLE_MS = 45e3;
+var MAX_STREAM_IDLE_SECONDS = 3600;
+function streamIdleMs(raw, note) {
+  if (raw === void 0 || raw === "") return STREAM_IDLE_MS;
+  const n = Number(raw);
+  if (Number.isInteger(n) && n >= 1 && n <= MAX_STREAM_IDLE_SECONDS) return n * 1e3;
+  note(`RUNBRIDGE_STREAM_IDLE_SECONDS must be a whole number from 1 to ${MAX_STREAM_IDLE_SECONDS}, got "${raw}"; using ${STREAM_IDLE_MS / 1e3}`);
+  return STREAM_IDLE_MS;
+}
 var opPath = (id) => `/operations/${encodeURIComponent(id)}`;
 async function getOperation(client, id, signal) {
   return (await client.get(opPath(id), { signal })).body;
@@ -545,6 +635,7 @@ async function followOperation(client, id, printer, opts = {}) {
 }
 async function streamLogs(client, id, printer, opts) {
   const stream = { lastEventId: void 0, failures: 0 };
+  const idleMs = opts.streamIdleMs ?? streamIdleMs(process.env.RUNBRIDGE_STREAM_IDLE_SECONDS, (text) => printer.note(text));
   for (; ; ) {
     let res;
     try {
@@ -570,34 +661,45 @@ async function streamLogs(client, id, printer, opts) {
       await getOperation(client, id, opts.signal);
       return false;
     }
-    if (await printEvents(res, printer, stream, opts.signal)) return true;
+    const how = await printEvents(res, printer, stream, idleMs, opts.signal);
+    if (how === "end") return true;
     stream.failures++;
     if (stream.failures > 8) return false;
+    if (how === "idle") printer.note(`nothing came on the live output stream for ${idleMs / 1e3} s (not even a keep-alive); reconnecting`);
     await sleep(Math.min(250 * 2 ** stream.failures, 4e3), opts.signal);
   }
 }
-async function printEvents(res, printer, stream, signal) {
+async function printEvents(res, printer, stream, idleMs, signal) {
   try {
     if (!res.body) throw new Error("empty event stream");
-    for await (const ev of readEvents(res.body)) {
+    for await (const ev of readEvents(idleBounded(res.body, idleMs))) {
       if (ev.id !== void 0) stream.lastEventId = ev.id;
       if (ev.event === "stdout" || ev.event === "stderr") {
         const chunk = parseChunk(ev.data);
-        if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
+        if (chunk?.truncated) printer.storedEndOnly(chunk.stream ?? ev.event);
+        else if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
         stream.failures = 0;
       } else if (ev.event === "cut_off") {
         printer.cutOff();
       } else if (ev.event === "end") {
-        return true;
+        return "end";
       }
     }
   } catch (err) {
     if (signal?.aborted) throw err;
+    if (err instanceof StreamIdleError) return "idle";
   } finally {
     await res.body?.cancel().catch(() => void 0);
   }
-  return false;
+  return "dropped";
 }
+var PollRateLimited = class extends ApiError {
+  constructor(detail, waitMs) {
+    super(429, detail);
+    this.waitMs = waitMs;
+  }
+  waitMs;
+};
 async function waitTerminal(client, id, opts) {
   let interval = opts.pollMs ?? 1e3;
   const outageMs = opts.outageMs ?? FOLLOW_OUTAGE_MS;
@@ -605,15 +707,20 @@ async function waitTerminal(client, id, opts) {
   for (; ; ) {
     let op;
     try {
-      op = await getOperation(client, id, opts.signal);
+      const res = await client.get(opPath(id), { signal: opts.signal, accept: [429] });
+      if (res.status === 429) throw new PollRateLimited(detailOf(res.body), retryAfterMs(res.headers.get("retry-after")));
+      op = res.body;
       failingSince = null;
     } catch (err) {
-      const outage = err instanceof NetworkError || err instanceof ApiError && err.status >= 500;
+      const outage = err instanceof NetworkError || err instanceof ApiError && (err.status >= 500 || err.status === 429);
       if (!outage || opts.signal?.aborted) throw err;
       failingSince ??= Date.now();
       if (Date.now() - failingSince >= outageMs) throw err;
-      opts.note?.(`could not read operation ${id} (${err instanceof ApiError ? `HTTP ${err.status}` : "the API did not answer"}); it may still be running: asking again`);
-      await sleep(Math.min(interval * 4, 15e3), opts.signal);
+      const wait = err instanceof PollRateLimited ? err.waitMs : Math.min(interval * 4, 15e3);
+      opts.note?.(
+        `could not read operation ${id} (${err instanceof ApiError ? `HTTP ${err.status}` : "the API did not answer"}); it may still be running: asking again in ${Number((wait / 1e3).toFixed(1))} s`
+      );
+      await sleep(wait, opts.signal);
       continue;
     }
     if (isTerminalStatus(op.status)) return op;
@@ -621,12 +728,16 @@ async function waitTerminal(client, id, opts) {
     interval = Math.min(interval * 1.25, 3e3);
   }
 }
+function detailOf(body) {
+  const detail = body?.detail;
+  return typeof detail === "string" ? detail : "rate limited";
+}
 function parseChunk(data) {
   try {
     const v = JSON.parse(data);
     if (typeof v.data !== "string" || typeof v.offset !== "number") return null;
     const stream = v.stream === "stdout" || v.stream === "stderr" ? v.stream : void 0;
-    return { stream, offset: v.offset, data: v.data };
+    return { stream, offset: v.offset, data: v.data, truncated: v.truncated === true };
   } catch {
     return null;
   }
@@ -764,8 +875,10 @@ async function submitOperation(client, req, inv, sink, opts) {
       discovered.then((id) => id ? { kind: "found", id } : new Promise(() => void 0))
     ]);
   } catch (err) {
-    const id = err instanceof ApiError && err.status === 409 && opts.follow ? await findOwnOperation(client, inv).catch(() => null) : null;
+    const unknownOutcome = err instanceof ApiError && err.status === 409 || err instanceof NetworkError;
+    const id = unknownOutcome ? await findOwnOperation(client, inv).catch(() => null) : null;
     if (!id) throw err;
+    sink.note(`its request's answer was lost, but operation ${id} was created by it (found in run ${inv.runId})`);
     first = { kind: "found", id };
   } finally {
     stopDiscovery.abort();
@@ -773,6 +886,7 @@ async function submitOperation(client, req, inv, sink, opts) {
   if (first.kind === "found") {
     postAbort.abort();
     opts.onOperation?.(first.id);
+    if (!opts.follow) return { accepted: null, final: null, operationId: first.id };
     const final2 = await followOperation(client, first.id, printer);
     return { accepted: null, final: final2, operationId: first.id };
   }
@@ -946,7 +1060,7 @@ async function deployCommand(args) {
   const req = deployRequest({ applicationId: appId, ref: values.ref, env: env.vars, timeout });
   const wait = values.wait ?? false;
   const { code, submitted } = await runOperation(conn, req, inv, { follow: wait });
-  if (!wait && submitted.accepted) process.stdout.write(`${JSON.stringify(submitted.accepted)}
+  if (!wait) process.stdout.write(`${JSON.stringify(submitted.accepted ?? { operation_id: submitted.operationId, status: "running" })}
 `);
   return code;
 }
@@ -971,7 +1085,7 @@ async function execCommand(args) {
       timeout: { type: "string" },
       "run-id": { type: "string" }
     },
-    true
+    "after --"
   );
   if (values.help) {
     process.stdout.write(EXEC_USAGE);
@@ -1023,7 +1137,7 @@ function oneId(positionals) {
   return positionals[0];
 }
 async function get(args) {
-  const { values, positionals } = parse(args, CONNECTION_OPTIONS, true);
+  const { values, positionals } = parse(args, CONNECTION_OPTIONS, "any");
   if (values.help) {
     process.stdout.write(OPERATIONS_USAGE);
     return 0;
@@ -1059,7 +1173,7 @@ async function list(args) {
   return 0;
 }
 async function logs(args) {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, follow: { type: "boolean", short: "f" } }, true);
+  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, follow: { type: "boolean", short: "f" } }, "any");
   if (values.help) {
     process.stdout.write(OPERATIONS_USAGE);
     return 0;

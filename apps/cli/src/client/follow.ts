@@ -1,14 +1,20 @@
-import { ApiError, NetworkError, sleep, type ApiClient } from "./api";
+import { ApiError, NetworkError, retryAfterMs, sleep, type ApiClient } from "./api";
 import { isTerminalStatus } from "./outcome";
-import { readEvents } from "./sse";
+import { StreamIdleError, idleBounded, readEvents } from "./sse";
 import type { OperationView, OutputSink } from "./types";
 
 type StreamName = "stdout" | "stderr";
+/** Bytes `from` up to (not including) `to` of a stream. */
+type ByteRange = readonly [from: number, to: number];
+
+/** A byte range for the user, both ends included. */
+const bytesText = ([from, to]: ByteRange) => `bytes ${from}-${to - 1}`;
 
 /**
  * Writes each stream's output exactly once, by byte offset: a resumed or
  * replayed event stream, or the stored result after live chunks, never prints
- * a byte twice.
+ * a byte twice. Bytes live output skipped are never dropped without a word:
+ * the stored result shows them at the end, or a note says they are lost.
  */
 export class OutputPrinter {
   private readonly printed: Record<StreamName, number> = { stdout: 0, stderr: 0 };
@@ -19,6 +25,16 @@ export class OutputPrinter {
    * stream): as with a cut-off, what a truncated stored capture ends with may never have been shown.
    */
   private liveStopped = false;
+  /**
+   * Ranges live output skipped (the live log never had them, or trimmed them before they were read):
+   * they cannot go back in place, so the stored result shows them at the end, each after a note.
+   */
+  private readonly skipped: Record<StreamName, ByteRange[]> = { stdout: [], stderr: [] };
+  /**
+   * The server sent the stream's stored capture cut at its size limit (the live log had expired): it
+   * is the stream's end, at offsets that do not line up with live output — as after a cut-off.
+   */
+  private readonly storedEnd: Record<StreamName, boolean> = { stdout: false, stderr: false };
 
   constructor(private readonly sink: OutputSink) {}
 
@@ -31,6 +47,13 @@ export class OutputPrinter {
     const bytes = Buffer.from(data, "utf8");
     const done = this.printed[stream];
     if (offset + bytes.length <= done) return;
+    if (offset > done) {
+      const range: ByteRange = [done, offset];
+      this.skipped[stream].push(range);
+      this.sink.note(
+        `live output of ${stream} skips ${bytesText(range)} here (the live log does not have them); they follow from the stored output when the operation ends, if it holds them`,
+      );
+    }
     const fresh = offset >= done ? bytes : bytes.subarray(done - offset);
     this.write(stream, fresh.toString("utf8"));
     this.printed[stream] = offset + bytes.length;
@@ -41,6 +64,16 @@ export class OutputPrinter {
     if (this.liveCut) return;
     this.liveCut = true;
     this.sink.note("live output stops here: it reached the live log's size limit; the end of the output follows when the operation ends");
+  }
+
+  /** The stream's stored capture arrived cut at its size limit, in place of live output (see storedEnd). */
+  storedEndOnly(stream: StreamName): void {
+    if (this.storedEnd[stream]) return;
+    this.storedEnd[stream] = true;
+    // Only worth saying when something was shown live: otherwise the stored end follows as the whole output.
+    if (this.printed[stream] > 0) {
+      this.sink.note(`live output of ${stream} stops here: only the stored end of it is left (the live log has expired); it follows when the operation ends`);
+    }
   }
 
   /** Live output stopped before the stream's end (not at the size limit): the end follows from the stored result. */
@@ -56,16 +89,25 @@ export class OutputPrinter {
   /** The stored (final) output: whatever live chunks have not shown yet. */
   rest(op: OperationView): void {
     const result = op.result;
-    if (!result) return;
     for (const stream of ["stdout", "stderr"] as const) {
+      const skipped = this.skipped[stream].splice(0);
+      if (!result) {
+        for (const range of skipped) this.sink.note(`${bytesText(range)} of ${stream}, skipped above, are lost: the operation has no stored output`);
+        continue;
+      }
       const text = result[stream] ?? "";
       const truncated = stream === "stdout" ? result.stdout_truncated : result.stderr_truncated;
       const done = this.printed[stream];
       // A truncated capture keeps the tail, so its offsets do not line up with live output: it was
-      // all shown live only if the live stream reached its end uncut — otherwise the stored end is what matters most.
+      // all shown live only if the live stream reached its end uncut and whole — otherwise the stored end is what matters most.
       if (truncated && done > 0) {
-        if (!this.liveCut && !this.liveStopped) continue;
-        this.sink.note(`the stored end of ${stream} follows (its last ${Buffer.byteLength(text)} bytes; the start may repeat output shown above)`);
+        if (!this.liveCut && !this.liveStopped && !this.storedEnd[stream] && skipped.length === 0) continue;
+        const stored = Buffer.byteLength(text);
+        // The stream is at least `done` bytes long: a range that ends before its last `stored` bytes is not in the capture.
+        for (const range of skipped) {
+          if (range[1] <= done - stored) this.sink.note(`${bytesText(range)} of ${stream}, skipped above, are lost: the stored capture keeps only the end`);
+        }
+        this.sink.note(`the stored end of ${stream} follows (its last ${stored} bytes; the start may repeat output shown above)`);
         this.write(stream, text);
         continue;
       }
@@ -73,6 +115,16 @@ export class OutputPrinter {
       if (bytes.length > done) this.write(stream, bytes.subarray(done).toString("utf8"));
       this.printed[stream] = Math.max(done, bytes.length);
       if (truncated && done === 0) this.sink.note(`${stream} was longer than the stored capture; only its end is shown`);
+      // A whole capture holds every byte at its offset: what live output skipped is there, shown after the rest.
+      for (const [from, to] of skipped) {
+        const end = Math.min(to, bytes.length);
+        if (end <= from) {
+          this.sink.note(`${bytesText([from, to])} of ${stream}, skipped above, are not in the stored output either`);
+          continue;
+        }
+        this.sink.note(`${bytesText([from, end])} of ${stream}, skipped above, from the stored output:`);
+        this.write(stream, bytes.subarray(from, end).toString("utf8"));
+      }
     }
   }
 
@@ -92,9 +144,29 @@ export interface FollowOptions {
   outageMs?: number;
   /** Progress notes (an outage being waited out). */
   note?: (text: string) => void;
+  /**
+   * A live stream on which nothing arrives for this long (not even the gateway's keep-alive, sent
+   * every 15 s) is dropped and resumed (default RUNBRIDGE_STREAM_IDLE_SECONDS, else 45 s).
+   */
+  streamIdleMs?: number;
 }
 
 const FOLLOW_OUTAGE_MS = 10 * 60_000;
+/** Three of the gateway's 15 s keep-alives missed: the connection is gone, though nothing said so. */
+const STREAM_IDLE_MS = 45_000;
+const MAX_STREAM_IDLE_SECONDS = 3600;
+
+/**
+ * RUNBRIDGE_STREAM_IDLE_SECONDS (1-3600). Read when following starts, after the operation was
+ * submitted: a bad value is a note and the default, not an error that would leave the operation unfollowed.
+ */
+function streamIdleMs(raw: string | undefined, note: (text: string) => void): number {
+  if (raw === undefined || raw === "") return STREAM_IDLE_MS;
+  const n = Number(raw);
+  if (Number.isInteger(n) && n >= 1 && n <= MAX_STREAM_IDLE_SECONDS) return n * 1000;
+  note(`RUNBRIDGE_STREAM_IDLE_SECONDS must be a whole number from 1 to ${MAX_STREAM_IDLE_SECONDS}, got "${raw}"; using ${STREAM_IDLE_MS / 1000}`);
+  return STREAM_IDLE_MS;
+}
 
 const opPath = (id: string) => `/operations/${encodeURIComponent(id)}`;
 
@@ -123,6 +195,7 @@ export async function followOperation(client: ApiClient, id: string, printer: Ou
  */
 async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter, opts: FollowOptions): Promise<boolean> {
   const stream: StreamState = { lastEventId: undefined, failures: 0 };
+  const idleMs = opts.streamIdleMs ?? streamIdleMs(process.env.RUNBRIDGE_STREAM_IDLE_SECONDS, (text) => printer.note(text));
   for (;;) {
     let res: Response;
     try {
@@ -153,10 +226,12 @@ async function streamLogs(client: ApiClient, id: string, printer: OutputPrinter,
       await getOperation(client, id, opts.signal);
       return false;
     }
-    if (await printEvents(res, printer, stream, opts.signal)) return true;
-    // The connection dropped before the end: reconnect (resuming after the last event) with backoff.
+    const how = await printEvents(res, printer, stream, idleMs, opts.signal);
+    if (how === "end") return true;
+    // The connection dropped (or went silent) before the end: reconnect (resuming after the last event) with backoff.
     stream.failures++;
     if (stream.failures > 8) return false;
+    if (how === "idle") printer.note(`nothing came on the live output stream for ${idleMs / 1000} s (not even a keep-alive); reconnecting`);
     await sleep(Math.min(250 * 2 ** stream.failures, 4000), opts.signal);
   }
 }
@@ -168,37 +243,51 @@ interface StreamState {
   failures: number;
 }
 
-/** Prints one connection's output events; true if the stream reached its end, false if the connection dropped first. */
-async function printEvents(res: Response, printer: OutputPrinter, stream: StreamState, signal?: AbortSignal): Promise<boolean> {
+/** Prints one connection's output events, until the stream's end, the connection dropping, or nothing arriving for `idleMs`. */
+async function printEvents(res: Response, printer: OutputPrinter, stream: StreamState, idleMs: number, signal?: AbortSignal): Promise<"end" | "dropped" | "idle"> {
   try {
     if (!res.body) throw new Error("empty event stream");
-    for await (const ev of readEvents(res.body)) {
+    for await (const ev of readEvents(idleBounded(res.body, idleMs))) {
       if (ev.id !== undefined) stream.lastEventId = ev.id;
       if (ev.event === "stdout" || ev.event === "stderr") {
         const chunk = parseChunk(ev.data);
-        if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
+        // A truncated stored capture (sent once the live log has expired) is the stream's end, not its start: its offset 0 is not where it begins.
+        if (chunk?.truncated) printer.storedEndOnly(chunk.stream ?? ev.event);
+        else if (chunk) printer.chunk(chunk.stream ?? ev.event, chunk.offset, chunk.data);
         stream.failures = 0;
       } else if (ev.event === "cut_off") {
         printer.cutOff();
       } else if (ev.event === "end") {
-        return true;
+        return "end";
       }
     }
   } catch (err) {
     if (signal?.aborted) throw err;
-    // The connection dropped mid-stream: the caller resumes from the last event.
+    // The connection dropped mid-stream, or went silent: the caller resumes from the last event.
+    if (err instanceof StreamIdleError) return "idle";
   } finally {
     await res.body?.cancel().catch(() => undefined);
   }
-  return false;
+  return "dropped";
+}
+
+/** A 429 answer to a poll, with how long its Retry-After asks to wait. */
+class PollRateLimited extends ApiError {
+  constructor(
+    detail: string,
+    readonly waitMs: number,
+  ) {
+    super(429, detail);
+  }
 }
 
 /**
  * Polls GET /operations/{id} until its status is terminal. An outage of the
- * API (unreachable, 5xx, after the client's own retries) does not end the
- * wait at once: the operation goes on running meanwhile, and a CI step that
- * failed then would be retried and run it a second time. Only an outage
- * longer than `outageMs` ends it.
+ * API (unreachable, 5xx, after the client's own retries) or rate limiting
+ * (429, waited out as Retry-After asks) does not end the wait at once: the
+ * operation goes on running meanwhile, and a CI step that failed then would
+ * be retried and run it a second time. Only an outage longer than
+ * `outageMs` ends it.
  */
 async function waitTerminal(client: ApiClient, id: string, opts: FollowOptions): Promise<OperationView> {
   let interval = opts.pollMs ?? 1000;
@@ -207,15 +296,21 @@ async function waitTerminal(client: ApiClient, id: string, opts: FollowOptions):
   for (;;) {
     let op: OperationView;
     try {
-      op = await getOperation(client, id, opts.signal);
+      // 429 comes back here rather than being waited out by the client (ten Retry-Afters) and thrown: this loop waits as long as for an outage.
+      const res = await client.get<OperationView>(opPath(id), { signal: opts.signal, accept: [429] });
+      if (res.status === 429) throw new PollRateLimited(detailOf(res.body), retryAfterMs(res.headers.get("retry-after")));
+      op = res.body;
       failingSince = null;
     } catch (err) {
-      const outage = err instanceof NetworkError || (err instanceof ApiError && err.status >= 500);
+      const outage = err instanceof NetworkError || (err instanceof ApiError && (err.status >= 500 || err.status === 429));
       if (!outage || opts.signal?.aborted) throw err;
       failingSince ??= Date.now();
       if (Date.now() - failingSince >= outageMs) throw err;
-      opts.note?.(`could not read operation ${id} (${err instanceof ApiError ? `HTTP ${err.status}` : "the API did not answer"}); it may still be running: asking again`);
-      await sleep(Math.min(interval * 4, 15_000), opts.signal);
+      const wait = err instanceof PollRateLimited ? err.waitMs : Math.min(interval * 4, 15_000);
+      opts.note?.(
+        `could not read operation ${id} (${err instanceof ApiError ? `HTTP ${err.status}` : "the API did not answer"}); it may still be running: asking again in ${Number((wait / 1000).toFixed(1))} s`,
+      );
+      await sleep(wait, opts.signal);
       continue;
     }
     if (isTerminalStatus(op.status)) return op;
@@ -224,12 +319,17 @@ async function waitTerminal(client: ApiClient, id: string, opts: FollowOptions):
   }
 }
 
-function parseChunk(data: string): { stream?: StreamName; offset: number; data: string } | null {
+function detailOf(body: unknown): string {
+  const detail = (body as { detail?: unknown } | null)?.detail;
+  return typeof detail === "string" ? detail : "rate limited";
+}
+
+function parseChunk(data: string): { stream?: StreamName; offset: number; data: string; truncated: boolean } | null {
   try {
-    const v = JSON.parse(data) as { stream?: unknown; offset?: unknown; data?: unknown };
+    const v = JSON.parse(data) as { stream?: unknown; offset?: unknown; data?: unknown; truncated?: unknown };
     if (typeof v.data !== "string" || typeof v.offset !== "number") return null;
     const stream = v.stream === "stdout" || v.stream === "stderr" ? v.stream : undefined;
-    return { stream, offset: v.offset, data: v.data };
+    return { stream, offset: v.offset, data: v.data, truncated: v.truncated === true };
   } catch {
     return null;
   }

@@ -59,3 +59,33 @@ export async function* readEvents(body: AsyncIterable<Uint8Array>): AsyncGenerat
     if (ev) yield ev;
   }
 }
+
+/** Nothing at all (not even a keep-alive comment) came on an event stream within its idle bound. */
+export class StreamIdleError extends Error {}
+
+/**
+ * A fetch body's chunks, ending in StreamIdleError once nothing arrives for
+ * `idleMs`. A connection that goes silent without closing (a proxy or load
+ * balancer that lost it) would otherwise hold its reader until fetch's own
+ * 300 s body timeout, though the gateway sends a keep-alive every 15 s.
+ */
+export async function* idleBounded(body: ReadableStream<Uint8Array>, idleMs: number): AsyncGenerator<Uint8Array> {
+  // A reader, not the stream's async iterator: only cancelling the reader ends a read that is still waiting.
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const idle = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), idleMs);
+      });
+      const next = await Promise.race([reader.read(), idle]).finally(() => clearTimeout(timer));
+      if (next === null) throw new StreamIdleError(`nothing arrived for ${idleMs / 1000} s`);
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    // However the reading ends (idle, dropped, or the consumer stopping early): the connection is closed.
+    await reader.cancel().catch(() => undefined);
+    reader.releaseLock();
+  }
+}
