@@ -241,20 +241,34 @@ describe("an enqueue whose reply was lost after Redis ran it", () => {
     }
   });
 
-  it("an insert whose answer was lost: 503 not started, and the row that landed all the same is failed by the sweeper, never run", async () => {
+  /**
+   * A runner for a new fixture, and a start of `command` by a gateway whose operation store reaches PostgreSQL
+   * through a proxy that passes the insert and swallows its answer, cutting every connection `holdMs` later.
+   */
+  async function startWithInsertAnswerLost(holdMs: number, command: (marker: string) => string, dbOptions: Parameters<typeof createDb>[1]) {
     const f = await createFixture();
     await stack.startRunner(f.runnerToken, f.server.id);
-    const marker = path.join(dir, "unconfirmed");
-    // The gateway's operation store reaches PostgreSQL through a proxy that passes the insert and loses its answer, then the path dies.
     const pgUrl = new URL(stack.commonEnv().DATABASE_URL ?? "");
     const proxy = new ReplyDropProxy(Number(pgUrl.port || 5432));
     await proxy.listen();
     pgUrl.port = String(proxy.port);
-    const db = createDb(pgUrl.toString(), { max: 1, connectionTimeoutMillis: 1000 });
+    const db = createDb(pgUrl.toString(), dbOptions);
+    proxy.arm("operation.insert", holdMs);
+    const marker = path.join(dir, `insert-${f.server.id}`);
+    const auth = { tenantId: f.tenant.id, key: f.key, clientIp: "127.0.0.1" } as unknown as AutomationAuth;
+    const started = startOperation({ ...stack.gateway, operations: db.operations }, auth, { serverId: f.server.id, type: "exec", command: command(marker), timeoutSeconds: 30 });
+    started.catch(() => undefined);
+    const done = async () => {
+      await db.close().catch(() => undefined);
+      await proxy.close();
+    };
+    return { f, proxy, started, marker, done };
+  }
+
+  it("an insert whose answer was lost: 503 not started, and the row that landed all the same is failed by the sweeper, never run", async () => {
+    // The path dies 200 ms after the insert went through: the gateway hears "Connection terminated" at once.
+    const { f, proxy, started, marker, done } = await startWithInsertAnswerLost(200, (m) => `echo ran >> ${m}`, { max: 1, connectionTimeoutMillis: 1000 });
     try {
-      proxy.arm("operation.insert", 200);
-      const auth = { tenantId: f.tenant.id, key: f.key, clientIp: "127.0.0.1" } as unknown as AutomationAuth;
-      const started = startOperation({ ...stack.gateway, operations: db.operations }, auth, { serverId: f.server.id, type: "exec", command: `echo ran >> ${marker}`, timeoutSeconds: 30 });
       await expect(started).rejects.toThrow(OperationNotStartedError);
       await expect(started).rejects.toThrow(/did not confirm recording the operation \(.+\); it was not started and will not be/);
       expect(proxy.delivered).toBe(true);
@@ -265,8 +279,23 @@ describe("an enqueue whose reply was lost after Redis ran it", () => {
       await new Promise((r) => setTimeout(r, 3000));
       expect(lines(marker)).toBe(0);
     } finally {
-      await db.close().catch(() => undefined);
-      await proxy.close();
+      await done();
+    }
+  });
+
+  it("an insert whose answer never came until its query timeout, taken meanwhile by the sweeper: answered as accepted, and it runs once", async () => {
+    // The answer is swallowed on a connection that stays open (a half-open path): the gateway hears nothing until
+    // its query timeout (statement timeout + 5 s), while new connections still get through.
+    const { started, marker, done } = await startWithInsertAnswerLost(60_000, (m) => `echo ran >> ${m}`, { max: 2, connectionTimeoutMillis: 2000, statementTimeoutMs: 1000 });
+    try {
+      const op = await started;
+      // Before its query timed out (6 s) the sweeper (REQUEUE_AFTER_SECONDS 2) had queued the row it found without a job.
+      expect(op.dispatchedAt).not.toBeNull();
+      expect(await waitUntilEnded(op.id, 20_000)).toMatchObject({ status: "completed", exitCode: 0 });
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(lines(marker)).toBe(1);
+    } finally {
+      await done();
     }
   });
 });

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import Joi from "joi";
 import { commonEnv, compilableTrustProxy, keyPairProblem, loadConfigOrExit, pemFile } from "@runbridge/common";
+import { Limits } from "@runbridge/contracts";
 
 /**
  * A TLS file is only read when the listener is created, after the database and
@@ -57,7 +58,7 @@ export const dispatcherEnvSchema = Joi.object({
     .description("BullMQ job lock; a crashed dispatcher's deliveries are taken over by another within about 1.5 times this"),
   REQUEUE_AFTER_SECONDS: Joi.number()
     .integer()
-    .min(1)
+    .min(Limits.requeueAfterMinSeconds)
     .max(3600)
     .default(10)
     .description("An undelivered operation whose job is missing from the queue (Redis lost or flushed) is re-enqueued after this age"),

@@ -20,6 +20,11 @@ export const Limits = {
   liveLogMaxBytes: 8 * 1024 * 1024,
   /** Longest an accepted operation may wait for its runner (RUNNER_DELIVERY_TIMEOUT_SECONDS at most). */
   deliveryTimeoutMaxSeconds: 3600,
+  /**
+   * The youngest a row without a job can be when a dispatcher's sweeper re-enqueues it (REQUEUE_AFTER_SECONDS'
+   * minimum): a gateway that marks an unconfirmed insert sooner knows no sweeper has taken it.
+   */
+  requeueAfterMinSeconds: 1,
   /** A cancel request's `reason` (an extension), in characters. */
   cancelReasonMaxChars: 500,
   rateLimitDefault: 100,

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { FailureCause, FailureReason, JobCatalog, JobName, OperationStatus, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
+import { FailureCause, FailureReason, JobCatalog, JobName, Limits, OperationStatus, type DeliverOperationJob, type OperationSecrets, type OperationType, type RunContext } from "@runbridge/contracts";
 import type { Response } from "express";
 import { reviveOperation, type Operation, type Prisma, type TargetServer } from "@runbridge/db";
 import type { AutomationAuth } from "../auth/locals";
 import { assertServerAllowed } from "../auth/scopes";
 import type { GatewayContext } from "../context";
-import { ConflictError, NotFoundError, OperationNotStartedError, ServiceUnavailableError } from "../errors";
+import { ConflictError, HttpError, NotFoundError, OperationNotStartedError } from "../errors";
 import { countOperationAccepted, countOperationFinished } from "../metrics";
 
 export interface NewOperation {
@@ -97,6 +97,8 @@ export async function startOperation(
   // When the delivery deadline started running (PostgreSQL's now() at the insert), in this process's monotonic time.
   const insertedAt = performance.now();
   const id = randomUUID();
+  // Set when the insert went unconfirmed but the row turned out to be there and already taken (see settleUnconfirmed).
+  let recovered = false;
   const operation = await ctx.operations
     .insertWithAudit({
       id,
@@ -128,10 +130,19 @@ export async function startOperation(
       // The server was deleted between its lookup and this insert (see server-delete.ts).
       const e = err as { code?: unknown; constraint?: unknown };
       if (e.code === FOREIGN_KEY_VIOLATION && e.constraint === "operations_server_id_fkey") throw new NotFoundError(`Server ${input.serverId} not found`);
-      if (insertOutcomeUnknown(err)) await settleUnconfirmed(ctx, id, input.serverId, err);
-      throw err;
+      if (!insertOutcomeUnknown(err)) throw err;
+      const landed = await settleUnconfirmed(ctx, id, input.serverId, insertedAt, err);
+      recovered = true;
+      return landed;
     });
 
+  if (recovered) {
+    // Recorded after all, and already taken by a dispatcher (a sweeper queued it meanwhile) or ended: this request's
+    // operation, answered as accepted; its job exists or is not needed.
+    await beforeEnqueue?.(operation);
+    ctx.logger.warn("an unconfirmed insert had landed and was already taken; answering it as accepted", { operationId: operation.id, status: operation.status });
+    return operation;
+  }
   const unsettled = (await beforeEnqueue?.(operation)) === ENQUEUE_WHEN_SETTLED;
   if (unsettled) ctx.logger.warn("operation accepted with its job held back until a write whose outcome is unknown has settled", { operationId: operation.id, type: operation.type });
   const secrets = input.secrets && Object.keys(input.secrets).length > 0 ? input.secrets : undefined;
@@ -160,16 +171,16 @@ export async function startOperation(
 }
 
 /**
- * Whether a failed insert may have committed all the same: PostgreSQL's answer never came (the
- * connection died or timed out after the statement was sent), or the server ended the connection, which
- * it can do between a commit and its answer. An error PostgreSQL answered (a constraint, a statement
- * timeout) rolled the statement back, and one before sending (no connection to be had) sent nothing.
+ * Whether a failed insert may have committed all the same: its connection was lost after the statement
+ * was sent (ended, reset, or no answer within the query timeout), or the server ended the connection,
+ * which it can do between a commit and its answer. An error PostgreSQL answered (a constraint, a statement
+ * timeout) rolled the statement back; a failure to connect sent nothing; any other error is a bug (a 500).
  */
 function insertOutcomeUnknown(err: unknown): boolean {
   const { code, message } = err as { code?: unknown; message?: unknown };
   if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return /^(08|57P0)/.test(code);
-  if (code === "ECONNREFUSED" || (typeof message === "string" && /timeout exceeded when trying to connect/.test(message))) return false;
-  return true;
+  if (code === "ECONNRESET" || code === "EPIPE") return true;
+  return typeof message === "string" && /^(Connection terminated unexpectedly|Query read timeout)/.test(message);
 }
 
 /** How long past its delivery deadline the sweeper might still take an unconfirmed row for a lost job: a late commit, clocks. */
@@ -179,10 +190,13 @@ const UNCONFIRMED_MARK_MARGIN_SECONDS = 120;
  * An insert whose outcome is unknown may have recorded the operation. Nothing queues it, but the
  * dispatchers' sweeper would take such a row for one whose job Redis lost and queue it — after the
  * client, told to retry, had started it again. So the row is marked in Redis, where the sweeper looks
- * before it re-enqueues (it fails a marked one instead), and ended here at once if PostgreSQL answers
- * now. Either makes "not started" true; with neither, the answer says it may still run.
+ * before it re-enqueues (it fails a marked one instead), and ended here if PostgreSQL answers now.
+ * "Not started" is answered only when that is certain: the row was ended here, or it is not there and the
+ * mark will stop it landing later. A row already taken (a sweeper queued it while the insert hung for its
+ * query timeout) is returned: the request's operation, answered as accepted. Otherwise the outcome is
+ * unknown, and the answer is a 500 that clients do not retry by themselves, naming the operation.
  */
-async function settleUnconfirmed(ctx: GatewayContext, id: string, serverId: string, err: unknown): Promise<never> {
+async function settleUnconfirmed(ctx: GatewayContext, id: string, serverId: string, sentAt: number, err: unknown): Promise<Operation> {
   ctx.logger.warn("an operation's insert went unconfirmed; settling it as not started", { operationId: id, error: String(err) });
   const ttl = ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS + UNCONFIRMED_MARK_MARGIN_SECONDS;
   const marked = await ctx.redis.set(ctx.keys.operationUnconfirmed(id), "1", "EX", ttl).then(
@@ -192,10 +206,16 @@ async function settleUnconfirmed(ctx: GatewayContext, id: string, serverId: stri
       return false;
     },
   );
-  const ended = await failUndispatched(ctx, { id, serverId }, FailureCause.NotConfirmed, FailureReason.NotConfirmed);
-  if (marked || ended) throw new OperationNotStartedError(id, `PostgreSQL did not confirm recording the operation (${id}); it was not started and will not be. Retry shortly.`);
-  throw new ServiceUnavailableError(
-    `PostgreSQL did not confirm recording the operation (${id}), and neither PostgreSQL nor Redis could be reached to settle it: it may still run. Check GET /api/automation/v1/operations/${id} before retrying.`,
+  // Marked before any sweeper could have taken the row (its created_at is after sentAt): none ever will.
+  const markedInTime = marked && performance.now() - sentAt < Limits.requeueAfterMinSeconds * 1000;
+  const notStarted = () => new OperationNotStartedError(id, `PostgreSQL did not confirm recording the operation (${id}); it was not started and will not be. Retry shortly.`);
+  if (await failUndispatched(ctx, { id, serverId }, FailureCause.NotConfirmed, FailureReason.NotConfirmed)) throw notStarted();
+  const row = await ctx.operations.findById(id).catch(() => undefined);
+  if (row) return row;
+  if ((row === null && marked) || (row === undefined && markedInTime)) throw notStarted();
+  throw new HttpError(
+    500,
+    `PostgreSQL did not confirm recording the operation (${id}), and it could not be settled: it may still run. Check GET /api/automation/v1/operations/${id} before retrying.`,
   );
 }
 
