@@ -246,14 +246,22 @@ function retryAttempts(raw) {
   if (!Number.isInteger(n) || n < 1 || n > 20) throw new UsageError(`RUNBRIDGE_RETRY_ATTEMPTS must be a whole number from 1 to 20, got "${raw}"`);
   return n;
 }
-var STRAY_ARGUMENT = `unexpected argument (not shown: it may be a secret). Was --env NAME "$VALUE" meant as --env NAME="$VALUE" (or --env NAME, to pass this environment's value)?`;
+var ENV_HINT = `Was --env NAME "$VALUE" meant as --env NAME="$VALUE" (or --env NAME, to pass this environment's value)?`;
+var STRAY_ARGUMENT = `unexpected argument (not shown: it may be a secret). ${ENV_HINT}`;
+function parseErrorMessage(e) {
+  if (e.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") return STRAY_ARGUMENT;
+  if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const option = /'([^']*)'/.exec(e.message)?.[1] ?? "";
+    return /^--?[A-Za-z][\w-]{0,40}$/.test(option) ? `unknown option ${option}` : `unknown option (not shown: it may be a secret starting with "-"). ${ENV_HINT}`;
+  }
+  return e.message;
+}
 function parse(args, options, positionals = "none") {
   let parsed;
   try {
     parsed = (0, import_node_util.parseArgs)({ args, options, allowPositionals: positionals !== "none", strict: true, tokens: true });
   } catch (err) {
-    const e = err;
-    throw new UsageError(e.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL" ? STRAY_ARGUMENT : e.message);
+    throw new UsageError(parseErrorMessage(err));
   }
   if (positionals === "after --") {
     const dashes = parsed.tokens.find((t) => t.kind === "option-terminator")?.index ?? Number.POSITIVE_INFINITY;
@@ -1060,9 +1068,14 @@ async function deployCommand(args) {
   const req = deployRequest({ applicationId: appId, ref: values.ref, env: env.vars, timeout });
   const wait = values.wait ?? false;
   const { code, submitted } = await runOperation(conn, req, inv, { follow: wait });
-  if (!wait) process.stdout.write(`${JSON.stringify(submitted.accepted ?? { operation_id: submitted.operationId, status: "running" })}
+  if (!wait) process.stdout.write(`${JSON.stringify(submitted.accepted ?? await acceptedFromOperation(conn.client, submitted.operationId))}
 `);
   return code;
+}
+async function acceptedFromOperation(client, id) {
+  const op = (await client.get(`/operations/${encodeURIComponent(id)}`)).body;
+  const params = op.params;
+  return { operation_id: id, status: op.status, deployment_id: typeof params?.deployment_id === "string" ? params.deployment_id : null };
 }
 
 // src/commands/exec.ts

@@ -54,8 +54,21 @@ function retryAttempts(raw: string | undefined): number | undefined {
  * A stray argument is not shown: the usual one is a secret, from `--env NAME "$VALUE"` (a space for
  * the `=`), and CI logs do not always mask it (Jenkins, unmasked GitLab variables).
  */
-const STRAY_ARGUMENT =
-  'unexpected argument (not shown: it may be a secret). Was --env NAME "$VALUE" meant as --env NAME="$VALUE" (or --env NAME, to pass this environment\'s value)?';
+const ENV_HINT = 'Was --env NAME "$VALUE" meant as --env NAME="$VALUE" (or --env NAME, to pass this environment\'s value)?';
+const STRAY_ARGUMENT = `unexpected argument (not shown: it may be a secret). ${ENV_HINT}`;
+
+/**
+ * parseArgs quotes the argument it could not place: a stray word, or an "unknown option" that is really
+ * a value starting with "-" (a PEM key after `--env NAME `). Only what looks like an option name is shown.
+ */
+function parseErrorMessage(e: { code?: unknown; message: string }): string {
+  if (e.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") return STRAY_ARGUMENT;
+  if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const option = /'([^']*)'/.exec(e.message)?.[1] ?? "";
+    return /^--?[A-Za-z][\w-]{0,40}$/.test(option) ? `unknown option ${option}` : `unknown option (not shown: it may be a secret starting with "-"). ${ENV_HINT}`;
+  }
+  return e.message;
+}
 
 /**
  * node:util parseArgs, with its errors turned into usage errors. `positionals`: "after --" for a remote
@@ -67,9 +80,7 @@ export function parse<T extends ParseArgsConfig["options"]>(args: string[], opti
   try {
     parsed = parseArgs({ args, options, allowPositionals: positionals !== "none", strict: true, tokens: true });
   } catch (err) {
-    const e = err as { code?: unknown; message: string };
-    // parseArgs quotes a stray argument in its message; its other messages name only options.
-    throw new UsageError(e.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL" ? STRAY_ARGUMENT : e.message);
+    throw new UsageError(parseErrorMessage(err as { code?: unknown; message: string }));
   }
   if (positionals === "after --") {
     const dashes = parsed.tokens.find((t) => t.kind === "option-terminator")?.index ?? Number.POSITIVE_INFINITY;

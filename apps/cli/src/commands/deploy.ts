@@ -1,4 +1,6 @@
+import type { ApiClient } from "../client/api";
 import { EnvBuilder } from "../client/env-vars";
+import type { OperationView } from "../client/types";
 import { deployRequest, seconds } from "../client/requests";
 import { newInvocation } from "../client/submit";
 import { CONNECTION_OPTIONS, connect, parse, required } from "./connection";
@@ -38,7 +40,16 @@ export async function deployCommand(args: string[]): Promise<number> {
   const req = deployRequest({ applicationId: appId, ref: values.ref, env: env.vars, timeout });
   const wait = values.wait ?? false;
   const { code, submitted } = await runOperation(conn, req, inv, { follow: wait });
-  // Found by its run after its POST's answer was lost: the operation, without the answer's deployment_id.
-  if (!wait) process.stdout.write(`${JSON.stringify(submitted.accepted ?? { operation_id: submitted.operationId, status: "running" })}\n`);
+  if (!wait) process.stdout.write(`${JSON.stringify(submitted.accepted ?? (await acceptedFromOperation(conn.client, submitted.operationId)))}\n`);
   return code;
+}
+
+/**
+ * The accepted answer of a deploy found by its run after its POST's answer was lost: read from the
+ * operation itself (its deployment_id is in its params), with its status as it is now.
+ */
+async function acceptedFromOperation(client: ApiClient, id: string): Promise<Record<string, unknown>> {
+  const op = (await client.get<OperationView>(`/operations/${encodeURIComponent(id)}`)).body;
+  const params = op.params as { deployment_id?: unknown } | undefined;
+  return { operation_id: id, status: op.status, deployment_id: typeof params?.deployment_id === "string" ? params.deployment_id : null };
 }
