@@ -145,7 +145,7 @@ describe("dashboard sessions", () => {
     expect(elsewhere.status).toBe(404);
     const big = await stack.api().post("/dashboard/session").set("X-Requested-With", "x").send({ api_key: "rbk_x", pad: "x".repeat(8000) });
     expect(big.status).toBe(422);
-    expect(big.body.detail).toMatch(/too large/);
+    expect(big.body.detail).toMatch(/too large \(a sign-in takes an API key only\)/);
     expect((await stack.api().post("/dashboard/session").set("X-Requested-With", "x").set("Content-Type", "application/json").send("{")).status).toBe(400);
   });
 

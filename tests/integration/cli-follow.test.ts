@@ -191,9 +191,10 @@ describe("CLI: following an operation's output, against a scripted gateway", () 
       if (!req.headers["last-event-id"]) {
         firstOpened = Date.now();
         sse.event("stdout", { stream: "stdout", offset: 0, data: "one\n" }, "1-0");
-        // Keep-alives hold it open for 2 s; then nothing more, and the connection stays open.
+        // Keep-alives hold it open for 4 s; then nothing more, and the connection stays open. (300 ms apart
+        // against a 2 s bound: only a stall of the client over 1.7 s would make it give up early.)
         const beat = setInterval(() => sse.comment("keep-alive"), 300);
-        setTimeout(() => clearInterval(beat), 2000);
+        setTimeout(() => clearInterval(beat), 4000);
         res.on("close", () => {
           clearInterval(beat);
           firstClosed = Date.now();
@@ -204,19 +205,19 @@ describe("CLI: following an operation's output, against a scripted gateway", () 
       sse.event("end", ended(id));
       res.end();
     }).start();
-    const p = runCli(["operations", "logs", id, "--follow"], env(gw.url, { RUNBRIDGE_STREAM_IDLE_SECONDS: "1" }));
+    const p = runCli(["operations", "logs", id, "--follow"], env(gw.url, { RUNBRIDGE_STREAM_IDLE_SECONDS: "2" }));
     const giveUp = new AbortController();
     try {
       // Without the bound the client would sit on the silent stream until fetch's own 300 s timeout.
-      const tooLong = delay(15_000, "still following after 15 s", { signal: giveUp.signal }).catch(() => "");
+      const tooLong = delay(20_000, "still following after 20 s", { signal: giveUp.signal }).catch(() => "");
       const code = await Promise.race([p.exited, tooLong]);
       expect(code).toBe(0);
       expect(p.stdout).toBe("one\ntwo\n");
       const streams = gw.seen.filter((s) => s.url.endsWith("/logs"));
       expect(streams.map((s) => s.headers["last-event-id"])).toEqual([undefined, "1-0"]);
-      // Keep-alives count as traffic: the stream was given up only a second after they stopped.
-      expect(firstClosed - firstOpened).toBeGreaterThanOrEqual(2_500);
-      expect(p.stderr).toMatch(/nothing came on the live output stream for 1 s \(not even a keep-alive\); reconnecting/);
+      // Keep-alives count as traffic: the stream was given up only after they stopped (nominally 2 s after).
+      expect(firstClosed - firstOpened).toBeGreaterThanOrEqual(4_000);
+      expect(p.stderr).toMatch(/nothing came on the live output stream for 2 s \(not even a keep-alive\); reconnecting/);
     } finally {
       giveUp.abort();
       p.child.kill();

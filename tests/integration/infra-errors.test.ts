@@ -22,7 +22,7 @@ describe("errors that mean PostgreSQL is unavailable or too slow", () => {
 
   const failure = (p: Promise<unknown>) => p.then(() => expect("to fail").toBe("failed"), (e: unknown) => e);
 
-  it("a statement timeout, raw through Prisma and on the raw pool", async () => {
+  it("a statement timeout, of a raw query and inside a transaction", async () => {
     expect(isInfrastructureDown(await failure(db.prisma.$queryRaw`SELECT pg_sleep(1)`))).toBe(true);
     expect(isInfrastructureDown(await failure(db.prisma.$transaction(async (tx) => tx.$executeRaw`SELECT pg_sleep(1)`)))).toBe(true);
   });

@@ -18,11 +18,23 @@ describe("outage log", () => {
     const log = new OutageLog(logger, "deliveries failing", 10_000, () => now);
     // 300 queued jobs failing once a second for 25 s: lines at 0, 10 and 20 s, each counting the failures since the one before.
     for (let second = 0; second < 25; second++, now += 1000) for (let job = 0; job < 300; job++) log.failed("Connection terminated");
+    // The outage ends: what failed after the last line is reported once (by a timer an interval later; here at once).
+    log.flush();
+    log.flush();
     await new Promise((r) => setImmediate(r));
     expect(lines.map((l) => [l.message, l.failures, l.error])).toEqual([
       ["deliveries failing", 1, "Connection terminated"],
       ["deliveries failing", 10 * 300, "Connection terminated"],
       ["deliveries failing", 10 * 300, "Connection terminated"],
+      ["deliveries failing", 5 * 300 - 1, "Connection terminated"],
     ]);
+  });
+
+  it("reports the failures after its last line an interval later, without waiting for the next outage", async () => {
+    const { lines, logger } = capture();
+    const log = new OutageLog(logger, "deliveries failing", 200);
+    for (let i = 0; i < 5; i++) log.failed("Connection terminated");
+    await new Promise((r) => setTimeout(r, 400));
+    expect(lines.map((l) => l.failures)).toEqual([1, 4]);
   });
 });

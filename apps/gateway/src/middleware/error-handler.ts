@@ -42,7 +42,9 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     // The spec answers an oversized input (an env too large) with 422, whatever the size.
     if (e.type === "entity.too.large") {
-      res.status(422).json({ detail: `Request body is too large (env values are limited to ${Limits.envMaxBytes / 1024} KiB in all)` });
+      // Only the Automation API's bodies carry env; the dashboard's sign-in takes a few hundred bytes.
+      const why = req.path.startsWith("/dashboard/") ? "a sign-in takes an API key only" : `env values are limited to ${Limits.envMaxBytes / 1024} KiB in all`;
+      res.status(422).json({ detail: `Request body is too large (${why})` });
       return;
     }
     // The router rejects a path whose percent-encoding is broken before any route sees it.

@@ -101,7 +101,7 @@ async function serveLogs(
 
   res.status(200).set({
     "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache, no-transform",
+    "Cache-Control": "no-store, no-transform",
     // While draining the front door asks for Connection: close (the client then reconnects elsewhere): keep it.
     ...(ctx.draining.aborted ? {} : { Connection: "keep-alive" }),
     // Nginx and similar proxies would otherwise buffer the stream.
