@@ -85,6 +85,18 @@ describe("runbridge CLI", () => {
     expect(op.status).toBe("cancelled");
   });
 
+  it("exits 130 at a second SIGINT, with what it printed (its output and the reason) all out", async () => {
+    // A command that ignores TERM keeps the first cancel in flight for the kill grace; the second signal does not wait for it.
+    const p = runCli(["exec", "--server", fx.server.id, "--", "trap '' TERM; seq 1 20000; echo waiting; sleep 60"], env);
+    await p.waitFor(/waiting/);
+    p.child.kill("SIGINT");
+    await p.waitFor(/SIGINT: cancelling operation/, "stderr");
+    p.child.kill("SIGINT");
+    expect(await p.exited).toBe(130);
+    expect(p.stderr).toMatch(/SIGINT: exiting without waiting for the operation\n/);
+    expect(p.stdout.split("\n").filter((l) => /^\d+$/.test(l))).toHaveLength(20000);
+  });
+
   it("cancels the remote operation on a SIGINT that comes before its id is known", async () => {
     const runId = `cli-early-sigint-${Date.now()}`;
     // The proxy shows when the POST has gone out: the signal then comes while it is open and before discovery's first lookup.

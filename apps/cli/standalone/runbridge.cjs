@@ -928,6 +928,16 @@ async function discover(client, inv, firstDelayMs, signal) {
   }
 }
 
+// src/exit.ts
+function exitWhenFlushed(code) {
+  exiting ??= (async () => {
+    await Promise.all([process.stdout, process.stderr].map((s) => new Promise((resolve) => s.writableLength === 0 ? resolve() : s.write("", () => resolve()))));
+    process.exit(code);
+  })();
+  return exiting;
+}
+var exiting;
+
 // src/client/cancel-on-signal.ts
 var import_node_crypto2 = require("node:crypto");
 var CancelOnSignal = class {
@@ -973,7 +983,10 @@ var CancelOnSignal = class {
     return this.signalled ? { signal: this.signalled, cancel: this.answer } : void 0;
   }
   onSignal = (signal) => {
-    if (this.signalled) this.hooks.exit(`${signal}: exiting without waiting for the operation`);
+    if (this.signalled) {
+      this.hooks.exit(`${signal}: exiting without waiting for the operation`);
+      return;
+    }
     this.signalled = signal;
     if (this.operationId) {
       this.cancel(signal, this.operationId);
@@ -998,7 +1011,7 @@ async function runOperation(conn, req, inv, opts) {
     note: (text) => sink.note(text),
     exit: (reason) => {
       sink.note(reason);
-      process.exit(ExitCode.Cancelled);
+      void exitWhenFlushed(ExitCode.Cancelled);
     }
   });
   canceller.install();
@@ -1334,12 +1347,6 @@ function unknownCommand(command, usage) {
 
 ${usage}`);
   return ExitCode.Usage;
-}
-
-// src/exit.ts
-async function exitWhenFlushed(code) {
-  await Promise.all([process.stdout, process.stderr].map((s) => new Promise((resolve) => s.writableLength === 0 ? resolve() : s.write("", () => resolve()))));
-  process.exit(code);
 }
 
 // src/standalone.ts

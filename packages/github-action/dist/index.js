@@ -250,7 +250,10 @@ var CancelOnSignal = class {
     return this.signalled ? { signal: this.signalled, cancel: this.answer } : void 0;
   }
   onSignal = (signal) => {
-    if (this.signalled) this.hooks.exit(`${signal}: exiting without waiting for the operation`);
+    if (this.signalled) {
+      this.hooks.exit(`${signal}: exiting without waiting for the operation`);
+      return;
+    }
     this.signalled = signal;
     if (this.operationId) {
       this.cancel(signal, this.operationId);

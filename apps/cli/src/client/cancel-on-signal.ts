@@ -4,8 +4,8 @@ import type { ApiClient } from "./api";
 export interface CancelHooks {
   /** A progress note for the user. */
   note(text: string): void;
-  /** Ends the process at once, leaving the remote operation as it is; `reason` says why. */
-  exit(reason: string): never;
+  /** Ends the process (once what it printed is out), leaving the remote operation as it is; `reason` says why. */
+  exit(reason: string): void;
 }
 
 /**
@@ -63,7 +63,10 @@ export class CancelOnSignal {
   }
 
   private readonly onSignal = (signal: NodeJS.Signals): void => {
-    if (this.signalled) this.hooks.exit(`${signal}: exiting without waiting for the operation`);
+    if (this.signalled) {
+      this.hooks.exit(`${signal}: exiting without waiting for the operation`);
+      return;
+    }
     this.signalled = signal;
     if (this.operationId) {
       this.cancel(signal, this.operationId);

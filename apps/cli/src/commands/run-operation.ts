@@ -1,3 +1,4 @@
+import { exitWhenFlushed } from "../exit";
 import { CancelOnSignal } from "../client/cancel-on-signal";
 import { ExitCode } from "../client/exit-codes";
 import { outcomeOf } from "../client/outcome";
@@ -28,7 +29,8 @@ export async function runOperation(
     note: (text) => sink.note(text),
     exit: (reason) => {
       sink.note(reason);
-      process.exit(ExitCode.Cancelled);
+      // Output still on its way to the CI log's pipe goes out first (exit.ts).
+      void exitWhenFlushed(ExitCode.Cancelled);
     },
   });
   canceller.install();
