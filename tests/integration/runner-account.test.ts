@@ -114,6 +114,22 @@ describe("the runner's account", () => {
     await runner.stop();
   });
 
+  (asRoot ? it : it.skip)("says a working directory the account may not enter is not accessible to it, not that the shell could not start", async () => {
+    const account = ensureAccount();
+    const fx = await createFixture();
+    const runner = start(fx.runnerToken, stateDirFor(account), { RUNBRIDGE_RUN_AS: ACCOUNT });
+    await stack.waitRunnerConnected(fx.server.id);
+    // Root's own, closed to others: the directory itself, and one below it (whose stat fails on the parent).
+    const closed = mkdtempSync(path.join(dir, "closed-"));
+    chmodSync(closed, 0o700);
+    const below = mkdtempSync(path.join(closed, "app-"));
+    for (const cwd of [closed, below]) {
+      const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "true", working_directory: cwd });
+      expect(res.body).toMatchObject({ status: "failed", error: `working directory ${cwd} is not accessible to the runner's account ${ACCOUNT} (permission denied on it or on a directory above it)` });
+    }
+    await runner.stop();
+  });
+
   (asRoot ? it : it.skip)("started as the account directly, leaves its token readable to its commands (what the switch prevents)", async () => {
     const account = ensureAccount();
     const fx = await createFixture();

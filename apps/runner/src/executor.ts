@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { statSync } from "node:fs";
+import { accessSync, constants as fsConstants, statSync } from "node:fs";
 import { Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -261,9 +261,24 @@ function finalOutput(capture: TailCapture, masker: SecretMasker, secrets: readon
 /** Why `cwd` cannot be a command's working directory, or null when it can. */
 function workdirProblem(cwd: string): string | null {
   try {
-    return statSync(cwd).isDirectory() ? null : `working directory ${cwd} is not a directory`;
-  } catch {
+    if (!statSync(cwd).isDirectory()) return `working directory ${cwd} is not a directory`;
+    // A directory the account may not enter made the spawn fail with EACCES, which read as the shell's fault.
+    accessSync(cwd, fsConstants.X_OK);
+    return null;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM") return `working directory ${cwd} is not accessible to the runner's account ${accountName()} (permission denied on it or on a directory above it)`;
+    if (code === "ENOTDIR") return `working directory ${cwd} is not a directory (a part of its path is a file)`;
+    if (code === "ELOOP") return `working directory ${cwd} cannot be reached (too many levels of symbolic links)`;
     return `working directory ${cwd} does not exist on the server`;
+  }
+}
+
+function accountName(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? "?"}`;
   }
 }
 
