@@ -58,6 +58,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     // Prisma's "record to update or delete does not exist": another request deleted it between this
     // request's lookup and its write (two deletes of one application at once, say).
+    // A foreign key that no longer holds: the row it names (an application's server) was deleted by another
+    // request between this request's check and its write.
+    if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2003") {
+      res.status(422).json({ detail: `A resource this request refers to was deleted by another request while it was handled (${req.method} ${req.path})` });
+      return;
+    }
     if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === "P2025") {
       res.status(404).json({ detail: `Not found: it was deleted by another request while this one was handled (${req.method} ${req.path})` });
       return;

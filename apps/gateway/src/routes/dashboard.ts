@@ -19,6 +19,7 @@ import { operationView } from "../services/serializers";
 export const DASHBOARD_DIST = path.resolve(__dirname, "../../../dashboard/web/dist");
 
 const LIVE_OUTPUT_BATCH = 500;
+const MAX_STREAM_ID_PART = 2n ** 64n - 1n;
 
 /** Operations one by-ids read may name: two "Load older" pages (50 each) of the Logs list. */
 const OPERATIONS_BY_ID_MAX = 100;
@@ -124,10 +125,14 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     const notFound = () => new NotFoundError(`Operation ${String(req.params.id)} not found`);
     const id = validateParam<string>(uuid(), req.params.id, notFound);
     const after = typeof req.query.after === "string" ? req.query.after : "";
-    if (after && !/^\d{1,20}-\d{1,20}$/.test(after)) throw new ValidationError('"after" must be a stream entry id such as 1700000000000-0');
+    // Both parts are 64-bit numbers to Redis: a larger one was an error from Redis, answered 500.
+    if (after && (!/^\d{1,20}-\d{1,20}$/.test(after) || after.split("-").some((part) => BigInt(part) > MAX_STREAM_ID_PART))) {
+      throw new ValidationError('"after" must be a stream entry id such as 1700000000000-0');
+    }
     const op = await ctx.prisma.operation.findFirst({ where: { id, tenantId: auth.tenantId }, select: { id: true } });
     if (!op) throw notFound();
-    const rows = await ctx.redis.xrange(ctx.keys.operationLog(id), after ? `(${after}` : "-", "+", "COUNT", LIVE_OUTPUT_BATCH);
+    // Nothing can follow the largest id (and Redis refuses an exclusive start there).
+    const rows = after === `${MAX_STREAM_ID_PART}-${MAX_STREAM_ID_PART}` ? [] : await ctx.redis.xrange(ctx.keys.operationLog(id), after ? `(${after}` : "-", "+", "COUNT", LIVE_OUTPUT_BATCH);
     // Output chunks, and (as the SSE stream's `cut_off` event) the one entry where the live log was cut off.
     // Each chunk with its byte offset in its stream: a reader that fell behind the stream's trimming sees the jump.
     const entries = rows.map(([entryId, fields]) => {

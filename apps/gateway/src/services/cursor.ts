@@ -1,4 +1,4 @@
-import type { CreatedWindowQuery } from "@runbridge/contracts";
+import { storableInstant, type CreatedWindowQuery } from "@runbridge/contracts";
 import { ValidationError } from "../errors";
 
 /** Opaque keyset cursor over (created_at desc, id desc). */
@@ -13,7 +13,7 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } | 
     const [at, id] = parsed as unknown[];
     if (typeof at !== "string" || typeof id !== "string" || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return null;
     const createdAt = new Date(at);
-    return Number.isNaN(createdAt.getTime()) ? null : { createdAt, id };
+    return storableInstant(createdAt) ? { createdAt, id } : null;
   } catch {
     return null;
   }

@@ -3,7 +3,7 @@ import { encodeTokenRevoked } from "@runbridge/contracts";
 import type { Server } from "@runbridge/db";
 import type { ManagementAuth } from "../auth/locals";
 import type { GatewayContext } from "../context";
-import { ConflictError } from "../errors";
+import { ConflictError, NotFoundError } from "../errors";
 
 /**
  * Rotates a server's runner token: a new one (returned, shown once, stored as
@@ -19,12 +19,14 @@ export async function rotateRunnerToken(ctx: GatewayContext, auth: ManagementAut
     // Conditional on the hash this request read: of two rotations at the same moment one wins, and the
     // other does not announce as revoked a hash that was never the one its token replaced.
     const { count } = await tx.server.updateMany({ where: { id: server.id, runnerTokenHash: server.runnerTokenHash }, data: { runnerTokenHash: hashToken(token) } });
-    if (count === 0) return false;
+    // Deleted meanwhile (its delete raced this rotation): gone, not rotated by someone else.
+    if (count === 0) return (await tx.server.count({ where: { id: server.id } })) === 0 ? "gone" : false;
     await tx.auditEvent.create({
       data: { tenantId: auth.tenantId, type: "server.runner_token_rotated", serverId: server.id, clientIp: auth.clientIp, data: { server_name: server.name, by_api_key_id: auth.apiKeyId } },
     });
     return true;
   });
+  if (rotated === "gone") throw new NotFoundError(`Server ${server.id} not found`);
   if (!rotated) throw new ConflictError(`The runner token of server ${server.id} was rotated by another request at the same moment; rotate again to get a token you can use`);
   // The new token is in force either way (and only this answer carries it): not a failed request.
   await announceTokenRevoked(ctx, server, "runner token rotated");

@@ -32,12 +32,35 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * variable of that name (a valid POSIX name) would be left out of the command. Refused instead.
  */
 export function reservedKeyPath(body: unknown): string | null {
-  const stack: Array<[unknown, string]> = [[body, ""]];
+  return findInJson(body, (key, _value, path) => (key === "__proto__" ? path : null));
+}
+
+/** Half of a UTF-16 surrogate pair, alone: JSON can spell it (\ud800), UTF-8 and PostgreSQL cannot hold it. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * What in a validated body PostgreSQL cannot store, as a 422 detail, or null: a NUL character (text and
+ * jsonb refuse it) or a lone surrogate, in any string or key. Fields whose schema refuses these already
+ * say so in their own words; this catches every other (names, run_context, filters), which gave a 500.
+ */
+export function unstorableText(body: unknown): string | null {
+  const why = (s: string) => (s.includes("\0") ? "cannot contain NUL characters" : LONE_SURROGATE.test(s) ? "is not valid Unicode (it holds half of a surrogate pair)" : null);
+  return findInJson(body, (key, value, path) => {
+    const problem = (key !== null && why(key)) || (typeof value === "string" && why(value));
+    // The path itself may hold what is refused: shown escaped, so the detail is clean text.
+    return problem ? `"${(path || "body").replace(/\0/g, "\\0").replace(new RegExp(LONE_SURROGATE.source, "g"), "\uFFFD")}" ${problem}` : null;
+  });
+}
+
+/** Walks a parsed JSON value depth first; the first non-null answer of `visit` (given each key, value and path) is returned. */
+function findInJson(root: unknown, visit: (key: string | null, value: unknown, path: string) => string | null): string | null {
+  const stack: Array<[string | null, unknown, string]> = [[null, root, ""]];
   for (let item = stack.pop(); item; item = stack.pop()) {
-    const [value, path] = item;
+    const [key, value, path] = item;
+    const found = visit(key, value, path);
+    if (found !== null) return found;
     if (value === null || typeof value !== "object") continue;
-    if (!Array.isArray(value) && Object.prototype.hasOwnProperty.call(value, "__proto__")) return path ? `${path}.__proto__` : "__proto__";
-    for (const [k, v] of Object.entries(value)) if (v !== null && typeof v === "object") stack.push([v, path ? `${path}.${k}` : k]);
+    for (const [k, v] of Object.entries(value)) stack.push([Array.isArray(value) ? null : k, v, path ? `${path}.${k}` : k]);
   }
   return null;
 }
@@ -142,8 +165,15 @@ export const instant = () =>
       const day = new Date(0);
       day.setUTCFullYear(Number(y), Number(m) - 1, Number(d));
       if (day.getUTCFullYear() !== Number(y) || day.getUTCMonth() !== Number(m) - 1 || day.getUTCDate() !== Number(d)) return helpers.message({ custom: `{{#label}} names a day that does not exist (${value})` });
-      return new Date(value).toISOString();
+      const at = new Date(value);
+      if (!storableInstant(at)) return helpers.message({ custom: `{{#label}} must be within the years 0001 to 9999 (UTC), got ${value}` });
+      return at.toISOString();
     });
+
+/** Years 0001-9999 in UTC: what PostgreSQL's timestamptz and Prisma's DateTime both take (beyond, a query or write failed with a 500). */
+export function storableInstant(at: Date): boolean {
+  return Number.isFinite(at.getTime()) && at.getUTCFullYear() >= 1 && at.getUTCFullYear() <= 9999;
+}
 
 /**
  * `created_from` (inclusive) and `created_before` (exclusive) of a list: the

@@ -2,7 +2,7 @@ import Joi from "joi";
 import { Limits } from "../limits";
 import { OPERATION_TYPES, OperationStatus, type OperationType } from "../operations";
 import type { AutomationListOperationsQuery } from "./automation-extensions";
-import { createdWindowKeys, uuid } from "./common";
+import { createdWindowKeys, instant, uuid } from "./common";
 import { name } from "./fields";
 
 /** Request bodies and queries of the management API (/api/v1). */
@@ -33,7 +33,9 @@ const scopeFields = {
   allowed_credential_ids: Joi.array().items(uuid()).max(1000).unique(),
   ip_allowlist: Joi.array().items(ipOrCidr()).max(500),
   rate_limit: Joi.number().integer().min(Limits.rateLimitMin).max(Limits.rateLimitMax),
-  expires_at: Joi.alternatives(Joi.string().isoDate(), null),
+  // As the list filters read instants: a time zone required (isoDate read one without as the gateway's local
+  // time), a day that exists (2030-02-30 became March 2nd), years PostgreSQL can store (year 10000 was a 500).
+  expires_at: Joi.alternatives(instant(), null),
 };
 
 export const createAutomationKeySchema = Joi.object<CreateAutomationKeyRequest>({

@@ -94,6 +94,10 @@ export function applicationsRouter(ctx: GatewayContext): Router {
     const body = validateBody(updateApplicationSchema, req.body);
     if (body.server_id !== undefined) await assertOwnServer(auth.tenantId, body.server_id);
     const app = await ctx.prisma.$transaction(async (tx) => {
+      // The row as it is now, locked: of two updates at once, each event's "before" is what that one changed
+      // (read before the transaction, both said the value from before either).
+      await tx.$queryRaw`SELECT id FROM applications WHERE id = ${existing.id}::uuid FOR UPDATE`;
+      const current = await tx.application.findUniqueOrThrow({ where: { id: existing.id } });
       const updated = await tx.application.update({
         where: { id: existing.id },
         data: {
@@ -107,7 +111,7 @@ export function applicationsRouter(ctx: GatewayContext): Router {
       });
       // What a deploy runs, where, and with what is the record's point: each changed field as it was and as it is.
       const changes = Object.keys(body) as (keyof ReturnType<typeof applicationView>)[];
-      const [was, now] = [applicationView(existing), applicationView(updated)];
+      const [was, now] = [applicationView(current), applicationView(updated)];
       const allowance = body.allowed_env_overrides !== undefined ? { allowed_env_overrides: body.allowed_env_overrides } : {};
       await tx.auditEvent.create({
         data: auditData(auth.tenantId, auth.clientIp, "application.updated", updated, {

@@ -160,9 +160,14 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
     if (existing.revokedAt) throw new ConflictError(`Automation key ${existing.id} is revoked and can no longer be changed; create a new key`);
     const data = await scopeData(ctx, auth.tenantId, body, existing);
     const key = await ctx.prisma.$transaction(async (tx) => {
+      // The row as it is now, locked: a revocation or another update that committed since it was read
+      // above is seen (a revoked key is not changed; the audit event's "from" values are what this changed).
+      await tx.$queryRaw`SELECT id FROM automation_keys WHERE id = ${existing.id}::uuid FOR UPDATE`;
+      const current = await tx.automationKey.findUniqueOrThrow({ where: { id: existing.id } });
+      if (current.revokedAt) throw new ConflictError(`Automation key ${existing.id} is revoked and can no longer be changed; create a new key`);
       const k = await tx.automationKey.update({ where: { id: existing.id }, data });
       await tx.auditEvent.create({
-        data: { tenantId: auth.tenantId, type: "key.updated", automationKeyId: k.id, clientIp: auth.clientIp, data: { changes: changesOf(existing, k, Object.keys(body)) } },
+        data: { tenantId: auth.tenantId, type: "key.updated", automationKeyId: k.id, clientIp: auth.clientIp, data: { changes: changesOf(current, k, Object.keys(body)) } },
       });
       return k;
     });
