@@ -62,7 +62,8 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
   // Monotonic: a step of the wall clock during the provider's call would make a negative duration.
   const started = performance.now();
   const decision = await decide(ctx, op);
-  if (!decision) return "ended"; // Cancelled or ended before the claim: the provider was not called.
+  // Cancelled or ended before the claim, or claimed by another delivery of it: the provider was not called here.
+  if (!decision) return "ended";
   const durationMs = Math.round(performance.now() - started);
   // Only this attempt knows the provider's answer: storing it is retried here before giving up.
   const stored = await storeWithRetries(ctx, op, () =>
@@ -120,7 +121,8 @@ async function decide(ctx: DispatcherContext, op: Operation): Promise<RebootDeci
   } catch (err) {
     return { path: RebootPath.Runner, provider, reason: `the ${entry.label} token could not be decrypted (${(err as Error).message}); fell back to the runner` };
   }
-  if (!(await ctx.operations.markDispatched(op.id))) return null;
+  // Exclusive: a delivery that finds it claimed (another one is calling, or called) leaves it to that one.
+  if (!(await ctx.operations.claimRebootCall(op.id))) return null;
   try {
     const outcome = await entry.reboot({ baseUrl: entry.baseUrl(ctx), providerServerId: server.providerServerId, token, timeoutMs: ctx.config.PROVIDER_API_TIMEOUT_MS });
     const action = outcome.actionId ? `, action ${outcome.actionId}` : "";

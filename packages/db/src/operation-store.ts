@@ -180,6 +180,10 @@ const SQL = {
      WHERE id = $1 AND status = 'running' AND (dispatched_at IS NOT NULL OR deliver_by > now())
      RETURNING ${OPERATION_COLUMNS}`,
   ),
+  claimRebootCall: statement(
+    "operation.claim-reboot-call",
+    "UPDATE operations SET dispatched_at = now() WHERE id = $1 AND status = 'running' AND dispatched_at IS NULL AND NOT (params ? 'reboot_path') RETURNING dispatched_at",
+  ),
   markDispatched: statement(
     "operation.dispatched",
     "UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running' RETURNING dispatched_at",
@@ -368,6 +372,16 @@ export class OperationStore {
   async claimForDispatch(id: string): Promise<Operation | null> {
     const { rows } = await this.pool.query({ ...SQL.claimForDispatch, values: [id] });
     return rows[0] ? toOperation(rows[0] as Row) : null;
+  }
+
+  /**
+   * Claims a reboot for one cloud provider API call: only while it is running, not claimed by anyone
+   * (no dispatched mark) and no path is recorded. Exclusive, unlike markDispatched: two deliveries of one
+   * reboot (a stalled one whose job lock lapsed, and the one that took the job over) must not both call.
+   */
+  async claimRebootCall(id: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query({ ...SQL.claimRebootCall, values: [id] });
+    return (rowCount ?? 0) > 0;
   }
 
   /**

@@ -1,0 +1,55 @@
+import { createLogger } from "@runbridge/common";
+import type { DispatcherContext } from "../../apps/dispatcher/src/context";
+import { rebootViaProvider } from "../../apps/dispatcher/src/reboot-path";
+import { testPrisma } from "../helpers/db";
+import { createFixture, createOperation } from "../helpers/factories";
+import { FakeProvider } from "../helpers/fake-provider";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
+
+/**
+ * "A server is never rebooted twice for one operation": two deliveries of one reboot at once (a delivery
+ * that stalled past its job lock, and the one that took the job over) both read it unclaimed; only one may
+ * call the cloud provider. The claim kept the first dispatched mark (COALESCE) and let both through.
+ */
+describe("the claim of a reboot's cloud provider call", () => {
+  let provider: FakeProvider;
+  const suite = useStack({ dispatchers: 0 });
+  let stack: TestStack;
+  beforeAll(async () => {
+    ({ stack } = suite);
+    provider = await FakeProvider.start();
+  });
+  afterAll(() => provider.stop());
+
+  it("lets one of two deliveries that read the reboot unclaimed call the provider; the other leaves it", async () => {
+    const fx = await createFixture();
+    const linked = await stack
+      .api()
+      .patch(`/api/v1/servers/${fx.server.id}`)
+      .set("Authorization", `Bearer ${fx.apiKey}`)
+      .send({ provider: "hetzner", provider_server_id: "123456", provider_token: "hcloud-test-token" });
+    expect(linked.status).toBe(200);
+    const created = await createOperation(fx.tenant.id, fx.server.id, { type: "reboot", command: null, params: {} });
+    // The same snapshot for both, as each delivery reads the row before its claim.
+    const op = await stack.gateway.operations.findById(created.id);
+    if (!op) throw new Error("no operation");
+    const ctx = {
+      prisma: stack.gateway.prisma,
+      operations: stack.gateway.operations,
+      sealer: stack.gateway.sealer,
+      redis: stack.redis,
+      keys: stack.keys,
+      logger: createLogger("test", "error"),
+      clock: { now: () => Date.now() },
+      config: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, DIGITALOCEAN_API_URL: `${provider.url}/do/v2`, PROVIDER_API_TIMEOUT_MS: 5000 },
+    } as unknown as DispatcherContext;
+    provider.delayAnswers(300);
+    const before = provider.requests.length;
+    const routes = await Promise.all([rebootViaProvider(ctx, op), rebootViaProvider(ctx, op)]);
+    expect(provider.requests.length - before).toBe(1);
+    expect(routes.sort()).toEqual(["ended", "provider"]);
+    const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: op.id } });
+    expect([row.status, (row.params as { reboot_path?: string }).reboot_path]).toEqual(["completed", "provider"]);
+  });
+});
