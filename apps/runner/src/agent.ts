@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { HandshakeRefusal, Limits, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, type CancelAck, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { DeployVar, HandshakeRefusal, Limits, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, type CancelAck, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -92,6 +92,8 @@ export interface AgentHooks {
 export class Agent {
   private readonly ledger: Ledger;
   private readonly running = new Map<string, Execution>();
+  /** The application of each deploy this process started that has not ended here (operation id → application id). */
+  private readonly deploying = new Map<string, string>();
   /**
    * Operations cancelled before their start reached this process. The
    * dispatcher checks for a pending cancel before it sends a start, but a
@@ -211,6 +213,13 @@ export class Agent {
       // Redelivered after we finished: the dispatcher may have missed the result.
       this.resendResult(op.operationId);
       return { ok: true, state: "already-finished" };
+    }
+    const application = op.vars?.[DeployVar.ApplicationId];
+    if (application !== undefined && [...this.deploying.values()].includes(application)) {
+      // The platform ended an earlier deploy of this application that is still running here (it took the
+      // runner for lost: frozen, or cut off past the result grace); deploys of one application never overlap.
+      this.logger.warn("refused a deploy while an earlier deploy of its application still runs here; the dispatcher will offer it again", { operationId: op.operationId });
+      return { ok: false, error: "an earlier deploy of this application is still running on this server", retryable: true };
     }
     if (this.stopping) {
       // Whatever it started now would be killed half-done with the runner's control group;
@@ -438,6 +447,16 @@ export class Agent {
 
   private async recordAndRun(op: StartOperation): Promise<StartAck> {
     const startedAt = new Date(this.clock.now()).toISOString();
+    // Taken before the ledger write is awaited: a second deploy of the application checked meanwhile waits.
+    const application = op.vars?.[DeployVar.ApplicationId];
+    if (application !== undefined) this.deploying.set(op.operationId, application);
+    const ended = await this.recordAndRunOnce(op, startedAt);
+    if (ended !== "running") this.deploying.delete(op.operationId);
+    return ended === "running" ? { ok: true, state: "started" } : ended;
+  }
+
+  /** recordAndRun's body: "running" once the command runs (its end clears the deploy's mark), else the answer. */
+  private async recordAndRunOnce(op: StartOperation, startedAt: string): Promise<StartAck | "running"> {
     try {
       // Durable before anything runs or is acknowledged: this is what makes a redelivery harmless.
       await this.ledger.begin(op.operationId, startedAt);
@@ -475,9 +494,10 @@ export class Agent {
     const reportStart = setTimeout(() => this.socket.emit("operation:started", { operationId: op.operationId, startedAt }), START_REPORT_DELAY_MS);
     void run.result.then((result) => {
       clearTimeout(reportStart);
+      this.deploying.delete(op.operationId);
       this.onFinished(result);
     });
-    return { ok: true, state: "started" };
+    return "running";
   }
 
   /** A finished operation's result goes to the outbox again, and out. */
