@@ -1,3 +1,4 @@
+import { FailureReason } from "@runbridge/contracts";
 import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createOperation, createServer } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
@@ -82,5 +83,16 @@ describe("sweeper: overdue operations on a runner that does not answer", () => {
     expect(ended.error).toMatch(/^runner lost: /);
     expect((await testPrisma().operation.findUniqueOrThrow({ where: { id: behind.id } })).status).toBe("running");
     await testPrisma().operation.update({ where: { id: behind.id }, data: { status: "cancelled", completedAt: new Date() } });
+  });
+
+  it("ends a reboot whose cloud provider call was claimed and never answered as outcome unknown, not as runner offline or result lost", async () => {
+    const { stack, fx } = suite;
+    const longAgo = new Date(Date.now() - 120_000);
+    // Claimed for a provider call (dispatched, no reboot_path recorded); its dispatcher died, its job went with Redis.
+    const claimed = await createOperation(fx.tenant.id, fx.server.id, { type: "reboot", command: null, params: {}, redisPrefix: stack.prefix, timeoutSeconds: 1, createdAt: longAgo, deliverBy: longAgo, dispatchedAt: longAgo });
+    // A reboot that went the runner's way (its path recorded): asked about as any other, and its runner knows nothing.
+    const viaRunner = await createOperation(fx.tenant.id, fx.server.id, { type: "reboot", command: null, params: { reboot_path: "runner" }, redisPrefix: stack.prefix, timeoutSeconds: 1, createdAt: longAgo, deliverBy: longAgo, dispatchedAt: longAgo });
+    expect(await waitUntilEnded(claimed.id, 20_000)).toMatchObject({ status: "failed", error: FailureReason.RebootOutcomeUnknown });
+    expect(await waitUntilEnded(viaRunner.id, 20_000)).toMatchObject({ status: "failed", error: FailureReason.ResultLost });
   });
 });

@@ -164,7 +164,7 @@ export class Sweeper {
     for (const [serverId, until] of this.silentUntil) if (until <= now) this.silentUntil.delete(serverId);
     const silent = [...this.silentUntil.keys()];
     const overdue = await this.ctx.prisma.$queryRaw<OverdueRow[]>`
-      SELECT id, server_id, started_at FROM operations
+      SELECT id, server_id, started_at, (type = 'reboot' AND NOT (params ? 'reboot_path')) AS provider_call_unrecorded FROM operations
       WHERE status = 'running' AND dispatched_at IS NOT NULL
         AND (redis_prefix = ${this.ctx.config.REDIS_PREFIX} OR redis_prefix IS NULL)
         AND ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace}) < now()
@@ -191,7 +191,18 @@ export class Sweeper {
    * to ~3 MiB each), and two in one message could pass the socket's size limit and cut the
    * runner off.
    */
-  private async resolveServer(serverId: string, ops: OverdueRow[], budgetEnds: number): Promise<void> {
+  private async resolveServer(serverId: string, all: OverdueRow[], budgetEnds: number): Promise<void> {
+    // A reboot claimed for a cloud provider call whose answer was never recorded (its dispatcher died and the job was
+    // lost with Redis, or the call outlasted this window): the provider may have rebooted it, whatever the runner says.
+    const ops: OverdueRow[] = [];
+    for (const op of all) {
+      if (!op.provider_call_unrecorded) {
+        ops.push(op);
+        continue;
+      }
+      const ending = { operationId: op.id, status: "failed" as const, cause: FailureCause.RebootOutcomeUnknown, error: FailureReason.RebootOutcomeUnknown };
+      if (await finishOperation(this.ctx, serverId, ending)) countSweeperAction("reboot_outcome_unknown");
+    }
     for (const [i, op] of ops.entries()) {
       if (performance.now() >= budgetEnds) return;
       let reply: LedgerQueryReply;
@@ -235,6 +246,7 @@ interface OverdueRow {
   id: string;
   server_id: string;
   started_at: Date | null;
+  provider_call_unrecorded: boolean;
 }
 
 /** Overdue operations looked at per sweep, oldest first. */
