@@ -119,4 +119,20 @@ describe("management API robustness", () => {
       expect([i, steps.length, steps[0]?.[0], steps[1]?.[0]]).toEqual([i, 2, "orig", steps[0]?.[1]]);
     }
   });
+
+  it("refuses to move an application to another server while a deployment is in progress or waiting (409), as it refuses a delete", async () => {
+    const fx = await createFixture();
+    const { server: other } = await createServer(fx.tenant.id);
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-robust-"));
+    const app = await send("post", "/api/v1/applications", fx.apiKey, JSON.stringify({ name: "mover", server_id: fx.server.id, working_directory: dir, deploy_command: "true" }));
+    const op = await createOperation(fx.tenant.id, fx.server.id, { type: "deploy" });
+    await testPrisma().deployment.create({ data: { applicationId: app.body.id, operationId: op.id, commitRef: "main" } });
+    const move = () => send("patch", `/api/v1/applications/${app.body.id}`, fx.apiKey, JSON.stringify({ server_id: other.id }));
+    expect(detail(await move())).toEqual([409, expect.stringMatching(/1 deployment in progress or waiting on its server/)]);
+    // Anything else may change meanwhile, and the same server is no move.
+    expect((await send("patch", `/api/v1/applications/${app.body.id}`, fx.apiKey, JSON.stringify({ name: "renamed", server_id: fx.server.id }))).status).toBe(200);
+    await testPrisma().operation.update({ where: { id: op.id }, data: { status: "completed", exitCode: 0, completedAt: new Date() } });
+    const moved = await move();
+    expect([moved.status, moved.body.server_id]).toEqual([200, other.id]);
+  });
 });

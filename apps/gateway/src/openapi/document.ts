@@ -391,10 +391,11 @@ export function buildOpenApiDocument(): Record<string, unknown> {
         get: { summary: "Get an application", ...mgmt, parameters: [idParam], responses: { "200": ok("The application", "Application"), ...errors("401", "404") } },
         patch: {
           summary: "Update an application",
+          description: "Moving it to another server_id is refused with 409 while any of its deployments is in progress or waiting its turn.",
           ...mgmt,
           parameters: [idParam],
           requestBody: managementBody("UpdateApplicationRequest"),
-          responses: { "200": ok("Updated", "Application"), ...errors("401", "404", "422") },
+          responses: { "200": ok("Updated", "Application"), ...errors("401", "404", "409", "422") },
         },
         delete: {
           summary: "Delete an application with its deployments",

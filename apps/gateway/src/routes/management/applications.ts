@@ -98,6 +98,16 @@ export function applicationsRouter(ctx: GatewayContext): Router {
       // (read before the transaction, both said the value from before either).
       await tx.$queryRaw`SELECT id FROM applications WHERE id = ${existing.id}::uuid FOR UPDATE`;
       const current = await tx.application.findUniqueOrThrow({ where: { id: existing.id } });
+      // Deploys in progress or waiting their turn were made for the server it is on: moved now, the waiting ones
+      // would run there after the move, and the next deploy on the new server beside the one still running.
+      if (body.server_id !== undefined && body.server_id !== current.serverId) {
+        const running = await tx.deployment.count({ where: { applicationId: current.id, operation: { status: "running" } } });
+        if (running > 0) {
+          throw new ConflictError(
+            `Application "${current.name}" (${current.id}) has ${running} deployment${running === 1 ? "" : "s"} in progress or waiting on its server; move it to another server once ${running === 1 ? "it has" : "they have"} ended`,
+          );
+        }
+      }
       const updated = await tx.application.update({
         where: { id: existing.id },
         data: {
