@@ -68,3 +68,13 @@ export function holdRowLock(table: "servers" | "applications" | "operations", id
     },
   };
 }
+
+/**
+ * Ends the backend of the connection `tx` runs on, from another connection, as a PostgreSQL restart or
+ * a failover would: whether PostgreSQL says it ended it.
+ */
+export async function terminateOwnBackend(tx: Pick<PrismaClient, "$queryRaw">): Promise<boolean> {
+  const [row] = await tx.$queryRaw<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`;
+  const [killed] = await testPrisma().$queryRaw<Array<{ ok: boolean }>>`SELECT pg_terminate_backend(${row?.pid}::int) AS ok`;
+  return killed?.ok === true;
+}

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createDb, type Db } from "@runbridge/db";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { closeTestPrisma, terminateOwnBackend } from "../helpers/db";
 import { testDatabaseUrl } from "../helpers/env";
 
 /**
@@ -20,11 +20,8 @@ describe("a transaction that loses its connection", () => {
     await closeTestPrisma();
   });
 
-  /** Ends the transaction's backend from another connection, as a restart or failover would. */
   async function killOwnBackend(tx: Pick<Db["prisma"], "$queryRaw">): Promise<void> {
-    const [row] = await tx.$queryRaw<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`;
-    const killed = await testPrisma().$queryRaw<Array<{ ok: boolean }>>`SELECT pg_terminate_backend(${row?.pid}::int) AS ok`;
-    expect(killed[0]?.ok).toBe(true);
+    expect(await terminateOwnBackend(tx)).toBe(true);
   }
 
   it("gives its slot back whether it dies before a statement (ROLLBACK fails) or before COMMIT", async () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createDb, type Db } from "@runbridge/db";
 import { isInfrastructureDown } from "@runbridge/common";
-import { closeTestPrisma, testPrisma } from "../helpers/db";
+import { closeTestPrisma, terminateOwnBackend } from "../helpers/db";
 import { testDatabaseUrl } from "../helpers/env";
 
 /**
@@ -31,8 +31,7 @@ describe("errors that mean PostgreSQL is unavailable or too slow", () => {
     for (const query of [(tx: Pick<Db["prisma"], "$queryRaw">) => tx.$queryRaw`SELECT 1`, (tx: Pick<Db["prisma"], "tenant">) => tx.tenant.findFirst()]) {
       const err = await failure(
         db.prisma.$transaction(async (tx) => {
-          const [row] = await tx.$queryRaw<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`;
-          await testPrisma().$queryRaw`SELECT pg_terminate_backend(${row?.pid}::int)`;
+          await terminateOwnBackend(tx);
           await query(tx);
         }),
       );

@@ -375,53 +375,6 @@ function parseValue(raw) {
   return quote === "'" ? inner : inner.replace(/\\([nrt"\\])/g, (_m, c) => ({ n: "\n", r: "\r", t: "	", '"': '"', "\\": "\\" })[c] ?? c);
 }
 
-// src/client/requests.ts
-var envField = (name, env) => env && Object.keys(env).length > 0 ? { [name]: env } : {};
-var timeoutField = (timeout) => timeout === void 0 ? {} : { timeout_seconds: timeout };
-function execRequest(p) {
-  return {
-    path: "/exec",
-    body: {
-      server_id: p.serverId,
-      command: p.command,
-      ...p.cwd ? { working_directory: p.cwd } : {},
-      ...envField("env", p.env),
-      ...timeoutField(p.timeout)
-    }
-  };
-}
-function deployRequest(p) {
-  return {
-    path: "/deploy",
-    body: {
-      application_id: p.applicationId,
-      ...p.ref ? { commit_ref: p.ref } : {},
-      ...envField("env_overrides", p.env),
-      ...timeoutField(p.timeout)
-    }
-  };
-}
-function restartRequest(p) {
-  return { path: "/restart", body: { server_id: p.serverId, container_name: p.container, ...timeoutField(p.timeout) } };
-}
-function rebootRequest(serverId) {
-  return { path: "/reboot", body: { server_id: serverId } };
-}
-function registryLoginRequest(serverId, credentialId) {
-  return { path: "/registry-auth/login", body: { server_id: serverId, credential_id: credentialId } };
-}
-function registryLogoutRequest(serverId, registryUrl) {
-  return { path: "/registry-auth/logout", body: { server_id: serverId, registry_url: registryUrl } };
-}
-function seconds(value, flag = "--timeout") {
-  if (value === void 0) return void 0;
-  if (!/^\d+$/.test(value.trim())) throw new UsageError(`${flag} must be a whole number of seconds, got "${value}"`);
-  return Number(value.trim());
-}
-
-// src/client/submit.ts
-var import_node_crypto = require("node:crypto");
-
 // src/client/outcome.ts
 function outcomeOf(op) {
   const id = op.operation_id;
@@ -750,6 +703,53 @@ function parseChunk(data) {
     return null;
   }
 }
+
+// src/client/requests.ts
+var envField = (name, env) => env && Object.keys(env).length > 0 ? { [name]: env } : {};
+var timeoutField = (timeout) => timeout === void 0 ? {} : { timeout_seconds: timeout };
+function execRequest(p) {
+  return {
+    path: "/exec",
+    body: {
+      server_id: p.serverId,
+      command: p.command,
+      ...p.cwd ? { working_directory: p.cwd } : {},
+      ...envField("env", p.env),
+      ...timeoutField(p.timeout)
+    }
+  };
+}
+function deployRequest(p) {
+  return {
+    path: "/deploy",
+    body: {
+      application_id: p.applicationId,
+      ...p.ref ? { commit_ref: p.ref } : {},
+      ...envField("env_overrides", p.env),
+      ...timeoutField(p.timeout)
+    }
+  };
+}
+function restartRequest(p) {
+  return { path: "/restart", body: { server_id: p.serverId, container_name: p.container, ...timeoutField(p.timeout) } };
+}
+function rebootRequest(serverId) {
+  return { path: "/reboot", body: { server_id: serverId } };
+}
+function registryLoginRequest(serverId, credentialId) {
+  return { path: "/registry-auth/login", body: { server_id: serverId, credential_id: credentialId } };
+}
+function registryLogoutRequest(serverId, registryUrl) {
+  return { path: "/registry-auth/logout", body: { server_id: serverId, registry_url: registryUrl } };
+}
+function seconds(value, flag = "--timeout") {
+  if (value === void 0) return void 0;
+  if (!/^\d+$/.test(value.trim())) throw new UsageError(`${flag} must be a whole number of seconds, got "${value}"`);
+  return Number(value.trim());
+}
+
+// src/client/submit.ts
+var import_node_crypto = require("node:crypto");
 
 // src/client/run-context.ts
 var FIELD_MAX = { provider: 100, repository: 500, workflow: 500, trigger: 100, actor: 200, sha: 100, ref: 500 };
@@ -1086,7 +1086,7 @@ async function deployCommand(args) {
   return code;
 }
 async function acceptedFromOperation(client, id) {
-  const op = (await client.get(`/operations/${encodeURIComponent(id)}`)).body;
+  const op = await getOperation(client, id);
   const params = op.params;
   return { operation_id: id, status: op.status, deployment_id: typeof params?.deployment_id === "string" ? params.deployment_id : null };
 }

@@ -1,6 +1,6 @@
 import type { ApiClient } from "../client/api";
 import { EnvBuilder } from "../client/env-vars";
-import type { OperationView } from "../client/types";
+import { getOperation } from "../client/follow";
 import { deployRequest, seconds } from "../client/requests";
 import { newInvocation } from "../client/submit";
 import { CONNECTION_OPTIONS, connect, parse, required } from "./connection";
@@ -49,7 +49,7 @@ export async function deployCommand(args: string[]): Promise<number> {
  * operation itself (its deployment_id is in its params), with its status as it is now.
  */
 async function acceptedFromOperation(client: ApiClient, id: string): Promise<Record<string, unknown>> {
-  const op = (await client.get<OperationView>(`/operations/${encodeURIComponent(id)}`)).body;
+  const op = await getOperation(client, id);
   const params = op.params as { deployment_id?: unknown } | undefined;
   return { operation_id: id, status: op.status, deployment_id: typeof params?.deployment_id === "string" ? params.deployment_id : null };
 }
