@@ -4,6 +4,7 @@ import { createRedis, isInfrastructureDown, withLogContext } from "@runbridge/co
 import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
+import { noteDeferral, undeliveredEnding } from "./deferred";
 import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
 import { observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
@@ -61,8 +62,9 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
 
   if (!op.dispatchedAt && found.pastDeliveryDeadline) {
     // Never handed to a runner, so it cannot be running: fail it rather than run it late.
-    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RunnerOffline, error: FailureReason.RunnerOffline }, { onlyIfUndispatched: true });
-    return "runner-offline";
+    const ending = await undeliveredEnding(ctx, op.id);
+    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: true });
+    return ending.cause === FailureCause.RunnerDeferred ? "runner-deferred" : "runner-offline";
   }
 
   // Dispatched or not: a redelivered reboot must see the path an earlier attempt took (reboot-path.ts).
@@ -139,6 +141,7 @@ async function sendStart(
   if (!reply.ok) {
     // Retried like an absent runner; the runner's notAfter check keeps it from starting past its delivery deadline.
     if (reply.retryable) {
+      await noteDeferral(ctx, op.id, reply.error);
       if (dispatchedAt) await releaseRefusedClaim(ctx, job, token, op.id, dispatchedAt);
       throw new RunnerAskedForLater(`runner of server ${op.serverId} asked for it later: ${reply.error}`);
     }

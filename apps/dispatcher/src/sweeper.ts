@@ -4,6 +4,7 @@ import { createRedis } from "@runbridge/common";
 import { Prisma } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countSweeperAction, type SweeperAction } from "./metrics";
+import { undeliveredEnding } from "./deferred";
 import { recordRunnerResult, finishOperation } from "./results";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
 
@@ -124,7 +125,8 @@ export class Sweeper {
         if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", cause: action, error }, { onlyIfUndispatched: true })) countSweeperAction(action);
       };
       if (op.deliverBy.getTime() < now) {
-        await failUndispatched(FailureReason.RunnerOffline, "runner_offline");
+        const ending = await undeliveredEnding(this.ctx, op.id);
+        await failUndispatched(ending.error, ending.cause);
       } else if (op.type === "deploy" && !(await this.ctx.prisma.deployment.findUnique({ where: { operationId: op.id }, select: { id: true } }))) {
         // The gateway failed between the operation and its deployment row: with no row the
         // deploy cannot wait its turn behind the application's other deploys (deploy-turn.ts).

@@ -76,6 +76,16 @@ export function envOverrideRefusedAtDelivery(refusal: string): string {
   return `env_overrides refused when the deploy was delivered (the application's allowed_env_overrides changed after it was accepted, or it was accepted by an older gateway): ${refusal}; nothing ran`;
 }
 
+/**
+ * An operation its server's runner kept refusing for later (retryably) until the delivery deadline
+ * passed: the runner was connected, and "runner offline" would send its operator looking for a
+ * network fault. `why` is the runner's own reason for the last refusal (e.g. an earlier deploy of
+ * the application still running there).
+ */
+export function runnerDeferredUntilDeadline(why: string): string {
+  return `not started: the server's runner was connected but asked for it later until its delivery deadline passed (last reason given: ${why}); nothing ran`;
+}
+
 /** The error of an operation ended by a cancel request (by the gateway, or by a dispatcher withholding its start). */
 export function cancelledOnRequest(reason?: string): string {
   return `cancelled on request${reason ? `: ${reason}` : ""}`;
@@ -97,6 +107,8 @@ export const FailureCause = {
   /** The runner refused the start (e.g. a deploy whose application it does not know). */
   RunnerRefused: "runner_refused",
   RunnerOffline: "runner_offline",
+  /** Not started: its runner, connected, refused it for later until the delivery deadline (runnerDeferredUntilDeadline). */
+  RunnerDeferred: "runner_deferred",
   RunnerLost: "runner_lost",
   RunnerUnconfirmed: "runner_unconfirmed",
   ResultLost: "result_lost",
@@ -142,6 +154,6 @@ export function finishedLabels(ending: Ending, recordedStatus: string, type: str
  */
 export const OperationsFinishedMetric = {
   name: "runbridge_dispatcher_operations_finished_total",
-  help: "Operations this process moved to a terminal status, by the status recorded, operation type and, for the ones that failed, reason (runner: the runner reported it; the others are the platform's: runner_offline, runner_lost, queue_lost...; a registry logout the platform failed is recorded completed, exit 125/124, and keeps the platform's reason; none for the rest). Dispatchers and gateways both count: sum over every process, each ended operation is counted once",
+  help: "Operations this process moved to a terminal status, by the status recorded, operation type and, for the ones that failed, reason (runner: the runner reported it; the others are the platform's: runner_offline, runner_deferred, runner_lost, queue_lost...; a registry logout the platform failed is recorded completed, exit 125/124, and keeps the platform's reason; none for the rest). Dispatchers and gateways both count: sum over every process, each ended operation is counted once",
   labelNames: ["status", "type", "reason"] as const,
 };

@@ -46,6 +46,12 @@ export function redisKeys(prefix: string) {
      * re-enqueued as a lost job. With a TTL past the latest moment the sweeper would re-enqueue it.
      */
     operationUnconfirmed: (operationId: string) => `${prefix}:unconfirmed:${operationId}`,
+    /**
+     * The reason its runner gave when it last refused this operation for later (retryably), with a TTL
+     * of a few delivery attempts: present when the delivery deadline passes, the operation fails as
+     * deferred by a connected runner rather than as runner offline.
+     */
+    operationDeferred: (operationId: string) => `${prefix}:deferred:${operationId}`,
     /** Pub/sub: a server's runner token was rotated; message = encodeTokenRevoked (token-revoked.ts); every dispatcher drops its connections that used the old token. */
     runnerTokenRevoked: `${prefix}:events:runner-token-revoked`,
   };
