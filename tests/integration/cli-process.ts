@@ -58,7 +58,8 @@ export interface SeenRequest {
  * What the fault-injecting proxy does with a request: pass it on, drop the
  * connection before the gateway sees it, pass it on but drop the connection
  * instead of answering (the client cannot know whether it ran), pass on the
- * start of the answer and then drop the connection (a stream cut mid-way),
+ * headers and the first `cutAfterBytes` bytes of the answer's body and then
+ * drop the connection (an answer or a stream cut mid-way),
  * hold it and pass it on only once `until` settles (a slow network: the
  * client is still waiting for its answer), or answer itself.
  */
@@ -147,14 +148,19 @@ export class FaultProxy extends LocalHttpServer {
       let sent = 0;
       up.on("data", (chunk: Buffer) => {
         if (sent >= action.cutAfterBytes) return;
-        res.write(chunk);
-        sent += chunk.length;
+        // Cut inside the chunk: an answer the gateway writes in one piece is cut mid-body too.
+        const part = chunk.subarray(0, action.cutAfterBytes - sent);
+        res.write(part);
+        sent += part.length;
         if (sent >= action.cutAfterBytes) {
-          req.socket.destroy();
           up.destroy();
+          // Dropped a moment later, so that the client has the headers by then: cut mid-body, not before the answer.
+          setTimeout(() => req.socket.destroy(), 200);
         }
       });
-      up.on("end", () => res.end());
+      up.on("end", () => {
+        if (sent < action.cutAfterBytes) res.end();
+      });
     });
     upstream.on("error", () => req.socket.destroy());
     res.on("close", () => upstream.destroy());

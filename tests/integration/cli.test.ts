@@ -7,7 +7,7 @@ import { FakeDocker } from "../helpers/fake-docker";
 import { freePort, waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
-import { FaultProxy, baseEnv, cli, runCli } from "./cli-process";
+import { FaultProxy, type ProxyAction, baseEnv, cli, runCli } from "./cli-process";
 
 /**
  * The `runbridge` CLI as CI runs it (a child process on the built dist/), against
@@ -305,29 +305,60 @@ describe("runbridge CLI", () => {
     expect(JSON.stringify(jkOp.runContext)).not.toContain("canary-gittoken-5");
   });
 
-  it("retries a POST whose answer was lost with the same Idempotency-Key, and the command runs once", async () => {
+  // The list endpoint is hidden, so only the retried POST can tell the client what happened.
+  it.each<[string, ProxyAction]>([
+    // The first POST reaches the gateway (and runs), but its answer never reaches the client.
+    ["was lost", "forward-then-drop"],
+    // The answer's headers and its first bytes arrive, then the connection drops.
+    ["is cut off mid-body", { cutAfterBytes: 10 }],
+  ])("retries a POST whose answer %s with the same Idempotency-Key, and the command runs once", async (_, firstPost) => {
     const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-idem-"));
     const counter = path.join(dir, "runs");
     let posts = 0;
-    // The first POST reaches the gateway (and runs), but its answer never reaches the client.
-    // The list endpoint is hidden, so only the retried POST can tell the client what happened.
     const proxy = await new FaultProxy(stack.url, (req) => {
       if (req.method === "GET" && /\/operations\?/.test(req.url)) return { status: 404, body: { detail: "No route" } };
-      return req.method === "POST" && posts++ === 0 ? "forward-then-drop" : "forward";
+      return req.method === "POST" && posts++ === 0 ? firstPost : "forward";
     }).start();
     try {
       const r = await exec(["--", `echo run >> ${counter}; echo done`], { RUNBRIDGE_URL: proxy.url });
+      expect(r.stderr).toMatch(/POST \/exec: .*; retrying in/);
       expect(r.code).toBe(0);
       expect(r.stdout).toBe("done\n");
-      const postsSeen = proxy.seen.filter((s) => s.method === "POST");
-      expect(postsSeen.length).toBe(2);
-      const keys = postsSeen.map((s) => s.headers["idempotency-key"]);
+      const keys = proxy.seen.filter((s) => s.method === "POST").map((s) => s.headers["idempotency-key"]);
+      expect(keys).toHaveLength(2);
       expect(keys[0]).toMatch(/^[0-9a-f-]{36}$/);
       expect(keys[1]).toBe(keys[0]);
       expect(readFileSync(counter, "utf8")).toBe("run\n");
     } finally {
       await proxy.stop();
     }
+  });
+
+  it("gives up on a request left unanswered for RUNBRIDGE_REQUEST_TIMEOUT_SECONDS and sends it again", async () => {
+    const done = await exec(["--", "echo stored"]);
+    const id = opIdOf(done.stderr);
+    expect(id).toBeDefined();
+    let gets = 0;
+    // The first GET is held for good, as by a stalled gateway or proxy; the second goes through.
+    const never = new Promise(() => undefined);
+    const proxy = await new FaultProxy(stack.url, (req) => (req.method === "GET" && gets++ === 0 ? { holdUntil: never } : "forward")).start();
+    try {
+      const started = Date.now();
+      const r = await cli(["operations", "get", id as string], { ...env, RUNBRIDGE_URL: proxy.url, RUNBRIDGE_REQUEST_TIMEOUT_SECONDS: "2" });
+      expect(r.stderr).toMatch(/GET \/operations\/[0-9a-f-]{36}: no answer within 2 s; retrying in/);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(id as string);
+      // Without the bound the first attempt waits for fetch's own 300 s.
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("refuses a RUNBRIDGE_REQUEST_TIMEOUT_SECONDS that is not a whole number of seconds from 1 to 3600", async () => {
+    const r = await exec(["--", "true"], { RUNBRIDGE_REQUEST_TIMEOUT_SECONDS: "0.5" });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/RUNBRIDGE_REQUEST_TIMEOUT_SECONDS must be a whole number from 1 to 3600, got "0.5"/);
   });
 
   it("retries when the connection is reset before the request arrives", async () => {

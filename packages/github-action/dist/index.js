@@ -47,6 +47,7 @@ var UsageError = class extends Error {
 var API_PREFIX = "/api/automation/v1";
 var RETRYABLE_STATUS = /* @__PURE__ */ new Set([502, 503, 504]);
 var MAX_RETRY_AFTER_MS = 12e4;
+var ANSWER_WITHIN_MS = 3e4;
 var ApiClient = class {
   constructor(opts) {
     this.opts = opts;
@@ -60,13 +61,15 @@ var ApiClient = class {
   post(path, opts = {}) {
     return this.json("POST", path, opts);
   }
-  /** A raw response (for Server-Sent Events); error statuses not in `accept` are thrown. */
+  /**
+   * A raw response (for Server-Sent Events); error statuses not in `accept` are thrown. Only its
+   * headers are bounded by answerWithinMs: the caller watches the stream for silence itself.
+   */
   async open(path, opts = {}) {
-    return this.send("GET", path, { ...opts, headers: { Accept: "text/event-stream", ...opts.headers } });
+    return (await this.send("GET", path, { ...opts, headers: { Accept: "text/event-stream", ...opts.headers } }, false)).res;
   }
   async json(method, path, opts) {
-    const res = await this.send(method, path, opts);
-    const text = await res.text();
+    const { res, text } = await this.send(method, path, opts, true);
     let body = null;
     if (text) {
       try {
@@ -77,9 +80,15 @@ var ApiClient = class {
     }
     return { status: res.status, body, headers: res.headers };
   }
-  async send(method, path, opts) {
+  /**
+   * One request, retried. `readBody`: the body is read within the attempt, so a connection cut or
+   * stalled mid-body is retried like one that failed before the headers (the operation POSTs carry
+   * an Idempotency-Key, so a retry is answered with the first attempt's outcome).
+   */
+  async send(method, path, opts, readBody) {
     const maxAttempts = this.opts.maxAttempts ?? 6;
     const maxWaits = this.opts.maxRateLimitWaits ?? 10;
+    const answerWithinMs = (this.opts.answerWithinMs ?? ANSWER_WITHIN_MS) + (opts.heldForMs ?? 0);
     const headers = {
       Accept: "application/json",
       Authorization: `Bearer ${this.opts.apiKey}`,
@@ -99,46 +108,58 @@ var ApiClient = class {
     let waits = 0;
     const inProgressUntil = performance.now() + (this.opts.inProgressWaitMs ?? 12e4);
     for (; ; ) {
+      const attempt = new AbortController();
+      const timer = setTimeout(() => attempt.abort(new Error(`no answer within ${answerWithinMs / 1e3} s`)), answerWithinMs);
+      const signal = opts.signal ? AbortSignal.any([opts.signal, attempt.signal]) : attempt.signal;
       let res;
+      let text = "";
       try {
-        res = await fetch(this.base + path, { method, headers: built, body: payload, signal: opts.signal });
+        res = await fetch(this.base + path, { method, headers: built, body: payload, signal });
+        if (readBody && (opts.accept?.includes(res.status) || res.status >= 200 && res.status < 300)) text = await res.text();
       } catch (err) {
+        clearTimeout(timer);
         if (opts.signal?.aborted) throw err;
         failures++;
-        const why = describeNetworkError(err);
+        const why = attempt.signal.aborted ? attempt.signal.reason.message : describeNetworkError(err);
         if (failures >= maxAttempts) throw new NetworkError(`could not reach ${withoutUserinfo(this.base)}: ${why} (gave up after ${failures} attempts)`);
         const delay = this.backoff(failures);
         this.opts.notify?.(`${method} ${path}: ${why}; retrying in ${(delay / 1e3).toFixed(1)} s`);
         await sleep(delay, opts.signal);
         continue;
       }
-      if (opts.accept?.includes(res.status) || res.status >= 200 && res.status < 300) return res;
-      if (res.status === 429 && waits < maxWaits) {
-        waits++;
-        const delay = retryAfterMs(res.headers.get("retry-after"));
-        await res.body?.cancel().catch(() => void 0);
-        this.opts.notify?.(`rate limited (429); retrying in ${Math.ceil(delay / 1e3)} s as Retry-After asks`);
-        await sleep(delay, opts.signal);
-        continue;
+      if (opts.accept?.includes(res.status) || res.status >= 200 && res.status < 300) {
+        clearTimeout(timer);
+        return { res, text };
       }
-      if (res.status === 409 && opts.idempotencyKey && res.headers.has("retry-after") && performance.now() < inProgressUntil) {
-        const delay = retryAfterMs(res.headers.get("retry-after"));
-        await res.body?.cancel().catch(() => void 0);
-        this.opts.notify?.(`${method} ${path}: an earlier attempt of this request is still in progress (HTTP 409); retrying in ${Math.ceil(delay / 1e3)} s`);
-        await sleep(delay, opts.signal);
-        continue;
-      }
-      if ((RETRYABLE_STATUS.has(res.status) || method === "GET" && res.status === 500) && failures + 1 < maxAttempts) {
-        failures++;
-        const hinted = res.headers.get("retry-after");
-        const delay = hinted ? retryAfterMs(hinted) : this.backoff(failures);
-        await res.body?.cancel().catch(() => void 0);
-        this.opts.notify?.(`${method} ${path}: HTTP ${res.status}; retrying in ${(delay / 1e3).toFixed(1)} s`);
-        await sleep(delay, opts.signal);
-        continue;
-      }
-      throw new ApiError(res.status, await errorDetail(res));
+      const verdict = await this.onErrorStatus(`${method} ${path}`, method, res, opts, { failures, waits, maxAttempts, maxWaits, inProgressUntil }).finally(() => clearTimeout(timer));
+      if (verdict.kind === "throw") throw verdict.error;
+      if (verdict.kind === "failure") failures++;
+      else waits += verdict.kind === "rate-limited" ? 1 : 0;
+      this.opts.notify?.(verdict.note);
+      await sleep(verdict.delay, opts.signal);
     }
+  }
+  /** What to do with an answer of an error status: wait and retry (why, and how long), or give up. */
+  async onErrorStatus(what, method, res, opts, st) {
+    const drop = () => res.body?.cancel().catch(() => void 0);
+    if (res.status === 429 && st.waits < st.maxWaits) {
+      const delay = retryAfterMs(res.headers.get("retry-after"));
+      await drop();
+      return { kind: "rate-limited", delay, note: `rate limited (429); retrying in ${Math.ceil(delay / 1e3)} s as Retry-After asks` };
+    }
+    if (res.status === 409 && opts.idempotencyKey && res.headers.has("retry-after") && performance.now() < st.inProgressUntil) {
+      const delay = retryAfterMs(res.headers.get("retry-after"));
+      await drop();
+      return { kind: "in-progress", delay, note: `${what}: an earlier attempt of this request is still in progress (HTTP 409); retrying in ${Math.ceil(delay / 1e3)} s` };
+    }
+    if ((RETRYABLE_STATUS.has(res.status) || method === "GET" && res.status === 500) && st.failures + 1 < st.maxAttempts) {
+      const hinted = res.headers.get("retry-after");
+      const delay = hinted ? retryAfterMs(hinted) : this.backoff(st.failures + 1);
+      await drop();
+      return { kind: "failure", delay, note: `${what}: HTTP ${res.status}; retrying in ${(delay / 1e3).toFixed(1)} s` };
+    }
+    const detail = await errorDetail(res);
+    return { kind: "throw", error: new ApiError(res.status, detail) };
   }
   backoff(failures) {
     const base = this.opts.backoffMs ?? 500;
@@ -724,7 +745,7 @@ async function submitOperation(client, req, inv, sink, opts) {
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
   const runBody = { ...req.body, run_id: inv.runId, run_context: inv.runContext };
-  const post = client.post(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  const post = client.post(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal, heldForMs: heldForMs(req.body) });
   post.catch(() => void 0);
   const stopDiscovery = new AbortController();
   const discovered = opts.follow ? discover(client, inv, opts.discoverAfterMs ?? 700, stopDiscovery.signal) : new Promise(() => void 0);
@@ -760,6 +781,10 @@ async function submitOperation(client, req, inv, sink, opts) {
   }
   const final = await followOperation(client, accepted.operation_id, printer);
   return { accepted, final, operationId: accepted.operation_id };
+}
+function heldForMs(body) {
+  const timeout = typeof body.timeout_seconds === "number" ? body.timeout_seconds : 900;
+  return (timeout + 3) * 1e3;
 }
 async function findOwnOperation(client, inv, signal) {
   const res = await client.get(`/operations?run_id=${encodeURIComponent(inv.runId)}&limit=50`, { signal, accept: [404, 405] });

@@ -45,6 +45,13 @@ export interface ApiClientOptions {
    */
   inProgressWaitMs?: number;
   userAgent?: string;
+  /**
+   * How long one attempt may go unanswered — its headers and, but for a stream, its whole body —
+   * before it is abandoned and retried like a network failure (default 30 s; plus heldForMs for a
+   * request the server holds). A gateway, proxy or connection that stalls would otherwise hold a CI
+   * job for fetch's own 300 s per attempt, or, mid-body, for good.
+   */
+  answerWithinMs?: number;
 }
 
 export interface RequestOptions {
@@ -56,6 +63,11 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Statuses returned to the caller instead of thrown as ApiError. */
   accept?: number[];
+  /**
+   * How long the server may hold this request before it answers (a synchronous operation POST, held
+   * while its command runs): added to answerWithinMs for this request's attempts.
+   */
+  heldForMs?: number;
 }
 
 export interface ApiResponse<T> {
@@ -67,6 +79,7 @@ export interface ApiResponse<T> {
 export const API_PREFIX = "/api/automation/v1";
 const RETRYABLE_STATUS = new Set([502, 503, 504]);
 const MAX_RETRY_AFTER_MS = 120_000;
+const ANSWER_WITHIN_MS = 30_000;
 
 /**
  * A small client of the Automation API on Node's fetch. Every request is
@@ -89,14 +102,16 @@ export class ApiClient {
     return this.json<T>("POST", path, opts);
   }
 
-  /** A raw response (for Server-Sent Events); error statuses not in `accept` are thrown. */
+  /**
+   * A raw response (for Server-Sent Events); error statuses not in `accept` are thrown. Only its
+   * headers are bounded by answerWithinMs: the caller watches the stream for silence itself.
+   */
   async open(path: string, opts: RequestOptions = {}): Promise<Response> {
-    return this.send("GET", path, { ...opts, headers: { Accept: "text/event-stream", ...opts.headers } });
+    return (await this.send("GET", path, { ...opts, headers: { Accept: "text/event-stream", ...opts.headers } }, false)).res;
   }
 
   private async json<T>(method: string, path: string, opts: RequestOptions): Promise<ApiResponse<T>> {
-    const res = await this.send(method, path, opts);
-    const text = await res.text();
+    const { res, text } = await this.send(method, path, opts, true);
     let body: unknown = null;
     if (text) {
       try {
@@ -108,9 +123,15 @@ export class ApiClient {
     return { status: res.status, body: body as T, headers: res.headers };
   }
 
-  private async send(method: string, path: string, opts: RequestOptions): Promise<Response> {
+  /**
+   * One request, retried. `readBody`: the body is read within the attempt, so a connection cut or
+   * stalled mid-body is retried like one that failed before the headers (the operation POSTs carry
+   * an Idempotency-Key, so a retry is answered with the first attempt's outcome).
+   */
+  private async send(method: string, path: string, opts: RequestOptions, readBody: boolean): Promise<{ res: Response; text: string }> {
     const maxAttempts = this.opts.maxAttempts ?? 6;
     const maxWaits = this.opts.maxRateLimitWaits ?? 10;
+    const answerWithinMs = (this.opts.answerWithinMs ?? ANSWER_WITHIN_MS) + (opts.heldForMs ?? 0);
     const headers: Record<string, string> = {
       Accept: "application/json",
       Authorization: `Bearer ${this.opts.apiKey}`,
@@ -134,50 +155,69 @@ export class ApiClient {
     let waits = 0;
     const inProgressUntil = performance.now() + (this.opts.inProgressWaitMs ?? 120_000);
     for (;;) {
+      const attempt = new AbortController();
+      const timer = setTimeout(() => attempt.abort(new Error(`no answer within ${answerWithinMs / 1000} s`)), answerWithinMs);
+      const signal = opts.signal ? AbortSignal.any([opts.signal, attempt.signal]) : attempt.signal;
       let res: Response;
+      let text = "";
       try {
-        res = await fetch(this.base + path, { method, headers: built, body: payload, signal: opts.signal });
+        res = await fetch(this.base + path, { method, headers: built, body: payload, signal });
+        if (readBody && (opts.accept?.includes(res.status) || (res.status >= 200 && res.status < 300))) text = await res.text();
       } catch (err) {
+        clearTimeout(timer);
         if (opts.signal?.aborted) throw err;
         failures++;
-        const why = describeNetworkError(err);
+        const why = attempt.signal.aborted ? (attempt.signal.reason as Error).message : describeNetworkError(err);
         if (failures >= maxAttempts) throw new NetworkError(`could not reach ${withoutUserinfo(this.base)}: ${why} (gave up after ${failures} attempts)`);
         const delay = this.backoff(failures);
         this.opts.notify?.(`${method} ${path}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s`);
         await sleep(delay, opts.signal);
         continue;
       }
-      if (opts.accept?.includes(res.status) || (res.status >= 200 && res.status < 300)) return res;
-
-      if (res.status === 429 && waits < maxWaits) {
-        waits++;
-        const delay = retryAfterMs(res.headers.get("retry-after"));
-        await res.body?.cancel().catch(() => undefined);
-        this.opts.notify?.(`rate limited (429); retrying in ${Math.ceil(delay / 1000)} s as Retry-After asks`);
-        await sleep(delay, opts.signal);
-        continue;
+      if (opts.accept?.includes(res.status) || (res.status >= 200 && res.status < 300)) {
+        clearTimeout(timer);
+        return { res, text };
       }
-      // An earlier attempt of this request (same Idempotency-Key) is still being answered, by a gateway
-      // holding a synchronous request or shutting down: its answer is replayed to a later retry.
-      if (res.status === 409 && opts.idempotencyKey && res.headers.has("retry-after") && performance.now() < inProgressUntil) {
-        const delay = retryAfterMs(res.headers.get("retry-after"));
-        await res.body?.cancel().catch(() => undefined);
-        this.opts.notify?.(`${method} ${path}: an earlier attempt of this request is still in progress (HTTP 409); retrying in ${Math.ceil(delay / 1000)} s`);
-        await sleep(delay, opts.signal);
-        continue;
-      }
-      // A GET changes nothing: even a plain 500 (a transient fault behind the gateway) is worth another try.
-      if ((RETRYABLE_STATUS.has(res.status) || (method === "GET" && res.status === 500)) && failures + 1 < maxAttempts) {
-        failures++;
-        const hinted = res.headers.get("retry-after");
-        const delay = hinted ? retryAfterMs(hinted) : this.backoff(failures);
-        await res.body?.cancel().catch(() => undefined);
-        this.opts.notify?.(`${method} ${path}: HTTP ${res.status}; retrying in ${(delay / 1000).toFixed(1)} s`);
-        await sleep(delay, opts.signal);
-        continue;
-      }
-      throw new ApiError(res.status, await errorDetail(res));
+      // Error answers are read (or dropped) under the same bound.
+      const verdict = await this.onErrorStatus(`${method} ${path}`, method, res, opts, { failures, waits, maxAttempts, maxWaits, inProgressUntil }).finally(() => clearTimeout(timer));
+      if (verdict.kind === "throw") throw verdict.error;
+      if (verdict.kind === "failure") failures++;
+      else waits += verdict.kind === "rate-limited" ? 1 : 0;
+      this.opts.notify?.(verdict.note);
+      await sleep(verdict.delay, opts.signal);
     }
+  }
+
+  /** What to do with an answer of an error status: wait and retry (why, and how long), or give up. */
+  private async onErrorStatus(
+    what: string,
+    method: string,
+    res: Response,
+    opts: RequestOptions,
+    st: { failures: number; waits: number; maxAttempts: number; maxWaits: number; inProgressUntil: number },
+  ): Promise<{ kind: "rate-limited" | "in-progress" | "failure"; delay: number; note: string } | { kind: "throw"; error: Error }> {
+    const drop = () => res.body?.cancel().catch(() => undefined);
+    if (res.status === 429 && st.waits < st.maxWaits) {
+      const delay = retryAfterMs(res.headers.get("retry-after"));
+      await drop();
+      return { kind: "rate-limited", delay, note: `rate limited (429); retrying in ${Math.ceil(delay / 1000)} s as Retry-After asks` };
+    }
+    // An earlier attempt of this request (same Idempotency-Key) is still being answered, by a gateway
+    // holding a synchronous request or shutting down: its answer is replayed to a later retry.
+    if (res.status === 409 && opts.idempotencyKey && res.headers.has("retry-after") && performance.now() < st.inProgressUntil) {
+      const delay = retryAfterMs(res.headers.get("retry-after"));
+      await drop();
+      return { kind: "in-progress", delay, note: `${what}: an earlier attempt of this request is still in progress (HTTP 409); retrying in ${Math.ceil(delay / 1000)} s` };
+    }
+    // A GET changes nothing: even a plain 500 (a transient fault behind the gateway) is worth another try.
+    if ((RETRYABLE_STATUS.has(res.status) || (method === "GET" && res.status === 500)) && st.failures + 1 < st.maxAttempts) {
+      const hinted = res.headers.get("retry-after");
+      const delay = hinted ? retryAfterMs(hinted) : this.backoff(st.failures + 1);
+      await drop();
+      return { kind: "failure", delay, note: `${what}: HTTP ${res.status}; retrying in ${(delay / 1000).toFixed(1)} s` };
+    }
+    const detail = await errorDetail(res);
+    return { kind: "throw", error: new ApiError(res.status, detail) };
   }
 
   private backoff(failures: number): number {

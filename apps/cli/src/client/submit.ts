@@ -70,7 +70,7 @@ export async function submitOperation(
   const postAbort = new AbortController();
   // Every operation carries its run: discovery below finds it by run_id and invocation_id, so no caller may leave them out.
   const runBody = { ...req.body, run_id: inv.runId, run_context: inv.runContext };
-  const post = client.post<AcceptedOperation>(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal });
+  const post = client.post<AcceptedOperation>(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal, heldForMs: heldForMs(req.body) });
   // Keep a rejection of the abandoned POST from surfacing as unhandled.
   post.catch(() => undefined);
 
@@ -116,6 +116,17 @@ export async function submitOperation(
   }
   const final = await followOperation(client, accepted.operation_id, printer);
   return { accepted, final, operationId: accepted.operation_id };
+}
+
+/**
+ * How long the gateway may hold an operation's POST: a synchronous one (exec, restart, logout) is
+ * held while its command runs, at most its timeout_seconds + 3 s (the API's ceiling, 900 s, when it
+ * sets none). The client's answer bound comes on top; past both, the gateway or the path to it has
+ * stalled, and the POST is sent again with its Idempotency-Key, answered with the first outcome.
+ */
+export function heldForMs(body: Record<string, unknown>): number {
+  const timeout = typeof body.timeout_seconds === "number" ? body.timeout_seconds : 900;
+  return (timeout + 3) * 1000;
 }
 
 /** This invocation's operation in its run's list, null if not there (yet); throws if the server has no such list. */

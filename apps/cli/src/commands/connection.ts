@@ -38,15 +38,32 @@ export function connect(values: { url?: string; "api-key"?: string; quiet?: bool
   if (!apiKey) throw new UsageError("no API key: set RUNBRIDGE_API_KEY (an rca_ automation key) or pass --api-key");
   const key = checkApiKey(apiKey, "--api-key / RUNBRIDGE_API_KEY");
   const sink = consoleSink(values.quiet ?? false);
-  const client = new ApiClient({ url, apiKey: key, notify: (m) => sink.note(m), userAgent: "runbridge-cli/0.1", maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS) });
+  const client = new ApiClient({
+    url,
+    apiKey: key,
+    notify: (m) => sink.note(m),
+    userAgent: "runbridge-cli/0.1",
+    maxAttempts: retryAttempts(env.RUNBRIDGE_RETRY_ATTEMPTS),
+    answerWithinMs: requestTimeoutMs(env.RUNBRIDGE_REQUEST_TIMEOUT_SECONDS),
+  });
   return { client, sink };
 }
 
-/** RUNBRIDGE_RETRY_ATTEMPTS: how many times a request is tried on network errors (1-20, default 6). */
-function retryAttempts(raw: string | undefined): number | undefined {
+/**
+ * RUNBRIDGE_RETRY_ATTEMPTS: how many times a request is tried on network errors (1-20, default 6).
+ * RUNBRIDGE_REQUEST_TIMEOUT_SECONDS: how long a request may go unanswered before it is retried (1-3600,
+ * default 30; an operation's POST, held while its command runs, gets its timeout_seconds + 3 s more).
+ */
+const retryAttempts = (raw: string | undefined) => wholeNumberSetting("RUNBRIDGE_RETRY_ATTEMPTS", raw, 20);
+const requestTimeoutMs = (raw: string | undefined) => {
+  const seconds = wholeNumberSetting("RUNBRIDGE_REQUEST_TIMEOUT_SECONDS", raw, 3600);
+  return seconds === undefined ? undefined : seconds * 1000;
+};
+
+function wholeNumberSetting(name: string, raw: string | undefined, max: number): number | undefined {
   if (raw === undefined || raw === "") return undefined;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 20) throw new UsageError(`RUNBRIDGE_RETRY_ATTEMPTS must be a whole number from 1 to 20, got "${raw}"`);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${name} must be a whole number from 1 to ${max}, got "${raw}"`);
   return n;
 }
 
