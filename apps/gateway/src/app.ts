@@ -32,6 +32,7 @@ import { serversRouter } from "./routes/management/servers";
 import { healthRouter } from "./routes/health";
 import { metricsRouter } from "./routes/metrics";
 import { dashboardRouter } from "./routes/dashboard";
+import { auditScopeRefusals } from "./services/refusal-audit";
 
 /**
  * Bodies are bounded above the largest valid request as JSON can spell it: the
@@ -82,6 +83,7 @@ function createExpressApp(ctx: GatewayContext): Express {
   automation.use(restartRouter(ctx));
   automation.use(rebootRouter(ctx));
   automation.use(registryAuthRouter(ctx));
+  automation.use(auditScopeRefusals(ctx.keyServices.refusals));
   automation.use(noteFailedRoute());
   app.use(AUTOMATION_BASE, automation);
 

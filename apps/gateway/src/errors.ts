@@ -37,6 +37,15 @@ export class ForbiddenError extends HttpError {
     super(403, message);
   }
 }
+/** A request outside its automation key's scope: which scope refused it goes to the audit trail. */
+export class ScopeError extends ForbiddenError {
+  constructor(
+    readonly scope: "operation" | "server" | "credential",
+    message: string,
+  ) {
+    super(message);
+  }
+}
 export class NotFoundError extends HttpError {
   constructor(message: string) {
     super(404, message);

@@ -52,6 +52,8 @@ export function redisKeys(prefix: string) {
      * deferred by a connected runner rather than as runner offline.
      */
     operationDeferred: (operationId: string) => `${prefix}:deferred:${operationId}`,
+    /** Set (NX, PX the window) by the gateway that writes the audit event of an automation key's refusals of one reason in one window (`<key id>:<reason>`). */
+    refusalAudited: (mark: string) => `${prefix}:refusal-audited:${mark}`,
     /** Pub/sub: a server's runner token was rotated; message = encodeTokenRevoked (token-revoked.ts); every dispatcher drops its connections that used the old token. */
     runnerTokenRevoked: `${prefix}:events:runner-token-revoked`,
   };

@@ -3,9 +3,10 @@ import type { RequestHandler } from "express";
 import { TokenKind, hashToken, hashesEqual, isWellFormedToken } from "@runbridge/common";
 import type { AutomationKey } from "@runbridge/db";
 import type { GatewayContext } from "../context";
-import { ForbiddenError, RateLimitedError, UnauthorizedError } from "../errors";
+import { ForbiddenError, type HttpError, RateLimitedError, UnauthorizedError } from "../errors";
 import { normaliseClientIp } from "../services/ip-allowlist";
 import { RATE_WINDOW_SECONDS, setRateLimitHeaders } from "../services/rate-limit";
+import { REFUSAL_AUDIT_WINDOW_MS, refusalData, type RefusalReason } from "../services/refusal-audit";
 import { bearerToken } from "./bearer";
 import type { AutomationAuth } from "./locals";
 
@@ -54,10 +55,14 @@ export async function authenticateAutomation(ctx: GatewayContext, input: Authent
   if (charged !== undefined && cached) await unknownKeys.found(clientIp, hash, charged);
   if (!cached || !hashesEqual(cached.key.keyHash, hash)) throw new UnauthorizedError("Invalid API key");
   const { key } = cached;
-  if (key.revokedAt) throw new UnauthorizedError("API key has been revoked");
-  if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) throw new UnauthorizedError(`API key expired at ${key.expiresAt.toISOString()}`);
+  const refuse = async (reason: RefusalReason, error: HttpError): Promise<never> => {
+    await ctx.keyServices.refusals.record({ key, clientIp, reason, windowMs: REFUSAL_AUDIT_WINDOW_MS, type: "request.refused", data: refusalData(error, input) });
+    throw error;
+  };
+  if (key.revokedAt) await refuse("revoked", new UnauthorizedError("API key has been revoked"));
+  if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) await refuse("expired", new UnauthorizedError(`API key expired at ${key.expiresAt.toISOString()}`));
 
-  if (!cached.ipAllowed(clientIp)) throw new ForbiddenError(`Client IP ${clientIp} is not in this API key's IP allowlist`);
+  if (!cached.ipAllowed(clientIp)) await refuse("ip_not_allowed", new ForbiddenError(`Client IP ${clientIp} is not in this API key's IP allowlist`));
 
   await enforceRateLimit(ctx, input, res, key, clientIp);
 
@@ -103,19 +108,9 @@ async function enforceRateLimit(ctx: GatewayContext, input: AuthenticationInput,
   const decision = await ctx.keyServices.limiter.consume(key.id, key.rateLimit);
   setRateLimitHeaders(res, decision);
   if (decision.allowed) return;
-  if (await ctx.keyServices.limiter.shouldAuditRejection(key.id, decision.resetMs)) {
-    await ctx.prisma.auditEvent
-      .create({
-        data: {
-          tenantId: key.tenantId,
-          type: "rate_limited",
-          automationKeyId: key.id,
-          clientIp,
-          data: { limit: key.rateLimit, window_seconds: RATE_WINDOW_SECONDS, method: input.method, path: input.path },
-        },
-      })
-      .catch((err: unknown) => ctx.logger.warn("could not record rate-limit audit event", { automationKeyId: key.id, error: String(err) }));
-  }
+  // One event per key and window, written by whichever replica refuses first.
+  const data = { limit: key.rateLimit, window_seconds: RATE_WINDOW_SECONDS, method: input.method, path: input.path };
+  await ctx.keyServices.refusals.record({ key, clientIp, reason: "rate_limited", windowMs: decision.resetMs, type: "rate_limited", data });
   throw new RateLimitedError(
     `Rate limit of ${key.rateLimit} requests per minute exceeded for this API key; retry after the Retry-After header's seconds`,
     decision.resetMs / 1000,

@@ -6,6 +6,7 @@ import { KeyCache } from "../services/key-cache";
 import { followKeyChanges } from "../services/key-events";
 import { KeyRateLimiter } from "../services/rate-limit";
 import { KeyUsageRecorder } from "../services/key-usage";
+import { RefusalAudit } from "../services/refusal-audit";
 import { UnknownKeyGuard } from "../services/unknown-key-guard";
 
 /** What automation-key authentication needs beyond the request: cache, limiter, usage recorder. */
@@ -14,6 +15,8 @@ export interface KeyServices {
   limiter: KeyRateLimiter;
   usage: KeyUsageRecorder;
   unknownKeys: UnknownKeyGuard;
+  /** Audit events of refused requests of known keys (429s, revoked or expired keys, allowlist and scope refusals). */
+  refusals: RefusalAudit;
   /** The key-change subscriber connection (exposed so tests can force a reconnect). */
   subscriber: Redis;
 }
@@ -34,10 +37,11 @@ export async function startKeyServices(deps: KeyServicesDeps): Promise<KeyServic
   const cache = new KeyCache((keyHash) => deps.prisma.automationKey.findUnique({ where: { keyHash } }));
   const stopFollowing = await followKeyChanges(deps.subscriber, deps.keys.keyChanged, cache, deps.logger);
   const usage = new KeyUsageRecorder(deps.prisma, deps.logger);
-  const limiter = new KeyRateLimiter(deps.redis, deps.redisPrefix, deps.logger);
+  const limiter = new KeyRateLimiter(deps.redis, deps.redisPrefix);
   const close = async () => {
     stopFollowing();
     await usage.close();
   };
-  return { cache, limiter, usage, unknownKeys: new UnknownKeyGuard(deps.unknownKeyLookupsPerMinute), subscriber: deps.subscriber, close };
+  const refusals = new RefusalAudit(deps.prisma, deps.redis, deps.keys, deps.logger);
+  return { cache, limiter, usage, unknownKeys: new UnknownKeyGuard(deps.unknownKeyLookupsPerMinute), refusals, subscriber: deps.subscriber, close };
 }

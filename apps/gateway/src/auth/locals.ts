@@ -13,6 +13,8 @@ export interface ManagementAuth {
   tenantId: string;
   apiKeyId: string;
   clientIp: string;
+  /** Through the API with the key itself, or a dashboard session signed in with it. */
+  via: "api" | "dashboard";
 }
 
 export function automationAuth(res: Response): AutomationAuth {

@@ -21,7 +21,7 @@ export function managementAuthMiddleware(ctx: GatewayContext): RequestHandler {
     const clientIp = normaliseClientIp(req.ip ?? "");
     const key = await verifyApiKey(ctx, token, clientIp, "Automation keys cannot call the management API; use a general API key (rbk_...)");
     touchApiKey(ctx, key);
-    const auth: ManagementAuth = { kind: "management", tenantId: key.tenantId, apiKeyId: key.id, clientIp };
+    const auth: ManagementAuth = { kind: "management", tenantId: key.tenantId, apiKeyId: key.id, clientIp, via: "api" };
     res.locals.auth = auth;
     next();
   };

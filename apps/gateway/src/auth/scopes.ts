@@ -1,17 +1,17 @@
 import type { AutomationKey, Prisma } from "@runbridge/db";
 import type { OperationType } from "@runbridge/contracts";
-import { ForbiddenError } from "../errors";
+import { ScopeError } from "../errors";
 
 /** Scope checks of an automation key; empty lists mean "all", as the spec says. */
 export function assertOperationAllowed(key: AutomationKey, op: OperationType): void {
   if (key.allowedOperations.length > 0 && !key.allowedOperations.includes(op)) {
-    throw new ForbiddenError(`Operation "${op}" is not allowed for this API key`);
+    throw new ScopeError("operation", `Operation "${op}" is not allowed for this API key`);
   }
 }
 
 export function assertServerAllowed(key: AutomationKey, serverId: string): void {
   if (key.allowedServerIds.length > 0 && !key.allowedServerIds.includes(serverId)) {
-    throw new ForbiddenError(`Server ${serverId} is not in this API key's allowed servers`);
+    throw new ScopeError("server", `Server ${serverId} is not in this API key's allowed servers`);
   }
 }
 
@@ -35,6 +35,6 @@ export function operationsInScope(key: AutomationKey): Prisma.OperationWhereInpu
 
 export function assertCredentialAllowed(key: AutomationKey, credentialId: string): void {
   if (key.allowedCredentialIds.length > 0 && !key.allowedCredentialIds.includes(credentialId)) {
-    throw new ForbiddenError(`Registry credential ${credentialId} is not in this API key's allowed credentials`);
+    throw new ScopeError("credential", `Registry credential ${credentialId} is not in this API key's allowed credentials`);
   }
 }

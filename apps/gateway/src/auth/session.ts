@@ -154,5 +154,5 @@ export async function sessionAuth(ctx: GatewayContext, req: Request): Promise<Ma
   if (!key || key.revokedAt || key.tenantId !== session.tenantId) throw new UnauthorizedError("The API key of this dashboard session has been revoked");
   assertCsrf(req, session);
   touchApiKey(ctx, key);
-  return { kind: "management", tenantId: session.tenantId, apiKeyId: session.apiKeyId, clientIp: normaliseClientIp(req.ip ?? "") };
+  return { kind: "management", tenantId: session.tenantId, apiKeyId: session.apiKeyId, clientIp: normaliseClientIp(req.ip ?? ""), via: "dashboard" };
 }

@@ -66,12 +66,11 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     const body = validateBody(signInSchema, req.body);
     const clientIp = normaliseClientIp(req.ip ?? "");
     const key = await verifyApiKey(ctx, body.api_key, clientIp);
+    // Recorded first: a sign-in that cannot be audited does not happen (the error answers it).
+    await ctx.prisma.auditEvent.create({ data: { tenantId: key.tenantId, type: "dashboard.signed_in", clientIp, data: { api_key_id: key.id } } });
     // A session id that came with the request is replaced, never reused (no session fixation).
     await endSession(ctx, req);
     const session = await createSession(ctx, req, res, key.tenantId, key.id);
-    await ctx.prisma.auditEvent
-      .create({ data: { tenantId: key.tenantId, type: "dashboard.signed_in", clientIp, data: { api_key_id: key.id } } })
-      .catch((err: unknown) => ctx.logger.warn("audit of dashboard sign-in failed", { error: String(err) }));
     res.status(201).json(await sessionView(ctx, key.tenantId, key.id, session.csrfToken));
   });
 
@@ -90,6 +89,13 @@ export function dashboardRouter(ctx: GatewayContext): Router {
     const session = await loadSession(ctx, req);
     if (session) assertCsrf(req, session);
     await destroySession(ctx, req, res);
+    if (session) {
+      // Best effort: signing out is never refused, and the session is gone already.
+      const data = { api_key_id: session.apiKeyId };
+      await ctx.prisma.auditEvent
+        .create({ data: { tenantId: session.tenantId, type: "dashboard.signed_out", clientIp: normaliseClientIp(req.ip ?? ""), data } })
+        .catch((err: unknown) => ctx.logger.warn("audit of dashboard sign-out failed", { error: String(err) }));
+    }
     res.status(204).end();
   });
 

@@ -1,7 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
-import type { Logger } from "@runbridge/common";
 
 /** Every key's limit is "requests per minute": a fixed 60 s window per key. */
 export const RATE_WINDOW_SECONDS = 60;
@@ -34,13 +33,10 @@ export interface RateDecision {
  */
 export class KeyRateLimiter {
   private readonly limiters = new Map<number, RateLimiterRedis>();
-  /** Windows whose audit decision this replica already made (and its answer while Redis is unreachable). */
-  private readonly localAuditMarks = new Map<string, number>();
 
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-    private readonly logger: Logger,
   ) {}
 
   private limiter(points: number): RateLimiterRedis {
@@ -70,26 +66,6 @@ export class KeyRateLimiter {
     } catch (err) {
       if (err instanceof RateLimiterRes) return { allowed: false, limit, remaining: 0, resetMs: err.msBeforeNext };
       throw err;
-    }
-  }
-
-  /**
-   * True once per key per window: whether this rejection should be written to
-   * the audit trail. A flood of rejected requests writes one row, not thousands.
-   */
-  async shouldAuditRejection(keyId: string, windowMs: number): Promise<boolean> {
-    const ttl = Math.max(1, Math.ceil(windowMs));
-    const now = Date.now();
-    // This replica already settled this key's window: a flood of rejections costs no Redis round trip.
-    if ((this.localAuditMarks.get(keyId) ?? 0) > now) return false;
-    if (this.localAuditMarks.size > 10_000) this.localAuditMarks.clear();
-    this.localAuditMarks.set(keyId, now + ttl);
-    try {
-      // Across replicas, Redis decides which one writes the window's audit event.
-      return (await this.redis.set(`${this.prefix}:ratelimit-audited:${keyId}`, "1", "PX", ttl, "NX")) === "OK";
-    } catch (err) {
-      this.logger.warn("rate-limit audit de-duplication fell back to memory", { error: String(err) });
-      return true;
     }
   }
 }

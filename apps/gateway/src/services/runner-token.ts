@@ -4,6 +4,7 @@ import type { Server } from "@runbridge/db";
 import type { ManagementAuth } from "../auth/locals";
 import type { GatewayContext } from "../context";
 import { ConflictError, NotFoundError } from "../errors";
+import { managementEvent } from "./management-audit";
 
 /**
  * Rotates a server's runner token: a new one (returned, shown once, stored as
@@ -21,9 +22,7 @@ export async function rotateRunnerToken(ctx: GatewayContext, auth: ManagementAut
     const { count } = await tx.server.updateMany({ where: { id: server.id, runnerTokenHash: server.runnerTokenHash }, data: { runnerTokenHash: hashToken(token) } });
     // Deleted meanwhile (its delete raced this rotation): gone, not rotated by someone else.
     if (count === 0) return (await tx.server.count({ where: { id: server.id } })) === 0 ? "gone" : false;
-    await tx.auditEvent.create({
-      data: { tenantId: auth.tenantId, type: "server.runner_token_rotated", serverId: server.id, clientIp: auth.clientIp, data: { server_name: server.name, by_api_key_id: auth.apiKeyId } },
-    });
+    await tx.auditEvent.create({ data: managementEvent(auth, "server.runner_token_rotated", { server_name: server.name }, { serverId: server.id }) });
     return true;
   });
   if (rotated === "gone") throw new NotFoundError(`Server ${server.id} not found`);

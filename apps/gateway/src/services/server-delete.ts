@@ -3,6 +3,7 @@ import type { ManagementAuth } from "../auth/locals";
 import type { GatewayContext } from "../context";
 import { ConflictError, NotFoundError } from "../errors";
 import { announceTokenRevoked } from "./runner-token";
+import { managementEvent } from "./management-audit";
 
 /**
  * Deletes a server with its operations, applications and deployments (the
@@ -35,15 +36,7 @@ export async function deleteServer(ctx: GatewayContext, auth: ManagementAuth, se
     }
     const operations = await tx.operation.count({ where: { serverId: server.id } });
     await tx.server.delete({ where: { id: server.id } });
-    await tx.auditEvent.create({
-      data: {
-        tenantId: auth.tenantId,
-        type: "server.deleted",
-        serverId: server.id,
-        clientIp: auth.clientIp,
-        data: { server_name: server.name, operations_deleted: operations, by_api_key_id: auth.apiKeyId },
-      },
-    });
+    await tx.auditEvent.create({ data: managementEvent(auth, "server.deleted", { server_name: server.name, operations_deleted: operations }, { serverId: server.id }) });
   }, { timeout: DELETE_TIMEOUT_MS });
   await announceTokenRevoked(ctx, server, "server deleted");
 }

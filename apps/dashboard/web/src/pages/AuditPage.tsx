@@ -26,11 +26,13 @@ const COMMON_TYPES = [
   "key.updated",
   "key.revoked",
   "rate_limited",
+  "request.refused",
   "server.created",
   "server.runner_token_rotated",
   "server.deleted",
   "runner.replaced",
   "dashboard.signed_in",
+  "dashboard.signed_out",
 ];
 
 /** More than a browser tab should hold; a larger export is the API's job (docs/keys.md, "Audit trail"). */

@@ -6,6 +6,7 @@ import { managementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
 import { NotFoundError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
+import { managementEvent } from "../../services/management-audit";
 
 function apiKeyView(k: ApiKey, currentKeyId: string) {
   return {
@@ -37,7 +38,7 @@ export function apiKeysRouter(ctx: GatewayContext): Router {
     const token = generateToken(TokenKind.ApiKey);
     const key = await ctx.prisma.$transaction(async (tx) => {
       const k = await tx.apiKey.create({ data: { tenantId: auth.tenantId, name: body.name, keyHash: hashToken(token), prefix: displayPrefix(token) } });
-      await tx.auditEvent.create({ data: { tenantId: auth.tenantId, type: "api_key.created", clientIp: auth.clientIp, data: { api_key_id: k.id, name: k.name, prefix: k.prefix, by_api_key_id: auth.apiKeyId } } });
+      await tx.auditEvent.create({ data: managementEvent(auth, "api_key.created", { api_key_id: k.id, name: k.name, prefix: k.prefix }) });
       return k;
     });
     res.status(201).json({ ...apiKeyView(key, auth.apiKeyId), key: token });
@@ -53,7 +54,7 @@ export function apiKeysRouter(ctx: GatewayContext): Router {
       // By PostgreSQL's clock, and once: of two revocations at the same moment, one revokes (and is audited).
       const revoked = await tx.$executeRaw`UPDATE api_keys SET revoked_at = now() WHERE id = ${id}::uuid AND revoked_at IS NULL`;
       if (revoked === 1) {
-        await tx.auditEvent.create({ data: { tenantId: auth.tenantId, type: "api_key.revoked", clientIp: auth.clientIp, data: { api_key_id: id, name: existing.name, by_api_key_id: auth.apiKeyId } } });
+        await tx.auditEvent.create({ data: managementEvent(auth, "api_key.revoked", { api_key_id: id, name: existing.name }) });
       }
       return tx.apiKey.findUniqueOrThrow({ where: { id } });
     });

@@ -1,14 +1,15 @@
 import { Router } from "express";
 import { createApplicationSchema, updateApplicationSchema, uuid } from "@runbridge/contracts";
 import { envAllowlistData, readEnvAllowlist, type Application, type Deployment, type Operation } from "@runbridge/db";
-import { managementAuth } from "../../auth/locals";
+import { managementAuth, type ManagementAuth } from "../../auth/locals";
 import type { GatewayContext } from "../../context";
 import { ConflictError, NotFoundError, ValidationError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
+import { managementEvent } from "../../services/management-audit";
 
 /** An application's audit event: its id and name, on its server. */
-function auditData(tenantId: string, clientIp: string, type: string, app: Application, data: Record<string, unknown> = {}) {
-  return { tenantId, type, serverId: app.serverId, clientIp, data: { application_id: app.id, name: app.name, ...data } };
+function auditData(auth: ManagementAuth, type: string, app: Application, data: Record<string, unknown> = {}) {
+  return managementEvent(auth, type, { application_id: app.id, name: app.name, ...data }, { serverId: app.serverId });
 }
 
 export function applicationView(a: Application) {
@@ -71,7 +72,7 @@ export function applicationsRouter(ctx: GatewayContext): Router {
         },
       });
       // Who widened or narrowed what a deploy key may pass to the deploy command is worth a record.
-      await tx.auditEvent.create({ data: auditData(auth.tenantId, auth.clientIp, "application.created", created, { allowed_env_overrides: body.allowed_env_overrides }) });
+      await tx.auditEvent.create({ data: auditData(auth, "application.created", created, { allowed_env_overrides: body.allowed_env_overrides }) });
       return created;
     });
     res.status(201).json(applicationView(app));
@@ -124,7 +125,7 @@ export function applicationsRouter(ctx: GatewayContext): Router {
       const [was, now] = [applicationView(current), applicationView(updated)];
       const allowance = body.allowed_env_overrides !== undefined ? { allowed_env_overrides: body.allowed_env_overrides } : {};
       await tx.auditEvent.create({
-        data: auditData(auth.tenantId, auth.clientIp, "application.updated", updated, {
+        data: auditData(auth, "application.updated", updated, {
           changes,
           before: Object.fromEntries(changes.map((k) => [k, was[k]])),
           after: Object.fromEntries(changes.map((k) => [k, now[k]])),
@@ -153,7 +154,7 @@ export function applicationsRouter(ctx: GatewayContext): Router {
         );
       }
       await tx.application.delete({ where: { id: app.id } });
-      await tx.auditEvent.create({ data: auditData(auth.tenantId, auth.clientIp, "application.deleted", app) });
+      await tx.auditEvent.create({ data: auditData(auth, "application.deleted", app) });
     });
     res.status(204).end();
   });

@@ -8,6 +8,7 @@ import { ConflictError, NotFoundError, ValidationError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
 import { normaliseAllowlistEntry } from "../../services/ip-allowlist";
 import { publishKeyChange } from "../../services/key-events";
+import { managementEvent } from "../../services/management-audit";
 
 export function keyStatus(k: Pick<AutomationKey, "revokedAt" | "expiresAt">, now = Date.now()): "active" | "revoked" | "expired" {
   if (k.revokedAt) return "revoked";
@@ -127,9 +128,7 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
           expiresAt: (data.expiresAt as Date | null | undefined) ?? null,
         },
       });
-      await tx.auditEvent.create({
-        data: { tenantId: auth.tenantId, type: "key.created", automationKeyId: k.id, clientIp: auth.clientIp, data: automationKeyView(k) },
-      });
+      await tx.auditEvent.create({ data: managementEvent(auth, "key.created", automationKeyView(k), { automationKeyId: k.id }) });
       return k;
     });
     // Drops a "no such key" another replica may have cached for this hash.
@@ -166,9 +165,7 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
       const current = await tx.automationKey.findUniqueOrThrow({ where: { id: existing.id } });
       if (current.revokedAt) throw new ConflictError(`Automation key ${existing.id} is revoked and can no longer be changed; create a new key`);
       const k = await tx.automationKey.update({ where: { id: existing.id }, data });
-      await tx.auditEvent.create({
-        data: { tenantId: auth.tenantId, type: "key.updated", automationKeyId: k.id, clientIp: auth.clientIp, data: { changes: changesOf(current, k, Object.keys(body)) } },
-      });
+      await tx.auditEvent.create({ data: managementEvent(auth, "key.updated", { changes: changesOf(current, k, Object.keys(body)) }, { automationKeyId: k.id }) });
       return k;
     });
     await publishKeyChange(ctx, key.keyHash);
@@ -183,7 +180,7 @@ export function automationKeysRouter(ctx: GatewayContext): Router {
       // By PostgreSQL's clock, and once: of two revocations at the same moment, one revokes (and is audited).
       const revoked = await tx.$executeRaw`UPDATE automation_keys SET revoked_at = now(), updated_at = now() WHERE id = ${existing.id}::uuid AND revoked_at IS NULL`;
       if (revoked === 1) {
-        await tx.auditEvent.create({ data: { tenantId: auth.tenantId, type: "key.revoked", automationKeyId: existing.id, clientIp: auth.clientIp, data: {} } });
+        await tx.auditEvent.create({ data: managementEvent(auth, "key.revoked", {}, { automationKeyId: existing.id }) });
       }
       return tx.automationKey.findUniqueOrThrow({ where: { id: existing.id } });
     });

@@ -7,6 +7,7 @@ import type { GatewayContext } from "../../context";
 import { NotFoundError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
 import { resolveRegistryType } from "../../services/registry-type";
+import { managementEvent } from "../../services/management-audit";
 
 /** Never the password, nor its ciphertext: only the id of the key that sealed it. */
 export function registryCredentialView(c: RegistryCredential, keyIdOf: (envelope: string) => string | undefined) {
@@ -50,7 +51,7 @@ export function registryCredentialsRouter(ctx: GatewayContext): Router {
         },
       });
       await tx.auditEvent.create({
-        data: { tenantId: auth.tenantId, type: "registry_credential.created", clientIp: auth.clientIp, data: { credential_id: c.id, name: c.name, registry_url: c.registryUrl, registry_type: c.registryType } },
+        data: managementEvent(auth, "registry_credential.created", { credential_id: c.id, name: c.name, registry_url: c.registryUrl, registry_type: c.registryType }),
       });
       return c;
     });
@@ -73,9 +74,7 @@ export function registryCredentialsRouter(ctx: GatewayContext): Router {
     const cred = await load(auth.tenantId, req.params.id);
     await ctx.prisma.$transaction(async (tx) => {
       await tx.registryCredential.delete({ where: { id: cred.id } });
-      await tx.auditEvent.create({
-        data: { tenantId: auth.tenantId, type: "registry_credential.deleted", clientIp: auth.clientIp, data: { credential_id: cred.id, name: cred.name, registry_url: cred.registryUrl } },
-      });
+      await tx.auditEvent.create({ data: managementEvent(auth, "registry_credential.deleted", { credential_id: cred.id, name: cred.name, registry_url: cred.registryUrl }) });
     });
     res.status(204).end();
   });

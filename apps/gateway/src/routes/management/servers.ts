@@ -8,6 +8,7 @@ import { NotFoundError } from "../../errors";
 import { validateBody, validateParam } from "../../middleware/validate";
 import { rotateRunnerToken } from "../../services/runner-token";
 import { deleteServer } from "../../services/server-delete";
+import { managementEvent } from "../../services/management-audit";
 
 function serverView(s: Server, connected: boolean) {
   return {
@@ -44,9 +45,7 @@ export function serversRouter(ctx: GatewayContext): Router {
     // The runner token is shown once; only its hash is stored, and neither is in the audit event.
     const server = await ctx.prisma.$transaction(async (tx) => {
       const s = await tx.server.create({ data: { tenantId: auth.tenantId, name: body.name, runnerTokenHash: hashToken(runnerToken) } });
-      await tx.auditEvent.create({
-        data: { tenantId: auth.tenantId, type: "server.created", serverId: s.id, clientIp: auth.clientIp, data: { server_name: s.name, by_api_key_id: auth.apiKeyId } },
-      });
+      await tx.auditEvent.create({ data: managementEvent(auth, "server.created", { server_name: s.name }, { serverId: s.id }) });
       return s;
     });
     res.status(201).json({ ...serverView(server, false), runner_token: runnerToken });
@@ -82,8 +81,16 @@ export function serversRouter(ctx: GatewayContext): Router {
             }
           : { provider: null, providerServerId: null, providerTokenCiphertext: null },
       });
+      // The token itself never; whether this change put one in place of another (a replaced token is worth asking about).
+      const hadToken = existing.providerTokenCiphertext !== null;
+      const providerToken = body.provider ? (hadToken ? "replaced" : "set") : hadToken ? "removed" : "none";
       await tx.auditEvent.create({
-        data: { tenantId: auth.tenantId, type: "server.provider_linked", serverId: s.id, clientIp: auth.clientIp, data: { provider: s.provider, provider_server_id: s.providerServerId } },
+        data: managementEvent(
+          auth,
+          "server.provider_linked",
+          { provider: s.provider, provider_server_id: s.providerServerId, previous_provider: existing.provider, previous_provider_server_id: existing.providerServerId, provider_token: providerToken },
+          { serverId: s.id },
+        ),
       });
       return s;
     });
