@@ -54,17 +54,21 @@ export async function postJson(call: ProviderCall): Promise<unknown> {
       headers: { Authorization: `Bearer ${call.token}`, "Content-Type": "application/json", Accept: "application/json" },
       body: call.body === undefined ? undefined : JSON.stringify(call.body),
       signal: AbortSignal.timeout(call.timeoutMs),
-      redirect: "error",
+      // Not "error": with it, a response whose body stalls after the headers is never given up if
+      // the collector runs meanwhile (undici), and the delivery waits for good. A redirect is
+      // refused below instead, by its status.
+      redirect: "manual",
     });
   } catch (err) {
     const e = err as Error;
     const cause = e.cause as Error | undefined;
     if (e.name === "TimeoutError") throw new ProviderError(`request failed: no answer within ${call.timeoutMs} ms`, true);
-    // A redirect is an answer: the API did not take the call where it was sent.
-    const redirected = /redirect/i.test(cause?.message ?? "");
-    throw new ProviderError(`request failed: ${cause?.message ?? e.message}`, !redirected && !neverSent(cause));
+    throw new ProviderError(`request failed: ${cause?.message ?? e.message}`, !neverSent(cause));
   }
   const text = await res.text().catch(() => "");
+  // A redirect is an answer: the API did not take the call where it was sent (and its Authorization
+  // header is not for the place it names).
+  if (res.status >= 300 && res.status < 400) throw new ProviderError(`HTTP ${res.status}: a redirect, not followed`);
   if (!res.ok) {
     // Never echo the token back, even if a provider (or a proxy) reflects headers.
     const excerpt = text.split(call.token).join("***").replace(/\s+/g, " ").slice(0, 200);
