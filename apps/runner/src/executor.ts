@@ -54,6 +54,9 @@ function commandLine(op: StartOperation, opts: ExecutorOptions): { file: string;
   }
 }
 
+/** How long after SIGKILL a command that has not exited is given up on (see stopTree). */
+const UNKILLABLE_AFTER_MS = 10_000;
+
 /** A no-op 'error' listener defined outside any operation's scope (see execute). */
 const ignoreError = (): void => undefined;
 
@@ -78,6 +81,8 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
    */
   let exited = false;
   let sigkillSent: Promise<void> = Promise.resolve();
+  /** Ends the operation without its command (set once the command runs; see stopTree). */
+  let abandon: (() => void) | null = null;
 
   const killGroup = (signal: NodeJS.Signals) => {
     if (child?.pid === undefined) return;
@@ -96,6 +101,12 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
       setTimeout(() => {
         killGroup("SIGKILL");
         resolve();
+        // A process in uninterruptible sleep (a hung disk or network file system, a frozen cgroup)
+        // outlives even SIGKILL, and its exit may never come: the operation ends without it rather
+        // than stay running for good, with its CI job, its cancel and the next deploys waiting on it.
+        setTimeout(() => {
+          if (!exited) abandon?.();
+        }, UNKILLABLE_AFTER_MS).unref();
       }, opts.killGraceMs),
     );
   };
@@ -229,6 +240,15 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         }, 250).unref();
       });
       proc.on("close", () => finish());
+      abandon = () => {
+        if (!endReason) return;
+        endReason = {
+          ...endReason,
+          error: `${endReason.error}; its shell (pid ${proc.pid}) had still not exited ${UNKILLABLE_AFTER_MS / 1000} s after SIGKILL (a process in uninterruptible sleep: a hung disk or network mount?), so the operation ends without it`,
+        };
+        capturing = false;
+        finish();
+      };
     });
     // A result, always, whatever went wrong here: never an operation left running.
   })().catch((err: unknown) => failedResult(op.operationId, startedAt, `the runner could not run it: ${String(err)}`));
