@@ -38,6 +38,12 @@ export const gatewayEnvSchema = Joi.object({
     .description(
       "Live log streams each gateway process holds open at once, for all keys together (each holds a Redis connection); more are refused with 503 and Retry-After",
     ),
+  LOGS_CLIENT_STALL_SECONDS: Joi.number()
+    .integer()
+    .min(1)
+    .max(3600)
+    .default(30)
+    .description("A live log stream whose client has read nothing of what was sent to it for this long is closed, freeing its slot and Redis connection"),
   OPERATION_COUNT_REFRESH_SECONDS: Joi.number()
     .integer()
     .min(1)
@@ -71,6 +77,7 @@ export interface GatewayConfig {
   DB_POOL_SIZE: number;
   LOGS_MAX_STREAMS_PER_KEY: number;
   LOGS_MAX_STREAMS: number;
+  LOGS_CLIENT_STALL_SECONDS: number;
   OPERATION_COUNT_REFRESH_SECONDS: number;
   UNKNOWN_KEY_LOOKUPS_PER_MINUTE: number;
 }

@@ -108,9 +108,10 @@ async function serveLogs(
     "X-Accel-Buffering": "no",
   });
   res.flushHeaders();
-  const sse = new SseWriter(res);
+  const sse = new SseWriter(res, ctx.config.LOGS_CLIENT_STALL_SECONDS * 1000);
   await sse.write("retry: 3000\n\n");
-  const heartbeat = setInterval(() => void sse.write(": keep-alive\n\n"), HEARTBEAT_MS);
+  // Not while a write waits for the client to read: it has not read what is already sent.
+  const heartbeat = setInterval(() => void (sse.waiting ? undefined : sse.write(": keep-alive\n\n")), HEARTBEAT_MS);
   try {
     if (!streamExists && isTerminal(op.status)) {
       if (resumeFrom !== "stored") await sendStored(sse, op);
@@ -140,8 +141,14 @@ async function serveLogs(
   }
 }
 
-/** Writes SSE frames with backpressure; a gone client turns writes into no-ops. */
+/**
+ * Writes SSE frames with backpressure; a gone client turns writes into no-ops. A client that reads
+ * nothing for `stallMs` while a write waits (the connection open, its window shut) is cut off: it
+ * would hold the stream's slot, its Redis connection and this handler for as long as it stays.
+ */
 class SseWriter {
+  /** A write is waiting for the client to read. */
+  waiting = false;
   /**
    * The client is gone. Set from the start if it left while the operation was
    * being looked up: its `close` has already fired, and a write would then wait
@@ -149,7 +156,10 @@ class SseWriter {
    */
   closed: boolean;
 
-  constructor(private readonly res: Response) {
+  constructor(
+    private readonly res: Response,
+    private readonly stallMs: number,
+  ) {
     this.closed = res.destroyed;
     res.on("close", () => {
       this.closed = true;
@@ -165,8 +175,11 @@ class SseWriter {
   async write(text: string): Promise<void> {
     if (this.closed) return;
     if (this.res.write(text)) return;
+    this.waiting = true;
     await new Promise<void>((resolve) => {
+      const stalled = setTimeout(() => this.res.destroy(), this.stallMs);
       const done = () => {
+        clearTimeout(stalled);
         this.res.off("drain", done);
         this.res.off("close", done);
         resolve();
@@ -174,6 +187,7 @@ class SseWriter {
       this.res.on("drain", done);
       this.res.on("close", done);
     });
+    this.waiting = false;
   }
 
   event(name: string, data: unknown, id?: string): Promise<void> {
@@ -191,7 +205,10 @@ class SseWriter {
  */
 async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: string, logKey: string, from: string, keyGone: AbortSignal): Promise<Operation | null> {
   // Named, so an operator (and the tests) can see how many SSE readers are open.
-  const conn = createRedis(ctx.config.REDIS_URL, { maxRetriesPerRequest: 2, connectTimeout: 2000, connectionName: `${ctx.config.REDIS_PREFIX}:sse` });
+  // A read is answered within its BLOCK time: one unanswered well past it is a Redis (or a path to it) that
+  // stalled, and the stream ends (the client resumes, or falls back to polling) rather than wait for good
+  // while keep-alives tell the client all is well.
+  const conn = createRedis(ctx.config.REDIS_URL, { maxRetriesPerRequest: 2, connectTimeout: 2000, commandTimeout: BLOCK_MS + 5000, connectionName: `${ctx.config.REDIS_PREFIX}:sse` });
   conn.on("error", () => undefined); // Surfaces as a rejected command below.
   // Interrupts a pending XREAD BLOCK at once when the client goes away, or the gateway begins to shut down.
   const stop = () => conn.disconnect();
@@ -219,7 +236,9 @@ async function streamLive(ctx: GatewayContext, sse: SseWriter, operationId: stri
           : await conn.xread("COUNT", 500, "BLOCK", final ? 250 : BLOCK_MS, "STREAMS", logKey, lastId);
       } catch (err) {
         if (ended()) return null;
-        throw err;
+        // Without `end`: the client resumes from its last event, here or on another gateway.
+        ctx.logger.warn("live log stream ended: its Redis read failed", { operationId, error: String(err) });
+        return null;
       }
       const entries = reply?.[0]?.[1] ?? [];
       drained = entries.length === 0;
