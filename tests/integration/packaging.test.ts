@@ -255,6 +255,8 @@ describe("deploy/runner/install.sh", () => {
     // Started as root, the runner switches to the account itself (see apps/runner/src/account.ts).
     expect(unit).toMatch(/^Environment=RUNBRIDGE_RUN_AS=runbridge$/m);
     expect(unit).not.toMatch(/^(User|Group|StateDirectory)=/m);
+    // One command killed for memory must not stop the unit, and with it every other operation.
+    expect(unit).toMatch(/^OOMPolicy=continue$/m);
     expect(unit).not.toMatch(/@[A-Z]+@/);
     if (spawnSync("sh", ["-c", "command -v systemd-analyze"]).status === 0) {
       const verify = spawnSync("systemd-analyze", ["verify", unitPath], { encoding: "utf8" });
