@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { OperationResult } from "@runbridge/contracts";
@@ -53,7 +53,7 @@ describe("runner ledger", () => {
     const first = ledger();
     await Promise.all([first.begin(id(1), "2026-11-28T10:00:00.000Z"), first.begin(id(2), "2026-11-28T10:00:01.000Z")]);
     await first.finish(result(id(1)));
-    first.prune(86_400_000);
+    await first.prune(86_400_000);
     // Only the start still without a result is kept in the log.
     expect(startLog().trim().split("\n").map((l) => (JSON.parse(l) as { operationId: string }).operationId)).toEqual([id(2)]);
 
@@ -81,7 +81,7 @@ describe("runner ledger", () => {
     expect(next.get(id(1))).toEqual({ operationId: id(1), state: "finished", delivered: true });
     expect(next.query([id(1)])).toEqual({ [id(1)]: { state: "finished", result: result(id(1)) } });
     // Delivered results past the retention period are forgotten; the others stay.
-    expect(next.prune(-1)).toBe(1);
+    expect(await next.prune(-1)).toBe(1);
     expect(next.get(id(1))).toBeUndefined();
     expect(ledger().get(id(1))).toBeUndefined();
   });
@@ -92,7 +92,7 @@ describe("runner ledger", () => {
     // The result's temporary file cannot be created: a directory is in its way.
     mkdirSync(path.join(dir, "ledger", `${id(7)}.json.tmp`));
     await expect(first.finish(result(id(7)))).rejects.toThrow();
-    first.prune(86_400_000);
+    await first.prune(86_400_000);
     // Still known after a restart (as started, outcome unknown), so a redelivered start is never run again.
     expect(ledger().get(id(7))).toMatchObject({ state: "running" });
   });
@@ -104,7 +104,7 @@ describe("runner ledger", () => {
     await expect(first.finish(result(id(8)))).rejects.toThrow();
     // The dispatcher stored the result sent from memory; its file was never there to be renamed.
     await first.markDelivered(id(8)).catch(() => undefined);
-    first.prune(0);
+    await first.prune(0);
     expect(first.get(id(8))).toMatchObject({ state: "finished" });
     expect(ledger().get(id(8))).toMatchObject({ state: "running" });
   });
@@ -157,14 +157,78 @@ describe("runner ledger", () => {
     const first = ledger();
     await Promise.all([first.begin(id(1), "2026-11-28T10:00:00.000Z"), first.begin(id(2), "2026-11-28T10:00:01.000Z")]);
     await first.finish(result(id(1)));
-    first.prune(86_400_000);
+    await first.prune(86_400_000);
     await Promise.all([first.begin(id(3), "2026-11-28T10:00:03.000Z"), first.begin(id(4), "2026-11-28T10:00:04.000Z")]);
     // Compacted again, so the log is replaced while the ledger has already appended to the previous replacement.
     await first.finish(result(id(3)));
-    first.prune(86_400_000);
+    await first.prune(86_400_000);
     await first.begin(id(5), "2026-11-28T10:00:05.000Z");
     expect(startLog().trim().split("\n").map((l) => (JSON.parse(l) as { operationId: string }).operationId)).toEqual([id(2), id(4), id(5)]);
     expect(ledger().orphans().sort()).toEqual([id(2), id(4), id(5)]);
+  });
+
+  it("rewrites the start log off the event loop, and starts made meanwhile go to the new log", async () => {
+    const first = ledger();
+    await Promise.all([first.begin(id(1), "2026-11-28T10:00:00.000Z"), first.begin(id(2), "2026-11-28T10:00:01.000Z")]);
+    await first.finish(result(id(1)));
+    // On a slow disk each of the rewrite's flushes takes seconds: timers, heartbeats and output must go on.
+    let seenByATimer = "";
+    setImmediate(() => (seenByATimer = startLog()));
+    const pruned = first.prune(86_400_000);
+    const during = first.begin(id(3), "2026-11-28T10:00:03.000Z");
+    await Promise.all([pruned, during]);
+    expect(seenByATimer.trim().split("\n")).toHaveLength(2);
+    expect(startLog().trim().split("\n").map((l) => (JSON.parse(l) as { operationId: string }).operationId)).toEqual([id(2), id(3)]);
+    expect(ledger().orphans().sort()).toEqual([id(2), id(3)]);
+  });
+
+  it("leaves the start log of an idle runner alone: nothing appended since it was last rewritten", async () => {
+    const first = ledger();
+    await first.begin(id(1), "2026-11-28T10:00:00.000Z");
+    await first.finish(result(id(1)));
+    await first.prune(86_400_000);
+    const rewritten = statSync(path.join(dir, "ledger", "started.log")).ino;
+    for (let hour = 0; hour < 3; hour++) await first.prune(86_400_000);
+    expect(statSync(path.join(dir, "ledger", "started.log")).ino).toBe(rewritten);
+    // A new process rewrites a log that still holds records, and leaves an empty one alone.
+    const next = ledger();
+    await next.prune(86_400_000);
+    expect(statSync(path.join(dir, "ledger", "started.log")).ino).toBe(rewritten);
+  });
+
+  it("sets aside a result file that is not a ledger entry, and still knows its operation as started", async () => {
+    const first = ledger();
+    await first.begin(id(30), "2026-11-28T10:00:00.000Z");
+    await first.begin(id(31), "2026-11-28T10:00:00.000Z");
+    first.close();
+    const file = (n: number) => path.join(dir, "ledger", `${id(n)}.json`);
+    // Well-formed JSON of the wrong shape (bit rot, another version): a finished entry without its result,
+    // and one that names another operation than its file does.
+    writeFileSync(file(30), JSON.stringify({ operationId: id(30), state: "finished", delivered: false }));
+    writeFileSync(file(31), JSON.stringify({ operationId: id(32), state: "running", startedAt: "2026-11-28T10:00:00.000Z" }));
+    const errors: string[] = [];
+    const next = new Ledger(dir, (message) => errors.push(message));
+    open.push(next);
+    expect(next.undelivered()).toEqual([]);
+    expect(next.orphans().sort()).toEqual([id(30), id(31)]);
+    expect(next.get(id(32))).toBeUndefined();
+    expect(readdirSync(path.join(dir, "ledger")).filter((f) => f.endsWith(".bad")).sort()).toEqual([`${id(30)}.json.bad`, `${id(31)}.json.bad`]);
+    expect(errors.filter((e) => /set aside/.test(e))).toHaveLength(2);
+  });
+
+  it("skips start records that name no operation, and removes writes left unfinished", async () => {
+    const first = ledger();
+    await first.begin(id(40), "2026-11-28T10:00:00.000Z");
+    first.close();
+    appendFileSync(path.join(dir, "ledger", "started.log"), `${JSON.stringify({ operationId: "not-a-uuid", startedAt: "x" })}\n`);
+    writeFileSync(path.join(dir, "ledger", `${id(41)}.json.tmp`), "{");
+    writeFileSync(path.join(dir, "ledger", "started.log.tmp"), "");
+    const errors: string[] = [];
+    const next = new Ledger(dir, (message) => errors.push(message));
+    open.push(next);
+    expect(next.orphans()).toEqual([id(40)]);
+    expect(errors).toEqual(["a start record that names no operation was skipped"]);
+    expect(readdirSync(path.join(dir, "ledger")).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
 
   it("a compaction that fails (disk full) is reported, and the start log stays in use", async () => {
@@ -172,7 +236,7 @@ describe("runner ledger", () => {
     const l = new Ledger(dir, (message) => errors.push(message));
     await l.begin(id(8), "2026-11-28T10:00:00.000Z");
     mkdirSync(path.join(dir, "ledger", "started.log.tmp"));
-    expect(() => l.prune(86_400_000)).not.toThrow();
+    await expect(l.prune(86_400_000)).resolves.toBe(0);
     expect(errors).toEqual(["could not compact the start log"]);
     await l.begin(id(9), "2026-11-28T10:00:01.000Z");
     l.close();

@@ -174,8 +174,9 @@ export class Agent {
   start(): void {
     this.socket.connect();
     const retention = this.config.RUNBRIDGE_LEDGER_RETENTION_DAYS * 86_400_000;
-    this.ledger.prune(retention);
-    this.pruneTimer = setInterval(() => this.ledger.prune(retention), 3_600_000);
+    const prune = () => void this.ledger.prune(retention).catch((err: unknown) => this.logger.warn("could not prune the ledger", { error: String(err) }));
+    prune();
+    this.pruneTimer = setInterval(prune, 3_600_000);
     this.pruneTimer.unref();
     // Clocks drift, and get set: measured again now and then, not only when a connection is made.
     this.clockTimer = setInterval(() => this.socket.connected && !this.clock.measured(CLOCK_MEASURE_INTERVAL_MS) && void this.measureClock(), CLOCK_CHECK_INTERVAL_MS);

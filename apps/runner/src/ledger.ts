@@ -1,5 +1,6 @@
-import { closeSync, constants, existsSync, write as fsWrite, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { close, closeSync, constants, existsSync, fsync, write as fsWrite, fsyncSync, mkdirSync, open as openFd, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
+import { promisify } from "node:util";
 import path from "node:path";
 import type { LedgerQueryReply, OperationResult } from "@runbridge/contracts";
 import { lockStateDir, type StateDirLock } from "./state-dir-lock";
@@ -63,6 +64,7 @@ export class Ledger {
    */
   private startsTailTorn = false;
   private lock: StateDirLock | null;
+  private closed = false;
 
   constructor(
     stateDir: string,
@@ -91,14 +93,26 @@ export class Ledger {
         if (OPERATION_ID.test(operationId) && !this.entries.has(operationId)) this.entries.set(operationId, { operationId, state: "finished", delivered: true });
         continue;
       }
+      if (file.endsWith(".tmp")) {
+        // A write that did not finish (a crash, a full disk): what it was writing is whole in the file it was to replace, or nowhere.
+        unlinkTmp(path.join(this.dir, file), this.onError);
+        continue;
+      }
       if (!file.endsWith(".json")) continue;
+      let entry: unknown;
       try {
-        const entry = JSON.parse(readFileSync(path.join(this.dir, file), "utf8")) as LedgerEntry;
-        this.entries.set(entry.operationId, entry);
-        if (entry.state === "finished" && !entry.delivered) this.outbox.add(entry.operationId);
+        entry = JSON.parse(readFileSync(path.join(this.dir, file), "utf8"));
       } catch {
         // A torn write (crash mid-write) is in the .tmp file, never here.
+        continue;
       }
+      // Bit rot, or a file of another version: set aside (and said), rather than crash every start of the runner.
+      if (!isEntryOf(entry, file.slice(0, -".json".length))) {
+        setAside(path.join(this.dir, file), this.onError);
+        continue;
+      }
+      this.entries.set(entry.operationId, entry);
+      if (entry.state === "finished" && !entry.delivered) this.outbox.add(entry.operationId);
     }
     const log = this.readStarts();
     this.startsTailTorn = log.length > 0 && !log.endsWith("\n");
@@ -141,7 +155,7 @@ export class Ledger {
         }
         this.startsSinceCompaction += batch.length;
         // Between batches, so no start is appended to the log being replaced.
-        if (this.startsSinceCompaction >= COMPACT_AFTER) this.tryCompactStarts();
+        if (this.startsSinceCompaction >= COMPACT_AFTER) await this.tryCompactStarts();
       }
     } finally {
       this.flushing = false;
@@ -260,8 +274,12 @@ export class Ledger {
     return entry.result;
   }
 
-  /** Forgets delivered entries older than the retention period, and drops settled starts from the log. */
-  prune(retentionMs: number): number {
+  /**
+   * Forgets delivered entries older than the retention period, and drops settled starts from the log
+   * when starts were appended since it was last rewritten (an idle runner's log is left alone: each
+   * rewrite costs three flushes to disk). Resolves with the number forgotten once the log is rewritten.
+   */
+  async prune(retentionMs: number): Promise<number> {
     let removed = 0;
     const cutoff = Date.now() - retentionMs;
     for (const e of this.entries.values()) {
@@ -279,13 +297,28 @@ export class Ledger {
         this.entries.delete(e.operationId);
       }
     }
-    // A batch of starts in flight compacts the log itself once written.
-    if (!this.flushing) this.tryCompactStarts();
+    if (this.startsSinceCompaction > 0) await this.compactExclusively();
     return removed;
+  }
+
+  /**
+   * Rewrites the start log with no batch of starts in flight, and none appended meanwhile (they queue,
+   * and go to the new log after). A batch already in flight is left to compact the log itself when due.
+   */
+  private async compactExclusively(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      await this.tryCompactStarts();
+    } finally {
+      this.flushing = false;
+    }
+    if (this.pendingStarts.length > 0) void this.flushStarts();
   }
 
   /** Lets another runner use the state directory. */
   close(): void {
+    this.closed = true;
     if (this.startsFd !== null) closeSync(this.startsFd);
     this.startsFd = null;
     this.releaseLock();
@@ -301,14 +334,22 @@ export class Ledger {
     let log: string;
     try {
       log = readFileSync(path.join(this.dir, STARTS_LOG), "utf8");
-    } catch {
-      return "";
+    } catch (err) {
+      // No log yet. Any other failure (EIO, EACCES) must stop the runner: starting without the starts it
+      // knew would run a redelivered one again.
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return "";
+      throw err;
     }
     for (const line of log.split("\n")) {
       if (!line) continue;
+      this.startsSinceCompaction++;
       try {
-        const { operationId, startedAt } = JSON.parse(line) as { operationId: string; startedAt: string };
-        if (typeof operationId === "string" && !this.entries.has(operationId)) this.entries.set(operationId, { operationId, state: "running", startedAt });
+        const { operationId, startedAt } = JSON.parse(line) as { operationId: unknown; startedAt: unknown };
+        if (typeof operationId !== "string" || !OPERATION_ID.test(operationId) || typeof startedAt !== "string") {
+          this.onError("a start record that names no operation was skipped", new Error(line.slice(0, 200)));
+          continue;
+        }
+        if (!this.entries.has(operationId)) this.entries.set(operationId, { operationId, state: "running", startedAt });
       } catch {
         // A record torn by a power loss or a failed write: its start never returned, so nothing ran.
       }
@@ -321,9 +362,9 @@ export class Ledger {
   }
 
   /** Compaction only saves space: if it fails (disk full), the current log is still whole and stays in use. */
-  private tryCompactStarts(): void {
+  private async tryCompactStarts(): Promise<void> {
     try {
-      this.compactStarts();
+      await this.compactStarts();
     } catch (err) {
       this.onError("could not compact the start log", err);
     }
@@ -353,55 +394,57 @@ export class Ledger {
   }
 
   /**
-   * Rewrites the start log with the starts still needed: those whose result is
-   * not in a result file made durable by the directory fsync just before.
-   * Synchronous, so no start is appended to the old log meanwhile.
+   * Rewrites the start log with the starts still needed: those whose result is not in a result file
+   * made durable by the directory fsync just after they are listed (listed first: a result file
+   * renamed into place while that fsync runs may not be covered by it, and its start stays).
+   * Asynchronous, every flush on the thread pool: on a slow disk the event loop (the dispatcher's
+   * heartbeats, commands' output, timers) goes on meanwhile. The caller holds the start log
+   * (`flushing`), so no start is appended to the old log during it.
    *
-   * The new log is written through the descriptor that then serves for
-   * appending, so nothing is left to open once it is renamed into place; the
-   * old descriptor is closed only after. Should the directory fsync after the
-   * rename fail, both descriptors are dropped and starts refused until
-   * reopenStarts succeeds: the old one writes to a replaced file, the new one
-   * to a file whose name may not survive a power loss.
+   * The new log is written through the descriptor that then serves for appending, so nothing is
+   * left to open once it is renamed into place; the old descriptor is closed only after. Should the
+   * directory fsync after the rename fail, both descriptors are dropped and starts refused until
+   * reopenStarts succeeds: the old one writes to a replaced file, the new one to a file whose name
+   * may not survive a power loss.
    */
-  private compactStarts(): void {
-    const dirFd = openSync(this.dir, "r");
-    try {
-      fsyncSync(dirFd);
-      const keep: string[] = [];
-      for (const e of this.entries.values()) {
-        // Every entry a file step is pending for was made in this process, with its start time.
-        const needed = e.state === "running" || this.writes.has(e.operationId) || this.unsaved.has(e.operationId);
-        if (needed && e.startedAt !== undefined) keep.push(startRecord(e.operationId, e.startedAt));
-      }
-      const log = path.join(this.dir, STARTS_LOG);
-      const tmp = `${log}.tmp`;
-      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_APPEND | constants.O_DSYNC, 0o600);
-      try {
-        writeFileSync(fd, keep.join(""));
-        fsyncSync(fd);
-        renameSync(tmp, log);
-      } catch (err) {
-        // The current log is untouched and stays in use.
-        closeSync(fd);
-        throw err;
-      }
-      const old = this.startsFd;
-      this.startsFd = null;
-      if (old !== null) closeSync(old);
-      try {
-        fsyncSync(dirFd);
-      } catch (err) {
-        closeSync(fd);
-        throw err;
-      }
-      this.startsFd = fd;
-      // A fresh log of whole records.
-      this.startsTailTorn = false;
-      this.startsSinceCompaction = 0;
-    } finally {
-      closeSync(dirFd);
+  private async compactStarts(): Promise<void> {
+    const keep: string[] = [];
+    for (const e of this.entries.values()) {
+      // Every entry a file step is pending for was made in this process, with its start time.
+      const needed = e.state === "running" || this.writes.has(e.operationId) || this.unsaved.has(e.operationId);
+      if (needed && e.startedAt !== undefined) keep.push(startRecord(e.operationId, e.startedAt));
     }
+    const appended = this.startsSinceCompaction;
+    await fsyncDirAsync(this.dir);
+    const log = path.join(this.dir, STARTS_LOG);
+    const tmp = `${log}.tmp`;
+    const fd = await openAsync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_APPEND | constants.O_DSYNC, 0o600);
+    try {
+      await appendDurably(fd, Buffer.from(keep.join("")));
+      await fsyncAsync(fd);
+      await rename(tmp, log);
+    } catch (err) {
+      // The current log is untouched and stays in use.
+      await closeAsync(fd);
+      throw err;
+    }
+    const old = this.startsFd;
+    this.startsFd = null;
+    if (old !== null) closeSync(old);
+    try {
+      await fsyncDirAsync(this.dir);
+    } catch (err) {
+      await closeAsync(fd);
+      throw err;
+    }
+    if (this.closed) {
+      await closeAsync(fd);
+      return;
+    }
+    this.startsFd = fd;
+    // A fresh log of whole records.
+    this.startsTailTorn = false;
+    this.startsSinceCompaction -= appended;
   }
 
   private file(operationId: string): string {
@@ -437,6 +480,35 @@ async function appendDurably(fd: number, buf: Buffer): Promise<void> {
   }
 }
 
+/** What a result file must hold to be loaded: an entry of the operation its name gives. */
+function isEntryOf(value: unknown, operationId: string): value is LedgerEntry {
+  const e = value as Partial<Record<"operationId" | "state" | "delivered" | "result" | "startedAt", unknown>> | null;
+  if (typeof e !== "object" || e === null || e.operationId !== operationId || !OPERATION_ID.test(operationId)) return false;
+  if (e.state === "running") return typeof e.startedAt === "string";
+  if (e.state !== "finished") return false;
+  if (e.delivered === true) return true;
+  const result = e.result as { operationId?: unknown; status?: unknown } | undefined;
+  return e.delivered === false && typeof result === "object" && result !== null && result.operationId === operationId && typeof result.status === "string";
+}
+
+/** A file the ledger cannot use, renamed out of its way (`.bad`) so the runner starts, and reported. */
+function setAside(file: string, onError: (message: string, err: unknown) => void): void {
+  try {
+    renameSync(file, `${file}.bad`);
+    onError(`a ledger file that is not a ledger entry was set aside as ${path.basename(file)}.bad`, new Error("unexpected content"));
+  } catch (err) {
+    onError(`a ledger file that is not a ledger entry could not be set aside: ${path.basename(file)}`, err);
+  }
+}
+
+function unlinkTmp(file: string, onError: (message: string, err: unknown) => void): void {
+  try {
+    unlinkSync(file);
+  } catch (err) {
+    onError(`could not remove the unfinished write ${path.basename(file)}`, err);
+  }
+}
+
 /** `<id>.json` once its result is delivered: a rename marks it, instead of rewriting the result. */
 function deliveredFile(file: string): string {
   return file.replace(/\.json$/, DELIVERED_SUFFIX);
@@ -445,6 +517,20 @@ function deliveredFile(file: string): string {
 /** One line of the start log. */
 function startRecord(operationId: string, startedAt: string): string {
   return `${JSON.stringify({ operationId, startedAt })}\n`;
+}
+
+const openAsync = promisify(openFd);
+const fsyncAsync = promisify(fsync);
+const closeAsync = promisify(close);
+
+/** fsyncDir on the thread pool. */
+async function fsyncDirAsync(dir: string): Promise<void> {
+  const fd = await openAsync(dir, "r");
+  try {
+    await fsyncAsync(fd);
+  } finally {
+    await closeAsync(fd);
+  }
 }
 
 /** Makes the entries of a directory (a rename into it) durable. */
