@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { OperationResult } from "@runbridge/contracts";
@@ -280,6 +280,14 @@ describe("runner ledger", () => {
     first.close();
     expect(inChild(dir, `const l = new Ledger(dir); out(l.orphans().join()); l.close()`)).toBe(id(1));
     expect(ledger().orphans()).toEqual([id(1)]);
+  });
+
+  it("says a state directory it cannot write to is the problem, and leaves no temporary lock file behind", () => {
+    // A full disk: the lock's temporary file is a link to /dev/full, where every write fails with ENOSPC.
+    mkdirSync(path.join(dir, "ledger"), { recursive: true });
+    symlinkSync("/dev/full", path.join(dir, `runner.lock.${process.pid}.tmp`));
+    expect(() => new Ledger(dir)).toThrow(`state directory ${dir} cannot be written (ENOSPC): the runner records there every operation it starts, and runs nothing it cannot record`);
+    expect(readdirSync(dir).filter((f) => f.startsWith("runner.lock"))).toEqual([]);
   });
 
   it("takes over the lock of a runner that died without releasing it", () => {

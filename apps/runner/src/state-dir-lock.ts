@@ -25,7 +25,21 @@ export interface StateDirLock {
 export function lockStateDir(stateDir: string): StateDirLock {
   const lock = path.resolve(stateDir, LOCK_FILE);
   const mine = `${lock}.${process.pid}.tmp`;
-  writeFileSync(mine, `${process.pid}\n`, { mode: 0o600 });
+  try {
+    writeFileSync(mine, `${process.pid}\n`, { mode: 0o600 });
+  } catch (err) {
+    // Not left behind at every restart of a runner that cannot write here.
+    try {
+      unlinkSync(mine);
+    } catch {
+      // Never made.
+    }
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new Error(
+      `state directory ${stateDir} cannot be written (${code}): the runner records there every operation it starts, and runs nothing it cannot record; free space on its disk, or make it writable`,
+      { cause: err },
+    );
+  }
   try {
     for (let attempt = 0; ; attempt++) {
       try {
