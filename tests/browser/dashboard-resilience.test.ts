@@ -239,6 +239,25 @@ describe("dashboard resilience (browser)", () => {
     await page.getByText(/Could not refresh this operation/).waitFor({ state: "detached" });
   });
 
+  it("gives up a refresh the gateway never answers and says so, instead of showing the old state as current for good", async () => {
+    const op = await createOperation(tenantA.id, serverA1.id, { command: "sleep 600", status: "running", dispatchedAt: new Date() });
+    const page = await context.newPage();
+    // The page's timers run on a clock the test moves: 30 s of a held request take no time.
+    await page.clock.install();
+    await signIn(page, tenantA.apiKey);
+    await page.goto(url(`/operations/${op.id}`));
+    await page.getByRole("heading", { level: 1 }).waitFor();
+    let held = 0;
+    // Held for good, as by a stalled proxy or a half-open connection: never answered, never closed.
+    await page.route(`**/dashboard/api/operations/${op.id}`, () => void held++);
+    await page.clock.runFor(10_000);
+    await waitFor(async () => held > 0 || null, 10_000, "the page's next refresh");
+    expect(await page.getByText(/Could not refresh this operation/).count()).toBe(0);
+    await page.clock.runFor(31_000);
+    await waitForText(page.getByText(/Could not refresh this operation/), /did not answer within 30 s/);
+    await page.unroute(`**/dashboard/api/operations/${op.id}`);
+  });
+
   it("sends a confirmed change once however often the button is clicked", async () => {
     const page = await context.newPage();
     await signIn(page, tenantA.apiKey);

@@ -52,18 +52,30 @@ async function refreshAfterCsrfRefusal(): Promise<boolean> {
   throw new ApiError(409, `This browser is now signed in as ${s.tenant_name ?? "another tenant"} (from another tab). Nothing was changed; the page now shows that tenant.`);
 }
 
+/** How long a request may go unanswered (its headers and body) before it is given up. */
+const ANSWER_WITHIN_MS = 30_000;
+
 export async function request<T>(method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}, retried = false): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json", "X-Requested-With": "runbridge-dashboard", ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
   let res: Response;
+  let text: string;
+  // A request a proxy or a half-open connection holds would otherwise leave the page showing old
+  // data as current, its polling stopped, with nothing said.
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), ANSWER_WITHIN_MS);
   try {
-    res = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body), signal: deadline.signal });
+    text = res.status === 204 ? "" : await res.text();
   } catch {
-    throw new ApiError(0, "Cannot reach the runbridge gateway. Check your connection and retry.");
+    if (!deadline.signal.aborted) throw new ApiError(0, "Cannot reach the runbridge gateway. Check your connection and retry.");
+    const seconds = ANSWER_WITHIN_MS / 1000;
+    throw new ApiError(0, method === "GET" ? `The gateway did not answer within ${seconds} s. Retry.` : `The gateway did not answer within ${seconds} s: the change may or may not have been made. Reload to see.`);
+  } finally {
+    clearTimeout(timer);
   }
   if (res.status === 204) return undefined as T;
-  const text = await res.text();
   let json: unknown;
   try {
     json = text ? JSON.parse(text) : null;
