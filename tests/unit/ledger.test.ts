@@ -216,6 +216,32 @@ describe("runner ledger", () => {
     expect(errors.filter((e) => /set aside/.test(e))).toHaveLength(2);
   });
 
+  it("keeps knowing the operation of a result file set aside after its start record was compacted away", async () => {
+    const first = ledger();
+    await first.begin(id(33), "2026-11-28T10:00:00.000Z");
+    await first.finish(result(id(33)));
+    await first.prune(86_400_000);
+    first.close();
+    writeFileSync(path.join(dir, "ledger", `${id(33)}.json`), JSON.stringify({ operationId: id(33), state: "finished", delivered: false }));
+    // Known as started, outcome unknown: a redelivered start is answered from the ledger, never run.
+    expect(ledger().get(id(33))).toMatchObject({ operationId: id(33), state: "running" });
+  });
+
+  it("holds the state directory until a compaction under way is done, and takes no start once closed", async () => {
+    const first = ledger();
+    await first.begin(id(50), "2026-11-28T10:00:00.000Z");
+    await first.finish(result(id(50)));
+    const pruning = first.prune(86_400_000);
+    first.close();
+    await expect(first.begin(id(51), "2026-11-28T10:00:01.000Z")).rejects.toThrow("the ledger is closed");
+    // Another runner must not write the start log the compaction is about to replace.
+    expect(() => new Ledger(dir)).toThrow(/is in use by another runner/);
+    await pruning;
+    const next = ledger();
+    await next.begin(id(52), "2026-11-28T10:00:02.000Z");
+    expect(ledger().orphans()).toEqual([id(52)]);
+  });
+
   it("skips start records that name no operation, and removes writes left unfinished", async () => {
     const first = ledger();
     await first.begin(id(40), "2026-11-28T10:00:00.000Z");

@@ -65,6 +65,8 @@ export class Ledger {
   private startsTailTorn = false;
   private lock: StateDirLock | null;
   private closed = false;
+  /** A compaction is rewriting the start log: the state directory's lock is released only after it. */
+  private compacting = false;
 
   constructor(
     stateDir: string,
@@ -106,9 +108,13 @@ export class Ledger {
         // A torn write (crash mid-write) is in the .tmp file, never here.
         continue;
       }
-      // Bit rot, or a file of another version: set aside (and said), rather than crash every start of the runner.
-      if (!isEntryOf(entry, file.slice(0, -".json".length))) {
-        setAside(path.join(this.dir, file), this.onError);
+      // Bit rot, or a file of another version: set aside (and said), rather than crash every start of the
+      // runner — but its operation stays known, as started with its outcome unknown (its start record may
+      // be compacted away already): a redelivered start is never run again.
+      const named = file.slice(0, -".json".length);
+      if (!isEntryOf(entry, named)) {
+        const modified = setAside(path.join(this.dir, file), this.onError);
+        if (OPERATION_ID.test(named)) this.entries.set(named, { operationId: named, state: "running", startedAt: modified });
         continue;
       }
       this.entries.set(entry.operationId, entry);
@@ -131,6 +137,7 @@ export class Ledger {
    * write per batch, whatever the concurrency.
    */
   begin(operationId: string, startedAt: string): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("the ledger is closed"));
     this.file(operationId);
     this.entries.set(operationId, { operationId, state: "running", startedAt });
     const done = new Promise<void>((resolve, reject) => this.pendingStarts.push({ line: startRecord(operationId, startedAt), resolve, reject }));
@@ -143,6 +150,11 @@ export class Ledger {
     try {
       while (this.pendingStarts.length > 0) {
         const batch = this.pendingStarts.splice(0);
+        if (this.closed) {
+          // Closed meanwhile: the log is another process's to write now.
+          for (const p of batch) p.reject(new Error("the ledger is closed"));
+          continue;
+        }
         const lines = batch.map((p) => p.line).join("");
         try {
           await appendDurably(this.startsFd ?? this.reopenStarts(), Buffer.from(this.startsTailTorn ? `\n${lines}` : lines));
@@ -321,7 +333,8 @@ export class Ledger {
     this.closed = true;
     if (this.startsFd !== null) closeSync(this.startsFd);
     this.startsFd = null;
-    this.releaseLock();
+    // A compaction under way still writes in the directory: the next runner may have it once it is done.
+    if (!this.compacting) this.releaseLock();
   }
 
   private releaseLock(): void {
@@ -363,10 +376,15 @@ export class Ledger {
 
   /** Compaction only saves space: if it fails (disk full), the current log is still whole and stays in use. */
   private async tryCompactStarts(): Promise<void> {
+    if (this.closed) return;
+    this.compacting = true;
     try {
       await this.compactStarts();
     } catch (err) {
       this.onError("could not compact the start log", err);
+    } finally {
+      this.compacting = false;
+      if (this.closed) this.releaseLock();
     }
   }
 
@@ -428,6 +446,7 @@ export class Ledger {
       await closeAsync(fd);
       throw err;
     }
+    // Closed meanwhile: close() closed the old descriptor already.
     const old = this.startsFd;
     this.startsFd = null;
     if (old !== null) closeSync(old);
@@ -491,14 +510,17 @@ function isEntryOf(value: unknown, operationId: string): value is LedgerEntry {
   return e.delivered === false && typeof result === "object" && result !== null && result.operationId === operationId && typeof result.status === "string";
 }
 
-/** A file the ledger cannot use, renamed out of its way (`.bad`) so the runner starts, and reported. */
-function setAside(file: string, onError: (message: string, err: unknown) => void): void {
+/** A file the ledger cannot use, renamed out of its way (`.bad`) so the runner starts, and reported; returns when it was last written. */
+function setAside(file: string, onError: (message: string, err: unknown) => void): string {
+  let modified = new Date().toISOString();
   try {
+    modified = statSync(file).mtime.toISOString();
     renameSync(file, `${file}.bad`);
     onError(`a ledger file that is not a ledger entry was set aside as ${path.basename(file)}.bad`, new Error("unexpected content"));
   } catch (err) {
     onError(`a ledger file that is not a ledger entry could not be set aside: ${path.basename(file)}`, err);
   }
+  return modified;
 }
 
 function unlinkTmp(file: string, onError: (message: string, err: unknown) => void): void {
