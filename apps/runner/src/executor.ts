@@ -228,18 +228,26 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         setTimeout(() => {
           capturing = false;
           finish();
-          for (const stream of streams) {
-            stream.removeAllListeners("data").removeAllListeners("end").resume();
-            if (stream instanceof Socket) stream.unref();
-          }
-          // The pipes hold the child process until they close, and its listeners hold this operation (its
-          // env values, its captured output): dropped, or they stay in memory as long as the daemon runs.
-          // (A listener made here would hold them too, through its scope: one from the module's.)
-          proc.removeAllListeners();
-          proc.on("error", ignoreError);
+          detach();
         }, 250).unref();
       });
       proc.on("close", () => finish());
+      /**
+       * Lets go of the process: what it (or what it left running) still writes is read and dropped,
+       * without keeping the runner's event loop alive. The pipes hold the child process until they
+       * close, and its listeners hold this operation (its env values, its captured output): dropped,
+       * or they stay in memory as long as the process lives. (A listener made here would hold them
+       * too, through its scope: one from the module's.)
+       */
+      const detach = () => {
+        for (const stream of streams) {
+          stream.removeAllListeners("data").removeAllListeners("end").resume();
+          if (stream instanceof Socket) stream.unref();
+        }
+        proc.removeAllListeners();
+        proc.on("error", ignoreError);
+        proc.unref();
+      };
       abandon = () => {
         if (!endReason) return;
         endReason = {
@@ -248,6 +256,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         };
         capturing = false;
         finish();
+        detach();
       };
     });
     // A result, always, whatever went wrong here: never an operation left running.
