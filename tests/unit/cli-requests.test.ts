@@ -1,4 +1,5 @@
 import { deployRequest, execRequest, rebootRequest, registryLoginRequest, registryLogoutRequest, restartRequest, seconds } from "../../apps/cli/src/client/requests";
+import { heldForMs } from "../../apps/cli/src/client/submit";
 
 /**
  * The request bodies the CLI and the GitHub Action send (both build them
@@ -33,5 +34,13 @@ describe("CLI and Action request builders", () => {
     expect(seconds(" 45 ")).toBe(45);
     expect(() => seconds("1.5")).toThrow('--timeout must be a whole number of seconds, got "1.5"');
     expect(() => seconds("5m", "timeout")).toThrow('timeout must be a whole number of seconds, got "5m"');
+  });
+
+  it("wait for a held answer only on the endpoints the gateway holds, as long as the command may run, up to 60 s", () => {
+    expect(heldForMs(execRequest({ serverId: "s", command: "true", timeout: 10 }))).toBe(13_000);
+    expect(heldForMs(execRequest({ serverId: "s", command: "true" }))).toBe(60_000);
+    expect(heldForMs(restartRequest({ serverId: "s", container: "web", timeout: 900 }))).toBe(60_000);
+    expect(heldForMs(registryLogoutRequest("s", "ghcr.io"))).toBe(60_000);
+    for (const answeredAtOnce of [deployRequest({ applicationId: "a", timeout: 600 }), rebootRequest("s"), registryLoginRequest("s", "c")]) expect(heldForMs(answeredAtOnce)).toBe(0);
   });
 });

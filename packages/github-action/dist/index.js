@@ -745,7 +745,7 @@ async function submitOperation(client, req, inv, sink, opts) {
   const printer = new OutputPrinter(sink);
   const postAbort = new AbortController();
   const runBody = { ...req.body, run_id: inv.runId, run_context: inv.runContext };
-  const post = client.post(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal, heldForMs: heldForMs(req.body) });
+  const post = client.post(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal, heldForMs: heldForMs(req) });
   post.catch(() => void 0);
   const stopDiscovery = new AbortController();
   const discovered = opts.follow ? discover(client, inv, opts.discoverAfterMs ?? 700, stopDiscovery.signal) : new Promise(() => void 0);
@@ -782,9 +782,12 @@ async function submitOperation(client, req, inv, sink, opts) {
   const final = await followOperation(client, accepted.operation_id, printer);
   return { accepted, final, operationId: accepted.operation_id };
 }
-function heldForMs(body) {
-  const timeout = typeof body.timeout_seconds === "number" ? body.timeout_seconds : 900;
-  return (timeout + 3) * 1e3;
+var HELD_PATHS = /* @__PURE__ */ new Set(["/exec", "/restart", "/registry-auth/logout"]);
+var HELD_MAX_MS = 6e4;
+function heldForMs(req) {
+  if (!HELD_PATHS.has(req.path)) return 0;
+  const timeout = typeof req.body.timeout_seconds === "number" ? req.body.timeout_seconds : Number.POSITIVE_INFINITY;
+  return Math.min((timeout + 3) * 1e3, HELD_MAX_MS);
 }
 async function findOwnOperation(client, inv, signal) {
   const res = await client.get(`/operations?run_id=${encodeURIComponent(inv.runId)}&limit=50`, { signal, accept: [404, 405] });

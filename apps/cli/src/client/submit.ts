@@ -70,7 +70,7 @@ export async function submitOperation(
   const postAbort = new AbortController();
   // Every operation carries its run: discovery below finds it by run_id and invocation_id, so no caller may leave them out.
   const runBody = { ...req.body, run_id: inv.runId, run_context: inv.runContext };
-  const post = client.post<AcceptedOperation>(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal, heldForMs: heldForMs(req.body) });
+  const post = client.post<AcceptedOperation>(req.path, { body: runBody, idempotencyKey: inv.idempotencyKey, signal: postAbort.signal, heldForMs: heldForMs(req) });
   // Keep a rejection of the abandoned POST from surfacing as unhandled.
   post.catch(() => undefined);
 
@@ -118,15 +118,23 @@ export async function submitOperation(
   return { accepted, final, operationId: accepted.operation_id };
 }
 
+/** The endpoints the gateway holds until the command ends (or its hold runs out: then `running`). */
+const HELD_PATHS = new Set(["/exec", "/restart", "/registry-auth/logout"]);
+/** The longest the client waits for a held answer beyond its own bound: past the gateway's default hold (55 s). */
+const HELD_MAX_MS = 60_000;
+
 /**
- * How long the gateway may hold an operation's POST: a synchronous one (exec, restart, logout) is
- * held while its command runs, at most its timeout_seconds + 3 s (the API's ceiling, 900 s, when it
- * sets none). The client's answer bound comes on top; past both, the gateway or the path to it has
- * stalled, and the POST is sent again with its Idempotency-Key, answered with the first outcome.
+ * How long the gateway may hold an operation's POST before it answers: a synchronous one is held
+ * while its command runs, at most its timeout_seconds + 3 s, within the gateway's hold
+ * (EXEC_MAX_WAIT_SECONDS, 55 s unless raised), counted here up to 60 s; the others are answered at
+ * once. The client's answer bound comes on top. A POST left unanswered past both is sent again with
+ * its Idempotency-Key: a gateway still holding the first answers the retry 409 (in progress) until
+ * it can replay the first outcome, so a longer hold costs waiting, never a second run.
  */
-export function heldForMs(body: Record<string, unknown>): number {
-  const timeout = typeof body.timeout_seconds === "number" ? body.timeout_seconds : 900;
-  return (timeout + 3) * 1000;
+export function heldForMs(req: OperationRequest): number {
+  if (!HELD_PATHS.has(req.path)) return 0;
+  const timeout = typeof req.body.timeout_seconds === "number" ? req.body.timeout_seconds : Number.POSITIVE_INFINITY;
+  return Math.min((timeout + 3) * 1000, HELD_MAX_MS);
 }
 
 /** This invocation's operation in its run's list, null if not there (yet); throws if the server has no such list. */
