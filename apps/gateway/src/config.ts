@@ -43,7 +43,7 @@ export const gatewayEnvSchema = Joi.object({
     .min(1)
     .max(3600)
     .default(30)
-    .description("A live log stream whose client has read nothing of what was sent to it for this long is closed, freeing its slot and Redis connection"),
+    .description("A live log stream whose client has not read enough for what waits to be sent to go out within this long is closed, freeing its slot and Redis connection"),
   OPERATION_COUNT_REFRESH_SECONDS: Joi.number()
     .integer()
     .min(1)

@@ -14,6 +14,9 @@ export function refusalData(error: { status: number; message: string }, request:
   return { status: error.status, detail: error.message, method: request.method, path: request.path };
 }
 
+/** After a failed write, how long this replica lets the refusals of that key and reason go before it tries again. */
+const RETRY_AFTER_FAILURE_MS = 5000;
+
 /** Why a request made with a known automation key was refused: one audit event per key, reason and window. */
 export type RefusalReason = "rate_limited" | "revoked" | "expired" | "ip_not_allowed" | "operation_not_allowed" | "server_not_allowed" | "credential_not_allowed";
 
@@ -34,8 +37,8 @@ export interface Refusal {
  * asking for an operation, server or credential outside its scope — the traces of a leaked key.
  * A flood writes one event per key and reason per window, not one per request: this replica's
  * memory answers most of it without a round trip, and across replicas a Redis SET NX decides which
- * one writes. A mark whose event could not be written is taken back, so the next refusal of the
- * window tries again rather than the window going unrecorded.
+ * one writes. A mark whose event could not be written is taken back (on this replica after a few
+ * seconds), so a later refusal of the window tries again rather than the window going unrecorded.
  */
 export class RefusalAudit {
   private readonly localMarks = new Map<string, number>();
@@ -54,7 +57,8 @@ export class RefusalAudit {
       await this.prisma.auditEvent.create({ data: { tenantId: r.key.tenantId, type: r.type, automationKeyId: r.key.id, clientIp: r.clientIp, data: { reason: r.reason, ...r.data } } });
     } catch (err) {
       this.logger.warn("could not record the audit event of a refused request", { automationKeyId: r.key.id, reason: r.reason, error: String(err) });
-      this.localMarks.delete(mark);
+      // Tried again by the next refusal after a pause, not by every one of a flood against a database in trouble.
+      this.localMarks.set(mark, Date.now() + RETRY_AFTER_FAILURE_MS);
       await this.redis.del(this.keys.refusalAudited(mark)).catch(() => undefined);
     }
   }

@@ -142,13 +142,18 @@ async function serveLogs(
 }
 
 /**
- * Writes SSE frames with backpressure; a gone client turns writes into no-ops. A client that reads
- * nothing for `stallMs` while a write waits (the connection open, its window shut) is cut off: it
- * would hold the stream's slot, its Redis connection and this handler for as long as it stays.
+ * Writes SSE frames with backpressure; a gone client turns writes into no-ops. A client that does not
+ * read enough for a waiting write to go out within `stallMs` (it stopped reading, or reads a trickle)
+ * is cut off: it would hold the stream's slot, its Redis connection and this handler for as long as it
+ * stays.
  */
 class SseWriter {
-  /** A write is waiting for the client to read. */
-  waiting = false;
+  /** Writes waiting for the client to read (the stream's and a keep-alive's may both wait). */
+  private pending = 0;
+
+  get waiting(): boolean {
+    return this.pending > 0;
+  }
   /**
    * The client is gone. Set from the start if it left while the operation was
    * being looked up: its `close` has already fired, and a write would then wait
@@ -175,7 +180,7 @@ class SseWriter {
   async write(text: string): Promise<void> {
     if (this.closed) return;
     if (this.res.write(text)) return;
-    this.waiting = true;
+    this.pending++;
     await new Promise<void>((resolve) => {
       const stalled = setTimeout(() => this.res.destroy(), this.stallMs);
       const done = () => {
@@ -187,7 +192,7 @@ class SseWriter {
       this.res.on("drain", done);
       this.res.on("close", done);
     });
-    this.waiting = false;
+    this.pending--;
   }
 
   event(name: string, data: unknown, id?: string): Promise<void> {

@@ -83,7 +83,8 @@ export function serversRouter(ctx: GatewayContext): Router {
       });
       // The token itself never; whether this change put one in place of another (a replaced token is worth asking about).
       const hadToken = existing.providerTokenCiphertext !== null;
-      const providerToken = body.provider ? (hadToken ? "replaced" : "set") : hadToken ? "removed" : "none";
+      const givesToken = Boolean(body.provider && body.provider_token);
+      const providerToken = givesToken ? (hadToken ? "replaced" : "set") : hadToken ? "removed" : "none";
       await tx.auditEvent.create({
         data: managementEvent(
           auth,
