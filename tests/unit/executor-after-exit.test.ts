@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -74,5 +75,24 @@ describe("a cancel after the command exited", () => {
     } finally {
       if (alive(background)) process.kill(background, "SIGKILL");
     }
+  });
+});
+
+describe("a command that cannot be started for lack of a resource", () => {
+  it("fails saying which limit of the server was reached (the runner's open files, here)", () => {
+    // In a Node of its own, every descriptor it may open taken first.
+    const script = `
+      const fs = require("node:fs");
+      const { execute } = require(${JSON.stringify(path.resolve(__dirname, "../../apps/runner/dist/executor.js"))});
+      const held = [];
+      try { for (;;) held.push(fs.openSync("/dev/null", "r")); } catch {}
+      execute({ operationId: "0b5e3c0a-7d1e-4c59-9a53-0b0e7f7f1c12", spec: { kind: "shell", command: "true" }, timeoutSeconds: 5 },
+        { workdir: "/tmp", rebootCommand: "true", killGraceMs: 100, baseEnv: { PATH: "/usr/bin:/bin" }, now: Date.now }, () => undefined)
+        .result.then((r) => { console.log(JSON.stringify({ status: r.status, error: r.error })); process.exit(0); });`;
+    const out = execFileSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 30_000 });
+    expect(JSON.parse(out.trim())).toEqual({
+      status: "failed",
+      error: "could not start /bin/sh: spawn /bin/sh EMFILE (the runner's limit on open files was reached: too many operations or their pipes at once)",
+    });
   });
 });

@@ -54,6 +54,14 @@ function commandLine(op: StartOperation, opts: ExecutorOptions): { file: string;
   }
 }
 
+/** What a spawn failing for lack of a resource means on the server, for whoever reads the operation's error. */
+const SPAWN_LIMITS: Record<string, string> = {
+  EAGAIN: " (the server's limit on processes was reached: the runner account's RLIMIT_NPROC, or its cgroup's pids.max)",
+  EMFILE: " (the runner's limit on open files was reached: too many operations or their pipes at once)",
+  ENFILE: " (the server's limit on open files was reached)",
+  ENOMEM: " (the server is out of memory)",
+};
+
 /** How long after SIGKILL a command that has not exited is given up on (see stopTree). */
 const UNKILLABLE_AFTER_MS = 10_000;
 
@@ -139,7 +147,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
           // The working directory is not checked up front (a file-system round trip on every
           // operation): a bad one makes the spawn fail, and only then is it looked at.
           const problem = workdirProblem(cwd);
-          const why = problem ?? (e.code === "ENOENT" ? `${file}: command not found on the server` : `could not start ${file}: ${e.message}`);
+          const why = problem ?? (e.code === "ENOENT" ? `${file}: command not found on the server` : `could not start ${file}: ${e.message}${SPAWN_LIMITS[e.code ?? ""] ?? ""}`);
           const failed = { ...failedResult(op.operationId, startedAt, why), durationMs };
           if (!op.failureAsExitCode) {
             resolve(failed);
