@@ -1,11 +1,12 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { DeployVar, HandshakeRefusal, Limits, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, type CancelAck, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { DeployVar, HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, type CancelAck, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
 import { Ledger } from "./ledger";
+import { LiveOutput, transportBacklogBytes } from "./live-output";
 import { PlatformClock } from "./platform-clock";
 
 export const RUNNER_VERSION = "0.1.0";
@@ -481,21 +482,22 @@ export class Agent {
       return { ok: true, state: "started" };
     }
     this.logger.info("operation started", { operationId: op.operationId, kind: op.spec.kind, timeoutSeconds: op.timeoutSeconds });
-    // The dispatcher keeps at most Limits.liveLogMaxBytes of an operation's live output: once that much
-    // has gone (and the chunk that crosses it, so the dispatcher marks where it cut), the rest would
-    // cross the network only to be dropped — and pile up in the socket's buffer over a slow link.
-    let liveBytes = 0;
-    const run = execute(op, this.execOpts, (stream, data, offset) => {
-      if (liveBytes > Limits.liveLogMaxBytes || !this.socket.connected) return;
-      liveBytes += Buffer.byteLength(data);
-      this.socket.emit("operation:output", { operationId: op.operationId, stream, offset, data });
+    // Bounded twice (see LiveOutput): per operation by Limits.liveLogMaxBytes on the wire, past which
+    // the dispatcher would only drop it, and for the connection by its backlog, which heartbeat replies
+    // and results queue behind.
+    const live = new LiveOutput({
+      send: (stream, offset, data) => this.socket.emit("operation:output", { operationId: op.operationId, stream, offset, data }),
+      backlog: () => (this.socket.connected ? transportBacklogBytes(this.socket) : null),
     });
+    const run = execute(op, this.execOpts, (stream, data, offset) => live.push(stream, data, offset));
     this.running.set(op.operationId, run);
     // Worth a database write only for operations still running a moment later: the result carries startedAt too.
     const reportStart = setTimeout(() => this.socket.emit("operation:started", { operationId: op.operationId, startedAt }), START_REPORT_DELAY_MS);
     void run.result.then((result) => {
       clearTimeout(reportStart);
       this.deploying.delete(op.operationId);
+      // Before the result, on the same connection: the live log shows where output ended before the operation does.
+      live.end();
       this.onFinished(result);
     });
     return "running";
