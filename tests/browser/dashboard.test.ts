@@ -234,7 +234,7 @@ describe("dashboard (browser)", () => {
     await stack.redis.xadd(key, "*", "stream", "stdout", "offset", "0", "data", "chatty-start\n", "server", web.id);
     await stack.redis.xadd(key, "*", "stream", "stdout", "offset", "4096", "data", "chatty-later\n", "server", web.id);
     await page.goto(url(`/operations/${op.id}`));
-    await waitForText(page.getByTestId("output-stdout"), /chatty-start\s+\[… output skipped: this live view fell behind the command[^\]]*\]\s+chatty-later/, 15_000);
+    await waitForText(page.getByTestId("output-stdout"), /chatty-start\s+\[… output skipped: not all of it came live[^\]]*\]\s+chatty-later/, 15_000);
     await waitForText(page.getByTestId("op-status"), /completed/, 20_000);
     expect((await pending).body.status).toBe("completed");
   });

@@ -21,9 +21,10 @@ const LIVE_OUTPUT_BATCH = 500;
 
 /**
  * Where output is missing from the live view: the live log keeps the latest entries of a chatty command
- * only, and a view that fell behind finds older ones gone (the stored result has the complete tail).
+ * only, and a view that fell behind finds older ones gone; a runner whose uplink is backed up sends no
+ * live output meanwhile (the stored result has the complete tail either way).
  */
-const SKIPPED = "\n[… output skipped: this live view fell behind the command; the full output is shown when it ends …]\n";
+const SKIPPED = "\n[… output skipped: not all of it came live (a chatty command, or a slow link); the full output is shown when it ends …]\n";
 
 const utf8Bytes = (text: string) => new TextEncoder().encode(text).length;
 
