@@ -6,7 +6,7 @@ import type { GatewayContext } from "../context";
 import { ForbiddenError, type HttpError, RateLimitedError, UnauthorizedError } from "../errors";
 import { normaliseClientIp } from "../services/ip-allowlist";
 import { RATE_WINDOW_SECONDS, setRateLimitHeaders } from "../services/rate-limit";
-import { REFUSAL_AUDIT_WINDOW_MS, refusalData, type RefusalReason } from "../services/refusal-audit";
+import type { RefusalReason } from "../services/refusal-audit";
 import { bearerToken } from "./bearer";
 import type { AutomationAuth } from "./locals";
 
@@ -56,7 +56,7 @@ export async function authenticateAutomation(ctx: GatewayContext, input: Authent
   if (!cached || !hashesEqual(cached.key.keyHash, hash)) throw new UnauthorizedError("Invalid API key");
   const { key } = cached;
   const refuse = async (reason: RefusalReason, error: HttpError): Promise<never> => {
-    await ctx.keyServices.refusals.record({ key, clientIp, reason, windowMs: REFUSAL_AUDIT_WINDOW_MS, type: "request.refused", data: refusalData(error, input) });
+    await ctx.keyServices.refusals.refused(key, clientIp, reason, error, input);
     throw error;
   };
   if (key.revokedAt) await refuse("revoked", new UnauthorizedError("API key has been revoked"));
@@ -110,7 +110,7 @@ async function enforceRateLimit(ctx: GatewayContext, input: AuthenticationInput,
   if (decision.allowed) return;
   // One event per key and window, written by whichever replica refuses first.
   const data = { limit: key.rateLimit, window_seconds: RATE_WINDOW_SECONDS, method: input.method, path: input.path };
-  await ctx.keyServices.refusals.record({ key, clientIp, reason: "rate_limited", windowMs: decision.resetMs, type: "rate_limited", data });
+  await ctx.keyServices.refusals.rateLimited(key, clientIp, decision.resetMs, data);
   throw new RateLimitedError(
     `Rate limit of ${key.rateLimit} requests per minute exceeded for this API key; retry after the Retry-After header's seconds`,
     decision.resetMs / 1000,

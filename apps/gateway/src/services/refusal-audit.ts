@@ -7,29 +7,15 @@ import type { AutomationAuth } from "../auth/locals";
 import { ScopeError } from "../errors";
 
 /** A key's refusals of one reason (but for its rate limit, whose window is its own) are one event a minute. */
-export const REFUSAL_AUDIT_WINDOW_MS = 60_000;
-
-/** What a request.refused event says of the request: the answer's status and detail, and where it went. */
-export function refusalData(error: { status: number; message: string }, request: { method: string; path: string }): Prisma.InputJsonObject {
-  return { status: error.status, detail: error.message, method: request.method, path: request.path };
-}
+const REFUSAL_AUDIT_WINDOW_MS = 60_000;
 
 /** After a failed write, how long this replica lets the refusals of that key and reason go before it tries again. */
 const RETRY_AFTER_FAILURE_MS = 5000;
 
-/** Why a request made with a known automation key was refused: one audit event per key, reason and window. */
-export type RefusalReason = "rate_limited" | "revoked" | "expired" | "ip_not_allowed" | "operation_not_allowed" | "server_not_allowed" | "credential_not_allowed";
+/** Why a request made with a known automation key was refused, but for its rate limit: one audit event per key, reason and minute. */
+export type RefusalReason = "revoked" | "expired" | "ip_not_allowed" | "operation_not_allowed" | "server_not_allowed" | "credential_not_allowed";
 
-export interface Refusal {
-  key: { id: string; tenantId: string };
-  clientIp: string;
-  reason: RefusalReason;
-  /** How long this event stands for the key's refusals of this reason (the rate limit's window for a 429). */
-  windowMs: number;
-  /** `rate_limited` for a 429, as the spec's audit trail names it; `request.refused` for the rest. */
-  type: "rate_limited" | "request.refused";
-  data: Prisma.InputJsonObject;
-}
+type Key = { id: string; tenantId: string };
 
 /**
  * The audit events of requests refused although their automation key was found: a key used past
@@ -50,13 +36,24 @@ export class RefusalAudit {
     private readonly logger: Logger,
   ) {}
 
-  async record(r: Refusal): Promise<void> {
-    const mark = `${r.key.id}:${r.reason}`;
-    if (!(await this.claim(mark, r.windowMs))) return;
+  /** A 429: `rate_limited`, as the spec's audit trail names it, once per key and rate-limit window (`windowMs`, what is left of it). */
+  rateLimited(key: Key, clientIp: string, windowMs: number, data: Prisma.InputJsonObject): Promise<void> {
+    return this.record(key, clientIp, "rate_limited", "rate_limited", windowMs, data);
+  }
+
+  /** Any other refusal: `request.refused`, with the answer's status and detail and where the request went. */
+  refused(key: Key, clientIp: string, reason: RefusalReason, error: { status: number; message: string }, request: { method: string; path: string }): Promise<void> {
+    const data = { status: error.status, detail: error.message, method: request.method, path: request.path };
+    return this.record(key, clientIp, "request.refused", reason, REFUSAL_AUDIT_WINDOW_MS, data);
+  }
+
+  private async record(key: Key, clientIp: string, type: "rate_limited" | "request.refused", reason: RefusalReason | "rate_limited", windowMs: number, data: Prisma.InputJsonObject): Promise<void> {
+    const mark = `${key.id}:${reason}`;
+    if (!(await this.claim(mark, windowMs))) return;
     try {
-      await this.prisma.auditEvent.create({ data: { tenantId: r.key.tenantId, type: r.type, automationKeyId: r.key.id, clientIp: r.clientIp, data: { reason: r.reason, ...r.data } } });
+      await this.prisma.auditEvent.create({ data: { tenantId: key.tenantId, type, automationKeyId: key.id, clientIp, data: { reason, ...data } } });
     } catch (err) {
-      this.logger.warn("could not record the audit event of a refused request", { automationKeyId: r.key.id, reason: r.reason, error: String(err) });
+      this.logger.warn("could not record the audit event of a refused request", { automationKeyId: key.id, reason, error: String(err) });
       // Tried again by the next refusal after a pause, not by every one of a flood against a database in trouble.
       this.localMarks.set(mark, Date.now() + RETRY_AFTER_FAILURE_MS);
       await this.redis.del(this.keys.refusalAudited(mark)).catch(() => undefined);
@@ -87,14 +84,6 @@ export function auditScopeRefusals(refusals: RefusalAudit): ErrorRequestHandler 
   return (err: unknown, req, res, next) => {
     const auth = (res.locals as { auth?: AutomationAuth }).auth;
     if (!(err instanceof ScopeError) || auth?.kind !== "automation") return next(err);
-    const refusal: Refusal = {
-      key: auth.key,
-      clientIp: auth.clientIp,
-      reason: `${err.scope}_not_allowed`,
-      windowMs: REFUSAL_AUDIT_WINDOW_MS,
-      type: "request.refused",
-      data: refusalData(err, { method: req.method, path: req.originalUrl.split("?")[0] ?? "" }),
-    };
-    refusals.record(refusal).then(() => next(err), next);
+    refusals.refused(auth.key, auth.clientIp, `${err.scope}_not_allowed`, err, { method: req.method, path: req.originalUrl.split("?")[0] ?? "" }).then(() => next(err), next);
   };
 }
