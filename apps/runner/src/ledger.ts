@@ -1,4 +1,4 @@
-import { close, closeSync, constants, existsSync, fsync, write as fsWrite, fsyncSync, mkdirSync, open as openFd, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from "node:fs";
+import { close, closeSync, constants, existsSync, fsync, write as fsWrite, mkdirSync, open as openFd, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 import { promisify } from "node:util";
 import path from "node:path";
@@ -157,7 +157,7 @@ export class Ledger {
         }
         const lines = batch.map((p) => p.line).join("");
         try {
-          await appendDurably(this.startsFd ?? this.reopenStarts(), Buffer.from(this.startsTailTorn ? `\n${lines}` : lines));
+          await appendDurably(this.startsFd ?? (await this.reopenStarts()), Buffer.from(this.startsTailTorn ? `\n${lines}` : lines));
           this.startsTailTorn = false;
           for (const p of batch) p.resolve();
         } catch (err) {
@@ -393,11 +393,12 @@ export class Ledger {
    * log anew and makes its directory entry durable before any start goes to it.
    * Throws (the start is refused) while that is impossible.
    */
-  private reopenStarts(): number {
+  private async reopenStarts(): Promise<number> {
     try {
       const fd = this.openStarts();
       try {
-        fsyncDir(this.dir);
+        await fsyncDir(this.dir);
+        if (this.closed) throw new Error("the ledger is closed");
       } catch (err) {
         closeSync(fd);
         throw err;
@@ -433,7 +434,7 @@ export class Ledger {
       if (needed && e.startedAt !== undefined) keep.push(startRecord(e.operationId, e.startedAt));
     }
     const appended = this.startsSinceCompaction;
-    await fsyncDirAsync(this.dir);
+    await fsyncDir(this.dir);
     const log = path.join(this.dir, STARTS_LOG);
     const tmp = `${log}.tmp`;
     const fd = await openAsync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_APPEND | constants.O_DSYNC, 0o600);
@@ -451,7 +452,7 @@ export class Ledger {
     this.startsFd = null;
     if (old !== null) closeSync(old);
     try {
-      await fsyncDirAsync(this.dir);
+      await fsyncDir(this.dir);
     } catch (err) {
       await closeAsync(fd);
       throw err;
@@ -545,23 +546,13 @@ const openAsync = promisify(openFd);
 const fsyncAsync = promisify(fsync);
 const closeAsync = promisify(close);
 
-/** fsyncDir on the thread pool. */
-async function fsyncDirAsync(dir: string): Promise<void> {
+/** Makes the entries of a directory (a rename into it) durable; on the thread pool. */
+async function fsyncDir(dir: string): Promise<void> {
   const fd = await openAsync(dir, "r");
   try {
     await fsyncAsync(fd);
   } finally {
     await closeAsync(fd);
-  }
-}
-
-/** Makes the entries of a directory (a rename into it) durable. */
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 
