@@ -134,7 +134,7 @@ var ApiClient = class {
       const verdict = await this.onErrorStatus(`${method} ${path}`, method, res, opts, { failures, waits, maxAttempts, maxWaits, inProgressUntil }).finally(() => clearTimeout(timer));
       if (verdict.kind === "throw") throw verdict.error;
       if (verdict.kind === "failure") failures++;
-      else waits += verdict.kind === "rate-limited" ? 1 : 0;
+      if (verdict.kind === "rate-limited") waits++;
       this.opts.notify?.(verdict.note);
       await sleep(verdict.delay, opts.signal);
     }

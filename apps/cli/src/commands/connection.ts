@@ -52,7 +52,7 @@ export function connect(values: { url?: string; "api-key"?: string; quiet?: bool
 /**
  * RUNBRIDGE_RETRY_ATTEMPTS: how many times a request is tried on network errors (1-20, default 6).
  * RUNBRIDGE_REQUEST_TIMEOUT_SECONDS: how long a request may go unanswered before it is retried (1-3600,
- * default 30; an operation's POST, held while its command runs, gets its timeout_seconds + 3 s more).
+ * default 30; a POST the gateway holds while the command runs gets more: see heldForMs).
  */
 const retryAttempts = (raw: string | undefined) => wholeNumberSetting("RUNBRIDGE_RETRY_ATTEMPTS", raw, 20);
 const requestTimeoutMs = (raw: string | undefined) => {

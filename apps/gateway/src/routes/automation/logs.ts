@@ -111,7 +111,9 @@ async function serveLogs(
   const sse = new SseWriter(res, ctx.config.LOGS_CLIENT_STALL_SECONDS * 1000);
   await sse.write("retry: 3000\n\n");
   // Not while a write waits for the client to read: it has not read what is already sent.
-  const heartbeat = setInterval(() => void (sse.waiting ? undefined : sse.write(": keep-alive\n\n")), HEARTBEAT_MS);
+  const heartbeat = setInterval(() => {
+    if (!sse.waiting) void sse.write(": keep-alive\n\n");
+  }, HEARTBEAT_MS);
   try {
     if (!streamExists && isTerminal(op.status)) {
       if (resumeFrom !== "stored") await sendStored(sse, op);
