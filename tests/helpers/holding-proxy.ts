@@ -42,9 +42,4 @@ export class HoldingProxy extends UpstreamProxy {
       }
     });
   }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-  }
 }

@@ -48,11 +48,9 @@ export class ReplyDropProxy extends UpstreamProxy {
     });
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     clearTimeout(this.cut);
     this.refusing = true;
-    for (const s of this.sockets) s.destroy();
-    const server = this.server;
-    if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await super.close();
   }
 }

@@ -51,9 +51,4 @@ export class ThrottleProxy extends UpstreamProxy {
     client.on("close", stop);
     upstream.on("close", stop);
   }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-  }
 }

@@ -20,6 +20,13 @@ export abstract class UpstreamProxy {
 
   protected abstract accept(client: net.Socket): void;
 
+  /** Drops every connection and stops listening (if it still is). */
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    const server = this.server;
+    if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
   /** The upstream connection for `client`, both kept in `sockets` until either ends, when both are closed. */
   protected connectUpstream(client: net.Socket): net.Socket {
     const upstream = net.connect({ host: "127.0.0.1", port: this.upstreamPort });
