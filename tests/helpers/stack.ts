@@ -1,14 +1,14 @@
 import { mkdtempSync } from "node:fs";
-import { createServer, type Server as HttpServer } from "node:http";
+import type { Server as HttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { once } from "node:events";
 import request from "supertest";
 import { redisKeys } from "@runbridge/contracts";
 import { createRedis, parseConfig } from "@runbridge/common";
-import { createApp } from "../../apps/gateway/src/app";
 import { buildGatewayContext } from "../../apps/gateway/src/bootstrap";
 import { gatewayEnvSchema, type GatewayConfig } from "../../apps/gateway/src/config";
+import { createGatewayServer } from "../../apps/gateway/src/server";
 import { TEST_ENCRYPTION_KEY, freshPrefix, testDatabaseUrl, testRedisUrl } from "./env";
 import { type Proc, startNode, startOnFreePort, waitFor } from "./processes";
 
@@ -106,7 +106,7 @@ export class TestStack {
   async startGateway(): Promise<void> {
     const config = parseConfig<GatewayConfig>("gateway", gatewayEnvSchema, { ...this.commonEnv(), LOG_LEVEL: "warn", ...this.opts.gateway });
     this.gateway = await buildGatewayContext(config);
-    this.http = createServer(createApp(this.gateway)).listen(0, "127.0.0.1");
+    this.http = createGatewayServer(this.gateway, config).listen(0, "127.0.0.1");
     await once(this.http, "listening");
     const addr = this.http.address();
     if (!addr || typeof addr !== "object") throw new Error("gateway did not bind");

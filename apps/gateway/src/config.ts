@@ -23,6 +23,20 @@ export const gatewayEnvSchema = Joi.object({
     .max(Limits.deliveryTimeoutMaxSeconds)
     .default(30)
     .description("How long an accepted operation may wait for its runner before it fails as runner offline"),
+  HTTP_HEADERS_TIMEOUT_SECONDS: Joi.number()
+    .integer()
+    .min(1)
+    .max(600)
+    .default(20)
+    .description("A request whose headers have not all arrived this long after its first byte is answered 408 and its connection closed"),
+  HTTP_REQUEST_TIMEOUT_SECONDS: Joi.number()
+    .integer()
+    .min(Joi.ref("HTTP_HEADERS_TIMEOUT_SECONDS"))
+    .max(3600)
+    .default(60)
+    .description(
+      "A request (headers and body) not wholly received this long after its first byte is answered 408 and its connection closed; the time the gateway then holds the request (EXEC_MAX_WAIT_SECONDS) does not count",
+    ),
   DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per gateway process"),
   LOGS_MAX_STREAMS_PER_KEY: Joi.number()
     .integer()
@@ -74,6 +88,8 @@ export interface GatewayConfig {
   TRUST_PROXY: string;
   EXEC_MAX_WAIT_SECONDS: number;
   RUNNER_DELIVERY_TIMEOUT_SECONDS: number;
+  HTTP_HEADERS_TIMEOUT_SECONDS: number;
+  HTTP_REQUEST_TIMEOUT_SECONDS: number;
   DB_POOL_SIZE: number;
   LOGS_MAX_STREAMS_PER_KEY: number;
   LOGS_MAX_STREAMS: number;

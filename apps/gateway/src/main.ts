@@ -1,20 +1,16 @@
 import { once } from "node:events";
-import { createServer, type Server } from "node:http";
 import { Shutdown } from "@runbridge/common";
-import { createApp } from "./app";
 import { buildGatewayContext } from "./bootstrap";
 import { loadGatewayConfig } from "./config";
+import { createGatewayServer } from "./server";
 
 async function main(): Promise<void> {
   // Configuration is checked before any connection is opened.
   const config = loadGatewayConfig();
   const ctx = await buildGatewayContext(config);
-  const server: Server = createServer(createApp(ctx)).listen(config.PORT, config.HOST);
+  const server = createGatewayServer(ctx, config);
+  server.listen(config.PORT, config.HOST);
   await once(server, "listening");
-  // Held exec requests may last up to EXEC_MAX_WAIT_SECONDS; keep sockets open longer than that.
-  server.headersTimeout = 65_000;
-  server.keepAliveTimeout = 61_000;
-  server.requestTimeout = (config.EXEC_MAX_WAIT_SECONDS + 30) * 1000;
   ctx.logger.info("gateway listening", { port: config.PORT, host: config.HOST });
 
   new Shutdown(ctx.logger, (config.EXEC_MAX_WAIT_SECONDS + 5) * 1000)

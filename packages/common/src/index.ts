@@ -12,3 +12,4 @@ export * from "./timeout";
 export * from "./runner-signature";
 export * from "./clock-offset";
 export * from "./store-errors";
+export * from "./http-timeouts";
