@@ -74,6 +74,10 @@ describe("unknown runner tokens at the dispatcher", () => {
     expect(await handshakes("invalid_token")).toBe(LOOKUPS);
     expect(await handshakes("throttled")).toBe(4);
     expect(await handshakes("accepted")).toBe(2);
+    // Four refusals, one line: an operator learns of the guessing (and why new runners there wait) without a flood.
+    const told = (stack.dispatchers[0]?.output ?? "").split("\n").filter((l) => l.includes("refusing runner tokens this dispatcher has not let in"));
+    expect(told).toHaveLength(1);
+    expect(JSON.parse(told[0] as string)).toMatchObject({ level: "warn", clientIp: "127.0.0.1", limit: LOOKUPS });
   });
 
   it("behind a proxy (TRUST_PROXY), counts per client address the proxy forwarded, not per proxy", async () => {

@@ -1,10 +1,19 @@
-import { TokenKind, budgetHolder, generateToken } from "@runbridge/common";
+import { TokenKind, budgetHolder, createLogger, generateToken } from "@runbridge/common";
 import type { AutomationKey } from "@runbridge/db";
 import { KeyCache } from "../../apps/gateway/src/services/key-cache";
 import { UnknownKeyGuard } from "../../apps/gateway/src/services/unknown-key-guard";
 import { createFixture } from "../helpers/factories";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStack } from "../helpers/suite";
+
+/** A logger that prints nothing and keeps every entry that passes its level. */
+function keptLogger(): { logger: ReturnType<typeof createLogger>; entries: Record<string, unknown>[] } {
+  const logger = createLogger("test", "warn");
+  for (const t of logger.transports) t.silent = true;
+  const entries: Record<string, unknown>[] = [];
+  logger.on("data", (info: Record<string, unknown>) => entries.push(info));
+  return { logger, entries };
+}
 
 /**
  * Tokens that name no key: their checksum is public, so anyone can make
@@ -63,7 +72,7 @@ describe("the key cache", () => {
     expect(loaded.filter((h) => h === "known")).toHaveLength(1);
   });
 
-  it("bounds lookups of unknown tokens from one address even when they all arrive at once", async () => {
+  it("bounds lookups of unknown tokens from one address even when they all arrive at once, and says so once a minute per address", async () => {
     let loads = 0;
     const cache = new KeyCache(async () => {
       loads++;
@@ -71,7 +80,8 @@ describe("the key cache", () => {
       return null;
     });
     cache.setLive(true);
-    const guard = new UnknownKeyGuard(5);
+    const { logger, entries } = keptLogger();
+    const guard = new UnknownKeyGuard(5, logger);
     const answers = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => cache.get(`forged-${i}`, async () => void (await guard.admit("198.51.100.7", `forged-${i}`)))));
     expect(loads).toBe(5);
     expect(answers.filter((a) => a.status === "rejected")).toHaveLength(15);
@@ -83,10 +93,16 @@ describe("the key cache", () => {
     await guard.failed("2001:db8:7:7::1", true);
     expect(await guard.admit("2001:db8:7:7::1", "h7")).toBe(true);
     expect([budgetHolder("2001:db8:7:7:abcd::1"), budgetHolder("::ffff:198.51.100.7"), budgetHolder("198.51.100.7")]).toEqual(["2001:db8:7:7::/64", "198.51.100.7", "198.51.100.7"]);
+    // Fifteen refusals from one address and one from a /64: a line for each, not one per refusal.
+    expect(entries.map((e) => [e.level, e.clientIp, e.limit])).toEqual([
+      ["warn", "198.51.100.7", 5],
+      ["warn", "2001:db8:7:7::/64", 5],
+    ]);
+    expect(String(entries[0]?.message)).toMatch(/without a lookup until its minute ends.*UNKNOWN_KEY_LOOKUPS_PER_MINUTE/);
   });
 
   it("never refuses, nor counts, a token it has found a key for, long after the key left the cache", async () => {
-    const guard = new UnknownKeyGuard(2);
+    const guard = new UnknownKeyGuard(2, keptLogger().logger);
     expect(await guard.admit("198.51.100.8", "valid")).toBe(true);
     await guard.found("198.51.100.8", "valid", true); // its point given back
     expect(await guard.admit("198.51.100.8", "forged-1")).toBe(true);

@@ -64,7 +64,12 @@ export function attachRunnerHandlers(
   // RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE, tokens this process has not let in are refused without
   // a lookup until the minute ends (the runner retries with backoff). More runners are remembered
   // than one dispatcher holds (the bench connects 10,000).
-  const guard = new TokenLookupGuard("unknown-runner-token", ctx.config.RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE, { max: 50_000 });
+  const guard = new TokenLookupGuard("unknown-runner-token", ctx.config.RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE, { max: 50_000 }, (holder) =>
+    logger.warn(
+      "refusing runner tokens this dispatcher has not let in from one address without a lookup until its minute ends: it sent more tokens that name no server than RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE (logged at most once a minute per address)",
+      { clientIp: holder, limit: ctx.config.RUNNER_UNKNOWN_TOKEN_LOOKUPS_PER_MINUTE },
+    ),
+  );
   // Behind the shipped proxy every runner's socket comes from the proxy: the guard counts per client it forwarded for.
   const clientAddress = clientAddressResolver(ctx.config.TRUST_PROXY);
   /** The token check of both namespaces; `countAccepted`: false where a later check can still refuse (the results ticket). */

@@ -76,8 +76,20 @@ export interface LookupAdmission {
 export class TokenLookupGuard {
   private readonly budget: LookupMissBudget;
   private readonly known: LRUCache<string, true>;
+  /** Budget holders told about (onRefusing) within the last minute. */
+  private readonly told = new LRUCache<string, true>({ max: 10_000, ttl: 60_000 });
 
-  constructor(keyPrefix: string, perMinute: number, known: { max: number; ttlMs?: number }) {
+  constructor(
+    keyPrefix: string,
+    perMinute: number,
+    known: { max: number; ttlMs?: number },
+    /**
+     * Told when an address (its budget holder) starts being refused, at most once a minute each: an
+     * operator must learn that someone is guessing tokens — and that a NAT's runners or clients new to
+     * this process wait with them — without a log line per refusal in a flood.
+     */
+    private readonly onRefusing: (holder: string) => void = () => undefined,
+  ) {
     this.budget = new LookupMissBudget(keyPrefix, perMinute);
     this.known = new LRUCache<string, true>(known.ttlMs ? { max: known.max, ttl: known.ttlMs } : { max: known.max });
   }
@@ -86,7 +98,13 @@ export class TokenLookupGuard {
   async check(address: string, tokenHash: string): Promise<LookupAdmission> {
     if (this.known.has(tokenHash)) return { allowed: true, charged: false, retryAfterMs: 0 };
     const waitMs = await this.budget.take(address);
-    return waitMs === null ? { allowed: true, charged: true, retryAfterMs: 0 } : { allowed: false, charged: false, retryAfterMs: waitMs };
+    if (waitMs === null) return { allowed: true, charged: true, retryAfterMs: 0 };
+    const holder = budgetHolder(address);
+    if (!this.told.has(holder)) {
+      this.told.set(holder, true);
+      this.onRefusing(holder);
+    }
+    return { allowed: false, charged: false, retryAfterMs: waitMs };
   }
 
   /** The lookup found the token's owner: remembered, and its point (`charged`) given back. */

@@ -43,5 +43,5 @@ export async function startKeyServices(deps: KeyServicesDeps): Promise<KeyServic
     await usage.close();
   };
   const refusals = new RefusalAudit(deps.prisma, deps.redis, deps.keys, deps.logger);
-  return { cache, limiter, usage, unknownKeys: new UnknownKeyGuard(deps.unknownKeyLookupsPerMinute), refusals, subscriber: deps.subscriber, close };
+  return { cache, limiter, usage, unknownKeys: new UnknownKeyGuard(deps.unknownKeyLookupsPerMinute, deps.logger), refusals, subscriber: deps.subscriber, close };
 }

@@ -1,4 +1,4 @@
-import { TokenLookupGuard } from "@runbridge/common";
+import { TokenLookupGuard, type Logger } from "@runbridge/common";
 import { RateLimitedError } from "../errors";
 
 /**
@@ -13,8 +13,13 @@ import { RateLimitedError } from "../errors";
  * TokenLookupGuard). Per process, in memory: a bound on load, not a quota.
  */
 export class UnknownKeyGuard extends TokenLookupGuard {
-  constructor(perMinute: number) {
-    super("unknown-key", perMinute, { max: 10_000, ttlMs: 24 * 3600_000 });
+  constructor(perMinute: number, logger: Logger) {
+    super("unknown-key", perMinute, { max: 10_000, ttlMs: 24 * 3600_000 }, (holder) =>
+      logger.warn(
+        "refusing API keys this gateway has not seen from one address without a lookup until its minute ends: it sent more tokens that name no key than UNKNOWN_KEY_LOOKUPS_PER_MINUTE (logged at most once a minute per address)",
+        { clientIp: holder, limit: perMinute },
+      ),
+    );
   }
 
   /**
