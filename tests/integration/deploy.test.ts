@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type { Response } from "supertest";
 import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
 import { findLeaks } from "../helpers/leak-scan";
@@ -192,6 +193,40 @@ describe("applications and POST /api/automation/v1/deploy", () => {
       const refused = await poll(second.body.operation_id);
       expect(refused).toMatchObject({ status: "failed", result: { exit_code: null, stdout: "" } });
       expect(refused.error).toMatch(/^env_overrides refused when the deploy was delivered .*"env_overrides" key B_FLAG is not in the application's allowed_env_overrides; nothing ran$/);
+    });
+
+    it("refuses (409), unrun, a deploy whose application was changed between its read and its record, and deploys it as changed on a retry", async () => {
+      const { app, dir } = await createApp({ deploy_command: "echo old > ran.txt" });
+      let answer: Promise<Response> | undefined;
+      // The deploy reads the application, records its operation, then waits for the row lock held here,
+      // under which the update commits: the moment a PATCH commits between a deploy's read and its record.
+      await testPrisma().$transaction(
+        async (tx) => {
+          await tx.$queryRaw`SELECT id FROM applications WHERE id = ${app.id}::uuid FOR UPDATE`;
+          answer = deploy({ application_id: app.id }).then((r) => r);
+          await waitFor(
+            async () => {
+              const [row] = await testPrisma().$queryRaw<{ n: bigint }[]>`
+                SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%FROM applications%FOR UPDATE%'`;
+              return Number(row?.n) > 0 || null;
+            },
+            10_000,
+            "the deploy to wait for the application's lock",
+          );
+          await tx.$executeRaw`UPDATE applications SET deploy_command = 'echo new > ran.txt' WHERE id = ${app.id}::uuid`;
+        },
+        { timeout: 20_000 },
+      );
+      const res = await (answer as Promise<Response>);
+      expect(res.status).toBe(409);
+      expect(res.body.detail).toMatch(/^Application "web" \(.+\) was changed \(deploy_command\) while this deploy was being accepted; nothing was started\. Retry/);
+      const [stale] = await testPrisma().operation.findMany({ where: { serverId: fx.server.id, command: "echo old > ran.txt" } });
+      expect(stale).toMatchObject({ status: "failed", dispatchedAt: null });
+      expect(await testPrisma().deployment.count({ where: { applicationId: app.id } })).toBe(0);
+      const retry = await deploy({ application_id: app.id });
+      expect(retry.status).toBe(202);
+      expect(await poll(retry.body.operation_id)).toMatchObject({ status: "completed", result: { exit_code: 0 } });
+      expect(readFileSync(path.join(dir, "ran.txt"), "utf8")).toBe("new\n");
     });
 
     it("refuses to delete an application while its deployments run or wait their turn (409), and deletes it after", async () => {

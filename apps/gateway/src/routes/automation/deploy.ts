@@ -1,14 +1,36 @@
 import { randomUUID } from "node:crypto";
 import { Router } from "express";
 import { FailureCause, OperationType, deployEnvOverrideRefusal, deployRequestSchema } from "@runbridge/contracts";
-import { readEnvAllowlist, type Operation } from "@runbridge/db";
+import { readEnvAllowlist, type Application, type Operation } from "@runbridge/db";
 import { automationAuth } from "../../auth/locals";
 import { assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
-import { NotFoundError, ServiceUnavailableError, ValidationError } from "../../errors";
+import { ConflictError, NotFoundError, ServiceUnavailableError, ValidationError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
 import { ENQUEUE_WHEN_SETTLED, assertRunnerConnected, failUndispatched, loadTargetServer, startOperation } from "../../services/operations";
 import { OPERATION_PATHS } from "./paths";
+
+/** An update of the application committed between the deploy's read of it and its record. */
+class ApplicationChangedError extends Error {
+  constructor(
+    readonly application: Application,
+    readonly fields: string[],
+  ) {
+    super(`application ${application.id} changed (${fields.join(", ")}) while a deploy of it was accepted`);
+  }
+}
+
+/** The fields a deploy's operation was made from that differ now, by their API names. */
+function changedSinceRead(read: Application, now: Application, branchUsed: boolean): string[] {
+  const allowlist = (a: Application) => JSON.stringify(readEnvAllowlist(a.allowedEnvOverrides));
+  return [
+    read.serverId !== now.serverId && "server_id",
+    read.workingDirectory !== now.workingDirectory && "working_directory",
+    read.deployCommand !== now.deployCommand && "deploy_command",
+    branchUsed && read.deployBranch !== now.deployBranch && "deploy_branch",
+    allowlist(read) !== allowlist(now) && "allowed_env_overrides",
+  ].filter((f): f is string => typeof f === "string");
+}
 
 /**
  * Stamps the deployment under a lock on its application row, strictly after
@@ -16,10 +38,17 @@ import { OPERATION_PATHS } from "./paths";
  * run only once every earlier one has ended, so this order must be total and
  * match commit order (see apps/dispatcher/src/deploy-turn.ts).
  */
-async function recordDeployment(ctx: GatewayContext, op: Operation, deploymentId: string, applicationId: string, commitRef: string): Promise<void> {
+async function recordDeployment(ctx: GatewayContext, op: Operation, deploymentId: string, read: Application, commitRef: string, branchUsed: boolean): Promise<void> {
+  const applicationId = read.id;
   await ctx.prisma.$transaction(async (tx) => {
     const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM applications WHERE id = ${applicationId}::uuid FOR UPDATE`;
     if (locked.length === 0) throw new Error(`application ${applicationId} vanished while deploying`);
+    // The operation was made from the application as read before this lock; an update (which takes the same
+    // lock) committed since then would otherwise be overtaken by this deploy: the old command, or a name the
+    // allowlist no longer has, run after the change that removed it; or on the server it was moved from.
+    const current = await tx.application.findUniqueOrThrow({ where: { id: applicationId } });
+    const changed = changedSinceRead(read, current, branchUsed);
+    if (changed.length > 0) throw new ApplicationChangedError(read, changed);
     // A statement of its own, after the lock: its snapshot sees the deployment of whoever held the
     // lock before. Read in the locking statement, the latest stamp came from a snapshot taken before
     // the wait, and two deploys in a burst could get the same one.
@@ -68,8 +97,18 @@ export function deployRouter(ctx: GatewayContext): Router {
       },
       async (created) => {
         try {
-          await recordDeployment(ctx, created, deploymentId, app.id, commitRef);
+          await recordDeployment(ctx, created, deploymentId, app, commitRef, body.commit_ref === undefined);
         } catch (err) {
+          if (err instanceof ApplicationChangedError) {
+            ctx.logger.info("refused a deploy: its application changed while it was accepted", { operationId: created.id, applicationId: app.id, changed: err.fields });
+            // Not enqueued and no deployment row: if it cannot be ended now, the dispatcher ends it on delivery.
+            if (!(await failUndispatched(ctx, created, FailureCause.DeploymentNotRecorded, `not started: the application changed (${err.fields.join(", ")}) while the deploy was accepted`))) {
+              return ENQUEUE_WHEN_SETTLED;
+            }
+            throw new ConflictError(
+              `Application "${app.name}" (${app.id}) was changed (${err.fields.join(", ")}) while this deploy was being accepted; nothing was started. Retry to deploy it as it is now.`,
+            );
+          }
           // Not enqueued yet, so nothing can run it: ended here when PostgreSQL lets us. Otherwise the
           // deployment may well exist (its commit's answer lost) and "nothing was started" would be a
           // guess a retry turns into a second deploy: accepted, its job held back until the write has
