@@ -316,6 +316,17 @@ describe("runner ledger", () => {
     expect(readdirSync(dir).filter((f) => f.startsWith("runner.lock"))).toEqual([]);
   });
 
+  it("says a state directory another runner uses is in use, also when the disk is full", () => {
+    ledger();
+    const inUse = `state directory ${dir} is in use by another runner (pid ${process.pid})`;
+    // Another process whose lock file cannot be written (ENOSPC, its temporary file a link to /dev/full): in use is what
+    // stops it, not the disk, which a runner waiting for the disk to be freed would take for a reason to wait.
+    expect(inChild(dir, `require("node:fs").symlinkSync("/dev/full", require("node:path").join(dir, "runner.lock." + process.pid + ".tmp")); try { new Ledger(dir); out("opened") } catch (err) { out(err.message) }`)).toBe(
+      `${inUse}; stop it first, or remove ${path.join(dir, "runner.lock")} if no runner is using the directory`,
+    );
+    expect(readdirSync(dir).filter((f) => f.startsWith("runner.lock"))).toEqual(["runner.lock"]);
+  });
+
   it("takes over the lock of a runner that died without releasing it", () => {
     // A runner process killed while holding the directory: its lock file stays behind, its pid is gone.
     const deadPid = inChild(dir, `new Ledger(dir); out(String(process.pid)); process.exit(0)`);

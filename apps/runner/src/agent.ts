@@ -5,7 +5,8 @@ import { DeployVar, HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath
 import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
-import { Ledger } from "./ledger";
+import type { Ledger } from "./ledger";
+import { LedgerOpener } from "./ledger-opener";
 import { LiveOutput, transportBacklogBytes } from "./live-output";
 import { PlatformClock } from "./platform-clock";
 
@@ -84,6 +85,12 @@ export interface AgentHooks {
    * this one away: restarted, it would send that one away in turn, forever.
    */
   onReplaced?: () => void;
+  /**
+   * The state directory, unusable at boot for a storage reason (disk full, read-only), failed at a
+   * later attempt to open the ledger for a reason that stops a boot (another runner uses it, a
+   * permission): the process should end, as it would have at boot.
+   */
+  onStateDirFailed?: (err: unknown) => void;
 }
 
 /**
@@ -91,7 +98,12 @@ export interface AgentHooks {
  * (the ledger), and delivers every result until the dispatcher says it is stored.
  */
 export class Agent {
-  private readonly ledger: Ledger;
+  /**
+   * Null while the state directory cannot be used (disk full, read-only: see LedgerOpener): every
+   * start is refused then, since only the ledger keeps an operation from running twice.
+   */
+  private ledger: Ledger | null;
+  private readonly ledgerOpener: LedgerOpener;
   private readonly running = new Map<string, Execution>();
   /** The application of each deploy this process started that has not ended here (operation id → application id). */
   private readonly deploying = new Map<string, string>();
@@ -137,7 +149,9 @@ export class Agent {
   ) {
     this.tokenHash = hashToken(config.RUNBRIDGE_RUNNER_TOKEN);
     this.clock = new PlatformClock(logger);
-    this.ledger = new Ledger(config.RUNBRIDGE_STATE_DIR, (message, err) => this.logger.warn(message, { error: String(err) }));
+    this.ledgerOpener = new LedgerOpener(config.RUNBRIDGE_STATE_DIR, logger, (message, err) => this.logger.warn(message, { error: String(err) }));
+    // Throws what stops a boot (the directory in use by another runner, a permission); null on a storage failure.
+    this.ledger = this.ledgerOpener.open();
     this.execOpts = {
       workdir: config.RUNBRIDGE_WORKDIR,
       rebootCommand: config.RUNBRIDGE_REBOOT_COMMAND,
@@ -145,7 +159,7 @@ export class Agent {
       baseEnv: inheritableEnv(process.env),
       now: () => this.clock.now(),
     };
-    this.recoverOrphans();
+    if (this.ledger) this.recoverOrphans(this.ledger);
     this.socket = this.openSocket();
     this.wire();
   }
@@ -174,14 +188,34 @@ export class Agent {
 
   start(): void {
     this.socket.connect();
-    const retention = this.config.RUNBRIDGE_LEDGER_RETENTION_DAYS * 86_400_000;
-    const prune = () => void this.ledger.prune(retention).catch((err: unknown) => this.logger.warn("could not prune the ledger", { error: String(err) }));
-    prune();
-    this.pruneTimer = setInterval(prune, 3_600_000);
-    this.pruneTimer.unref();
+    if (this.ledger) this.pruneLedger(this.ledger);
+    else this.ledgerOpener.retry({ opened: (ledger) => this.ledgerOpened(ledger), failed: (err) => this.stateDirFailed(err) });
     // Clocks drift, and get set: measured again now and then, not only when a connection is made.
     this.clockTimer = setInterval(() => this.socket.connected && !this.clock.measured(CLOCK_MEASURE_INTERVAL_MS) && void this.measureClock(), CLOCK_CHECK_INTERVAL_MS);
     this.clockTimer.unref();
+  }
+
+  /** Now and every hour. */
+  private pruneLedger(ledger: Ledger): void {
+    const retention = this.config.RUNBRIDGE_LEDGER_RETENTION_DAYS * 86_400_000;
+    const prune = () => void ledger.prune(retention).catch((err: unknown) => this.logger.warn("could not prune the ledger", { error: String(err) }));
+    prune();
+    this.pruneTimer = setInterval(prune, 3_600_000);
+    this.pruneTimer.unref();
+  }
+
+  /** The state directory can be used again: what a boot does with the ledger, done now (no start was taken meanwhile). */
+  private ledgerOpened(ledger: Ledger): void {
+    this.ledger = ledger;
+    this.recoverOrphans(ledger);
+    this.pruneLedger(ledger);
+    this.pump();
+  }
+
+  /** A reason that stops a boot, met at a later attempt: said, and the process ends (onStateDirFailed), taking nothing meanwhile. */
+  private stateDirFailed(err: unknown): void {
+    this.logger.error("runner cannot use its state directory; stopping", { error: err instanceof Error ? err.message : String(err) });
+    this.hooks.onStateDirFailed?.(err);
   }
 
   /** Measures the platform's clock through the dispatcher (one measurement at a time); only an answer signed for this connection counts. */
@@ -208,12 +242,12 @@ export class Agent {
    * The answer to a start this runner already knows of (a redelivery), or cannot take now (stopping);
    * null when it is to be run.
    */
-  private answerKnownStart(op: StartOperation): StartAck | null {
-    const known = this.ledger.get(op.operationId);
+  private answerKnownStart(op: StartOperation, ledger: Ledger): StartAck | null {
+    const known = ledger.get(op.operationId);
     if (known?.state === "running") return { ok: true, state: "already-started" };
     if (known?.state === "finished") {
       // Redelivered after we finished: the dispatcher may have missed the result.
-      this.resendResult(op.operationId);
+      this.resendResult(ledger, op.operationId);
       return { ok: true, state: "already-finished" };
     }
     const application = op.vars?.[DeployVar.ApplicationId];
@@ -244,6 +278,7 @@ export class Agent {
    */
   async stop(drainMs = this.config.RUNBRIDGE_STOP_DRAIN_SECONDS * 1000): Promise<void> {
     this.stopping = true;
+    this.ledgerOpener.stop();
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (this.clockTimer) clearInterval(this.clockTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -271,10 +306,11 @@ export class Agent {
     this.pump();
     const sendDeadline = Math.max(Math.min(deadline, performance.now() + RESULT_ACK_TIMEOUT_MS), performance.now() + RESULT_SEND_AFTER_DRAIN_MS);
     await waitWhile(() => this.sending.size > 0, sendDeadline, 50);
-    if (this.replaced && this.resultsTicket && this.ledger.undelivered().length > 0) await this.deliverAsReplaced(this.resultsTicket, sendDeadline);
+    const ledger = this.ledger;
+    if (this.replaced && this.resultsTicket && ledger && ledger.undelivered().length > 0) await this.deliverAsReplaced(this.resultsTicket, sendDeadline, ledger);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.socket.disconnect();
-    this.ledger.close();
+    ledger?.close();
   }
 
   /**
@@ -282,7 +318,7 @@ export class Agent {
    * this ledger, and their operations fail as result lost once their time-out passed. One last
    * connection, for results only (it replaces nothing and takes no operation), delivers them.
    */
-  private async deliverAsReplaced(ticket: string, deadline: number): Promise<void> {
+  private async deliverAsReplaced(ticket: string, deadline: number, ledger: Ledger): Promise<void> {
     this.socket.removeAllListeners();
     this.socket.disconnect();
     const socket = this.openSocket(ticket);
@@ -302,9 +338,9 @@ export class Agent {
     });
     socket.connect();
     // Until every result is delivered and its "delivered" mark written (a send settles after its mark).
-    await waitWhile(() => !refused && (this.ledger.undelivered().length > 0 || this.sending.size > 0), deadline, 50);
+    await waitWhile(() => !refused && (ledger.undelivered().length > 0 || this.sending.size > 0), deadline, 50);
     done = true;
-    const left = this.ledger.undelivered().length;
+    const left = ledger.undelivered().length;
     if (left === 0) this.logger.info("delivered the results of the operations that were running when this runner was replaced");
     else this.logger.warn("could not deliver every result after this runner was replaced; they stay in its ledger", { undelivered: left });
   }
@@ -314,10 +350,10 @@ export class Agent {
   }
 
   /** Operations a previous runner process started: their processes' pipes are gone with it. */
-  private recoverOrphans(): void {
-    for (const id of this.ledger.orphans()) {
-      const startedAt = this.ledger.get(id)?.startedAt ?? new Date().toISOString();
-      this.persisted(this.ledger.finish(failedResult(id, startedAt, "runner restarted while the operation was running; its outcome is unknown")), id);
+  private recoverOrphans(ledger: Ledger): void {
+    for (const id of ledger.orphans()) {
+      const startedAt = ledger.get(id)?.startedAt ?? new Date().toISOString();
+      this.persisted(ledger.finish(failedResult(id, startedAt, "runner restarted while the operation was running; its outcome is unknown")), id);
       this.logger.warn("operation orphaned by a runner restart", { operationId: id });
     }
   }
@@ -376,7 +412,9 @@ export class Agent {
     // Not answered at all when not signed: to a dispatcher, "not stopped" would keep a cancel pending as if
     // nothing had started, and an empty ledger would say the operations are unknown here (result lost).
     s.on("operation:cancel", (req, ack) => this.signedForMe("operation:cancel", req) && ack(this.handleCancel(req)));
-    s.on("operation:query", (req, ack) => this.signedForMe("operation:query", req) && ack(this.ledger.query(req.operationIds)));
+    // Not answered either while the ledger is shut: "unknown" would have the dispatcher fail as result lost
+    // operations whose results it may hold; unanswered, the dispatcher asks again later, as of a frozen runner.
+    s.on("operation:query", (req, ack) => this.signedForMe("operation:query", req) && this.ledger !== null && ack(this.ledger.query(req.operationIds)));
   }
 
   /**
@@ -405,10 +443,11 @@ export class Agent {
       run.cancel(cancelledByRunner(why, false));
       return { ok: true };
     }
-    if (this.ledger.get(operationId)?.state === "finished") {
+    const ledger = this.ledger;
+    if (ledger?.get(operationId)?.state === "finished") {
       // Ran to its end already: the result is the outcome, and the dispatcher may not have it (its
       // delivery was what it was waiting on).
-      this.resendResult(operationId);
+      this.resendResult(ledger, operationId);
       return { ok: false, finished: true };
     }
     // No process yet: its start has not arrived, or is still writing its start record (the ledger
@@ -424,7 +463,15 @@ export class Agent {
    * copies of one start (redelivered while a runner was frozen, read in one tick) never both run.
    */
   async handleStart(op: StartOperation): Promise<StartAck> {
-    const known = this.answerKnownStart(op);
+    const ledger = this.ledger;
+    if (!ledger) {
+      // Final, not "later": the operation fails at once with the reason, where its caller sees it. Its
+      // start may be a redelivery of one that an earlier runner process recorded (the ledger, shut, cannot
+      // say): refused all the same, as it must never run twice; that process's result comes once the ledger opens.
+      this.logger.warn("refused a start: the state directory cannot be used, and nothing runs unrecorded", { operationId: op.operationId });
+      return { ok: false, error: this.ledgerOpener.refusal };
+    }
+    const known = this.answerKnownStart(op, ledger);
     if (known) return known;
     // In flight from here: a stop() that begins meanwhile waits for this start.
     this.startsInFlight++;
@@ -433,7 +480,7 @@ export class Agent {
         // Late by this runner's reckoning, which may be the one that is off: measured (again) first.
         await this.measureClock();
         // Awaited: a copy of this start may have been taken meanwhile, or a stop begun.
-        const meanwhile = this.answerKnownStart(op);
+        const meanwhile = this.answerKnownStart(op, ledger);
         if (meanwhile) return meanwhile;
       }
       if (this.arrivedLate(op.notAfter)) {
@@ -441,36 +488,36 @@ export class Agent {
         this.logger.warn("refused an operation that arrived after its delivery deadline", { operationId: op.operationId, notAfter: op.notAfter, now, clockMeasured: this.clock.measured() });
         return { ok: false, error: `it arrived after its delivery deadline (${op.notAfter}; the runner's time ${now}); not started` };
       }
-      return await this.recordAndRun(op);
+      return await this.recordAndRun(op, ledger);
     } finally {
       this.startsInFlight--;
     }
   }
 
-  private async recordAndRun(op: StartOperation): Promise<StartAck> {
+  private async recordAndRun(op: StartOperation, ledger: Ledger): Promise<StartAck> {
     const startedAt = new Date(this.clock.now()).toISOString();
     // Taken before the ledger write is awaited: a second deploy of the application checked meanwhile waits.
     const application = op.vars?.[DeployVar.ApplicationId];
     if (application !== undefined) this.deploying.set(op.operationId, application);
-    const ended = await this.recordAndRunOnce(op, startedAt);
+    const ended = await this.recordAndRunOnce(op, startedAt, ledger);
     if (ended !== "running") this.deploying.delete(op.operationId);
     return ended === "running" ? { ok: true, state: "started" } : ended;
   }
 
   /** recordAndRun's body: "running" once the command runs (its end clears the deploy's mark), else the answer. */
-  private async recordAndRunOnce(op: StartOperation, startedAt: string): Promise<StartAck | "running"> {
+  private async recordAndRunOnce(op: StartOperation, startedAt: string, ledger: Ledger): Promise<StartAck | "running"> {
     try {
       // Durable before anything runs or is acknowledged: this is what makes a redelivery harmless.
-      await this.ledger.begin(op.operationId, startedAt);
+      await ledger.begin(op.operationId, startedAt);
     } catch (err) {
-      this.ledger.forget(op.operationId);
+      ledger.forget(op.operationId);
       return { ok: false, error: `runner could not record the operation: ${String(err)}` };
     }
     if (this.killing) {
       // Recorded as started, so it cannot be handed back for the next runner process (which would
       // find it started and report its outcome unknown): it ends here, known not to have run.
       this.logger.warn("a start recorded after the shutdown drain ended; not run", { operationId: op.operationId });
-      this.onFinished(failedResult(op.operationId, startedAt, "the runner was stopping (SIGTERM: a restart, an upgrade or a shutdown) as the operation arrived, after its shutdown drain had ended; it was not run"));
+      this.onFinished(ledger, failedResult(op.operationId, startedAt, "the runner was stopping (SIGTERM: a restart, an upgrade or a shutdown) as the operation arrived, after its shutdown drain had ended; it was not run"));
       return { ok: true, state: "started" };
     }
     const cancelled = this.cancelledBeforeStart.get(op.operationId);
@@ -478,7 +525,7 @@ export class Agent {
       // Ends through the usual result path (and the ledger answers a redelivered start), without running.
       this.cancelledBeforeStart.delete(op.operationId);
       this.logger.info("operation cancelled before its start arrived; not run", { operationId: op.operationId });
-      this.onFinished({ ...failedResult(op.operationId, startedAt, cancelledByRunner(cancelled.reason, true)), status: "cancelled" });
+      this.onFinished(ledger, { ...failedResult(op.operationId, startedAt, cancelledByRunner(cancelled.reason, true)), status: "cancelled" });
       return { ok: true, state: "started" };
     }
     this.logger.info("operation started", { operationId: op.operationId, kind: op.spec.kind, timeoutSeconds: op.timeoutSeconds });
@@ -498,21 +545,21 @@ export class Agent {
       this.deploying.delete(op.operationId);
       // Before the result, on the same connection: the live log shows where output ended before the operation does.
       live.end();
-      this.onFinished(result);
+      this.onFinished(ledger, result);
     });
     return "running";
   }
 
   /** A finished operation's result goes to the outbox again, and out. */
-  private resendResult(operationId: string): void {
-    this.persisted(this.ledger.markUndelivered(operationId), operationId);
+  private resendResult(ledger: Ledger, operationId: string): void {
+    this.persisted(ledger.markUndelivered(operationId), operationId);
     this.pump();
   }
 
-  private onFinished(result: OperationResult): void {
+  private onFinished(ledger: Ledger, result: OperationResult): void {
     this.running.delete(result.operationId);
     // Sent while it is being written: the ledger orders the later "delivered" mark after this write.
-    this.persisted(this.ledger.finish(result), result.operationId);
+    this.persisted(ledger.finish(result), result.operationId);
     this.logger.info("operation finished", { operationId: result.operationId, status: result.status, exitCode: result.exitCode, ms: result.durationMs });
     this.pump();
   }
@@ -536,8 +583,9 @@ export class Agent {
    * after a reconnect otherwise.
    */
   private pump(): void {
-    if (!this.socket.connected) return;
-    for (const result of this.ledger.undelivered()) {
+    const ledger = this.ledger;
+    if (!this.socket.connected || !ledger) return;
+    for (const result of ledger.undelivered()) {
       const id = result.operationId;
       if (this.sending.has(id)) continue;
       if (this.sending.size >= MAX_RESULTS_IN_FLIGHT) break;
@@ -546,11 +594,11 @@ export class Agent {
       socket
         .timeout(RESULT_ACK_TIMEOUT_MS)
         .emitWithAck("operation:result", result)
-        .then((res) => (this.storedFor(socket, id, res) ? this.ledger.markDelivered(id) : this.scheduleRetry(OUTBOX_RETRY_MS)))
+        .then((res) => (this.storedFor(socket, id, res) ? ledger.markDelivered(id) : this.scheduleRetry(OUTBOX_RETRY_MS)))
         .catch(() => this.scheduleRetry(OUTBOX_RETRY_MS))
         .finally(() => {
           this.sending.delete(id);
-          if (this.ledger.undelivered().some((r) => !this.sending.has(r.operationId))) this.scheduleRetry(this.socket.connected ? 0 : OUTBOX_RETRY_MS);
+          if (ledger.undelivered().some((r) => !this.sending.has(r.operationId))) this.scheduleRetry(this.socket.connected ? 0 : OUTBOX_RETRY_MS);
         });
     }
   }

@@ -74,7 +74,7 @@ export class Ledger {
     private readonly onError: (message: string, err: unknown) => void = () => undefined,
   ) {
     this.dir = path.join(stateDir, "ledger");
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    makeDirs(this.dir);
     // Before reading anything: another runner's live operations would look like orphans, and compaction drop its starts.
     this.lock = lockStateDir(stateDir);
     try {
@@ -488,6 +488,23 @@ export class Ledger {
     tracked.catch(() => undefined);
     this.writes.set(id, tracked);
     return done;
+  }
+}
+
+/**
+ * `mkdir -p` (mode 0700) that says what failed: Node's recursive mkdirSync reports a read-only
+ * filesystem as ENOENT (nodejs/node#47098), which would hide from the operator, and from the runner
+ * waiting for its disk to be writable again, why the state directory cannot be made.
+ */
+function makeDirs(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return;
+    if (code !== "ENOENT" || path.dirname(dir) === dir) throw err;
+    makeDirs(path.dirname(dir));
+    makeDirs(dir);
   }
 }
 

@@ -44,9 +44,12 @@ function main(): void {
     // Running commands finish; results not delivered stay in the ledger for the runner started next
     // (with the new token, or once this machine is meant to be the server's runner again).
     const stopForGood = () => void shutdown.run().then(() => process.exit(EXIT_BAD_CONFIG));
-    agent = new Agent(config, logger, { onTokenRevoked: stopForGood, onReplaced: stopForGood });
+    // As at boot (below): the supervisor starts it again, and it says why each time.
+    const stopToRestart = () => void shutdown.run().then(() => process.exit(1));
+    agent = new Agent(config, logger, { onTokenRevoked: stopForGood, onReplaced: stopForGood, onStateDirFailed: stopToRestart });
   } catch (err) {
-    // The state directory in use by another runner, or unreadable: nothing has started yet.
+    // The state directory in use by another runner, or not accessible (a permission): nothing has started yet.
+    // A disk full or read-only is not thrown: the runner connects and refuses operations, saying why, until it can record them.
     logger.error("runner could not start", { error: err instanceof Error ? err.message : String(err) });
     process.exitCode = 1;
     return;

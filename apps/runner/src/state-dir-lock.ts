@@ -34,6 +34,9 @@ export function lockStateDir(stateDir: string): StateDirLock {
     } catch {
       // Never made.
     }
+    // A full or read-only disk does not make a live runner's directory free: "in use" is what stops this one.
+    const holder = liveHolder(lock);
+    if (holder !== null) throw inUse(stateDir, lock, holder);
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
     throw new Error(
       `state directory ${stateDir} cannot be written (${code}): the runner records there every operation it starts, and runs nothing it cannot record; free space on its disk, or make it writable`,
@@ -50,9 +53,7 @@ export function lockStateDir(stateDir: string): StateDirLock {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= 3) throw err;
       }
       const holder = lockHolder(lock);
-      if (holder !== null && holderAlive(lock, holder)) {
-        throw new Error(`state directory ${stateDir} is in use by another runner (pid ${holder}); stop it first, or remove ${lock} if no runner is using the directory`);
-      }
+      if (holder !== null && holderAlive(lock, holder)) throw inUse(stateDir, lock, holder);
       // Stale: moved aside under a name of our own, so two processes taking it over cannot both remove it...
       const aside = `${lock}.${process.pid}.stale`;
       try {
@@ -89,6 +90,16 @@ function lockHolder(lock: string): number | null {
   }
 }
 
+function inUse(stateDir: string, lock: string, holder: number): Error {
+  return new Error(`state directory ${stateDir} is in use by another runner (pid ${holder}); stop it first, or remove ${lock} if no runner is using the directory`);
+}
+
+/** The pid of the live process holding the lock (this one, for a lock it holds), or null. */
+function liveHolder(lock: string): number | null {
+  const holder = lockHolder(lock);
+  return holder !== null && holderAlive(lock, holder) ? holder : null;
+}
+
 function holderAlive(lock: string, pid: number): boolean {
   // Our own pid from an earlier life (a restarted container's pid 1...), unless this process holds the lock.
   if (pid === process.pid) return heldLocks.has(lock);
@@ -100,7 +111,6 @@ function holderAlive(lock: string, pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
-
 
 function releaseLock(lock: string): void {
   if (!heldLocks.delete(lock)) return;

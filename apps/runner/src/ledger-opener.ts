@@ -1,0 +1,133 @@
+import type { Logger } from "@runbridge/common";
+import { Ledger } from "./ledger";
+
+/**
+ * How often a runner whose state directory cannot be used tries to open its ledger again. Whoever
+ * frees the disk or remounts it read-write does not have to restart the runner: operations are
+ * taken again within this long, less than a CI job's own retry takes. An attempt that fails is a
+ * mkdir and a lock file that cannot be written: nothing a struggling disk notices.
+ */
+export const LEDGER_RETRY_MS = 10_000;
+/** While the ledger stays unopened for the same cause, its error is said again this often (a look at the last hour of the journal shows it). */
+const REMINDER_MS = 60 * 60_000;
+
+/**
+ * The storage failures a runner waits out, connected, refusing every operation, instead of exiting:
+ * a disk that filled up, a quota, a filesystem the kernel remounted read-only after errors, a failing
+ * disk. They come with a server's life, often while it runs, and are fixed on the machine without
+ * touching the runner. Permission errors (EACCES, EPERM) are not among them: a person made those (a
+ * RUNBRIDGE_STATE_DIR the account may not write, a chown forgotten after changing --user), present
+ * from the first start and seen then in the journal; they stay fatal at boot, as does a directory
+ * in use by another runner.
+ */
+const STORAGE_FAILURES = new Map<string, { what: string; cannot: string; fix: string }>([
+  ["ENOSPC", { what: "no space left on device", cannot: "cannot be written", fix: "free space on its disk" }],
+  ["EDQUOT", { what: "disk quota exceeded", cannot: "cannot be written", fix: "free space in the runner account's disk quota, or raise it" }],
+  ["EROFS", { what: "read-only file system", cannot: "cannot be written", fix: "remount its filesystem read-write (the kernel remounts one read-only after disk errors: see its log)" }],
+  ["EIO", { what: "input/output error", cannot: "cannot be read or written", fix: "check its disk (the kernel's log says more)" }],
+]);
+
+export interface StorageFailure {
+  code: string;
+  /** The directory, the failure and what to do about it, for operators and for the operations refused meanwhile. */
+  reason: string;
+}
+
+/** The storage failure behind an error of opening the ledger (it or one of its causes), or null: anything else is fatal, as at boot. */
+export function storageFailure(stateDir: string, err: unknown): StorageFailure | null {
+  // Not `instanceof Error`: errors of another realm (a vm context) are not, and a cycle of causes must not loop.
+  let e = err as { code?: unknown; cause?: unknown } | null | undefined;
+  for (let depth = 0; depth < 5 && typeof e === "object" && e !== null; depth++, e = e.cause as typeof e) {
+    const known = typeof e.code === "string" ? STORAGE_FAILURES.get(e.code) : undefined;
+    if (known) return { code: String(e.code), reason: `state directory ${stateDir} ${known.cannot} (${String(e.code)}: ${known.what}); ${known.fix}` };
+  }
+  return null;
+}
+
+export interface LedgerRetryHooks {
+  /** The ledger opened at a retry: from now on the runner takes operations as after a boot. */
+  opened(ledger: Ledger): void;
+  /** A retry failed for a reason that stops a boot (another runner uses the directory, a permission): the process should end. */
+  failed(err: unknown): void;
+}
+
+/**
+ * Opens the runner's ledger: at boot, then, while its state directory cannot be used for a storage
+ * reason, again every LEDGER_RETRY_MS. Each attempt is a whole `new Ledger`, as a boot makes: the
+ * state directory's lock first (taken from nobody alive), the ledger read only after. Between attempts
+ * this process holds no lock and knows nothing of the ledger, so it runs nothing (the agent refuses
+ * every start): another runner taking the directory meanwhile is refused by this one's next attempt
+ * as in use, and this one can take it only as a runner starting then would.
+ */
+export class LedgerOpener {
+  private outage: (StorageFailure & { since: number; saidAt: number }) | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly stateDir: string,
+    private readonly logger: Logger,
+    /** The ledger's own reports (see Ledger). */
+    private readonly onLedgerError: (message: string, err: unknown) => void,
+    private readonly timing = { retryMs: LEDGER_RETRY_MS, reminderMs: REMINDER_MS },
+  ) {}
+
+  /** The ledger, or null when a storage failure keeps it shut (retry() tries again); throws any other failure. */
+  open(): Ledger | null {
+    try {
+      const ledger = new Ledger(this.stateDir, this.onLedgerError);
+      if (this.outage) {
+        this.logger.info("the state directory can be used again: the runner records and takes operations again", { stateDir: this.stateDir, unusableForSeconds: Math.round((performance.now() - this.outage.since) / 1000) });
+        this.outage = null;
+      }
+      return ledger;
+    } catch (err) {
+      const failure = storageFailure(this.stateDir, err);
+      if (!failure) throw err;
+      this.noteOutage(failure, err);
+      return null;
+    }
+  }
+
+  /** Why a start is refused while the ledger is shut: what its operation's error says. */
+  get refusal(): string {
+    return `it cannot record operations: ${this.outage?.reason ?? `state directory ${this.stateDir} cannot be used`}; not started`;
+  }
+
+  /** Tries open() again every LEDGER_RETRY_MS until it opens or fails for another reason; not after stop(). */
+  retry(hooks: LedgerRetryHooks): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      let ledger: Ledger | null;
+      try {
+        ledger = this.open();
+      } catch (err) {
+        hooks.failed(err);
+        return;
+      }
+      if (ledger) hooks.opened(ledger);
+      else this.retry(hooks);
+    }, this.timing.retryMs);
+    // The connection keeps the process alive; this alone must not keep a stopping one.
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Said once, and again when its cause changes or, unchanged, once an hour: not at every attempt. */
+  private noteOutage(failure: StorageFailure, err: unknown): void {
+    const now = performance.now();
+    const previous = this.outage;
+    this.outage = { ...failure, since: previous?.since ?? now, saidAt: previous?.saidAt ?? now };
+    const detail = { stateDir: this.stateDir, code: failure.code, error: err instanceof Error ? err.message : String(err), retryEverySeconds: this.timing.retryMs / 1000 };
+    if (!previous || previous.code !== failure.code) {
+      this.logger.error(`runner cannot record operations: ${failure.reason}. It stays connected and refuses every operation (each fails at once, saying this) until it can`, detail);
+      this.outage.saidAt = now;
+    } else if (now - previous.saidAt >= this.timing.reminderMs) {
+      this.logger.warn(`runner still cannot record operations: ${failure.reason}`, { ...detail, unusableForSeconds: Math.round((now - previous.since) / 1000) });
+      this.outage.saidAt = now;
+    }
+  }
+}
