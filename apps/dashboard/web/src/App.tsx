@@ -91,6 +91,7 @@ export function App() {
     return (
       <main className="center-page">
         <div className="stack">
+          <h1>Cannot reach runbridge</h1>
           <p role="alert">{startup.error}</p>
           <p className="muted">{startup.retrying ? "Retrying…" : "Retrying automatically."}</p>
           <button type="button" className="btn" onClick={startup.retry} disabled={startup.retrying}>
