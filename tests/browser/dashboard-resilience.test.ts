@@ -268,7 +268,7 @@ describe("dashboard resilience (browser)", () => {
       await new Promise((r) => setTimeout(r, 800));
       await route.continue();
     });
-    await page.getByRole("button", { name: "Rotate the runner token of app-2" }).click();
+    await page.getByRole("button", { name: "Rotate token of app-2" }).click();
     const confirm = page.getByRole("dialog", { name: "Rotate the runner token of app-2?" });
     await confirm.getByRole("button", { name: "Rotate token" }).dblclick();
     await page.getByTestId("runner-token").waitFor();

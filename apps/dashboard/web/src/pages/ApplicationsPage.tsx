@@ -302,7 +302,8 @@ export function ApplicationsPage() {
                     <button type="button" className="btn btn-small btn-primary" onClick={() => setDeploying(a)} aria-label={`Deploy ${a.name}`}>
                       Deploy
                     </button>
-                    <button type="button" className="btn btn-small" onClick={() => setHistory(a)} aria-label={`Deployments of ${a.name}`}>
+                    {/* Starts with the visible text (WCAG 2.5.3): speech input users say what they see. */}
+                    <button type="button" className="btn btn-small" onClick={() => setHistory(a)} aria-label={`History: deployments of ${a.name}`}>
                       History
                     </button>
                     <button type="button" className="btn btn-small" onClick={() => openEdit(a)} aria-label={`Edit ${a.name}`}>

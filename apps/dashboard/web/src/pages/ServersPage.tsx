@@ -124,7 +124,8 @@ export function ServersPage() {
                     </span>
                   </td>
                   <td className="row-actions">
-                    <button type="button" className="btn btn-small" onClick={() => setRotating(s)} aria-label={`Rotate the runner token of ${s.name}`}>
+                    {/* Names start with the visible text (WCAG 2.5.3): speech input users say what they see. */}
+                    <button type="button" className="btn btn-small" onClick={() => setRotating(s)} aria-label={`Rotate token of ${s.name}`}>
                       Rotate token
                     </button>
                     <button type="button" className="btn btn-small btn-danger" onClick={() => setDeleting(s)} aria-label={`Delete ${s.name}`}>
