@@ -39,6 +39,7 @@ export function App() {
   shownSession.current = session ?? null;
   const loc = useLocation();
   const startup = useStartup(setSession);
+  useFocusKeptInPage();
 
   useEffect(() => {
     onSessionLost(() => {
@@ -186,6 +187,37 @@ export function App() {
       </main>
     </div>
   );
+}
+
+/**
+ * Focus whose element goes away — the button of a row deleted after its dialog
+ * gave focus back, or disabled (a revoked key's) — falls to the page, and Tab
+ * then starts again from the top. It goes to the main content instead, where
+ * the user was. Not while a dialog is open: it keeps focus itself, and its
+ * submit button is only disabled while busy.
+ */
+function useFocusKeptInPage(): void {
+  useEffect(() => {
+    let last: Element | null = null;
+    const onFocusIn = (e: FocusEvent) => {
+      last = e.target instanceof Element ? e.target : null;
+    };
+    const observer = new MutationObserver(() => {
+      const now = document.activeElement;
+      const onPage = now === null || now === document.body;
+      // A disabled element keeps focus until the browser's next rendering step: move it before it drops.
+      const stranded = (onPage && last !== null && !last.isConnected) || (!onPage && now.matches(":disabled"));
+      if (!stranded || document.querySelector("dialog[open]")) return;
+      last = null;
+      document.getElementById("main")?.focus({ preventScroll: true });
+    });
+    document.addEventListener("focusin", onFocusIn);
+    observer.observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ["disabled"] });
+    return () => {
+      document.removeEventListener("focusin", onFocusIn);
+      observer.disconnect();
+    };
+  }, []);
 }
 
 /**

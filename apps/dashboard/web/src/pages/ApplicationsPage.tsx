@@ -46,7 +46,7 @@ function AppForm(props: { initial?: Application; servers: Server[]; submitLabel:
     <form className="form" onSubmit={submit}>
       <div className="field">
         <label htmlFor="app-name">Name</label>
-        <input id="app-name" required value={v.name} onChange={set("name")} placeholder="shop-frontend" autoFocus />
+        <input id="app-name" required value={v.name} onChange={set("name")} placeholder="shop-frontend" data-autofocus />
       </div>
       <div className="field">
         <label htmlFor="app-server">Server</label>

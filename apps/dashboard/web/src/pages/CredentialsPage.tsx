@@ -111,7 +111,7 @@ export function CredentialsPage() {
           <form className="form" onSubmit={create}>
             <div className="field">
               <label htmlFor="cred-name">Name</label>
-              <input id="cred-name" required value={form.name} onChange={set("name")} placeholder="ghcr-production" autoFocus />
+              <input id="cred-name" required value={form.name} onChange={set("name")} placeholder="ghcr-production" data-autofocus />
             </div>
             <div className="field">
               <label htmlFor="cred-url">Registry URL</label>

@@ -143,7 +143,7 @@ export function ServersPage() {
           <form className="form" onSubmit={create}>
             <div className="field">
               <label htmlFor="server-name">Name</label>
-              <input id="server-name" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="web-1" autoFocus />
+              <input id="server-name" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="web-1" data-autofocus />
             </div>
             <ErrorNote message={error} />
             <div className="actions">
