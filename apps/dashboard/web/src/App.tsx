@@ -39,7 +39,29 @@ export function App() {
   shownSession.current = session ?? null;
   const loc = useLocation();
   const startup = useStartup(setSession);
+  const section = "/" + (loc.path.split("/")[1] ?? "");
+  const pageName = startup.error
+    ? "Cannot reach runbridge"
+    : session === null
+      ? "Sign in"
+      : session === undefined
+        ? null
+        : section === "/operations"
+          ? "Operation"
+          : (NAV.find((n) => n.path === section)?.label ?? "API Keys");
+  // The tab's title names the page (WCAG 2.4.2): it is what a screen reader reads first, and what tells tabs apart.
+  useEffect(() => {
+    document.title = pageName ? `${pageName} · runbridge dashboard` : "runbridge dashboard";
+  }, [pageName]);
   useFocusKeptInPage();
+  // A new page (not another filter or tab of the same one) puts focus at the start of its content, as a page load
+  // would: left on the link that was followed, it would tell a screen reader nothing, and Tab would start from the menu.
+  const shownPath = useRef(loc.path);
+  useEffect(() => {
+    if (shownPath.current === loc.path) return;
+    shownPath.current = loc.path;
+    document.getElementById("main")?.focus({ preventScroll: true });
+  }, [loc.path]);
 
   useEffect(() => {
     onSessionLost(() => {
@@ -117,7 +139,6 @@ export function App() {
       </>
     );
 
-  const section = "/" + (loc.path.split("/")[1] ?? "");
   let page;
   if (loc.path.startsWith("/operations/")) page = <OperationPage id={loc.path.slice("/operations/".length)} />;
   else if (section === "/logs") page = <LogsPage query={loc.query} />;
