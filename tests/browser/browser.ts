@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { type Browser, type Locator, type Page, chromium } from "playwright-core";
+import { type Browser, type BrowserContext, type Locator, type Page, chromium } from "playwright-core";
 import { closeTestPrisma } from "../helpers/db";
 import { createTenant } from "../helpers/factories";
 import { ROOT, waitFor } from "../helpers/processes";
@@ -55,6 +55,15 @@ export async function signIn(page: Page, baseUrl: string, apiKey: string): Promi
   await page.getByLabel("API key").fill(apiKey);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("navigation", { name: "Main" }).waitFor();
+}
+
+/** Signs `context`'s browser out and in again behind its pages' backs, as another tab would (same cookie jar). */
+export async function signInElsewhere(context: BrowserContext, baseUrl: string, apiKey: string): Promise<void> {
+  const current = await context.request.get(`${baseUrl}/dashboard/session`);
+  const { csrf_token } = (await current.json()) as { csrf_token: string };
+  expect((await context.request.delete(`${baseUrl}/dashboard/session`, { headers: { "X-CSRF-Token": csrf_token } })).status()).toBe(204);
+  const res = await context.request.post(`${baseUrl}/dashboard/session`, { data: { api_key: apiKey }, headers: { "X-Requested-With": "runbridge-dashboard" } });
+  expect(res.status()).toBe(201);
 }
 
 /**

@@ -42,16 +42,16 @@ describe("dashboard: a refused confirmation stays open with the API's reason", (
 
   /**
    * Opens `path`, clicks the button `action` of the row showing `name` (its
-   * dialog is titled `action?`), lets `meanwhile` make the change fail,
+   * dialog is titled `title`, else `action?`), lets `meanwhile` make the change fail,
    * confirms, and checks the dialog shows `detail` and stays open while the
    * list behind it drops the row.
    */
-  async function refusedInDialog(o: { path: string; name: string; action: string; confirm: string; meanwhile: () => Promise<void>; detail: string }) {
+  async function refusedInDialog(o: { path: string; name: string; action: string; title?: string; confirm: string; meanwhile: () => Promise<void>; detail: string }) {
     await page.goto(`${stack.url}/dashboard${o.path}`);
     const row = page.locator("tbody tr", { hasText: o.name });
     await row.waitFor();
     await page.getByRole("button", { name: o.action, exact: true }).click();
-    const dialog = page.getByRole("dialog", { name: `${o.action}?` });
+    const dialog = page.getByRole("dialog", { name: o.title ?? `${o.action}?` });
     await dialog.waitFor();
     await o.meanwhile();
     await dialog.getByRole("button", { name: o.confirm }).click();
@@ -150,7 +150,8 @@ describe("dashboard: a refused confirmation stays open with the API's reason", (
     await refusedInDialog({
       path: "/servers",
       name: "rotate-gone",
-      action: "Rotate the runner token of rotate-gone",
+      action: "Rotate token of rotate-gone",
+      title: "Rotate the runner token of rotate-gone?",
       confirm: "Rotate token",
       meanwhile: async () => expect((await stack.api().delete(`/api/v1/servers/${server.id}`).set(bearer())).status).toBe(204),
       detail: `Server ${server.id} not found`,

@@ -6,7 +6,7 @@ import { closeTestPrisma, testPrisma } from "../helpers/db";
 import { createAutomationKey, createOperation, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
-import { launchChromium, waitForText } from "./browser";
+import { launchChromium, signInElsewhere, waitForText } from "./browser";
 
 jest.setTimeout(180_000);
 
@@ -62,15 +62,6 @@ describe("dashboard resilience (browser)", () => {
     await page.getByRole("navigation", { name: "Main" }).waitFor();
   }
 
-  /** Signs this browser out and in again behind the page's back, as another tab would (same cookie jar). */
-  async function signInElsewhere(apiKey: string): Promise<void> {
-    const current = await context.request.get(`${stack.url}/dashboard/session`);
-    const { csrf_token } = (await current.json()) as { csrf_token: string };
-    expect((await context.request.delete(`${stack.url}/dashboard/session`, { headers: { "X-CSRF-Token": csrf_token } })).status()).toBe(204);
-    const res = await context.request.post(`${stack.url}/dashboard/session`, { data: { api_key: apiKey }, headers: { "X-Requested-With": "runbridge-dashboard" } });
-    expect(res.status()).toBe(201);
-  }
-
   async function addServer(page: Page, name: string): Promise<void> {
     await page.getByRole("button", { name: "Add server" }).first().click();
     const dialog = page.getByRole("dialog", { name: "Add server" });
@@ -85,12 +76,12 @@ describe("dashboard resilience (browser)", () => {
     await page.getByRole("row", { name: /app-1/ }).waitFor();
 
     // Same tenant and key, new session: the change goes through after one refresh of the token.
-    await signInElsewhere(tenantA.apiKey);
+    await signInElsewhere(context, stack.url, tenantA.apiKey);
     await addServer(page, "after-relogin");
     await page.getByRole("dialog", { name: "Server after-relogin added" }).getByRole("button", { name: "Done" }).click();
 
     // Another tenant now: the change is refused here, and the page follows the new sign-in.
-    await signInElsewhere(tenantB.apiKey);
+    await signInElsewhere(context, stack.url, tenantB.apiKey);
     await addServer(page, "not-for-beta");
     await waitForText(page.getByRole("alert"), /signed in as beta-.* in another tab/);
     await waitForText(page.locator(".who"), new RegExp(tenantB.name));
@@ -268,7 +259,7 @@ describe("dashboard resilience (browser)", () => {
       await new Promise((r) => setTimeout(r, 800));
       await route.continue();
     });
-    await page.getByRole("button", { name: "Rotate the runner token of app-2" }).click();
+    await page.getByRole("button", { name: "Rotate token of app-2" }).click();
     const confirm = page.getByRole("dialog", { name: "Rotate the runner token of app-2?" });
     await confirm.getByRole("button", { name: "Rotate token" }).dblclick();
     await page.getByTestId("runner-token").waitFor();

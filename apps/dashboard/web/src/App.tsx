@@ -39,6 +39,29 @@ export function App() {
   shownSession.current = session ?? null;
   const loc = useLocation();
   const startup = useStartup(setSession);
+  const section = "/" + (loc.path.split("/")[1] ?? "");
+  const pageName = startup.error
+    ? "Cannot reach runbridge"
+    : session === null
+      ? "Sign in"
+      : session === undefined
+        ? null
+        : section === "/operations"
+          ? "Operation"
+          : (NAV.find((n) => n.path === section)?.label ?? "API Keys");
+  // The tab's title names the page (WCAG 2.4.2): it is what a screen reader reads first, and what tells tabs apart.
+  useEffect(() => {
+    document.title = pageName ? `${pageName} · runbridge dashboard` : "runbridge dashboard";
+  }, [pageName]);
+  useFocusKeptInPage();
+  // A new page (not another filter or tab of the same one) puts focus at the start of its content, as a page load
+  // would: left on the link that was followed, it would tell a screen reader nothing, and Tab would start from the menu.
+  const shownPath = useRef(loc.path);
+  useEffect(() => {
+    if (shownPath.current === loc.path) return;
+    shownPath.current = loc.path;
+    document.getElementById("main")?.focus({ preventScroll: true });
+  }, [loc.path]);
 
   useEffect(() => {
     onSessionLost(() => {
@@ -91,6 +114,7 @@ export function App() {
     return (
       <main className="center-page">
         <div className="stack">
+          <h1>Cannot reach runbridge</h1>
           <p role="alert">{startup.error}</p>
           <p className="muted">{startup.retrying ? "Retrying…" : "Retrying automatically."}</p>
           <button type="button" className="btn" onClick={startup.retry} disabled={startup.retrying}>
@@ -115,7 +139,6 @@ export function App() {
       </>
     );
 
-  const section = "/" + (loc.path.split("/")[1] ?? "");
   let page;
   if (loc.path.startsWith("/operations/")) page = <OperationPage id={loc.path.slice("/operations/".length)} />;
   else if (section === "/logs") page = <LogsPage query={loc.query} />;
@@ -185,6 +208,37 @@ export function App() {
       </main>
     </div>
   );
+}
+
+/**
+ * Focus whose element goes away — the button of a row deleted after its dialog
+ * gave focus back, or disabled (a revoked key's) — falls to the page, and Tab
+ * then starts again from the top. It goes to the main content instead, where
+ * the user was. Not while a dialog is open: it keeps focus itself, and its
+ * submit button is only disabled while busy.
+ */
+function useFocusKeptInPage(): void {
+  useEffect(() => {
+    let last: Element | null = null;
+    const onFocusIn = (e: FocusEvent) => {
+      last = e.target instanceof Element ? e.target : null;
+    };
+    const observer = new MutationObserver(() => {
+      const now = document.activeElement;
+      const onPage = now === null || now === document.body;
+      // A disabled element keeps focus until the browser's next rendering step: move it before it drops.
+      const stranded = (onPage && last !== null && !last.isConnected) || (!onPage && now.matches(":disabled"));
+      if (!stranded || document.querySelector("dialog[open]")) return;
+      last = null;
+      document.getElementById("main")?.focus({ preventScroll: true });
+    });
+    document.addEventListener("focusin", onFocusIn);
+    observer.observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ["disabled"] });
+    return () => {
+      document.removeEventListener("focusin", onFocusIn);
+      observer.disconnect();
+    };
+  }, []);
 }
 
 /**

@@ -18,7 +18,7 @@ export function CopyButton(props: { value: string; label?: string }) {
     <button type="button" className="btn btn-small" onClick={() => void copy()}>
       {state === "copied" ? "Copied" : state === "failed" ? "Select and copy by hand" : (props.label ?? "Copy")}
       <span className="visually-hidden" aria-live="polite">
-        {state === "copied" ? "Copied to clipboard" : ""}
+        {state === "copied" ? "Copied to clipboard" : state === "failed" ? "Could not copy: select the text and copy it by hand" : ""}
       </span>
     </button>
   );

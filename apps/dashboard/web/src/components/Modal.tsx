@@ -2,19 +2,29 @@ import { type ReactNode, useEffect, useId, useRef, useState } from "react";
 import { useSubmitOnce } from "../hooks";
 import { ErrorNote } from "./bits";
 
+/** What can take focus from the keyboard inside a dialog's body. */
+const FOCUSABLE = 'a[href], button:not(:disabled), input:not(:disabled), select:not(:disabled), textarea:not(:disabled), [tabindex]:not([tabindex="-1"])';
+
 /**
  * A modal on the native <dialog>: the browser traps focus and closes on
- * Escape. Focus goes back to the opener by hand: the browser would do it on
- * close(), but React removes the dialog from the page before its cleanup can
- * close it, and focus then falls to the top of the page.
+ * Escape. Focus is placed by hand on opening: React's autoFocus runs while the
+ * dialog is still closed, where nothing can take focus, and the browser then
+ * picks the header's Close button. It goes to the element marked
+ * `data-autofocus`, else the body's first control (a one-time secret, a form's
+ * first field). It goes back to the opener by hand too: the browser would do it
+ * on close(), but React removes the dialog from the page before its cleanup can
+ * close it, and focus then falls to the top of the page. An opener that is gone
+ * or disabled (the row deleted, the key revoked) leaves it to App's
+ * useFocusKeptInPage, which hands it to the main content.
  */
-export function Modal(props: { title: string; onClose: () => void; children: ReactNode; wide?: boolean }) {
+export function Modal(props: { title: string; onClose: () => void; children: ReactNode; wide?: boolean; describedBy?: string }) {
   const ref = useRef<HTMLDialogElement>(null);
   const titleId = useId();
   useEffect(() => {
     const d = ref.current;
     const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
     if (d && !d.open) d.showModal();
+    (d?.querySelector<HTMLElement>("[data-autofocus]") ?? d?.querySelector<HTMLElement>(`.modal-body :is(${FOCUSABLE})`))?.focus();
     return () => {
       d?.close();
       if (opener?.isConnected) opener.focus();
@@ -25,6 +35,7 @@ export function Modal(props: { title: string; onClose: () => void; children: Rea
       ref={ref}
       className={props.wide ? "modal modal-wide" : "modal"}
       aria-labelledby={titleId}
+      aria-describedby={props.describedBy}
       onCancel={(e) => {
         e.preventDefault();
         props.onClose();
@@ -53,13 +64,14 @@ export function ConfirmDialog(props: { title: string; message: ReactNode; confir
   // Busy while the change runs: a double click must not send it twice (two rotations, two revocations).
   const confirming = useSubmitOnce();
   const [error, setError] = useState<string | null>(null);
+  const messageId = useId();
   return (
-    <Modal title={props.title} onClose={props.onClose}>
+    <Modal title={props.title} onClose={props.onClose} describedBy={messageId}>
       <div className="stack">
-        <div>{props.message}</div>
+        <div id={messageId}>{props.message}</div>
         <ErrorNote message={error} />
         <div className="actions">
-          <button type="button" className="btn" autoFocus onClick={props.onClose}>
+          <button type="button" className="btn" data-autofocus onClick={props.onClose}>
             Cancel
           </button>
           <button

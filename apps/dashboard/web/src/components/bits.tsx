@@ -1,11 +1,11 @@
 import { type ReactNode } from "react";
 import { exactTime, relativeTime } from "../format";
 
-/** What to show when a list is empty: what it is for and what to do next. */
+/** What to show when a list is empty: what it is for and what to do next. Its title is the heading under the page's (h1) or dialog's (h2). */
 export function EmptyState(props: { title: string; children: ReactNode; action?: ReactNode }) {
   return (
     <div className="empty" role="status">
-      <h3>{props.title}</h3>
+      <h2>{props.title}</h2>
       <div className="muted">{props.children}</div>
       {props.action ? <div className="empty-action">{props.action}</div> : null}
     </div>

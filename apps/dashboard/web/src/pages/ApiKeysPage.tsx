@@ -13,9 +13,13 @@ const TABS: { id: Tab; label: string }[] = [
 /** API Keys → tabs "API Keys" (general keys) and "Automation Keys" (CI keys), as the spec describes. */
 export function ApiKeysPage(props: { tab: Tab }) {
   const select = (t: Tab) => navigate(t === "api" ? "/keys?tab=api" : "/keys?tab=automation", { replace: true });
+  // The keys of a tab list (WAI-ARIA Authoring Practices): arrows go round, Home and End go to the first and last tab.
   const onKey = (e: KeyboardEvent) => {
-    if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
-    const next = props.tab === "api" ? "automation" : "api";
+    const at = TABS.findIndex((t) => t.id === props.tab);
+    const moves: Record<string, number> = { ArrowLeft: at - 1 + TABS.length, ArrowRight: at + 1, Home: 0, End: TABS.length - 1 };
+    const next = TABS[(moves[e.key] ?? -1) % TABS.length]?.id;
+    if (!next) return;
+    e.preventDefault();
     select(next);
     document.getElementById(`tab-${next}`)?.focus();
   };

@@ -46,7 +46,7 @@ function AppForm(props: { initial?: Application; servers: Server[]; submitLabel:
     <form className="form" onSubmit={submit}>
       <div className="field">
         <label htmlFor="app-name">Name</label>
-        <input id="app-name" required value={v.name} onChange={set("name")} placeholder="shop-frontend" autoFocus />
+        <input id="app-name" required value={v.name} onChange={set("name")} placeholder="shop-frontend" data-autofocus />
       </div>
       <div className="field">
         <label htmlFor="app-server">Server</label>
@@ -302,7 +302,8 @@ export function ApplicationsPage() {
                     <button type="button" className="btn btn-small btn-primary" onClick={() => setDeploying(a)} aria-label={`Deploy ${a.name}`}>
                       Deploy
                     </button>
-                    <button type="button" className="btn btn-small" onClick={() => setHistory(a)} aria-label={`Deployments of ${a.name}`}>
+                    {/* Starts with the visible text (WCAG 2.5.3): speech input users say what they see. */}
+                    <button type="button" className="btn btn-small" onClick={() => setHistory(a)} aria-label={`History: deployments of ${a.name}`}>
                       History
                     </button>
                     <button type="button" className="btn btn-small" onClick={() => openEdit(a)} aria-label={`Edit ${a.name}`}>

@@ -86,7 +86,11 @@ export function CredentialsPage() {
                     <code>{c.registry_url}</code> {c.registry_type ? <span className="badge badge-muted">{c.registry_type}</span> : null}
                   </td>
                   <td data-label="Username">{c.username}</td>
-                  <td data-label="Password"><span className="muted" aria-label="hidden">••••••••</span></td>
+                  <td data-label="Password">
+                    {/* aria-label is not read on a plain span: the dots are hidden from screen readers, which read the words. */}
+                    <span className="muted" aria-hidden="true">••••••••</span>
+                    <span className="visually-hidden">not shown</span>
+                  </td>
                   <td data-label="Created"><Time iso={c.created_at} /></td>
                   <td data-label="Credential ID">
                     <span className="id-cell"><code>{c.id.slice(0, 8)}</code> <CopyButton value={c.id} label="Copy ID" /></span>
@@ -107,7 +111,7 @@ export function CredentialsPage() {
           <form className="form" onSubmit={create}>
             <div className="field">
               <label htmlFor="cred-name">Name</label>
-              <input id="cred-name" required value={form.name} onChange={set("name")} placeholder="ghcr-production" autoFocus />
+              <input id="cred-name" required value={form.name} onChange={set("name")} placeholder="ghcr-production" data-autofocus />
             </div>
             <div className="field">
               <label htmlFor="cred-url">Registry URL</label>

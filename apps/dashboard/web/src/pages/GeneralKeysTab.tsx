@@ -118,7 +118,7 @@ export function GeneralKeysTab() {
           <form className="form" onSubmit={create}>
             <div className="field">
               <label htmlFor="api-key-name">Name</label>
-              <input id="api-key-name" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="ops laptop" autoFocus />
+              <input id="api-key-name" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="ops laptop" data-autofocus />
             </div>
             <ErrorNote message={error} />
             <div className="actions">

@@ -108,7 +108,7 @@ export function KeyForm(props: {
     <form className="form" onSubmit={submit}>
       <div className="field">
         <label htmlFor={`${id}-name`}>Name</label>
-        <input id={`${id}-name`} required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="github-deploy-production" autoFocus />
+        <input id={`${id}-name`} required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="github-deploy-production" data-autofocus />
       </div>
 
       <fieldset className="field">

@@ -122,7 +122,17 @@ export function OperationPage(props: { id: string }) {
   if (op.loading && !o) return <Loading />;
   if (!o) return (
     <>
-      {back}
+      <nav aria-label="Breadcrumb" className="breadcrumb">
+        {back}
+      </nav>
+      <div className="page-header">
+        <div>
+          <h1>Operation</h1>
+          <p className="muted">
+            <code>{props.id}</code>
+          </p>
+        </div>
+      </div>
       <ErrorNote message={op.error ?? "Operation not found"} />
     </>
   );

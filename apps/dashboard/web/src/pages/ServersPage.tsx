@@ -124,7 +124,8 @@ export function ServersPage() {
                     </span>
                   </td>
                   <td className="row-actions">
-                    <button type="button" className="btn btn-small" onClick={() => setRotating(s)} aria-label={`Rotate the runner token of ${s.name}`}>
+                    {/* Names start with the visible text (WCAG 2.5.3): speech input users say what they see. */}
+                    <button type="button" className="btn btn-small" onClick={() => setRotating(s)} aria-label={`Rotate token of ${s.name}`}>
                       Rotate token
                     </button>
                     <button type="button" className="btn btn-small btn-danger" onClick={() => setDeleting(s)} aria-label={`Delete ${s.name}`}>
@@ -142,7 +143,7 @@ export function ServersPage() {
           <form className="form" onSubmit={create}>
             <div className="field">
               <label htmlFor="server-name">Name</label>
-              <input id="server-name" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="web-1" autoFocus />
+              <input id="server-name" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} placeholder="web-1" data-autofocus />
             </div>
             <ErrorNote message={error} />
             <div className="actions">
