@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { testPrisma, waitUntilEnded } from "../helpers/db";
@@ -24,13 +24,25 @@ const describeWithMounts = unavailable === null ? describe : describe.skip;
 
 describeWithMounts(`a runner whose state directory cannot be written at boot${unavailable ? ` (skipped: ${unavailable})` : ""}`, () => {
   // A command's working directory off the small disk (a full or read-only one would be what fails it).
-  const workdir = mkdtempSync(path.join(tmpdir(), "rb-work-"));
+  let workdir = "";
+  beforeAll(() => {
+    workdir = mkdtempSync(path.join(tmpdir(), "rb-work-"));
+  });
   const suite = useStack({ gateway: { EXEC_MAX_WAIT_SECONDS: "5" } });
   const disks: SmallDisk[] = [];
   afterAll(async () => {
     // The runners hold files on the disks: gone first (the stack stops them again, harmlessly).
     await Promise.all(suite.stack?.runners.map((r) => r.stop("SIGKILL")) ?? []);
-    for (const d of disks) d.unmount();
+    const failures: unknown[] = [];
+    for (const d of disks) {
+      try {
+        d.unmount();
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+    rmSync(workdir, { recursive: true, force: true });
+    if (failures.length > 0) throw new AggregateError(failures, "could not unmount every test disk");
   });
   const disk = () => {
     const d = SmallDisk.mount();

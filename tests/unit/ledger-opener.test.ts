@@ -95,7 +95,7 @@ describe("ledger opener", () => {
   };
   const causes = (lines: Array<{ level: string; message: string }>) => lines.map((l) => [l.level, l.message.match(/\((E[A-Z]+): /)?.[1]]);
 
-  asRoot(`says why once however often it tries, and again when the cause changes: a full disk, then remounted read-only${skipped}`, async () => {
+  asRoot(`says why once however often it tries, and again when the cause changes: a full disk, then remounted read-only, then full again (said within the hour: not again)${skipped}`, async () => {
     const { lines, logger } = capture();
     const { disk, stateDir } = smallStateDir();
     disk.fill();
@@ -107,12 +107,16 @@ describe("ledger opener", () => {
     expect(causes(lines)).toEqual([["error", "ENOSPC"]]);
     disk.readOnly();
     await waitFor(async () => lines.length >= 2 || null, 10_000, "the new cause to be said");
+    // Back to the first cause (read-write again, still full): said already within the hour, so not again.
+    disk.readWrite();
+    await waitFor(async () => (opener.refusal.includes("ENOSPC") ? true : null), 10_000, "the first cause again");
+    await sleep(100);
     opener.stop();
     expect(causes(lines)).toEqual([
       ["error", "ENOSPC"],
       ["error", "EROFS"],
     ]);
-    expect(opener.refusal).toContain(`state directory ${stateDir} cannot be written (EROFS: read-only file system)`);
+    expect(opener.refusal).toContain(`state directory ${stateDir} cannot be written (ENOSPC: no space left on device)`);
   });
 
   asRoot(`says it again, as a warning, now and then while the cause stays the same${skipped}`, async () => {

@@ -227,6 +227,49 @@ describe("runner ledger", () => {
     expect(ledger().get(id(33))).toMatchObject({ operationId: id(33), state: "running" });
   });
 
+  it("keeps knowing the operation of a result file that is not JSON at all (bit rot) after its start record was compacted away", async () => {
+    const first = ledger();
+    await first.begin(id(34), "2026-11-28T10:00:00.000Z");
+    await first.finish(result(id(34)));
+    await first.prune(86_400_000);
+    first.close();
+    writeFileSync(path.join(dir, "ledger", `${id(34)}.json`), "\u0000\u0000{not json");
+    expect(ledger().get(id(34))).toMatchObject({ operationId: id(34), state: "running" });
+    expect(readdirSync(path.join(dir, "ledger"))).toContain(`${id(34)}.json.bad`);
+  });
+
+  it("is read as a view without the lock and without changing anything on disk", async () => {
+    const first = ledger();
+    await first.begin(id(35), "2026-11-28T10:00:00.000Z");
+    await first.begin(id(36), "2026-11-28T10:00:00.000Z");
+    await first.finish(result(id(36)));
+    first.close();
+    const ledgerDir = path.join(dir, "ledger");
+    writeFileSync(path.join(ledgerDir, `${id(37)}.json`), "{torn");
+    writeFileSync(path.join(ledgerDir, `${id(38)}.json.tmp`), "{half");
+    const before = readdirSync(ledgerDir).sort();
+    const view = Ledger.view(dir);
+    expect(view.query([id(35), id(36), id(37), id(39)])).toEqual({
+      [id(35)]: { state: "running" },
+      [id(36)]: { state: "finished", result: expect.objectContaining({ operationId: id(36) }) },
+      [id(37)]: { state: "running" },
+      [id(39)]: { state: "unknown" },
+    });
+    // Nothing set aside, removed or locked: an owner opens it as if the view had never been.
+    expect(readdirSync(ledgerDir).sort()).toEqual(before);
+    expect(readdirSync(dir)).not.toContain("runner.lock");
+    open.push(ledger());
+    expect(readdirSync(ledgerDir)).toContain(`${id(37)}.json.bad`);
+    // A state directory never used: nothing known.
+    expect(Ledger.view(path.join(dir, "never-used")).get(id(35))).toBeUndefined();
+  });
+
+  it("names the cause when its state directory is a symlink to nowhere, instead of recursing without end", () => {
+    const link = path.join(dir, "gone");
+    symlinkSync(path.join(dir, "no-such-target", "deeper"), link);
+    expect(() => new Ledger(link)).toThrow(/ENOENT/);
+  });
+
   it("holds the state directory until a compaction under way is done, and takes no start once closed", async () => {
     const first = ledger();
     await first.begin(id(50), "2026-11-28T10:00:00.000Z");

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { DeployVar, HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, type CancelAck, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { DeployVar, HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, type CancelAck, type LedgerQueryReply, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
@@ -34,6 +34,8 @@ const RECONNECT_DELAY_MAX_MS = 5_000;
 /** A token the dispatcher does not know stays unknown until a person fixes it: ask rarely. */
 const BAD_TOKEN_RETRY_MS = 60_000;
 /** The refusal of a start that is not signed for this connection (final: the dispatcher fails the operation). */
+/** Whatever it started now would be killed half-done with the runner's control group: the next runner process takes it. */
+const SHUTTING_DOWN: StartAck = { ok: false, error: "runner is shutting down", retryable: true };
 const UNSIGNED = "refused: the start was not signed for this runner's connection (a dispatcher older than this runner, or not a dispatcher); not started";
 /** What the operator must do when the token no longer works. */
 /** How often the platform's clock is measured again while connected (and at every connection). */
@@ -261,9 +263,35 @@ export class Agent {
       // Whatever it started now would be killed half-done with the runner's control group;
       // the dispatcher offers it again, and the next runner process takes it.
       this.logger.info("refused a start while shutting down; the dispatcher will offer it again", { operationId: op.operationId });
-      return { ok: false, error: "runner is shutting down", retryable: true };
+      return SHUTTING_DOWN;
     }
     return null;
+  }
+
+  /**
+   * What the ledger says of these operations; while it is shut, what the disk holds (Ledger.view): an
+   * earlier process's operation is "running" until the ledger opens and its outcome is sent. Null (not
+   * answered) when that cannot be read either: "unknown" would have the dispatcher fail as result lost
+   * operations whose results the ledger may hold; unanswered, it asks again later.
+   */
+  handleQuery(operationIds: string[]): LedgerQueryReply | null {
+    return (this.ledger ?? this.ledgerOpener.view)?.query(operationIds) ?? null;
+  }
+
+  /**
+   * A start while the state directory cannot be used: nothing runs unrecorded. One an earlier runner
+   * process recorded (a redelivery: its acknowledgement was lost) is answered as started, as the ledger
+   * would: its outcome comes once the ledger opens. Any other is refused for good — the operation fails
+   * at once with the reason, where its caller sees it — but for later while this process stops.
+   */
+  private answerWithoutLedger(op: StartOperation): StartAck {
+    if (this.stopping) return SHUTTING_DOWN;
+    if (this.ledgerOpener.view?.get(op.operationId)) {
+      this.logger.warn("a start an earlier runner process recorded came again while the state directory cannot be used; answered as started, its outcome is sent once the ledger opens", { operationId: op.operationId });
+      return { ok: true, state: "already-started" };
+    }
+    this.logger.warn("refused a start: the state directory cannot be used, and nothing runs unrecorded", { operationId: op.operationId });
+    return { ok: false, error: this.ledgerOpener.refusal };
   }
 
   /**
@@ -411,10 +439,16 @@ export class Agent {
     });
     // Not answered at all when not signed: to a dispatcher, "not stopped" would keep a cancel pending as if
     // nothing had started, and an empty ledger would say the operations are unknown here (result lost).
-    s.on("operation:cancel", (req, ack) => this.signedForMe("operation:cancel", req) && ack(this.handleCancel(req)));
-    // Not answered either while the ledger is shut: "unknown" would have the dispatcher fail as result lost
-    // operations whose results it may hold; unanswered, the dispatcher asks again later, as of a frozen runner.
-    s.on("operation:query", (req, ack) => this.signedForMe("operation:query", req) && this.ledger !== null && ack(this.ledger.query(req.operationIds)));
+    s.on("operation:cancel", (req, ack) => {
+      if (!this.signedForMe("operation:cancel", req)) return;
+      const answer = this.handleCancel(req);
+      if (answer) ack(answer);
+    });
+    s.on("operation:query", (req, ack) => {
+      if (!this.signedForMe("operation:query", req)) return;
+      const answer = this.handleQuery(req.operationIds);
+      if (answer) ack(answer);
+    });
   }
 
   /**
@@ -436,7 +470,7 @@ export class Agent {
   }
 
   /** The answer to a cancel from the dispatcher (the socket handler's; public for tests). */
-  handleCancel({ operationId, reason }: { operationId: string; reason?: string }): CancelAck {
+  handleCancel({ operationId, reason }: { operationId: string; reason?: string }): CancelAck | null {
     const why = typeof reason === "string" && reason ? reason : undefined;
     const run = this.running.get(operationId);
     if (run) {
@@ -444,6 +478,12 @@ export class Agent {
       return { ok: true };
     }
     const ledger = this.ledger;
+    if (!ledger && (this.ledgerOpener.view === null || this.ledgerOpener.view.get(operationId))) {
+      // Started by an earlier runner process (or that cannot be told: the ledger cannot be read): "not
+      // running here" would have the dispatcher end it as cancelled before it started. Unanswered, it asks
+      // again later, as of a frozen runner; the outcome comes once the ledger opens.
+      return null;
+    }
     if (ledger?.get(operationId)?.state === "finished") {
       // Ran to its end already: the result is the outcome, and the dispatcher may not have it (its
       // delivery was what it was waiting on).
@@ -464,13 +504,7 @@ export class Agent {
    */
   async handleStart(op: StartOperation): Promise<StartAck> {
     const ledger = this.ledger;
-    if (!ledger) {
-      // Final, not "later": the operation fails at once with the reason, where its caller sees it. Its
-      // start may be a redelivery of one that an earlier runner process recorded (the ledger, shut, cannot
-      // say): refused all the same, as it must never run twice; that process's result comes once the ledger opens.
-      this.logger.warn("refused a start: the state directory cannot be used, and nothing runs unrecorded", { operationId: op.operationId });
-      return { ok: false, error: this.ledgerOpener.refusal };
-    }
+    if (!ledger) return this.answerWithoutLedger(op);
     const known = this.answerKnownStart(op, ledger);
     if (known) return known;
     // In flight from here: a stop() that begins meanwhile waits for this start.

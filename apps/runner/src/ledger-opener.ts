@@ -1,5 +1,5 @@
 import type { Logger } from "@runbridge/common";
-import { Ledger } from "./ledger";
+import { Ledger, type LedgerView } from "./ledger";
 
 /**
  * How often a runner whose state directory cannot be used tries to open its ledger again. Whoever
@@ -60,7 +60,15 @@ export interface LedgerRetryHooks {
  * as in use, and this one can take it only as a runner starting then would.
  */
 export class LedgerOpener {
-  private outage: (StorageFailure & { since: number; saidAt: number }) | null = null;
+  private outage: (StorageFailure & { since: number }) | null = null;
+  /** When each cause of this outage was last said: a disk that alternates between two must not log at every attempt. */
+  private readonly said = new Map<string, number>();
+  /**
+   * The ledger as the disk holds it, read at the last attempt (null: it could not be read). It tells
+   * a start (or a question about one) that an earlier runner process recorded — which must never run
+   * again, and whose outcome comes once the ledger opens — from one never seen here.
+   */
+  private known: LedgerView | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -78,19 +86,41 @@ export class LedgerOpener {
       if (this.outage) {
         this.logger.info("the state directory can be used again: the runner records and takes operations again", { stateDir: this.stateDir, unusableForSeconds: Math.round((performance.now() - this.outage.since) / 1000) });
         this.outage = null;
+        this.said.clear();
+        this.known = null;
       }
       return ledger;
     } catch (err) {
       const failure = storageFailure(this.stateDir, err);
       if (!failure) throw err;
       this.noteOutage(failure, err);
+      this.known = this.readKnown();
       return null;
     }
   }
 
-  /** Why a start is refused while the ledger is shut: what its operation's error says. */
+  /** While the ledger is shut: what the disk says it knows (null when that cannot be read either). */
+  get view(): LedgerView | null {
+    return this.known;
+  }
+
+  /**
+   * Why a start is refused while the ledger is shut: what its operation's error says. Not started
+   * when the ledger on disk could be read and does not know it; otherwise an earlier runner process
+   * may have, and that cannot be told.
+   */
   get refusal(): string {
-    return `it cannot record operations: ${this.outage?.reason ?? `state directory ${this.stateDir} cannot be used`}; not started`;
+    const why = `it cannot record operations: ${this.outage?.reason ?? `state directory ${this.stateDir} cannot be used`}`;
+    return this.known ? `${why}; not started` : `${why}; not run by this runner process (its ledger cannot be read either: whether an earlier one started it is unknown)`;
+  }
+
+  private readKnown(): LedgerView | null {
+    try {
+      return Ledger.view(this.stateDir);
+    } catch (err) {
+      this.logger.warn("cannot read the ledger either: starts are refused without knowing whether an earlier runner process started them", { stateDir: this.stateDir, error: String(err) });
+      return null;
+    }
   }
 
   /** Tries open() again every LEDGER_RETRY_MS until it opens or fails for another reason; not after stop(). */
@@ -116,18 +146,18 @@ export class LedgerOpener {
     this.timer = null;
   }
 
-  /** Said once, and again when its cause changes or, unchanged, once an hour: not at every attempt. */
+  /** Each cause said once, and again once an hour while it lasts: not at every attempt, even when causes alternate. */
   private noteOutage(failure: StorageFailure, err: unknown): void {
     const now = performance.now();
-    const previous = this.outage;
-    this.outage = { ...failure, since: previous?.since ?? now, saidAt: previous?.saidAt ?? now };
+    this.outage = { ...failure, since: this.outage?.since ?? now };
+    const saidAt = this.said.get(failure.code);
+    if (saidAt !== undefined && now - saidAt < this.timing.reminderMs) return;
+    this.said.set(failure.code, now);
     const detail = { stateDir: this.stateDir, code: failure.code, error: err instanceof Error ? err.message : String(err), retryEverySeconds: this.timing.retryMs / 1000 };
-    if (!previous || previous.code !== failure.code) {
+    if (saidAt === undefined) {
       this.logger.error(`runner cannot record operations: ${failure.reason}. It stays connected and refuses every operation (each fails at once, saying this) until it can`, detail);
-      this.outage.saidAt = now;
-    } else if (now - previous.saidAt >= this.timing.reminderMs) {
-      this.logger.warn(`runner still cannot record operations: ${failure.reason}`, { ...detail, unusableForSeconds: Math.round((now - previous.since) / 1000) });
-      this.outage.saidAt = now;
+    } else {
+      this.logger.warn(`runner still cannot record operations: ${failure.reason}`, { ...detail, unusableForSeconds: Math.round((now - this.outage.since) / 1000) });
     }
   }
 }

@@ -17,6 +17,9 @@ export type LedgerEntry =
   /** `result` only until the delivered mark is on disk; `startedAt` unknown for entries loaded from a file name. */
   | { operationId: string; state: "finished"; delivered: true; startedAt?: string; result?: OperationResult };
 
+/** What a ledger read without owning it (Ledger.view) can answer. */
+export type LedgerView = Pick<Ledger, "get" | "query">;
+
 const STARTS_LOG = "started.log";
 const OPERATION_ID = /^[0-9a-f-]{36}$/i;
 const DELIVERED_SUFFIX = ".delivered.json";
@@ -72,8 +75,17 @@ export class Ledger {
     stateDir: string,
     /** Told about failures that cost nothing but space or time (compaction, pruning). */
     private readonly onError: (message: string, err: unknown) => void = () => undefined,
+    /** "view": see Ledger.view. */
+    private readonly access: "own" | "view" = "own",
   ) {
     this.dir = path.join(stateDir, "ledger");
+    if (access === "view") {
+      this.lock = null;
+      this.startsFd = null;
+      this.closed = true;
+      if (existsSync(this.dir)) this.load();
+      return;
+    }
     makeDirs(this.dir);
     // Before reading anything: another runner's live operations would look like orphans, and compaction drop its starts.
     this.lock = lockStateDir(stateDir);
@@ -84,6 +96,17 @@ export class Ledger {
       this.releaseLock();
       throw err;
     }
+  }
+
+  /**
+   * What the ledger on disk knows, read without taking the state directory and without writing
+   * anything (a full or read-only disk can still be read): for a runner that cannot open its ledger,
+   * to tell a start an earlier runner process recorded from one never seen. Only while no live
+   * runner holds the directory (its lock says so), as nothing writes to it then. Throws when the
+   * ledger cannot be read.
+   */
+  static view(stateDir: string, onError?: (message: string, err: unknown) => void): LedgerView {
+    return new Ledger(stateDir, onError, "view");
   }
 
   private load(): void {
@@ -97,23 +120,32 @@ export class Ledger {
       }
       if (file.endsWith(".tmp")) {
         // A write that did not finish (a crash, a full disk): what it was writing is whole in the file it was to replace, or nowhere.
-        unlinkTmp(path.join(this.dir, file), this.onError);
+        if (this.access === "own") unlinkTmp(path.join(this.dir, file), this.onError);
         continue;
       }
       if (!file.endsWith(".json")) continue;
+      // A read that fails (EIO) throws: a ledger opened without one of its results could run its operation again.
+      let text: string;
+      try {
+        text = readFileSync(path.join(this.dir, file), "utf8");
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw err;
+      }
       let entry: unknown;
       try {
-        entry = JSON.parse(readFileSync(path.join(this.dir, file), "utf8"));
+        entry = JSON.parse(text);
       } catch {
-        // A torn write (crash mid-write) is in the .tmp file, never here.
-        continue;
+        // A torn write (crash mid-write) is in the .tmp file, never here: this is bit rot, handled below.
+        entry = undefined;
       }
       // Bit rot, or a file of another version: set aside (and said), rather than crash every start of the
       // runner — but its operation stays known, as started with its outcome unknown (its start record may
       // be compacted away already): a redelivered start is never run again.
       const named = file.slice(0, -".json".length);
       if (!isEntryOf(entry, named)) {
-        const modified = setAside(path.join(this.dir, file), this.onError);
+        const file_ = path.join(this.dir, file);
+        const modified = this.access === "own" ? setAside(file_, this.onError) : modifiedAt(file_);
         if (OPERATION_ID.test(named)) this.entries.set(named, { operationId: named, state: "running", startedAt: modified });
         continue;
       }
@@ -504,7 +536,12 @@ function makeDirs(dir: string): void {
     if (code === "EEXIST") return;
     if (code !== "ENOENT" || path.dirname(dir) === dir) throw err;
     makeDirs(path.dirname(dir));
-    makeDirs(dir);
+    // Once, not again through makeDirs: a parent that exists and still gives ENOENT (a dangling symlink) would loop.
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (again) {
+      if ((again as NodeJS.ErrnoException).code !== "EEXIST") throw again;
+    }
   }
 }
 
@@ -528,11 +565,19 @@ function isEntryOf(value: unknown, operationId: string): value is LedgerEntry {
   return e.delivered === false && typeof result === "object" && result !== null && result.operationId === operationId && typeof result.status === "string";
 }
 
+/** When the file was last written, or now when that cannot be read. */
+function modifiedAt(file: string): string {
+  try {
+    return statSync(file).mtime.toISOString();
+  } catch {
+    return new Date().toISOString();
+  }
+}
+
 /** A file the ledger cannot use, renamed out of its way (`.bad`) so the runner starts, and reported; returns when it was last written. */
 function setAside(file: string, onError: (message: string, err: unknown) => void): string {
-  let modified = new Date().toISOString();
+  const modified = modifiedAt(file);
   try {
-    modified = statSync(file).mtime.toISOString();
     renameSync(file, `${file}.bad`);
     onError(`a ledger file that is not a ledger entry was set aside as ${path.basename(file)}.bad`, new Error("unexpected content"));
   } catch (err) {
