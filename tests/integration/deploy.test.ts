@@ -202,12 +202,14 @@ describe("applications and POST /api/automation/v1/deploy", () => {
       // under which the update commits: the moment a PATCH commits between a deploy's read and its record.
       await testPrisma().$transaction(
         async (tx) => {
+          const [me] = await tx.$queryRaw<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
           await tx.$queryRaw`SELECT id FROM applications WHERE id = ${app.id}::uuid FOR UPDATE`;
           answer = deploy({ application_id: app.id }).then((r) => r);
+          // Blocked by this transaction, not by anything else on the server (other test files run meanwhile).
           await waitFor(
             async () => {
               const [row] = await testPrisma().$queryRaw<{ n: bigint }[]>`
-                SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%FROM applications%FOR UPDATE%'`;
+                SELECT count(*) AS n FROM pg_stat_activity WHERE ${me?.pid ?? -1}::int = ANY(pg_blocking_pids(pid)) AND query ILIKE '%FROM applications%FOR UPDATE%'`;
               return Number(row?.n) > 0 || null;
             },
             10_000,
@@ -221,7 +223,7 @@ describe("applications and POST /api/automation/v1/deploy", () => {
       expect(res.status).toBe(409);
       expect(res.body.detail).toMatch(/^Application "web" \(.+\) was changed \(deploy_command\) while this deploy was being accepted; nothing was started\. Retry/);
       const [stale] = await testPrisma().operation.findMany({ where: { serverId: fx.server.id, command: "echo old > ran.txt" } });
-      expect(stale).toMatchObject({ status: "failed", dispatchedAt: null });
+      expect(stale).toMatchObject({ status: "failed", dispatchedAt: null, error: "not started: the application changed (deploy_command) while the deploy was accepted" });
       expect(await testPrisma().deployment.count({ where: { applicationId: app.id } })).toBe(0);
       const retry = await deploy({ application_id: app.id });
       expect(retry.status).toBe(202);

@@ -28,14 +28,14 @@ export const gatewayEnvSchema = Joi.object({
     .min(1)
     .max(600)
     .default(20)
-    .description("A request whose headers have not all arrived this long after its first byte is answered 408 and its connection closed"),
+    .description("A request whose headers have not all arrived this long after the connection opened (the first request) or after its first byte (later ones on a kept-alive connection) is answered 408 and its connection closed"),
   HTTP_REQUEST_TIMEOUT_SECONDS: Joi.number()
     .integer()
     .min(Joi.ref("HTTP_HEADERS_TIMEOUT_SECONDS"))
     .max(3600)
     .default(60)
     .description(
-      "A request (headers and body) not wholly received this long after its first byte is answered 408 and its connection closed; the time the gateway then holds the request (EXEC_MAX_WAIT_SECONDS) does not count",
+      "A request (headers and body) not wholly received this long after it began (as for HTTP_HEADERS_TIMEOUT_SECONDS) is answered 408 and its connection closed; the time the gateway then holds the request (EXEC_MAX_WAIT_SECONDS) does not count",
     ),
   DB_POOL_SIZE: Joi.number().integer().min(1).max(200).default(10).description("PostgreSQL connections per gateway process"),
   LOGS_MAX_STREAMS_PER_KEY: Joi.number()

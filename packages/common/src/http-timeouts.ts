@@ -9,7 +9,8 @@ import type { ServerOptions } from "node:http";
 const CHECK_INTERVAL_MS = 1_000;
 
 /**
- * Bounds on receiving a request, from its first byte: its headers, and the
+ * Bounds on receiving a request, from the connection's opening (for its first request) or the
+ * request's first byte (for the next ones on a kept-alive connection): its headers, and the
  * whole of it. Node applies neither to the time an answer takes once the
  * request is in (a held exec), nor to an idle keep-alive connection between
  * requests, so both can be far below how long requests are held.

@@ -116,6 +116,8 @@ export const FailureCause = {
   /** The gateway recorded it but could not queue it (Redis unreachable). */
   NotQueued: "not_queued",
   DeploymentNotRecorded: "deployment_not_recorded",
+  /** A deploy refused (409) because its application was changed while the deploy was accepted; nothing ran. */
+  ApplicationChanged: "application_changed",
   /** Recorded although the gateway's insert went unconfirmed and its client was told "not started". */
   NotConfirmed: "not_confirmed",
   CredentialGone: "credential_gone",

@@ -20,15 +20,17 @@ class ApplicationChangedError extends Error {
   }
 }
 
-/** The fields a deploy's operation was made from that differ now, by their API names. */
+/**
+ * The fields a deploy's operation was made from that differ now, by their API names. Not
+ * allowed_env_overrides: the dispatcher checks the overrides against the application as it is when
+ * it first hands the deploy over (a narrowing while the deploy waits its turn must count too).
+ */
 function changedSinceRead(read: Application, now: Application, branchUsed: boolean): string[] {
-  const allowlist = (a: Application) => JSON.stringify(readEnvAllowlist(a.allowedEnvOverrides));
   return [
     read.serverId !== now.serverId && "server_id",
     read.workingDirectory !== now.workingDirectory && "working_directory",
     read.deployCommand !== now.deployCommand && "deploy_command",
     branchUsed && read.deployBranch !== now.deployBranch && "deploy_branch",
-    allowlist(read) !== allowlist(now) && "allowed_env_overrides",
   ].filter((f): f is string => typeof f === "string");
 }
 
@@ -102,7 +104,7 @@ export function deployRouter(ctx: GatewayContext): Router {
           if (err instanceof ApplicationChangedError) {
             ctx.logger.info("refused a deploy: its application changed while it was accepted", { operationId: created.id, applicationId: app.id, changed: err.fields });
             // Not enqueued and no deployment row: if it cannot be ended now, the dispatcher ends it on delivery.
-            if (!(await failUndispatched(ctx, created, FailureCause.DeploymentNotRecorded, `not started: the application changed (${err.fields.join(", ")}) while the deploy was accepted`))) {
+            if (!(await failUndispatched(ctx, created, FailureCause.ApplicationChanged, `not started: the application changed (${err.fields.join(", ")}) while the deploy was accepted`))) {
               return ENQUEUE_WHEN_SETTLED;
             }
             throw new ConflictError(
