@@ -55,9 +55,10 @@ export interface LedgerRetryHooks {
  * Opens the runner's ledger: at boot, then, while its state directory cannot be used for a storage
  * reason, again every LEDGER_RETRY_MS. Each attempt is a whole `new Ledger`, as a boot makes: the
  * state directory's lock first (taken from nobody alive), the ledger read only after. Between attempts
- * this process holds no lock and knows nothing of the ledger, so it runs nothing (the agent refuses
- * every start): another runner taking the directory meanwhile is refused by this one's next attempt
- * as in use, and this one can take it only as a runner starting then would.
+ * this process holds no lock and writes nothing, so it runs nothing (the agent refuses every start it
+ * does not know): another runner taking the directory meanwhile is refused by this one's next attempt
+ * as in use, and this one can take it only as a runner starting then would. What it knows meanwhile
+ * is the ledger as the disk holds it (view), read at each attempt.
  */
 export class LedgerOpener {
   private outage: (StorageFailure & { since: number }) | null = null;
@@ -69,6 +70,8 @@ export class LedgerOpener {
    * again, and whose outcome comes once the ledger opens — from one never seen here.
    */
   private known: LedgerView | null = null;
+  /** The view could not be read at the last attempt, and that was said: not again at every attempt. */
+  private viewUnreadableSaid = false;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -88,6 +91,7 @@ export class LedgerOpener {
         this.outage = null;
         this.said.clear();
         this.known = null;
+        this.viewUnreadableSaid = false;
       }
       return ledger;
     } catch (err) {
@@ -116,9 +120,14 @@ export class LedgerOpener {
 
   private readKnown(): LedgerView | null {
     try {
-      return Ledger.view(this.stateDir);
+      const view = Ledger.view(this.stateDir);
+      this.viewUnreadableSaid = false;
+      return view;
     } catch (err) {
-      this.logger.warn("cannot read the ledger either: starts are refused without knowing whether an earlier runner process started them", { stateDir: this.stateDir, error: String(err) });
+      if (!this.viewUnreadableSaid) {
+        this.logger.warn("cannot read the ledger either: starts are refused without knowing whether an earlier runner process started them", { stateDir: this.stateDir, error: String(err) });
+        this.viewUnreadableSaid = true;
+      }
       return null;
     }
   }
