@@ -62,6 +62,14 @@ const SPAWN_LIMITS: Record<string, string> = {
   ENOMEM: " (the server is out of memory)",
 };
 
+/**
+ * After the command's shell exits, its result is taken once its pipes close, or, when background
+ * processes it started hold them open, once no output has come for this long (what those print
+ * later is theirs, read and dropped) — but no later than EXIT_OUTPUT_MAX_WAIT_MS after the exit,
+ * for a background process that never stops printing.
+ */
+const EXIT_QUIET_MS = 250;
+const EXIT_OUTPUT_MAX_WAIT_MS = 2_000;
 /** How long after SIGKILL a command that has not exited is given up on (see stopTree). */
 const UNKILLABLE_AFTER_MS = 10_000;
 
@@ -189,6 +197,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
       const proc = child;
       // Cleared once the result is taken: what background processes print later is read and dropped.
       let capturing = true;
+      let lastOutputAt = performance.now();
       timeoutTimer = setTimeout(
         () => stopTree("timeout", `timed out after ${op.timeoutSeconds} s; the process group was killed`),
         op.timeoutSeconds * 1000,
@@ -209,6 +218,7 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         };
         stream.on("data", (chunk: Buffer) => {
           if (!capturing) return;
+          lastOutputAt = performance.now();
           captures[name].push(chunk);
           emit(live.push(decoder.write(chunk)));
         });
@@ -229,15 +239,29 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         exitSignal = signal;
         exited = true;
         if (timeoutTimer) clearTimeout(timeoutTimer);
-        // Background processes may hold the pipes open; do not wait for them. Nor close the pipes:
-        // a daemon (`nohup app &`, pm2) writing to a closed pipe dies of SIGPIPE. Keep reading and
-        // dropping what they write, without that keeping the runner's event loop alive — nor the
-        // operation's captures and masker, for as long as the daemon lives.
-        setTimeout(() => {
-          capturing = false;
-          finish();
-          detach();
-        }, 250).unref();
+        // The pipes close once read to their end, unless background processes hold them open: do not
+        // wait for those. Nor close the pipes: a daemon (`nohup app &`, pm2) writing to a closed pipe
+        // dies of SIGPIPE. Keep reading and dropping what they write, without that keeping the runner's
+        // event loop alive — nor the operation's captures and masker, for as long as the daemon lives.
+        const exitedAt = performance.now();
+        const letGo = () => {
+          // Timers run before the loop reads what waits in the pipes: on a busy runner (its loop seconds
+          // behind) this one came due before the command's last output was read, and the result lost
+          // it. Decided after the loop's next read (setImmediate), once output has been quiet for a while.
+          setImmediate(() => {
+            if (settled) return;
+            const now = performance.now();
+            const quietFor = now - lastOutputAt;
+            if (quietFor < EXIT_QUIET_MS && now - exitedAt < EXIT_OUTPUT_MAX_WAIT_MS) {
+              setTimeout(letGo, EXIT_QUIET_MS - quietFor).unref();
+              return;
+            }
+            capturing = false;
+            finish();
+            detach();
+          });
+        };
+        setTimeout(letGo, EXIT_QUIET_MS).unref();
       });
       proc.on("close", () => finish());
       /**
