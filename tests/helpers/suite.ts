@@ -1,6 +1,8 @@
 import { closeTestPrisma } from "./db";
 import { createFixture } from "./factories";
+import type { Proc } from "./processes";
 import { type RunnerOptions, TestStack, type StackOptions } from "./stack";
+import { ThrottleProxy } from "./throttle-proxy";
 
 export type Fixture = Awaited<ReturnType<typeof createFixture>>;
 /** A stack's options, or a function that makes them once something else is up. */
@@ -37,5 +39,24 @@ export function useStackWithRunner(opts?: SuiteStackOptions, runner?: RunnerOpti
     suite.fx = await createFixture();
     await suite.stack.startRunner(suite.fx.runnerToken, suite.fx.server.id, runner);
   });
+  return suite;
+}
+
+/**
+ * A suite whose one runner reaches its dispatcher over a slow uplink: a ThrottleProxy of
+ * `uplinkBytesPerSecond` between them (what the runner sends is throttled, answers are not).
+ */
+export function useStackWithSlowUplink(
+  uplinkBytesPerSecond: number,
+  opts?: SuiteStackOptions,
+): { stack: TestStack; fx: Fixture; proxy: ThrottleProxy; runner: Proc } {
+  const suite = useStack(opts) as { stack: TestStack; fx: Fixture; proxy: ThrottleProxy; runner: Proc };
+  beforeAll(async () => {
+    suite.fx = await createFixture();
+    suite.proxy = new ThrottleProxy(suite.stack.dispatcherPorts[0] as number, uplinkBytesPerSecond);
+    await suite.proxy.listen();
+    suite.runner = await suite.stack.startRunner(suite.fx.runnerToken, suite.fx.server.id, { env: { RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${suite.proxy.port}` } });
+  });
+  afterAll(() => suite.proxy?.close());
   return suite;
 }

@@ -1,11 +1,9 @@
 import { Limits } from "@runbridge/contracts";
 import { testPrisma } from "../helpers/db";
-import { createFixture } from "../helpers/factories";
 import { parseLogEntry } from "../../apps/gateway/src/services/log-entry";
 import { deliverableText } from "../../apps/runner/src/result-limits";
-import { type Proc, waitFor } from "../helpers/processes";
-import { useStack, type Fixture } from "../helpers/suite";
-import { ThrottleProxy } from "../helpers/throttle-proxy";
+import { waitFor } from "../helpers/processes";
+import { useStackWithSlowUplink } from "../helpers/suite";
 
 const MiB = 1024 * 1024;
 /** The runner's uplink. The dispatcher drops a runner whose heartbeat reply takes 10 s longer than its ping interval. */
@@ -19,24 +17,14 @@ const FLOOD_BYTES = 30_000_000;
  */
 describe("live output over a slow uplink", () => {
   // Answered "running" after a second: the test waits for the ends itself, bounded.
-  const suite = useStack({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
-  let fx: Fixture;
-  let proxy: ThrottleProxy;
-  let runner: Proc;
-  beforeAll(async () => {
-    fx = await createFixture();
-    proxy = new ThrottleProxy(suite.stack.dispatcherPorts[0] as number, UPLINK_BYTES_PER_SECOND);
-    await proxy.listen();
-    runner = await suite.stack.startRunner(fx.runnerToken, fx.server.id, { env: { RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${proxy.port}` } });
-  });
-  afterAll(() => proxy.close());
+  const suite = useStackWithSlowUplink(UPLINK_BYTES_PER_SECOND, { gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
 
   const submit = async (command: string) => {
     const res = await suite.stack
       .api()
       .post("/api/automation/v1/exec")
-      .set("Authorization", `Bearer ${fx.token}`)
-      .send({ server_id: fx.server.id, command, timeout_seconds: 60 });
+      .set("Authorization", `Bearer ${suite.fx.token}`)
+      .send({ server_id: suite.fx.server.id, command, timeout_seconds: 60 });
     return (res.body as { operation_id: string }).operation_id;
   };
   const ended = (id: string) => testPrisma().operation.findFirst({ where: { id, status: { in: ["completed", "failed", "timeout", "cancelled"] } } });
@@ -44,7 +32,7 @@ describe("live output over a slow uplink", () => {
   it("drops live output while the connection is backed up, for all operations together, and keeps the runner connected", async () => {
     // Two at once: NULs, which go out as `\u0000` (six times their size), and plain text.
     const [zeros, text] = await Promise.all([submit(`head -c ${FLOOD_BYTES} /dev/zero`), submit(`head -c ${FLOOD_BYTES} /dev/zero | tr '\\0' a`)]);
-    await waitFor(async () => (runner.output.match(/"operation started"/g)?.length ?? 0) >= 2, 10_000, "both floods to start");
+    await waitFor(async () => (suite.runner.output.match(/"operation started"/g)?.length ?? 0) >= 2, 10_000, "both floods to start");
     // A command started while they flood is not queued behind their output: its start's answer and
     // its result wait behind the bounded backlog, the kernel's socket buffers and the floods' results
     // (a few seconds at this rate), not tens of MiB (about 30 s, and the runner dropped, unbounded).
@@ -53,10 +41,10 @@ describe("live output over a slow uplink", () => {
     await waitFor(() => ended(quick), 30_000, "the quick command to end");
     const quickMs = Date.now() - started;
     await waitFor(async () => (await ended(zeros)) && (await ended(text)), 30_000, "both floods to end");
-    expect(runner.output).not.toMatch(/disconnected from dispatcher/);
+    expect(suite.runner.output).not.toMatch(/disconnected from dispatcher/);
     expect(quickMs).toBeLessThan(10_000);
     // Unbounded, 8 MiB of text and 48 MiB of escaped NULs went; the results are about 3 MiB.
-    expect(proxy.forwarded).toBeLessThan(24 * MiB);
+    expect(suite.proxy.forwarded).toBeLessThan(24 * MiB);
 
     // The stored results are what they always were: each stream's last MiB, as much of it as a result carries.
     for (const [id, byte] of [[zeros, "\0"], [text, "a"]] as const) {

@@ -7,13 +7,15 @@ import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
 import type { Ledger } from "./ledger";
 import { LedgerOpener } from "./ledger-opener";
-import { LiveOutput, transportBacklogBytes } from "./live-output";
+import { LIVE_OUTPUT_BACKLOG_MAX_BYTES, LiveOutput, transportBacklogBytes } from "./live-output";
 import { PlatformClock } from "./platform-clock";
 
 export const RUNNER_VERSION = "0.1.0";
 const RESULT_ACK_TIMEOUT_MS = 10_000;
 const OUTBOX_RETRY_MS = 3_000;
 const MAX_RESULTS_IN_FLIGHT = 64;
+/** How soon a result held back by the connection's backlog is looked at again. */
+const BACKLOG_RECHECK_MS = 100;
 const START_REPORT_DELAY_MS = 200;
 /** How long a cancel that arrived before its start is remembered: longer than any delivery window (RUNNER_DELIVERY_TIMEOUT_SECONDS ≤ 3600). */
 const CANCEL_MEMORY_MS = 65 * 60_000;
@@ -614,7 +616,11 @@ export class Agent {
   /**
    * Sends every undelivered result (up to MAX_RESULTS_IN_FLIGHT at once) and
    * keeps it until the dispatcher confirms it is stored; retries later or
-   * after a reconnect otherwise.
+   * after a reconnect otherwise. A result goes out only while the connection's
+   * backlog is under LIVE_OUTPUT_BACKLOG_MAX_BYTES: results of up to a few MiB
+   * each, all sent at once over a slow uplink, queued the heartbeat's answers
+   * behind them until the dispatcher dropped the runner, and each waited its
+   * acknowledgement's time-out in the queue, to be sent again behind itself.
    */
   private pump(): void {
     const ledger = this.ledger;
@@ -623,8 +629,12 @@ export class Agent {
       const id = result.operationId;
       if (this.sending.has(id)) continue;
       if (this.sending.size >= MAX_RESULTS_IN_FLIGHT) break;
-      this.sending.add(id);
       const socket = this.socket;
+      if (transportBacklogBytes(socket) > LIVE_OUTPUT_BACKLOG_MAX_BYTES) {
+        this.scheduleRetry(BACKLOG_RECHECK_MS);
+        break;
+      }
+      this.sending.add(id);
       socket
         .timeout(RESULT_ACK_TIMEOUT_MS)
         .emitWithAck("operation:result", result)
