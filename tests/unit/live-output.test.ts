@@ -1,5 +1,5 @@
 import { Limits } from "@runbridge/contracts";
-import { LIVE_OUTPUT_BACKLOG_MAX_BYTES, LiveOutput } from "../../apps/runner/src/live-output";
+import { CONNECTION_BACKLOG_MAX_BYTES, LiveOutput } from "../../apps/runner/src/live-output";
 
 const CHUNK = 64 * 1024;
 
@@ -28,7 +28,7 @@ describe("the runner's live output", () => {
     const other = new LiveOutput({ send: (stream, offset, data) => sent.push({ stream: `other-${stream}`, offset, data }), backlog: () => link.backlog });
     const text = "a".repeat(CHUNK);
     live.push("stdout", text, 0);
-    link.backlog = LIVE_OUTPUT_BACKLOG_MAX_BYTES + 1;
+    link.backlog = CONNECTION_BACKLOG_MAX_BYTES + 1;
     live.push("stdout", text, CHUNK);
     other.push("stdout", text, 0);
     live.push("stderr", "e", 0);
@@ -36,7 +36,7 @@ describe("the runner's live output", () => {
     // Sent again once it drains, at its offset: the gap before it is what clients show as skipped.
     live.push("stdout", text, 2 * CHUNK);
     live.push("stdout", text, 3 * CHUNK);
-    link.backlog = LIVE_OUTPUT_BACKLOG_MAX_BYTES + 1;
+    link.backlog = CONNECTION_BACKLOG_MAX_BYTES + 1;
     live.push("stdout", text, 4 * CHUNK);
     live.end();
     other.end();

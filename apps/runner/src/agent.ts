@@ -7,7 +7,7 @@ import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
 import type { Ledger } from "./ledger";
 import { LedgerOpener } from "./ledger-opener";
-import { LIVE_OUTPUT_BACKLOG_MAX_BYTES, LiveOutput, transportBacklogBytes } from "./live-output";
+import { CONNECTION_BACKLOG_MAX_BYTES, LiveOutput, transportBacklogBytes } from "./live-output";
 import { PlatformClock } from "./platform-clock";
 
 export const RUNNER_VERSION = "0.1.0";
@@ -617,7 +617,7 @@ export class Agent {
    * Sends every undelivered result (up to MAX_RESULTS_IN_FLIGHT at once) and
    * keeps it until the dispatcher confirms it is stored; retries later or
    * after a reconnect otherwise. A result goes out only while the connection's
-   * backlog is under LIVE_OUTPUT_BACKLOG_MAX_BYTES: results of up to a few MiB
+   * backlog is under CONNECTION_BACKLOG_MAX_BYTES: results of up to a few MiB
    * each, all sent at once over a slow uplink, queued the heartbeat's answers
    * behind them until the dispatcher dropped the runner, and each waited its
    * acknowledgement's time-out in the queue, to be sent again behind itself.
@@ -630,7 +630,7 @@ export class Agent {
       if (this.sending.has(id)) continue;
       if (this.sending.size >= MAX_RESULTS_IN_FLIGHT) break;
       const socket = this.socket;
-      if (transportBacklogBytes(socket) > LIVE_OUTPUT_BACKLOG_MAX_BYTES) {
+      if (transportBacklogBytes(socket) > CONNECTION_BACKLOG_MAX_BYTES) {
         this.scheduleRetry(BACKLOG_RECHECK_MS);
         break;
       }

@@ -4,12 +4,13 @@ import type { Socket } from "socket.io-client";
 type StreamName = "stdout" | "stderr";
 
 /**
- * Live output is dropped while the connection holds more than this not yet handed to the kernel,
- * for all operations together: everything else the runner sends (heartbeat replies, start answers,
- * results) queues behind it, and over a slow uplink the dispatcher drops a runner whose heartbeat
- * reply waits longer than its ping timeout (10 s); unbounded, it also grows the runner's memory.
+ * Live output is dropped, and results wait (Agent.pump), while the connection holds more than this
+ * not yet handed to the kernel, for all operations together: everything else the runner sends
+ * (heartbeat replies, start answers) queues behind it, and over a slow uplink the dispatcher drops a
+ * runner whose heartbeat reply waits longer than its ping timeout (10 s); unbounded, it also grows
+ * the runner's memory.
  */
-export const LIVE_OUTPUT_BACKLOG_MAX_BYTES = 1024 * 1024;
+export const CONNECTION_BACKLOG_MAX_BYTES = 1024 * 1024;
 
 /**
  * Bytes socket.io holds for `socket`'s connection, not yet written to the kernel: packets engine.io
@@ -52,7 +53,7 @@ export interface LiveOutputLink {
  * One operation's live output. Chunks go out until Limits.liveLogMaxBytes of them, counted as
  * they cross the wire, have gone (and the chunk that crosses it: the dispatcher, which charges more
  * than the text per chunk, has then usually marked its cut-off); a chunk is dropped while the
- * connection's backlog is over LIVE_OUTPUT_BACKLOG_MAX_BYTES. Dropping never needs a new message:
+ * connection's backlog is over CONNECTION_BACKLOG_MAX_BYTES. Dropping never needs a new message:
  * offsets are byte positions in the stream, so the next chunk sent starts past the last one and
  * clients (the CLI, the Action, the dashboard) show the gap and fill it from the stored result.
  */
@@ -69,7 +70,7 @@ export class LiveOutput {
     this.printed[stream] = end;
     if (this.spent > Limits.liveLogMaxBytes) return;
     const backlog = this.link.backlog();
-    if (backlog === null || backlog > LIVE_OUTPUT_BACKLOG_MAX_BYTES) return;
+    if (backlog === null || backlog > CONNECTION_BACKLOG_MAX_BYTES) return;
     this.spent += wireBytes(data);
     this.link.send(stream, offset, data);
     this.sent[stream] = end;
