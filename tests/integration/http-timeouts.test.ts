@@ -28,6 +28,13 @@ function trickle(conn: RawConnection, pieces: string[], everyMs: number): void {
   void conn.closed.then(() => clearInterval(timer));
 }
 
+/** The milliseconds from opening to the server closing the connection, which it must close with a 408. */
+async function closedWith408(conn: RawConnection): Promise<number> {
+  const ms = await conn.closed;
+  expect(conn.received()).toMatch(/^HTTP\/1\.1 408 /);
+  return ms;
+}
+
 function portOf(url: string): number {
   return Number(new URL(url).port);
 }
@@ -40,8 +47,7 @@ describe("receiving a request is bounded; holding its answer is not", () => {
     conn.socket.write("POST /api/automation/v1/exec HTTP/1.1\r\nHost: x\r\n");
     // A header line every 300 ms, for a minute: each byte keeps an idle-socket timeout from firing.
     trickle(conn, Array.from({ length: 200 }, (_, i) => `X-Slow-${i}: y\r\n`), 300);
-    const ms = await conn.closed;
-    expect(conn.received()).toMatch(/^HTTP\/1\.1 408 /);
+    const ms = await closedWith408(conn);
     // 2 s, then up to the 1 s between checks (Node's default check, every 30 s, would let it run past 30 s).
     expect(ms).toBeGreaterThanOrEqual(1_900);
     expect(ms).toBeLessThan(5_000);
@@ -54,8 +60,7 @@ describe("receiving a request is bounded; holding its answer is not", () => {
       `POST /api/automation/v1/exec HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${suite.fx.token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
     );
     trickle(conn, [...body], 300);
-    const ms = await conn.closed;
-    expect(conn.received()).toMatch(/^HTTP\/1\.1 408 /);
+    const ms = await closedWith408(conn);
     expect(ms).toBeGreaterThanOrEqual(3_900);
     expect(ms).toBeLessThan(7_000);
   }, 20_000);
@@ -97,8 +102,7 @@ describe("receiving a request is bounded; holding its answer is not", () => {
     const conn = connect(port);
     conn.socket.write("GET /runner/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n");
     trickle(conn, Array.from({ length: 400 }, (_, i) => `X-Slow-${i}: y\r\n`), 300);
-    const ms = await conn.closed;
-    expect(conn.received()).toMatch(/^HTTP\/1\.1 408 /);
+    const ms = await closedWith408(conn);
     // 10 s for the headers, checked every second (Node's default: 60 s, checked every 30 s).
     expect(ms).toBeLessThan(13_000);
   }, 30_000);

@@ -5,6 +5,7 @@ import path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { execute } from "../../apps/runner/src/executor";
+import { testExecutorOptions } from "../helpers/executor";
 import { waitFor } from "../helpers/processes";
 
 const alive = (pid: number) => {
@@ -33,7 +34,7 @@ describe("a cancel after the command exited", () => {
   it("leaves the result completed and the background process running", async () => {
     const run = execute(
       { operationId: "0b5e3c0a-7d1e-4c59-9a53-0b0e7f7f1c11", spec: { kind: "shell", command: "echo $$ > shell.pid; sleep 30 & echo $! > bg.pid; exit 0" }, timeoutSeconds: 30 },
-      { workdir: dir, rebootCommand: "true", killGraceMs: 200, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, now: Date.now },
+      testExecutorOptions(dir),
       () => undefined,
     );
     const pidIn = (file: string) => waitFor(async () => existsSync(path.join(dir, file)) && Number(readFileSync(path.join(dir, file), "utf8")), 10_000, file);
@@ -54,7 +55,7 @@ describe("a cancel after the command exited", () => {
   it("keeps nothing of the operation (its env values, its output) while a process it left running holds the pipes", async () => {
     setFlagsFromString("--expose-gc");
     const gc = runInNewContext("gc") as () => void;
-    const opts = { workdir: dir, rebootCommand: "true", killGraceMs: 200, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, now: Date.now };
+    const opts = testExecutorOptions(dir);
     // The operation as the runner holds it, gone from everything but the executor once the result is in.
     const { op, background } = await (async () => {
       const started = { operationId: "5a4b9a7e-2a39-4a2e-9d1b-7e6c1f0d2b33", spec: { kind: "shell" as const, command: "sleep 30 & echo $! > bg.pid; echo $SECRET" }, env: { SECRET: "canary-s3cr3t" }, stdin: "canary-password", timeoutSeconds: 30 };

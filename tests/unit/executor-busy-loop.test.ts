@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execute } from "../../apps/runner/src/executor";
+import { testExecutorOptions } from "../helpers/executor";
 import { waitFor } from "../helpers/processes";
 
 /**
@@ -21,7 +22,7 @@ describe("the result of a command that exits while the runner's loop is behind",
     const run = execute(
       // Its last line comes from a process it started, a tenth of a second after its shell exits (while the loop is held up).
       { operationId: "4d0b9a52-3f59-4d3c-8f1e-6a7c2b1d9e01", spec: { kind: "shell", command: "echo head; echo $$ > shell.pid; (sleep 0.1; echo tail) & exit 0" }, timeoutSeconds: 30 },
-      { workdir: dir, rebootCommand: "true", killGraceMs: 200, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, now: Date.now },
+      testExecutorOptions(dir),
       () => undefined,
     );
     const shell = await waitFor(async () => existsSync(path.join(dir, "shell.pid")) && Number(readFileSync(path.join(dir, "shell.pid"), "utf8")), 10_000, "the shell's pid");

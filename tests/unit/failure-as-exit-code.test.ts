@@ -5,6 +5,7 @@ import type { StartOperation } from "@runbridge/contracts";
 import type { Operation } from "@runbridge/db";
 import { startMessage } from "../../apps/dispatcher/src/process-spec";
 import { execute } from "../../apps/runner/src/executor";
+import { testExecutorOptions } from "../helpers/executor";
 
 /**
  * The spec answers a failed registry logout as "a completed operation with a
@@ -14,7 +15,7 @@ import { execute } from "../../apps/runner/src/executor";
  */
 describe("failures reported as exit codes (registry logout)", () => {
   const workdir = mkdtempSync(path.join(tmpdir(), "rb-exit-codes-"));
-  const opts = { workdir, rebootCommand: "true", killGraceMs: 200, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, now: Date.now };
+  const opts = testExecutorOptions(workdir);
   const run = (over: Partial<StartOperation>) =>
     execute({ operationId: "6f1c3a52-51a4-4b8e-9a4c-1d2e3f405162", spec: { kind: "argv", argv: ["true"] }, timeoutSeconds: 30, ...over }, opts, () => undefined).result;
 

@@ -216,24 +216,24 @@ describe("runner ledger", () => {
     expect(errors.filter((e) => /set aside/.test(e))).toHaveLength(2);
   });
 
-  it("keeps knowing the operation of a result file set aside after its start record was compacted away", async () => {
+  /** An operation finished, its start record compacted away: its result file is all that knows it. Then that file is overwritten. */
+  const onlyItsResultFile = async (n: number, content: string) => {
     const first = ledger();
-    await first.begin(id(33), "2026-11-28T10:00:00.000Z");
-    await first.finish(result(id(33)));
+    await first.begin(id(n), "2026-11-28T10:00:00.000Z");
+    await first.finish(result(id(n)));
     await first.prune(86_400_000);
     first.close();
-    writeFileSync(path.join(dir, "ledger", `${id(33)}.json`), JSON.stringify({ operationId: id(33), state: "finished", delivered: false }));
+    writeFileSync(path.join(dir, "ledger", `${id(n)}.json`), content);
+  };
+
+  it("keeps knowing the operation of a result file set aside after its start record was compacted away", async () => {
+    await onlyItsResultFile(33, JSON.stringify({ operationId: id(33), state: "finished", delivered: false }));
     // Known as started, outcome unknown: a redelivered start is answered from the ledger, never run.
     expect(ledger().get(id(33))).toMatchObject({ operationId: id(33), state: "running" });
   });
 
   it("keeps knowing the operation of a result file that is not JSON at all (bit rot) after its start record was compacted away", async () => {
-    const first = ledger();
-    await first.begin(id(34), "2026-11-28T10:00:00.000Z");
-    await first.finish(result(id(34)));
-    await first.prune(86_400_000);
-    first.close();
-    writeFileSync(path.join(dir, "ledger", `${id(34)}.json`), "\u0000\u0000{not json");
+    await onlyItsResultFile(34, "\u0000\u0000{not json");
     expect(ledger().get(id(34))).toMatchObject({ operationId: id(34), state: "running" });
     expect(readdirSync(path.join(dir, "ledger"))).toContain(`${id(34)}.json.bad`);
   });
