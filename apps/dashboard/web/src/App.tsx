@@ -40,15 +40,7 @@ export function App() {
   const loc = useLocation();
   const startup = useStartup(setSession);
   const section = "/" + (loc.path.split("/")[1] ?? "");
-  const pageName = startup.error
-    ? "Cannot reach runbridge"
-    : session === null
-      ? "Sign in"
-      : session === undefined
-        ? null
-        : section === "/operations"
-          ? "Operation"
-          : (NAV.find((n) => n.path === section)?.label ?? "API Keys");
+  const pageName = pageTitle(Boolean(startup.error), session, section);
   // The tab's title names the page (WCAG 2.4.2): it is what a screen reader reads first, and what tells tabs apart.
   useEffect(() => {
     document.title = pageName ? `${pageName} · runbridge dashboard` : "runbridge dashboard";
@@ -208,6 +200,15 @@ export function App() {
       </main>
     </div>
   );
+}
+
+/** The page's name, for the tab's title; null while the session is being checked. */
+function pageTitle(unreachable: boolean, session: Session | null | undefined, section: string): string | null {
+  if (unreachable) return "Cannot reach runbridge";
+  if (session === null) return "Sign in";
+  if (session === undefined) return null;
+  if (section === "/operations") return "Operation";
+  return NAV.find((n) => n.path === section)?.label ?? "API Keys";
 }
 
 /**
