@@ -4,6 +4,7 @@ import type { DispatcherToRunnerEvents, RedisKeys, RunnerToDispatcherEvents } fr
 import type { Logger, Sealer } from "@runbridge/common";
 import type { OperationStore, PrismaClient } from "@runbridge/db";
 import type { DispatcherConfig } from "./config";
+import type { DeliveryGate } from "./delivery-gate";
 import type { PostgresClock } from "./postgres-clock";
 import type { RunnerRelay } from "./relay";
 
@@ -51,6 +52,8 @@ export interface DispatcherContext {
   relay: RunnerRelay;
   /** PostgreSQL's clock as this process estimates it (what runners measure theirs against). */
   clock: PostgresClock;
+  /** Keeps a runner that does not answer from holding every delivery slot (delivery-gate.ts). */
+  deliveryGate: DeliveryGate;
 }
 
 export const serverRoom = (serverId: string) => `server:${serverId}`;

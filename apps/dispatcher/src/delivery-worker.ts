@@ -5,8 +5,9 @@ import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
 import { noteDeferral, undeliveredEnding } from "./deferred";
+import type { DeliveryTicket } from "./delivery-gate";
 import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
-import { observeDelivery } from "./metrics";
+import { countDeliveryHeldBack, observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
 import { OutageLog } from "./outage-log";
 import { rebootViaProvider } from "./reboot-path";
@@ -14,6 +15,8 @@ import { finishOperation } from "./results";
 import { RunnerNotConnected, RunnerUnreachable, hasLocalRunner, requestRunner } from "./runner-link";
 
 class AlreadyFinished extends Error {}
+/** A delivery held back by the gate comes round again no sooner: its deadline check is then due. */
+const MIN_HOLD_BACK_MS = 50;
 /** The runner did not start it but asked for it again later (e.g. it is draining for a restart): BullMQ retries it. */
 class RunnerAskedForLater extends Error {}
 
@@ -27,16 +30,24 @@ class RunnerAskedForLater extends Error {}
 export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverOperationJob>, token?: string): Promise<string> {
   const { value: data, error } = JobCatalog[JobName.DeliverOperation].schema.validate(job.data);
   if (error) throw new UnrecoverableError(`malformed job: ${error.message}`);
+  const ticket = ctx.deliveryGate.ticket(data.serverId);
+  try {
+    return await deliver(ctx, job, token, data, ticket);
+  } finally {
+    ticket.leave();
+  }
+}
 
-  // The common case in one round trip: the runner is connected here and the operation needs no
-  // turn-taking (deploy) or provider call (reboot). Claimed only while running and within its
+async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, token: string | undefined, data: DeliverOperationJob, ticket: DeliveryTicket): Promise<string> {
+  // The common case in one round trip: the runner is connected here, answers, and the operation needs
+  // no turn-taking (deploy) or provider call (reboot). Claimed only while running and within its
   // delivery deadline; anything else takes the careful path below.
   // Asked beside the claim, not after it: a Redis round trip that adds no latency to a start.
   let cancelPending = isCancelPending(ctx, data.serverId, data.operationId);
   cancelPending.catch(() => undefined); // Awaited in sendStart, unless the delivery ends before.
-  if (data.type !== "deploy" && data.type !== "reboot" && hasLocalRunner(ctx, data.serverId)) {
+  if (data.type !== "deploy" && data.type !== "reboot" && hasLocalRunner(ctx, data.serverId) && ticket.admit()) {
     const claimed = await ctx.operations.claimForDispatch(data.operationId);
-    if (claimed) return sendStart(ctx, job, token, claimed, data.sealed, cancelPending);
+    if (claimed) return sendStart(ctx, job, token, ticket, claimed, data.sealed, cancelPending);
   }
 
   const found = await ctx.operations.findForDelivery(data.operationId);
@@ -67,6 +78,16 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
     return ending.cause === FailureCause.RunnerDeferred ? "runner-deferred" : "runner-offline";
   }
 
+  if (!ticket.admit()) {
+    // Its runner did not answer the last start sent to it, and another delivery is finding out
+    // whether it answers now: this one gives its slot back to other servers' operations
+    // (delivery-gate.ts). An undispatched operation comes round again by its delivery deadline.
+    const wait = op.dispatchedAt ? ticket.retryInMs : Math.min(ticket.retryInMs, Math.max(0, op.deliverBy.getTime() - ctx.clock.now()));
+    countDeliveryHeldBack();
+    await job.moveToDelayed(Date.now() + Math.max(MIN_HOLD_BACK_MS, wait), token);
+    throw new DelayedError();
+  }
+
   // Dispatched or not: a redelivered reboot must see the path an earlier attempt took (reboot-path.ts).
   if (op.type === "reboot") {
     const route = await rebootViaProvider(ctx, op);
@@ -79,7 +100,7 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
 
   // Marked as dispatched (only while still running) once a runner socket exists, before the
   // send: from then on no deadline may fail it, since it may be running.
-  return sendStart(ctx, job, token, op, data.sealed, cancelPending, async () => {
+  return sendStart(ctx, job, token, ticket, op, data.sealed, cancelPending, async () => {
     const at = await ctx.operations.markDispatched(op.id);
     if (!at) throw new AlreadyFinished();
     return at;
@@ -94,12 +115,13 @@ async function sendStart(
   ctx: DispatcherContext,
   job: Job<DeliverOperationJob>,
   token: string | undefined,
+  ticket: DeliveryTicket,
   op: Operation,
   sealed: string | undefined,
   cancelPending: Promise<boolean>,
   claim?: () => Promise<Date>,
 ): Promise<string> {
-  if (await cancelPending) return endRequestedCancel(ctx, op);
+  if (await cancelPending) return endRequestedCancel(ctx, ticket, op);
   let secrets: OperationSecrets = {};
   if (sealed) {
     try {
@@ -133,7 +155,7 @@ async function sendStart(
   }
   let dispatchedAt = op.dispatchedAt;
   const beforeSend = claim && (async () => void (dispatchedAt = await claim()));
-  const reply = await requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), beforeSend).catch((err: unknown) => {
+  const reply = await ticket.request(() => requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), beforeSend)).catch((err: unknown) => {
     if (err instanceof AlreadyFinished) return null;
     throw err;
   });
@@ -189,12 +211,12 @@ function isCancelPending(ctx: DispatcherContext, serverId: string, operationId: 
  * draining runner asked for it later), sending it would run a command the API already answered
  * "cancel requested" for: it ends here as `cancelled` instead, with the gateway's wording.
  */
-async function endRequestedCancel(ctx: DispatcherContext, op: Operation): Promise<string> {
+async function endRequestedCancel(ctx: DispatcherContext, ticket: DeliveryTicket, op: Operation): Promise<string> {
   const pending = ctx.keys.pendingCancels(op.serverId);
   // The start may have reached the runner after all (only its ack was lost): then the runner kills
   // it and its result arrives as `cancelled`. An absent or silent runner throws: retried like a start.
   const reason = await requestedCancelReason(ctx, op.id);
-  const reply = await requestRunner(ctx, op.serverId, "operation:cancel", { operationId: op.id, ...(reason ? { reason } : {}) });
+  const reply = await ticket.request(() => requestRunner(ctx, op.serverId, "operation:cancel", { operationId: op.id, ...(reason ? { reason } : {}) }));
   // Finished by the runner (the start reached it after all, and ran to its end): its result, which the
   // runner sends again, is the outcome — ending it as cancelled would record that it never ran.
   const finished = !reply.ok && reply.finished === true;

@@ -5,6 +5,7 @@ import { createDb } from "@runbridge/db";
 import { startCancelListener } from "./cancel-listener";
 import { loadDispatcherConfig } from "./config";
 import type { DispatcherContext } from "./context";
+import { DeliveryGate } from "./delivery-gate";
 import { createDeliveryWorker } from "./delivery-worker";
 import { createHealthHandler } from "./health";
 import { createDispatcherServer } from "./http-server";
@@ -50,7 +51,12 @@ async function main(): Promise<void> {
     askLocal: (serverId, socketId, event, payload) => askLocalRunner(ctx)(serverId, socketId, event, payload),
   });
   const clock = new PostgresClock(prisma, logger);
-  const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer, io, relay, clock };
+  const deliveryGate = new DeliveryGate({
+    ackTimeoutMs: config.RUNNER_ACK_TIMEOUT_MS,
+    slowAfterMs: Math.ceil(config.RUNNER_ACK_TIMEOUT_MS / 2),
+    onUnresponsive: (serverId) => logger.warn("a runner did not acknowledge a request in time; its deliveries go one at a time until it answers again", { serverId, ackTimeoutMs: config.RUNNER_ACK_TIMEOUT_MS }),
+  });
+  const ctx: DispatcherContext = { config, logger, prisma, operations: db.operations, redis, keys, sealer, io, relay, clock, deliveryGate };
   const closeMetrics = registerDispatcherCollectors(ctx);
   const presence = new RunnerPresence(ctx);
   const revocations = new TokenRevocations(ctx);

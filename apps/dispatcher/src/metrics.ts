@@ -75,6 +75,17 @@ export function countRelayRequest(outcome: "delivered" | "absent" | "failed"): v
   relayRequests.inc({ outcome });
 }
 
+const deliveriesHeldBack = new Counter({
+  name: "runbridge_dispatcher_deliveries_held_back_total",
+  help: "Deliveries that gave their worker slot back and were put off for a moment because their runner, connected, did not answer the last request sent to it while another delivery was finding out whether it answers now (delivery-gate)",
+  registers: [dispatcherRegistry],
+});
+deliveriesHeldBack.inc(0);
+
+export function countDeliveryHeldBack(): void {
+  deliveriesHeldBack.inc();
+}
+
 /** What the sweeper did about an operation that its delivery or its result had lost track of. */
 export const SWEEPER_ACTIONS = ["requeued", "runner_offline", "runner_deferred", "deployment_not_recorded", "not_confirmed", "queue_lost", "runner_lost", "runner_unconfirmed", "result_lost", "reboot_outcome_unknown", "resolved_from_ledger"] as const;
 export type SweeperAction = (typeof SWEEPER_ACTIONS)[number];

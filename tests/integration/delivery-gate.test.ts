@@ -1,0 +1,91 @@
+import { FailureReason } from "@runbridge/contracts";
+import { testPrisma } from "../helpers/db";
+import { createFixture } from "../helpers/factories";
+import { sample } from "../helpers/metrics";
+import { waitFor } from "../helpers/processes";
+import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
+
+const WORKER_CONCURRENCY = 4;
+const ACK_TIMEOUT_MS = 3000;
+const DELIVERY_TIMEOUT_SECONDS = 12;
+const SILENT_OPERATIONS = 24;
+
+/**
+ * A runner that is connected but answers nothing (frozen, its disk stalled) must not take the
+ * dispatcher's delivery slots from every other server: each delivery to it would hold a slot for
+ * the whole ack time-out, attempt after attempt, and a healthy server's operations would queue
+ * behind them until their delivery deadline failed them as runner offline.
+ */
+describe("a connected runner that answers nothing", () => {
+  const suite = useStack({
+    gateway: { EXEC_MAX_WAIT_SECONDS: "5", RUNNER_DELIVERY_TIMEOUT_SECONDS: String(DELIVERY_TIMEOUT_SECONDS) },
+    dispatcher: { WORKER_CONCURRENCY: String(WORKER_CONCURRENCY), RUNNER_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS), RESULT_GRACE_SECONDS: "2" },
+  });
+  let stack: TestStack;
+  beforeAll(() => {
+    ({ stack } = suite);
+  });
+  const sockets: ScriptedSocket[] = [];
+  afterAll(() => {
+    for (const s of sockets) s.disconnect();
+  });
+
+  it("holds one delivery slot, not all of them: another server's operations run at once, and its own still end by their deadline", async () => {
+    const silent = await createFixture();
+    const frozen = scriptedRunner(stack.dispatcherPorts[0] as number, silent.runnerToken);
+    sockets.push(frozen);
+    const startsSeen = new Set<string>();
+    let startMessages = 0;
+    frozen.on("operation:start", (op: { operationId: string }) => {
+      startMessages += 1;
+      startsSeen.add(op.operationId); // never acknowledged
+    });
+    await stack.waitRunnerConnected(silent.server.id);
+
+    const healthy = await createFixture();
+    await stack.startRunner(healthy.runnerToken, healthy.server.id);
+    const exec = (fx: typeof healthy, command: string) =>
+      stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command, timeout_seconds: 1 });
+
+    // Accepted, then waited on (EXEC_MAX_WAIT_SECONDS) in the background while the healthy server is used.
+    const queued = Promise.all(Array.from({ length: SILENT_OPERATIONS }, () => exec(silent, "true")));
+    const queuedAt = Date.now();
+    await new Promise((r) => setTimeout(r, ACK_TIMEOUT_MS + 500)); // the first deliveries to it have gone unanswered
+
+    const latencies: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const t0 = Date.now();
+      const res = await exec(healthy, `echo healthy-${i}`);
+      latencies.push(Date.now() - t0);
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: `healthy-${i}\n` });
+    }
+    // Without the gate each waited behind the silent server's deliveries (seconds each: the slots were all
+    // held for the ack time-out); with it a slot is free at once.
+    expect(Math.max(...latencies)).toBeLessThan(1000);
+
+    // Deliveries to the silent runner went one at a time after the first ones went unanswered, rather than
+    // every queued operation's start being sent, and sent again every second.
+    const metrics = await fetch(`http://127.0.0.1:${stack.dispatcherPorts[0]}/metrics`).then((r) => r.text());
+    expect(sample(metrics, "runbridge_dispatcher_deliveries_held_back_total")).toBeGreaterThan(0);
+    const elapsedCycles = (Date.now() - queuedAt) / ACK_TIMEOUT_MS;
+    expect(startMessages).toBeLessThanOrEqual(WORKER_CONCURRENCY + Math.ceil(elapsedCycles) + 1);
+
+    // Held back is not forgotten: every operation of the silent server still ends. Those never handed over fail as
+    // runner offline by their delivery deadline (give or take a retry), not later; those handed over, once its runner
+    // is gone, as unconfirmed.
+    const ids = (await queued).map((r) => r.body.operation_id as string);
+    const prisma = testPrisma();
+    const neverHandedOver = { id: { in: ids }, dispatchedAt: null };
+    await new Promise((r) => setTimeout(r, Math.max(0, queuedAt + (DELIVERY_TIMEOUT_SECONDS + 6) * 1000 - Date.now())));
+    const offline = await prisma.operation.findMany({ where: neverHandedOver, select: { status: true, error: true } });
+    expect(offline.length).toBeGreaterThan(0);
+    for (const op of offline) expect(op).toEqual({ status: "failed", error: FailureReason.RunnerOffline });
+
+    frozen.disconnect();
+    await waitFor(async () => (await prisma.operation.count({ where: { id: { in: ids }, status: "running" } })) === 0, 20_000, "every operation of the silent server to end");
+    const handedOver = await prisma.operation.findMany({ where: { id: { in: ids }, dispatchedAt: { not: null } }, select: { status: true, error: true } });
+    for (const op of handedOver) expect(op).toEqual({ status: "failed", error: FailureReason.RunnerUnconfirmed });
+  }, 90_000);
+});

@@ -1,0 +1,98 @@
+import { DeliveryGate } from "../../apps/dispatcher/src/delivery-gate";
+
+const ACK_TIMEOUT_MS = 5000;
+
+function gateAt(clock: { now: number }, onUnresponsive?: (serverId: string) => void): DeliveryGate {
+  return new DeliveryGate({ ackTimeoutMs: ACK_TIMEOUT_MS, slowAfterMs: 2500, now: () => clock.now, onUnresponsive });
+}
+
+/** A request that fails after `ms` of the test's clock (as an ack time-out does). */
+function failsAfter(clock: { now: number }, ms: number): () => Promise<never> {
+  return async () => {
+    clock.now += ms;
+    throw new Error("operation has timed out");
+  };
+}
+
+describe("the delivery gate", () => {
+  it("lets any number through to a runner that answers", async () => {
+    const clock = { now: 0 };
+    const gate = gateAt(clock);
+    const tickets = Array.from({ length: 100 }, () => gate.ticket("a"));
+    expect(tickets.every((t) => t.admit())).toBe(true);
+    await Promise.all(tickets.map((t) => t.request(async () => "ok")));
+    for (const t of tickets) t.leave();
+    expect(gate.isHolding("a")).toBe(false);
+  });
+
+  it("after an unanswered request, lets one through at a time, and everything again once the runner answers", async () => {
+    const clock = { now: 0 };
+    const told: string[] = [];
+    const gate = gateAt(clock, (id) => told.push(id));
+    const first = gate.ticket("a");
+    expect(first.admit()).toBe(true);
+    await expect(first.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow("timed out");
+    expect(told).toEqual(["a"]);
+    expect(gate.isHolding("a")).toBe(true);
+
+    // The one still holding its ticket is the probe: a second delivery is turned away...
+    const second = gate.ticket("a");
+    expect(second.admit()).toBe(false);
+    expect(second.retryInMs).toBe(1000);
+    // ...but not another server's.
+    expect(gate.ticket("b").admit()).toBe(true);
+    first.leave();
+
+    // Unanswered again: waits longer, up to a bound.
+    expect(second.admit()).toBe(true);
+    await expect(second.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow();
+    expect(gate.ticket("a").retryInMs).toBe(2000);
+    for (let i = 0; i < 5; i++) await expect(second.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow();
+    expect(gate.ticket("a").retryInMs).toBe(5000);
+    expect(told).toEqual(["a"]); // logged once per spell, not per request
+    second.leave();
+
+    const probe = gate.ticket("a");
+    expect(probe.admit()).toBe(true);
+    await probe.request(async () => ({ ok: true }));
+    expect(gate.isHolding("a")).toBe(false);
+    expect(gate.ticket("a").admit()).toBe(true);
+  });
+
+  it("a quick failure (the runner gone) does not hold deliveries back: a new connection starts afresh", async () => {
+    const clock = { now: 0 };
+    const gate = gateAt(clock);
+    const t = gate.ticket("a");
+    t.admit();
+    await expect(t.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow();
+    await expect(t.request(failsAfter(clock, 3))).rejects.toThrow();
+    expect(gate.isHolding("a")).toBe(false);
+  });
+
+  it("a request waiting past slowAfterMs already holds the others back, before its time-out", async () => {
+    const clock = { now: 0 };
+    const gate = gateAt(clock);
+    const waiting = gate.ticket("a");
+    waiting.admit();
+    let answer: (v: string) => void = () => undefined;
+    const pending = waiting.request(() => new Promise<string>((resolve) => (answer = resolve)));
+    clock.now += 1000;
+    expect(gate.ticket("a").admit()).toBe(true);
+    clock.now += 2000;
+    expect(gate.ticket("a").admit()).toBe(false);
+    answer("late but answered");
+    await pending;
+    expect(gate.ticket("a").admit()).toBe(true);
+  });
+
+  it("forgets a server nobody has asked about for a minute", async () => {
+    const clock = { now: 0 };
+    const gate = gateAt(clock);
+    const t = gate.ticket("a");
+    t.admit();
+    await expect(t.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow();
+    clock.now += 61_000;
+    expect(gate.isHolding("a")).toBe(false);
+    expect(gate.ticket("a").admit()).toBe(true);
+  });
+});
