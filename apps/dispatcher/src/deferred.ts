@@ -14,10 +14,25 @@ export async function noteDeferral(ctx: DispatcherContext, operationId: string, 
 }
 
 /**
- * Why an operation never handed to a runner by its delivery deadline failed: its runner, connected,
- * kept refusing it for later, or no runner took it.
+ * Remembers that a delivery of this operation was held back for an unanswering runner until it comes
+ * round again (`forMs`), and a little beyond; best effort, as noteDeferral.
  */
-export async function undeliveredEnding(ctx: DispatcherContext, operationId: string): Promise<{ cause: typeof FailureCause.RunnerDeferred | typeof FailureCause.RunnerOffline; error: string }> {
-  const why = await ctx.redis.get(ctx.keys.operationDeferred(operationId)).catch(() => null);
-  return why === null ? { cause: FailureCause.RunnerOffline, error: FailureReason.RunnerOffline } : { cause: FailureCause.RunnerDeferred, error: runnerDeferredUntilDeadline(why) };
+export async function noteHeldBack(ctx: DispatcherContext, operationId: string, forMs: number): Promise<void> {
+  await ctx.redis.set(ctx.keys.operationHeldBack(operationId), "1", "PX", forMs + DEFERRAL_MEMORY_MS).catch(() => undefined);
+}
+
+type UndeliveredCause = typeof FailureCause.RunnerDeferred | typeof FailureCause.RunnerUnresponsive | typeof FailureCause.RunnerOffline;
+
+/**
+ * Why an operation never handed to a runner by its delivery deadline failed: its runner, connected,
+ * kept refusing it for later, or left its deliveries unanswered, or no runner took it.
+ */
+export async function undeliveredEnding(ctx: DispatcherContext, operationId: string): Promise<{ cause: UndeliveredCause; error: string }> {
+  const [why, heldBack] = await Promise.all([
+    ctx.redis.get(ctx.keys.operationDeferred(operationId)).catch(() => null),
+    ctx.redis.exists(ctx.keys.operationHeldBack(operationId)).catch(() => 0),
+  ]);
+  if (why !== null) return { cause: FailureCause.RunnerDeferred, error: runnerDeferredUntilDeadline(why) };
+  if (heldBack > 0) return { cause: FailureCause.RunnerUnresponsive, error: FailureReason.RunnerUnresponsive };
+  return { cause: FailureCause.RunnerOffline, error: FailureReason.RunnerOffline };
 }

@@ -4,7 +4,7 @@ import { createRedis, isInfrastructureDown, withLogContext } from "@runbridge/co
 import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
-import { noteDeferral, undeliveredEnding } from "./deferred";
+import { noteDeferral, noteHeldBack, undeliveredEnding } from "./deferred";
 import type { DeliveryTicket } from "./delivery-gate";
 import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
 import { countDeliveryHeldBack, observeDelivery } from "./metrics";
@@ -15,6 +15,7 @@ import { finishOperation } from "./results";
 import { RunnerNotConnected, RunnerUnreachable, hasLocalRunner, requestRunner } from "./runner-link";
 
 class AlreadyFinished extends Error {}
+const UNDELIVERED_OUTCOME = { runner_deferred: "runner-deferred", runner_unresponsive: "runner-unresponsive", runner_offline: "runner-offline" } as const;
 /** A delivery held back by the gate comes round again no sooner: its deadline check is then due. */
 const MIN_HOLD_BACK_MS = 50;
 /** The runner did not start it but asked for it again later (e.g. it is draining for a restart): BullMQ retries it. */
@@ -75,16 +76,18 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
     // Never handed to a runner, so it cannot be running: fail it rather than run it late.
     const ending = await undeliveredEnding(ctx, op.id);
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: true });
-    return ending.cause === FailureCause.RunnerDeferred ? "runner-deferred" : "runner-offline";
+    return UNDELIVERED_OUTCOME[ending.cause];
   }
 
   if (!ticket.admit()) {
     // Its runner did not answer the last start sent to it, and another delivery is finding out
     // whether it answers now: this one gives its slot back to other servers' operations
     // (delivery-gate.ts). An undispatched operation comes round again by its delivery deadline.
-    const wait = op.dispatchedAt ? ticket.retryInMs : Math.min(ticket.retryInMs, Math.max(0, op.deliverBy.getTime() - ctx.clock.now()));
+    const wait = Math.max(MIN_HOLD_BACK_MS, op.dispatchedAt ? ticket.retryInMs : Math.min(ticket.retryInMs, op.deliverBy.getTime() - ctx.clock.now()));
     countDeliveryHeldBack();
-    await job.moveToDelayed(Date.now() + Math.max(MIN_HOLD_BACK_MS, wait), token);
+    // What its deadline's failure then says, rather than "not connected".
+    if (!op.dispatchedAt) await noteHeldBack(ctx, op.id, wait);
+    await job.moveToDelayed(Date.now() + wait, token);
     throw new DelayedError();
   }
 

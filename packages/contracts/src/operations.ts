@@ -39,6 +39,9 @@ export const FailureExitCode = { TimedOut: 124, NotRun: 125, NotExecutable: 126,
 /** Reasons the platform gives when an operation is `failed` (it could not run it). */
 export const FailureReason = {
   RunnerOffline: "runner offline: the server's runner was not connected to take the operation",
+  /** Never handed over: its runner was connected but left the deliveries sent to it unanswered (delivery-gate). */
+  RunnerUnresponsive:
+    "runner unresponsive: the server's runner was connected but did not acknowledge the deliveries sent to it before the operation's delivery deadline (frozen, swapping, or its disk stalled?); nothing ran",
   RunnerLost: "runner lost: the runner disconnected and did not report a result in time",
   RunnerUnconfirmed: "runner offline: the runner went away before reporting the operation running, and did not come back in time",
   ResultLost: "result lost: the runner has no record of this operation",
@@ -109,6 +112,8 @@ export const FailureCause = {
   RunnerOffline: "runner_offline",
   /** Not started: its runner, connected, refused it for later until the delivery deadline (runnerDeferredUntilDeadline). */
   RunnerDeferred: "runner_deferred",
+  /** Not started: its runner, connected, left deliveries unanswered until the delivery deadline. */
+  RunnerUnresponsive: "runner_unresponsive",
   RunnerLost: "runner_lost",
   RunnerUnconfirmed: "runner_unconfirmed",
   ResultLost: "result_lost",

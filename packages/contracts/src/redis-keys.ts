@@ -52,6 +52,12 @@ export function redisKeys(prefix: string) {
      * deferred by a connected runner rather than as runner offline.
      */
     operationDeferred: (operationId: string) => `${prefix}:deferred:${operationId}`,
+    /**
+     * Set, with a TTL of a few retries, when a delivery of this operation was held back because its runner,
+     * connected, left the requests sent to it unanswered: present when the delivery deadline passes, the
+     * operation fails as runner unresponsive rather than as runner offline.
+     */
+    operationHeldBack: (operationId: string) => `${prefix}:held-back:${operationId}`,
     /** Set (NX, PX the window) by the gateway that writes the audit event of an automation key's refusals of one reason in one window (`<key id>:<reason>`). */
     refusalAudited: (mark: string) => `${prefix}:refusal-audited:${mark}`,
     /** Pub/sub: a server's runner token was rotated; message = encodeTokenRevoked (token-revoked.ts); every dispatcher drops its connections that used the old token. */
