@@ -3,6 +3,7 @@ import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
 import { DeployVar, HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, type CancelAck, type LedgerQueryReply, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
+import { OperationCapacity, type Held } from "./capacity";
 import type { RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
 import type { Ledger } from "./ledger";
@@ -133,6 +134,8 @@ export class Agent {
   private killing = false;
   /** Starts let in before stop() began, still writing their start record: stop() waits for them. */
   private startsInFlight = 0;
+  /** RUNBRIDGE_MAX_CONCURRENT_OPERATIONS, checked against what this agent holds (held()) at each new start. */
+  private readonly capacity: OperationCapacity;
   private retryTimer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -153,6 +156,7 @@ export class Agent {
   ) {
     this.tokenHash = hashToken(config.RUNBRIDGE_RUNNER_TOKEN);
     this.clock = new PlatformClock(logger);
+    this.capacity = new OperationCapacity(config.RUNBRIDGE_MAX_CONCURRENT_OPERATIONS, logger);
     this.ledgerOpener = new LedgerOpener(config.RUNBRIDGE_STATE_DIR, logger, (message, err) => this.logger.warn(message, { error: String(err) }));
     // Throws what stops a boot (the directory in use by another runner, a permission); null on a storage failure.
     this.ledger = this.ledgerOpener.open();
@@ -379,6 +383,18 @@ export class Agent {
     return this.running.size;
   }
 
+  /**
+   * What counts against RUNBRIDGE_MAX_CONCURRENT_OPERATIONS, read from the state itself rather than
+   * counted apart: a running command leaves `running` when its result is decided (onFinished, which
+   * every execution reaches: execute() always settles its result), and its result then stays in the
+   * ledger's outbox until a dispatcher confirms it stored. A start while it writes its record is in
+   * startsInFlight (try/finally in handleStart), and may be in `running` as well for the rest of that
+   * tick: counted twice only until then.
+   */
+  private held(ledger: Ledger): Held {
+    return { running: this.running.size + this.startsInFlight, undelivered: ledger.undeliveredCount };
+  }
+
   /** Operations a previous runner process started: their processes' pipes are gone with it. */
   private recoverOrphans(ledger: Ledger): void {
     for (const id of ledger.orphans()) {
@@ -509,6 +525,11 @@ export class Agent {
     if (!ledger) return this.answerWithoutLedger(op);
     const known = this.answerKnownStart(op, ledger);
     if (known) return known;
+    // After the ledger's answer (a redelivery is answered, never refused for capacity) and before
+    // anything is recorded; counted from the next line on (startsInFlight), so two starts read in
+    // one tick cannot both take the last place.
+    const full = this.capacity.refusal(op.spec.kind, this.held(ledger));
+    if (full) return full;
     // In flight from here: a stop() that begins meanwhile waits for this start.
     this.startsInFlight++;
     try {

@@ -24,6 +24,12 @@ export const runnerEnvSchema = Joi.object({
     .max(600)
     .default(25)
     .description("On SIGTERM, how long running commands may go on before their process groups are killed (the unit's TimeoutStopSec must cover it)"),
+  RUNBRIDGE_MAX_CONCURRENT_OPERATIONS: Joi.number()
+    .integer()
+    .min(0)
+    .max(10_000)
+    .default(64)
+    .description("The most operations the runner holds at once, running or delivering their results; a start beyond it is refused for later (0: no cap)"),
   // Read only when the runner connects; checked here so a bad path is a configuration error (78), not a crash.
   RUNBRIDGE_CA_FILE: Joi.string().allow("").default("").custom(pemFile("certificate")).description("PEM file of a CA to trust for the dispatcher's TLS certificate"),
   RUNBRIDGE_LEDGER_RETENTION_DAYS: Joi.number().integer().min(1).max(365).default(7).description("How long delivered results stay in the ledger to recognise redeliveries"),
@@ -53,6 +59,7 @@ export interface RunnerConfig {
   RUNBRIDGE_REBOOT_COMMAND: string;
   RUNBRIDGE_KILL_GRACE_SECONDS: number;
   RUNBRIDGE_STOP_DRAIN_SECONDS: number;
+  RUNBRIDGE_MAX_CONCURRENT_OPERATIONS: number;
   RUNBRIDGE_CA_FILE: string;
   RUNBRIDGE_LEDGER_RETENTION_DAYS: number;
   RUNBRIDGE_CLOCK_SKEW_SECONDS: number;

@@ -275,6 +275,11 @@ export class Ledger {
     return [...this.entries.values()].filter((e) => e.state === "running").map((e) => e.operationId);
   }
 
+  /** How many results wait for a dispatcher's confirmation (each held in memory until then). */
+  get undeliveredCount(): number {
+    return this.outbox.size;
+  }
+
   undelivered(): OperationResult[] {
     const out: OperationResult[] = [];
     for (const id of this.outbox) {
