@@ -49,7 +49,7 @@ describe("starts at the runner's cap", () => {
       ledger.close();
     }
   };
-  const atCapacity = { ok: false, error: expect.stringMatching(/^runner at capacity: /) as unknown, retryable: true };
+  const atCapacity = { ok: false, error: expect.stringMatching(/^runner at capacity: /) as unknown, retryable: true, busy: true };
 
   it("answers a redelivery of a start it holds from the ledger, refuses a new one without recording it, and takes a reboot", async () => {
     const a = await agentWithCap(1);

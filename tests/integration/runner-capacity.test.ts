@@ -9,15 +9,21 @@ import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStack } from "../helpers/suite";
 
 const DELIVERY_TIMEOUT_SECONDS = 8;
+/** How long an operation waits for a place on a busy runner (the dispatcher's RUNNER_BUSY_WAIT_MAX_SECONDS): past the delivery deadline. */
+const BUSY_WAIT_MAX_SECONDS = 16;
 
 /**
  * A runner runs at most RUNBRIDGE_MAX_CONCURRENT_OPERATIONS operations at once: a start beyond it is
- * refused for later, before anything is recorded, so it runs once a place frees — or, if none does
- * by its delivery deadline, fails as not started with the runner's reason (runner_deferred). Real
- * dispatcher and runner processes.
+ * refused for later, before anything is recorded, so it runs once a place frees: it waits in line
+ * past its delivery deadline — the runner is there and working — up to RUNNER_BUSY_WAIT_MAX_SECONDS,
+ * then fails as not started with the runner's reason (runner_deferred). Real dispatcher and runner
+ * processes.
  */
 describe("a runner at its cap of operations running at once", () => {
-  const suite = useStack({ gateway: { EXEC_MAX_WAIT_SECONDS: "1", RUNNER_DELIVERY_TIMEOUT_SECONDS: String(DELIVERY_TIMEOUT_SECONDS) } });
+  const suite = useStack({
+    gateway: { EXEC_MAX_WAIT_SECONDS: "1", RUNNER_DELIVERY_TIMEOUT_SECONDS: String(DELIVERY_TIMEOUT_SECONDS) },
+    dispatcher: { RUNNER_BUSY_WAIT_MAX_SECONDS: String(BUSY_WAIT_MAX_SECONDS) },
+  });
   let stack: TestStack;
   beforeAll(() => {
     ({ stack } = suite);
@@ -68,7 +74,21 @@ describe("a runner at its cap of operations running at once", () => {
     await waitUntilEnded(second, 15_000);
   });
 
-  it("fails a start still refused for capacity at its delivery deadline as not started, with the runner's reason, and never runs it", async () => {
+  it("keeps a start refused for capacity waiting past its delivery deadline, and runs it once a place frees", async () => {
+    const { fx, dir } = await runnerWithCap(1);
+    const holder = await exec(fx, `touch ${path.join(dir, "holder")}; sleep 30`);
+    await untilExists(path.join(dir, "holder"), "the holder to start");
+    const marker = path.join(dir, "waiting");
+    const waiting = await exec(fx, `touch ${marker}`);
+    await new Promise((r) => setTimeout(r, (DELIVERY_TIMEOUT_SECONDS + 2) * 1000));
+    expect(await testPrisma().operation.findUniqueOrThrow({ where: { id: waiting } })).toMatchObject({ status: "running", startedAt: null, dispatchedAt: null });
+    expect(existsSync(marker)).toBe(false);
+    await cancel(fx, holder);
+    expect(await waitUntilEnded(waiting, 15_000)).toMatchObject({ status: "completed", exitCode: 0 });
+    expect(existsSync(marker)).toBe(true);
+  });
+
+  it("fails a start still refused for capacity after RUNNER_BUSY_WAIT_MAX_SECONDS as not started, with the runner's reason, and never runs it", async () => {
     const { fx, dir } = await runnerWithCap(2);
     const running = [await exec(fx, `touch ${path.join(dir, "a")}; sleep 30`), await exec(fx, `touch ${path.join(dir, "b")}; sleep 30`)];
     await untilExists(path.join(dir, "a"), "the first to start");
@@ -76,8 +96,10 @@ describe("a runner at its cap of operations running at once", () => {
     const marker = path.join(dir, "third");
     const third = await exec(fx, `touch ${marker}`);
 
-    const ended = await waitUntilEnded(third, (DELIVERY_TIMEOUT_SECONDS + 10) * 1000);
+    const ended = await waitUntilEnded(third, (BUSY_WAIT_MAX_SECONDS + 10) * 1000);
     expect(ended).toMatchObject({ status: "failed", exitCode: null, startedAt: null, dispatchedAt: null });
+    // It waited in line past its delivery deadline, up to the bound.
+    expect((ended.completedAt?.getTime() ?? 0) - ended.createdAt.getTime()).toBeGreaterThanOrEqual((BUSY_WAIT_MAX_SECONDS - 1) * 1000);
     expect(ended.error).toContain("runner was connected but asked for it later until its delivery deadline passed");
     expect(ended.error).toContain("runner at capacity: 2 operations running");
     expect(ended.error).toContain("RUNBRIDGE_MAX_CONCURRENT_OPERATIONS=2");

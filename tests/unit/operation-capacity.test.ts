@@ -19,6 +19,7 @@ describe("the runner's operation capacity", () => {
       ok: false,
       error: "runner at capacity: 2 operations running, the most it holds at once (RUNBRIDGE_MAX_CONCURRENT_OPERATIONS=2)",
       retryable: true,
+      busy: true,
     });
     expect(capacity.refusal("argv", { running: 3, undelivered: 0 })).toMatchObject({ ok: false, retryable: true });
   });
@@ -30,6 +31,7 @@ describe("the runner's operation capacity", () => {
       ok: false,
       error: "runner at capacity: 4 operations running or delivering their results (1 running, 3 results not yet stored), the most it holds at once (RUNBRIDGE_MAX_CONCURRENT_OPERATIONS=4)",
       retryable: true,
+      busy: true,
     });
   });
 

@@ -120,6 +120,14 @@ export const dispatcherEnvSchema = Joi.object({
     .max(3600)
     .default(30)
     .description("How long a deploy that waited its turn behind another deploy of its application may then wait for its runner"),
+  RUNNER_BUSY_WAIT_MAX_SECONDS: Joi.number()
+    .integer()
+    .min(0)
+    .max(86400)
+    .default(3600)
+    .description(
+      "How long after its acceptance an operation may wait for a place on a runner that refuses it for now because it runs as many operations as RUNBRIDGE_MAX_CONCURRENT_OPERATIONS allows: its delivery deadline moves forward while it waits, up to this; then it fails as not started (runner_deferred). 0: not at all, it fails at its delivery deadline",
+    ),
   RUNNER_TOKEN_RECHECK_SECONDS: Joi.number()
     .integer()
     .min(1)
@@ -163,6 +171,7 @@ export interface DispatcherConfig {
   DIGITALOCEAN_API_URL: string;
   PROVIDER_API_TIMEOUT_MS: number;
   DEPLOY_TURN_GRACE_SECONDS: number;
+  RUNNER_BUSY_WAIT_MAX_SECONDS: number;
   RUNNER_TOKEN_RECHECK_SECONDS: number;
   OPERATION_RETENTION_DAYS: number;
   AUDIT_RETENTION_DAYS: number;

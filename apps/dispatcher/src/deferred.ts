@@ -21,6 +21,28 @@ export async function noteHeldBack(ctx: DispatcherContext, operationId: string, 
   await ctx.redis.set(ctx.keys.operationHeldBack(operationId), "1", "PX", forMs + DEFERRAL_MEMORY_MS).catch(() => undefined);
 }
 
+/**
+ * How far past now a busy runner's refusal moves the delivery deadline: a few of the once-a-second
+ * attempts, so that the operation still fails soon as runner offline should the runner go away.
+ */
+const BUSY_HOLD_SECONDS = 10;
+
+/**
+ * The runner refused it for now because it runs as many operations as it may: it takes it once one
+ * ends, so the operation waits in line — its delivery deadline moves forward, as a deploy's does
+ * while it waits its turn — rather than fail at its deadline while its runner is there and working.
+ * Bounded by RUNNER_BUSY_WAIT_MAX_SECONDS after its acceptance, so that a runner that never frees a
+ * place (results no dispatcher stores) cannot keep operations waiting for good. Only an undispatched
+ * row moves (the refused claim was taken back), and never backwards.
+ */
+export async function holdForBusyRunner(ctx: DispatcherContext, operationId: string): Promise<void> {
+  const max = ctx.config.RUNNER_BUSY_WAIT_MAX_SECONDS;
+  await ctx.prisma.$executeRaw`
+    UPDATE operations SET deliver_by = LEAST(now() + make_interval(secs => ${BUSY_HOLD_SECONDS}::integer), created_at + make_interval(secs => ${max}::integer))
+    WHERE id = ${operationId}::uuid AND status = 'running' AND dispatched_at IS NULL
+      AND deliver_by < LEAST(now() + make_interval(secs => ${BUSY_HOLD_SECONDS}::integer), created_at + make_interval(secs => ${max}::integer))`;
+}
+
 type UndeliveredCause = typeof FailureCause.RunnerDeferred | typeof FailureCause.RunnerUnresponsive | typeof FailureCause.RunnerOffline;
 
 /**

@@ -4,7 +4,7 @@ import { createRedis, isInfrastructureDown, withLogContext } from "@runbridge/co
 import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
-import { noteDeferral, noteHeldBack, undeliveredEnding } from "./deferred";
+import { holdForBusyRunner, noteDeferral, noteHeldBack, undeliveredEnding } from "./deferred";
 import type { DeliveryTicket } from "./delivery-gate";
 import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
 import { countDeliveryHeldBack, observeDelivery } from "./metrics";
@@ -168,6 +168,8 @@ async function sendStart(
     if (reply.retryable) {
       await noteDeferral(ctx, op.id, reply.error);
       if (dispatchedAt) await releaseRefusedClaim(ctx, job, token, op.id, dispatchedAt);
+      // After the release: only an undispatched operation's deadline moves.
+      if (reply.busy) await holdForBusyRunner(ctx, op.id);
       throw new RunnerAskedForLater(`runner of server ${op.serverId} asked for it later: ${reply.error}`);
     }
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RunnerRefused, error: `runner refused the operation: ${reply.error}` });

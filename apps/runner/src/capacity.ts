@@ -65,7 +65,7 @@ export class OperationCapacity {
       this.saidAt = now;
       this.refused = 0;
     }
-    return { ok: false, error: capacityReason(held, this.max), retryable: true };
+    return { ok: false, error: capacityReason(held, this.max), retryable: true, busy: true };
   }
 }
 

@@ -50,8 +50,12 @@ export type StartAck =
    * Not started. `retryable`: not now, but offer it again later (a runner
    * draining for a restart: the next runner process takes it); without it the
    * refusal is final and the operation fails. Older runners never send it.
+   * `busy` (with `retryable`): the runner holds as many operations as it may
+   * (RUNBRIDGE_MAX_CONCURRENT_OPERATIONS) and takes this one once a place frees:
+   * the dispatcher keeps it waiting past its delivery deadline, up to
+   * RUNNER_BUSY_WAIT_MAX_SECONDS, instead of failing it there.
    */
-  | { ok: false; error: string; retryable?: true };
+  | { ok: false; error: string; retryable?: true; busy?: true };
 
 /**
  * `ok`: a running process was told to stop (its result follows as `cancelled`).
