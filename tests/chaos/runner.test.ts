@@ -11,7 +11,9 @@ import { ExecutionLog, report, waitAllTerminal } from "./helpers";
 /** Runners that lose their network, crash, or freeze: nothing runs twice, nothing runs late, nothing stays running. */
 describe("chaos: flaky runners", () => {
   const suite = useStack({
-    dispatcher: { RUNNER_ACK_TIMEOUT_MS: "1000", RESULT_GRACE_SECONDS: "2" },
+    // No grace for a runner that is away (RUNNER_LOST_GRACE_SECONDS): the frozen runner's operation fails as soon as
+    // its socket is dropped, within the test's time, as it did before there was one.
+    dispatcher: { RUNNER_ACK_TIMEOUT_MS: "1000", RESULT_GRACE_SECONDS: "2", RUNNER_LOST_GRACE_SECONDS: "0" },
     gateway: { EXEC_MAX_WAIT_SECONDS: "1", RUNNER_DELIVERY_TIMEOUT_SECONDS: "3" },
   });
   let stack: TestStack;

@@ -1,7 +1,8 @@
 import { HandshakeRefusal } from "@runbridge/contracts";
-import { createFixture } from "../helpers/factories";
+import { testPrisma } from "../helpers/db";
+import { createFixture, createServer } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
-import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import { scriptedRunner, type ScriptedSocket, untilConnected } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
 
@@ -52,5 +53,38 @@ describe("a dispatcher shutting down", () => {
     expect(refusal).toBe(HandshakeRefusal.ShuttingDown);
     // The delivery in flight was still being waited on: the runner it holds is still connected.
     expect(holder.connected).toBe(true);
+  });
+});
+
+/**
+ * Each runner's disconnect stamps its server's last_seen_at, which the sweeper's RUNNER_LOST_GRACE_SECONDS and
+ * the gateway's reconnect wait measure a runner's absence from. A dispatcher stopping closed all its runners at
+ * once, and the stamps beyond its pool's connections were still queued when the pool closed: most of a busy
+ * dispatcher's runners kept the last_seen_at of their admission, and looked long gone during a rolling restart.
+ */
+describe("a dispatcher stopping with many runners", () => {
+  const sockets: ScriptedSocket[] = [];
+  afterAll(() => {
+    for (const s of sockets) s.disconnect();
+  });
+  const suite = useStack();
+
+  it("records when each runner was last seen, more of them than its PostgreSQL pool has connections", async () => {
+    const { stack } = suite;
+    const fx = await createFixture();
+    const ids: string[] = [];
+    // Three times the pool (DB_POOL_SIZE, 10).
+    for (let i = 0; i < 30; i++) {
+      const { server, runnerToken } = await createServer(fx.tenant.id);
+      const socket = scriptedRunner(stack.dispatcherPorts[0] as number, runnerToken);
+      sockets.push(socket);
+      await untilConnected(socket);
+      ids.push(server.id);
+    }
+    await waitFor(async () => (await testPrisma().server.count({ where: { id: { in: ids }, lastSeenAt: { not: null } } })) === ids.length, 10_000, "every admission to be stamped");
+    const [{ stopping }] = await testPrisma().$queryRaw<[{ stopping: Date }]>`SELECT now() AS stopping`;
+    await stack.dispatchers[0]?.stop("SIGTERM");
+    const stale = await testPrisma().server.count({ where: { id: { in: ids }, lastSeenAt: { lt: stopping } } });
+    expect(stale).toBe(0);
   });
 });

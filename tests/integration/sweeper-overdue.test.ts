@@ -12,7 +12,9 @@ import { useStackWithRunner } from "../helpers/suite";
  * re-enqueue an operation whose job was lost.
  */
 describe("sweeper: overdue operations on a runner that does not answer", () => {
-  const suite = useStackWithRunner({ dispatcher: { REQUEUE_AFTER_SECONDS: "1", RESULT_GRACE_SECONDS: "1", RUNNER_ACK_TIMEOUT_MS: "5000" } });
+  // No grace for a runner that is away: what is tested here is the sweep, not how long it waits for a runner to come
+  // back (sweeper-runner-grace.test.ts).
+  const suite = useStackWithRunner({ dispatcher: { REQUEUE_AFTER_SECONDS: "1", RESULT_GRACE_SECONDS: "1", RUNNER_ACK_TIMEOUT_MS: "5000", RUNNER_LOST_GRACE_SECONDS: "0" } });
 
   afterAll(closeTestPrisma);
 

@@ -49,6 +49,14 @@ export const dispatcherEnvSchema = Joi.object({
     .max(3600)
     .default(60)
     .description("After an operation's timeout, how long to wait for its result before asking the runner's ledger or failing it"),
+  RUNNER_LOST_GRACE_SECONDS: Joi.number()
+    .integer()
+    .min(0)
+    .max(3600)
+    .default(30)
+    .description(
+      "How long a runner must have been away (by PostgreSQL's clock, since its connection closed) before its overdue operations are failed as runner lost; one reconnecting within it delivers their results. 0: at once",
+    ),
   SWEEP_INTERVAL_MS: Joi.number().integer().min(100).max(600000).default(5000).description("How often stuck operations are looked for"),
   JOB_LOCK_MS: Joi.number()
     .integer()
@@ -158,6 +166,7 @@ export interface DispatcherConfig {
   WORKER_CONCURRENCY: number;
   RUNNER_ACK_TIMEOUT_MS: number;
   RESULT_GRACE_SECONDS: number;
+  RUNNER_LOST_GRACE_SECONDS: number;
   SWEEP_INTERVAL_MS: number;
   JOB_LOCK_MS: number;
   REQUEUE_AFTER_SECONDS: number;

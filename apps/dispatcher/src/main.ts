@@ -14,7 +14,7 @@ import { PostgresClock } from "./postgres-clock";
 import { RunnerPresence } from "./presence";
 import { RunnerRelay } from "./relay";
 import { askLocalRunner } from "./runner-link";
-import { attachRunnerHandlers, createRunnerIo } from "./socket-server";
+import { attachRunnerHandlers, createRunnerIo, recordRunnersLastSeen } from "./socket-server";
 import { Retention } from "./retention";
 import { Sweeper } from "./sweeper";
 import { TokenRevocations } from "./token-revocations";
@@ -87,6 +87,9 @@ async function main(): Promise<void> {
     .add("stop token revocation listener", () => revocations.close())
     // Finishes deliveries in flight and takes no new jobs; the rest stay queued for other dispatchers.
     .add("close worker", () => worker.close())
+    // Before presence goes: a gateway that then finds a runner not connected reads last_seen_at to tell
+    // "reconnecting" from "long gone", as the sweeper of another dispatcher does.
+    .add("record when runners were last seen", () => recordRunnersLastSeen(ctx))
     .add("release runner presence", () => presence.stop())
     // Runners reconnect to another dispatcher and re-send any result not yet stored.
     .add("disconnect runners", () => new Promise<void>((resolve) => void io.close(() => resolve())))

@@ -153,6 +153,25 @@ export function attachRunnerHandlers(
   });
 }
 
+/** How long a stopping dispatcher waits for PostgreSQL to record when its runners were last seen. */
+const LAST_SEEN_WAIT_MS = 3_000;
+
+/**
+ * Stamps last_seen_at of every runner held here, as this dispatcher stops and before it lets them go. Each
+ * closing stamps its own (attachRunnerEvents), but closed all at once those stamps queue for the PostgreSQL
+ * pool, which the stop closes moments later with them still queued: most runners kept the last_seen_at of
+ * their admission and, while they reconnected elsewhere, looked long gone to the sweeper's
+ * RUNNER_LOST_GRACE_SECONDS and to the gateway's reconnect wait. One statement for all, bounded: PostgreSQL
+ * not answering must not hold up the stop (the runners then look away since their admission, as before).
+ */
+export async function recordRunnersLastSeen(ctx: DispatcherContext): Promise<void> {
+  const serverIds = [...new Set([...ctx.io.of("/").sockets.values()].map((s) => s.data.serverId))];
+  if (serverIds.length === 0) return;
+  await withTimeout(ctx.operations.touchServers(serverIds), LAST_SEEN_WAIT_MS).catch((err: unknown) =>
+    ctx.logger.warn("could not record when this dispatcher's runners were last seen", { runners: serverIds.length, error: String(err) }),
+  );
+}
+
 /** Shows the runner as connected, then makes the socket the server's one live connection. */
 async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, serverId: string): Promise<void> {
   const { logger } = ctx;

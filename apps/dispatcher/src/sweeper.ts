@@ -217,7 +217,13 @@ export class Sweeper {
           this.ctx.logger.warn("runner did not answer a ledger query", { serverId, operations: ops.length, error: String(err) });
           return;
         }
-        // No runner: none of this server's overdue operations can be resolved by asking.
+        // No runner: none of this server's overdue operations can be resolved by asking. One away only
+        // moments (a network blip, a dispatcher restarting, its own reconnect backoff) re-sends their
+        // results once back: they are left for a later sweep until it has been away past the grace.
+        if (await this.awayWithinGrace(serverId)) {
+          this.ctx.logger.debug("runner away within its grace: its overdue operations wait for it", { serverId, operations: ops.length - i });
+          return;
+        }
         for (const lost of ops.slice(i)) {
           const [error, action] = lost.started_at ? ([FailureReason.RunnerLost, FailureCause.RunnerLost] as const) : ([FailureReason.RunnerUnconfirmed, FailureCause.RunnerUnconfirmed] as const);
           if (await finishOperation(this.ctx, serverId, { operationId: lost.id, status: "failed", cause: action, error })) countSweeperAction(action);
@@ -236,6 +242,25 @@ export class Sweeper {
         this.ctx.logger.warn("could not resolve an overdue operation", { operationId: op.id, error: String(err) });
       }
     }
+  }
+
+  /**
+   * Whether the server's runner, not connected now, was last seen less than RUNNER_LOST_GRACE_SECONDS ago, by
+   * PostgreSQL's clock (which stamps last_seen_at; this host's may be off). last_seen_at is not refreshed
+   * while a runner stays connected: it is stamped when the runner is admitted and when its connection
+   * closes (socket-server.ts), so for a runner not connected now it is when its connection closed — the
+   * start of its absence, with no refresh interval the grace would have to outlast. Where that closing
+   * went unstamped (its dispatcher was killed, PostgreSQL did not answer then, or this is read in the
+   * moment before the stamp lands), last_seen_at is the earlier admission and the runner looks away
+   * longer than it is: its operations are failed without the grace, as before it existed, never held
+   * past it. Never seen (null), or deleted (no row): no grace.
+   */
+  private async awayWithinGrace(serverId: string): Promise<boolean> {
+    const grace = this.ctx.config.RUNNER_LOST_GRACE_SECONDS;
+    if (grace <= 0) return false;
+    const [server] = await this.ctx.prisma.$queryRaw<{ within: boolean | null }[]>`
+      SELECT last_seen_at > now() - make_interval(secs => ${grace}) AS within FROM servers WHERE id = ${serverId}::uuid`;
+    return server?.within === true;
   }
 
   /** How long a runner that did not answer is left alone: a few sweeps, and never less than a few ack timeouts. */

@@ -170,6 +170,7 @@ const SQL = {
     `SELECT ${SERVER_COLUMNS}, (extract(epoch FROM now() - last_seen_at) * 1000)::float8 AS last_seen_ago_ms FROM servers WHERE id = $1 AND tenant_id = $2`,
   ),
   touchServer: statement("server.touch", "UPDATE servers SET last_seen_at = now() WHERE id = $1"),
+  touchServers: statement("server.touch-many", "UPDATE servers SET last_seen_at = now() WHERE id = ANY($1::uuid[])"),
   admitRunner: statement("server.runner-admitted", "UPDATE servers SET last_seen_at = now(), runner_version = $2 WHERE id = $1"),
   belongsToServer: statement("operation.belongs", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2"),
   // Never later than PostgreSQL's now(): a runner whose clock is ahead would push the overdue sweep back by as much.
@@ -346,6 +347,11 @@ export class OperationStore {
   /** A runner of the server disconnected now. */
   async touchServer(serverId: string): Promise<void> {
     await this.pool.query({ ...SQL.touchServer, values: [serverId] });
+  }
+
+  /** Runners of these servers were seen now (a dispatcher about to close them all). */
+  async touchServers(serverIds: string[]): Promise<void> {
+    await this.pool.query({ ...SQL.touchServers, values: [serverIds] });
   }
 
   /** A runner of the server connected now, reporting this version (null: it did not say). */
