@@ -1,4 +1,6 @@
 import { FailureReason } from "@runbridge/contracts";
+import type { DispatcherContext } from "../../apps/dispatcher/src/context";
+import { noteHeldBack, undeliveredEnding } from "../../apps/dispatcher/src/deferred";
 import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { sample } from "../helpers/metrics";
@@ -21,7 +23,7 @@ const SILENT_OPERATIONS = 24;
 describe("a connected runner that answers nothing", () => {
   const suite = useStack({
     gateway: { EXEC_MAX_WAIT_SECONDS: "5", RUNNER_DELIVERY_TIMEOUT_SECONDS: String(DELIVERY_TIMEOUT_SECONDS) },
-    dispatcher: { WORKER_CONCURRENCY: String(WORKER_CONCURRENCY), RUNNER_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS), RESULT_GRACE_SECONDS: "2" },
+    dispatcher: { WORKER_CONCURRENCY: String(WORKER_CONCURRENCY), RUNNER_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS), RESULT_GRACE_SECONDS: "2", RUNNER_LOST_GRACE_SECONDS: "0" },
   });
   let stack: TestStack;
   beforeAll(() => {
@@ -93,4 +95,11 @@ describe("a connected runner that answers nothing", () => {
     const handedOver = await prisma.operation.findMany({ where: { id: { in: ids }, dispatchedAt: { not: null } }, select: { status: true, error: true } });
     for (const op of handedOver) expect(op).toEqual({ status: "failed", error: FailureReason.RunnerUnconfirmed });
   }, 90_000);
+
+  it("remembers a hold-back of a fractional number of milliseconds (delays reckoned from the clock's reading are)", async () => {
+    const ctx = { redis: stack.redis, keys: stack.keys } as unknown as DispatcherContext;
+    const id = "00000000-0000-4000-8000-000000000001";
+    await noteHeldBack(ctx, id, 1234.567);
+    expect(await undeliveredEnding(ctx, id)).toEqual({ cause: "runner_unresponsive", error: FailureReason.RunnerUnresponsive });
+  });
 });

@@ -18,7 +18,8 @@ export async function noteDeferral(ctx: DispatcherContext, operationId: string, 
  * round again (`forMs`), and a little beyond; best effort, as noteDeferral.
  */
 export async function noteHeldBack(ctx: DispatcherContext, operationId: string, forMs: number): Promise<void> {
-  await ctx.redis.set(ctx.keys.operationHeldBack(operationId), "1", "PX", forMs + DEFERRAL_MEMORY_MS).catch(() => undefined);
+  // Whole milliseconds: Redis refuses a fractional PX, and delays reckoned from the clock's reading are fractional.
+  await ctx.redis.set(ctx.keys.operationHeldBack(operationId), "1", "PX", Math.ceil(forMs) + DEFERRAL_MEMORY_MS).catch(() => undefined);
 }
 
 /**

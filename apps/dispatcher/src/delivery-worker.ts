@@ -83,7 +83,8 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
     // Its runner did not answer the last start sent to it, and another delivery is finding out
     // whether it answers now: this one gives its slot back to other servers' operations
     // (delivery-gate.ts). An undispatched operation comes round again by its delivery deadline.
-    const wait = Math.max(MIN_HOLD_BACK_MS, op.dispatchedAt ? ticket.retryInMs : Math.min(ticket.retryInMs, op.deliverBy.getTime() - ctx.clock.now()));
+    // Whole milliseconds (the clock's reading is fractional), for BullMQ's delayed set.
+    const wait = Math.ceil(Math.max(MIN_HOLD_BACK_MS, op.dispatchedAt ? ticket.retryInMs : Math.min(ticket.retryInMs, op.deliverBy.getTime() - ctx.clock.now())));
     countDeliveryHeldBack();
     // What its deadline's failure then says, rather than "not connected".
     if (!op.dispatchedAt) await noteHeldBack(ctx, op.id, wait);
