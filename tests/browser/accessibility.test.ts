@@ -6,6 +6,7 @@ import type { BrowserContext, Locator, Page, Route } from "playwright-core";
 import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createOperation, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
+import { scriptedRunner, untilConnected } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
 import { A11yAudit, focusLook } from "./axe";
 import { signIn, signInElsewhere, useSignedInStack, waitForText } from "./browser";
@@ -139,6 +140,23 @@ describe("dashboard accessibility (browser)", () => {
     await waitForText(page.getByRole("row", { name: /web-1/ }), /connected/);
     await page.getByRole("row", { name: /db-1/ }).waitFor();
     await audit.check(page, "Servers: list, one runner connected, one not");
+
+    // A runner connected but degraded (its state directory cannot be written): the warning badge and its problem.
+    const disk = await createServer(tenant.id, "disk-1");
+    const degraded = scriptedRunner(stack.dispatcherPorts[0] as number, disk.runnerToken, {
+      auth: { problem: "runner cannot record operations, so it refuses every operation until it can: state directory /var/lib/runbridge cannot be written (ENOSPC: no space left on device); free space on its disk" },
+    });
+    try {
+      await untilConnected(degraded);
+      await stack.waitRunnerConnected(disk.server.id);
+      await page.reload();
+      await waitForText(page.getByRole("row", { name: /disk-1/ }), /degraded.*ENOSPC/);
+      await audit.check(page, "Servers: a runner connected but degraded, its problem shown");
+    } finally {
+      degraded.disconnect();
+      // Gone again: the tests after this one see the servers they expect.
+      await testPrisma().server.delete({ where: { id: disk.server.id } });
+    }
 
     d = await openAndCheck(page.getByRole("button", { name: "Rotate token of db-1" }), "Rotate the runner token of db-1?", "Rotate runner token: confirmation");
     await d.getByRole("button", { name: "Rotate token" }).click();

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import type { Proc } from "../helpers/processes";
+import { type Proc, waitFor } from "../helpers/processes";
 import { SmallDisk } from "../helpers/small-disk";
 import { useStack } from "../helpers/suite";
 
@@ -15,7 +15,8 @@ const ENTRY_ERROR = /runner cannot record operations: state directory/g;
 /**
  * A runner whose state directory cannot be written at boot — its disk full, or read-only — on a real
  * tmpfs filled up or remounted: it connects all the same, every operation fails at once with the
- * reason (not 409, not a time-out), and once the disk is fixed it takes operations again without a
+ * reason (not 409, not a time-out), its server shows it degraded with that reason (runner_problem)
+ * rather than plainly connected, and once the disk is fixed it takes operations again without a
  * restart, first ending what an earlier runner process left running, as a boot does. Needs root and
  * mounts; elsewhere it is skipped, saying why.
  */
@@ -65,6 +66,23 @@ describeWithMounts(`a runner whose state directory cannot be written at boot${un
     return res.body.error as string;
   };
   const recovered = (runner: Proc) => runner.waitForOutput(/the state directory can be used again/, RECOVERY_TIMEOUT_MS);
+  /** The server as the management API shows it, in its view and in the list (the two must agree). */
+  const shown = async (fx: { apiKey: string; server: { id: string } }) => {
+    const api = (p: string) => suite.stack.api().get(p).set("Authorization", `Bearer ${fx.apiKey}`);
+    const [one, list] = await Promise.all([api(`/api/v1/servers/${fx.server.id}`), api("/api/v1/servers")]);
+    const listed = (list.body.data as { id: string }[]).find((s) => s.id === fx.server.id);
+    expect(listed).toEqual(one.body);
+    return one.body as { runner_connected: boolean; runner_problem: string | null; runner_problem_since: string | null };
+  };
+  /** Shown degraded with `cause` from the moment it is shown connected (said in its handshake), until it recovers. */
+  const shownDegraded = async (fx: { apiKey: string; server: { id: string } }, cause: string) =>
+    expect(await shown(fx)).toEqual(
+      expect.objectContaining({ runner_connected: true, runner_problem: `runner cannot record operations, so it refuses every operation until it can: ${cause}`, runner_problem_since: expect.any(String) }),
+    );
+  const shownRecovered = (fx: { apiKey: string; server: { id: string } }) =>
+    waitFor(async () => ((await shown(fx)).runner_problem === null ? shown(fx) : null), 5_000, "the server shown without a problem").then((s) =>
+      expect(s).toMatchObject({ runner_connected: true, runner_problem_since: null }),
+    );
 
   it("disk full: connects, fails each operation at once saying so, and once space is freed ends the earlier process's orphan and runs operations, never restarted", async () => {
     const fx = await createFixture();
@@ -81,6 +99,8 @@ describeWithMounts(`a runner whose state directory cannot be written at boot${un
     const runner = await startRunner(fx, stateDir);
     const bootedAt = Date.now();
     const error = await refused(fx, `state directory ${stateDir} cannot be written (ENOSPC: no space left on device); free space on its disk`);
+    // Not shown as plainly connected: the management API (and the dashboard) says what the runner refuses for.
+    await shownDegraded(fx, `state directory ${stateDir} cannot be written (ENOSPC: no space left on device); free space on its disk`);
     expect(error).toBe(`runner refused the operation: it cannot record operations: state directory ${stateDir} cannot be written (ENOSPC: no space left on device); free space on its disk; not started`);
     expect(runner.output).not.toContain("must-not-run");
     const orphan = await asked;
@@ -94,6 +114,7 @@ describeWithMounts(`a runner whose state directory cannot be written at boot${un
 
     d.free();
     await recovered(runner);
+    await shownRecovered(fx);
     const ended = await waitUntilEnded(orphan.body.operation_id, 10_000);
     expect(ended).toMatchObject({ status: "failed", error: expect.stringMatching(/runner restarted while the operation was running; its outcome is unknown/) });
     const res = await exec(fx, "echo recovered");
@@ -108,8 +129,13 @@ describeWithMounts(`a runner whose state directory cannot be written at boot${un
     d.readOnly();
     const runner = await startRunner(fx, stateDir);
     await refused(fx, `state directory ${stateDir} cannot be written (EROFS: read-only file system); remount its filesystem read-write`);
+    await shownDegraded(
+      fx,
+      `state directory ${stateDir} cannot be written (EROFS: read-only file system); remount its filesystem read-write (the kernel remounts one read-only after disk errors: see its log)`,
+    );
     d.readWrite();
     await recovered(runner);
+    await shownRecovered(fx);
     const res = await exec(fx, "echo recovered");
     expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "recovered\n" });
     expect(runner.running).toBe(true);

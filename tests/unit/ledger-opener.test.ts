@@ -46,8 +46,11 @@ describe("ledger opener", () => {
     const { lines, logger } = capture();
     fullDisk();
     const opener = new LedgerOpener(dir, logger, () => undefined, { retryMs: 20, reminderMs: 60_000 });
+    expect(opener.problem).toBeNull();
     expect(opener.open()).toBeNull();
     expect(opener.refusal).toBe(`it cannot record operations: state directory ${dir} cannot be written (ENOSPC: no space left on device); free space on its disk; not started`);
+    // What the runner's server shows meanwhile (runner:health): the same cause, said of every operation.
+    expect(opener.problem).toBe(`runner cannot record operations, so it refuses every operation until it can: state directory ${dir} cannot be written (ENOSPC: no space left on device); free space on its disk`);
     expect(lines).toEqual([
       expect.objectContaining({
         level: "error",
@@ -57,6 +60,7 @@ describe("ledger opener", () => {
     // The failed write's temporary file (the link to /dev/full) is removed with it: the next attempt finds room.
     const ledger = await new Promise<Ledger>((resolve, reject) => opener.retry({ opened: resolve, failed: reject }));
     open.push(ledger);
+    expect(opener.problem).toBeNull();
     // A ledger as a boot opens it: the directory is this process's now.
     expect(() => new Ledger(dir)).toThrow(/is in use by another runner/);
     expect(lines.slice(1)).toEqual([expect.objectContaining({ level: "info", message: "the state directory can be used again: the runner records and takes operations again" })]);
@@ -101,7 +105,13 @@ describe("ledger opener", () => {
     disk.fill();
     const opener = new LedgerOpener(stateDir, logger, () => undefined, { retryMs: 10, reminderMs: 60_000 });
     expect(opener.open()).toBeNull();
-    opener.retry({ opened: (l) => open.push(l), failed: () => undefined });
+    // The problem the runner reports (runner:health) after each attempt that leaves the ledger shut, each change once.
+    const problems: string[] = [];
+    const stillShut = () => {
+      const problem = opener.problem ?? "none";
+      if (problems.at(-1) !== problem) problems.push(problem);
+    };
+    opener.retry({ opened: (l) => open.push(l), stillShut, failed: () => undefined });
     // Attempts every 10 ms meanwhile (fewer on a loaded machine): still the one line.
     await sleep(200);
     expect(causes(lines)).toEqual([["error", "ENOSPC"]]);
@@ -117,6 +127,7 @@ describe("ledger opener", () => {
       ["error", "EROFS"],
     ]);
     expect(opener.refusal).toContain(`state directory ${stateDir} cannot be written (ENOSPC: no space left on device)`);
+    expect(problems.map((p) => p.match(/^runner cannot record operations, so it refuses every operation until it can: state directory .* \((E[A-Z]+): /)?.[1])).toEqual(["ENOSPC", "EROFS", "ENOSPC"]);
   });
 
   asRoot(`says it again, as a warning, now and then while the cause stays the same${skipped}`, async () => {

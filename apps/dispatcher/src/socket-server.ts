@@ -10,6 +10,7 @@ import { recordRunnerResult } from "./results";
 import { countRunnerHandshake } from "./metrics";
 import { appendOutput } from "./output-log";
 import { localSignatureTarget, rememberTokenHash } from "./connection-keys";
+import { ConnectionHealth } from "./runner-health";
 import { REDIS_WAIT_MS, newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
 import type { TokenRevocations } from "./token-revocations";
 import type { UnauthenticatedConnections } from "./unauthenticated-connections";
@@ -146,10 +147,11 @@ export function attachRunnerHandlers(
 
   io.on("connection", (socket) => {
     const { serverId } = socket.data;
+    const health = new ConnectionHealth(ctx, socket, () => numberConnection(ctx, socket));
     // Listeners first, before any await: a runner re-sends its undelivered results the moment it
     // connects, and an event that arrives before its listener is silently dropped.
-    attachRunnerEvents(ctx, socket, presence);
-    void admitRunner(ctx, socket, presence, serverId);
+    attachRunnerEvents(ctx, socket, presence, health);
+    void admitRunner(ctx, socket, presence, serverId, health);
   });
 }
 
@@ -173,7 +175,7 @@ export async function recordRunnersLastSeen(ctx: DispatcherContext): Promise<voi
 }
 
 /** Shows the runner as connected, then makes the socket the server's one live connection. */
-async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, serverId: string): Promise<void> {
+async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, serverId: string, health: ConnectionHealth): Promise<void> {
   const { logger } = ctx;
   // Set before the connection can be seen from other dispatchers (it is in what their lookups return).
   await numberConnection(ctx, socket);
@@ -182,9 +184,10 @@ async function admitRunner(ctx: DispatcherContext, socket: RunnerSocket, presenc
   // at the same moment, the lookup made second always finds the first.
   await socket.join(serverRoom(serverId));
   // Seen before shown as connected: whoever reads presence (the gateway's reconnect grace, the
-  // servers list) finds last_seen_at already set.
+  // servers list) finds last_seen_at already set, and the health the runner said as it connected
+  // (ConnectionHealth says why it is written here, after the admission number, and not on its own).
   const version = socket.data.runnerVersion ?? null;
-  await ctx.operations.runnerAdmitted(serverId, version).catch((err: unknown) => logger.warn("could not record last_seen_at", { serverId, error: String(err) }));
+  await health.admit((report) => ctx.operations.runnerAdmitted(serverId, version, report)).catch((err: unknown) => logger.warn("could not record last_seen_at", { serverId, error: String(err) }));
   // Bounded: with Redis down the write waits in the connection's queue, and the periodic refresh writes it anyway.
   await withTimeout(presence.online(serverId, socket.id, socket.data.seq), REDIS_WAIT_MS).catch((err: unknown) => logger.warn("presence write failed", { serverId, error: String(err) }));
   // The socket may have dropped while presence was being written.
@@ -314,7 +317,7 @@ function attachResultListener(ctx: DispatcherContext, socket: RunnerSocket, onSt
   });
 }
 
-function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence): void {
+function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presence: RunnerPresence, health: ConnectionHealth): void {
   const { logger } = ctx;
   const { serverId } = socket.data;
   const wellFormed = (event: keyof typeof runnerEventSchemas, payload: unknown) => isWellFormed(ctx, socket, event, payload);
@@ -352,7 +355,13 @@ function attachRunnerEvents(ctx: DispatcherContext, socket: RunnerSocket, presen
 
   attachResultListener(ctx, socket);
 
+  // Recorded in order, and only while this connection is its server's newest (ConnectionHealth).
+  socket.on("runner:health", (report) => {
+    if (wellFormed("runner:health", report)) health.reported(report.problem);
+  });
+
   socket.on("disconnect", (reason) => {
+    health.close();
     logger.info("runner disconnected", { serverId, socketId: socket.id, reason });
     void presence.offline(serverId, socket.id).catch(() => undefined);
     void ctx.operations.touchServer(serverId).catch(() => undefined);

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { DeployVar, HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, type CancelAck, type LedgerQueryReply, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { DeployVar, HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, runnerProblemText, type CancelAck, type LedgerQueryReply, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
 import { OperationCapacity, type Held } from "./capacity";
 import type { RunnerConfig } from "./config";
@@ -141,6 +141,8 @@ export class Agent {
   private reconnectTimer: NodeJS.Timeout | null = null;
   /** Handshakes refused in a row, for the backoff. */
   private refusals = 0;
+  /** The health last said on the current connection (undefined: nothing yet); said again when it changes. */
+  private saidProblem: string | null | undefined = undefined;
 
   /** The key of the signatures on the dispatcher's messages: what PostgreSQL holds for this server's token. */
   private readonly tokenHash: string;
@@ -175,6 +177,11 @@ export class Agent {
   /** The connection to a dispatcher; with a results ticket, a replaced runner's last one, on ResultsNamespace. */
   private openSocket(resultsTicket?: string): RunnerSocket {
     const auth: RunnerHandshakeAuth = { token: this.config.RUNBRIDGE_RUNNER_TOKEN, version: RUNNER_VERSION, ...(resultsTicket ? { resultsTicket } : {}) };
+    // A function, so that each (re)connection says the health the runner has then (see RunnerHandshakeAuth.problem).
+    const handshake = (cb: (data: object) => void) => {
+      const problem = this.problem();
+      cb(problem === null ? auth : { ...auth, problem });
+    };
     let url = this.config.RUNBRIDGE_DISPATCHER_URL;
     if (resultsTicket) {
       const u = new URL(url);
@@ -184,7 +191,7 @@ export class Agent {
     return io(url, {
       path: SocketPath,
       transports: ["websocket"],
-      auth,
+      auth: handshake,
       reconnection: true,
       reconnectionDelay: 500,
       reconnectionDelayMax: 5_000,
@@ -197,7 +204,7 @@ export class Agent {
   start(): void {
     this.socket.connect();
     if (this.ledger) this.pruneLedger(this.ledger);
-    else this.ledgerOpener.retry({ opened: (ledger) => this.ledgerOpened(ledger), failed: (err) => this.stateDirFailed(err) });
+    else this.ledgerOpener.retry({ opened: (ledger) => this.ledgerOpened(ledger), stillShut: () => this.reportHealth(), failed: (err) => this.stateDirFailed(err) });
     // Clocks drift, and get set: measured again now and then, not only when a connection is made.
     this.clockTimer = setInterval(() => this.socket.connected && !this.clock.measured(CLOCK_MEASURE_INTERVAL_MS) && void this.measureClock(), CLOCK_CHECK_INTERVAL_MS);
     this.clockTimer.unref();
@@ -215,9 +222,28 @@ export class Agent {
   /** The state directory can be used again: what a boot does with the ledger, done now (no start was taken meanwhile). */
   private ledgerOpened(ledger: Ledger): void {
     this.ledger = ledger;
+    this.reportHealth();
     this.recoverOrphans(ledger);
     this.pruneLedger(ledger);
     this.pump();
+  }
+
+  /** What keeps this runner from taking operations, as its server shows it; null when nothing does. */
+  private problem(): string | null {
+    const problem = this.ledger ? null : this.ledgerOpener.problem;
+    return problem === null ? null : runnerProblemText(problem);
+  }
+
+  /**
+   * Says the runner's health on the current connection when it changed since it was last said there (and
+   * on each new connection): not while disconnected, where socket.io would buffer it and send it, stale,
+   * on the next connection before that connection's own report.
+   */
+  private reportHealth(): void {
+    const problem = this.problem();
+    if (!this.socket.connected || problem === this.saidProblem) return;
+    this.saidProblem = problem;
+    this.socket.emit("runner:health", { problem });
   }
 
   /** A reason that stops a boot, met at a later attempt: said, and the process ends (onStateDirFailed), taking nothing meanwhile. */
@@ -409,6 +435,9 @@ export class Agent {
     s.on("connect", () => {
       this.refusals = 0;
       this.logger.info("connected to dispatcher", { url: this.config.RUNBRIDGE_DISPATCHER_URL });
+      // Said in the handshake too: said again here, as it may have changed since.
+      this.saidProblem = undefined;
+      this.reportHealth();
       this.pump();
       void this.measureClock();
     });

@@ -47,6 +47,8 @@ export function storageFailure(stateDir: string, err: unknown): StorageFailure |
 export interface LedgerRetryHooks {
   /** The ledger opened at a retry: from now on the runner takes operations as after a boot. */
   opened(ledger: Ledger): void;
+  /** A retry found it still shut (its cause, `problem`, may have changed): it is tried again later. */
+  stillShut?(): void;
   /** A retry failed for a reason that stops a boot (another runner uses the directory, a permission): the process should end. */
   failed(err: unknown): void;
 }
@@ -114,8 +116,20 @@ export class LedgerOpener {
    * may have, and that cannot be told.
    */
   get refusal(): string {
-    const why = `it cannot record operations: ${this.outage?.reason ?? `state directory ${this.stateDir} cannot be used`}`;
+    const why = `it cannot record operations: ${this.cause}`;
     return this.known ? `${why}; not started` : `${why}; not run by this runner process (its ledger cannot be read either: whether an earlier one started it is unknown)`;
+  }
+
+  /**
+   * What keeps the runner from taking operations, as its server shows it (runner:health): the cause and
+   * what to do, as each refusal says them; null while the ledger is open (or not tried yet).
+   */
+  get problem(): string | null {
+    return this.outage ? `runner cannot record operations, so it refuses every operation until it can: ${this.cause}` : null;
+  }
+
+  private get cause(): string {
+    return this.outage?.reason ?? `state directory ${this.stateDir} cannot be used`;
   }
 
   private readKnown(): LedgerView | null {
@@ -144,7 +158,10 @@ export class LedgerOpener {
         return;
       }
       if (ledger) hooks.opened(ledger);
-      else this.retry(hooks);
+      else {
+        hooks.stillShut?.();
+        this.retry(hooks);
+      }
     }, this.timing.retryMs);
     // The connection keeps the process alive; this alone must not keep a stopping one.
     this.timer.unref();

@@ -1,7 +1,7 @@
 import Joi from "joi";
 import { TERMINAL_STATUSES } from "./operations";
 import { uuid } from "./schemas/common";
-import type { OperationResult, OutputChunk } from "./socket";
+import { RUNNER_PROBLEM_MAX_CHARS, type OperationResult, type OutputChunk, type RunnerHealth } from "./socket";
 
 /**
  * What a runner sends, checked before a dispatcher acts on it: a runner token
@@ -12,6 +12,8 @@ import type { OperationResult, OutputChunk } from "./socket";
  */
 const operationId = uuid().required();
 const isoTime = Joi.string().isoDate().required();
+/** A runner's problem: bounded, since it is stored on its server's row and shown to operators. */
+const problem = Joi.string().max(RUNNER_PROBLEM_MAX_CHARS);
 
 export const runnerEventSchemas = {
   "operation:started": Joi.object<{ operationId: string; startedAt: string }>({ operationId, startedAt: isoTime })
@@ -41,4 +43,12 @@ export const runnerEventSchemas = {
   })
     .unknown(true)
     .required(),
+  "runner:health": Joi.object<RunnerHealth>({ problem: problem.allow(null).required() })
+    .unknown(true)
+    .required(),
 } as const;
+
+/** The problem a runner said in its handshake (RunnerHandshakeAuth.problem): null when none, or nothing usable, as its version is. */
+export function handshakeProblem(value: unknown): string | null {
+  return typeof value === "string" && problem.validate(value).error === undefined ? value : null;
+}

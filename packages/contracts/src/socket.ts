@@ -167,6 +167,41 @@ export interface RunnerToDispatcherEvents {
   "operation:output": (chunk: OutputChunk) => void;
   /** Acked once the result is durably stored; the runner re-sends until then. */
   "operation:result": (result: OperationResult, ack: (res: ResultAck) => void) => void;
+  /**
+   * What keeps the runner from taking operations, if anything, shown on its server (runner_problem):
+   * sent on every connection and whenever it changes. Not acknowledged: a report lost with its
+   * connection is sent again on the next. Dispatchers of an earlier release ignore it; runners of an
+   * earlier release never send it (their server shows no problem).
+   */
+  "runner:health": (health: RunnerHealth) => void;
+}
+
+/**
+ * A runner's health: `problem` null while it takes operations, else why it refuses them and what to do
+ * (e.g. its state directory cannot be written), at most RUNNER_PROBLEM_MAX_CHARS characters.
+ */
+export interface RunnerHealth {
+  problem: string | null;
+}
+
+/**
+ * The longest problem a runner reports, in UTF-16 code units (a JavaScript string's length, what the
+ * dispatcher's check counts): runnerProblemText cuts one to it; a dispatcher drops a longer report.
+ */
+export const RUNNER_PROBLEM_MAX_CHARS = 1000;
+
+/**
+ * A problem as a runner reports it: at most RUNNER_PROBLEM_MAX_CHARS long (a state directory's path
+ * may be long), cut with an ellipsis, and storable in PostgreSQL text (storableText).
+ */
+export function runnerProblemText(problem: string): string {
+  const text = storableText(problem);
+  if (text.length <= RUNNER_PROBLEM_MAX_CHARS) return text;
+  let end = RUNNER_PROBLEM_MAX_CHARS - 1;
+  // Not between the two halves of a surrogate pair: half a character is not text PostgreSQL stores.
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
 }
 
 export interface RunnerHandshakeAuth {
@@ -175,6 +210,12 @@ export interface RunnerHandshakeAuth {
   version?: string;
   /** ResultsNamespace only: the ticket the runner was given with `runner:replaced`. */
   resultsTicket?: string;
+  /**
+   * The runner's problem as it connects (RunnerHealth; absent: none). Said in the handshake, so that
+   * the admission records the connection's health with it, in one write: a `runner:health` sent after
+   * connecting could reach the server's row before the admission and be overwritten by it.
+   */
+  problem?: string;
 }
 
 export const SocketPath = "/runner";

@@ -1,6 +1,7 @@
 import type { Pool } from "pg";
 import type { Operation, Server } from "@prisma/client";
 import { FailureExitCode, OperationStatus, OperationType } from "@runbridge/contracts";
+import { runnerHealthText } from "./runner-health-sql";
 
 /**
  * The operation hot path in plain SQL on the pool Prisma also uses. Every
@@ -74,12 +75,23 @@ export interface OperationNote {
 
 type Row = Record<string, unknown>;
 
+/** What a runner connection said of its health (RunnerHealth), and which connection said it. */
+export interface RunnerHealthReport {
+  /** Null: no problem (or nothing said: a runner of an earlier release). */
+  problem: string | null;
+  /** The connection's admission number (undefined: it has none). */
+  seq?: number;
+  /** The runner's address, for the audit event. */
+  clientIp?: string;
+}
+
 /** Every column toOperation reads. */
 const OPERATION_COLUMNS =
   "id, tenant_id, server_id, automation_key_id, type, status, command, params, working_directory, timeout_seconds, env_keys, run_id, " +
   "run_context, client_ip, exit_code, stdout, stderr, stdout_truncated, stderr_truncated, duration_ms, error, created_at, deliver_by, " +
   "dispatched_at, started_at, completed_at, redis_prefix";
-const SERVER_COLUMNS = "id, tenant_id, name, runner_token_hash, last_seen_at, created_at, runner_version, provider, provider_server_id, provider_token_ciphertext";
+const SERVER_COLUMNS =
+  "id, tenant_id, name, runner_token_hash, last_seen_at, created_at, runner_version, runner_problem, runner_problem_since, runner_health_seq, provider, provider_server_id, provider_token_ciphertext";
 
 /** A column list qualified with a table alias, for joins. */
 const qualified = (alias: string, columns: string): string =>
@@ -171,7 +183,9 @@ const SQL = {
   ),
   touchServer: statement("server.touch", "UPDATE servers SET last_seen_at = now() WHERE id = $1"),
   touchServers: statement("server.touch-many", "UPDATE servers SET last_seen_at = now() WHERE id = ANY($1::uuid[])"),
-  admitRunner: statement("server.runner-admitted", "UPDATE servers SET last_seen_at = now(), runner_version = $2 WHERE id = $1"),
+  // One statement for both, so that what a runner said as it connected is on the row the moment it is shown connected.
+  admitRunner: statement("server.runner-admitted-health", runnerHealthText({ serverId: "$1", version: "$2", problem: "$3", seq: "$4", clientIp: "$5" })),
+  runnerHealth: statement("server.runner-health", runnerHealthText({ serverId: "$1", problem: "$2", seq: "$3", clientIp: "$4" })),
   belongsToServer: statement("operation.belongs", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2"),
   // Never later than PostgreSQL's now(): a runner whose clock is ahead would push the overdue sweep back by as much.
   markStarted: statement("operation.started", `UPDATE operations SET started_at = ${STARTED_WITHIN_PLATFORM_TIMES("$3::timestamptz")} WHERE id = $1 AND server_id = $2 AND started_at IS NULL`),
@@ -337,6 +351,10 @@ export class OperationStore {
       lastSeenAt: (r.last_seen_at as Date | null) ?? null,
       createdAt: r.created_at as Date,
       runnerVersion: (r.runner_version as string | null) ?? null,
+      runnerProblem: (r.runner_problem as string | null) ?? null,
+      runnerProblemSince: (r.runner_problem_since as Date | null) ?? null,
+      // bigint comes as text from pg.
+      runnerHealthSeq: r.runner_health_seq == null ? null : BigInt(r.runner_health_seq as string),
       provider: (r.provider as string | null) ?? null,
       providerServerId: (r.provider_server_id as string | null) ?? null,
       providerTokenCiphertext: (r.provider_token_ciphertext as string | null) ?? null,
@@ -354,9 +372,23 @@ export class OperationStore {
     await this.pool.query({ ...SQL.touchServers, values: [serverIds] });
   }
 
-  /** A runner of the server connected now, reporting this version (null: it did not say). */
-  async runnerAdmitted(serverId: string, runnerVersion: string | null): Promise<void> {
-    await this.pool.query({ ...SQL.admitRunner, values: [serverId, runnerVersion] });
+  /**
+   * A runner of the server connected now, reporting this version (null: it did not say) and this health
+   * (see recordRunnerHealth). Whether its health was recorded: false when a newer connection's report holds the row.
+   */
+  async runnerAdmitted(serverId: string, runnerVersion: string | null, health: RunnerHealthReport): Promise<boolean> {
+    const { rows } = await this.pool.query({ ...SQL.admitRunner, values: [serverId, runnerVersion, health.problem, health.seq ?? null, health.clientIp ?? null] });
+    return (rows[0] as Row | undefined)?.counts === true;
+  }
+
+  /**
+   * A runner connection's health on its server's row, with an audit event when the server enters or leaves
+   * the degraded state (runner-health-sql.ts): false when it does not count (a newer connection's report
+   * holds the row), or the server is gone.
+   */
+  async recordRunnerHealth(serverId: string, health: RunnerHealthReport): Promise<boolean> {
+    const { rows } = await this.pool.query({ ...SQL.runnerHealth, values: [serverId, health.problem, health.seq ?? null, health.clientIp ?? null] });
+    return (rows[0] as Row | undefined)?.counts === true;
   }
 
   /** Whether the operation belongs to the server (a runner may only write its own server's operations). */

@@ -49,6 +49,9 @@ export interface Server {
   runner_connected: boolean;
   last_seen_at: string | null;
   runner_version?: string | null;
+  /** What keeps its runner from taking operations, as it last said (absent from gateways of earlier versions). */
+  runner_problem?: string | null;
+  runner_problem_since?: string | null;
   provider?: string | null;
   created_at: string;
 }

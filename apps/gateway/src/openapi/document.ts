@@ -5,6 +5,7 @@ import {
   Limits,
   OPERATION_TYPES,
   OperationStatus,
+  RUNNER_PROBLEM_MAX_CHARS,
   automationListOperationsQuerySchema,
   cancelOperationRequestSchema,
   createApiKeySchema,
@@ -186,6 +187,12 @@ function componentSchemas(): Record<string, JsonSchema> {
         runner_connected: { type: "boolean" },
         last_seen_at: nullable("string", { format: "date-time" }),
         runner_version: nullable("string", { description: "The version the server's runner reported when it last connected (null: none has, or one too old to say)." }),
+        runner_problem: nullable("string", {
+          maxLength: RUNNER_PROBLEM_MAX_CHARS,
+          description:
+            "What keeps the server's runner from taking operations, as it last reported it (its state directory cannot be written: it is connected but refuses every operation until it can). Null when it reports none, or is too old to say. Kept while the runner is not connected: what it said before it went away.",
+        }),
+        runner_problem_since: nullable("string", { format: "date-time", description: "Since when the runner has reported a problem (null while it reports none)." }),
         runner_token: { type: "string", description: "Only in the response to POST /servers: shown once." },
         created_at: { type: "string", format: "date-time" },
       },

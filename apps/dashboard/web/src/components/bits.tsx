@@ -34,6 +34,7 @@ const STATUS_CLASS: Record<string, string> = {
   active: "ok",
   completed: "ok",
   connected: "ok",
+  degraded: "warn",
   running: "info",
   revoked: "bad",
   failed: "bad",

@@ -31,6 +31,8 @@ const COMMON_TYPES = [
   "server.runner_token_rotated",
   "server.deleted",
   "runner.replaced",
+  "runner.degraded",
+  "runner.recovered",
   "dashboard.signed_in",
   "dashboard.signed_out",
 ];

@@ -1,8 +1,9 @@
 import { type FormEvent, useState } from "react";
 import { api } from "../api";
-import { EmptyState, ErrorNote, Loading, PageHeader, StatusBadge, Time } from "../components/bits";
+import { EmptyState, ErrorNote, Loading, PageHeader, Time } from "../components/bits";
 import { CopyButton, OneTimeSecret } from "../components/CopyButton";
 import { ConfirmDialog, Modal } from "../components/Modal";
+import { RunnerState } from "../components/RunnerState";
 import { useLoad, useSubmitOnce } from "../hooks";
 import type { Page, Server } from "../types";
 
@@ -111,9 +112,7 @@ export function ServersPage() {
                 <tr key={s.id}>
                   <td data-label="Name">{s.name}</td>
                   <td data-label="Runner">
-                    <StatusBadge status={s.runner_connected ? "connected" : "disconnected"} label={s.runner_connected ? "connected" : "not connected"} />
-                    {/* Absent from gateways of earlier versions; null until a runner that says its version connects. */}
-                    {s.runner_version ? <span className="muted runner-version"> v{s.runner_version.replace(/^v/, "")}</span> : null}
+                    <RunnerState server={s} />
                   </td>
                   <td data-label="Last seen">
                     <Time iso={s.last_seen_at} />

@@ -18,6 +18,10 @@ function serverView(s: Server, connected: boolean) {
     last_seen_at: s.lastSeenAt?.toISOString() ?? null,
     // Reported by the runner as it last connected: which servers still run an older runner.
     runner_version: s.runnerVersion,
+    // What keeps its runner from taking operations (a state directory it cannot write), as the runner last
+    // said it, and since when: a runner that is connected but refuses everything is not a healthy one.
+    runner_problem: s.runnerProblem,
+    runner_problem_since: s.runnerProblemSince?.toISOString() ?? null,
     provider: s.provider,
     // The provider token is never returned; only whether one is stored.
     provider_server_id: s.providerServerId,
