@@ -87,4 +87,16 @@ describe("sweeper: overdue operations of a runner that is away", () => {
     const ended = await waitUntilEnded(op.id, (GRACE_SECONDS / 2) * 1000, "the operation to be given up at once");
     expect(ended).toMatchObject({ status: "failed", error: FailureReason.RunnerLost });
   });
+
+  it("a runner seen moments ago (one that keeps reconnecting) still has operations overdue for longer than the grace failed", async () => {
+    const { stack } = suite;
+    const fx = await createFixture();
+    const { server: flapping } = await createServer(fx.tenant.id);
+    const longAgo = new Date(Date.now() - 300_000);
+    const op = await createOperation(fx.tenant.id, flapping.id, { redisPrefix: stack.prefix, timeoutSeconds: 1, createdAt: longAgo, deliverBy: longAgo, dispatchedAt: longAgo, startedAt: longAgo });
+    // Its last connection closed just now, as a crash-looping runner's always has.
+    await testPrisma().$executeRaw`UPDATE servers SET last_seen_at = now() WHERE id = ${flapping.id}::uuid`;
+    const ended = await waitUntilEnded(op.id, (GRACE_SECONDS / 2) * 1000, "the long overdue operation to be given up");
+    expect(ended).toMatchObject({ status: "failed", error: FailureReason.RunnerLost });
+  });
 });

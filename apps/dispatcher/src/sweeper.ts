@@ -166,7 +166,9 @@ export class Sweeper {
     for (const [serverId, until] of this.silentUntil) if (until <= now) this.silentUntil.delete(serverId);
     const silent = [...this.silentUntil.keys()];
     const overdue = await this.ctx.prisma.$queryRaw<OverdueRow[]>`
-      SELECT id, server_id, started_at, (type = 'reboot' AND NOT (params ? 'reboot_path')) AS provider_call_unrecorded FROM operations
+      SELECT id, server_id, started_at, (type = 'reboot' AND NOT (params ? 'reboot_path')) AS provider_call_unrecorded,
+             ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace} + ${this.ctx.config.RUNNER_LOST_GRACE_SECONDS}) < now() AS past_lost_grace
+      FROM operations
       WHERE status = 'running' AND dispatched_at IS NOT NULL
         AND (redis_prefix = ${this.ctx.config.REDIS_PREFIX} OR redis_prefix IS NULL)
         AND ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace}) < now()
@@ -220,11 +222,14 @@ export class Sweeper {
         // No runner: none of this server's overdue operations can be resolved by asking. One away only
         // moments (a network blip, a dispatcher restarting, its own reconnect backoff) re-sends their
         // results once back: they are left for a later sweep until it has been away past the grace.
-        if (await this.awayWithinGrace(serverId)) {
-          this.ctx.logger.debug("runner away within its grace: its overdue operations wait for it", { serverId, operations: ops.length - i });
-          return;
+        // The grace is counted from the operation becoming overdue too: a runner that keeps reconnecting (a crash
+        // loop, a flapping link) is always "away moments ago", and its operations must still end.
+        const remaining = ops.slice(i);
+        const endNow = (await this.awayWithinGrace(serverId)) ? remaining.filter((op) => op.past_lost_grace) : remaining;
+        if (endNow.length < remaining.length) {
+          this.ctx.logger.debug("runner away within its grace: its overdue operations wait for it", { serverId, operations: remaining.length - endNow.length });
         }
-        for (const lost of ops.slice(i)) {
+        for (const lost of endNow) {
           const [error, action] = lost.started_at ? ([FailureReason.RunnerLost, FailureCause.RunnerLost] as const) : ([FailureReason.RunnerUnconfirmed, FailureCause.RunnerUnconfirmed] as const);
           if (await finishOperation(this.ctx, serverId, { operationId: lost.id, status: "failed", cause: action, error })) countSweeperAction(action);
         }
@@ -274,6 +279,8 @@ interface OverdueRow {
   server_id: string;
   started_at: Date | null;
   provider_call_unrecorded: boolean;
+  /** Overdue for longer than RUNNER_LOST_GRACE_SECONDS already: ended when its runner is not connected, however recently it was seen. */
+  past_lost_grace: boolean;
 }
 
 /** Overdue operations looked at per sweep, oldest first. */
