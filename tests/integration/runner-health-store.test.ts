@@ -51,6 +51,15 @@ describe("runner health on the server's row", () => {
     // Once a numbered connection's report holds the row: not.
     expect(await db.operations.recordRunnerHealth(fx.server.id, { problem: "unnumbered again" })).toBe(false);
     expect(await row()).toMatchObject({ runnerProblem: null, runnerHealthSeq: 1n });
+    // Nor does an unnumbered connection's admission, whichever way it would move the row: the problem and its
+    // `since` stay together.
+    expect(await db.operations.runnerAdmitted(fx.server.id, null, { problem: "unnumbered at admission" })).toBe(false);
+    expect(await row()).toMatchObject({ runnerProblem: null, runnerProblemSince: null, runnerHealthSeq: 1n });
+    expect(await db.operations.recordRunnerHealth(fx.server.id, { problem: "disk full", seq: 1 })).toBe(true);
+    const since = (await row()).runnerProblemSince;
+    expect(since).toBeInstanceOf(Date);
+    expect(await db.operations.runnerAdmitted(fx.server.id, null, { problem: null })).toBe(false);
+    expect(await row()).toMatchObject({ runnerProblem: "disk full", runnerProblemSince: since, runnerHealthSeq: 1n });
   });
 
   it("keeps when the problem began while it lasts, and audits entering and leaving it once each", async () => {

@@ -19,9 +19,11 @@
  * happens whether or not the health counts.
  */
 export function runnerHealthText(p: { serverId: string; problem: string; seq: string; clientIp: string; version?: string }): string {
-  const counts = `(runner_health_seq IS NULL OR runner_health_seq <= ${p.seq}::bigint)`;
+  // False, not NULL, for a connection without a number over a numbered report: NULL would reach the ELSE of
+  // runner_problem_since's CASE below and leave a problem and its `since` disagreeing.
+  const counts = `COALESCE(runner_health_seq IS NULL OR runner_health_seq <= ${p.seq}::bigint, false)`;
   return `WITH before AS (
-     SELECT id, runner_problem, runner_problem_since, ${counts} AS counts FROM servers WHERE id = ${p.serverId} FOR UPDATE
+     SELECT id, runner_problem, runner_problem_since, ${counts} AS counts FROM servers WHERE id = ${p.serverId} FOR NO KEY UPDATE
    ), after AS (
      UPDATE servers s SET ${p.version ? `last_seen_at = now(), runner_version = ${p.version},` : ""}
             runner_problem = CASE WHEN b.counts THEN ${p.problem}::text ELSE s.runner_problem END,
