@@ -1,8 +1,9 @@
 import { FailureReason } from "@runbridge/contracts";
 import type { DispatcherContext } from "../../apps/dispatcher/src/context";
 import { noteHeldBack, undeliveredEnding } from "../../apps/dispatcher/src/deferred";
-import { testPrisma } from "../helpers/db";
+import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
+import { FakeProvider } from "../helpers/fake-provider";
 import { sample } from "../helpers/metrics";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
@@ -21,10 +22,21 @@ const SILENT_OPERATIONS = 24;
  * behind them until their delivery deadline failed them as runner offline.
  */
 describe("a connected runner that answers nothing", () => {
-  const suite = useStack({
-    gateway: { EXEC_MAX_WAIT_SECONDS: "5", RUNNER_DELIVERY_TIMEOUT_SECONDS: String(DELIVERY_TIMEOUT_SECONDS) },
-    dispatcher: { WORKER_CONCURRENCY: String(WORKER_CONCURRENCY), RUNNER_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS), RESULT_GRACE_SECONDS: "2", RUNNER_LOST_GRACE_SECONDS: "0" },
+  let provider: FakeProvider;
+  const suite = useStack(async () => {
+    provider = await FakeProvider.start();
+    return {
+      gateway: { EXEC_MAX_WAIT_SECONDS: "5", RUNNER_DELIVERY_TIMEOUT_SECONDS: String(DELIVERY_TIMEOUT_SECONDS) },
+      dispatcher: {
+        WORKER_CONCURRENCY: String(WORKER_CONCURRENCY),
+        RUNNER_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS),
+        RESULT_GRACE_SECONDS: "2",
+        RUNNER_LOST_GRACE_SECONDS: "0",
+        HCLOUD_API_URL: `${provider.url}/hcloud/v1`,
+      },
+    };
   });
+  afterAll(() => provider.stop());
   let stack: TestStack;
   beforeAll(() => {
     ({ stack } = suite);
@@ -71,6 +83,17 @@ describe("a connected runner that answers nothing", () => {
     // Without the gate each waited behind the silent server's deliveries (seconds each: the slots were all
     // held for the ack time-out); with it a slot is free at once.
     expect(Math.max(...latencies)).toBeLessThan(1500);
+
+    // A reboot of the silent server through its cloud provider needs no runner: not held back with its deliveries.
+    provider.respondWith(201);
+    const linked = await stack.api().patch(`/api/v1/servers/${silent.server.id}`).set("Authorization", `Bearer ${silent.apiKey}`).send({ provider: "hetzner", provider_server_id: "42", provider_token: "hcloud-token-for-gate" });
+    expect(linked.status).toBe(200);
+    const rebootAt = Date.now();
+    const reboot = await stack.api().post("/api/automation/v1/reboot").set("Authorization", `Bearer ${silent.token}`).send({ server_id: silent.server.id });
+    expect(reboot.status).toBe(202);
+    const rebooted = await waitUntilEnded(reboot.body.operation_id as string, 15_000);
+    expect(rebooted).toMatchObject({ status: "completed", exitCode: 0 });
+    expect(Date.now() - rebootAt).toBeLessThan(1500);
 
     // Deliveries to the silent runner went one at a time after the first ones went unanswered, rather than
     // every queued operation's start being sent, and sent again every second.

@@ -6,11 +6,14 @@ function gateAt(clock: { now: number }, onUnresponsive?: (serverId: string) => v
   return new DeliveryGate({ ackTimeoutMs: ACK_TIMEOUT_MS, slowAfterMs: 2500, now: () => clock.now, onUnresponsive });
 }
 
-/** A request that fails after `ms` of the test's clock (as an ack time-out does). */
-function failsAfter(clock: { now: number }, ms: number): () => Promise<never> {
+class NotConnected extends Error {}
+const isAbsence = (err: unknown) => err instanceof NotConnected;
+
+/** A request that fails after `ms` of the test's clock (as an ack time-out does), or with `err`. */
+function failsAfter(clock: { now: number }, ms: number, err: Error = new Error("operation has timed out")): () => Promise<never> {
   return async () => {
     clock.now += ms;
-    throw new Error("operation has timed out");
+    throw err;
   };
 }
 
@@ -20,7 +23,7 @@ describe("the delivery gate", () => {
     const gate = gateAt(clock);
     const tickets = Array.from({ length: 100 }, () => gate.ticket("a"));
     expect(tickets.every((t) => t.admit())).toBe(true);
-    await Promise.all(tickets.map((t) => t.request(async () => "ok")));
+    await Promise.all(tickets.map((t) => t.request(async () => "ok", isAbsence)));
     for (const t of tickets) t.leave();
     expect(gate.isHolding("a")).toBe(false);
   });
@@ -31,7 +34,7 @@ describe("the delivery gate", () => {
     const gate = gateAt(clock, (id) => told.push(id));
     const first = gate.ticket("a");
     expect(first.admit()).toBe(true);
-    await expect(first.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow("timed out");
+    await expect(first.request(failsAfter(clock, ACK_TIMEOUT_MS), isAbsence)).rejects.toThrow("timed out");
     expect(told).toEqual(["a"]);
     expect(gate.isHolding("a")).toBe(true);
 
@@ -45,28 +48,39 @@ describe("the delivery gate", () => {
 
     // Unanswered again: waits longer, up to a bound.
     expect(second.admit()).toBe(true);
-    await expect(second.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow();
+    await expect(second.request(failsAfter(clock, ACK_TIMEOUT_MS), isAbsence)).rejects.toThrow();
     expect(gate.ticket("a").retryInMs).toBe(2000);
-    for (let i = 0; i < 5; i++) await expect(second.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow();
+    for (let i = 0; i < 5; i++) await expect(second.request(failsAfter(clock, ACK_TIMEOUT_MS), isAbsence)).rejects.toThrow();
     expect(gate.ticket("a").retryInMs).toBe(5000);
     expect(told).toEqual(["a"]); // logged once per spell, not per request
     second.leave();
 
     const probe = gate.ticket("a");
     expect(probe.admit()).toBe(true);
-    await probe.request(async () => ({ ok: true }));
+    await probe.request(async () => ({ ok: true }), isAbsence);
     expect(gate.isHolding("a")).toBe(false);
     expect(gate.ticket("a").admit()).toBe(true);
   });
 
-  it("a quick failure (the runner gone) does not hold deliveries back: a new connection starts afresh", async () => {
+  it("the runner gone (a quick failure saying so) lets deliveries through again: a new connection starts afresh", async () => {
     const clock = { now: 0 };
     const gate = gateAt(clock);
     const t = gate.ticket("a");
     t.admit();
-    await expect(t.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow();
-    await expect(t.request(failsAfter(clock, 3))).rejects.toThrow();
+    await expect(t.request(failsAfter(clock, ACK_TIMEOUT_MS), isAbsence)).rejects.toThrow();
+    await expect(t.request(failsAfter(clock, 3, new NotConnected()), isAbsence)).rejects.toThrow();
     expect(gate.isHolding("a")).toBe(false);
+  });
+
+  it("any other quick failure (the operation ended meanwhile, a store hiccup) says nothing about the runner", async () => {
+    const clock = { now: 0 };
+    const gate = gateAt(clock);
+    const t = gate.ticket("a");
+    t.admit();
+    await expect(t.request(failsAfter(clock, ACK_TIMEOUT_MS), isAbsence)).rejects.toThrow();
+    await expect(t.request(failsAfter(clock, 3, new Error("connection reset")), isAbsence)).rejects.toThrow();
+    expect(gate.isHolding("a")).toBe(true);
+    expect(gate.ticket("a").retryInMs).toBe(1000);
   });
 
   it("a request waiting past slowAfterMs already holds the others back, before its time-out", async () => {
@@ -75,11 +89,13 @@ describe("the delivery gate", () => {
     const waiting = gate.ticket("a");
     waiting.admit();
     let answer: (v: string) => void = () => undefined;
-    const pending = waiting.request(() => new Promise<string>((resolve) => (answer = resolve)));
+    const pending = waiting.request(() => new Promise<string>((resolve) => (answer = resolve)), isAbsence);
     clock.now += 1000;
     expect(gate.ticket("a").admit()).toBe(true);
     clock.now += 2000;
-    expect(gate.ticket("a").admit()).toBe(false);
+    const turnedAway = gate.ticket("a");
+    expect(turnedAway.admit()).toBe(false);
+    expect(turnedAway.retryInMs).toBe(250); // only slow: it may answer any moment
     answer("late but answered");
     await pending;
     expect(gate.ticket("a").admit()).toBe(true);
@@ -90,7 +106,7 @@ describe("the delivery gate", () => {
     const gate = gateAt(clock);
     const t = gate.ticket("a");
     t.admit();
-    await expect(t.request(failsAfter(clock, ACK_TIMEOUT_MS))).rejects.toThrow();
+    await expect(t.request(failsAfter(clock, ACK_TIMEOUT_MS), isAbsence)).rejects.toThrow();
     clock.now += 61_000;
     expect(gate.isHolding("a")).toBe(false);
     expect(gate.ticket("a").admit()).toBe(true);

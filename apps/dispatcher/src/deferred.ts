@@ -23,15 +23,18 @@ export async function noteHeldBack(ctx: DispatcherContext, operationId: string, 
 }
 
 /**
- * How far past now a busy runner's refusal moves the delivery deadline: a few of the once-a-second
- * attempts, so that the operation still fails soon as runner offline should the runner go away.
+ * How far past now a busy runner's refusal moves the delivery deadline: many of its attempts (every
+ * 2 s), and more than a spell of the runner not answering (the ack time-out and the delivery gate's
+ * longest pause), so that a short freeze does not fail the whole line; yet the operation still fails
+ * as runner offline, as any would, should the runner go away.
  */
-const BUSY_HOLD_SECONDS = 10;
+const BUSY_HOLD_SECONDS = 30;
 
 /**
  * The runner refused it for now because it runs as many operations as it may: it takes it once one
- * ends, so the operation waits in line — its delivery deadline moves forward, as a deploy's does
- * while it waits its turn — rather than fail at its deadline while its runner is there and working.
+ * ends, so the operation waits — its delivery deadline moves forward, as a deploy's does while it
+ * waits its turn — rather than fail at its deadline while its runner is there and working. Not a
+ * queue: whichever waiting operation is offered next after a place frees takes it.
  * Bounded by RUNNER_BUSY_WAIT_MAX_SECONDS after its acceptance, so that a runner that never frees a
  * place (results no dispatcher stores) cannot keep operations waiting for good. Only an undispatched
  * row moves (the refused claim was taken back), and never backwards.

@@ -12,7 +12,7 @@
  * unanswered for the whole ack time-out, or one has been waiting longer than `slowAfterMs`, one
  * delivery at a time is let through to find out whether it answers again; the others give their
  * slot back and come round later (`retryInMs`, growing with each unanswered request). Any answer,
- * or a quick failure (the runner gone: nothing is held then), lets everything through again.
+ * or the runner gone (a new connection starts afresh), lets everything through again.
  *
  * Per process, in memory: the slots it protects are this process's, and another dispatcher
  * learns the same from its own requests within one ack time-out.
@@ -52,26 +52,32 @@ export class DeliveryGate {
   /** @internal How long a delivery turned away waits before it comes round again. */
   retryInMs(serverId: string): number {
     const unanswered = this.servers.get(serverId)?.unanswered ?? 0;
-    return Math.min(BASE_RETRY_MS * 2 ** Math.max(0, unanswered - 1), MAX_RETRY_MS);
+    // Only slow so far (a request waiting, none unanswered): it may answer any moment.
+    if (unanswered === 0) return SLOW_RETRY_MS;
+    return Math.min(BASE_RETRY_MS * 2 ** (unanswered - 1), MAX_RETRY_MS);
   }
 
-  /** @internal Runs one request to the server's runner, learning from how long it took whether the runner answers. */
-  async track<T>(serverId: string, request: () => Promise<T>): Promise<T> {
+  /**
+   * @internal Runs one request to the server's runner, learning from its outcome whether the runner answers:
+   * a reply, or a failure saying the runner is not connected (`isAbsence`: a new connection starts afresh),
+   * lets everything through again; a failure after the whole ack time-out is one more unanswered request;
+   * any other quick failure (a claim that found the operation ended, a store or relay hiccup) says nothing
+   * about the runner and changes nothing.
+   */
+  async track<T>(serverId: string, request: () => Promise<T>, isAbsence: (err: unknown) => boolean): Promise<T> {
     const s = this.state(serverId);
     const waiting = { since: this.now() };
     s.waiting.add(waiting);
-    let answeredInTime = true;
+    let outcome: "answered" | "unanswered" | "unknown" = "answered";
     try {
       return await request();
     } catch (err) {
-      // Only a request that used up the ack time-out held a slot; a quick refusal (the runner is not
-      // connected, its dispatcher did not hear) says nothing about the slots, and a new connection starts afresh.
-      answeredInTime = this.now() - waiting.since < this.opts.ackTimeoutMs;
+      outcome = this.now() - waiting.since >= this.opts.ackTimeoutMs ? "unanswered" : isAbsence(err) ? "answered" : "unknown";
       throw err;
     } finally {
       s.waiting.delete(waiting);
-      if (answeredInTime) s.unanswered = 0;
-      else {
+      if (outcome === "answered") s.unanswered = 0;
+      else if (outcome === "unanswered") {
         s.unanswered += 1;
         s.lastUnansweredAt = this.now();
         if (s.unanswered === 1) this.opts.onUnresponsive?.(serverId);
@@ -129,7 +135,9 @@ interface ServerState {
   lastUnansweredAt: number;
 }
 
-/** Turned away the first time: about the delivery retry's own pace. */
+/** Turned away while a request is only slow: it may answer any moment. */
+const SLOW_RETRY_MS = 250;
+/** Turned away after an unanswered request: about the delivery retry's own pace, doubling with each. */
 const BASE_RETRY_MS = 1000;
 /** Never longer: an operation waiting at its delivery deadline is failed at most this late. */
 const MAX_RETRY_MS = 5000;
@@ -155,9 +163,9 @@ export class DeliveryTicket {
     return this.gate.retryInMs(this.serverId);
   }
 
-  /** A request to the runner, timed for the gate. */
-  request<T>(send: () => Promise<T>): Promise<T> {
-    return this.gate.track(this.serverId, send);
+  /** A request to the runner, timed for the gate; `isAbsence`: whether a failure says the runner is not connected. */
+  request<T>(send: () => Promise<T>, isAbsence: (err: unknown) => boolean): Promise<T> {
+    return this.gate.track(this.serverId, send, isAbsence);
   }
 
   leave(): void {

@@ -15,6 +15,10 @@ import { finishOperation } from "./results";
 import { RunnerNotConnected, RunnerUnreachable, hasLocalRunner, requestRunner } from "./runner-link";
 
 class AlreadyFinished extends Error {}
+/** A start refused by a busy runner (at its cap of operations) is offered again after this. */
+const BUSY_RETRY_MS = 2000;
+/** A runner not connected: it failed quickly without holding a slot, and a new connection starts afresh (delivery-gate.ts). */
+const isAbsence = (err: unknown) => err instanceof RunnerNotConnected;
 const UNDELIVERED_OUTCOME = { runner_deferred: "runner-deferred", runner_unresponsive: "runner-unresponsive", runner_offline: "runner-offline" } as const;
 /** A delivery held back by the gate comes round again no sooner: its deadline check is then due. */
 const MIN_HOLD_BACK_MS = 50;
@@ -79,19 +83,6 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
     return UNDELIVERED_OUTCOME[ending.cause];
   }
 
-  if (!ticket.admit()) {
-    // Its runner did not answer the last start sent to it, and another delivery is finding out
-    // whether it answers now: this one gives its slot back to other servers' operations
-    // (delivery-gate.ts). An undispatched operation comes round again by its delivery deadline.
-    // Whole milliseconds (the clock's reading is fractional), for BullMQ's delayed set.
-    const wait = Math.ceil(Math.max(MIN_HOLD_BACK_MS, op.dispatchedAt ? ticket.retryInMs : Math.min(ticket.retryInMs, op.deliverBy.getTime() - ctx.clock.now())));
-    countDeliveryHeldBack();
-    // What its deadline's failure then says, rather than "not connected".
-    if (!op.dispatchedAt) await noteHeldBack(ctx, op.id, wait);
-    await job.moveToDelayed(Date.now() + wait, token);
-    throw new DelayedError();
-  }
-
   // Dispatched or not: a redelivered reboot must see the path an earlier attempt took (reboot-path.ts).
   if (op.type === "reboot") {
     const route = await rebootViaProvider(ctx, op);
@@ -100,6 +91,20 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
     if (route === "ended") return "already-finished";
     // A cancel asked while the provider call held the claim was only passed on (pending set): read it now.
     cancelPending = isCancelPending(ctx, op.serverId, op.id);
+  }
+
+  if (!ticket.admit()) {
+    // Its runner did not answer the last start sent to it, and another delivery is finding out
+    // whether it answers now: this one gives its slot back to other servers' operations
+    // (delivery-gate.ts). An undispatched operation comes round again by its delivery deadline.
+    // After a reboot's routing: one through the server's cloud provider needs no runner.
+    // Whole milliseconds (the clock's reading is fractional), for BullMQ's delayed set.
+    const wait = Math.ceil(Math.max(MIN_HOLD_BACK_MS, op.dispatchedAt ? ticket.retryInMs : Math.min(ticket.retryInMs, op.deliverBy.getTime() - ctx.clock.now())));
+    countDeliveryHeldBack();
+    // What its deadline's failure then says, rather than "not connected".
+    if (!op.dispatchedAt) await noteHeldBack(ctx, op.id, wait);
+    await job.moveToDelayed(Date.now() + wait, token);
+    throw new DelayedError();
   }
 
   // Marked as dispatched (only while still running) once a runner socket exists, before the
@@ -159,7 +164,7 @@ async function sendStart(
   }
   let dispatchedAt = op.dispatchedAt;
   const beforeSend = claim && (async () => void (dispatchedAt = await claim()));
-  const reply = await ticket.request(() => requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), beforeSend)).catch((err: unknown) => {
+  const reply = await ticket.request(() => requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), beforeSend), isAbsence).catch((err: unknown) => {
     if (err instanceof AlreadyFinished) return null;
     throw err;
   });
@@ -169,8 +174,14 @@ async function sendStart(
     if (reply.retryable) {
       await noteDeferral(ctx, op.id, reply.error);
       if (dispatchedAt) await releaseRefusedClaim(ctx, job, token, op.id, dispatchedAt);
-      // After the release: only an undispatched operation's deadline moves.
-      if (reply.busy) await holdForBusyRunner(ctx, op.id);
+      if (reply.busy) {
+        // Waits in line for a place: after the release (only an undispatched operation's deadline moves), and
+        // without using up delivery attempts (it may wait an hour), at a slower pace than other retries: each
+        // round costs a claim, its release and the hold in PostgreSQL.
+        await holdForBusyRunner(ctx, op.id);
+        await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token);
+        throw new DelayedError();
+      }
       throw new RunnerAskedForLater(`runner of server ${op.serverId} asked for it later: ${reply.error}`);
     }
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RunnerRefused, error: `runner refused the operation: ${reply.error}` });
@@ -222,7 +233,7 @@ async function endRequestedCancel(ctx: DispatcherContext, ticket: DeliveryTicket
   // The start may have reached the runner after all (only its ack was lost): then the runner kills
   // it and its result arrives as `cancelled`. An absent or silent runner throws: retried like a start.
   const reason = await requestedCancelReason(ctx, op.id);
-  const reply = await ticket.request(() => requestRunner(ctx, op.serverId, "operation:cancel", { operationId: op.id, ...(reason ? { reason } : {}) }));
+  const reply = await ticket.request(() => requestRunner(ctx, op.serverId, "operation:cancel", { operationId: op.id, ...(reason ? { reason } : {}) }), isAbsence);
   // Finished by the runner (the start reached it after all, and ran to its end): its result, which the
   // runner sends again, is the outcome — ending it as cancelled would record that it never ran.
   const finished = !reply.ok && reply.finished === true;

@@ -23,9 +23,10 @@ export interface Held {
  * a lot of output costs a few MiB (its last MiB of stdout and of stderr, then the result and its
  * copies on the way out): a CI matrix of 200 jobs fanned onto one server took the runner past
  * 1.3 GB, where the kernel's OOM killer takes it and everything in flight with it. A start beyond
- * the cap is refused for later, before anything is recorded, as a stopping runner refuses one: the
- * dispatcher offers it again every second, and at its delivery deadline fails it as not started
- * with this reason (runner_deferred).
+ * the cap is refused for later (`busy`), before anything is recorded, as a stopping runner refuses
+ * one: the dispatcher offers it again every few seconds, keeping it waiting past its delivery
+ * deadline up to its RUNNER_BUSY_WAIT_MAX_SECONDS, then fails it as not started with this reason
+ * (runner_deferred). A dispatcher of an earlier release fails it at its delivery deadline.
  *
  * A place is held until the result is delivered, not only until the command ends: the result (up
  * to a few MiB) stays in memory until a dispatcher confirms it stored, and over a slow uplink
@@ -57,7 +58,7 @@ export class OperationCapacity {
     this.refused++;
     const now = this.now();
     if (this.saidAt === null || now - this.saidAt >= SAY_AGAIN_MS) {
-      this.logger.warn("runner at capacity: starts are refused for later until operations end (the dispatcher offers them again every second, up to their delivery deadline)", {
+      this.logger.warn("runner at capacity: starts are refused for later until operations end (the dispatchers offer them again every few seconds, for up to their RUNNER_BUSY_WAIT_MAX_SECONDS)", {
         ...held,
         max: this.max,
         refused: this.refused,
