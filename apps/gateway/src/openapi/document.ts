@@ -1,6 +1,7 @@
 import { AUTOMATION_BASE } from "../routes/automation/paths";
 import type Joi from "joi";
 import {
+  CLOUD_PROVIDERS,
   IDEMPOTENCY_TTL_HOURS,
   Limits,
   OPERATION_TYPES,
@@ -193,6 +194,9 @@ function componentSchemas(): Record<string, JsonSchema> {
             "What keeps the server's runner from taking operations, as it last reported it (its state directory cannot be written: it is connected but refuses every operation until it can). Null when it reports none, or is too old to say. Kept while the runner is not connected: what it said before it went away.",
         }),
         runner_problem_since: nullable("string", { format: "date-time", description: "Since when the runner has reported a problem (null while it reports none)." }),
+        provider: nullable("string", { enum: [...CLOUD_PROVIDERS, null], description: "The cloud provider the server is linked to for reboots (null: reboots go through the runner)." }),
+        provider_server_id: nullable("string", { description: "The server's id at its cloud provider." }),
+        provider_token_set: { type: "boolean", description: "Whether a provider API token is stored (the token itself is never returned)." },
         runner_token: { type: "string", description: "Only in the response to POST /servers: shown once." },
         created_at: { type: "string", format: "date-time" },
       },
