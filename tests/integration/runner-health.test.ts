@@ -2,6 +2,7 @@ import { createRedis } from "@runbridge/common";
 import { RUNNER_PROBLEM_MAX_CHARS } from "@runbridge/contracts";
 import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
+import { sample } from "../helpers/metrics";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, untilConnected, type ScriptedSocket } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
@@ -47,6 +48,7 @@ describe("runner health on its server", () => {
   const events = (fx: Fixture) => testPrisma().auditEvent.findMany({ where: { serverId: fx.server.id, type: { startsWith: "runner." } }, orderBy: { createdAt: "asc" } });
   const dispatcherLog = () => stack.dispatchers[0]?.output ?? "";
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const degradedRunners = async () => sample(await fetch(`http://127.0.0.1:${stack.dispatcherPorts[0]}/metrics`).then((r) => r.text()), "runbridge_dispatcher_degraded_runners");
 
   it("shows the problem a runner says, as it connects and as it changes, in the server's view and the list, and null once it says it is gone", async () => {
     const fx = await createFixture();
@@ -58,6 +60,7 @@ describe("runner health on its server", () => {
     const degraded = await view(fx);
     expect(degraded).toMatchObject({ runner_connected: true, runner_problem: full, runner_problem_since: expect.any(String) });
     expect(await listed(fx)).toMatchObject({ runner_connected: true, runner_problem: full, runner_problem_since: degraded.runner_problem_since });
+    expect(await degradedRunners()).toBe(1);
 
     // Another cause while it lasts: the text follows, the time it began stays.
     const readOnly = full.replace("(ENOSPC: no space left on device); free space on its disk", "(EROFS: read-only file system); remount its filesystem read-write");
@@ -67,6 +70,7 @@ describe("runner health on its server", () => {
     socket.emit("runner:health", { problem: null });
     expect(await shows(fx, null)).toMatchObject({ runner_connected: true, runner_problem_since: null });
     expect(await listed(fx)).toMatchObject({ runner_problem: null, runner_problem_since: null });
+    expect(await degradedRunners()).toBe(0);
 
     // Audited as the server enters and leaves the state, not at each change of its text.
     expect((await events(fx)).map((e) => ({ type: e.type, data: e.data }))).toEqual([

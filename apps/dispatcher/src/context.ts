@@ -33,6 +33,8 @@ export interface RunnerSocketData {
   seq?: number;
   /** The version the runner reported (RUNNER_VERSION_PATTERN); absent when it said none usable. */
   runnerVersion?: string;
+  /** Whether the runner last said something keeps it from taking operations (runner-health.ts), for the metric. */
+  degraded?: boolean;
 }
 
 export type RunnerIo = IoServer<RunnerToDispatcherEvents, DispatcherToRunnerEvents, Record<string, never>, RunnerSocketData>;

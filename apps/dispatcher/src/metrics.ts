@@ -170,6 +170,17 @@ export function registerDispatcherCollectors(ctx: DispatcherContext): () => Prom
     },
   });
 
+  new Gauge({
+    name: "runbridge_dispatcher_degraded_runners",
+    help: "Runner sockets connected to this dispatcher process whose runner last said it cannot take operations (its state directory cannot be written): connected, refusing every operation",
+    registers: [dispatcherRegistry],
+    collect() {
+      let n = 0;
+      for (const socket of ctx.io.of("/").sockets.values()) if (socket.data.degraded === true) n++;
+      this.set(n);
+    },
+  });
+
   return async () => {
     await queue.close().catch(() => undefined);
     connection.disconnect();

@@ -48,11 +48,13 @@ export class ConnectionHealth {
     private readonly number: () => Promise<void>,
   ) {
     this.problem = storable(handshakeProblem((socket.handshake.auth as Partial<RunnerHandshakeAuth> | undefined)?.problem));
+    socket.data.degraded = this.problem !== null;
   }
 
   /** A runner:health report, already checked (runnerEventSchemas). */
   reported(problem: string | null): void {
     this.problem = storable(problem);
+    this.socket.data.degraded = this.problem !== null;
     void this.flush();
   }
 
