@@ -99,4 +99,24 @@ describe("sweeper: overdue operations of a runner that is away", () => {
     const ended = await waitUntilEnded(op.id, (GRACE_SECONDS / 2) * 1000, "the long overdue operation to be given up");
     expect(ended).toMatchObject({ status: "failed", error: FailureReason.RunnerLost });
   });
+
+  it("leaves a server within its grace alone for a few sweeps, so that its rows do not hold back other servers' overdue operations", async () => {
+    const { stack } = suite;
+    const fx = await createFixture();
+    const { server: away } = await createServer(fx.tenant.id);
+    await testPrisma().$executeRaw`UPDATE servers SET last_seen_at = now() WHERE id = ${away.id}::uuid`;
+    const overdueSince = (secondsAgo: number) => new Date(Date.now() - secondsAgo * 1000);
+    const waiting = overdueSince(5);
+    // A whole batch of the sweep's (200, oldest overdue first) waiting for a runner within its grace...
+    await testPrisma().operation.createMany({
+      data: Array.from({ length: 200 }, () => ({ tenantId: fx.tenant.id, serverId: away.id, type: "exec", command: "true", timeoutSeconds: 1, redisPrefix: stack.prefix, createdAt: waiting, deliverBy: waiting, dispatchedAt: waiting, startedAt: waiting })),
+    });
+    // ...and behind them one of a server whose runner was never seen, to be given up at once.
+    const { server: gone } = await createServer(fx.tenant.id);
+    const later = overdueSince(4);
+    const op = await createOperation(fx.tenant.id, gone.id, { redisPrefix: stack.prefix, timeoutSeconds: 1, createdAt: later, deliverBy: later, dispatchedAt: later, startedAt: later });
+    const ended = await waitUntilEnded(op.id, 8000, "the other server's operation to be given up");
+    expect(ended).toMatchObject({ status: "failed", error: FailureReason.RunnerLost });
+    expect(await testPrisma().operation.count({ where: { serverId: away.id, status: "running" } })).toBe(200);
+  });
 });

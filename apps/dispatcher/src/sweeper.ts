@@ -30,7 +30,11 @@ export class Sweeper {
   /** Each kind of pass under way (at most one of each), which stop() waits for. */
   private readonly passes = new Map<"undelivered" | "overdue", Promise<void>>();
   private stopping = false;
-  /** Servers whose connected runner did not answer a ledger query, and until when they are left alone. */
+  /**
+   * Servers left alone until a moment (monotonic): one whose connected runner did not answer a ledger query,
+   * or whose runner is away within its RUNNER_LOST_GRACE_SECONDS — asked about at every sweep, the rows of
+   * either would fill the oldest-overdue batch and hold back other servers' operations.
+   */
   private readonly silentUntil = new Map<string, number>();
   private readonly queue: Queue<DeliverOperationJob>;
   /**
@@ -225,9 +229,12 @@ export class Sweeper {
         // The grace is counted from the operation becoming overdue too: a runner that keeps reconnecting (a crash
         // loop, a flapping link) is always "away moments ago", and its operations must still end.
         const remaining = ops.slice(i);
-        const endNow = (await this.awayWithinGrace(serverId)) ? remaining.filter((op) => op.past_lost_grace) : remaining;
+        const graceLeftMs = await this.awayGraceLeftMs(serverId);
+        const endNow = graceLeftMs > 0 ? remaining.filter((op) => op.past_lost_grace) : remaining;
         if (endNow.length < remaining.length) {
           this.ctx.logger.debug("runner away within its grace: its overdue operations wait for it", { serverId, operations: remaining.length - endNow.length });
+          // Looked at again a few sweeps on (or when its grace ends, if sooner), not at every sweep.
+          this.silentUntil.set(serverId, performance.now() + Math.min(graceLeftMs, 3 * this.ctx.config.SWEEP_INTERVAL_MS));
         }
         for (const lost of endNow) {
           const [error, action] = lost.started_at ? ([FailureReason.RunnerLost, FailureCause.RunnerLost] as const) : ([FailureReason.RunnerUnconfirmed, FailureCause.RunnerUnconfirmed] as const);
@@ -250,7 +257,7 @@ export class Sweeper {
   }
 
   /**
-   * Whether the server's runner, not connected now, was last seen less than RUNNER_LOST_GRACE_SECONDS ago, by
+   * How much of RUNNER_LOST_GRACE_SECONDS is left to the server's runner, not connected now (0: none), by
    * PostgreSQL's clock (which stamps last_seen_at; this host's may be off). last_seen_at is not refreshed
    * while a runner stays connected: it is stamped when the runner is admitted and when its connection
    * closes (socket-server.ts), so for a runner not connected now it is when its connection closed — the
@@ -260,12 +267,12 @@ export class Sweeper {
    * longer than it is: its operations are failed without the grace, as before it existed, never held
    * past it. Never seen (null), or deleted (no row): no grace.
    */
-  private async awayWithinGrace(serverId: string): Promise<boolean> {
+  private async awayGraceLeftMs(serverId: string): Promise<number> {
     const grace = this.ctx.config.RUNNER_LOST_GRACE_SECONDS;
-    if (grace <= 0) return false;
-    const [server] = await this.ctx.prisma.$queryRaw<{ within: boolean | null }[]>`
-      SELECT last_seen_at > now() - make_interval(secs => ${grace}) AS within FROM servers WHERE id = ${serverId}::uuid`;
-    return server?.within === true;
+    if (grace <= 0) return 0;
+    const [server] = await this.ctx.prisma.$queryRaw<{ left_ms: number | null }[]>`
+      SELECT (extract(epoch FROM last_seen_at + make_interval(secs => ${grace}) - now()) * 1000)::float8 AS left_ms FROM servers WHERE id = ${serverId}::uuid`;
+    return Math.max(0, server?.left_ms ?? 0);
   }
 
   /** How long a runner that did not answer is left alone: a few sweeps, and never less than a few ack timeouts. */
