@@ -29,6 +29,8 @@ export async function noteHeldBack(ctx: DispatcherContext, operationId: string, 
  * as runner offline, as any would, should the runner go away.
  */
 const BUSY_HOLD_SECONDS = 30;
+/** The deadline is moved only once it is this close: not a write at every one of the refusals, every 2 s. */
+const BUSY_HOLD_REFRESH_SECONDS = 15;
 
 /**
  * The runner refused it for now because it runs as many operations as it may: it takes it once one
@@ -44,7 +46,7 @@ export async function holdForBusyRunner(ctx: DispatcherContext, operationId: str
   await ctx.prisma.$executeRaw`
     UPDATE operations SET deliver_by = LEAST(now() + make_interval(secs => ${BUSY_HOLD_SECONDS}::integer), created_at + make_interval(secs => ${max}::integer))
     WHERE id = ${operationId}::uuid AND status = 'running' AND dispatched_at IS NULL
-      AND deliver_by < LEAST(now() + make_interval(secs => ${BUSY_HOLD_SECONDS}::integer), created_at + make_interval(secs => ${max}::integer))`;
+      AND deliver_by < LEAST(now() + make_interval(secs => ${BUSY_HOLD_REFRESH_SECONDS}::integer), created_at + make_interval(secs => ${max}::integer))`;
 }
 
 type UndeliveredCause = typeof FailureCause.RunnerDeferred | typeof FailureCause.RunnerUnresponsive | typeof FailureCause.RunnerOffline;
