@@ -135,8 +135,8 @@ interface ServerState {
   lastUnansweredAt: number;
 }
 
-/** Turned away while a request is only slow: it may answer any moment. */
-const SLOW_RETRY_MS = 250;
+/** Turned away while a request is only slow: it may answer any moment (yet every turn costs a look at the operation and a trip through the queue). */
+const SLOW_RETRY_MS = 500;
 /** Turned away after an unanswered request: about the delivery retry's own pace, doubling with each. */
 const BASE_RETRY_MS = 1000;
 /** Never longer: an operation waiting at its delivery deadline is failed at most this late. */
