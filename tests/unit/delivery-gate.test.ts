@@ -111,4 +111,44 @@ describe("the delivery gate", () => {
     expect(gate.isHolding("a")).toBe(false);
     expect(gate.ticket("a").admit()).toBe(true);
   });
+
+  it("while the runner is busy, lets one start through now and then, and all once a place frees", () => {
+    const clock = { now: 0 };
+    const gate = gateAt(clock);
+    const probe = gate.ticket("a");
+    expect(probe.admit()).toBe(true);
+    probe.noteBusy("runner at capacity: 2 operations running");
+    probe.leave();
+
+    const waiting = gate.ticket("a");
+    expect(waiting.admit()).toBe(false);
+    expect(waiting.heldFor).toBe("busy");
+    expect(waiting.busyReason).toBe("runner at capacity: 2 operations running");
+    expect(waiting.retryInMs).toBe(2000);
+    // A start it was handed already is answered from its ledger, never "busy": not held back.
+    expect(gate.ticket("a").admit(true)).toBe(true);
+    // Another server is not concerned.
+    expect(gate.ticket("b").admit()).toBe(true);
+
+    clock.now += 500;
+    expect(gate.ticket("a").admit()).toBe(true); // the next probe
+    expect(gate.ticket("a").admit()).toBe(false);
+
+    gate.ticket("a").notePlace();
+    expect(gate.ticket("a").admit()).toBe(true);
+    expect(gate.ticket("a").admit()).toBe(true);
+    expect(gate.ticket("a").busyReason).toBeNull();
+  });
+
+  it("forgets a busy answer that nothing has refreshed for a few seconds", () => {
+    const clock = { now: 0 };
+    const gate = gateAt(clock);
+    gate.ticket("a").noteBusy("at capacity");
+    clock.now += 400;
+    expect(gate.ticket("a").admit()).toBe(false);
+    clock.now += 4700;
+    expect(gate.ticket("a").busyReason).toBeNull();
+    expect(gate.ticket("a").admit()).toBe(true);
+    expect(gate.ticket("a").admit()).toBe(true);
+  });
 });

@@ -14,6 +14,13 @@
  * slot back and come round later (`retryInMs`, growing with each unanswered request). Any answer,
  * or the runner gone (a new connection starts afresh), lets everything through again.
  *
+ * A runner that answers "busy" (it runs as many operations as its RUNBRIDGE_MAX_CONCURRENT_OPERATIONS
+ * allows) answers at once, so it holds no slot; but every operation waiting for a place would be sent
+ * again and again, each round a claim and its release in PostgreSQL and a trip to the runner. While it
+ * is busy, one start every BUSY_PROBE_EVERY_MS finds out whether a place freed (at once when one of its
+ * starts is taken or, on the dispatcher storing it, one of its results); the others are held back with
+ * the runner's reason, without a claim.
+ *
  * Per process, in memory: the slots it protects are this process's, and another dispatcher
  * learns the same from its own requests within one ack time-out.
  */
@@ -33,12 +40,41 @@ export class DeliveryGate {
     return s !== undefined && this.unresponsive(s);
   }
 
-  /** @internal */
-  admit(serverId: string): boolean {
+  /** @internal Lets a delivery through, or says why not; `busyToo`: a start the runner may refuse as busy (not one it was handed already). */
+  admit(serverId: string, busyToo: boolean): "admitted" | "unresponsive" | "busy" {
     const s = this.state(serverId);
-    if (s.admitted > 0 && this.unresponsive(s)) return false;
+    if (s.admitted > 0 && this.unresponsive(s)) return "unresponsive";
+    if (busyToo && this.busy(s)) {
+      const now = this.now();
+      if (now < s.nextProbeAt) return "busy";
+      s.nextProbeAt = now + BUSY_PROBE_EVERY_MS;
+    }
     s.admitted += 1;
-    return true;
+    return "admitted";
+  }
+
+  /** @internal The runner refused a start as busy, saying `reason`. */
+  noteBusy(serverId: string, reason: string): void {
+    const s = this.state(serverId);
+    const now = this.now();
+    s.busyUntil = now + BUSY_FOR_MS;
+    s.busyReason = reason;
+    s.nextProbeAt = Math.max(s.nextProbeAt, now + BUSY_PROBE_EVERY_MS);
+  }
+
+  /** @internal A place on the server's runner may have freed (it took a start, or one of its results was stored). */
+  notePlace(serverId: string): void {
+    const s = this.servers.get(serverId);
+    if (!s) return;
+    s.busyUntil = 0;
+    s.nextProbeAt = 0;
+    this.forgetIfIdle(serverId, s);
+  }
+
+  /** @internal The reason the runner last gave for being busy, while it counts as busy. */
+  busyReason(serverId: string): string | null {
+    const s = this.servers.get(serverId);
+    return s && this.busy(s) ? s.busyReason : null;
   }
 
   /** @internal */
@@ -51,7 +87,9 @@ export class DeliveryGate {
 
   /** @internal How long a delivery turned away waits before it comes round again. */
   retryInMs(serverId: string): number {
-    const unanswered = this.servers.get(serverId)?.unanswered ?? 0;
+    const s = this.servers.get(serverId);
+    const unanswered = s?.unanswered ?? 0;
+    if (unanswered === 0 && s && this.busy(s)) return BUSY_RETRY_MS;
     // Only slow so far (a request waiting, none unanswered): it may answer any moment.
     if (unanswered === 0) return SLOW_RETRY_MS;
     return Math.min(BASE_RETRY_MS * 2 ** (unanswered - 1), MAX_RETRY_MS);
@@ -86,6 +124,10 @@ export class DeliveryGate {
     }
   }
 
+  private busy(s: ServerState): boolean {
+    return s.busyUntil > this.now();
+  }
+
   private unresponsive(s: ServerState): boolean {
     const now = this.now();
     if (s.unanswered > 0 && now - s.lastUnansweredAt < FORGET_AFTER_MS) return true;
@@ -96,7 +138,7 @@ export class DeliveryGate {
   private state(serverId: string): ServerState {
     let s = this.servers.get(serverId);
     if (!s) {
-      s = { admitted: 0, waiting: new Set(), unanswered: 0, lastUnansweredAt: 0 };
+      s = { admitted: 0, waiting: new Set(), unanswered: 0, lastUnansweredAt: 0, busyUntil: 0, busyReason: null, nextProbeAt: 0 };
       this.servers.set(serverId, s);
     }
     return s;
@@ -104,7 +146,7 @@ export class DeliveryGate {
 
   /** Nothing in flight and nothing learnt worth keeping: one entry per server would otherwise stay for good. */
   private forgetIfIdle(serverId: string, s: ServerState): void {
-    if (s.admitted > 0 || s.waiting.size > 0) return;
+    if (s.admitted > 0 || s.waiting.size > 0 || this.busy(s)) return;
     if (s.unanswered > 0 && this.now() - s.lastUnansweredAt < FORGET_AFTER_MS) return;
     this.servers.delete(serverId);
   }
@@ -133,6 +175,11 @@ interface ServerState {
   /** Requests in a row that used up the ack time-out. */
   unanswered: number;
   lastUnansweredAt: number;
+  /** Until when the runner counts as busy (its last "busy" answer, unless a place freed since). */
+  busyUntil: number;
+  busyReason: string | null;
+  /** While busy, no start is let through before this. */
+  nextProbeAt: number;
 }
 
 /** Turned away while a request is only slow: it may answer any moment (yet every turn costs a look at the operation and a trip through the queue). */
@@ -141,22 +188,50 @@ const SLOW_RETRY_MS = 500;
 const BASE_RETRY_MS = 1000;
 /** Never longer: an operation waiting at its delivery deadline is failed at most this late. */
 const MAX_RETRY_MS = 5000;
+/** A busy answer counts this long, unless a later answer or a freed place says otherwise (probes refresh it). */
+const BUSY_FOR_MS = 5000;
+/** While the runner is busy, one start this often finds out whether a place freed. */
+const BUSY_PROBE_EVERY_MS = 500;
+/** A delivery held back for a busy runner comes round again after this. */
+export const BUSY_RETRY_MS = 2000;
 /** An unanswered request this old no longer counts (nobody has asked since). */
 const FORGET_AFTER_MS = 60_000;
 
 /** One delivery's passage through the gate. */
 export class DeliveryTicket {
   private admitted = false;
+  /** Why the last admit() did not let it through. */
+  heldFor: "unresponsive" | "busy" | null = null;
 
   constructor(
     private readonly gate: DeliveryGate,
     readonly serverId: string,
   ) {}
 
-  /** Lets the delivery through (idempotent); false while another delivery finds out whether the runner answers. */
-  admit(): boolean {
-    if (!this.admitted) this.admitted = this.gate.admit(this.serverId);
+  /**
+   * Lets the delivery through (idempotent); false while another delivery finds out whether the runner
+   * answers, or whether a busy runner has a place (`heldFor` says which). `handedOver`: the runner was
+   * given this start already (it answers it from its ledger, never "busy").
+   */
+  admit(handedOver = false): boolean {
+    if (this.admitted) return true;
+    const outcome = this.gate.admit(this.serverId, !handedOver);
+    this.admitted = outcome === "admitted";
+    this.heldFor = outcome === "admitted" ? null : outcome;
     return this.admitted;
+  }
+
+  /** The reason the busy runner last gave, while it counts as busy. */
+  get busyReason(): string | null {
+    return this.gate.busyReason(this.serverId);
+  }
+
+  noteBusy(reason: string): void {
+    this.gate.noteBusy(this.serverId, reason);
+  }
+
+  notePlace(): void {
+    this.gate.notePlace(this.serverId);
   }
 
   get retryInMs(): number {

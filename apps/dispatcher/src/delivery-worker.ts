@@ -5,7 +5,7 @@ import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
 import { holdForBusyRunner, noteDeferral, noteHeldBack, undeliveredEnding } from "./deferred";
-import type { DeliveryTicket } from "./delivery-gate";
+import { BUSY_RETRY_MS, type DeliveryTicket } from "./delivery-gate";
 import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
 import { countDeliveryHeldBack, observeDelivery } from "./metrics";
 import { startMessage } from "./process-spec";
@@ -15,8 +15,6 @@ import { finishOperation } from "./results";
 import { RunnerNotConnected, RunnerUnreachable, hasLocalRunner, requestRunner } from "./runner-link";
 
 class AlreadyFinished extends Error {}
-/** A start refused by a busy runner (at its cap of operations) is offered again after this. */
-const BUSY_RETRY_MS = 2000;
 /** A runner not connected: it failed quickly without holding a slot, and a new connection starts afresh (delivery-gate.ts). */
 const isAbsence = (err: unknown) => err instanceof RunnerNotConnected;
 const UNDELIVERED_OUTCOME = { runner_deferred: "runner-deferred", runner_unresponsive: "runner-unresponsive", runner_offline: "runner-offline" } as const;
@@ -93,16 +91,21 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
     cancelPending = isCancelPending(ctx, op.serverId, op.id);
   }
 
-  if (!ticket.admit()) {
-    // Its runner did not answer the last start sent to it, and another delivery is finding out
-    // whether it answers now: this one gives its slot back to other servers' operations
-    // (delivery-gate.ts). An undispatched operation comes round again by its delivery deadline.
-    // After a reboot's routing: one through the server's cloud provider needs no runner.
+  if (!ticket.admit(op.dispatchedAt !== null)) {
+    // Its runner did not answer the last start sent to it, or said it is busy (at its cap), and another
+    // delivery is finding out whether that changed: this one gives its slot back to other servers'
+    // operations, without a claim (delivery-gate.ts). An undispatched operation comes round again by
+    // its delivery deadline. After a reboot's routing: one through the server's cloud provider needs no runner.
     // Whole milliseconds (the clock's reading is fractional), for BullMQ's delayed set.
     const wait = Math.ceil(Math.max(MIN_HOLD_BACK_MS, op.dispatchedAt ? ticket.retryInMs : Math.min(ticket.retryInMs, op.deliverBy.getTime() - ctx.clock.now())));
-    countDeliveryHeldBack();
-    // What its deadline's failure then says, rather than "not connected".
-    if (!op.dispatchedAt) await noteHeldBack(ctx, op.id, wait);
+    const busy = ticket.heldFor === "busy" ? ticket.busyReason : null;
+    countDeliveryHeldBack(busy === null ? "unresponsive" : "busy");
+    // What its deadline's failure then says: the busy runner's reason (and it waits past that deadline, as
+    // a start the runner refused as busy does), or that the runner was connected but did not answer.
+    if (!op.dispatchedAt && busy !== null) {
+      await noteDeferral(ctx, op.id, busy);
+      await holdForBusyRunner(ctx, op.id);
+    } else if (!op.dispatchedAt) await noteHeldBack(ctx, op.id, wait);
     await job.moveToDelayed(Date.now() + wait, token);
     throw new DelayedError();
   }
@@ -175,9 +178,10 @@ async function sendStart(
       await noteDeferral(ctx, op.id, reply.error);
       if (dispatchedAt) await releaseRefusedClaim(ctx, job, token, op.id, dispatchedAt);
       if (reply.busy) {
-        // Waits in line for a place: after the release (only an undispatched operation's deadline moves), and
-        // without using up delivery attempts (it may wait an hour), at a slower pace than other retries: each
-        // round costs a claim, its release and the hold in PostgreSQL.
+        // Waits for a place: after the release (only an undispatched operation's deadline moves), and without
+        // using up delivery attempts (it may wait an hour). Meanwhile the gate holds back the server's other
+        // waiting starts but one now and then.
+        ticket.noteBusy(reply.error);
         await holdForBusyRunner(ctx, op.id);
         await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token);
         throw new DelayedError();
@@ -187,7 +191,11 @@ async function sendStart(
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RunnerRefused, error: `runner refused the operation: ${reply.error}` });
     return "refused";
   }
-  if (reply.state === "started") observeDelivery(op.type, op.createdAt, ctx.clock.now());
+  if (reply.state === "started") {
+    observeDelivery(op.type, op.createdAt, ctx.clock.now());
+    // It had a place: there may be more.
+    ticket.notePlace();
+  }
   ctx.logger.debug("operation delivered", { operationId: op.id, state: reply.state, attempt: job.attemptsMade + 1 });
   return reply.state;
 }

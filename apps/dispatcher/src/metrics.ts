@@ -77,13 +77,14 @@ export function countRelayRequest(outcome: "delivered" | "absent" | "failed"): v
 
 const deliveriesHeldBack = new Counter({
   name: "runbridge_dispatcher_deliveries_held_back_total",
-  help: "Deliveries that gave their worker slot back and were put off for a moment because their runner, connected, did not answer the last request sent to it while another delivery was finding out whether it answers now (delivery-gate)",
+  help: "Deliveries put off for a moment without being sent, by reason: unresponsive (their runner, connected, did not answer the last request sent to it, and another delivery was finding out whether it answers now), busy (their runner runs as many operations as it may, and one start now and then finds out whether a place freed) (delivery-gate)",
+  labelNames: ["reason"] as const,
   registers: [dispatcherRegistry],
 });
-deliveriesHeldBack.inc(0);
+for (const reason of ["unresponsive", "busy"] as const) deliveriesHeldBack.inc({ reason }, 0);
 
-export function countDeliveryHeldBack(): void {
-  deliveriesHeldBack.inc();
+export function countDeliveryHeldBack(reason: "unresponsive" | "busy"): void {
+  deliveriesHeldBack.inc({ reason });
 }
 
 /** What the sweeper did about an operation that its delivery or its result had lost track of. */

@@ -309,6 +309,8 @@ function attachResultListener(ctx: DispatcherContext, socket: RunnerSocket, onSt
       await recordRunnerResult(ctx, serverId, result);
       onStored?.();
       answer(signForRunner(localSignatureTarget(socket), SignedAnswer.Result, { stored: true, operationId: result.operationId }));
+      // Its place on a runner at its cap frees as the runner reads this answer, which goes out before any start sent next.
+      ctx.deliveryGate.notePlace(serverId);
     } catch (err) {
       // Not acked as stored: the runner keeps the result and sends it again.
       ctx.logger.error("could not store result", { operationId: result.operationId, error: String(err) });

@@ -1,0 +1,67 @@
+import { testPrisma, waitUntilEnded } from "../helpers/db";
+import { createFixture } from "../helpers/factories";
+import { sample } from "../helpers/metrics";
+import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import type { TestStack } from "../helpers/stack";
+import { useStack } from "../helpers/suite";
+
+const WAITING = 30;
+const BUSY_WAIT_MAX_SECONDS = 10;
+const BUSY = { ok: false, error: "runner at capacity: 64 operations running, the most it holds at once (RUNBRIDGE_MAX_CONCURRENT_OPERATIONS=64)", retryable: true, busy: true };
+
+/**
+ * Operations waiting for a place on a runner at its cap are not each sent again every round (a claim,
+ * its release and a trip to the runner apiece): one start now and then finds out whether a place freed,
+ * the others wait without being sent — past their delivery deadline, up to RUNNER_BUSY_WAIT_MAX_SECONDS,
+ * then fail as not started with the runner's reason.
+ */
+describe("a runner that answers every start busy", () => {
+  const suite = useStack({
+    gateway: { EXEC_MAX_WAIT_SECONDS: "1", RUNNER_DELIVERY_TIMEOUT_SECONDS: "5" },
+    dispatcher: { RUNNER_BUSY_WAIT_MAX_SECONDS: String(BUSY_WAIT_MAX_SECONDS) },
+  });
+  let stack: TestStack;
+  beforeAll(() => {
+    ({ stack } = suite);
+  });
+  const sockets: ScriptedSocket[] = [];
+  afterAll(() => {
+    for (const s of sockets) s.disconnect();
+  });
+
+  it("is asked now and then, not once per waiting operation every round; they fail at the bound with its reason", async () => {
+    const fx = await createFixture();
+    const runner = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
+    sockets.push(runner);
+    const startsAt: number[] = [];
+    runner.on("operation:start", (_op: unknown, ack: (reply: unknown) => void) => {
+      startsAt.push(Date.now());
+      ack(BUSY);
+    });
+    await stack.waitRunnerConnected(fx.server.id);
+
+    const queuedAt = Date.now();
+    const answers = await Promise.all(
+      Array.from({ length: WAITING }, () => stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "true" })),
+    );
+    const ids = answers.map((r) => r.body.operation_id as string);
+    await new Promise((r) => setTimeout(r, Math.max(0, queuedAt + 8000 - Date.now())));
+
+    // Past their 5 s delivery deadline, still waiting, never handed over.
+    expect(await testPrisma().operation.count({ where: { id: { in: ids }, status: "running", dispatchedAt: null } })).toBe(WAITING);
+    // Each operation was offered once as it came (before the first "busy" was heard); after that, about two
+    // starts a second at most — not the 30 every 2 s (about 90 in these 6 s) of each being sent again.
+    const later = startsAt.filter((t) => t >= queuedAt + 2000 && t < queuedAt + 8000).length;
+    expect(later).toBeGreaterThan(0);
+    expect(later).toBeLessThanOrEqual(20);
+    expect(sample(await fetch(`http://127.0.0.1:${stack.dispatcherPorts[0]}/metrics`).then((r) => r.text()), "runbridge_dispatcher_deliveries_held_back_total", { reason: "busy" })).toBeGreaterThan(0);
+
+    // At the bound, every one fails as not started with the runner's reason, held back or not.
+    for (const id of ids) {
+      const ended = await waitUntilEnded(id, 15_000);
+      expect(ended).toMatchObject({ status: "failed", startedAt: null, dispatchedAt: null });
+      expect(ended.error).toContain("asked for it later until its delivery deadline passed");
+      expect(ended.error).toContain(BUSY.error);
+    }
+  });
+});
