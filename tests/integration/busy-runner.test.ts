@@ -1,6 +1,7 @@
 import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { sample } from "../helpers/metrics";
+import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
@@ -34,7 +35,9 @@ describe("a runner that answers every start busy", () => {
     const runner = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
     sockets.push(runner);
     const startsAt: number[] = [];
-    runner.on("operation:start", (_op: unknown, ack: (reply: unknown) => void) => {
+    runner.on("operation:start", (op: { spec: { kind: string } }, ack: (reply: unknown) => void) => {
+      // A runner at its cap still takes a reboot (a server full of hung commands is where one is needed).
+      if (op.spec.kind === "reboot") return ack({ ok: true, state: "started" });
       startsAt.push(Date.now());
       ack(BUSY);
     });
@@ -45,6 +48,16 @@ describe("a runner that answers every start busy", () => {
       Array.from({ length: WAITING }, () => stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "true" })),
     );
     const ids = answers.map((r) => r.body.operation_id as string);
+    await new Promise((r) => setTimeout(r, 2500));
+    // A reboot is not held back with them, even right after a start found the runner busy (when the next one
+    // would wait its turn).
+    const seen = startsAt.length;
+    await waitFor(async () => startsAt.length > seen, 10_000, "the next start to find the runner busy");
+    const rebootAt = Date.now();
+    const reboot = await stack.api().post("/api/automation/v1/reboot").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id });
+    expect(reboot.status).toBe(202);
+    await waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id: reboot.body.operation_id as string } })).dispatchedAt, 5000, "the reboot to be handed over");
+    expect(Date.now() - rebootAt).toBeLessThan(1500);
     await new Promise((r) => setTimeout(r, Math.max(0, queuedAt + 8000 - Date.now())));
 
     // Past their 5 s delivery deadline, still waiting, never handed over.

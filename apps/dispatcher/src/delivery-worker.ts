@@ -91,7 +91,9 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
     cancelPending = isCancelPending(ctx, op.serverId, op.id);
   }
 
-  if (!ticket.admit(op.dispatchedAt !== null)) {
+  // A start handed over already is answered from the runner's ledger, and a reboot is never refused as busy:
+  // neither waits for a busy runner's place.
+  if (!ticket.admit(op.dispatchedAt !== null || op.type === "reboot")) {
     // Its runner did not answer the last start sent to it, or said it is busy (at its cap), and another
     // delivery is finding out whether that changed: this one gives its slot back to other servers'
     // operations, without a claim (delivery-gate.ts). An undispatched operation comes round again by
@@ -193,8 +195,8 @@ async function sendStart(
   }
   if (reply.state === "started") {
     observeDelivery(op.type, op.createdAt, ctx.clock.now());
-    // It had a place: there may be more.
-    ticket.notePlace();
+    // It had a place: there may be more (a reboot is taken whatever the runner holds, so it says nothing).
+    if (op.type !== "reboot") ticket.notePlace();
   }
   ctx.logger.debug("operation delivered", { operationId: op.id, state: reply.state, attempt: job.attemptsMade + 1 });
   return reply.state;
