@@ -88,11 +88,10 @@ export class DeliveryGate {
   /** @internal How long a delivery turned away waits before it comes round again. */
   retryInMs(serverId: string): number {
     const s = this.servers.get(serverId);
-    const unanswered = s?.unanswered ?? 0;
-    if (unanswered === 0 && s && this.busy(s)) return BUSY_RETRY_MS;
+    if (s && s.unanswered > 0) return Math.min(BASE_RETRY_MS * 2 ** (s.unanswered - 1), MAX_RETRY_MS);
+    if (s && this.busy(s)) return BUSY_RETRY_MS;
     // Only slow so far (a request waiting, none unanswered): it may answer any moment.
-    if (unanswered === 0) return SLOW_RETRY_MS;
-    return Math.min(BASE_RETRY_MS * 2 ** (unanswered - 1), MAX_RETRY_MS);
+    return SLOW_RETRY_MS;
   }
 
   /**

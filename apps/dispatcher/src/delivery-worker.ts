@@ -69,8 +69,7 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
       // Waits its turn: re-checked every second, without using up delivery attempts.
       await holdDeliveryDeadline(ctx, op);
       ctx.logger.debug("deploy waits for an earlier deployment of its application", { operationId: op.id, waitsFor: turn.waitsFor });
-      await job.moveToDelayed(Date.now() + 1000, token);
-      throw new DelayedError();
+      return comeRoundAfter(job, token, 1000);
     }
   }
 
@@ -108,8 +107,7 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
       await noteDeferral(ctx, op.id, busy);
       await holdForBusyRunner(ctx, op.id);
     } else if (!op.dispatchedAt) await noteHeldBack(ctx, op.id, wait);
-    await job.moveToDelayed(Date.now() + wait, token);
-    throw new DelayedError();
+    return comeRoundAfter(job, token, wait);
   }
 
   // Marked as dispatched (only while still running) once a runner socket exists, before the
@@ -185,8 +183,7 @@ async function sendStart(
         // waiting starts but one now and then.
         ticket.noteBusy(reply.error);
         await holdForBusyRunner(ctx, op.id);
-        await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token);
-        throw new DelayedError();
+        return comeRoundAfter(job, token, BUSY_RETRY_MS);
       }
       throw new RunnerAskedForLater(`runner of server ${op.serverId} asked for it later: ${reply.error}`);
     }
@@ -224,6 +221,12 @@ async function sendStart(
 async function releaseRefusedClaim(ctx: DispatcherContext, job: Job<DeliverOperationJob>, token: string | undefined, operationId: string, dispatchedAt: Date): Promise<void> {
   if (token === undefined || (await job.extendLock(token, ctx.config.JOB_LOCK_MS)) !== 1) return;
   if (await ctx.operations.releaseDispatch(operationId, dispatchedAt)) ctx.logger.debug("refused start: no longer marked dispatched", { operationId });
+}
+
+/** Puts the job back for `ms` without using up one of its delivery attempts (BullMQ's DelayedError). */
+async function comeRoundAfter(job: Job<DeliverOperationJob>, token: string | undefined, ms: number): Promise<never> {
+  await job.moveToDelayed(Date.now() + ms, token);
+  throw new DelayedError();
 }
 
 /** Whether a cancel the gateway could only pass on to the runner is still unconfirmed for this operation. */
