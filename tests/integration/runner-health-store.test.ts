@@ -39,7 +39,8 @@ describe("runner health on the server's row", () => {
     // Nor does its admission's health part, which still records it was seen.
     const before = (await row()).lastSeenAt as Date;
     expect(await db.operations.runnerAdmitted(fx.server.id, "1.0.0", { problem: "stale", seq: 9 })).toBe(false);
-    expect(await row()).toMatchObject({ runnerProblem: null, runnerProblemSince: null, runnerHealthSeq: 11n });
+    // Nor its version: the row keeps the newer connection's (the runner as it runs now, after an upgrade).
+    expect(await row()).toMatchObject({ runnerVersion: "1.2.3", runnerProblem: null, runnerProblemSince: null, runnerHealthSeq: 11n });
     expect(((await row()).lastSeenAt as Date).getTime()).toBeGreaterThanOrEqual(before.getTime());
   });
 

@@ -15,8 +15,9 @@
  *
  * `p` names the statement's placeholders: the server's id, the problem (text, null for none), the
  * connection's admission number (bigint, null for none) and its client address (text).
- * `admission`: also the admission's own write (last_seen_at, and runner_version as `p.version`), which
- * happens whether or not the health counts.
+ * `admission`: also the admission's own write: last_seen_at, whether or not the health counts (that
+ * connection was seen), and runner_version as `p.version` only when it does (an older connection's
+ * admission landing late would otherwise show the version the server ran before its upgrade).
  */
 export function runnerHealthText(p: { serverId: string; problem: string; seq: string; clientIp: string; version?: string }): string {
   // False, not NULL, for a connection without a number over a numbered report: NULL would reach the ELSE of
@@ -25,7 +26,7 @@ export function runnerHealthText(p: { serverId: string; problem: string; seq: st
   return `WITH before AS (
      SELECT id, runner_problem, runner_problem_since, ${counts} AS counts FROM servers WHERE id = ${p.serverId} FOR NO KEY UPDATE
    ), after AS (
-     UPDATE servers s SET ${p.version ? `last_seen_at = now(), runner_version = ${p.version},` : ""}
+     UPDATE servers s SET ${p.version ? `last_seen_at = now(), runner_version = CASE WHEN b.counts THEN ${p.version}::text ELSE s.runner_version END,` : ""}
             runner_problem = CASE WHEN b.counts THEN ${p.problem}::text ELSE s.runner_problem END,
             runner_problem_since = CASE WHEN NOT b.counts THEN s.runner_problem_since WHEN ${p.problem}::text IS NULL THEN NULL
                                         ELSE COALESCE(s.runner_problem_since, now()) END,
