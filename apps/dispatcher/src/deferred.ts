@@ -49,18 +49,25 @@ export async function holdForBusyRunner(ctx: DispatcherContext, operationId: str
       AND deliver_by < LEAST(now() + make_interval(secs => ${BUSY_HOLD_REFRESH_SECONDS}::integer), created_at + make_interval(secs => ${max}::integer))`;
 }
 
-type UndeliveredCause = typeof FailureCause.RunnerDeferred | typeof FailureCause.RunnerUnresponsive | typeof FailureCause.RunnerOffline;
+type RunnerSideCause = typeof FailureCause.RunnerDeferred | typeof FailureCause.RunnerUnresponsive | typeof FailureCause.RunnerOffline;
+type Undelivered<C> = { cause: C; error: string };
 
 /**
  * Why an operation never handed to a runner by its delivery deadline failed: its runner, connected,
- * kept refusing it for later, or left its deliveries unanswered, or no runner took it.
+ * kept refusing it for later, or left its deliveries unanswered, or no runner took it — or, when this
+ * is the first time any dispatcher took its job from the queue (`firstPickUp`), no runner was ever
+ * asked: the job waited out its deadline in the queue (dispatchers stopped, paused or behind), and
+ * blaming the runner would send the operator to the wrong machine.
  */
-export async function undeliveredEnding(ctx: DispatcherContext, operationId: string): Promise<{ cause: UndeliveredCause; error: string }> {
+export async function undeliveredEnding(ctx: DispatcherContext, operationId: string): Promise<Undelivered<RunnerSideCause>>;
+export async function undeliveredEnding(ctx: DispatcherContext, operationId: string, firstPickUp: boolean): Promise<Undelivered<RunnerSideCause | typeof FailureCause.QueueBacklog>>;
+export async function undeliveredEnding(ctx: DispatcherContext, operationId: string, firstPickUp = false): Promise<Undelivered<RunnerSideCause | typeof FailureCause.QueueBacklog>> {
   const [why, heldBack] = await Promise.all([
     ctx.redis.get(ctx.keys.operationDeferred(operationId)).catch(() => null),
     ctx.redis.exists(ctx.keys.operationHeldBack(operationId)).catch(() => 0),
   ]);
   if (why !== null) return { cause: FailureCause.RunnerDeferred, error: runnerDeferredUntilDeadline(why) };
   if (heldBack > 0) return { cause: FailureCause.RunnerUnresponsive, error: FailureReason.RunnerUnresponsive };
+  if (firstPickUp) return { cause: FailureCause.QueueBacklog, error: FailureReason.QueueBacklog };
   return { cause: FailureCause.RunnerOffline, error: FailureReason.RunnerOffline };
 }

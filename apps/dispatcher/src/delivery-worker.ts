@@ -17,7 +17,7 @@ import { RunnerNotConnected, RunnerUnreachable, hasLocalRunner, requestRunner } 
 class AlreadyFinished extends Error {}
 /** A runner not connected: it failed quickly without holding a slot, and a new connection starts afresh (delivery-gate.ts). */
 const isAbsence = (err: unknown) => err instanceof RunnerNotConnected;
-const UNDELIVERED_OUTCOME = { runner_deferred: "runner-deferred", runner_unresponsive: "runner-unresponsive", runner_offline: "runner-offline" } as const;
+const UNDELIVERED_OUTCOME = { runner_deferred: "runner-deferred", runner_unresponsive: "runner-unresponsive", runner_offline: "runner-offline", queue_backlog: "queue-backlog" } as const;
 /** A delivery held back by the gate comes round again no sooner: its deadline check is then due. */
 const MIN_HOLD_BACK_MS = 50;
 /** The runner did not start it but asked for it again later (e.g. it is draining for a restart): BullMQ retries it. */
@@ -74,9 +74,18 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
   }
 
   if (!op.dispatchedAt && found.pastDeliveryDeadline) {
-    // Never handed to a runner, so it cannot be running: fail it rather than run it late.
-    const ending = await undeliveredEnding(ctx, op.id);
-    await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: true });
+    // Never handed to a runner, so it cannot be running: fail it rather than run it late. BullMQ counts
+    // every time a worker takes the job (each retry, each hold-back): at 1 this is the first, so the job
+    // spent its whole delivery window waiting in the queue, and no runner was ever asked.
+    const firstPickUp = job.attemptsStarted <= 1;
+    const ending = await undeliveredEnding(ctx, op.id, firstPickUp);
+    if (await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: true }) && ending.cause === FailureCause.QueueBacklog) {
+      ctx.logger.warn("operation failed undelivered: its job waited in the queue past its delivery deadline before any dispatcher took it (dispatchers stopped, paused or behind)", {
+        operationId: op.id,
+        serverId: op.serverId,
+        waitedMs: Math.max(0, ctx.clock.now() - op.createdAt.getTime()),
+      });
+    }
     return UNDELIVERED_OUTCOME[ending.cause];
   }
 

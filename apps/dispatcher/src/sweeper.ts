@@ -21,6 +21,16 @@ const OVERDUE_FROM = Prisma.sql`CASE WHEN started_at IS NULL THEN GREATEST(dispa
 const UNDELIVERED_BATCH = 500;
 
 /**
+ * How long past its delivery deadline an operation whose job still waits in the queue is left to the
+ * worker that takes the job (it ends it then, saying why): beyond it, no worker is taking it (the
+ * queue paused, or a backlog too long), and the sweeper ends it, so that the client polling it is not
+ * told "running" for as long as the queue stays stuck.
+ */
+const QUEUED_PAST_DEADLINE_GRACE_MS = 10_000;
+/** Job states in which a job waits for a worker (a paused queue's jobs read "waiting"). */
+const QUEUED_STATES: ReadonlySet<string> = new Set(["waiting", "prioritized", "delayed"]);
+
+/**
  * Guarantees every accepted operation reaches a terminal state, whatever was
  * lost on the way (a job, a result, a runner). Every dispatcher runs it; all
  * its writes are conditional transitions, so concurrent sweeps are harmless.
@@ -120,6 +130,10 @@ export class Sweeper {
       // "unknown" is a job that no longer exists, or whose hash is left in no state list (a list
       // lost to eviction): either way nothing will deliver it.
       const state = await this.queue.getJobState(op.id);
+      if (QUEUED_STATES.has(state)) {
+        if (op.deliverBy.getTime() + QUEUED_PAST_DEADLINE_GRACE_MS < now) await this.endQueuedPastDeadline(op);
+        continue;
+      }
       if (state !== "unknown" && state !== "failed" && state !== "completed") continue;
       // Read again: its job may have been delivered since the list above was read (a delivery marks the
       // row dispatched before its job completes), and it would be delivered, and counted, a second time.
@@ -149,6 +163,25 @@ export class Sweeper {
         this.ctx.logger.warn("re-enqueued an operation whose job was lost", { operationId: op.id });
       }
     }
+  }
+
+  /**
+   * An undelivered operation well past its delivery deadline whose job still waits for a worker: no
+   * runner can be handed it any more (a claim needs the deadline ahead), so it ends as the worker taking
+   * the job would end it — as queue_backlog if no worker ever took the job, else by why its deliveries
+   * failed — and its job is removed, not left for the worker to find ended.
+   */
+  private async endQueuedPastDeadline(op: { id: string; serverId: string }): Promise<void> {
+    const job = await this.queue.getJob(op.id);
+    const ending = await undeliveredEnding(this.ctx, op.id, (job?.attemptsStarted ?? 0) === 0);
+    if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: true })) {
+      countSweeperAction(ending.cause);
+      if (ending.cause === FailureCause.QueueBacklog) {
+        this.ctx.logger.warn("operation failed undelivered: its job still waits in the queue past its delivery deadline (queue paused, or dispatchers behind)", { operationId: op.id, serverId: op.serverId });
+      }
+    }
+    // A worker may hold it by now (it then finds the operation ended): removing a job it holds is refused, harmlessly.
+    await this.queue.remove(op.id).catch(() => undefined);
   }
 
   /**
