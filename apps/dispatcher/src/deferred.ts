@@ -23,6 +23,17 @@ export async function noteHeldBack(ctx: DispatcherContext, operationId: string, 
 }
 
 /**
+ * How long a delivery's finding that the runner is away is remembered: longer than the others, since
+ * a job retried every second may wait in a backed-up queue between its attempts.
+ */
+const AWAY_MEMORY_MS = 15_000;
+
+/** Remembers that a delivery of this operation found its runner away; best effort (a lost note makes the deadline's failure read "not delivered"). */
+export async function noteRunnerAway(ctx: DispatcherContext, operationId: string): Promise<void> {
+  await ctx.redis.set(ctx.keys.operationRunnerAway(operationId), "1", "PX", AWAY_MEMORY_MS).catch(() => undefined);
+}
+
+/**
  * How far past now a busy runner's refusal moves the delivery deadline: many of its attempts (every
  * 2 s), and more than a spell of the runner not answering (the ack time-out and the delivery gate's
  * longest pause), so that a short freeze does not fail the whole line; yet the operation still fails
@@ -54,20 +65,24 @@ type Undelivered<C> = { cause: C; error: string };
 
 /**
  * Why an operation never handed to a runner by its delivery deadline failed: its runner, connected,
- * kept refusing it for later, or left its deliveries unanswered, or no runner took it — or, when this
- * is the first time any dispatcher took its job from the queue (`firstPickUp`), no runner was ever
- * asked: the job waited out its deadline in the queue (dispatchers stopped, paused or behind), and
- * blaming the runner would send the operator to the wrong machine.
+ * kept refusing it for later, or left its deliveries unanswered, or was not there when a delivery
+ * looked for it. With `neverAskedIsBacklog` (the delivery worker, and the sweeper for a job still
+ * waiting in the queue), an operation none of whose deliveries reached the point of looking for its
+ * runner — its job waited in the queue (dispatchers stopped, paused or behind), or every attempt
+ * failed before it (a store unreachable) — fails as not delivered, queue_backlog: blaming the runner
+ * would send the operator to the wrong machine. Without it (a job the queue lost), runner offline,
+ * as before any of these notes existed.
  */
 export async function undeliveredEnding(ctx: DispatcherContext, operationId: string): Promise<Undelivered<RunnerSideCause>>;
-export async function undeliveredEnding(ctx: DispatcherContext, operationId: string, firstPickUp: boolean): Promise<Undelivered<RunnerSideCause | typeof FailureCause.QueueBacklog>>;
-export async function undeliveredEnding(ctx: DispatcherContext, operationId: string, firstPickUp = false): Promise<Undelivered<RunnerSideCause | typeof FailureCause.QueueBacklog>> {
-  const [why, heldBack] = await Promise.all([
+export async function undeliveredEnding(ctx: DispatcherContext, operationId: string, neverAskedIsBacklog: boolean): Promise<Undelivered<RunnerSideCause | typeof FailureCause.QueueBacklog>>;
+export async function undeliveredEnding(ctx: DispatcherContext, operationId: string, neverAskedIsBacklog = false): Promise<Undelivered<RunnerSideCause | typeof FailureCause.QueueBacklog>> {
+  const [why, heldBack, away] = await Promise.all([
     ctx.redis.get(ctx.keys.operationDeferred(operationId)).catch(() => null),
     ctx.redis.exists(ctx.keys.operationHeldBack(operationId)).catch(() => 0),
+    ctx.redis.exists(ctx.keys.operationRunnerAway(operationId)).catch(() => 1),
   ]);
   if (why !== null) return { cause: FailureCause.RunnerDeferred, error: runnerDeferredUntilDeadline(why) };
   if (heldBack > 0) return { cause: FailureCause.RunnerUnresponsive, error: FailureReason.RunnerUnresponsive };
-  if (firstPickUp) return { cause: FailureCause.QueueBacklog, error: FailureReason.QueueBacklog };
+  if (neverAskedIsBacklog && away === 0) return { cause: FailureCause.QueueBacklog, error: FailureReason.QueueBacklog };
   return { cause: FailureCause.RunnerOffline, error: FailureReason.RunnerOffline };
 }

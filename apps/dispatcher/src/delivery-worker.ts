@@ -4,7 +4,7 @@ import { createRedis, isInfrastructureDown, withLogContext } from "@runbridge/co
 import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
-import { holdForBusyRunner, noteDeferral, noteHeldBack, undeliveredEnding } from "./deferred";
+import { holdForBusyRunner, noteDeferral, noteHeldBack, noteRunnerAway, undeliveredEnding } from "./deferred";
 import { BUSY_RETRY_MS, type DeliveryTicket } from "./delivery-gate";
 import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
 import { countDeliveryHeldBack, observeDelivery } from "./metrics";
@@ -36,6 +36,10 @@ export async function deliverOperation(ctx: DispatcherContext, job: Job<DeliverO
   const ticket = ctx.deliveryGate.ticket(data.serverId);
   try {
     return await deliver(ctx, job, token, data, ticket);
+  } catch (err) {
+    // What its delivery deadline's failure says, should it come to that: its runner was looked for and was not there.
+    if (err instanceof RunnerNotConnected || err instanceof RunnerUnreachable) await noteRunnerAway(ctx, data.operationId);
+    throw err;
   } finally {
     ticket.leave();
   }
@@ -74,15 +78,14 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
   }
 
   if (!op.dispatchedAt && found.pastDeliveryDeadline) {
-    // Never handed to a runner, so it cannot be running: fail it rather than run it late. BullMQ counts
-    // every time a worker takes the job (each retry, each hold-back): at 1 this is the first, so the job
-    // spent its whole delivery window waiting in the queue, and no runner was ever asked.
-    const firstPickUp = job.attemptsStarted <= 1;
-    const ending = await undeliveredEnding(ctx, op.id, firstPickUp);
-    if (await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: true }) && ending.cause === FailureCause.QueueBacklog) {
-      ctx.logger.warn("operation failed undelivered: its job waited in the queue past its delivery deadline before any dispatcher took it (dispatchers stopped, paused or behind)", {
+    // Never handed to a runner, so it cannot be running: fail it rather than run it late (unless its deadline
+    // was moved meanwhile: a deploy waiting its turn).
+    const ending = await undeliveredEnding(ctx, op.id, true);
+    if (await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: "past-deadline" }) && ending.cause === FailureCause.QueueBacklog) {
+      ctx.logger.warn("operation failed undelivered: no delivery of it reached its runner before its delivery deadline (its job waited in the queue: dispatchers stopped, paused or behind)", {
         operationId: op.id,
         serverId: op.serverId,
+        attempts: job.attemptsStarted,
         waitedMs: Math.max(0, ctx.clock.now() - op.createdAt.getTime()),
       });
     }

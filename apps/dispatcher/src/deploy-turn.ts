@@ -18,7 +18,7 @@ export type DeployTurn = { kind: "now" } | { kind: "later"; waitsFor: string } |
  * operation either (or its job was held back until the write's outcome,
  * unknown to the gateway, had settled — see the gateway's startOperation).
  */
-export async function deployTurn(ctx: DispatcherContext, op: Operation): Promise<DeployTurn> {
+export async function deployTurn(ctx: DispatcherContext, op: Pick<Operation, "id">): Promise<DeployTurn> {
   const mine = await ctx.prisma.deployment.findUnique({ where: { operationId: op.id } });
   if (!mine) return { kind: "unrecorded" };
   const ahead = await ctx.prisma.deployment.findFirst({

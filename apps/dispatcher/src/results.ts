@@ -15,8 +15,11 @@ export async function finishOperation(
   serverId: string,
   fields: FinishFields & Ending,
   opts: {
-    /** Only end it if it was never handed to a runner (so it cannot be running anywhere). */
-    onlyIfUndispatched?: boolean;
+    /**
+     * Only end it if it was never handed to a runner (so it cannot be running anywhere); "past-deadline":
+     * and only once its delivery deadline has passed, as PostgreSQL reads it when it ends it.
+     */
+    onlyIfUndispatched?: boolean | "past-deadline";
     /** Recorded with the finish, in the same statement (e.g. the path a reboot took). */
     note?: OperationNote;
   } = {},

@@ -5,6 +5,7 @@ import { Prisma } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countSweeperAction, type SweeperAction } from "./metrics";
 import { undeliveredEnding } from "./deferred";
+import { deployTurn } from "./deploy-turn";
 import { recordRunnerResult, finishOperation } from "./results";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
 
@@ -168,19 +169,21 @@ export class Sweeper {
   /**
    * An undelivered operation well past its delivery deadline whose job still waits for a worker: no
    * runner can be handed it any more (a claim needs the deadline ahead), so it ends as the worker taking
-   * the job would end it — as queue_backlog if no worker ever took the job, else by why its deliveries
-   * failed — and its job is removed, not left for the worker to find ended.
+   * the job would end it, saying why (queue_backlog when no delivery ever looked for its runner), and its
+   * job is removed, not left for a worker to find ended. A deploy still waiting its turn is left alone: the
+   * worker moves its deadline forward when it comes round (deploy-turn.ts), as after an outage that kept
+   * every worker from doing so in time. Ended only if its deadline is still past as PostgreSQL ends it.
    */
-  private async endQueuedPastDeadline(op: { id: string; serverId: string }): Promise<void> {
-    const job = await this.queue.getJob(op.id);
-    const ending = await undeliveredEnding(this.ctx, op.id, (job?.attemptsStarted ?? 0) === 0);
-    if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: true })) {
-      countSweeperAction(ending.cause);
-      if (ending.cause === FailureCause.QueueBacklog) {
-        this.ctx.logger.warn("operation failed undelivered: its job still waits in the queue past its delivery deadline (queue paused, or dispatchers behind)", { operationId: op.id, serverId: op.serverId });
-      }
+  private async endQueuedPastDeadline(op: { id: string; serverId: string; type: string }): Promise<void> {
+    if (op.type === "deploy" && (await deployTurn(this.ctx, op)).kind === "later") return;
+    const ending = await undeliveredEnding(this.ctx, op.id, true);
+    if (!(await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: "past-deadline" }))) return;
+    countSweeperAction(ending.cause);
+    if (ending.cause === FailureCause.QueueBacklog) {
+      this.ctx.logger.warn("operation failed undelivered: its job still waits in the queue past its delivery deadline (queue paused, or dispatchers behind)", { operationId: op.id, serverId: op.serverId });
     }
-    // A worker may hold it by now (it then finds the operation ended): removing a job it holds is refused, harmlessly.
+    // Only once it has ended here: a job whose operation a delivery took meanwhile is its delivery's to retry. A
+    // worker that holds it by now (it then finds the operation ended) keeps it: BullMQ refuses to remove a locked job.
     await this.queue.remove(op.id).catch(() => undefined);
   }
 

@@ -58,6 +58,12 @@ export function redisKeys(prefix: string) {
      * operation fails as runner unresponsive rather than as runner offline.
      */
     operationHeldBack: (operationId: string) => `${prefix}:held-back:${operationId}`,
+    /**
+     * Set, with a TTL of a few retries, when a delivery of this operation found its runner not connected (or
+     * not reachable through the dispatcher holding it): present when the delivery deadline passes, the
+     * operation fails as runner offline; absent, no runner was ever asked (queue backlog).
+     */
+    operationRunnerAway: (operationId: string) => `${prefix}:runner-away:${operationId}`,
     /** Set (NX, PX the window) by the gateway that writes the audit event of an automation key's refusals of one reason in one window (`<key id>:<reason>`). */
     refusalAudited: (mark: string) => `${prefix}:refusal-audited:${mark}`,
     /** Pub/sub: a server's runner token was rotated; message = encodeTokenRevoked (token-revoked.ts); every dispatcher drops its connections that used the old token. */

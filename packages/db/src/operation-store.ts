@@ -137,12 +137,21 @@ const finishedStderr = `CASE WHEN ${LOGOUT_FAILED} AND $10::text IS NOT NULL
 const STARTED_WITHIN_PLATFORM_TIMES = (stamp: string): string => `GREATEST(LEAST(${stamp}, now()), dispatched_at)`;
 
 /** The finish; `noted` also merges $12 into params and writes the note's event ($13 type, $14 data), in the same statement. */
-const finishText = (opts: { onlyIfUndispatched: boolean; noted: boolean }): string =>
+/** Which running operations a finish may end: any, only one never handed to a runner, or only one never handed over whose delivery deadline has passed. */
+type FinishCondition = "running" | "undispatched" | "past-deadline";
+const FINISH_CONDITION_SQL: Record<FinishCondition, string> = {
+  running: "",
+  undispatched: "AND dispatched_at IS NULL",
+  // As the delivery claims read it: a deadline moved forward meanwhile (a deploy waiting its turn) keeps it.
+  "past-deadline": "AND dispatched_at IS NULL AND deliver_by < now()",
+};
+
+const finishText = (opts: { condition: FinishCondition; noted: boolean }): string =>
   `WITH done AS (
      UPDATE operations SET status = ${finishedStatus}, exit_code = ${finishedExitCode}, stdout = $5, stderr = ${finishedStderr},
             stdout_truncated = $7, stderr_truncated = $8, duration_ms = $9, error = $10, completed_at = now(),
             started_at = CASE WHEN $11::timestamptz IS NULL THEN started_at ELSE ${STARTED_WITHIN_PLATFORM_TIMES('$11::timestamptz')} END${opts.noted ? ", params = params || $12::jsonb" : ""}
-     WHERE id = $1 AND server_id = $2 AND status = 'running' ${opts.onlyIfUndispatched ? "AND dispatched_at IS NULL" : ""}
+     WHERE id = $1 AND server_id = $2 AND status = 'running' ${FINISH_CONDITION_SQL[opts.condition]}
      RETURNING ${OPERATION_COLUMNS}
    ), audit AS (
      INSERT INTO audit_events (id, tenant_id, type, automation_key_id, operation_id, server_id, run_id, data, created_at)
@@ -207,9 +216,10 @@ const SQL = {
     "operation.release-dispatch",
     "UPDATE operations SET dispatched_at = NULL WHERE id = $1 AND status = 'running' AND started_at IS NULL AND dispatched_at = $2",
   ),
-  finish: statement("operation.finish", finishText({ onlyIfUndispatched: false, noted: false })),
-  finishUndispatched: statement("operation.finish-undispatched", finishText({ onlyIfUndispatched: true, noted: false })),
-  finishNoted: statement("operation.finish-noted", finishText({ onlyIfUndispatched: false, noted: true })),
+  finish: statement("operation.finish", finishText({ condition: "running", noted: false })),
+  finishUndispatched: statement("operation.finish-undispatched", finishText({ condition: "undispatched", noted: false })),
+  finishPastDeadline: statement("operation.finish-past-deadline", finishText({ condition: "past-deadline", noted: false })),
+  finishNoted: statement("operation.finish-noted", finishText({ condition: "running", noted: true })),
   lockEnded: statement("operation.lock-ended", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2 AND status <> 'running' FOR UPDATE"),
   resultAfterEnd: statement(
     "operation.result-after-end",
@@ -448,10 +458,11 @@ export class OperationStore {
    * The conditional transition to a terminal state, its operation.finished
    * audit event and its deployment's status, in one statement. Null when the
    * operation was not running (already ended, another server's, or — with
-   * `onlyIfUndispatched` — possibly running on a runner). A `note` is
-   * recorded in the same statement, so it exists exactly when the finish does.
+   * `onlyIfUndispatched` — possibly running on a runner; with "past-deadline", also one whose delivery
+   * deadline is still ahead: it may yet be handed over). A `note` is recorded in the same statement, so
+   * it exists exactly when the finish does.
    */
-  async finish(serverId: string, f: FinishFields, onlyIfUndispatched = false, note?: OperationNote): Promise<Operation | null> {
+  async finish(serverId: string, f: FinishFields, onlyIfUndispatched: boolean | "past-deadline" = false, note?: OperationNote): Promise<Operation | null> {
     if (note && onlyIfUndispatched) throw new Error("a note is only recorded with an unconditional finish");
     const values = [
       f.operationId,
@@ -469,7 +480,7 @@ export class OperationStore {
     const { rows } = await this.pool.query(
       note
         ? { ...SQL.finishNoted, values: [...values, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data)] }
-        : { ...(onlyIfUndispatched ? SQL.finishUndispatched : SQL.finish), values },
+        : { ...(onlyIfUndispatched === "past-deadline" ? SQL.finishPastDeadline : onlyIfUndispatched ? SQL.finishUndispatched : SQL.finish), values },
     );
     return rows[0] ? toOperation(rows[0] as Row) : null;
   }
