@@ -42,9 +42,9 @@ export const FailureReason = {
   /** Never handed over: its runner was connected but left the deliveries sent to it unanswered (delivery-gate). */
   RunnerUnresponsive:
     "runner unresponsive: the server's runner was connected but did not acknowledge the deliveries sent to it before the operation's delivery deadline (frozen, swapping, or its disk stalled?); nothing ran",
-  /** Never handed over: no dispatcher took its job from the queue before its delivery deadline (it was never offered to its runner). */
+  /** Never handed over, and no delivery of it ever looked for its runner (its job waited in the queue). */
   QueueBacklog:
-    "not delivered: no dispatcher took the operation from the queue before its delivery deadline (dispatchers stopped, paused or behind a backlog); its runner was never asked, and nothing ran",
+    "not delivered: no dispatcher got to the operation before its delivery deadline (its job waited in the queue: dispatchers stopped, paused or behind a backlog); its runner was never asked, and nothing ran",
   RunnerLost: "runner lost: the runner disconnected and did not report a result in time",
   RunnerUnconfirmed: "runner offline: the runner went away before reporting the operation running, and did not come back in time",
   ResultLost: "result lost: the runner has no record of this operation",
