@@ -1,10 +1,14 @@
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { Client } from "pg";
 import { createRedis } from "@runbridge/common";
 import { HttpClient } from "./http-client";
 import { ROOT, freePort, onCleanup, startChild, stopAll, until } from "./procs";
+
+/** Built by `pnpm build:runner` (the bench scripts run it before the bench). */
+const RUNNER_BUNDLE = path.join(ROOT, "apps/runner/dist/bundle/runbridge-runner.cjs");
 
 export interface StackOptions {
   adminDatabaseUrl: string;
@@ -115,7 +119,11 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   const server = await admin.json<{ id: string; runner_token: string }>("POST", "/api/v1/servers", boot.api_key, { name: "bench-runner" });
   if (server.status !== 201) throw new Error(`creating the server answered ${server.status}: ${JSON.stringify(server.body)}`);
 
-  const runner = startChild("runner", process.execPath, [...nodeFlags("runner"), path.join(ROOT, "apps/runner/dist/main.js")], {
+  // The single-file build, as servers run it (install.sh, the runner image): the unbundled dist/ also loads what
+  // the runner never uses from the shared packages (a Redis client, a rate limiter), about 10 MB more resident —
+  // and every spawn forks the whole process.
+  if (!existsSync(RUNNER_BUNDLE)) throw new Error(`${path.relative(ROOT, RUNNER_BUNDLE)} is missing: run pnpm build:runner (pnpm bench does)`);
+  const runner = startChild("runner", process.execPath, [...nodeFlags("runner"), RUNNER_BUNDLE], {
     env: {
       ...process.env,
       RUNBRIDGE_DISPATCHER_URL: dispatcherUrl,
