@@ -4,6 +4,13 @@ import path from "node:path";
 
 export const ROOT = path.resolve(__dirname, "../..");
 
+/**
+ * The runner as servers run it: the single-file build (`pnpm build:runner`, which `pnpm test` runs), which
+ * install.sh and the runner image ship. It also starts in about half the CPU of the unbundled dist/, which
+ * loads what the runner never uses from the shared packages (a Redis client, a rate limiter).
+ */
+export const RUNNER_SCRIPT = "apps/runner/dist/bundle/runbridge-runner.cjs";
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();

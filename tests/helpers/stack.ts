@@ -10,7 +10,7 @@ import { buildGatewayContext } from "../../apps/gateway/src/bootstrap";
 import { gatewayEnvSchema, type GatewayConfig } from "../../apps/gateway/src/config";
 import { createGatewayServer } from "../../apps/gateway/src/server";
 import { TEST_ENCRYPTION_KEY, freshPrefix, testDatabaseUrl, testRedisUrl } from "./env";
-import { type Proc, startNode, startOnFreePort, waitFor } from "./processes";
+import { type Proc, RUNNER_SCRIPT, startNode, startOnFreePort, waitFor } from "./processes";
 
 type Redis = ReturnType<typeof createRedis>;
 
@@ -122,7 +122,7 @@ export class TestStack {
     const stateDir = opts.stateDir ?? mkdtempSync(path.join(tmpdir(), "rb-runner-"));
     const port = this.dispatcherPorts[opts.dispatcher ?? 0];
     if (port === undefined) throw new Error("no such dispatcher");
-    const proc = startNode("apps/runner/dist/main.js", {
+    const proc = startNode(RUNNER_SCRIPT, {
       RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
       RUNBRIDGE_RUNNER_TOKEN: runnerToken,
       RUNBRIDGE_STATE_DIR: stateDir,

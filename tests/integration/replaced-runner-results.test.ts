@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { TokenKind, generateToken, hashToken, signForRunner } from "@runbridge/common";
 import { HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath, type OperationResult, type StartAck } from "@runbridge/contracts";
-import { ROOT, listenOnLoopback, startNode, waitFor, type Proc } from "../helpers/processes";
+import { ROOT, RUNNER_SCRIPT, listenOnLoopback, startNode, waitFor, type Proc } from "../helpers/processes";
 
 interface FakeSocket {
   id: string;
@@ -72,7 +72,7 @@ describe("a replaced runner's results connection", () => {
 
     const stateDir = mkdtempSync(path.join(tmpdir(), "rb-replaced-"));
     const token = generateToken(TokenKind.RunnerToken);
-    runner = startNode("apps/runner/dist/main.js", {
+    runner = startNode(RUNNER_SCRIPT, {
       RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
       RUNBRIDGE_RUNNER_TOKEN: token,
       RUNBRIDGE_STATE_DIR: stateDir,

@@ -10,7 +10,7 @@ import type { DispatcherConfig } from "../../apps/dispatcher/src/config";
 import type { RunnerSocket } from "../../apps/dispatcher/src/context";
 import { createRunnerIo } from "../../apps/dispatcher/src/socket-server";
 import { freshPrefix, testRedisUrl } from "../helpers/env";
-import { type Proc, startNode, waitFor } from "../helpers/processes";
+import { type Proc, RUNNER_SCRIPT, startNode, waitFor } from "../helpers/processes";
 
 /**
  * The dispatcher reads the pending cancels just before it sends a start, so a
@@ -39,7 +39,7 @@ describe("runner: a cancel that arrives before its start", () => {
     closeIo = close;
     const connected = new Promise<RunnerSocket>((resolve) => io.on("connection", resolve));
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-    runner = startNode("apps/runner/dist/main.js", {
+    runner = startNode(RUNNER_SCRIPT, {
       RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${(http.address() as AddressInfo).port}`,
       RUNBRIDGE_RUNNER_TOKEN: token,
       RUNBRIDGE_STATE_DIR: path.join(dir, "state"),
