@@ -1,5 +1,6 @@
 import { FailureCause, FailureReason, runnerDeferredUntilDeadline } from "@runbridge/contracts";
 import type { DispatcherContext } from "./context";
+import { finishOperation } from "./results";
 
 /**
  * How long a runner's refusal-for-later is remembered: a few of the delivery job's once-a-second
@@ -86,3 +87,29 @@ export async function undeliveredEnding(ctx: DispatcherContext, operationId: str
   if (neverAskedIsBacklog && away === 0) return { cause: FailureCause.QueueBacklog, error: FailureReason.QueueBacklog };
   return { cause: FailureCause.RunnerOffline, error: FailureReason.RunnerOffline };
 }
+
+/**
+ * Ends an operation never handed to a runner whose delivery deadline has passed — as PostgreSQL reads it
+ * when it ends it, so that a deadline moved forward meanwhile (a deploy waiting its turn) keeps it — saying
+ * why (undeliveredEnding, queue_backlog when no delivery looked for its runner). The delivery worker, at the
+ * job's turn, and the sweeper, for a job left waiting in the queue, end it alike. `ended`: whether it was
+ * ended here.
+ */
+export async function endUndelivered(
+  ctx: DispatcherContext,
+  op: { id: string; serverId: string; createdAt: Date },
+  logFields: Record<string, unknown> = {},
+): Promise<{ ending: Undelivered<RunnerSideCause | typeof FailureCause.QueueBacklog>; ended: boolean }> {
+  const ending = await undeliveredEnding(ctx, op.id, true);
+  const ended = await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: "past-deadline" });
+  if (ended && ending.cause === FailureCause.QueueBacklog) {
+    ctx.logger.warn("operation failed undelivered: no delivery of it looked for its runner before its delivery deadline (its job waited in the queue: dispatchers stopped, paused or behind)", {
+      operationId: op.id,
+      serverId: op.serverId,
+      waitedMs: Math.max(0, ctx.clock.now() - op.createdAt.getTime()),
+      ...logFields,
+    });
+  }
+  return { ending, ended };
+}
+

@@ -4,7 +4,7 @@ import { createRedis, isInfrastructureDown, withLogContext } from "@runbridge/co
 import { readEnvAllowlist, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
-import { holdForBusyRunner, noteDeferral, noteHeldBack, noteRunnerAway, undeliveredEnding } from "./deferred";
+import { endUndelivered, holdForBusyRunner, noteDeferral, noteHeldBack, noteRunnerAway } from "./deferred";
 import { BUSY_RETRY_MS, type DeliveryTicket } from "./delivery-gate";
 import { deployTurn, holdDeliveryDeadline } from "./deploy-turn";
 import { countDeliveryHeldBack, observeDelivery } from "./metrics";
@@ -80,15 +80,7 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
   if (!op.dispatchedAt && found.pastDeliveryDeadline) {
     // Never handed to a runner, so it cannot be running: fail it rather than run it late (unless its deadline
     // was moved meanwhile: a deploy waiting its turn).
-    const ending = await undeliveredEnding(ctx, op.id, true);
-    if (await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: "past-deadline" }) && ending.cause === FailureCause.QueueBacklog) {
-      ctx.logger.warn("operation failed undelivered: no delivery of it reached its runner before its delivery deadline (its job waited in the queue: dispatchers stopped, paused or behind)", {
-        operationId: op.id,
-        serverId: op.serverId,
-        attempts: job.attemptsStarted,
-        waitedMs: Math.max(0, ctx.clock.now() - op.createdAt.getTime()),
-      });
-    }
+    const { ending } = await endUndelivered(ctx, op, { attempts: job.attemptsStarted });
     return UNDELIVERED_OUTCOME[ending.cause];
   }
 

@@ -4,7 +4,7 @@ import { createRedis } from "@runbridge/common";
 import { Prisma } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countSweeperAction, type SweeperAction } from "./metrics";
-import { undeliveredEnding } from "./deferred";
+import { endUndelivered, undeliveredEnding } from "./deferred";
 import { deployTurn } from "./deploy-turn";
 import { recordRunnerResult, finishOperation } from "./results";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
@@ -174,14 +174,11 @@ export class Sweeper {
    * worker moves its deadline forward when it comes round (deploy-turn.ts), as after an outage that kept
    * every worker from doing so in time. Ended only if its deadline is still past as PostgreSQL ends it.
    */
-  private async endQueuedPastDeadline(op: { id: string; serverId: string; type: string }): Promise<void> {
+  private async endQueuedPastDeadline(op: { id: string; serverId: string; type: string; createdAt: Date }): Promise<void> {
     if (op.type === "deploy" && (await deployTurn(this.ctx, op)).kind === "later") return;
-    const ending = await undeliveredEnding(this.ctx, op.id, true);
-    if (!(await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: "past-deadline" }))) return;
+    const { ending, ended } = await endUndelivered(this.ctx, op, { jobState: "still queued" });
+    if (!ended) return;
     countSweeperAction(ending.cause);
-    if (ending.cause === FailureCause.QueueBacklog) {
-      this.ctx.logger.warn("operation failed undelivered: its job still waits in the queue past its delivery deadline (queue paused, or dispatchers behind)", { operationId: op.id, serverId: op.serverId });
-    }
     // Only once it has ended here: a job whose operation a delivery took meanwhile is its delivery's to retry. A
     // worker that holds it by now (it then finds the operation ended) keeps it: BullMQ refuses to remove a locked job.
     await this.queue.remove(op.id).catch(() => undefined);
