@@ -13,7 +13,8 @@ import { UpstreamProxy } from "./upstream-proxy";
 export class ReplyDropProxy extends UpstreamProxy {
   private armed: { marker: string; holdMs: number } | null = null;
   private refusing = false;
-  private cut: NodeJS.Timeout | undefined;
+  /** One per armed marker that went through: a suite may arm several in turn. */
+  private readonly cuts = new Set<NodeJS.Timeout>();
   /** Set once an armed marker went through: the server has the command. */
   delivered = false;
 
@@ -35,13 +36,15 @@ export class ReplyDropProxy extends UpstreamProxy {
       this.armed = null;
       this.delivered = true;
       swallowing = true;
-      this.cut = setTimeout(() => {
+      const cut = setTimeout(() => {
+        this.cuts.delete(cut);
         // Stops listening: reconnects are refused outright (ECONNREFUSED), as from a dead path.
         this.refusing = true;
         this.server?.close();
         for (const s of this.sockets) s.destroy();
         this.sockets.clear();
       }, armed.holdMs);
+      this.cuts.add(cut);
     });
     upstream.on("data", (chunk: Buffer) => {
       if (!swallowing) client.write(chunk);
@@ -49,7 +52,8 @@ export class ReplyDropProxy extends UpstreamProxy {
   }
 
   override async close(): Promise<void> {
-    clearTimeout(this.cut);
+    for (const cut of this.cuts) clearTimeout(cut);
+    this.cuts.clear();
     this.refusing = true;
     await super.close();
   }
