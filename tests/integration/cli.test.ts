@@ -5,8 +5,8 @@ import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture } from "../helpers/factories";
 import { FakeDocker } from "../helpers/fake-docker";
 import { freePort, waitFor } from "../helpers/processes";
-import { TestStack } from "../helpers/stack";
-import { type Fixture, useStackWithRunner } from "../helpers/suite";
+import type { TestStack } from "../helpers/stack";
+import { type Fixture, useStack, useStackWithRunner } from "../helpers/suite";
 import { FaultProxy, type ProxyAction, baseEnv, cli, runCli } from "./cli-process";
 
 /**
@@ -394,49 +394,54 @@ describe("runbridge CLI", () => {
     }
   });
 
-  it("falls back to polling on a server without the list and logs endpoints", async () => {
-    const slow = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
-    const noRoute = (req: { url: string }) => ({ status: 404, body: { detail: `No route for GET ${req.url}` } });
-    const proxy = await new FaultProxy(slow.url, (req) =>
-      req.method === "GET" && (/\/logs(\?|$)/.test(req.url) || /\/operations\?/.test(req.url)) ? noRoute(req) : "forward",
-    ).start();
-    try {
-      const f = await createFixture();
-      await slow.startRunner(f.runnerToken, f.server.id);
-      const r = await cli(["exec", "--server", f.server.id, "--", "echo one; sleep 2; echo two; exit 3"], baseEnv({ RUNBRIDGE_URL: proxy.url, RUNBRIDGE_API_KEY: f.token }));
-      expect(r.code).toBe(3);
-      expect(r.stdout).toBe("one\ntwo\n");
-      expect(proxy.seen.some((s) => /\/operations\/[0-9a-f-]{36}$/.test(s.url))).toBe(true);
-    } finally {
-      await proxy.stop();
-      await slow.stop();
-    }
-  });
+  /** A stack of their own whose gateway answers a synchronous exec after 1 s, so that the CLI follows the operation. */
+  describe("following an operation", () => {
+    const slowSuite = useStack({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
+    let slow: TestStack;
+    beforeAll(() => {
+      ({ stack: slow } = slowSuite);
+    });
 
-  it("rides out an API failing while it follows: 503 from the live log, then 500s from the operation (it keeps running)", async () => {
-    const slow = await TestStack.start({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
-    let polls = 0;
-    const proxy = await new FaultProxy(slow.url, (req) => {
-      if (req.method !== "GET") return "forward";
-      if (/\/logs(\?|$)/.test(req.url)) return { status: 503, body: { detail: "Live logs are unavailable: Redis is unreachable" } };
-      if (/\/operations\/[0-9a-f-]{36}$/.test(req.url) && polls++ < 2) return { status: 500, body: { detail: "Internal server error (error id test)" } };
-      return "forward";
-    }).start();
-    try {
-      const f = await createFixture();
-      await slow.startRunner(f.runnerToken, f.server.id);
-      const r = await cli(
-        ["exec", "--server", f.server.id, "--", "echo one; sleep 2; echo two; exit 3"],
-        baseEnv({ RUNBRIDGE_URL: proxy.url, RUNBRIDGE_API_KEY: f.token, RUNBRIDGE_RETRY_ATTEMPTS: "2" }),
-      );
-      expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 3, stdout: "one\ntwo\n" });
-      expect(r.stderr).toMatch(/live output is not available now \(HTTP 503\); waiting for the result instead/);
-      expect(r.stderr).toMatch(/could not read operation [0-9a-f-]{36} \(HTTP 500\); it may still be running/);
-      expect(polls).toBeGreaterThan(2);
-    } finally {
-      await proxy.stop();
-      await slow.stop();
-    }
+    it("falls back to polling on a server without the list and logs endpoints", async () => {
+      const noRoute = (req: { url: string }) => ({ status: 404, body: { detail: `No route for GET ${req.url}` } });
+      const proxy = await new FaultProxy(slow.url, (req) =>
+        req.method === "GET" && (/\/logs(\?|$)/.test(req.url) || /\/operations\?/.test(req.url)) ? noRoute(req) : "forward",
+      ).start();
+      try {
+        const f = await createFixture();
+        await slow.startRunner(f.runnerToken, f.server.id);
+        const r = await cli(["exec", "--server", f.server.id, "--", "echo one; sleep 2; echo two; exit 3"], baseEnv({ RUNBRIDGE_URL: proxy.url, RUNBRIDGE_API_KEY: f.token }));
+        expect(r.code).toBe(3);
+        expect(r.stdout).toBe("one\ntwo\n");
+        expect(proxy.seen.some((s) => /\/operations\/[0-9a-f-]{36}$/.test(s.url))).toBe(true);
+      } finally {
+        await proxy.stop();
+      }
+    });
+
+    it("rides out an API failing while it follows: 503 from the live log, then 500s from the operation (it keeps running)", async () => {
+      let polls = 0;
+      const proxy = await new FaultProxy(slow.url, (req) => {
+        if (req.method !== "GET") return "forward";
+        if (/\/logs(\?|$)/.test(req.url)) return { status: 503, body: { detail: "Live logs are unavailable: Redis is unreachable" } };
+        if (/\/operations\/[0-9a-f-]{36}$/.test(req.url) && polls++ < 2) return { status: 500, body: { detail: "Internal server error (error id test)" } };
+        return "forward";
+      }).start();
+      try {
+        const f = await createFixture();
+        await slow.startRunner(f.runnerToken, f.server.id);
+        const r = await cli(
+          ["exec", "--server", f.server.id, "--", "echo one; sleep 2; echo two; exit 3"],
+          baseEnv({ RUNBRIDGE_URL: proxy.url, RUNBRIDGE_API_KEY: f.token, RUNBRIDGE_RETRY_ATTEMPTS: "2" }),
+        );
+        expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 3, stdout: "one\ntwo\n" });
+        expect(r.stderr).toMatch(/live output is not available now \(HTTP 503\); waiting for the result instead/);
+        expect(r.stderr).toMatch(/could not read operation [0-9a-f-]{36} \(HTTP 500\); it may still be running/);
+        expect(polls).toBeGreaterThan(2);
+      } finally {
+        await proxy.stop();
+      }
+    });
   });
 
   it("operations get, list and logs read what exec ran", async () => {
