@@ -392,22 +392,24 @@ describe("GET /api/automation/v1/operations/{id}/logs (SSE)", () => {
       return outcome;
     };
 
-    // No expiry when the stream opened; one is set, two seconds ahead.
+    // No expiry when the stream opened; one is set, three seconds ahead (the PATCH itself may take a second on a busy machine).
     const expiring = await createAutomationKey(fx.tenant.id);
     const first = follow(logsUrl(id), expiring.token);
     await waitFor(async () => output(first.events).length > 0, 10_000, "the stream to start");
-    expect((await patchKey(expiring.key.id, { expires_at: new Date(Date.now() + 2_000).toISOString() })).status).toBe(200);
+    expect((await patchKey(expiring.key.id, { expires_at: new Date(Date.now() + 3_000).toISOString() })).status).toBe(200);
     expect(await ended(first, 1_000)).toBe("still open");
-    expect(await ended(first, 5_000)).toBe("ended");
+    expect(await ended(first, 6_000)).toBe("ended");
     expect(first.events.some((e) => e.event === "end")).toBe(false);
 
-    // Its expiry moved later while open: the stream ends at the new time, not the old one.
-    const moved = await createAutomationKey(fx.tenant.id, { expiresAt: new Date(Date.now() + 2_000) });
+    // Its expiry moved later while open: the stream ends at the new time, not the old one. The old one
+    // leaves room for the stream to start and the PATCH to land on a busy machine.
+    const oldExpiry = Date.now() + 4_000;
+    const moved = await createAutomationKey(fx.tenant.id, { expiresAt: new Date(oldExpiry) });
     const second = follow(logsUrl(id), moved.token);
     await waitFor(async () => output(second.events).length > 0, 10_000, "the second stream to start");
-    expect((await patchKey(moved.key.id, { expires_at: new Date(Date.now() + 5_000).toISOString() })).status).toBe(200);
-    expect(await ended(second, 2_500)).toBe("still open");
-    expect(await ended(second, 6_000)).toBe("ended");
+    expect((await patchKey(moved.key.id, { expires_at: new Date(Date.now() + 7_000).toISOString() })).status).toBe(200);
+    expect(await ended(second, Math.max(1_000, oldExpiry + 1_500 - Date.now()))).toBe("still open");
+    expect(await ended(second, 8_000)).toBe("ended");
 
     // Narrowed to other operations: the exec's output is no longer this key's to read.
     const narrowed = await createAutomationKey(fx.tenant.id);

@@ -4,7 +4,7 @@ import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createAutomationKey, createFixture, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
-import { TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
 
 type Fixture = Awaited<ReturnType<typeof createFixture>>;
@@ -235,12 +235,11 @@ describe("runner token rotation", () => {
 });
 
 describe("a rotation whose announcement was never published", () => {
+  // useStack also closes the test Prisma client after it, which this block's fixtures open again.
+  const suite = useStack({ dispatcher: { RUNNER_TOKEN_RECHECK_SECONDS: "2" } });
   let stack: TestStack;
-  beforeAll(async () => {
-    stack = await TestStack.start({ dispatcher: { RUNNER_TOKEN_RECHECK_SECONDS: "2" } });
-  });
-  afterAll(async () => {
-    await stack?.stop();
+  beforeAll(() => {
+    ({ stack } = suite);
   });
 
   it("is found by the dispatcher's periodic check, and the connection is dropped as after any rotation", async () => {
