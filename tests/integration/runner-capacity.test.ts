@@ -8,9 +8,9 @@ import { type Proc, waitFor } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStack } from "../helpers/suite";
 
-const DELIVERY_TIMEOUT_SECONDS = 8;
+const DELIVERY_TIMEOUT_SECONDS = 5;
 /** How long an operation waits for a place on a busy runner (the dispatcher's RUNNER_BUSY_WAIT_MAX_SECONDS): past the delivery deadline. */
-const BUSY_WAIT_MAX_SECONDS = 16;
+const BUSY_WAIT_MAX_SECONDS = 10;
 
 /**
  * A runner runs at most RUNBRIDGE_MAX_CONCURRENT_OPERATIONS operations at once: a start beyond it is
