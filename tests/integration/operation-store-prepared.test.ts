@@ -71,12 +71,12 @@ describe("operation store: prepared statements across a migration", () => {
       expect(await db.operations.findById(op.id)).toMatchObject({ status: "completed" });
       // The other finish: only while never handed to a runner (a cancel before dispatch, a delivery deadline).
       const undispatched = await insert();
-      expect(await db.operations.finish(serverId, { operationId: undispatched.id, status: "cancelled" }, true)).toMatchObject({ status: "cancelled" });
+      expect(await db.operations.finish(serverId, { operationId: undispatched.id, status: "cancelled" }, "undispatched")).toMatchObject({ status: "cancelled" });
       // A step recorded on the row with its audit event (a reboot's path): alone, then again with the finish (its event stays single).
       const noted = await insert();
       const note = { params: { step: "one" }, event: { type: "operation.step", data: { n: 1 } } };
       expect(await db.operations.note(noted.id, note)).toBe(true);
-      expect(await db.operations.finish(serverId, { operationId: noted.id, status: "completed" }, false, note)).toMatchObject({ status: "completed", params: { step: "one" } });
+      expect(await db.operations.finish(serverId, { operationId: noted.id, status: "completed" }, "running", note)).toMatchObject({ status: "completed", params: { step: "one" } });
       const events = await admin.query(`SELECT type FROM ${schema}.audit_events WHERE operation_id = $1 ORDER BY type`, [noted.id]);
       expect(events.rows.map((r: { type: string }) => r.type)).toEqual(["operation.created", "operation.finished", "operation.step"]);
     };

@@ -101,7 +101,7 @@ export async function endUndelivered(
   logFields: Record<string, unknown> = {},
 ): Promise<{ ending: Undelivered<RunnerSideCause | typeof FailureCause.QueueBacklog>; ended: boolean }> {
   const ending = await undeliveredEnding(ctx, op.id, true);
-  const ended = await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { onlyIfUndispatched: "past-deadline" });
+  const ended = await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { only: "past-deadline" });
   if (ended && ending.cause === FailureCause.QueueBacklog) {
     ctx.logger.warn("operation failed undelivered: no delivery of it looked for its runner before its delivery deadline (its job waited in the queue: dispatchers stopped, paused or behind)", {
       operationId: op.id,

@@ -66,7 +66,7 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
     const turn = await deployTurn(ctx, op);
     if (turn.kind === "unrecorded") {
       const error = FailureReason.DeploymentNotRecorded;
-      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.DeploymentNotRecorded, error }, { onlyIfUndispatched: true });
+      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.DeploymentNotRecorded, error }, { only: "undispatched" });
       return "deployment-not-recorded";
     }
     if (turn.kind === "later") {
@@ -154,7 +154,7 @@ async function sendStart(
     const refusal = deployEnvOverrideRefusal(Object.keys(secrets.env), await currentEnvAllowlist(ctx, op));
     if (refusal) {
       const error = envOverrideRefusedAtDelivery(refusal);
-      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.EnvOverrideRefused, error }, { onlyIfUndispatched: true });
+      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.EnvOverrideRefused, error }, { only: "undispatched" });
       return "env-override-refused";
     }
   }

@@ -1,5 +1,5 @@
 import { FailureCause, FailureReason, encodeFinished, endingReason, isTerminal, storableText, type Ending, type OperationResult } from "@runbridge/contracts";
-import type { FinishFields, OperationNote } from "@runbridge/db";
+import type { FinishCondition, FinishFields, OperationNote } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { countOperationFinished } from "./metrics";
 import { outputEnded } from "./output-log";
@@ -16,17 +16,18 @@ export async function finishOperation(
   fields: FinishFields & Ending,
   opts: {
     /**
-     * Only end it if it was never handed to a runner (so it cannot be running anywhere); "past-deadline":
-     * and only once its delivery deadline has passed, as PostgreSQL reads it when it ends it.
+     * Which running operation it may end (default any): "undispatched", only one never handed to a runner
+     * (so it cannot be running anywhere); "past-deadline", and only once its delivery deadline has passed,
+     * as PostgreSQL reads it when it ends it.
      */
-    onlyIfUndispatched?: boolean | "past-deadline";
+    only?: FinishCondition;
     /** Recorded with the finish, in the same statement (e.g. the path a reboot took). */
     note?: OperationNote;
   } = {},
 ): Promise<boolean> {
   if (!isTerminal(fields.status)) throw new Error(`not a terminal status: ${fields.status}`);
   // Transition, audit event and deployment status in one statement (see OperationStore).
-  const finished = await ctx.operations.finish(serverId, fields, opts.onlyIfUndispatched ?? false, opts.note);
+  const finished = await ctx.operations.finish(serverId, fields, opts.only ?? "running", opts.note);
   if (finished) {
     countOperationFinished(fields, finished.status, finished.type);
     // One round trip: the notification, the live log's shorter expiry now that it has ended, and a cancel still

@@ -141,7 +141,7 @@ export class Sweeper {
       const still = await this.ctx.prisma.operation.count({ where: { id: op.id, status: "running", dispatchedAt: null } });
       if (still === 0) continue;
       const failUndispatched = async (error: string, action: SweeperAction & FailureCause) => {
-        if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", cause: action, error }, { onlyIfUndispatched: true })) countSweeperAction(action);
+        if (await finishOperation(this.ctx, op.serverId, { operationId: op.id, status: "failed", cause: action, error }, { only: "undispatched" })) countSweeperAction(action);
       };
       if (op.deliverBy.getTime() < now) {
         const ending = await undeliveredEnding(this.ctx, op.id);

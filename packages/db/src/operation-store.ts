@@ -138,7 +138,7 @@ const STARTED_WITHIN_PLATFORM_TIMES = (stamp: string): string => `GREATEST(LEAST
 
 /** The finish; `noted` also merges $12 into params and writes the note's event ($13 type, $14 data), in the same statement. */
 /** Which running operations a finish may end: any, only one never handed to a runner, or only one never handed over whose delivery deadline has passed. */
-type FinishCondition = "running" | "undispatched" | "past-deadline";
+export type FinishCondition = "running" | "undispatched" | "past-deadline";
 const FINISH_CONDITION_SQL: Record<FinishCondition, string> = {
   running: "",
   undispatched: "AND dispatched_at IS NULL",
@@ -216,9 +216,11 @@ const SQL = {
     "operation.release-dispatch",
     "UPDATE operations SET dispatched_at = NULL WHERE id = $1 AND status = 'running' AND started_at IS NULL AND dispatched_at = $2",
   ),
-  finish: statement("operation.finish", finishText({ condition: "running", noted: false })),
-  finishUndispatched: statement("operation.finish-undispatched", finishText({ condition: "undispatched", noted: false })),
-  finishPastDeadline: statement("operation.finish-past-deadline", finishText({ condition: "past-deadline", noted: false })),
+  finish: {
+    running: statement("operation.finish", finishText({ condition: "running", noted: false })),
+    undispatched: statement("operation.finish-undispatched", finishText({ condition: "undispatched", noted: false })),
+    "past-deadline": statement("operation.finish-past-deadline", finishText({ condition: "past-deadline", noted: false })),
+  } satisfies Record<FinishCondition, unknown>,
   finishNoted: statement("operation.finish-noted", finishText({ condition: "running", noted: true })),
   lockEnded: statement("operation.lock-ended", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2 AND status <> 'running' FOR UPDATE"),
   resultAfterEnd: statement(
@@ -457,13 +459,13 @@ export class OperationStore {
   /**
    * The conditional transition to a terminal state, its operation.finished
    * audit event and its deployment's status, in one statement. Null when the
-   * operation was not running (already ended, another server's, or — with
-   * `onlyIfUndispatched` — possibly running on a runner; with "past-deadline", also one whose delivery
-   * deadline is still ahead: it may yet be handed over). A `note` is recorded in the same statement, so
+   * operation was not running (already ended, another server's), or not as `condition` asks: with
+   * "undispatched", one possibly running on a runner; with "past-deadline", also one whose delivery
+   * deadline is still ahead (it may yet be handed over). A `note` is recorded in the same statement, so
    * it exists exactly when the finish does.
    */
-  async finish(serverId: string, f: FinishFields, onlyIfUndispatched: boolean | "past-deadline" = false, note?: OperationNote): Promise<Operation | null> {
-    if (note && onlyIfUndispatched) throw new Error("a note is only recorded with an unconditional finish");
+  async finish(serverId: string, f: FinishFields, condition: FinishCondition = "running", note?: OperationNote): Promise<Operation | null> {
+    if (note && condition !== "running") throw new Error("a note is only recorded with an unconditional finish");
     const values = [
       f.operationId,
       serverId,
@@ -480,7 +482,7 @@ export class OperationStore {
     const { rows } = await this.pool.query(
       note
         ? { ...SQL.finishNoted, values: [...values, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data)] }
-        : { ...(onlyIfUndispatched === "past-deadline" ? SQL.finishPastDeadline : onlyIfUndispatched ? SQL.finishUndispatched : SQL.finish), values },
+        : { ...SQL.finish[condition], values },
     );
     return rows[0] ? toOperation(rows[0] as Row) : null;
   }

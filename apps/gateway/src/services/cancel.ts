@@ -35,7 +35,7 @@ export async function cancelOperation(ctx: GatewayContext, auth: AutomationAuth,
   });
   // The ending every process writes (its operation.finished event and its deployment's status with it),
   // stamped by PostgreSQL's clock as every other time of the operation.
-  const endedHere = (await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Cancelled, error }, true)) !== null;
+  const endedHere = (await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Cancelled, error }, "undispatched")) !== null;
   if (endedHere) {
     countOperationFinished({ status: "cancelled" }, "cancelled", op.type);
     // Wakes anyone waiting on it (a held exec request, SSE clients poll anyway).

@@ -237,7 +237,7 @@ const UNSETTLED_WRITE_DELAY_MS = 5_000;
  */
 export async function failUndispatched(ctx: GatewayContext, op: Pick<Operation, "id" | "serverId">, cause: FailureCause, error: string): Promise<boolean> {
   try {
-    const ended = await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Failed, error }, true);
+    const ended = await ctx.operations.finish(op.serverId, { operationId: op.id, status: OperationStatus.Failed, error }, "undispatched");
     if (ended) countOperationFinished({ status: OperationStatus.Failed, cause }, ended.status, ended.type);
     return ended !== null;
   } catch (err) {
