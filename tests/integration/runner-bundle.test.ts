@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { closeTestPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import { Proc, ROOT } from "../helpers/processes";
+import { Proc, ROOT, RUNNER_SCRIPT } from "../helpers/processes";
 import { TestStack } from "../helpers/stack";
 
 /**
@@ -21,10 +21,9 @@ describe("single-file runner bundle", () => {
   let fx: Awaited<ReturnType<typeof createFixture>>;
 
   beforeAll(async () => {
-    execFileSync(process.execPath, [path.join(ROOT, "deploy/runner/build-bundle.mjs")], { cwd: ROOT, stdio: "pipe" });
     dir = mkdtempSync(path.join(tmpdir(), "rb-bundle-"));
     bundle = path.join(dir, "runbridge-runner.cjs");
-    copyFileSync(path.join(ROOT, "apps/runner/dist/bundle/runbridge-runner.cjs"), bundle);
+    copyFileSync(path.join(ROOT, RUNNER_SCRIPT), bundle);
     stack = await TestStack.start();
     fx = await createFixture();
   }, 120_000);
