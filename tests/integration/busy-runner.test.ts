@@ -60,8 +60,12 @@ describe("a runner that answers every start busy", () => {
     expect(Date.now() - rebootAt).toBeLessThan(1500);
     await new Promise((r) => setTimeout(r, Math.max(0, queuedAt + 8000 - Date.now())));
 
-    // Past their 5 s delivery deadline, still waiting, never handed over.
-    expect(await testPrisma().operation.count({ where: { id: { in: ids }, status: "running", dispatchedAt: null } })).toBe(WAITING);
+    // Past their 5 s delivery deadline, still waiting, never started.
+    expect(await testPrisma().operation.count({ where: { id: { in: ids }, status: "running", startedAt: null } })).toBe(WAITING);
+    // And none handed over: the one start in flight now and then holds its claim (dispatched_at) from just before
+    // its send until the refusal is taken back, so all are unclaimed between two of them.
+    const unclaimed = () => testPrisma().operation.count({ where: { id: { in: ids }, status: "running", dispatchedAt: null } });
+    await waitFor(async () => (await unclaimed()) === WAITING, 1500, `all ${WAITING} unclaimed at once`);
     // Each operation was offered once as it came (before the first "busy" was heard); after that, about two
     // starts a second at most — not the 30 every 2 s (about 90 in these 6 s) of each being sent again.
     const later = startsAt.filter((t) => t >= queuedAt + 2000 && t < queuedAt + 8000).length;
