@@ -19,8 +19,9 @@ describe("registry credentials and registry-auth", () => {
    */
   const OLD_KEY = Buffer.alloc(32, 3).toString("base64");
   const suite = useStackWithRunner(
-    // A short delivery timeout: a logout to a runner that is not there ends within the test.
-    { gateway: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY, RUNNER_DELIVERY_TIMEOUT_SECONDS: "3" }, dispatcher: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY } },
+    // A short delivery timeout: a logout to a runner that is not there ends within the test. A short
+    // hold: a logout's time-out is fitted into it (6 s here).
+    { gateway: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY, RUNNER_DELIVERY_TIMEOUT_SECONDS: "3", EXEC_MAX_WAIT_SECONDS: "16" }, dispatcher: { RUNBRIDGE_PREVIOUS_ENCRYPTION_KEYS: OLD_KEY } },
     { env: { PATH: docker.path } },
   );
   let stack: TestStack;
@@ -248,6 +249,24 @@ describe("registry credentials and registry-auth", () => {
         expect(res.body).toMatchObject({ status: "completed", exit_code: 1, stderr: expect.stringMatching(/fake failure of docker logout/) });
       } finally {
         docker.succeed("logout");
+      }
+    });
+
+    it("times a hung logout out within the request's hold, so it is answered completed with exit code 124, not running", async () => {
+      docker.delay("logout", 60);
+      try {
+        const sent = Date.now();
+        const res = await automation("/registry-auth/logout", { server_id: fx.server.id, registry_url: "ghcr.io" });
+        const tookMs = Date.now() - sent;
+        expect(res.status).toBe(200);
+        expect(res.body).toMatchObject({ status: "completed", exit_code: 124 });
+        // EXEC_MAX_WAIT_SECONDS 16 less the 10 s left for the kill grace and the way back: a 6 s time-out.
+        const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: res.body.operation_id } });
+        expect(row.timeoutSeconds).toBe(6);
+        expect(tookMs).toBeGreaterThanOrEqual(6000);
+        expect(tookMs).toBeLessThan(16_000);
+      } finally {
+        docker.delay("logout", 0);
       }
     });
 

@@ -303,3 +303,22 @@ export async function waitForOperation(
 export function syncWaitMs(ctx: GatewayContext, timeoutSeconds: number): number {
   return Math.min(timeoutSeconds * 1000 + 3000, ctx.config.EXEC_MAX_WAIT_SECONDS * 1000);
 }
+
+/**
+ * Room a logout's time-out leaves inside the request's hold: the runner's SIGTERM-to-SIGKILL grace
+ * (RUNBRIDGE_KILL_GRACE_SECONDS, 5 s by default) and the result's way back.
+ */
+const LOGOUT_ANSWER_MARGIN_SECONDS = 10;
+const LOGOUT_MIN_TIMEOUT_SECONDS = 5;
+
+/**
+ * A registry logout's time-out. The spec answers every logout synchronously, as `completed` with an
+ * exit code (124 when it timed out): with the default 60 s, a `docker logout` hung on its credential
+ * helper outlasted the request's hold (EXEC_MAX_WAIT_SECONDS, 55 s by default) and was answered
+ * `running` instead, leaving the CI post-step to poll. So it ends early enough to be answered within
+ * the hold; 60 s where the hold allows it.
+ */
+export function logoutTimeoutSeconds(ctx: GatewayContext): number {
+  const fits = ctx.config.EXEC_MAX_WAIT_SECONDS - LOGOUT_ANSWER_MARGIN_SECONDS;
+  return Math.min(Limits.timeoutDefaultSeconds, Math.max(LOGOUT_MIN_TIMEOUT_SECONDS, fits));
+}

@@ -1,11 +1,11 @@
 import { Router } from "express";
-import { Limits, OperationType, registryLoginRequestSchema, registryLogoutRequestSchema } from "@runbridge/contracts";
+import { OperationType, registryLoginRequestSchema, registryLogoutRequestSchema } from "@runbridge/contracts";
 import { automationAuth } from "../../auth/locals";
 import { assertCredentialAllowed, assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { ConflictError, NotFoundError, OperationNotStartedError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, loadConnectedServer, loadTargetServer, runAndWait, startOperation } from "../../services/operations";
+import { assertRunnerConnected, loadConnectedServer, loadTargetServer, logoutTimeoutSeconds, runAndWait, startOperation } from "../../services/operations";
 import { resolveRegistryType } from "../../services/registry-type";
 import { syncResponse } from "../../services/serializers";
 import { OPERATION_PATHS } from "./paths";
@@ -67,7 +67,7 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
         type: OperationType.RegistryLogout,
         command: `docker logout ${body.registry_url}`,
         params: { registry_url: body.registry_url, registry_type: resolveRegistryType(body.registry_url) },
-        timeoutSeconds: Limits.timeoutDefaultSeconds,
+        timeoutSeconds: logoutTimeoutSeconds(ctx),
         runId: body.run_id,
         runContext: body.run_context,
       },
