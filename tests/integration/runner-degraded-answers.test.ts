@@ -12,8 +12,8 @@ import { SmallDisk } from "../helpers/small-disk";
  * A runner whose state directory cannot be written (here: remounted read-only) runs nothing, but still
  * knows what an earlier runner process recorded there: the disk can be read. A start of such an operation
  * (redelivered: its acknowledgement was lost before that process died) is answered as started, a question
- * about it as the ledger would, and a cancel of it not at all — each of the other answers would have the
- * platform record as never started an operation that may have run.
+ * about it as the ledger would (also while this process stops), and a cancel of it not at all — each of the
+ * other answers would have the platform record as never started an operation that may have run.
  */
 const unavailable = SmallDisk.unavailable();
 const describeAsRoot = unavailable === null ? describe : describe.skip;
@@ -76,6 +76,9 @@ describeAsRoot(`a runner that cannot write its state directory${unavailable ? ` 
     // Stopping: a new start is for the next runner process to take, not refused for good.
     const stopping = agent.stop(0);
     expect(await start(randomUUID())).toEqual({ ok: false, error: "runner is shutting down", retryable: true });
+    // ... but one the disk knows is still started: "for later" would have the dispatcher release its claim
+    // as never delivered, and end as never started an operation that ran.
+    expect(await start(earlier.running)).toEqual({ ok: true, state: "already-started" });
     await stopping;
   });
 });

@@ -313,15 +313,16 @@ export class Agent {
   /**
    * A start while the state directory cannot be used: nothing runs unrecorded. One an earlier runner
    * process recorded (a redelivery: its acknowledgement was lost) is answered as started, as the ledger
-   * would: its outcome comes once the ledger opens. Any other is refused for good — the operation fails
+   * would, also while this process stops: its outcome comes once the ledger opens. Any other is refused for good — the operation fails
    * at once with the reason, where its caller sees it — but for later while this process stops.
    */
   private answerWithoutLedger(op: StartOperation): StartAck {
-    if (this.stopping) return SHUTTING_DOWN;
+    // Before the stopping check: "for later" tells the dispatcher the start did not run (it releases its claim).
     if (this.ledgerOpener.view?.get(op.operationId)) {
       this.logger.warn("a start an earlier runner process recorded came again while the state directory cannot be used; answered as started, its outcome is sent once the ledger opens", { operationId: op.operationId });
       return { ok: true, state: "already-started" };
     }
+    if (this.stopping) return SHUTTING_DOWN;
     this.logger.warn("refused a start: the state directory cannot be used, and nothing runs unrecorded", { operationId: op.operationId });
     return { ok: false, error: this.ledgerOpener.refusal };
   }
