@@ -29,8 +29,10 @@ const RESULT_SEND_AFTER_DRAIN_MS = 5_000;
 /**
  * The longest stop() takes past the drain and the kill grace: what the unit's
  * TimeoutStopSec (and the shutdown step's own time-out) must leave on top.
+ * LEDGER_FLUSH_MS twice: stop() waits for starts still being recorded, then
+ * for result files still being written, each up to that long.
  */
-export const STOP_OVERHEAD_MS = KILLED_EXIT_MS + LEDGER_FLUSH_MS + RESULT_SEND_AFTER_DRAIN_MS;
+export const STOP_OVERHEAD_MS = KILLED_EXIT_MS + 2 * LEDGER_FLUSH_MS + RESULT_SEND_AFTER_DRAIN_MS;
 /** Manual reconnects after a refused handshake: the pace of socket.io's own reconnection (see io() below). */
 const RECONNECT_DELAY_MS = 500;
 const RECONNECT_DELAY_MAX_MS = 5_000;
