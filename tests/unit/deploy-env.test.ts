@@ -80,6 +80,15 @@ describe("deploy env_overrides policy", () => {
       "HTTPS_PROXY",
       "NODE_TLS_REJECT_UNAUTHORIZED",
       "SSL_CERT_FILE",
+      // Found by review: the JVM build tools' launch scripts pass these to java or take them as arguments
+      // (-XX:OnOutOfMemoryError runs a command; mvnw downloads Maven from MVNW_REPOURL).
+      "MAVEN_DEBUG_OPTS",
+      "MAVEN_CONFIG",
+      "MVNW_REPOURL",
+      "JAVACMD",
+      "ANT_OPTS",
+      "ANT_ARGS",
+      "SBT_OPTS",
     ];
     for (const name of dangerous) {
       expect([name, refusedDeployEnvReason(name)]).toEqual([name, expect.any(String)]);

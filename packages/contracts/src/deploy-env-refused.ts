@@ -112,8 +112,10 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
   {
     // A package source of the caller's choosing installs code that runs (install and build scripts);
     // yarn's yarnPath, GOFLAGS=-toolexec, GOCACHEPROG, MAKEFLAGS=--eval, MAKEOVERRIDES (sub-makes take
-    // it as command-line variables, which beat the Makefile's own), MAVEN_ARGS goals, GRADLE_USER_HOME
-    // init scripts, Cargo's target runners and RUSTC_WRAPPER run commands directly; pkg-config-rs
+    // it as command-line variables, which beat the Makefile's own), MAVEN_ARGS goals, MAVEN_CONFIG
+    // (mvnw's arguments), MAVEN_DEBUG_OPTS (JVM options: -XX:OnOutOfMemoryError runs a command),
+    // MVNW_REPOURL (where the wrapper downloads Maven from), JAVACMD (the java bin/mvn and ant run),
+    // ANT_OPTS/ANT_ARGS/ANT_HOME and SBT_OPTS alike, GRADLE_USER_HOME init scripts, Cargo's target runners and RUSTC_WRAPPER run commands directly; pkg-config-rs
     // takes the pkg-config program from TARGET_/HOST_PKG_CONFIG. CMake reads its toolchain file (CMake
     // code), compiler launchers and package search paths from CMAKE_* variables. Yarn, pip, Bundler
     // and Cargo map any setting to a prefixed variable, so their whole prefixes are refused.
@@ -160,8 +162,12 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "MAKEFILES",
       "MAKEOVERRIDES",
       "CMAKE_*",
-      "MAVEN_OPTS",
-      "MAVEN_ARGS",
+      "MAVEN_*",
+      "MVNW_*",
+      "M2_HOME",
+      "JAVACMD",
+      "ANT_*",
+      "SBT_*",
       "GRADLE_OPTS",
       "GRADLE_USER_HOME",
     ],
