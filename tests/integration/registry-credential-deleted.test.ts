@@ -4,7 +4,7 @@ import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
 import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
-import { useStack } from "../helpers/suite";
+import { type Fixture, useStack } from "../helpers/suite";
 
 /** What a draining runner answers a start: not started, offer it again later. */
 const ASK_LATER = { ok: false, error: "runner is shutting down", retryable: true };
@@ -17,49 +17,31 @@ describe("a registry login whose credential is deleted before it is delivered", 
   let socket: ScriptedSocket | undefined;
   // Declared before useStack, so it runs first: the scripted runner leaves before the stack stops.
   afterAll(() => socket?.disconnect());
-  const suite = useStack();
+  // A short acknowledgement time-out and result grace: the second test's lost acknowledgement and overdue sweep within seconds.
+  const suite = useStack({ dispatcher: { RUNNER_ACK_TIMEOUT_MS: "1000", RESULT_GRACE_SECONDS: "1" } });
   let stack: TestStack;
   beforeAll(() => {
     ({ stack } = suite);
   });
 
-  it("fails as credential gone, and never reaches the runner with the old password", async () => {
-    const fx = await createFixture();
-    const password = `pw-${Date.now()}-deleted-canary`;
-    const created = await stack
-      .api()
-      .post("/api/v1/registry-credentials")
-      .set("Authorization", `Bearer ${fx.apiKey}`)
-      .send({ name: "doomed", registry_url: "ghcr.io", username: "octo", password });
+  const createCredential = async (fx: Fixture, name: string, password: string): Promise<string> => {
+    const created = await stack.api().post("/api/v1/registry-credentials").set("Authorization", `Bearer ${fx.apiKey}`).send({ name, registry_url: "ghcr.io", username: "octo", password });
     expect(created.status).toBe(201);
-    const credentialId = created.body.id as string;
-
-    const starts: Array<Record<string, unknown>> = [];
-    socket = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
-    socket.on("operation:start", (op: Record<string, unknown>, ack: (reply: unknown) => void) => {
-      starts.push(op);
-      if (starts.length > 1) return void ack({ ok: true, state: "started" });
-      // The first delivery is put off; the credential is deleted before the next one.
-      void stack
-        .api()
-        .delete(`/api/v1/registry-credentials/${credentialId}`)
-        .set("Authorization", `Bearer ${fx.apiKey}`)
-        .then((res) => {
-          expect(res.status).toBe(204);
-          ack(ASK_LATER);
-        });
-    });
-    await stack.waitRunnerConnected(fx.server.id);
-
-    const res = await stack
+    return created.body.id as string;
+  };
+  const deleteCredential = (fx: Fixture, credentialId: string) =>
+    stack
       .api()
-      .post("/api/automation/v1/registry-auth/login")
-      .set("Authorization", `Bearer ${fx.token}`)
-      .send({ server_id: fx.server.id, credential_id: credentialId });
+      .delete(`/api/v1/registry-credentials/${credentialId}`)
+      .set("Authorization", `Bearer ${fx.apiKey}`)
+      .then((res) => expect(res.status).toBe(204));
+  const login = async (fx: Fixture, credentialId: string): Promise<string> => {
+    const res = await stack.api().post("/api/automation/v1/registry-auth/login").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, credential_id: credentialId });
     expect(res.status).toBe(202);
-    const id = res.body.operation_id as string;
-
-    const row = await waitFor(
+    return res.body.operation_id as string;
+  };
+  const untilEnded = (id: string) =>
+    waitFor(
       async () => {
         const r = await testPrisma().operation.findUniqueOrThrow({ where: { id } });
         return r.status !== "running" ? r : null;
@@ -67,10 +49,74 @@ describe("a registry login whose credential is deleted before it is delivered", 
       20_000,
       "the login to end",
     );
-    expect(row).toMatchObject({ status: "failed", error: FailureReason.CredentialGone, exitCode: null });
+
+  it("fails as credential gone, and never reaches the runner with the old password", async () => {
+    const fx = await createFixture();
+    const credentialId = await createCredential(fx, "doomed", `pw-${Date.now()}-deleted-canary`);
+
+    const starts: Array<Record<string, unknown>> = [];
+    socket = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
+    socket.on("operation:start", (op: Record<string, unknown>, ack: (reply: unknown) => void) => {
+      starts.push(op);
+      if (starts.length > 1) return void ack({ ok: true, state: "started" });
+      // The first delivery is put off; the credential is deleted before the next one.
+      void deleteCredential(fx, credentialId).then(() => ack(ASK_LATER));
+    });
+    await stack.waitRunnerConnected(fx.server.id);
+
+    const id = await login(fx, credentialId);
+    expect(await untilEnded(id)).toMatchObject({ status: "failed", error: FailureReason.CredentialGone, exitCode: null });
     // Only the put-off start reached the runner (the one asked while the credential existed).
     expect(starts).toHaveLength(1);
     const audit = await testPrisma().auditEvent.findMany({ where: { operationId: id }, orderBy: { createdAt: "asc" } });
     expect(audit.map((a) => a.type)).toEqual(["operation.created", "operation.finished"]);
+  });
+
+  it("is not ended as never run once a start was handed over: the runner's ledger gives its outcome", async () => {
+    socket?.disconnect();
+    const fx = await createFixture();
+    const credentialId = await createCredential(fx, "short-lived", "pw-not-a-secret");
+
+    // The runner records and runs the first start, but its acknowledgement is lost; the credential is deleted
+    // before the delivery is retried. Asked later (the overdue sweep), its ledger has the login's result.
+    const starts: string[] = [];
+    let resultOf: ((id: string) => unknown) | null = null;
+    socket = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
+    socket.on("operation:start", (op: { operationId: string }) => {
+      starts.push(op.operationId);
+      if (starts.length > 1) return;
+      void deleteCredential(fx, credentialId).then(() => {
+        resultOf = (operationId) => ({
+          operationId,
+          status: "completed",
+          exitCode: 0,
+          stdout: "Login Succeeded\n",
+          stderr: "",
+          stdoutTruncated: false,
+          stderrTruncated: false,
+          durationMs: 40,
+          startedAt: new Date().toISOString(),
+        });
+      });
+    });
+    socket.on("operation:query", (q: { operationIds: string[] }, ack: (reply: unknown) => void) => {
+      ack(Object.fromEntries(q.operationIds.map((id) => [id, resultOf && starts.includes(id) ? { state: "finished", result: resultOf(id) } : { state: "unknown" }])));
+    });
+    await stack.waitRunnerConnected(fx.server.id);
+
+    const id = await login(fx, credentialId);
+    // The delivery's retry after the lost acknowledgement finds the credential gone: it says so and leaves the
+    // operation running (before the fix it ended it at once as never run).
+    const dispatcher = stack.dispatchers[0];
+    await waitFor(
+      async () => dispatcher?.output.includes("cannot be sent again") || (await testPrisma().operation.findUniqueOrThrow({ where: { id } })).status !== "running",
+      20_000,
+      "the retried delivery to find the credential gone",
+    );
+    // A login's 60 s time-out and its delivery deadline, cut short so that the sweep finds it overdue now.
+    await testPrisma().operation.updateMany({ where: { id, status: "running" }, data: { timeoutSeconds: 1, deliverBy: new Date() } });
+
+    expect(await untilEnded(id)).toMatchObject({ status: "completed", exitCode: 0, stdout: "Login Succeeded\n", error: null });
+    expect(starts).toEqual([id]);
   });
 });

@@ -52,9 +52,13 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
   // Asked beside the claim, not after it: a Redis round trip that adds no latency to a start.
   let cancelPending = isCancelPending(ctx, data.serverId, data.operationId);
   cancelPending.catch(() => undefined); // Awaited in sendStart, unless the delivery ends before.
-  if (data.type !== "deploy" && data.type !== "reboot" && hasLocalRunner(ctx, data.serverId) && ticket.admit()) {
+  const inputs = openInputs(ctx, data.sealed, data.operationId);
+  // Not a login (its password is read at delivery) nor inputs that cannot be opened: either may end the
+  // operation before it is sent, which needs to know whether an earlier attempt handed it over, and the
+  // fast claim marks it handed over either way.
+  if (data.type !== "deploy" && data.type !== "reboot" && data.type !== "registry_login" && inputs.ok && hasLocalRunner(ctx, data.serverId) && ticket.admit()) {
     const claimed = await ctx.operations.claimForDispatch(data.operationId);
-    if (claimed) return sendStart(ctx, job, token, ticket, claimed, data.sealed, cancelPending);
+    if (claimed) return sendStart(ctx, job, token, ticket, claimed, inputs, cancelPending);
   }
 
   const found = await ctx.operations.findForDelivery(data.operationId);
@@ -116,16 +120,47 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
 
   // Marked as dispatched (only while still running) once a runner socket exists, before the
   // send: from then on no deadline may fail it, since it may be running.
-  return sendStart(ctx, job, token, ticket, op, data.sealed, cancelPending, async () => {
+  return sendStart(ctx, job, token, ticket, op, inputs, cancelPending, async () => {
     const at = await ctx.operations.markDispatched(op.id);
     if (!at) throw new AlreadyFinished();
     return at;
   });
 }
 
+type OpenedInputs = { ok: true; secrets: OperationSecrets } | { ok: false; error: string };
+
+/** The operation's sealed inputs (env values, stdin), opened with this dispatcher's keys. */
+function openInputs(ctx: DispatcherContext, sealed: string | undefined, operationId: string): OpenedInputs {
+  if (!sealed) return { ok: true, secrets: {} };
+  try {
+    return { ok: true, secrets: JSON.parse(ctx.sealer.open(sealed, operationId)) as OperationSecrets };
+  } catch (err) {
+    return { ok: false, error: String(err) };
+  }
+}
+
 /**
- * Opens the operation's sealed inputs and hands it to its runner; `claim` marks it dispatched
- * (returning the mark) once a runner socket is known, when the caller has not claimed it already.
+ * Ends an operation that cannot be sent (its inputs or its credential are gone) as never run — but only
+ * one no earlier attempt handed over: that start may have reached the runner, which ran it while its
+ * acknowledgement was lost. Such an operation is left running, for the overdue sweep to settle from the
+ * runner's ledger (its real result, or result lost when the runner has no record of it).
+ */
+async function endUnsendable(ctx: DispatcherContext, op: Operation, ending: { cause: FailureCause; error: string }, outcome: string): Promise<string> {
+  if (op.dispatchedAt) {
+    ctx.logger.error("an operation handed to its runner before cannot be sent again; its outcome is left to the runner's ledger (the overdue sweep)", {
+      operationId: op.id,
+      serverId: op.serverId,
+      reason: ending.error,
+    });
+    return `${outcome}-after-hand-over`;
+  }
+  await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", ...ending }, { only: "undispatched" });
+  return outcome;
+}
+
+/**
+ * Hands the operation to its runner with its opened inputs; `claim` marks it dispatched (returning
+ * the mark) once a runner socket is known, when the caller has not claimed it already.
  */
 async function sendStart(
   ctx: DispatcherContext,
@@ -133,20 +168,13 @@ async function sendStart(
   token: string | undefined,
   ticket: DeliveryTicket,
   op: Operation,
-  sealed: string | undefined,
+  inputs: OpenedInputs,
   cancelPending: Promise<boolean>,
   claim?: () => Promise<Date>,
 ): Promise<string> {
   if (await cancelPending) return endRequestedCancel(ctx, ticket, op);
-  let secrets: OperationSecrets = {};
-  if (sealed) {
-    try {
-      secrets = JSON.parse(ctx.sealer.open(sealed, op.id)) as OperationSecrets;
-    } catch (err) {
-      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.InputsUnreadable, error: `could not open the operation's sealed inputs: ${String(err)}` });
-      return "unsealable";
-    }
-  }
+  if (!inputs.ok) return endUnsendable(ctx, op, { cause: FailureCause.InputsUnreadable, error: `could not open the operation's sealed inputs: ${inputs.error}` }, "unsealable");
+  let secrets = inputs.secrets;
   if (op.type === "deploy" && secrets.env && !op.dispatchedAt) {
     // Checked again against the application as it is now, before it is first handed over: its
     // allowed_env_overrides may have been narrowed while the deploy waited its turn, and a gateway
@@ -163,10 +191,7 @@ async function sendStart(
     // deleted (or its password replaced) while the login waited is not used. A password sealed
     // in the job by an older gateway is ignored for the same reason.
     const password = await storedCredentialPassword(ctx, op);
-    if (password === null) {
-      await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.CredentialGone, error: FailureReason.CredentialGone });
-      return "credential-gone";
-    }
+    if (password === null) return endUnsendable(ctx, op, { cause: FailureCause.CredentialGone, error: FailureReason.CredentialGone }, "credential-gone");
     secrets = { ...secrets, password };
   }
   let dispatchedAt = op.dispatchedAt;
