@@ -54,6 +54,9 @@ async function connectAll(order: ConnectOrder): Promise<void> {
       errors++;
       const reason = reasonOf(err).slice(0, 120);
       reasons[reason] = (reasons[reason] ?? 0) + 1;
+      // A handshake the dispatcher refused (throttled: more first-time tokens from this one address in flight
+      // than its per-minute lookup budget) ends socket.io's own reconnection: tried again, as the real runner does.
+      if (!socket.active) setTimeout(() => socket.connect(), 1000 + Math.random() * 1000).unref();
     });
     // Never expected; a simulated runner refuses work so nothing waits on it.
     socket.on("operation:start", (_op: unknown, ack?: (r: unknown) => void) => ack?.({ ok: false, error: "simulated runner" }));
