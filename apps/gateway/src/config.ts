@@ -66,6 +66,15 @@ export const gatewayEnvSchema = Joi.object({
     .description(
       "How often each gateway process recounts an automation key's older operations for operation_count (newer ones are counted on every call); operations deleted by retention or with their server leave the count within this time",
     ),
+  OPERATION_LIST_OUTPUT_MAX_BYTES: Joi.number()
+    .integer()
+    .min(1024)
+    // Above this, a page of output that is all control bytes (6 bytes each in JSON) nears V8's 512 MiB string limit.
+    .max(64 * 1024 * 1024)
+    .default(16 * 1024 * 1024)
+    .description(
+      "Stored stdout and stderr bytes one page of GET /operations (Automation and management API) may carry: a page ends before the operation that would pass it (its first operation is always included), and next_cursor continues from there",
+    ),
   UNKNOWN_KEY_LOOKUPS_PER_MINUTE: Joi.number()
     .integer()
     .min(1)
@@ -95,6 +104,7 @@ export interface GatewayConfig {
   LOGS_MAX_STREAMS: number;
   LOGS_CLIENT_STALL_SECONDS: number;
   OPERATION_COUNT_REFRESH_SECONDS: number;
+  OPERATION_LIST_OUTPUT_MAX_BYTES: number;
   UNKNOWN_KEY_LOOKUPS_PER_MINUTE: number;
 }
 

@@ -24,10 +24,28 @@ export interface AutomationListOperationsQuery extends CreatedWindowQuery {
   status?: OperationStatus;
   type?: string;
   cursor?: string;
+  /** The most operations a page holds: one with output can end sooner (see operationPageKeys). */
   limit: number;
   /** false: each result without `stdout` and `stderr` (read them from GET /operations/{id}). */
   output: boolean;
 }
+
+/**
+ * The paging of both operation lists (the Automation API's and the management API's). With output, a
+ * page also ends once its operations' stored output reaches the gateway's OPERATION_LIST_OUTPUT_MAX_BYTES
+ * (200 operations of 2 MiB each were 400 MiB in memory and a JSON body past what V8 can hold): `limit`
+ * is a maximum, and only `next_cursor: null` says the list has ended.
+ */
+export const operationPageKeys = {
+  cursor: Joi.string().max(200).description("The previous page's next_cursor: this page continues after it"),
+  limit: Joi.number()
+    .integer()
+    .min(1)
+    .max(200)
+    .default(50)
+    .description("The most operations in the page; with output, fewer once their stdout and stderr reach the gateway's byte budget (16 MiB by default). Follow next_cursor until it is null"),
+  output: Joi.boolean().default(true).description("false: each result without stdout and stderr; only limit then bounds a page"),
+};
 
 /** GET /operations: the calling key's own operations, newest first. */
 export const automationListOperationsQuerySchema = Joi.object<AutomationListOperationsQuery>({
@@ -35,9 +53,7 @@ export const automationListOperationsQuerySchema = Joi.object<AutomationListOper
   server_id: uuid(),
   status: Joi.string().valid(...Object.values(OperationStatus)),
   type: Joi.string().valid(...OPERATION_TYPES),
-  cursor: Joi.string().max(200),
-  limit: Joi.number().integer().min(1).max(200).default(50),
-  output: Joi.boolean().default(true),
+  ...operationPageKeys,
   ...createdWindowKeys,
 });
 

@@ -1,7 +1,7 @@
 import Joi from "joi";
 import { Limits } from "../limits";
 import { OPERATION_TYPES, OperationStatus, type OperationType } from "../operations";
-import type { AutomationListOperationsQuery } from "./automation-extensions";
+import { type AutomationListOperationsQuery, operationPageKeys } from "./automation-extensions";
 import { createdWindowKeys, instant, uuid } from "./common";
 import { name } from "./fields";
 
@@ -59,9 +59,7 @@ export const listOperationsQuerySchema = Joi.object<ListOperationsQuery>({
   server_id: uuid(),
   status: Joi.string().valid(...Object.values(OperationStatus)),
   type: Joi.string().valid(...OPERATION_TYPES),
-  cursor: Joi.string().max(200),
-  limit: Joi.number().integer().min(1).max(200).default(50),
-  output: Joi.boolean().default(true),
+  ...operationPageKeys,
   ...createdWindowKeys,
 }).prefs({ convert: true });
 
