@@ -141,14 +141,23 @@ move_home() { # account
 # The state directory, work/ and home/, 0700 and the account's. When the
 # account changed, what is in them changes hands too: the ledger and the lock
 # would otherwise stay the old account's, and the runner could not open them.
+#
+# work/ and home/ are entries of the state directory, which is the account's:
+# any command the runner ran can replace them with a symbolic link, and chmod
+# and chown, run here as root, would follow it — to /opt/runbridge, say,
+# handing the runner's own file to the account, which systemd then starts as
+# root. Such a link is refused, and chown never follows one (-h; -R does not).
 make_dirs() { # account group previous-account
+  for d in "$root$work_dir" "$root$home_dir"; do
+    [ ! -L "$d" ] || die "$d is a symbolic link: the runner's account (a command it ran) can put one there, and following it as root would hand what it points to to that account; remove it (or move it aside) and run again"
+  done
   mkdir -p "$root$state_dir" "$root$work_dir" "$root$home_dir"
   chmod 0700 "$root$state_dir" "$root$work_dir" "$root$home_dir"
   [ -z "$root" ] || return 0
   if [ -n "$3" ] && [ "$3" != "$1" ]; then
     chown -R "$1:$2" "$state_dir"
   else
-    chown "$1:$2" "$state_dir" "$work_dir" "$home_dir"
+    chown -h "$1:$2" "$state_dir" "$work_dir" "$home_dir"
   fi
 }
 
@@ -243,8 +252,11 @@ if [ "$start" -eq 1 ] && [ -f "$unit" ] && { [ "$user" != "$old_user" ] || home_
   systemctl stop runbridge-runner
 fi
 move_home "$user"
-if [ -z "$root" ] && [ "$user" != "root" ] && getent group docker >/dev/null 2>&1; then
-  # Deploy and registry operations drive the docker CLI.
+# Deploy and registry operations drive the docker CLI. Only when the account
+# becomes the runner's: a re-run for the same account (a token rotation) leaves
+# its groups as they are, so one an operator took out of docker (as good as
+# root, docs/operations.md) stays out.
+if [ -z "$root" ] && [ "$user" != "root" ] && [ "$user" != "$old_user" ] && getent group docker >/dev/null 2>&1; then
   usermod -aG docker "$user"
 fi
 group=$user

@@ -149,6 +149,34 @@ describeAsRoot(`deploy/runner/install.sh as root on a server${unavailable ? ` (s
     expect(readFileSync(m.file("/opt/runbridge/runbridge-runner.cjs"))).toEqual(readFileSync(bundle));
   });
 
+  it("leaves the account's groups alone on a re-run for it: one taken out of docker stays out", () => {
+    const m = newMachine();
+    const token = `rbr_${"G".repeat(42)}`;
+    install(m, ["--url", "https://d.example.com", "--token", token]);
+    expect(m.groupMembers("docker")).toContain("runbridge");
+    // As docs/operations.md advises where commands are not all trusted: docker membership is as good as root.
+    m.sh("gpasswd -d runbridge docker >/dev/null");
+    install(m, ["--url", "https://d.example.com", "--token", token]);
+    expect(m.groupMembers("docker")).not.toContain("runbridge");
+  });
+
+  it("refuses to follow a symbolic link a command put in place of work/ or home/, leaving its target alone", () => {
+    const m = newMachine();
+    const token = `rbr_${"L".repeat(42)}`;
+    install(m, ["--url", "https://d.example.com", "--token", token]);
+    // What any command could do as the runner's account, which owns the state directory.
+    m.sh(`runuser -u runbridge -- sh -c 'mv ${STATE}/home ${STATE}/home.old && ln -s /opt/runbridge ${STATE}/home'`);
+    const before = owner(m, "/opt/runbridge");
+    expect(before).toMatchObject({ uid: 0, gid: 0 });
+
+    // The documented token rotation: a re-run.
+    const res = m.run(["sh", INSTALL, "--no-start", "--bundle", bundle, "--url", "https://d.example.com", "--token", token]);
+    expect(res.status).toBe(1);
+    expect(res.stderr).toMatch(new RegExp(`^install\\.sh: ${STATE}/home is a symbolic link: .+remove it \\(or move it aside\\) and run again$`, "m"));
+    expect(owner(m, "/opt/runbridge")).toEqual(before);
+    expect(owner(m, "/opt/runbridge/runbridge-runner.cjs")).toMatchObject({ uid: 0, gid: 0 });
+  });
+
   it("hands the state directory, ledger included, to another account when re-run with --user, and drops the sudo rule for root", () => {
     const m = newMachine();
     const token = `rbr_${"R".repeat(42)}`;
