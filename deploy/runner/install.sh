@@ -156,6 +156,9 @@ make_dirs() { # account group previous-account
   [ -z "$root" ] || return 0
   if [ -n "$3" ] && [ "$3" != "$1" ]; then
     chown -R "$1:$2" "$state_dir"
+    # A state directory set elsewhere (RUNBRIDGE_STATE_DIR, kept on a re-run) holds the ledger: it changes hands too.
+    kept_state=$(unquote "$(old_value RUNBRIDGE_STATE_DIR)")
+    if [ -n "$kept_state" ] && [ "${kept_state%/}" != "$state_dir" ] && [ -d "$kept_state" ]; then chown -R "$1:$2" "$kept_state"; fi
   else
     chown -h "$1:$2" "$state_dir" "$work_dir" "$home_dir"
   fi

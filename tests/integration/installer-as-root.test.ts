@@ -149,6 +149,22 @@ describeAsRoot(`deploy/runner/install.sh as root on a server${unavailable ? ` (s
     expect(readFileSync(m.file("/opt/runbridge/runbridge-runner.cjs"))).toEqual(readFileSync(bundle));
   });
 
+  it("hands a state directory set elsewhere (RUNBRIDGE_STATE_DIR, kept) to the new account too when re-run with --user", () => {
+    const m = newMachine();
+    const token = `rbr_${"S".repeat(42)}`;
+    install(m, ["--url", "https://d.example.com", "--token", token]);
+    m.sh(
+      [
+        "mkdir -p /var/lib/rb-state/ledger && echo op-1 > /var/lib/rb-state/ledger/started.log && chown -R runbridge:runbridge /var/lib/rb-state",
+        "sed -i 's#^RUNBRIDGE_STATE_DIR=.*#RUNBRIDGE_STATE_DIR=/var/lib/rb-state#' /etc/runbridge/runner.env",
+      ].join("\n"),
+    );
+    install(m, ["--url", "https://d.example.com", "--token", token, "--user", "deployer"]);
+    const deployer = m.account("deployer")!;
+    expect(readFileSync(m.file("/etc/runbridge/runner.env"), "utf8")).toMatch(/^RUNBRIDGE_STATE_DIR=\/var\/lib\/rb-state$/m);
+    for (const p of ["/var/lib/rb-state", "/var/lib/rb-state/ledger/started.log"]) expect({ p, ...owner(m, p) }).toMatchObject({ p, uid: deployer.uid, gid: deployer.gid });
+  });
+
   it("leaves the account's groups alone on a re-run for it: one taken out of docker stays out", () => {
     const m = newMachine();
     const token = `rbr_${"G".repeat(42)}`;
