@@ -62,6 +62,21 @@ node_bin=$(command -v node || true)
 [ -n "$node_bin" ] || die "Node.js 20 or later is required (node is not on PATH)"
 node_major=$("$node_bin" -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js 20 or later is required (found $("$node_bin" --version))"
+# The unit starts this node as root: whoever can replace it (a user's nvm under
+# their home, a directory others can write to) would run as root at the next
+# start. It and every directory above it must be root's, writable by no one else.
+if [ -z "$root" ]; then
+  p=$(readlink -f "$node_bin")
+  while :; do
+    # shellcheck disable=SC2046 # two words wanted: owner and mode
+    set -- $(stat -c '%u %a' "$p")
+    if [ "$1" -ne 0 ] || [ $((0$2 & 022)) -ne 0 ]; then
+      die "$node_bin ($p) is started as root by the runner's service, but $p is not root's alone (owner uid $1, mode $2): install Node.js where only root can change it (e.g. from your distribution or nodejs.org into /usr/local), or put one such first on PATH"
+    fi
+    [ "$p" != / ] || break
+    p=$(dirname "$p")
+  done
+fi
 [ -f "$bundle" ] || die "runner file not found: $bundle (build it with: pnpm build:runner)"
 # Starting the service needs systemd; without it systemctl would fail only
 # after everything was written. /run/systemd/system exists exactly when

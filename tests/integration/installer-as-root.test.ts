@@ -165,6 +165,18 @@ describeAsRoot(`deploy/runner/install.sh as root on a server${unavailable ? ` (s
     for (const p of ["/var/lib/rb-state", "/var/lib/rb-state/ledger/started.log"]) expect({ p, ...owner(m, p) }).toMatchObject({ p, uid: deployer.uid, gid: deployer.gid });
   });
 
+  it("refuses a node another account could replace, since the service starts it as root", () => {
+    const m = newMachine();
+    // A node under someone's own directory (nvm in a home, say), first on PATH as with `sudo env PATH=$PATH`.
+    m.sh(`mkdir -p /opt/alice/bin && ln -s ${process.execPath} /opt/alice/bin/node-real && printf '#!/bin/sh\\nexec /opt/alice/bin/node-real "$@"\\n' > /opt/alice/bin/node && chmod 0755 /opt/alice/bin/node && chown -R 65534 /opt/alice`);
+    const res = m.run(["sh", INSTALL, "--no-start", "--bundle", bundle, "--url", "https://d.example.com", "--token", `rbr_${"N".repeat(42)}`], {
+      env: { PATH: `/opt/alice/bin:${process.env.PATH}` },
+    });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toMatch(/^install\.sh: \/opt\/alice\/bin\/node \(\/opt\/alice\/bin\/node\) is started as root by the runner's service, but .+ is not root's alone \(owner uid 65534, mode 755\)/m);
+    expect(existsSync(m.file("/etc/systemd/system/runbridge-runner.service"))).toBe(false);
+  });
+
   it("leaves the account's groups alone on a re-run for it: one taken out of docker stays out", () => {
     const m = newMachine();
     const token = `rbr_${"G".repeat(42)}`;
