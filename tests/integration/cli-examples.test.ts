@@ -9,7 +9,7 @@ import { FakeDocker } from "../helpers/fake-docker";
 import { ROOT } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
-import { ClientProc, parseFileCommands } from "./cli-process";
+import { ClientProc, FaultProxy, parseFileCommands } from "./cli-process";
 
 const EXAMPLES = path.join(ROOT, "examples");
 const STANDALONE = path.join(ROOT, "apps/cli/standalone/runbridge.cjs");
@@ -75,6 +75,48 @@ describe("examples/", () => {
       const refused = await run([fx.server.id, "true"], { RUNBRIDGE_API_KEY: "rca_invalid" });
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(/HTTP 401: Invalid API key/);
+    });
+
+    it("sends the POST again (same Idempotency-Key) on no answer, 502, 429 and 503, and the command runs once; curl retries a poll on any error", async () => {
+      const runs = path.join(mkdtempSync(path.join(tmpdir(), "rb-example-runs-")), "runs");
+      let posts = 0;
+      let polls = 0;
+      const proxy = await new FaultProxy(stack.url, (req) => {
+        if (req.method === "POST") {
+          posts++;
+          if (posts === 1) return { status: 502, body: { detail: "Bad Gateway" } };
+          if (posts === 2) return "drop";
+          if (posts === 3) return { status: 429, headers: { "Retry-After": "1" }, body: { detail: "Rate limit exceeded" } };
+          if (posts === 4) return { status: 503, headers: { "Retry-After": "1" }, body: { detail: "Service temporarily unavailable" } };
+          return "forward";
+        }
+        return polls++ === 0 ? { status: 500, body: { detail: "Internal error" } } : "forward";
+      }).start();
+      try {
+        // Outlasts the gateway's 1 s hold: the script polls.
+        const r = await run([fx.server.id, `echo run >> ${runs}; sleep 2; echo done`], { RUNBRIDGE_URL: proxy.url });
+        expect([r.code, r.stdout]).toEqual([0, "done\n"]);
+        expect(r.stderr).toMatch(/POST \/exec: HTTP 502; retrying in 1 s\n[^]*POST \/exec: no answer; retrying in 2 s\n[^]*POST \/exec: HTTP 429; retrying in 1 s\nrunbridge: POST \/exec: HTTP 503; retrying in 1 s\n/);
+        const keys = proxy.seen.filter((s) => s.method === "POST").map((s) => s.headers["idempotency-key"]);
+        expect(keys).toHaveLength(5);
+        expect(new Set(keys).size).toBe(1);
+        expect(polls).toBeGreaterThanOrEqual(2);
+        expect(readFileSync(runs, "utf8")).toBe("run\n");
+      } finally {
+        await proxy.stop();
+      }
+    });
+
+    it("does not send the POST again after a 500, which the gateway answers when the command may still run", async () => {
+      const detail = "PostgreSQL did not confirm recording the operation, and it could not be settled: it may still run. Check it before retrying.";
+      const proxy = await new FaultProxy(stack.url, (req) => (req.method === "POST" ? { status: 500, body: { detail } } : "forward")).start();
+      try {
+        const r = await run([fx.server.id, "true"], { RUNBRIDGE_URL: proxy.url });
+        expect([r.code, r.stderr]).toEqual([1, expect.stringContaining(`runbridge: HTTP 500: ${detail}`)]);
+        expect(proxy.seen.filter((s) => s.method === "POST")).toHaveLength(1);
+      } finally {
+        await proxy.stop();
+      }
     });
   });
 

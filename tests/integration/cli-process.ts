@@ -61,13 +61,16 @@ export interface SeenRequest {
  * headers and the first `cutAfterBytes` bytes of the answer's body and then
  * drop the connection (an answer or a stream cut mid-way),
  * hold it and pass it on only once `until` settles (a slow network: the
- * client is still waiting for its answer), or answer itself.
+ * client is still waiting for its answer), pass it on but, once the gateway
+ * has answered, answer `forwardThenStatus` instead with a proxy's error page
+ * (nginx's 502 when its upstream died after handling it), or answer itself.
  */
 export type ProxyAction =
   | "forward"
   | "drop"
   | "forward-then-drop"
   | { cutAfterBytes: number }
+  | { forwardThenStatus: number }
   | { holdUntil: Promise<unknown> }
   | { status: number; headers?: Record<string, string>; body: unknown };
 
@@ -133,11 +136,19 @@ export class FaultProxy extends LocalHttpServer {
     this.forward(req, res, action);
   }
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, action: "forward" | "forward-then-drop" | { cutAfterBytes: number }): void {
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, action: "forward" | "forward-then-drop" | { cutAfterBytes: number } | { forwardThenStatus: number }): void {
     const upstream = http.request(this.target + (req.url ?? "/"), { method: req.method, headers: req.headers }, (up) => {
       if (action === "forward-then-drop") {
         up.resume();
         req.socket.destroy();
+        return;
+      }
+      if (typeof action === "object" && "forwardThenStatus" in action) {
+        up.resume();
+        up.on("end", () => {
+          res.writeHead(action.forwardThenStatus, { "Content-Type": "text/html" });
+          res.end(`<html><body><center><h1>${action.forwardThenStatus} ${http.STATUS_CODES[action.forwardThenStatus] ?? ""}</h1></center><hr><center>nginx</center></body></html>\n`);
+        });
         return;
       }
       res.writeHead(up.statusCode ?? 502, up.headers);

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -496,6 +497,17 @@ describe("runbridge CLI: the other operations", () => {
 
   const management = (method: "post", url: string, body: Record<string, unknown>) => stack.api()[method](url).set("Authorization", `Bearer ${fx.apiKey}`).send(body);
 
+  /** An application whose deploy appends a line to the file `runs`: how many times it ran. */
+  const countingApp = async (name: string): Promise<{ id: string; runs: string }> => {
+    const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-app-"));
+    const runs = path.join(dir, "runs");
+    const app = await management("post", "/api/v1/applications", { name: `${name}-${Date.now()}`, server_id: fx.server.id, working_directory: dir, deploy_command: `echo run >> ${runs}` });
+    expect(app.status).toBe(201);
+    return { id: app.body.id as string, runs };
+  };
+  const deployCompleted = (id: string) =>
+    waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id } })).status === "completed", 20_000, "the deploy to end");
+
   it("deploy --wait streams the deployment and mirrors its exit code; without --wait it prints the accepted ids", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-app-"));
     const app = await management("post", "/api/v1/applications", {
@@ -521,10 +533,7 @@ describe("runbridge CLI: the other operations", () => {
   });
 
   it("deploy without --wait whose POST's answer is lost: waits out 'still in progress' (409 Retry-After), else finds it by its run; never a failure CI would retry", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "rb-cli-app-"));
-    const runs = path.join(dir, "runs");
-    const app = await management("post", "/api/v1/applications", { name: `app-${Date.now()}`, server_id: fx.server.id, working_directory: dir, deploy_command: `echo run >> ${runs}` });
-    expect(app.status).toBe(201);
+    const { id: appId, runs } = await countingApp("app");
     const inProgress = { status: 409, body: { detail: "A request with Idempotency-Key \"k\" is still in progress" } };
     // 1. The first POST is accepted but its answer lost; the retry meets it "in progress" twice, then gets the replay.
     let posts = 0;
@@ -534,7 +543,7 @@ describe("runbridge CLI: the other operations", () => {
       return posts === 1 ? "forward-then-drop" : posts <= 3 ? { ...inProgress, headers: { "Retry-After": "1" } } : "forward";
     }).start();
     try {
-      const r = await cli(["deploy", "--app", app.body.id], { ...env, RUNBRIDGE_URL: replayed.url });
+      const r = await cli(["deploy", "--app", appId], { ...env, RUNBRIDGE_URL: replayed.url });
       expect([r.code, r.stderr]).toEqual([0, expect.stringMatching(/still in progress \(HTTP 409\); retrying/)]);
       expect(JSON.parse(r.stdout)).toMatchObject({ status: "running", operation_id: expect.any(String), deployment_id: expect.any(String) });
       expect(new Set(replayed.seen.filter((s) => s.method === "POST").map((s) => s.headers["idempotency-key"])).size).toBe(1);
@@ -548,17 +557,96 @@ describe("runbridge CLI: the other operations", () => {
       return posts++ === 0 ? "forward-then-drop" : inProgress;
     }).start();
     try {
-      const r = await cli(["deploy", "--app", app.body.id], { ...env, RUNBRIDGE_URL: lost.url });
+      const r = await cli(["deploy", "--app", appId], { ...env, RUNBRIDGE_URL: lost.url });
       expect([r.code, r.stderr]).toEqual([0, expect.stringMatching(/answer was lost, but operation [0-9a-f-]{36} was created by it/)]);
       const found = JSON.parse(r.stdout) as { operation_id: string };
       // As the lost answer would have said: read back from the operation (its status is whatever it is by now).
       expect(found).toMatchObject({ operation_id: expect.any(String), status: expect.any(String), deployment_id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
-      await waitFor(async () => (await testPrisma().operation.findUniqueOrThrow({ where: { id: found.operation_id } })).status === "completed", 20_000, "the deploy to end");
+      await deployCompleted(found.operation_id);
     } finally {
       await lost.stop();
     }
     // Each deploy ran once.
     expect(readFileSync(runs, "utf8")).toBe("run\nrun\n");
+  });
+
+  it("finds a POST's operation whose answer was lost among more than a page of newer ones in its run (a wide matrix under one run_id), asking without their output", async () => {
+    const runId = `cli-deep-run-${Date.now()}`;
+    const { id: appId, runs } = await countingApp("app-deep-run");
+    // 250 other legs' operations of the same key and run, each with output, all newer than this one (created an hour ahead):
+    // the list's newest first puts this invocation's behind them, past its first page.
+    const ahead = Date.now() + 3_600_000;
+    await testPrisma().operation.createMany({
+      data: Array.from({ length: 250 }, (_, i) => ({
+        tenantId: fx.tenant.id,
+        serverId: fx.server.id,
+        automationKeyId: fx.key.id,
+        type: "exec",
+        command: "true",
+        status: "completed",
+        exitCode: 0,
+        stdout: `leg ${i}\n`.repeat(500),
+        timeoutSeconds: 60,
+        runId,
+        runContext: { invocation_id: randomUUID() },
+        createdAt: new Date(ahead + i),
+        deliverBy: new Date(ahead + i),
+        redisPrefix: "test-fixture-no-dispatcher",
+      })),
+    });
+    // The POST is accepted but its answer lost; every retry meets a 409 that does not ask to retry: found by its run, or a failure.
+    let posts = 0;
+    const lost = await new FaultProxy(stack.url, (req) => {
+      if (req.method !== "POST") return "forward";
+      return posts++ === 0 ? "forward-then-drop" : { status: 409, body: { detail: 'A request with Idempotency-Key "k" is still in progress' } };
+    }).start();
+    try {
+      const r = await cli(["deploy", "--app", appId, "--run-id", runId], { ...env, RUNBRIDGE_URL: lost.url });
+      expect([r.code, r.stderr]).toEqual([0, expect.stringMatching(/answer was lost, but operation [0-9a-f-]{36} was created by it/)]);
+      const mine = await testPrisma().operation.findFirstOrThrow({ where: { runId, type: "deploy" } });
+      expect(JSON.parse(r.stdout)).toMatchObject({ operation_id: mine.id });
+      // Every page asked without output, the second from the first's cursor.
+      const lookups = lost.seen.filter((s) => s.method === "GET" && s.url.includes("/operations?"));
+      expect(lookups.length).toBeGreaterThanOrEqual(2);
+      for (const l of lookups) expect(new URL(l.url, lost.url).searchParams.get("output")).toBe("false");
+      expect(lookups.some((l) => new URL(l.url, lost.url).searchParams.has("cursor"))).toBe(true);
+      // It ran once.
+      await deployCompleted(mine.id);
+      expect(readFileSync(runs, "utf8")).toBe("run\n");
+    } finally {
+      await lost.stop();
+    }
+  });
+
+  it("a POST whose every attempt ends in a proxy's 502 or 504 (the gateway died or stalled, perhaps after accepting it) is looked up by its run; a 503 (the gateway's own: not started) is not", async () => {
+    const { id: appId, runs } = await countingApp("app-bad-gateway");
+    for (const status of [502, 504]) {
+      // The first attempt reaches the gateway, which accepts it; the proxy answers it, and the retry, with its own error page.
+      let posts = 0;
+      const proxy = await new FaultProxy(stack.url, (req) => {
+        if (req.method !== "POST") return "forward";
+        return posts++ === 0 ? { forwardThenStatus: status } : { status, body: { detail: "upstream gone" } };
+      }).start();
+      try {
+        const r = await cli(["deploy", "--app", appId], { ...env, RUNBRIDGE_URL: proxy.url, RUNBRIDGE_RETRY_ATTEMPTS: "2" });
+        expect(r.stderr).toMatch(new RegExp(`POST /deploy: HTTP ${status}; retrying in`));
+        expect([r.code, r.stderr]).toEqual([0, expect.stringMatching(/answer was lost, but operation [0-9a-f-]{36} was created by it/)]);
+        const found = JSON.parse(r.stdout) as { operation_id: string };
+        await deployCompleted(found.operation_id);
+      } finally {
+        await proxy.stop();
+      }
+    }
+    // Each deploy ran once, and no CI retry is invited: exit 0.
+    expect(readFileSync(runs, "utf8")).toBe("run\nrun\n");
+    const notStarted = await new FaultProxy(stack.url, (req) => (req.method === "POST" ? { status: 503, body: { detail: "it was not started and will not be" } } : "forward")).start();
+    try {
+      const r = await cli(["deploy", "--app", appId], { ...env, RUNBRIDGE_URL: notStarted.url, RUNBRIDGE_RETRY_ATTEMPTS: "2" });
+      expect([r.code, r.stderr]).toEqual([69, expect.stringMatching(/it was not started and will not be/)]);
+      expect(notStarted.seen.filter((s) => s.method === "GET")).toEqual([]);
+    } finally {
+      await notStarted.stop();
+    }
   });
 
   it("deploy without --wait, interrupted before the deployment is accepted, cancels it and exits 130", async () => {

@@ -114,14 +114,15 @@ var ApiClient = class {
     for (; ; ) {
       const attempt = new AbortController();
       const timer = setTimeout(() => attempt.abort(new Error(`no answer within ${answerWithinMs / 1e3} s`)), answerWithinMs);
-      const signal = opts.signal ? AbortSignal.any([opts.signal, attempt.signal]) : attempt.signal;
+      const unlink = abortWith(attempt, opts.signal);
       let res;
       let text = "";
       try {
-        res = await fetch(this.base + path, { method, headers: built, body: payload, signal });
+        res = await fetch(this.base + path, { method, headers: built, body: payload, signal: attempt.signal });
         if (readBody && (opts.accept?.includes(res.status) || res.status >= 200 && res.status < 300)) text = await res.text();
       } catch (err) {
         clearTimeout(timer);
+        unlink();
         if (opts.signal?.aborted) throw err;
         failures++;
         const why = attempt.signal.aborted ? attempt.signal.reason.message : describeNetworkError(err);
@@ -133,9 +134,16 @@ var ApiClient = class {
       }
       if (opts.accept?.includes(res.status) || res.status >= 200 && res.status < 300) {
         clearTimeout(timer);
-        return { res, text };
+        if (readBody) {
+          unlink();
+          return { res, text };
+        }
+        return { res: untilBodyEnds(res, unlink), text };
       }
-      const verdict = await this.onErrorStatus(`${method} ${path}`, method, res, opts, { failures, waits, maxAttempts, maxWaits, inProgressUntil }).finally(() => clearTimeout(timer));
+      const verdict = await this.onErrorStatus(`${method} ${path}`, method, res, opts, { failures, waits, maxAttempts, maxWaits, inProgressUntil }).finally(() => {
+        clearTimeout(timer);
+        unlink();
+      });
       if (verdict.kind === "throw") throw verdict.error;
       if (verdict.kind === "failure") failures++;
       if (verdict.kind === "rate-limited") waits++;
@@ -214,6 +222,41 @@ function describeNetworkError(err) {
   const cause = err.cause;
   if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ""}`;
   return cause?.message ?? err.message;
+}
+function abortWith(attempt, signal) {
+  if (!signal) return () => void 0;
+  const onAbort = () => attempt.abort(signal.reason);
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  return () => signal.removeEventListener("abort", onAbort);
+}
+function untilBodyEnds(res, done) {
+  if (!res.body) {
+    done();
+    return res;
+  }
+  const reader = res.body.getReader();
+  const body = new ReadableStream({
+    async pull(controller) {
+      try {
+        const next = await reader.read();
+        if (next.done) {
+          done();
+          controller.close();
+        } else {
+          controller.enqueue(next.value);
+        }
+      } catch (err) {
+        done();
+        controller.error(err);
+      }
+    },
+    async cancel(reason) {
+      done();
+      await reader.cancel(reason);
+    }
+  });
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
@@ -916,8 +959,7 @@ async function submitOperation(client, req, inv, sink, opts) {
       discovered.then((id) => id ? { kind: "found", id } : new Promise(() => void 0))
     ]);
   } catch (err) {
-    const unknownOutcome = err instanceof ApiError && err.status === 409 || err instanceof NetworkError;
-    const id = unknownOutcome ? await findOwnOperation(client, inv).catch(() => null) : null;
+    const id = outcomeUnknown(err) ? await findOwnOperation(client, inv, RUN_MAX_PAGES).catch(() => null) : null;
     if (!id) throw err;
     sink.note(`its request's answer was lost, but operation ${id} was created by it (found in run ${inv.runId})`);
     first = { kind: "found", id };
@@ -949,17 +991,31 @@ function heldForMs(req) {
   const timeout = typeof req.body.timeout_seconds === "number" ? req.body.timeout_seconds : Number.POSITIVE_INFINITY;
   return Math.min((timeout + 3) * 1e3, HELD_MAX_MS);
 }
-async function findOwnOperation(client, inv, signal) {
-  const res = await client.get(`/operations?run_id=${encodeURIComponent(inv.runId)}&limit=50`, { signal, accept: [404, 405] });
-  if (res.status !== 200) throw new Error("this server cannot list operations by run_id");
-  return res.body?.data?.find((op) => op.run_context?.invocation_id === inv.id)?.operation_id ?? null;
+function outcomeUnknown(err) {
+  return err instanceof NetworkError || err instanceof ApiError && (err.status === 409 || err.status === 502 || err.status === 504);
+}
+var RUN_PAGE_SIZE = 200;
+var RUN_MAX_PAGES = 5;
+async function findOwnOperation(client, inv, maxPages, signal) {
+  const first = `/operations?run_id=${encodeURIComponent(inv.runId)}&limit=${RUN_PAGE_SIZE}&output=false`;
+  let path = first;
+  for (let page = 0; page < maxPages; page++) {
+    const res = await client.get(path, { signal, accept: [404, 405] });
+    if (res.status !== 200) throw new Error("this server cannot list operations by run_id");
+    const mine = res.body?.data?.find((op) => op.run_context?.invocation_id === inv.id);
+    if (mine) return mine.operation_id;
+    const cursor = res.body?.next_cursor;
+    if (!cursor) return null;
+    path = `${first}&cursor=${encodeURIComponent(cursor)}`;
+  }
+  return null;
 }
 async function discover(client, inv, firstDelayMs, signal) {
   let delay = firstDelayMs;
   try {
     for (; ; ) {
       await sleep(delay, signal);
-      const mine = await findOwnOperation(client, inv, signal);
+      const mine = await findOwnOperation(client, inv, 1, signal);
       if (mine) return mine;
       delay = Math.min(delay * 1.5, 3e3);
     }

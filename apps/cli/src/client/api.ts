@@ -157,14 +157,16 @@ export class ApiClient {
     for (;;) {
       const attempt = new AbortController();
       const timer = setTimeout(() => attempt.abort(new Error(`no answer within ${answerWithinMs / 1000} s`)), answerWithinMs);
-      const signal = opts.signal ? AbortSignal.any([opts.signal, attempt.signal]) : attempt.signal;
+      // The caller's signal stops this attempt too, until it is over; a stream's attempt lasts as long as its body.
+      const unlink = abortWith(attempt, opts.signal);
       let res: Response;
       let text = "";
       try {
-        res = await fetch(this.base + path, { method, headers: built, body: payload, signal });
+        res = await fetch(this.base + path, { method, headers: built, body: payload, signal: attempt.signal });
         if (readBody && (opts.accept?.includes(res.status) || (res.status >= 200 && res.status < 300))) text = await res.text();
       } catch (err) {
         clearTimeout(timer);
+        unlink();
         if (opts.signal?.aborted) throw err;
         failures++;
         const why = attempt.signal.aborted ? (attempt.signal.reason as Error).message : describeNetworkError(err);
@@ -176,10 +178,17 @@ export class ApiClient {
       }
       if (opts.accept?.includes(res.status) || (res.status >= 200 && res.status < 300)) {
         clearTimeout(timer);
-        return { res, text };
+        if (readBody) {
+          unlink();
+          return { res, text };
+        }
+        return { res: untilBodyEnds(res, unlink), text };
       }
       // Error answers are read (or dropped) under the same bound.
-      const verdict = await this.onErrorStatus(`${method} ${path}`, method, res, opts, { failures, waits, maxAttempts, maxWaits, inProgressUntil }).finally(() => clearTimeout(timer));
+      const verdict = await this.onErrorStatus(`${method} ${path}`, method, res, opts, { failures, waits, maxAttempts, maxWaits, inProgressUntil }).finally(() => {
+        clearTimeout(timer);
+        unlink();
+      });
       if (verdict.kind === "throw") throw verdict.error;
       if (verdict.kind === "failure") failures++;
       if (verdict.kind === "rate-limited") waits++;
@@ -286,6 +295,54 @@ function describeNetworkError(err: unknown): string {
   const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
   if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ""}`;
   return cause?.message ?? err.message;
+}
+
+/**
+ * Aborts `attempt` (with the same reason) when `signal` aborts, until the returned function unlinks
+ * them. AbortSignal.any would do it, but only from Node 20.3, and the CLI runs on any Node 20. The
+ * listener is removed once the attempt is over: the caller's signal may outlive many attempts (a POST
+ * waiting out 409s, a discovery's polls), and each would otherwise stay on it (past 10, Node warns of
+ * a leak).
+ */
+function abortWith(attempt: AbortController, signal: AbortSignal | undefined): () => void {
+  if (!signal) return () => undefined;
+  const onAbort = () => attempt.abort(signal.reason);
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  return () => signal.removeEventListener("abort", onAbort);
+}
+
+/**
+ * The response, its body calling `done` once it has been read to its end, failed or been cancelled:
+ * a stream's attempt (and its link to the caller's signal, which must still stop it) lasts that long.
+ */
+function untilBodyEnds(res: Response, done: () => void): Response {
+  if (!res.body) {
+    done();
+    return res;
+  }
+  const reader = res.body.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await reader.read();
+        if (next.done) {
+          done();
+          controller.close();
+        } else {
+          controller.enqueue(next.value);
+        }
+      } catch (err) {
+        done();
+        controller.error(err);
+      }
+    },
+    async cancel(reason) {
+      done();
+      await reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -85,12 +85,9 @@ export async function submitOperation(
       discovered.then((id) => (id ? { kind: "found", id } : new Promise<First>(() => undefined))),
     ]);
   } catch (err) {
-    // A retried POST can meet its own first attempt still in progress past every retry (409 from the
-    // Idempotency-Key check: a gateway that stopped before answering it), or give up on a network that
-    // lost its answers: if an attempt created the operation, it is this invocation's, following or not.
-    // Reporting a failure instead would have CI retry the step and run it a second time.
-    const unknownOutcome = (err instanceof ApiError && err.status === 409) || err instanceof NetworkError;
-    const id = unknownOutcome ? await findOwnOperation(client, inv).catch(() => null) : null;
+    // If an attempt created the operation, it is this invocation's, following or not. Reporting a
+    // failure instead would have CI retry the step and run it a second time.
+    const id = outcomeUnknown(err) ? await findOwnOperation(client, inv, RUN_MAX_PAGES).catch(() => null) : null;
     if (!id) throw err;
     sink.note(`its request's answer was lost, but operation ${id} was created by it (found in run ${inv.runId})`);
     first = { kind: "found", id };
@@ -137,11 +134,44 @@ export function heldForMs(req: OperationRequest): number {
   return Math.min((timeout + 3) * 1000, HELD_MAX_MS);
 }
 
+/**
+ * Whether a POST that failed after every retry may have created its operation all the same: no answer
+ * reached the client (NetworkError); a retry met its first attempt still in progress (409 from the
+ * Idempotency-Key check: a gateway that stopped before answering it); or every answer came from a proxy
+ * in front of the gateway — 502 (nginx's answer for an upstream that died, perhaps after recording the
+ * operation) or 504 (an upstream that did not answer in time, perhaps still holding it). Not 503: the
+ * gateway answers that itself, for an operation it did not start.
+ */
+function outcomeUnknown(err: unknown): boolean {
+  return err instanceof NetworkError || (err instanceof ApiError && (err.status === 409 || err.status === 502 || err.status === 504));
+}
+
+/** Operations per page of the lookup by run: the list's largest, as each comes without its output. */
+const RUN_PAGE_SIZE = 200;
+/**
+ * Pages of the run read by the lookup after a lost answer, newest first: the invocation is found among
+ * its run's newest 1000 operations (a wide matrix of many legs under one run_id, each leg a few), which
+ * decides between reporting its operation and a failure that CI would retry. Discovery, which polls
+ * while the POST is open, reads one page: its operation is among the newest, and five requests a poll
+ * against the key's rate limit (shared by the matrix's legs) would be too many.
+ */
+const RUN_MAX_PAGES = 5;
+
 /** This invocation's operation in its run's list, null if not there (yet); throws if the server has no such list. */
-async function findOwnOperation(client: ApiClient, inv: Invocation, signal?: AbortSignal): Promise<string | null> {
-  const res = await client.get<OperationPage>(`/operations?run_id=${encodeURIComponent(inv.runId)}&limit=50`, { signal, accept: [404, 405] });
-  if (res.status !== 200) throw new Error("this server cannot list operations by run_id");
-  return res.body?.data?.find((op) => op.run_context?.invocation_id === inv.id)?.operation_id ?? null;
+async function findOwnOperation(client: ApiClient, inv: Invocation, maxPages: number, signal?: AbortSignal): Promise<string | null> {
+  // Without output: each operation would otherwise bring up to 1 MiB of stdout and of stderr, on every poll.
+  const first = `/operations?run_id=${encodeURIComponent(inv.runId)}&limit=${RUN_PAGE_SIZE}&output=false`;
+  let path = first;
+  for (let page = 0; page < maxPages; page++) {
+    const res = await client.get<OperationPage>(path, { signal, accept: [404, 405] });
+    if (res.status !== 200) throw new Error("this server cannot list operations by run_id");
+    const mine = res.body?.data?.find((op) => op.run_context?.invocation_id === inv.id);
+    if (mine) return mine.operation_id;
+    const cursor = res.body?.next_cursor;
+    if (!cursor) return null;
+    path = `${first}&cursor=${encodeURIComponent(cursor)}`;
+  }
+  return null;
 }
 
 /** Polls for this invocation's operation while its POST is open; null if it cannot be found that way. */
@@ -150,7 +180,7 @@ async function discover(client: ApiClient, inv: Invocation, firstDelayMs: number
   try {
     for (;;) {
       await sleep(delay, signal);
-      const mine = await findOwnOperation(client, inv, signal);
+      const mine = await findOwnOperation(client, inv, 1, signal);
       if (mine) return mine;
       delay = Math.min(delay * 1.5, 3000);
     }
