@@ -618,7 +618,7 @@ describe("runbridge CLI: the other operations", () => {
     }
   });
 
-  it("a POST whose every attempt ends in a proxy's 502 or 504 (the gateway died or stalled, perhaps after accepting it) is looked up by its run; a 503 (the gateway's own: not started) is not", async () => {
+  it("a POST whose every attempt ends in a proxy's 502 or 504 (the gateway died or stalled, perhaps after accepting it), or in a 500, is looked up by its run; a 503 (the gateway's own: not started) is not", async () => {
     const { id: appId, runs } = await countingApp("app-bad-gateway");
     for (const status of [502, 504]) {
       // The first attempt reaches the gateway, which accepts it; the proxy answers it, and the retry, with its own error page.
@@ -637,8 +637,19 @@ describe("runbridge CLI: the other operations", () => {
         await proxy.stop();
       }
     }
+    // A 500 is not sent again (the gateway may not know whether it recorded it), but looked up all the same.
+    let posts = 0;
+    const unsure = await new FaultProxy(stack.url, (req) => (req.method === "POST" && posts++ === 0 ? { forwardThenStatus: 500 } : "forward")).start();
+    try {
+      const r = await cli(["deploy", "--app", appId], { ...env, RUNBRIDGE_URL: unsure.url, RUNBRIDGE_RETRY_ATTEMPTS: "2" });
+      expect([r.code, r.stderr]).toEqual([0, expect.stringMatching(/answer was lost, but operation [0-9a-f-]{36} was created by it/)]);
+      await deployCompleted((JSON.parse(r.stdout) as { operation_id: string }).operation_id);
+      expect(posts).toBe(1);
+    } finally {
+      await unsure.stop();
+    }
     // Each deploy ran once, and no CI retry is invited: exit 0.
-    expect(readFileSync(runs, "utf8")).toBe("run\nrun\n");
+    expect(readFileSync(runs, "utf8")).toBe("run\nrun\nrun\n");
     const notStarted = await new FaultProxy(stack.url, (req) => (req.method === "POST" ? { status: 503, body: { detail: "it was not started and will not be" } } : "forward")).start();
     try {
       const r = await cli(["deploy", "--app", appId], { ...env, RUNBRIDGE_URL: notStarted.url, RUNBRIDGE_RETRY_ATTEMPTS: "2" });

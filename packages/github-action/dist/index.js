@@ -832,7 +832,7 @@ function heldForMs(req) {
   return Math.min((timeout + 3) * 1e3, HELD_MAX_MS);
 }
 function outcomeUnknown(err) {
-  return err instanceof NetworkError || err instanceof ApiError && (err.status === 409 || err.status === 502 || err.status === 504);
+  return err instanceof NetworkError || err instanceof ApiError && [409, 500, 502, 504].includes(err.status);
 }
 var RUN_PAGE_SIZE = 200;
 var RUN_MAX_PAGES = 5;

@@ -139,11 +139,13 @@ export function heldForMs(req: OperationRequest): number {
  * reached the client (NetworkError); a retry met its first attempt still in progress (409 from the
  * Idempotency-Key check: a gateway that stopped before answering it); or every answer came from a proxy
  * in front of the gateway — 502 (nginx's answer for an upstream that died, perhaps after recording the
- * operation) or 504 (an upstream that did not answer in time, perhaps still holding it). Not 503: the
- * gateway answers that itself, for an operation it did not start.
+ * operation) or 504 (an upstream that did not answer in time, perhaps still holding it); or a 500, which
+ * the gateway answers when it cannot tell whether it recorded the operation (it may run), as for an
+ * error of its own after recording it. Not 503: the gateway answers that itself, for an operation it
+ * did not start. Looked up, an operation that does not exist is reported as the failure it was.
  */
 function outcomeUnknown(err: unknown): boolean {
-  return err instanceof NetworkError || (err instanceof ApiError && (err.status === 409 || err.status === 502 || err.status === 504));
+  return err instanceof NetworkError || (err instanceof ApiError && [409, 500, 502, 504].includes(err.status));
 }
 
 /** Operations per page of the lookup by run: the list's largest, as each comes without its output. */
