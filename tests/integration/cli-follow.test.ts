@@ -48,6 +48,16 @@ describe("CLI: following an operation's output", () => {
     expect(r.stdout).toBe(`${"b".repeat(600_000)}\nTHE-END\n`);
   });
 
+  it("prints output with NUL bytes once: live offsets count the text as stored (NUL as U+FFFD)", async () => {
+    const { stack, fx } = suite;
+    // Followed live (it outlasts the CLI's lookup of its operation); the rest after the NUL was printed twice.
+    const r = await cli(["exec", "--server", fx.server.id, "--", "sleep 2; printf 'a\\000bc\\n'; printf 'x\\000y\\n' >&2"], baseEnv({ RUNBRIDGE_URL: stack.url, RUNBRIDGE_API_KEY: fx.token }));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("a\uFFFDbc\n");
+    expect(r.stderr).toContain("x\uFFFDy\n");
+    expect(r.stderr).not.toMatch(/y\n(.|\n)*y\n/);
+  });
+
   it("shows the stored end of a stream whose live output was cut off at the live log's size limit", async () => {
     const { stack, fx } = suite;
     // Followed live (it outlasts the CLI's lookup of its operation); 20 MB: live output stops after

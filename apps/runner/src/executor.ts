@@ -4,7 +4,7 @@ import { Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { StringDecoder } from "node:string_decoder";
-import { FailureExitCode, Limits, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
+import { FailureExitCode, Limits, storableText, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
 import { TailCapture } from "./capture";
 import { maskHeadFragment } from "./head-fragment";
 import { SecretMasker } from "./masking";
@@ -211,8 +211,11 @@ export function execute(op: StartOperation, opts: ExecutorOptions, onOutput: Out
         const decoder = new StringDecoder("utf8");
         const live = masker.streaming();
         let offset = 0;
-        const emit = (text: string) => {
-          if (!text) return;
+        // As the result stores it (NUL as U+FFFD, 3 bytes): live offsets count the stored text's bytes, which
+        // is what a follower fills gaps and prints the rest from.
+        const emit = (raw: string) => {
+          if (!raw) return;
+          const text = storableText(raw);
           onOutput(name, text, offset);
           offset += Buffer.byteLength(text);
         };
