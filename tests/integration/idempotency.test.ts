@@ -1,7 +1,13 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import express from "express";
+import request from "supertest";
+import { OutcomeUnknownError, ValidationError } from "../../apps/gateway/src/errors";
+import { errorHandler } from "../../apps/gateway/src/middleware/error-handler";
+import { idempotencyMiddleware } from "../../apps/gateway/src/middleware/idempotency";
 import { testPrisma } from "../helpers/db";
+import { waitFor } from "../helpers/processes";
 import { createAutomationKey, createServer } from "../helpers/factories";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
@@ -22,6 +28,21 @@ describe("Idempotency-Key", () => {
     const r = stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${token}`);
     if (key !== null) r.set("Idempotency-Key", key);
     return r.send(body);
+  };
+  /**
+   * The gateway's own Idempotency-Key middleware and error handler (with this key's authentication) around
+   * routes that answer as `routes` say: the answers whose conditions cannot be staged through the real stack.
+   */
+  const guardedApp = (routes: Record<string, () => never>) => {
+    const app = express();
+    app.use(express.json());
+    app.use((_req, res, next) => {
+      res.locals.auth = { kind: "automation", tenantId: fx.tenant.id, key: fx.key, clientIp: "127.0.0.1" };
+      next();
+    });
+    for (const [route, handler] of Object.entries(routes)) app.post(route, idempotencyMiddleware(stack.gateway), handler);
+    app.use(errorHandler(stack.gateway.logger));
+    return app;
   };
   /** Each run of the command appends a line: the number of lines is the number of executions. */
   const runs = (file: string) => {
@@ -132,6 +153,59 @@ describe("Idempotency-Key", () => {
     expect(replay.status).toBe(403);
     expect(replay.body.detail).toMatch(/not in this API key's allowed servers/);
     expect(replay.headers["idempotent-replayed"]).toBeUndefined();
+  });
+
+  it("keeps the key with a 500 whose operation may run, so a retry gets that answer again and nothing runs twice; other errors release it", async () => {
+    // The gateway's own middleware and error handler around a route that answers as startOperation does when an
+    // insert went unconfirmed and could not be settled (PostgreSQL and Redis failing at once: not staged here).
+    let calls = 0;
+    const app = guardedApp({
+      "/unsure": () => {
+        calls++;
+        throw new OutcomeUnknownError("PostgreSQL did not confirm recording the operation: it may still run");
+      },
+      "/refused": () => {
+        calls++;
+        throw new ValidationError("refused");
+      },
+    });
+
+    const key = `unsure-${Date.now()}`;
+    const first = await request(app).post("/unsure").set("Idempotency-Key", key).send({ n: 1 });
+    expect([first.status, first.body]).toEqual([500, { detail: expect.stringMatching(/may still run/) }]);
+    const retry = await request(app).post("/unsure").set("Idempotency-Key", key).send({ n: 1 });
+    expect([retry.status, retry.body, retry.headers["idempotent-replayed"]]).toEqual([500, first.body, "true"]);
+    expect(calls).toBe(1);
+
+    const other = `refused-${Date.now()}`;
+    for (let i = 0; i < 2; i++) expect((await request(app).post("/refused").set("Idempotency-Key", other).send({ n: 1 })).status).toBe(422);
+    expect(calls).toBe(3);
+  });
+
+  it("releases a refused request's key later when PostgreSQL failed the release, rather than leave it in progress for a day", async () => {
+    let calls = 0;
+    const app = guardedApp({
+      "/refused": () => {
+        calls++;
+        throw new ValidationError("refused");
+      },
+    });
+    // PostgreSQL refuses to delete this key's record for a while (as during a failover, for this one row).
+    const key = `release-fails-${Date.now()}`;
+    const db = testPrisma();
+    await db.$executeRawUnsafe(`CREATE OR REPLACE FUNCTION refuse_release() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF OLD.idempotency_key LIKE 'release-fails-%' THEN RAISE EXCEPTION 'release refused by the test'; END IF; RETURN OLD; END $$`);
+    await db.$executeRawUnsafe("CREATE TRIGGER refuse_release BEFORE DELETE ON idempotency_records FOR EACH ROW EXECUTE FUNCTION refuse_release()");
+    try {
+      expect((await request(app).post("/refused").set("Idempotency-Key", key).send({ n: 1 })).status).toBe(422);
+      expect(await db.idempotencyRecord.count({ where: { idempotencyKey: key } })).toBe(1);
+    } finally {
+      await db.$executeRawUnsafe("DROP TRIGGER refuse_release ON idempotency_records");
+    }
+    // Tried again in the background (after 1 s, then 2 s...): the key is free, and a retry is run.
+    await waitFor(async () => (await db.idempotencyRecord.count({ where: { idempotencyKey: key } })) === 0, 10_000, "the key to be released");
+    expect((await request(app).post("/refused").set("Idempotency-Key", key).send({ n: 1 })).status).toBe(422);
+    expect(calls).toBe(2);
   });
 
   it("rejects a malformed Idempotency-Key header", async () => {

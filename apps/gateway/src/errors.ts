@@ -72,6 +72,18 @@ export class ServiceUnavailableError extends HttpError {
   }
 }
 
+/**
+ * A 500 whose operation may exist and run (its insert went unconfirmed and could not be settled): the
+ * answer an Idempotency-Key keeps, like an accepted one, so that a retry with the key gets this answer
+ * again instead of starting the operation a second time (every other error answer releases the key).
+ */
+export class OutcomeUnknownError extends HttpError {
+  readonly keepsIdempotencyKey = true;
+  constructor(message: string) {
+    super(500, message);
+  }
+}
+
 /** An operation recorded but ended as failed before it could be queued: 503 unless the route answers with the operation. */
 export class OperationNotStartedError extends ServiceUnavailableError {
   constructor(

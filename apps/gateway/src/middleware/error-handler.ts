@@ -4,7 +4,7 @@ import type { ErrorRequestHandler, RequestHandler } from "express";
 import { isInfrastructureDown, type Logger } from "@runbridge/common";
 import { Limits } from "@runbridge/contracts";
 import { Prisma } from "@runbridge/db";
-import { HttpError } from "../errors";
+import { HttpError, OutcomeUnknownError } from "../errors";
 
 /**
  * A domain error's answer outside Express (the front door's refusals): what
@@ -30,7 +30,9 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (err instanceof HttpError) {
-      // Through res.json, not writeHttpError: the idempotency middleware releases its key when it sees the error answer there.
+      // Through res.json, not writeHttpError: the idempotency middleware releases its key when it sees the error answer
+      // there — or keeps it with this answer, for one whose operation may run (OutcomeUnknownError).
+      if (err instanceof OutcomeUnknownError) res.locals.keepsIdempotencyKey = true;
       res.set(err.headers).status(err.status).json({ detail: err.message });
       return;
     }

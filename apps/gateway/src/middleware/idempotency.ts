@@ -126,25 +126,56 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? "null";
 }
 
+/** After a failed store or release: tried again this often, doubling, for as long as STORE_RETRY_FOR_MS. */
+const STORE_RETRY_FIRST_MS = 1_000;
+const STORE_RETRY_FOR_MS = 5 * 60_000;
+
 /**
  * Stores the response before it is sent, so a client that has the answer and
- * retries anyway always gets the replay. A failed store is logged and the
- * response still goes out.
+ * retries anyway always gets the replay: an accepted one (2xx), and one whose
+ * operation may run although the answer is an error (OutcomeUnknownError).
+ * Any other answer releases the key. One that fails (PostgreSQL failing over,
+ * its pool exhausted: the same outage that often caused the error answer) is
+ * logged, the response still goes out, and it is tried again in the
+ * background: left undone, the key would answer every retry 409 "in progress"
+ * until it expires (24 h), the client's retry of a refused request included.
  */
 function recordResponseOf(ctx: GatewayContext, res: Response, recordId: string): void {
   const send = res.json.bind(res);
   res.json = ((body: unknown) => {
     const status = res.statusCode;
-    const store =
-      status >= 200 && status < 300
+    const kept = (status >= 200 && status < 300) || res.locals.keepsIdempotencyKey === true;
+    const store = () =>
+      kept
         ? ctx.prisma.idempotencyRecord.update({
             where: { id: recordId },
             data: { state: "completed", responseStatus: status, responseBody: body === undefined || body === null ? Prisma.JsonNull : (body as Prisma.InputJsonValue) },
           })
         : ctx.prisma.idempotencyRecord.deleteMany({ where: { id: recordId } });
-    void store
-      .catch((err: unknown) => ctx.logger.warn("could not record an idempotent response", { recordId, status, error: String(err) }))
+    void store()
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          ctx.logger.warn("could not record an idempotent response; trying again", { recordId, status, error: String(err) });
+          void retryStore(ctx, store, recordId);
+        },
+      )
       .finally(() => send(body));
     return res;
   }) as Response["json"];
+}
+
+async function retryStore(ctx: GatewayContext, store: () => Promise<unknown>, recordId: string): Promise<void> {
+  const until = performance.now() + STORE_RETRY_FOR_MS;
+  for (let waitMs = STORE_RETRY_FIRST_MS; performance.now() + waitMs < until && !ctx.draining.aborted; waitMs *= 2) {
+    await new Promise((r) => setTimeout(r, waitMs).unref());
+    try {
+      await store();
+      ctx.logger.info("recorded an idempotent response on a later try", { recordId });
+      return;
+    } catch {
+      // Still failing: the next try, later.
+    }
+  }
+  ctx.logger.error("could not record an idempotent response: its Idempotency-Key answers 409 in progress until it expires", { recordId });
 }

@@ -5,7 +5,7 @@ import { reviveOperation, type Operation, type Prisma, type TargetServer } from 
 import type { AutomationAuth } from "../auth/locals";
 import { assertServerAllowed } from "../auth/scopes";
 import type { GatewayContext } from "../context";
-import { ConflictError, HttpError, NotFoundError, OperationNotStartedError } from "../errors";
+import { ConflictError, NotFoundError, OperationNotStartedError, OutcomeUnknownError } from "../errors";
 import { countOperationAccepted, countOperationFinished } from "../metrics";
 
 export interface NewOperation {
@@ -213,8 +213,7 @@ async function settleUnconfirmed(ctx: GatewayContext, id: string, serverId: stri
   const row = await ctx.operations.findById(id).catch(() => undefined);
   if (row) return row;
   if ((row === null && marked) || (row === undefined && markedInTime)) throw notStarted();
-  throw new HttpError(
-    500,
+  throw new OutcomeUnknownError(
     `PostgreSQL did not confirm recording the operation (${id}), and it could not be settled: it may still run. Check GET /api/automation/v1/operations/${id} before retrying.`,
   );
 }
