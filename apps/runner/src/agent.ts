@@ -121,6 +121,12 @@ export class Agent {
    * start must then not run the command.
    */
   private readonly cancelledBeforeStart = new LRUCache<string, { reason?: string }>({ max: 10_000, ttl: CANCEL_MEMORY_MS });
+  /**
+   * Live output of operations that ended while no dispatcher was connected: their end marks (LiveOutput.end)
+   * go out on the next connection, before the results, so that followers learn that the end of their output
+   * was dropped and print it from the stored result instead of ending short. Bounded (oldest dropped).
+   */
+  private readonly liveEndsDue = new LRUCache<LiveOutput, true>({ max: 1_000 });
   /** The connection to a dispatcher; replaced once, by a results-only one, when another runner replaced this one. */
   private socket: RunnerSocket;
   private readonly execOpts: ExecutorOptions;
@@ -441,6 +447,7 @@ export class Agent {
       // Said in the handshake too: said again here, as it may have changed since.
       this.saidProblem = undefined;
       this.reportHealth();
+      for (const live of [...this.liveEndsDue.keys()]) if (live.end()) this.liveEndsDue.delete(live);
       this.pump();
       void this.measureClock();
     });
@@ -633,7 +640,8 @@ export class Agent {
       clearTimeout(reportStart);
       this.deploying.delete(op.operationId);
       // Before the result, on the same connection: the live log shows where output ended before the operation does.
-      live.end();
+      // Not connected (the command ended during an outage, its last output dropped): sent on reconnecting, first.
+      if (!live.end()) this.liveEndsDue.set(live, true);
       this.onFinished(ledger, result);
     });
     return "running";

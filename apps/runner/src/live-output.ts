@@ -80,14 +80,16 @@ export class LiveOutput {
    * The command's output has ended. A stream whose last bytes were dropped gets an empty chunk at its
    * end, so that the gap shows there too: without it a client sees live output that simply stops, no
    * cut-off note when the budget (counted on the wire) ran out before the dispatcher's, and would
-   * take it for the whole output, never printing the stored end.
+   * take it for the whole output, never printing the stored end. False while not connected: the
+   * caller sends it once connected again, before the result (Agent).
    */
-  end(): void {
-    if (this.link.backlog() === null) return;
+  end(): boolean {
+    if (this.link.backlog() === null) return false;
     for (const stream of ["stdout", "stderr"] as const) {
       if (this.printed[stream] <= this.sent[stream]) continue;
       this.link.send(stream, this.printed[stream], "");
       this.sent[stream] = this.printed[stream];
     }
+    return true;
   }
 }
