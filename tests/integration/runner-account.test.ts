@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, chownSync, copyFileSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { closeTestPrisma } from "../helpers/db";
@@ -112,6 +112,25 @@ describe("the runner's account", () => {
     expect(ledgerFiles.length).toBeGreaterThan(0);
     for (const s of [statSync(path.join(state, "ledger")), ...ledgerFiles]) expect({ uid: s.uid, gid: s.gid }).toEqual({ uid: account.uid, gid: account.gid });
     await runner.stop();
+  });
+
+  (asRoot ? it : it.skip)("without a state or working directory set, keeps both under the account's home, not root's", async () => {
+    const account = ensureAccount();
+    // The account's home, as useradd --create-home would make it; its state directory, as the runner leaves it, removed after.
+    mkdirSync(account.home, { recursive: true });
+    chownSync(account.home, account.uid, account.gid);
+    const state = path.join(account.home, ".runbridge");
+    const fx = await createFixture();
+    try {
+      const runner = start(fx.runnerToken, "", { RUNBRIDGE_RUN_AS: ACCOUNT, RUNBRIDGE_STATE_DIR: undefined, RUNBRIDGE_WORKDIR: undefined } as unknown as Record<string, string>);
+      await stack.waitRunnerConnected(fx.server.id);
+      const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "pwd" });
+      expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: `${account.home}\n` });
+      expect(statSync(path.join(state, "ledger")).uid).toBe(account.uid);
+      await runner.stop();
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
   });
 
   (asRoot ? it : it.skip)("says a working directory the account may not enter is not accessible to it, not that the shell could not start", async () => {

@@ -88,7 +88,7 @@ describe("configuration reference in docs/operations.md", () => {
       const value = info.defaults[0];
       if (value === "") {
         if (cell !== "*empty*") problems.push(`${name} defaults to the empty string, docs say ${cell}`);
-      } else if (typeof value === "string" && (value.includes(hostname()) || value.startsWith(homedir()))) {
+      } else if (typeof value === "function" || (typeof value === "string" && (value.includes(hostname()) || value.startsWith(homedir())))) {
         // Computed on the machine (host name, home directory): described in words, in italics.
         if (!/^\*[^*]+\*$/.test(cell)) problems.push(`${name} has a machine-dependent default (${value}), docs should describe it in italics, say ${cell}`);
       } else if (cell !== `\`${String(value)}\``) {

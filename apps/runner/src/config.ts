@@ -13,10 +13,14 @@ export const runnerEnvSchema = Joi.object({
     .required()
     .messages({ "string.pattern.base": "RUNBRIDGE_RUNNER_TOKEN must be the rbr_... token shown when the server was created" })
     .description("The server's runner token (shown once at server creation)"),
+  // Functions, read when the configuration is: under RUNBRIDGE_RUN_AS it is read again as that account,
+  // whose home (HOME, set by the switch) is where these belong — not root's, fixed when this module loaded.
   RUNBRIDGE_STATE_DIR: Joi.string()
-    .default(path.join(homedir(), ".runbridge"))
+    .default(() => path.join(homedir(), ".runbridge"))
     .description("Where the runner keeps its ledger of started operations and undelivered results"),
-  RUNBRIDGE_WORKDIR: Joi.string().default(homedir()).description("Working directory of commands that name none (relative ones resolve against it)"),
+  RUNBRIDGE_WORKDIR: Joi.string()
+    .default(() => homedir())
+    .description("Working directory of commands that name none (relative ones resolve against it)"),
   RUNBRIDGE_REBOOT_COMMAND: Joi.string().default("shutdown -r now").description("Shell command the runner uses to reboot its server"),
   RUNBRIDGE_KILL_GRACE_SECONDS: Joi.number().min(0).max(300).default(5).description("Between SIGTERM and SIGKILL of a timed-out or cancelled process group"),
   RUNBRIDGE_STOP_DRAIN_SECONDS: Joi.number()
