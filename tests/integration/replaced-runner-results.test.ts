@@ -95,4 +95,26 @@ describe("a replaced runner's results connection", () => {
     expect(stored).toEqual([expect.objectContaining({ operationId, status: "completed", exitCode: 0, stdout: "done\n" })]);
     expect(runner.output).toMatch(/delivered the results of the operations that were running when this runner was replaced/);
   }, 30_000);
+
+  it("stays stopped when its connection drops (not closed by the dispatcher) after it was told it was replaced", async () => {
+    const connections: FakeSocket[] = [];
+    io.on("connection", (socket) => connections.push(socket));
+    const stateDir = mkdtempSync(path.join(tmpdir(), "rb-replaced-"));
+    const token = generateToken(TokenKind.RunnerToken);
+    runner = startNode(RUNNER_SCRIPT, {
+      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
+      RUNBRIDGE_RUNNER_TOKEN: token,
+      RUNBRIDGE_STATE_DIR: stateDir,
+      RUNBRIDGE_WORKDIR: stateDir,
+      LOG_LEVEL: "info",
+    });
+    const socket = await waitFor(async () => connections[0], 15_000, "the runner to connect");
+    socket.emit("runner:replaced", signForRunner({ socketId: socket.id, tokenHash: hashToken(token) }, "runner:replaced", {}));
+    // The transport goes (a network blip, the dispatcher's process stopping) before any socket.io close.
+    (socket as unknown as { conn: { close(): void } }).conn.close();
+
+    await expect(runner.exited).resolves.toEqual({ code: 78, signal: null });
+    expect(runner.output).toMatch(/"reason":"transport close"/);
+    expect(connections).toHaveLength(1);
+  }, 30_000);
 });

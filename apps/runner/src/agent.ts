@@ -471,10 +471,12 @@ export class Agent {
         this.hooks.onTokenRevoked?.();
         return;
       }
-      if (reason !== "io server disconnect") return;
       if (this.replaced) {
         // Two runners with one token would keep knocking each other off: the newer one wins, and
-        // this one must stay stopped (a restart by systemd would knock the newer one off in turn).
+        // this one must stay stopped (a restart by systemd would knock the newer one off in turn) —
+        // also when the connection dropped (a blip, its dispatcher stopping) before the dispatcher
+        // closed it: socket.io would reconnect by itself, and knock the newer one off.
+        this.socket.disconnect();
         this.logger.error(
           "another runner connected with this server's token and replaced this one; not reconnecting, and exiting once running commands end. " +
             "Each machine needs its own server and runner token: if this machine should be this server's runner, stop the other one; " +
@@ -483,6 +485,7 @@ export class Agent {
         this.hooks.onReplaced?.();
         return;
       }
+      if (reason !== "io server disconnect") return;
       // A dispatcher shutting down disconnects us on purpose: go to another one.
       this.reconnectLater(500 + Math.random() * 1000);
     });
