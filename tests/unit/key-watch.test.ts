@@ -25,6 +25,24 @@ describe("watchKey", () => {
     }
   });
 
+  it("ends the request when the key was revoked after it was authenticated but before the watch began", async () => {
+    const row = { id: "k", keyHash: "h", ipAllowlist: [], revokedAt: null, expiresAt: null } as unknown as AutomationKey;
+    let stored = row;
+    const cache = new KeyCache(async () => stored, { ttlMs: 60_000 });
+    cache.setLive(true);
+    // Authenticated (cached), then revoked and announced while the stream was being set up: no watcher yet.
+    await cache.get(row.keyHash);
+    stored = { ...row, revokedAt: new Date() } as AutomationKey;
+    cache.invalidate(row.keyHash);
+    // A periodic re-read far off: only a read at the start can catch it.
+    const watch = watchKey(cache, row, () => true, 60_000);
+    try {
+      await waitFor(async () => watch.signal.aborted, 2_000, "the watch to notice the revocation");
+    } finally {
+      watch.close();
+    }
+  });
+
   it("ends the request once the key no longer allows it, at the next re-read", async () => {
     const row = { id: "k", keyHash: "h", ipAllowlist: [], revokedAt: null, expiresAt: null } as unknown as AutomationKey;
     const cache = new KeyCache(async () => row, { ttlMs: 20 });

@@ -50,6 +50,9 @@ export function watchKey(
   };
   const unwatch = cache.watch(key.keyHash, () => void recheck());
   armExpiry(key.expiresAt);
+  // A change announced between the request's authentication and this watch had no watcher to hear it: read
+  // once now (from the cache, which the announcement emptied, when there was one; else a cache hit).
+  void recheck();
   // Through the cache: at most one PostgreSQL read per key and cache lifetime, however many streams.
   const periodic = setInterval(() => void recheck(), periodicMs);
   return {
