@@ -73,6 +73,40 @@ describe("audit trail", () => {
       expect(JSON.stringify(links)).not.toMatch(/t0ken|an0ther/);
     });
 
+    it("records what two concurrent provider links each replaced, as they were applied one after the other", async () => {
+      const { server } = await createServer(fx.tenant.id);
+      const patch = (body: Record<string, unknown>) => stack.api().patch(`/api/v1/servers/${server.id}`).set("Authorization", `Bearer ${fx.apiKey}`).send(body);
+      const db = testPrisma();
+      // The row held while both requests arrive: each has read it, unlinked, before either can change it.
+      let both: Promise<Awaited<ReturnType<typeof patch>>[]> | undefined;
+      await db.$transaction(
+        async (tx) => {
+          await tx.$queryRaw`SELECT id FROM servers WHERE id = ${server.id}::uuid FOR UPDATE`;
+          const [holder] = await tx.$queryRaw<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+          both = Promise.all([patch({ provider: "hetzner", provider_server_id: "1", provider_token: "tok-one" }), patch({ provider: "hetzner", provider_server_id: "2", provider_token: "tok-two" })]);
+          await waitFor(
+            // Behind the holder, or behind the other request (which waits first): PostgreSQL queues row lock waiters.
+            async () =>
+              (
+                await db.$queryRaw<{ n: number }[]>`
+                  WITH RECURSIVE behind(pid) AS (
+                    SELECT ${holder?.pid ?? 0}::int
+                    UNION SELECT a.pid FROM pg_stat_activity a JOIN behind b ON b.pid = ANY(pg_blocking_pids(a.pid)))
+                  SELECT (count(*) - 1)::int AS n FROM behind`
+              )[0]?.n === 2,
+            10_000,
+            "both links to wait for the row",
+          );
+        },
+        { timeout: 20_000 },
+      );
+      const answers = await both;
+      expect(answers?.map((a) => a.status)).toEqual([200, 200]);
+      const links = (await events({ type: "server.provider_linked", serverId: server.id })).map((e) => e.data as Record<string, unknown>);
+      expect(links.map((l) => l.provider_token)).toEqual(["set", "replaced"]);
+      expect(links[1]?.previous_provider_server_id).toBe(links[0]?.provider_server_id);
+    });
+
     it("refuses a dashboard sign-in whose audit event cannot be written, and records sign-outs", async () => {
       const allow = await failAuditInserts("dashboard.signed_in");
       try {

@@ -74,6 +74,11 @@ export function serversRouter(ctx: GatewayContext): Router {
     const existing = await loadTenantServer(ctx, auth.tenantId, req.params.id);
     const body = validateBody(serverProviderLinkSchema, req.body);
     const server = await ctx.prisma.$transaction(async (tx) => {
+      // The row as it is now, locked: the audit event's "previous" values and whether a token is replaced are
+      // this change's, not those of a row another PATCH changed since it was read above.
+      await tx.$queryRaw`SELECT id FROM servers WHERE id = ${existing.id}::uuid FOR UPDATE`;
+      const current = await tx.server.findUnique({ where: { id: existing.id } });
+      if (!current) throw new NotFoundError(`Server ${existing.id} not found`);
       const s = await tx.server.update({
         where: { id: existing.id },
         data: body.provider
@@ -86,14 +91,14 @@ export function serversRouter(ctx: GatewayContext): Router {
           : { provider: null, providerServerId: null, providerTokenCiphertext: null },
       });
       // The token itself never; whether this change put one in place of another (a replaced token is worth asking about).
-      const hadToken = existing.providerTokenCiphertext !== null;
+      const hadToken = current.providerTokenCiphertext !== null;
       const givesToken = Boolean(body.provider && body.provider_token);
       const providerToken = givesToken ? (hadToken ? "replaced" : "set") : hadToken ? "removed" : "none";
       await tx.auditEvent.create({
         data: managementEvent(
           auth,
           "server.provider_linked",
-          { provider: s.provider, provider_server_id: s.providerServerId, previous_provider: existing.provider, previous_provider_server_id: existing.providerServerId, provider_token: providerToken },
+          { provider: s.provider, provider_server_id: s.providerServerId, previous_provider: current.provider, previous_provider_server_id: current.providerServerId, provider_token: providerToken },
           { serverId: s.id },
         ),
       });
