@@ -78,7 +78,10 @@ async function main(): Promise<void> {
   const cancelListener = startCancelListener(ctx);
   logger.info("dispatcher ready", { port: config.DISPATCHER_PORT, dispatcherId: config.DISPATCHER_ID, tls: Boolean(config.DISPATCHER_TLS_CERT_FILE) });
 
-  new Shutdown(logger)
+  // Each step waits up to 30 s, or longer for "close worker" to let a cloud provider's reboot call in flight
+  // (PROVIDER_API_TIMEOUT_MS, up to 120 s) end and its answer be recorded (retried for about 8 s): cut off,
+  // a reboot the provider carried out would be failed by another dispatcher as outcome unknown.
+  new Shutdown(logger, Math.max(30_000, config.PROVIDER_API_TIMEOUT_MS + PROVIDER_ANSWER_RECORD_MS))
     .add("stop being ready", () => draining.abort())
     .add("stop sweeping", () => sweeper.stop())
     .add("stop reading PostgreSQL's clock", () => clock.stop())
@@ -103,6 +106,9 @@ async function main(): Promise<void> {
     .add("disconnect postgres", () => db.close())
     .listen();
 }
+
+/** What recording a provider's answer may take after the call (reboot-record.ts retries its write). */
+const PROVIDER_ANSWER_RECORD_MS = 15_000;
 
 main().catch((err: unknown) => {
   process.stderr.write(`dispatcher failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
