@@ -59,6 +59,17 @@ describe("the newest of a runner's connections", () => {
     expect(surelyOlder(conn("u", 3_000), [live]).map((c) => c.id)).toEqual(["b"]);
   });
 
+  it("never sends a connection away for one numbered only after its admission", () => {
+    // A was admitted while Redis did not answer, then the runner's network broke; it came back as B
+    // elsewhere, numbered 20, before A's dispatcher noticed. A's number, asked again later, is 21.
+    const late = { ...conn("a", 1_000, 21), data: { ...conn("a", 1_000, 21).data, seqLate: true as const } } as ReplaceableSocket;
+    const live = conn("b", 2_000, 20);
+    expect(newest([late, live])?.id).toBe("a");
+    expect(surelyOlder(late, [live])).toEqual([]);
+    // One admitted after it was numbered is surely newer, and may send it away.
+    expect(surelyOlder(conn("c", 3_000, 22), [late]).map((c) => c.id)).toEqual(["a"]);
+  });
+
   it("breaks ties by id, and keeps a lone connection", () => {
     for (const order of permutations([conn("x", 10), conn("y", 10), conn("w", 10)])) expect(newest(order)?.id).toBe("y");
     expect(newest([conn("only", 1, 1)])?.id).toBe("only");

@@ -31,6 +31,12 @@ export interface RunnerSocketData {
    * held by a dispatcher of an earlier version, or admitted while Redis did not answer.
    */
   seq?: number;
+  /**
+   * The admission number came only after the admission (Redis did not answer then): it orders the connection
+   * after connections admitted meanwhile, which may be newer — the runner back elsewhere while this one, dead,
+   * had not timed out yet. Such a connection sends no other away (runner-link.ts, surelyOlder).
+   */
+  seqLate?: true;
   /** The version the runner reported (RUNNER_VERSION_PATTERN); absent when it said none usable. */
   runnerVersion?: string;
   /** Whether the runner last said something keeps it from taking operations (runner-health.ts), for the metric. */

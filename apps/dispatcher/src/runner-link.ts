@@ -105,9 +105,12 @@ export function replaceConnections(ctx: DispatcherContext, newer: RunnerConnecti
  * did). A numbered connection and one without a number are not compared for that: the one without
  * may be the live one, admitted while Redis did not answer, and a runner sent away stops for good.
  * They stay side by side until the dead one drops or the other gets its number (the admission asks
- * again, then looks again).
+ * again, then looks again). A number got that late (seqLate) is higher than those of connections admitted
+ * meanwhile, which may be the newer: such a connection sends none away (the others still may send it away,
+ * when admitted after it was numbered), and a pair it ranks first stays side by side until one drops.
  */
 export function surelyOlder<S extends RunnerConnection>(kept: RunnerConnection, others: readonly S[]): S[] {
+  if (kept.data.seqLate) return [];
   return others.filter((o) => (o.data.seq === undefined) === (kept.data.seq === undefined));
 }
 

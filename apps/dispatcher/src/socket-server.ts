@@ -147,7 +147,7 @@ export function attachRunnerHandlers(
 
   io.on("connection", (socket) => {
     const { serverId } = socket.data;
-    const health = new ConnectionHealth(ctx, socket, () => numberConnection(ctx, socket));
+    const health = new ConnectionHealth(ctx, socket, () => numberConnection(ctx, socket, true));
     // Listeners first, before any await: a runner re-sends its undelivered results the moment it
     // connects, and an event that arrives before its listener is silently dropped.
     attachRunnerEvents(ctx, socket, presence, health);
@@ -224,12 +224,13 @@ return n`;
  * one (Redis did not answer in time) it cannot be compared with numbered connections (runner-link.ts,
  * `surelyOlder`): the lookup of other connections asks for it again, and leaves such pairs alone until then.
  */
-async function numberConnection(ctx: DispatcherContext, socket: RunnerSocket): Promise<void> {
+async function numberConnection(ctx: DispatcherContext, socket: RunnerSocket, late = false): Promise<void> {
   if (socket.data.seq !== undefined) return;
   socket.data.seq = await withTimeout(ctx.redis.eval(NEXT_ADMISSION, 1, ctx.keys.runnerAdmissions).then(Number), REDIS_WAIT_MS).catch((err: unknown) => {
     ctx.logger.warn("could not number a runner connection; it counts as older than numbered ones until it is", { serverId: socket.data.serverId, error: String(err) });
     return undefined;
   });
+  if (late && socket.data.seq !== undefined) socket.data.seqLate = true;
 }
 
 /**
@@ -243,7 +244,7 @@ async function replaceOtherConnections(ctx: DispatcherContext, socket: RunnerSoc
   for (let attempt = 0; ; attempt++) {
     let others: ReplaceableSocket[] | undefined;
     try {
-      await numberConnection(ctx, socket);
+      await numberConnection(ctx, socket, attempt > 0);
       others = (await ctx.io.in(serverRoom(serverId)).fetchSockets()).filter((s) => s.id !== socket.id);
     } catch (err) {
       ctx.logger.warn("could not look for older runner connections", { serverId, error: String(err), retryInMs: LOOKUP_RETRY_MS[attempt] ?? null });
