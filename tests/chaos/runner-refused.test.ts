@@ -31,10 +31,8 @@ describe("chaos: runner refused by the dispatcher's handshake", () => {
     try {
       lb.cutAll();
       await waitFor(async () => (await stack.redis.exists(stack.keys.runnerPresence(fx.server.id))) === 0, 10_000, "the runner to show as disconnected");
-      // At least one reconnect attempt was refused while the store was down.
-      await runner.waitForOutput(/dispatcher unavailable, retry/, 20_000);
-      // Long enough for several refused attempts, not just the first.
-      await new Promise((r) => setTimeout(r, 2000));
+      // Several reconnect attempts refused while the store was down, not just the first: the runner keeps trying.
+      await waitFor(async () => (runner.output.match(/dispatcher unavailable, retry/g)?.length ?? 0) >= 2, 20_000, "two refused reconnects");
     } finally {
       pg.up();
     }

@@ -111,7 +111,7 @@ describe("docker-compose.yml", () => {
   });
 
   const nginx = spawnSync("sh", ["-c", "command -v nginx"]).status === 0;
-  (nginx ? it : it.skip)("ships a load-balancer config that nginx accepts", () => {
+  (nginx ? it : it.skip)(`${nginx ? "" : "(skipped: nginx is not installed) "}ships a load-balancer config that nginx accepts`, () => {
     // nginx opens /dev/stdout and /dev/stderr for its logs; Node's pipes are sockets, which it cannot open, so a file stands in.
     const out = path.join(mkdtempSync(path.join(tmpdir(), "rb-nginx-")), "out");
     const fd = openSync(out, "w");
@@ -121,7 +121,7 @@ describe("docker-compose.yml", () => {
     expect({ status: res.status, text }).toEqual({ status: 0, text: expect.stringContaining("test is successful") });
   });
 
-  (nginx ? it : it.skip)("forwards the client's address and scheme so that TRUST_PROXY can read them (appended, and passed on from a load balancer)", async () => {
+  (nginx ? it : it.skip)(`${nginx ? "" : "(skipped: nginx is not installed) "}forwards the client's address and scheme so that TRUST_PROXY can read them (appended, and passed on from a load balancer)`, async () => {
     // The shipped config, run for real with the compose names pointed at this machine.
     const dir = mkdtempSync(path.join(tmpdir(), "rb-nginx-run-"));
     const echo = createServer((req, res) => res.end(JSON.stringify({ xff: req.headers["x-forwarded-for"], proto: req.headers["x-forwarded-proto"] })));

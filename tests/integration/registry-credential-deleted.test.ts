@@ -55,16 +55,19 @@ describe("a registry login whose credential is deleted before it is delivered", 
     const credentialId = await createCredential(fx, "doomed", `pw-${Date.now()}-deleted-canary`);
 
     const starts: Array<Record<string, unknown>> = [];
+    // Awaited below: the deletion's own check fails the test where it happened.
+    let deleted: Promise<void> | undefined;
     socket = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
     socket.on("operation:start", (op: Record<string, unknown>, ack: (reply: unknown) => void) => {
       starts.push(op);
       if (starts.length > 1) return void ack({ ok: true, state: "started" });
       // The first delivery is put off; the credential is deleted before the next one.
-      void deleteCredential(fx, credentialId).then(() => ack(ASK_LATER));
+      deleted = deleteCredential(fx, credentialId).then(() => ack(ASK_LATER));
     });
     await stack.waitRunnerConnected(fx.server.id);
 
     const id = await login(fx, credentialId);
+    await deleted;
     expect(await untilEnded(id)).toMatchObject({ status: "failed", error: FailureReason.CredentialGone, exitCode: null });
     // Only the put-off start reached the runner (the one asked while the credential existed).
     expect(starts).toHaveLength(1);
@@ -80,12 +83,13 @@ describe("a registry login whose credential is deleted before it is delivered", 
     // The runner records and runs the first start, but its acknowledgement is lost; the credential is deleted
     // before the delivery is retried. Asked later (the overdue sweep), its ledger has the login's result.
     const starts: string[] = [];
+    let deleted: Promise<void> | undefined;
     let resultOf: ((id: string) => unknown) | null = null;
     socket = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
     socket.on("operation:start", (op: { operationId: string }) => {
       starts.push(op.operationId);
       if (starts.length > 1) return;
-      void deleteCredential(fx, credentialId).then(() => {
+      deleted = deleteCredential(fx, credentialId).then(() => {
         resultOf = (operationId) => ({
           operationId,
           status: "completed",
@@ -116,6 +120,7 @@ describe("a registry login whose credential is deleted before it is delivered", 
     // A login's 60 s time-out and its delivery deadline, cut short so that the sweep finds it overdue now.
     await testPrisma().operation.updateMany({ where: { id, status: "running" }, data: { timeoutSeconds: 1, deliverBy: new Date() } });
 
+    await deleted;
     expect(await untilEnded(id)).toMatchObject({ status: "completed", exitCode: 0, stdout: "Login Succeeded\n", error: null });
     expect(starts).toEqual([id]);
   });

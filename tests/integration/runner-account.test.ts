@@ -96,7 +96,7 @@ describe("the runner's account", () => {
     return res.body as { stdout: string; stderr: string };
   };
 
-  (asRoot ? it : it.skip)("started as root with RUNBRIDGE_RUN_AS, runs itself and its commands as the account, which cannot read its token", async () => {
+  (asRoot ? it : it.skip)(`${asRoot ? "" : "(skipped: not root) "}started as root with RUNBRIDGE_RUN_AS, runs itself and its commands as the account, which cannot read its token`, async () => {
     const account = ensureAccount();
     const fx = await createFixture();
     const state = stateDirFor(account);
@@ -114,7 +114,7 @@ describe("the runner's account", () => {
     await runner.stop();
   });
 
-  (asRoot ? it : it.skip)("without a state or working directory set, keeps both under the account's home, not root's", async () => {
+  (asRoot ? it : it.skip)(`${asRoot ? "" : "(skipped: not root) "}without a state or working directory set, keeps both under the account's home, not root's`, async () => {
     const account = ensureAccount();
     // The account's home, as useradd --create-home would make it; its state directory, as the runner leaves it, removed after.
     mkdirSync(account.home, { recursive: true });
@@ -133,7 +133,7 @@ describe("the runner's account", () => {
     }
   });
 
-  (asRoot ? it : it.skip)("says a working directory the account may not enter is not accessible to it, not that the shell could not start", async () => {
+  (asRoot ? it : it.skip)(`${asRoot ? "" : "(skipped: not root) "}says a working directory the account may not enter is not accessible to it, not that the shell could not start`, async () => {
     const account = ensureAccount();
     const fx = await createFixture();
     const runner = start(fx.runnerToken, stateDirFor(account), { RUNBRIDGE_RUN_AS: ACCOUNT });
@@ -149,7 +149,7 @@ describe("the runner's account", () => {
     await runner.stop();
   });
 
-  (asRoot ? it : it.skip)("started as the account directly, leaves its token readable to its commands (what the switch prevents)", async () => {
+  (asRoot ? it : it.skip)(`${asRoot ? "" : "(skipped: not root) "}started as the account directly, leaves its token readable to its commands (what the switch prevents)`, async () => {
     const account = ensureAccount();
     const fx = await createFixture();
     const runner = start(fx.runnerToken, stateDirFor(account), {}, ["setpriv", `--reuid=${account.uid}`, `--regid=${account.gid}`, "--init-groups"]);
@@ -158,7 +158,7 @@ describe("the runner's account", () => {
     await runner.stop();
   });
 
-  (asRoot ? it : it.skip)("refuses RUNBRIDGE_RUN_AS when not started as root, as a configuration error (78)", async () => {
+  (asRoot ? it : it.skip)(`${asRoot ? "" : "(skipped: not root) "}refuses RUNBRIDGE_RUN_AS when not started as root, as a configuration error (78)`, async () => {
     const account = ensureAccount();
     const fx = await createFixture();
     const runner = start(fx.runnerToken, stateDirFor(account), { RUNBRIDGE_RUN_AS: "root" }, ["setpriv", `--reuid=${account.uid}`, `--regid=${account.gid}`, "--init-groups"]);

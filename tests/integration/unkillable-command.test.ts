@@ -25,7 +25,7 @@ describe("a command that outlives SIGKILL", () => {
     return waitFor(async () => readFileSync(path.join(cgroup, "cgroup.procs"), "utf8").trim() === "" || null, 10_000, "the frozen task to die").then(() => rmdirSync(cgroup));
   });
 
-  (canFreeze ? it : it.skip)("ends at its timeout as timed out, saying the process would not die", async () => {
+  (canFreeze ? it : it.skip)(`${canFreeze ? "" : "(skipped: needs root and the cgroup v1 freezer) "}ends at its timeout as timed out, saying the process would not die`, async () => {
     const { stack, fx } = suite;
     const pidFile = path.join(mkdtempSync(path.join(tmpdir(), "rb-unkillable-")), "pid");
     const res = await stack
