@@ -34,7 +34,9 @@ export class KeyUsageRecorder {
     this.flushing = (async () => {
       // One statement for the whole batch: a replica serving many keys (a CI fleet) would
       // otherwise send one UPDATE per key every interval.
-      const uses = [...batch];
+      // In id order: with a plan that locks the rows in the array's order (a nested loop, on a large table),
+      // two replicas that first saw the same keys in opposite orders would deadlock, and one batch be lost.
+      const uses = [...batch].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
       const ids = uses.map(([id]) => id);
       const ats = uses.map(([, use]) => use.at.toISOString());
       const ips = uses.map(([, use]) => use.ip);
