@@ -184,7 +184,8 @@ describe("dashboard accessibility (browser)", () => {
     await d.getByRole("button", { name: "Add credential" }).click();
     await waitForText(d.getByRole("alert"), /registry_url/);
     await audit.check(page, "Add registry credential: refused (422)");
-    await d.getByLabel("Registry URL").fill("ghcr.io");
+    // With spaces around it, as pasted: sent trimmed (the API would refuse it as "not a registry host").
+    await d.getByLabel("Registry URL").fill(" ghcr.io ");
     await d.getByRole("button", { name: "Add credential" }).click();
     await waitForText(page.getByRole("row", { name: /ghcr-prod/ }), /deploy-bot/);
     await audit.check(page, "Registry credentials: list");

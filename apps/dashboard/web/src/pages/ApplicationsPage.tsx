@@ -36,7 +36,8 @@ function AppForm(props: { initial?: Application; servers: Server[]; submitLabel:
     void submitting.once(async () => {
       setError(null);
       try {
-        await props.onSubmit({ ...v, allowed_env_overrides: restrictEnv ? allowedEnv.split(/[\s,]+/).filter(Boolean) : null });
+        // The name trimmed, as the other forms do: the API refuses one with spaces around it rather than trim it.
+        await props.onSubmit({ ...v, name: v.name.trim(), allowed_env_overrides: restrictEnv ? allowedEnv.split(/[\s,]+/).filter(Boolean) : null });
       } catch (err) {
         setError(err instanceof Error ? err.message : String(err));
       }

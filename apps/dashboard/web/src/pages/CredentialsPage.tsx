@@ -30,7 +30,9 @@ export function CredentialsPage() {
     void submitting.once(async () => {
       setError(null);
       try {
-        await api.post("/api/v1/registry-credentials", form);
+        // Trimmed (never the password), as the other forms do: a pasted host with a space after it was refused
+        // as "not a registry host".
+        await api.post("/api/v1/registry-credentials", { ...form, name: form.name.trim(), registry_url: form.registry_url.trim(), username: form.username.trim() });
         setForm({ name: "", registry_url: "", username: "", password: "" });
         setAdding(false);
         creds.reload();

@@ -26,7 +26,8 @@ export function GeneralKeysTab() {
     void submitting.once(async () => {
       setError(null);
       try {
-        const k = await api.post<ApiKey & { key: string }>("/api/v1/api-keys", { name });
+        // Trimmed, as the other forms do: the API refuses a name with spaces around it rather than trim it.
+        const k = await api.post<ApiKey & { key: string }>("/api/v1/api-keys", { name: name.trim() });
         setCreating(false);
         setName("");
         setError(null);
