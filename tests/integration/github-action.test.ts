@@ -165,6 +165,23 @@ describe("GitHub Action (packages/github-action/dist)", () => {
     expect(parseFileCommands(outputFile)["exit-code"]).toBe("130");
   });
 
+  it("on a second signal while its log is backed up, exits only once the log is out, the error line and resumed commands with it", async () => {
+    const { proc, outputFile } = startStep("index", { "server-id": fx.server.id, command: "echo waiting; sleep 1; head -c 4000000 /dev/zero | tr '\\0' x; echo; sleep 60" });
+    await proc.waitFor(/^waiting$/m);
+    // The runner's log reader stops reading, as a busy one may: the step's output backs up in its pipe and process.
+    proc.child.stdout.pause();
+    await new Promise((r) => setTimeout(r, 3000));
+    proc.child.kill("SIGINT");
+    await new Promise((r) => setTimeout(r, 500));
+    proc.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 500));
+    proc.child.stdout.resume();
+    expect(await proc.exited).toBe(1);
+    expectCommandsResumed(proc.stdout);
+    expect(proc.stdout).toMatch(/::error::runbridge: SIGTERM: exiting without waiting for the operation/);
+    expect(parseFileCommands(outputFile)["exit-code"]).toBe("130");
+  });
+
   it("fails the step, naming the input, when a required input is missing or the key is refused", async () => {
     const missing = await runStep("index", { command: "true" });
     expect(missing.code).toBe(1);

@@ -864,6 +864,16 @@ async function discover(client, inv, firstDelayMs, signal) {
   }
 }
 
+// ../../apps/cli/src/exit.ts
+function exitWhenFlushed(code) {
+  exiting ??= (async () => {
+    await Promise.all([process.stdout, process.stderr].map((s) => new Promise((resolve) => s.writableLength === 0 ? resolve() : s.write("", () => resolve()))));
+    process.exit(code);
+  })();
+  return exiting;
+}
+var exiting;
+
 // ../../apps/cli/src/client/env-vars.ts
 var ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 var RESERVED = "__proto__";
@@ -1080,7 +1090,7 @@ async function main() {
       closeGroup();
       error(`runbridge: ${reason}`);
       setOutput("exit-code", String(ExitCode.Cancelled));
-      process.exit(1);
+      void exitWhenFlushed(1);
     }
   });
   canceller.install();

@@ -3,6 +3,7 @@ import { CancelOnSignal } from "../../../apps/cli/src/client/cancel-on-signal";
 import { ExitCode } from "../../../apps/cli/src/client/exit-codes";
 import { outcomeOf } from "../../../apps/cli/src/client/outcome";
 import { newInvocation, submitOperation } from "../../../apps/cli/src/client/submit";
+import { exitWhenFlushed } from "../../../apps/cli/src/exit";
 import { envInput, requestFromInputs } from "./request";
 import { addMask, endGroup, error, getInput, info, remoteOutput, saveState, setOutput, startGroup } from "./workflow";
 
@@ -54,7 +55,9 @@ async function main(): Promise<number> {
       closeGroup();
       error(`runbridge: ${reason}`);
       setOutput("exit-code", String(ExitCode.Cancelled));
-      process.exit(1);
+      // Once the log has left: process.exit() drops what the pipe has not taken yet, and with the remote output
+      // still pouring in that was the error line and the resumed workflow commands.
+      void exitWhenFlushed(1);
     },
   });
   canceller.install();
