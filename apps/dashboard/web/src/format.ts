@@ -10,8 +10,9 @@ export function relativeTime(iso: string | null | undefined): string {
   return future ? `in ${unit}` : `${unit} ago`;
 }
 
+/** In the viewer's time zone, named: the Audit page's day filters are UTC days, and an unnamed local time read as outside them. */
 export function exactTime(iso: string | null | undefined): string {
-  return iso ? new Date(iso).toLocaleString() : "";
+  return iso ? new Date(iso).toLocaleString(undefined, { timeZoneName: "short" }) : "";
 }
 
 export function duration(ms: number | null | undefined): string {
