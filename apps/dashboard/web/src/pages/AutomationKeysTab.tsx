@@ -190,6 +190,12 @@ export function AutomationKeysTab() {
           <ErrorNote message={choices.error} />
         </Modal>
       ) : null}
+      {editing && choices.error && !choices.data ? (
+        // As for Create: without the lists of servers and credentials there is no form to show, but the reason.
+        <Modal title={`Edit ${editing.name}`} onClose={() => setEditing(null)}>
+          <ErrorNote message={choices.error} />
+        </Modal>
+      ) : null}
       {editing && choices.data ? (
         <Modal title={`Edit ${editing.name}`} onClose={() => setEditing(null)} wide>
           <KeyForm
