@@ -1,10 +1,10 @@
 import { parseLogEntry } from "../../apps/gateway/src/services/log-entry";
 import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import { PausableProxy } from "../helpers/pausable-proxy";
 import { type Proc, waitFor } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
+import { TcpBalancer } from "../helpers/tcp-balancer";
 
 /**
  * A command that ends while its runner has no connection (a network outage, its dispatcher restarting):
@@ -17,20 +17,21 @@ describe("live output of a command that ended during an outage", () => {
   // Answered "running" at once: the test follows the operation itself.
   const suite = useStack({ gateway: { EXEC_MAX_WAIT_SECONDS: "1" } });
   let stack: TestStack;
-  let proxy: PausableProxy;
+  // The runner's link to its dispatcher, which the test cuts (and refuses) for an outage.
+  let link: TcpBalancer;
   let runner: Proc;
   let fx: Awaited<ReturnType<typeof createFixture>>;
 
   beforeAll(async () => {
     ({ stack } = suite);
     fx = await createFixture();
-    proxy = new PausableProxy(stack.dispatcherPorts[0] as number);
-    await proxy.listen();
-    runner = await stack.startRunner(fx.runnerToken, fx.server.id, { env: { RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${proxy.port}` } });
+    link = new TcpBalancer([stack.dispatcherPorts[0] as number]);
+    await link.listen();
+    runner = await stack.startRunner(fx.runnerToken, fx.server.id, { env: { RUNBRIDGE_DISPATCHER_URL: link.url } });
   });
   afterAll(async () => {
     await runner?.stop();
-    await proxy?.close();
+    await link?.close();
   });
 
   it("marks the end of each stream once the runner is back, before its result", async () => {
@@ -43,10 +44,11 @@ describe("live output of a command that ended during an outage", () => {
     const log = async () => (await stack.redis.xrange(stack.keys.operationLog(id), "-", "+")).map(([, fields]) => parseLogEntry(fields));
     await waitFor(async () => (await log()).some((e) => e.data === "started\n"), 10_000, "the first line live");
 
-    proxy.pause();
+    link.refusing = true;
+    link.cutAll();
     await waitFor(async () => /disconnected from dispatcher/.test(runner.output), 5_000, "the runner to lose its link");
     await waitFor(async () => /"operation finished"/.test(runner.output), 10_000, "the command to end during the outage");
-    proxy.resume();
+    link.refusing = false;
 
     const row = await waitFor(
       async () => {

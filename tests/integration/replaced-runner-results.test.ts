@@ -49,6 +49,20 @@ describe("a replaced runner's results connection", () => {
     await new Promise<void>((resolve) => io.close(() => resolve()));
   });
 
+  /** A real runner process against the dispatcher the test plays, with a token and state directory of its own. */
+  const startRunner = (): { token: string; proc: Proc } => {
+    const stateDir = mkdtempSync(path.join(tmpdir(), "rb-replaced-"));
+    const token = generateToken(TokenKind.RunnerToken);
+    runner = startNode(RUNNER_SCRIPT, {
+      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
+      RUNBRIDGE_RUNNER_TOKEN: token,
+      RUNBRIDGE_STATE_DIR: stateDir,
+      RUNBRIDGE_WORKDIR: stateDir,
+      LOG_LEVEL: "info",
+    });
+    return { token, proc: runner };
+  };
+
   it("is tried again after a refused handshake, and delivers the result", async () => {
     const handshakes: string[] = [];
     const stored: OperationResult[] = [];
@@ -70,15 +84,7 @@ describe("a replaced runner's results connection", () => {
     let main: FakeSocket | undefined;
     io.on("connection", (socket) => (main = socket));
 
-    const stateDir = mkdtempSync(path.join(tmpdir(), "rb-replaced-"));
-    const token = generateToken(TokenKind.RunnerToken);
-    runner = startNode(RUNNER_SCRIPT, {
-      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
-      RUNBRIDGE_RUNNER_TOKEN: token,
-      RUNBRIDGE_STATE_DIR: stateDir,
-      RUNBRIDGE_WORKDIR: stateDir,
-      LOG_LEVEL: "info",
-    });
+    const { token, proc } = startRunner();
     const socket = await waitFor(async () => main, 15_000, "the runner to connect");
     const operationId = randomUUID();
     // Signed as a dispatcher signs what it sends a runner.
@@ -90,31 +96,23 @@ describe("a replaced runner's results connection", () => {
     socket.emit("runner:replaced", signed("runner:replaced", { resultsTicket: "the-ticket" }));
     socket.disconnect(true);
 
-    await expect(runner.exited).resolves.toEqual({ code: 78, signal: null });
+    await expect(proc.exited).resolves.toEqual({ code: 78, signal: null });
     expect(handshakes).toEqual(["the-ticket", "the-ticket"]);
     expect(stored).toEqual([expect.objectContaining({ operationId, status: "completed", exitCode: 0, stdout: "done\n" })]);
-    expect(runner.output).toMatch(/delivered the results of the operations that were running when this runner was replaced/);
+    expect(proc.output).toMatch(/delivered the results of the operations that were running when this runner was replaced/);
   }, 30_000);
 
   it("stays stopped when its connection drops (not closed by the dispatcher) after it was told it was replaced", async () => {
     const connections: FakeSocket[] = [];
     io.on("connection", (socket) => connections.push(socket));
-    const stateDir = mkdtempSync(path.join(tmpdir(), "rb-replaced-"));
-    const token = generateToken(TokenKind.RunnerToken);
-    runner = startNode(RUNNER_SCRIPT, {
-      RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
-      RUNBRIDGE_RUNNER_TOKEN: token,
-      RUNBRIDGE_STATE_DIR: stateDir,
-      RUNBRIDGE_WORKDIR: stateDir,
-      LOG_LEVEL: "info",
-    });
+    const { token, proc } = startRunner();
     const socket = await waitFor(async () => connections[0], 15_000, "the runner to connect");
     socket.emit("runner:replaced", signForRunner({ socketId: socket.id, tokenHash: hashToken(token) }, "runner:replaced", {}));
     // The transport goes (a network blip, the dispatcher's process stopping) before any socket.io close.
     (socket as unknown as { conn: { close(): void } }).conn.close();
 
-    await expect(runner.exited).resolves.toEqual({ code: 78, signal: null });
-    expect(runner.output).toMatch(/"reason":"transport close"/);
+    await expect(proc.exited).resolves.toEqual({ code: 78, signal: null });
+    expect(proc.output).toMatch(/"reason":"transport close"/);
     expect(connections).toHaveLength(1);
   }, 30_000);
 });

@@ -52,13 +52,15 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
   // Asked beside the claim, not after it: a Redis round trip that adds no latency to a start.
   let cancelPending = isCancelPending(ctx, data.serverId, data.operationId);
   cancelPending.catch(() => undefined); // Awaited in sendStart, unless the delivery ends before.
-  const inputs = openInputs(ctx, data.sealed, data.operationId);
+  // Opened once, when a start is about to be sent: not for a deploy that comes round every second waiting its turn.
+  let opened: OpenedInputs | undefined;
+  const inputs = () => (opened ??= openInputs(ctx, data.sealed, data.operationId));
   // Not a login (its password is read at delivery) nor inputs that cannot be opened: either may end the
   // operation before it is sent, which needs to know whether an earlier attempt handed it over, and the
   // fast claim marks it handed over either way.
-  if (data.type !== "deploy" && data.type !== "reboot" && data.type !== "registry_login" && inputs.ok && hasLocalRunner(ctx, data.serverId) && ticket.admit()) {
+  if (data.type !== "deploy" && data.type !== "reboot" && data.type !== "registry_login" && inputs().ok && hasLocalRunner(ctx, data.serverId) && ticket.admit()) {
     const claimed = await ctx.operations.claimForDispatch(data.operationId);
-    if (claimed) return sendStart(ctx, job, token, ticket, claimed, inputs, cancelPending);
+    if (claimed) return sendStart(ctx, job, token, ticket, claimed, inputs(), cancelPending);
   }
 
   const found = await ctx.operations.findForDelivery(data.operationId);
@@ -120,7 +122,7 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
 
   // Marked as dispatched (only while still running) once a runner socket exists, before the
   // send: from then on no deadline may fail it, since it may be running.
-  return sendStart(ctx, job, token, ticket, op, inputs, cancelPending, async () => {
+  return sendStart(ctx, job, token, ticket, op, inputs(), cancelPending, async () => {
     const at = await ctx.operations.markDispatched(op.id);
     if (!at) throw new AlreadyFinished();
     return at;

@@ -78,7 +78,6 @@ export class ServiceUnavailableError extends HttpError {
  * again instead of starting the operation a second time (every other error answer releases the key).
  */
 export class OutcomeUnknownError extends HttpError {
-  readonly keepsIdempotencyKey = true;
   constructor(message: string) {
     super(500, message);
   }
