@@ -321,8 +321,9 @@ export class Agent {
   /**
    * A start while the state directory cannot be used: nothing runs unrecorded. One an earlier runner
    * process recorded (a redelivery: its acknowledgement was lost) is answered as started, as the ledger
-   * would, also while this process stops: its outcome comes once the ledger opens. Any other is refused for good — the operation fails
-   * at once with the reason, where its caller sees it — but for later while this process stops.
+   * would, also while this process stops: its outcome comes once the ledger opens. Any other is refused
+   * for good — the operation fails at once with the reason, where its caller sees it — but for later
+   * while this process stops.
    */
   private answerWithoutLedger(op: StartOperation): StartAck {
     // Before the stopping check: "for later" tells the dispatcher the start did not run (it releases its claim).

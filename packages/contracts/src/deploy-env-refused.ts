@@ -115,10 +115,11 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
     // it as command-line variables, which beat the Makefile's own), MAVEN_ARGS goals, MAVEN_CONFIG
     // (mvnw's arguments), MAVEN_DEBUG_OPTS (JVM options: -XX:OnOutOfMemoryError runs a command),
     // MVNW_REPOURL (where the wrapper downloads Maven from), JAVACMD (the java bin/mvn and ant run),
-    // ANT_OPTS/ANT_ARGS/ANT_HOME and SBT_OPTS alike, GRADLE_USER_HOME init scripts, Cargo's target runners and RUSTC_WRAPPER run commands directly; pkg-config-rs
-    // takes the pkg-config program from TARGET_/HOST_PKG_CONFIG. CMake reads its toolchain file (CMake
-    // code), compiler launchers and package search paths from CMAKE_* variables. Yarn, pip, Bundler
-    // and Cargo map any setting to a prefixed variable, so their whole prefixes are refused.
+    // ANT_OPTS/ANT_ARGS/ANT_HOME and SBT_OPTS alike, GRADLE_USER_HOME init scripts, Cargo's target
+    // runners and RUSTC_WRAPPER run commands directly; pkg-config-rs takes the pkg-config program from
+    // TARGET_/HOST_PKG_CONFIG. CMake reads its toolchain file (CMake code), compiler launchers and
+    // package search paths from CMAKE_* variables. Yarn, pip, Bundler and Cargo map any setting to a
+    // prefixed variable, so their whole prefixes are refused.
     why: "a package manager or build tool takes its package source, configuration, flags or toolchain from it, and those decide what code the build runs",
     names: [
       "YARN_*",
