@@ -19,6 +19,7 @@ export class FakeProvider {
   private status: number | "drop" = 201;
   private body: string | undefined;
   private delayMs = 0;
+  private held: Promise<void> | null = null;
   private server: Server | null = null;
   url = "";
 
@@ -50,6 +51,16 @@ export class FakeProvider {
     this.delayMs = ms;
   }
 
+  /** Holds every answer (or drop) until the returned function is called (after any delay). */
+  hold(): () => void {
+    let release = () => undefined as void;
+    this.held = new Promise<void>((resolve) => (release = resolve));
+    return () => {
+      this.held = null;
+      release();
+    };
+  }
+
   /**
    * Stops listening (and cuts open connections) until `listen()`: calls to it are then refused
    * before any request is sent, like a provider API that cannot be reached.
@@ -74,6 +85,7 @@ export class FakeProvider {
     for await (const chunk of req) body += String(chunk);
     this.requests.push({ method: req.method ?? "", path: req.url ?? "", authorization: req.headers.authorization ?? "", body });
     if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    if (this.held) await this.held;
     if (this.status === "drop") return "drop";
     if (this.body !== undefined) return [this.status, this.body];
     if (this.status >= 400) return [this.status, JSON.stringify({ error: { code: "fake_failure", message: "the fake provider was told to fail" } })];

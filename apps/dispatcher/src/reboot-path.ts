@@ -39,6 +39,16 @@ const PROVIDERS: Record<CloudProvider, { label: string; baseUrl: (ctx: Dispatche
  *   attempt that made it. The server may have rebooted; rebooting it through
  *   the runner could do it twice, so the operation fails as outcome unknown.
  *
+ * Two deliveries may run at once (one stalled past its job lock, and the one
+ * that took the job over), and decide differently: a provider linked between
+ * their reads of the server. Each write is conditional on the row as the
+ * decision needs it (reboot-record.ts): the runner path is recorded only with
+ * no path recorded and no provider call claimed by another delivery; a finish
+ * through the provider, or as outcome unknown, only while the call's claim
+ * holds with no path recorded. The first decision recorded (or claim taken)
+ * wins; a delivery whose write is refused takes the path recorded, if any,
+ * and never acts on its own.
+ *
  * Returns "provider" when the reboot was done by the provider (the operation
  * is finished), "runner" when the runner must do it, "unknown" when it was
  * failed as outcome unknown, "ended" when the operation ended meanwhile
@@ -55,8 +65,9 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
     return "provider";
   }
   if (op.dispatchedAt) {
-    await failUnanswered(ctx, op, params);
-    return "unknown";
+    if (await failUnanswered(ctx, op, params)) return "unknown";
+    // Read while another delivery held the claim, which recorded its outcome since (e.g. the runner path after a refused call).
+    return followRecorded(ctx, op);
   }
 
   // Monotonic: a step of the wall clock during the provider's call would make a negative duration.
@@ -74,12 +85,17 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
         : recordRunnerPath(ctx, op, decision),
   );
   if (!stored) {
-    // Ended meanwhile (e.g. failed as outcome unknown by a delivery that took over a lapsed job lock).
+    // Ended meanwhile (e.g. failed as outcome unknown by a delivery that took over a lapsed job lock): the claim held
+    // for the call kept any other delivery from recording a path.
     if (decision.path === RebootPath.Provider) {
       const what = decision.unanswered ? "the provider may have rebooted the server" : "the provider accepted the reboot";
       ctx.logger.warn(`${what}, but the operation had already ended`, { operationId: op.id, serverId: op.serverId });
+      return "ended";
     }
-    return "ended";
+    // Ended, or another delivery of it recorded its path or claimed a provider call first (a provider linked after this
+    // one read the server): the reboot is that one's.
+    ctx.logger.info("reboot path not recorded: another delivery of it decided first, or it ended", { operationId: op.id, serverId: op.serverId, path: decision.path });
+    return followRecorded(ctx, op);
   }
   if (decision.unanswered) {
     ctx.logger.warn("reboot outcome unknown: the provider gave no definite answer; failed rather than rebooted through the runner", {
@@ -94,17 +110,29 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
 }
 
 /**
+ * After this delivery's write was refused (see rebootViaProvider): the path another delivery recorded, taken as a
+ * redelivery takes it (a runner's ledger answers a second start "already started"); "ended" when it has ended, or
+ * when no path is recorded: another delivery holds a provider call's claim, and its outcome is that one's to record.
+ */
+async function followRecorded(ctx: DispatcherContext, op: Operation): Promise<"provider" | "runner" | "unknown" | "ended"> {
+  const now = await ctx.operations.findById(op.id);
+  if (!now || now.status !== "running" || !recordedDecision((now.params ?? {}) as Record<string, unknown>)) return "ended";
+  return rebootViaProvider(ctx, now);
+}
+
+/**
  * A reboot claimed for a provider call whose answer was lost: failed with the provider the
  * gateway saw linked when it accepted the reboot (the one the call was made to, unless the link
- * changed in between).
+ * changed in between). False when the claim no longer holds with no path recorded (ended, or the
+ * delivery that made the call recorded its outcome after this one read the row).
  */
-async function failUnanswered(ctx: DispatcherContext, op: Operation, params: Record<string, unknown>): Promise<void> {
+async function failUnanswered(ctx: DispatcherContext, op: Operation, params: Record<string, unknown>): Promise<boolean> {
   const provider = CLOUD_PROVIDERS.find((p) => p === params.provider);
   const label = provider ? PROVIDERS[provider].label : "cloud provider API";
   const reason = `a call to the ${label} was claimed for this reboot but no answer was recorded (the dispatcher making it stopped, or could not store the answer); it may have rebooted the server, so the runner's reboot command was not used`;
-  if (await failOutcomeUnknown(ctx, op, { path: RebootPath.Provider, reason, ...(provider ? { provider } : {}) })) {
-    ctx.logger.warn("reboot outcome unknown: failed rather than rebooted through the runner", { operationId: op.id, serverId: op.serverId });
-  }
+  if (!(await failOutcomeUnknown(ctx, op, { path: RebootPath.Provider, reason, ...(provider ? { provider } : {}) }))) return false;
+  ctx.logger.warn("reboot outcome unknown: failed rather than rebooted through the runner", { operationId: op.id, serverId: op.serverId });
+  return true;
 }
 
 /** Null when the claim before the provider call failed (the operation is no longer running). */

@@ -39,29 +39,36 @@ export function recordedDecision(params: Record<string, unknown>): RebootDecisio
   return { path, reason: text("reboot_reason") ?? "", ...(provider ? { provider } : {}), ...(detail ? { detail } : {}) };
 }
 
-/** The runner path and its audit event, in one statement (releasing a provider call's claim). False when it ended meanwhile. */
+/**
+ * The runner path and its audit event, in one statement (releasing a provider call's claim), recorded once: false when
+ * it ended meanwhile, or another delivery of it recorded its path or claimed a provider call first (a provider linked
+ * after this one read the server): the reboot is then that delivery's, never also the runner's through this one.
+ */
 export function recordRunnerPath(ctx: DispatcherContext, op: Operation, d: RebootDecision): Promise<boolean> {
-  return ctx.operations.note(op.id, noteOf(d), d.release ?? false);
+  return ctx.operations.noteRebootPath(op.id, noteOf(d), d.release ?? false);
 }
 
 /**
  * A reboot the provider accepted: the path, its audit event and the finish are one statement,
  * so no crash or database error between them can leave the provider path recorded on an
  * operation still running. Finishing again, e.g. from a redelivered job, changes nothing.
- * False when it had ended already.
+ * Only while it is claimed for the call with no path recorded, or with the provider path recorded:
+ * false when it had ended already (or, which a claim rules out, the runner path was recorded).
  */
 export function finishViaProvider(ctx: DispatcherContext, op: Operation, d: RebootDecision, durationMs = 0): Promise<boolean> {
   return finishOperation(
     ctx,
     op.serverId,
     { operationId: op.id, status: "completed", exitCode: 0, stdout: `${d.detail ?? ""}\n`, stderr: "", durationMs, startedAt: op.startedAt ?? new Date(ctx.clock.now() - durationMs) },
-    { note: noteOf(d) },
+    { note: noteOf(d), only: "reboot-provider" },
   );
 }
 
 /**
  * A provider call whose outcome is unknown: failed with that reason and the path it took, never
- * handed to the runner. `error` says whether its answer was lost here or never definite.
+ * handed to the runner. `error` says whether its answer was lost here or never definite. Only while
+ * it is still claimed for the call with no path recorded: false when it ended, or when the delivery
+ * that made the call recorded its outcome meanwhile (e.g. the runner path after a refused call).
  */
 export function failOutcomeUnknown(
   ctx: DispatcherContext,
@@ -69,7 +76,7 @@ export function failOutcomeUnknown(
   d: RebootDecision,
   error: string = FailureReason.RebootOutcomeUnknown,
 ): Promise<boolean> {
-  return finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RebootOutcomeUnknown, error }, { note: noteOf(d) });
+  return finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RebootOutcomeUnknown, error }, { note: noteOf(d), only: "reboot-call-unanswered" });
 }
 
 /**

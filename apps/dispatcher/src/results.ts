@@ -18,7 +18,7 @@ export async function finishOperation(
     /**
      * Which running operation it may end (default any): "undispatched", only one never handed to a runner
      * (so it cannot be running anywhere); "past-deadline", and only once its delivery deadline has passed,
-     * as PostgreSQL reads it when it ends it.
+     * as PostgreSQL reads it when it ends it; two more for a reboot's provider call (FinishCondition).
      */
     only?: FinishCondition;
     /** Recorded with the finish, in the same statement (e.g. the path a reboot took). */

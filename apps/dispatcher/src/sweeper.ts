@@ -242,7 +242,8 @@ export class Sweeper {
         continue;
       }
       const ending = { operationId: op.id, status: "failed" as const, cause: FailureCause.RebootOutcomeUnknown, error: FailureReason.RebootOutcomeUnknown };
-      if (await finishOperation(this.ctx, serverId, ending)) countSweeperAction("reboot_outcome_unknown");
+      // Only while still so: the delivery making the call may have recorded its outcome since this sweep read the row.
+      if (await finishOperation(this.ctx, serverId, ending, { only: "reboot-call-unanswered" })) countSweeperAction("reboot_outcome_unknown");
     }
     for (const [i, op] of ops.entries()) {
       if (performance.now() >= budgetEnds) return;

@@ -1,6 +1,6 @@
 import type { Pool } from "pg";
 import type { Operation, Server } from "@prisma/client";
-import { FailureExitCode, OperationStatus, OperationType } from "@runbridge/contracts";
+import { FailureExitCode, OperationStatus, OperationType, RebootPath } from "@runbridge/contracts";
 import { runnerHealthText } from "./runner-health-sql";
 
 /**
@@ -137,14 +137,23 @@ const finishedStderr = `CASE WHEN ${LOGOUT_FAILED} AND $10::text IS NOT NULL
 const STARTED_WITHIN_PLATFORM_TIMES = (stamp: string): string => `GREATEST(LEAST(${stamp}, now()), dispatched_at)`;
 
 /** The finish; `noted` also merges $12 into params and writes the note's event ($13 type, $14 data), in the same statement. */
-/** Which running operations a finish may end: any, only one never handed to a runner, or only one never handed over whose delivery deadline has passed. */
-export type FinishCondition = "running" | "undispatched" | "past-deadline";
+/**
+ * Which running operations a finish may end: any, only one never handed to a runner, or only one never handed over whose
+ * delivery deadline has passed. Two more for a reboot's cloud provider call (see claimRebootCall): "reboot-call-unanswered",
+ * only one claimed for a call with no path recorded; "reboot-provider", that, or one with the provider path recorded — never
+ * one with the runner path recorded, which another delivery of it hands to the runner.
+ */
+export type FinishCondition = "running" | "undispatched" | "past-deadline" | "reboot-call-unanswered" | "reboot-provider";
+const REBOOT_CALL_UNANSWERED = "dispatched_at IS NOT NULL AND NOT (params ? 'reboot_path')";
 const FINISH_CONDITION_SQL: Record<FinishCondition, string> = {
   running: "",
   undispatched: "AND dispatched_at IS NULL",
   // As the delivery claims read it: a deadline moved forward meanwhile (a deploy waiting its turn) keeps it.
   "past-deadline": "AND dispatched_at IS NULL AND deliver_by < now()",
+  "reboot-call-unanswered": `AND ${REBOOT_CALL_UNANSWERED}`,
+  "reboot-provider": `AND (params->>'reboot_path' = '${RebootPath.Provider}' OR (${REBOOT_CALL_UNANSWERED}))`,
 };
+const FINISH_CONDITIONS = Object.keys(FINISH_CONDITION_SQL) as FinishCondition[];
 
 const finishText = (opts: { condition: FinishCondition; noted: boolean }): string =>
   `WITH done AS (
@@ -216,12 +225,13 @@ const SQL = {
     "operation.release-dispatch",
     "UPDATE operations SET dispatched_at = NULL WHERE id = $1 AND status = 'running' AND started_at IS NULL AND dispatched_at = $2",
   ),
-  finish: {
-    running: statement("operation.finish", finishText({ condition: "running", noted: false })),
-    undispatched: statement("operation.finish-undispatched", finishText({ condition: "undispatched", noted: false })),
-    "past-deadline": statement("operation.finish-past-deadline", finishText({ condition: "past-deadline", noted: false })),
-  } satisfies Record<FinishCondition, unknown>,
-  finishNoted: statement("operation.finish-noted", finishText({ condition: "running", noted: true })),
+  // operation.finish, operation.finish-undispatched, ...; the same with -noted.
+  finish: Object.fromEntries(
+    FINISH_CONDITIONS.map((c) => [c, statement(`operation.finish${c === "running" ? "" : `-${c}`}`, finishText({ condition: c, noted: false }))]),
+  ) as Record<FinishCondition, { name: string; text: string }>,
+  finishNoted: Object.fromEntries(
+    FINISH_CONDITIONS.map((c) => [c, statement(`operation.finish-noted${c === "running" ? "" : `-${c}`}`, finishText({ condition: c, noted: true }))]),
+  ) as Record<FinishCondition, { name: string; text: string }>,
   lockEnded: statement("operation.lock-ended", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2 AND status <> 'running' FOR UPDATE"),
   resultAfterEnd: statement(
     "operation.result-after-end",
@@ -237,6 +247,16 @@ const SQL = {
     `WITH noted_op AS (
        UPDATE operations SET params = params || $2::jsonb, dispatched_at = CASE WHEN $5::boolean THEN NULL ELSE dispatched_at END
        WHERE id = $1 AND status = 'running'
+       RETURNING id, tenant_id, automation_key_id, server_id, run_id
+     ), noted AS (${noteEventText("noted_op", "$3", "$4")})
+     SELECT id FROM noted_op`,
+  ),
+  // $5: the caller holds the claim of a provider call (claimRebootCall), released here; else no one may hold one.
+  noteRebootPath: statement(
+    "operation.note-reboot-path",
+    `WITH noted_op AS (
+       UPDATE operations SET params = params || $2::jsonb, dispatched_at = NULL
+       WHERE id = $1 AND status = 'running' AND NOT (params ? 'reboot_path') AND (dispatched_at IS NOT NULL) = $5::boolean
        RETURNING id, tenant_id, automation_key_id, server_id, run_id
      ), noted AS (${noteEventText("noted_op", "$3", "$4")})
      SELECT id FROM noted_op`,
@@ -465,7 +485,6 @@ export class OperationStore {
    * it exists exactly when the finish does.
    */
   async finish(serverId: string, f: FinishFields, condition: FinishCondition = "running", note?: OperationNote): Promise<Operation | null> {
-    if (note && condition !== "running") throw new Error("a note is only recorded with an unconditional finish");
     const values = [
       f.operationId,
       serverId,
@@ -481,7 +500,7 @@ export class OperationStore {
     ];
     const { rows } = await this.pool.query(
       note
-        ? { ...SQL.finishNoted, values: [...values, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data)] }
+        ? { ...SQL.finishNoted[condition], values: [...values, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data)] }
         : { ...SQL.finish[condition], values },
     );
     return rows[0] ? toOperation(rows[0] as Row) : null;
@@ -519,6 +538,18 @@ export class OperationStore {
    */
   async note(id: string, note: OperationNote, releaseDispatch = false): Promise<boolean> {
     const { rowCount } = await this.pool.query({ ...SQL.note, values: [id, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data), releaseDispatch] });
+    return rowCount === 1;
+  }
+
+  /**
+   * Records the path a reboot takes (a note: params keys and their audit event), once: only while it is
+   * running with no path recorded, and claimed for a provider call by the caller (`ownClaim`: the claim
+   * is released with it) or by no one. Two deliveries of one reboot at once (one stalled past its job
+   * lock) may decide differently — a provider linked in between: the one that records first, or claims
+   * first for its call, decides. False when it ended, or another delivery's decision or claim came first.
+   */
+  async noteRebootPath(id: string, note: OperationNote, ownClaim: boolean): Promise<boolean> {
+    const { rowCount } = await this.pool.query({ ...SQL.noteRebootPath, values: [id, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data), ownClaim] });
     return rowCount === 1;
   }
 
