@@ -2,12 +2,14 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Queue } from "bullmq";
+import request from "supertest";
 import { createFailFastRedis } from "@runbridge/common";
 import { FailureCause, FailureReason, JobName, QueueName } from "@runbridge/contracts";
 import { createDb } from "@runbridge/db";
 import type { AutomationAuth } from "../../apps/gateway/src/auth/locals";
 import type { GatewayContext } from "../../apps/gateway/src/context";
-import { OperationNotStartedError, ServiceUnavailableError } from "../../apps/gateway/src/errors";
+import { createApp } from "../../apps/gateway/src/app";
+import { OperationNotStartedError, OutcomeUnknownError, ServiceUnavailableError } from "../../apps/gateway/src/errors";
 import { failUndispatched, startOperation } from "../../apps/gateway/src/services/operations";
 import { closeTestPrisma, testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
@@ -242,10 +244,10 @@ describe("an enqueue whose reply was lost after Redis ran it", () => {
   });
 
   /**
-   * A runner for a new fixture, and a start of `command` by a gateway whose operation store reaches PostgreSQL
-   * through a proxy that passes the insert and swallows its answer, cutting every connection `holdMs` later.
+   * A runner for a new fixture, and an operation store that reaches PostgreSQL through a proxy that passes the
+   * insert and swallows its answer, cutting every connection `holdMs` later (and refusing new ones).
    */
-  async function startWithInsertAnswerLost(holdMs: number, command: (marker: string) => string, dbOptions: Parameters<typeof createDb>[1]) {
+  async function insertAnswerLost(holdMs: number, dbOptions: Parameters<typeof createDb>[1]) {
     const f = await createFixture();
     await stack.startRunner(f.runnerToken, f.server.id);
     const pgUrl = new URL(stack.commonEnv().DATABASE_URL ?? "");
@@ -256,28 +258,87 @@ describe("an enqueue whose reply was lost after Redis ran it", () => {
     proxy.arm("operation.insert", holdMs);
     const marker = path.join(dir, `insert-${f.server.id}`);
     const auth = { tenantId: f.tenant.id, key: f.key, clientIp: "127.0.0.1" } as unknown as AutomationAuth;
-    const started = startOperation({ ...stack.gateway, operations: db.operations }, auth, { serverId: f.server.id, type: "exec", command: command(marker), timeoutSeconds: 30 });
-    started.catch(() => undefined);
     const done = async () => {
       await db.close().catch(() => undefined);
       await proxy.close();
     };
-    return { f, proxy, started, marker, done };
+    return { f, proxy, operations: db.operations, marker, auth, done };
   }
 
-  it("an insert whose answer was lost: 503 not started, and the row that landed all the same is failed by the sweeper, never run", async () => {
-    // The path dies 200 ms after the insert went through: the gateway hears "Connection terminated" at once.
-    const { f, proxy, started, marker, done } = await startWithInsertAnswerLost(200, (m) => `echo ran >> ${m}`, { max: 1, connectionTimeoutMillis: 1000 });
+  /** insertAnswerLost, and a start of `command` by a gateway whose operation store is that one. */
+  async function startWithInsertAnswerLost(holdMs: number, command: (marker: string) => string, dbOptions: Parameters<typeof createDb>[1]) {
+    const lost = await insertAnswerLost(holdMs, dbOptions);
+    const started = startOperation({ ...stack.gateway, operations: lost.operations }, lost.auth, { serverId: lost.f.server.id, type: "exec", command: command(lost.marker), timeoutSeconds: 30 });
+    started.catch(() => undefined);
+    return { ...lost, started };
+  }
+
+  it("an insert whose answer was lost, PostgreSQL answering again at once: 503 not started, the row that landed ended then, never run", async () => {
+    // Only the insert goes through the proxy: ending the row and reading it back reach PostgreSQL directly.
+    const { f, proxy, operations: lossy, marker, auth, done } = await insertAnswerLost(200, { max: 1, connectionTimeoutMillis: 1000 });
     try {
+      const real = stack.gateway.operations;
+      const operations = Object.assign(Object.create(Object.getPrototypeOf(real) as object) as typeof real, real, { insertWithAudit: lossy.insertWithAudit.bind(lossy) });
+      const started = startOperation({ ...stack.gateway, operations }, auth, { serverId: f.server.id, type: "exec", command: `echo ran >> ${marker}`, timeoutSeconds: 30 });
       await expect(started).rejects.toThrow(OperationNotStartedError);
       await expect(started).rejects.toThrow(/did not confirm recording the operation \(.+\); it was not started and will not be/);
       expect(proxy.delivered).toBe(true);
-      // It landed: nothing queued it, and the sweeper (which re-enqueues a row without a job) fails it instead.
+      // Ended by the gateway itself, before it answered: PostgreSQL's word, not the Redis mark, makes it "not started".
+      const op = await testPrisma().operation.findFirstOrThrow({ where: { serverId: f.server.id } });
+      expect(op).toMatchObject({ status: "failed", error: FailureReason.NotConfirmed, dispatchedAt: null, startedAt: null });
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(lines(marker)).toBe(0);
+    } finally {
+      await done();
+    }
+  });
+
+  it("an insert whose answer was lost, PostgreSQL unreachable then: a 500 'may still run', never 'not started'; the row that landed is failed by the sweeper (the Redis mark), never run", async () => {
+    // The path dies 200 ms after the insert went through: the gateway hears "Connection terminated" at once, and
+    // can neither end nor read the row (reconnects are refused); only Redis takes the mark.
+    const { f, proxy, started, marker, done } = await startWithInsertAnswerLost(200, (m) => `echo ran >> ${m}`, { max: 1, connectionTimeoutMillis: 1000 });
+    try {
+      await expect(started).rejects.toThrow(OutcomeUnknownError);
+      await expect(started).rejects.toThrow(/did not confirm recording the operation \(.+\), and it could not be settled: it may still run/);
+      expect(proxy.delivered).toBe(true);
+      // It landed: nothing queued it, and the sweeper (which re-enqueues a row without a job) finds the mark and fails it.
       const op = await testPrisma().operation.findFirstOrThrow({ where: { serverId: f.server.id } });
       expect(await waitUntilEnded(op.id, 20_000)).toMatchObject({ status: "failed", error: FailureReason.NotConfirmed, dispatchedAt: null, startedAt: null });
       // Well past the sweeper's next passes and a delivery: the command never ran.
       await new Promise((r) => setTimeout(r, 3000));
       expect(lines(marker)).toBe(0);
+    } finally {
+      await done();
+    }
+  });
+
+  it("an insert whose answer was lost, PostgreSQL unreachable then, and Redis losing the mark: the client is not told 'not started', its retry replays the 500, and the command runs once", async () => {
+    const { f, proxy, operations, marker, done } = await insertAnswerLost(200, { max: 1, connectionTimeoutMillis: 1000 });
+    try {
+      // A gateway whose PostgreSQL path dies under the insert (its Idempotency-Key store, on another path, does not).
+      const cut = request(createApp({ ...stack.gateway, operations }));
+      const post = (to: ReturnType<typeof request>) =>
+        to
+          .post("/api/automation/v1/exec")
+          .set("Authorization", `Bearer ${f.token}`)
+          .set("Idempotency-Key", `lost-insert-${f.server.id}`)
+          .send({ server_id: f.server.id, command: `echo ran >> ${marker}`, timeout_seconds: 30 });
+      const first = await post(cut);
+      expect(proxy.delivered).toBe(true);
+      const op = await testPrisma().operation.findFirstOrThrow({ where: { serverId: f.server.id } });
+      // Answered before the row was old enough for a sweeper: Redis then loses the mark (a restart without
+      // persistence, a failover), so nothing stops the sweeper from taking the row for one whose job was lost.
+      expect(await stack.redis.del(stack.keys.operationUnconfirmed(op.id))).toBe(1);
+      // Not "not started" (a 503 releases the key, and the client's retry would run the command a second time).
+      expect([first.status, first.body]).toEqual([500, { detail: expect.stringMatching(new RegExp(`\\(${op.id}\\), and it could not be settled: it may still run`)) }]);
+      // The client's retry, at a gateway that reaches PostgreSQL: the same answer, kept with the key; nothing started.
+      const retry = await post(stack.api());
+      expect([retry.status, retry.body, retry.headers["idempotent-replayed"]]).toEqual([500, first.body, "true"]);
+      expect(await testPrisma().operation.count({ where: { serverId: f.server.id } })).toBe(1);
+      // The row that landed is queued by the sweeper and runs: once.
+      expect(await waitUntilEnded(op.id, 20_000)).toMatchObject({ status: "completed", exitCode: 0 });
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(lines(marker)).toBe(1);
     } finally {
       await done();
     }

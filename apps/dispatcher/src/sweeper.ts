@@ -151,7 +151,7 @@ export class Sweeper {
         // deploy cannot wait its turn behind the application's other deploys (deploy-turn.ts).
         await failUndispatched(FailureReason.DeploymentNotRecorded, "deployment_not_recorded");
       } else if ((await this.ctx.redis.exists(this.ctx.keys.operationUnconfirmed(op.id))) > 0) {
-        // Never queued: its gateway's insert went unconfirmed, and its client was told it was not started.
+        // Never queued: its gateway's insert went unconfirmed, and its client was told it was not started (or to look it up).
         await failUndispatched(FailureReason.NotConfirmed, "not_confirmed");
       } else if (hadSecrets(op)) {
         await failUndispatched(FailureReason.QueueLost, "queue_lost");

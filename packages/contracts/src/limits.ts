@@ -22,7 +22,7 @@ export const Limits = {
   deliveryTimeoutMaxSeconds: 3600,
   /**
    * The youngest a row without a job can be when a dispatcher's sweeper re-enqueues it (REQUEUE_AFTER_SECONDS'
-   * minimum): a gateway that marks an unconfirmed insert sooner knows no sweeper has taken it.
+   * minimum).
    */
   requeueAfterMinSeconds: 1,
   /** A cancel request's `reason` (an extension), in characters. */

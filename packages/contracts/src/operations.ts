@@ -52,9 +52,9 @@ export const FailureReason = {
   /** A lost deploy job whose deployment row was never written: it cannot wait its turn behind the application's other deploys. */
   DeploymentNotRecorded:
     "deployment not recorded: the gateway failed before recording this deploy, so it could not wait for the application's other deploys; nothing ran. Retry the request",
-  /** Recorded though PostgreSQL never confirmed it to the gateway, which told its client it was not started. */
+  /** Recorded though PostgreSQL never confirmed it to the gateway, which told its client it was not started, or to look it up. */
   NotConfirmed:
-    "not confirmed: PostgreSQL did not confirm recording this operation to the gateway (its answer was lost), so the client was told it was not started; nothing ran. Retry the request",
+    "not confirmed: PostgreSQL did not confirm recording this operation to the gateway (its answer was lost), so it was never queued and the client was not told it was accepted; nothing ran. Retry the request",
   /** A registry login whose credential was deleted (or can no longer be decrypted) before it was delivered. */
   CredentialGone:
     "registry credential gone: the credential was deleted, or can no longer be decrypted with the configured keys, before the login reached the runner; nothing ran",

@@ -131,7 +131,7 @@ export async function startOperation(
       const e = err as { code?: unknown; constraint?: unknown };
       if (e.code === FOREIGN_KEY_VIOLATION && e.constraint === "operations_server_id_fkey") throw new NotFoundError(`Server ${input.serverId} not found`);
       if (!insertOutcomeUnknown(err)) throw err;
-      const landed = await settleUnconfirmed(ctx, id, input.serverId, insertedAt, err);
+      const landed = await settleUnconfirmed(ctx, id, input.serverId, err);
       recovered = true;
       return landed;
     });
@@ -191,13 +191,16 @@ const UNCONFIRMED_MARK_MARGIN_SECONDS = 120;
  * dispatchers' sweeper would take such a row for one whose job Redis lost and queue it — after the
  * client, told to retry, had started it again. So the row is marked in Redis, where the sweeper looks
  * before it re-enqueues (it fails a marked one instead), and ended here if PostgreSQL answers now.
- * "Not started" is answered only when that is certain: the row was ended here, or it is not there and the
- * mark will stop it landing later. A row already taken (a sweeper queued it while the insert hung for its
- * query timeout) is returned: the request's operation, answered as accepted. Otherwise the outcome is
- * unknown, and the answer is a 500 that clients do not retry by themselves, naming the operation.
+ * "Not started" is answered only on PostgreSQL's word: the row was ended here, or PostgreSQL read it
+ * absent (and the mark stops a commit landing later from being queued). The mark alone never is: Redis
+ * can lose it (a restart without persistence, a failover) before a sweeper sees a row that landed, which
+ * is then queued and runs while the client's retry runs too. A row already taken (a sweeper queued it
+ * while the insert hung for its query timeout) is returned: the request's operation, answered as
+ * accepted. Otherwise the outcome is unknown, and the answer is a 500 that clients do not retry by
+ * themselves and an Idempotency-Key keeps, naming the operation to look up.
  */
-async function settleUnconfirmed(ctx: GatewayContext, id: string, serverId: string, sentAt: number, err: unknown): Promise<Operation> {
-  ctx.logger.warn("an operation's insert went unconfirmed; settling it as not started", { operationId: id, error: String(err) });
+async function settleUnconfirmed(ctx: GatewayContext, id: string, serverId: string, err: unknown): Promise<Operation> {
+  ctx.logger.warn("an operation's insert went unconfirmed; settling it", { operationId: id, error: String(err) });
   const ttl = ctx.config.RUNNER_DELIVERY_TIMEOUT_SECONDS + UNCONFIRMED_MARK_MARGIN_SECONDS;
   const marked = await ctx.redis.set(ctx.keys.operationUnconfirmed(id), "1", "EX", ttl).then(
     () => true,
@@ -206,13 +209,13 @@ async function settleUnconfirmed(ctx: GatewayContext, id: string, serverId: stri
       return false;
     },
   );
-  // Marked before any sweeper could have taken the row (its created_at is after sentAt): none ever will.
-  const markedInTime = marked && performance.now() - sentAt < Limits.requeueAfterMinSeconds * 1000;
   const notStarted = () => new OperationNotStartedError(id, `PostgreSQL did not confirm recording the operation (${id}); it was not started and will not be. Retry shortly.`);
   if (await failUndispatched(ctx, { id, serverId }, FailureCause.NotConfirmed, FailureReason.NotConfirmed)) throw notStarted();
   const row = await ctx.operations.findById(id).catch(() => undefined);
   if (row) return row;
-  if ((row === null && marked) || (row === undefined && markedInTime)) throw notStarted();
+  // Absent as PostgreSQL read it (a commit landing after this read is failed by the sweeper, which finds the mark).
+  // Unread (undefined), it may have landed, and only the mark would keep it from running: not enough for "not started".
+  if (row === null && marked) throw notStarted();
   throw new OutcomeUnknownError(
     `PostgreSQL did not confirm recording the operation (${id}), and it could not be settled: it may still run. Check GET /api/automation/v1/operations/${id} before retrying.`,
   );
