@@ -88,12 +88,12 @@ export function countDeliveryHeldBack(reason: "unresponsive" | "busy"): void {
 }
 
 /** What the sweeper did about an operation that its delivery or its result had lost track of. */
-export const SWEEPER_ACTIONS = ["requeued", "runner_offline", "runner_deferred", "runner_unresponsive", "queue_backlog", "deployment_not_recorded", "not_confirmed", "queue_lost", "runner_lost", "runner_unconfirmed", "result_lost", "reboot_outcome_unknown", "resolved_from_ledger"] as const;
+export const SWEEPER_ACTIONS = ["requeued", "runner_offline", "runner_deferred", "runner_unresponsive", "queue_backlog", "deployment_not_recorded", "not_confirmed", "queue_lost", "runner_lost", "runner_unconfirmed", "result_lost", "result_overdue", "reboot_outcome_unknown", "resolved_from_ledger"] as const;
 export type SweeperAction = (typeof SWEEPER_ACTIONS)[number];
 
 const sweeperActions = new Counter({
   name: "runbridge_dispatcher_sweeper_actions_total",
-  help: "Operations the sweeper recovered or ended, by action: requeued (job lost, re-enqueued), resolved_from_ledger (result recovered from the runner), and the failures runner_offline, runner_deferred (its runner, connected, asked for it later until the delivery deadline), runner_unresponsive (its runner, connected, left the deliveries sent to it unanswered until the delivery deadline), queue_backlog (its job still waited in the queue, untaken, past the delivery deadline), deployment_not_recorded, not_confirmed, queue_lost, runner_lost, runner_unconfirmed, result_lost, reboot_outcome_unknown",
+  help: "Operations the sweeper recovered or ended, by action: requeued (job lost, re-enqueued), resolved_from_ledger (result recovered from the runner), and the failures runner_offline, runner_deferred (its runner, connected, asked for it later until the delivery deadline), runner_unresponsive (its runner, connected, left the deliveries sent to it unanswered until the delivery deadline), queue_backlog (its job still waited in the queue, untaken, past the delivery deadline), deployment_not_recorded, not_confirmed, queue_lost, runner_lost, runner_unconfirmed, result_lost, result_overdue (its runner, connected, did not answer for it or kept saying it was running, long past its timeout and every grace a runner may take), reboot_outcome_unknown",
   labelNames: ["action"] as const,
   registers: [dispatcherRegistry],
 });

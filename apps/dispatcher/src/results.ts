@@ -52,7 +52,13 @@ export async function finishOperation(
  * Endings the platform gives an operation whose runner went quiet: its result may still come (the
  * runner keeps it in its ledger, e.g. across a token rotation or a long partition).
  */
-const ENDED_WITHOUT_THE_RUNNER: readonly string[] = [FailureReason.RunnerLost, FailureReason.RunnerUnconfirmed, FailureReason.ResultLost];
+const ENDED_WITHOUT_THE_RUNNER: readonly string[] = [
+  FailureReason.RunnerLost,
+  FailureReason.RunnerUnconfirmed,
+  FailureReason.ResultLost,
+  FailureReason.ResultOverdueUnanswered,
+  FailureReason.ResultOverdueStillRunning,
+];
 
 /** Sanitised again: a result from an older runner may still carry U+0000, and refusing it would have it re-sent forever. */
 export async function recordRunnerResult(ctx: DispatcherContext, serverId: string, r: OperationResult): Promise<boolean> {

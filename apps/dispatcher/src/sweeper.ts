@@ -1,5 +1,5 @@
 import { Queue } from "bullmq";
-import { FailureCause, FailureReason, JobCatalog, JobName, QueueName, type DeliverOperationJob, type LedgerQueryReply, type OperationType } from "@runbridge/contracts";
+import { FailureCause, FailureReason, JobCatalog, JobName, QueueName, RESULT_DUE_AFTER_TIMEOUT_MS, type DeliverOperationJob, type LedgerQueryReply, type OperationType } from "@runbridge/contracts";
 import { createRedis } from "@runbridge/common";
 import { Prisma } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
@@ -17,6 +17,14 @@ import { RunnerNotConnected, requestRunner } from "./runner-link";
  * delivery deadline, until which a start may still be sitting in the runner's socket.
  */
 const OVERDUE_FROM = Prisma.sql`CASE WHEN started_at IS NULL THEN GREATEST(dispatched_at, deliver_by) ELSE GREATEST(started_at, dispatched_at) END`;
+
+/**
+ * Past its overdue mark (timeout + RESULT_GRACE_SECONDS), how long a connected runner is still given to have
+ * an operation's result: every grace a runner may take past a timeout (RESULT_DUE_AFTER_TIMEOUT_MS: the longest
+ * kill grace, the wait for a command that outlives SIGKILL, the last read of its output, one send of its
+ * result). Beyond it, a runner that still says "running", or does not answer, will not deliver it.
+ */
+const RESULT_DUE_AFTER_OVERDUE_SECONDS = Math.ceil(RESULT_DUE_AFTER_TIMEOUT_MS / 1000);
 
 /** Undelivered operations looked at per pass (each costs a look at its job in Redis). */
 const UNDELIVERED_BATCH = 500;
@@ -47,6 +55,14 @@ export class Sweeper {
    * either would fill the oldest-overdue batch and hold back other servers' operations.
    */
   private readonly silentUntil = new Map<string, number>();
+  /**
+   * Operations whose runner answered "running" although their result is overdue (a long kill grace, or stuck):
+   * left alone until `askAgainAt` (a few sweeps on, or their give-up moment if sooner: should their runner go
+   * away meanwhile, they end as runner lost), and until `forgetAt` (past their give-up moment, by when they have
+   * ended) taken into the batch only after the overdue operations not asked about yet. Asked about at every
+   * sweep, oldest first, 200 such rows held the whole batch, and every other server's overdue operations waited.
+   */
+  private readonly answeredRunning = new Map<string, { askAgainAt: number; forgetAt: number }>();
   private readonly queue: Queue<DeliverOperationJob>;
   /**
    * Where the last look at undelivered operations stopped when it filled its batch: the next one
@@ -194,23 +210,45 @@ export class Sweeper {
    * A few servers are asked at a time, oldest overdue first, and nothing more is asked once the
    * sweep's time budget is spent;
    * a runner that is connected but did not answer is left alone for a while, so that the
-   * oldest overdue rows of silent runners do not take every sweep's turn.
+   * oldest overdue rows of silent runners do not take every sweep's turn, and so is an operation
+   * its runner answered "running" for. Neither is left so for ever: once past its timeout and
+   * every grace a runner may take after it (RESULT_DUE_AFTER_OVERDUE_SECONDS past its overdue mark),
+   * an operation whose connected runner still does not answer, or still answers "running", is
+   * ended as result overdue.
    */
   private async resolveOverdue(): Promise<void> {
     const grace = this.ctx.config.RESULT_GRACE_SECONDS;
     // Intervals on the monotonic clock (as silentUntil): setting the wall clock must not stretch or skip them.
     const now = performance.now();
     for (const [serverId, until] of this.silentUntil) if (until <= now) this.silentUntil.delete(serverId);
+    for (const [id, { forgetAt }] of this.answeredRunning) if (forgetAt <= now) this.answeredRunning.delete(id);
     const silent = [...this.silentUntil.keys()];
+    const askedBefore = [...this.answeredRunning.keys()];
+    const leftAlone = [...this.answeredRunning].filter(([, { askAgainAt }]) => askAgainAt > now).map(([id]) => id);
+    // Oldest overdue first, but taken in turns across servers (each server's oldest, then each one's second...), and
+    // the ones their runner answered "running" for (until their give-up moment) after the others: neither one
+    // server's rows nor rows whose runner keeps them running fill the batch ahead of everything else.
     const overdue = await this.ctx.prisma.$queryRaw<OverdueRow[]>`
-      SELECT id, server_id, started_at, (type = 'reboot' AND NOT (params ? 'reboot_path')) AS provider_call_unrecorded,
-             ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace} + ${this.ctx.config.RUNNER_LOST_GRACE_SECONDS}) < now() AS past_lost_grace
-      FROM operations
-      WHERE status = 'running' AND dispatched_at IS NOT NULL
-        AND (redis_prefix = ${this.ctx.config.REDIS_PREFIX} OR redis_prefix IS NULL)
-        AND ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace}) < now()
-        AND NOT (server_id::text = ANY(${silent}::text[]))
-      ORDER BY ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace}), id
+      WITH overdue AS (
+        SELECT id, server_id, started_at, (type = 'reboot' AND NOT (params ? 'reboot_path')) AS provider_call_unrecorded,
+               ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace}) AS overdue_at,
+               ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace} + ${this.ctx.config.RUNNER_LOST_GRACE_SECONDS}) < now() AS past_lost_grace,
+               (extract(epoch FROM ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace} + ${RESULT_DUE_AFTER_OVERDUE_SECONDS}) - now()) * 1000)::float8 AS give_up_in_ms,
+               id::text = ANY(${askedBefore}::text[]) AS answered_running
+        FROM operations
+        WHERE status = 'running' AND dispatched_at IS NOT NULL
+          AND (redis_prefix = ${this.ctx.config.REDIS_PREFIX} OR redis_prefix IS NULL)
+          AND ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace}) < now()
+          AND NOT (server_id::text = ANY(${silent}::text[]))
+          AND NOT (id::text = ANY(${leftAlone}::text[]))
+      ), turns AS (
+        SELECT *, answered_running AND give_up_in_ms > 0 AS later,
+               row_number() OVER (PARTITION BY server_id ORDER BY answered_running AND give_up_in_ms > 0, overdue_at, id) AS turn
+        FROM overdue
+      )
+      SELECT id, server_id, started_at, provider_call_unrecorded, past_lost_grace, give_up_in_ms
+      FROM turns
+      ORDER BY later, turn, overdue_at, id
       LIMIT ${OVERDUE_PER_SWEEP}`;
     const byServer = new Map<string, OverdueRow[]>();
     for (const op of overdue) byServer.set(op.server_id, [...(byServer.get(op.server_id) ?? []), op]);
@@ -255,6 +293,9 @@ export class Sweeper {
           // Connected but not answering (e.g. frozen): ask again later; one runner must not stall the rest.
           this.silentUntil.set(serverId, performance.now() + this.silentBackoffMs());
           this.ctx.logger.warn("runner did not answer a ledger query", { serverId, operations: ops.length, error: String(err) });
+          // But not for ever: those past every grace a runner may take are ended (a runner that never answers
+          // would otherwise keep them running as long as it stays connected).
+          for (const late of ops.slice(i)) if (late.give_up_in_ms <= 0) await this.endOverdue(serverId, late, FailureReason.ResultOverdueUnanswered);
           return;
         }
         // No runner: none of this server's overdue operations can be resolved by asking. One away only
@@ -282,12 +323,30 @@ export class Sweeper {
           if (await recordRunnerResult(this.ctx, serverId, entry.result)) countSweeperAction("resolved_from_ledger");
         } else if (!entry || entry.state === "unknown") {
           if (await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", cause: FailureCause.ResultLost, error: FailureReason.ResultLost })) countSweeperAction("result_lost");
+        } else if (op.give_up_in_ms <= 0) {
+          // "running" past every grace a runner may take after a timeout: a process it cannot end, or a start it lost track of.
+          await this.endOverdue(serverId, op, entry.state === "running" ? FailureReason.ResultOverdueStillRunning : FailureReason.ResultOverdueUnanswered);
+        } else if (entry.state === "running") {
+          // The runner enforces the timeout itself (its kill grace may be long): its result will come.
+          const at = performance.now();
+          this.answeredRunning.set(op.id, { askAgainAt: at + Math.min(op.give_up_in_ms, this.silentBackoffMs()), forgetAt: at + op.give_up_in_ms + this.silentBackoffMs() });
         }
-        // "running": the runner enforces the timeout itself; its result will come.
       } catch (err) {
         this.ctx.logger.warn("could not resolve an overdue operation", { operationId: op.id, error: String(err) });
       }
     }
+  }
+
+  /**
+   * Ends an operation whose connected runner still has no result for it long past its timeout and every grace
+   * a runner may take (give_up_in_ms). As every ending here, conditional (only from running): a result stored
+   * first wins, and one that comes after is recorded beside this ending (operation.result_after_end).
+   */
+  private async endOverdue(serverId: string, op: OverdueRow, error: string): Promise<void> {
+    const ended = await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", cause: FailureCause.ResultOverdue, error });
+    if (!ended) return;
+    countSweeperAction("result_overdue");
+    this.ctx.logger.warn("ended an operation whose connected runner had no result for it long after its timeout", { serverId, operationId: op.id, error });
   }
 
   /**
@@ -322,6 +381,8 @@ interface OverdueRow {
   provider_call_unrecorded: boolean;
   /** Overdue for longer than RUNNER_LOST_GRACE_SECONDS already: ended when its runner is not connected, however recently it was seen. */
   past_lost_grace: boolean;
+  /** Until its connected runner is given up on (≤ 0: past it): RESULT_DUE_AFTER_OVERDUE_SECONDS past its overdue mark, by PostgreSQL's clock. */
+  give_up_in_ms: number;
 }
 
 /** Overdue operations looked at per sweep, oldest first. */

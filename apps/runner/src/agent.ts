@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import { io, type Socket } from "socket.io-client";
-import { DeployVar, HandshakeRefusal, ResultsNamespace, SignedAnswer, SocketPath, cancelledByRunner, runnerProblemText, type CancelAck, type LedgerQueryReply, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
+import { DeployVar, HandshakeRefusal, ResultsNamespace, RunnerTimings, SignedAnswer, SocketPath, cancelledByRunner, runnerProblemText, type CancelAck, type LedgerQueryReply, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
 import { OperationCapacity, type Held } from "./capacity";
 import type { RunnerConfig } from "./config";
@@ -12,7 +12,8 @@ import { CONNECTION_BACKLOG_MAX_BYTES, LiveOutput, transportBacklogBytes } from 
 import { PlatformClock } from "./platform-clock";
 
 export const RUNNER_VERSION = "0.1.0";
-const RESULT_ACK_TIMEOUT_MS = 10_000;
+/** Shared with the dispatchers, whose sweeper counts one send of a result in how long a result may take (RESULT_DUE_AFTER_TIMEOUT_MS). */
+const RESULT_ACK_TIMEOUT_MS = RunnerTimings.resultAckTimeoutMs;
 const OUTBOX_RETRY_MS = 3_000;
 const MAX_RESULTS_IN_FLIGHT = 64;
 /** How soon a result held back by the connection's backlog is looked at again. */

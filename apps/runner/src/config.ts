@@ -2,6 +2,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import Joi from "joi";
 import { loadConfigOrExit, pemFile } from "@runbridge/common";
+import { RunnerTimings } from "@runbridge/contracts";
 
 export const runnerEnvSchema = Joi.object({
   RUNBRIDGE_DISPATCHER_URL: Joi.string()
@@ -22,7 +23,11 @@ export const runnerEnvSchema = Joi.object({
     .default(() => homedir())
     .description("Working directory of commands that name none (relative ones resolve against it)"),
   RUNBRIDGE_REBOOT_COMMAND: Joi.string().default("shutdown -r now").description("Shell command the runner uses to reboot its server"),
-  RUNBRIDGE_KILL_GRACE_SECONDS: Joi.number().min(0).max(300).default(5).description("Between SIGTERM and SIGKILL of a timed-out or cancelled process group"),
+  RUNBRIDGE_KILL_GRACE_SECONDS: Joi.number()
+    .min(0)
+    .max(RunnerTimings.killGraceMaxSeconds)
+    .default(5)
+    .description("Between SIGTERM and SIGKILL of a timed-out or cancelled process group"),
   RUNBRIDGE_STOP_DRAIN_SECONDS: Joi.number()
     .min(0)
     .max(600)

@@ -4,7 +4,7 @@ import { Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { StringDecoder } from "node:string_decoder";
-import { FailureExitCode, Limits, storableText, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
+import { FailureExitCode, Limits, RunnerTimings, storableText, type OperationResult, type StartOperation, type TerminalStatus } from "@runbridge/contracts";
 import { TailCapture } from "./capture";
 import { maskHeadFragment } from "./head-fragment";
 import { SecretMasker } from "./masking";
@@ -69,9 +69,9 @@ const SPAWN_LIMITS: Record<string, string> = {
  * for a background process that never stops printing.
  */
 const EXIT_QUIET_MS = 250;
-const EXIT_OUTPUT_MAX_WAIT_MS = 2_000;
+const EXIT_OUTPUT_MAX_WAIT_MS = RunnerTimings.exitOutputMaxWaitMs;
 /** How long after SIGKILL a command that has not exited is given up on (see stopTree). */
-const UNKILLABLE_AFTER_MS = 10_000;
+const UNKILLABLE_AFTER_MS = RunnerTimings.unkillableAfterMs;
 
 /** A no-op 'error' listener defined outside any operation's scope (see execute). */
 const ignoreError = (): void => undefined;

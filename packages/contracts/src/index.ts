@@ -4,6 +4,7 @@ export * from "./queues";
 export * from "./redis-keys";
 export * from "./socket";
 export * from "./runner-events";
+export * from "./runner-timings";
 export * from "./token-revoked";
 export * from "./deploy-env";
 export * from "./deploy-env-refused";

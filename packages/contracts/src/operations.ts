@@ -48,6 +48,12 @@ export const FailureReason = {
   RunnerLost: "runner lost: the runner disconnected and did not report a result in time",
   RunnerUnconfirmed: "runner offline: the runner went away before reporting the operation running, and did not come back in time",
   ResultLost: "result lost: the runner has no record of this operation",
+  /** Its runner, connected, did not answer for it (nor deliver its result) long past its timeout and every grace a runner may take (RESULT_DUE_AFTER_TIMEOUT_MS). */
+  ResultOverdueUnanswered:
+    "result overdue: the server's runner stayed connected but neither delivered the result nor answered when asked about the operation, long after its timeout plus the longest kill grace a runner may take; ended without its result, so whether the command ran to its end (and what it printed) is unknown",
+  /** Its runner, connected, kept saying it was running long past its timeout and every grace a runner may take (RESULT_DUE_AFTER_TIMEOUT_MS). */
+  ResultOverdueStillRunning:
+    "result overdue: the server's runner kept reporting the operation as running long after its timeout plus the longest kill grace a runner may take (a process it could not end, or a start it lost track of); ended without its result, so whether the command ran to its end (and what it printed) is unknown",
   QueueLost: "queue lost: the job queue (Redis) lost this operation before delivery, with its secret inputs; nothing ran. Retry the request",
   /** A lost deploy job whose deployment row was never written: it cannot wait its turn behind the application's other deploys. */
   DeploymentNotRecorded:
@@ -122,6 +128,8 @@ export const FailureCause = {
   RunnerLost: "runner_lost",
   RunnerUnconfirmed: "runner_unconfirmed",
   ResultLost: "result_lost",
+  /** Its runner, connected, neither answered for it nor delivered its result, or kept saying it was running, long past its timeout (FailureReason.ResultOverdue*). */
+  ResultOverdue: "result_overdue",
   QueueLost: "queue_lost",
   /** The gateway recorded it but could not queue it (Redis unreachable). */
   NotQueued: "not_queued",
