@@ -15,8 +15,11 @@ export class RunnerNotConnected extends Error {}
 
 /**
  * The runner is connected, to a dispatcher that speaks this one's relay, which did not hear the
- * request just now (its relay subscriber reconnecting after a Redis restart): ask again later. Not
- * a RunnerNotConnected — the sweeper would end the runner's overdue operations as runner lost.
+ * request just now (its relay subscriber reconnecting after a Redis restart); or whether it is
+ * connected is not known (Redis did not answer the read of its presence, and the adapter did not
+ * find it — the adapter misses the connections of a dispatcher whose subscriber is reconnecting):
+ * ask again later. Not a RunnerNotConnected — the sweeper would end the runner's overdue
+ * operations as runner lost.
  */
 export class RunnerUnreachable extends Error {}
 
@@ -70,6 +73,15 @@ const RESULTS_TICKET_TTL_SECONDS = 1800;
  * it: the shared connection queues commands while Redis is down, and would hold it until Redis is back.
  */
 export const REDIS_WAIT_MS = 2000;
+
+/** How long socket.io's Redis adapter waits for every dispatcher's answer to a lookup (createRunnerIo). */
+export const ADAPTER_REQUESTS_TIMEOUT_MS = 5000;
+/**
+ * How long a lookup through the adapter may take in all. Its time-out covers only the dispatchers' answers:
+ * before them it counts the dispatchers (PUBSUB NUMSUB) on its connection, which queues commands while
+ * Redis is down, and would hold the lookup until Redis is back.
+ */
+const ADAPTER_LOOKUP_MS = REDIS_WAIT_MS + ADAPTER_REQUESTS_TIMEOUT_MS;
 
 /** How long two dispatchers sending the same connection away are told apart (it is gone long before). */
 const REPLACED_MARK_TTL_SECONDS = 300;
@@ -195,13 +207,23 @@ async function locate(
 ): Promise<{ local: RunnerSocket } | { remote: { socketId: string; dispatcherId: string; relayVersion?: number } } | null> {
   const local = keepNewest(ctx, serverId, localSockets(ctx, serverId));
   if (local) return { local };
-  const remote = keepNewest(ctx, serverId, await ctx.io.in(serverRoom(serverId)).fetchSockets());
+  const remote = keepNewest(ctx, serverId, await withTimeout(ctx.io.in(serverRoom(serverId)).fetchSockets(), ADAPTER_LOOKUP_MS));
   return remote ? { remote: { socketId: remote.id, dispatcherId: remote.data.dispatcherId, relayVersion: remote.data.relayVersion } } : null;
 }
 
-/** The dispatcher and connection that the runner's presence key names, or null when it has none. */
-async function presenceOwner(ctx: DispatcherContext, serverId: string): Promise<{ dispatcherId: string; socketId: string } | null> {
-  const marker = await ctx.redis.get(ctx.keys.runnerPresence(serverId));
+/**
+ * The dispatcher and connection that the runner's presence key names, or null when it has none; "unknown" when
+ * Redis did not answer within REDIS_WAIT_MS. The shared connection queues commands while Redis is down: unbounded,
+ * the read held requests to runners on other dispatchers, and the sweeper's overdue pass, until Redis was back.
+ */
+async function presenceOwner(ctx: DispatcherContext, serverId: string): Promise<{ dispatcherId: string; socketId: string } | null | "unknown"> {
+  let marker: string | null;
+  try {
+    marker = await withTimeout(ctx.redis.get(ctx.keys.runnerPresence(serverId)), REDIS_WAIT_MS);
+  } catch (err) {
+    ctx.logger.warn("could not read a runner's presence; looking for it through the adapter", { serverId, error: String(err) });
+    return "unknown";
+  }
   const slash = marker?.lastIndexOf("/") ?? -1;
   return marker && slash > 0 ? { dispatcherId: marker.slice(0, slash), socketId: marker.slice(slash + 1) } : null;
 }
@@ -230,7 +252,9 @@ export function askLocalRunner(ctx: DispatcherContext): LocalRunnerAsk {
  * A runner on this dispatcher is sent to directly. One on another, named by
  * its presence key, through that dispatcher alone (the relay). Otherwise —
  * no presence key, or that dispatcher does not have it (an earlier version's,
- * or the runner just moved) — the socket.io adapter finds it wherever it is.
+ * or the runner just moved), or Redis did not answer its read in time — the
+ * socket.io adapter finds it wherever it is. Not found there while its presence
+ * was not read, it is RunnerUnreachable: not known to be away.
  */
 export async function requestRunner<E extends keyof Events>(
   ctx: DispatcherContext,
@@ -245,11 +269,13 @@ export async function requestRunner<E extends keyof Events>(
     claimed = true;
     await beforeSend?.();
   };
+  let presenceUnread = false;
   if (!hasLocalRunner(ctx, serverId)) {
     const owner = await presenceOwner(ctx, serverId);
+    presenceUnread = owner === "unknown";
     // With a `beforeSend` (a delivery's claim), asked first whether it holds the runner: the claim only once a runner is known to exist.
     const holds = async (named: { dispatcherId: string; socketId: string }) => !beforeSend || (await ctx.relay.request(named, serverId, "probe", null)).delivered;
-    if (owner !== null && owner.dispatcherId !== ctx.config.DISPATCHER_ID && (await holds(owner))) {
+    if (owner !== null && owner !== "unknown" && owner.dispatcherId !== ctx.config.DISPATCHER_ID && (await holds(owner))) {
       await claim();
       const relayed = await ctx.relay.request(owner, serverId, event, payload);
       if (relayed.delivered) return relayed.reply as Reply<E>;
@@ -257,6 +283,7 @@ export async function requestRunner<E extends keyof Events>(
     }
   }
   let target = await locate(ctx, serverId);
+  if (!target && presenceUnread) throw new RunnerUnreachable(`runner of server ${serverId} not found through the adapter and its presence not read: whether it is connected is not known`);
   if (!target) throw new RunnerNotConnected(`runner of server ${serverId} is not connected`);
   await claim();
   // The local socket found before beforeSend may have gone (or been replaced) meanwhile: look again rather than emit into a closed one.

@@ -11,7 +11,7 @@ import { countRunnerHandshake } from "./metrics";
 import { appendOutput } from "./output-log";
 import { localSignatureTarget, rememberTokenHash } from "./connection-keys";
 import { ConnectionHealth } from "./runner-health";
-import { REDIS_WAIT_MS, newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
+import { ADAPTER_REQUESTS_TIMEOUT_MS, REDIS_WAIT_MS, newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
 import type { TokenRevocations } from "./token-revocations";
 import type { UnauthenticatedConnections } from "./unauthenticated-connections";
 
@@ -38,7 +38,7 @@ export function createRunnerIo(
     maxHttpBufferSize: RunnerMessageMaxBytes,
     connectTimeout: config.RUNNER_HANDSHAKE_TIMEOUT_MS,
     ...(unauthenticated ? { allowRequest: unauthenticated.allowRequest } : {}),
-    adapter: createAdapter(pub, sub, { key: adapterPrefix, requestsTimeout: 5000 }),
+    adapter: createAdapter(pub, sub, { key: adapterPrefix, requestsTimeout: ADAPTER_REQUESTS_TIMEOUT_MS }),
   });
   // allowRequest sees only requests opening a connection: one naming an existing connection (an upgrade with
   // its sid) would skip it. Runners never send one; engine.io runs its middlewares on upgrades too, first.
