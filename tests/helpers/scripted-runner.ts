@@ -17,12 +17,13 @@ export interface ScriptedSocket {
 
 /**
  * Connects with a server's runner token to a dispatcher, using the runner's own socket.io-client; `namespace`
- * and `auth` for a replaced runner's results connection (ResultsNamespace, with its ticket).
+ * and `auth` for a replaced runner's results connection (ResultsNamespace, with its ticket). Connections to one
+ * dispatcher share one transport unless `forceNew` (as a real runner's results connection does not share its main one's).
  */
 export function scriptedRunner(
   dispatcherPort: number,
   runnerToken: string,
-  opts: { headers?: Record<string, string>; namespace?: string; auth?: Record<string, string> } = {},
+  opts: { headers?: Record<string, string>; namespace?: string; auth?: Record<string, string>; forceNew?: boolean } = {},
 ): ScriptedSocket {
   const { io } = createRequire(__filename)(path.join(ROOT, "apps/runner/node_modules/socket.io-client")) as { io: (url: string, opts: Record<string, unknown>) => ScriptedSocket };
   return io(`http://127.0.0.1:${dispatcherPort}${opts.namespace ?? ""}`, {
@@ -31,6 +32,7 @@ export function scriptedRunner(
     auth: { token: runnerToken, ...opts.auth },
     reconnection: false,
     ...(opts.headers ? { extraHeaders: opts.headers } : {}),
+    ...(opts.forceNew ? { forceNew: true } : {}),
   });
 }
 

@@ -9,7 +9,7 @@ import type { RunnerPresence } from "./presence";
 import { recordRunnerResult } from "./results";
 import { countRunnerHandshake } from "./metrics";
 import { appendOutput } from "./output-log";
-import { localSignatureTarget, rememberTokenHash } from "./connection-keys";
+import { localSignatureTarget, rememberTokenHash, tokenHashOf } from "./connection-keys";
 import { ConnectionHealth } from "./runner-health";
 import { ADAPTER_REQUESTS_TIMEOUT_MS, REDIS_WAIT_MS, newest, replaceConnections, type ReplaceableSocket } from "./runner-link";
 import type { TokenRevocations } from "./token-revocations";
@@ -139,7 +139,15 @@ export function attachRunnerHandlers(
     delete auth.resultsTicket;
     if (typeof ticket !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(ticket)) return verdict("invalid_token", HandshakeRefusal.NoResultsTicket);
     ctx.redis.exists(ctx.keys.resultsTicket(socket.data.serverId, ticket)).then(
-      (found) => (found ? verdict("accepted") : verdict("invalid_token", HandshakeRefusal.NoResultsTicket)),
+      (found) => {
+        if (!found) return verdict("invalid_token", HandshakeRefusal.NoResultsTicket);
+        // Checked again: a revocation heard while Redis answered swept the connections here, which this one
+        // is not among until it is let in (and then only the recheck, RUNNER_TOKEN_RECHECK_SECONDS on, would close it).
+        const tokenHash = tokenHashOf(socket) ?? "";
+        if (!revocations.isRevoked(tokenHash)) return verdict("accepted");
+        guard.forget(tokenHash);
+        verdict("invalid_token", HandshakeRefusal.InvalidToken);
+      },
       () => verdict("unavailable", HandshakeRefusal.Unavailable),
     );
   });
