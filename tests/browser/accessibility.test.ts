@@ -112,6 +112,12 @@ describe("dashboard accessibility (browser)", () => {
       await page.getByText(text).first().waitFor();
       await audit.check(page, where);
     }
+    // Add application with no server to add it on says so in its dialog.
+    await page.goto(url("/applications"));
+    const none = await openAndCheck(page.getByRole("button", { name: "Add application" }).first(), "Add application", "Add application: no server yet");
+    await waitForText(none, /There are no servers yet/);
+    await none.getByRole("button", { name: "OK" }).click();
+    await none.waitFor({ state: "detached" });
     await page.goto(url("/audit?from=2026-02-30"));
     await waitForText(page.getByRole("alert"), /is not a day/);
     await audit.check(page, "Audit: a day that is not one");

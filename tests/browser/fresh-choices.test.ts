@@ -1,5 +1,5 @@
-import { createServer } from "../helpers/factories";
-import { useSignedInStack } from "./browser";
+import { createServer, createTenant } from "../helpers/factories";
+import { signIn, useSignedInStack, waitForText } from "./browser";
 
 jest.setTimeout(120_000);
 
@@ -47,5 +47,35 @@ describe("dashboard: forms offer servers added since the page was opened", () =>
     await s.page.getByRole("button", { name: "Add application" }).first().click();
     const add = s.page.getByRole("dialog", { name: "Add application" });
     await add.locator("#app-server option", { hasText: "app-later" }).waitFor({ state: "attached", timeout: 10_000 });
+  });
+
+  it("Add application, opened with no server yet, then after one is added elsewhere", async () => {
+    // A tenant with no server: the page reads an empty list of them.
+    const t = await createTenant();
+    await s.page.context().clearCookies();
+    await signIn(s.page, s.stack.url, t.apiKey);
+    await s.page.goto(`${s.stack.url}/dashboard/applications`);
+    await s.page.getByText("Add a server first").waitFor();
+    // The button is not disabled on the strength of that list: it opens a dialog that says there is none.
+    await s.page.getByRole("button", { name: "Add application" }).first().click({ timeout: 5_000 });
+    const none = s.page.getByRole("dialog", { name: "Add application" });
+    await waitForText(none, /There are no servers yet/);
+    expect(await none.getByRole("link", { name: "Servers" }).getAttribute("href")).toBe("/dashboard/servers");
+    await none.getByRole("button", { name: "OK" }).click();
+    await none.waitFor({ state: "detached" });
+
+    // A server added in another tab (or by another operator): Add offers it, without a reload.
+    await createServer(t.tenant.id, "app-elsewhere");
+    await s.page.getByRole("button", { name: "Add application" }).first().click({ timeout: 5_000 });
+    const add = s.page.getByRole("dialog", { name: "Add application" });
+    await add.getByLabel("Name", { exact: true }).waitFor();
+    expect(await add.getByLabel("Server").inputValue()).not.toBe("");
+    expect(await add.locator("#app-server option").allTextContents()).toEqual(["app-elsewhere"]);
+    await add.getByLabel("Name", { exact: true }).fill("added-later");
+    await add.getByLabel("Working directory").fill("/srv/later");
+    await add.getByLabel("Deploy command").fill("true");
+    await add.getByRole("button", { name: "Add application" }).click();
+    await add.waitFor({ state: "detached" });
+    await waitForText(s.page.getByRole("row", { name: /added-later/ }), /app-elsewhere/);
   });
 });

@@ -1,4 +1,4 @@
-import { type FormEvent, useState } from "react";
+import { type FormEvent, useId, useState } from "react";
 import { api, request } from "../api";
 import { EmptyState, ErrorNote, Loading, NotAvailable, PageHeader, StatusBadge, Time } from "../components/bits";
 import { CopyButton } from "../components/CopyButton";
@@ -218,10 +218,40 @@ function HistoryDialog(props: { app: Application; onClose: () => void }) {
   );
 }
 
+/**
+ * Add application with no server to add it on: says so, and where to add one, rather than a form whose Server list
+ * is empty.
+ */
+function NoServersDialog(props: { onClose: () => void }) {
+  const textId = useId();
+  return (
+    <Modal title="Add application" onClose={props.onClose} describedBy={textId}>
+      <div className="stack">
+        <p id={textId}>
+          There are no servers yet, and an application is deployed on one. Add a server first on the{" "}
+          <a href={href("/servers")} onClick={(e) => { e.preventDefault(); navigate("/servers"); }}>
+            Servers
+          </a>{" "}
+          page.
+        </p>
+        <div className="actions">
+          <button type="button" className="btn btn-primary" data-autofocus onClick={props.onClose}>
+            OK
+          </button>
+        </div>
+      </div>
+    </Modal>
+  );
+}
+
+/** What the Add dialog offers: the servers as read when it was opened, or why they could not be read. */
+type AddChoices = { servers: Server[] } | { error: string };
+
 export function ApplicationsPage() {
   const apps = useLoad(() => api.get<Page<Application>>("/api/v1/applications"), []);
   const servers = useLoad(() => api.get<Page<Server>>("/api/v1/servers"), []);
-  const [creating, setCreating] = useState(false);
+  const [creating, setCreating] = useState<AddChoices | null>(null);
+  const opening = useSubmitOnce();
   const [editing, setEditing] = useState<Application | null>(null);
   const [deleting, setDeleting] = useState<Application | null>(null);
   const [deploying, setDeploying] = useState<Application | null>(null);
@@ -238,17 +268,24 @@ export function ApplicationsPage() {
     );
   }
   // The forms list the servers to choose from: re-read them on opening, so servers added since the page was opened (in
-  // another tab, or through the API) can be chosen without a reload.
-  const openCreate = () => {
-    servers.reload();
-    setCreating(true);
-  };
+  // another tab, or through the API) can be chosen without a reload. Add waits for them: whether there is any to add
+  // an application on is only known from a fresh list (the button is never disabled on the strength of an old one).
+  const openCreate = () =>
+    void opening.once(async () => {
+      try {
+        setCreating({ servers: (await api.get<Page<Server>>("/api/v1/servers")).data });
+      } catch (err) {
+        setCreating({ error: err instanceof Error ? err.message : String(err) });
+      }
+      servers.reload();
+    });
   const openEdit = (a: Application) => {
     servers.reload();
     setEditing(a);
   };
   const addButton = (
-    <button type="button" className="btn btn-primary" onClick={openCreate} disabled={serverList.length === 0}>
+    // Busy, not disabled, while the servers are read: a disabled button would drop the focus the dialog gives back.
+    <button type="button" className="btn btn-primary" onClick={openCreate} aria-busy={opening.busy}>
       Add application
     </button>
   );
@@ -320,15 +357,21 @@ export function ApplicationsPage() {
           </table>
         </div>
       )}
-      {creating ? (
-        <Modal title="Add application" onClose={() => setCreating(false)} wide>
+      {creating && "error" in creating ? (
+        <Modal title="Add application" onClose={() => setCreating(null)}>
+          <ErrorNote message={`Could not read the servers to add an application on: ${creating.error}`} />
+        </Modal>
+      ) : null}
+      {creating && "servers" in creating && creating.servers.length === 0 ? <NoServersDialog onClose={() => setCreating(null)} /> : null}
+      {creating && "servers" in creating && creating.servers.length > 0 ? (
+        <Modal title="Add application" onClose={() => setCreating(null)} wide>
           <AppForm
-            servers={serverList}
+            servers={creating.servers}
             submitLabel="Add application"
-            onCancel={() => setCreating(false)}
+            onCancel={() => setCreating(null)}
             onSubmit={async (v) => {
               await api.post("/api/v1/applications", v);
-              setCreating(false);
+              setCreating(null);
               apps.reload();
             }}
           />

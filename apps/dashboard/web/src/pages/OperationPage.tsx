@@ -5,7 +5,7 @@ import { CopyButton } from "../components/CopyButton";
 import { CommitLink } from "../components/CommitLink";
 import { duration } from "../format";
 import { pollAfter, useLoad } from "../hooks";
-import { href, navigate } from "../router";
+import { href, navigate, openedFrom } from "../router";
 import type { Operation } from "../types";
 
 type Stream = "stdout" | "stderr";
@@ -112,7 +112,10 @@ export function OperationPage(props: { id: string }) {
       href={href("/logs")}
       onClick={(e) => {
         e.preventDefault();
-        if (window.history.length > 1) window.history.back();
+        // Back in history only to the Logs view this page was opened from: its filters (in the address) and where it
+        // was scrolled come back. Opened from elsewhere (a key's or an application's page, a link, a bookmark), back
+        // would go there, or out of the dashboard: then to Logs.
+        if (openedFrom()?.path === "/logs") window.history.back();
         else navigate("/logs");
       }}
     >
