@@ -1,7 +1,7 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from "bullmq";
 import { FailureCause, FailureReason, JobCatalog, JobName, QueueName, cancelledOnRequest, deployEnvOverrideRefusal, envOverrideRefusedAtDelivery, type DeliverOperationJob, type OperationSecrets } from "@runbridge/contracts";
 import { createRedis, isInfrastructureDown, withLogContext } from "@runbridge/common";
-import { readEnvAllowlist, type Operation } from "@runbridge/db";
+import { readEnvAllowlist, type DispatchClaim, type Operation } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
 import { requestedCancelReason } from "./cancel-reason";
 import { endUndelivered, holdForBusyRunner, noteDeferral, noteHeldBack, noteRunnerAway } from "./deferred";
@@ -60,7 +60,10 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
   // fast claim marks it handed over either way.
   if (data.type !== "deploy" && data.type !== "reboot" && data.type !== "registry_login" && inputs().ok && hasLocalRunner(ctx, data.serverId) && ticket.admit()) {
     const claimed = await ctx.operations.claimForDispatch(data.operationId);
-    if (claimed) return sendStart(ctx, job, token, ticket, claimed, inputs(), cancelPending);
+    if (claimed) {
+      const { claimedHere, ...op } = claimed;
+      return sendStart(ctx, job, token, ticket, op, inputs(), cancelPending, { at: op.dispatchedAt as Date, claimedHere });
+    }
   }
 
   const found = await ctx.operations.findForDelivery(data.operationId);
@@ -123,9 +126,9 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
   // Marked as dispatched (only while still running) once a runner socket exists, before the
   // send: from then on no deadline may fail it, since it may be running.
   return sendStart(ctx, job, token, ticket, op, inputs(), cancelPending, async () => {
-    const at = await ctx.operations.markDispatched(op.id);
-    if (!at) throw new AlreadyFinished();
-    return at;
+    const claim = await ctx.operations.markDispatched(op.id);
+    if (!claim) throw new AlreadyFinished();
+    return claim;
   });
 }
 
@@ -161,8 +164,8 @@ async function endUnsendable(ctx: DispatcherContext, op: Operation, ending: { ca
 }
 
 /**
- * Hands the operation to its runner with its opened inputs; `claim` marks it dispatched (returning
- * the mark) once a runner socket is known, when the caller has not claimed it already.
+ * Hands the operation to its runner with its opened inputs; `claim` is the caller's dispatched mark, or
+ * marks it dispatched (returning the mark) once a runner socket is known.
  */
 async function sendStart(
   ctx: DispatcherContext,
@@ -172,7 +175,7 @@ async function sendStart(
   op: Operation,
   inputs: OpenedInputs,
   cancelPending: Promise<boolean>,
-  claim?: () => Promise<Date>,
+  claim: DispatchClaim | (() => Promise<DispatchClaim>),
 ): Promise<string> {
   if (await cancelPending) return endRequestedCancel(ctx, ticket, op);
   if (!inputs.ok) return endUnsendable(ctx, op, { cause: FailureCause.InputsUnreadable, error: `could not open the operation's sealed inputs: ${inputs.error}` }, "unsealable");
@@ -196,8 +199,8 @@ async function sendStart(
     if (password === null) return endUnsendable(ctx, op, { cause: FailureCause.CredentialGone, error: FailureReason.CredentialGone }, "credential-gone");
     secrets = { ...secrets, password };
   }
-  let dispatchedAt = op.dispatchedAt;
-  const beforeSend = claim && (async () => void (dispatchedAt = await claim()));
+  let held = typeof claim === "function" ? null : claim;
+  const beforeSend = typeof claim === "function" ? async () => void (held = await claim()) : undefined;
   const reply = await ticket.request(() => requestRunner(ctx, op.serverId, "operation:start", startMessage(op, secrets), beforeSend), isAbsence).catch((err: unknown) => {
     if (err instanceof AlreadyFinished) return null;
     throw err;
@@ -207,7 +210,7 @@ async function sendStart(
     // Retried like an absent runner; the runner's notAfter check keeps it from starting past its delivery deadline.
     if (reply.retryable) {
       await noteDeferral(ctx, op.id, reply.error);
-      if (dispatchedAt) await releaseRefusedClaim(ctx, job, token, op.id, dispatchedAt);
+      if (held?.claimedHere) await releaseRefusedClaim(ctx, job, token, op.id, held.at);
       if (reply.busy) {
         // Waits for a place: after the release (only an undispatched operation's deadline moves), and without
         // using up delivery attempts (it may wait an hour). Meanwhile the gate holds back the server's other
@@ -221,6 +224,9 @@ async function sendStart(
     await finishOperation(ctx, op.serverId, { operationId: op.id, status: "failed", cause: FailureCause.RunnerRefused, error: `runner refused the operation: ${reply.error}` });
     return "refused";
   }
+  // A mark an earlier claim set may have been released meanwhile by its delivery (its own start refused, with this
+  // one on its way): this start reached the runner, and the operation is marked handed over again.
+  if (held && !held.claimedHere) await ctx.operations.markDispatched(op.id);
   if (reply.state === "started") {
     observeDelivery(op.type, op.createdAt, ctx.clock.now());
     // It had a place: there may be more (a reboot is taken whatever the runner holds, so it says nothing).
@@ -238,16 +244,20 @@ async function sendStart(
  *
  * Safe because the refusal says this start did not run: the runner answers a start its ledger
  * knows (already started or finished) before it refuses one, and a refusal writes nothing. It
- * cannot vouch for another delivery's start, so the mark stays when one may exist:
+ * cannot vouch for another start, so the mark stays when one may exist:
+ * - the caller releases only a mark its own claim set (claimedHere). A mark it found set is an
+ *   earlier claim's, whose start may still be on its way: a previous attempt's whose answer never
+ *   came (the runner held it, e.g. measuring its clock, while this one was refused as busy), or a
+ *   delivery's that stalled past its job lock. Released, that start would run unmarked, and a
+ *   cancel or the delivery deadline end as never run an operation whose command runs;
  * - this delivery must still hold the job's lock (extended here, so no other dispatcher takes the
  *   job over before the release lands). One whose lock lapsed may hear its refusal after another
  *   dispatcher took the job and a new runner process accepted that start; that delivery then
  *   completes, and nothing would ever mark the operation dispatched again;
  * - a start was reported (started_at), or the mark is no longer the one this delivery claimed
  *   with (claimed afresh after an earlier release): then the release changes nothing.
- * What is left is a start sent earlier (a previous attempt's, or a delivery that lost the job while
- * sending it) reaching a runner only after the release: this job's next attempt, a second later,
- * marks it again, and the runner's ledger answers its start "already started".
+ * What is left is a delivery that found this mark set, sending its start after the release: it marks
+ * the operation again once the runner accepts (sendStart), as the runner's report of the start does.
  */
 async function releaseRefusedClaim(ctx: DispatcherContext, job: Job<DeliverOperationJob>, token: string | undefined, operationId: string, dispatchedAt: Date): Promise<void> {
   if (token === undefined || (await job.extendLock(token, ctx.config.JOB_LOCK_MS)) !== 1) return;

@@ -75,6 +75,15 @@ export interface OperationNote {
 
 type Row = Record<string, unknown>;
 
+/**
+ * A delivery's dispatched mark: its time, and whether this delivery's claim set it (the operation was unmarked)
+ * rather than finding it set by an earlier claim — whose start may still be on its way to the runner.
+ */
+export interface DispatchClaim {
+  at: Date;
+  claimedHere: boolean;
+}
+
 /** What a runner connection said of its health (RunnerHealth), and which connection said it. */
 export interface RunnerHealthReport {
   /** Null: no problem (or nothing said: a runner of an earlier release). */
@@ -139,7 +148,9 @@ const STARTED_WITHIN_PLATFORM_TIMES = (stamp: string): string => `GREATEST(LEAST
 /** The finish; `noted` also merges $12 into params and writes the note's event ($13 type, $14 data), in the same statement. */
 /**
  * Which running operations a finish may end: any, only one never handed to a runner, or only one never handed over whose
- * delivery deadline has passed. Two more for a reboot's cloud provider call (see claimRebootCall): "reboot-call-unanswered",
+ * delivery deadline has passed — "never handed over" also meaning no start reported: a runner's report of a start (one
+ * sent before a refused claim was released, reaching the runner after) says it runs, whatever the mark says. Two more
+ * for a reboot's cloud provider call (see claimRebootCall): "reboot-call-unanswered",
  * only one claimed for a call with no path recorded; "reboot-provider", that, or one with the provider path recorded — never
  * one with the runner path recorded, which another delivery of it hands to the runner.
  */
@@ -147,9 +158,9 @@ export type FinishCondition = "running" | "undispatched" | "past-deadline" | "re
 const REBOOT_CALL_UNANSWERED = "dispatched_at IS NOT NULL AND NOT (params ? 'reboot_path')";
 const FINISH_CONDITION_SQL: Record<FinishCondition, string> = {
   running: "",
-  undispatched: "AND dispatched_at IS NULL",
+  undispatched: "AND dispatched_at IS NULL AND started_at IS NULL",
   // As the delivery claims read it: a deadline moved forward meanwhile (a deploy waiting its turn) keeps it.
-  "past-deadline": "AND dispatched_at IS NULL AND deliver_by < now()",
+  "past-deadline": "AND dispatched_at IS NULL AND started_at IS NULL AND deliver_by < now()",
   "reboot-call-unanswered": `AND ${REBOOT_CALL_UNANSWERED}`,
   "reboot-provider": `AND (params->>'reboot_path' = '${RebootPath.Provider}' OR (${REBOOT_CALL_UNANSWERED}))`,
 };
@@ -173,6 +184,14 @@ const finishText = (opts: { condition: FinishCondition; noted: boolean }): strin
      UPDATE deployments d SET status = done.status, completed_at = done.completed_at FROM done WHERE d.operation_id = done.id
    )${opts.noted ? `, noted AS (${noteEventText("done", "$13", "$14")})` : ""}
    SELECT ${OPERATION_COLUMNS} FROM done`;
+
+/**
+ * Whether the claim statement it is returned by set the dispatched mark (the operation was unmarked), rather than
+ * finding one an earlier statement set: that one's time is before this statement's millisecond (the column's
+ * precision) — but for two claims within one millisecond, which only a delivery stalled past its job lock racing
+ * the one that took its job over could make.
+ */
+const CLAIMED_HERE = "dispatched_at >= date_trunc('milliseconds', now()) AS claimed_here";
 
 const SQL = {
   insertWithAudit: statement(
@@ -206,12 +225,19 @@ const SQL = {
   runnerHealth: statement("server.runner-health", runnerHealthText({ serverId: "$1", problem: "$2", seq: "$3", clientIp: "$4" })),
   belongsToServer: statement("operation.belongs", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2"),
   // Never later than PostgreSQL's now(): a runner whose clock is ahead would push the overdue sweep back by as much.
-  markStarted: statement("operation.started", `UPDATE operations SET started_at = ${STARTED_WITHIN_PLATFORM_TIMES("$3::timestamptz")} WHERE id = $1 AND server_id = $2 AND started_at IS NULL`),
+  // A running operation it finds unmarked (a refused claim released while an earlier start was on its way) is marked
+  // handed over again, at the start (dispatched_at is read unchanged by both SETs, so started_at is that time too).
+  markStarted: statement(
+    "operation.started",
+    `UPDATE operations SET started_at = ${STARTED_WITHIN_PLATFORM_TIMES("$3::timestamptz")},
+            dispatched_at = CASE WHEN status = 'running' THEN COALESCE(dispatched_at, LEAST($3::timestamptz, now())) ELSE dispatched_at END
+     WHERE id = $1 AND server_id = $2 AND started_at IS NULL`,
+  ),
   claimForDispatch: statement(
     "operation.claim",
     `UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now())
      WHERE id = $1 AND status = 'running' AND (dispatched_at IS NOT NULL OR deliver_by > now())
-     RETURNING ${OPERATION_COLUMNS}`,
+     RETURNING ${OPERATION_COLUMNS}, ${CLAIMED_HERE}`,
   ),
   claimRebootCall: statement(
     "operation.claim-reboot-call",
@@ -219,7 +245,7 @@ const SQL = {
   ),
   markDispatched: statement(
     "operation.dispatched",
-    "UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running' RETURNING dispatched_at",
+    `UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running' RETURNING dispatched_at, ${CLAIMED_HERE}`,
   ),
   releaseDispatch: statement(
     "operation.release-dispatch",
@@ -438,10 +464,12 @@ export class OperationStore {
    * Reads and marks it handed to a runner in one statement, only while it is
    * still running and either already dispatched or within its delivery
    * deadline. Null in every other case, which the caller handles the slow way.
+   * `claimedHere`: this call set the mark (see DispatchClaim).
    */
-  async claimForDispatch(id: string): Promise<Operation | null> {
+  async claimForDispatch(id: string): Promise<(Operation & { claimedHere: boolean }) | null> {
     const { rows } = await this.pool.query({ ...SQL.claimForDispatch, values: [id] });
-    return rows[0] ? toOperation(rows[0] as Row) : null;
+    const row = rows[0] as Row | undefined;
+    return row ? { ...toOperation(row), claimedHere: row.claimed_here === true } : null;
   }
 
   /**
@@ -456,20 +484,21 @@ export class OperationStore {
 
   /**
    * Marks it handed to a runner (keeping the first time), only while it is
-   * still running: the time it is marked with, null when it has ended meanwhile.
+   * still running: the mark, null when it has ended meanwhile.
    */
-  async markDispatched(id: string): Promise<Date | null> {
+  async markDispatched(id: string): Promise<DispatchClaim | null> {
     const { rows } = await this.pool.query({ ...SQL.markDispatched, values: [id] });
-    return rows[0] ? ((rows[0] as Row).dispatched_at as Date) : null;
+    const row = rows[0] as Row | undefined;
+    return row ? { at: row.dispatched_at as Date, claimedHere: row.claimed_here === true } : null;
   }
 
   /**
    * Takes back a dispatched mark after the runner refused the start and asked
-   * for it later (the caller's reasons). Only while nothing says it may have
-   * started anywhere: still running, no start reported, and still marked with
-   * `dispatchedAt`, the time the refused delivery claimed it with — a claim
-   * made after an earlier release carries a time of its own and is left alone.
-   * False when any of these no longer holds.
+   * for it later (the caller's reasons; only a mark its claim set, claimedHere).
+   * Only while nothing says it may have started anywhere: still running, no
+   * start reported, and still marked with `dispatchedAt`, the time the refused
+   * delivery claimed it with — a claim made after an earlier release carries a
+   * time of its own and is left alone. False when any of these no longer holds.
    */
   async releaseDispatch(id: string, dispatchedAt: Date): Promise<boolean> {
     const { rowCount } = await this.pool.query({ ...SQL.releaseDispatch, values: [id, dispatchedAt] });
