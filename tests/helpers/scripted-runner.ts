@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
 import path from "node:path";
-import { SocketPath } from "@runbridge/contracts";
+import { SocketPath, type OperationResult } from "@runbridge/contracts";
 import { ROOT } from "./processes";
 
 /** A runner speaking the real wire protocol, driven by the test: it can drop, restore or misbehave at will. */
@@ -42,4 +42,20 @@ export function untilConnected(socket: ScriptedSocket): Promise<void> {
     socket.on("connect", () => resolve());
     socket.on("connect_error", ((err: Error) => reject(err)) as never);
   });
+}
+
+/** A runner's result for an operation: completed with exit code 0, no output, started now; what differs as `overrides`. */
+export function runnerResult(operationId: string, overrides: Partial<Omit<OperationResult, "operationId">> = {}): OperationResult {
+  return {
+    operationId,
+    status: "completed",
+    exitCode: 0,
+    stdout: "",
+    stderr: "",
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    durationMs: 5,
+    startedAt: new Date().toISOString(),
+    ...overrides,
+  };
 }

@@ -4,7 +4,7 @@ import path from "node:path";
 import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
-import { scriptedRunner } from "../helpers/scripted-runner";
+import { runnerResult, scriptedRunner } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
 
@@ -86,17 +86,7 @@ describe("cancel of a dispatched operation whose start never reached a runner", 
 
       // The same runner back (as its ledger would answer): the command finished while it was away.
       second = scriptedRunner(stack.dispatcherPorts[0] as number, fx.runnerToken);
-      const result = {
-        operationId: id,
-        status: "completed",
-        exitCode: 0,
-        stdout: "ran\n",
-        stderr: "",
-        stdoutTruncated: false,
-        stderrTruncated: false,
-        durationMs: 5,
-        startedAt: new Date().toISOString(),
-      };
+      const result = runnerResult(id, { stdout: "ran\n" });
       const cancelAnswers: unknown[] = [];
       const sender = second;
       second.on("operation:cancel", ((req: { operationId: string }, ack: (res: unknown) => void) => {

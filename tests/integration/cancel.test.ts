@@ -4,7 +4,7 @@ import path from "node:path";
 import { testPrisma } from "../helpers/db";
 import { createAutomationKey, createFixture, createServer, createTenant } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
-import { scriptedRunner } from "../helpers/scripted-runner";
+import { runnerResult, scriptedRunner } from "../helpers/scripted-runner";
 import { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
@@ -127,7 +127,7 @@ describe("POST /api/automation/v1/operations/{id}/cancel", () => {
       expect(reasons[cancels.indexOf(id)]).toBe("wrong branch");
       // Confirmed: not sent again on the next connection.
       await waitFor(async () => (await stack.redis.sismember(stack.keys.pendingCancels(server.id), id)) === 0, 5000, "pending cancel cleared");
-      const result = { operationId: id, status: "cancelled", exitCode: null, stdout: "", stderr: "", stdoutTruncated: false, stderrTruncated: false, durationMs: 5, startedAt: new Date().toISOString(), error: "cancelled on request" };
+      const result = runnerResult(id, { status: "cancelled", exitCode: null, error: "cancelled on request" });
       expect(await socket.timeout(5000).emitWithAck("operation:result", result)).toMatchObject({ stored: true });
       expect((await get(id)).body).toMatchObject({ status: "cancelled", error: "cancelled on request" });
     } finally {

@@ -6,7 +6,7 @@ import { testPrisma } from "../helpers/db";
 import { createOperation, createServer } from "../helpers/factories";
 import { findLeaks } from "../helpers/leak-scan";
 import { waitFor } from "../helpers/processes";
-import { scriptedRunner } from "../helpers/scripted-runner";
+import { runnerResult, scriptedRunner } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStackWithRunner } from "../helpers/suite";
 
@@ -90,18 +90,7 @@ describe("exec output that is hard to deliver or store", () => {
     const socket = scriptedRunner(stack.dispatcherPorts[0] as number, runnerToken);
     try {
       await stack.waitRunnerConnected(server.id);
-      const result = {
-        operationId: op.id,
-        status: "failed",
-        exitCode: null,
-        stdout: "x\u0000y",
-        stderr: "\u0000",
-        stdoutTruncated: false,
-        stderrTruncated: false,
-        durationMs: 5,
-        startedAt: new Date().toISOString(),
-        error: "bad\u0000name",
-      };
+      const result = runnerResult(op.id, { status: "failed", exitCode: null, stdout: "x\u0000y", stderr: "\u0000", error: "bad\u0000name" });
       expect(await socket.timeout(5000).emitWithAck("operation:result", result)).toMatchObject({ stored: true });
       await waitFor(async () => (await stored(op.id)).status === "failed", 5000, "the result to be stored");
       expect(await stored(op.id)).toMatchObject({ stdout: "x\uFFFDy", stderr: "\uFFFD", error: "bad\uFFFDname" });

@@ -2,7 +2,7 @@ import { FailureReason } from "@runbridge/contracts";
 import { testPrisma } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
-import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import { runnerResult, scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStack } from "../helpers/suite";
 
@@ -90,17 +90,7 @@ describe("a registry login whose credential is deleted before it is delivered", 
       starts.push(op.operationId);
       if (starts.length > 1) return;
       deleted = deleteCredential(fx, credentialId).then(() => {
-        resultOf = (operationId) => ({
-          operationId,
-          status: "completed",
-          exitCode: 0,
-          stdout: "Login Succeeded\n",
-          stderr: "",
-          stdoutTruncated: false,
-          stderrTruncated: false,
-          durationMs: 40,
-          startedAt: new Date().toISOString(),
-        });
+        resultOf = (operationId) => runnerResult(operationId, { stdout: "Login Succeeded\n", durationMs: 40 });
       });
     });
     socket.on("operation:query", (q: { operationIds: string[] }, ack: (reply: unknown) => void) => {

@@ -1,8 +1,7 @@
-import type { OperationResult } from "@runbridge/contracts";
 import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
-import { scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
+import { runnerResult, scriptedRunner, type ScriptedSocket } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
 import { useStack } from "../helpers/suite";
 
@@ -93,17 +92,7 @@ describe("a start that reaches the runner after a refused claim was released", (
           reportStart = () => {
             const startedAt = new Date().toISOString();
             runner.emit("operation:started", { operationId: op.operationId, startedAt });
-            const result: OperationResult = {
-              operationId: op.operationId,
-              status: "completed",
-              exitCode: 0,
-              stdout: "ran\n",
-              stderr: "",
-              stdoutTruncated: false,
-              stderrTruncated: false,
-              durationMs: 100,
-              startedAt,
-            };
+            const result = runnerResult(op.operationId, { stdout: "ran\n", durationMs: 100, startedAt });
             setTimeout(() => void runner.timeout(5000).emitWithAck("operation:result", result).catch(() => undefined), 300);
           };
           setTimeout(() => reportStart?.(), 2000);

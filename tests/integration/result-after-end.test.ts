@@ -1,7 +1,7 @@
 import { FailureReason } from "@runbridge/contracts";
 import { testPrisma } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
-import { type ScriptedSocket, scriptedRunner, untilConnected } from "../helpers/scripted-runner";
+import { type ScriptedSocket, runnerResult, scriptedRunner, untilConnected } from "../helpers/scripted-runner";
 import type { TestStack } from "../helpers/stack";
 import { type Fixture, useStack } from "../helpers/suite";
 
@@ -18,17 +18,7 @@ describe("a runner's result that arrives after its operation was ended without i
     ({ stack } = suite);
   });
 
-  const resultOf = (operationId: string, startedAt: Date) => ({
-    operationId,
-    status: "completed",
-    exitCode: 0,
-    stdout: "deployed\n",
-    stderr: "",
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    durationMs: 1200,
-    startedAt: startedAt.toISOString(),
-  });
+  const resultOf = (operationId: string, startedAt: Date) => runnerResult(operationId, { stdout: "deployed\n", durationMs: 1200, startedAt: startedAt.toISOString() });
 
   /** A fresh server with a connected scripted runner, and the time its operations started (five minutes ago). */
   const withRunner = async (test: (fx: Fixture, runner: ScriptedSocket, startedAt: Date) => Promise<void>) => {

@@ -6,6 +6,7 @@ import { Agent } from "../../apps/runner/src/agent";
 import { runnerEnvSchema, type RunnerConfig } from "../../apps/runner/src/config";
 import { Ledger } from "../../apps/runner/src/ledger";
 import { freePort } from "../helpers/processes";
+import { runnerResult } from "../helpers/scripted-runner";
 import { SmallDisk } from "../helpers/small-disk";
 
 /**
@@ -32,7 +33,7 @@ describeAsRoot(`a runner that cannot write its state directory${unavailable ? ` 
     const ledger = new Ledger(stateDir);
     await ledger.begin(earlier.running, new Date().toISOString());
     await ledger.begin(earlier.finished, new Date().toISOString());
-    const result = { operationId: earlier.finished, status: "completed" as const, exitCode: 0, stdout: "done\n", stderr: "", stdoutTruncated: false, stderrTruncated: false, durationMs: 5, startedAt: new Date().toISOString() };
+    const result = runnerResult(earlier.finished, { stdout: "done\n" });
     await ledger.finish(result);
     ledger.close();
     disk.readOnly();

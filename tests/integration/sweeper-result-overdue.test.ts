@@ -3,7 +3,7 @@ import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture, createOperation, createServer } from "../helpers/factories";
 import { sample } from "../helpers/metrics";
 import { waitFor } from "../helpers/processes";
-import { type ScriptedSocket, scriptedRunner, untilConnected } from "../helpers/scripted-runner";
+import { type ScriptedSocket, runnerResult, scriptedRunner, untilConnected } from "../helpers/scripted-runner";
 import { type Fixture, useStack } from "../helpers/suite";
 
 const RESULT_GRACE_SECONDS = 1;
@@ -53,17 +53,8 @@ describe("sweeper: a connected runner that never delivers an overdue result", ()
     }
   };
 
-  const resultOf = (operationId: string) => ({
-    operationId,
-    status: "completed",
-    exitCode: 0,
-    stdout: "late\n",
-    stderr: "",
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    durationMs: 1000,
-    startedAt: new Date(Date.now() - 2 * GIVE_UP_AFTER_MS).toISOString(),
-  });
+  const resultOf = (operationId: string) =>
+    runnerResult(operationId, { stdout: "late\n", durationMs: 1000, startedAt: new Date(Date.now() - 2 * GIVE_UP_AFTER_MS).toISOString() });
 
   const metric = async (action: string) => {
     const text = await (await fetch(`http://127.0.0.1:${suite.stack.dispatcherPorts[0]}/metrics`)).text();

@@ -2,8 +2,8 @@ import { execFileSync } from "node:child_process";
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { OperationResult } from "@runbridge/contracts";
 import { Ledger } from "../../apps/runner/src/ledger";
+import { runnerResult } from "../helpers/scripted-runner";
 
 /**
  * The runner's ledger on a real directory. A new Ledger over the same
@@ -20,17 +20,7 @@ describe("runner ledger", () => {
     return l;
   };
   const id = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
-  const result = (operationId: string): OperationResult => ({
-    operationId,
-    status: "completed",
-    exitCode: 0,
-    stdout: "ok\n",
-    stderr: "",
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    durationMs: 3,
-    startedAt: "2026-11-28T10:00:00.000Z",
-  });
+  const result = (operationId: string) => runnerResult(operationId, { stdout: "ok\n", durationMs: 3, startedAt: "2026-11-28T10:00:00.000Z" });
   const startLog = () => readFileSync(path.join(dir, "ledger", "started.log"), "utf8");
 
   beforeEach(() => {
