@@ -12,6 +12,7 @@ import { createDispatcherServer } from "./http-server";
 import { registerDispatcherCollectors } from "./metrics";
 import { PostgresClock } from "./postgres-clock";
 import { RunnerPresence } from "./presence";
+import { STORE_RETRY_PAUSES_TOTAL_MS } from "./reboot-record";
 import { RunnerRelay } from "./relay";
 import { askLocalRunner } from "./runner-link";
 import { attachRunnerHandlers, createRunnerIo, recordRunnersLastSeen } from "./socket-server";
@@ -107,8 +108,11 @@ async function main(): Promise<void> {
     .listen();
 }
 
-/** What recording a provider's answer may take after the call (reboot-record.ts retries its write). */
-const PROVIDER_ANSWER_RECORD_MS = 15_000;
+/**
+ * What recording a provider's answer may take after the call (15 s): reboot-record.ts's pauses between
+ * tries of its write (7.75 s), and the tries themselves (six of one short statement).
+ */
+const PROVIDER_ANSWER_RECORD_MS = STORE_RETRY_PAUSES_TOTAL_MS + 7_250;
 
 main().catch((err: unknown) => {
   process.stderr.write(`dispatcher failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -1,3 +1,4 @@
+import { withRetries } from "@runbridge/common";
 import { FailureCause, FailureReason, RebootPath } from "@runbridge/contracts";
 import type { Operation, OperationNote } from "@runbridge/db";
 import type { DispatcherContext } from "./context";
@@ -86,16 +87,13 @@ export function failOutcomeUnknown(
  */
 const STORE_RETRY_PAUSES_MS = [250, 500, 1000, 2000, 4000];
 
+/** What the pauses of storeWithRetries add up to. */
+export const STORE_RETRY_PAUSES_TOTAL_MS = STORE_RETRY_PAUSES_MS.reduce((sum, pause) => sum + pause, 0);
+
 /** Runs `write` until it succeeds or the pauses are used up (then its last error is thrown). */
-export async function storeWithRetries<T>(ctx: DispatcherContext, op: Operation, write: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await write();
-    } catch (err) {
-      const pause = STORE_RETRY_PAUSES_MS[attempt];
-      if (pause === undefined) throw err;
-      ctx.logger.warn("could not record the reboot's outcome; retrying", { operationId: op.id, error: String(err), retryInMs: pause });
-      await new Promise((resolve) => setTimeout(resolve, pause));
-    }
-  }
+export function storeWithRetries<T>(ctx: DispatcherContext, op: Operation, write: () => Promise<T>): Promise<T> {
+  return withRetries(write, {
+    pauses: STORE_RETRY_PAUSES_MS,
+    onRetry: (err, retryInMs) => ctx.logger.warn("could not record the reboot's outcome; retrying", { operationId: op.id, error: String(err), retryInMs }),
+  });
 }

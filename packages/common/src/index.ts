@@ -9,6 +9,7 @@ export * from "./env-files";
 export * from "./trust-proxy";
 export * from "./lookup-miss-budget";
 export * from "./timeout";
+export * from "./retry";
 export * from "./runner-signature";
 export * from "./clock-offset";
 export * from "./store-errors";

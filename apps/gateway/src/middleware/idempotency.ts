@@ -1,5 +1,6 @@
 import { createHash, createHmac } from "node:crypto";
 import type { Request, RequestHandler, Response } from "express";
+import { type RetryPauses, withRetries } from "@runbridge/common";
 import { IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_HOURS } from "@runbridge/contracts";
 import { Prisma } from "@runbridge/db";
 import { automationAuth, type AutomationAuth } from "../auth/locals";
@@ -126,9 +127,8 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? "null";
 }
 
-/** After a failed store or release: tried again this often, doubling, for as long as STORE_RETRY_FOR_MS. */
-const STORE_RETRY_FIRST_MS = 1_000;
-const STORE_RETRY_FOR_MS = 5 * 60_000;
+/** After a failed store or release: tried again after 1 s, doubling, for as long as 5 min. */
+const STORE_RETRY_PAUSES: RetryPauses = { firstMs: 1_000, factor: 2, totalMs: 5 * 60_000 };
 
 /**
  * Stores the response before it is sent, so a client that has the answer and
@@ -157,7 +157,7 @@ function recordResponseOf(ctx: GatewayContext, res: Response, recordId: string):
         () => undefined,
         (err: unknown) => {
           ctx.logger.warn("could not record an idempotent response; trying again", { recordId, status, error: String(err) });
-          void retryStore(ctx, store, recordId);
+          void retryStore(ctx, store, recordId, err);
         },
       )
       .finally(() => send(body));
@@ -165,17 +165,13 @@ function recordResponseOf(ctx: GatewayContext, res: Response, recordId: string):
   }) as Response["json"];
 }
 
-async function retryStore(ctx: GatewayContext, store: () => Promise<unknown>, recordId: string): Promise<void> {
-  const until = performance.now() + STORE_RETRY_FOR_MS;
-  for (let waitMs = STORE_RETRY_FIRST_MS; performance.now() + waitMs < until && !ctx.draining.aborted; waitMs *= 2) {
-    await new Promise((r) => setTimeout(r, waitMs).unref());
-    try {
-      await store();
+function retryStore(ctx: GatewayContext, store: () => Promise<unknown>, recordId: string, error: unknown): Promise<void> {
+  return withRetries(store, { pauses: STORE_RETRY_PAUSES, alreadyFailed: { error }, stopped: () => ctx.draining.aborted, unref: true }).then(
+    () => {
       ctx.logger.info("recorded an idempotent response on a later try", { recordId });
-      return;
-    } catch {
-      // Still failing: the next try, later.
-    }
-  }
-  ctx.logger.error("could not record an idempotent response: its Idempotency-Key answers 409 in progress until it expires", { recordId });
+    },
+    () => {
+      ctx.logger.error("could not record an idempotent response: its Idempotency-Key answers 409 in progress until it expires", { recordId });
+    },
+  );
 }
