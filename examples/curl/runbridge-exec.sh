@@ -51,8 +51,9 @@ check() {
 
 # The POST is sent again (same Idempotency-Key) only after no answer at all, 429, 502, 503 or 504,
 # never with curl's --retry: that also retries a 500, which the gateway answers when it cannot tell
-# whether it recorded the operation (it may still run), and an answer other than 2xx releases the
-# key, so a retry could start the command a second time. Up to 6 attempts, 1 s apart doubling, or
+# whether it recorded the operation (it may still run; the key is kept, a retry gets the same 500)
+# or on an unexpected error (the key is released: a retry could start the command a second time).
+# Up to 6 attempts, 1 s apart doubling, or
 # as long as a 429's or 503's Retry-After says (in seconds, up to 60).
 attempt=1
 while :; do

@@ -75,7 +75,7 @@ describe("operation store: prepared statements across a migration", () => {
       // A step recorded on the row with its audit event (a reboot's path): alone, then again with the finish (its event stays single).
       const noted = await insert();
       const note = { params: { step: "one" }, event: { type: "operation.step", data: { n: 1 } } };
-      expect(await db.operations.note(noted.id, note)).toBe(true);
+      expect(await db.operations.noteRebootPath(noted.id, note, false)).toBe(true);
       expect(await db.operations.finish(serverId, { operationId: noted.id, status: "completed" }, "running", note)).toMatchObject({ status: "completed", params: { step: "one" } });
       const events = await admin.query(`SELECT type FROM ${schema}.audit_events WHERE operation_id = $1 ORDER BY type`, [noted.id]);
       expect(events.rows.map((r: { type: string }) => r.type)).toEqual(["operation.created", "operation.finished", "operation.step"]);

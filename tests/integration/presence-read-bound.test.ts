@@ -1,5 +1,5 @@
 import { hashToken, validRunnerSignature } from "@runbridge/common";
-import { FailureReason } from "@runbridge/contracts";
+import { FailureReason, RESULT_DUE_AFTER_TIMEOUT_MS } from "@runbridge/contracts";
 import { testRedisUrl } from "../helpers/env";
 import { testPrisma } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
@@ -57,8 +57,8 @@ describe("a dispatcher whose Redis does not answer the read of a runner's presen
     const op = await overdueOperation(fx);
     return { fx, op, queries, runner, presenceKey: suite.stack.keys.runnerPresence(fx.server.id) };
   };
-  const overdueOperation = (fx: { tenant: { id: string }; server: { id: string } }) => {
-    const longAgo = new Date(Date.now() - 120_000);
+  const overdueOperation = (fx: { tenant: { id: string }; server: { id: string } }, agoMs = 120_000) => {
+    const longAgo = new Date(Date.now() - agoMs);
     return createOperation(fx.tenant.id, fx.server.id, { redisPrefix: suite.stack.prefix, timeoutSeconds: 1, createdAt: longAgo, dispatchedAt: longAgo, startedAt: longAgo });
   };
   const status = async (id: string) => (await testPrisma().operation.findUniqueOrThrow({ where: { id } })).status;
@@ -114,7 +114,9 @@ describe("a dispatcher whose Redis does not answer the read of a runner's presen
     const fx = await createFixture();
     const from = d0Logs();
     proxy.hold([suite.stack.keys.runnerPresence(fx.server.id)]);
-    const op = await overdueOperation(fx);
+    // Past the moment a connected runner that stays silent is given up on (RESULT_DUE_AFTER_TIMEOUT_MS): not known
+    // to be connected, it is not ended as such (result overdue), but given the lost-runner grace once known away.
+    const op = await overdueOperation(fx, RESULT_DUE_AFTER_TIMEOUT_MS + 60_000);
     try {
       // Whichever comes first: left for later (a runner that did not answer), or ended as if known away.
       await waitFor(async () => d0Logged("runner did not answer a ledger query", fx.server.id, from) || (await status(op.id)) !== "running", 12_000, "d0's sweeper to act on the server");

@@ -1,3 +1,4 @@
+import { FailureReason } from "@runbridge/contracts";
 import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture, createOperation } from "../helpers/factories";
 import { waitFor } from "../helpers/processes";
@@ -71,6 +72,14 @@ describe("a start that reaches the runner after a refused claim was released", (
     expect(await ops.finish(fx.server.id, { operationId: id, status: "cancelled", error: "cancelled on request" }, "undispatched")).toBeNull();
     expect(await ops.finish(fx.server.id, { operationId: id, status: "failed", error: "not delivered" }, "past-deadline")).toBeNull();
     expect(await testPrisma().operation.findUniqueOrThrow({ where: { id } })).toMatchObject({ status: "running" });
+  });
+
+  it("sweeper: such an operation still ends once overdue, through the overdue pass (its runner never came back)", async () => {
+    const fx = await createFixture();
+    const longAgo = new Date(Date.now() - 120_000);
+    const { id } = await createOperation(fx.tenant.id, fx.server.id, { redisPrefix: stack.prefix, timeoutSeconds: 1, createdAt: longAgo, startedAt: longAgo, dispatchedAt: null, deliverBy: longAgo });
+    // Never seen, so no lost-runner grace: ended as lost at the next sweep, rather than left running for good.
+    expect(await waitUntilEnded(id, 10_000)).toMatchObject({ status: "failed", error: FailureReason.RunnerLost });
   });
 
   it("dispatcher: an unanswered start, then a refusal of the next: the command's result is its outcome, not 'never delivered'", async () => {

@@ -25,7 +25,8 @@ interface RelayRequest {
   sealed: string;
 }
 
-type RelayReply = { id: string; reply: unknown } | { id: string; absent: true } | { id: string; error: string };
+/** `silent`: the error is the runner's own silence (RunnerSilent), not the owner's; absent in answers of earlier releases. */
+type RelayReply = { id: string; reply: unknown } | { id: string; absent: true } | { id: string; error: string; silent?: true };
 
 /**
  * What a relayed request came to. Not delivered: `listeners` dispatchers heard it and none held the
@@ -50,6 +51,13 @@ export type LocalRunnerAsk = (serverId: string, socketId: string, event: Relayed
 
 /** The local runner was not there: the asking dispatcher looks for it elsewhere. */
 export class NoLocalRunner extends Error {}
+
+/**
+ * The runner is connected and did not acknowledge within the acknowledgement time-out: known to be there, and silent
+ * (frozen, its event loop or disk stalled) — unlike a request that got no answer for other reasons (Redis, a
+ * dispatcher between it and the runner), which says nothing of the runner.
+ */
+export class RunnerSilent extends Error {}
 
 interface Pending {
   event: RelayedEvent;
@@ -154,7 +162,9 @@ export class RunnerRelay {
       // null, not undefined, for an empty answer: an absent key would read as "not here" and send it again elsewhere.
       reply = { id, reply: (await this.opts.askLocal(serverId, socketId, event, payload)) ?? null };
     } catch (err) {
-      reply = err instanceof NoLocalRunner ? { id, absent: true } : { id, error: err instanceof Error ? err.message : String(err) };
+      reply = err instanceof NoLocalRunner
+        ? { id, absent: true }
+        : { id, error: err instanceof Error ? err.message : String(err), ...(err instanceof RunnerSilent ? { silent: true as const } : {}) };
     }
     await this.opts.redis.publish(from, JSON.stringify(reply)).catch((err: unknown) => {
       // The asker times out and retries as for a runner that did not answer.
@@ -168,7 +178,7 @@ export class RunnerRelay {
     const p = this.pending.get(reply.id);
     if (!p) return; // Timed out already.
     if ("reply" in reply) return this.finish(reply.id, { delivered: true, reply: reply.reply });
-    if ("error" in reply) return this.fail(reply.id, new Error(reply.error));
+    if ("error" in reply) return this.fail(reply.id, reply.silent === true ? new RunnerSilent(reply.error) : new Error(reply.error));
     // Absent there. Normally one dispatcher listens per id; with several (a shared DISPATCHER_ID) the one holding the runner may still answer.
     p.absent += 1;
     if (p.receivers !== null && p.absent >= p.receivers) this.finish(reply.id, { delivered: false, listeners: p.receivers });

@@ -3,7 +3,7 @@ import { RELAY_PROTOCOL_VERSION, type DispatcherToRunnerEvents } from "@runbridg
 import { signForRunner, withTimeout, type SignatureTarget } from "@runbridge/common";
 import { localSignatureTarget, signatureTargetOf } from "./connection-keys";
 import { serverRoom, type DispatcherContext, type RunnerSocket } from "./context";
-import { NoLocalRunner, type LocalRunnerAsk, type RelayedEvent } from "./relay";
+import { NoLocalRunner, RunnerSilent, type LocalRunnerAsk } from "./relay";
 import { recordReplacement, type RunnerConnection } from "./runner-audit";
 
 type Events = Pick<DispatcherToRunnerEvents, "operation:start" | "operation:cancel" | "operation:query">;
@@ -240,8 +240,20 @@ export function askLocalRunner(ctx: DispatcherContext): LocalRunnerAsk {
     if (local?.id !== socketId) return Promise.reject(new NoLocalRunner());
     if (event === "probe") return Promise.resolve(true);
     const signed = signForRunner(localSignatureTarget(local), event, (payload ?? {}) as object);
-    return (local.timeout(ctx.config.RUNNER_ACK_TIMEOUT_MS) as unknown as { emitWithAck(ev: RelayedEvent, p: unknown): Promise<unknown> }).emitWithAck(event, signed);
+    return askConnected(local, ctx.config.RUNNER_ACK_TIMEOUT_MS, serverId, event, signed);
   };
+}
+
+/** What socket.io rejects an acknowledged emit with when no acknowledgement came in time. */
+const ACK_TIMED_OUT = "operation has timed out";
+
+/** An acknowledged emit to a connection of this dispatcher's; no acknowledgement in time is RunnerSilent (it is connected). */
+async function askConnected(socket: RunnerSocket, timeoutMs: number, serverId: string, event: string, signed: unknown): Promise<unknown> {
+  try {
+    return await (socket.timeout(timeoutMs) as unknown as { emitWithAck(ev: string, p: unknown): Promise<unknown> }).emitWithAck(event, signed);
+  } catch (err) {
+    throw err instanceof Error && err.message === ACK_TIMED_OUT ? new RunnerSilent(`runner of server ${serverId} did not acknowledge ${event} within ${timeoutMs} ms`) : err;
+  }
 }
 
 /**
@@ -294,7 +306,7 @@ export async function requestRunner<E extends keyof Events>(
   // The typed emitWithAck overloads do not survive a generic event name; the shapes come from Events.
   if ("local" in target) {
     const signed = signForRunner(localSignatureTarget(target.local), event, payload);
-    return (target.local.timeout(timeout) as unknown as { emitWithAck(ev: E, p: Payload<E>): Promise<Reply<E>> }).emitWithAck(event, signed);
+    return (await askConnected(target.local, timeout, serverId, event, signed)) as Reply<E>;
   }
   // Through the dispatcher holding it, as above (sealed, and answered without waiting for every dispatcher)...
   const relayed = await ctx.relay.request(target.remote, serverId, event, payload);

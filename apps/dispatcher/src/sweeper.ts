@@ -7,6 +7,7 @@ import { countSweeperAction, type SweeperAction } from "./metrics";
 import { endUndelivered, undeliveredEnding } from "./deferred";
 import { deployTurn } from "./deploy-turn";
 import { recordRunnerResult, finishOperation } from "./results";
+import { RunnerSilent } from "./relay";
 import { RunnerNotConnected, requestRunner } from "./runner-link";
 
 /**
@@ -130,6 +131,9 @@ export class Sweeper {
       where: {
         status: "running",
         dispatchedAt: null,
+        // A start reported with no mark (a refused claim released before an earlier start reached the runner, on a
+        // release before the runner's report re-marked it) is the overdue pass's: it runs, its job is not lost.
+        startedAt: null,
         createdAt: { lt: cutoff },
         AND: [
           // Only this deployment's: another one sharing the database keeps its jobs in its own queue.
@@ -236,7 +240,7 @@ export class Sweeper {
                (extract(epoch FROM ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace} + ${RESULT_DUE_AFTER_OVERDUE_SECONDS}) - now()) * 1000)::float8 AS give_up_in_ms,
                id::text = ANY(${askedBefore}::text[]) AS answered_running
         FROM operations
-        WHERE status = 'running' AND dispatched_at IS NOT NULL
+        WHERE status = 'running' AND (dispatched_at IS NOT NULL OR started_at IS NOT NULL)
           AND (redis_prefix = ${this.ctx.config.REDIS_PREFIX} OR redis_prefix IS NULL)
           AND ${OVERDUE_FROM} + make_interval(secs => timeout_seconds + ${grace}) < now()
           AND NOT (server_id::text = ANY(${silent}::text[]))
@@ -252,7 +256,8 @@ export class Sweeper {
       LIMIT ${OVERDUE_PER_SWEEP}`;
     const byServer = new Map<string, OverdueRow[]>();
     for (const op of overdue) byServer.set(op.server_id, [...(byServer.get(op.server_id) ?? []), op]);
-    // Servers in the order of their oldest overdue operation (Map keeps insertion order).
+    // Servers in the order the batch first names them (Map keeps insertion order): each one's oldest overdue operation
+    // in turn, those already answered "running" last.
     const pending = [...byServer.entries()];
     const budgetEnds = now + Math.max(this.ctx.config.RUNNER_ACK_TIMEOUT_MS, this.ctx.config.SWEEP_INTERVAL_MS);
     const worker = async (): Promise<void> => {
@@ -294,8 +299,10 @@ export class Sweeper {
           this.silentUntil.set(serverId, performance.now() + this.silentBackoffMs());
           this.ctx.logger.warn("runner did not answer a ledger query", { serverId, operations: ops.length, error: String(err) });
           // But not for ever: those past every grace a runner may take are ended (a runner that never answers
-          // would otherwise keep them running as long as it stays connected).
-          for (const late of ops.slice(i)) if (late.give_up_in_ms <= 0) await this.endOverdue(serverId, late, FailureReason.ResultOverdueUnanswered);
+          // would otherwise keep them running as long as it stays connected) — only when it is known to be connected
+          // and silent: a request that went unanswered for another reason (Redis, the dispatcher holding it) says
+          // nothing of the runner, which may be away and is then given its lost-runner grace.
+          if (err instanceof RunnerSilent) for (const late of ops.slice(i)) if (late.give_up_in_ms <= 0) await this.endOverdue(serverId, late, FailureReason.ResultOverdueUnanswered);
           return;
         }
         // No runner: none of this server's overdue operations can be resolved by asking. One away only
@@ -325,7 +332,7 @@ export class Sweeper {
           if (await finishOperation(this.ctx, serverId, { operationId: op.id, status: "failed", cause: FailureCause.ResultLost, error: FailureReason.ResultLost })) countSweeperAction("result_lost");
         } else if (op.give_up_in_ms <= 0) {
           // "running" past every grace a runner may take after a timeout: a process it cannot end, or a start it lost track of.
-          await this.endOverdue(serverId, op, entry.state === "running" ? FailureReason.ResultOverdueStillRunning : FailureReason.ResultOverdueUnanswered);
+          await this.endOverdue(serverId, op, FailureReason.ResultOverdueStillRunning);
         } else if (entry.state === "running") {
           // The runner enforces the timeout itself (its kill grace may be long): its result will come.
           const at = performance.now();
@@ -385,7 +392,7 @@ interface OverdueRow {
   give_up_in_ms: number;
 }
 
-/** Overdue operations looked at per sweep, oldest first. */
+/** Overdue operations looked at per sweep: each server's oldest in turn (see resolveOverdue). */
 const OVERDUE_PER_SWEEP = 200;
 /** Runners asked about overdue operations at the same time. */
 const LEDGER_QUERY_CONCURRENCY = 8;

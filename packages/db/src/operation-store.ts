@@ -226,11 +226,12 @@ const SQL = {
   belongsToServer: statement("operation.belongs", "SELECT 1 FROM operations WHERE id = $1 AND server_id = $2"),
   // Never later than PostgreSQL's now(): a runner whose clock is ahead would push the overdue sweep back by as much.
   // A running operation it finds unmarked (a refused claim released while an earlier start was on its way) is marked
-  // handed over again, at the start (dispatched_at is read unchanged by both SETs, so started_at is that time too).
+  // handed over again, by PostgreSQL's clock, and its start with it (never before the hand-over, as everywhere): a
+  // runner's stamp (its clock may be behind) must not make it overdue early.
   markStarted: statement(
     "operation.started",
-    `UPDATE operations SET started_at = ${STARTED_WITHIN_PLATFORM_TIMES("$3::timestamptz")},
-            dispatched_at = CASE WHEN status = 'running' THEN COALESCE(dispatched_at, LEAST($3::timestamptz, now())) ELSE dispatched_at END
+    `UPDATE operations SET started_at = CASE WHEN dispatched_at IS NULL AND status = 'running' THEN now() ELSE ${STARTED_WITHIN_PLATFORM_TIMES("$3::timestamptz")} END,
+            dispatched_at = CASE WHEN status = 'running' THEN COALESCE(dispatched_at, now()) ELSE dispatched_at END
      WHERE id = $1 AND server_id = $2 AND started_at IS NULL`,
   ),
   claimForDispatch: statement(
@@ -267,15 +268,6 @@ const SQL = {
      FROM operations o
      WHERE o.id = $1 AND o.server_id = $2 AND o.status <> 'running' AND o.error = ANY($3::text[])
        AND NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.operation_id = o.id AND e.type = 'operation.result_after_end')`,
-  ),
-  note: statement(
-    "operation.note",
-    `WITH noted_op AS (
-       UPDATE operations SET params = params || $2::jsonb, dispatched_at = CASE WHEN $5::boolean THEN NULL ELSE dispatched_at END
-       WHERE id = $1 AND status = 'running'
-       RETURNING id, tenant_id, automation_key_id, server_id, run_id
-     ), noted AS (${noteEventText("noted_op", "$3", "$4")})
-     SELECT id FROM noted_op`,
   ),
   // $5: the caller holds the claim of a provider call (claimRebootCall), released here; else no one may hold one.
   noteRebootPath: statement(
@@ -560,15 +552,6 @@ export class OperationStore {
     }
   }
 
-  /**
-   * Records a note on an operation that is still running, in one statement;
-   * `releaseDispatch` also clears its dispatched mark (it was claimed for a
-   * step that did not hand it over). False when it has ended meanwhile.
-   */
-  async note(id: string, note: OperationNote, releaseDispatch = false): Promise<boolean> {
-    const { rowCount } = await this.pool.query({ ...SQL.note, values: [id, JSON.stringify(note.params), note.event.type, JSON.stringify(note.event.data), releaseDispatch] });
-    return rowCount === 1;
-  }
 
   /**
    * Records the path a reboot takes (a note: params keys and their audit event), once: only while it is

@@ -191,10 +191,11 @@ const UNCONFIRMED_MARK_MARGIN_SECONDS = 120;
  * dispatchers' sweeper would take such a row for one whose job Redis lost and queue it — after the
  * client, told to retry, had started it again. So the row is marked in Redis, where the sweeper looks
  * before it re-enqueues (it fails a marked one instead), and ended here if PostgreSQL answers now.
- * "Not started" is answered only on PostgreSQL's word: the row was ended here, or PostgreSQL read it
- * absent (and the mark stops a commit landing later from being queued). The mark alone never is: Redis
- * can lose it (a restart without persistence, a failover) before a sweeper sees a row that landed, which
- * is then queued and runs while the client's retry runs too. A row already taken (a sweeper queued it
+ * "Not started" is answered only with PostgreSQL's word besides the mark: the row was ended here, or
+ * PostgreSQL read it absent (a commit landing after that read — only a connection that delivers the
+ * statement late, past its statement timeout, could — is then stopped by the mark alone). The mark alone
+ * never is: Redis can lose it (a restart without persistence, a failover) before a sweeper sees a row
+ * that landed, which is then queued and runs while the client's retry runs too. A row already taken (a sweeper queued it
  * while the insert hung for its query timeout) is returned: the request's operation, answered as
  * accepted. Otherwise the outcome is unknown, and the answer is a 500 that clients do not retry by
  * themselves and an Idempotency-Key keeps, naming the operation to look up.
