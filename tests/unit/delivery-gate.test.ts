@@ -112,6 +112,46 @@ describe("the delivery gate", () => {
     expect(gate.ticket("a").admit()).toBe(true);
   });
 
+  it("lets probes of unresponsive runners hold at most half the slots at once, the rest left to runners that answer", async () => {
+    const clock = { now: 0 };
+    const gate = gateAt(clock);
+    gate.useSlots(4);
+    const frozen = ["a", "b", "c"];
+    for (const id of frozen) {
+      const t = gate.ticket(id);
+      t.admit();
+      await expect(t.request(failsAfter(clock, ACK_TIMEOUT_MS), isAbsence)).rejects.toThrow();
+      t.leave();
+    }
+    const probes = frozen.map((id) => gate.ticket(id));
+    expect(probes.map((t) => t.admit())).toEqual([true, true, false]);
+    expect(probes[2]?.heldFor).toBe("unresponsive");
+    expect(probes[2]?.retryInMs).toBe(1000);
+    // Any number to a runner that answers.
+    expect(Array.from({ length: 10 }, () => gate.ticket("healthy").admit()).every(Boolean)).toBe(true);
+
+    // A probe ending frees its place for the next one, whichever server it is for.
+    probes[0]?.leave();
+    expect(probes[2]?.admit()).toBe(true);
+    expect(gate.ticket("a").admit()).toBe(false);
+
+    // One turned away for the bound is not forgotten meanwhile: it was not asked since.
+    clock.now += 50_000;
+    expect(gate.ticket("a").admit()).toBe(false);
+    clock.now += 50_000;
+    expect(gate.isHolding("a")).toBe(true);
+
+    // With a single slot, one probe still goes.
+    const single = gateAt(clock);
+    single.useSlots(1);
+    const t = single.ticket("a");
+    t.admit();
+    await expect(t.request(failsAfter(clock, ACK_TIMEOUT_MS), isAbsence)).rejects.toThrow();
+    t.leave();
+    expect(single.ticket("a").admit()).toBe(true);
+    expect(single.ticket("b").admit()).toBe(true); // not known unresponsive: not a probe
+  });
+
   it("while the runner is busy, lets one start through now and then, and all once a place frees", () => {
     const clock = { now: 0 };
     const gate = gateAt(clock);

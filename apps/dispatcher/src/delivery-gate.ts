@@ -14,6 +14,14 @@
  * slot back and come round later (`retryInMs`, growing with each unanswered request). Any answer,
  * or the runner gone (a new connection starts afresh), lets everything through again.
  *
+ * Those probes, one per unresponsive server, hold their slot for the ack time-out too: more frozen
+ * servers than slots would have them hold every slot, round after round, and the servers that answer
+ * would wait as before. So probes hold at most half this dispatcher's slots at once (`useSlots`; at
+ * least one), the others left to the servers that answer; a probe beyond that is turned away like the
+ * others and comes round later, its server still counting as unresponsive (it was not asked since).
+ * Not bounded: a runner's first deliveries, before it leaves one unanswered (nothing tells a frozen
+ * runner from a healthy one before), each holding its slot for one ack time-out.
+ *
  * A runner that answers "busy" (it runs as many operations as its RUNBRIDGE_MAX_CONCURRENT_OPERATIONS
  * allows) answers at once, so it holds no slot; but every operation waiting for a place would be sent
  * again and again, each round a claim and its release in PostgreSQL and a trip to the runner. While it
@@ -26,8 +34,20 @@
  */
 export class DeliveryGate {
   private readonly servers = new Map<string, ServerState>();
+  /** Deliveries let through to unresponsive runners (probes), in flight now, on all servers together. */
+  private probes = 0;
+  /** How many may be in flight at once (no bound until the worker says how many slots it has). */
+  private maxProbes = Infinity;
 
   constructor(private readonly opts: DeliveryGateOptions) {}
+
+  /**
+   * The delivery slots (WORKER_CONCURRENCY) deliveries through this gate share: probes of unresponsive runners
+   * may hold half of them at once, at least one (with a single slot, nothing is left to the others).
+   */
+  useSlots(slots: number): void {
+    this.maxProbes = Math.max(1, Math.floor(slots / 2));
+  }
 
   /** A ticket for one delivery to the server; it must be left (`leave`) however the delivery ends. */
   ticket(serverId: string): DeliveryTicket {
@@ -40,17 +60,28 @@ export class DeliveryGate {
     return s !== undefined && this.unresponsive(s);
   }
 
-  /** @internal Lets a delivery through, or says why not; `busyToo`: a start the runner may refuse as busy (not one it was handed already). */
-  admit(serverId: string, busyToo: boolean): "admitted" | "unresponsive" | "busy" {
+  /**
+   * @internal Lets a delivery through (a probe: to a runner that looks unresponsive), or says why not; `busyToo`:
+   * a start the runner may refuse as busy (not one it was handed already).
+   */
+  admit(serverId: string, busyToo: boolean): "admitted" | "probe" | "unresponsive" | "busy" {
     const s = this.state(serverId);
-    if (s.admitted > 0 && this.unresponsive(s)) return "unresponsive";
+    const probe = this.unresponsive(s);
+    if (probe && s.admitted > 0) return "unresponsive";
+    if (probe && this.probes >= this.maxProbes) {
+      // Not asked now, so nothing learnt: still unresponsive for as long as it would be had it been asked.
+      s.turnedAwayAt = this.now();
+      return "unresponsive";
+    }
     if (busyToo && this.busy(s)) {
       const now = this.now();
       if (now < s.nextProbeAt) return "busy";
       s.nextProbeAt = now + BUSY_PROBE_EVERY_MS;
     }
     s.admitted += 1;
-    return "admitted";
+    if (!probe) return "admitted";
+    this.probes += 1;
+    return "probe";
   }
 
   /** @internal The runner refused a start as busy, saying `reason`. */
@@ -78,7 +109,8 @@ export class DeliveryGate {
   }
 
   /** @internal */
-  release(serverId: string): void {
+  release(serverId: string, probe: boolean): void {
+    if (probe) this.probes -= 1;
     const s = this.servers.get(serverId);
     if (!s) return;
     s.admitted -= 1;
@@ -129,7 +161,7 @@ export class DeliveryGate {
 
   private unresponsive(s: ServerState): boolean {
     const now = this.now();
-    if (s.unanswered > 0 && now - s.lastUnansweredAt < FORGET_AFTER_MS) return true;
+    if (this.remembered(s)) return true;
     for (const w of s.waiting) if (now - w.since >= this.opts.slowAfterMs) return true;
     return false;
   }
@@ -137,7 +169,7 @@ export class DeliveryGate {
   private state(serverId: string): ServerState {
     let s = this.servers.get(serverId);
     if (!s) {
-      s = { admitted: 0, waiting: new Set(), unanswered: 0, lastUnansweredAt: 0, busyUntil: 0, busyReason: null, nextProbeAt: 0 };
+      s = { admitted: 0, waiting: new Set(), unanswered: 0, lastUnansweredAt: 0, turnedAwayAt: 0, busyUntil: 0, busyReason: null, nextProbeAt: 0 };
       this.servers.set(serverId, s);
     }
     return s;
@@ -146,8 +178,13 @@ export class DeliveryGate {
   /** Nothing in flight and nothing learnt worth keeping: one entry per server would otherwise stay for good. */
   private forgetIfIdle(serverId: string, s: ServerState): void {
     if (s.admitted > 0 || s.waiting.size > 0 || this.busy(s)) return;
-    if (s.unanswered > 0 && this.now() - s.lastUnansweredAt < FORGET_AFTER_MS) return;
+    if (this.remembered(s)) return;
     this.servers.delete(serverId);
+  }
+
+  /** An unanswered request still counts: one was sent, or a probe was turned away for the bound, within FORGET_AFTER_MS. */
+  private remembered(s: ServerState): boolean {
+    return s.unanswered > 0 && this.now() - Math.max(s.lastUnansweredAt, s.turnedAwayAt) < FORGET_AFTER_MS;
   }
 
   private now(): number {
@@ -174,6 +211,8 @@ interface ServerState {
   /** Requests in a row that used up the ack time-out. */
   unanswered: number;
   lastUnansweredAt: number;
+  /** When a probe was last turned away because as many probes as may be were in flight. */
+  turnedAwayAt: number;
   /** Until when the runner counts as busy (its last "busy" answer, unless a place freed since). */
   busyUntil: number;
   busyReason: string | null;
@@ -199,6 +238,7 @@ const FORGET_AFTER_MS = 60_000;
 /** One delivery's passage through the gate. */
 export class DeliveryTicket {
   private admitted = false;
+  private probe = false;
   /** Why the last admit() did not let it through. */
   heldFor: "unresponsive" | "busy" | null = null;
 
@@ -215,8 +255,9 @@ export class DeliveryTicket {
   admit(handedOver = false): boolean {
     if (this.admitted) return true;
     const outcome = this.gate.admit(this.serverId, !handedOver);
-    this.admitted = outcome === "admitted";
-    this.heldFor = outcome === "admitted" ? null : outcome;
+    this.admitted = outcome === "admitted" || outcome === "probe";
+    this.probe = outcome === "probe";
+    this.heldFor = outcome === "admitted" || outcome === "probe" ? null : outcome;
     return this.admitted;
   }
 
@@ -243,7 +284,8 @@ export class DeliveryTicket {
   }
 
   leave(): void {
-    if (this.admitted) this.gate.release(this.serverId);
+    if (this.admitted) this.gate.release(this.serverId, this.probe);
     this.admitted = false;
+    this.probe = false;
   }
 }

@@ -320,6 +320,8 @@ async function storedCredentialPassword(ctx: DispatcherContext, op: Operation): 
 export function createDeliveryWorker(ctx: DispatcherContext): Worker<DeliverOperationJob> {
   const connection = createRedis(ctx.config.REDIS_URL);
   connection.on("error", (err: Error) => ctx.logger.warn("worker redis error", { error: err.message }));
+  // Probes of unresponsive runners hold at most a share of these slots, the rest left to servers that answer.
+  ctx.deliveryGate.useSlots(ctx.config.WORKER_CONCURRENCY);
   const worker = new Worker<DeliverOperationJob>(QueueName.Operations, (job, token) => withLogContext({ operationId: job.data.operationId }, () => deliverOperation(ctx, job, token)), {
     connection,
     prefix: ctx.keys.bull,
