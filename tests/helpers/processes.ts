@@ -41,7 +41,11 @@ export async function startOnFreePort(start: (port: number) => Proc, ready: RegE
       await proc.waitForOutput(ready);
       return { proc, port };
     } catch (err) {
-      if (attempt >= attempts || proc.running || !proc.output.includes("EADDRINUSE")) throw err;
+      // A start that never got ready is nobody's to stop else (the caller keeps only a ready one):
+      // left running, it and its output pipes would outlive the test file and keep a jest worker from exiting.
+      const retry = attempt < attempts && !proc.running && proc.output.includes("EADDRINUSE");
+      await proc.stop("SIGKILL");
+      if (!retry) throw err;
     }
   }
 }

@@ -69,9 +69,17 @@ export class TestStack {
 
   static async start(opts: StackOptions = {}): Promise<TestStack> {
     const stack = new TestStack(freshPrefix(), opts);
-    for (let i = 0; i < (opts.dispatchers ?? 1); i++) await stack.startDispatcher();
-    await stack.startGateway();
-    return stack;
+    try {
+      for (let i = 0; i < (opts.dispatchers ?? 1); i++) await stack.startDispatcher();
+      await stack.startGateway();
+      return stack;
+    } catch (err) {
+      // The caller never gets this stack to stop: what it started (its Redis connection, a dispatcher
+      // already up) would otherwise outlive the test file and keep a jest worker from exiting.
+      await stack.shutDown().catch(() => undefined);
+      stack.redis.disconnect();
+      throw err;
+    }
   }
 
   commonEnv(): Record<string, string> {
@@ -159,6 +167,22 @@ export class TestStack {
   }
 
   async stop(): Promise<void> {
+    try {
+      await this.shutDown();
+      // Obliterate everything under this stack's prefix.
+      let cursor = "0";
+      do {
+        const [next, found] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
+        cursor = next;
+        if (found.length) await this.redis.del(...found);
+      } while (cursor !== "0");
+    } finally {
+      this.redis.disconnect();
+    }
+  }
+
+  /** Its processes stopped, the in-process gateway and its connections closed (not the stack's own Redis connection). */
+  private async shutDown(): Promise<void> {
     await Promise.all(this.runners.map((r) => r.stop("SIGKILL")));
     await Promise.all([...this.dispatchers, ...this.gatewayProcs].map((p) => p.stop()));
     await new Promise<void>((resolve) => {
@@ -168,13 +192,5 @@ export class TestStack {
       this.http.closeAllConnections();
     });
     await this.gateway?.close();
-    // Obliterate everything under this stack's prefix.
-    let cursor = "0";
-    do {
-      const [next, found] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
-      cursor = next;
-      if (found.length) await this.redis.del(...found);
-    } while (cursor !== "0");
-    this.redis.disconnect();
   }
 }

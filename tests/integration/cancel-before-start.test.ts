@@ -74,6 +74,8 @@ describe("cancel of a dispatched operation whose start never reached a runner", 
     first.on("operation:start", (op: { operationId: string }) => starts.push(op.operationId));
     first.on("operation:cancel", () => undefined);
     let second: ReturnType<typeof scriptedRunner> | undefined;
+    // The result re-sends still pending: cleared at the end, or they outlive the test (a buffered emit's ack timer with them).
+    const resends: NodeJS.Timeout[] = [];
     try {
       await stack.waitRunnerConnected(fx.server.id);
       const auth = { Authorization: `Bearer ${fx.token}` };
@@ -95,7 +97,7 @@ describe("cancel of a dispatched operation whose start never reached a runner", 
         ack(answer);
         // Its result is re-sent after, as the runner does — here late enough that the start's next
         // delivery attempt asks about the cancel first, and a cancel recorded on that answer alone would win.
-        setTimeout(() => void sender.timeout(5000).emitWithAck("operation:result", result).catch(() => undefined), 4000);
+        resends.push(setTimeout(() => void sender.timeout(5000).emitWithAck("operation:result", result).catch(() => undefined), 4000));
       }) as never);
       second.on("operation:start", ((_op: unknown, ack: (res: unknown) => void) => ack({ ok: true, state: "already-finished" })) as never);
 
@@ -106,6 +108,7 @@ describe("cancel of a dispatched operation whose start never reached a runner", 
       expect(cancelAnswers).toContainEqual({ ok: false, finished: true });
       expect(row).toMatchObject({ status: "completed", exitCode: 0, stdout: "ran\n" });
     } finally {
+      for (const t of resends) clearTimeout(t);
       first.disconnect();
       second?.disconnect();
     }
