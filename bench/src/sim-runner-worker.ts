@@ -52,6 +52,7 @@ async function connectAll(order: ConnectOrder): Promise<void> {
     });
     socket.on("connect_error", (err) => {
       errors++;
+      lastTry.set(socket, Date.now());
       const reason = reasonOf(err).slice(0, 120);
       reasons[reason] = (reasons[reason] ?? 0) + 1;
       // A handshake the dispatcher refused (throttled: more first-time tokens from this one address in flight
@@ -61,6 +62,7 @@ async function connectAll(order: ConnectOrder): Promise<void> {
     // Never expected; a simulated runner refuses work so nothing waits on it.
     socket.on("operation:start", (_op: unknown, ack?: (r: unknown) => void) => ack?.({ ok: false, error: "simulated runner" }));
     sockets.push(socket);
+    lastTry.set(socket, Date.now());
     // Paced against the clock, so a slow event loop does not burst afterwards.
     const due = t0 + (i + 1) * gapMs;
     const wait = due - Date.now();
@@ -68,9 +70,33 @@ async function connectAll(order: ConnectOrder): Promise<void> {
   }
 }
 
+/** When each simulated runner last started or failed a connection attempt. */
+const lastTry = new WeakMap<Socket, number>();
+/** Longer than a connection attempt may take (the client's 20 s `timeout`, then its reconnection backoff of up to 5 s). */
+const STUCK_AFTER_MS = 30_000;
+
+/**
+ * One that is neither connected nor trying (seen in a run on a slow instance: 6 of 1,000 runners, while the dispatcher
+ * closed the oldest of too many unauthenticated connections from this one address and throttled its unknown tokens,
+ * stopped retrying), or whose attempt has gone quiet for longer than any attempt takes, is started afresh — as a real
+ * runner, which keeps trying for as long as it runs.
+ */
+function restartStuck(): void {
+  const now = Date.now();
+  for (const socket of sockets) {
+    if (socket.connected) continue;
+    const quietFor = now - (lastTry.get(socket) ?? now);
+    if (socket.active && quietFor < STUCK_AFTER_MS) continue;
+    if (!socket.active && quietFor < 3_000) continue; // its own retry is due (connect_error above)
+    lastTry.set(socket, now);
+    socket.disconnect().connect();
+  }
+}
+
 process.on("message", (msg) => {
   void connectAll(msg as ConnectOrder);
 });
+setInterval(restartStuck, 5_000);
 setInterval(report, 500);
 process.on("SIGTERM", () => {
   for (const s of sockets) s.disconnect();
