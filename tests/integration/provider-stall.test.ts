@@ -17,18 +17,21 @@ async function callStallingProvider(status: number): Promise<{ settledMs: number
     const { postJson } = require(${JSON.stringify(HTTP_MODULE)});
     const server = http.createServer((req, res) => {
       req.resume();
+      if (req.url === "/warm") return res.end("{}");
       if (${status} === 302) return res.writeHead(302, { Location: "http://127.0.0.1:1/elsewhere" }).end();
       res.writeHead(${status}, { "Content-Type": "application/json" });
       res.write('{"action": ');
     });
-    server.listen(0, "127.0.0.1", () => {
+    // A first fetch loads the HTTP client (slow in a fresh process on a loaded machine: the call's 1.5 s deadline
+    // would otherwise pass before its headers came, and the outcome be the time-out's, not the status's).
+    server.listen(0, "127.0.0.1", () => fetch("http://127.0.0.1:" + server.address().port + "/warm").then((w) => w.text()).then(() => {
       const started = Date.now();
       const collect = setInterval(() => global.gc(), 200);
       const done = (r) => { clearInterval(collect); console.log(JSON.stringify({ settledMs: Date.now() - started, ...r })); process.exit(0); };
       setTimeout(() => done({ ok: false, message: "still waiting after 10 s" }), 10000).unref();
       postJson({ url: "http://127.0.0.1:" + server.address().port + "/reboot", token: "tok", body: {}, timeoutMs: 1500 })
         .then(() => done({ ok: true }), (e) => done({ ok: false, message: e.message, outcomeUnknown: e.outcomeUnknown }));
-    });`;
+    }));`;
   const { stdout } = await run(process.execPath, ["--expose-gc", "-e", script], { timeout: 30_000 });
   return JSON.parse(stdout.trim().split("\n").at(-1) as string);
 }
