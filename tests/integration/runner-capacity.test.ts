@@ -33,6 +33,17 @@ describe("a runner at its cap of operations running at once", () => {
   async function runnerWithCap(max: number): Promise<{ fx: Fixture; runner: Proc; dir: string }> {
     const fx = await createFixture();
     const runner = await stack.startRunner(fx.runnerToken, fx.server.id, { env: { RUNBRIDGE_MAX_CONCURRENT_OPERATIONS: String(max) } });
+    // Taking operations before the test's own (connected is not yet ready: on a loaded machine its first start could
+    // wait past the test's short delivery deadline, and the operation the test holds a place with never ran).
+    await waitFor(
+      async () => {
+        const res = await stack.api().post("/api/automation/v1/exec").set("Authorization", `Bearer ${fx.token}`).send({ server_id: fx.server.id, command: "true" });
+        const ended = res.status < 300 ? await waitUntilEnded(res.body.operation_id as string, 15_000) : null;
+        return ended?.status === "completed" || null;
+      },
+      30_000,
+      "the runner to run an operation",
+    );
     return { fx, runner, dir: mkdtempSync(path.join(tmpdir(), "rb-capacity-")) };
   }
 
