@@ -11,10 +11,11 @@ const config: Config = {
   moduleNameMapper: { "^@runbridge/(contracts|common|db)$": "<rootDir>/packages/$1/src" },
   globalSetup: "<rootDir>/tests/helpers/global-setup.ts",
   testTimeout: 60_000,
-  // Three on the two cores CI has: a test file spends much of its time waiting (for a runner's
-  // reconnect, a deadline, a sweep), and with two workers the cores sat about half idle; a third
-  // worker fills them (measured on one instance: 843 s → 644 s, the CPU ~84 % busy instead of about half).
-  maxWorkers: 3,
+  // Two on the two cores CI has. A third filled the cores on a fast instance (843 s → 644 s there), but
+  // on the slow one (page faults ~14 µs) it overloaded them: three fresh-clone runs in a row on
+  // 2026-12-01 each failed one or two timing-bound suites (a Redis command timing out, a 5 s
+  // interactive transaction expiring after 6.5 s, a fresh process's first fetch past a 1.5 s deadline).
+  maxWorkers: 2,
   // A worker that has closed everything still takes 0.2–0.7 s here to give its heap back after its
   // last file (traced: exit event at once, then the teardown), past jest's default 0.5 s: it was
   // force-exited and reported as leaking at the end of every full run. One that really leaks is
