@@ -64,6 +64,20 @@ describe("a start that reaches the runner after a refused claim was released", (
     expect(again!.at.getTime()).toBeGreaterThanOrEqual(first!.dispatchedAt!.getTime());
   });
 
+  it("store: of claims made at once (within the column's millisecond), exactly one says it set the mark", async () => {
+    const fx = await createFixture();
+    const ops = stack.gateway.operations;
+    for (let round = 0; round < 5; round++) {
+      const { id } = await createOperation(fx.tenant.id, fx.server.id);
+      const claims = await Promise.all([
+        ...Array.from({ length: 4 }, () => ops.claimForDispatch(id).then((c) => c?.claimedHere)),
+        ...Array.from({ length: 4 }, () => ops.markDispatched(id).then((c) => c?.claimedHere)),
+      ]);
+      expect(claims.filter((c) => c === true)).toHaveLength(1);
+      expect(claims.filter((c) => c === false)).toHaveLength(claims.length - 1);
+    }
+  });
+
   it("store: an operation with a start reported is not ended as never handed over, even left unmarked", async () => {
     const fx = await createFixture();
     const ops = stack.gateway.operations;

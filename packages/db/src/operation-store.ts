@@ -186,12 +186,17 @@ const finishText = (opts: { condition: FinishCondition; noted: boolean }): strin
    SELECT ${OPERATION_COLUMNS} FROM done`;
 
 /**
- * Whether the claim statement it is returned by set the dispatched mark (the operation was unmarked), rather than
- * finding one an earlier statement set: that one's time is before this statement's millisecond (the column's
- * precision) — but for two claims within one millisecond, which only a delivery stalled past its job lock racing
- * the one that took its job over could make.
+ * A statement that marks the operation handed to a runner, keeping an earlier mark, and returns with `claimed_here`
+ * whether it set the mark (the row was unmarked) rather than finding one an earlier claim set — whose start may still
+ * be on its way. The row's value before the write comes from a locking read in the same statement: under concurrent
+ * claims the lock orders them and each reads what the one before it wrote (comparing the mark with the statement's
+ * clock could not tell two claims within one millisecond apart, the column's precision, and it rounds up).
  */
-const CLAIMED_HERE = "dispatched_at >= date_trunc('milliseconds', now()) AS claimed_here";
+const claimText = (where: string, returning: string): string =>
+  `UPDATE operations o SET dispatched_at = COALESCE(o.dispatched_at, now())
+   FROM (SELECT id, dispatched_at IS NULL AS unmarked FROM operations WHERE id = $1 FOR UPDATE) prior
+   WHERE o.id = prior.id AND o.status = 'running'${where}
+   RETURNING ${returning}, prior.unmarked AS claimed_here`;
 
 const SQL = {
   insertWithAudit: statement(
@@ -236,9 +241,7 @@ const SQL = {
   ),
   claimForDispatch: statement(
     "operation.claim",
-    `UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now())
-     WHERE id = $1 AND status = 'running' AND (dispatched_at IS NOT NULL OR deliver_by > now())
-     RETURNING ${OPERATION_COLUMNS}, ${CLAIMED_HERE}`,
+    claimText(" AND (o.dispatched_at IS NOT NULL OR o.deliver_by > now())", qualified("o", OPERATION_COLUMNS)),
   ),
   claimRebootCall: statement(
     "operation.claim-reboot-call",
@@ -246,7 +249,7 @@ const SQL = {
   ),
   markDispatched: statement(
     "operation.dispatched",
-    `UPDATE operations SET dispatched_at = COALESCE(dispatched_at, now()) WHERE id = $1 AND status = 'running' RETURNING dispatched_at, ${CLAIMED_HERE}`,
+    claimText("", "o.dispatched_at"),
   ),
   releaseDispatch: statement(
     "operation.release-dispatch",
