@@ -66,6 +66,9 @@ describe("dashboard: forms offer servers added since the page was opened", () =>
 
     // A server added in another tab (or by another operator): Add offers it, without a reload.
     await createServer(t.tenant.id, "app-elsewhere");
+    // The empty state follows without a reload or a press of Add: it offers the Add button beside its text again.
+    await s.page.getByText("then deploy it from here or from CI").waitFor({ timeout: 12_000 });
+    expect(await s.page.getByText("Add a server first").count()).toBe(0);
     await s.page.getByRole("button", { name: "Add application" }).first().click({ timeout: 5_000 });
     const add = s.page.getByRole("dialog", { name: "Add application" });
     await add.getByLabel("Name", { exact: true }).waitFor();

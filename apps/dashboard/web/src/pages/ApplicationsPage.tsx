@@ -249,7 +249,9 @@ type AddChoices = { servers: Server[] } | { error: string };
 
 export function ApplicationsPage() {
   const apps = useLoad(() => api.get<Page<Application>>("/api/v1/applications"), []);
-  const servers = useLoad(() => api.get<Page<Server>>("/api/v1/servers"), []);
+  // Re-read every 5 s while there is none: the empty state's "add a server first" would otherwise stand after one
+  // was added in another tab or through the API, until Add is pressed.
+  const servers = useLoad(() => api.get<Page<Server>>("/api/v1/servers"), [], { ms: 5000, while: (d) => d.data.length === 0 });
   const [creating, setCreating] = useState<AddChoices | null>(null);
   const opening = useSubmitOnce();
   const [editing, setEditing] = useState<Application | null>(null);
