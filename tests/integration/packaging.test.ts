@@ -99,6 +99,16 @@ describe("docker-compose.yml", () => {
     expect(readFileSync(COMPOSE, "utf8")).toMatch(/--scale/);
   });
 
+  it("lets nothing but the proxy reach the replicas, whose TRUST_PROXY trusts the hop it adds (the demo runner runs any command it is sent)", () => {
+    const { services } = composeDoc();
+    const networksOf = (name: string) => (services[name]!.networks as string[] | undefined) ?? ["default"];
+    const sharing = (name: string) => Object.keys(services).filter((other) => other !== name && networksOf(other).some((n) => networksOf(name).includes(n)));
+    expect(sharing("runner")).toEqual(["proxy"]);
+    for (const name of ["gateway", "dispatcher", "postgres", "redis"]) expect({ name, reachableFromRunner: sharing(name).includes("runner") }).toEqual({ name, reachableFromRunner: false });
+    // Every service names its networks: one added later without them would join the default network, not these.
+    expect(Object.keys(services).filter((name) => !services[name]!.networks)).toEqual([]);
+  });
+
   it("has no secret with a real-looking default", () => {
     const raw = readFileSync(COMPOSE, "utf8");
     for (const name of Object.keys(SECRETS)) {
