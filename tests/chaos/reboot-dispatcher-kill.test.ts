@@ -4,10 +4,9 @@ import path from "node:path";
 import { FailureReason } from "@runbridge/contracts";
 import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { createFixture } from "../helpers/factories";
-import { FakeProvider } from "../helpers/fake-provider";
+import { type FakeProvider, useStackWithProvider } from "../helpers/fake-provider";
 import { waitFor } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
-import { useStack } from "../helpers/suite";
 import { report } from "./helpers";
 
 /**
@@ -16,18 +15,14 @@ import { report } from "./helpers";
  * reboot it a second time through the runner.
  */
 describe("chaos: a dispatcher dies during a provider reboot call", () => {
-  let provider: FakeProvider;
   const marker = path.join(mkdtempSync(path.join(tmpdir(), "rb-chaos-reboot-")), "reboots.log");
-  const suite = useStack(async () => {
-    provider = await FakeProvider.start();
-    // A short job lock: the dead dispatcher's delivery is taken over within a few seconds.
-    return { dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, JOB_LOCK_MS: "2000" } };
-  });
-  afterAll(() => provider?.stop());
+  // A short job lock: the dead dispatcher's delivery is taken over within a few seconds.
+  const suite = useStackWithProvider();
   let stack: TestStack;
+  let provider: FakeProvider;
 
   beforeAll(() => {
-    ({ stack } = suite);
+    ({ stack, provider } = suite);
   });
 
   it("the operation fails as 'reboot outcome unknown'; the runner never reboots the server", async () => {
@@ -46,7 +41,9 @@ describe("chaos: a dispatcher dies during a provider reboot call", () => {
     await stack.startDispatcher();
     await stack.startRunner(fx.runnerToken, fx.server.id, { dispatcher: 1, env: { RUNBRIDGE_REBOOT_COMMAND: `echo reboot >> ${marker}` } });
 
-    const row = await waitUntilEnded(id, 30_000, "the reboot to end");
+    // The dispatcher that takes the job over cannot tell a dead one from one only stalled past its job lock: it follows
+    // the claim until the call and the recording of its answer are surely over (30 s after the claim).
+    const row = await waitUntilEnded(id, 45_000, "the reboot to end");
     const recoveryMs = Date.now() - killedAt;
     // Time for a start that slipped through to run the runner's reboot command.
     await new Promise((r) => setTimeout(r, 2000));

@@ -1,5 +1,9 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { once } from "node:events";
+import { createLogger } from "@runbridge/common";
+import type { DispatcherContext } from "../../apps/dispatcher/src/context";
+import type { TestStack } from "./stack";
+import { useStack } from "./suite";
 
 export interface ProviderRequest {
   method: string;
@@ -96,4 +100,34 @@ export class FakeProvider {
     this.server?.closeAllConnections();
     await new Promise<void>((resolve) => (this.server?.listening ? this.server.close(() => resolve()) : resolve()));
   }
+}
+
+/**
+ * What rebootViaProvider uses of a dispatcher's context, built on the stack's gateway (its store, sealer and
+ * Redis) with `provider` as both cloud APIs: for calling it in the test process, as two deliveries at once would.
+ */
+export function providerCallContext(stack: TestStack, provider: FakeProvider): DispatcherContext {
+  return {
+    prisma: stack.gateway.prisma,
+    operations: stack.gateway.operations,
+    sealer: stack.gateway.sealer,
+    redis: stack.redis,
+    keys: stack.keys,
+    logger: createLogger("test", "error"),
+    clock: { now: () => Date.now() },
+    config: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, DIGITALOCEAN_API_URL: `${provider.url}/do/v2`, PROVIDER_API_TIMEOUT_MS: 5000 },
+  } as unknown as DispatcherContext;
+}
+
+/**
+ * A suite (useStack) whose dispatchers reboot Hetzner servers through a FakeProvider, started before the stack and
+ * stopped after it, with a short job lock: a delivery stalled past it has its job taken over within a few seconds.
+ */
+export function useStackWithProvider(): { stack: TestStack; provider: FakeProvider } {
+  const suite = useStack(async () => {
+    suite.provider = await FakeProvider.start();
+    return { dispatcher: { HCLOUD_API_URL: `${suite.provider.url}/hcloud/v1`, JOB_LOCK_MS: "2000" } };
+  }) as { stack: TestStack; provider: FakeProvider };
+  afterAll(() => suite.provider?.stop());
+  return suite;
 }

@@ -2,17 +2,14 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Client } from "pg";
-import { createLogger } from "@runbridge/common";
 import { JobCatalog, JobName } from "@runbridge/contracts";
-import type { DispatcherContext } from "../../apps/dispatcher/src/context";
 import { rebootViaProvider } from "../../apps/dispatcher/src/reboot-path";
 import { testPrisma, waitUntilEnded } from "../helpers/db";
 import { testDatabaseUrl } from "../helpers/env";
 import { createFixture, createOperation } from "../helpers/factories";
-import { FakeProvider } from "../helpers/fake-provider";
+import { type FakeProvider, providerCallContext, useStackWithProvider } from "../helpers/fake-provider";
 import { waitFor } from "../helpers/processes";
 import type { TestStack } from "../helpers/stack";
-import { useStack } from "../helpers/suite";
 
 /**
  * Two deliveries of one reboot at once (one stalled past its BullMQ job lock, and the one that took the job over)
@@ -21,19 +18,14 @@ import { useStack } from "../helpers/suite";
  * runner, and a reboot the runner does is never failed as outcome unknown.
  */
 describe("a reboot decided by two deliveries at once", () => {
-  let provider: FakeProvider;
   const marker = path.join(mkdtempSync(path.join(tmpdir(), "rb-reboot-twice-")), "reboots.log");
   const runnerReboots = () => (existsSync(marker) ? readFileSync(marker, "utf8").trim().split("\n").length : 0);
-  const suite = useStack(async () => {
-    provider = await FakeProvider.start();
-    // A short job lock: the stalled delivery's job is taken over within a few seconds.
-    return { dispatcher: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, JOB_LOCK_MS: "2000" } };
-  });
-  afterAll(() => provider?.stop());
+  const suite = useStackWithProvider();
   let stack: TestStack;
+  let provider: FakeProvider;
 
   beforeAll(() => {
-    ({ stack } = suite);
+    ({ stack, provider } = suite);
   });
 
   /** The PostgreSQL sessions waiting for a lock on audit_events, with what they run. */
@@ -120,16 +112,7 @@ describe("a reboot decided by two deliveries at once", () => {
     // Since then the delivery holding the claim had the call refused, recorded the runner path (releasing the claim),
     // and handed the reboot to the runner (marked dispatched again).
     await testPrisma().$executeRaw`UPDATE operations SET params = params || ${JSON.stringify({ reboot_path: "runner", reboot_reason: "the Hetzner Cloud API call failed (HTTP 403); fell back to the runner" })}::jsonb, dispatched_at = now() WHERE id = ${created.id}::uuid`;
-    const ctx = {
-      prisma: stack.gateway.prisma,
-      operations: stack.gateway.operations,
-      sealer: stack.gateway.sealer,
-      redis: stack.redis,
-      keys: stack.keys,
-      logger: createLogger("test", "error"),
-      clock: { now: () => Date.now() },
-      config: { HCLOUD_API_URL: `${provider.url}/hcloud/v1`, DIGITALOCEAN_API_URL: `${provider.url}/do/v2`, PROVIDER_API_TIMEOUT_MS: 5000 },
-    } as unknown as DispatcherContext;
+    const ctx = providerCallContext(stack, provider);
     // It takes the recorded path (the runner's ledger answers a second start "already started") instead of failing it.
     const route = await rebootViaProvider(ctx, stale);
     const row = await testPrisma().operation.findUniqueOrThrow({ where: { id: created.id } });

@@ -76,7 +76,8 @@ describe("reboot through the provider, redelivered", () => {
     // The delivery attempt that called the provider gives up on storing the answer; only then may PostgreSQL recover.
     await waitFor(async () => dispatcherLogged("delivery attempt failed", "injected failure", id), 30_000, "the delivery attempt to fail");
     await fault.release();
-    const row = await waitUntilEnded(id, 20_000, "the reboot to end");
+    // The retry follows the claim until the call and the recording of its answer are surely over (30 s after the claim).
+    const row = await waitUntilEnded(id, 40_000, "the reboot to end");
     await settle();
     expect(row).toMatchObject({ status: "failed", exitCode: null, error: FailureReason.RebootOutcomeUnknown });
     expect(row.params).toMatchObject({ reboot_path: "provider", reboot_provider: "hetzner", reboot_reason: expect.stringMatching(/Hetzner Cloud API.*no answer was recorded/) });

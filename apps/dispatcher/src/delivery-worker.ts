@@ -20,6 +20,8 @@ const isAbsence = (err: unknown) => err instanceof RunnerNotConnected;
 const UNDELIVERED_OUTCOME = { runner_deferred: "runner-deferred", runner_unresponsive: "runner-unresponsive", runner_offline: "runner-offline", queue_backlog: "queue-backlog" } as const;
 /** A delivery held back by the gate comes round again no sooner: its deadline check is then due. */
 const MIN_HOLD_BACK_MS = 50;
+/** How often a reboot re-reads the outcome of a provider call another delivery of it is making. */
+const REBOOT_FOLLOW_MS = 1000;
 /** The runner did not start it but asked for it again later (e.g. it is draining for a restart): BullMQ retries it. */
 class RunnerAskedForLater extends Error {}
 
@@ -99,6 +101,12 @@ async function deliver(ctx: DispatcherContext, job: Job<DeliverOperationJob>, to
     if (route === "provider") return "rebooted-by-provider";
     if (route === "unknown") return "reboot-outcome-unknown";
     if (route === "ended") return "already-finished";
+    if (route === "later") {
+      // Another delivery's provider call holds it with no outcome recorded yet (reboot-path.ts): followed by coming
+      // round, which uses up no delivery attempt and holds neither a worker slot nor the job's lock meanwhile.
+      ctx.logger.debug("reboot follows another delivery's provider call, whose outcome is not recorded yet", { operationId: op.id });
+      return comeRoundAfter(job, token, REBOOT_FOLLOW_MS);
+    }
     // A cancel asked while the provider call held the claim was only passed on (pending set): read it now.
     cancelPending = isCancelPending(ctx, op.serverId, op.id);
   }

@@ -12,7 +12,7 @@ import { createDispatcherServer } from "./http-server";
 import { registerDispatcherCollectors } from "./metrics";
 import { PostgresClock } from "./postgres-clock";
 import { RunnerPresence } from "./presence";
-import { STORE_RETRY_PAUSES_TOTAL_MS } from "./reboot-record";
+import { PROVIDER_ANSWER_RECORD_MS } from "./reboot-record";
 import { RunnerRelay } from "./relay";
 import { askLocalRunner } from "./runner-link";
 import { attachRunnerHandlers, createRunnerIo, recordRunnersLastSeen } from "./socket-server";
@@ -107,12 +107,6 @@ async function main(): Promise<void> {
     .add("disconnect postgres", () => db.close())
     .listen();
 }
-
-/**
- * What recording a provider's answer may take after the call (15 s): reboot-record.ts's pauses between
- * tries of its write (7.75 s), and the tries themselves (six of one short statement).
- */
-const PROVIDER_ANSWER_RECORD_MS = STORE_RETRY_PAUSES_TOTAL_MS + 7_250;
 
 main().catch((err: unknown) => {
   process.stderr.write(`dispatcher failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -5,12 +5,32 @@ import { rebootDigitalOcean } from "./providers/digitalocean";
 import { rebootHetzner } from "./providers/hetzner";
 import { ProviderError } from "./providers/http";
 import type { RebootOutcome, RebootRequest } from "./providers/types";
-import { failOutcomeUnknown, finishViaProvider, recordRunnerPath, recordedDecision, storeWithRetries, type RebootDecision } from "./reboot-record";
+import {
+  PROVIDER_ANSWER_RECORD_MS,
+  failOutcomeUnknown,
+  finishViaProvider,
+  recordRunnerPath,
+  recordedDecision,
+  storeWithRetries,
+  type RebootDecision,
+} from "./reboot-record";
 
 const PROVIDERS: Record<CloudProvider, { label: string; baseUrl: (ctx: DispatcherContext) => string; reboot: (r: RebootRequest) => Promise<RebootOutcome> }> = {
   [CloudProvider.Hetzner]: { label: "Hetzner Cloud API", baseUrl: (ctx) => ctx.config.HCLOUD_API_URL, reboot: rebootHetzner },
   [CloudProvider.DigitalOcean]: { label: "DigitalOcean API", baseUrl: (ctx) => ctx.config.DIGITALOCEAN_API_URL, reboot: rebootDigitalOcean },
 };
+
+/** For the claim's answer to reach the delivery that took it and its call to set out, on a loaded machine. */
+const CLAIM_TO_CALL_MARGIN_MS = 5_000;
+
+/**
+ * How long after its claim a provider call's outcome may still be recorded by the delivery making it (30 s by
+ * default): the call, storing its answer, and a margin. Past it, that delivery is taken to have stopped.
+ */
+const outcomeDueMs = (ctx: DispatcherContext): number => ctx.config.PROVIDER_API_TIMEOUT_MS + PROVIDER_ANSWER_RECORD_MS + CLAIM_TO_CALL_MARGIN_MS;
+
+/** Where a delivery of a reboot goes from here (see rebootViaProvider). */
+export type RebootRoute = "provider" | "runner" | "unknown" | "ended" | "later";
 
 /**
  * A reboot uses the server's cloud provider API when it has one, and falls
@@ -35,9 +55,15 @@ const PROVIDERS: Record<CloudProvider, { label: string; baseUrl: (ctx: Dispatche
  * - runner path recorded: the runner's ledger makes its start idempotent;
  * - provider path recorded: finished (again), never handed to the runner;
  * - dispatched with no path recorded: only a provider call claims a reboot
- *   without recording its path first, so that call's answer was lost with the
- *   attempt that made it. The server may have rebooted; rebooting it through
- *   the runner could do it twice, so the operation fails as outcome unknown.
+ *   without recording its path first, and the delivery making that call may
+ *   be alive still (stalled past its job lock, or cut off from Redis, while
+ *   another took its job over). Until the call and the recording of its
+ *   answer are surely over (outcomeDueMs after the claim, by PostgreSQL's
+ *   clock) this delivery follows the row, coming round without using up an
+ *   attempt, and then takes the path recorded. Past that, the answer was lost
+ *   with the attempt that made it: the server may have rebooted, rebooting it
+ *   through the runner could do it twice, so the operation fails as outcome
+ *   unknown.
  *
  * Two deliveries may run at once (one stalled past its job lock, and the one
  * that took the job over), and decide differently: a provider linked between
@@ -46,15 +72,20 @@ const PROVIDERS: Record<CloudProvider, { label: string; baseUrl: (ctx: Dispatche
  * no path recorded and no provider call claimed by another delivery; a finish
  * through the provider, or as outcome unknown, only while the call's claim
  * holds with no path recorded. The first decision recorded (or claim taken)
- * wins; a delivery whose write is refused takes the path recorded, if any,
- * and never acts on its own.
+ * wins; a delivery whose write is refused takes the path recorded, and never
+ * acts on its own. Refused by a claim with no path recorded yet, it follows the
+ * row as above rather than end its job: the delivery holding the claim may
+ * have lost its job lock, and should the call be refused, its hand-off to the
+ * runner failing for now (a draining runner, one not connected) would be
+ * retried by no one — the reboot never sent, its job completed here.
  *
  * Returns "provider" when the reboot was done by the provider (the operation
  * is finished), "runner" when the runner must do it, "unknown" when it was
  * failed as outcome unknown, "ended" when the operation ended meanwhile
- * (nothing more to do).
+ * (nothing more to do), "later" when another delivery's provider call may
+ * still record its outcome (the job comes round to follow it).
  */
-export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): Promise<"provider" | "runner" | "unknown" | "ended"> {
+export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): Promise<RebootRoute> {
   const params = (op.params ?? {}) as Record<string, unknown>;
   const recorded = recordedDecision(params);
   if (recorded?.path === RebootPath.Runner) return "runner";
@@ -65,7 +96,9 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
     return "provider";
   }
   if (op.dispatchedAt) {
-    if (await failUnanswered(ctx, op, params)) return "unknown";
+    const claimedMsAgo = await ctx.operations.rebootCallClaimAgeMs(op.id);
+    if (claimedMsAgo !== null && claimedMsAgo < outcomeDueMs(ctx)) return "later";
+    if (claimedMsAgo !== null && (await failUnanswered(ctx, op, params))) return "unknown";
     // Read while another delivery held the claim, which recorded its outcome since (e.g. the runner path after a refused call).
     return followRecorded(ctx, op);
   }
@@ -74,7 +107,7 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
   const started = performance.now();
   const decision = await decide(ctx, op);
   // Cancelled or ended before the claim, or claimed by another delivery of it: the provider was not called here.
-  if (!decision) return "ended";
+  if (!decision) return followRecorded(ctx, op);
   const durationMs = Math.round(performance.now() - started);
   // Only this attempt knows the provider's answer: storing it is retried here before giving up.
   const stored = await storeWithRetries(ctx, op, () =>
@@ -110,13 +143,15 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
 }
 
 /**
- * After this delivery's write was refused (see rebootViaProvider): the path another delivery recorded, taken as a
- * redelivery takes it (a runner's ledger answers a second start "already started"); "ended" when it has ended, or
- * when no path is recorded: another delivery holds a provider call's claim, and its outcome is that one's to record.
+ * After this delivery's write or claim was refused (see rebootViaProvider): the path another delivery recorded, taken
+ * as a redelivery takes it (a runner's ledger answers a second start "already started"); "ended" when it has ended;
+ * "later" when no path is recorded: another delivery holds a provider call's claim, and its outcome is that one's to
+ * record, which the job comes round to follow.
  */
-async function followRecorded(ctx: DispatcherContext, op: Operation): Promise<"provider" | "runner" | "unknown" | "ended"> {
+async function followRecorded(ctx: DispatcherContext, op: Operation): Promise<RebootRoute> {
   const now = await ctx.operations.findById(op.id);
-  if (!now || now.status !== "running" || !recordedDecision((now.params ?? {}) as Record<string, unknown>)) return "ended";
+  if (!now || now.status !== "running") return "ended";
+  if (!recordedDecision((now.params ?? {}) as Record<string, unknown>)) return "later";
   return rebootViaProvider(ctx, now);
 }
 

@@ -90,6 +90,12 @@ const STORE_RETRY_PAUSES_MS = [250, 500, 1000, 2000, 4000];
 /** What the pauses of storeWithRetries add up to. */
 export const STORE_RETRY_PAUSES_TOTAL_MS = STORE_RETRY_PAUSES_MS.reduce((sum, pause) => sum + pause, 0);
 
+/**
+ * What recording a provider's answer may take after the call (15 s): the pauses between tries of its write
+ * (7.75 s), and the tries themselves (six of one short statement).
+ */
+export const PROVIDER_ANSWER_RECORD_MS = STORE_RETRY_PAUSES_TOTAL_MS + 7_250;
+
 /** Runs `write` until it succeeds or the pauses are used up (then its last error is thrown). */
 export function storeWithRetries<T>(ctx: DispatcherContext, op: Operation, write: () => Promise<T>): Promise<T> {
   return withRetries(write, {

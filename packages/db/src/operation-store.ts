@@ -247,6 +247,10 @@ const SQL = {
     "operation.claim-reboot-call",
     "UPDATE operations SET dispatched_at = now() WHERE id = $1 AND status = 'running' AND dispatched_at IS NULL AND NOT (params ? 'reboot_path') RETURNING dispatched_at",
   ),
+  rebootCallClaimAge: statement(
+    "operation.reboot-call-claim-age",
+    `SELECT (extract(epoch FROM now() - dispatched_at) * 1000)::float8 AS age_ms FROM operations WHERE id = $1 AND status = 'running' AND ${REBOOT_CALL_UNANSWERED}`,
+  ),
   markDispatched: statement(
     "operation.dispatched",
     claimText("", "o.dispatched_at"),
@@ -475,6 +479,17 @@ export class OperationStore {
   async claimRebootCall(id: string): Promise<boolean> {
     const { rowCount } = await this.pool.query({ ...SQL.claimRebootCall, values: [id] });
     return (rowCount ?? 0) > 0;
+  }
+
+  /**
+   * How long ago a reboot was claimed for a provider call whose outcome is not recorded yet, by PostgreSQL's clock
+   * (the one that stamped the claim; a dispatcher's own may be off): null when it is not so claimed (it ended, or a
+   * path was recorded).
+   */
+  async rebootCallClaimAgeMs(id: string): Promise<number | null> {
+    const { rows } = await this.pool.query({ ...SQL.rebootCallClaimAge, values: [id] });
+    const row = rows[0] as Row | undefined;
+    return row ? (row.age_ms as number) : null;
   }
 
   /**
