@@ -288,6 +288,21 @@ describe("registry credentials and registry-auth", () => {
       expect(logouts.filter((l) => l.includes(`status="completed",type="registry_logout",reason="${FailureCause.RunnerOffline}"`)).map((l) => Number(l.split(" ").pop()))).toEqual([1]);
     });
 
+    it("answers a logout for a server with no runner connected at once, completed with exit code 125 (not the 409 of other operations)", async () => {
+      const { server: never } = await createServer(fx.tenant.id);
+      const sent = Date.now();
+      const res = await automation("/registry-auth/logout", { server_id: never.id, registry_url: "ghcr.io" });
+      // Never seen: no reconnect wait, and no delivery deadline to wait out.
+      expect(Date.now() - sent).toBeLessThan(2500);
+      const reason = FailureReason.RunnerOffline;
+      expect({ status: res.status, body: res.body }).toMatchObject({ status: 200, body: { status: "completed", exit_code: 125, stderr: `${reason}\n`, error: reason } });
+      expect(await poll(res.body.operation_id)).toMatchObject({ status: "completed", result: { exit_code: 125 }, error: reason });
+      const events = await testPrisma().auditEvent.findMany({ where: { operationId: res.body.operation_id }, orderBy: { createdAt: "asc" } });
+      expect(events.map((e) => e.type)).toEqual(["operation.created", "operation.finished"]);
+      // Never queued: no job for a dispatcher to deliver.
+      expect(await stack.gateway.queue.getJob(res.body.operation_id)).toBeUndefined();
+    });
+
     it("refuses a registry_url docker could read as an option, and other bad bodies, with 422", async () => {
       for (const [body, detail] of [
         [{ registry_url: "--help" }, /"registry_url"/],

@@ -51,17 +51,25 @@ const RECONNECT_WINDOW_MS = 60_000;
 const RECONNECT_GRACE_MS = 3_000;
 
 export async function assertRunnerConnected(ctx: GatewayContext, server: TargetServer, connectedNow?: boolean): Promise<void> {
-  if (connectedNow ?? (await ctx.presence.isConnected(server.id))) return;
-  // During a rolling restart of dispatchers, runners are away for about a second: wait for them
-  // rather than fail a CI step. A server never or long not seen gets its 409 at once.
+  if (await runnerConnected(ctx, server, connectedNow)) return;
+  throw new ConflictError(`Server "${server.name}" (${server.id}) has no connected runner; start the runner agent on it and retry`);
+}
+
+/**
+ * Whether the server's runner is connected. During a rolling restart of dispatchers, runners are away for about a
+ * second: one seen within the last minute is waited for a moment rather than fail a CI step; a server never or long
+ * not seen is answered at once.
+ */
+export async function runnerConnected(ctx: GatewayContext, server: TargetServer, connectedNow?: boolean): Promise<boolean> {
+  if (connectedNow ?? (await ctx.presence.isConnected(server.id))) return true;
   if (server.lastSeenAgoMs !== null && server.lastSeenAgoMs < RECONNECT_WINDOW_MS) {
     const deadline = performance.now() + RECONNECT_GRACE_MS;
     while (performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
-      if (await ctx.presence.isConnected(server.id)) return;
+      if (await ctx.presence.isConnected(server.id)) return true;
     }
   }
-  throw new ConflictError(`Server "${server.name}" (${server.id}) has no connected runner; start the runner agent on it and retry`);
+  return false;
 }
 
 /**

@@ -1,11 +1,11 @@
 import { Router } from "express";
-import { OperationType, registryLoginRequestSchema, registryLogoutRequestSchema } from "@runbridge/contracts";
+import { FailureCause, FailureReason, OperationType, registryLoginRequestSchema, registryLogoutRequestSchema } from "@runbridge/contracts";
 import { automationAuth } from "../../auth/locals";
 import { assertCredentialAllowed, assertOperationAllowed } from "../../auth/scopes";
 import type { GatewayContext } from "../../context";
 import { ConflictError, NotFoundError, OperationNotStartedError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, loadConnectedServer, loadTargetServer, logoutTimeoutSeconds, runAndWait, startOperation } from "../../services/operations";
+import { assertRunnerConnected, failUndispatched, loadTargetServer, logoutTimeoutSeconds, runAndWait, runnerConnected, startOperation } from "../../services/operations";
 import { resolveRegistryType } from "../../services/registry-type";
 import { syncResponse } from "../../services/serializers";
 import { OPERATION_PATHS } from "./paths";
@@ -56,22 +56,29 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.RegistryLogout);
     const body = validateBody(registryLogoutRequestSchema, req.body);
-    const server = await loadConnectedServer(ctx, auth, body.server_id);
+    const presence = ctx.presence.isConnected(body.server_id);
+    presence.catch(() => undefined); // Awaited below unless the lookup fails first.
+    const server = await loadTargetServer(ctx, auth, body.server_id);
+    const input = {
+      serverId: server.id,
+      type: OperationType.RegistryLogout,
+      command: `docker logout ${body.registry_url}`,
+      params: { registry_url: body.registry_url, registry_type: resolveRegistryType(body.registry_url) },
+      timeoutSeconds: logoutTimeoutSeconds(ctx),
+      runId: body.run_id,
+      runContext: body.run_context,
+    };
 
-    // A failed logout is still a completed operation with its exit code, HTTP 200 (the spec: warn, not error).
-    const final = await runAndWait(
-      ctx,
-      auth,
-      {
-        serverId: server.id,
-        type: OperationType.RegistryLogout,
-        command: `docker logout ${body.registry_url}`,
-        params: { registry_url: body.registry_url, registry_type: resolveRegistryType(body.registry_url) },
-        timeoutSeconds: logoutTimeoutSeconds(ctx),
-        runId: body.run_id,
-        runContext: body.run_context,
-      },
-      res,
+    // A failed logout is still a completed operation with its exit code, HTTP 200 (the spec: warn, not error) — one
+    // whose server has no runner to run it too (not the 409 other operations get): recorded, and ended at once as
+    // not run (exit 125). Should it not end (PostgreSQL), it is queued, and fails at its delivery deadline.
+    const final = await ((await runnerConnected(ctx, server, await presence))
+      ? runAndWait(ctx, auth, input, res)
+      : startOperation(ctx, auth, input, async (created) => {
+          if (await failUndispatched(ctx, created, FailureCause.RunnerOffline, FailureReason.RunnerOffline)) {
+            throw new OperationNotStartedError(created.id, FailureReason.RunnerOffline);
+          }
+        })
     ).catch(async (err: unknown) => {
       // Recorded, then ended as failed because the queue was unreachable: that failed operation is
       // the answer, as for any other failed logout. Nothing recorded (PostgreSQL down) stays a 503.
