@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type Server } from "node:net";
+import { networkInterfaces } from "node:os";
 import path from "node:path";
 
 export const ROOT = path.resolve(__dirname, "../..");
@@ -19,6 +20,18 @@ export async function freePort(): Promise<number> {
       srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
     });
   });
+}
+
+/**
+ * An IPv4 address of this machine other than loopback: a URL to it is, for a client, one that crosses the
+ * network, yet it reaches a server of the test (or is refused at once) like loopback does.
+ */
+export function nonLoopbackAddress(): string {
+  const address = Object.values(networkInterfaces())
+    .flatMap((list) => list ?? [])
+    .find((a) => a.family === "IPv4" && !a.internal);
+  if (!address) throw new Error("this test needs a network interface besides loopback, with an IPv4 address");
+  return address.address;
 }
 
 /** Listens on a free loopback port; resolves with the port. */

@@ -92,12 +92,13 @@ class LocalHttpServer {
     });
   }
 
-  async start(): Promise<this> {
-    this.server.listen(0, "127.0.0.1");
+  /** `host`: an IPv4 address of this machine to listen on (another than loopback: see nonLoopbackAddress). */
+  async start(host = "127.0.0.1"): Promise<this> {
+    this.server.listen(0, host);
     await once(this.server, "listening");
     const addr = this.server.address();
     if (!addr || typeof addr !== "object") throw new Error("test server did not bind");
-    this.url = `http://127.0.0.1:${addr.port}`;
+    this.url = `http://${host}:${addr.port}`;
     return this;
   }
 

@@ -187,6 +187,14 @@ function checkApiUrl(url, label) {
   if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new UsageError(`${label} must be an http(s) URL, got "${withoutUserinfo(url).slice(0, 200)}"`);
   if (parsed.username || parsed.password) throw new UsageError(`${label} must not hold a user or password; the key goes in its own setting`);
 }
+function cleartextWarning(url, label) {
+  const { protocol, hostname, host } = new URL(url);
+  if (protocol !== "http:" || isThisMachine(hostname)) return void 0;
+  return `${label} is plain http:// to ${host}: the automation key, the env values sent, and the commands and their output cross the network unencrypted, readable by anyone on the way. Use https:// (a TLS-terminating proxy in front of the gateway)`;
+}
+function isThisMachine(hostname) {
+  return /(^|\.)localhost\.?$/.test(hostname) || /^127(\.\d{1,3}){3}$/.test(hostname) || hostname === "[::1]";
+}
 function checkApiKey(key, label) {
   const trimmed = key.trim();
   if (!/^[\x21-\x7e]+$/.test(trimmed)) {
@@ -301,6 +309,9 @@ function connect(values, env = process.env) {
   if (!apiKey) throw new UsageError("no API key: set RUNBRIDGE_API_KEY (an rca_ automation key) or pass --api-key");
   const key = checkApiKey(apiKey, "--api-key / RUNBRIDGE_API_KEY");
   const sink = consoleSink(values.quiet ?? false);
+  const clear = cleartextWarning(url, "--url / RUNBRIDGE_URL");
+  if (clear) sink.stderr(`runbridge: warning: ${clear}
+`);
   const client = new ApiClient({
     url,
     apiKey: key,

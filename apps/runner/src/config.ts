@@ -1,3 +1,4 @@
+import { BlockList, isIP } from "node:net";
 import { homedir } from "node:os";
 import path from "node:path";
 import Joi from "joi";
@@ -78,4 +79,22 @@ export interface RunnerConfig {
 
 export function loadRunnerConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
   return loadConfigOrExit<RunnerConfig>("runner", runnerEnvSchema, env);
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+/**
+ * The dispatcher, as `scheme://host:port`, when RUNBRIDGE_DISPATCHER_URL reaches it in clear text on
+ * another machine (http:// or ws://, not to localhost, 127.0.0.0/8 or ::1); null otherwise. Allowed all
+ * the same: a private network or a compose network's plain hop is the operator's choice to make.
+ */
+export function clearTextDispatcher(dispatcherUrl: string): string | null {
+  const url = new URL(dispatcherUrl);
+  if (url.protocol !== "http:" && url.protocol !== "ws:") return null;
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const family = isIP(host);
+  const local = family === 0 ? /(^|\.)localhost\.?$/.test(host) : LOOPBACK.check(host, family === 4 ? "ipv4" : "ipv6");
+  return local ? null : `${url.protocol}//${url.host}`;
 }

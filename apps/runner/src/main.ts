@@ -1,7 +1,7 @@
 import { Shutdown, createLogger, type Logger } from "@runbridge/common";
 import { AccountSwitchError, fillLoginVariables, switchAccount } from "./account";
 import { Agent, RUNNER_VERSION, STOP_OVERHEAD_MS } from "./agent";
-import { loadRunnerConfig, type RunnerConfig } from "./config";
+import { clearTextDispatcher, loadRunnerConfig, type RunnerConfig } from "./config";
 
 /**
  * EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus), since restarting cannot
@@ -53,6 +53,13 @@ function main(): void {
     logger.error("runner could not start", { error: err instanceof Error ? err.message : String(err) });
     process.exitCode = 1;
     return;
+  }
+  const clear = clearTextDispatcher(config.RUNBRIDGE_DISPATCHER_URL);
+  if (clear) {
+    logger.warn(
+      "RUNBRIDGE_DISPATCHER_URL is not encrypted: the runner token, the commands with their env values and output, and registry passwords cross the network readable by anyone on the way (and the token lets them connect as this runner). Use wss:// or https://, with the dispatcher's own TLS (DISPATCHER_TLS_CERT_FILE) or a TLS-terminating proxy in front of it",
+      { dispatcher: clear },
+    );
   }
   agent.start();
   logger.info("runner started", { version: RUNNER_VERSION, stateDir: config.RUNBRIDGE_STATE_DIR });

@@ -183,6 +183,14 @@ function checkApiUrl(url, label) {
   if (!parsed || !/^https?:$/.test(parsed.protocol)) throw new UsageError(`${label} must be an http(s) URL, got "${withoutUserinfo(url).slice(0, 200)}"`);
   if (parsed.username || parsed.password) throw new UsageError(`${label} must not hold a user or password; the key goes in its own setting`);
 }
+function cleartextWarning(url, label) {
+  const { protocol, hostname, host } = new URL(url);
+  if (protocol !== "http:" || isThisMachine(hostname)) return void 0;
+  return `${label} is plain http:// to ${host}: the automation key, the env values sent, and the commands and their output cross the network unencrypted, readable by anyone on the way. Use https:// (a TLS-terminating proxy in front of the gateway)`;
+}
+function isThisMachine(hostname) {
+  return /(^|\.)localhost\.?$/.test(hostname) || /^127(\.\d{1,3}){3}$/.test(hostname) || hostname === "[::1]";
+}
 function checkApiKey(key, label) {
   const trimmed = key.trim();
   if (!/^[\x21-\x7e]+$/.test(trimmed)) {
@@ -1072,6 +1080,8 @@ async function main() {
   checkApiUrl(url, 'input "url"');
   if (!apiKey) throw new UsageError('input "api-key" is required');
   checkApiKey(apiKey, 'input "api-key"');
+  const clear = cleartextWarning(url, 'input "url"');
+  if (clear) warning(`runbridge: ${clear}`);
   const inv = newInvocation(getInput("run-id") || void 0);
   const req = requestFromInputs(env);
   const client = new ApiClient({ url, apiKey, notify: (m) => note(m), userAgent: "runbridge-github-action/0.1" });

@@ -1,11 +1,11 @@
-import { ApiClient, ApiError, NetworkError, UsageError, checkApiKey, checkApiUrl } from "../../../apps/cli/src/client/api";
+import { ApiClient, ApiError, NetworkError, UsageError, checkApiKey, checkApiUrl, cleartextWarning } from "../../../apps/cli/src/client/api";
 import { CancelOnSignal } from "../../../apps/cli/src/client/cancel-on-signal";
 import { ExitCode } from "../../../apps/cli/src/client/exit-codes";
 import { outcomeOf } from "../../../apps/cli/src/client/outcome";
 import { newInvocation, submitOperation } from "../../../apps/cli/src/client/submit";
 import { exitWhenFlushed } from "../../../apps/cli/src/exit";
 import { envInput, requestFromInputs } from "./request";
-import { addMask, endGroup, error, getInput, info, remoteOutput, saveState, setOutput, startGroup } from "./workflow";
+import { addMask, endGroup, error, getInput, info, remoteOutput, saveState, setOutput, startGroup, warning } from "./workflow";
 
 /** What the post step needs to log out after a registry-login: its operation (for the registry), server and run. */
 function rememberLogin(operationId: string, serverId: string, runId: string): void {
@@ -33,6 +33,10 @@ async function main(): Promise<number> {
   checkApiUrl(url, 'input "url"');
   if (!apiKey) throw new UsageError('input "api-key" is required');
   checkApiKey(apiKey, 'input "api-key"');
+  // An annotation on the run, outside the log group where it would be folded away; the post step, sending
+  // the key to the same URL, does not say it again.
+  const clear = cleartextWarning(url, 'input "url"');
+  if (clear) warning(`runbridge: ${clear}`);
   const inv = newInvocation(getInput("run-id") || undefined);
   const req = requestFromInputs(env);
 

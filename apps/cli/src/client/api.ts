@@ -248,6 +248,25 @@ export function checkApiUrl(url: string, label: string): void {
 }
 
 /**
+ * What to warn about a gateway URL (one checkApiUrl passed) that sends the key in clear text to
+ * another machine; undefined when it does not. Warned, not refused: a private network or a compose
+ * network's plain hop is a deliberate choice, and one the operator must make knowingly.
+ */
+export function cleartextWarning(url: string, label: string): string | undefined {
+  const { protocol, hostname, host } = new URL(url);
+  if (protocol !== "http:" || isThisMachine(hostname)) return undefined;
+  return (
+    `${label} is plain http:// to ${host}: the automation key, the env values sent, and the commands and their output cross the network ` +
+    "unencrypted, readable by anyone on the way. Use https:// (a TLS-terminating proxy in front of the gateway)"
+  );
+}
+
+/** localhost and *.localhost, 127.0.0.0/8, ::1: URL has already written any spelling of an address in its canonical form (127.1, [0::1]). */
+function isThisMachine(hostname: string): boolean {
+  return /(^|\.)localhost\.?$/.test(hostname) || /^127(\.\d{1,3}){3}$/.test(hostname) || hostname === "[::1]";
+}
+
+/**
  * An API key goes into the Authorization header: one with a character a header cannot carry (a
  * control character, a space, non-ASCII — a secret pasted with a stray byte) is a usage error,
  * reported without the value, instead of a "network error" retried with the key in every note.

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ApiClient, ApiError, NetworkError, UsageError, checkApiKey, checkApiUrl } from "../client/api";
+import { ApiClient, ApiError, NetworkError, UsageError, checkApiKey, checkApiUrl, cleartextWarning } from "../client/api";
 import { ExitCode } from "../client/exit-codes";
 import type { OutputSink } from "../client/types";
 
@@ -38,6 +38,11 @@ export function connect(values: { url?: string; "api-key"?: string; quiet?: bool
   if (!apiKey) throw new UsageError("no API key: set RUNBRIDGE_API_KEY (an rca_ automation key) or pass --api-key");
   const key = checkApiKey(apiKey, "--api-key / RUNBRIDGE_API_KEY");
   const sink = consoleSink(values.quiet ?? false);
+  // On stderr even under --quiet, which hides progress notes a script has no use for: this one says the key
+  // itself is readable on the network, which nobody silencing progress meant to stop hearing. Once per run,
+  // and it goes away the way it should, by using https://.
+  const clear = cleartextWarning(url, "--url / RUNBRIDGE_URL");
+  if (clear) sink.stderr(`runbridge: warning: ${clear}\n`);
   const client = new ApiClient({
     url,
     apiKey: key,
