@@ -1,5 +1,5 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { testPrisma } from "../helpers/db";
@@ -68,6 +68,13 @@ describe("POST /api/automation/v1/deploy env_overrides", () => {
       [{ TAR_OPTIONS: `--to-command=touch ${canary}` }, /key TAR_OPTIONS is refused: GNU tar takes command-line options from it/],
       [{ RSYNC_RSH: `sh -c "touch ${canary}"` }, /key RSYNC_RSH is refused: GNU tar .*or rsync the remote shell/],
       [{ CC_x86_64_unknown_linux_gnu: `touch ${canary};` }, /key CC_x86_64_unknown_linux_gnu is refused: it names the compiler/],
+      // The C compiler's dependency file, D-Bus addresses, podman's service, Ansible's ssh arguments, files written where the value says.
+      [{ DEPENDENCIES_OUTPUT: `${canary} x` }, /key DEPENDENCIES_OUTPUT is refused: the C compiler \(gcc, cpp, clang\)/],
+      [{ DBUS_SYSTEM_BUS_ADDRESS: `unixexec:path=/bin/touch,argv1=${canary}` }, /key DBUS_SYSTEM_BUS_ADDRESS is refused: it chooses the D-Bus bus/],
+      [{ CONTAINER_HOST: "ssh://evil.example/run/podman.sock" }, /key CONTAINER_HOST is refused: it chooses the Docker engine, Podman service/],
+      [{ HELM_KUBEAPISERVER: "https://evil.example" }, /key HELM_KUBEAPISERVER is refused: it chooses the Docker engine, Podman service, BuildKit builder or Kubernetes cluster/],
+      [{ ANSIBLE_SSH_ARGS: `-o ProxyCommand="touch ${canary}"` }, /key ANSIBLE_SSH_ARGS is refused: Ansible, Terraform or a cloud CLI/],
+      [{ SSLKEYLOGFILE: canary }, /key SSLKEYLOGFILE is refused: the program writes a file/],
     ];
     for (const [env_overrides, detail] of attempts) {
       const res = await deploy({ application_id: app.id, env_overrides });
@@ -92,6 +99,48 @@ describe("POST /api/automation/v1/deploy env_overrides", () => {
       .send({ server_id: fx.server.id, command: 'echo "$GIT_CONFIG_COUNT $PS4"', env: { GIT_CONFIG_COUNT: "0", PS4: "+ " } });
     expect(exec.status).toBe(200);
     expect(exec.body).toMatchObject({ status: "completed", exit_code: 0, stdout: "0 + \n" });
+  });
+
+  // The review's two vectors, verified on a real stack, here on a real runner: a deploy command that compiles C
+  // (gcc writes its dependency list where DEPENDENCIES_OUTPUT says, appending "<target>: x.c") and asks the user's
+  // systemd for a unit (sd-bus starts the program of a unixexec: D-Bus address). Needs cc and systemctl.
+  const missingTools = ["cc", "systemctl"].filter((tool) => spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0);
+  const itWithTools = missingTools.length === 0 ? it : it.skip;
+  itWithTools(`refuses the compiler's dependency file and a D-Bus unixexec: address with 422, and nothing runs${missingTools.length ? ` (skipped: no ${missingTools.join(", ")})` : ""}`, async () => {
+    const deployCommand = 'cc -c x.c -o x.o && { systemctl --user is-active rb-envguard.service >/dev/null 2>&1; echo "deployed $RELEASE_TAG"; }';
+    const armed = async (allowed: string[] | null) => {
+      const { app, dir } = await createApp({ deploy_command: deployCommand, allowed_env_overrides: allowed });
+      writeFileSync(path.join(dir, "x.c"), "int x;\n");
+      const keys = path.join(dir, "authorized_keys");
+      writeFileSync(keys, "ssh-ed25519 AAAAowner owner\n");
+      const ran = path.join(dir, "dbus-ran");
+      const vectors = {
+        DEPENDENCIES_OUTPUT: `${keys} ssh-ed25519 AAAAattacker attacker`,
+        DBUS_SESSION_BUS_ADDRESS: `unixexec:path=/bin/sh,argv1=-c,argv2=touch%20${ran}`,
+      };
+      return { app, keys, ran, vectors };
+    };
+
+    // The default rules: each refused with a 422 naming it; nothing recorded, nothing run.
+    const open = await armed(null);
+    const before = await keyOperations();
+    for (const [name, value] of Object.entries(open.vectors)) {
+      const res = await deploy({ application_id: open.app.id, env_overrides: { RELEASE_TAG: "v1", [name]: value } });
+      expect([name, res.status, res.body.detail]).toEqual([name, 422, expect.stringMatching(new RegExp(`^"env_overrides" key ${name} is refused: `))]);
+    }
+    expect(await keyOperations()).toBe(before);
+    const ok = await deploy({ application_id: open.app.id, env_overrides: { RELEASE_TAG: "v1" } });
+    expect(ok.status).toBe(202);
+    expect(await output(ok.body.operation_id)).toEqual({ status: "completed", exitCode: 0, stdout: "deployed v1\n" });
+    expect([readFileSync(open.keys, "utf8"), existsSync(open.ran)]).toEqual(["ssh-ed25519 AAAAowner owner\n", false]);
+
+    // Why they are refused: an application that lists both names by hand lets them through, and the same deploy
+    // command then appends the caller's line to authorized_keys and runs the caller's program.
+    const listed = await armed(["RELEASE_TAG", "DEPENDENCIES_OUTPUT", "DBUS_SESSION_BUS_ADDRESS"]);
+    const res = await deploy({ application_id: listed.app.id, env_overrides: { RELEASE_TAG: "v2", ...listed.vectors } });
+    expect(res.status).toBe(202);
+    expect(await output(res.body.operation_id)).toEqual({ status: "completed", exitCode: 0, stdout: "deployed v2\n" });
+    expect([readFileSync(listed.keys, "utf8"), existsSync(listed.ran)]).toEqual(["ssh-ed25519 AAAAowner owner\nssh-ed25519 AAAAattacker attacker: x.c\n", true]);
   });
 
   describe("with the application's allowed_env_overrides", () => {

@@ -184,6 +184,62 @@ describe("deploy env_overrides policy", () => {
     expect(refusal(ordinary)).toBeNull();
   });
 
+  // Found by review: gcc's DEPENDENCIES_OUTPUT appended a line of the caller's to any file, and a D-Bus
+  // unixexec: address made `systemctl --user` run a program (both verified on a real stack); the rest are
+  // their siblings in the programs deploy commands run: podman, helm, ansible, terraform, the cloud CLIs...
+  it("refuses the C compiler's, D-Bus's, podman's, helm's, ansible's, terraform's and the cloud CLIs' variables, and those that write files", () => {
+    const groups: [RegExp, string[]][] = [
+      [
+        /^the C compiler \(gcc, cpp, clang\) runs its subprograms or plugins from it, .*writes its dependency list to the file it names/,
+        ["DEPENDENCIES_OUTPUT", "SUNPRO_DEPENDENCIES", "COMPILER_PATH", "GCC_EXEC_PREFIX", "GCC_COMPARE_DEBUG", "CCC_OVERRIDE_OPTIONS", "CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH", "OBJC_INCLUDE_PATH", "LIBRARY_PATH"],
+      ],
+      [
+        /^it chooses the D-Bus bus, agent socket or runtime directory .*a D-Bus address can be a program to start/,
+        ["DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS", "DBUS_STARTER_ADDRESS", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK", "SYSTEMD_OFFLINE", "SYSTEMD_UNIT_PATH", "SYSTEMCTL_FORCE_BUS"],
+      ],
+      [
+        /^it chooses the Docker engine, Podman service, BuildKit builder or Kubernetes cluster/,
+        [
+          ...["CONTAINER_HOST", "CONTAINER_CONNECTION", "CONTAINER_SSHKEY", "CONTAINERS_CONF", "CONTAINERS_CONF_OVERRIDE", "CONTAINERS_REGISTRIES_CONF", "CONTAINERS_STORAGE_CONF", "PODMAN_CONNECTIONS_CONF"],
+          ...["REGISTRY_AUTH_FILE", "STORAGE_OPTS", "BUILDKIT_HOST", "BUILDX_CONFIG", "DOCKER_CONTENT_TRUST_SERVER", "KUBERC"],
+          ...["HELM_KUBEAPISERVER", "HELM_KUBEINSECURE_SKIP_TLS_VERIFY", "HELM_PLUGINS", "HELM_REPOSITORY_CONFIG", "HELM_DATA_HOME"],
+        ],
+      ],
+      [
+        /^Ansible, Terraform or a cloud CLI \(aws, gcloud, az\) reads its settings/,
+        [
+          ...["ANSIBLE_SSH_ARGS", "ANSIBLE_CONFIG", "ANSIBLE_LIBRARY", "ANSIBLE_VAULT_PASSWORD_FILE", "TF_CLI_CONFIG_FILE", "TERRAFORM_CONFIG", "TF_CLI_ARGS", "TF_CLI_ARGS_plan"],
+          ...["TF_PLUGIN_CACHE_DIR", "TF_DATA_DIR", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "CLOUDSDK_CONFIG", "CLOUDSDK_PYTHON", "AZURE_CONFIG_DIR"],
+        ],
+      ],
+      [/^the program writes a file .* where it points/, ["SSLKEYLOGFILE", "QLOGDIR", "NODE_V8_COVERAGE", "NODE_REDIRECT_WARNINGS", "NODE_COMPILE_CACHE", "TF_LOG_PATH", "DESTDIR"]],
+      [/^it names a program that .*kubectl start to .*show a diff/, ["KUBECTL_EXTERNAL_DIFF", "KUBE_EDITOR"]],
+      [/^it chooses which program a command name runs, or where .*plugins or cached downloads/, ["XDG_DATA_HOME", "XDG_DATA_DIRS", "XDG_CACHE_HOME", "GNUPGHOME"]],
+      [/^the dynamic loader, glibc, OpenSSL and ssh load the shared libraries/, ["SSH_SK_PROVIDER"]],
+      [/^shells read startup files/, ["BASH_LOADABLES_PATH"]],
+      [/^an interpreter or runtime loads the code/, ["PYTHONPYCACHEPREFIX", "PYTHONPLATLIBDIR", "NODE_REPL_EXTERNAL_MODULE", "JDK_JAVAC_OPTIONS"]],
+      [
+        /^a package manager or build tool takes its package source/,
+        [
+          ...["COREPACK_INTEGRITY_KEYS", "COREPACK_ENABLE_UNSAFE_CUSTOM_URLS", "COMPOSER_AUTH", "COMPOSER_CAFILE", "CONDA_CHANNELS", "PIPX_DEFAULT_PYTHON", "VIRTUAL_ENV", "GEMRC"],
+          ...["PERL_CPANM_OPT", "PERL_MM_OPT", "PERL_MB_OPT", "GOWORK", "GOMODCACHE", "GOCACHE", "GOPATH", "DISTCC_HOSTS", "SCCACHE_ENDPOINT"],
+        ],
+      ],
+      [/^it names the compiler, linker, assembler or other toolchain program a build runs/, ["ASM", "ASM_NASM", "ASMFLAGS", "CUDACXX", "CUDAHOSTCXX", "HIPCXX", "OBJCXX", "ISPC", "RC", "SWIFTC", "CUDAFLAGS"]],
+      [/^it changes which TLS certificates the deploy's downloads trust/, ["AWS_CA_BUNDLE"]],
+    ];
+    for (const [why, names] of groups) {
+      for (const name of names) {
+        expect([name, refusedDeployEnvReason(name)]).toEqual([name, expect.stringMatching(why)]);
+        expect(refusal(["RELEASE_TAG", name])).toMatch(new RegExp(`^"env_overrides" key ${name} is refused: `));
+      }
+    }
+    // The ordinary names next to them still pass.
+    const ordinary = ["AWS_REGION", "TF_VAR_image_tag", "TF_WORKSPACE_NAME", "CONTAINER_NAME", "HELMFILE_ENV", "DBUSER", "GCC_VERSION", "SYSTEM_NAME", "ANSIBLE", "DESTINATION", "ASSET_HOST", "GO_VERSION"];
+    for (const name of ordinary) expect([name, refusedDeployEnvReason(name)]).toEqual([name, null]);
+    expect(refusal(ordinary)).toBeNull();
+  });
+
   it("refuses RUNBRIDGE_* in any case, even when the application lists it", () => {
     expect(refusal(["RUNBRIDGE_COMMIT_REF"])).toBe('"env_overrides" key RUNBRIDGE_COMMIT_REF is reserved: RUNBRIDGE_* variables are set by the platform');
     expect(refusal(["runbridge_commit_ref"])).toMatch(/runbridge_commit_ref is reserved/);

@@ -11,11 +11,13 @@
  * a key allowed to exec runs commands of its choosing by design.)
  *
  * This is a deny list. It covers the programs deploy commands usually run
- * (sh and bash, git, ssh, docker, node and its package managers, python, ruby,
- * perl, java, php, go, rust, make, cmake, C compilers, tar, rsync, curl, wget)
- * and cannot know every program on every server: an application whose deploy
- * key goes to CI should also set `allowed_env_overrides`, which accepts only
- * the names it lists.
+ * (sh and bash, git, ssh, docker and podman, systemctl, kubectl, helm,
+ * ansible, terraform, the cloud CLIs, node and its package managers, python,
+ * ruby, perl, java, php, go, rust, make, cmake, C compilers, tar, rsync, curl,
+ * wget) and cannot know every program on every server, nor every variable a
+ * program will read in its next release: it is not a guarantee. An application
+ * whose deploy key goes to CI should set `allowed_env_overrides`, which accepts
+ * only the names it lists; that is the only guarantee.
  *
  * make is the extreme case: GNU make turns every environment variable into a
  * make variable and pastes variables into the recipe text it runs with sh. The
@@ -44,26 +46,31 @@ export interface RefusedEnvGroup {
 export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
   {
     // LD_PRELOAD / LD_AUDIT / LD_LIBRARY_PATH load a library into every program; DYLD_* on macOS;
-    // glibc loads iconv modules from GCONV_PATH; OpenSSL loads the config, engines and providers named.
-    why: "the dynamic loader, glibc and OpenSSL load the shared libraries or settings it names into the programs the deploy starts",
-    names: ["LD_*", "DYLD_*", "GCONV_PATH", "GLIBC_TUNABLES", "OPENSSL_CONF", "OPENSSL_ENGINES", "OPENSSL_MODULES"],
+    // glibc loads iconv modules from GCONV_PATH; OpenSSL loads the config, engines and providers named;
+    // ssh-add, ssh-keygen and ssh load the FIDO middleware library SSH_SK_PROVIDER names.
+    why: "the dynamic loader, glibc, OpenSSL and ssh load the shared libraries or settings it names into the programs the deploy starts",
+    names: ["LD_*", "DYLD_*", "GCONV_PATH", "GLIBC_TUNABLES", "OPENSSL_CONF", "OPENSSL_ENGINES", "OPENSSL_MODULES", "SSH_SK_PROVIDER"],
   },
   {
     // BASH_ENV is sourced before a bash script runs, ENV by sh -i; PS4 is expanded (command
     // substitutions included) on every line a `set -x` script traces; SHELLOPTS/BASHOPTS turn such
     // options on; IFS/CDPATH/GLOBIGNORE change how words, cd and globs resolve; FPATH/ZDOTDIR are
-    // where ksh/zsh read functions and startup files; SHELL is the shell some tools start.
+    // where ksh/zsh read functions and startup files; SHELL is the shell some tools start;
+    // BASH_LOADABLES_PATH is where `enable -f` loads builtins (shared objects) from.
     // Exported bash functions travel as BASH_FUNC_name%%, which the name check already refuses; the
     // prefix stays so this rule does not depend on it.
     why: "shells read startup files, functions, options or command text from it",
-    names: ["BASH_ENV", "ENV", "BASH_FUNC_*", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "CDPATH", "GLOBIGNORE", "FPATH", "ZDOTDIR", "SHELL"],
+    names: ["BASH_ENV", "ENV", "BASH_FUNC_*", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "CDPATH", "GLOBIGNORE", "FPATH", "ZDOTDIR", "SHELL", "BASH_LOADABLES_PATH"],
   },
   {
     // PATH picks the program behind every command name; HOME and XDG_CONFIG_* are where git, ssh,
     // npm, docker and the shells find ~/.gitconfig, ~/.ssh/config, ~/.npmrc, ~/.docker/config.json,
     // ~/.bash_profile — files that can name programs to run (core.fsmonitor, ProxyCommand...).
-    why: "it chooses which program a command name runs, or where git, ssh, npm, docker and the shells read their configuration (which can name programs to run)",
-    names: ["PATH", "HOME", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS"],
+    // XDG_DATA_* and XDG_CACHE_HOME hold helm's plugins, systemd's user units, podman's images and the
+    // package managers corepack runs; GNUPGHOME is gpg's (git's signature checks) keyring and
+    // gpg-agent.conf, whose pinentry-program is a program.
+    why: "it chooses which program a command name runs, or where git, ssh, npm, docker, gpg and the shells read their configuration, plugins or cached downloads (which can name programs to run, or be them)",
+    names: ["PATH", "HOME", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "XDG_DATA_HOME", "XDG_DATA_DIRS", "XDG_CACHE_HOME", "GNUPGHOME"],
   },
   {
     // NODE_OPTIONS=--require/--import, PERL5OPT=-M, RUBYOPT=-r, JAVA_TOOL_OPTIONS=-javaagent, ERL_FLAGS=-eval,
@@ -71,6 +78,9 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
     // search paths (NODE_PATH, PYTHONPATH, PERL5LIB, RUBYLIB, CLASSPATH, PYTHONUSERBASE's .pth files);
     // JAVA_HOME picks the java that Maven/Gradle wrappers run. A PYTHONWARNINGS category imports a module,
     // and BROWSER is the program Python's webbrowser module starts (together a known code-execution chain).
+    // PYTHONPYCACHEPREFIX and PYTHONPLATLIBDIR move where Python reads bytecode and modules from;
+    // NODE_REPL_EXTERNAL_MODULE is loaded in place of node's REPL; JDK_JAVAC_OPTIONS is prepended to
+    // javac's arguments (-processorpath: annotation processors are code javac runs).
     why: "an interpreter or runtime loads the code, modules or agents it names, or takes command-line options from it",
     names: [
       "NODE_OPTIONS",
@@ -82,7 +92,10 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "PYTHONUSERBASE",
       "PYTHONBREAKPOINT",
       "PYTHONWARNINGS",
+      "PYTHONPYCACHEPREFIX",
+      "PYTHONPLATLIBDIR",
       "BROWSER",
+      "NODE_REPL_EXTERNAL_MODULE",
       "PERL5OPT",
       "PERL5LIB",
       "PERLLIB",
@@ -92,6 +105,7 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "JAVA_TOOL_OPTIONS",
       "_JAVA_OPTIONS",
       "JDK_JAVA_OPTIONS",
+      "JDK_JAVAC_OPTIONS",
       "JAVA_OPTS",
       "JAVA_HOME",
       "CLASSPATH",
@@ -119,26 +133,40 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
     // runners and RUSTC_WRAPPER run commands directly; pkg-config-rs takes the pkg-config program from
     // TARGET_/HOST_PKG_CONFIG. CMake reads its toolchain file (CMake code), compiler launchers and
     // package search paths from CMAKE_* variables. Yarn, pip, Bundler and Cargo map any setting to a
-    // prefixed variable, so their whole prefixes are refused.
+    // prefixed variable, so their whole prefixes are refused, as are Corepack's (COREPACK_INTEGRITY_KEYS=0
+    // turns off its signature check), Composer's (COMPOSER_AUTH, COMPOSER_CAFILE...), conda's and pipx's.
+    // VIRTUAL_ENV is the environment (and python) uv and Poetry use; GEMRC is RubyGems' configuration
+    // (its sources); PERL_CPANM_OPT, PERL_MM_OPT and PERL_MB_OPT are cpanm's and Perl's build tools'
+    // arguments (--mirror). GOWORK replaces modules with directories elsewhere; GOMODCACHE, GOCACHE and
+    // GOPATH are where go takes downloaded modules and compiled packages from without checking them
+    // again. distcc and sccache send compilations to, or take compiled objects from, the hosts they name.
     why: "a package manager or build tool takes its package source, configuration, flags or toolchain from it, and those decide what code the build runs",
     names: [
       "YARN_*",
-      "COREPACK_NPM_REGISTRY",
-      "COREPACK_HOME",
+      "COREPACK_*",
       "PIP_*",
       "UV_*",
       "PIPENV_*",
       "POETRY_*",
+      "PIPX_*",
+      "CONDA_*",
+      "VIRTUAL_ENV",
       "BUN_*",
       "PKG_CONFIG*",
       "TARGET_PKG_CONFIG*",
       "HOST_PKG_CONFIG*",
       "CCACHE_*",
+      "DISTCC_*",
+      "SCCACHE_*",
       "GEM_HOME",
       "GEM_PATH",
+      "GEMRC",
       "BUNDLE_*",
       "COMPOSER",
-      "COMPOSER_HOME",
+      "COMPOSER_*",
+      "PERL_CPANM_OPT",
+      "PERL_MM_OPT",
+      "PERL_MB_OPT",
       "GOFLAGS",
       "GOPROXY",
       "GONOPROXY",
@@ -152,6 +180,10 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "GOENV",
       "GOROOT",
       "GOCACHEPROG",
+      "GOWORK",
+      "GOMODCACHE",
+      "GOCACHE",
+      "GOPATH",
       "CARGO_*",
       "RUSTC*",
       "RUSTDOC*",
@@ -184,7 +216,9 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
     // gcc's -wrapper runs a program, -fplugin loads one; CC/LD/AR... are the programs make, cgo,
     // node-gyp and configure scripts run (configure also evals CC, the flags and LIBS as shell text).
     // Rust's cc crate reads each tool and flag variable also as <NAME>_<target> (CC_x86_64_unknown_linux_gnu),
-    // TARGET_<NAME> and HOST_<NAME>; the target can be any name, so those are prefixes.
+    // TARGET_<NAME> and HOST_<NAME>; the target can be any name, so those are prefixes. CMake takes
+    // each language's compiler and flags from its own variable (ASM<dialect>, CUDACXX, HIPCXX, OBJCXX,
+    // ISPC, RC, SWIFTC...).
     why: "it names the compiler, linker, assembler or other toolchain program a build runs, or passes flags that make the compiler run or load other programs",
     names: [
       "CC",
@@ -228,6 +262,45 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
       "CGO_CXXFLAGS",
       "CGO_FFLAGS",
       "CGO_LDFLAGS",
+      "ASM",
+      "ASM_*",
+      "ASMFLAGS",
+      "CUDACXX",
+      "CUDAHOSTCXX",
+      "CUDAFLAGS",
+      "HIPCXX",
+      "HIPHOSTCXX",
+      "HIPFLAGS",
+      "OBJCXX",
+      "OBJCXXFLAGS",
+      "ISPC",
+      "ISPCFLAGS",
+      "RC",
+      "RCFLAGS",
+      "SWIFTC",
+      "CSFLAGS",
+    ],
+  },
+  {
+    // Verified end to end by a review: DEPENDENCIES_OUTPUT="/root/.ssh/authorized_keys <key>" made a
+    // deploy's `cc -c x.c` append "<key>: x.c" to that file (SUNPRO_DEPENDENCIES alike). COMPILER_PATH
+    // and GCC_EXEC_PREFIX are where gcc finds cc1, as and collect2 (programs); GCC_COMPARE_DEBUG's value
+    // is options for a second compilation (-fplugin= loads a shared object); CCC_OVERRIDE_OPTIONS edits
+    // clang's command line; CPATH and the *_INCLUDE_PATH / LIBRARY_PATH directories are searched for
+    // headers and libraries before the system's, so their code is built into what the deploy runs.
+    why: "the C compiler (gcc, cpp, clang) runs its subprograms or plugins from it, edits its own command line with it, takes headers and libraries from where it points, or writes its dependency list to the file it names (a line of the caller's choosing appended to any file)",
+    names: [
+      "DEPENDENCIES_OUTPUT",
+      "SUNPRO_DEPENDENCIES",
+      "COMPILER_PATH",
+      "GCC_EXEC_PREFIX",
+      "GCC_COMPARE_DEBUG",
+      "CCC_OVERRIDE_OPTIONS",
+      "CPATH",
+      "C_INCLUDE_PATH",
+      "CPLUS_INCLUDE_PATH",
+      "OBJC_INCLUDE_PATH",
+      "LIBRARY_PATH",
     ],
   },
   {
@@ -298,16 +371,94 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
     names: ["GIT_*"],
   },
   {
-    why: "it names a program that ssh, sudo, git, less, man, systemctl or crontab start to ask for a password, page output or edit a file",
-    names: ["SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "SUDO_ASKPASS", "PAGER", "MANPAGER", "SYSTEMD_PAGER", "LESSOPEN", "LESSCLOSE", "EDITOR", "VISUAL", "SUDO_EDITOR", "SYSTEMD_EDITOR"],
+    why: "it names a program that ssh, sudo, git, less, man, systemctl, crontab or kubectl start to ask for a password, page output, show a diff or edit a file",
+    names: [
+      "SSH_ASKPASS",
+      "SSH_ASKPASS_REQUIRE",
+      "SUDO_ASKPASS",
+      "PAGER",
+      "MANPAGER",
+      "SYSTEMD_PAGER",
+      "LESSOPEN",
+      "LESSCLOSE",
+      "EDITOR",
+      "VISUAL",
+      "SUDO_EDITOR",
+      "SYSTEMD_EDITOR",
+      "KUBE_EDITOR",
+      "KUBECTL_EXTERNAL_DIFF",
+    ],
   },
   {
     // Another engine (DOCKER_HOST=ssh://... also runs ssh) receives the deploy's registry credentials and
     // decides what runs; DOCKER_CONFIG holds credential helpers and cli-plugins, which are programs;
     // COMPOSE_FILE names the compose file (recent compose versions accept remote ones), i.e. the
-    // containers and host mounts; KUBECONFIG's exec credential plugins are programs.
-    why: "it chooses the Docker engine or cluster the deploy's docker, compose or kubectl commands use, or their configuration, which names programs and containers to run",
-    names: ["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "COMPOSE_FILE", "KUBECONFIG"],
+    // containers and host mounts; KUBECONFIG's exec credential plugins are programs, KUBERC's aliases
+    // and defaults rewrite kubectl's command lines. Podman takes its service from CONTAINER_HOST /
+    // CONTAINER_CONNECTION (podman's DOCKER_HOST), its engine, registry and storage configuration from
+    // CONTAINERS_*_CONF (storage options name a mount program), its credentials from REGISTRY_AUTH_FILE;
+    // BUILDKIT_HOST and BUILDX_CONFIG pick the builder. Helm maps each setting to HELM_*: the API server
+    // (HELM_KUBEAPISERVER, HELM_KUBEINSECURE_SKIP_TLS_VERIFY), plugins (programs), repositories.
+    why: "it chooses the Docker engine, Podman service, BuildKit builder or Kubernetes cluster the deploy's docker, podman, compose, kubectl or helm commands use, or their configuration, plugins or credentials, which name programs and containers to run",
+    names: [
+      "DOCKER_HOST",
+      "DOCKER_CONTEXT",
+      "DOCKER_CONFIG",
+      "DOCKER_CERT_PATH",
+      "DOCKER_TLS_VERIFY",
+      "DOCKER_CONTENT_TRUST_SERVER",
+      "COMPOSE_FILE",
+      "KUBECONFIG",
+      "KUBERC",
+      "CONTAINER_HOST",
+      "CONTAINER_CONNECTION",
+      "CONTAINER_SSHKEY",
+      "CONTAINERS_*",
+      "PODMAN_CONNECTIONS_CONF",
+      "REGISTRY_AUTH_FILE",
+      "STORAGE_OPTS",
+      "BUILDKIT_HOST",
+      "BUILDX_CONFIG",
+      "HELM_*",
+    ],
+  },
+  {
+    // Verified end to end by a review: DBUS_SESSION_BUS_ADDRESS=unixexec:path=/bin/sh,argv1=-c,argv2=...
+    // made a deploy's `systemctl --user restart x` (sd-bus, as libdbus and GIO) run that program as the
+    // runner's account. sd-bus falls back to $XDG_RUNTIME_DIR/bus (and systemd/private) for the user
+    // bus; SSH_AUTH_SOCK is the agent ssh and git sign in with. systemd's tools read dozens of
+    // SYSTEMD_* / SYSTEMCTL_* variables (SYSTEMD_OFFLINE, SYSTEMD_UNIT_PATH, program paths), so the
+    // whole prefixes are refused.
+    why: "it chooses the D-Bus bus, agent socket or runtime directory that systemctl, busctl, ssh and other clients connect to, or how systemd's tools behave, and a D-Bus address can be a program to start (unixexec:path=…)",
+    names: ["DBUS_*", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK", "SYSTEMD_*", "SYSTEMCTL_*"],
+  },
+  {
+    // ANSIBLE_<SETTING> sets any Ansible setting: ANSIBLE_SSH_ARGS (-o ProxyCommand=...), module and
+    // plugin paths, ANSIBLE_VAULT_PASSWORD_FILE (an executable one is run), ANSIBLE_CONFIG. Terraform
+    // reads its CLI configuration (provider installation sources) from TF_CLI_CONFIG_FILE, extra
+    // arguments from TF_CLI_ARGS(_<command>), providers from TF_PLUGIN_CACHE_DIR and TF_DATA_DIR. An AWS
+    // config file can hold credential_process (a command); gcloud maps each property to CLOUDSDK_*
+    // (CLOUDSDK_CONFIG, CLOUDSDK_PYTHON: the interpreter it runs); AZURE_CONFIG_DIR is az's.
+    why: "Ansible, Terraform or a cloud CLI (aws, gcloud, az) reads its settings, configuration, plugins, credentials or extra arguments from it, and those can name programs to run (ssh arguments, provider sources, credential_process)",
+    names: [
+      "ANSIBLE_*",
+      "TF_CLI_CONFIG_FILE",
+      "TERRAFORM_CONFIG",
+      "TF_CLI_ARGS*",
+      "TF_PLUGIN_CACHE_DIR",
+      "TF_DATA_DIR",
+      "AWS_CONFIG_FILE",
+      "AWS_SHARED_CREDENTIALS_FILE",
+      "CLOUDSDK_*",
+      "AZURE_CONFIG_DIR",
+    ],
+  },
+  {
+    // Each makes a program write (or append) where the value says, over any file the runner's account
+    // can write: curl's TLS key log and qlog directory, node's coverage, warnings and compile-cache
+    // output, Terraform's log, and the install tree `make install` / `cmake --install` write under DESTDIR.
+    why: "the program writes a file (a log, coverage or warnings output, TLS session keys, an install tree) where it points, so the deploy writes to a place of the caller's choosing",
+    names: ["SSLKEYLOGFILE", "QLOGDIR", "NODE_V8_COVERAGE", "NODE_REDIRECT_WARNINGS", "NODE_COMPILE_CACHE", "TF_LOG_PATH", "DESTDIR"],
   },
   {
     // A download that can be altered in transit is code that runs: install scripts, images, curl | sh.
@@ -332,7 +483,7 @@ export const REFUSED_DEPLOY_ENV: readonly RefusedEnvGroup[] = [
   },
   {
     why: "it changes which TLS certificates the deploy's downloads trust, so what is downloaded (packages, scripts) can be replaced in transit",
-    names: ["NODE_TLS_REJECT_UNAUTHORIZED", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "PYTHONHTTPSVERIFY"],
+    names: ["NODE_TLS_REJECT_UNAUTHORIZED", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "PYTHONHTTPSVERIFY", "AWS_CA_BUNDLE"],
   },
 ];
 

@@ -98,7 +98,8 @@ function componentSchemas(): Record<string, JsonSchema> {
         deploy_command: { type: "string" },
         allowed_env_overrides: nullable("array", {
           items: { type: "string" },
-          description: "Names and PREFIX* patterns a deploy's env_overrides may use; null: any name except the refused list (docs/operations-reference.md).",
+          description:
+            "Names and PREFIX* patterns a deploy's env_overrides may use, and nothing else. null: any name except the refused list, a deny list that cannot cover every program a deploy command may run (docs/operations-reference.md).",
         }),
         created_at: { type: "string", format: "date-time" },
         updated_at: { type: "string", format: "date-time" },

@@ -76,8 +76,9 @@ function AppForm(props: { initial?: Application; servers: Server[]; submitLabel:
       <fieldset className="field">
         <legend>Env overrides a deploy may pass</legend>
         <p className="hint">
-          A deploy key may only start this deploy command. By default its env_overrides may use any name except those that change how programs start
-          (PATH, LD_*, GIT_*, NODE_OPTIONS…).
+          A deploy key may only start this deploy command, but its env_overrides reach the programs that command runs. By default any name is accepted except a
+          deny list of names known to make the usual programs run or load something (PATH, LD_*, GIT_*, NODE_OPTIONS…); other tools may read other
+          names. Listing the names (Only these names) is the only guarantee: use it when the deploy key goes to CI.
         </p>
         <div className="check-grid">
           <label className="check">
