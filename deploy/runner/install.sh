@@ -231,7 +231,8 @@ fi
 [ -n "$url" ] || die "--url is required (the dispatcher URL, e.g. https://dispatcher.example.com)"
 case "$url" in
   https://*|wss://*) ;;
-  http://localhost*|http://127.*|ws://localhost*|ws://127.*) ;;
+  # Loopback only, as the runner's own check: not http://localhost.example.com.
+  http://localhost|http://localhost[:/]*|http://127.*|http://\[::1\]*|ws://localhost|ws://localhost[:/]*|ws://127.*|ws://\[::1\]*) ;;
   http://*|ws://*) say "warning: $url is not TLS; the runner token and every command would cross the network in clear text" >&2 ;;
   *) die "--url must start with https://, wss://, http:// or ws:// (got: $url)" ;;
 esac

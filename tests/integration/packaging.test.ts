@@ -442,10 +442,15 @@ describe("deploy/runner/install.sh", () => {
     expect(existsSync(path.join(root, "opt"))).toBe(false);
   });
 
-  it("warns when the dispatcher URL is not TLS (other than localhost)", () => {
-    const res = run(["--root", freshRoot(), "--url", "http://dispatcher.internal:8081", "--token", fx.runnerToken, "--bundle", bundle]);
+  it.each(["http://dispatcher.internal:8081", "http://localhost.example.com:8081", "ws://localhost.example.com"])("warns when the dispatcher URL is not TLS (%s)", (url) => {
+    const res = run(["--root", freshRoot(), "--url", url, "--token", fx.runnerToken, "--bundle", bundle]);
     expect(res.status).toBe(0);
     expect(res.stderr).toMatch(/not TLS/);
+  });
+
+  it.each(["http://localhost:8081", "http://localhost", "ws://127.0.0.1:8081/", "http://[::1]:8081"])("does not warn for a loopback dispatcher URL (%s)", (url) => {
+    const res = run(["--root", freshRoot(), "--url", url, "--token", fx.runnerToken, "--bundle", bundle]);
+    expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: expect.not.stringMatching(/not TLS/) });
   });
 
   it("upgrades the runner file in place and keeps the configuration", () => {

@@ -43,7 +43,8 @@ describe("single-file runner bundle", () => {
         env: {
           PATH: process.env.PATH,
           HOME: dir,
-          RUNBRIDGE_DISPATCHER_URL: `http://127.0.0.1:${port}`,
+          // With a user and password, as for a proxy's basic auth: never in its logs.
+          RUNBRIDGE_DISPATCHER_URL: `http://rb-proxy-user:proxy-canary-7@127.0.0.1:${port}`,
           RUNBRIDGE_RUNNER_TOKEN: fx.runnerToken,
           RUNBRIDGE_STATE_DIR: path.join(dir, "state"),
           RUNBRIDGE_WORKDIR: dir,
@@ -85,8 +86,9 @@ describe("single-file runner bundle", () => {
       .set("Authorization", `Bearer ${fx.token}`)
       .send({ server_id: fx.server.id, command: "echo from-bundle; pwd", env: { BUNDLE_SECRET: "bundle-canary-42" } });
     expect(res.body).toMatchObject({ status: "completed", exit_code: 0, stdout: `from-bundle\n${dir}\n` });
-    expect(runner.output).toMatch(/"message":"connected to dispatcher"/);
+    expect(runner.output).toMatch(/"message":"connected to dispatcher"[^\n]*"url":"http:\/\/127\.0\.0\.1:\d+\/"/);
     expect(runner.output).not.toContain("bundle-canary-42");
+    expect(runner.output).not.toContain("proxy-canary-7");
   });
 
   it("reconnects by itself when its dispatcher is replaced", async () => {

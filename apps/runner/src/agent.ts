@@ -4,7 +4,7 @@ import { io, type Socket } from "socket.io-client";
 import { DeployVar, HandshakeRefusal, ResultsNamespace, RunnerTimings, SignedAnswer, SocketPath, cancelledByRunner, runnerProblemText, type CancelAck, type LedgerQueryReply, type ResultAck, type DispatcherToRunnerEvents, type OperationResult, type RunnerHandshakeAuth, type RunnerToDispatcherEvents, type StartAck, type StartOperation } from "@runbridge/contracts";
 import { hashToken, validRunnerSignature, type Logger } from "@runbridge/common";
 import { OperationCapacity, type Held } from "./capacity";
-import type { RunnerConfig } from "./config";
+import { dispatcherUrlForLogs, type RunnerConfig } from "./config";
 import { execute, failedResult, inheritableEnv, type Execution, type ExecutorOptions } from "./executor";
 import type { Ledger } from "./ledger";
 import { LedgerOpener } from "./ledger-opener";
@@ -445,7 +445,7 @@ export class Agent {
     const s = this.socket;
     s.on("connect", () => {
       this.refusals = 0;
-      this.logger.info("connected to dispatcher", { url: this.config.RUNBRIDGE_DISPATCHER_URL });
+      this.logger.info("connected to dispatcher", { url: dispatcherUrlForLogs(this.config.RUNBRIDGE_DISPATCHER_URL) });
       // Said in the handshake too: said again here, as it may have changed since.
       this.saidProblem = undefined;
       this.reportHealth();

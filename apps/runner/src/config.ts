@@ -98,3 +98,11 @@ export function clearTextDispatcher(dispatcherUrl: string): string | null {
   const local = family === 0 ? /(^|\.)localhost\.?$/.test(host) : LOOPBACK.check(host, family === 4 ? "ipv4" : "ipv6");
   return local ? null : `${url.protocol}//${url.host}`;
 }
+
+/** The dispatcher URL as logs may show it: a user and password in it (for a proxy's basic auth) are left out. */
+export function dispatcherUrlForLogs(dispatcherUrl: string): string {
+  const url = new URL(dispatcherUrl);
+  url.username = "";
+  url.password = "";
+  return url.toString();
+}
