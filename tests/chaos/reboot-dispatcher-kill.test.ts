@@ -64,5 +64,6 @@ describe("chaos: a dispatcher dies during a provider reboot call", () => {
     expect(runnerReboots).toBe(0);
     const audit = await testPrisma().auditEvent.findMany({ where: { operationId: id } });
     expect(audit.map((a) => a.type).sort()).toEqual(["operation.created", "operation.finished", "operation.reboot_path"]);
-  });
+    // Its 45 s wait and the start-ups before it: past jest's default, whose time-out would not say what ran out.
+  }, 120_000);
 });

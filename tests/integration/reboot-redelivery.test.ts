@@ -84,7 +84,8 @@ describe("reboot through the provider, redelivered", () => {
     expect(callsFor("802")).toBe(1);
     expect(runnerReboots()).toBe(before);
     expect(await auditTypes(id)).toEqual(["operation.created", "operation.finished", "operation.reboot_path"]);
-  });
+    // Two waits of 30 s and 40 s: past jest's default, whose time-out would not say which one ran out.
+  }, 120_000);
 
   it("a row an older dispatcher left with the provider path recorded but not finished: finished, neither the provider nor the runner asked again", async () => {
     const detail = "reboot requested through the Hetzner Cloud API (server 803, action 77)";

@@ -58,7 +58,7 @@ export type RebootRoute = "provider" | "runner" | "unknown" | "ended" | "later";
  *   without recording its path first, and the delivery making that call may
  *   be alive still (stalled past its job lock, or cut off from Redis, while
  *   another took its job over). Until the call and the recording of its
- *   answer are surely over (outcomeDueMs after the claim, by PostgreSQL's
+ *   answer should be over (outcomeDueMs after the claim, by PostgreSQL's
  *   clock) this delivery follows the row, coming round without using up an
  *   attempt, and then takes the path recorded. Past that, the answer was lost
  *   with the attempt that made it: the server may have rebooted, rebooting it
@@ -151,8 +151,13 @@ export async function rebootViaProvider(ctx: DispatcherContext, op: Operation): 
 async function followRecorded(ctx: DispatcherContext, op: Operation): Promise<RebootRoute> {
   const now = await ctx.operations.findById(op.id);
   if (!now || now.status !== "running") return "ended";
-  if (!recordedDecision((now.params ?? {}) as Record<string, unknown>)) return "later";
-  return rebootViaProvider(ctx, now);
+  const params = (now.params ?? {}) as Record<string, unknown>;
+  if (recordedDecision(params)) return rebootViaProvider(ctx, now);
+  if (params.reboot_path === undefined) return "later";
+  // A path this release does not know (one recorded by a newer release, during a rollback): nothing here can take
+  // it, and coming round would not change that. Left to the overdue sweep, as any operation no delivery ends.
+  ctx.logger.error("reboot path recorded that this release does not know; leaving the operation to the overdue sweep", { operationId: op.id, path: String(params.reboot_path) });
+  return "ended";
 }
 
 /**
@@ -185,7 +190,16 @@ async function decide(ctx: DispatcherContext, op: Operation): Promise<RebootDeci
     return { path: RebootPath.Runner, provider, reason: `the ${entry.label} token could not be decrypted (${(err as Error).message}); fell back to the runner` };
   }
   // Exclusive: a delivery that finds it claimed (another one is calling, or called) leaves it to that one.
+  const claimSent = performance.now();
   if (!(await ctx.operations.claimRebootCall(op.id))) return null;
+  // Another delivery that finds the claim follows it for outcomeDueMs only, reckoning the call to set out within
+  // CLAIM_TO_CALL_MARGIN_MS of the claim: one made later (this process stalled after claiming) could reboot the server
+  // after that delivery failed the operation as outcome unknown, and its caller rebooted it again. So it is not made.
+  // Timed from before the claim was sent, which is no later than PostgreSQL's stamp on it.
+  if (performance.now() - claimSent > CLAIM_TO_CALL_MARGIN_MS) {
+    const reason = `the ${entry.label} call could not be made within ${CLAIM_TO_CALL_MARGIN_MS / 1000} s of its claim (this dispatcher stalled), so it was not made; fell back to the runner`;
+    return { path: RebootPath.Runner, provider, reason, release: true };
+  }
   try {
     const outcome = await entry.reboot({ baseUrl: entry.baseUrl(ctx), providerServerId: server.providerServerId, token, timeoutMs: ctx.config.PROVIDER_API_TIMEOUT_MS });
     const action = outcome.actionId ? `, action ${outcome.actionId}` : "";

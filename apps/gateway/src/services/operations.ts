@@ -28,11 +28,17 @@ export interface NewOperation {
  * the Redis presence check in flight together (404 and 403 still win over 409).
  */
 export async function loadConnectedServer(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<TargetServer> {
+  const { server, connected } = await loadServerWithRunner(ctx, auth, serverId);
+  if (!connected) throw noConnectedRunner(server);
+  return server;
+}
+
+/** loadTargetServer and runnerConnected, the lookup and the presence check in flight together (404 and 403 first). */
+export async function loadServerWithRunner(ctx: GatewayContext, auth: AutomationAuth, serverId: string): Promise<{ server: TargetServer; connected: boolean }> {
   const presence = ctx.presence.isConnected(serverId);
   presence.catch(() => undefined); // Awaited below unless the lookup fails first.
   const server = await loadTargetServer(ctx, auth, serverId);
-  await assertRunnerConnected(ctx, server, await presence);
-  return server;
+  return { server, connected: await runnerConnected(ctx, server, await presence) };
 }
 
 /** The server of the caller's tenant, with the key's server scope enforced. */
@@ -50,9 +56,12 @@ const FOREIGN_KEY_VIOLATION = "23503";
 const RECONNECT_WINDOW_MS = 60_000;
 const RECONNECT_GRACE_MS = 3_000;
 
-export async function assertRunnerConnected(ctx: GatewayContext, server: TargetServer, connectedNow?: boolean): Promise<void> {
-  if (await runnerConnected(ctx, server, connectedNow)) return;
-  throw new ConflictError(`Server "${server.name}" (${server.id}) has no connected runner; start the runner agent on it and retry`);
+export async function assertRunnerConnected(ctx: GatewayContext, server: TargetServer): Promise<void> {
+  if (!(await runnerConnected(ctx, server))) throw noConnectedRunner(server);
+}
+
+function noConnectedRunner(server: TargetServer): ConflictError {
+  return new ConflictError(`Server "${server.name}" (${server.id}) has no connected runner; start the runner agent on it and retry`);
 }
 
 /**

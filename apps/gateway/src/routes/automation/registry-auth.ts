@@ -5,7 +5,7 @@ import { assertCredentialAllowed, assertOperationAllowed } from "../../auth/scop
 import type { GatewayContext } from "../../context";
 import { ConflictError, NotFoundError, OperationNotStartedError } from "../../errors";
 import { validateBody } from "../../middleware/validate";
-import { assertRunnerConnected, failUndispatched, loadTargetServer, logoutTimeoutSeconds, runAndWait, runnerConnected, startOperation } from "../../services/operations";
+import { assertRunnerConnected, failUndispatched, loadServerWithRunner, loadTargetServer, logoutTimeoutSeconds, runAndWait, startOperation } from "../../services/operations";
 import { resolveRegistryType } from "../../services/registry-type";
 import { syncResponse } from "../../services/serializers";
 import { OPERATION_PATHS } from "./paths";
@@ -56,9 +56,7 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
     const auth = automationAuth(res);
     assertOperationAllowed(auth.key, OperationType.RegistryLogout);
     const body = validateBody(registryLogoutRequestSchema, req.body);
-    const presence = ctx.presence.isConnected(body.server_id);
-    presence.catch(() => undefined); // Awaited below unless the lookup fails first.
-    const server = await loadTargetServer(ctx, auth, body.server_id);
+    const { server, connected } = await loadServerWithRunner(ctx, auth, body.server_id);
     const input = {
       serverId: server.id,
       type: OperationType.RegistryLogout,
@@ -72,7 +70,7 @@ export function registryAuthRouter(ctx: GatewayContext): Router {
     // A failed logout is still a completed operation with its exit code, HTTP 200 (the spec: warn, not error) — one
     // whose server has no runner to run it too (not the 409 other operations get): recorded, and ended at once as
     // not run (exit 125). Should it not end (PostgreSQL), it is queued, and fails at its delivery deadline.
-    const final = await ((await runnerConnected(ctx, server, await presence))
+    const final = await (connected
       ? runAndWait(ctx, auth, input, res)
       : startOperation(ctx, auth, input, async (created) => {
           if (await failUndispatched(ctx, created, FailureCause.RunnerOffline, FailureReason.RunnerOffline)) {
