@@ -22,18 +22,24 @@ describe("the claim of a reboot's cloud provider call", () => {
   });
   afterAll(() => provider.stop());
 
-  it("lets one of two deliveries that read the reboot unclaimed call the provider; the other leaves it", async () => {
+  /** A reboot of a fresh server linked to the (fake) Hetzner API, as its deliveries read it before their claims. */
+  const linkedReboot = async (providerServerId: string) => {
     const fx = await createFixture();
     const linked = await stack
       .api()
       .patch(`/api/v1/servers/${fx.server.id}`)
       .set("Authorization", `Bearer ${fx.apiKey}`)
-      .send({ provider: "hetzner", provider_server_id: "123456", provider_token: "hcloud-test-token" });
+      .send({ provider: "hetzner", provider_server_id: providerServerId, provider_token: "hcloud-test-token" });
     expect(linked.status).toBe(200);
     const created = await createOperation(fx.tenant.id, fx.server.id, { type: "reboot", command: null, params: {} });
-    // The same snapshot for both, as each delivery reads the row before its claim.
     const op = await stack.gateway.operations.findById(created.id);
     if (!op) throw new Error("no operation");
+    return op;
+  };
+
+  it("lets one of two deliveries that read the reboot unclaimed call the provider; the other leaves it", async () => {
+    // The same snapshot for both, as each delivery reads the row before its claim.
+    const op = await linkedReboot("123456");
     const ctx = providerCallContext(stack, provider);
     provider.delayAnswers(300);
     const before = provider.requests.length;
@@ -46,16 +52,7 @@ describe("the claim of a reboot's cloud provider call", () => {
   });
 
   it("does not call the provider when its claim came back later than another delivery reckons with (it falls back to the runner)", async () => {
-    const fx = await createFixture();
-    const linked = await stack
-      .api()
-      .patch(`/api/v1/servers/${fx.server.id}`)
-      .set("Authorization", `Bearer ${fx.apiKey}`)
-      .send({ provider: "hetzner", provider_server_id: "123457", provider_token: "hcloud-test-token" });
-    expect(linked.status).toBe(200);
-    const created = await createOperation(fx.tenant.id, fx.server.id, { type: "reboot", command: null, params: {} });
-    const op = await stack.gateway.operations.findById(created.id);
-    if (!op) throw new Error("no operation");
+    const op = await linkedReboot("123457");
     // The claim statement waits 6 s for this session's lock on the row: a delivery that stalls between its claim
     // and the call, as far as the 5 s margin another delivery gives it goes.
     const locker = new Client({ connectionString: testDatabaseUrl() });
