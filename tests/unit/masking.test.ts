@@ -102,6 +102,36 @@ describe("secret masking", () => {
     expect(live.flush()).toBe("***");
   });
 
+  it("finds every overlapping occurrence of a repetitive value, as an indexOf from each position would", () => {
+    // Values and text over a two-letter alphabet: occurrences overlap in every way; checked against a naive search.
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const word = (n: number) => Array.from({ length: n }, () => (random() < 0.5 ? "a" : "b")).join("");
+    for (let round = 0; round < 200; round++) {
+      const secrets = [word(4 + Math.floor(random() * 4)), word(4 + Math.floor(random() * 6))];
+      const text = word(60);
+      const found: Array<[number, number]> = [];
+      for (const v of secrets) for (let i = text.indexOf(v); i !== -1; i = text.indexOf(v, i + 1)) found.push([i, i + v.length]);
+      // Overlapping occurrences are one stretch, one MASK; merely adjacent ones are two.
+      const stretches: Array<[number, number]> = [];
+      for (const [start, end] of found.sort((x, y) => x[0] - y[0])) {
+        const last = stretches.at(-1);
+        if (last && start < last[1]) last[1] = Math.max(last[1], end);
+        else stretches.push([start, end]);
+      }
+      let expected = "";
+      let pos = 0;
+      for (const [start, end] of stretches) {
+        expected += text.slice(pos, start) + MASK;
+        pos = end;
+      }
+      expected += text.slice(pos);
+      expect({ secrets, text, masked: new SecretMasker(secrets).mask(text) }).toEqual({ secrets, text, masked: expected });
+    }
+    // A long repetitive value in long repetitive output: one stretch (a search from each match + 1 took seconds).
+    expect(new SecretMasker(["ab".repeat(20_000)]).mask(`${"ab".repeat(200_000)}END`)).toBe(`${MASK}END`);
+  });
+
   it("passes text through when there is nothing to mask", () => {
     const masker = new SecretMasker(["abc", ""]);
     expect(masker.active).toBe(false);

@@ -23,10 +23,13 @@ interface Rendered {
  */
 export class SecretMasker {
   private readonly secrets: string[];
+  /** Each secret's failure table (longest proper prefix that is also a suffix, per prefix length), for occurrencesOf. */
+  private readonly borders: Int32Array[];
   readonly maxLength: number;
 
   constructor(values: Iterable<string>) {
     this.secrets = [...new Set([...values].filter((v) => v.length >= MIN_MASKED_LENGTH))].sort((a, b) => b.length - a.length);
+    this.borders = this.secrets.map(bordersOf);
     this.maxLength = this.secrets[0]?.length ?? 0;
   }
 
@@ -107,9 +110,7 @@ export class SecretMasker {
   /** Every occurrence of every secret, overlapping ones included, merged into stretches; `covered` is one already begun. */
   private runs(text: string, covered: number): Run[] {
     const found: Run[] = covered > 0 ? [{ start: 0, end: covered }] : [];
-    for (const s of this.secrets) {
-      for (let i = text.indexOf(s); i !== -1; i = text.indexOf(s, i + 1)) found.push({ start: i, end: i + s.length });
-    }
+    this.secrets.forEach((s, k) => occurrencesOf(s, this.borders[k] as Int32Array, text, (i) => found.push({ start: i, end: i + s.length })));
     found.sort((a, b) => a.start - b.start);
     const merged: Run[] = [];
     for (const r of found) {
@@ -119,5 +120,35 @@ export class SecretMasker {
       else merged.push({ ...r });
     }
     return merged;
+  }
+}
+
+/**
+ * The failure table of Knuth-Morris-Pratt: for each prefix length n of s, the length of its longest proper prefix
+ * that is also its suffix.
+ */
+function bordersOf(s: string): Int32Array {
+  const border = new Int32Array(s.length + 1);
+  border[0] = -1;
+  for (let n = 1, k = 0; n < s.length; n++, k++) {
+    while (k >= 0 && s.charCodeAt(n) !== s.charCodeAt(k)) k = border[k] as number;
+    border[n + 1] = k + 1;
+  }
+  return border;
+}
+
+/**
+ * Every start of s in text, overlapping ones included, in one pass over text (Knuth-Morris-Pratt). indexOf from each
+ * match + 1 compared up to s.length characters at every position of a repetitive output (a value "abab…" and output
+ * "abab…"): 10 MB of such output took the runner 50 s, blocking its event loop.
+ */
+function occurrencesOf(s: string, border: Int32Array, text: string, found: (start: number) => void): void {
+  for (let i = 0, k = 0; i < text.length; i++) {
+    while (k >= 0 && text.charCodeAt(i) !== s.charCodeAt(k)) k = border[k] as number;
+    k++;
+    if (k === s.length) {
+      found(i - s.length + 1);
+      k = border[k] as number;
+    }
   }
 }
