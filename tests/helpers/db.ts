@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { Client } from "pg";
 import { createPrisma, type Operation, type Prisma, type PrismaClient } from "@runbridge/db";
 import { waitFor } from "./processes";
 import { testDatabaseUrl } from "./env";
@@ -77,4 +79,27 @@ export async function terminateOwnBackend(tx: Pick<PrismaClient, "$queryRaw">): 
   const [row] = await tx.$queryRaw<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`;
   const [killed] = await testPrisma().$queryRaw<Array<{ ok: boolean }>>`SELECT pg_terminate_backend(${row?.pid}::int) AS ok`;
   return killed?.ok === true;
+}
+
+/**
+ * A database of the test's own beside the test database (named `rbmig_…`, so a leftover is easy to
+ * tell), for tests that break its migration history. Not migrated; `drop()` ends its sessions too.
+ */
+export async function scratchDatabase(label: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `rbmig_${label}_${randomBytes(4).toString("hex")}`;
+  const onServer = async (sql: string) => {
+    const admin = new URL(testDatabaseUrl());
+    admin.pathname = "/postgres";
+    const client = new Client({ connectionString: admin.toString() });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await onServer(`CREATE DATABASE "${name}"`);
+  const url = new URL(testDatabaseUrl());
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => onServer(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
 }

@@ -8,13 +8,18 @@ ${CLIENT_USAGE}
 Administration (talks to PostgreSQL; needs DATABASE_URL):
   runbridge bootstrap --tenant NAME   create a tenant and its first general API key;
                                       prints {"tenant_id": "...", "api_key": "..."}
+  runbridge migrations rolled-back NAME
+                                      mark the failed migration NAME rolled back, so
+                                      that migrate applies it again (--help for more)
 `;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "bootstrap":
-      return runBootstrap(rest);
+      return runAdmin(async () => (await import("./commands/bootstrap")).bootstrap, rest);
+    case "migrations":
+      return runAdmin(async () => (await import("./commands/migrations")).migrationsCommand, rest);
     case undefined:
     case "help":
     case "--help":
@@ -26,13 +31,14 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * Loaded only for bootstrap: the database client and the services' shared code take most of a second
- * to load (0.6 s of CPU on a slow host), which every API command — one per CI step — paid at start.
+ * Loaded only for the administration commands: the database client and the services' shared code take
+ * most of a second to load (0.6 s of CPU on a slow host), which every API command — one per CI step —
+ * paid at start.
  */
-async function runBootstrap(args: string[]): Promise<number> {
-  const [{ bootstrap }, { ConfigError }] = await Promise.all([import("./commands/bootstrap"), import("@runbridge/common")]);
+async function runAdmin(load: () => Promise<(args: string[]) => Promise<number>>, args: string[]): Promise<number> {
+  const [command, { ConfigError }] = await Promise.all([load(), import("@runbridge/common")]);
   try {
-    return await bootstrap(args);
+    return await command(args);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);
